@@ -1,0 +1,23 @@
+// The CLI's subcommands. Each registers itself on the app and runs when chosen.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace chimera::cli {
+
+// Exit codes shared by every subcommand.
+enum Exit : int {
+  kOk = 0,
+  kFailed = 1,  // the operation failed (the request, the server, the file)
+  kUsage = 2,   // the command line was wrong
+  kInterrupted = 130,
+};
+
+// Each returns the function that runs the subcommand once parsed.
+std::function<int()> add_generate(CLI::App& app);
+std::function<int()> add_endpoints(CLI::App& app);
+std::function<int()> add_model(CLI::App& app);
+
+}  // namespace chimera::cli

@@ -1,0 +1,287 @@
+// `chimeraforge generate`: one request, streamed, then its figures.
+#include "commands.hpp"
+
+#include <chimera/backends/backend.hpp>
+#include <chimera/metrics/figures.hpp>
+
+#include <boost/json/parse.hpp>
+#include <fmt/format.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <future>
+#include <sstream>
+
+namespace chimera::cli {
+
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+extern "C" void on_sigint(int) { g_interrupted.store(true); }
+
+struct GenerateArgs {
+  std::string endpoint;
+  std::string backend = "auto";
+  std::string model;
+  std::string prompt;
+  std::string messages_file;
+  std::string system;
+  std::string api = "chat";
+  std::optional<int> num_ctx, num_gpu, num_predict, num_thread, top_k, slot;
+  std::optional<double> temperature, top_p, min_p, repeat_penalty;
+  std::optional<int64_t> seed;
+  std::vector<std::string> stop;
+  std::optional<std::string> keep_alive, format;
+  bool cache_prompt = false;
+  bool no_stream = false;
+  bool json = false;
+  bool quiet = false;
+  int64_t connect_timeout_ms = 5'000;
+  int64_t first_token_timeout_ms = 120'000;
+  int64_t idle_timeout_ms = 30'000;
+  int64_t total_timeout_ms = 900'000;
+};
+
+// Reads chat messages: a JSON array of {role, content} objects, or {"messages": [...]}.
+bool read_messages(const std::string& path, std::vector<Message>& out, std::string& error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = fmt::format("cannot read messages file '{}': {}", path, std::strerror(errno));
+    return false;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  boost::system::error_code ec;
+  auto v = boost::json::parse(text, ec);
+  if (ec) {
+    error = fmt::format("messages file '{}' is not valid JSON: {}", path, ec.message());
+    return false;
+  }
+  const boost::json::array* arr = v.if_array();
+  if (arr == nullptr && v.is_object()) {
+    if (const auto* m = v.get_object().if_contains("messages")) arr = m->if_array();
+  }
+  if (arr == nullptr) {
+    error = fmt::format("messages file '{}': expected a JSON array of {{\"role\", \"content\"}} "
+                        "objects, or an object with a \"messages\" array",
+                        path);
+    return false;
+  }
+  for (std::size_t i = 0; i < arr->size(); ++i) {
+    const auto* o = (*arr)[i].if_object();
+    const boost::json::value* role = o ? o->if_contains("role") : nullptr;
+    const boost::json::value* content = o ? o->if_contains("content") : nullptr;
+    if (!role || !role->is_string() || !content || !content->is_string()) {
+      error = fmt::format("messages file '{}': message {} needs string fields \"role\" and "
+                          "\"content\"",
+                          path, i);
+      return false;
+    }
+    out.push_back({std::string(role->get_string()), std::string(content->get_string()), {}, {},
+                   {}});
+  }
+  if (out.empty()) {
+    error = fmt::format("messages file '{}' holds no messages", path);
+    return false;
+  }
+  return true;
+}
+
+int run_generate(const GenerateArgs& a) {
+  Runtime& rt = Runtime::shared();
+  EndpointConfig cfg;
+  cfg.url = a.endpoint;
+  cfg.timeouts = {a.connect_timeout_ms, a.first_token_timeout_ms, a.idle_timeout_ms,
+                  a.total_timeout_ms};
+  if (const char* key = std::getenv("CHIMERA_API_KEY")) cfg.api_key = key;
+  if (a.backend == "ollama") {
+    cfg.kind = BackendKind::ollama;
+  } else if (a.backend == "openai") {
+    cfg.kind = BackendKind::openai;
+  } else {
+    auto d = detect_backend(a.endpoint, rt, a.connect_timeout_ms);
+    if (d.error) {
+      fmt::print(stderr, "chimeraforge generate: {}\n", d.error.message);
+      return d.error.kind == ErrorKind::bad_request ? kUsage : kFailed;
+    }
+    cfg.kind = d.kind;
+  }
+  std::unique_ptr<Backend> backend;
+  try {
+    backend = make_backend(cfg, rt);
+  } catch (const std::invalid_argument& e) {
+    fmt::print(stderr, "chimeraforge generate: {}\n", e.what());
+    return kUsage;
+  }
+  if (cfg.kind == BackendKind::openai && !a.quiet &&
+      (a.num_ctx || a.num_gpu || a.num_thread || a.keep_alive)) {
+    fmt::print(stderr,
+               "note: --num-ctx, --num-gpu, --num-thread and --keep-alive are server settings for "
+               "OpenAI-compatible servers (llama-server -c/-ngl/-t) and are not sent\n");
+  }
+
+  Request req;
+  req.model = a.model;
+  req.kind = a.api == "completion" ? RequestKind::completion : RequestKind::chat;
+  if (req.kind == RequestKind::chat) {
+    if (!a.messages_file.empty()) {
+      std::string error;
+      if (!read_messages(a.messages_file, req.messages, error)) {
+        fmt::print(stderr, "chimeraforge generate: {}\n", error);
+        return kUsage;
+      }
+    }
+    if (!a.system.empty()) {
+      req.messages.insert(req.messages.begin(), Message{"system", a.system, {}, {}, {}});
+    }
+    if (!a.prompt.empty()) req.messages.push_back({"user", a.prompt, {}, {}, {}});
+  } else {
+    req.prompt = a.prompt;
+    req.system = a.system;
+  }
+  req.stream = !a.no_stream;
+  Options& o = req.options;
+  o.num_ctx = a.num_ctx;
+  o.num_gpu = a.num_gpu;
+  o.num_predict = a.num_predict;
+  o.num_thread = a.num_thread;
+  o.top_k = a.top_k;
+  o.top_p = a.top_p;
+  o.min_p = a.min_p;
+  o.temperature = a.temperature;
+  o.repeat_penalty = a.repeat_penalty;
+  o.seed = a.seed;
+  o.stop = a.stop;
+  req.keep_alive = a.keep_alive;
+  req.format_json = a.format;
+  req.slot_id = a.slot;
+  if (a.cache_prompt) req.cache_prompt = true;
+
+  const bool print_tokens = !a.json && !a.quiet;
+  std::promise<Completion> done;
+  auto fut = done.get_future();
+  bool in_thinking = false;
+  auto handle = backend->start(
+      std::move(req),
+      [&](const TokenEvent& t) {
+        if (!print_tokens) return true;
+        if (!t.thinking.empty()) {
+          if (!in_thinking) std::fputs("[thinking] ", stdout);
+          in_thinking = true;
+          std::fwrite(t.thinking.data(), 1, t.thinking.size(), stdout);
+        }
+        if (!t.text.empty()) {
+          if (in_thinking) std::fputs("\n[answer] ", stdout);
+          in_thinking = false;
+          std::fwrite(t.text.data(), 1, t.text.size(), stdout);
+        }
+        if (t.tool_call != nullptr) {
+          fmt::print("\n[tool call] {} {}", t.tool_call->name, t.tool_call->arguments_json);
+        }
+        std::fflush(stdout);
+        return true;
+      },
+      [&done](Completion c) { done.set_value(std::move(c)); });
+
+  auto previous = std::signal(SIGINT, on_sigint);
+  while (fut.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+    if (g_interrupted.load()) handle->cancel();
+  }
+  std::signal(SIGINT, previous);
+  Completion c = fut.get();
+
+  if (a.json) {
+    fmt::print("{}\n", metrics::completion_json(c, to_string(cfg.kind)));
+  } else {
+    if (print_tokens) fmt::print("\n");
+    std::fflush(stdout);
+    fmt::print(stderr, "{}\n", metrics::figures_line(c));
+  }
+  if (c.error) {
+    fmt::print(stderr, "chimeraforge generate: {}\n", c.error.message);
+    return c.error.kind == ErrorKind::cancelled && g_interrupted.load() ? kInterrupted : kFailed;
+  }
+  return kOk;
+}
+
+}  // namespace
+
+std::function<int()> add_generate(CLI::App& app) {
+  auto a = std::make_shared<GenerateArgs>();
+  auto* cmd = app.add_subcommand(
+      "generate",
+      "Send one request to an endpoint, print tokens as they arrive, then one line of figures.\n"
+      "Options are named after Ollama's; unset ones are not sent, so the server's defaults "
+      "apply.\n\n"
+      "Examples:\n"
+      "  chimeraforge generate --endpoint http://127.0.0.1:11434 --model llama3.2:1b "
+      "--prompt 'Hi'\n"
+      "  chimeraforge generate --endpoint http://127.0.0.1:8080 --backend openai --prompt hi "
+      "--num-predict 64 --json");
+  if (const char* env = std::getenv("CHIMERA_ENDPOINT")) a->endpoint = env;
+  cmd->add_option("--endpoint,-e", a->endpoint,
+                  "Server URL, e.g. http://127.0.0.1:11434 (default: $CHIMERA_ENDPOINT)")
+      ->required(a->endpoint.empty());
+  cmd->add_option("--backend,-b", a->backend,
+                  "API to speak: ollama, openai (llama-server, vLLM), or auto (ask the server)")
+      ->check(CLI::IsMember({"auto", "ollama", "openai"}))
+      ->capture_default_str();
+  cmd->add_option("--model,-m", a->model, "Model name (Ollama needs one; llama-server ignores it)");
+  cmd->add_option("--prompt,-p", a->prompt, "The user's message (or the raw prompt with --api completion)");
+  cmd->add_option("--messages", a->messages_file,
+                  "JSON file with chat messages: [{\"role\": \"user\", \"content\": \"...\"}]")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--system", a->system, "System prompt");
+  cmd->add_option("--api", a->api,
+                  "chat (/api/chat, /v1/chat/completions) or completion (/api/generate, "
+                  "/v1/completions)")
+      ->check(CLI::IsMember({"chat", "completion"}))
+      ->capture_default_str();
+  cmd->add_option("--num-ctx", a->num_ctx, "Context window in tokens (Ollama)");
+  cmd->add_option("--num-gpu", a->num_gpu, "Layers to offload to the GPU (Ollama)");
+  cmd->add_option("--num-predict,-n", a->num_predict, "Most tokens to generate");
+  cmd->add_option("--num-thread", a->num_thread, "CPU threads (Ollama)");
+  cmd->add_option("--temperature", a->temperature, "Sampling temperature")
+      ->check(CLI::Range(0.0, 100.0));
+  cmd->add_option("--top-p", a->top_p, "Nucleus sampling")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--top-k", a->top_k, "Top-k sampling")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--min-p", a->min_p, "Min-p sampling")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--repeat-penalty", a->repeat_penalty, "Repetition penalty");
+  cmd->add_option("--seed", a->seed, "Sampling seed");
+  cmd->add_option("--stop", a->stop, "Stop string (repeat for several)");
+  cmd->add_option("--keep-alive", a->keep_alive, "How long Ollama keeps the model loaded: 5m, 0, -1");
+  cmd->add_option("--format", a->format, "Structured output: a JSON schema (JSON text) or 'json'");
+  cmd->add_option("--slot", a->slot, "llama-server: the slot to use (id_slot)");
+  cmd->add_flag("--cache-prompt", a->cache_prompt, "llama-server: reuse the slot's cached prompt");
+  cmd->add_flag("--no-stream", a->no_stream, "Ask for one response at the end instead of a stream");
+  cmd->add_flag("--json", a->json,
+                "Print one JSON object (text and the METRICS.md figures) instead of the stream");
+  cmd->add_flag("--quiet,-q", a->quiet, "Print only the figures line");
+  cmd->add_option("--connect-timeout", a->connect_timeout_ms, "Connect timeout, ms")
+      ->capture_default_str();
+  cmd->add_option("--first-token-timeout", a->first_token_timeout_ms,
+                  "Timeout from sending to the first token, ms")
+      ->capture_default_str();
+  cmd->add_option("--idle-timeout", a->idle_timeout_ms, "Timeout between tokens, ms")
+      ->capture_default_str();
+  cmd->add_option("--total-timeout", a->total_timeout_ms, "Timeout for the whole request, ms")
+      ->capture_default_str();
+  return [a, cmd]() -> int {
+    if (a->prompt.empty() && a->messages_file.empty()) {
+      fmt::print(stderr,
+                 "chimeraforge generate: give --prompt TEXT or --messages FILE\n\n{}",
+                 cmd->help());
+      return kUsage;
+    }
+    if (a->api == "completion" && !a->messages_file.empty()) {
+      fmt::print(stderr, "chimeraforge generate: --messages needs --api chat\n");
+      return kUsage;
+    }
+    return run_generate(*a);
+  };
+}
+
+}  // namespace chimera::cli

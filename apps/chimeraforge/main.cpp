@@ -1,0 +1,37 @@
+// chimeraforge: the command-line front end of the engine.
+#include "commands.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "chimeraforge: run LLM agents as fast as the hardware allows.\n\n"
+      "Talks to Ollama and OpenAI-compatible servers (llama-server, vLLM), streams tokens, and\n"
+      "measures every request the same way (see docs/metrics.md).\n\n"
+      "Examples:\n"
+      "  chimeraforge model synth --preset tiny --out tiny.gguf\n"
+      "  chimeraforge generate --endpoint http://127.0.0.1:8080 --backend openai --prompt hi\n"
+      "  chimeraforge endpoints check http://127.0.0.1:11434 http://127.0.0.1:8080\n",
+      "chimeraforge"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "chimeraforge 0.1.0");
+  auto run_generate = chimera::cli::add_generate(app);
+  auto run_endpoints = chimera::cli::add_endpoints(app);
+  auto run_model = chimera::cli::add_model(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (app.got_subcommand("generate")) return run_generate();
+    if (app.got_subcommand("endpoints")) return run_endpoints();
+    if (app.got_subcommand("model")) return run_model();
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "chimeraforge: {}\n", e.what());
+    return chimera::cli::kFailed;
+  }
+  return chimera::cli::kUsage;
+}

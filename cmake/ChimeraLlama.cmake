@@ -1,0 +1,170 @@
+# llama.cpp as a dependency.
+#
+# 1. An installed llama.cpp wins: find_package(llama CONFIG), plus llama-server on PATH or in
+#    LLAMA_SERVER_EXECUTABLE.
+# 2. Otherwise the pinned source is taken from the npm package node-llama-cpp@3.21.1, which ships
+#    llama.cpp 0.4.0 (commit 80fb11a) as a git bundle. The tarball's SHA-512 is checked against
+#    the registry's integrity hash before anything is unpacked.
+#
+# The pinned build happens once, at configure time, into a cache outside the build tree
+# (CHIMERA_CACHE_DIR, default ~/.cache/chimeraforge), keyed by commit and build flags, so a new
+# build tree, a `rm -rf build` or another preset reuses it instead of paying ~10 minutes again.
+#
+# Results: target `chimera::llama` (llama + ggml, static) and CHIMERA_LLAMA_SERVER (path to
+# the llama-server binary that tests and `endpoints up` start).
+
+set(CHIMERA_LLAMA_NPM_PACKAGE "node-llama-cpp@3.21.1")
+set(CHIMERA_LLAMA_NPM_SHA512
+    "13737412fd956b4c33c9dbd7605c0cf47bf2a34ecfa168edf13ffd18c738dc2bedf18915fcd53fb5852010c0b582b4cfbf6a3d3d18d08b41b759be4ffdac2232")
+set(CHIMERA_LLAMA_COMMIT "80fb11a")
+
+set(CHIMERA_CACHE_DIR "$ENV{HOME}/.cache/chimeraforge" CACHE PATH
+    "Where pinned third-party builds (llama.cpp) are cached across build trees")
+option(CHIMERA_LLAMA_CUDA "Build the pinned llama.cpp with CUDA (sm_90)" OFF)
+option(CHIMERA_USE_SYSTEM_LLAMA "Prefer an installed llama.cpp when CMake finds one" ON)
+
+function(_chimera_run)
+  cmake_parse_arguments(R "" "WORKING_DIRECTORY;WHAT" "COMMAND" ${ARGN})
+  message(STATUS "llama.cpp: ${R_WHAT}")
+  execute_process(COMMAND ${R_COMMAND}
+                  WORKING_DIRECTORY "${R_WORKING_DIRECTORY}"
+                  RESULT_VARIABLE rc
+                  OUTPUT_VARIABLE out ERROR_VARIABLE out)
+  if(NOT rc EQUAL 0)
+    string(LENGTH "${out}" len)
+    if(len GREATER 6000)
+      math(EXPR start "${len} - 6000")
+      string(SUBSTRING "${out}" ${start} 6000 out)
+    endif()
+    message(FATAL_ERROR "llama.cpp: ${R_WHAT} failed (exit ${rc}):\n${out}")
+  endif()
+endfunction()
+
+# Fetches and verifies the pinned source into ${CHIMERA_CACHE_DIR}/llama.cpp-<commit>-src.
+# Also used with an installed llama.cpp: `model synth` needs the source's tokenizer vocabularies.
+function(chimera_fetch_pinned_llama out_src)
+  set(root "${CHIMERA_CACHE_DIR}/llama.cpp-${CHIMERA_LLAMA_COMMIT}-src")
+  set(src "${root}/src")
+  set(${out_src} "${src}" PARENT_SCOPE)
+  if(EXISTS "${root}/.chimera-complete")
+    return()
+  endif()
+  file(MAKE_DIRECTORY "${root}")
+  set(tgz "${root}/node-llama-cpp-3.21.1.tgz")
+  if(EXISTS "${tgz}")
+    file(SHA512 "${tgz}" have)
+    if(NOT have STREQUAL CHIMERA_LLAMA_NPM_SHA512)
+      file(REMOVE "${tgz}")
+    endif()
+  endif()
+  if(NOT EXISTS "${tgz}")
+    find_program(NPM_EXECUTABLE npm)
+    if(NOT NPM_EXECUTABLE)
+      message(FATAL_ERROR "llama.cpp: npm is needed to fetch the pinned llama.cpp source; run scripts/setup.sh")
+    endif()
+    _chimera_run(WHAT "fetching ${CHIMERA_LLAMA_NPM_PACKAGE} from the npm registry"
+                 WORKING_DIRECTORY "${root}"
+                 COMMAND "${NPM_EXECUTABLE}" pack "${CHIMERA_LLAMA_NPM_PACKAGE}" --silent)
+  endif()
+  file(SHA512 "${tgz}" have)
+  if(NOT have STREQUAL CHIMERA_LLAMA_NPM_SHA512)
+    file(REMOVE "${tgz}")
+    message(FATAL_ERROR "llama.cpp: ${tgz} fails its integrity check\n"
+                        "  expected sha512 ${CHIMERA_LLAMA_NPM_SHA512}\n  got      ${have}")
+  endif()
+  file(REMOVE_RECURSE "${root}/unpack" "${src}")
+  file(MAKE_DIRECTORY "${root}/unpack")
+  _chimera_run(WHAT "unpacking the git bundle" WORKING_DIRECTORY "${root}/unpack"
+               COMMAND ${CMAKE_COMMAND} -E tar xzf "${tgz}" package/llama/gitRelease.bundle)
+  find_package(Git REQUIRED)
+  _chimera_run(WHAT "cloning llama.cpp ${CHIMERA_LLAMA_COMMIT} from the bundle"
+               WORKING_DIRECTORY "${root}"
+               COMMAND "${GIT_EXECUTABLE}" -c advice.detachedHead=false clone -q
+                       "${root}/unpack/package/llama/gitRelease.bundle" "${src}")
+  file(REMOVE_RECURSE "${root}/unpack")
+  file(TOUCH "${root}/.chimera-complete")
+endfunction()
+
+function(chimera_build_pinned_llama out_prefix src)
+  set(flags "static")
+  if(CHIMERA_LLAMA_CUDA)
+    string(APPEND flags "-cuda90")
+  endif()
+  set(root "${CHIMERA_CACHE_DIR}/llama.cpp-${CHIMERA_LLAMA_COMMIT}-${flags}")
+  set(prefix "${root}/install")
+  set(stamp "${prefix}/.chimera-complete")
+  set(${out_prefix} "${prefix}" PARENT_SCOPE)
+  if(EXISTS "${stamp}")
+    message(STATUS "llama.cpp: using cached build in ${prefix}")
+    return()
+  endif()
+  file(MAKE_DIRECTORY "${root}")
+  # A build tree left by an interrupted build of another source tree cannot be reconfigured.
+  if(EXISTS "${root}/build/CMakeCache.txt")
+    file(STRINGS "${root}/build/CMakeCache.txt" home REGEX "^CMAKE_HOME_DIRECTORY:INTERNAL=")
+    if(NOT home STREQUAL "CMAKE_HOME_DIRECTORY:INTERNAL=${src}")
+      file(REMOVE_RECURSE "${root}/build")
+    endif()
+  endif()
+
+  set(args
+    -DCMAKE_BUILD_TYPE=Release
+    -DBUILD_SHARED_LIBS=OFF
+    -DCMAKE_POSITION_INDEPENDENT_CODE=ON
+    -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF
+    -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_TOOLS_INSTALL=OFF
+    -DLLAMA_BUILD_COMMON=ON
+    "-DCMAKE_INSTALL_PREFIX=${prefix}")
+  if(CHIMERA_LLAMA_CUDA)
+    list(APPEND args -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_CUDA_FA_ALL_QUANTS=OFF
+                     -DGGML_NATIVE=OFF)
+  endif()
+  find_program(NINJA_EXECUTABLE ninja)
+  if(NINJA_EXECUTABLE)
+    list(APPEND args -G Ninja)
+  endif()
+  cmake_host_system_information(RESULT ncpu QUERY NUMBER_OF_LOGICAL_CORES)
+  _chimera_run(WHAT "configuring (first build only; cached in ${root})"
+               WORKING_DIRECTORY "${root}"
+               COMMAND ${CMAKE_COMMAND} -S "${src}" -B "${root}/build" ${args})
+  _chimera_run(WHAT "building llama, ggml and llama-server on ${ncpu} cores (about 10 minutes on 2 cores; once)"
+               WORKING_DIRECTORY "${root}"
+               COMMAND ${CMAKE_COMMAND} --build "${root}/build" --parallel ${ncpu}
+                       --target llama llama-common llama-server)
+  _chimera_run(WHAT "installing into ${prefix}" WORKING_DIRECTORY "${root}"
+               COMMAND ${CMAKE_COMMAND} --install "${root}/build")
+  # llama.cpp installs llama-common's library but not its headers; the in-process engine uses
+  # its sampler and grammar helpers, so keep them beside the install.
+  file(GLOB common_headers "${src}/common/*.h")
+  file(COPY ${common_headers} DESTINATION "${prefix}/include/llama-common")
+  file(TOUCH "${stamp}")
+endfunction()
+
+set(_chimera_llama_found FALSE)
+if(CHIMERA_USE_SYSTEM_LLAMA)
+  find_package(llama CONFIG QUIET)
+  if(llama_FOUND)
+    find_program(CHIMERA_LLAMA_SERVER llama-server)
+    if(CHIMERA_LLAMA_SERVER)
+      message(STATUS "llama.cpp: using the installed one (${llama_DIR}), server ${CHIMERA_LLAMA_SERVER}")
+      set(_chimera_llama_found TRUE)
+    else()
+      message(STATUS "llama.cpp: an installed library was found but no llama-server; building the pinned one")
+    endif()
+  endif()
+endif()
+
+chimera_fetch_pinned_llama(CHIMERA_LLAMA_SOURCE_DIR)
+set(CHIMERA_VOCAB_DIR "${CHIMERA_LLAMA_SOURCE_DIR}/models")
+
+if(NOT _chimera_llama_found)
+  chimera_build_pinned_llama(_prefix "${CHIMERA_LLAMA_SOURCE_DIR}")
+  find_package(llama CONFIG REQUIRED PATHS "${_prefix}" NO_DEFAULT_PATH)
+  set(CHIMERA_LLAMA_SERVER "${_prefix}/bin/llama-server" CACHE FILEPATH "llama-server binary" FORCE)
+  set(CHIMERA_LLAMA_PREFIX "${_prefix}")
+endif()
+
+add_library(chimera_llama INTERFACE)
+target_link_libraries(chimera_llama INTERFACE llama)
+add_library(chimera::llama ALIAS chimera_llama)

@@ -1,0 +1,126 @@
+// One interface for every inference backend: Ollama's API, OpenAI-compatible servers
+// (llama-server, vLLM, ...) and, later, llama.cpp in-process.
+//
+// A request goes in; token events stream to `on_token` as they arrive; a Completion comes out
+// through `on_done`, exactly once, whatever happened (success, error, cancellation). An agent
+// never needs to know which backend it runs on.
+//
+// Threading: callbacks run on the backend's Runtime threads, never on the caller's; they must
+// not block for long (every stream on the same thread waits) and must not throw. `on_token`
+// returns false to cancel the request.
+//
+// Cancellation: RequestHandle::cancel() may be called from any thread at any moment. When it
+// returns, `on_token` will not be called again for that request; `on_done` then runs once with
+// ErrorKind::cancelled and the text received so far. The connection is closed, which makes
+// llama-server and Ollama stop generating and free the slot.
+//
+// Example:
+//   chimera::Runtime rt;
+//   auto backend = chimera::make_backend({.url = "http://127.0.0.1:8080",
+//                                         .kind = chimera::BackendKind::openai}, rt);
+//   chimera::Request req;
+//   req.messages = {{.role = "user", .content = "Hello"}};
+//   chimera::Completion c = backend->generate(req, [](const chimera::TokenEvent& t) {
+//     std::fwrite(t.text.data(), 1, t.text.size(), stdout);
+//     return true;
+//   });
+//   if (!c.ok()) std::fprintf(stderr, "%s\n", c.error.message.c_str());
+#pragma once
+
+#include <chimera/core/request.hpp>
+#include <chimera/core/runtime.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace chimera {
+
+enum class BackendKind {
+  ollama,  // Ollama's native API: /api/chat, /api/generate (NDJSON streams)
+  openai,  // OpenAI-compatible: /v1/chat/completions, /v1/completions (SSE streams)
+  llama,   // llama.cpp in-process
+};
+const char* to_string(BackendKind k);
+
+// Timeouts, in milliseconds. 0 disables one.
+struct Timeouts {
+  int64_t connect_ms = 5'000;        // TCP connect
+  int64_t first_token_ms = 120'000;  // from sending the request to the first token
+  int64_t idle_ms = 30'000;          // between two reads once tokens flow
+  int64_t total_ms = 900'000;        // the whole request
+};
+
+struct Limits {
+  std::size_t max_record_bytes = 1 << 20;    // one NDJSON line or SSE event
+  std::size_t max_body_bytes = 256u << 20;   // a whole response body
+  std::size_t max_idle_connections = 16;     // kept open per endpoint for reuse
+};
+
+struct EndpointConfig {
+  std::string url;                  // e.g. "http://127.0.0.1:11434" (a path prefix is kept)
+  BackendKind kind = BackendKind::openai;
+  Timeouts timeouts;
+  Limits limits;
+  std::string api_key;              // sent as "Authorization: Bearer ..." when set
+};
+
+using TokenCallback = std::function<bool(const TokenEvent&)>;
+using DoneCallback = std::function<void(Completion)>;
+
+// A request in flight.
+class RequestHandle {
+ public:
+  virtual ~RequestHandle() = default;
+  // Cancels the request (see the header comment). Idempotent; thread-safe.
+  virtual void cancel() = 0;
+  // Blocks until on_done has run and returns the Completion it was given.
+  // Must not be called from a Runtime thread.
+  virtual Completion wait() = 0;
+};
+
+// What an endpoint says about itself (`chimeraforge endpoints check`).
+struct EndpointInfo {
+  std::string url;
+  bool healthy = false;
+  BackendKind kind = BackendKind::openai;
+  std::string server;               // "ollama", "llama-server", or what the server calls itself
+  std::string version;              // when the server tells it
+  std::vector<std::string> models;  // models it serves
+  std::string detail;               // health detail or the error, in words
+  int64_t latency_ns = 0;           // round trip of the health check
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual BackendKind kind() const = 0;
+  virtual const std::string& endpoint() const = 0;
+
+  // Starts a request and returns at once.
+  virtual std::shared_ptr<RequestHandle> start(Request request, TokenCallback on_token,
+                                               DoneCallback on_done) = 0;
+
+  // Health, version and models. Blocks; never throws.
+  virtual EndpointInfo check() = 0;
+
+  // Runs a request to the end and returns its Completion. Blocks the calling thread, which must
+  // not be a Runtime thread.
+  Completion generate(Request request, TokenCallback on_token = {});
+};
+
+// Makes the backend for an endpoint. Throws std::invalid_argument with a clear message when the
+// URL is not usable (the only error found before any I/O).
+std::unique_ptr<Backend> make_backend(const EndpointConfig& config, Runtime& runtime);
+
+// Asks the server which API it speaks: Ollama answers /api/version, OpenAI-compatible servers
+// answer /v1/models. Returns the kind, or an Error naming what was tried.
+struct DetectResult {
+  BackendKind kind = BackendKind::openai;
+  Error error;
+};
+DetectResult detect_backend(const std::string& url, Runtime& runtime, int64_t timeout_ms = 5'000);
+
+}  // namespace chimera

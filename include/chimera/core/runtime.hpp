@@ -1,0 +1,35 @@
+// The threads that run I/O for backends.
+//
+// A Runtime owns an event loop and the threads that drive it. Every HTTP backend made on it runs
+// its requests there as coroutines; many concurrent requests share these threads. One thread is
+// the default and is what a latency-sensitive single process wants; more threads help when
+// thousands of streams are in flight.
+//
+// Thread safety: all members are thread-safe. Destroying a Runtime stops its threads after the
+// work queued on it has been abandoned: destroy backends first.
+#pragma once
+
+#include <memory>
+
+namespace chimera {
+
+class Runtime {
+ public:
+  explicit Runtime(int threads = 1);
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  int threads() const;
+
+  // A process-wide runtime with one thread, started on first use.
+  static Runtime& shared();
+
+  struct Impl;
+  Impl& impl() { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace chimera

@@ -1,0 +1,24 @@
+// Per-request figures as people and programs read them (METRICS.md names, one definition).
+//
+// figures_line() is the one-line summary the CLI prints after a stream; completion_json() is
+// the machine-readable form: the METRICS.md figure names as keys, times in milliseconds, and
+// for each figure its source ("measured", "server" or "derived") under "sources".
+#pragma once
+
+#include <chimera/core/request.hpp>
+
+#include <string>
+#include <vector>
+
+namespace chimera::metrics {
+
+// Nearest-rank percentile (p in [0, 100]) of `values`; 0 when empty. Copies and sorts.
+double percentile(std::vector<double> values, double p);
+
+std::string figures_line(const Completion& c);
+
+// One JSON object: text, thinking, tool_calls, finish_reason, model, endpoint, backend, error,
+// and the figures. `backend` is the backend's name ("ollama", "openai", ...).
+std::string completion_json(const Completion& c, const std::string& backend);
+
+}  // namespace chimera::metrics

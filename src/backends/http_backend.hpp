@@ -1,0 +1,79 @@
+// What the Ollama and OpenAI-compatible backends share (private to the library): a request
+// coroutine on the endpoint's strand, cancellation, callbacks, deadlines and the METRICS.md
+// figures. A protocol supplies two things: how a Request becomes an HTTP request, and a
+// StreamDecoder that turns response bytes into tokens and the final statistics.
+#pragma once
+
+#include "http/client.hpp"
+
+#include <chimera/backends/backend.hpp>
+
+#include <boost/json/value.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace chimera::backends {
+
+// Hands decoded output to the caller and records the figures. Used by decoders.
+class Emitter {
+ public:
+  virtual ~Emitter() = default;
+  // Delivers a token-bearing chunk. Returns false when the request was cancelled.
+  virtual bool token(std::string_view text, std::string_view thinking,
+                     const ToolCall* tool_call) = 0;
+  Completion& completion() { return completion_; }
+
+ protected:
+  Completion completion_;
+};
+
+class StreamDecoder {
+ public:
+  virtual ~StreamDecoder() = default;
+  // Body bytes as they arrive. Returns false to stop reading: an error was recorded in
+  // completion().error, or the caller cancelled.
+  virtual bool on_bytes(std::string_view bytes, Emitter& out) = 0;
+  // The body ended normally. Checks that the final record arrived; sets error if not.
+  virtual void on_end(Emitter& out) = 0;
+};
+
+// Shared helpers for decoders.
+std::string json_excerpt(std::string_view text, std::size_t max = 200);
+// The message inside a server's error JSON ({"error": "..."} or {"error": {"message": ...}}),
+// or the text itself when it is not JSON.
+std::string error_message_from_body(std::string_view body);
+std::optional<int64_t> get_int(const boost::json::object& o, std::string_view key);
+std::optional<double> get_double(const boost::json::object& o, std::string_view key);
+std::string get_string(const boost::json::object& o, std::string_view key);
+
+class HttpBackend : public Backend {
+ public:
+  HttpBackend(const EndpointConfig& config, Runtime& runtime, http::EndpointUrl url);
+  ~HttpBackend() override;
+
+  BackendKind kind() const override { return kind_; }
+  const std::string& endpoint() const override { return endpoint_->url().url; }
+  std::shared_ptr<RequestHandle> start(Request request, TokenCallback on_token,
+                                       DoneCallback on_done) override;
+
+  http::HttpEndpoint& http_endpoint() { return *endpoint_; }
+
+  // Runs a short request to completion from a non-runtime thread (for check()).
+  http::HttpResult fetch_blocking(const http::HttpRequest& request, std::string& body,
+                                  int64_t timeout_ms);
+
+ protected:
+  // Builds the HTTP request. Returns false with `error` set when the Request cannot be sent.
+  virtual bool build(const Request& request, http::HttpRequest& out, std::string& error) = 0;
+  virtual std::unique_ptr<StreamDecoder> make_decoder(const Request& request) = 0;
+
+  BackendKind kind_ = BackendKind::openai;
+  std::shared_ptr<http::HttpEndpoint> endpoint_;
+};
+
+}  // namespace chimera::backends

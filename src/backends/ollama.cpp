@@ -1,0 +1,334 @@
+// Ollama's native API: /api/chat and /api/generate, NDJSON streams.
+// Reference: Ollama's docs/api.md. Every option an agent sets goes under "options"; the final
+// record (done: true) carries the statistics, durations in nanoseconds.
+#include "backends/ollama.hpp"
+
+#include "backends/request_json.hpp"
+#include "http/client.hpp"
+
+#include <chimera/http/framing.hpp>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <fmt/format.h>
+
+namespace chimera::backends {
+
+namespace json = boost::json;
+namespace bhttp = boost::beast::http;
+
+namespace {
+
+json::object ollama_options(const Options& o) {
+  json::object opts;
+  if (o.num_ctx) opts["num_ctx"] = *o.num_ctx;
+  if (o.num_gpu) opts["num_gpu"] = *o.num_gpu;
+  if (o.num_predict) opts["num_predict"] = *o.num_predict;
+  if (o.num_thread) opts["num_thread"] = *o.num_thread;
+  if (o.top_k) opts["top_k"] = *o.top_k;
+  if (o.top_p) opts["top_p"] = *o.top_p;
+  if (o.min_p) opts["min_p"] = *o.min_p;
+  if (o.temperature) opts["temperature"] = *o.temperature;
+  if (o.repeat_penalty) opts["repeat_penalty"] = *o.repeat_penalty;
+  if (o.seed) opts["seed"] = *o.seed;
+  if (!o.stop.empty()) {
+    json::array stop;
+    for (const auto& s : o.stop) stop.emplace_back(s);
+    opts["stop"] = std::move(stop);
+  }
+  return opts;
+}
+
+bool all_digits(std::string_view s) {
+  if (!s.empty() && s.front() == '-') s.remove_prefix(1);
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+class OllamaDecoder final : public StreamDecoder {
+ public:
+  OllamaDecoder(bool chat, bool stream, std::size_t max_record, std::string url)
+      : chat_(chat), stream_(stream), max_record_(max_record), framer_(max_record),
+        url_(std::move(url)) {}
+
+  bool on_bytes(std::string_view bytes, Emitter& out) override {
+    if (!stream_) {
+      whole_.append(bytes);
+      return true;
+    }
+    const auto status =
+        framer_.feed(bytes, [&](std::string_view line) { return handle(line, out); });
+    return check(status, out);
+  }
+
+  void on_end(Emitter& out) override {
+    if (!stream_) {
+      if (!handle(whole_, out)) return;
+    } else if (!check(framer_.finish([&](std::string_view line) { return handle(line, out); }),
+                      out)) {
+      return;
+    }
+    if (!done_seen_ && !out.completion().error) {
+      out.completion().error = {
+          ErrorKind::truncated,
+          fmt::format("{}: the stream ended without its final record (\"done\": true) after {} "
+                      "records",
+                      url_, records_)};
+    }
+  }
+
+ private:
+  bool check(http::FrameStatus status, Emitter& out) {
+    if (status == http::FrameStatus::too_long) {
+      out.completion().error = {
+          ErrorKind::protocol,
+          fmt::format("{}: a stream record exceeds the limit of {} bytes (record {})", url_,
+                      max_record_, records_ + 1)};
+      return false;
+    }
+    return status == http::FrameStatus::ok;
+  }
+
+  bool fail(Emitter& out, ErrorKind kind, std::string message) {
+    out.completion().error = {kind, std::move(message)};
+    return false;
+  }
+
+  bool handle(std::string_view line, Emitter& out) {
+    ++records_;
+    boost::system::error_code ec;
+    json::value v = json::parse(line, ec);
+    if (ec || !v.is_object()) {
+      return fail(out, ErrorKind::protocol,
+                  fmt::format("{}: record {} of the stream is not a JSON object ({}): {}", url_,
+                              records_, ec ? ec.message() : "wrong type", json_excerpt(line)));
+    }
+    const auto& o = v.get_object();
+    if (const auto* e = o.if_contains("error")) {
+      const std::string msg = e->is_string() ? std::string(e->get_string()) : json::serialize(*e);
+      return fail(out, ErrorKind::server,
+                  fmt::format("{}: Ollama reported an error{}: {}", url_,
+                              records_ > 1 ? fmt::format(" mid-stream (record {})", records_) : "",
+                              msg));
+    }
+    Completion& c = out.completion();
+    std::string_view text;
+    std::string_view thinking;
+    if (chat_) {
+      if (const auto* m = o.if_contains("message"); m && m->is_object()) {
+        const auto& msg = m->get_object();
+        if (const auto* t = msg.if_contains("content"); t && t->is_string()) text = t->get_string();
+        if (const auto* t = msg.if_contains("thinking"); t && t->is_string()) {
+          thinking = t->get_string();
+        }
+        if (const auto* tc = msg.if_contains("tool_calls"); tc && tc->is_array()) {
+          for (const auto& call : tc->get_array()) {
+            if (!call.is_object()) continue;
+            ToolCall t;
+            t.id = get_string(call.get_object(), "id");
+            if (const auto* fn = call.get_object().if_contains("function"); fn && fn->is_object()) {
+              t.name = get_string(fn->get_object(), "name");
+              if (const auto* args = fn->get_object().if_contains("arguments")) {
+                t.arguments_json = args->is_string() ? std::string(args->get_string())
+                                                     : json::serialize(*args);
+              }
+            }
+            c.tool_calls.push_back(std::move(t));
+            if (!out.token({}, {}, &c.tool_calls.back())) return false;
+          }
+        }
+      }
+    } else {
+      if (const auto* t = o.if_contains("response"); t && t->is_string()) text = t->get_string();
+      if (const auto* t = o.if_contains("thinking"); t && t->is_string()) {
+        thinking = t->get_string();
+      }
+    }
+    if (!text.empty() || !thinking.empty()) {
+      if (!out.token(text, thinking, nullptr)) return false;
+    }
+    if (const auto* m = o.if_contains("model"); m && m->is_string()) c.model = m->get_string();
+    const auto* done = o.if_contains("done");
+    if (done && done->is_bool() && done->get_bool()) {
+      done_seen_ = true;
+      ServerStats& s = c.server;
+      s.total_duration_ns = get_int(o, "total_duration");
+      s.load_duration_ns = get_int(o, "load_duration");
+      s.prompt_eval_count = get_int(o, "prompt_eval_count");
+      s.prompt_eval_duration_ns = get_int(o, "prompt_eval_duration");
+      s.eval_count = get_int(o, "eval_count");
+      s.eval_duration_ns = get_int(o, "eval_duration");
+      c.finish_raw = get_string(o, "done_reason");
+      if (!c.tool_calls.empty()) {
+        c.finish = FinishReason::tool_calls;
+      } else if (c.finish_raw == "length") {
+        c.finish = FinishReason::length;
+      } else {
+        c.finish = FinishReason::stop;
+      }
+      Figures& f = c.figures;
+      f.tokens_out = s.eval_count;
+      f.tokens_in = s.prompt_eval_count;
+      if (s.load_duration_ns || s.prompt_eval_duration_ns) {
+        f.ttft_server_ms =
+            static_cast<double>(s.load_duration_ns.value_or(0) +
+                                s.prompt_eval_duration_ns.value_or(0)) / 1e6;
+      }
+      if (s.eval_count && s.eval_duration_ns && *s.eval_duration_ns > 0) {
+        f.decode_tps_server = static_cast<double>(*s.eval_count) * 1e9 /
+                              static_cast<double>(*s.eval_duration_ns);
+      }
+    }
+    return true;
+  }
+
+  bool chat_;
+  bool stream_;
+  std::size_t max_record_;
+  http::NdjsonFramer framer_;
+  std::string url_;
+  std::string whole_;
+  bool done_seen_ = false;
+  int records_ = 0;
+};
+
+}  // namespace
+
+OllamaBackend::OllamaBackend(const EndpointConfig& config, Runtime& runtime, http::EndpointUrl url)
+    : HttpBackend(config, runtime, std::move(url)) {
+  kind_ = BackendKind::ollama;
+}
+
+bool OllamaBackend::build(const Request& r, http::HttpRequest& out, std::string& error) {
+  if (r.model.empty()) {
+    error = "Ollama needs a model name (e.g. --model llama3.2:1b); `ollama list` shows them";
+    return false;
+  }
+  json::object body;
+  body["model"] = r.model;
+  if (r.kind == RequestKind::chat) {
+    if (r.messages.empty()) {
+      error = "a chat request needs at least one message";
+      return false;
+    }
+    json::array messages;
+    for (const auto& m : r.messages) {
+      json::object jm;
+      jm["role"] = m.role;
+      jm["content"] = m.content;
+      if (!m.thinking.empty()) jm["thinking"] = m.thinking;
+      if (!m.tool_name.empty()) jm["tool_name"] = m.tool_name;
+      if (!m.tool_calls.empty()) {
+        json::array calls;
+        for (const auto& tc : m.tool_calls) {
+          json::object fn;
+          fn["name"] = tc.name;
+          boost::system::error_code ec;
+          json::value args = json::parse(tc.arguments_json.empty() ? "{}" : tc.arguments_json, ec);
+          if (ec) {
+            error = fmt::format("tool call '{}' has arguments that are not JSON: {}", tc.name,
+                                json_excerpt(tc.arguments_json));
+            return false;
+          }
+          fn["arguments"] = std::move(args);
+          calls.push_back(json::object{{"function", std::move(fn)}});
+        }
+        jm["tool_calls"] = std::move(calls);
+      }
+      messages.push_back(std::move(jm));
+    }
+    body["messages"] = std::move(messages);
+    out.path = "/api/chat";
+  } else {
+    body["prompt"] = r.prompt;
+    if (!r.system.empty()) body["system"] = r.system;
+    out.path = "/api/generate";
+  }
+  body["stream"] = r.stream;
+  auto opts = ollama_options(r.options);
+  if (!opts.empty()) body["options"] = std::move(opts);
+  if (r.keep_alive) {
+    if (all_digits(*r.keep_alive)) {
+      body["keep_alive"] = std::stoll(*r.keep_alive);
+    } else {
+      body["keep_alive"] = *r.keep_alive;
+    }
+  }
+  if (r.format_json) {
+    if (!add_json_field(body, "format", *r.format_json, "format", error, /*allow_json_word=*/true)) {
+      return false;
+    }
+  }
+  if (r.tools_json && !add_json_field(body, "tools", *r.tools_json, "tools", error, false)) {
+    return false;
+  }
+  if (r.think) body["think"] = *r.think;
+  out.method = bhttp::verb::post;
+  out.accept = "application/x-ndjson";
+  out.body = json::serialize(body);
+  return true;
+}
+
+std::unique_ptr<StreamDecoder> OllamaBackend::make_decoder(const Request& r) {
+  return std::make_unique<OllamaDecoder>(r.kind == RequestKind::chat, r.stream,
+                                         endpoint_->limits().max_record_bytes, endpoint());
+}
+
+EndpointInfo OllamaBackend::check() {
+  EndpointInfo info;
+  info.url = endpoint();
+  info.kind = BackendKind::ollama;
+  info.server = "ollama";
+  const int64_t t0 = now_ns();
+  std::string body;
+  auto r = fetch_blocking({bhttp::verb::get, "/api/version", "", "", "application/json"}, body,
+                          5'000);
+  info.latency_ns = now_ns() - t0;
+  if (r.error) {
+    info.detail = r.error.message;
+    return info;
+  }
+  if (r.status != 200) {
+    info.detail = fmt::format("/api/version answered HTTP {}", r.status);
+    return info;
+  }
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (!ec && v.is_object()) info.version = get_string(v.get_object(), "version");
+  info.healthy = true;
+  info.detail = "ok";
+
+  body.clear();
+  r = fetch_blocking({bhttp::verb::get, "/api/tags", "", "", "application/json"}, body, 5'000);
+  if (!r.error && r.status == 200) {
+    v = json::parse(body, ec);
+    if (!ec && v.is_object()) {
+      if (const auto* models = v.get_object().if_contains("models"); models && models->is_array()) {
+        for (const auto& m : models->get_array()) {
+          if (m.is_object()) info.models.push_back(get_string(m.get_object(), "name"));
+        }
+      }
+    }
+  }
+  body.clear();
+  r = fetch_blocking({bhttp::verb::get, "/api/ps", "", "", "application/json"}, body, 5'000);
+  if (!r.error && r.status == 200) {
+    v = json::parse(body, ec);
+    if (!ec && v.is_object()) {
+      if (const auto* models = v.get_object().if_contains("models"); models && models->is_array()) {
+        std::vector<std::string> loaded;
+        for (const auto& m : models->get_array()) {
+          if (m.is_object()) loaded.push_back(get_string(m.get_object(), "name"));
+        }
+        info.detail = loaded.empty() ? "ok, no model loaded"
+                                     : fmt::format("ok, loaded: {}", fmt::join(loaded, ", "));
+      }
+    }
+  }
+  return info;
+}
+
+}  // namespace chimera::backends

@@ -1,0 +1,356 @@
+// OpenAI-compatible servers: /v1/chat/completions and /v1/completions, SSE streams with
+// `stream_options.include_usage`. llama-server's extras are used when present: `timings` in the
+// last chunk, `id_slot` and `cache_prompt` in the request, /health and /props.
+#include "backends/openai.hpp"
+
+#include "backends/request_json.hpp"
+#include "http/client.hpp"
+
+#include <chimera/http/framing.hpp>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <fmt/format.h>
+
+namespace chimera::backends {
+
+namespace json = boost::json;
+namespace bhttp = boost::beast::http;
+
+bool add_json_field(json::object& body, std::string_view key, const std::string& text,
+                    std::string_view what, std::string& error, bool allow_json_word) {
+  if (allow_json_word && text == "json") {
+    body[key] = "json";
+    return true;
+  }
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec) {
+    error = fmt::format("{} is not valid JSON ({}): {}", what, ec.message(), json_excerpt(text));
+    return false;
+  }
+  body[key] = std::move(v);
+  return true;
+}
+
+namespace {
+
+FinishReason map_finish(std::string_view raw) {
+  if (raw == "length") return FinishReason::length;
+  if (raw == "tool_calls" || raw == "function_call") return FinishReason::tool_calls;
+  return FinishReason::stop;
+}
+
+class OpenAIDecoder final : public StreamDecoder {
+ public:
+  OpenAIDecoder(bool chat, bool stream, std::size_t max_record, std::string url)
+      : chat_(chat), stream_(stream), max_record_(max_record), framer_(max_record),
+        url_(std::move(url)) {}
+
+  bool on_bytes(std::string_view bytes, Emitter& out) override {
+    if (!stream_) {
+      whole_.append(bytes);
+      return true;
+    }
+    const auto status = framer_.feed(bytes, [&](const http::SseEvent& ev) {
+      return handle_event(ev, out);
+    });
+    if (status == http::FrameStatus::too_long) {
+      out.completion().error = {
+          ErrorKind::protocol,
+          fmt::format("{}: a stream event exceeds the limit of {} bytes (event {})", url_,
+                      max_record_, events_ + 1)};
+      return false;
+    }
+    return status == http::FrameStatus::ok && !done_;
+  }
+
+  void on_end(Emitter& out) override {
+    Completion& c = out.completion();
+    if (!stream_) {
+      handle_json(whole_, out, /*whole=*/true);
+      if (!c.error && !finish_seen_) {
+        c.error = {ErrorKind::protocol,
+                   fmt::format("{}: the response has no choices: {}", url_, json_excerpt(whole_))};
+      }
+      return;
+    }
+    if (!c.error && !done_ && !finish_seen_) {
+      c.error = {ErrorKind::truncated,
+                 fmt::format("{}: the stream ended without a finish_reason or [DONE] after {} "
+                             "events",
+                             url_, events_)};
+    }
+  }
+
+ private:
+  bool fail(Emitter& out, ErrorKind kind, std::string message) {
+    out.completion().error = {kind, std::move(message)};
+    return false;
+  }
+
+  bool handle_event(const http::SseEvent& ev, Emitter& out) {
+    ++events_;
+    if (ev.data == "[DONE]") {
+      done_ = true;
+      return false;  // stop reading: the response is complete
+    }
+    if (ev.event == "error") {
+      return fail(out, ErrorKind::server,
+                  fmt::format("{}: the server sent an error event mid-stream (event {}): {}", url_,
+                              events_, error_message_from_body(ev.data)));
+    }
+    return handle_json(ev.data, out, /*whole=*/false);
+  }
+
+  bool handle_json(std::string_view text, Emitter& out, bool whole) {
+    boost::system::error_code ec;
+    json::value v = json::parse(text, ec);
+    if (ec || !v.is_object()) {
+      return fail(out, ErrorKind::protocol,
+                  fmt::format("{}: {} is not a JSON object ({}): {}", url_,
+                              whole ? "the response" : fmt::format("stream event {}", events_),
+                              ec ? ec.message() : "wrong type", json_excerpt(text)));
+    }
+    const auto& o = v.get_object();
+    if (o.contains("error")) {
+      return fail(out, ErrorKind::server,
+                  fmt::format("{}: the server reported an error{}: {}", url_,
+                              whole ? "" : fmt::format(" mid-stream (event {})", events_),
+                              error_message_from_body(text)));
+    }
+    Completion& c = out.completion();
+    if (auto m = get_string(o, "model"); !m.empty()) c.model = std::move(m);
+    if (const auto* choices = o.if_contains("choices"); choices && choices->is_array()) {
+      for (const auto& ch : choices->get_array()) {
+        if (!ch.is_object()) continue;
+        const auto& cho = ch.get_object();
+        if (get_int(cho, "index").value_or(0) != 0) continue;  // we ask for one choice
+        if (!handle_choice(cho, out, whole)) return false;
+      }
+    }
+    if (const auto* u = o.if_contains("usage"); u && u->is_object()) {
+      const auto& uo = u->get_object();
+      if (auto n = get_int(uo, "completion_tokens")) c.figures.tokens_out = n;
+      if (auto n = get_int(uo, "prompt_tokens")) c.figures.tokens_in = n;
+      if (const auto* d = uo.if_contains("prompt_tokens_details"); d && d->is_object()) {
+        if (auto n = get_int(d->get_object(), "cached_tokens")) c.figures.prompt_tokens_cached = n;
+      }
+    }
+    if (const auto* t = o.if_contains("timings"); t && t->is_object()) {
+      const auto& to = t->get_object();
+      ServerStats& s = c.server;
+      s.prompt_ms = get_double(to, "prompt_ms");
+      s.predicted_ms = get_double(to, "predicted_ms");
+      s.predicted_per_second = get_double(to, "predicted_per_second");
+      s.cache_n = get_int(to, "cache_n");
+      s.prompt_eval_count = get_int(to, "prompt_n");
+      s.eval_count = get_int(to, "predicted_n");
+      c.figures.ttft_server_ms = s.prompt_ms;
+      c.figures.decode_tps_server = s.predicted_per_second;
+      if (s.cache_n) c.figures.prompt_tokens_cached = s.cache_n;
+      if (!c.figures.tokens_out && s.eval_count) c.figures.tokens_out = s.eval_count;
+    }
+    if (auto slot = get_int(o, "id_slot")) c.server.slot_id = slot;
+    return true;
+  }
+
+  bool handle_choice(const json::object& ch, Emitter& out, bool whole) {
+    Completion& c = out.completion();
+    std::string_view text;
+    std::string_view thinking;
+    const json::object* msg = nullptr;
+    if (chat_) {
+      const char* key = whole ? "message" : "delta";
+      if (const auto* d = ch.if_contains(key); d && d->is_object()) msg = &d->get_object();
+    }
+    if (msg != nullptr) {
+      if (const auto* t = msg->if_contains("content"); t && t->is_string()) text = t->get_string();
+      for (const char* k : {"reasoning_content", "reasoning"}) {
+        if (const auto* t = msg->if_contains(k); t && t->is_string()) thinking = t->get_string();
+      }
+      if (const auto* tcs = msg->if_contains("tool_calls"); tcs && tcs->is_array()) {
+        for (const auto& tc : tcs->get_array()) {
+          if (!tc.is_object()) continue;
+          const auto& tco = tc.get_object();
+          const auto idx = static_cast<std::size_t>(get_int(tco, "index").value_or(0));
+          if (c.tool_calls.size() <= idx) c.tool_calls.resize(idx + 1);
+          ToolCall& call = c.tool_calls[idx];
+          if (auto id = get_string(tco, "id"); !id.empty()) call.id = id;
+          if (const auto* fn = tco.if_contains("function"); fn && fn->is_object()) {
+            if (auto n = get_string(fn->get_object(), "name"); !n.empty()) call.name += n;
+            call.arguments_json += get_string(fn->get_object(), "arguments");
+          }
+          if (!out.token({}, {}, &call)) return false;
+        }
+      }
+    } else if (const auto* t = ch.if_contains("text"); t && t->is_string()) {
+      text = t->get_string();
+    }
+    if (!text.empty() || !thinking.empty()) {
+      if (!out.token(text, thinking, nullptr)) return false;
+    }
+    if (const auto* fr = ch.if_contains("finish_reason"); fr && fr->is_string()) {
+      finish_seen_ = true;
+      c.finish_raw = fr->get_string();
+      c.finish = map_finish(c.finish_raw);
+    }
+    return true;
+  }
+
+  bool chat_;
+  bool stream_;
+  std::size_t max_record_;
+  http::SseFramer framer_;
+  std::string url_;
+  std::string whole_;
+  bool done_ = false;
+  bool finish_seen_ = false;
+  int events_ = 0;
+};
+
+}  // namespace
+
+OpenAIBackend::OpenAIBackend(const EndpointConfig& config, Runtime& runtime, http::EndpointUrl url)
+    : HttpBackend(config, runtime, std::move(url)) {
+  kind_ = BackendKind::openai;
+}
+
+bool OpenAIBackend::build(const Request& r, http::HttpRequest& out, std::string& error) {
+  json::object body;
+  if (!r.model.empty()) body["model"] = r.model;
+  if (r.kind == RequestKind::chat) {
+    if (r.messages.empty()) {
+      error = "a chat request needs at least one message";
+      return false;
+    }
+    json::array messages;
+    for (const auto& m : r.messages) {
+      json::object jm;
+      jm["role"] = m.role;
+      jm["content"] = m.content;
+      if (!m.tool_calls.empty()) {
+        json::array calls;
+        for (const auto& tc : m.tool_calls) {
+          calls.push_back(json::object{
+              {"id", tc.id},
+              {"type", "function"},
+              {"function", json::object{{"name", tc.name}, {"arguments", tc.arguments_json}}}});
+        }
+        jm["tool_calls"] = std::move(calls);
+      }
+      if (m.role == "tool" && !m.tool_name.empty()) jm["tool_call_id"] = m.tool_name;
+      messages.push_back(std::move(jm));
+    }
+    body["messages"] = std::move(messages);
+    out.path = "/v1/chat/completions";
+  } else {
+    body["prompt"] = r.system.empty() ? r.prompt : r.system + "\n\n" + r.prompt;
+    out.path = "/v1/completions";
+  }
+  body["stream"] = r.stream;
+  if (r.stream) body["stream_options"] = json::object{{"include_usage", true}};
+  const Options& o = r.options;
+  if (o.num_predict) body["max_tokens"] = *o.num_predict;
+  if (o.temperature) body["temperature"] = *o.temperature;
+  if (o.top_p) body["top_p"] = *o.top_p;
+  if (o.top_k) body["top_k"] = *o.top_k;                    // llama-server, vLLM
+  if (o.min_p) body["min_p"] = *o.min_p;                    // llama-server, vLLM
+  if (o.repeat_penalty) body["repeat_penalty"] = *o.repeat_penalty;  // llama-server
+  if (o.seed) body["seed"] = *o.seed;
+  if (!o.stop.empty()) {
+    json::array stop;
+    for (const auto& s : o.stop) stop.emplace_back(s);
+    body["stop"] = std::move(stop);
+  }
+  // num_ctx, num_gpu and num_thread are server settings here (llama-server -c, -ngl, -t), not
+  // per-request options; they are not sent.
+  if (r.format_json) {
+    if (*r.format_json == "json") {
+      body["response_format"] = json::object{{"type", "json_object"}};
+    } else {
+      json::object schema_holder;
+      if (!add_json_field(schema_holder, "schema", *r.format_json, "format", error, false)) {
+        return false;
+      }
+      body["response_format"] = json::object{
+          {"type", "json_schema"},
+          {"json_schema", json::object{{"name", "response"}, {"schema", schema_holder["schema"]}}}};
+    }
+  }
+  if (r.tools_json && !add_json_field(body, "tools", *r.tools_json, "tools", error, false)) {
+    return false;
+  }
+  if (r.slot_id) body["id_slot"] = *r.slot_id;
+  if (r.cache_prompt) body["cache_prompt"] = *r.cache_prompt;
+  out.method = bhttp::verb::post;
+  out.accept = r.stream ? "text/event-stream" : "application/json";
+  out.body = json::serialize(body);
+  return true;
+}
+
+std::unique_ptr<StreamDecoder> OpenAIBackend::make_decoder(const Request& r) {
+  return std::make_unique<OpenAIDecoder>(r.kind == RequestKind::chat, r.stream,
+                                         endpoint_->limits().max_record_bytes, endpoint());
+}
+
+EndpointInfo OpenAIBackend::check() {
+  EndpointInfo info;
+  info.url = endpoint();
+  info.kind = BackendKind::openai;
+  info.server = "openai-compatible";
+  std::string body;
+  const int64_t t0 = now_ns();
+  auto r = fetch_blocking({bhttp::verb::get, "/health", "", "", "application/json"}, body, 5'000);
+  info.latency_ns = now_ns() - t0;
+  if (r.error) {
+    info.detail = r.error.message;
+    return info;
+  }
+  bool health_known = r.status != 404;
+  if (r.status == 200) {
+    info.healthy = true;
+    info.detail = "ok";
+  } else if (health_known) {
+    info.detail = fmt::format("/health answered HTTP {}: {}", r.status,
+                              error_message_from_body(r.error_body));
+  }
+
+  body.clear();
+  r = fetch_blocking({bhttp::verb::get, "/v1/models", "", "", "application/json"}, body, 5'000);
+  if (!r.error && r.status == 200) {
+    if (!health_known) {
+      info.healthy = true;
+      info.detail = "ok (no /health; /v1/models answered)";
+    }
+    boost::system::error_code ec;
+    json::value v = json::parse(body, ec);
+    if (!ec && v.is_object()) {
+      if (const auto* data = v.get_object().if_contains("data"); data && data->is_array()) {
+        for (const auto& m : data->get_array()) {
+          if (!m.is_object()) continue;
+          info.models.push_back(get_string(m.get_object(), "id"));
+          const auto owner = get_string(m.get_object(), "owned_by");
+          if (owner == "llamacpp") info.server = "llama-server";
+          if (owner == "vllm") info.server = "vllm";
+        }
+      }
+    }
+  } else if (!health_known) {
+    info.detail = "neither /health nor /v1/models answered";
+  }
+
+  body.clear();
+  r = fetch_blocking({bhttp::verb::get, "/props", "", "", "application/json"}, body, 5'000);
+  if (!r.error && r.status == 200) {
+    boost::system::error_code ec;
+    json::value v = json::parse(body, ec);
+    if (!ec && v.is_object()) {
+      info.server = "llama-server";
+      info.version = get_string(v.get_object(), "build_info");
+    }
+  }
+  return info;
+}
+
+}  // namespace chimera::backends

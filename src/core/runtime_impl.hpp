@@ -1,0 +1,26 @@
+// The event loop behind chimera::Runtime (private: Asio stays out of public headers).
+#pragma once
+
+#include <chimera/core/runtime.hpp>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <thread>
+#include <vector>
+
+namespace chimera {
+
+struct Runtime::Impl {
+  explicit Impl(int threads);
+  ~Impl();
+
+  boost::asio::io_context io;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work;
+  std::vector<std::thread> threads;
+};
+
+// True on a thread that is running some Runtime's event loop (blocking there would deadlock).
+bool on_runtime_thread();
+
+}  // namespace chimera

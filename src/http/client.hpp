@@ -1,0 +1,143 @@
+// HTTP/1.1 client on Boost.Beast with C++20 coroutines (private to the library).
+//
+// One HttpEndpoint per server URL holds a keep-alive connection pool. A request borrows a
+// connection (a pooled one after checking that the server has not closed it, or a new one),
+// writes the request, and streams the response body to a sink in whatever pieces the socket
+// gives; record framing is the caller's (see framing.hpp). Timeouts are deadlines the caller
+// recomputes before every read, so "first token" and "idle" can depend on what the caller has
+// seen. A request that fails on a reused connection before any response byte is retried once
+// on a new connection: the server may have closed the connection as we reused it.
+//
+// Thread safety: an HttpEndpoint and all its requests run on one strand; callers post or
+// co_spawn onto executor().
+#pragma once
+
+#include <chimera/backends/backend.hpp>
+#include <chimera/core/request.hpp>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/verb.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace chimera::http {
+
+using Clock = std::chrono::steady_clock;
+using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
+
+// A parsed endpoint URL: http://host[:port][/base].
+struct EndpointUrl {
+  std::string url;        // as given, without a trailing '/'
+  std::string host;
+  std::string port;
+  std::string base_path;  // "" or "/prefix" (no trailing '/')
+  std::string host_header;
+};
+
+// Parses an endpoint URL. On failure returns false and sets `error` to a message that says
+// what is wrong and what a valid URL looks like.
+bool parse_endpoint_url(const std::string& url, EndpointUrl& out, std::string& error);
+
+struct HttpRequest {
+  boost::beast::http::verb method = boost::beast::http::verb::post;
+  std::string path;  // appended to the endpoint's base path, e.g. "/api/chat"
+  std::string body;
+  std::string content_type = "application/json";
+  std::string accept;
+};
+
+// The deadline that applies to the next network operation, and its name for error messages.
+struct Phase {
+  Clock::time_point deadline = Clock::time_point::max();
+  const char* what = "total";
+};
+
+struct HttpCallbacks {
+  // Called just before the first request byte is written (each attempt); for t_send.
+  std::function<void()> on_send;
+  // Deadline for the next read of the response; called before every read.
+  std::function<Phase()> next_phase;
+  // Body bytes of a 2xx response as they arrive. Return false to stop reading (the connection
+  // is then closed, not pooled).
+  std::function<bool(std::string_view)> on_body;
+};
+
+struct HttpResult {
+  int status = 0;
+  std::string content_type;
+  std::string error_body;     // the first 64 KiB of a non-2xx response's body
+  Error error;                // transport failure: connect, timeout, truncated, cancelled, ...
+  bool reused = false;        // served over a pooled connection
+  bool retried = false;       // the first attempt on a reused connection failed and was retried
+  bool stopped = false;       // on_body returned false
+  bool complete = false;      // the whole response was read
+};
+
+struct Connection {
+  explicit Connection(const Strand& s) : stream(s) {}
+  boost::beast::tcp_stream stream;
+  boost::beast::flat_buffer buffer;
+  int uses = 0;
+};
+
+// Cancellation of one request: close() may be posted to the strand at any time.
+struct CancelSlot {
+  bool cancelled = false;
+  Connection* active = nullptr;  // the connection in use, if any
+  void cancel();
+};
+
+class HttpEndpoint {
+ public:
+  HttpEndpoint(boost::asio::io_context& io, EndpointUrl url, Timeouts timeouts, Limits limits,
+               std::string api_key);
+
+  const EndpointUrl& url() const { return url_; }
+  const Timeouts& timeouts() const { return timeouts_; }
+  const Limits& limits() const { return limits_; }
+  Strand& executor() { return strand_; }
+
+  // Runs one request. Must be awaited on executor(). Never throws.
+  boost::asio::awaitable<HttpResult> send(const HttpRequest& request, HttpCallbacks& callbacks,
+                                          CancelSlot& cancel);
+
+  // A simple GET/POST that collects the whole body (for health checks, model lists).
+  boost::asio::awaitable<HttpResult> fetch(const HttpRequest& request, std::string& body,
+                                           int64_t timeout_ms, CancelSlot& cancel);
+
+  // Connections: opened so far, and idle in the pool now (for tests and diagnostics).
+  int connections_opened() const { return opened_; }
+  std::size_t idle_connections() const { return idle_.size(); }
+
+ private:
+  enum class Attempt { done, retry };
+  boost::asio::awaitable<Attempt> attempt(const HttpRequest& request, HttpCallbacks& callbacks,
+                                          CancelSlot& cancel, std::unique_ptr<Connection> conn,
+                                          bool reused, HttpResult& result);
+  boost::asio::awaitable<std::unique_ptr<Connection>> connect(CancelSlot& cancel,
+                                                              HttpResult& result);
+  std::unique_ptr<Connection> take_idle();
+  void give_back(std::unique_ptr<Connection> conn);
+  std::string describe(const char* what) const;
+
+  boost::asio::io_context& io_;
+  Strand strand_;
+  EndpointUrl url_;
+  Timeouts timeouts_;
+  Limits limits_;
+  std::string api_key_;
+  std::vector<std::unique_ptr<Connection>> idle_;
+  int opened_ = 0;
+};
+
+}  // namespace chimera::http

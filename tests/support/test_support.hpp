@@ -1,0 +1,60 @@
+// Helpers shared by the test binaries: free loopback ports, a real llama-server started on one,
+// and the `tiny` synthetic model (written once per build tree).
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace chimera::test {
+
+// A TCP port on 127.0.0.1 that nothing listens on now.
+int free_loopback_port();
+
+// The tiny synthetic model, written on first use into the build tree's test-models/ folder.
+// Safe when several test processes ask at once (the writer replaces the file atomically).
+std::filesystem::path tiny_model();
+
+// A real llama-server on a free loopback port, started by the test and stopped by the
+// destructor. Its log goes to a temporary file, printed when it fails to start.
+class LlamaServer {
+ public:
+  struct Options {
+    int parallel = 2;        // -np
+    int ctx = 2048;          // -c (shared by the slots)
+    std::vector<std::string> extra;
+  };
+  explicit LlamaServer(const std::filesystem::path& model, Options options);
+  explicit LlamaServer(const std::filesystem::path& model) : LlamaServer(model, Options{}) {}
+  ~LlamaServer();
+  LlamaServer(const LlamaServer&) = delete;
+  LlamaServer& operator=(const LlamaServer&) = delete;
+
+  bool ok() const { return ok_; }
+  const std::string& error() const { return error_; }
+  std::string url() const;
+  int port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  // SIGKILL and reap, as if the server crashed.
+  void kill();
+  std::string log_tail(std::size_t bytes = 4000) const;
+
+ private:
+  bool wait_healthy(int timeout_ms);
+  int port_ = 0;
+  pid_t pid_ = -1;
+  bool ok_ = false;
+  std::string error_;
+  std::filesystem::path log_;
+};
+
+// A blocking HTTP/1.1 GET on 127.0.0.1:port with Connection: close. Returns the status
+// (0 when it could not connect) and the body.
+int http_get(int port, const std::string& path, std::string* body = nullptr, int timeout_ms = 2000);
+
+// True when `s` is valid UTF-8.
+bool valid_utf8(std::string_view s);
+
+}  // namespace chimera::test
