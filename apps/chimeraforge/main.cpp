@@ -23,7 +23,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    const int rc = app.exit(e);  // prints help, or the error and a hint
+    return rc == 0 ? chimera::cli::kOk : chimera::cli::kUsage;
   }
   try {
     if (app.got_subcommand("generate")) return run_generate();
