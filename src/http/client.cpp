@@ -13,8 +13,6 @@
 #include <boost/url/parse.hpp>
 #include <fmt/format.h>
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <array>
@@ -30,16 +28,6 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 constexpr std::size_t kMaxErrorBody = 64 * 1024;
-
-// Acknowledge received segments at once instead of delaying the ACK (up to 40 ms on Linux).
-// Servers that do not set TCP_NODELAY (llama-server 0.4.0 among them) hold every write after
-// the response headers until those headers are acknowledged: with a delayed ACK the first
-// tokens of a stream then arrive ~40 ms late, in one burst. Linux clears the flag after a
-// while, so it is set again before every read. See docs/http.md.
-void quick_ack(tcp::socket& socket) {
-  int one = 1;
-  ::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
-}
 
 bool is_disconnect(const beast::error_code& ec) {
   return ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
@@ -248,7 +236,6 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(
   parser.header_limit(64 * 1024);
   phase = callbacks.next_phase ? callbacks.next_phase() : Phase{};
   set_deadline(phase);
-  quick_ack(conn->stream.socket());
   auto [hec, hn] = co_await bhttp::async_read_header(conn->stream, conn->buffer, parser, use_tuple);
   if (hec) {
     cancel.active = nullptr;
@@ -268,7 +255,9 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(
     parser.get().body().size = chunk.size();
     phase = callbacks.next_phase ? callbacks.next_phase() : Phase{};
     set_deadline(phase);
-    quick_ack(conn->stream.socket());
+      // read_some, not read: http::async_read returns only when the body buffer is full, which
+    // turns a token stream into 16 KiB bursts (measured: every token of a short reply arrived
+    // at the end). read_some hands over whatever one socket read brought.
     auto [rec, rn] =
         co_await bhttp::async_read_some(conn->stream, conn->buffer, parser, use_tuple);
     if (rec == bhttp::error::need_buffer) rec = {};
