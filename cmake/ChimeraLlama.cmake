@@ -22,6 +22,12 @@ set(CHIMERA_CACHE_DIR "$ENV{HOME}/.cache/chimeraforge" CACHE PATH
     "Where pinned third-party builds (llama.cpp) are cached across build trees")
 option(CHIMERA_LLAMA_CUDA "Build the pinned llama.cpp with CUDA (sm_90)" OFF)
 option(CHIMERA_USE_SYSTEM_LLAMA "Prefer an installed llama.cpp when CMake finds one" ON)
+# llama.cpp's CPU matrix multiply takes llamafile's tiled kernels for batches of 2 or more rows
+# and ggml's dot products for a single row. Their rounding differs, so a sequence decoded beside
+# others gives (slightly) different logits than decoded alone, and greedy outputs diverge after
+# some tens of tokens. Without llamafile's kernels every row takes the same path: batching
+# changes speed, never results. The price is slower CPU prompt processing (docs/inproc.md).
+option(CHIMERA_LLAMA_BATCH_INVARIANT "Build the pinned llama.cpp with batch-invariant CPU kernels" ON)
 
 function(_chimera_run)
   cmake_parse_arguments(R "" "WORKING_DIRECTORY;WHAT" "COMMAND" ${ARGN})
@@ -87,6 +93,9 @@ endfunction()
 
 function(chimera_build_pinned_llama out_prefix src)
   set(flags "static")
+  if(CHIMERA_LLAMA_BATCH_INVARIANT)
+    string(APPEND flags "-invariant")
+  endif()
   if(CHIMERA_LLAMA_CUDA)
     string(APPEND flags "-cuda90")
   endif()
@@ -116,6 +125,9 @@ function(chimera_build_pinned_llama out_prefix src)
     -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_TOOLS_INSTALL=OFF
     -DLLAMA_BUILD_COMMON=ON
     "-DCMAKE_INSTALL_PREFIX=${prefix}")
+  if(CHIMERA_LLAMA_BATCH_INVARIANT)
+    list(APPEND args -DGGML_LLAMAFILE=OFF)
+  endif()
   if(CHIMERA_LLAMA_CUDA)
     list(APPEND args -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_CUDA_FA_ALL_QUANTS=OFF
                      -DGGML_NATIVE=OFF)
@@ -136,6 +148,8 @@ function(chimera_build_pinned_llama out_prefix src)
                COMMAND ${CMAKE_COMMAND} --install "${root}/build")
   # llama.cpp installs llama-common's library but not its headers; the in-process engine uses
   # its sampler and grammar helpers, so keep them beside the install.
+  # Nor llama-common-base, which holds the build-info symbols llama-common needs.
+  file(COPY "${root}/build/common/libllama-common-base.a" DESTINATION "${prefix}/lib")
   file(GLOB common_headers "${src}/common/*.h")
   file(COPY ${common_headers} DESTINATION "${prefix}/include/llama-common")
   file(TOUCH "${stamp}")
@@ -143,7 +157,14 @@ endfunction()
 
 set(_chimera_llama_found FALSE)
 if(CHIMERA_USE_SYSTEM_LLAMA)
-  find_package(llama CONFIG QUIET)
+  # An earlier configure leaves llama_DIR pointing at our own pinned build: that is not an
+  # installed llama.cpp, and it is checked below.
+  string(FIND "${llama_DIR}" "${CHIMERA_CACHE_DIR}" _in_cache)
+  if(llama_DIR AND _in_cache EQUAL 0)
+    set(llama_FOUND FALSE)
+  else()
+    find_package(llama CONFIG QUIET)
+  endif()
   if(llama_FOUND)
     find_program(CHIMERA_LLAMA_SERVER llama-server)
     if(CHIMERA_LLAMA_SERVER)
@@ -165,6 +186,18 @@ if(NOT _chimera_llama_found)
   set(CHIMERA_LLAMA_PREFIX "${_prefix}")
 endif()
 
+if(NOT CHIMERA_LLAMA_PREFIX)
+  get_filename_component(CHIMERA_LLAMA_PREFIX "${llama_DIR}/../../.." ABSOLUTE)
+endif()
 add_library(chimera_llama INTERFACE)
 target_link_libraries(chimera_llama INTERFACE llama)
+# llama.cpp's common library turns JSON schemas into grammars (structured output in-process).
+# The pinned build installs it; an installed llama.cpp may not have it.
+if(CHIMERA_LLAMA_PREFIX AND EXISTS "${CHIMERA_LLAMA_PREFIX}/lib/libllama-common.a"
+   AND EXISTS "${CHIMERA_LLAMA_PREFIX}/lib/libllama-common-base.a")
+  target_link_libraries(chimera_llama INTERFACE "${CHIMERA_LLAMA_PREFIX}/lib/libllama-common.a"
+                        "${CHIMERA_LLAMA_PREFIX}/lib/libllama-common-base.a" llama)
+  target_include_directories(chimera_llama INTERFACE "${CHIMERA_LLAMA_PREFIX}/include/llama-common")
+  target_compile_definitions(chimera_llama INTERFACE CHIMERA_HAVE_LLAMA_COMMON)
+endif()
 add_library(chimera::llama ALIAS chimera_llama)

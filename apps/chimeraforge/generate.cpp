@@ -3,6 +3,7 @@
 
 #include <chimera/backends/backend.hpp>
 #include <chimera/metrics/figures.hpp>
+#include <chimera/model/synth.hpp>
 
 #include <boost/json/parse.hpp>
 #include <fmt/format.h>
@@ -90,6 +91,20 @@ bool read_messages(const std::string& path, std::vector<Message>& out, std::stri
   return true;
 }
 
+// The model `--backend llama` uses when none is given: the tiny synthetic one, made on first use.
+std::string default_model(bool quiet, std::string& error) {
+  bool created = false;
+  const auto path = model::cached_tiny_model(created, error);
+  if (path.empty()) return {};
+  if (!quiet) {
+    fmt::print(stderr,
+               "note: no --model given; using the tiny synthetic model {}{} (random weights: its "
+               "text is noise, its timings are real)\n",
+               path.string(), created ? ", written just now" : "");
+  }
+  return path.string();
+}
+
 int run_generate(const GenerateArgs& a) {
   Runtime& rt = Runtime::shared();
   EndpointConfig cfg;
@@ -97,7 +112,22 @@ int run_generate(const GenerateArgs& a) {
   cfg.timeouts = {a.connect_timeout_ms, a.first_token_timeout_ms, a.idle_timeout_ms,
                   a.total_timeout_ms};
   if (const char* key = std::getenv("CHIMERA_API_KEY")) cfg.api_key = key;
-  if (a.backend == "ollama") {
+  if (a.backend == "llama") {
+    cfg.kind = BackendKind::llama;
+    cfg.url = a.model;
+    if (cfg.url.empty()) {
+      std::string error;
+      cfg.url = default_model(a.quiet || a.json, error);
+      if (cfg.url.empty()) {
+        fmt::print(stderr, "chimeraforge generate: {}\n", error);
+        return kFailed;
+      }
+    }
+    cfg.llama.parallel = 1;
+    if (a.num_ctx) cfg.llama.ctx_per_seq = *a.num_ctx;
+    if (a.num_gpu) cfg.llama.gpu_layers = *a.num_gpu;
+    if (a.num_thread) cfg.llama.threads = *a.num_thread;
+  } else if (a.backend == "ollama") {
     cfg.kind = BackendKind::ollama;
   } else if (a.backend == "openai") {
     cfg.kind = BackendKind::openai;
@@ -114,7 +144,7 @@ int run_generate(const GenerateArgs& a) {
     backend = make_backend(cfg, rt);
   } catch (const std::invalid_argument& e) {
     fmt::print(stderr, "chimeraforge generate: {}\n", e.what());
-    return kUsage;
+    return cfg.kind == BackendKind::llama ? kFailed : kUsage;
   }
   if (cfg.kind == BackendKind::openai && !a.quiet &&
       (a.num_ctx || a.num_gpu || a.num_thread || a.keep_alive)) {
@@ -223,13 +253,16 @@ std::function<int()> add_generate(CLI::App& app) {
       "--num-predict 64 --json");
   if (const char* env = std::getenv("CHIMERA_ENDPOINT")) a->endpoint = env;
   cmd->add_option("--endpoint,-e", a->endpoint,
-                  "Server URL, e.g. http://127.0.0.1:11434 (default: $CHIMERA_ENDPOINT)")
-      ->required(a->endpoint.empty());
+                  "Server URL, e.g. http://127.0.0.1:11434 (default: $CHIMERA_ENDPOINT); not "
+                  "used with --backend llama");
   cmd->add_option("--backend,-b", a->backend,
-                  "API to speak: ollama, openai (llama-server, vLLM), or auto (ask the server)")
-      ->check(CLI::IsMember({"auto", "ollama", "openai"}))
+                  "ollama, openai (llama-server, vLLM), auto (ask the server), or llama "
+                  "(llama.cpp in this process; no server)")
+      ->check(CLI::IsMember({"auto", "ollama", "openai", "llama"}))
       ->capture_default_str();
-  cmd->add_option("--model,-m", a->model, "Model name (Ollama needs one; llama-server ignores it)");
+  cmd->add_option("--model,-m", a->model,
+                  "Model name (Ollama needs one; llama-server ignores it); with --backend llama, "
+                  "a GGUF file (default: the tiny synthetic model, made on first use)");
   cmd->add_option("--prompt,-p", a->prompt, "The user's message (or the raw prompt with --api completion)");
   cmd->add_option("--messages", a->messages_file,
                   "JSON file with chat messages: [{\"role\": \"user\", \"content\": \"...\"}]")
@@ -270,6 +303,11 @@ std::function<int()> add_generate(CLI::App& app) {
   cmd->add_option("--total-timeout", a->total_timeout_ms, "Timeout for the whole request, ms")
       ->capture_default_str();
   return [a, cmd]() -> int {
+    if (a->backend != "llama" && a->endpoint.empty()) {
+      fmt::print(stderr, "chimeraforge generate: --endpoint URL is required (or set "
+                         "$CHIMERA_ENDPOINT, or use --backend llama)\n");
+      return kUsage;
+    }
     if (a->prompt.empty() && a->messages_file.empty()) {
       fmt::print(stderr,
                  "chimeraforge generate: give --prompt TEXT or --messages FILE\n\n{}",

@@ -1,3 +1,4 @@
+#include "backends/llama_backend.hpp"
 #include "backends/ollama.hpp"
 #include "backends/openai.hpp"
 #include "core/runtime_impl.hpp"
@@ -18,6 +19,12 @@ namespace chimera {
 namespace bhttp = boost::beast::http;
 
 std::unique_ptr<Backend> make_backend(const EndpointConfig& config, Runtime& runtime) {
+  if (config.kind == BackendKind::llama) {
+    if (config.url.empty()) {
+      throw std::invalid_argument("the in-process backend needs a GGUF model file");
+    }
+    return std::make_unique<backends::LlamaBackend>(config);
+  }
   http::EndpointUrl url;
   std::string error;
   if (!http::parse_endpoint_url(config.url, url, error)) throw std::invalid_argument(error);
@@ -29,9 +36,7 @@ std::unique_ptr<Backend> make_backend(const EndpointConfig& config, Runtime& run
     case BackendKind::llama:
       break;
   }
-  throw std::invalid_argument(
-      fmt::format("backend '{}' is not an HTTP backend; it runs in-process, without a URL",
-                  to_string(config.kind)));
+  throw std::invalid_argument(fmt::format("unknown backend kind {}", static_cast<int>(config.kind)));
 }
 
 DetectResult detect_backend(const std::string& url, Runtime& runtime, int64_t timeout_ms) {

@@ -422,10 +422,11 @@ bool FixtureServer::pause(int fd, int ms) {
   while (!stopping_.load()) {
     int wait = kTickMs;
     if (ms >= 0) {
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      if (left <= 0) return true;
-      wait = static_cast<int>(std::min<long long>(left, kTickMs));
+      const auto left_us =
+          std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now()).count();
+      if (left_us <= 0) return true;
+      // Rounded up: a 1 ms delay must not become a 0 ms poll.
+      wait = static_cast<int>(std::min<long long>((left_us + 999) / 1000, kTickMs));
     }
     // POLLRDHUP: the peer closed its side (a cancelled or timed-out client); POLLIN is not
     // asked for, so a request the client sends early does not count as a close.
@@ -455,8 +456,7 @@ bool FixtureServer::send_all(int fd, std::string_view bytes) {
   return true;
 }
 
-bool FixtureServer::respond(int fd, const ReceivedRequest& req, const Script& s) {
-  (void)req;
+bool FixtureServer::respond(int fd, const ReceivedRequest& /*req*/, const Script& s) {
   if (s.ending == Ending::drop) return false;
   if (s.ending == Ending::no_response || (!s.headers_sent && (s.ending == Ending::stall ||
                                                               s.ending == Ending::abort))) {

@@ -23,8 +23,8 @@
 //   EXPECT_EQ(srv.connections(), 1);
 //   EXPECT_EQ(srv.requests()[0].target, "/api/chat");
 //
-// Thread safety: route() before the client connects (or while no request for that route is in
-// flight); the accessors are thread-safe. The destructor stops every thread without waiting on
+// Thread safety: every member is thread-safe; route() may be called at any time, and a request
+// is answered by the script routed when it arrives. The destructor stops every thread without waiting on
 // the client: sockets are shut down and every wait polls with a short timeout.
 #pragma once
 

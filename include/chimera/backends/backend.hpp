@@ -59,12 +59,32 @@ struct Limits {
   std::size_t max_idle_connections = 16;     // kept open per endpoint for reuse
 };
 
+// In-process llama.cpp (BackendKind::llama): one model and one context serve every request,
+// `parallel` sequences decoded together in one batch per step.
+struct LlamaConfig {
+  int gpu_layers = 0;        // layers offloaded to a GPU (num_gpu); 0 on a CPU-only build
+  int ctx_per_seq = 2048;    // context of each sequence, tokens (the largest num_ctx served)
+  int parallel = 8;          // sequences decoded together; more requests queue, idle sessions
+                             // are evicted least-recently-used
+  int threads = 0;           // CPU threads; 0: all hardware threads
+  int batch = 512;           // most tokens in one decode step
+  int prefill_chunk = 256;   // most prompt tokens of one sequence in one step, so that running
+                             // streams keep going while a long prompt is read
+  // Flash attention. Off by default: llama.cpp's CPU flash attention gives a sequence slightly
+  // different numbers depending on which other sequences share its batch (measured: greedy
+  // outputs diverged after about 70 tokens), while without it a sequence computes exactly what
+  // it computes alone. Turn it on for GPUs and long contexts, where it is faster.
+  bool flash_attention = false;
+};
+
 struct EndpointConfig {
-  std::string url;                  // e.g. "http://127.0.0.1:11434" (a path prefix is kept)
+  std::string url;                  // e.g. "http://127.0.0.1:11434" (a path prefix is kept);
+                                    // for BackendKind::llama, the GGUF file
   BackendKind kind = BackendKind::openai;
   Timeouts timeouts;
   Limits limits;
   std::string api_key;              // sent as "Authorization: Bearer ..." when set
+  LlamaConfig llama;                // BackendKind::llama only
 };
 
 using TokenCallback = std::function<bool(const TokenEvent&)>;
@@ -106,13 +126,17 @@ class Backend {
   // Health, version and models. Blocks; never throws.
   virtual EndpointInfo check() = 0;
 
+  // Forgets a session's cached state (Request::session). Backends without sessions ignore it.
+  virtual void drop_session(const std::string& session) { (void)session; }
+
   // Runs a request to the end and returns its Completion. Blocks the calling thread, which must
   // not be a Runtime thread.
   Completion generate(Request request, TokenCallback on_token = {});
 };
 
 // Makes the backend for an endpoint. Throws std::invalid_argument with a clear message when the
-// URL is not usable (the only error found before any I/O).
+// URL is not usable, or (BackendKind::llama) when the model file cannot be loaded. In-process
+// backends made for the same file and LlamaConfig share one loaded model and one decode loop.
 std::unique_ptr<Backend> make_backend(const EndpointConfig& config, Runtime& runtime);
 
 // Asks the server which API it speaks: Ollama answers /api/version, OpenAI-compatible servers

@@ -63,6 +63,10 @@ struct Request {
   std::optional<std::string> format_json;   // a JSON schema (JSON text), or "json" for any JSON
   std::optional<std::string> tools_json;    // a JSON array of tool definitions (OpenAI/Ollama form)
   std::optional<bool> think;                // Ollama: ask a thinking model to think (or not)
+  // A conversation that keeps going (a game character, a multi-turn chat). The in-process backend
+  // keeps the session's KV cache between turns, so a turn whose prompt extends the previous
+  // turn's prompt and answer prefills only what is new. Empty: no session.
+  std::string session;
   // llama-server extras, ignored elsewhere.
   std::optional<int> slot_id;               // `id_slot`: pin to a server slot (its prompt cache)
   std::optional<bool> cache_prompt;         // reuse the slot's cached prompt prefix
@@ -113,6 +117,8 @@ struct Figures {
   std::optional<double> decode_tps_server;   // server
   std::optional<double> decode_tps_client;   // derived: (tokens_out-1)/(t_last-t_first)
   std::optional<int64_t> chunks;             // measured: token-bearing chunks received
+  std::optional<int64_t> bytes_dropped;      // in-process: bytes of tokens that never completed
+                                             // a UTF-8 character, dropped instead of passed on
   bool connection_reused = false;            // measured: served over a pooled connection
 };
 
@@ -142,6 +148,7 @@ struct Completion {
   std::string endpoint;    // which endpoint served it (URL)
   ServerStats server;
   Figures figures;
+  std::vector<int32_t> tokens;  // in-process only: the generated token ids
   Error error;             // set when the request failed; text holds what arrived before
   bool ok() const { return !error; }
 };

@@ -80,3 +80,12 @@ SynthResult synthesize(const SynthOptions& options);
 std::filesystem::path default_vocab_file(const std::string& vocab);
 
 }  // namespace chimera::model
+
+namespace chimera::model {
+
+// The tiny synthetic model in the user's cache folder ($XDG_CACHE_HOME, else ~/.cache, then
+// chimeraforge/models/tiny-seed42.gguf), written on first use; `created` says whether this call
+// wrote it. Returns an empty path, with `error` set, when it cannot be written.
+std::filesystem::path cached_tiny_model(bool& created, std::string& error);
+
+}  // namespace chimera::model

@@ -1,0 +1,748 @@
+#include "backends/llama_engine.hpp"
+
+#include "backends/text_stream.hpp"
+
+#include <fmt/format.h>
+#include <llama.h>
+
+#ifdef CHIMERA_HAVE_LLAMA_COMMON
+#include <json-schema-to-grammar.h>
+#include <json.h>
+#endif
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+namespace chimera::backends {
+
+namespace {
+
+// llama.cpp logs to stderr by default. We keep quiet, remember the last errors (to explain a
+// failed load), and print everything when CHIMERA_LLAMA_LOG=1.
+std::mutex g_log_mu;
+std::string g_last_errors;
+
+void log_callback(ggml_log_level level, const char* text, void*) {
+  static const bool verbose = [] {
+    const char* v = std::getenv("CHIMERA_LLAMA_LOG");
+    return v != nullptr && *v != '\0' && *v != '0';
+  }();
+  if (verbose) std::fputs(text, stderr);
+  if (level == GGML_LOG_LEVEL_ERROR) {
+    std::lock_guard lock(g_log_mu);
+    g_last_errors += text;
+    if (g_last_errors.size() > 2000) g_last_errors.erase(0, g_last_errors.size() - 2000);
+  }
+}
+
+void init_llama_once() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    llama_log_set(log_callback, nullptr);
+    llama_backend_init();
+  });
+}
+
+}  // namespace
+
+// Wakes the engine's loop. Shared with request handles, which may outlive the engine.
+struct Inbox {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool poked = false;
+  void poke() {
+    {
+      std::lock_guard lock(mu);
+      poked = true;
+    }
+    cv.notify_one();
+  }
+};
+
+// One request: the handle the caller holds, and its state in the engine.
+class LlamaJob final : public RequestHandle {
+ public:
+  LlamaJob(Request r, TokenCallback t, DoneCallback d, std::shared_ptr<Inbox> inbox)
+      : req(std::move(r)), on_token(std::move(t)), on_done(std::move(d)),
+        inbox_(std::move(inbox)), stop(req.options.stop) {}
+
+  void cancel() override {
+    if (cancel_requested.exchange(true)) return;
+    if (cb_thread.load() != std::this_thread::get_id()) {
+      std::lock_guard lock(cb_mu);  // a callback running elsewhere finishes first
+    }
+    inbox_->poke();
+  }
+
+  Completion wait() override {
+    std::unique_lock lock(done_mu_);
+    done_cv_.wait(lock, [this] { return finished_; });
+    return result_;
+  }
+
+  // Hands text to the caller; false when the request was cancelled.
+  bool deliver(std::string_view text) {
+    const int64_t t = now_ns();
+    Figures& f = c.figures;
+    if (!f.t_first_token_ns) {
+      f.t_first_token_ns = t;
+      f.ttft_client_ns = t - f.t_send_ns;
+    } else {
+      f.itl_ns.push_back(t - *f.t_last_token_ns);
+    }
+    f.t_last_token_ns = t;
+    f.chunks = f.chunks.value_or(0) + 1;
+    c.text.append(text);
+    if (!on_token) return !cancel_requested.load();
+    std::lock_guard lock(cb_mu);
+    if (cancel_requested.load()) return false;
+    cb_thread.store(std::this_thread::get_id());
+    bool go_on = false;
+    try {
+      go_on = on_token(TokenEvent{text, {}, nullptr, t, index_++});
+    } catch (...) {
+      go_on = false;  // callbacks must not throw; one that does ends its own request
+    }
+    cb_thread.store(std::thread::id{});
+    if (!go_on) cancel_requested.store(true);
+    return go_on;
+  }
+
+  void complete() {
+    Completion copy = c;
+    {
+      std::lock_guard lock(done_mu_);
+      result_ = c;
+    }
+    if (on_done) {
+      try {
+        on_done(std::move(copy));
+      } catch (...) {
+      }
+    }
+    {
+      std::lock_guard lock(done_mu_);
+      finished_ = true;
+    }
+    done_cv_.notify_all();
+  }
+
+  Request req;
+  TokenCallback on_token;
+  DoneCallback on_done;
+  std::atomic<bool> cancel_requested{false};
+  std::mutex cb_mu;
+  std::atomic<std::thread::id> cb_thread{};
+
+  // Engine thread only.
+  Completion c;
+  std::string prompt_text;
+  std::vector<int32_t> prompt;
+  std::size_t prompt_done = 0;  // prompt tokens whose KV cells exist
+  int n_ctx = 0;                // context limit of this request (num_ctx, capped)
+  llama_sampler* sampler = nullptr;
+  bool generating = false;
+  int32_t next_token = -1;      // sampled, to be decoded in the next step
+  std::vector<std::string> pieces;  // raw piece of each decoded generated token
+  int64_t admitted = 0;
+  int64_t t_first_sample = 0;
+  int64_t t_last_sample = 0;
+  Utf8Assembler utf8;
+
+ private:
+  std::shared_ptr<Inbox> inbox_;
+
+ public:
+  StopMatcher stop;
+
+ private:
+  int index_ = 0;
+  std::mutex done_mu_;
+  std::condition_variable done_cv_;
+  bool finished_ = false;
+  Completion result_;
+};
+
+struct LlamaEngine::Seq {
+  int id = 0;
+  std::shared_ptr<LlamaJob> job;
+  std::vector<int32_t> cached;  // tokens whose KV cells this sequence holds, from position 0
+  std::string session;          // the session that owns the cells ("" when none)
+  std::string session_text;     // the text those cached tokens came from
+  bool drop_after = false;      // drop the session when its running request ends
+  int64_t last_used = 0;
+};
+
+LlamaEngine::LlamaEngine(std::string model_path, const LlamaConfig& config)
+    : path_(std::move(model_path)), config_(config), inbox_(std::make_shared<Inbox>()) {
+  init_llama_once();
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(path_, ec)) {
+    throw std::invalid_argument(fmt::format(
+        "model file '{}' does not exist (make one with `chimeraforge model synth`)", path_));
+  }
+  {
+    std::ifstream in(path_, std::ios::binary);
+    char magic[4] = {};
+    in.read(magic, 4);
+    if (!in || std::string_view(magic, 4) != "GGUF") {
+      throw std::invalid_argument(fmt::format("'{}' is not a GGUF model file", path_));
+    }
+  }
+  if (config_.parallel < 1 || config_.ctx_per_seq < 16 || config_.batch < 1 ||
+      config_.prefill_chunk < 1) {
+    throw std::invalid_argument(
+        fmt::format("in-process settings out of range: parallel {} (>= 1), ctx_per_seq {} "
+                    "(>= 16), batch {} (>= 1), prefill_chunk {} (>= 1)",
+                    config_.parallel, config_.ctx_per_seq, config_.batch, config_.prefill_chunk));
+  }
+  {
+    std::lock_guard lock(g_log_mu);
+    g_last_errors.clear();
+  }
+  llama_model_params mp = llama_model_default_params();
+  mp.n_gpu_layers = config_.gpu_layers;
+  mp.load_mode = LLAMA_LOAD_MODE_MMAP;  // one mapped copy, shared with the page cache
+  model_ = llama_model_load_from_file(path_.c_str(), mp);
+  if (model_ == nullptr) {
+    std::lock_guard lock(g_log_mu);
+    throw std::invalid_argument(fmt::format("llama.cpp could not load '{}': {}", path_,
+                                            g_last_errors.empty() ? "no detail" : g_last_errors));
+  }
+  vocab_ = llama_model_get_vocab(model_);
+  if (const char* t = llama_model_chat_template(model_, nullptr)) chat_template_ = t;
+
+  const int threads = config_.threads > 0
+                          ? config_.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  llama_context_params cp = llama_context_default_params();
+  cp.n_seq_max = static_cast<uint32_t>(config_.parallel);
+  cp.n_ctx = static_cast<uint32_t>(config_.ctx_per_seq * config_.parallel);
+  cp.n_batch = static_cast<uint32_t>(config_.batch + config_.parallel);
+  cp.n_ubatch = cp.n_batch;
+  cp.n_threads = threads;
+  cp.n_threads_batch = threads;
+  // One KV stream per sequence: a sequence's attention never scans the others' cells, and a
+  // sequence computes the same numbers whether it runs alone or beside others.
+  cp.kv_unified = false;
+  cp.flash_attn_type =
+      config_.flash_attention ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
+  cp.no_perf = true;
+  ctx_ = llama_init_from_model(model_, cp);
+  if (ctx_ == nullptr) {
+    llama_model_free(model_);
+    std::lock_guard lock(g_log_mu);
+    throw std::invalid_argument(fmt::format(
+        "llama.cpp could not create a context for '{}' ({} sequences x {} tokens): {}", path_,
+        config_.parallel, config_.ctx_per_seq, g_last_errors.empty() ? "no detail" : g_last_errors));
+  }
+  ctx_per_seq_ = static_cast<int>(llama_n_ctx_seq(ctx_));
+  for (int i = 0; i < config_.parallel; ++i) {
+    auto s = std::make_unique<Seq>();
+    s->id = i;
+    seqs_.push_back(std::move(s));
+  }
+  thread_ = std::thread([this] { loop(); });
+}
+
+LlamaEngine::~LlamaEngine() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  inbox_->poke();
+  if (thread_.joinable()) thread_.join();
+  if (ctx_) llama_free(ctx_);
+  if (model_) llama_model_free(model_);
+}
+
+std::string LlamaEngine::describe() const {
+  char desc[256] = {};
+  llama_model_desc(model_, desc, sizeof desc);
+  return fmt::format("{} ({}), {} sequences x {} tokens", path_, desc, config_.parallel,
+                     ctx_per_seq_);
+}
+
+std::shared_ptr<LlamaEngine> LlamaEngine::shared(const std::string& model_path,
+                                                 const LlamaConfig& c) {
+  static std::mutex mu;
+  static std::map<std::string, std::weak_ptr<LlamaEngine>> engines;
+  std::error_code ec;
+  const auto canonical = std::filesystem::weakly_canonical(model_path, ec).string();
+  const std::string key =
+      fmt::format("{}|{}|{}|{}|{}|{}|{}|{}", ec ? model_path : canonical, c.gpu_layers,
+                  c.ctx_per_seq, c.parallel, c.threads, c.batch, c.prefill_chunk,
+                  c.flash_attention);
+  std::lock_guard lock(mu);
+  if (auto e = engines[key].lock()) return e;
+  auto e = std::make_shared<LlamaEngine>(model_path, c);
+  engines[key] = e;
+  return e;
+}
+
+std::shared_ptr<RequestHandle> LlamaEngine::submit(Request request, TokenCallback on_token,
+                                                   DoneCallback on_done) {
+  auto job = std::make_shared<LlamaJob>(std::move(request), std::move(on_token),
+                                        std::move(on_done), inbox_);
+  job->c.endpoint = path_;
+  job->c.model = path_;
+  job->c.figures.t_send_ns = now_ns();  // in-process: before the request is queued
+  {
+    std::lock_guard lock(mu_);
+    incoming_.push_back(job);
+  }
+  inbox_->poke();
+  return job;
+}
+
+void LlamaEngine::drop_session(const std::string& session) {
+  {
+    std::lock_guard lock(mu_);
+    drops_.push_back(session);
+  }
+  inbox_->poke();
+}
+
+std::vector<int32_t> LlamaEngine::tokenize(const std::string& text, bool add_special) const {
+  std::vector<int32_t> out(text.size() + 8);
+  int n = llama_tokenize(vocab_, text.data(), static_cast<int32_t>(text.size()), out.data(),
+                         static_cast<int32_t>(out.size()), add_special, /*parse_special=*/true);
+  if (n < 0) {
+    out.resize(static_cast<std::size_t>(-n));
+    n = llama_tokenize(vocab_, text.data(), static_cast<int32_t>(text.size()), out.data(),
+                       static_cast<int32_t>(out.size()), add_special, true);
+  }
+  out.resize(static_cast<std::size_t>(std::max(0, n)));
+  return out;
+}
+
+std::string LlamaEngine::format_chat(const Request& r, std::string& error) const {
+  std::vector<llama_chat_message> msgs;
+  msgs.reserve(r.messages.size());
+  for (const auto& m : r.messages) msgs.push_back({m.role.c_str(), m.content.c_str()});
+  auto apply = [&](const char* tmpl) -> std::string {
+    std::string buf(4096, '\0');
+    int n = llama_chat_apply_template(tmpl, msgs.data(), msgs.size(), true, buf.data(),
+                                      static_cast<int32_t>(buf.size()));
+    if (n > static_cast<int>(buf.size())) {
+      buf.resize(static_cast<std::size_t>(n));
+      n = llama_chat_apply_template(tmpl, msgs.data(), msgs.size(), true, buf.data(), n);
+    }
+    if (n < 0) return {};
+    buf.resize(static_cast<std::size_t>(n));
+    return buf;
+  };
+  std::string out;
+  if (!chat_template_.empty()) out = apply(chat_template_.c_str());
+  if (out.empty()) out = apply("chatml");  // the model has no template, or one we cannot apply
+  if (out.empty()) error = "the chat template could not be applied to these messages";
+  return out;
+}
+
+llama_sampler* LlamaEngine::make_sampler(const Request& r, std::string& error) const {
+  const Options& o = r.options;
+  llama_sampler* chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
+  if (r.format_json) {
+#ifdef CHIMERA_HAVE_LLAMA_COMMON
+    std::string grammar;
+    try {
+      const std::string schema = *r.format_json == "json" ? "{}" : *r.format_json;
+      grammar = json_schema_to_grammar(common_json::parse(schema));
+    } catch (const std::exception& e) {
+      error = fmt::format("format is not a usable JSON schema: {}", e.what());
+      llama_sampler_free(chain);
+      return nullptr;
+    }
+    llama_sampler* g = llama_sampler_init_grammar(vocab_, grammar.c_str(), "root");
+    if (g == nullptr) {
+      error = "the JSON schema's grammar was rejected by llama.cpp";
+      llama_sampler_free(chain);
+      return nullptr;
+    }
+    llama_sampler_chain_add(chain, g);
+#else
+    error = "structured output needs llama.cpp's common library, which this build lacks";
+    llama_sampler_free(chain);
+    return nullptr;
+#endif
+  }
+  if (o.repeat_penalty && *o.repeat_penalty != 1.0) {
+    llama_sampler_chain_add(chain, llama_sampler_init_penalties(
+                                       llama_vocab_n_tokens(vocab_), 64,
+                                       static_cast<float>(*o.repeat_penalty), 0.0f, 0.0f));
+  }
+  const double temp = o.temperature.value_or(0.8);
+  if (temp <= 0.0) {
+    llama_sampler_chain_add(chain, llama_sampler_init_greedy());
+    return chain;
+  }
+  llama_sampler_chain_add(chain, llama_sampler_init_top_k(o.top_k.value_or(40)));
+  llama_sampler_chain_add(chain,
+                          llama_sampler_init_top_p(static_cast<float>(o.top_p.value_or(0.95)), 1));
+  llama_sampler_chain_add(chain,
+                          llama_sampler_init_min_p(static_cast<float>(o.min_p.value_or(0.05)), 1));
+  llama_sampler_chain_add(chain, llama_sampler_init_temp(static_cast<float>(temp)));
+  const uint32_t seed = o.seed ? static_cast<uint32_t>(*o.seed) : LLAMA_DEFAULT_SEED;
+  llama_sampler_chain_add(chain, llama_sampler_init_dist(seed));
+  return chain;
+}
+
+void LlamaEngine::loop() {
+  Inbox* inbox = inbox_.get();
+  llama_batch batch = llama_batch_init(config_.batch + config_.parallel, 0, 1);
+  for (;;) {
+    {
+      std::unique_lock lock(inbox->mu);
+      const bool busy = std::any_of(seqs_.begin(), seqs_.end(), [](const auto& s) {
+        return s->job != nullptr;
+      });
+      // Sleep only when nothing runs and nothing waits for a sequence.
+      if (!busy && waiting_.empty()) inbox->cv.wait(lock, [&] { return inbox->poked; });
+      inbox->poked = false;
+    }
+    std::vector<std::string> drops;
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) break;
+      while (!incoming_.empty()) {
+        waiting_.push_back(std::move(incoming_.front()));
+        incoming_.pop_front();
+      }
+      drops.swap(drops_);
+    }
+    for (const auto& d : drops) {
+      for (auto& s : seqs_) {
+        if (s->session != d) continue;
+        if (s->job) {
+          s->drop_after = true;
+        } else {
+          llama_memory_seq_rm(llama_get_memory(ctx_), s->id, -1, -1);
+          s->cached.clear();
+          s->session.clear();
+          s->session_text.clear();
+        }
+      }
+    }
+    for (auto& s : seqs_) {
+      if (s->job && s->job->cancel_requested.load()) finish(*s, ErrorKind::cancelled, "cancelled");
+    }
+    admit();
+
+    // One decode step: every generating sequence's next token first, then prompt chunks.
+    struct Entry {
+      Seq* seq;
+      int n;       // tokens this sequence put in the batch
+      int logits;  // batch index whose logits are sampled, or -1
+    };
+    std::vector<Entry> entries;
+    batch.n_tokens = 0;
+    auto add = [&](int32_t token, int pos, int seq, bool logits) {
+      const int i = batch.n_tokens++;
+      batch.token[i] = token;
+      batch.pos[i] = pos;
+      batch.n_seq_id[i] = 1;
+      batch.seq_id[i][0] = seq;
+      batch.logits[i] = logits ? 1 : 0;
+      return i;
+    };
+    for (auto& s : seqs_) {
+      if (!s->job || !s->job->generating) continue;
+      const int i = add(s->job->next_token, static_cast<int>(s->cached.size()), s->id, true);
+      entries.push_back({s.get(), 1, i});
+    }
+    std::vector<Seq*> prefilling;
+    for (auto& s : seqs_) {
+      if (s->job && !s->job->generating) prefilling.push_back(s.get());
+    }
+    std::sort(prefilling.begin(), prefilling.end(),
+              [](Seq* a, Seq* b) { return a->job->admitted < b->job->admitted; });
+    int budget = config_.batch;
+    for (Seq* s : prefilling) {
+      if (budget <= 0) break;
+      LlamaJob& j = *s->job;
+      const int left = static_cast<int>(j.prompt.size() - j.prompt_done);
+      const int n = std::min({config_.prefill_chunk, left, budget});
+      int logits = -1;
+      for (int k = 0; k < n; ++k) {
+        const std::size_t p = j.prompt_done + static_cast<std::size_t>(k);
+        const bool last = p + 1 == j.prompt.size();
+        const int i = add(j.prompt[p], static_cast<int>(p), s->id, last);
+        if (last) logits = i;
+      }
+      budget -= n;
+      entries.push_back({s, n, logits});
+    }
+    if (batch.n_tokens == 0) continue;
+
+    const int rc = llama_decode(ctx_, batch);
+    if (rc != 0) {
+      for (auto& e : entries) {
+        finish(*e.seq, ErrorKind::server,
+               fmt::format("llama_decode failed (code {}) with {} tokens in the batch", rc,
+                           batch.n_tokens));
+      }
+      continue;
+    }
+    for (auto& e : entries) {
+      Seq& s = *e.seq;
+      LlamaJob& j = *s.job;
+      if (j.generating) {
+        s.cached.push_back(j.next_token);
+      } else {
+        s.cached.insert(s.cached.end(), j.prompt.begin() + static_cast<long>(j.prompt_done),
+                        j.prompt.begin() + static_cast<long>(j.prompt_done) + e.n);
+        j.prompt_done += static_cast<std::size_t>(e.n);
+        if (j.prompt_done < j.prompt.size()) continue;  // more prompt next step
+        j.generating = true;
+        if (j.req.options.num_predict && *j.req.options.num_predict == 0) {
+          finish(s);
+          continue;
+        }
+      }
+      if (j.cancel_requested.load()) {
+        finish(s, ErrorKind::cancelled, "cancelled");
+        continue;
+      }
+      emit_token(s, llama_sampler_sample(j.sampler, ctx_, e.logits));
+    }
+  }
+  llama_batch_free(batch);
+  // Shutting down: nothing is left hanging.
+  for (auto& s : seqs_) {
+    if (s->job) finish(*s, ErrorKind::cancelled, "the in-process engine is shutting down");
+  }
+  std::lock_guard lock(mu_);
+  for (auto& j : incoming_) waiting_.push_back(std::move(j));
+  for (auto& j : waiting_) {
+    j->c.error = {ErrorKind::cancelled, path_ + ": the in-process engine is shutting down"};
+    j->c.finish = FinishReason::cancelled;
+    j->complete();
+  }
+  waiting_.clear();
+}
+
+void LlamaEngine::admit() {
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    LlamaJob& job = **it;
+    auto fail_unassigned = [&](ErrorKind kind, const std::string& msg) {
+      job.c.error = {kind, fmt::format("{}: {}", path_, msg)};
+      job.c.finish = kind == ErrorKind::cancelled ? FinishReason::cancelled : FinishReason::error;
+      job.complete();
+    };
+    if (job.cancel_requested.load()) {
+      fail_unassigned(ErrorKind::cancelled, "cancelled");
+      it = waiting_.erase(it);
+      continue;
+    }
+    Seq* seq = nullptr;
+    bool session_busy = false;
+    if (!job.req.session.empty()) {
+      for (auto& s : seqs_) {
+        if (s->session == job.req.session) {
+          if (s->job) {
+            session_busy = true;
+          } else {
+            seq = s.get();
+          }
+        }
+      }
+    }
+    if (session_busy) {  // one turn of a session at a time; this one waits its turn
+      ++it;
+      continue;
+    }
+    if (seq == nullptr) {
+      for (auto& s : seqs_) {
+        if (!s->job && s->session.empty()) {
+          seq = s.get();
+          break;
+        }
+      }
+    }
+    if (seq == nullptr) {  // evict the least recently used idle session
+      for (auto& s : seqs_) {
+        if (!s->job && (seq == nullptr || s->last_used < seq->last_used)) seq = s.get();
+      }
+      if (seq != nullptr) {
+        llama_memory_seq_rm(llama_get_memory(ctx_), seq->id, -1, -1);
+        seq->cached.clear();
+        seq->session.clear();
+        seq->session_text.clear();
+      }
+    }
+    if (seq == nullptr) break;  // every sequence is busy: wait, in arrival order
+    std::shared_ptr<LlamaJob> owned = *it;
+    it = waiting_.erase(it);
+    if (!prepare(job, *seq)) {
+      job.complete();
+      continue;
+    }
+    seq->job = std::move(owned);
+  }
+}
+
+bool LlamaEngine::prepare(LlamaJob& job, Seq& seq) {
+  const Request& r = job.req;
+  auto fail = [&](const std::string& msg) {
+    job.c.error = {ErrorKind::bad_request, fmt::format("{}: {}", path_, msg)};
+    job.c.finish = FinishReason::error;
+    return false;
+  };
+  std::string error;
+  if (r.kind == RequestKind::chat) {
+    if (r.messages.empty()) return fail("a chat request needs at least one message");
+    job.prompt_text = format_chat(r, error);
+    if (!error.empty()) return fail(error);
+  } else {
+    job.prompt_text = r.system.empty() ? r.prompt : r.system + "\n\n" + r.prompt;
+  }
+  const bool same_session = !r.session.empty() && seq.session == r.session;
+  if (same_session && !seq.session_text.empty() &&
+      job.prompt_text.compare(0, seq.session_text.size(), seq.session_text) == 0) {
+    // The new prompt extends what the session holds: tokenize only the new text, so the cached
+    // tokens are reused exactly as they were generated.
+    job.prompt = seq.cached;
+    const auto rest = tokenize(job.prompt_text.substr(seq.session_text.size()), false);
+    job.prompt.insert(job.prompt.end(), rest.begin(), rest.end());
+  } else {
+    job.prompt = tokenize(job.prompt_text, true);
+  }
+  if (job.prompt.empty()) return fail("the prompt is empty");
+  job.n_ctx = ctx_per_seq_;
+  if (r.options.num_ctx && *r.options.num_ctx > 0) {
+    job.n_ctx = std::min(job.n_ctx, *r.options.num_ctx);
+  }
+  if (static_cast<int>(job.prompt.size()) >= job.n_ctx) {
+    return fail(fmt::format("the prompt has {} tokens; the context per sequence is {} "
+                            "(num_ctx, or LlamaConfig::ctx_per_seq)",
+                            job.prompt.size(), job.n_ctx));
+  }
+  job.sampler = make_sampler(r, error);
+  if (job.sampler == nullptr) return fail(error);
+
+  // Reuse the longest common prefix of what the sequence holds; at least one prompt token is
+  // decoded again so that there are logits to sample from.
+  if (!same_session) {
+    if (!seq.session.empty() || !seq.cached.empty()) {
+      llama_memory_seq_rm(llama_get_memory(ctx_), seq.id, -1, -1);
+      seq.cached.clear();
+    }
+  }
+  std::size_t keep = 0;
+  while (keep < seq.cached.size() && keep < job.prompt.size() &&
+         seq.cached[keep] == job.prompt[keep]) {
+    ++keep;
+  }
+  keep = std::min(keep, job.prompt.size() - 1);
+  if (keep < seq.cached.size()) {
+    llama_memory_seq_rm(llama_get_memory(ctx_), seq.id, static_cast<llama_pos>(keep), -1);
+    seq.cached.resize(keep);
+  }
+  job.prompt_done = keep;
+  job.admitted = tick();
+  job.c.figures.tokens_in = static_cast<int64_t>(job.prompt.size());
+  job.c.figures.prompt_tokens_cached = static_cast<int64_t>(keep);
+  seq.session = r.session;
+  seq.drop_after = false;
+  return true;
+}
+
+void LlamaEngine::emit_token(Seq& seq, int32_t token) {
+  LlamaJob& j = *seq.job;
+  const int64_t t = now_ns();
+  if (j.c.tokens.empty()) {
+    j.t_first_sample = t;
+    j.c.figures.ttft_server_ms = static_cast<double>(t - j.c.figures.t_send_ns) / 1e6;
+  }
+  j.t_last_sample = t;
+  j.c.tokens.push_back(token);
+  if (llama_vocab_is_eog(vocab_, token)) {
+    j.c.finish_raw = "stop";
+    j.c.finish = FinishReason::stop;
+    finish(seq);
+    return;
+  }
+  char buf[256];
+  int n = llama_token_to_piece(vocab_, token, buf, sizeof buf, 0, /*special=*/false);
+  std::string piece;
+  if (n < 0) {
+    piece.resize(static_cast<std::size_t>(-n));
+    n = llama_token_to_piece(vocab_, token, piece.data(), -n, 0, false);
+    piece.resize(static_cast<std::size_t>(std::max(0, n)));
+  } else {
+    piece.assign(buf, static_cast<std::size_t>(n));
+  }
+  const std::string text = j.stop.push(j.utf8.push(piece));
+  j.pieces.push_back(std::move(piece));
+  if (!text.empty() && !j.deliver(text)) {
+    finish(seq, ErrorKind::cancelled, "cancelled");
+    return;
+  }
+  if (j.stop.stopped()) {
+    j.c.finish_raw = "stop";
+    j.c.finish = FinishReason::stop;
+    finish(seq);
+    return;
+  }
+  const auto& np = j.req.options.num_predict;
+  if ((np && *np > 0 && static_cast<int64_t>(j.c.tokens.size()) >= *np) ||
+      static_cast<int>(seq.cached.size()) + 1 >= j.n_ctx) {
+    j.c.finish_raw = "length";
+    j.c.finish = FinishReason::length;
+    finish(seq);
+    return;
+  }
+  j.next_token = token;
+}
+
+void LlamaEngine::finish(Seq& seq, ErrorKind kind, std::string message) {
+  std::shared_ptr<LlamaJob> job = std::move(seq.job);
+  seq.job = nullptr;
+  LlamaJob& j = *job;
+  Completion& c = j.c;
+  if (kind == ErrorKind::none) {
+    j.utf8.finish();
+    if (const std::string rest = j.stop.flush(); !rest.empty()) j.deliver(rest);
+  } else {
+    c.error = {kind, fmt::format("{}: {}", path_, message)};
+    c.finish = kind == ErrorKind::cancelled ? FinishReason::cancelled : FinishReason::error;
+  }
+  Figures& f = c.figures;
+  f.tokens_out = static_cast<int64_t>(c.tokens.size());
+  f.bytes_dropped = j.utf8.dropped_bytes();
+  if (c.tokens.size() > 1 && j.t_last_sample > j.t_first_sample) {
+    f.decode_tps_server = static_cast<double>(c.tokens.size() - 1) * 1e9 /
+                          static_cast<double>(j.t_last_sample - j.t_first_sample);
+  }
+  if (f.tokens_out && *f.tokens_out > 1 && f.t_first_token_ns && f.t_last_token_ns &&
+      *f.t_last_token_ns > *f.t_first_token_ns) {
+    f.decode_tps_client = static_cast<double>(*f.tokens_out - 1) * 1e9 /
+                          static_cast<double>(*f.t_last_token_ns - *f.t_first_token_ns);
+  }
+  f.e2e_ns = now_ns() - f.t_send_ns;
+  if (j.sampler) llama_sampler_free(j.sampler);
+  j.sampler = nullptr;
+
+  // Keep a session's cells (they hold exactly seq.cached); free everything else's.
+  const bool keep = !seq.session.empty() && !seq.drop_after && kind != ErrorKind::server;
+  if (keep) {
+    std::string text = j.prompt_text;
+    const std::size_t decoded = seq.cached.size() - std::min(seq.cached.size(), j.prompt.size());
+    for (std::size_t i = 0; i < decoded && i < j.pieces.size(); ++i) text += j.pieces[i];
+    seq.session_text = std::move(text);
+  } else {
+    llama_memory_seq_rm(llama_get_memory(ctx_), seq.id, -1, -1);
+    seq.cached.clear();
+    seq.session.clear();
+    seq.session_text.clear();
+  }
+  seq.drop_after = false;
+  seq.last_used = tick();
+  j.complete();
+}
+
+}  // namespace chimera::backends

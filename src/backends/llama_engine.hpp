@@ -1,0 +1,95 @@
+// llama.cpp in-process (private header): one model, one context, one decode loop that batches
+// every active sequence.
+//
+// Each step of the loop builds one llama_batch holding the next token of every sequence that is
+// generating and, after them, prompt chunks of sequences that are reading their prompt (oldest
+// arrival first, at most `prefill_chunk` tokens each, `batch` tokens in all). A request that
+// arrives goes into the very next step; running streams never wait for a whole long prompt.
+// Requests beyond `parallel` sequences wait in a queue, in arrival order.
+//
+// Sessions: a sequence that served a request with a session id keeps its KV cells, and the
+// session's tokens; the session's next request reuses the longest common prefix and prefills
+// only the rest. Idle sessions are evicted least-recently-used when a sequence is needed.
+//
+// Thread safety: submit(), drop_session() and cancellation are thread-safe; callbacks run on the
+// engine's thread.
+#pragma once
+
+#include <chimera/backends/backend.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+struct llama_model;
+struct llama_context;
+struct llama_vocab;
+struct llama_sampler;
+
+namespace chimera::backends {
+
+class LlamaJob;
+struct Inbox;
+
+class LlamaEngine {
+ public:
+  // Loads the model (memory-mapped) and creates the context. Throws std::invalid_argument with
+  // a clear message when the file cannot be loaded.
+  LlamaEngine(std::string model_path, const LlamaConfig& config);
+  ~LlamaEngine();
+  LlamaEngine(const LlamaEngine&) = delete;
+  LlamaEngine& operator=(const LlamaEngine&) = delete;
+
+  std::shared_ptr<RequestHandle> submit(Request request, TokenCallback on_token,
+                                        DoneCallback on_done);
+  void drop_session(const std::string& session);
+
+  const std::string& model_path() const { return path_; }
+  const LlamaConfig& config() const { return config_; }
+  int ctx_per_seq() const { return ctx_per_seq_; }
+  std::string describe() const;
+
+  // The engine shared by every backend made for this file and configuration.
+  static std::shared_ptr<LlamaEngine> shared(const std::string& model_path,
+                                             const LlamaConfig& config);
+
+ private:
+  struct Seq;
+  void loop();
+  void admit();
+  bool prepare(LlamaJob& job, Seq& seq);
+  void step();
+  void finish(Seq& seq, ErrorKind kind = ErrorKind::none, std::string message = {});
+  void emit_token(Seq& seq, int32_t token);
+  std::vector<int32_t> tokenize(const std::string& text, bool add_special) const;
+  std::string format_chat(const Request& request, std::string& error) const;
+  llama_sampler* make_sampler(const Request& request, std::string& error) const;
+  int64_t tick() { return ++clock_; }
+
+  std::string path_;
+  LlamaConfig config_;
+  int ctx_per_seq_ = 0;
+  llama_model* model_ = nullptr;
+  llama_context* ctx_ = nullptr;
+  const llama_vocab* vocab_ = nullptr;
+  std::string chat_template_;
+
+  std::shared_ptr<Inbox> inbox_;
+  std::mutex mu_;
+  std::deque<std::shared_ptr<LlamaJob>> incoming_;
+  std::vector<std::string> drops_;
+  bool stopping_ = false;
+
+  // Engine thread only.
+  std::deque<std::shared_ptr<LlamaJob>> waiting_;
+  std::vector<std::unique_ptr<Seq>> seqs_;
+  int64_t clock_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace chimera::backends

@@ -1,0 +1,552 @@
+// The scan (a parallel directory walk) and the parallel parse, merged in path order so the
+// result does not depend on the thread count.
+#include "ingest/internal.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <system_error>
+#include <thread>
+#include <unordered_set>
+
+namespace chimera::ingest {
+
+namespace fs = std::filesystem;
+
+IngestResult::IngestResult() : storage_(std::make_unique<detail::Storage>()) {}
+IngestResult::~IngestResult() = default;
+IngestResult::IngestResult(IngestResult&&) noexcept = default;
+IngestResult& IngestResult::operator=(IngestResult&&) noexcept = default;
+
+detail::Storage& IngestResult::storage() {
+  if (!storage_) storage_ = std::make_unique<detail::Storage>();
+  return *storage_;
+}
+
+std::size_t IngestResult::file_count(FileType type) const {
+  return static_cast<std::size_t>(
+      std::count_if(files.begin(), files.end(), [&](const FileInfo& f) { return f.type == type; }));
+}
+
+std::uint64_t IngestResult::file_bytes(FileType type) const {
+  std::uint64_t n = 0;
+  for (const auto& f : files)
+    if (f.type == type) n += f.bytes;
+  return n;
+}
+
+bool file_type_of(const fs::path& path, FileType* type) {
+  auto ext = path.extension().string();
+  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  FileType t;
+  if (ext == ".csv") {
+    t = FileType::csv;
+  } else if (ext == ".json") {
+    t = FileType::json;
+  } else if (ext == ".md" || ext == ".markdown") {
+    t = FileType::markdown;
+  } else if (ext == ".txt") {
+    t = FileType::text;
+  } else {
+    return false;
+  }
+  if (type != nullptr) *type = t;
+  return true;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+unsigned thread_count(const IngestOptions& o) {
+  unsigned n = o.threads != 0 ? o.threads : std::thread::hardware_concurrency();
+  return std::max(1u, n);
+}
+
+// Runs fn(worker_index) on n threads (the caller's thread is one of them).
+template <class Fn>
+void run_on(unsigned n, Fn&& fn) {
+  if (n <= 1) {
+    fn(0u);
+    return;
+  }
+  std::vector<std::thread> threads;
+  threads.reserve(n - 1);
+  for (unsigned i = 1; i < n; ++i) threads.emplace_back([&fn, i] { fn(i); });
+  fn(0u);
+  for (auto& t : threads) t.join();
+}
+
+struct Found {
+  std::string path;
+  std::string relative;
+  std::string canonical;
+  FileType type = FileType::text;
+  std::uint64_t bytes = 0;
+};
+
+// ---- scan ----------------------------------------------------------------------------------
+
+class Scanner {
+ public:
+  Scanner(const IngestOptions& options, unsigned threads) : options_(options), threads_(threads) {}
+
+  void add_root(const fs::path& root) {
+    std::error_code ec;
+    auto st = fs::status(root, ec);
+    if (ec || !fs::exists(st)) {
+      errors_.push_back(FileError{root.string(), 0,
+                                  fmt::format("cannot read {}: {}; check the path", root.string(),
+                                              ec ? ec.message() : "no such file or directory"),
+                                  true});
+      return;
+    }
+    if (fs::is_directory(st)) {
+      auto canonical = fs::canonical(root, ec);
+      if (ec) canonical = fs::absolute(root);
+      if (!visited_.insert(canonical.string()).second) return;  // the same folder twice
+      queue_.push_back(Dir{root, canonical, ""});
+      return;
+    }
+    FileType type;
+    if (!fs::is_regular_file(st) || !file_type_of(root, &type)) {
+      errors_.push_back(FileError{root.string(), 0,
+                                  "not a folder or a .csv, .json, .md, .markdown or .txt file",
+                                  true});
+      return;
+    }
+    Found f;
+    f.path = root.string();
+    f.relative = root.filename().string();
+    f.canonical = fs::canonical(root, ec).string();
+    if (ec) f.canonical = f.path;
+    f.type = type;
+    f.bytes = fs::file_size(root, ec);
+    files_.push_back(std::move(f));
+  }
+
+  // Walks everything queued. Real folders first, all of them, in parallel; then the folders
+  // reached only through links, in sorted order, so that which path a linked folder is
+  // listed under never depends on thread timing.
+  void walk() {
+    while (!queue_.empty()) {
+      busy_ = 0;
+      run_on(std::min<unsigned>(threads_, static_cast<unsigned>(std::max<std::size_t>(1, queue_.size() * 4))),
+             [this](unsigned) { worker(); });
+      std::sort(links_.begin(), links_.end(),
+                [](const Dir& a, const Dir& b) { return a.path < b.path; });
+      for (auto& d : links_) {
+        if (visited_.insert(d.canonical.string()).second) {
+          queue_.push_back(std::move(d));
+        } else {
+          ++stats_.symlink_cycles;
+        }
+      }
+      links_.clear();
+    }
+  }
+
+  std::vector<Found>& files() { return files_; }
+  std::vector<FileError>& errors() { return errors_; }
+  ScanStats& stats() { return stats_; }
+
+ private:
+  struct Dir {
+    fs::path path;
+    fs::path canonical;
+    std::string relative;  // below the root, with a trailing '/' unless empty
+  };
+
+  void worker() {
+    std::unique_lock lk(mu_);
+    for (;;) {
+      cv_.wait(lk, [&] { return !queue_.empty() || busy_ == 0; });
+      if (queue_.empty()) {
+        cv_.notify_all();
+        return;
+      }
+      Dir dir = std::move(queue_.front());
+      queue_.pop_front();
+      ++busy_;
+      lk.unlock();
+
+      std::vector<Found> files;
+      std::vector<FileError> errors;
+      std::vector<Dir> subdirs, links;
+      std::size_t skipped = 0;
+      list(dir, files, errors, subdirs, links, skipped);
+
+      lk.lock();
+      ++stats_.directories;
+      stats_.skipped_files += skipped;
+      for (auto& f : files) files_.push_back(std::move(f));
+      for (auto& e : errors) errors_.push_back(std::move(e));
+      for (auto& l : links) links_.push_back(std::move(l));
+      for (auto& d : subdirs) {
+        if (visited_.insert(d.canonical.string()).second) {
+          queue_.push_back(std::move(d));
+        } else {
+          ++stats_.symlink_cycles;
+        }
+      }
+      --busy_;
+      cv_.notify_all();
+    }
+  }
+
+  void list(const Dir& dir, std::vector<Found>& files, std::vector<FileError>& errors,
+            std::vector<Dir>& subdirs, std::vector<Dir>& links, std::size_t& skipped) {
+    std::error_code ec;
+    fs::directory_iterator it(dir.path, ec);
+    if (ec) {
+      errors.push_back(FileError{dir.path.string(), 0,
+                                 fmt::format("cannot list folder: {}", ec.message()), true});
+      return;
+    }
+    for (; it != fs::directory_iterator(); it.increment(ec)) {
+      if (ec) {
+        errors.push_back(FileError{dir.path.string(), 0,
+                                   fmt::format("cannot list folder: {}", ec.message()), true});
+        return;
+      }
+      const auto& entry = *it;
+      const auto name = entry.path().filename().string();
+      std::error_code sec;
+      auto lst = entry.symlink_status(sec);
+      bool is_link = fs::is_symlink(lst);
+      fs::file_status st = lst;
+      if (is_link) {
+        if (!options_.follow_symlinks) {
+          ++skipped;
+          continue;
+        }
+        st = entry.status(sec);
+        if (sec || !fs::exists(st)) {
+          errors.push_back(FileError{entry.path().string(), 0,
+                                     "broken symbolic link: its target does not exist", true});
+          continue;
+        }
+      }
+      if (fs::is_directory(st)) {
+        Dir d;
+        d.path = entry.path();
+        d.relative = dir.relative + name + "/";
+        if (is_link) {
+          d.canonical = fs::canonical(entry.path(), sec);
+          if (sec) {
+            errors.push_back(FileError{entry.path().string(), 0,
+                                       fmt::format("cannot resolve link: {}", sec.message()), true});
+            continue;
+          }
+          links.push_back(std::move(d));
+        } else {
+          d.canonical = dir.canonical / name;
+          subdirs.push_back(std::move(d));
+        }
+        continue;
+      }
+      FileType type;
+      if (!fs::is_regular_file(st) || !file_type_of(entry.path(), &type)) {
+        ++skipped;
+        continue;
+      }
+      Found f;
+      f.path = entry.path().string();
+      f.relative = dir.relative + name;
+      f.type = type;
+      if (is_link) {
+        f.canonical = fs::canonical(entry.path(), sec).string();
+        if (sec) f.canonical = f.path;
+      } else {
+        f.canonical = (dir.canonical / name).string();
+      }
+      f.bytes = entry.file_size(sec);
+      if (sec) f.bytes = 0;
+      files.push_back(std::move(f));
+    }
+  }
+
+  const IngestOptions& options_;
+  unsigned threads_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Dir> queue_;
+  std::vector<Dir> links_;
+  std::size_t busy_ = 0;
+  std::unordered_set<std::string> visited_;
+  std::vector<Found> files_;
+  std::vector<FileError> errors_;
+  ScanStats stats_;
+};
+
+// ---- parse ---------------------------------------------------------------------------------
+
+void parse_content(std::string_view content, FileType type, detail::ParseJob& job) {
+  if (content.size() >= 3 && content.substr(0, 3) == "\xEF\xBB\xBF") content.remove_prefix(3);
+  std::size_t max_line = type == FileType::json ? 0 : job.options->max_line_bytes;
+  if (auto problem = detail::check_text(content, max_line)) {
+    job.error(problem->line, std::move(problem->reason), true);
+    return;
+  }
+  try {
+    switch (type) {
+      case FileType::csv: detail::parse_csv(content, job); break;
+      case FileType::json: detail::parse_json(content, job); break;
+      case FileType::markdown: detail::parse_markdown(content, job); break;
+      case FileType::text: detail::parse_text(content, job); break;
+    }
+  } catch (const std::bad_alloc&) {
+    throw;
+  } catch (const std::exception& e) {
+    job.error(0, fmt::format("internal error while parsing: {}", e.what()), true);
+  }
+  if (job.out->fatal) {
+    job.out->records.clear();
+    job.out->error_values.clear();
+  }
+}
+
+// Reads a whole file into `buf`; returns false with a reason.
+bool read_file(const std::string& path, std::uint64_t max_bytes, std::vector<char>& buf,
+               std::size_t* size, std::string* reason) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    *reason = fmt::format("cannot open: {}", std::strerror(errno));
+    return false;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    *reason = fmt::format("cannot read: {}", std::strerror(errno));
+    ::close(fd);
+    return false;
+  }
+  auto expected = static_cast<std::uint64_t>(st.st_size);
+  if (expected > max_bytes) {
+    *reason = fmt::format("file is {} bytes, over the {}-byte limit (IngestOptions::max_file_bytes)",
+                          expected, max_bytes);
+    ::close(fd);
+    return false;
+  }
+  std::size_t cap = static_cast<std::size_t>(expected) + 1;
+  if (buf.size() < cap) buf.resize(cap);
+  std::size_t n = 0;
+  for (;;) {
+    if (n == buf.size()) {
+      if (n >= max_bytes) {
+        *reason = fmt::format("file grew over the {}-byte limit (IngestOptions::max_file_bytes)",
+                              max_bytes);
+        ::close(fd);
+        return false;
+      }
+      buf.resize(buf.size() * 2);
+    }
+    ssize_t r = ::read(fd, buf.data() + n, buf.size() - n);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      *reason = fmt::format("cannot read: {}", std::strerror(errno));
+      ::close(fd);
+      return false;
+    }
+    if (r == 0) break;
+    n += static_cast<std::size_t>(r);
+  }
+  ::close(fd);
+  *size = n;
+  return true;
+}
+
+void merge(IngestResult& result, std::vector<detail::FileOutput>& outputs) {
+  std::size_t nrec = 0, nerr = 0;
+  for (const auto& o : outputs) {
+    nrec += o.records.size();
+    nerr += o.error_values.size();
+  }
+  result.records.reserve(nrec);
+  result.error_values.reserve(nerr);
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    auto& o = outputs[i];
+    auto& info = result.files[i];
+    info.records = o.records.size();
+    info.error_values = o.error_values.size();
+    info.rows = o.rows;
+    for (const auto& e : o.errors) {
+      if (e.fatal && info.error.empty()) {
+        info.parsed = false;
+        info.error = e.line > 0 && e.reason.find("line") == std::string::npos
+                         ? fmt::format("line {}: {}", e.line, e.reason)
+                         : e.reason;
+      }
+    }
+    result.records.insert(result.records.end(), o.records.begin(), o.records.end());
+    result.error_values.insert(result.error_values.end(), o.error_values.begin(),
+                               o.error_values.end());
+    for (auto& e : o.errors) result.errors.push_back(std::move(e));
+    result.storage().arenas.push_back(std::move(o.arena));
+  }
+}
+
+}  // namespace
+
+IngestResult ingest(const std::vector<fs::path>& roots, const IngestOptions& options) {
+  const auto t0 = Clock::now();
+  IngestResult result;
+  const unsigned threads = thread_count(options);
+  result.timings.threads = threads;
+
+  Scanner scanner(options, threads);
+  for (const auto& root : roots) scanner.add_root(root);
+  scanner.walk();
+  auto& found = scanner.files();
+  std::sort(found.begin(), found.end(),
+            [](const Found& a, const Found& b) { return a.path < b.path; });
+  {
+    std::unordered_set<std::string> seen;
+    std::vector<Found> unique;
+    unique.reserve(found.size());
+    for (auto& f : found) {
+      if (seen.insert(f.canonical).second) {
+        unique.push_back(std::move(f));
+      } else {
+        ++scanner.stats().duplicate_files;
+      }
+    }
+    found.swap(unique);
+  }
+  result.scan = scanner.stats();
+  result.errors = std::move(scanner.errors());
+  std::sort(result.errors.begin(), result.errors.end(),
+            [](const FileError& a, const FileError& b) { return a.path < b.path; });
+  for (const auto& f : found) {
+    FileInfo info;
+    info.path = f.path;
+    info.relative_path = f.relative;
+    info.type = f.type;
+    info.bytes = f.bytes;
+    result.total_bytes += f.bytes;
+    result.files.push_back(std::move(info));
+  }
+  result.timings.scan_ms = ms_since(t0);
+
+  // Progress is reported under one lock so that callbacks never overlap.
+  std::mutex progress_mu;
+  std::atomic<bool> cancel{false};
+  Progress progress;
+  progress.files_total = found.size();
+  progress.bytes_total = result.total_bytes;
+  auto report = [&](std::string_view path, std::uint64_t bytes, Progress::Stage stage) {
+    if (!options.on_progress) return;
+    std::lock_guard lk(progress_mu);
+    if (stage == Progress::Stage::parsing) {
+      ++progress.files_done;
+      progress.bytes_done += bytes;
+    }
+    progress.stage = stage;
+    progress.path = path;
+    bool go_on = false;
+    try {
+      go_on = options.on_progress(progress);
+    } catch (...) {
+      go_on = false;
+    }
+    if (!go_on) cancel = true;
+  };
+  report({}, 0, Progress::Stage::scanning);
+
+  const auto t1 = Clock::now();
+  std::vector<detail::FileOutput> outputs(found.size());
+  std::vector<std::size_t> order(found.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  // Largest first, so that one big file does not finish last on its own.
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return found[a].bytes > found[b].bytes; });
+  std::atomic<std::size_t> next{0};
+  std::vector<char> started(found.size(), 0);
+  const unsigned parse_threads =
+      std::max(1u, std::min<unsigned>(threads, static_cast<unsigned>(found.size())));
+  run_on(parse_threads, [&](unsigned) {
+    std::vector<char> buf;
+    for (;;) {
+      if (cancel) return;
+      std::size_t k = next.fetch_add(1);
+      if (k >= order.size()) return;
+      std::size_t i = order[k];
+      started[i] = 1;
+      auto& out = outputs[i];
+      detail::ParseJob job;
+      job.source_file = out.arena->store(found[i].path);
+      job.file = static_cast<std::uint32_t>(i);
+      job.options = &options;
+      job.out = &out;
+      std::size_t size = 0;
+      std::string reason;
+      if (!read_file(found[i].path, options.max_file_bytes, buf, &size, &reason)) {
+        job.error(0, std::move(reason), true);
+      } else {
+        parse_content(std::string_view(buf.data(), size), found[i].type, job);
+      }
+      report(found[i].path, found[i].bytes, Progress::Stage::parsing);
+    }
+  });
+  result.timings.parse_ms = ms_since(t1);
+  result.cancelled = cancel.load();
+
+  const auto t2 = Clock::now();
+  for (std::size_t i = 0; i < result.files.size(); ++i) result.files[i].parsed = started[i] != 0;
+  merge(result, outputs);
+  result.timings.merge_ms = ms_since(t2);
+  result.timings.total_ms = ms_since(t0);
+  if (options.on_progress) {
+    Progress done = progress;
+    done.stage = Progress::Stage::done;
+    done.path = {};
+    try {
+      options.on_progress(done);
+    } catch (...) {
+    }
+  }
+  return result;
+}
+
+IngestResult ingest_buffer(std::string_view content, FileType type, std::string_view name,
+                           const IngestOptions& options) {
+  const auto t0 = Clock::now();
+  IngestResult result;
+  result.timings.threads = 1;
+  FileInfo info;
+  info.path = std::string(name);
+  info.relative_path = fs::path(std::string(name)).filename().string();
+  info.type = type;
+  info.bytes = content.size();
+  info.parsed = true;
+  result.total_bytes = content.size();
+  result.files.push_back(std::move(info));
+  std::vector<detail::FileOutput> outputs(1);
+  detail::ParseJob job;
+  job.source_file = outputs[0].arena->store(name);
+  job.file = 0;
+  job.options = &options;
+  job.out = &outputs[0];
+  const auto t1 = Clock::now();
+  parse_content(content, type, job);
+  result.timings.parse_ms = ms_since(t1);
+  merge(result, outputs);
+  result.timings.total_ms = ms_since(t0);
+  return result;
+}
+
+}  // namespace chimera::ingest

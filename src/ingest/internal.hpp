@@ -1,0 +1,207 @@
+// Internal pieces shared by the ingestion parsers: string storage, name and unit rules,
+// number parsing, text checks and the table builder used by CSV and Markdown.
+#pragma once
+
+#include <chimera/ingest/ingest.hpp>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace chimera::ingest::detail {
+
+// Owns the bytes that Record/Context views point into. One per parsed file, so parsers never
+// share one across threads; IngestResult keeps them all.
+class Arena {
+ public:
+  Arena() = default;
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+
+  std::string_view store(std::string_view s);
+  // Like store(), but equal strings share one copy.
+  std::string_view intern(std::string_view s);
+  // A new context with a stable address.
+  Context* new_context() { return &contexts_.emplace_back(); }
+  Context* new_context(Context c) { return &contexts_.emplace_back(std::move(c)); }
+  const Context* empty_context() {
+    if (empty_ == nullptr) empty_ = new_context();
+    return empty_;
+  }
+
+ private:
+  static constexpr std::size_t kBlock = 64 * 1024;
+  std::vector<std::unique_ptr<char[]>> blocks_;
+  char* cur_ = nullptr;
+  std::size_t left_ = 0;
+  std::unordered_set<std::string_view> interned_;
+  std::deque<Context> contexts_;
+  Context* empty_ = nullptr;
+};
+
+struct Storage {
+  std::vector<std::unique_ptr<Arena>> arenas;
+};
+
+// ---- names, units, numbers ---------------------------------------------------------------
+
+enum class Field : std::uint8_t { model, quantization, num_gpu, num_ctx, temperature, run };
+std::string_view& field_of(Context& c, Field f);
+
+// What a column header or JSON key is for.
+enum class Role : std::uint8_t {
+  metric,        // numbers become records
+  context_main,  // one of the Context main fields (`field`)
+  context_extra, // identifying: ids, indices, timestamps, tuning parameters, names
+  error,         // error message column/key
+  success,       // success flag column/key (false -> ErrorValue)
+  unit,          // a sibling naming the unit of the values beside it
+  options,       // an object (or a JSON cell) of settings: its scalars are context
+};
+
+// A unit after normalisation: value_in_unit = raw * factor.
+struct UnitConv {
+  std::string_view unit;  // canonical ("ms", "tokens/s", "MB", "%") or the raw text
+  double factor = 1;
+  bool present = false;  // a unit was found
+  bool known = false;    // it is one of the canonical units
+};
+
+// `raw` such as "s", "Kbyte", "tok/s", "%", "GB"; present=false when empty.
+UnitConv unit_from_text(std::string_view raw);
+
+// lower_snake_case of a header or key ("Generation Time (ms)" -> "generation_time_ms").
+std::string normalize_key(std::string_view raw);
+
+struct NameInfo {
+  Role role = Role::metric;
+  Field field = Field::model;  // for Role::context_main
+  std::string key;             // normalized full name (context key for extras)
+  std::string stem;            // metric name with the unit removed and aliases applied
+  UnitConv unit;               // unit found in the name
+  bool generic = false;        // a bare statistic ("p50", "mean"): prefix with the parent
+  bool duration_ns = false;    // ends in "duration" with no unit: Ollama nanoseconds
+};
+NameInfo classify_name(std::string_view raw);
+
+// The final name, unit and kind of a metric given the unit its value carries (a unit cell or
+// suffix; `cell_unit.present` false when none).
+struct MetricSpec {
+  std::string name;
+  std::string_view unit;  // canonical or raw (raw views live in the caller's input/arena)
+  double factor = 1;
+  MetricKind kind = MetricKind::other;
+};
+MetricSpec finalize_metric(const NameInfo& info, const UnitConv& cell_unit);
+
+// Parses a cell that holds a number, optionally followed by a unit ("0.097 s", "85%",
+// "22,80,000", "4478.2 MB"). False when it is not a finite number (text, empty, NaN).
+bool parse_number(std::string_view cell, double* value, std::string_view* unit);
+
+std::string_view trim(std::string_view s);
+bool is_missing(std::string_view cell);        // "", "-", "n/a", "nan", "null", "none"
+bool looks_like_error(std::string_view text);  // "Failed to connect", "Error: ...", timeouts
+bool benign_status(std::string_view text);     // "ok", "success", "none", "0", "false"
+bool falsy(std::string_view text);             // "false", "no", "0", "failed"
+// "40.00" -> "40"; text stays as written (trimmed).
+std::string normalize_context_value(std::string_view value);
+// "q4_0" from "llama3.1:8b-instruct-q4_0"; empty when none.
+std::string_view quantization_from(std::string_view model_or_tag);
+bool is_runs_key(std::string_view normalized_key);  // runs, iterations, trials, ...
+bool is_model_object_key(std::string_view normalized_key);
+
+// Sets a main field or an extra of `c`, normalising the value and interning it in `arena`.
+// Temperature only takes values in [0, 5]: a larger "temperature" is a sensor reading, not a
+// sampling setting. Returns false when the value was refused.
+bool set_context(Context& c, Field f, std::string_view raw, Arena& arena);
+void set_extra(Context& c, std::string_view key, std::string_view raw, Arena& arena);
+// Fills quantization from a "tag" extra or the model, sorts extras.
+void finish_context(Context& c, Arena& arena);
+
+// ---- per-file parsing ----------------------------------------------------------------------
+
+struct FileOutput {
+  std::unique_ptr<Arena> arena = std::make_unique<Arena>();
+  std::vector<Record> records;
+  std::vector<ErrorValue> error_values;
+  std::vector<FileError> errors;
+  std::size_t rows = 0;
+  bool fatal = false;
+};
+
+// A metric name, unit and kind interned in a file's arena, with the factor from the unit the
+// value was written in.
+struct Metric {
+  std::string_view name;
+  std::string_view unit;
+  double factor = 1;
+  MetricKind kind = MetricKind::other;
+};
+Metric intern_metric(const MetricSpec& spec, Arena& arena);
+
+struct ParseJob {
+  std::string_view source_file;  // lives in the output's arena
+  std::uint32_t file = 0;
+  const IngestOptions* options = nullptr;
+  FileOutput* out = nullptr;
+
+  Arena& arena() { return *out->arena; }
+  void error(int line, std::string reason, bool fatal);
+  void error_value(std::string_view metric, std::string_view text, const Context* ctx, int line);
+  void record(const Metric& m, double raw, const Context* ctx, std::string_view origin,
+              int line);
+};
+
+// A context that changes as a document is read (Markdown sections, "Model: x" lines), frozen
+// into the arena when a value needs it.
+struct RunningContext {
+  Context draft;
+  const Context* frozen = nullptr;
+  const Context* get(Arena& arena);
+  void changed() { frozen = nullptr; }
+};
+
+// Checks for binary content, UTF-16, invalid UTF-8 and lines over the limit
+// (max_line == 0: no line limit). Returns the FileError reason and line, or nothing.
+struct TextProblem {
+  int line = 0;
+  std::string reason;
+};
+std::optional<TextProblem> check_text(std::string_view text, std::size_t max_line);
+
+// Parses `content` (BOM already removed, checked by check_text) into job.out.
+void parse_csv(std::string_view content, ParseJob& job);
+void parse_json(std::string_view content, ParseJob& job);
+void parse_markdown(std::string_view content, ParseJob& job);
+void parse_text(std::string_view content, ParseJob& job);
+
+// Reads a "Key: 12.3 unit [avg|peak|...]" line into a record. `label` carries the last
+// "Heading:" line, used to name generic keys such as "Average:". A main-context key with a
+// plain value ("Model: llama3", "Temperature: 0.8") updates `ctx` instead.
+void harvest_line(std::string_view line, int line_no, RunningContext& ctx, std::string* label,
+                  ParseJob& job);
+
+// A table with a header row: CSV files and Markdown tables.
+struct Table {
+  std::vector<std::string_view> header;
+  std::vector<std::string_view> units;  // a units row (Nsight Compute CSV), or empty
+  std::vector<std::string_view> cells;  // all rows' cells, flat
+  struct Row {
+    std::uint32_t first = 0;
+    std::uint32_t count = 0;
+    int line = 0;
+  };
+  std::vector<Row> rows;
+};
+// Emits the table's records and error values; `base` is the enclosing context (a Markdown
+// section) or null. Rows whose cell count differs from the header's are reported and skipped.
+void emit_table(const Table& table, const Context* base, ParseJob& job);
+
+}  // namespace chimera::ingest::detail

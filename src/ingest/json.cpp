@@ -1,0 +1,486 @@
+// JSON of any shape through Boost.JSON's SAX parser: numeric leaves become records named from
+// their keys, and context comes from sibling and ancestor keys. A SAX handler (not a DOM) keeps
+// memory flat, gives each value's line from its position in the buffer, and lets the
+// parser's own depth limit stop deep nesting before any recursion gets deep.
+#include "ingest/internal.hpp"
+
+#include <boost/json/basic_parser_impl.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_map>
+
+namespace chimera::ingest::detail {
+
+namespace {
+
+namespace json = boost::json;
+
+struct KeyEntry {
+  NameInfo info;
+  bool has_metric = false;
+  Metric metric;  // for values without a unit of their own
+};
+
+struct Node {
+  int parent = -1;
+  Context own;
+  bool has_own = false;
+  const Context* resolved = nullptr;
+};
+
+struct Pending {
+  KeyEntry* entry = nullptr;
+  double raw = 0;
+  std::string_view cell_unit;  // a unit written in a string value ("0.1 s"), interned
+  std::string_view origin;     // JSON path, interned
+  int node = 0;
+  int line = 0;
+  std::uint32_t frame = 0;  // serial of the object it sits in directly
+};
+
+struct PendingError {
+  std::string_view metric;
+  std::string_view text;  // interned
+  int node = 0;
+  int line = 0;
+};
+
+struct Frame {
+  bool array = false;
+  bool options = false;    // settings object: scalars are context of `node`
+  bool model_obj = false;  // "model": {...}: its "name" is the model
+  bool runs = false;       // array of runs: element objects get run = index + 1
+  std::size_t index = 0;   // next element index (arrays)
+  std::size_t path_len = 0;
+  int node = 0;
+  std::string name;  // the key this container sits under, as written
+  std::uint32_t serial = 0;
+  UnitConv unit;  // a "unit" sibling (objects)
+};
+
+class Harvester {
+ public:
+  static constexpr std::size_t max_array_size = static_cast<std::size_t>(-1);
+  static constexpr std::size_t max_object_size = static_cast<std::size_t>(-1);
+  static constexpr std::size_t max_string_size = static_cast<std::size_t>(-1);
+  static constexpr std::size_t max_key_size = static_cast<std::size_t>(-1);
+
+  Harvester(ParseJob* job, std::string_view text) : job_(job), text_(text), pos_(text.data()) {
+    nodes_.push_back(Node{});  // root: the empty context
+  }
+
+  bool on_document_begin(json::error_code&) { return true; }
+  bool on_document_end(json::error_code&) { return true; }
+
+  bool on_object_begin(json::error_code&) {
+    open(false);
+    return true;
+  }
+  bool on_object_end(std::size_t, json::error_code&) {
+    close();
+    return true;
+  }
+  bool on_array_begin(json::error_code&) {
+    open(true);
+    return true;
+  }
+  bool on_array_end(std::size_t, json::error_code&) {
+    close();
+    return true;
+  }
+
+  bool on_key_part(json::string_view s, std::size_t, json::error_code& ec) {
+    return append(key_buf_, s, ec);
+  }
+  bool on_key(json::string_view s, std::size_t, json::error_code& ec) {
+    if (!append(key_buf_, s, ec)) return false;
+    key_.swap(key_buf_);
+    key_buf_.clear();
+    return true;
+  }
+  bool on_string_part(json::string_view s, std::size_t, json::error_code& ec) {
+    return append(str_buf_, s, ec);
+  }
+  bool on_string(json::string_view s, std::size_t, json::error_code& ec) {
+    if (!str_buf_.empty()) {
+      if (!append(str_buf_, s, ec)) return false;
+      string_value(str_buf_, s.data());
+      str_buf_.clear();
+    } else {
+      if (s.size() > job_->options->max_line_bytes) return too_long(s.size(), ec);
+      string_value(std::string_view(s.data(), s.size()), s.data());
+    }
+    after_value();
+    return true;
+  }
+  bool on_number_part(json::string_view s, json::error_code&) {
+    num_buf_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_int64(std::int64_t v, json::string_view s, json::error_code&) {
+    return number(static_cast<double>(v), s);
+  }
+  bool on_uint64(std::uint64_t v, json::string_view s, json::error_code&) {
+    return number(static_cast<double>(v), s);
+  }
+  bool on_double(double v, json::string_view s, json::error_code&) { return number(v, s); }
+  bool on_bool(bool b, json::error_code&) {
+    if (!frames_.empty() && !frames_.back().options) {
+      auto& entry = lookup(current_key());
+      if (entry.info.role == Role::success && !b)
+        errors_.push_back(PendingError{job_->arena().intern(entry.info.key), "false",
+                                       frames_.back().node, line_of(nullptr)});
+    }
+    after_value();
+    return true;
+  }
+  bool on_null(json::error_code&) {
+    after_value();
+    return true;
+  }
+  bool on_comment_part(json::string_view, json::error_code&) { return true; }
+  bool on_comment(json::string_view, json::error_code&) { return true; }
+
+  // Turns the pending values into records, once every sibling has been seen.
+  void finish() {
+    Arena& arena = job_->arena();
+    for (std::size_t i = 0; i < nodes_.size(); ++i) {
+      auto& n = nodes_[i];
+      const Context* parent = n.parent < 0 ? arena.empty_context() : nodes_[n.parent].resolved;
+      if (!n.has_own) {
+        n.resolved = parent;
+        continue;
+      }
+      Context c = *parent;
+      for (auto f : {Field::model, Field::quantization, Field::num_gpu, Field::num_ctx,
+                     Field::temperature, Field::run}) {
+        auto v = field_of(n.own, f);
+        if (!v.empty()) field_of(c, f) = v;
+      }
+      for (const auto& [k, v] : n.own.extra) {
+        auto it = std::find_if(c.extra.begin(), c.extra.end(), [&](auto& kv) { return kv.first == k; });
+        if (it != c.extra.end()) {
+          it->second = v;
+        } else {
+          c.extra.emplace_back(k, v);
+        }
+      }
+      // A model set here replaces the parent's, and with it a quantization taken from it.
+      if (!n.own.model.empty() && n.own.quantization.empty()) c.quantization = {};
+      finish_context(c, arena);
+      n.resolved = arena.new_context(std::move(c));
+    }
+    job_->out->records.reserve(job_->out->records.size() + pending_.size());
+    for (const auto& p : pending_) {
+      const Metric* m;
+      Metric local;
+      if (p.cell_unit.empty()) {
+        if (!p.entry->has_metric) {
+          p.entry->metric = intern_metric(finalize_metric(p.entry->info, UnitConv{}), arena);
+          p.entry->has_metric = true;
+        }
+        m = &p.entry->metric;
+      } else {
+        local = intern_metric(finalize_metric(p.entry->info, unit_from_text(p.cell_unit)), arena);
+        m = &local;
+      }
+      job_->record(*m, p.raw, nodes_[p.node].resolved, p.origin, p.line);
+    }
+    for (const auto& e : errors_) job_->error_value(e.metric, e.text, nodes_[e.node].resolved, e.line);
+  }
+
+ private:
+  bool append(std::string& buf, json::string_view s, json::error_code& ec) {
+    if (buf.size() + s.size() > job_->options->max_line_bytes)
+      return too_long(buf.size() + s.size(), ec);
+    buf.append(s.data(), s.size());
+    return true;
+  }
+  bool too_long(std::size_t, json::error_code& ec) {
+    too_long_ = true;
+    ec = json::error::string_too_large;
+    return false;
+  }
+
+  // The line of a position in the input; positions only move forward.
+  int line_of(const char* p) {
+    if (p != nullptr && p >= pos_ && p <= text_.data() + text_.size()) {
+      line_ += static_cast<int>(std::count(pos_, p, '\n'));
+      pos_ = p;
+    }
+    return line_;
+  }
+
+  const std::string& current_key() const {
+    return frames_.back().array ? frames_.back().name : key_;
+  }
+
+  void open(bool array) {
+    Frame f;
+    f.array = array;
+    f.serial = ++serial_;
+    f.path_len = path_.size();
+    int parent_node = frames_.empty() ? 0 : frames_.back().node;
+    if (!frames_.empty()) {
+      const Frame& up = frames_.back();
+      if (up.array) {
+        path_ += '[';
+        path_ += std::to_string(up.index);
+        path_ += ']';
+        f.name = up.name;
+      } else {
+        if (!path_.empty()) path_ += '.';
+        path_ += key_;
+        f.name = key_;
+      }
+    }
+    f.node = parent_node;
+    if (!array) {
+      bool settings = false, model_obj = false;
+      if (!frames_.empty() && !frames_.back().array) {
+        auto& entry = lookup(key_);
+        settings = entry.info.role == Role::options;
+        model_obj = is_model_object_key(entry.info.key);
+      }
+      if (!frames_.empty() && frames_.back().options) settings = true;
+      if (settings || model_obj) {
+        f.options = true;
+        f.model_obj = model_obj;
+      } else {
+        Node n;
+        n.parent = parent_node;
+        if (!frames_.empty() && frames_.back().array && frames_.back().runs) {
+          n.own.run = job_->arena().intern(std::to_string(frames_.back().index + 1));
+          n.has_own = true;
+        }
+        nodes_.push_back(std::move(n));
+        f.node = static_cast<int>(nodes_.size() - 1);
+      }
+    } else {
+      f.runs = is_runs_key(normalize_key(f.name));
+      f.options = !frames_.empty() && frames_.back().options;
+    }
+    frames_.push_back(std::move(f));
+  }
+
+  void close() {
+    Frame f = std::move(frames_.back());
+    frames_.pop_back();
+    if (!f.array && f.unit.present) {
+      // A "unit" sibling applies to the values of this object that had none.
+      for (auto it = pending_.rbegin(); it != pending_.rend() && it->frame >= f.serial; ++it) {
+        if (it->frame == f.serial && it->cell_unit.empty() && !it->entry->info.unit.present)
+          it->cell_unit = f.unit.unit;
+      }
+    }
+    path_.resize(f.path_len);
+    after_value();
+  }
+
+  void after_value() {
+    if (!frames_.empty() && frames_.back().array) ++frames_.back().index;
+  }
+
+  KeyEntry& lookup(const std::string& key) {
+    auto it = keys_.find(key);
+    if (it == keys_.end()) it = keys_.emplace(key, KeyEntry{classify_name(key), false, {}}).first;
+    return it->second;
+  }
+
+  // The entry for a metric: a bare statistic ("p50_ms", "mean") is named after the nearest
+  // container key ("timing" -> "timing_p50").
+  KeyEntry& metric_entry(const std::string& key, KeyEntry& plain) {
+    if (!plain.info.generic) return plain;
+    for (auto it = frames_.rbegin(); it != frames_.rend(); ++it) {
+      if (it->name.empty() || (it->name == key && it == frames_.rbegin() && it->array)) continue;
+      composed_.assign(it->name);
+      composed_ += '_';
+      composed_ += key;
+      return lookup(composed_);
+    }
+    return plain;
+  }
+
+  std::string_view value_path() {
+    const Frame& f = frames_.back();
+    std::size_t len = path_.size();
+    if (f.array) {
+      path_ += '[';
+      path_ += std::to_string(f.index);
+      path_ += ']';
+    } else {
+      if (!path_.empty()) path_ += '.';
+      path_ += key_;
+    }
+    auto view = job_->arena().intern(path_);
+    path_.resize(len);
+    return view;
+  }
+
+  Node& node() {
+    auto& n = nodes_[static_cast<std::size_t>(frames_.back().node)];
+    n.has_own = true;
+    return n;
+  }
+
+  void context_value(const KeyEntry& entry, std::string_view text) {
+    Arena& arena = job_->arena();
+    const Frame& f = frames_.back();
+    if (f.model_obj && entry.info.key == "name") {
+      set_context(node().own, Field::model, text, arena);
+    } else if (entry.info.role == Role::context_main) {
+      if (!set_context(node().own, entry.info.field, text, arena))
+        set_extra(node().own, entry.info.key, text, arena);
+    } else if (!entry.info.key.empty()) {
+      set_extra(node().own, entry.info.key, text, arena);
+    }
+  }
+
+  bool number(double v, json::string_view s) {
+    std::string_view text(s.data(), s.size());
+    const char* where = s.data();
+    if (!num_buf_.empty()) {
+      num_buf_.append(s.data(), s.size());
+      text = num_buf_;
+      where = nullptr;
+    }
+    if (!frames_.empty()) {
+      const std::string& key = current_key();
+      auto& entry = lookup(key);
+      const Frame& f = frames_.back();
+      bool as_context = f.options || entry.info.role == Role::context_extra ||
+                        entry.info.role == Role::unit || entry.info.role == Role::options;
+      if (entry.info.role == Role::context_main && !f.options) {
+        if (set_context(node().own, entry.info.field, text, job_->arena())) {
+          as_context = true;
+        }
+      } else if (as_context) {
+        context_value(entry, text);
+      }
+      if (!as_context && entry.info.role != Role::context_main) {
+        auto& m = metric_entry(key, entry);
+        if (m.info.role == Role::error || m.info.role == Role::success) {
+          // "errors": 3 is a count of errors.
+          m.info.role = Role::metric;
+          if (m.info.stem.empty()) m.info.stem = m.info.key;
+        }
+        pending_.push_back(Pending{&m, v, {}, value_path(), f.node, line_of(where), f.serial});
+      } else if (!as_context) {
+        // A refused context value (a temperature of 48): a reading, recorded as a metric.
+        KeyEntry& reading = lookup(key + "_value");
+        pending_.push_back(Pending{&reading, v, {}, value_path(), f.node, line_of(where), f.serial});
+      }
+    }
+    num_buf_.clear();
+    after_value();
+    return true;
+  }
+
+  void string_value(std::string_view s, const char* where) {
+    if (frames_.empty()) return;
+    const std::string& key = current_key();
+    auto& entry = lookup(key);
+    Frame& f = frames_.back();
+    if (f.options) {
+      context_value(entry, s);
+      return;
+    }
+    switch (entry.info.role) {
+      case Role::context_main:
+      case Role::context_extra:
+      case Role::options:
+        context_value(entry, s);
+        return;
+      case Role::unit:
+        if (!f.array) f.unit = unit_from_text(job_->arena().intern(s));
+        return;
+      case Role::error:
+        if (!benign_status(s))
+          errors_.push_back(PendingError{job_->arena().intern(entry.info.key),
+                                         job_->arena().intern(s.substr(0, 200)), f.node,
+                                         line_of(where)});
+        return;
+      case Role::success:
+        if (falsy(s))
+          errors_.push_back(PendingError{job_->arena().intern(entry.info.key),
+                                         job_->arena().intern(s.substr(0, 200)), f.node,
+                                         line_of(where)});
+        return;
+      case Role::metric: break;
+    }
+    double v = 0;
+    std::string_view unit;
+    if (s.size() < 48 && parse_number(s, &v, &unit)) {
+      auto& m = metric_entry(key, entry);
+      pending_.push_back(Pending{&m, v, job_->arena().intern(unit), value_path(), f.node,
+                                 line_of(where), f.serial});
+    } else if (looks_like_error(s) && s.size() < 400 && !f.array) {
+      errors_.push_back(PendingError{job_->arena().intern(entry.info.key),
+                                     job_->arena().intern(s.substr(0, 200)), f.node,
+                                     line_of(where)});
+    } else if (!f.array && s.size() <= 96) {
+      context_value(entry, s);
+    }
+  }
+
+ public:
+  bool too_long_ = false;
+
+ private:
+  ParseJob* job_;
+  std::string_view text_;
+  const char* pos_;
+  int line_ = 1;
+  std::uint32_t serial_ = 0;
+  std::vector<Frame> frames_;
+  std::vector<Node> nodes_;
+  std::vector<Pending> pending_;
+  std::vector<PendingError> errors_;
+  std::unordered_map<std::string, KeyEntry> keys_;
+  std::string key_, key_buf_, str_buf_, num_buf_, path_, composed_;
+};
+
+}  // namespace
+
+void parse_json(std::string_view content, ParseJob& job) {
+  json::parse_options opts;
+  opts.max_depth = std::clamp<unsigned>(job.options->max_json_depth, 1, 1000);
+  opts.allow_comments = true;
+  opts.allow_trailing_commas = true;
+  json::basic_parser<Harvester> parser(opts, &job, content);
+  json::error_code ec;
+  std::size_t n = parser.write_some(false, content.data(), content.size(), ec);
+  if (!ec && !parser.done()) ec = json::error::incomplete;
+  if (ec) {
+    std::size_t at = std::min(n, content.size());
+    int line = 1 + static_cast<int>(std::count(content.begin(), content.begin() + static_cast<long>(at), '\n'));
+    std::string reason;
+    auto rest = content.substr(at);
+    auto trimmed = rest.substr(0, 16);
+    if (ec == json::error::too_deep) {
+      reason = fmt::format("JSON nested deeper than {} levels at line {} "
+                           "(IngestOptions::max_json_depth); nothing of the file was recorded",
+                           opts.max_depth, line);
+    } else if (parser.handler().too_long_ || ec == json::error::string_too_large) {
+      reason = fmt::format("a JSON string at line {} is over the {}-byte limit "
+                           "(IngestOptions::max_line_bytes)",
+                           line, job.options->max_line_bytes);
+    } else if (ec == json::error::incomplete) {
+      reason = fmt::format("JSON ends early at line {} (truncated file?): {}", line, ec.message());
+    } else if (trimmed.starts_with("NaN") || trimmed.starts_with("Infinity") ||
+               trimmed.starts_with("-Infinity")) {
+      reason = fmt::format("invalid JSON at line {}: NaN and Infinity are not JSON (Python's "
+                           "json.dump writes them; use allow_nan=False or null)",
+                           line);
+    } else {
+      reason = fmt::format("invalid JSON at line {}: {}", line, ec.message());
+    }
+    job.error(line, std::move(reason), true);
+    return;
+  }
+  parser.handler().finish();
+}
+
+}  // namespace chimera::ingest::detail

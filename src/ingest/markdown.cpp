@@ -1,0 +1,176 @@
+// Markdown through cmark-gfm with the table extension: tables become rows (the CSV column
+// rules), headings set the context of what follows them, and "Key: 12.3 unit" lines in
+// paragraphs and list items are harvested. Line numbers are cmark's source positions.
+#include "ingest/internal.hpp"
+
+#include <cmark-gfm-core-extensions.h>
+#include <cmark-gfm-extension_api.h>
+#include <cmark-gfm.h>
+
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
+
+namespace chimera::ingest::detail {
+
+namespace {
+
+struct ParserDeleter {
+  void operator()(cmark_parser* p) const { cmark_parser_free(p); }
+};
+struct NodeDeleter {
+  void operator()(cmark_node* n) const { cmark_node_free(n); }
+};
+struct IterDeleter {
+  void operator()(cmark_iter* i) const { cmark_iter_free(i); }
+};
+
+cmark_syntax_extension* table_extension() {
+  // Registration touches a global list; do it once.
+  static std::once_flag once;
+  static cmark_syntax_extension* table = nullptr;
+  std::call_once(once, [] {
+    cmark_gfm_core_extensions_ensure_registered();
+    table = cmark_find_syntax_extension("table");
+  });
+  return table;
+}
+
+bool type_is(cmark_node* node, const char* name) {
+  const char* t = cmark_node_get_type_string(node);
+  return t != nullptr && std::strcmp(t, name) == 0;
+}
+
+// The text of a node and its children; soft breaks become `soft_break`.
+void collect_text(cmark_node* node, std::string& out, char soft_break) {
+  for (cmark_node* child = cmark_node_first_child(node); child != nullptr;
+       child = cmark_node_next(child)) {
+    switch (cmark_node_get_type(child)) {
+      case CMARK_NODE_TEXT:
+      case CMARK_NODE_CODE:
+      case CMARK_NODE_HTML_INLINE: {
+        const char* lit = cmark_node_get_literal(child);
+        if (lit != nullptr) out += lit;
+        break;
+      }
+      case CMARK_NODE_SOFTBREAK: out += soft_break; break;
+      case CMARK_NODE_LINEBREAK: out += '\n'; break;
+      default: collect_text(child, out, soft_break); break;
+    }
+  }
+}
+
+// A model tag in a heading: "Baseline (llama3.1:8b-instruct-q4_0)" -> "llama3.1:8b-instruct-q4_0".
+std::string_view model_in(std::string_view text) {
+  std::size_t start = 0;
+  while (start < text.size()) {
+    auto end = text.find_first_of(" \t()[],;`*", start);
+    if (end == std::string_view::npos) end = text.size();
+    auto word = text.substr(start, end - start);
+    auto colon = word.find(':');
+    if (colon != std::string_view::npos && colon > 0 && colon + 1 < word.size()) {
+      auto c0 = word[0];
+      auto c1 = word[colon + 1];
+      bool alpha0 = (c0 >= 'a' && c0 <= 'z') || (c0 >= 'A' && c0 <= 'Z');
+      bool alnum1 = (c1 >= 'a' && c1 <= 'z') || (c1 >= 'A' && c1 <= 'Z') || (c1 >= '0' && c1 <= '9');
+      if (alpha0 && alnum1 && word.find("://") == std::string_view::npos) return word;
+    }
+    start = end + 1;
+  }
+  return {};
+}
+
+struct Section {
+  int level = 0;
+  Context context;
+};
+
+}  // namespace
+
+void parse_markdown(std::string_view content, ParseJob& job) {
+  Arena& arena = job.arena();
+  std::unique_ptr<cmark_parser, ParserDeleter> parser(cmark_parser_new(CMARK_OPT_DEFAULT));
+  if (auto* table = table_extension()) cmark_parser_attach_syntax_extension(parser.get(), table);
+  cmark_parser_feed(parser.get(), content.data(), content.size());
+  std::unique_ptr<cmark_node, NodeDeleter> doc(cmark_parser_finish(parser.get()));
+  if (!doc) {
+    job.error(0, "the Markdown parser returned nothing (out of memory?)", true);
+    return;
+  }
+
+  std::vector<Section> sections;  // the open headings, outermost first
+  RunningContext ctx;
+  std::string label;
+  std::string text;
+  std::unique_ptr<cmark_iter, IterDeleter> iter(cmark_iter_new(doc.get()));
+  cmark_event_type ev;
+  while ((ev = cmark_iter_next(iter.get())) != CMARK_EVENT_DONE) {
+    if (ev != CMARK_EVENT_ENTER) continue;
+    cmark_node* node = cmark_iter_get_node(iter.get());
+    auto type = cmark_node_get_type(node);
+    if (type == CMARK_NODE_HEADING) {
+      int level = cmark_node_get_heading_level(node);
+      while (!sections.empty() && sections.back().level >= level) sections.pop_back();
+      text.clear();
+      collect_text(node, text, ' ');
+      Section s;
+      s.level = level;
+      s.context = sections.empty() ? Context{} : sections.back().context;
+      auto heading = trim(text);
+      if (auto model = model_in(heading); !model.empty()) {
+        set_context(s.context, Field::model, model, arena);
+        s.context.quantization = {};
+      }
+      if (auto q = quantization_from(heading); !q.empty() && s.context.model.empty())
+        set_context(s.context, Field::quantization, q, arena);
+      if (!heading.empty() && heading.size() <= 96) set_extra(s.context, "section", heading, arena);
+      sections.push_back(std::move(s));
+      ctx.draft = sections.back().context;
+      ctx.changed();
+      label.clear();
+      cmark_iter_reset(iter.get(), node, CMARK_EVENT_EXIT);
+    } else if (type == CMARK_NODE_PARAGRAPH) {
+      text.clear();
+      collect_text(node, text, '\n');
+      int line = cmark_node_get_start_line(node);
+      std::size_t start = 0;
+      while (start <= text.size()) {
+        auto nl = text.find('\n', start);
+        if (nl == std::string::npos) nl = text.size();
+        std::string_view l(text.data() + start, nl - start);
+        if (l.find(':') != std::string_view::npos) harvest_line(l, line, ctx, &label, job);
+        start = nl + 1;
+        ++line;
+      }
+      cmark_iter_reset(iter.get(), node, CMARK_EVENT_EXIT);
+    } else if (type == CMARK_NODE_CODE_BLOCK || type == CMARK_NODE_HTML_BLOCK) {
+      continue;  // code and HTML: not data
+    } else if (type_is(node, "table")) {
+      Table t;
+      std::deque<std::string> cell_text;
+      bool header_done = false;
+      for (cmark_node* row = cmark_node_first_child(node); row != nullptr;
+           row = cmark_node_next(row)) {
+        auto first = static_cast<std::uint32_t>(t.cells.size());
+        for (cmark_node* cell = cmark_node_first_child(row); cell != nullptr;
+             cell = cmark_node_next(cell)) {
+          auto& s = cell_text.emplace_back();
+          collect_text(cell, s, ' ');
+          t.cells.emplace_back(s);
+        }
+        auto count = static_cast<std::uint32_t>(t.cells.size() - first);
+        if (!header_done) {
+          t.header.assign(t.cells.begin() + first, t.cells.end());
+          header_done = true;
+          continue;
+        }
+        t.rows.push_back(Table::Row{first, count, cmark_node_get_start_line(row)});
+      }
+      if (header_done) emit_table(t, ctx.get(arena), job);
+      cmark_iter_reset(iter.get(), node, CMARK_EVENT_EXIT);
+    }
+  }
+}
+
+}  // namespace chimera::ingest::detail

@@ -1,0 +1,195 @@
+// Rows of a table (a CSV file, a Markdown table) into records: which columns are context and
+// which are metrics, decided from the header names and then from the cells.
+#include "ingest/internal.hpp"
+
+#include <boost/json.hpp>
+#include <fmt/format.h>
+
+#include <utility>
+
+namespace chimera::ingest::detail {
+
+namespace {
+
+enum class Use : std::uint8_t { metric, main, extra, error, success, options, ignore };
+
+struct Column {
+  NameInfo info;
+  Use use = Use::ignore;
+  std::string_view key;     // interned normalized key (context extras, error metric names)
+  std::string_view origin;  // interned header as written
+  UnitConv header_unit;     // from the units row when the name has none
+  bool has_metric = false;
+  Metric metric;  // for cells without their own unit
+  std::vector<std::pair<std::string, Metric>> by_cell_unit;
+
+  const Metric& metric_for(std::string_view cell_unit, Arena& arena) {
+    if (cell_unit.empty()) {
+      if (!has_metric) {
+        metric = intern_metric(finalize_metric(info, header_unit), arena);
+        has_metric = true;
+      }
+      return metric;
+    }
+    for (const auto& [u, m] : by_cell_unit)
+      if (u == cell_unit) return m;
+    auto m = intern_metric(finalize_metric(info, unit_from_text(arena.intern(cell_unit))), arena);
+    by_cell_unit.emplace_back(std::string(cell_unit), m);
+    return by_cell_unit.back().second;
+  }
+};
+
+// Settings written as a JSON object in one cell: {"temperature":0.3,"top_p":0.9}.
+using Settings = std::vector<std::pair<NameInfo, std::string>>;
+
+Settings parse_settings(std::string_view cell) {
+  Settings out;
+  cell = trim(cell);
+  if (cell.size() < 2 || cell.front() != '{') return out;
+  boost::system::error_code ec;
+  auto value = boost::json::parse(boost::json::string_view(cell.data(), cell.size()), ec);
+  if (ec || !value.is_object()) return out;
+  for (const auto& [k, v] : value.as_object()) {
+    std::string text;
+    if (v.is_string()) {
+      text = std::string(v.as_string().c_str(), v.as_string().size());
+    } else if (v.is_number()) {
+      text = boost::json::serialize(v);
+    } else if (v.is_bool()) {
+      text = v.as_bool() ? "true" : "false";
+    } else {
+      continue;
+    }
+    out.emplace_back(classify_name(std::string_view(k.data(), k.size())), std::move(text));
+  }
+  return out;
+}
+
+}  // namespace
+
+void emit_table(const Table& table, const Context* base, ParseJob& job) {
+  Arena& arena = job.arena();
+  const std::size_t ncols = table.header.size();
+  std::vector<Column> cols(ncols);
+  for (std::size_t c = 0; c < ncols; ++c) {
+    auto& col = cols[c];
+    col.info = classify_name(table.header[c]);
+    col.key = arena.intern(col.info.key.empty() ? fmt::format("column_{}", c + 1) : col.info.key);
+    col.origin = arena.intern(trim(table.header[c]));
+    if (c < table.units.size() && !col.info.unit.present) {
+      col.header_unit = unit_from_text(arena.intern(trim(table.units[c])));
+    }
+    switch (col.info.role) {
+      case Role::metric: col.use = Use::metric; break;
+      case Role::context_main: col.use = Use::main; break;
+      case Role::context_extra: col.use = Use::extra; break;
+      case Role::error: col.use = Use::error; break;
+      case Role::success: col.use = Use::success; break;
+      case Role::options: col.use = Use::options; break;
+      case Role::unit: col.use = Use::ignore; break;
+    }
+  }
+  // A column named like a metric but holding only text is context (a name, a tone, a flag).
+  for (std::size_t c = 0; c < ncols; ++c) {
+    if (cols[c].use != Use::metric) continue;
+    std::size_t numeric = 0, text = 0;
+    for (const auto& row : table.rows) {
+      if (c >= row.count) continue;
+      auto cell = table.cells[row.first + c];
+      if (is_missing(cell)) continue;
+      double v;
+      std::string_view u;
+      if (parse_number(cell, &v, &u)) {
+        ++numeric;
+      } else if (!looks_like_error(cell)) {
+        ++text;
+      }
+    }
+    if (numeric == 0) cols[c].use = text > 0 ? Use::extra : Use::ignore;
+  }
+
+  std::vector<std::pair<std::string_view, Settings>> settings_cache;
+  auto settings_for = [&](std::string_view cell) -> const Settings& {
+    for (const auto& [k, s] : settings_cache)
+      if (k == cell) return s;
+    settings_cache.emplace_back(cell, parse_settings(cell));
+    return settings_cache.back().second;
+  };
+
+  for (const auto& row : table.rows) {
+    ++job.out->rows;
+    if (row.count != ncols) {
+      bool trailing_empty = row.count > ncols;
+      for (std::size_t c = ncols; trailing_empty && c < row.count; ++c)
+        trailing_empty = trim(table.cells[row.first + c]).empty();
+      if (!trailing_empty) {
+        job.error(row.line,
+                  fmt::format("ragged row at line {}: {} fields where the header has {}; the row "
+                              "was skipped",
+                              row.line, row.count, ncols),
+                  false);
+        continue;
+      }
+    }
+    auto cell_at = [&](std::size_t c) { return table.cells[row.first + c]; };
+
+    Context ctx = base != nullptr ? *base : Context{};
+    for (std::size_t c = 0; c < ncols; ++c) {
+      const auto& col = cols[c];
+      auto cell = cell_at(c);
+      switch (col.use) {
+        case Use::main:
+          if (!is_missing(cell) && !set_context(ctx, col.info.field, cell, arena))
+            set_extra(ctx, col.key, cell, arena);
+          break;
+        case Use::extra:
+          if (!is_missing(cell)) set_extra(ctx, col.key, cell, arena);
+          break;
+        case Use::options:
+          for (const auto& [info, value] : settings_for(cell)) {
+            if (info.role == Role::context_main) {
+              if (!set_context(ctx, info.field, value, arena)) set_extra(ctx, info.key, value, arena);
+            } else {
+              set_extra(ctx, info.key, value, arena);
+            }
+          }
+          break;
+        default: break;
+      }
+    }
+    // A row that names its own model drops a quantization taken from the section's model.
+    if (base != nullptr && ctx.model != base->model && ctx.quantization == base->quantization)
+      ctx.quantization = {};
+    finish_context(ctx, arena);
+    const Context* context = arena.new_context(std::move(ctx));
+
+    // An error in an error or success column marks the row's numbers as placeholders.
+    bool failed = false;
+    for (std::size_t c = 0; c < ncols; ++c) {
+      const auto& col = cols[c];
+      auto cell = trim(cell_at(c));
+      if (col.use == Use::error && !benign_status(cell)) {
+        job.error_value(col.key, cell, context, row.line);
+        failed = true;
+      } else if (col.use == Use::success && !cell.empty() && falsy(cell)) {
+        job.error_value(col.key, fmt::format("{} = {}", col.origin, cell), context, row.line);
+        failed = true;
+      }
+    }
+    for (std::size_t c = 0; c < ncols; ++c) {
+      auto& col = cols[c];
+      if (col.use != Use::metric) continue;
+      auto cell = cell_at(c);
+      if (is_missing(cell)) continue;
+      double value = 0;
+      std::string_view unit;
+      if (parse_number(cell, &value, &unit)) {
+        if (!failed) job.record(col.metric_for(unit, arena), value, context, col.origin, row.line);
+      } else if (!failed && looks_like_error(cell)) {
+        job.error_value(col.key, cell, context, row.line);
+      }
+    }
+  }
+}
+
+}  // namespace chimera::ingest::detail

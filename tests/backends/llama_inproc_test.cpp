@@ -1,0 +1,389 @@
+// The in-process backend: llama.cpp in this process, continuous batching, sessions.
+#include "backends/http_backend.hpp"
+#include "backends/llama_backend.hpp"
+#include "backends/text_stream.hpp"
+#include "support/test_support.hpp"
+
+#include <chimera/backends/backend.hpp>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <gtest/gtest.h>
+#include <llama.h>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+namespace {
+
+using namespace chimera;
+
+Request completion(const std::string& prompt, int n) {
+  Request r;
+  r.kind = RequestKind::completion;
+  r.prompt = prompt;
+  r.options.num_predict = n;
+  r.options.temperature = 0.0;  // greedy
+  return r;
+}
+
+std::unique_ptr<Backend> inproc(int parallel, int ctx = 1024) {
+  EndpointConfig cfg;
+  cfg.kind = BackendKind::llama;
+  cfg.url = test::tiny_model().string();
+  cfg.llama.parallel = parallel;
+  cfg.llama.ctx_per_seq = ctx;
+  cfg.llama.threads = 2;
+  Runtime& rt = Runtime::shared();
+  return make_backend(cfg, rt);
+}
+
+// Bytes of text the last generated token added (its piece, through the model's vocabulary).
+std::size_t last_piece(const Completion& c) {
+  llama_model_params mp = llama_model_default_params();
+  mp.vocab_only = true;
+  llama_model* model = llama_model_load_from_file(test::tiny_model().c_str(), mp);
+  char buf[256];
+  const int n = llama_token_to_piece(llama_model_get_vocab(model), c.tokens.back(), buf,
+                                     sizeof buf, 0, false);
+  llama_model_free(model);
+  return n > 0 ? static_cast<std::size_t>(n) : 0;
+}
+
+const std::vector<std::string> kPrompts = {
+    "The tavern keeper said",       "Once upon a time in a small village",
+    "Roll for initiative!",         "The dragon looked at the knight and",
+    "Quarterly results show",       "def fibonacci(n):",
+    "In the beginning there was",   "Warning: the reactor core is",
+};
+
+// The reference: llama-server, same model file, same prompt, greedy, token ids returned.
+TEST(LlamaInProcess, SameTokensAsLlamaServer) {
+  // Flash attention off on both sides: the engine keeps it off on the CPU (see LlamaConfig).
+  test::LlamaServer server(test::tiny_model(), {.parallel = 1, .ctx = 1024, .extra = {"-fa", "off"}});
+  ASSERT_TRUE(server.ok()) << server.error();
+  auto b = inproc(1);
+  Runtime rt(1);
+  EndpointConfig cfg;
+  cfg.url = server.url();
+  auto http = make_backend(cfg, rt);
+  auto& raw = static_cast<backends::HttpBackend&>(*http);
+  for (const std::string prompt : {kPrompts[0], kPrompts[3], kPrompts[5]}) {
+    const Completion mine = b->generate(completion(prompt, 32));
+    ASSERT_TRUE(mine.ok()) << mine.error.message;
+    ASSERT_EQ(mine.tokens.size(), 32u);
+
+    boost::json::object body{{"prompt", prompt}, {"n_predict", 32},     {"temperature", 0.0},
+                             {"top_k", 1},       {"return_tokens", true}, {"cache_prompt", false},
+                             {"stream", false}};
+    std::string response;
+    const auto r = raw.fetch_blocking({boost::beast::http::verb::post, "/completion",
+                                       boost::json::serialize(body), "application/json", ""},
+                                      response, 30'000);
+    ASSERT_FALSE(r.error) << r.error.message;
+    ASSERT_EQ(r.status, 200) << response;
+    std::vector<int32_t> theirs;
+    const boost::json::value parsed = boost::json::parse(response);
+    for (const auto& t : parsed.at("tokens").as_array()) {
+      theirs.push_back(static_cast<int32_t>(t.to_number<int64_t>()));
+    }
+    EXPECT_EQ(mine.tokens, theirs) << "prompt: " << prompt;
+  }
+}
+
+TEST(LlamaInProcess, FiguresAndStreaming) {
+  auto b = inproc(2);
+  std::string streamed;
+  const Completion c = b->generate(completion(kPrompts[1], 24), [&](const TokenEvent& t) {
+    streamed += t.text;
+    return true;
+  });
+  ASSERT_TRUE(c.ok()) << c.error.message;
+  EXPECT_EQ(c.text, streamed);
+  EXPECT_TRUE(test::valid_utf8(c.text));
+  const Figures& f = c.figures;
+  EXPECT_EQ(f.tokens_out.value_or(0), 24);
+  EXPECT_GT(f.tokens_in.value_or(0), 0);
+  ASSERT_TRUE(f.ttft_client_ns && f.ttft_server_ms && f.e2e_ns);
+  EXPECT_GT(*f.ttft_client_ns, 0);
+  EXPECT_GT(*f.ttft_server_ms, 0.0);
+  EXPECT_GE(*f.e2e_ns, *f.ttft_client_ns);
+  EXPECT_TRUE(f.decode_tps_server && *f.decode_tps_server > 0);
+  EXPECT_TRUE(f.decode_tps_client && *f.decode_tps_client > 0);
+  EXPECT_EQ(c.finish, FinishReason::length);
+}
+
+std::vector<Completion> run_concurrently(Backend& b, const std::vector<Request>& reqs) {
+  std::vector<std::promise<Completion>> done(reqs.size());
+  std::vector<std::shared_ptr<RequestHandle>> handles;
+  for (std::size_t i = 0; i < reqs.size(); ++i) {
+    handles.push_back(b.start(reqs[i], {}, [&done, i](Completion c) {
+      done[i].set_value(std::move(c));
+    }));
+  }
+  std::vector<Completion> out;
+  for (auto& d : done) out.push_back(d.get_future().get());
+  return out;
+}
+
+TEST(LlamaInProcess, BatchingIsInvisible) {
+  auto b = inproc(8);
+  std::vector<Request> reqs;
+  for (const auto& p : kPrompts) reqs.push_back(completion(p, 96));
+  std::vector<Completion> sequential;
+  for (const auto& r : reqs) sequential.push_back(b->generate(r));
+  const auto together = run_concurrently(*b, reqs);
+  for (std::size_t i = 0; i < reqs.size(); ++i) {
+    ASSERT_TRUE(sequential[i].ok() && together[i].ok());
+    EXPECT_EQ(sequential[i].tokens, together[i].tokens) << "prompt " << i;
+    EXPECT_EQ(sequential[i].text, together[i].text) << "prompt " << i;
+  }
+}
+
+TEST(LlamaInProcess, MoreRequestsThanSequencesQueue) {
+  auto b = inproc(2);
+  std::vector<Request> reqs;
+  for (int i = 0; i < 6; ++i) reqs.push_back(completion(kPrompts[static_cast<std::size_t>(i)], 8));
+  for (const auto& c : run_concurrently(*b, reqs)) {
+    EXPECT_TRUE(c.ok()) << c.error.message;
+    EXPECT_EQ(c.figures.tokens_out.value_or(0), 8);
+  }
+}
+
+TEST(LlamaInProcess, SecondTurnOfASessionPrefillsOnlyTheNewTokens) {
+  auto b = inproc(2);
+  Request t1 = completion("The innkeeper greets the party.", 12);
+  t1.session = "innkeeper";
+  const Completion c1 = b->generate(t1);
+  ASSERT_TRUE(c1.ok()) << c1.error.message;
+  EXPECT_EQ(c1.figures.prompt_tokens_cached.value_or(-1), 0);
+
+  Request t2 = completion(t1.prompt + c1.text + " The bard replies.", 8);
+  t2.session = "innkeeper";
+  const Completion c2 = b->generate(t2);
+  ASSERT_TRUE(c2.ok()) << c2.error.message;
+  // Everything the first turn put in the cache is reused: its prompt and the tokens it
+  // generated, but the last one (sampled, never decoded).
+  EXPECT_EQ(c2.figures.prompt_tokens_cached.value_or(-1),
+            *c1.figures.tokens_in + *c1.figures.tokens_out - 1);
+  EXPECT_LT(*c2.figures.tokens_in - *c2.figures.prompt_tokens_cached, 12);
+
+  // Reuse changes speed, not results. Ask the session to continue from exactly what its cache
+  // holds (the prompt and every generated token but the last, which was sampled and never
+  // decoded): greedy decoding must then reproduce the rest of an uncached run token for token.
+  const Completion ref = b->generate(completion(t1.prompt, 20));
+  ASSERT_EQ(std::vector<int32_t>(ref.tokens.begin(), ref.tokens.begin() + 12), c1.tokens);
+  Request again = t1;
+  again.options.num_predict = 8;
+  const Completion c1b = b->generate(again);  // the same first turn, to restore the session
+  ASSERT_EQ(c1b.tokens, std::vector<int32_t>(c1.tokens.begin(), c1.tokens.begin() + 8));
+  Request cont = completion(t1.prompt + c1b.text.substr(0, c1b.text.size() - last_piece(c1b)), 8);
+  cont.session = "innkeeper";
+  const Completion c_cont = b->generate(cont);
+  ASSERT_TRUE(c_cont.ok()) << c_cont.error.message;
+  EXPECT_EQ(c_cont.figures.prompt_tokens_cached.value_or(-1),
+            *c1b.figures.tokens_in + *c1b.figures.tokens_out - 2);
+  EXPECT_EQ(c_cont.tokens, std::vector<int32_t>(ref.tokens.begin() + 7, ref.tokens.begin() + 15));
+
+  // A dropped session starts cold.
+  b->drop_session("innkeeper");
+  const Completion c3 = b->generate(t2);
+  ASSERT_TRUE(c3.ok()) << c3.error.message;
+  EXPECT_EQ(c3.figures.prompt_tokens_cached.value_or(-1), 0);
+}
+
+TEST(LlamaInProcess, ChatSessionReusesTheConversation) {
+  auto b = inproc(2);
+  Request t1;
+  t1.session = "bard";
+  t1.options.num_predict = 8;
+  t1.options.temperature = 0.0;
+  t1.messages = {{"system", "You are a bard.", {}, {}, {}}, {"user", "Sing!", {}, {}, {}}};
+  const Completion c1 = b->generate(t1);
+  ASSERT_TRUE(c1.ok()) << c1.error.message;
+  Request t2 = t1;
+  t2.messages.push_back({"assistant", c1.text, {}, {}, {}});
+  t2.messages.push_back({"user", "Again!", {}, {}, {}});
+  const Completion c2 = b->generate(t2);
+  ASSERT_TRUE(c2.ok()) << c2.error.message;
+  EXPECT_GE(c2.figures.prompt_tokens_cached.value_or(0), *c1.figures.tokens_in);
+}
+
+TEST(LlamaInProcess, IdleSessionsAreEvictedLeastRecentlyUsed) {
+  auto b = inproc(2);
+  auto turn = [&](const std::string& session) {
+    Request r = completion("Session " + session + " says hello.", 4);
+    r.session = session;
+    return b->generate(r);
+  };
+  ASSERT_TRUE(turn("a").ok());
+  ASSERT_TRUE(turn("b").ok());
+  EXPECT_GT(turn("a").figures.prompt_tokens_cached.value_or(0), 0);  // a is still cached
+  ASSERT_TRUE(turn("c").ok());                                       // evicts b (LRU)
+  EXPECT_GT(turn("a").figures.prompt_tokens_cached.value_or(0), 0);
+  EXPECT_EQ(turn("b").figures.prompt_tokens_cached.value_or(-1), 0);
+}
+
+TEST(LlamaInProcess, CancellingOneOfFourLeavesTheOthersUnchanged) {
+  auto b = inproc(4);
+  std::vector<Request> reqs;
+  for (int i = 0; i < 4; ++i) reqs.push_back(completion(kPrompts[static_cast<std::size_t>(i)], 200));
+  std::vector<Completion> alone;
+  for (const auto& r : reqs) alone.push_back(b->generate(r));
+
+  std::vector<std::promise<Completion>> done(4);
+  std::atomic<int> victim_tokens{0};
+  std::atomic<bool> cancelled{false};
+  std::atomic<int> after_cancel{0};
+  std::vector<std::shared_ptr<RequestHandle>> handles;
+  for (std::size_t i = 0; i < 4; ++i) {
+    TokenCallback cb;
+    if (i == 1) {
+      cb = [&](const TokenEvent&) {
+        if (cancelled.load()) after_cancel.fetch_add(1);
+        victim_tokens.fetch_add(1);
+        return true;
+      };
+    }
+    handles.push_back(b->start(reqs[i], cb, [&done, i](Completion c) {
+      done[i].set_value(std::move(c));
+    }));
+  }
+  while (victim_tokens.load() < 5) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  handles[1]->cancel();
+  cancelled.store(true);
+  std::vector<Completion> out;
+  for (auto& d : done) out.push_back(d.get_future().get());
+  EXPECT_EQ(out[1].error.kind, ErrorKind::cancelled);
+  EXPECT_LT(out[1].tokens.size(), 200u);
+  EXPECT_EQ(after_cancel.load(), 0);
+  for (std::size_t i : {0u, 2u, 3u}) {
+    ASSERT_TRUE(out[i].ok()) << out[i].error.message;
+    EXPECT_EQ(out[i].tokens, alone[i].tokens) << "request " << i;
+  }
+}
+
+TEST(LlamaInProcess, JsonSchemaConstrainsTheOutput) {
+  auto b = inproc(1);
+  Request r = completion("Answer in JSON:", 64);
+  r.options.temperature = 0.8;
+  r.options.seed = 7;
+  r.format_json = R"({"type":"object","properties":{"ok":{"type":"boolean"}},)"
+                  R"("required":["ok"],"additionalProperties":false})";
+  const Completion c = b->generate(r);
+  ASSERT_TRUE(c.ok()) << c.error.message;
+  boost::system::error_code ec;
+  const auto v = boost::json::parse(c.text, ec);
+  ASSERT_FALSE(ec) << c.text;
+  EXPECT_TRUE(v.as_object().at("ok").is_bool()) << c.text;
+
+  r.format_json = "{not json";
+  const Completion bad = b->generate(r);
+  EXPECT_EQ(bad.error.kind, ErrorKind::bad_request);
+  EXPECT_NE(bad.error.message.find("JSON schema"), std::string::npos) << bad.error.message;
+}
+
+TEST(LlamaInProcess, StopStringsEndTheStream) {
+  auto b = inproc(1);
+  const Completion full = b->generate(completion(kPrompts[2], 40));
+  ASSERT_TRUE(full.ok());
+  ASSERT_GT(full.text.size(), 12u);
+  // Stop on a piece of the greedy output: the text ends right before it.
+  const std::string stop = full.text.substr(full.text.size() / 2, 4);
+  Request r = completion(kPrompts[2], 40);
+  r.options.stop = {stop};
+  const Completion c = b->generate(r);
+  ASSERT_TRUE(c.ok()) << c.error.message;
+  EXPECT_EQ(c.finish, FinishReason::stop);
+  EXPECT_EQ(c.text, full.text.substr(0, full.text.find(stop)));
+}
+
+TEST(LlamaInProcess, ClearErrors) {
+  EndpointConfig cfg;
+  cfg.kind = BackendKind::llama;
+  cfg.url = "/nonexistent/model.gguf";
+  try {
+    make_backend(cfg, Runtime::shared());
+    FAIL() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/model.gguf"), std::string::npos);
+  }
+  auto b = inproc(1, 64);
+  const Completion c = b->generate(completion(std::string(2000, 'x') + " long prompt", 4));
+  EXPECT_EQ(c.error.kind, ErrorKind::bad_request);
+  EXPECT_NE(c.error.message.find("context per sequence"), std::string::npos) << c.error.message;
+  Request empty;
+  EXPECT_EQ(b->generate(empty).error.kind, ErrorKind::bad_request);
+}
+
+// Token pieces are bytes; a character may be split over several tokens. Drive the detokenizer
+// of a real vocabulary (SPM with byte fallback) directly: characters outside the vocabulary
+// become one byte token per UTF-8 byte.
+TEST(Utf8Streaming, ByteFallbackTokensStreamOnlyWholeCharacters) {
+  llama_model_params mp = llama_model_default_params();
+  mp.vocab_only = true;
+  const std::string vocab_file = std::string(CHIMERA_VOCAB_DIR) + "/ggml-vocab-llama-spm.gguf";
+  llama_model* model = llama_model_load_from_file(vocab_file.c_str(), mp);
+  ASSERT_NE(model, nullptr);
+  const llama_vocab* vocab = llama_model_get_vocab(model);
+  const std::string text = "Dragons 🦙 and 𝄞 music, ꙮ!";
+  std::vector<llama_token> toks(256);
+  const int n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), toks.data(),
+                               256, false, false);
+  ASSERT_GT(n, 0);
+  toks.resize(static_cast<std::size_t>(n));
+  backends::Utf8Assembler a;
+  std::string out;
+  int split_pieces = 0;
+  for (llama_token t : toks) {
+    char buf[64];
+    const int m = llama_token_to_piece(vocab, t, buf, sizeof buf, 0, false);
+    ASSERT_GE(m, 0);
+    const std::string_view piece(buf, static_cast<std::size_t>(m));
+    if (!test::valid_utf8(piece)) ++split_pieces;
+    const std::string chunk = a.push(piece);
+    EXPECT_TRUE(test::valid_utf8(chunk));
+    out += chunk;
+  }
+  a.finish();
+  llama_model_free(model);
+  EXPECT_GT(split_pieces, 4);  // the case is real: pieces that are not whole characters
+  // llama's SPM detokenizer turns the leading word-boundary marker into a space.
+  EXPECT_EQ(out.substr(out.size() - text.size()), text);
+  EXPECT_EQ(a.dropped_bytes(), 0);
+}
+
+TEST(Utf8Streaming, IncompleteAndInvalidBytesAreDroppedAndCounted) {
+  backends::Utf8Assembler a;
+  EXPECT_EQ(a.push("a\xE4"), "a");       // first byte of 世 waits
+  EXPECT_EQ(a.push("\xB8"), "");
+  EXPECT_EQ(a.push("\x96z"), "\xE4\xB8\x96z");
+  EXPECT_EQ(a.dropped_bytes(), 0);
+  EXPECT_EQ(a.push("\x80ok"), "ok");      // a stray continuation byte
+  EXPECT_EQ(a.push("\xC3(x"), "(x");      // a lead byte whose next byte is not a continuation
+  EXPECT_EQ(a.push("\xFF"), "");          // never valid
+  EXPECT_EQ(a.push("\xED\xA0\x80"), "");  // a UTF-16 surrogate: invalid in UTF-8
+  EXPECT_EQ(a.dropped_bytes(), 6);
+  EXPECT_EQ(a.push("\xF0\x9F"), "");      // the stream ends inside a character
+  a.finish();
+  EXPECT_EQ(a.dropped_bytes(), 8);
+}
+
+TEST(StopMatcher, HoldsBackPossibleStartsAndCutsAtTheStop) {
+  backends::StopMatcher m({"</end>", "STOP"});
+  EXPECT_EQ(m.push("hello <"), "hello ");
+  EXPECT_EQ(m.push("/e"), "");
+  EXPECT_EQ(m.push("x"), "</ex");  // not a stop after all
+  EXPECT_EQ(m.push(" ST"), " ");
+  EXPECT_EQ(m.push("OP and more"), "");
+  EXPECT_TRUE(m.stopped());
+  EXPECT_EQ(m.flush(), "");
+  backends::StopMatcher none({});
+  EXPECT_EQ(none.push("abc"), "abc");
+  backends::StopMatcher tail({"xyz"});
+  EXPECT_EQ(tail.push("abcx"), "abc");
+  EXPECT_EQ(tail.flush(), "x");
+}
+
+}  // namespace
