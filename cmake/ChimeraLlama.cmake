@@ -181,6 +181,10 @@ set(CHIMERA_VOCAB_DIR "${CHIMERA_LLAMA_SOURCE_DIR}/models")
 
 if(NOT _chimera_llama_found)
   chimera_build_pinned_llama(_prefix "${CHIMERA_LLAMA_SOURCE_DIR}")
+  # find_package trusts a cached <Pkg>_DIR over PATHS; the pinned build's flags may have changed.
+  unset(llama_DIR CACHE)
+  unset(ggml_DIR CACHE)
+  unset(llama_LIBRARY CACHE)
   find_package(llama CONFIG REQUIRED PATHS "${_prefix}" NO_DEFAULT_PATH)
   set(CHIMERA_LLAMA_SERVER "${_prefix}/bin/llama-server" CACHE FILEPATH "llama-server binary" FORCE)
   set(CHIMERA_LLAMA_PREFIX "${_prefix}")

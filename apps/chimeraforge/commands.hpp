@@ -19,5 +19,6 @@ enum Exit : int {
 std::function<int()> add_generate(CLI::App& app);
 std::function<int()> add_endpoints(CLI::App& app);
 std::function<int()> add_model(CLI::App& app);
+std::function<int()> add_run(CLI::App& app);
 
 }  // namespace chimera::cli

@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
       "Talks to Ollama and OpenAI-compatible servers (llama-server, vLLM), streams tokens, and\n"
       "measures every request the same way (see docs/metrics.md).\n\n"
       "Examples:\n"
+      "  chimeraforge run            # the agent workflow on data/sample, in-process\n"
       "  chimeraforge model synth --preset tiny --out tiny.gguf\n"
       "  chimeraforge generate --endpoint http://127.0.0.1:8080 --backend openai --prompt hi\n"
       "  chimeraforge endpoints check http://127.0.0.1:11434 http://127.0.0.1:8080\n",
@@ -20,6 +21,7 @@ int main(int argc, char** argv) {
   auto run_generate = chimera::cli::add_generate(app);
   auto run_endpoints = chimera::cli::add_endpoints(app);
   auto run_model = chimera::cli::add_model(app);
+  auto run_run = chimera::cli::add_run(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -30,6 +32,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("generate")) return run_generate();
     if (app.got_subcommand("endpoints")) return run_endpoints();
     if (app.got_subcommand("model")) return run_model();
+    if (app.got_subcommand("run")) return run_run();
   } catch (const std::exception& e) {
     fmt::print(stderr, "chimeraforge: {}\n", e.what());
     return chimera::cli::kFailed;

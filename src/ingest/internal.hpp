@@ -5,7 +5,6 @@
 #include <chimera/ingest/ingest.hpp>
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,20 +28,22 @@ class Arena {
   // Like store(), but equal strings share one copy.
   std::string_view intern(std::string_view s);
   // A new context with a stable address.
-  Context* new_context() { return &contexts_.emplace_back(); }
-  Context* new_context(Context c) { return &contexts_.emplace_back(std::move(c)); }
+  Context* new_context(Context c);
   const Context* empty_context() {
-    if (empty_ == nullptr) empty_ = new_context();
+    if (empty_ == nullptr) empty_ = new_context(Context{});
     return empty_;
   }
 
  private:
-  static constexpr std::size_t kBlock = 64 * 1024;
+  static constexpr std::size_t kMaxBlock = 64 * 1024;
+  static constexpr std::size_t kContextChunk = 64;
   std::vector<std::unique_ptr<char[]>> blocks_;
   char* cur_ = nullptr;
   std::size_t left_ = 0;
+  std::size_t next_block_ = 2048;  // blocks grow from small files' needs to kMaxBlock
   std::unordered_set<std::string_view> interned_;
-  std::deque<Context> contexts_;
+  std::vector<std::unique_ptr<Context[]>> contexts_;
+  std::size_t contexts_used_ = kContextChunk;
   Context* empty_ = nullptr;
 };
 
@@ -89,7 +90,9 @@ struct NameInfo {
   bool generic = false;        // a bare statistic ("p50", "mean"): prefix with the parent
   bool duration_ns = false;    // ends in "duration" with no unit: Ollama nanoseconds
 };
-NameInfo classify_name(std::string_view raw);
+// Cached per thread; the reference is valid until the next call on the same thread.
+const NameInfo& classify_name(std::string_view raw);
+NameInfo classify_name_uncached(std::string_view raw);
 
 // The final name, unit and kind of a metric given the unit its value carries (a unit cell or
 // suffix; `cell_unit.present` false when none).
@@ -110,8 +113,8 @@ bool is_missing(std::string_view cell);        // "", "-", "n/a", "nan", "null",
 bool looks_like_error(std::string_view text);  // "Failed to connect", "Error: ...", timeouts
 bool benign_status(std::string_view text);     // "ok", "success", "none", "0", "false"
 bool falsy(std::string_view text);             // "false", "no", "0", "failed"
-// "40.00" -> "40"; text stays as written (trimmed).
-std::string normalize_context_value(std::string_view value);
+// "40.00" -> "40" (written into `buf`); text stays as written (trimmed).
+std::string_view normalize_context_value(std::string_view value, char (&buf)[40]);
 // "q4_0" from "llama3.1:8b-instruct-q4_0"; empty when none.
 std::string_view quantization_from(std::string_view model_or_tag);
 bool is_runs_key(std::string_view normalized_key);  // runs, iterations, trials, ...

@@ -57,7 +57,7 @@ struct Frame {
   int node = 0;
   std::string name;  // the key this container sits under, as written
   std::uint32_t serial = 0;
-  UnitConv unit;  // a "unit" sibling (objects)
+  std::string_view unit;  // a "unit" sibling (objects), as written, interned
 };
 
 class Harvester {
@@ -268,11 +268,11 @@ class Harvester {
   void close() {
     Frame f = std::move(frames_.back());
     frames_.pop_back();
-    if (!f.array && f.unit.present) {
+    if (!f.array && !f.unit.empty()) {
       // A "unit" sibling applies to the values of this object that had none.
       for (auto it = pending_.rbegin(); it != pending_.rend() && it->frame >= f.serial; ++it) {
         if (it->frame == f.serial && it->cell_unit.empty() && !it->entry->info.unit.present)
-          it->cell_unit = f.unit.unit;
+          it->cell_unit = f.unit;
       }
     }
     path_.resize(f.path_len);
@@ -314,7 +314,7 @@ class Harvester {
       if (!path_.empty()) path_ += '.';
       path_ += key_;
     }
-    auto view = job_->arena().intern(path_);
+    auto view = job_->arena().store(path_);  // paths are mostly unique: no interning
     path_.resize(len);
     return view;
   }
@@ -394,7 +394,7 @@ class Harvester {
         context_value(entry, s);
         return;
       case Role::unit:
-        if (!f.array) f.unit = unit_from_text(job_->arena().intern(s));
+        if (!f.array) f.unit = job_->arena().intern(trim(s));
         return;
       case Role::error:
         if (!benign_status(s))

@@ -81,6 +81,26 @@ std::string_view model_in(std::string_view text) {
   return {};
 }
 
+// "num_gpu 99, num_ctx=2048, temperature 0.8" in a heading: settings for what follows.
+void settings_in(std::string_view text, Context& c, Arena& arena) {
+  std::vector<std::string_view> words;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    auto end = text.find_first_of(" \t()[],;=`*", start);
+    if (end == std::string_view::npos) end = text.size();
+    if (end > start) words.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  for (std::size_t i = 0; i + 1 < words.size(); ++i) {
+    auto info = classify_name(words[i]);
+    if (info.role != Role::context_main || info.field == Field::model) continue;
+    double v;
+    std::string_view unit;
+    if (parse_number(words[i + 1], &v, &unit) && unit.empty())
+      set_context(c, info.field, words[i + 1], arena);
+  }
+}
+
 struct Section {
   int level = 0;
   Context context;
@@ -124,6 +144,7 @@ void parse_markdown(std::string_view content, ParseJob& job) {
       }
       if (auto q = quantization_from(heading); !q.empty() && s.context.model.empty())
         set_context(s.context, Field::quantization, q, arena);
+      settings_in(heading, s.context, arena);
       if (!heading.empty() && heading.size() <= 96) set_extra(s.context, "section", heading, arena);
       sections.push_back(std::move(s));
       ctx.draft = sections.back().context;

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <unordered_map>
 
 namespace chimera::ingest::detail {
 
@@ -14,24 +15,35 @@ namespace chimera::ingest::detail {
 
 std::string_view Arena::store(std::string_view s) {
   if (s.empty()) return {};
-  if (s.size() > kBlock / 4) {
-    auto block = std::make_unique<char[]>(s.size());
+  if (s.size() > kMaxBlock / 4) {
+    auto block = std::make_unique_for_overwrite<char[]>(s.size());
     std::memcpy(block.get(), s.data(), s.size());
     std::string_view view(block.get(), s.size());
-    // Keep the current block as the current one: insert the big block before it.
-    blocks_.insert(blocks_.begin(), std::move(block));
+    blocks_.push_back(std::move(block));  // cur_ stays in the block it was in
     return view;
   }
   if (left_ < s.size()) {
-    blocks_.push_back(std::make_unique<char[]>(kBlock));
+    std::size_t size = std::max(next_block_, s.size());
+    blocks_.push_back(std::make_unique_for_overwrite<char[]>(size));
     cur_ = blocks_.back().get();
-    left_ = kBlock;
+    left_ = size;
+    next_block_ = std::min(kMaxBlock, next_block_ * 2);
   }
   std::memcpy(cur_, s.data(), s.size());
   std::string_view view(cur_, s.size());
   cur_ += s.size();
   left_ -= s.size();
   return view;
+}
+
+Context* Arena::new_context(Context c) {
+  if (contexts_used_ == kContextChunk) {
+    contexts_.push_back(std::make_unique<Context[]>(kContextChunk));
+    contexts_used_ = 0;
+  }
+  Context* slot = &contexts_.back()[contexts_used_++];
+  *slot = std::move(c);
+  return slot;
 }
 
 std::string_view Arena::intern(std::string_view s) {
@@ -58,13 +70,6 @@ std::string to_lower(std::string_view s) {
   return out;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
-
 template <std::size_t N>
 bool one_of(std::string_view s, const std::array<std::string_view, N>& list) {
   return std::find(list.begin(), list.end(), s) != list.end();
@@ -73,10 +78,6 @@ bool one_of(std::string_view s, const std::array<std::string_view, N>& list) {
 bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
-bool starts_with(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && s.substr(0, prefix.size()) == prefix;
-}
-
 std::vector<std::string_view> split_tokens(std::string_view key) {
   std::vector<std::string_view> tokens;
   std::size_t start = 0;
@@ -102,6 +103,10 @@ constexpr std::array<std::string_view, 26> kStatTokens = {
     "mean", "avg",   "average", "median", "p50",  "p90",  "p95",     "p99",  "p999",
     "min",  "max",   "std",     "stdev",  "stddev", "var", "sum",    "total", "used",
     "free", "value", "values",  "peak",   "current", "last", "first", "rate"};
+
+constexpr std::array<std::string_view, 12> kCountTokens = {
+    "count", "tokens", "chars",     "characters", "samples", "runs",
+    "n",     "num",    "length",    "completed",  "requests", "words"};
 
 }  // namespace
 
@@ -310,7 +315,16 @@ std::size_t throughput_at(const std::vector<std::string_view>& t, std::size_t i)
 
 }  // namespace
 
-NameInfo classify_name(std::string_view raw) {
+const NameInfo& classify_name(std::string_view raw) {
+  // The same headers and keys come back in file after file: remember them per thread.
+  thread_local std::unordered_map<std::string, NameInfo> cache;
+  auto it = cache.find(std::string(raw));
+  if (it != cache.end()) return it->second;
+  if (cache.size() > 8192) cache.clear();
+  return cache.emplace(std::string(raw), classify_name_uncached(raw)).first->second;
+}
+
+NameInfo classify_name_uncached(std::string_view raw) {
   NameInfo info;
   raw = trim(raw);
   // A unit in parentheses or brackets at the end: "Generation Time (ms)", "Memory [GB]".
@@ -452,9 +466,6 @@ MetricSpec finalize_metric(const NameInfo& info, const UnitConv& cell_unit) {
   } else if (spec.unit == "%") {
     spec.kind = MetricKind::percent;
   } else if (spec.unit.empty()) {
-    static constexpr std::array<std::string_view, 12> kCountTokens = {
-        "count", "tokens", "chars", "characters", "samples", "runs",
-        "n",     "num",    "length", "completed", "requests", "words"};
     bool counted = std::any_of(tokens.begin(), tokens.end(),
                                [](auto t) { return one_of(t, kCountTokens); });
     spec.kind = counted ? MetricKind::count : MetricKind::other;
@@ -534,14 +545,30 @@ bool is_missing(std::string_view cell) {
   return one_of(to_lower(cell), kMissing);
 }
 
+namespace {
+// `needle` is lower case.
+bool icontains(std::string_view hay, std::string_view needle) {
+  if (needle.size() > hay.size()) return false;
+  for (std::size_t i = 0; i + needle.size() <= hay.size(); ++i) {
+    std::size_t k = 0;
+    while (k < needle.size() && lower(hay[i + k]) == needle[k]) ++k;
+    if (k == needle.size()) return true;
+  }
+  return false;
+}
+}  // namespace
+
 bool looks_like_error(std::string_view text) {
-  std::string l = to_lower(trim(text));
+  text = trim(text);
+  if (text.size() > 400) return false;  // a log or a document, not a failed cell
   static constexpr std::array<std::string_view, 16> kPatterns = {
       "failed to",  "failure",   "error",    "exception",     "timed out",  "timeout",
       "refused",    "unreachable", "traceback", "out of memory", "could not", "cannot connect",
       "unavailable", "winerror", "errno",     "connection reset"};
   for (auto p : kPatterns)
-    if (l.find(p) != std::string::npos) return true;
+    if (icontains(text, p)) return true;
+  if (text.size() > 6) return false;
+  std::string l = to_lower(text);
   return l == "failed" || l == "fail" || l == "oom";
 }
 
@@ -559,16 +586,18 @@ bool falsy(std::string_view text) {
          l == "f";
 }
 
-std::string normalize_context_value(std::string_view value) {
+std::string_view normalize_context_value(std::string_view value, char (&buf)[40]) {
   value = trim(value);
+  if (value.empty() || value.size() >= 40) return value;
+  char c = value.front();
+  if (!((c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.')) return value;
   double v = 0;
   std::string_view unit;
-  if (!value.empty() && value.size() < 40 && parse_number(value, &v, &unit) && unit.empty()) {
-    char buf[40];
+  if (parse_number(value, &v, &unit) && unit.empty()) {
     auto [ptr, ec] = std::to_chars(buf, buf + sizeof(buf), v);
-    if (ec == std::errc()) return std::string(buf, ptr);
+    if (ec == std::errc()) return std::string_view(buf, static_cast<std::size_t>(ptr - buf));
   }
-  return std::string(value);
+  return value;
 }
 
 std::string_view quantization_from(std::string_view s) {
@@ -600,7 +629,8 @@ bool is_runs_key(std::string_view k) {
 bool is_model_object_key(std::string_view k) { return k == "model" || k == "model_info"; }
 
 bool set_context(Context& c, Field f, std::string_view raw, Arena& arena) {
-  std::string v = normalize_context_value(raw);
+  char buf[40];
+  std::string_view v = normalize_context_value(raw, buf);
   if (v.empty() || v.size() > 160) return false;
   if (f == Field::temperature) {
     double t = 0;
@@ -612,7 +642,8 @@ bool set_context(Context& c, Field f, std::string_view raw, Arena& arena) {
 }
 
 void set_extra(Context& c, std::string_view key, std::string_view raw, Arena& arena) {
-  std::string v = normalize_context_value(raw);
+  char buf[40];
+  std::string_view v = normalize_context_value(raw, buf);
   if (v.empty() || v.size() > 96) return;
   auto value = arena.intern(v);
   for (auto& kv : c.extra) {

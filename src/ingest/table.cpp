@@ -76,7 +76,7 @@ void emit_table(const Table& table, const Context* base, ParseJob& job) {
     col.info = classify_name(table.header[c]);
     col.key = arena.intern(col.info.key.empty() ? fmt::format("column_{}", c + 1) : col.info.key);
     col.origin = arena.intern(trim(table.header[c]));
-    if (c < table.units.size() && !col.info.unit.present) {
+    if (c < table.units.size()) {  // the units row wins over a unit guessed from the name
       col.header_unit = unit_from_text(arena.intern(trim(table.units[c])));
     }
     switch (col.info.role) {
@@ -101,6 +101,7 @@ void emit_table(const Table& table, const Context* base, ParseJob& job) {
       std::string_view u;
       if (parse_number(cell, &v, &u)) {
         ++numeric;
+        break;  // one number makes it a metric column
       } else if (!looks_like_error(cell)) {
         ++text;
       }

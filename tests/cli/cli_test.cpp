@@ -118,6 +118,36 @@ TEST(Cli, ModelSynthWritesAModelAndRejectsUnknownPresets) {
   EXPECT_FALSE(fs::exists(p));
 }
 
+// `--backend llama` with no model: the tiny synthetic model is made on first use, and the user
+// is told what it is.
+TEST(Cli, GenerateInProcessWithNoModel) {
+  const fs::path cache = fs::temp_directory_path() / ("chimera-cli-cache-" + std::to_string(::getpid()));
+  fs::remove_all(cache);
+  const std::string env = "XDG_CACHE_HOME=" + cache.string() + " ";
+  const std::string cmd = std::string("env ") + env + CHIMERA_CLI +
+                          " generate --backend llama --prompt hi --num-predict 8";
+  const fs::path out = cache.string() + ".out", err = cache.string() + ".err";
+  const int status = std::system((cmd + " >" + out.string() + " 2>" + err.string()).c_str());
+  ASSERT_EQ(WEXITSTATUS(status), 0) << slurp(err);
+  const std::string e = slurp(err);
+  EXPECT_TRUE(contains(e, "tiny synthetic model")) << e;
+  EXPECT_TRUE(contains(e, "written just now")) << e;
+  EXPECT_TRUE(contains(e, "tokens 8")) << e;
+  EXPECT_TRUE(fs::exists(cache / "chimeraforge" / "models" / "tiny-seed42.gguf"));
+  const int again = std::system((cmd + " --json >" + out.string() + " 2>" + err.string()).c_str());
+  ASSERT_EQ(WEXITSTATUS(again), 0) << slurp(err);
+  EXPECT_TRUE(contains(slurp(out), "\"tokens_out\":8")) << slurp(out);
+  fs::remove_all(cache);
+  fs::remove(out);
+  fs::remove(err);
+}
+
+TEST(Cli, GenerateInProcessWithAMissingModelFailsClearly) {
+  const CliRun r = run_cli("generate --backend llama --model /no/such/model.gguf --prompt hi");
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_TRUE(contains(r.err, "/no/such/model.gguf")) << r.err;
+}
+
 class CliAgainstLlamaServer : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {

@@ -19,19 +19,7 @@
 
 namespace chimera::test {
 
-int free_loopback_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int port = ntohs(addr.sin_port);
-  ::close(fd);
-  return port;
-}
+int free_loopback_port() { return chimera::free_loopback_port(); }
 
 std::filesystem::path tiny_model() {
   const std::filesystem::path dir = CHIMERA_TEST_MODEL_DIR;
@@ -48,88 +36,14 @@ std::filesystem::path tiny_model() {
 }
 
 LlamaServer::LlamaServer(const std::filesystem::path& model, Options options) {
-  port_ = free_loopback_port();
-  log_ = std::filesystem::temp_directory_path() /
-         ("chimera-llama-server-" + std::to_string(::getpid()) + "-" + std::to_string(port_) +
-          ".log");
-  std::vector<std::string> args = {CHIMERA_LLAMA_SERVER,
-                                   "-m", model.string(),
-                                   "--host", "127.0.0.1",
-                                   "--port", std::to_string(port_),
-                                   "-c", std::to_string(options.ctx),
-                                   "-np", std::to_string(options.parallel),
-                                   "-t", "2",
-                                   "-ngl", "0",
-                                   "--no-webui",
-                                   "--no-warmup",
-                                   "--cache-ram", "0"};
-  args.insert(args.end(), options.extra.begin(), options.extra.end());
-  pid_ = ::fork();
-  if (pid_ == 0) {
-    const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) {
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-    }
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  if (pid_ < 0) {
-    error_ = std::string("fork failed: ") + std::strerror(errno);
-    return;
-  }
-  ok_ = wait_healthy(60'000);
-  if (!ok_) error_ = "llama-server did not become healthy; its log:\n" + log_tail();
-}
-
-bool LlamaServer::wait_healthy(int timeout_ms) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (std::chrono::steady_clock::now() < deadline) {
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      return false;
-    }
-    if (http_get(port_, "/health", nullptr, 500) == 200) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
-}
-
-LlamaServer::~LlamaServer() {
-  if (pid_ > 0) {
-    ::kill(pid_, SIGTERM);
-    for (int i = 0; i < 100; ++i) {
-      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    if (pid_ > 0) kill();
-  }
-  std::error_code ec;
-  std::filesystem::remove(log_, ec);
-}
-
-void LlamaServer::kill() {
-  if (pid_ <= 0) return;
-  ::kill(pid_, SIGKILL);
-  ::waitpid(pid_, nullptr, 0);
-  pid_ = -1;
-}
-
-std::string LlamaServer::url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-
-std::string LlamaServer::log_tail(std::size_t bytes) const {
-  std::ifstream in(log_);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string s = ss.str();
-  return s.size() > bytes ? s.substr(s.size() - bytes) : s;
+  ServerOptions o;
+  o.model = model.string();
+  o.parallel = options.parallel;
+  o.ctx = options.ctx;
+  o.threads = 2;
+  o.extra = {"--no-warmup", "--cache-ram", "0"};
+  o.extra.insert(o.extra.end(), options.extra.begin(), options.extra.end());
+  process_ = std::make_unique<ServerProcess>(std::move(o));
 }
 
 int http_get(int port, const std::string& path, std::string* body, int timeout_ms) {

@@ -2,9 +2,12 @@
 // and the `tiny` synthetic model (written once per build tree).
 #pragma once
 
+#include <chimera/backends/server_process.hpp>
+
 #include <sys/types.h>
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -18,7 +21,8 @@ int free_loopback_port();
 std::filesystem::path tiny_model();
 
 // A real llama-server on a free loopback port, started by the test and stopped by the
-// destructor. Its log goes to a temporary file, printed when it fails to start.
+// destructor (chimera::ServerProcess with the tests' flags: 2 threads, no warm-up, no host-RAM
+// prompt cache).
 class LlamaServer {
  public:
   struct Options {
@@ -28,26 +32,17 @@ class LlamaServer {
   };
   explicit LlamaServer(const std::filesystem::path& model, Options options);
   explicit LlamaServer(const std::filesystem::path& model) : LlamaServer(model, Options{}) {}
-  ~LlamaServer();
-  LlamaServer(const LlamaServer&) = delete;
-  LlamaServer& operator=(const LlamaServer&) = delete;
 
-  bool ok() const { return ok_; }
-  const std::string& error() const { return error_; }
-  std::string url() const;
-  int port() const { return port_; }
-  pid_t pid() const { return pid_; }
-  // SIGKILL and reap, as if the server crashed.
-  void kill();
-  std::string log_tail(std::size_t bytes = 4000) const;
+  bool ok() const { return process_->ok(); }
+  const std::string& error() const { return process_->error(); }
+  std::string url() const { return process_->url(); }
+  int port() const { return process_->port(); }
+  pid_t pid() const { return process_->pid(); }
+  void kill() { process_->kill(); }  // SIGKILL, as if the server crashed
+  std::string log_tail(std::size_t bytes = 4000) const { return process_->log_tail(bytes); }
 
  private:
-  bool wait_healthy(int timeout_ms);
-  int port_ = 0;
-  pid_t pid_ = -1;
-  bool ok_ = false;
-  std::string error_;
-  std::filesystem::path log_;
+  std::unique_ptr<ServerProcess> process_;
 };
 
 // A blocking HTTP/1.1 GET on 127.0.0.1:port with Connection: close. Returns the status

@@ -1,0 +1,175 @@
+// `chimeraforge run`: the agent workflow (ingest -> digest -> analysis -> report).
+#include "commands.hpp"
+
+#include <chimera/model/synth.hpp>
+#include <chimera/workflow/workflow.hpp>
+
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <fmt/format.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+
+namespace chimera::cli {
+
+namespace {
+
+struct RunArgs {
+  std::vector<std::string> data = {"data/sample"};
+  std::string backend = "llama";
+  std::string endpoint;
+  std::string model;
+  std::vector<std::string> configs = {"chimera"};
+  int runs = 1;
+  std::string out = "out";
+  bool quiet = false;
+  bool json = false;
+};
+
+int run_workflow_command(const RunArgs& a) {
+  workflow::WorkflowOptions o;
+  for (const auto& d : a.data) {
+    if (!std::filesystem::exists(d)) {
+      fmt::print(stderr, "chimeraforge run: data folder '{}' does not exist\n", d);
+      return kUsage;
+    }
+    o.data.emplace_back(d);
+  }
+  for (const auto& c : a.configs) {
+    if (c == "baseline") {
+      o.configs.push_back(workflow::baseline_config());
+    } else if (c == "chimera") {
+      o.configs.push_back(workflow::chimera_config());
+    } else if (c == "both") {
+      o.configs.push_back(workflow::baseline_config());
+      o.configs.push_back(workflow::chimera_config());
+    } else {
+      workflow::WorkflowConfig wc;
+      std::string error;
+      if (!std::filesystem::exists(c)) {
+        fmt::print(stderr, "chimeraforge run: --config '{}' is neither baseline, chimera, both "
+                           "nor an existing TOML file\n", c);
+        return kUsage;
+      }
+      if (!workflow::load_config(c, wc, error)) {
+        fmt::print(stderr, "chimeraforge run: {}\n", error);
+        return kUsage;
+      }
+      o.configs.push_back(std::move(wc));
+    }
+  }
+  o.runs = a.runs;
+  o.out_dir = a.out;
+  o.model = a.model;
+  if (a.backend == "llama") {
+    o.endpoint.kind = BackendKind::llama;
+    o.endpoint.url = a.model;
+    if (o.endpoint.url.empty()) {
+      bool created = false;
+      std::string error;
+      o.endpoint.url = model::cached_tiny_model(created, error).string();
+      if (o.endpoint.url.empty()) {
+        fmt::print(stderr, "chimeraforge run: {}\n", error);
+        return kFailed;
+      }
+      if (!a.quiet && !a.json) {
+        fmt::print(stderr,
+                   "note: no --model given; using the tiny synthetic model {} (random weights: "
+                   "its text is noise, its timings are real)\n",
+                   o.endpoint.url);
+      }
+    }
+    o.endpoint.llama.parallel = 1;
+    o.endpoint.llama.ctx_per_seq = 4096;
+  } else {
+    if (a.endpoint.empty()) {
+      fmt::print(stderr, "chimeraforge run: --backend {} needs --endpoint URL\n", a.backend);
+      return kUsage;
+    }
+    o.endpoint.kind = a.backend == "ollama" ? BackendKind::ollama : BackendKind::openai;
+    o.endpoint.url = a.endpoint;
+  }
+  const bool tty = ::isatty(2) != 0;
+  if (!a.quiet && !a.json) {
+    o.on_progress = [tty](const workflow::ProgressEvent& e) {
+      using K = workflow::ProgressEvent::Kind;
+      const std::string who = fmt::format("[{} run {}/{}]", e.config, e.run, e.runs);
+      switch (e.kind) {
+        case K::stage_started:
+          if (tty) fmt::print(stderr, "{} {}...", who, e.stage);
+          break;
+        case K::tokens:
+          if (tty) fmt::print(stderr, "\r{} {}: {} tokens", who, e.stage, e.tokens);
+          break;
+        case K::stage_done:
+          fmt::print(stderr, "{}{} {}: {}\n", tty ? "\r\033[K" : "", who, e.stage, e.text);
+          break;
+        case K::message:
+          fmt::print(stderr, "{} {}\n", who, e.text);
+          break;
+      }
+    };
+  }
+  const auto r = workflow::run_workflow(o);
+  if (a.json) {
+    boost::json::array runs;
+    for (const auto& run : r.runs) {
+      runs.push_back(boost::json::object{{"config", run.config},
+                                         {"run", run.run},
+                                         {"total_ms", run.total_ms},
+                                         {"report", run.report_file.string()}});
+    }
+    boost::json::array written;
+    for (const auto& p : r.written) written.emplace_back(p.string());
+    fmt::print("{}\n", boost::json::serialize(boost::json::object{
+                           {"ok", r.ok},
+                           {"error", r.ok ? boost::json::value(nullptr) : boost::json::value(r.error)},
+                           {"runs", std::move(runs)},
+                           {"written", std::move(written)}}));
+  } else if (!a.quiet) {
+    for (const auto& p : r.written) fmt::print("wrote {}\n", p.string());
+  }
+  if (!r.ok) {
+    fmt::print(stderr, "chimeraforge run: {}\n", r.error);
+    return kFailed;
+  }
+  return kOk;
+}
+
+}  // namespace
+
+std::function<int()> add_run(CLI::App& app) {
+  auto a = std::make_shared<RunArgs>();
+  auto* cmd = app.add_subcommand(
+      "run",
+      "The agent workflow: ingest benchmark data (CSV, JSON, Markdown, text), digest it, ask the "
+      "model for an analysis and a technical report, and write report.md and metrics.json "
+      "(and comparison.md with several configurations).\n\n"
+      "Examples:\n"
+      "  chimeraforge run                                  # data/sample, in-process tiny model\n"
+      "  chimeraforge run --data ../shared/corpus --config both --runs 5\n"
+      "  chimeraforge run --backend ollama --endpoint http://127.0.0.1:11434 --model llama3.2:1b");
+  cmd->add_option("--data,-d", a->data, "Folders or files to ingest")->capture_default_str();
+  cmd->add_option("--backend,-b", a->backend, "llama (in-process), ollama or openai")
+      ->check(CLI::IsMember({"llama", "ollama", "openai"}))
+      ->capture_default_str();
+  cmd->add_option("--endpoint,-e", a->endpoint, "Server URL for ollama and openai");
+  cmd->add_option("--model,-m", a->model,
+                  "Model: a GGUF file for llama (default: the tiny synthetic model), a model "
+                  "name for servers");
+  cmd->add_option("--config,-c", a->configs,
+                  "baseline (server defaults), chimera (the study's settings), both, or a TOML "
+                  "file; repeat for several")
+      ->capture_default_str();
+  cmd->add_option("--runs,-n", a->runs, "Runs of each configuration")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  cmd->add_option("--out,-o", a->out, "Output folder")->capture_default_str();
+  cmd->add_flag("--quiet,-q", a->quiet, "No progress output");
+  cmd->add_flag("--json", a->json, "Print one JSON summary instead of progress");
+  return [a]() { return run_workflow_command(*a); };
+}
+
+}  // namespace chimera::cli

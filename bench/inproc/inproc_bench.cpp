@@ -1,0 +1,289 @@
+// In-process llama.cpp vs llama-server over HTTP, same model, same prompts, on this machine.
+//
+//   1. one agent: ttft_client and decode_tps_client, ratio llama-server / in-process;
+//   2. aggregate tokens/s (system_tps) at N concurrent agents, in-process with N sequences vs
+//      llama-server with -np N;
+//   3. a session's turn-2 TTFT with a ~300-token persona already cached vs a cold request.
+//
+// Programs alternate (A B A B ...) on the same machine, `--runs` times each; every stored figure
+// names its source. Prints a table and appends JSON lines to --out.
+#include <chimera/backends/backend.hpp>
+#include <chimera/backends/server_process.hpp>
+#include <chimera/metrics/figures.hpp>
+#include <chimera/model/synth.hpp>
+
+#include <CLI/CLI.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <future>
+#include <numeric>
+#include <sstream>
+#include <thread>
+
+namespace {
+
+using namespace chimera;
+
+struct Stats {
+  double mean = 0, sd = 0;
+};
+Stats stats(const std::vector<double>& v) {
+  Stats s;
+  if (v.empty()) return s;
+  s.mean = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+  if (v.size() > 1) {
+    double acc = 0;
+    for (double x : v) acc += (x - s.mean) * (x - s.mean);
+    s.sd = std::sqrt(acc / static_cast<double>(v.size() - 1));
+  }
+  return s;
+}
+double median(std::vector<double> v) { return metrics::percentile(std::move(v), 50); }
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  }
+  return "unknown";
+}
+
+const char* kLines[] = {
+    "The innkeeper wipes the counter and says",
+    "A stranger walks in from the rain, and the bard",
+    "The blacksmith looks up from the anvil:",
+    "Guards! The thief ran towards the docks, and",
+};
+
+Request line(int i, int tokens, int64_t seed) {
+  Request r;
+  r.kind = RequestKind::completion;
+  r.prompt = kLines[i % 4];
+  r.options.num_predict = tokens;
+  r.options.temperature = 0.8;
+  r.options.seed = seed;
+  return r;
+}
+
+// Runs `n` requests at once; returns their completions and the wall time from the first
+// t_send to the last token (for system_tps).
+std::vector<Completion> burst(Backend& b, int n, int tokens, int64_t seed, double& wall_s) {
+  std::vector<std::promise<Completion>> done(static_cast<std::size_t>(n));
+  std::vector<std::shared_ptr<RequestHandle>> handles;
+  for (int i = 0; i < n; ++i) {
+    handles.push_back(b.start(line(i, tokens, seed + i), {},
+                              [&done, i](Completion c) { done[static_cast<std::size_t>(i)].set_value(std::move(c)); }));
+  }
+  std::vector<Completion> out;
+  for (auto& d : done) out.push_back(d.get_future().get());
+  int64_t first = INT64_MAX, last = 0;
+  for (const auto& c : out) {
+    first = std::min(first, c.figures.t_send_ns);
+    last = std::max(last, c.figures.t_last_token_ns.value_or(0));
+  }
+  wall_s = static_cast<double>(last - first) / 1e9;
+  return out;
+}
+
+struct Env {
+  std::string json;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"In-process llama.cpp vs llama-server: TTFT, decode rate, aggregate tokens/s, "
+               "session reuse. Writes JSON lines to --out."};
+  std::string model;
+  int runs = 5;
+  int tokens = 64;
+  int requests = 10;
+  std::vector<int> agents = {1, 2, 4, 8, 16, 32};
+  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::string out_path = "bench/results/inproc.jsonl";
+  app.add_option("--model", model, "GGUF model (default: the tiny synthetic model)");
+  app.add_option("--runs", runs, "Runs of each program per comparison")->capture_default_str();
+  app.add_option("--tokens", tokens, "Tokens per request")->capture_default_str();
+  app.add_option("--requests", requests, "Sequential requests per single-agent run")
+      ->capture_default_str();
+  app.add_option("--agents", agents, "Concurrency levels")->delimiter(',');
+  app.add_option("--threads", threads, "CPU threads for both programs")->capture_default_str();
+  app.add_option("--out", out_path, "Results file (JSON lines, appended)")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  if (model.empty()) {
+    bool created = false;
+    std::string error;
+    model = model::cached_tiny_model(created, error).string();
+    if (model.empty()) {
+      fmt::print(stderr, "{}\n", error);
+      return 1;
+    }
+  }
+  std::string cmdline;
+  for (int i = 0; i < argc; ++i) cmdline += (i ? " " : "") + std::string(argv[i]);
+  const boost::json::object env_obj{
+      {"commit", CHIMERA_GIT_COMMIT},  {"compiler", __VERSION__},
+      {"flags", CHIMERA_CXX_FLAGS},    {"cpu", cpu_model()},
+      {"cores", std::thread::hardware_concurrency()}, {"model", model},
+      {"server", "llama-server 0.4.0 (80fb11a)"},     {"command", cmdline}};
+  std::string env = boost::json::serialize(env_obj);
+  env = env.substr(1, env.size() - 2);  // the fields, to join after each record's own
+  std::filesystem::create_directories(std::filesystem::path(out_path).parent_path());
+  std::ofstream out(out_path, std::ios::app);
+  auto record = [&](const std::string& body) { out << "{" << body << "," << env << "}\n"; };
+  Runtime rt(1);
+
+  fmt::print("model {}\nCPU {} ({} threads used), {} runs each, {} tokens per request\n\n", model,
+             cpu_model(), threads, runs, tokens);
+
+  // 1. One agent.
+  {
+    std::vector<double> ttft_ratio, tps_ratio, ttft_in, ttft_http, tps_in, tps_http;
+    EndpointConfig ic;
+    ic.kind = BackendKind::llama;
+    ic.url = model;
+    ic.llama.parallel = 1;
+    ic.llama.ctx_per_seq = 1024;
+    ic.llama.threads = threads;
+    auto inproc = make_backend(ic, rt);
+    ServerProcess server({.model = model, .parallel = 1, .ctx = 1024, .threads = threads,
+                          .extra = {"--cache-ram", "0"}});
+    if (!server.ok()) {
+      fmt::print(stderr, "{}\n", server.error());
+      return 1;
+    }
+    EndpointConfig hc;
+    hc.url = server.url();
+    auto http = make_backend(hc, rt);
+    auto run = [&](Backend& b, std::vector<double>& ttft, std::vector<double>& tps, int r) {
+      std::vector<double> t, d;
+      for (int i = 0; i < requests; ++i) {
+        Request req = line(i, tokens, 1000 * r + i);
+        req.kind = RequestKind::chat;
+        req.messages = {{"user", req.prompt, {}, {}, {}}};
+        const Completion c = b.generate(req);
+        if (!c.ok()) throw std::runtime_error(c.error.message);
+        t.push_back(static_cast<double>(*c.figures.ttft_client_ns) / 1e6);
+        if (c.figures.decode_tps_client) d.push_back(*c.figures.decode_tps_client);
+      }
+      ttft.push_back(median(t));
+      tps.push_back(median(d));
+    };
+    for (int r = 0; r < runs; ++r) {
+      run(*inproc, ttft_in, tps_in, r);
+      run(*http, ttft_http, tps_http, r);
+      ttft_ratio.push_back(ttft_http.back() / ttft_in.back());
+      tps_ratio.push_back(tps_in.back() / tps_http.back());
+    }
+    const auto a = stats(ttft_in), b = stats(ttft_http), ra = stats(ttft_ratio);
+    const auto c = stats(tps_in), d = stats(tps_http), rb = stats(tps_ratio);
+    fmt::print("one agent, chat, {} requests per run (median per run; mean ± sd over runs)\n",
+               requests);
+    fmt::print("  ttft_client        in-process {:7.2f} ± {:5.2f} ms   llama-server {:7.2f} ± "
+               "{:5.2f} ms   llama-server/in-process {:.2f} ± {:.2f}\n",
+               a.mean, a.sd, b.mean, b.sd, ra.mean, ra.sd);
+    fmt::print("  decode_tps_client  in-process {:7.1f} ± {:5.1f} /s   llama-server {:7.1f} ± "
+               "{:5.1f} /s   in-process/llama-server {:.2f} ± {:.2f}\n\n",
+               c.mean, c.sd, d.mean, d.sd, rb.mean, rb.sd);
+    record(fmt::format(
+        R"j("bench":"single_agent","ttft_client_ms_inproc":{:.3f},"ttft_client_ms_llama_server":{:.3f},"ttft_ratio_server_over_inproc":{:.3f},"ttft_ratio_sd":{:.3f},"decode_tps_client_inproc":{:.1f},"decode_tps_client_llama_server":{:.1f},"tps_ratio_inproc_over_server":{:.3f},"tps_ratio_sd":{:.3f},"runs":{},"source":"measured; ratios derived")j",
+        a.mean, b.mean, ra.mean, ra.sd, c.mean, d.mean, rb.mean, rb.sd, runs));
+  }
+
+  // 2. Aggregate tokens/s at N agents.
+  fmt::print("aggregate tokens/s (system_tps = tokens delivered / wall from first t_send to last "
+             "token)\n  {:>6} {:>22} {:>22} {:>10} {:>14}\n",
+             "agents", "in-process", "llama-server -np N", "ratio", "vs 1 agent");
+  double base_inproc = 0;
+  for (int n : agents) {
+    EndpointConfig ic;
+    ic.kind = BackendKind::llama;
+    ic.url = model;
+    ic.llama.parallel = n;
+    ic.llama.ctx_per_seq = 512;
+    ic.llama.threads = threads;
+    auto inproc = make_backend(ic, rt);
+    ServerProcess server({.model = model, .parallel = n, .ctx = 512 * n, .threads = threads,
+                          .extra = {"--cache-ram", "0"}});
+    if (!server.ok()) {
+      fmt::print(stderr, "{}\n", server.error());
+      return 1;
+    }
+    EndpointConfig hc;
+    hc.url = server.url();
+    auto http = make_backend(hc, rt);
+    std::vector<double> a, b, ratio;
+    for (int r = 0; r < runs; ++r) {
+      for (int which = 0; which < 2; ++which) {
+        double wall = 0;
+        auto cs = burst(which == 0 ? *inproc : *http, n, tokens, 7000 + r, wall);
+        int64_t total = 0;
+        for (const auto& c : cs) {
+          if (!c.ok()) throw std::runtime_error(c.error.message);
+          total += c.figures.tokens_out.value_or(0);
+        }
+        (which == 0 ? a : b).push_back(static_cast<double>(total) / wall);
+      }
+      ratio.push_back(a.back() / b.back());
+    }
+    const auto sa = stats(a), sb = stats(b), sr = stats(ratio);
+    if (n == agents.front()) base_inproc = sa.mean;
+    fmt::print("  {:>6} {:>12.0f} ± {:<7.0f} {:>12.0f} ± {:<7.0f} {:>5.2f} ± {:<4.2f} {:>8.2f}x\n",
+               n, sa.mean, sa.sd, sb.mean, sb.sd, sr.mean, sr.sd, sa.mean / base_inproc);
+    record(fmt::format(
+        R"j("bench":"aggregate","agents":{},"system_tps_inproc":{:.1f},"system_tps_inproc_sd":{:.1f},"system_tps_llama_server":{:.1f},"system_tps_llama_server_sd":{:.1f},"ratio_inproc_over_server":{:.3f},"ratio_sd":{:.3f},"scaling_vs_first":{:.3f},"runs":{},"source":"derived from measured tokens (server-reported counts) and wall time")j",
+        n, sa.mean, sa.sd, sb.mean, sb.sd, sr.mean, sr.sd, sa.mean / base_inproc, runs));
+  }
+  fmt::print("\n");
+
+  // 3. Session reuse: turn 2 with a cached ~300-token persona vs a cold request.
+  {
+    EndpointConfig ic;
+    ic.kind = BackendKind::llama;
+    ic.url = model;
+    ic.llama.parallel = 2;
+    ic.llama.ctx_per_seq = 1024;
+    ic.llama.threads = threads;
+    auto b = make_backend(ic, rt);
+    std::string persona = "You are Mira, the innkeeper of the Gilded Stag. ";
+    while (persona.size() < 1400) {
+      persona += "She remembers every traveller, speaks warmly but briefly, and never reveals "
+                 "the secret cellar beneath the inn. ";
+    }
+    std::vector<double> cold, warm, ratio;
+    int persona_tokens = 0;
+    for (int r = 0; r < runs; ++r) {
+      Request c = line(0, 16, r);
+      c.prompt = persona + "\nA traveller asks about the road north. Mira:";
+      const Completion cc = b->generate(c);  // no session: prefills everything
+      Request t1 = c;
+      t1.session = fmt::format("mira-{}", r);
+      const Completion c1 = b->generate(t1);  // turn 1 fills the session
+      Request t2 = t1;
+      t2.prompt = t1.prompt + c1.text + "\nThe traveller thanks her and asks for a room. Mira:";
+      const Completion c2 = b->generate(t2);
+      if (!cc.ok() || !c1.ok() || !c2.ok()) throw std::runtime_error("session run failed");
+      persona_tokens = static_cast<int>(*cc.figures.tokens_in);
+      cold.push_back(static_cast<double>(*cc.figures.ttft_client_ns) / 1e6);
+      warm.push_back(static_cast<double>(*c2.figures.ttft_client_ns) / 1e6);
+      ratio.push_back(cold.back() / warm.back());
+      b->drop_session(t1.session);
+    }
+    const auto sc = stats(cold), sw = stats(warm), sr = stats(ratio);
+    fmt::print("session reuse ({}-token prompt): cold ttft_client {:.2f} ± {:.2f} ms, turn 2 "
+               "{:.2f} ± {:.2f} ms, cold/turn-2 {:.1f} ± {:.1f}x\n",
+               persona_tokens, sc.mean, sc.sd, sw.mean, sw.sd, sr.mean, sr.sd);
+    record(fmt::format(
+        R"j("bench":"session_reuse","prompt_tokens":{},"ttft_cold_ms":{:.3f},"ttft_turn2_ms":{:.3f},"ratio_cold_over_turn2":{:.3f},"ratio_sd":{:.3f},"runs":{},"source":"measured; ratio derived")j",
+        persona_tokens, sc.mean, sw.mean, sr.mean, sr.sd, runs));
+  }
+  fmt::print("\nresults appended to {}\n", out_path);
+  return 0;
+}

@@ -1,0 +1,542 @@
+// The digest: statistics per configuration, best and worst configurations, errors, written as
+// blocks with priorities and fitted into the token budget by dropping the least important.
+#include <chimera/ingest/digest.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+#include <unordered_map>
+
+namespace chimera::ingest {
+
+std::size_t estimate_tokens(std::string_view text) {
+  std::size_t pieces = 0;
+  std::size_t i = 0;
+  const std::size_t n = text.size();
+  auto letter = [](unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
+  auto digit = [](unsigned char c) { return c >= '0' && c <= '9'; };
+  while (i < n) {
+    auto c = static_cast<unsigned char>(text[i]);
+    if (letter(c)) {
+      std::size_t j = i;
+      while (j < n && letter(static_cast<unsigned char>(text[j]))) ++j;
+      pieces += (j - i + 5) / 6;
+      i = j;
+    } else if (digit(c)) {
+      std::size_t j = i;
+      while (j < n && digit(static_cast<unsigned char>(text[j]))) ++j;
+      pieces += (j - i + 2) / 3;
+      i = j;
+    } else if (c == ' ' || c == '\t' || c == '\r') {
+      ++i;  // merges with the next piece
+    } else if (c >= 0x80 && c < 0xC0) {
+      ++i;  // UTF-8 continuation byte: part of the previous character
+    } else {
+      ++pieces;  // punctuation, line breaks, other characters
+      ++i;
+    }
+  }
+  return std::max(pieces, (n + 3) / 4);
+}
+
+namespace {
+
+std::string human_bytes(std::uint64_t b) {
+  if (b < 1024) return fmt::format("{} B", b);
+  if (b < 1024 * 1024) return fmt::format("{:.1f} KB", static_cast<double>(b) / 1024.0);
+  if (b < 1024ull * 1024 * 1024) return fmt::format("{:.1f} MB", static_cast<double>(b) / 1048576.0);
+  return fmt::format("{:.2f} GB", static_cast<double>(b) / 1073741824.0);
+}
+
+std::string num(double v) {
+  if (v == 0) return "0";
+  double a = std::fabs(v);
+  if (a >= 1e6 || a < 1e-3) return fmt::format("{:.3g}", v);
+  if (a >= 1000) return fmt::format("{:.0f}", v);
+  return fmt::format("{:.4g}", v);
+}
+
+double lower_median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  auto mid = v.begin() + static_cast<std::ptrdiff_t>((v.size() - 1) / 2);
+  std::nth_element(v.begin(), mid, v.end());
+  return *mid;
+}
+
+// Spreads and tails are not a configuration's typical figure.
+bool central(std::string_view metric) {
+  std::size_t start = 0;
+  while (start <= metric.size()) {
+    auto end = metric.find('_', start);
+    if (end == std::string_view::npos) end = metric.size();
+    auto t = metric.substr(start, end - start);
+    if (t == "std" || t == "stdev" || t == "stddev" || t == "var" || t == "min" || t == "max" ||
+        t == "p90" || t == "p95" || t == "p99" || t == "p999" || t == "sum" || t == "peak" ||
+        t == "cv")
+      return false;
+    start = end + 1;
+  }
+  return true;
+}
+
+std::string short_label(const Context& c) {
+  std::string out;
+  auto add = [&](std::string_view k, std::string_view v) {
+    if (v.empty()) return;
+    if (!out.empty()) out += ' ';
+    if (!k.empty()) {
+      out += k;
+      out += '=';
+    }
+    out += v;
+  };
+  add("", c.model);
+  if (!c.quantization.empty() && c.model.find(c.quantization) == std::string_view::npos)
+    add("quant", c.quantization);
+  add("num_gpu", c.num_gpu);
+  add("num_ctx", c.num_ctx);
+  add("temp", c.temperature);
+  static constexpr std::string_view kParams[] = {
+      "top_p", "top_k", "repeat_penalty", "num_predict", "num_batch",
+      "num_thread", "batch_size", "concurrency", "parallel", "backend"};
+  for (auto k : kParams) add(k, c.find(k));
+  return out;
+}
+
+struct MetricAcc {
+  MetricKind kind = MetricKind::other;
+  std::vector<double> values;
+};
+
+struct FigureAcc {
+  std::vector<double> values;
+  std::string source_file;
+  int line = 0;
+};
+
+struct Group {
+  std::string key;
+  std::string label;
+  std::size_t records = 0;
+  std::map<std::pair<std::string_view, std::string_view>, MetricAcc> metrics;
+  FigureAcc throughput, ttft;
+  bool main = false;  // has throughput or TTFT values
+};
+
+struct Block {
+  int section = 0;  // order in the text
+  std::size_t order = 0;
+  int priority = 0;  // lower is kept first
+  std::size_t rank = 0;
+  std::string text;
+  std::string category;  // what to call it when dropped
+  std::size_t items = 1;
+  int depends_on = -1;  // index of a block that must be kept for this one to make sense
+  bool kept = false;
+};
+
+ConfigFigure figure_of(const Group& g, const FigureAcc& acc, std::string unit) {
+  ConfigFigure f;
+  f.config = g.key;
+  f.label = g.label;
+  f.unit = std::move(unit);
+  f.median = lower_median(acc.values);
+  f.min = *std::min_element(acc.values.begin(), acc.values.end());
+  f.max = *std::max_element(acc.values.begin(), acc.values.end());
+  f.count = acc.values.size();
+  f.source_file = acc.source_file;
+  f.line = acc.line;
+  return f;
+}
+
+// Best `n` (best first) and worst `n` not among the best (worst first).
+void rank_figures(std::vector<ConfigFigure> all, bool higher_better, std::size_t n,
+                  std::vector<ConfigFigure>* best, std::vector<ConfigFigure>* worst) {
+  std::sort(all.begin(), all.end(), [&](const ConfigFigure& a, const ConfigFigure& b) {
+    if (a.median != b.median) return higher_better ? a.median > b.median : a.median < b.median;
+    return a.config < b.config;
+  });
+  std::size_t nb = std::min(n, all.size());
+  best->assign(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(nb));
+  std::size_t nw = std::min(n, all.size() - nb);
+  worst->assign(all.rbegin(), all.rbegin() + static_cast<std::ptrdiff_t>(nw));
+}
+
+std::string relative_of(const IngestResult& r, const std::string& path) {
+  for (const auto& f : r.files)
+    if (f.path == path) return f.relative_path;
+  return path;
+}
+
+}  // namespace
+
+Digest make_digest(const IngestResult& result, const DigestOptions& options) {
+  Digest d;
+  d.token_budget = options.token_budget;
+
+  // ---- gather ----
+  std::unordered_map<const Context*, std::size_t> group_of_context;
+  std::unordered_map<std::string, std::size_t> group_index;
+  std::vector<Group> groups;
+  auto group_for = [&](const Record& r) -> Group& {
+    auto it = group_of_context.find(r.context);
+    if (it != group_of_context.end()) {
+      auto& g = groups[it->second];
+      // Context-less values group by file.
+      if (g.key.rfind("file=", 0) != 0 || g.key == "file=" + result.files[r.file].relative_path)
+        return g;
+    }
+    std::string key = r.context != nullptr ? r.context->config_key() : std::string();
+    std::string label;
+    if (key.empty()) {
+      key = "file=" + result.files[r.file].relative_path;
+      label = key;
+    } else {
+      label = short_label(*r.context);
+    }
+    auto [git, inserted] = group_index.emplace(key, groups.size());
+    if (inserted) {
+      Group g;
+      g.key = key;
+      g.label = label;
+      groups.push_back(std::move(g));
+    }
+    group_of_context[r.context] = git->second;
+    return groups[git->second];
+  };
+  for (const auto& r : result.records) {
+    Group& g = group_for(r);
+    ++g.records;
+    auto& acc = g.metrics[{r.metric, r.unit}];
+    acc.kind = r.kind;
+    acc.values.push_back(r.value);
+    if (!central(r.metric)) continue;
+    FigureAcc* fig = nullptr;
+    if (r.kind == MetricKind::throughput) fig = &g.throughput;
+    if (r.kind == MetricKind::ttft && r.unit == "ms") fig = &g.ttft;
+    if (fig == nullptr) continue;
+    if (fig->values.empty()) {
+      fig->source_file = std::string(r.source_file);
+      fig->line = r.line;
+    }
+    fig->values.push_back(r.value);
+    g.main = true;
+  }
+  // Groups with throughput or TTFT first, then by size, then by name.
+  std::vector<std::size_t> order(groups.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    const auto& ga = groups[a];
+    const auto& gb = groups[b];
+    if (ga.main != gb.main) return ga.main;
+    if (ga.records != gb.records) return ga.records > gb.records;
+    return ga.key < gb.key;
+  });
+
+  // ---- structured figures ----
+  std::vector<ConfigFigure> tp, tt;
+  for (auto i : order) {
+    const auto& g = groups[i];
+    if (!g.throughput.values.empty()) tp.push_back(figure_of(g, g.throughput, "tokens/s"));
+    if (!g.ttft.values.empty()) tt.push_back(figure_of(g, g.ttft, "ms"));
+  }
+  rank_figures(tp, true, options.top_n, &d.best_throughput, &d.worst_throughput);
+  rank_figures(tt, false, options.top_n, &d.best_ttft, &d.worst_ttft);
+
+  for (auto i : order) {
+    const auto& g = groups[i];
+    std::vector<MetricStats> gs;
+    for (const auto& [key, acc] : g.metrics) {
+      MetricStats s;
+      s.group = g.label;
+      s.metric = std::string(key.first);
+      s.unit = std::string(key.second);
+      s.kind = acc.kind;
+      s.count = acc.values.size();
+      s.min = *std::min_element(acc.values.begin(), acc.values.end());
+      s.max = *std::max_element(acc.values.begin(), acc.values.end());
+      s.median = lower_median(acc.values);
+      gs.push_back(std::move(s));
+    }
+    std::stable_sort(gs.begin(), gs.end(), [](const MetricStats& a, const MetricStats& b) {
+      if (a.kind != b.kind) return a.kind < b.kind;
+      return a.metric < b.metric;
+    });
+    for (auto& s : gs) d.stats.push_back(std::move(s));
+  }
+
+  // ---- blocks ----
+  std::vector<Block> blocks;
+  auto add = [&](int section, int priority, std::size_t rank, std::string text,
+                 std::string category, std::size_t items = 1, int depends_on = -1) {
+    Block b;
+    b.section = section;
+    b.order = blocks.size();
+    b.priority = priority;
+    b.rank = rank;
+    b.text = std::move(text);
+    b.category = std::move(category);
+    b.items = items;
+    b.depends_on = depends_on;
+    blocks.push_back(std::move(b));
+    return static_cast<int>(blocks.size() - 1);
+  };
+
+  {
+    std::string h = "# Benchmark data digest\n";
+    h += fmt::format("Files: {} ({})", result.files.size(), human_bytes(result.total_bytes));
+    bool first = true;
+    for (auto t : {FileType::csv, FileType::json, FileType::markdown, FileType::text}) {
+      auto n = result.file_count(t);
+      if (n == 0) continue;
+      h += fmt::format("{} {} {} ({})", first ? ":" : ",", to_string(t), n,
+                       human_bytes(result.file_bytes(t)));
+      first = false;
+    }
+    std::size_t with_values = 0, skipped = 0;
+    for (const auto& f : result.files) {
+      if (f.records > 0) ++with_values;
+      if (!f.error.empty()) ++skipped;
+    }
+    h += fmt::format("\nValues: {} from {} files in {} configuration groups; error values: {}; "
+                     "file errors: {} ({} files unreadable)\n",
+                     result.records.size(), with_values, groups.size(),
+                     result.error_values.size(), result.errors.size(), skipped);
+    add(0, 0, 0, std::move(h), "header");
+  }
+
+  auto figure_lines = [&](const std::vector<ConfigFigure>& list, std::string_view word) {
+    std::string s;
+    for (const auto& f : list)
+      s += fmt::format("  {} {} {} ({}; n={})\n", word, num(f.median), f.unit, f.label, f.count);
+    return s;
+  };
+  if (!tp.empty() || !tt.empty()) {
+    add(1, 1, 0, "## Best and worst configurations (median per configuration)\n", "best/worst",
+        0);
+    int title = static_cast<int>(blocks.size() - 1);
+    if (!tp.empty()) {
+      add(1, 1, 1,
+          "Throughput, tokens/s, higher is better:\n" +
+              figure_lines(d.best_throughput, "best") + figure_lines(d.worst_throughput, "worst"),
+          "best/worst lists", 1, title);
+    }
+    if (!tt.empty()) {
+      add(1, 1, 2,
+          "TTFT, ms, lower is better:\n" + figure_lines(d.best_ttft, "best") +
+              figure_lines(d.worst_ttft, "worst"),
+          "best/worst lists", 1, title);
+    }
+  }
+
+  // Errors and anomalies.
+  int errors_title = -1;
+  if (!result.errors.empty() || !result.error_values.empty()) {
+    errors_title = add(2, 2, 0,
+                       fmt::format("## Errors and anomalies\nError values (failed measurements "
+                                   "kept as text): {}; file errors: {}\n",
+                                   result.error_values.size(), result.errors.size()),
+                       "errors summary");
+  }
+  {
+    std::size_t k = 0;
+    for (const auto& e : result.errors) {
+      std::string where = relative_of(result, e.path);
+      std::string line = e.line > 0 ? fmt::format(":{}", e.line) : std::string();
+      std::string reason = e.reason.size() > 160 ? e.reason.substr(0, 157) + "..." : e.reason;
+      add(2, k < 5 ? 3 : 7, k, fmt::format("- file error {}{}: {}\n", where, line, reason),
+          "file errors", 1, errors_title);
+      ++k;
+    }
+  }
+  {
+    struct ErrAcc {
+      std::size_t count = 0;
+      std::set<std::uint32_t> files;
+      std::string first;
+    };
+    std::map<std::string, ErrAcc> by_text;
+    for (const auto& e : result.error_values) {
+      std::string t(e.text.substr(0, 72));
+      auto& acc = by_text[t];
+      if (acc.count == 0)
+        acc.first = fmt::format("{}:{}", result.files[e.file].relative_path, e.line);
+      ++acc.count;
+      acc.files.insert(e.file);
+    }
+    std::vector<std::pair<std::string, ErrAcc>> sorted(by_text.begin(), by_text.end());
+    std::stable_sort(sorted.begin(), sorted.end(),
+                     [](const auto& a, const auto& b) { return a.second.count > b.second.count; });
+    std::size_t k = 0;
+    for (const auto& [t, acc] : sorted) {
+      add(2, 5, k, fmt::format("- {}x \"{}\" ({} files; first {})\n", acc.count, t,
+                               acc.files.size(), acc.first),
+          "error messages", 1, errors_title);
+      ++k;
+    }
+  }
+  {
+    struct Outlier {
+      double ratio;
+      std::string text;
+    };
+    std::vector<Outlier> outliers;
+    for (auto i : order) {
+      const auto& g = groups[i];
+      for (const auto& [key, acc] : g.metrics) {
+        if (acc.kind != MetricKind::ttft && acc.kind != MetricKind::time) continue;
+        if (acc.values.size() < 3) continue;
+        double med = lower_median(acc.values);
+        double mx = *std::max_element(acc.values.begin(), acc.values.end());
+        if (med > 0 && mx > 10 * med)
+          outliers.push_back(
+              {mx / med, fmt::format("- outlier: {} max {} vs median {} {} in [{}] (n={})\n",
+                                     key.first, num(mx), num(med), key.second, g.label,
+                                     acc.values.size())});
+      }
+    }
+    std::stable_sort(outliers.begin(), outliers.end(),
+                     [](const Outlier& a, const Outlier& b) { return a.ratio > b.ratio; });
+    if (!outliers.empty() && errors_title < 0)
+      errors_title = add(2, 2, 0, "## Errors and anomalies\n", "errors summary");
+    for (std::size_t k = 0; k < outliers.size() && k < 20; ++k)
+      add(2, 5, 100 + k, outliers[k].text, "outliers", 1, errors_title);
+  }
+
+  // Statistics per group.
+  int stats_title = add(3, 4, 0,
+                        "## Metrics by configuration (n | min / median / max unit)\n",
+                        "configuration groups", 0);
+  std::size_t rank = 0;
+  for (auto i : order) {
+    const auto& g = groups[i];
+    std::vector<std::pair<std::pair<std::string_view, std::string_view>, const MetricAcc*>> ms;
+    for (const auto& [key, acc] : g.metrics) ms.emplace_back(key, &acc);
+    std::stable_sort(ms.begin(), ms.end(), [](const auto& a, const auto& b) {
+      if (a.second->kind != b.second->kind) return a.second->kind < b.second->kind;
+      return a.first.first < b.first.first;
+    });
+    auto line_of = [](const auto& m) {
+      const auto& v = m.second->values;
+      return fmt::format("  {}: {} | {} / {} / {}{}{}\n", m.first.first, v.size(),
+                         num(*std::min_element(v.begin(), v.end())), num(lower_median(v)),
+                         num(*std::max_element(v.begin(), v.end())),
+                         m.first.second.empty() ? "" : " ", m.first.second);
+    };
+    std::string main = fmt::format("[{}] {} values\n", g.label, g.records);
+    std::size_t main_lines = 0;
+    std::vector<std::string> rest;
+    for (const auto& m : ms) {
+      bool is_main = m.second->kind == MetricKind::throughput || m.second->kind == MetricKind::ttft;
+      if ((is_main && central(m.first.first)) || (!g.main && main_lines < 3)) {
+        main += line_of(m);
+        ++main_lines;
+      } else {
+        rest.push_back(line_of(m));
+      }
+    }
+    int main_block = add(3, 4, 1 + rank, std::move(main), "configuration groups", 1, stats_title);
+    std::string other;
+    std::size_t shown = 0;
+    for (const auto& l : rest) {
+      if (shown == options.max_metrics_per_group) break;
+      other += l;
+      ++shown;
+    }
+    if (rest.size() > shown) other += fmt::format("  (+{} more metrics)\n", rest.size() - shown);
+    if (!other.empty()) add(3, 6, rank, std::move(other), "metric lists", 1, main_block);
+    ++rank;
+  }
+
+  // ---- fit ----
+  std::vector<std::size_t> by_priority(blocks.size());
+  for (std::size_t i = 0; i < blocks.size(); ++i) by_priority[i] = i;
+  std::stable_sort(by_priority.begin(), by_priority.end(), [&](std::size_t a, std::size_t b) {
+    if (blocks[a].priority != blocks[b].priority) return blocks[a].priority < blocks[b].priority;
+    return blocks[a].rank < blocks[b].rank;
+  });
+  const std::size_t budget = options.token_budget;
+  const std::size_t reserve = std::min<std::size_t>(60, budget / 5);  // the "dropped" line
+  std::size_t used = 0;
+  for (auto i : by_priority) {
+    auto& b = blocks[i];
+    if (b.depends_on >= 0 && !blocks[static_cast<std::size_t>(b.depends_on)].kept) continue;
+    // A title is kept first and shown only with at least one of its children (compose()).
+    std::size_t cost = estimate_tokens(b.text);
+    if (i == 0 || used + cost + reserve <= budget) {
+      b.kept = true;
+      used += cost;
+    }
+  }
+  auto compose = [&]() {
+    // Titles whose every child was dropped go too.
+    std::vector<bool> has_child(blocks.size(), false);
+    for (const auto& b : blocks)
+      if (b.kept && b.depends_on >= 0) has_child[static_cast<std::size_t>(b.depends_on)] = true;
+    std::vector<std::size_t> shown;
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+      const auto& b = blocks[i];
+      if (!b.kept) continue;
+      bool is_title = b.items == 0 || static_cast<int>(i) == stats_title;
+      if (is_title && !has_child[i]) continue;
+      shown.push_back(i);
+    }
+    std::stable_sort(shown.begin(), shown.end(), [&](std::size_t a, std::size_t b) {
+      if (blocks[a].section != blocks[b].section) return blocks[a].section < blocks[b].section;
+      return blocks[a].order < blocks[b].order;
+    });
+    std::string text;
+    for (auto i : shown) text += blocks[i].text;
+    // What was dropped, by category, in a fixed order.
+    std::map<std::string, std::pair<std::size_t, std::size_t>> dropped;  // category -> (n, of)
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+      const auto& b = blocks[i];
+      if (b.items == 0 || static_cast<int>(i) == stats_title) continue;
+      auto& [n, of] = dropped[b.category];
+      of += b.items;
+      if (!b.kept) n += b.items;
+    }
+    d.dropped.clear();
+    for (const auto& [cat, counts] : dropped)
+      if (counts.first > 0)
+        d.dropped.push_back(fmt::format("{} of {} {}", counts.first, counts.second, cat));
+    if (!d.dropped.empty()) {
+      text += fmt::format("(Left out to fit {} tokens: ", budget);
+      for (std::size_t k = 0; k < d.dropped.size(); ++k)
+        text += (k ? "; " : "") + d.dropped[k];
+      text += ".)\n";
+    }
+    return text;
+  };
+  std::string text = compose();
+  while (estimate_tokens(text) > budget) {
+    // Drop the kept block of least importance (not the header) and try again.
+    std::size_t victim = blocks.size();
+    for (auto it = by_priority.rbegin(); it != by_priority.rend(); ++it) {
+      if (blocks[*it].kept && *it != 0) {
+        victim = *it;
+        break;
+      }
+    }
+    if (victim == blocks.size()) break;
+    blocks[victim].kept = false;
+    for (auto& b : blocks)  // and what depends on it
+      if (b.depends_on == static_cast<int>(victim)) b.kept = false;
+    text = compose();
+  }
+  if (estimate_tokens(text) > budget) {
+    // Only the header is left and it is still too long: cut it.
+    while (!text.empty() && estimate_tokens(text) > budget) {
+      auto cut = text.rfind(' ');
+      text.resize(cut == std::string::npos ? text.size() - 1 : cut);
+    }
+  }
+  d.text = std::move(text);
+  d.estimated_tokens = estimate_tokens(d.text);
+  return d;
+}
+
+}  // namespace chimera::ingest
