@@ -176,6 +176,11 @@ int main(int argc, char** argv) {
       ttft.push_back(median(t));
       tps.push_back(median(d));
     };
+    {
+      std::vector<double> t, d;  // warm-up, not recorded
+      run(*inproc, t, d, 99);
+      run(*http, t, d, 99);
+    }
     for (int r = 0; r < runs; ++r) {
       run(*inproc, ttft_in, tps_in, r);
       run(*http, ttft_http, tps_http, r);
@@ -220,6 +225,11 @@ int main(int argc, char** argv) {
     hc.url = server.url();
     auto http = make_backend(hc, rt);
     std::vector<double> a, b, ratio;
+    {
+      double wall = 0;  // warm-up: first decodes allocate buffers and fault in the model
+      burst(*inproc, n, 8, 1, wall);
+      burst(*http, n, 8, 1, wall);
+    }
     for (int r = 0; r < runs; ++r) {
       for (int which = 0; which < 2; ++which) {
         double wall = 0;

@@ -92,21 +92,31 @@ void emit_table(const Table& table, const Context* base, ParseJob& job) {
   // A column named like a metric but holding only text is context (a name, a tone, a flag).
   for (std::size_t c = 0; c < ncols; ++c) {
     if (cols[c].use != Use::metric) continue;
-    std::size_t numeric = 0, text = 0;
+    bool numeric = false;
+    for (const auto& row : table.rows) {
+      if (c >= row.count) continue;
+      auto cell = table.cells[row.first + c];
+      double v;
+      std::string_view u;
+      if (!is_missing(cell) && parse_number(cell, &v, &u)) {
+        numeric = true;  // one number makes it a metric column
+        break;
+      }
+    }
+    if (numeric) continue;
+    // No numbers: text (context), or only failures (kept: they become error values).
+    bool text = false, failures = false;
     for (const auto& row : table.rows) {
       if (c >= row.count) continue;
       auto cell = table.cells[row.first + c];
       if (is_missing(cell)) continue;
-      double v;
-      std::string_view u;
-      if (parse_number(cell, &v, &u)) {
-        ++numeric;
-        break;  // one number makes it a metric column
-      } else if (!looks_like_error(cell)) {
-        ++text;
+      if (!looks_like_error(cell)) {
+        text = true;
+        break;
       }
+      failures = true;
     }
-    if (numeric == 0) cols[c].use = text > 0 ? Use::extra : Use::ignore;
+    cols[c].use = text ? Use::extra : (failures ? Use::metric : Use::ignore);
   }
 
   std::vector<std::pair<std::string_view, Settings>> settings_cache;
@@ -117,6 +127,9 @@ void emit_table(const Table& table, const Context* base, ParseJob& job) {
     return settings_cache.back().second;
   };
 
+  std::size_t metric_cols = 0;
+  for (const auto& col : cols) metric_cols += col.use == Use::metric ? 1 : 0;
+  job.out->records.reserve(job.out->records.size() + metric_cols * table.rows.size());
   for (const auto& row : table.rows) {
     ++job.out->rows;
     if (row.count != ncols) {

@@ -205,11 +205,24 @@ json::object options_json(const Options& o) {
 }
 
 std::string options_text(const Options& o) {
-  const auto j = options_json(o);
-  if (j.empty()) return "server defaults";
-  std::string s;
-  for (const auto& [k, v] : j) s += fmt::format("{}{}={}", s.empty() ? "" : " ", std::string(k), json::serialize(v));
-  return s;
+  std::vector<std::string> parts;
+  auto i = [&](const char* k, const std::optional<int>& v) {
+    if (v) parts.push_back(fmt::format("{}={}", k, *v));
+  };
+  auto d = [&](const char* k, const std::optional<double>& v) {
+    if (v) parts.push_back(fmt::format("{}={:g}", k, *v));
+  };
+  i("num_ctx", o.num_ctx);
+  i("num_gpu", o.num_gpu);
+  i("num_predict", o.num_predict);
+  i("num_thread", o.num_thread);
+  d("temperature", o.temperature);
+  d("top_p", o.top_p);
+  i("top_k", o.top_k);
+  d("min_p", o.min_p);
+  d("repeat_penalty", o.repeat_penalty);
+  if (o.seed) parts.push_back(fmt::format("seed={}", *o.seed));
+  return parts.empty() ? "server defaults" : fmt::format("{}", fmt::join(parts, " "));
 }
 
 const char* kAnalysisSystem =
@@ -484,9 +497,14 @@ WorkflowResult run_workflow(const WorkflowOptions& o) {
         // The digest must leave room in the context for the instructions and the answer.
         ingest::DigestOptions dopt;
         dopt.token_budget = cfg.digest_budget;
-        const int analysis_tokens = cfg.options.num_predict.value_or(cfg.analysis_tokens);
+        int analysis_predict = cfg.options.num_predict.value_or(cfg.analysis_tokens);
+        int report_predict = cfg.options.num_predict.value_or(cfg.report_tokens);
         if (cfg.options.num_ctx) {
-          const long room = static_cast<long>(*cfg.options.num_ctx) - analysis_tokens - 160;
+          analysis_predict = std::min(analysis_predict, *cfg.options.num_ctx / 3);
+          report_predict = std::min(report_predict, *cfg.options.num_ctx / 2);
+        }
+        if (cfg.options.num_ctx) {
+          const long room = static_cast<long>(*cfg.options.num_ctx) - analysis_predict - 160;
           // Estimates are characters / 4; real tokenizers can need up to about 1.5 times that.
           const auto fits = static_cast<std::size_t>(std::max(64L, room * 2 / 3));
           dopt.token_budget = std::min(dopt.token_budget, fits);
@@ -499,12 +517,6 @@ WorkflowResult run_workflow(const WorkflowOptions& o) {
         stage("digest", fmt::format("{} of {} estimated tokens ({:.1f} ms)", digest.estimated_tokens,
                                     digest.token_budget, rec.digest_ms));
 
-        int analysis_predict = analysis_tokens;
-        int report_predict = cfg.options.num_predict.value_or(cfg.report_tokens);
-        if (cfg.options.num_ctx) {
-          analysis_predict = std::min(analysis_predict, *cfg.options.num_ctx / 3);
-          report_predict = std::min(report_predict, *cfg.options.num_ctx / 2);
-        }
         progress(o, {ProgressEvent::Kind::stage_started, cfg.name, run, o.runs, "analysis", "", 0});
         t0 = Clock::now();
         rec.analysis = call(ctx, cfg, run, "analysis", kAnalysisSystem,
