@@ -9,20 +9,19 @@
 // Each figure is `measured`: wall time of chimera::ingest::ingest() (scan + read + parse +
 // merge) with the files in the page cache (one untimed run first). The generated copies keep
 // every file's shape; digits after a decimal point are changed per copy so that values differ.
-#include <chimera/ingest/ingest.hpp>
+#include <fmt/format.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
-#include <fmt/format.h>
-
-#include <algorithm>
+#include <chimera/ingest/ingest.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
-#include <unistd.h>
 
 namespace {
 
@@ -111,7 +110,7 @@ Figures measure(const std::string& name, const fs::path& root, unsigned threads,
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   CLI::App app{"Ingestion benchmark: files/s and MB/s over the shared corpus and a generated one"};
   std::string corpus = CHIMERA_DEFAULT_CORPUS;
   std::string sample = CHIMERA_DEFAULT_SAMPLE;
@@ -139,17 +138,19 @@ int main(int argc, char** argv) {
   for (int i = 0; i < argc; ++i) cmdline += (i ? " " : "") + std::string(argv[i]);
 
   std::vector<Figures> all;
+  all.reserve(threads_list.size() * 2);
   for (auto t : threads_list) all.push_back(measure("shared", corpus, t, reps));
 
   fs::path gen;
   if (scale > 0) {
-    gen = tmp.empty() ? fs::temp_directory_path() / fmt::format("chimera-ingest-bench-{}", ::getpid())
-                      : fs::path(tmp);
+    gen = tmp.empty()
+              ? fs::temp_directory_path() / fmt::format("chimera-ingest-bench-{}", ::getpid())
+              : fs::path(tmp);
     fs::remove_all(gen);
     auto t0 = std::chrono::steady_clock::now();
     auto bytes = generate({corpus, sample}, gen, scale);
-    fmt::print("generated {:.1f} MB in {} copies under {} ({:.1f} s)\n", bytes / 1e6, scale,
-               gen.string(),
+    fmt::print("generated {:.1f} MB in {} copies under {} ({:.1f} s)\n",
+               static_cast<double>(bytes) / 1e6, scale, gen.string(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     for (auto t : threads_list)
       all.push_back(measure(fmt::format("generated-{}x", scale), gen, t, reps));
@@ -157,9 +158,8 @@ int main(int argc, char** argv) {
 
   fmt::print("\n{:<16} {:>7} {:>7} {:>9} {:>8} {:>10} {:>10} {:>9} {:>9}\n", "corpus", "threads",
              "files", "MB", "records", "ms median", "ms min", "files/s", "MB/s");
-  fs::create_directories(fs::path(out_path).parent_path().empty()
-                             ? fs::path(".")
-                             : fs::path(out_path).parent_path());
+  fs::create_directories(
+      fs::path(out_path).parent_path().empty() ? fs::path(".") : fs::path(out_path).parent_path());
   std::ofstream out(out_path, std::ios::app);
   for (const auto& f : all) {
     double med = median(f.total_ms);
@@ -199,4 +199,7 @@ int main(int argc, char** argv) {
   fmt::print("\nappended {} lines to {}\n", all.size(), out_path);
   if (!gen.empty() && !keep) fs::remove_all(gen);
   return 0;
+} catch (const std::exception& e) {
+  fmt::print(stderr, "chimera_ingest_bench: {}\n", e.what());
+  return 1;
 }

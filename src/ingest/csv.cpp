@@ -1,13 +1,13 @@
 // CSV per RFC 4180, by hand: quoted fields, doubled quotes, line breaks inside quotes, CRLF or
 // LF (or a lone CR) between records. Lenient where the RFC is strict and the intent is clear
 // (a quote inside an unquoted field is kept as a character).
-#include "ingest/internal.hpp"
-
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cstring>
 #include <deque>
+
+#include "ingest/internal.hpp"
 
 namespace chimera::ingest::detail {
 
@@ -52,7 +52,8 @@ void parse_csv(std::string_view text, ParseJob& job) {
         const char* start = ++p;
         std::string* buf = nullptr;
         for (;;) {
-          const char* q = static_cast<const char*>(std::memchr(p, '"', static_cast<std::size_t>(end - p)));
+          const char* q =
+              static_cast<const char*>(std::memchr(p, '"', static_cast<std::size_t>(end - p)));
           if (q == nullptr) {
             job.error(field_line,
                       fmt::format("unterminated quoted field starting at line {}: the file ends "

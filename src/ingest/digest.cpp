@@ -1,10 +1,9 @@
 // The digest: statistics per configuration, best and worst configurations, errors, written as
 // blocks with priorities and fitted into the token budget by dropping the least important.
-#include <chimera/ingest/digest.hpp>
-
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chimera/ingest/digest.hpp>
 #include <cmath>
 #include <map>
 #include <set>
@@ -30,10 +29,8 @@ std::size_t estimate_tokens(std::string_view text) {
       while (j < n && digit(static_cast<unsigned char>(text[j]))) ++j;
       pieces += (j - i + 2) / 3;
       i = j;
-    } else if (c == ' ' || c == '\t' || c == '\r') {
-      ++i;  // merges with the next piece
-    } else if (c >= 0x80 && c < 0xC0) {
-      ++i;  // UTF-8 continuation byte: part of the previous character
+    } else if (c == ' ' || c == '\t' || c == '\r' || (c >= 0x80 && c < 0xC0)) {
+      ++i;  // spaces merge with the next piece; a UTF-8 continuation byte is part of a character
     } else {
       ++pieces;  // punctuation, line breaks, other characters
       ++i;
@@ -46,8 +43,9 @@ namespace {
 
 std::string human_bytes(std::uint64_t b) {
   if (b < 1024) return fmt::format("{} B", b);
-  if (b < 1024 * 1024) return fmt::format("{:.1f} KB", static_cast<double>(b) / 1024.0);
-  if (b < 1024ull * 1024 * 1024) return fmt::format("{:.1f} MB", static_cast<double>(b) / 1048576.0);
+  if (b < std::uint64_t{1024} * 1024) return fmt::format("{:.1f} KB", static_cast<double>(b) / 1024.0);
+  if (b < 1024ull * 1024 * 1024)
+    return fmt::format("{:.1f} MB", static_cast<double>(b) / 1048576.0);
   return fmt::format("{:.2f} GB", static_cast<double>(b) / 1073741824.0);
 }
 
@@ -73,9 +71,13 @@ bool central(std::string_view metric) {
     auto end = metric.find('_', start);
     if (end == std::string_view::npos) end = metric.size();
     auto t = metric.substr(start, end - start);
+    // Spreads and tails, and differences between configurations (not a configuration's own).
     if (t == "std" || t == "stdev" || t == "stddev" || t == "var" || t == "min" || t == "max" ||
         t == "p90" || t == "p95" || t == "p99" || t == "p999" || t == "sum" || t == "peak" ||
-        t == "cv")
+        t == "cv" || t == "delta" || t == "diff" || t == "difference" || t == "change" ||
+        t == "penalty" || t == "improvement" || t == "gain" || t == "reduction" ||
+        t == "increase" || t == "decrease" || t == "ratio" || t == "speedup" || t == "vs" ||
+        t == "overhead" || t == "tp")
       return false;
     start = end + 1;
   }
@@ -100,8 +102,8 @@ std::string short_label(const Context& c) {
   add("num_ctx", c.num_ctx);
   add("temp", c.temperature);
   static constexpr std::string_view kParams[] = {
-      "top_p", "top_k", "repeat_penalty", "num_predict", "num_batch",
-      "num_thread", "batch_size", "concurrency", "parallel", "backend"};
+      "top_p",      "top_k",       "repeat_penalty", "num_predict", "num_batch", "num_thread",
+      "batch_size", "concurrency", "parallel",       "backend",     "config"};
   for (auto k : kParams) add(k, c.find(k));
   return out;
 }
@@ -123,7 +125,8 @@ struct Group {
   std::size_t records = 0;
   std::map<std::pair<std::string_view, std::string_view>, MetricAcc> metrics;
   FigureAcc throughput, ttft;
-  bool main = false;  // has throughput or TTFT values
+  bool main = false;       // has throughput or TTFT values
+  bool has_model = false;  // the configuration names a model
 };
 
 struct Block {
@@ -202,6 +205,7 @@ Digest make_digest(const IngestResult& result, const DigestOptions& options) {
       Group g;
       g.key = key;
       g.label = label;
+      g.has_model = r.context != nullptr && !r.context->model.empty();
       groups.push_back(std::move(g));
     }
     group_of_context[r.context] = git->second;
@@ -213,7 +217,8 @@ Digest make_digest(const IngestResult& result, const DigestOptions& options) {
     auto& acc = g.metrics[{r.metric, r.unit}];
     acc.kind = r.kind;
     acc.values.push_back(r.value);
-    if (!central(r.metric)) continue;
+    // A rate or time of zero is a placeholder, a negative one a difference.
+    if (!central(r.metric) || r.value <= 0) continue;
     FigureAcc* fig = nullptr;
     if (r.kind == MetricKind::throughput) fig = &g.throughput;
     if (r.kind == MetricKind::ttft && r.unit == "ms") fig = &g.ttft;
@@ -232,6 +237,7 @@ Digest make_digest(const IngestResult& result, const DigestOptions& options) {
     const auto& ga = groups[a];
     const auto& gb = groups[b];
     if (ga.main != gb.main) return ga.main;
+    if (ga.has_model != gb.has_model) return ga.has_model;
     if (ga.records != gb.records) return ga.records > gb.records;
     return ga.key < gb.key;
   });
@@ -301,35 +307,37 @@ Digest make_digest(const IngestResult& result, const DigestOptions& options) {
       if (f.records > 0) ++with_values;
       if (!f.error.empty()) ++skipped;
     }
-    h += fmt::format("\nValues: {} from {} files in {} configuration groups; error values: {}; "
-                     "file errors: {} ({} files unreadable)\n",
-                     result.records.size(), with_values, groups.size(),
-                     result.error_values.size(), result.errors.size(), skipped);
+    h += fmt::format(
+        "\nValues: {} from {} files in {} configuration groups; error values: {}; "
+        "file errors: {} ({} files unreadable)\n",
+        result.records.size(), with_values, groups.size(), result.error_values.size(),
+        result.errors.size(), skipped);
     add(0, 0, 0, std::move(h), "header");
   }
 
-  auto figure_lines = [&](const std::vector<ConfigFigure>& list, std::string_view word) {
-    std::string s;
-    for (const auto& f : list)
-      s += fmt::format("  {} {} {} ({}; n={})\n", word, num(f.median), f.unit, f.label, f.count);
-    return s;
+  auto figure_line = [&](const ConfigFigure& f, std::string_view word) {
+    return fmt::format("  {} {} {} ({}; n={})\n", word, num(f.median), f.unit, f.label, f.count);
+  };
+  // The best and the worst configuration first; the runners-up only when there is room.
+  auto add_figures = [&](std::string title, const std::vector<ConfigFigure>& best,
+                         const std::vector<ConfigFigure>& worst, std::size_t rank, int parent) {
+    std::string head = std::move(title);
+    if (!best.empty()) head += figure_line(best.front(), "best");
+    if (!worst.empty()) head += figure_line(worst.front(), "worst");
+    int first = add(1, 1, rank, std::move(head), "best/worst lists", 1, parent);
+    std::string more;
+    for (std::size_t k = 1; k < best.size(); ++k) more += figure_line(best[k], "next best");
+    for (std::size_t k = 1; k < worst.size(); ++k) more += figure_line(worst[k], "next worst");
+    if (!more.empty()) add(1, 3, rank, std::move(more), "runner-up lists", 1, first);
   };
   if (!tp.empty() || !tt.empty()) {
-    add(1, 1, 0, "## Best and worst configurations (median per configuration)\n", "best/worst",
-        0);
-    int title = static_cast<int>(blocks.size() - 1);
-    if (!tp.empty()) {
-      add(1, 1, 1,
-          "Throughput, tokens/s, higher is better:\n" +
-              figure_lines(d.best_throughput, "best") + figure_lines(d.worst_throughput, "worst"),
-          "best/worst lists", 1, title);
-    }
-    if (!tt.empty()) {
-      add(1, 1, 2,
-          "TTFT, ms, lower is better:\n" + figure_lines(d.best_ttft, "best") +
-              figure_lines(d.worst_ttft, "worst"),
-          "best/worst lists", 1, title);
-    }
+    int title = add(1, 1, 0, "## Best and worst configurations (median per configuration)\n",
+                    "best/worst", 0);
+    if (!tp.empty())
+      add_figures("Throughput, tokens/s, higher is better:\n", d.best_throughput,
+                  d.worst_throughput, 1, title);
+    if (!tt.empty())
+      add_figures("TTFT, ms, lower is better:\n", d.best_ttft, d.worst_ttft, 2, title);
   }
 
   // Errors and anomalies.
@@ -347,7 +355,7 @@ Digest make_digest(const IngestResult& result, const DigestOptions& options) {
       std::string where = relative_of(result, e.path);
       std::string line = e.line > 0 ? fmt::format(":{}", e.line) : std::string();
       std::string reason = e.reason.size() > 160 ? e.reason.substr(0, 157) + "..." : e.reason;
-      add(2, k < 5 ? 3 : 7, k, fmt::format("- file error {}{}: {}\n", where, line, reason),
+      add(2, k < 5 ? 2 : 7, 100 + k, fmt::format("- file error {}{}: {}\n", where, line, reason),
           "file errors", 1, errors_title);
       ++k;
     }
@@ -372,8 +380,9 @@ Digest make_digest(const IngestResult& result, const DigestOptions& options) {
                      [](const auto& a, const auto& b) { return a.second.count > b.second.count; });
     std::size_t k = 0;
     for (const auto& [t, acc] : sorted) {
-      add(2, 5, k, fmt::format("- {}x \"{}\" ({} files; first {})\n", acc.count, t,
-                               acc.files.size(), acc.first),
+      add(2, k < 5 ? 2 : 5, k,
+          fmt::format("- {}x \"{}\" ({} files; first {})\n", acc.count, t, acc.files.size(),
+                      acc.first),
           "error messages", 1, errors_title);
       ++k;
     }
@@ -393,9 +402,9 @@ Digest make_digest(const IngestResult& result, const DigestOptions& options) {
         double mx = *std::max_element(acc.values.begin(), acc.values.end());
         if (med > 0 && mx > 10 * med)
           outliers.push_back(
-              {mx / med, fmt::format("- outlier: {} max {} vs median {} {} in [{}] (n={})\n",
-                                     key.first, num(mx), num(med), key.second, g.label,
-                                     acc.values.size())});
+              {mx / med,
+               fmt::format("- outlier: {} max {} vs median {} {} in [{}] (n={})\n", key.first,
+                           num(mx), num(med), key.second, g.label, acc.values.size())});
       }
     }
     std::stable_sort(outliers.begin(), outliers.end(),
@@ -403,12 +412,11 @@ Digest make_digest(const IngestResult& result, const DigestOptions& options) {
     if (!outliers.empty() && errors_title < 0)
       errors_title = add(2, 2, 0, "## Errors and anomalies\n", "errors summary");
     for (std::size_t k = 0; k < outliers.size() && k < 20; ++k)
-      add(2, 5, 100 + k, outliers[k].text, "outliers", 1, errors_title);
+      add(2, k < 3 ? 3 : 5, 200 + k, outliers[k].text, "outliers", 1, errors_title);
   }
 
   // Statistics per group.
-  int stats_title = add(3, 4, 0,
-                        "## Metrics by configuration (n | min / median / max unit)\n",
+  int stats_title = add(3, 4, 0, "## Metrics by configuration (n | min / median / max unit)\n",
                         "configuration groups", 0);
   std::size_t rank = 0;
   for (auto i : order) {
@@ -505,8 +513,7 @@ Digest make_digest(const IngestResult& result, const DigestOptions& options) {
         d.dropped.push_back(fmt::format("{} of {} {}", counts.first, counts.second, cat));
     if (!d.dropped.empty()) {
       text += fmt::format("(Left out to fit {} tokens: ", budget);
-      for (std::size_t k = 0; k < d.dropped.size(); ++k)
-        text += (k ? "; " : "") + d.dropped[k];
+      for (std::size_t k = 0; k < d.dropped.size(); ++k) text += (k ? "; " : "") + d.dropped[k];
       text += ".)\n";
     }
     return text;

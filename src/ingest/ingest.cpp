@@ -1,12 +1,11 @@
 // The scan (a parallel directory walk) and the parallel parse, merged in path order so the
 // result does not depend on the thread count.
-#include "ingest/internal.hpp"
-
+#include <dirent.h>
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 #include <algorithm>
 #include <atomic>
@@ -20,6 +19,8 @@
 #include <system_error>
 #include <thread>
 #include <unordered_set>
+
+#include "ingest/internal.hpp"
 
 namespace chimera::ingest {
 
@@ -47,23 +48,37 @@ std::uint64_t IngestResult::file_bytes(FileType type) const {
   return n;
 }
 
-bool file_type_of(const fs::path& path, FileType* type) {
-  auto ext = path.extension().string();
-  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+namespace {
+
+bool type_of_name(std::string_view name, FileType* type) {
+  auto dot = name.rfind('.');
+  if (dot == std::string_view::npos || dot == 0) return false;
+  auto ext = name.substr(dot + 1);
+  if (ext.size() > 8) return false;
+  char lower[9] = {};
+  for (std::size_t i = 0; i < ext.size(); ++i)
+    lower[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(ext[i])));
+  std::string_view l(lower, ext.size());
   FileType t;
-  if (ext == ".csv") {
+  if (l == "csv") {
     t = FileType::csv;
-  } else if (ext == ".json") {
+  } else if (l == "json") {
     t = FileType::json;
-  } else if (ext == ".md" || ext == ".markdown") {
+  } else if (l == "md" || l == "markdown") {
     t = FileType::markdown;
-  } else if (ext == ".txt") {
+  } else if (l == "txt") {
     t = FileType::text;
   } else {
     return false;
   }
   if (type != nullptr) *type = t;
   return true;
+}
+
+}  // namespace
+
+bool file_type_of(const fs::path& path, FileType* type) {
+  return type_of_name(path.filename().string(), type);
 }
 
 namespace {
@@ -126,9 +141,8 @@ class Scanner {
     }
     FileType type;
     if (!fs::is_regular_file(st) || !file_type_of(root, &type)) {
-      errors_.push_back(FileError{root.string(), 0,
-                                  "not a folder or a .csv, .json, .md, .markdown or .txt file",
-                                  true});
+      errors_.push_back(FileError{
+          root.string(), 0, "not a folder or a .csv, .json, .md, .markdown or .txt file", true});
       return;
     }
     Found f;
@@ -147,7 +161,8 @@ class Scanner {
   void walk() {
     while (!queue_.empty()) {
       busy_ = 0;
-      run_on(std::min<unsigned>(threads_, static_cast<unsigned>(std::max<std::size_t>(1, queue_.size() * 4))),
+      run_on(std::min<unsigned>(threads_,
+                                static_cast<unsigned>(std::max<std::size_t>(1, queue_.size() * 4))),
              [this](unsigned) { worker(); });
       std::sort(links_.begin(), links_.end(),
                 [](const Dir& a, const Dir& b) { return a.path < b.path; });
@@ -210,76 +225,99 @@ class Scanner {
     }
   }
 
+  // POSIX rather than std::filesystem: readdir's d_type and fstatat relative to the open folder
+  // save a path walk and a stat per entry (the walk was a third of the time on 10k files).
   void list(const Dir& dir, std::vector<Found>& files, std::vector<FileError>& errors,
             std::vector<Dir>& subdirs, std::vector<Dir>& links, std::size_t& skipped) {
-    std::error_code ec;
-    fs::directory_iterator it(dir.path, ec);
-    if (ec) {
-      errors.push_back(FileError{dir.path.string(), 0,
-                                 fmt::format("cannot list folder: {}", ec.message()), true});
+    DIR* d = ::opendir(dir.path.c_str());
+    if (d == nullptr) {
+      errors.push_back(FileError{
+          dir.path.string(), 0, fmt::format("cannot list folder: {}", std::strerror(errno)), true});
       return;
     }
-    for (; it != fs::directory_iterator(); it.increment(ec)) {
-      if (ec) {
-        errors.push_back(FileError{dir.path.string(), 0,
-                                   fmt::format("cannot list folder: {}", ec.message()), true});
-        return;
+    const int dfd = ::dirfd(d);
+    const std::string base = dir.path.string();
+    const std::string canonical_base = dir.canonical.string();
+    auto join = [](const std::string& a, std::string_view name) {
+      std::string out = a;
+      if (!out.empty() && out.back() != '/') out += '/';
+      out += name;
+      return out;
+    };
+    for (;;) {
+      errno = 0;
+      const dirent* e = ::readdir(d);
+      if (e == nullptr) {
+        if (errno != 0)
+          errors.push_back(FileError{
+              base, 0, fmt::format("cannot list folder: {}", std::strerror(errno)), true});
+        break;
       }
-      const auto& entry = *it;
-      const auto name = entry.path().filename().string();
-      std::error_code sec;
-      auto lst = entry.symlink_status(sec);
-      bool is_link = fs::is_symlink(lst);
-      fs::file_status st = lst;
+      std::string_view name(e->d_name);
+      if (name == "." || name == "..") continue;
+      unsigned char type = e->d_type;
+      bool is_link = type == DT_LNK;
+      struct stat st {};
+      bool have_stat = false;
+      if (type == DT_UNKNOWN) {
+        if (::fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+        have_stat = true;
+        is_link = S_ISLNK(st.st_mode);
+        type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_UNKNOWN;
+      }
       if (is_link) {
         if (!options_.follow_symlinks) {
           ++skipped;
           continue;
         }
-        st = entry.status(sec);
-        if (sec || !fs::exists(st)) {
-          errors.push_back(FileError{entry.path().string(), 0,
+        if (::fstatat(dfd, e->d_name, &st, 0) != 0) {
+          errors.push_back(FileError{join(base, name), 0,
                                      "broken symbolic link: its target does not exist", true});
           continue;
         }
+        have_stat = true;
+        type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_UNKNOWN;
       }
-      if (fs::is_directory(st)) {
-        Dir d;
-        d.path = entry.path();
-        d.relative = dir.relative + name + "/";
+      if (type == DT_DIR) {
+        Dir sub;
+        sub.path = join(base, name);
+        sub.relative = dir.relative + std::string(name) + "/";
         if (is_link) {
-          d.canonical = fs::canonical(entry.path(), sec);
-          if (sec) {
-            errors.push_back(FileError{entry.path().string(), 0,
-                                       fmt::format("cannot resolve link: {}", sec.message()), true});
+          std::error_code ec;
+          sub.canonical = fs::canonical(sub.path, ec);
+          if (ec) {
+            errors.push_back(FileError{sub.path.string(), 0,
+                                       fmt::format("cannot resolve link: {}", ec.message()), true});
             continue;
           }
-          links.push_back(std::move(d));
+          links.push_back(std::move(sub));
         } else {
-          d.canonical = dir.canonical / name;
-          subdirs.push_back(std::move(d));
+          sub.canonical = join(canonical_base, name);
+          subdirs.push_back(std::move(sub));
         }
         continue;
       }
-      FileType type;
-      if (!fs::is_regular_file(st) || !file_type_of(entry.path(), &type)) {
+      FileType ftype;
+      if (type != DT_REG || !type_of_name(name, &ftype)) {
         ++skipped;
         continue;
       }
+      if (!have_stat && ::fstatat(dfd, e->d_name, &st, 0) != 0) st.st_size = 0;
       Found f;
-      f.path = entry.path().string();
-      f.relative = dir.relative + name;
-      f.type = type;
+      f.path = join(base, name);
+      f.relative = dir.relative + std::string(name);
+      f.type = ftype;
+      f.bytes = static_cast<std::uint64_t>(st.st_size);
       if (is_link) {
-        f.canonical = fs::canonical(entry.path(), sec).string();
-        if (sec) f.canonical = f.path;
+        std::error_code ec;
+        f.canonical = fs::canonical(f.path, ec).string();
+        if (ec) f.canonical = f.path;
       } else {
-        f.canonical = (dir.canonical / name).string();
+        f.canonical = join(canonical_base, name);
       }
-      f.bytes = entry.file_size(sec);
-      if (sec) f.bytes = 0;
       files.push_back(std::move(f));
     }
+    ::closedir(d);
   }
 
   const IngestOptions& options_;
@@ -306,10 +344,18 @@ void parse_content(std::string_view content, FileType type, detail::ParseJob& jo
   }
   try {
     switch (type) {
-      case FileType::csv: detail::parse_csv(content, job); break;
-      case FileType::json: detail::parse_json(content, job); break;
-      case FileType::markdown: detail::parse_markdown(content, job); break;
-      case FileType::text: detail::parse_text(content, job); break;
+      case FileType::csv:
+        detail::parse_csv(content, job);
+        break;
+      case FileType::json:
+        detail::parse_json(content, job);
+        break;
+      case FileType::markdown:
+        detail::parse_markdown(content, job);
+        break;
+      case FileType::text:
+        detail::parse_text(content, job);
+        break;
     }
   } catch (const std::bad_alloc&) {
     throw;
@@ -338,8 +384,9 @@ bool read_file(const std::string& path, std::uint64_t max_bytes, std::vector<cha
   }
   auto expected = static_cast<std::uint64_t>(st.st_size);
   if (expected > max_bytes) {
-    *reason = fmt::format("file is {} bytes, over the {}-byte limit (IngestOptions::max_file_bytes)",
-                          expected, max_bytes);
+    *reason =
+        fmt::format("file is {} bytes, over the {}-byte limit (IngestOptions::max_file_bytes)",
+                    expected, max_bytes);
     ::close(fd);
     return false;
   }
@@ -378,18 +425,31 @@ void merge(IngestResult& result, std::vector<detail::FileOutput>& outputs, unsig
     offsets[i + 1] = offsets[i] + outputs[i].records.size();
     nerr += outputs[i].error_values.size();
   }
-  // Records are most of the bytes: copy them in parallel, each file to its place.
+  // Records are most of the bytes: copy them in parallel, each file to its place. Page faults
+  // are dear on virtual machines; ask for huge pages for a big vector before touching it.
+  result.records.reserve(offsets.back());
+#ifdef MADV_HUGEPAGE
+  if (offsets.back() * sizeof(Record) >= (8u << 20)) {
+    auto begin = reinterpret_cast<std::uintptr_t>(result.records.data());
+    auto end = begin + offsets.back() * sizeof(Record);
+    begin = (begin + 4095) & ~std::uintptr_t{4095};
+    if (end > begin)
+      ::madvise(reinterpret_cast<void*>(begin), end - begin,  // NOLINT(performance-no-int-to-ptr)
+                MADV_HUGEPAGE);
+  }
+#endif
   result.records.resize(offsets.back());
   std::atomic<std::size_t> next{0};
-  run_on(std::max(1u, std::min<unsigned>(threads, static_cast<unsigned>(offsets.back() / 50000 + 1))),
-         [&](unsigned) {
-           for (std::size_t i; (i = next.fetch_add(1)) < outputs.size();) {
-             auto& recs = outputs[i].records;
-             std::copy(recs.begin(), recs.end(),
-                       result.records.begin() + static_cast<std::ptrdiff_t>(offsets[i]));
-             std::vector<Record>().swap(recs);
-           }
-         });
+  run_on(
+      std::max(1u, std::min<unsigned>(threads, static_cast<unsigned>(offsets.back() / 50000 + 1))),
+      [&](unsigned) {
+        for (std::size_t i; (i = next.fetch_add(1)) < outputs.size();) {
+          auto& recs = outputs[i].records;
+          std::copy(recs.begin(), recs.end(),
+                    result.records.begin() + static_cast<std::ptrdiff_t>(offsets[i]));
+          std::vector<Record>().swap(recs);
+        }
+      });
   result.error_values.reserve(nerr);
   for (std::size_t i = 0; i < outputs.size(); ++i) {
     auto& o = outputs[i];

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <chimera/ingest/ingest.hpp>
-
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -35,7 +34,7 @@ class Arena {
   }
 
  private:
-  static constexpr std::size_t kMaxBlock = 64 * 1024;
+  static constexpr std::size_t kMaxBlock = std::size_t{64} * 1024;
   static constexpr std::size_t kContextChunk = 64;
   std::vector<std::unique_ptr<char[]>> blocks_;
   char* cur_ = nullptr;
@@ -58,13 +57,13 @@ std::string_view& field_of(Context& c, Field f);
 
 // What a column header or JSON key is for.
 enum class Role : std::uint8_t {
-  metric,        // numbers become records
-  context_main,  // one of the Context main fields (`field`)
-  context_extra, // identifying: ids, indices, timestamps, tuning parameters, names
-  error,         // error message column/key
-  success,       // success flag column/key (false -> ErrorValue)
-  unit,          // a sibling naming the unit of the values beside it
-  options,       // an object (or a JSON cell) of settings: its scalars are context
+  metric,         // numbers become records
+  context_main,   // one of the Context main fields (`field`)
+  context_extra,  // identifying: ids, indices, timestamps, tuning parameters, names
+  error,          // error message column/key
+  success,        // success flag column/key (false -> ErrorValue)
+  unit,           // a sibling naming the unit of the values beside it
+  options,        // an object (or a JSON cell) of settings: its scalars are context
 };
 
 // A unit after normalisation: value_in_unit = raw * factor.
@@ -118,6 +117,8 @@ std::string_view normalize_context_value(std::string_view value, char (&buf)[40]
 // "q4_0" from "llama3.1:8b-instruct-q4_0"; empty when none.
 std::string_view quantization_from(std::string_view model_or_tag);
 bool is_runs_key(std::string_view normalized_key);  // runs, iterations, trials, ...
+// A model tag in free text: "Baseline (llama3.1:8b-instruct-q4_0)" -> "llama3.1:8b-instruct-q4_0".
+std::string_view model_like(std::string_view text);
 bool is_model_object_key(std::string_view normalized_key);
 
 // Sets a main field or an extra of `c`, normalising the value and interning it in `arena`.
@@ -158,8 +159,7 @@ struct ParseJob {
   Arena& arena() { return *out->arena; }
   void error(int line, std::string reason, bool fatal);
   void error_value(std::string_view metric, std::string_view text, const Context* ctx, int line);
-  void record(const Metric& m, double raw, const Context* ctx, std::string_view origin,
-              int line);
+  void record(const Metric& m, double raw, const Context* ctx, std::string_view origin, int line);
 };
 
 // A context that changes as a document is read (Markdown sections, "Model: x" lines), frozen

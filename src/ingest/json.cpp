@@ -2,14 +2,14 @@
 // their keys, and context comes from sibling and ancestor keys. A SAX handler (not a DOM) keeps
 // memory flat, gives each value's line from its position in the buffer, and lets the
 // parser's own depth limit stop deep nesting before any recursion gets deep.
-#include "ingest/internal.hpp"
-
-#include <boost/json/basic_parser_impl.hpp>
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <boost/json/basic_parser_impl.hpp>
 #include <cstring>
 #include <unordered_map>
+
+#include "ingest/internal.hpp"
 
 namespace chimera::ingest::detail {
 
@@ -160,7 +160,8 @@ class Harvester {
         if (!v.empty()) field_of(c, f) = v;
       }
       for (const auto& [k, v] : n.own.extra) {
-        auto it = std::find_if(c.extra.begin(), c.extra.end(), [&](auto& kv) { return kv.first == k; });
+        auto it =
+            std::find_if(c.extra.begin(), c.extra.end(), [&](auto& kv) { return kv.first == k; });
         if (it != c.extra.end()) {
           it->second = v;
         } else {
@@ -188,7 +189,8 @@ class Harvester {
       }
       job_->record(*m, p.raw, nodes_[p.node].resolved, p.origin, p.line);
     }
-    for (const auto& e : errors_) job_->error_value(e.metric, e.text, nodes_[e.node].resolved, e.line);
+    for (const auto& e : errors_)
+      job_->error_value(e.metric, e.text, nodes_[e.node].resolved, e.line);
   }
 
  private:
@@ -370,7 +372,8 @@ class Harvester {
       } else if (!as_context) {
         // A refused context value (a temperature of 48): a reading, recorded as a metric.
         KeyEntry& reading = lookup(key + "_value");
-        pending_.push_back(Pending{&reading, v, {}, value_path(), f.node, line_of(where), f.serial});
+        pending_.push_back(
+            Pending{&reading, v, {}, value_path(), f.node, line_of(where), f.serial});
       }
     }
     num_buf_.clear();
@@ -408,15 +411,18 @@ class Harvester {
                                          job_->arena().intern(s.substr(0, 200)), f.node,
                                          line_of(where)});
         return;
-      case Role::metric: break;
+      case Role::metric:
+        break;
     }
     double v = 0;
     std::string_view unit;
-    if (s.size() < 48 && parse_number(s, &v, &unit)) {
+    // A number written as a string is an identifier ("581.29", a driver version) unless it
+    // carries a unit ("0.5 s").
+    if (s.size() < 48 && parse_number(s, &v, &unit) && !unit.empty()) {
       auto& m = metric_entry(key, entry);
       pending_.push_back(Pending{&m, v, job_->arena().intern(unit), value_path(), f.node,
                                  line_of(where), f.serial});
-    } else if (looks_like_error(s) && s.size() < 400 && !f.array) {
+    } else if (!f.array && s.size() < 400 && looks_like_error(s)) {
       errors_.push_back(PendingError{job_->arena().intern(entry.info.key),
                                      job_->arena().intern(s.substr(0, 200)), f.node,
                                      line_of(where)});
@@ -455,25 +461,29 @@ void parse_json(std::string_view content, ParseJob& job) {
   if (!ec && !parser.done()) ec = json::error::incomplete;
   if (ec) {
     std::size_t at = std::min(n, content.size());
-    int line = 1 + static_cast<int>(std::count(content.begin(), content.begin() + static_cast<long>(at), '\n'));
+    int line = 1 + static_cast<int>(
+                       std::count(content.begin(), content.begin() + static_cast<long>(at), '\n'));
     std::string reason;
     auto rest = content.substr(at);
     auto trimmed = rest.substr(0, 16);
     if (ec == json::error::too_deep) {
-      reason = fmt::format("JSON nested deeper than {} levels at line {} "
-                           "(IngestOptions::max_json_depth); nothing of the file was recorded",
-                           opts.max_depth, line);
+      reason = fmt::format(
+          "JSON nested deeper than {} levels at line {} "
+          "(IngestOptions::max_json_depth); nothing of the file was recorded",
+          opts.max_depth, line);
     } else if (parser.handler().too_long_ || ec == json::error::string_too_large) {
-      reason = fmt::format("a JSON string at line {} is over the {}-byte limit "
-                           "(IngestOptions::max_line_bytes)",
-                           line, job.options->max_line_bytes);
+      reason = fmt::format(
+          "a JSON string at line {} is over the {}-byte limit "
+          "(IngestOptions::max_line_bytes)",
+          line, job.options->max_line_bytes);
     } else if (ec == json::error::incomplete) {
       reason = fmt::format("JSON ends early at line {} (truncated file?): {}", line, ec.message());
     } else if (trimmed.starts_with("NaN") || trimmed.starts_with("Infinity") ||
                trimmed.starts_with("-Infinity")) {
-      reason = fmt::format("invalid JSON at line {}: NaN and Infinity are not JSON (Python's "
-                           "json.dump writes them; use allow_nan=False or null)",
-                           line);
+      reason = fmt::format(
+          "invalid JSON at line {}: NaN and Infinity are not JSON (Python's "
+          "json.dump writes them; use allow_nan=False or null)",
+          line);
     } else {
       reason = fmt::format("invalid JSON at line {}: {}", line, ec.message());
     }

@@ -1,8 +1,6 @@
 // Markdown through cmark-gfm with the table extension: tables become rows (the CSV column
 // rules), headings set the context of what follows them, and "Key: 12.3 unit" lines in
 // paragraphs and list items are harvested. Line numbers are cmark's source positions.
-#include "ingest/internal.hpp"
-
 #include <cmark-gfm-core-extensions.h>
 #include <cmark-gfm-extension_api.h>
 #include <cmark-gfm.h>
@@ -12,6 +10,8 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+
+#include "ingest/internal.hpp"
 
 namespace chimera::ingest::detail {
 
@@ -68,8 +68,8 @@ class BumpArena {
   }
 
  private:
-  static constexpr std::size_t kChunk = 256 * 1024;
-  static constexpr std::size_t kKeep = 16 * 1024 * 1024;
+  static constexpr std::size_t kChunk = std::size_t{256} * 1024;
+  static constexpr std::size_t kKeep = std::size_t{16} * 1024 * 1024;
   struct Chunk {
     std::unique_ptr<char[]> data;
     std::size_t size = 0;
@@ -97,8 +97,12 @@ class BumpArena {
 };
 
 thread_local BumpArena bump;
-void* bump_calloc(std::size_t count, std::size_t size) { return bump.calloc(count, size); }
-void* bump_realloc(void* p, std::size_t size) { return bump.realloc(p, size); }
+void* bump_calloc(std::size_t count, std::size_t size) {
+  return bump.calloc(count, size);
+}
+void* bump_realloc(void* p, std::size_t size) {
+  return bump.realloc(p, size);
+}
 void bump_free(void*) {}
 cmark_mem bump_mem = {bump_calloc, bump_realloc, bump_free};
 
@@ -137,31 +141,17 @@ void collect_text(cmark_node* node, std::string& out, char soft_break) {
         if (lit != nullptr) out += lit;
         break;
       }
-      case CMARK_NODE_SOFTBREAK: out += soft_break; break;
-      case CMARK_NODE_LINEBREAK: out += '\n'; break;
-      default: collect_text(child, out, soft_break); break;
+      case CMARK_NODE_SOFTBREAK:
+        out += soft_break;
+        break;
+      case CMARK_NODE_LINEBREAK:
+        out += '\n';
+        break;
+      default:
+        collect_text(child, out, soft_break);
+        break;
     }
   }
-}
-
-// A model tag in a heading: "Baseline (llama3.1:8b-instruct-q4_0)" -> "llama3.1:8b-instruct-q4_0".
-std::string_view model_in(std::string_view text) {
-  std::size_t start = 0;
-  while (start < text.size()) {
-    auto end = text.find_first_of(" \t()[],;`*", start);
-    if (end == std::string_view::npos) end = text.size();
-    auto word = text.substr(start, end - start);
-    auto colon = word.find(':');
-    if (colon != std::string_view::npos && colon > 0 && colon + 1 < word.size()) {
-      auto c0 = word[0];
-      auto c1 = word[colon + 1];
-      bool alpha0 = (c0 >= 'a' && c0 <= 'z') || (c0 >= 'A' && c0 <= 'Z');
-      bool alnum1 = (c1 >= 'a' && c1 <= 'z') || (c1 >= 'A' && c1 <= 'Z') || (c1 >= '0' && c1 <= '9');
-      if (alpha0 && alnum1 && word.find("://") == std::string_view::npos) return word;
-    }
-    start = end + 1;
-  }
-  return {};
 }
 
 // "num_gpu 99, num_ctx=2048, temperature 0.8" in a heading: settings for what follows.
@@ -184,6 +174,62 @@ void settings_in(std::string_view text, Context& c, Arena& arena) {
   }
 }
 
+// The lines that can change what is harvested: tables, lines with a ':' and a digit (or ending
+// in ':'), headings (ATX and setext), list items, quotes, fences, HTML. Other lines (prose) are
+// blanked before
+// cmark sees them, keeping line numbers: prose never holds a value (values come from tables and
+// "Key: value" lines), and cmark's inline parsing of prose was most of its time.
+bool first_char_keeps(std::string_view line) {
+  std::size_t i = 0;
+  while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+  if (i == line.size()) return true;  // blank: stays blank
+  char c = line[i];
+  return c == '#' || c == '>' || c == '-' || c == '*' || c == '+' || c == '<' || c == '=' ||
+         c == '`' || c == '~' || c == '_' || (c >= '0' && c <= '9') || c == '[';
+}
+
+std::string sieve(std::string_view content) {
+  std::string out;
+  out.reserve(content.size());
+  // A line's fate is settled when the next one is seen (a setext underline keeps its title).
+  std::string_view prev;
+  bool prev_keep = true, have_prev = false;
+  auto flush = [&](bool newline) {
+    if (prev_keep) out.append(prev);
+    if (newline) out += '\n';
+  };
+  const char* p = content.data();
+  const char* const end = p + content.size();
+  while (p < end) {
+    const char* nl =
+        static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
+    const char* e = nl != nullptr ? nl : end;
+    std::string_view line(p, static_cast<std::size_t>(e - p));
+    bool keep = line.find('|') != std::string_view::npos || first_char_keeps(line);
+    if (!keep && line.find(':') != std::string_view::npos) {
+      // "Key: 12 unit" needs a digit; "Model: llama3" has one; "Section:" ends with the colon.
+      auto t = trim(line);
+      keep = t.back() == ':' || line.find_first_of("0123456789") != std::string_view::npos;
+    }
+    if (have_prev) {
+      auto t = trim(line);
+      if (!t.empty() && (t.front() == '=' || t.front() == '-')) prev_keep = true;
+      flush(true);
+    }
+    prev = line;
+    prev_keep = keep;
+    have_prev = true;
+    if (nl == nullptr) break;
+    p = nl + 1;
+    if (p == end) {  // the text ended with a line break
+      flush(true);
+      have_prev = false;
+    }
+  }
+  if (have_prev) flush(false);
+  return out;
+}
+
 struct Section {
   int level = 0;
   Context context;
@@ -193,6 +239,11 @@ struct Section {
 
 void parse_markdown(std::string_view content, ParseJob& job) {
   Arena& arena = job.arena();
+  std::string sieved;
+  if (job.options->markdown_sieve) {
+    sieved = sieve(content);
+    content = sieved;
+  }
   auto* table = table_extension();
   bump.reset();
   std::unique_ptr<cmark_parser, ParserDeleter> parser(
@@ -207,8 +258,12 @@ void parse_markdown(std::string_view content, ParseJob& job) {
   }
 
   std::vector<std::size_t> line_starts{0};
-  for (std::size_t i = 0; i < content.size(); ++i)
-    if (content[i] == '\n') line_starts.push_back(i + 1);
+  for (const char* p = content.data();
+       const void* nl =
+           std::memchr(p, '\n', static_cast<std::size_t>(content.data() + content.size() - p));) {
+    p = static_cast<const char*>(nl) + 1;
+    line_starts.push_back(static_cast<std::size_t>(p - content.data()));
+  }
 
   std::vector<Section> sections;  // the open headings, outermost first
   RunningContext ctx;
@@ -229,7 +284,7 @@ void parse_markdown(std::string_view content, ParseJob& job) {
       s.level = level;
       s.context = sections.empty() ? Context{} : sections.back().context;
       auto heading = trim(text);
-      if (auto model = model_in(heading); !model.empty()) {
+      if (auto model = model_like(heading); !model.empty()) {
         set_context(s.context, Field::model, model, arena);
         s.context.quantization = {};
       }
@@ -247,8 +302,8 @@ void parse_markdown(std::string_view content, ParseJob& job) {
       // allocates, and the source already has the line numbers.
       int first = cmark_node_get_start_line(node);
       int last = cmark_node_get_end_line(node);
-      for (int line = first; line <= last && line >= 1 &&
-                             static_cast<std::size_t>(line) <= line_starts.size();
+      for (int line = first;
+           line <= last && line >= 1 && static_cast<std::size_t>(line) <= line_starts.size();
            ++line) {
         std::size_t b = line_starts[static_cast<std::size_t>(line - 1)];
         std::size_t e = static_cast<std::size_t>(line) < line_starts.size()

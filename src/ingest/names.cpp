@@ -1,13 +1,13 @@
 // Naming rules: which headers and keys are context and which are metrics, what unit a name or
 // a cell carries, and how numbers and context values are written. docs/ingest.md lists them.
-#include "ingest/internal.hpp"
-
 #include <algorithm>
 #include <array>
 #include <charconv>
 #include <cmath>
 #include <cstring>
 #include <unordered_map>
+
+#include "ingest/internal.hpp"
 
 namespace chimera::ingest::detail {
 
@@ -59,10 +59,18 @@ std::string_view Arena::intern(std::string_view s) {
 
 namespace {
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-bool is_upper(char c) { return c >= 'A' && c <= 'Z'; }
+char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+bool is_alpha(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+bool is_upper(char c) {
+  return c >= 'A' && c <= 'Z';
+}
 
 std::string to_lower(std::string_view s) {
   std::string out(s);
@@ -100,19 +108,19 @@ std::string join_tokens(const std::vector<std::string_view>& tokens) {
 }
 
 constexpr std::array<std::string_view, 26> kStatTokens = {
-    "mean", "avg",   "average", "median", "p50",  "p90",  "p95",     "p99",  "p999",
-    "min",  "max",   "std",     "stdev",  "stddev", "var", "sum",    "total", "used",
+    "mean", "avg",   "average", "median", "p50",     "p90",  "p95",   "p99",   "p999",
+    "min",  "max",   "std",     "stdev",  "stddev",  "var",  "sum",   "total", "used",
     "free", "value", "values",  "peak",   "current", "last", "first", "rate"};
 
 constexpr std::array<std::string_view, 12> kCountTokens = {
-    "count", "tokens", "chars",     "characters", "samples", "runs",
-    "n",     "num",    "length",    "completed",  "requests", "words"};
+    "count", "tokens", "chars",  "characters", "samples",  "runs",
+    "n",     "num",    "length", "completed",  "requests", "words"};
 
 }  // namespace
 
 std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' ||
-                        s.front() == '\n'))
+  while (!s.empty() &&
+         (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n'))
     s.remove_prefix(1);
   while (!s.empty() &&
          (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
@@ -122,12 +130,18 @@ std::string_view trim(std::string_view s) {
 
 std::string_view& field_of(Context& c, Field f) {
   switch (f) {
-    case Field::model: return c.model;
-    case Field::quantization: return c.quantization;
-    case Field::num_gpu: return c.num_gpu;
-    case Field::num_ctx: return c.num_ctx;
-    case Field::temperature: return c.temperature;
-    case Field::run: break;
+    case Field::model:
+      return c.model;
+    case Field::quantization:
+      return c.quantization;
+    case Field::num_gpu:
+      return c.num_gpu;
+    case Field::num_ctx:
+      return c.num_ctx;
+    case Field::temperature:
+      return c.temperature;
+    case Field::run:
+      break;
   }
   return c.run;
 }
@@ -155,30 +169,72 @@ UnitConv unit_from_text(std::string_view raw) {
     double factor;
   };
   static constexpr Entry kUnits[] = {
-      {"ns", "ms", 1e-6},         {"nsec", "ms", 1e-6},       {"nsecond", "ms", 1e-6},
-      {"nseconds", "ms", 1e-6},   {"nanosecond", "ms", 1e-6}, {"nanoseconds", "ms", 1e-6},
-      {"us", "ms", 1e-3},         {"usec", "ms", 1e-3},       {"usecond", "ms", 1e-3},
-      {"useconds", "ms", 1e-3},   {"microsecond", "ms", 1e-3}, {"microseconds", "ms", 1e-3},
-      {"ms", "ms", 1},            {"msec", "ms", 1},          {"msecond", "ms", 1},
-      {"mseconds", "ms", 1},      {"millisecond", "ms", 1},   {"milliseconds", "ms", 1},
-      {"s", "ms", 1e3},           {"sec", "ms", 1e3},         {"secs", "ms", 1e3},
-      {"second", "ms", 1e3},      {"seconds", "ms", 1e3},     {"min", "ms", 6e4},
-      {"mins", "ms", 6e4},        {"minute", "ms", 6e4},      {"minutes", "ms", 6e4},
-      {"h", "ms", 3.6e6},         {"hr", "ms", 3.6e6},        {"hrs", "ms", 3.6e6},
-      {"hour", "ms", 3.6e6},      {"hours", "ms", 3.6e6},
-      {"byte", "MB", 1.0 / 1048576.0},  {"bytes", "MB", 1.0 / 1048576.0},
-      {"kb", "MB", 1.0 / 1024.0}, {"kib", "MB", 1.0 / 1024.0}, {"kbyte", "MB", 1.0 / 1024.0},
-      {"kbytes", "MB", 1.0 / 1024.0}, {"kilobytes", "MB", 1.0 / 1024.0},
-      {"mb", "MB", 1},            {"mib", "MB", 1},           {"mbyte", "MB", 1},
-      {"mbytes", "MB", 1},        {"megabytes", "MB", 1},
-      {"gb", "MB", 1024},         {"gib", "MB", 1024},        {"gbyte", "MB", 1024},
-      {"gbytes", "MB", 1024},     {"gigabytes", "MB", 1024},
-      {"tb", "MB", 1048576},      {"tib", "MB", 1048576},     {"tbyte", "MB", 1048576},
-      {"%", "%", 1},              {"pct", "%", 1},            {"percent", "%", 1},
-      {"tok/s", "tokens/s", 1},   {"tokens/s", "tokens/s", 1}, {"token/s", "tokens/s", 1},
-      {"t/s", "tokens/s", 1},     {"tps", "tokens/s", 1},     {"tok/sec", "tokens/s", 1},
-      {"tokens/sec", "tokens/s", 1}, {"tokens/second", "tokens/s", 1},
-      {"toks/s", "tokens/s", 1},  {"tk/s", "tokens/s", 1},    {"tokens per second", "tokens/s", 1},
+      {"ns", "ms", 1e-6},
+      {"nsec", "ms", 1e-6},
+      {"nsecond", "ms", 1e-6},
+      {"nseconds", "ms", 1e-6},
+      {"nanosecond", "ms", 1e-6},
+      {"nanoseconds", "ms", 1e-6},
+      {"us", "ms", 1e-3},
+      {"usec", "ms", 1e-3},
+      {"usecond", "ms", 1e-3},
+      {"useconds", "ms", 1e-3},
+      {"microsecond", "ms", 1e-3},
+      {"microseconds", "ms", 1e-3},
+      {"ms", "ms", 1},
+      {"msec", "ms", 1},
+      {"msecond", "ms", 1},
+      {"mseconds", "ms", 1},
+      {"millisecond", "ms", 1},
+      {"milliseconds", "ms", 1},
+      {"s", "ms", 1e3},
+      {"sec", "ms", 1e3},
+      {"secs", "ms", 1e3},
+      {"second", "ms", 1e3},
+      {"seconds", "ms", 1e3},
+      {"min", "ms", 6e4},
+      {"mins", "ms", 6e4},
+      {"minute", "ms", 6e4},
+      {"minutes", "ms", 6e4},
+      {"h", "ms", 3.6e6},
+      {"hr", "ms", 3.6e6},
+      {"hrs", "ms", 3.6e6},
+      {"hour", "ms", 3.6e6},
+      {"hours", "ms", 3.6e6},
+      {"byte", "MB", 1.0 / 1048576.0},
+      {"bytes", "MB", 1.0 / 1048576.0},
+      {"kb", "MB", 1.0 / 1024.0},
+      {"kib", "MB", 1.0 / 1024.0},
+      {"kbyte", "MB", 1.0 / 1024.0},
+      {"kbytes", "MB", 1.0 / 1024.0},
+      {"kilobytes", "MB", 1.0 / 1024.0},
+      {"mb", "MB", 1},
+      {"mib", "MB", 1},
+      {"mbyte", "MB", 1},
+      {"mbytes", "MB", 1},
+      {"megabytes", "MB", 1},
+      {"gb", "MB", 1024},
+      {"gib", "MB", 1024},
+      {"gbyte", "MB", 1024},
+      {"gbytes", "MB", 1024},
+      {"gigabytes", "MB", 1024},
+      {"tb", "MB", 1048576},
+      {"tib", "MB", 1048576},
+      {"tbyte", "MB", 1048576},
+      {"%", "%", 1},
+      {"pct", "%", 1},
+      {"percent", "%", 1},
+      {"tok/s", "tokens/s", 1},
+      {"tokens/s", "tokens/s", 1},
+      {"token/s", "tokens/s", 1},
+      {"t/s", "tokens/s", 1},
+      {"tps", "tokens/s", 1},
+      {"tok/sec", "tokens/s", 1},
+      {"tokens/sec", "tokens/s", 1},
+      {"tokens/second", "tokens/s", 1},
+      {"toks/s", "tokens/s", 1},
+      {"tk/s", "tokens/s", 1},
+      {"tokens per second", "tokens/s", 1},
   };
   for (const auto& e : kUnits) {
     if (l == e.name) {
@@ -197,7 +253,16 @@ std::string normalize_key(std::string_view raw) {
   std::string out;
   out.reserve(raw.size() + 4);
   char prev = 0;
-  for (char c : raw) {
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    char c = raw[i];
+    // Greek delta ("Throughput Δ") means a difference: spell it.
+    if (c == '\xCE' && i + 1 < raw.size() && (raw[i + 1] == '\x94' || raw[i + 1] == '\xB4')) {
+      if (!out.empty() && out.back() != '_') out += '_';
+      out += "delta_";
+      ++i;
+      prev = '_';
+      continue;
+    }
     if (is_alpha(c) || is_digit(c)) {
       // camelCase: "meanTtftMs" -> "mean_ttft_ms".
       if (is_upper(c) && prev != 0 && (prev >= 'a' && prev <= 'z') && !out.empty() &&
@@ -263,21 +328,21 @@ constexpr MainKey kMainKeys[] = {
 };
 
 constexpr std::array<std::string_view, 34> kExtraKeys = {
-    "top_p",     "top_k",        "repeat_penalty", "num_predict", "num_batch",   "num_thread",
-    "batch_size", "concurrency", "parallel",       "num_parallel", "backend",    "seed",
-    "min_p",     "mirostat",     "keep_alive",     "config",       "config_name", "configuration",
-    "profile",   "preset",       "mode",           "device",       "dtype",       "precision",
-    "engine",    "tag",          "name",           "prompt",       "scenario",    "label",
-    "stream",    "context",      "host",           "version"};
+    "top_p",      "top_k",       "repeat_penalty", "num_predict",  "num_batch",   "num_thread",
+    "batch_size", "concurrency", "parallel",       "num_parallel", "backend",     "seed",
+    "min_p",      "mirostat",    "keep_alive",     "config",       "config_name", "configuration",
+    "profile",    "preset",      "mode",           "device",       "dtype",       "precision",
+    "engine",     "tag",         "name",           "prompt",       "scenario",    "label",
+    "stream",     "context",     "host",           "version"};
 
 constexpr std::array<std::string_view, 10> kErrorKeys = {
-    "error",   "errors",  "error_message", "error_msg",     "err",
+    "error",     "errors",  "error_message",  "error_msg",  "err",
     "exception", "failure", "failure_reason", "error_type", "traceback"};
-constexpr std::array<std::string_view, 6> kSuccessKeys = {"success", "ok",        "passed",
+constexpr std::array<std::string_view, 6> kSuccessKeys = {"success",   "ok",         "passed",
                                                           "succeeded", "successful", "succeed"};
 constexpr std::array<std::string_view, 9> kOptionsKeys = {
-    "options", "parameters", "params", "settings", "generation_options",
-    "model_options", "sampling", "request_options", "config_options"};
+    "options",       "parameters", "params",          "settings",      "generation_options",
+    "model_options", "sampling",   "request_options", "config_options"};
 
 bool is_id_like(std::string_view k) {
   if (k == "id" || k == "index" || k == "idx" || k == "timestamp" || k == "time_stamp" ||
@@ -292,10 +357,10 @@ bool is_id_like(std::string_view k) {
 // A unit token at the end of a normalised name; returns the UnitConv or present=false.
 UnitConv name_unit_token(std::string_view t) {
   static constexpr std::array<std::string_view, 29> kTokens = {
-      "ms",    "msec",  "millis", "milliseconds", "s",   "sec",   "secs",    "seconds",
-      "second", "us",   "usec",   "microseconds", "ns",  "nsec",  "nanoseconds", "minutes",
-      "mins",  "hours", "hrs",    "bytes",        "kb",  "kib",   "mb",      "mib",
-      "gb",    "gib",   "tb",     "pct",          "percent"};
+      "ms",     "msec",  "millis", "milliseconds", "s",      "sec",  "secs",        "seconds",
+      "second", "us",    "usec",   "microseconds", "ns",     "nsec", "nanoseconds", "minutes",
+      "mins",   "hours", "hrs",    "bytes",        "kb",     "kib",  "mb",          "mib",
+      "gb",     "gib",   "tb",     "pct",          "percent"};
   if (!one_of(t, kTokens)) return {};
   if (t == "millis") return unit_from_text("ms");
   return unit_from_text(t);
@@ -317,8 +382,12 @@ std::size_t throughput_at(const std::vector<std::string_view>& t, std::size_t i)
 
 const NameInfo& classify_name(std::string_view raw) {
   // The same headers and keys come back in file after file: remember them per thread.
-  thread_local std::unordered_map<std::string, NameInfo> cache;
-  auto it = cache.find(std::string(raw));
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  thread_local std::unordered_map<std::string, NameInfo, Hash, std::equal_to<>> cache;
+  auto it = cache.find(raw);
   if (it != cache.end()) return it->second;
   if (cache.size() > 8192) cache.clear();
   return cache.emplace(std::string(raw), classify_name_uncached(raw)).first->second;
@@ -415,9 +484,8 @@ NameInfo classify_name_uncached(std::string_view raw) {
       break;
     }
   }
-  info.generic = !tokens.empty() && std::all_of(tokens.begin(), tokens.end(), [](auto t) {
-    return one_of(t, kStatTokens);
-  });
+  info.generic = !tokens.empty() && std::all_of(tokens.begin(), tokens.end(),
+                                                [](auto t) { return one_of(t, kStatTokens); });
   if (tokens.empty()) {
     tokens.push_back(info.unit.present && info.unit.unit == "ms" ? "time" : "value");
     info.generic = true;
@@ -439,8 +507,8 @@ MetricSpec finalize_metric(const NameInfo& info, const UnitConv& cell_unit) {
     std::vector<std::string_view> core;
     std::size_t first_core = tokens.size();
     for (std::size_t i = 0; i < tokens.size(); ++i) {
-      if (!one_of(tokens[i], kStatTokens) || (tokens[i] == "total" && core.empty() &&
-                                              i + 1 == tokens.size())) {
+      if (!one_of(tokens[i], kStatTokens) ||
+          (tokens[i] == "total" && core.empty() && i + 1 == tokens.size())) {
         if (first_core == tokens.size()) first_core = i;
         core.push_back(tokens[i]);
       }
@@ -466,8 +534,8 @@ MetricSpec finalize_metric(const NameInfo& info, const UnitConv& cell_unit) {
   } else if (spec.unit == "%") {
     spec.kind = MetricKind::percent;
   } else if (spec.unit.empty()) {
-    bool counted = std::any_of(tokens.begin(), tokens.end(),
-                               [](auto t) { return one_of(t, kCountTokens); });
+    bool counted =
+        std::any_of(tokens.begin(), tokens.end(), [](auto t) { return one_of(t, kCountTokens); });
     spec.kind = counted ? MetricKind::count : MetricKind::other;
   } else {
     spec.kind = MetricKind::other;
@@ -562,9 +630,9 @@ bool looks_like_error(std::string_view text) {
   text = trim(text);
   if (text.size() > 400) return false;  // a log or a document, not a failed cell
   static constexpr std::array<std::string_view, 16> kPatterns = {
-      "failed to",  "failure",   "error",    "exception",     "timed out",  "timeout",
-      "refused",    "unreachable", "traceback", "out of memory", "could not", "cannot connect",
-      "unavailable", "winerror", "errno",     "connection reset"};
+      "failed to",   "failure",     "error",     "exception",       "timed out", "timeout",
+      "refused",     "unreachable", "traceback", "out of memory",   "could not", "cannot connect",
+      "unavailable", "winerror",    "errno",     "connection reset"};
   for (auto p : kPatterns)
     if (icontains(text, p)) return true;
   if (text.size() > 6) return false;
@@ -575,8 +643,8 @@ bool looks_like_error(std::string_view text) {
 bool benign_status(std::string_view text) {
   std::string l = to_lower(trim(text));
   static constexpr std::array<std::string_view, 17> kBenign = {
-      "",     "ok",   "none", "null",    "0",         "false", "no",  "success", "succeeded",
-      "n/a",  "nan",  "-",    "[]",      "{}",        "no error", "passed", "pass"};
+      "",    "ok",  "none", "null", "0",  "false",    "no",     "success", "succeeded",
+      "n/a", "nan", "-",    "[]",   "{}", "no error", "passed", "pass"};
   return one_of(l, kBenign);
 }
 
@@ -611,22 +679,40 @@ std::string_view quantization_from(std::string_view s) {
     bool q = (l.size() >= 2 && l[0] == 'q' && is_digit(l[1])) ||
              (l.size() >= 3 && l[0] == 'i' && l[1] == 'q' && is_digit(l[2]));
     static constexpr std::array<std::string_view, 13> kNames = {
-        "f16", "fp16", "bf16", "f32", "fp32", "fp8", "int8", "int4", "qat", "awq", "gptq",
-        "nf4", "mxfp4"};
+        "f16",  "fp16", "bf16", "f32",  "fp32", "fp8",  "int8",
+        "int4", "qat",  "awq",  "gptq", "nf4",  "mxfp4"};
     if (q || one_of(l, kNames)) found = piece;
     start = end + 1;
   }
   return found;
 }
 
+std::string_view model_like(std::string_view text) {
+  std::size_t start = 0;
+  while (start < text.size()) {
+    auto end = text.find_first_of(" \t()[],;`*", start);
+    if (end == std::string_view::npos) end = text.size();
+    auto word = text.substr(start, end - start);
+    auto colon = word.find(':');
+    if (colon != std::string_view::npos && colon > 0 && colon + 1 < word.size() &&
+        is_alpha(word[0]) && (is_alpha(word[colon + 1]) || is_digit(word[colon + 1])) &&
+        word.find("://") == std::string_view::npos)
+      return word;
+    start = end + 1;
+  }
+  return {};
+}
+
 bool is_runs_key(std::string_view k) {
   static constexpr std::array<std::string_view, 9> kRuns = {
-      "runs", "run_results", "iterations", "trials", "repetitions", "repeats", "reps",
-      "run_data", "measurements"};
+      "runs",    "run_results", "iterations", "trials",      "repetitions",
+      "repeats", "reps",        "run_data",   "measurements"};
   return one_of(k, kRuns);
 }
 
-bool is_model_object_key(std::string_view k) { return k == "model" || k == "model_info"; }
+bool is_model_object_key(std::string_view k) {
+  return k == "model" || k == "model_info";
+}
 
 bool set_context(Context& c, Field f, std::string_view raw, Arena& arena) {
   char buf[40];
@@ -645,7 +731,8 @@ void set_extra(Context& c, std::string_view key, std::string_view raw, Arena& ar
   char buf[40];
   std::string_view v = normalize_context_value(raw, buf);
   if (v.empty() || v.size() > 96) return;
-  auto value = arena.intern(v);
+  // Long values (timestamps, prompts) are mostly one of a kind: copying beats a hash insert.
+  auto value = v.size() > 24 ? arena.store(v) : arena.intern(v);
   for (auto& kv : c.extra) {
     if (kv.first == key) {
       kv.second = value;
@@ -697,31 +784,42 @@ std::string Context::config_key() const {
   add("num_ctx", num_ctx);
   add("temperature", temperature);
   static constexpr std::string_view kParams[] = {
-      "top_p", "top_k", "repeat_penalty", "num_predict", "num_batch",
-      "num_thread", "batch_size", "concurrency", "parallel", "backend"};
+      "top_p",      "top_k",       "repeat_penalty", "num_predict", "num_batch", "num_thread",
+      "batch_size", "concurrency", "parallel",       "backend",     "config"};
   for (auto k : kParams) add(k, find(k));
   return out;
 }
 
 std::string_view to_string(MetricKind kind) {
   switch (kind) {
-    case MetricKind::throughput: return "throughput";
-    case MetricKind::ttft: return "ttft";
-    case MetricKind::time: return "time";
-    case MetricKind::memory: return "memory";
-    case MetricKind::percent: return "percent";
-    case MetricKind::count: return "count";
-    case MetricKind::other: break;
+    case MetricKind::throughput:
+      return "throughput";
+    case MetricKind::ttft:
+      return "ttft";
+    case MetricKind::time:
+      return "time";
+    case MetricKind::memory:
+      return "memory";
+    case MetricKind::percent:
+      return "percent";
+    case MetricKind::count:
+      return "count";
+    case MetricKind::other:
+      break;
   }
   return "other";
 }
 
 std::string_view to_string(FileType type) {
   switch (type) {
-    case FileType::csv: return "csv";
-    case FileType::json: return "json";
-    case FileType::markdown: return "md";
-    case FileType::text: break;
+    case FileType::csv:
+      return "csv";
+    case FileType::json:
+      return "json";
+    case FileType::markdown:
+      return "md";
+    case FileType::text:
+      break;
   }
   return "txt";
 }

@@ -1,11 +1,12 @@
 // Rows of a table (a CSV file, a Markdown table) into records: which columns are context and
 // which are metrics, decided from the header names and then from the cells.
-#include "ingest/internal.hpp"
-
-#include <boost/json.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <boost/json.hpp>
 #include <utility>
+
+#include "ingest/internal.hpp"
 
 namespace chimera::ingest::detail {
 
@@ -65,11 +66,126 @@ Settings parse_settings(std::string_view cell) {
   return out;
 }
 
+// A number, or a number followed by a note in parentheses: "1.62s (first prompt: 7.84s)".
+bool cell_number(std::string_view cell, double* value, std::string_view* unit) {
+  if (parse_number(cell, value, unit)) return true;
+  cell = trim(cell);
+  if (cell.empty() || cell.back() != ')') return false;
+  auto open = cell.find('(');
+  return open != std::string_view::npos && open > 0 &&
+         parse_number(cell.substr(0, open), value, unit);
+}
+
+bool is_label_header(std::string_view key) {
+  static constexpr std::string_view kLabels[] = {
+      "",           "metric", "metrics",   "measure", "measurement", "parameter",
+      "parameters", "name",   "statistic", "stat",    "item",        "kpi",
+      "quantity",   "figure", "setting",   "field"};
+  for (auto l : kLabels)
+    if (key == l) return true;
+  return false;
+}
+
+bool is_value_header(std::string_view key) {
+  return key == "value" || key == "values" || key == "result" || key == "results" ||
+         key == "measured" || key == "observed";
+}
+
+// "| Metric | Value |" or "| Metric | Gemma3:latest | Llama3.1:8b |": names run down the first
+// column and the other columns are values (one per model or configuration).
+void emit_row_labelled(const Table& table, const Context* base, ParseJob& job) {
+  Arena& arena = job.arena();
+  const std::size_t ncols = table.header.size();
+  // Rows that name a setting ("| num_ctx | 2048 |") give the whole table its context.
+  Context shared = base != nullptr ? *base : Context{};
+  for (const auto& row : table.rows) {
+    if (row.count < 2) continue;
+    const auto& info = classify_name(table.cells[row.first]);
+    if (info.role == Role::context_main) {
+      set_context(shared, info.field, table.cells[row.first + 1], arena);
+    } else if (info.role == Role::context_extra && !info.key.empty()) {
+      set_extra(shared, info.key, table.cells[row.first + 1], arena);
+    }
+  }
+  // One context per value column.
+  std::vector<const Context*> contexts(ncols, nullptr);
+  std::vector<std::string> suffix(ncols);
+  for (std::size_t c = 1; c < ncols; ++c) {
+    Context ctx = shared;
+    auto header = trim(table.header[c]);
+    auto key = classify_name(header).key;
+    if (auto model = model_like(header); !model.empty()) {
+      set_context(ctx, Field::model, model, arena);
+      ctx.quantization = {};
+    } else if (is_label_header(key) || is_value_header(key)) {
+      // The plain value.
+    } else if (classify_name(header).generic) {
+      suffix[c] = key;  // "| Metric | Mean | P95 |"
+    } else {
+      set_extra(ctx, "config", header, arena);
+    }
+    finish_context(ctx, arena);
+    contexts[c] = arena.new_context(std::move(ctx));
+  }
+  std::vector<std::pair<std::string, Metric>> metrics;  // by label and cell unit
+  for (const auto& row : table.rows) {
+    ++job.out->rows;
+    if (row.count < 2) continue;
+    auto label = trim(table.cells[row.first]);
+    if (label.empty()) continue;
+    const auto& label_info = classify_name(label);
+    if (label_info.role == Role::context_main || label_info.role == Role::context_extra) continue;
+    auto origin = arena.intern(label);
+    for (std::size_t c = 1; c < ncols && c < row.count; ++c) {
+      auto cell = table.cells[row.first + c];
+      if (is_missing(cell)) continue;
+      double value = 0;
+      std::string_view unit;
+      if (!cell_number(cell, &value, &unit)) {
+        if (looks_like_error(cell)) job.error_value(label_info.key, cell, contexts[c], row.line);
+        continue;
+      }
+      std::string name =
+          suffix[c].empty() ? std::string(label) : std::string(label) + " " + suffix[c];
+      std::string cache_key = name + '\x1f' + std::string(unit);
+      auto it = std::find_if(metrics.begin(), metrics.end(),
+                             [&](const auto& m) { return m.first == cache_key; });
+      if (it == metrics.end()) {
+        NameInfo info = classify_name(name);
+        if (info.role != Role::metric) {
+          info.role = Role::metric;
+          info.stem = info.key;
+        }
+        metrics.emplace_back(
+            cache_key,
+            intern_metric(finalize_metric(info, unit_from_text(arena.intern(unit))), arena));
+        it = metrics.end() - 1;
+      }
+      job.record(it->second, value, contexts[c], origin, row.line);
+    }
+  }
+}
+
 }  // namespace
 
 void emit_table(const Table& table, const Context* base, ParseJob& job) {
   Arena& arena = job.arena();
   const std::size_t ncols = table.header.size();
+  if (ncols >= 2 && !table.rows.empty() && is_label_header(classify_name(table.header[0]).key)) {
+    bool numbers_in_first = false;
+    for (const auto& row : table.rows) {
+      double v;
+      std::string_view u;
+      if (row.count > 0 && parse_number(table.cells[row.first], &v, &u)) {
+        numbers_in_first = true;
+        break;
+      }
+    }
+    if (!numbers_in_first) {
+      emit_row_labelled(table, base, job);
+      return;
+    }
+  }
   std::vector<Column> cols(ncols);
   for (std::size_t c = 0; c < ncols; ++c) {
     auto& col = cols[c];
@@ -80,13 +196,27 @@ void emit_table(const Table& table, const Context* base, ParseJob& job) {
       col.header_unit = unit_from_text(arena.intern(trim(table.units[c])));
     }
     switch (col.info.role) {
-      case Role::metric: col.use = Use::metric; break;
-      case Role::context_main: col.use = Use::main; break;
-      case Role::context_extra: col.use = Use::extra; break;
-      case Role::error: col.use = Use::error; break;
-      case Role::success: col.use = Use::success; break;
-      case Role::options: col.use = Use::options; break;
-      case Role::unit: col.use = Use::ignore; break;
+      case Role::metric:
+        col.use = Use::metric;
+        break;
+      case Role::context_main:
+        col.use = Use::main;
+        break;
+      case Role::context_extra:
+        col.use = Use::extra;
+        break;
+      case Role::error:
+        col.use = Use::error;
+        break;
+      case Role::success:
+        col.use = Use::success;
+        break;
+      case Role::options:
+        col.use = Use::options;
+        break;
+      case Role::unit:
+        col.use = Use::ignore;
+        break;
     }
   }
   // A column named like a metric but holding only text is context (a name, a tone, a flag).
@@ -162,13 +292,15 @@ void emit_table(const Table& table, const Context* base, ParseJob& job) {
         case Use::options:
           for (const auto& [info, value] : settings_for(cell)) {
             if (info.role == Role::context_main) {
-              if (!set_context(ctx, info.field, value, arena)) set_extra(ctx, info.key, value, arena);
+              if (!set_context(ctx, info.field, value, arena))
+                set_extra(ctx, info.key, value, arena);
             } else {
               set_extra(ctx, info.key, value, arena);
             }
           }
           break;
-        default: break;
+        default:
+          break;
       }
     }
     // A row that names its own model drops a quantization taken from the section's model.
@@ -197,7 +329,7 @@ void emit_table(const Table& table, const Context* base, ParseJob& job) {
       if (is_missing(cell)) continue;
       double value = 0;
       std::string_view unit;
-      if (parse_number(cell, &value, &unit)) {
+      if (cell_number(cell, &value, &unit)) {
         if (!failed) job.record(col.metric_for(unit, arena), value, context, col.origin, row.line);
       } else if (!failed && looks_like_error(cell)) {
         job.error_value(col.key, cell, context, row.line);

@@ -1,12 +1,12 @@
 // Text checks every file goes through, the helpers parsers report through, and plain-text
 // files ("Key: 12.3 unit" lines).
-#include "ingest/internal.hpp"
-
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <array>
 #include <cstring>
+
+#include "ingest/internal.hpp"
 
 namespace chimera::ingest::detail {
 
@@ -14,7 +14,8 @@ namespace {
 
 int line_at(std::string_view text, std::size_t offset) {
   offset = std::min(offset, text.size());
-  return 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(offset), '\n'));
+  return 1 +
+         static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(offset), '\n'));
 }
 
 // Offset of the first byte that is not valid UTF-8, or npos. Rejects overlong forms,
@@ -68,8 +69,9 @@ std::optional<TextProblem> check_text(std::string_view text, std::size_t max_lin
     auto b0 = static_cast<unsigned char>(text[0]);
     auto b1 = static_cast<unsigned char>(text[1]);
     if ((b0 == 0xFF && b1 == 0xFE) || (b0 == 0xFE && b1 == 0xFF))
-      return TextProblem{1, "UTF-16 text (byte order mark at the start); only UTF-8 is read: "
-                            "convert the file to UTF-8"};
+      return TextProblem{1,
+                         "UTF-16 text (byte order mark at the start); only UTF-8 is read: "
+                         "convert the file to UTF-8"};
   }
   if (const void* nul = std::memchr(text.data(), 0, text.size())) {
     auto offset = static_cast<std::size_t>(static_cast<const char*>(nul) - text.data());
@@ -90,8 +92,8 @@ std::optional<TextProblem> check_text(std::string_view text, std::size_t max_lin
     int line = 1;
     while (start < text.size()) {
       const void* nl = std::memchr(text.data() + start, '\n', text.size() - start);
-      std::size_t end = nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - text.data())
-                           : text.size();
+      std::size_t end =
+          nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - text.data()) : text.size();
       if (end - start > max_line)
         return TextProblem{line, fmt::format("line {} is {} bytes, over the {}-byte limit "
                                              "(IngestOptions::max_line_bytes)",
@@ -186,9 +188,8 @@ void harvest_line(std::string_view line, int line_no, RunningContext& ctx, std::
   if (colon == std::string_view::npos || colon == 0 || colon > 60) return;
   std::string_view key = trim(s.substr(0, colon));
   if (key.empty() || key.find('|') != std::string_view::npos) return;
-  if (std::none_of(key.begin(), key.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-      }))
+  if (std::none_of(key.begin(), key.end(),
+                   [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }))
     return;
   if (std::count(key.begin(), key.end(), ' ') > 6) return;  // a sentence, not a key
   std::string_view rest = trim(s.substr(colon + 1));

@@ -49,7 +49,7 @@ bool contains(const std::string& haystack, const std::string& needle) {
 
 TEST(Cli, HelpOnEveryCommand) {
   for (const char* args : {"--help", "generate --help", "endpoints --help", "endpoints check --help",
-                           "model --help", "model synth --help"}) {
+                           "model --help", "model synth --help", "run --help"}) {
     const CliRun r = run_cli(args);
     EXPECT_EQ(r.rc, 0) << args << "\n" << r.err;
     EXPECT_TRUE(contains(r.out, "Usage") || contains(r.out, "usage") || contains(r.out, "USAGE"))
@@ -78,6 +78,18 @@ TEST(Cli, UsageErrorsExitTwoWithAMessage) {
   r = run_cli("generate --endpoint http://127.0.0.1:1 --top-p 7 --prompt hi");
   EXPECT_EQ(r.rc, 2);
   EXPECT_TRUE(contains(r.err, "top-p")) << r.err;
+}
+
+TEST(Cli, RunRejectsMissingDataAndBadConfigs) {
+  CliRun r = run_cli("run --data /no/such/folder");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_TRUE(contains(r.err, "/no/such/folder")) << r.err;
+  r = run_cli("run --data . --config warp-speed");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_TRUE(contains(r.err, "warp-speed")) << r.err;
+  r = run_cli("run --data . --backend ollama");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_TRUE(contains(r.err, "--endpoint")) << r.err;
 }
 
 TEST(Cli, BadMessagesFileNamesTheFile) {

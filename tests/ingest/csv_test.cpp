@@ -1,7 +1,7 @@
 // CSV parsing: RFC 4180 cases, column rules, units, error values, ragged rows.
-#include <chimera/ingest/ingest.hpp>
 #include <gtest/gtest.h>
 
+#include <chimera/ingest/ingest.hpp>
 #include <string>
 #include <vector>
 
@@ -23,12 +23,12 @@ std::vector<const ci::Record*> find(const ci::IngestResult& r, std::string_view 
 }  // namespace
 
 TEST(Csv, QuotedFieldsWithCommasQuotesAndNewlines) {
-  auto r = csv(
-      "model,prompt,tokens_s\n"
-      "llama3.2:1b,\"Greet the player, briefly\",181.5\n"
-      "llama3.2:1b,\"Taunt: \"\"You missed!\"\"\",180.0\n"
-      "gemma3:270m,\"two\nlines\",316.25\n"
-      "gemma3:270m,plain,317\n");
+  auto r =
+      csv("model,prompt,tokens_s\n"
+          "llama3.2:1b,\"Greet the player, briefly\",181.5\n"
+          "llama3.2:1b,\"Taunt: \"\"You missed!\"\"\",180.0\n"
+          "gemma3:270m,\"two\nlines\",316.25\n"
+          "gemma3:270m,plain,317\n");
   ASSERT_TRUE(r.errors.empty()) << r.errors[0].reason;
   auto tps = find(r, "tokens_per_s");
   ASSERT_EQ(tps.size(), 4u);
@@ -49,19 +49,19 @@ TEST(Csv, BomAndCrlf) {
   auto ttft = find(r, "ttft");
   ASSERT_EQ(ttft.size(), 2u);
   EXPECT_EQ(ttft[0]->context->model, "llama3.2:1b");  // the BOM is not part of "model"
-  EXPECT_DOUBLE_EQ(ttft[0]->value, 500.0);           // seconds -> ms
+  EXPECT_DOUBLE_EQ(ttft[0]->value, 500.0);            // seconds -> ms
   EXPECT_EQ(ttft[0]->unit, "ms");
   EXPECT_EQ(ttft[1]->line, 3);
   EXPECT_EQ(ttft[1]->kind, ci::MetricKind::ttft);
 }
 
 TEST(Csv, RaggedRowsReportedWithTheirLine) {
-  auto r = csv(
-      "model,num_ctx,tokens_s\n"
-      "llama3.2:1b,2048,181.5\n"
-      "llama3.2:1b,2048\n"
-      "gemma3:270m,2048,316.0,extra\n"
-      "gemma3:270m,4096,310.0\n");
+  auto r =
+      csv("model,num_ctx,tokens_s\n"
+          "llama3.2:1b,2048,181.5\n"
+          "llama3.2:1b,2048\n"
+          "gemma3:270m,2048,316.0,extra\n"
+          "gemma3:270m,4096,310.0\n");
   ASSERT_EQ(r.errors.size(), 2u);
   EXPECT_EQ(r.errors[0].line, 3);
   EXPECT_FALSE(r.errors[0].fatal);
@@ -110,11 +110,11 @@ TEST(Csv, UnterminatedQuoteKeepsEarlierRows) {
 }
 
 TEST(Csv, ContextColumnsAndNormalisedValues) {
-  auto r = csv(
-      "timestamp,model,tag,num_gpu,num_ctx,temperature,run,prompt_index,tokens_s,load_s,"
-      "eval_duration,memory_gb,eval_count\n"
-      "2025-09-30T20:11:33,llama3.1:8b-instruct,q4_0,40.00,1024.0,0.40,2,3,77.5,1.5,"
-      "1000000000,1.5,99\n");
+  auto r =
+      csv("timestamp,model,tag,num_gpu,num_ctx,temperature,run,prompt_index,tokens_s,load_s,"
+          "eval_duration,memory_gb,eval_count\n"
+          "2025-09-30T20:11:33,llama3.1:8b-instruct,q4_0,40.00,1024.0,0.40,2,3,77.5,1.5,"
+          "1000000000,1.5,99\n");
   ASSERT_TRUE(r.errors.empty());
   ASSERT_FALSE(r.records.empty());
   const auto& c = *r.records[0].context;
@@ -154,9 +154,9 @@ TEST(Csv, QuantizationFromTheModelTag) {
 }
 
 TEST(Csv, HeaderUnitsAndCellUnits) {
-  auto r = csv(
-      "Test Name,Generation Time (ms),Tokens per Second,Memory (GB),Latency\n"
-      "a,3089.02,14.24,1.5,0.25 s\n");
+  auto r =
+      csv("Test Name,Generation Time (ms),Tokens per Second,Memory (GB),Latency\n"
+          "a,3089.02,14.24,1.5,0.25 s\n");
   ASSERT_TRUE(r.errors.empty());
   auto gen = find(r, "generation_time");
   ASSERT_EQ(gen.size(), 1u);
@@ -174,10 +174,10 @@ TEST(Csv, HeaderUnitsAndCellUnits) {
 }
 
 TEST(Csv, NsightUnitsRowAndGroupedDigits) {
-  auto r = csv(
-      "\"ID\",\"Kernel Name\",\"dram__bytes\",\"gpu__time_duration\",\"sm__throughput_pct\"\n"
-      "\"\",\"\",\"Kbyte\",\"nsecond\",\"%\"\n"
-      "\"0\",\"gemv\",\"2,048\",\"1,500,000\",\"87.5\"\n");
+  auto r =
+      csv("\"ID\",\"Kernel Name\",\"dram__bytes\",\"gpu__time_duration\",\"sm__throughput_pct\"\n"
+          "\"\",\"\",\"Kbyte\",\"nsecond\",\"%\"\n"
+          "\"0\",\"gemv\",\"2,048\",\"1,500,000\",\"87.5\"\n");
   ASSERT_TRUE(r.errors.empty());
   ASSERT_EQ(r.records.size(), 3u);
   EXPECT_EQ(r.records[0].metric, "dram");
@@ -190,9 +190,9 @@ TEST(Csv, NsightUnitsRowAndGroupedDigits) {
 }
 
 TEST(Csv, SettingsInAJsonCell) {
-  auto r = csv(
-      "model,tokens_s,options\n"
-      "llama3.1:8b-instruct-q4_0,77.6,\"{\"\"temperature\"\":0.3,\"\"top_p\"\":0.9}\"\n");
+  auto r =
+      csv("model,tokens_s,options\n"
+          "llama3.1:8b-instruct-q4_0,77.6,\"{\"\"temperature\"\":0.3,\"\"top_p\"\":0.9}\"\n");
   ASSERT_EQ(r.records.size(), 1u);
   EXPECT_EQ(r.records[0].context->temperature, "0.3");
   EXPECT_EQ(r.records[0].context->find("top_p"), "0.9");
@@ -201,8 +201,8 @@ TEST(Csv, SettingsInAJsonCell) {
 TEST(Csv, HugeFieldIsAFileError) {
   ci::IngestOptions opts;
   opts.max_line_bytes = 64;
-  std::string text = "model,note\nllama,\"" + std::string(40, 'x') + "\n" + std::string(40, 'y') +
-                     "\"\n";
+  std::string text =
+      "model,note\nllama,\"" + std::string(40, 'x') + "\n" + std::string(40, 'y') + "\"\n";
   auto r = ci::ingest_buffer(text, ci::FileType::csv, "big.csv", opts);
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_TRUE(r.errors[0].fatal);

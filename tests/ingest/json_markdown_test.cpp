@@ -1,8 +1,8 @@
 // JSON and Markdown parsing: numeric leaves with their paths and context, tables, headings,
 // "Key: value" lines, depth and size limits.
-#include <chimera/ingest/ingest.hpp>
 #include <gtest/gtest.h>
 
+#include <chimera/ingest/ingest.hpp>
 #include <string>
 #include <vector>
 

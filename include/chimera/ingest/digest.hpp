@@ -12,21 +12,23 @@
 // What the text holds, most important first (what does not fit is dropped from the end of
 // this list, and a last line names what was dropped):
 //   1. files and bytes by type, record and error counts            (always kept)
-//   2. best and worst configurations for throughput and TTFT       (median per configuration)
-//   3. error and anomaly counts, and the first file errors
-//   4. per configuration group: count, min, median and max of throughput and TTFT metrics
-//   5. error values by message, TTFT/throughput outliers
-//   6. per group: the other metrics (durations, memory, counts, ...)
-//   7. the remaining file errors
+//   2. the best and the worst configuration for throughput and TTFT (median per configuration)
+//   3. error counts, the first 5 file errors, the 5 most frequent error-value messages
+//   4. the runners-up (top_n best and worst), the 3 largest outliers (a time whose max is over
+//      10x its group's median)
+//   5. per configuration group: count, min, median and max of the throughput and TTFT metrics
+//   6. the other outliers and error messages
+//   7. per group: the other metrics (durations, memory, counts, ...)
+//   8. the remaining file errors
 // Groups are configurations (Context::config_key()); values with no configuration are grouped
-// by source file. Groups with more records come first; ties by name.
+// by source file. Groups with throughput or TTFT come first, then groups that name a model,
+// then larger groups; ties by name.
 //
 // Deterministic: the same IngestResult content gives the same text, byte for byte (no times,
 // no thread-dependent order). Pure function; safe to call from several threads at once.
 #pragma once
 
 #include <chimera/ingest/ingest.hpp>
-
 #include <cstddef>
 #include <string>
 #include <string_view>

@@ -65,7 +65,7 @@ struct Context {
 
   // The configuration this value belongs to, without run-specific fields: the main fields
   // except `run`, plus the tuning parameters found in `extra` (top_p, top_k, repeat_penalty,
-  // num_predict, num_batch, num_thread, batch_size, concurrency, parallel, backend), as
+  // num_predict, num_batch, num_thread, batch_size, concurrency, parallel, backend, config), as
   // "model=M quantization=Q num_gpu=G ..." in that fixed order. Empty when none is known.
   std::string config_key() const;
 };

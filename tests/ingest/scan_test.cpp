@@ -1,0 +1,150 @@
+// The scan: recursion, order, symlink cycles, broken links, unreadable files, missing roots,
+// progress and cancellation.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chimera/ingest/ingest.hpp>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace ci = chimera::ingest;
+namespace fs = std::filesystem;
+
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    path_ = fs::temp_directory_path() /
+            ("chimera-scan-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::permissions(path_ / "locked", fs::perms::owner_all, ec);
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  static inline int counter_ = 0;
+  fs::path path_;
+};
+
+void write(const fs::path& p, const std::string& content) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << content;
+}
+
+const std::string kCsv = "model,tokens_s\nllama3.2:1b,181.5\n";
+
+}  // namespace
+
+TEST(Scan, RecursesSortsAndSurvivesLinkCycles) {
+  TempDir t;
+  const auto& d = t.path();
+  write(d / "b/deep/er/x.csv", kCsv);
+  write(d / "a.CSV", kCsv);  // extensions are case-insensitive
+  write(d / "b/y.json", R"({"model": "gemma3:270m", "tokens_s": 316})");
+  write(d / "b/z.markdown", "| model | tokens/s |\n| --- | --- |\n| m | 1 |\n");
+  write(d / "b/notes.txt", "Tokens per second: 12\n");
+  write(d / "b/image.bin", "\x89PNG");
+  fs::create_directory_symlink(d, d / "b/deep/loop");      // a cycle to the root
+  fs::create_directory_symlink(d / "b", d / "b/deep/up");  // and to a parent
+  fs::create_symlink(d / "a.CSV", d / "b/same.csv");       // the same file twice
+  fs::create_symlink(d / "missing.csv", d / "b/broken.csv");
+
+  auto r = ci::ingest({d});
+  std::vector<std::string> names;
+  for (const auto& f : r.files) names.push_back(f.relative_path);
+  EXPECT_EQ(names, (std::vector<std::string>{"a.CSV", "b/deep/er/x.csv", "b/notes.txt", "b/y.json",
+                                             "b/z.markdown"}));
+  EXPECT_EQ(r.scan.symlink_cycles, 2u);
+  EXPECT_EQ(r.scan.duplicate_files, 1u);
+  EXPECT_EQ(r.scan.skipped_files, 1u);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_NE(r.errors[0].reason.find("broken symbolic link"), std::string::npos);
+  EXPECT_EQ(r.records.size(), 5u);
+  EXPECT_EQ(r.file_count(ci::FileType::markdown), 1u);
+}
+
+// 0 when ok.csv is read and the two unreadable entries are reported; else which check failed.
+int check_unreadable(const fs::path& d) {
+  auto r = ci::ingest({d});
+  if (r.records.size() != 1) return 10;
+  if (r.errors.size() != 2) return 11;
+  if (r.errors[0].reason.find("cannot list folder") == std::string::npos) return 12;
+  if (r.errors[1].reason.find("cannot open") == std::string::npos) return 13;
+  if (r.errors[1].path != (d / "private.csv").string()) return 14;
+  return 0;
+}
+
+TEST(Scan, UnreadableFilesAndFoldersAreReportedNotFatal) {
+  TempDir t;
+  const auto& d = t.path();
+  write(d / "ok.csv", kCsv);
+  write(d / "locked/secret.csv", kCsv);
+  write(d / "private.csv", kCsv);
+  fs::permissions(d / "private.csv", fs::perms::none);
+  fs::permissions(d / "locked", fs::perms::none);
+  if (::geteuid() != 0) {
+    EXPECT_EQ(check_unreadable(d), 0);
+  } else {
+    // Permissions do not stop root: check as "nobody" in a child process.
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(2);
+      ::_exit(check_unreadable(d));
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+  }
+}
+
+TEST(Scan, MissingRootsAndSingleFiles) {
+  TempDir t;
+  write(t.path() / "one.csv", kCsv);
+  auto r = ci::ingest({t.path() / "nope", t.path() / "one.csv"});
+  ASSERT_EQ(r.files.size(), 1u);
+  EXPECT_EQ(r.files[0].relative_path, "one.csv");
+  EXPECT_EQ(r.records.size(), 1u);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_NE(r.errors[0].reason.find("check the path"), std::string::npos);
+}
+
+TEST(Scan, ProgressAndCancel) {
+  TempDir t;
+  for (int i = 0; i < 20; ++i) write(t.path() / ("f" + std::to_string(i) + ".csv"), kCsv);
+  std::atomic<int> calls{0};
+  ci::IngestOptions opts;
+  opts.threads = 2;
+  bool saw_done = false;
+  opts.on_progress = [&](const ci::Progress& p) {
+    ++calls;
+    if (p.stage == ci::Progress::Stage::done) saw_done = true;
+    EXPECT_LE(p.files_done, p.files_total);
+    return true;
+  };
+  auto r = ci::ingest({t.path()}, opts);
+  EXPECT_EQ(r.records.size(), 20u);
+  EXPECT_EQ(calls.load(), 22);  // scanning, 20 files, done
+  EXPECT_TRUE(saw_done);
+  EXPECT_FALSE(r.cancelled);
+
+  opts.threads = 1;
+  opts.on_progress = [](const ci::Progress& p) { return p.files_done < 5; };
+  auto c = ci::ingest({t.path()}, opts);
+  EXPECT_TRUE(c.cancelled);
+  EXPECT_EQ(c.records.size(), 5u);
+  EXPECT_EQ(c.files.size(), 20u);
+  std::size_t parsed = 0;
+  for (const auto& f : c.files) parsed += f.parsed ? 1 : 0;
+  EXPECT_EQ(parsed, 5u);
+}
