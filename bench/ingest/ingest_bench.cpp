@@ -1,7 +1,7 @@
 // Ingestion alone: the shared corpus, and a generated corpus about 100 times larger built from
 // the same files (and the project's sample), each read single-threaded and with every core.
 // Prints files/s and MB/s and appends JSON lines (with commit, compiler, CPU, command line) to
-// --out.
+// --out; then parsing alone per file type, from memory, next to cmark-gfm's own parse.
 //
 //   chimera_ingest_bench                               # defaults: ../shared/corpus, 100x, 5 reps
 //   chimera_ingest_bench --scale 100 --reps 5 --out bench/results/ingest.jsonl
@@ -9,6 +9,9 @@
 // Each figure is `measured`: wall time of chimera::ingest::ingest() (scan + read + parse +
 // merge) with the files in the page cache (one untimed run first). The generated copies keep
 // every file's shape; digits after a decimal point are changed per copy so that values differ.
+#include <cmark-gfm-core-extensions.h>
+#include <cmark-gfm-extension_api.h>
+#include <cmark-gfm.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -35,6 +38,33 @@ std::string cpu_model() {
     if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
   }
   return "unknown";
+}
+
+std::string loadavg() {
+  std::ifstream in("/proc/loadavg");
+  std::string one;
+  in >> one;
+  return one.empty() ? "unknown" : one;
+}
+
+// How many cores this process really gets now (other processes share the machine): the same
+// fixed work on 1 thread and on `n` threads, effective = n * t1 / tn.
+double effective_cores(unsigned n) {
+  auto spin = [] {
+    volatile double x = 0;
+    for (long i = 0; i < 30'000'000; ++i) x = x + static_cast<double>(i) * 0.5;
+  };
+  auto time = [&](unsigned threads) {
+    auto t0 = std::chrono::steady_clock::now();
+    std::vector<std::thread> ts;
+    ts.reserve(threads);
+    for (unsigned i = 0; i < threads; ++i) ts.emplace_back(spin);
+    for (auto& t : ts) t.join();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  double t1 = time(1);
+  double tn = time(n);
+  return static_cast<double>(n) * t1 / tn;
 }
 
 double median(std::vector<double> v) {
@@ -108,6 +138,72 @@ Figures measure(const std::string& name, const fs::path& root, unsigned threads,
   return f;
 }
 
+// Parsing alone, per file type: every corpus file of the type from memory through
+// ingest_buffer() on one thread (no scan, no reads), and for Markdown, cmark-gfm's own parse
+// with its table extension and default allocator as the floor we build on.
+struct TypeFigure {
+  std::string type;
+  std::size_t files = 0;
+  std::uint64_t bytes = 0;
+  double ms = 0;  // median over reps of the time for all files of the type
+};
+
+std::vector<TypeFigure> per_type(const fs::path& root, int reps) {
+  std::vector<std::pair<ci::FileType, std::string>> docs;
+  for (const auto& f : ci::ingest({root}).files) {
+    std::ifstream in(f.path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    docs.emplace_back(f.type, ss.str());
+  }
+  std::vector<TypeFigure> out;
+  auto time_all = [&](auto&& fn) {
+    std::vector<double> ms;
+    for (int r = 0; r < reps; ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      fn();
+      ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return median(ms);
+  };
+  for (auto type :
+       {ci::FileType::csv, ci::FileType::json, ci::FileType::markdown, ci::FileType::text}) {
+    TypeFigure t;
+    t.type = std::string(ci::to_string(type));
+    for (const auto& [ty, text] : docs) {
+      if (ty != type) continue;
+      ++t.files;
+      t.bytes += text.size();
+    }
+    t.ms = time_all([&] {
+      for (const auto& [ty, text] : docs)
+        if (ty == type) (void)ci::ingest_buffer(text, ty, "bench");
+    });
+    out.push_back(t);
+  }
+  cmark_gfm_core_extensions_ensure_registered();
+  cmark_syntax_extension* table = cmark_find_syntax_extension("table");
+  TypeFigure cm{"md (cmark-gfm parse only)", 0, 0, 0};
+  for (const auto& [ty, text] : docs) {
+    if (ty != ci::FileType::markdown) continue;
+    ++cm.files;
+    cm.bytes += text.size();
+  }
+  cm.ms = time_all([&] {
+    for (const auto& [ty, text] : docs) {
+      if (ty != ci::FileType::markdown) continue;
+      cmark_parser* p = cmark_parser_new(CMARK_OPT_DEFAULT);
+      cmark_parser_attach_syntax_extension(p, table);
+      cmark_parser_feed(p, text.data(), text.size());
+      cmark_node_free(cmark_parser_finish(p));
+      cmark_parser_free(p);
+    }
+  });
+  out.push_back(cm);
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -130,6 +226,10 @@ int main(int argc, char** argv) try {
   app.add_option("--out", out_path, "JSON lines appended here")->capture_default_str();
   app.add_option("--tmp", tmp, "Where to generate (default: a new folder under /tmp)");
   app.add_flag("--keep", keep, "Keep the generated corpus");
+  int type_reps = 20;
+  app.add_option("--type-reps", type_reps,
+                 "Runs of the per-type parse figures (in memory, one thread; 0: skip)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
@@ -137,6 +237,8 @@ int main(int argc, char** argv) try {
   std::string cmdline;
   for (int i = 0; i < argc; ++i) cmdline += (i ? " " : "") + std::string(argv[i]);
 
+  const double cores_before = effective_cores(cores);
+  const std::string load_before = loadavg();
   std::vector<Figures> all;
   all.reserve(threads_list.size() * 2);
   for (auto t : threads_list) all.push_back(measure("shared", corpus, t, reps));
@@ -156,6 +258,14 @@ int main(int argc, char** argv) try {
       all.push_back(measure(fmt::format("generated-{}x", scale), gen, t, reps));
   }
 
+  std::vector<TypeFigure> types;
+  if (type_reps > 0) types = per_type(corpus, type_reps);
+
+  const double cores_after = effective_cores(cores);
+  fmt::print(
+      "\ncores: {}, effective before/after: {:.2f}/{:.2f} (1.0 = one core's worth free), "
+      "load average {} before\n",
+      cores, cores_before, cores_after, load_before);
   fmt::print("\n{:<16} {:>7} {:>7} {:>9} {:>8} {:>10} {:>10} {:>9} {:>9}\n", "corpus", "threads",
              "files", "MB", "records", "ms median", "ms min", "files/s", "MB/s");
   fs::create_directories(
@@ -192,11 +302,47 @@ int main(int argc, char** argv) try {
         {"flags", CHIMERA_CXX_FLAGS},
         {"cpu", cpu_model()},
         {"cores", cores},
+        {"effective_cores_before", cores_before},
+        {"effective_cores_after", cores_after},
+        {"effective_cores_formula", "cores * t(spin on 1 thread) / t(same spin on each core)"},
+        {"loadavg_1m_before", load_before},
         {"command", cmdline},
     };
     out << boost::json::serialize(o) << "\n";
   }
-  fmt::print("\nappended {} lines to {}\n", all.size(), out_path);
+  if (!types.empty()) {
+    fmt::print("\nparsing alone, shared corpus from memory, 1 thread, median of {} runs:\n",
+               type_reps);
+    fmt::print("{:<28} {:>6} {:>9} {:>9} {:>9}\n", "type", "files", "MB", "ms", "MB/s");
+  }
+  for (const auto& t : types) {
+    double mb = static_cast<double>(t.bytes) / 1e6;
+    fmt::print("{:<28} {:>6} {:>9.3f} {:>9.2f} {:>9.1f}\n", t.type, t.files, mb, t.ms,
+               mb / (t.ms / 1e3));
+    boost::json::object o{
+        {"bench", "ingest-parse-by-type"},
+        {"source", "measured"},
+        {"corpus", "shared (in memory)"},
+        {"type", t.type},
+        {"threads", 1},
+        {"files", t.files},
+        {"bytes", t.bytes},
+        {"reps", type_reps},
+        {"ms_median", t.ms},
+        {"mb_per_s", mb / (t.ms / 1e3)},
+        {"mb_per_s_formula", "bytes / 1e6 / (ms_median / 1e3)"},
+        {"commit", CHIMERA_GIT_COMMIT},
+        {"compiler", __VERSION__},
+        {"flags", CHIMERA_CXX_FLAGS},
+        {"cpu", cpu_model()},
+        {"cores", cores},
+        {"effective_cores_before", cores_before},
+        {"effective_cores_after", cores_after},
+        {"command", cmdline},
+    };
+    out << boost::json::serialize(o) << "\n";
+  }
+  fmt::print("\nappended {} lines to {}\n", all.size() + types.size(), out_path);
   if (!gen.empty() && !keep) fs::remove_all(gen);
   return 0;
 } catch (const std::exception& e) {

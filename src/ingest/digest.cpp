@@ -43,7 +43,8 @@ namespace {
 
 std::string human_bytes(std::uint64_t b) {
   if (b < 1024) return fmt::format("{} B", b);
-  if (b < std::uint64_t{1024} * 1024) return fmt::format("{:.1f} KB", static_cast<double>(b) / 1024.0);
+  if (b < std::uint64_t{1024} * 1024)
+    return fmt::format("{:.1f} KB", static_cast<double>(b) / 1024.0);
   if (b < 1024ull * 1024 * 1024)
     return fmt::format("{:.1f} MB", static_cast<double>(b) / 1048576.0);
   return fmt::format("{:.2f} GB", static_cast<double>(b) / 1073741824.0);
@@ -220,7 +221,10 @@ Digest make_digest(const IngestResult& result, const DigestOptions& options) {
     // A rate or time of zero is a placeholder, a negative one a difference.
     if (!central(r.metric) || r.value <= 0) continue;
     FigureAcc* fig = nullptr;
-    if (r.kind == MetricKind::throughput) fig = &g.throughput;
+    // Generation speed only: prompt processing runs at another scale.
+    if (r.kind == MetricKind::throughput && r.metric.find("prompt") == std::string_view::npos &&
+        r.metric.find("prefill") == std::string_view::npos)
+      fig = &g.throughput;
     if (r.kind == MetricKind::ttft && r.unit == "ms") fig = &g.ttft;
     if (fig == nullptr) continue;
     if (fig->values.empty()) {

@@ -412,6 +412,7 @@ bool read_file(const std::string& path, std::uint64_t max_bytes, std::vector<cha
     }
     if (r == 0) break;
     n += static_cast<std::size_t>(r);
+    if (n == expected && expected > 0) break;  // the size fstat gave: no read just to see EOF
   }
   ::close(fd);
   *size = n;
@@ -537,7 +538,19 @@ IngestResult ingest(const std::vector<fs::path>& roots, const IngestOptions& opt
     }
     if (!go_on) cancel = true;
   };
-  report({}, 0, Progress::Stage::scanning);
+  if (options.on_progress) {
+    // The scan's result: every file found, none parsed yet.
+    Progress scanned = progress;
+    scanned.stage = Progress::Stage::scanning;
+    scanned.files_done = found.size();
+    bool go_on = false;
+    try {
+      go_on = options.on_progress(scanned);
+    } catch (...) {
+      go_on = false;
+    }
+    if (!go_on) cancel = true;
+  }
 
   const auto t1 = Clock::now();
   std::vector<detail::FileOutput> outputs(found.size());

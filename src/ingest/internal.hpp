@@ -35,14 +35,16 @@ class Arena {
 
  private:
   static constexpr std::size_t kMaxBlock = std::size_t{64} * 1024;
-  static constexpr std::size_t kContextChunk = 64;
+  static constexpr std::size_t kMaxContextChunk = 256;
   std::vector<std::unique_ptr<char[]>> blocks_;
   char* cur_ = nullptr;
   std::size_t left_ = 0;
   std::size_t next_block_ = 2048;  // blocks grow from small files' needs to kMaxBlock
   std::unordered_set<std::string_view> interned_;
+  // Chunks grow (4, 8, ... 256 contexts): most files need a few, a CSV one per row.
   std::vector<std::unique_ptr<Context[]>> contexts_;
-  std::size_t contexts_used_ = kContextChunk;
+  std::size_t contexts_used_ = 0;
+  std::size_t contexts_chunk_ = 0;
   Context* empty_ = nullptr;
 };
 

@@ -243,7 +243,8 @@ class Harvester {
       bool settings = false, model_obj = false;
       if (!frames_.empty() && !frames_.back().array) {
         auto& entry = lookup(key_);
-        settings = entry.info.role == Role::options;
+        settings = entry.info.role == Role::options || entry.info.key == "config" ||
+                   entry.info.key == "configuration";
         model_obj = is_model_object_key(entry.info.key);
       }
       if (!frames_.empty() && frames_.back().options) settings = true;

@@ -174,62 +174,6 @@ void settings_in(std::string_view text, Context& c, Arena& arena) {
   }
 }
 
-// The lines that can change what is harvested: tables, lines with a ':' and a digit (or ending
-// in ':'), headings (ATX and setext), list items, quotes, fences, HTML. Other lines (prose) are
-// blanked before
-// cmark sees them, keeping line numbers: prose never holds a value (values come from tables and
-// "Key: value" lines), and cmark's inline parsing of prose was most of its time.
-bool first_char_keeps(std::string_view line) {
-  std::size_t i = 0;
-  while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
-  if (i == line.size()) return true;  // blank: stays blank
-  char c = line[i];
-  return c == '#' || c == '>' || c == '-' || c == '*' || c == '+' || c == '<' || c == '=' ||
-         c == '`' || c == '~' || c == '_' || (c >= '0' && c <= '9') || c == '[';
-}
-
-std::string sieve(std::string_view content) {
-  std::string out;
-  out.reserve(content.size());
-  // A line's fate is settled when the next one is seen (a setext underline keeps its title).
-  std::string_view prev;
-  bool prev_keep = true, have_prev = false;
-  auto flush = [&](bool newline) {
-    if (prev_keep) out.append(prev);
-    if (newline) out += '\n';
-  };
-  const char* p = content.data();
-  const char* const end = p + content.size();
-  while (p < end) {
-    const char* nl =
-        static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
-    const char* e = nl != nullptr ? nl : end;
-    std::string_view line(p, static_cast<std::size_t>(e - p));
-    bool keep = line.find('|') != std::string_view::npos || first_char_keeps(line);
-    if (!keep && line.find(':') != std::string_view::npos) {
-      // "Key: 12 unit" needs a digit; "Model: llama3" has one; "Section:" ends with the colon.
-      auto t = trim(line);
-      keep = t.back() == ':' || line.find_first_of("0123456789") != std::string_view::npos;
-    }
-    if (have_prev) {
-      auto t = trim(line);
-      if (!t.empty() && (t.front() == '=' || t.front() == '-')) prev_keep = true;
-      flush(true);
-    }
-    prev = line;
-    prev_keep = keep;
-    have_prev = true;
-    if (nl == nullptr) break;
-    p = nl + 1;
-    if (p == end) {  // the text ended with a line break
-      flush(true);
-      have_prev = false;
-    }
-  }
-  if (have_prev) flush(false);
-  return out;
-}
-
 struct Section {
   int level = 0;
   Context context;
@@ -239,11 +183,6 @@ struct Section {
 
 void parse_markdown(std::string_view content, ParseJob& job) {
   Arena& arena = job.arena();
-  std::string sieved;
-  if (job.options->markdown_sieve) {
-    sieved = sieve(content);
-    content = sieved;
-  }
   auto* table = table_extension();
   bump.reset();
   std::unique_ptr<cmark_parser, ParserDeleter> parser(

@@ -37,8 +37,9 @@ std::string_view Arena::store(std::string_view s) {
 }
 
 Context* Arena::new_context(Context c) {
-  if (contexts_used_ == kContextChunk) {
-    contexts_.push_back(std::make_unique<Context[]>(kContextChunk));
+  if (contexts_used_ == contexts_chunk_) {
+    contexts_chunk_ = contexts_chunk_ == 0 ? 4 : std::min(kMaxContextChunk, contexts_chunk_ * 2);
+    contexts_.push_back(std::make_unique<Context[]>(contexts_chunk_));
     contexts_used_ = 0;
   }
   Context* slot = &contexts_.back()[contexts_used_++];
@@ -115,6 +116,10 @@ constexpr std::array<std::string_view, 26> kStatTokens = {
 constexpr std::array<std::string_view, 12> kCountTokens = {
     "count", "tokens", "chars",  "characters", "samples",  "runs",
     "n",     "num",    "length", "completed",  "requests", "words"};
+
+// Words before "per_second" that make it a token rate.
+constexpr std::array<std::string_view, 8> kTokenCounts = {
+    "predicted", "prompt", "eval", "generated", "decode", "prefill", "generation", "output"};
 
 }  // namespace
 
@@ -348,10 +353,10 @@ bool is_id_like(std::string_view k) {
   if (k == "id" || k == "index" || k == "idx" || k == "timestamp" || k == "time_stamp" ||
       k == "epoch" || k == "date" || k == "datetime" || k == "ts" || k == "pid" || k == "uuid")
     return true;
-  return ends_with(k, "_id") || ends_with(k, "_index") || ends_with(k, "_idx") ||
-         ends_with(k, "_timestamp") || ends_with(k, "_datetime") || ends_with(k, "_date") ||
-         ends_with(k, "_at") || ends_with(k, "_version") || ends_with(k, "_name") ||
-         ends_with(k, "_uuid") || ends_with(k, "_text");
+  return k.substr(0, 3) == "id_" || ends_with(k, "_id") || ends_with(k, "_index") ||
+         ends_with(k, "_idx") || ends_with(k, "_timestamp") || ends_with(k, "_datetime") ||
+         ends_with(k, "_date") || ends_with(k, "_at") || ends_with(k, "_version") ||
+         ends_with(k, "_name") || ends_with(k, "_uuid") || ends_with(k, "_text");
 }
 
 // A unit token at the end of a normalised name; returns the UnitConv or present=false.
@@ -456,8 +461,27 @@ NameInfo classify_name_uncached(std::string_view raw) {
     throughput = true;
     break;
   }
+  // Other rates: "X_per_second". llama-server's predicted_per_second and prompt_per_second
+  // are tokens per second; anything else per second keeps "1/s".
+  bool rate = false;
+  if (!throughput && tokens.size() >= 3 && tokens[tokens.size() - 2] == "per") {
+    auto last = tokens.back();
+    if (last == "s" || last == "sec" || last == "second" || last == "seconds") {
+      tokens.resize(tokens.size() - 2);
+      if (std::any_of(tokens.begin(), tokens.end(),
+                      [](auto t) { return one_of(t, kTokenCounts); })) {
+        tokens.push_back("tokens_per_s");
+        throughput = true;
+      } else {
+        tokens.push_back("per_s");
+        rate = true;
+      }
+    }
+  }
   if (throughput) {
     info.unit = unit_from_text("tokens/s");
+  } else if (rate) {
+    info.unit = unit_from_text("1/s");
   } else {
     // A unit token last, or second to last before a statistic ("eval_s_mean").
     std::size_t pos = tokens.size();
@@ -514,6 +538,12 @@ MetricSpec finalize_metric(const NameInfo& info, const UnitConv& cell_unit) {
       }
     }
     std::string c = join_tokens(core);
+    // llama-server's timings.prompt_ms and predicted_ms are Ollama's prompt_eval and eval.
+    if (c == "prompt" || c == "predicted") {
+      auto at = tokens.begin() + static_cast<std::ptrdiff_t>(first_core);
+      *at = c == "prompt" ? "prompt_eval" : "eval";
+      c = *at;
+    }
     if (c == "load" || c == "prompt_eval" || c == "eval" || c == "total") {
       std::size_t insert_at = first_core + core.size();
       tokens.insert(tokens.begin() + static_cast<std::ptrdiff_t>(insert_at), "duration");

@@ -6,7 +6,6 @@
 #include <chimera/ingest/ingest.hpp>
 #include <cmath>
 #include <filesystem>
-#include <set>
 #include <string>
 
 namespace ci = chimera::ingest;
@@ -211,25 +210,6 @@ TEST_F(Corpus, SameResultWithAnyThreadCount) {
     ASSERT_EQ(a.records[i].source_file, b.records[i].source_file);
   }
   EXPECT_EQ(ci::make_digest(a).text, ci::make_digest(b).text);
-}
-
-TEST_F(Corpus, MarkdownSieveChangesNothing) {
-  ci::IngestOptions plain;
-  plain.markdown_sieve = false;
-  auto a = ci::ingest({corpus_dir()});
-  auto b = ci::ingest({corpus_dir()}, plain);
-  auto keys = [](const ci::IngestResult& r) {
-    std::multiset<std::string> out;
-    for (const auto& x : r.records)
-      out.insert(std::string(x.source_file) + ":" + std::to_string(x.line) + " " +
-                 std::string(x.metric) + "=" + std::to_string(x.value) + " " +
-                 x.context->config_key() + " " + std::string(x.context->find("section")));
-    for (const auto& x : r.error_values)
-      out.insert(std::string(x.source_file) + ":" + std::to_string(x.line) + " " +
-                 std::string(x.text));
-    return out;
-  };
-  EXPECT_EQ(keys(a), keys(b));
 }
 
 TEST_F(Corpus, FastEnough) {

@@ -25,8 +25,8 @@ fs::path corpus_dir() {
 
 TEST(Sample, IngestsWithOnlyTheIntentionalProblems) {
   auto r = ci::ingest({sample_dir()});
-  EXPECT_EQ(r.file_count(ci::FileType::csv), 1u);
-  EXPECT_EQ(r.file_count(ci::FileType::json), 2u);
+  EXPECT_EQ(r.file_count(ci::FileType::csv), 2u);
+  EXPECT_EQ(r.file_count(ci::FileType::json), 3u);
   EXPECT_EQ(r.file_count(ci::FileType::markdown), 1u);
   EXPECT_EQ(r.file_count(ci::FileType::text), 1u);
   EXPECT_LT(r.total_bytes, 64u * 1024);
@@ -56,6 +56,22 @@ TEST(Sample, IngestsWithOnlyTheIntentionalProblems) {
   // Ollama's nanoseconds became milliseconds.
   for (const auto& rec : r.records)
     if (rec.metric == "load_duration") EXPECT_LT(rec.value, 5000.0) << rec.line;
+  // llama-server's timings: predicted_ms is the eval duration, predicted_per_second tokens/s.
+  bool server_eval = false, server_rate = false, note = false;
+  for (const auto& rec : r.records) {
+    if (rec.source_file.ends_with("llama_server_timings.json")) {
+      server_eval |= rec.metric == "eval_duration" && rec.unit == "ms";
+      server_rate |=
+          rec.metric == "predicted_tokens_per_s" && rec.kind == ci::MetricKind::throughput;
+      EXPECT_NE(rec.metric, "id_slot");
+    }
+    // A quoted field across two lines, kept as the row's context.
+    if (rec.source_file.ends_with("quant_bench.csv") && rec.line == 2)
+      note = rec.context->find("notes") == "first request:\nincludes the model load";
+  }
+  EXPECT_TRUE(server_eval);
+  EXPECT_TRUE(server_rate);
+  EXPECT_TRUE(note);
 }
 
 TEST(Digest, DeterministicWithinBudgetAndNamesTheBest) {

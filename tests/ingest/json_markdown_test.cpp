@@ -191,3 +191,15 @@ TEST(Text, KeyValueLines) {
   EXPECT_DOUBLE_EQ(avg[0]->value, 3203.54);
   EXPECT_EQ(find(r, "generation_times_min").size(), 1u);
 }
+
+TEST(Json, SettingsObjectsAreContextOfTheirSiblings) {
+  auto r = ci::ingest_buffer(
+      R"({"config": {"num_ctx": 2048, "num_gpu": 99}, "model": {"name": "gemma3:270m"},
+          "results": {"tokens_s": 316.0}})",
+      ci::FileType::json, "cfg.json");
+  ASSERT_EQ(r.records.size(), 1u);
+  EXPECT_EQ(r.records[0].metric, "tokens_per_s");
+  EXPECT_EQ(r.records[0].context->num_ctx, "2048");
+  EXPECT_EQ(r.records[0].context->num_gpu, "99");
+  EXPECT_EQ(r.records[0].context->model, "gemma3:270m");
+}

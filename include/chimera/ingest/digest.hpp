@@ -71,9 +71,10 @@ struct Digest {
   std::string text;
   std::size_t estimated_tokens = 0;  // estimate_tokens(text); <= token_budget
   std::size_t token_budget = 0;
-  // Throughput: tokens/s, higher is better. TTFT: ms, lower is better. Central figures only
-  // (plain values, means, medians, p50); spreads and tails (std, min, max, p95, p99) are not
-  // used. Best first in the best lists, worst first in the worst lists.
+  // Throughput: generation tokens/s (not prompt processing), higher is better. TTFT: ms, lower
+  // is better. Central figures only (plain values, means, medians, p50); spreads, tails (std,
+  // min, max, p95, p99) and differences (delta, speedup) are not used, nor values <= 0. Best first
+  // in the best lists, worst first in the worst lists.
   std::vector<ConfigFigure> best_throughput;
   std::vector<ConfigFigure> worst_throughput;
   std::vector<ConfigFigure> best_ttft;

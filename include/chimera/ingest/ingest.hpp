@@ -49,8 +49,8 @@ namespace chimera::ingest {
 struct Progress {
   enum class Stage : std::uint8_t { scanning, parsing, done };
   Stage stage = Stage::scanning;
-  std::size_t files_done = 0;   // files parsed so far (parsing) or found so far (scanning)
-  std::size_t files_total = 0;  // files to parse; 0 while scanning
+  std::size_t files_done = 0;   // files parsed so far; files found (scanning)
+  std::size_t files_total = 0;  // files to parse
   std::uint64_t bytes_done = 0;
   std::uint64_t bytes_total = 0;
   std::string_view path;  // the file just finished; empty while scanning
@@ -64,12 +64,8 @@ struct IngestOptions {
   // Longest line (CSV, Markdown, text), CSV field or JSON string; longer is a FileError.
   // JSON lines are not limited (minified JSON is one line).
   std::size_t max_line_bytes = 1u << 20;
-  // Deepest JSON nesting accepted; deeper is a FileError (no recursion beyond this).
+  // Deepest JSON nesting accepted (at most 1000); deeper is a FileError, not a stack overflow.
   unsigned max_json_depth = 64;
-  // Markdown: blank prose lines (no '|' or ':', not a heading, list item, quote, fence or
-  // HTML) before cmark parses the file. Line numbers and every harvested value stay the same
-  // (a test checks this over the shared corpus); cmark has less text to parse.
-  bool markdown_sieve = true;
   // Follow symbolic links to files and folders (each real folder is walked once, so link
   // cycles end; a file reached twice is read once, under its first path in sorted order).
   bool follow_symlinks = true;
