@@ -71,101 +71,27 @@ std::string get_string(const json::object& o, std::string_view key) {
 namespace {
 
 // One request in flight: the handle the caller holds, and the Emitter the decoder writes to.
-class RequestState final : public RequestHandle,
+class RequestState final : public StreamState,
                            public Emitter,
                            public std::enable_shared_from_this<RequestState> {
  public:
   RequestState(http::Strand strand, TokenCallback on_token, DoneCallback on_done)
-      : strand_(std::move(strand)), on_token_(std::move(on_token)), on_done_(std::move(on_done)) {}
-
-  void cancel() override {
-    if (cancel_requested_.exchange(true)) return;
-    // A token callback running on another thread finishes before cancel() returns, so none
-    // runs after it. From inside the callback itself, waiting would deadlock.
-    if (cb_thread_.load() != std::this_thread::get_id()) {
-      std::lock_guard lock(cb_mu_);
-    }
-    asio::post(strand_, [self = shared_from_this()] { self->slot.cancel(); });
-  }
-
-  Completion wait() override {
-    std::unique_lock lock(done_mu_);
-    done_cv_.wait(lock, [this] { return finished_; });
-    return result_;
-  }
+      : StreamState(std::move(on_token), std::move(on_done)), strand_(std::move(strand)) {}
 
   bool token(std::string_view text, std::string_view thinking,
              const ToolCall* tool_call) override {
-    if (cancel_requested_.load()) return false;
-    const int64_t t = now_ns();
-    Figures& f = completion_.figures;
-    if (!f.t_first_token_ns) {
-      f.t_first_token_ns = t;
-      f.ttft_client_ns = t - f.t_send_ns;
-    } else {
-      f.itl_ns.push_back(t - *f.t_last_token_ns);
-    }
-    f.t_last_token_ns = t;
-    f.chunks = f.chunks.value_or(0) + 1;
-    completion_.text.append(text);
-    completion_.thinking.append(thinking);
-    if (!on_token_) return true;
-
-    std::lock_guard lock(cb_mu_);
-    if (cancel_requested_.load()) return false;
-    cb_thread_.store(std::this_thread::get_id());
-    bool go_on = false;
-    try {
-      go_on = on_token_(TokenEvent{text, thinking, tool_call, t, index_++});
-    } catch (const std::exception& e) {
-      callback_error_ = fmt::format("the token callback threw: {}", e.what());
-    } catch (...) {
-      callback_error_ = "the token callback threw";
-    }
-    cb_thread_.store(std::thread::id{});
-    if (!go_on) cancel_requested_.store(true);
-    return go_on;
+    return deliver(text, thinking, tool_call);
   }
-
-  bool cancel_requested() const { return cancel_requested_.load(); }
-  const std::string& callback_error() const { return callback_error_; }
-
-  void finish() {
-    Completion copy = completion_;
-    {
-      std::lock_guard lock(done_mu_);
-      result_ = completion_;
-    }
-    if (on_done_) {
-      try {
-        on_done_(std::move(copy));
-      } catch (...) {
-        // Callbacks must not throw; one that does must not take the runtime down with it.
-      }
-    }
-    {
-      std::lock_guard lock(done_mu_);
-      finished_ = true;
-    }
-    done_cv_.notify_all();
-  }
+  Completion& completion() override { return StreamState::completion(); }
 
   http::CancelSlot slot;  // used on the strand only
 
  private:
-  http::Strand strand_;
-  TokenCallback on_token_;
-  DoneCallback on_done_;
-  std::atomic<bool> cancel_requested_{false};
-  std::mutex cb_mu_;
-  std::atomic<std::thread::id> cb_thread_{};
-  int index_ = 0;
-  std::string callback_error_;
+  void wake() override {
+    asio::post(strand_, [self = shared_from_this()] { self->slot.cancel(); });
+  }
 
-  std::mutex done_mu_;
-  std::condition_variable done_cv_;
-  bool finished_ = false;
-  Completion result_;
+  http::Strand strand_;
 };
 
 asio::awaitable<void> run_request(std::shared_ptr<http::HttpEndpoint> ep,
@@ -250,7 +176,7 @@ asio::awaitable<void> run_request(std::shared_ptr<http::HttpEndpoint> ep,
     f.decode_tps_client = static_cast<double>(*f.tokens_out - 1) * 1e9 /
                           static_cast<double>(*f.t_last_token_ns - *f.t_first_token_ns);
   }
-  st->finish();
+  st->complete();
 }
 
 }  // namespace
@@ -274,7 +200,7 @@ std::shared_ptr<RequestHandle> HttpBackend::start(Request request, TokenCallback
     st->completion().error = {ErrorKind::bad_request,
                               fmt::format("{}: {}", endpoint_->url().url, error)};
     st->completion().finish = FinishReason::error;
-    asio::post(endpoint_->executor(), [st] { st->finish(); });
+    asio::post(endpoint_->executor(), [st] { st->complete(); });
     return st;
   }
   asio::co_spawn(endpoint_->executor(),

@@ -4,6 +4,7 @@
 // StreamDecoder that turns response bytes into tokens and the final statistics.
 #pragma once
 
+#include "backends/stream_state.hpp"
 #include "http/client.hpp"
 
 #include <chimera/backends/backend.hpp>
@@ -26,10 +27,7 @@ class Emitter {
   // Delivers a token-bearing chunk. Returns false when the request was cancelled.
   virtual bool token(std::string_view text, std::string_view thinking,
                      const ToolCall* tool_call) = 0;
-  Completion& completion() { return completion_; }
-
- protected:
-  Completion completion_;
+  virtual Completion& completion() = 0;
 };
 
 class StreamDecoder {

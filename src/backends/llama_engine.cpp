@@ -1,5 +1,6 @@
 #include "backends/llama_engine.hpp"
 
+#include "backends/stream_state.hpp"
 #include "backends/text_stream.hpp"
 
 #include <fmt/format.h>
@@ -63,82 +64,15 @@ struct Inbox {
 };
 
 // One request: the handle the caller holds, and its state in the engine.
-class LlamaJob final : public RequestHandle {
+class LlamaJob final : public StreamState {
  public:
   LlamaJob(Request r, TokenCallback t, DoneCallback d, std::shared_ptr<Inbox> inbox)
-      : req(std::move(r)), on_token(std::move(t)), on_done(std::move(d)),
-        inbox_(std::move(inbox)), stop(req.options.stop) {}
-
-  void cancel() override {
-    if (cancel_requested.exchange(true)) return;
-    if (cb_thread.load() != std::this_thread::get_id()) {
-      std::lock_guard lock(cb_mu);  // a callback running elsewhere finishes first
-    }
-    inbox_->poke();
-  }
-
-  Completion wait() override {
-    std::unique_lock lock(done_mu_);
-    done_cv_.wait(lock, [this] { return finished_; });
-    return result_;
-  }
-
-  // Hands text to the caller; false when the request was cancelled.
-  bool deliver(std::string_view text) {
-    const int64_t t = now_ns();
-    Figures& f = c.figures;
-    if (!f.t_first_token_ns) {
-      f.t_first_token_ns = t;
-      f.ttft_client_ns = t - f.t_send_ns;
-    } else {
-      f.itl_ns.push_back(t - *f.t_last_token_ns);
-    }
-    f.t_last_token_ns = t;
-    f.chunks = f.chunks.value_or(0) + 1;
-    c.text.append(text);
-    if (!on_token) return !cancel_requested.load();
-    std::lock_guard lock(cb_mu);
-    if (cancel_requested.load()) return false;
-    cb_thread.store(std::this_thread::get_id());
-    bool go_on = false;
-    try {
-      go_on = on_token(TokenEvent{text, {}, nullptr, t, index_++});
-    } catch (...) {
-      go_on = false;  // callbacks must not throw; one that does ends its own request
-    }
-    cb_thread.store(std::thread::id{});
-    if (!go_on) cancel_requested.store(true);
-    return go_on;
-  }
-
-  void complete() {
-    Completion copy = c;
-    {
-      std::lock_guard lock(done_mu_);
-      result_ = c;
-    }
-    if (on_done) {
-      try {
-        on_done(std::move(copy));
-      } catch (...) {
-      }
-    }
-    {
-      std::lock_guard lock(done_mu_);
-      finished_ = true;
-    }
-    done_cv_.notify_all();
-  }
+      : StreamState(std::move(t), std::move(d)), req(std::move(r)), stop(req.options.stop),
+        inbox_(std::move(inbox)) {}
 
   Request req;
-  TokenCallback on_token;
-  DoneCallback on_done;
-  std::atomic<bool> cancel_requested{false};
-  std::mutex cb_mu;
-  std::atomic<std::thread::id> cb_thread{};
-
   // Engine thread only.
-  Completion c;
+  Completion& c = completion();
   std::string prompt_text;
   std::vector<int32_t> prompt;
   std::size_t prompt_done = 0;  // prompt tokens whose KV cells exist
@@ -151,19 +85,12 @@ class LlamaJob final : public RequestHandle {
   int64_t t_first_sample = 0;
   int64_t t_last_sample = 0;
   Utf8Assembler utf8;
-
- private:
-  std::shared_ptr<Inbox> inbox_;
-
- public:
   StopMatcher stop;
 
  private:
-  int index_ = 0;
-  std::mutex done_mu_;
-  std::condition_variable done_cv_;
-  bool finished_ = false;
-  Completion result_;
+  void wake() override { inbox_->poke(); }
+
+  std::shared_ptr<Inbox> inbox_;
 };
 
 struct LlamaEngine::Seq {
@@ -428,7 +355,7 @@ void LlamaEngine::loop() {
       }
     }
     for (auto& s : seqs_) {
-      if (s->job && s->job->cancel_requested.load()) finish(*s, ErrorKind::cancelled, "cancelled");
+      if (s->job && s->job->cancel_requested()) finish(*s, ErrorKind::cancelled, "cancelled");
     }
     admit();
 
@@ -503,7 +430,7 @@ void LlamaEngine::loop() {
           continue;
         }
       }
-      if (j.cancel_requested.load()) {
+      if (j.cancel_requested()) {
         finish(s, ErrorKind::cancelled, "cancelled");
         continue;
       }
@@ -533,7 +460,7 @@ void LlamaEngine::admit() {
       job.c.finish = kind == ErrorKind::cancelled ? FinishReason::cancelled : FinishReason::error;
       job.complete();
     };
-    if (job.cancel_requested.load()) {
+    if (job.cancel_requested()) {
       fail_unassigned(ErrorKind::cancelled, "cancelled");
       it = waiting_.erase(it);
       continue;
@@ -678,8 +605,9 @@ void LlamaEngine::emit_token(Seq& seq, int32_t token) {
   }
   const std::string text = j.stop.push(j.utf8.push(piece));
   j.pieces.push_back(std::move(piece));
-  if (!text.empty() && !j.deliver(text)) {
-    finish(seq, ErrorKind::cancelled, "cancelled");
+  if (!text.empty() && !j.deliver(text, {}, nullptr)) {
+    finish(seq, ErrorKind::cancelled,
+           j.callback_error().empty() ? "cancelled" : j.callback_error());
     return;
   }
   if (j.stop.stopped()) {
@@ -706,7 +634,7 @@ void LlamaEngine::finish(Seq& seq, ErrorKind kind, std::string message) {
   Completion& c = j.c;
   if (kind == ErrorKind::none) {
     j.utf8.finish();
-    if (const std::string rest = j.stop.flush(); !rest.empty()) j.deliver(rest);
+    if (const std::string rest = j.stop.flush(); !rest.empty()) j.deliver(rest, {}, nullptr);
   } else {
     c.error = {kind, fmt::format("{}: {}", path_, message)};
     c.finish = kind == ErrorKind::cancelled ? FinishReason::cancelled : FinishReason::error;

@@ -1,0 +1,76 @@
+#include "backends/stream_state.hpp"
+
+#include <fmt/format.h>
+
+namespace chimera::backends {
+
+void StreamState::cancel() {
+  if (cancel_requested_.exchange(true)) return;
+  // A token callback running on another thread finishes before cancel() returns, so none runs
+  // after it. From inside the callback itself, waiting would deadlock.
+  if (cb_thread_.load() != std::this_thread::get_id()) {
+    std::lock_guard lock(cb_mu_);
+  }
+  wake();
+}
+
+Completion StreamState::wait() {
+  std::unique_lock lock(done_mu_);
+  done_cv_.wait(lock, [this] { return finished_; });
+  return result_;
+}
+
+bool StreamState::deliver(std::string_view text, std::string_view thinking,
+                          const ToolCall* tool_call) {
+  if (cancel_requested_.load()) return false;
+  const int64_t t = now_ns();
+  Figures& f = completion_.figures;
+  if (!f.t_first_token_ns) {
+    f.t_first_token_ns = t;
+    f.ttft_client_ns = t - f.t_send_ns;
+  } else {
+    f.itl_ns.push_back(t - *f.t_last_token_ns);
+  }
+  f.t_last_token_ns = t;
+  f.chunks = f.chunks.value_or(0) + 1;
+  completion_.text.append(text);
+  completion_.thinking.append(thinking);
+  if (!on_token_) return true;
+
+  std::lock_guard lock(cb_mu_);
+  if (cancel_requested_.load()) return false;
+  cb_thread_.store(std::this_thread::get_id());
+  bool go_on = false;
+  try {
+    go_on = on_token_(TokenEvent{text, thinking, tool_call, t, index_++});
+  } catch (const std::exception& e) {
+    callback_error_ = fmt::format("the token callback threw: {}", e.what());
+  } catch (...) {
+    callback_error_ = "the token callback threw";
+  }
+  cb_thread_.store(std::thread::id{});
+  if (!go_on) cancel_requested_.store(true);
+  return go_on;
+}
+
+void StreamState::complete() {
+  Completion copy = completion_;
+  {
+    std::lock_guard lock(done_mu_);
+    result_ = completion_;
+  }
+  if (on_done_) {
+    try {
+      on_done_(std::move(copy));
+    } catch (...) {
+      // Callbacks must not throw; one that does must not take the backend's thread down.
+    }
+  }
+  {
+    std::lock_guard lock(done_mu_);
+    finished_ = true;
+  }
+  done_cv_.notify_all();
+}
+
+}  // namespace chimera::backends

@@ -1,0 +1,58 @@
+// The caller's side of one request, shared by every backend (private header): the callbacks,
+// cancellation, waiting, and the per-token figures of METRICS.md.
+//
+// Cancellation contract (see backend.hpp): when cancel() returns, on_token will not run again;
+// on_done runs exactly once, whatever happened. A backend reports tokens with deliver(), ends the
+// request with complete(), and learns of a cancellation through wake() and cancel_requested().
+#pragma once
+
+#include <chimera/backends/backend.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace chimera::backends {
+
+class StreamState : public RequestHandle {
+ public:
+  StreamState(TokenCallback on_token, DoneCallback on_done)
+      : on_token_(std::move(on_token)), on_done_(std::move(on_done)) {}
+
+  void cancel() final;
+  Completion wait() final;
+
+  // Records the figures of a token-bearing chunk (ttft_client, itl, chunks), appends its text,
+  // and hands it to on_token. Returns false when the request is cancelled (by cancel(), by the
+  // callback returning false, or by the callback throwing: see callback_error()).
+  bool deliver(std::string_view text, std::string_view thinking, const ToolCall* tool_call);
+  // Runs on_done once with the completion, then releases wait().
+  void complete();
+
+  bool cancel_requested() const { return cancel_requested_.load(); }
+  const std::string& callback_error() const { return callback_error_; }
+  Completion& completion() { return completion_; }
+
+ protected:
+  // Tells the backend's loop to look at cancel_requested(); called by cancel() from any thread.
+  virtual void wake() = 0;
+
+ private:
+  Completion completion_;
+  TokenCallback on_token_;
+  DoneCallback on_done_;
+  std::atomic<bool> cancel_requested_{false};
+  std::mutex cb_mu_;                          // held while on_token runs
+  std::atomic<std::thread::id> cb_thread_{};  // the thread running on_token, if any
+  int index_ = 0;
+  std::string callback_error_;
+
+  std::mutex done_mu_;
+  std::condition_variable done_cv_;
+  bool finished_ = false;
+  Completion result_;
+};
+
+}  // namespace chimera::backends
