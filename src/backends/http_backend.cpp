@@ -113,6 +113,11 @@ asio::awaitable<void> run_request(std::shared_ptr<http::HttpEndpoint> ep,
       c.figures.t_send_ns = now_ns();
     };
     cb.next_phase = [&]() -> http::Phase {
+      if (decoder->finished()) {
+        // The answer is complete; wait briefly for the end of the body so that the connection
+        // can go back to the pool. A server that never ends it costs one connection, not an error.
+        return {Clock::now() + std::chrono::milliseconds(1000), "end-of-body"};
+      }
       http::Phase total;
       if (to.total_ms > 0) total = {start + std::chrono::milliseconds(to.total_ms), "total"};
       http::Phase phase;
@@ -137,6 +142,10 @@ asio::awaitable<void> run_request(std::shared_ptr<http::HttpEndpoint> ep,
       r = co_await ep->send(hreq, cb, st->slot);
     }
     c.figures.connection_reused = r.reused;
+    if (r.error && decoder->finished() && r.error.kind != ErrorKind::cancelled) {
+      r.error = {};  // the response was whole; only its trailing end of body went missing
+      r.status = 200;
+    }
 
     if (!st->callback_error().empty()) {
       c.error = {ErrorKind::cancelled, fmt::format("{}: {}", ep->url().url, st->callback_error())};

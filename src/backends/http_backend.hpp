@@ -38,6 +38,9 @@ class StreamDecoder {
   virtual bool on_bytes(std::string_view bytes, Emitter& out) = 0;
   // The body ended normally. Checks that the final record arrived; sets error if not.
   virtual void on_end(Emitter& out) = 0;
+  // The final record has arrived; what follows is only the end of the body, which is still read
+  // (briefly) so that the connection can be reused.
+  virtual bool finished() const { return false; }
 };
 
 // Shared helpers for decoders.

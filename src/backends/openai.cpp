@@ -62,8 +62,10 @@ class OpenAIDecoder final : public StreamDecoder {
                       max_record_, events_ + 1)};
       return false;
     }
-    return status == http::FrameStatus::ok && !done_;
+    return status == http::FrameStatus::ok;
   }
+
+  bool finished() const override { return done_; }
 
   void on_end(Emitter& out) override {
     Completion& c = out.completion();
@@ -90,10 +92,11 @@ class OpenAIDecoder final : public StreamDecoder {
   }
 
   bool handle_event(const http::SseEvent& ev, Emitter& out) {
+    if (done_) return true;  // nothing counts after [DONE]
     ++events_;
     if (ev.data == "[DONE]") {
       done_ = true;
-      return false;  // stop reading: the response is complete
+      return true;
     }
     if (ev.event == "error") {
       return fail(out, ErrorKind::server,

@@ -607,6 +607,20 @@ TEST_F(FaultsOllama, StreamedRequestsShareOneConnection) {
   EXPECT_EQ(srv.connections(), 1);
 }
 
+// After [DONE] the client still reads the body to its end, so a server that keeps the
+// connection alive (vLLM does; llama-server closes it anyway) gets it reused.
+TEST_F(FaultsOpenAI, StreamedRequestsShareOneConnection) {
+  srv.route("POST", "/v1/chat/completions", Script::sse(sse_stream({"a", "b"})));
+  auto b = chimera::make_backend(config(srv.url(), BackendKind::openai), rt);
+  for (int i = 0; i < 3; ++i) {
+    const Completion c = b->generate(chat(BackendKind::openai));
+    ASSERT_TRUE(c.ok()) << c.error.message;
+    EXPECT_EQ(c.text, "ab");
+    EXPECT_EQ(c.figures.connection_reused, i > 0);
+  }
+  EXPECT_EQ(srv.connections(), 1);
+}
+
 TEST_P(Faults, StaleConnectionClosedAfterTheResponse) {
   // The server closes each connection after its response while claiming keep-alive (as
   // llama-server does after a stream): the client pools it, finds it dead, opens another.
