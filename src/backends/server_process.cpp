@@ -20,10 +20,7 @@
 
 namespace chimera {
 
-namespace {
-
-// GET /health over a plain socket: 200 once the model is loaded (503 while loading).
-int health_status(int port) {
+int loopback_get(int port, const std::string& path, std::string* body, int timeout_ms) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -33,21 +30,31 @@ int health_status(int port) {
     ::close(fd);
     return 0;
   }
-  const std::string req = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-  ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+  const std::string req =
+      "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) < 0) {
+    ::close(fd);
+    return 0;
+  }
   std::string resp;
-  char buf[1024];
-  pollfd p{fd, POLLIN, 0};
-  while (::poll(&p, 1, 500) > 0) {
+  char buf[8192];
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
     const auto n = ::recv(fd, buf, sizeof buf, 0);
     if (n <= 0) break;
     resp.append(buf, static_cast<std::size_t>(n));
   }
   ::close(fd);
-  return resp.rfind("HTTP/1.", 0) == 0 && resp.size() > 12 ? std::atoi(resp.c_str() + 9) : 0;
+  int status = 0;
+  if (resp.rfind("HTTP/1.", 0) == 0 && resp.size() > 12) status = std::atoi(resp.c_str() + 9);
+  if (body != nullptr) {
+    const auto pos = resp.find("\r\n\r\n");
+    *body = pos == std::string::npos ? "" : resp.substr(pos + 4);
+  }
+  return status;
 }
-
-}  // namespace
 
 const char* default_llama_server() { return CHIMERA_LLAMA_SERVER; }
 
@@ -106,7 +113,7 @@ ServerProcess::ServerProcess(ServerOptions o) {
       error_ = fmt::format("llama-server exited before it was ready; its log:\n{}", log_tail());
       return;
     }
-    if (health_status(port_) == 200) {
+    if (loopback_get(port_, "/health", nullptr, 500) == 200) {  // 503 while loading
       ok_ = true;
       return;
     }

@@ -180,7 +180,7 @@ INSTANTIATE_TEST_SUITE_P(BothProtocols, Faults,
 // ---- cannot reach the server -------------------------------------------------------------------
 
 TEST_P(Faults, DeadEndpointIsAConnectError) {
-  const std::string url = "http://127.0.0.1:" + std::to_string(chimera::test::free_loopback_port());
+  const std::string url = "http://127.0.0.1:" + std::to_string(chimera::free_loopback_port());
   auto b = backend(config(url, kind()));
   const Timed t = timed_generate(*b, chat(kind()));
   expect_error(t, ErrorKind::connect, url, {"cannot connect"});

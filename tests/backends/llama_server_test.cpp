@@ -47,7 +47,7 @@ class LlamaServerTest : public ::testing::Test {
   // True when no slot of the server is processing.
   static bool slots_idle() {
     std::string body;
-    if (test::http_get(server_->port(), "/slots", &body) != 200) return false;
+    if (loopback_get(server_->port(), "/slots", &body) != 200) return false;
     boost::system::error_code ec;
     auto v = boost::json::parse(body, ec);
     if (ec || !v.is_array()) return false;

@@ -783,7 +783,7 @@ TEST_F(OllamaFixture, CheckOnAServerThatIsNotOllama) {
 
 TEST_F(OllamaFixture, CheckOnADeadEndpoint) {
   chimera::EndpointConfig cfg = config(srv);
-  cfg.url = "http://127.0.0.1:" + std::to_string(chimera::test::free_loopback_port());
+  cfg.url = "http://127.0.0.1:" + std::to_string(chimera::free_loopback_port());
   auto backend = chimera::make_backend(cfg, rt);
   const chimera::EndpointInfo info = backend->check();
   EXPECT_FALSE(info.healthy);

@@ -106,7 +106,7 @@ TEST(Cli, BadMessagesFileNamesTheFile) {
 }
 
 TEST(Cli, DeadEndpointFailsClearly) {
-  const std::string url = "http://127.0.0.1:" + std::to_string(chimera::test::free_loopback_port());
+  const std::string url = "http://127.0.0.1:" + std::to_string(chimera::free_loopback_port());
   CliRun r = run_cli("generate --endpoint " + url + " --backend openai --prompt hi");
   EXPECT_EQ(r.rc, 1);
   EXPECT_TRUE(contains(r.err, url)) << r.err;
@@ -203,7 +203,7 @@ TEST_F(CliAgainstLlamaServer, GenerateJsonHasTextAndMetricsNames) {
 
 TEST_F(CliAgainstLlamaServer, EndpointsCheckReportsUpAndDown) {
   const std::string dead =
-      "http://127.0.0.1:" + std::to_string(chimera::test::free_loopback_port());
+      "http://127.0.0.1:" + std::to_string(chimera::free_loopback_port());
   const CliRun r = run_cli("endpoints check " + server_->url() + " " + dead);
   EXPECT_EQ(r.rc, 1);
   EXPECT_TRUE(contains(r.out, server_->url() + "  UP  api=openai server=llama-server")) << r.out;

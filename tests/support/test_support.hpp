@@ -1,4 +1,4 @@
-// Helpers shared by the test binaries: free loopback ports, a real llama-server started on one,
+// Helpers shared by the test binaries: a real llama-server started on a free loopback port,
 // and the `tiny` synthetic model (written once per build tree).
 #pragma once
 
@@ -12,9 +12,6 @@
 #include <vector>
 
 namespace chimera::test {
-
-// A TCP port on 127.0.0.1 that nothing listens on now.
-int free_loopback_port();
 
 // The tiny synthetic model, written on first use into the build tree's test-models/ folder.
 // Safe when several test processes ask at once (the writer replaces the file atomically).
@@ -44,10 +41,6 @@ class LlamaServer {
  private:
   std::unique_ptr<ServerProcess> process_;
 };
-
-// A blocking HTTP/1.1 GET on 127.0.0.1:port with Connection: close. Returns the status
-// (0 when it could not connect) and the body.
-int http_get(int port, const std::string& path, std::string* body = nullptr, int timeout_ms = 2000);
 
 // True when `s` is valid UTF-8.
 bool valid_utf8(std::string_view s);

@@ -55,6 +55,11 @@ class ServerProcess {
 // A TCP port on 127.0.0.1 that nothing listens on now.
 int free_loopback_port();
 
+// A blocking HTTP/1.1 GET of `path` on 127.0.0.1:port with Connection: close, for readiness
+// and slot checks. Returns the status (0 when nothing answered) and, if asked, the body.
+int loopback_get(int port, const std::string& path, std::string* body = nullptr,
+                 int timeout_ms = 2000);
+
 // The llama-server this build was made with.
 const char* default_llama_server();
 
