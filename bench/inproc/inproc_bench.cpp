@@ -22,6 +22,7 @@
 #include <fstream>
 #include <future>
 #include <numeric>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -91,9 +92,37 @@ std::vector<Completion> burst(Backend& b, int n, int tokens, int64_t seed, doubl
   return out;
 }
 
-struct Env {
-  std::string json;
+// The two programs compared: the in-process engine with `parallel` sequences, and llama-server
+// with `-np parallel`, on the same model file and threads. Empty when the server did not start.
+struct Contestants {
+  std::unique_ptr<Backend> inproc;
+  std::unique_ptr<ServerProcess> server;
+  std::unique_ptr<Backend> http;
 };
+std::optional<Contestants> contestants(const std::string& model, int parallel, int ctx_per_seq,
+                                       int threads, Runtime& rt) {
+  Contestants c;
+  EndpointConfig ic;
+  ic.kind = BackendKind::llama;
+  ic.url = model;
+  ic.llama.parallel = parallel;
+  ic.llama.ctx_per_seq = ctx_per_seq;
+  ic.llama.threads = threads;
+  c.inproc = make_backend(ic, rt);
+  c.server = std::make_unique<ServerProcess>(ServerOptions{.model = model,
+                                                           .parallel = parallel,
+                                                           .ctx = ctx_per_seq * parallel,
+                                                           .threads = threads,
+                                                           .extra = {"--cache-ram", "0"}});
+  if (!c.server->ok()) {
+    fmt::print(stderr, "{}\n", c.server->error());
+    return std::nullopt;
+  }
+  EndpointConfig hc;
+  hc.url = c.server->url();
+  c.http = make_backend(hc, rt);
+  return c;
+}
 
 }  // namespace
 
@@ -146,22 +175,10 @@ int main(int argc, char** argv) {
   // 1. One agent.
   {
     std::vector<double> ttft_ratio, tps_ratio, ttft_in, ttft_http, tps_in, tps_http;
-    EndpointConfig ic;
-    ic.kind = BackendKind::llama;
-    ic.url = model;
-    ic.llama.parallel = 1;
-    ic.llama.ctx_per_seq = 1024;
-    ic.llama.threads = threads;
-    auto inproc = make_backend(ic, rt);
-    ServerProcess server({.model = model, .parallel = 1, .ctx = 1024, .threads = threads,
-                          .extra = {"--cache-ram", "0"}});
-    if (!server.ok()) {
-      fmt::print(stderr, "{}\n", server.error());
-      return 1;
-    }
-    EndpointConfig hc;
-    hc.url = server.url();
-    auto http = make_backend(hc, rt);
+    auto pair = contestants(model, 1, 1024, threads, rt);
+    if (!pair) return 1;
+    Backend& inproc = *pair->inproc;
+    Backend& http = *pair->http;
     auto run = [&](Backend& b, std::vector<double>& ttft, std::vector<double>& tps, int r) {
       std::vector<double> t, d;
       for (int i = 0; i < requests; ++i) {
@@ -178,12 +195,12 @@ int main(int argc, char** argv) {
     };
     {
       std::vector<double> t, d;  // warm-up, not recorded
-      run(*inproc, t, d, 99);
-      run(*http, t, d, 99);
+      run(inproc, t, d, 99);
+      run(http, t, d, 99);
     }
     for (int r = 0; r < runs; ++r) {
-      run(*inproc, ttft_in, tps_in, r);
-      run(*http, ttft_http, tps_http, r);
+      run(inproc, ttft_in, tps_in, r);
+      run(http, ttft_http, tps_http, r);
       ttft_ratio.push_back(ttft_http.back() / ttft_in.back());
       tps_ratio.push_back(tps_in.back() / tps_http.back());
     }
@@ -208,32 +225,20 @@ int main(int argc, char** argv) {
              "agents", "in-process", "llama-server -np N", "ratio", "vs 1 agent");
   double base_inproc = 0;
   for (int n : agents) {
-    EndpointConfig ic;
-    ic.kind = BackendKind::llama;
-    ic.url = model;
-    ic.llama.parallel = n;
-    ic.llama.ctx_per_seq = 512;
-    ic.llama.threads = threads;
-    auto inproc = make_backend(ic, rt);
-    ServerProcess server({.model = model, .parallel = n, .ctx = 512 * n, .threads = threads,
-                          .extra = {"--cache-ram", "0"}});
-    if (!server.ok()) {
-      fmt::print(stderr, "{}\n", server.error());
-      return 1;
-    }
-    EndpointConfig hc;
-    hc.url = server.url();
-    auto http = make_backend(hc, rt);
+    auto pair = contestants(model, n, 512, threads, rt);
+    if (!pair) return 1;
+    Backend& inproc = *pair->inproc;
+    Backend& http = *pair->http;
     std::vector<double> a, b, ratio;
     {
       double wall = 0;  // warm-up: first decodes allocate buffers and fault in the model
-      burst(*inproc, n, 8, 1, wall);
-      burst(*http, n, 8, 1, wall);
+      burst(inproc, n, 8, 1, wall);
+      burst(http, n, 8, 1, wall);
     }
     for (int r = 0; r < runs; ++r) {
       for (int which = 0; which < 2; ++which) {
         double wall = 0;
-        auto cs = burst(which == 0 ? *inproc : *http, n, tokens, 7000 + r, wall);
+        auto cs = burst(which == 0 ? inproc : http, n, tokens, 7000 + r, wall);
         int64_t total = 0;
         for (const auto& c : cs) {
           if (!c.ok()) throw std::runtime_error(c.error.message);
