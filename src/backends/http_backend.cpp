@@ -83,6 +83,7 @@ class RequestState final : public StreamState,
     return deliver(text, thinking, tool_call);
   }
   Completion& completion() override { return StreamState::completion(); }
+  void server_sent(int64_t ns) override { set_server_sent(ns); }
 
   http::CancelSlot slot;  // used on the strand only
 

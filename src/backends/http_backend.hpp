@@ -28,6 +28,9 @@ class Emitter {
   virtual bool token(std::string_view text, std::string_view thinking,
                      const ToolCall* tool_call) = 0;
   virtual Completion& completion() = 0;
+  // The send time the server wrote into the record being decoded (the synthetic server's
+  // `server_sent_ns`), 0 when it wrote none. Applies to the tokens of that record.
+  virtual void server_sent(int64_t ns) = 0;
 };
 
 class StreamDecoder {

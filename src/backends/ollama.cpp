@@ -107,6 +107,7 @@ class OllamaDecoder final : public StreamDecoder {
                               records_, ec ? ec.message() : "wrong type", json_excerpt(line)));
     }
     const auto& o = v.get_object();
+    out.server_sent(get_int(o, "server_sent_ns").value_or(0));
     if (const auto* e = o.if_contains("error")) {
       const std::string msg = e->is_string() ? std::string(e->get_string()) : json::serialize(*e);
       return fail(out, ErrorKind::server,

@@ -116,6 +116,7 @@ class OpenAIDecoder final : public StreamDecoder {
                               ec ? ec.message() : "wrong type", json_excerpt(text)));
     }
     const auto& o = v.get_object();
+    out.server_sent(get_int(o, "server_sent_ns").value_or(0));
     if (o.contains("error")) {
       return fail(out, ErrorKind::server,
                   fmt::format("{}: the server reported an error{}: {}", url_,

@@ -28,6 +28,7 @@ bool StreamState::deliver(std::string_view text, std::string_view thinking,
   if (!f.t_first_token_ns) {
     f.t_first_token_ns = t;
     f.ttft_client_ns = t - f.t_send_ns;
+    if (server_sent_ns_ != 0) f.first_byte_server_ns = server_sent_ns_;
   } else {
     f.itl_ns.push_back(t - *f.t_last_token_ns);
   }
@@ -42,7 +43,7 @@ bool StreamState::deliver(std::string_view text, std::string_view thinking,
   cb_thread_.store(std::this_thread::get_id());
   bool go_on = false;
   try {
-    go_on = on_token_(TokenEvent{text, thinking, tool_call, t, index_++});
+    go_on = on_token_(TokenEvent{text, thinking, tool_call, t, index_++, server_sent_ns_});
   } catch (const std::exception& e) {
     callback_error_ = fmt::format("the token callback threw: {}", e.what());
   } catch (...) {

@@ -28,6 +28,8 @@ class StreamState : public RequestHandle {
   // and hands it to on_token. Returns false when the request is cancelled (by cancel(), by the
   // callback returning false, or by the callback throwing: see callback_error()).
   bool deliver(std::string_view text, std::string_view thinking, const ToolCall* tool_call);
+  // The server's own send time of the chunk delivered next (0: none); see TokenEvent.
+  void set_server_sent(int64_t ns) { server_sent_ns_ = ns; }
   // Runs on_done once with the completion, then releases wait().
   void complete();
 
@@ -47,6 +49,7 @@ class StreamState : public RequestHandle {
   std::mutex cb_mu_;                          // held while on_token runs
   std::atomic<std::thread::id> cb_thread_{};  // the thread running on_token, if any
   int index_ = 0;
+  int64_t server_sent_ns_ = 0;
   std::string callback_error_;
 
   std::mutex done_mu_;

@@ -1,5 +1,7 @@
 #include "core/runtime_impl.hpp"
 
+#include <boost/asio/post.hpp>
+
 #include <algorithm>
 
 namespace chimera {
@@ -29,6 +31,8 @@ Runtime::Impl::~Impl() {
 
 Runtime::Runtime(int threads) : impl_(std::make_unique<Impl>(threads)) {}
 Runtime::~Runtime() = default;
+
+void Runtime::post(std::function<void()> fn) { boost::asio::post(impl_->io, std::move(fn)); }
 
 int Runtime::threads() const { return static_cast<int>(impl_->threads.size()); }
 

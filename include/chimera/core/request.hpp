@@ -67,6 +67,10 @@ struct Request {
   // keeps the session's KV cache between turns, so a turn whose prompt extends the previous
   // turn's prompt and answer prefills only what is new. Empty: no session.
   std::string session;
+  // Endpoint pools: who asks (an agent's name: the fair queue's key; empty: the session) and,
+  // with pinned routing, the endpoint's index in the pool (-1: none).
+  std::string agent;
+  int pin = -1;
   // llama-server extras, ignored elsewhere.
   std::optional<int> slot_id;               // `id_slot`: pin to a server slot (its prompt cache)
   std::optional<bool> cache_prompt;         // reuse the slot's cached prompt prefix
@@ -119,6 +123,12 @@ struct Figures {
   std::optional<int64_t> chunks;             // measured: token-bearing chunks received
   std::optional<int64_t> bytes_dropped;      // in-process: bytes of tokens that never completed
                                              // a UTF-8 character, dropped instead of passed on
+  // server: the send time the server wrote into the first token chunk (synthetic server);
+  // overhead_ttft = t_first_token - first_byte_server.
+  std::optional<int64_t> first_byte_server_ns;
+  std::optional<int64_t> queued_ns;          // measured: time spent in a pool's queue before
+                                             // t_send (not part of ttft_client)
+  int attempts = 1;                          // measured: endpoints tried (pool retries, hedges)
   bool connection_reused = false;            // measured: served over a pooled connection
 };
 
@@ -160,6 +170,9 @@ struct TokenEvent {
   const ToolCall* tool_call = nullptr;  // a tool call delta, when the chunk carried one
   int64_t t_ns = 0;           // when it was handed over (steady clock)
   int index = 0;              // 0 for the first token-bearing chunk, then 1, 2, ...
+  // The server's own send time of this chunk (steady clock ns), when it writes one (the
+  // synthetic server's `server_sent_ns`); 0 otherwise. delivery_lag = t_ns - server_sent_ns.
+  int64_t server_sent_ns = 0;
 };
 
 // Nanoseconds on the monotonic clock shared by every figure.

@@ -9,6 +9,7 @@
 // work queued on it has been abandoned: destroy backends first.
 #pragma once
 
+#include <functional>
 #include <memory>
 
 namespace chimera {
@@ -21,6 +22,9 @@ class Runtime {
   Runtime& operator=(const Runtime&) = delete;
 
   int threads() const;
+
+  // Runs `fn` on one of this runtime's threads, soon. Thread-safe.
+  void post(std::function<void()> fn);
 
   // A process-wide runtime with one thread, started on first use.
   static Runtime& shared();

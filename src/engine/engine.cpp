@@ -1,0 +1,404 @@
+#include <chimera/engine/engine.hpp>
+
+#include <fmt/format.h>
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+
+namespace chimera {
+
+const char* to_string(ExecutorKind e) {
+  switch (e) {
+    case ExecutorKind::single: return "single";
+    case ExecutorKind::shared: return "shared";
+    case ExecutorKind::per_core: return "per-core";
+    case ExecutorKind::thread_per_agent: return "thread-per-agent";
+  }
+  return "?";
+}
+
+std::optional<ExecutorKind> parse_executor(std::string_view name) {
+  std::string n(name);
+  std::replace(n.begin(), n.end(), '_', '-');
+  for (ExecutorKind e : {ExecutorKind::single, ExecutorKind::shared, ExecutorKind::per_core,
+                         ExecutorKind::thread_per_agent}) {
+    if (n == to_string(e)) return e;
+  }
+  return std::nullopt;
+}
+
+namespace detail {
+
+// Where an agent's coroutine resumes.
+struct AgentCore {
+  virtual ~AgentCore() = default;
+  virtual void post(std::function<void()> fn) = 0;
+};
+
+}  // namespace detail
+
+namespace {
+
+// An event loop's thread(s): the agent resumes there.
+struct LoopCore final : detail::AgentCore {
+  explicit LoopCore(Runtime* r) : rt(r) {}
+  void post(std::function<void()> fn) override { rt->post(std::move(fn)); }
+  Runtime* rt;
+};
+
+// The agent's own thread (thread-per-agent): it sleeps until its call completes.
+struct ThreadCore final : detail::AgentCore {
+  void post(std::function<void()> fn) override {
+    {
+      std::lock_guard lock(mu);
+      queue.push_back(std::move(fn));
+    }
+    cv.notify_one();
+  }
+  void run() {
+    std::unique_lock lock(mu);
+    while (true) {
+      cv.wait(lock, [this] { return !queue.empty() || finished; });
+      if (queue.empty() && finished) return;
+      auto fn = std::move(queue.front());
+      queue.pop_front();
+      lock.unlock();
+      fn();
+      lock.lock();
+    }
+  }
+  void finish() {
+    {
+      std::lock_guard lock(mu);
+      finished = true;
+    }
+    cv.notify_one();
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::function<void()>> queue;
+  bool finished = false;
+};
+
+// A coroutine that starts at once and frees itself when done: the root of one agent.
+struct Detached {
+  struct promise_type {
+    Detached get_return_object() noexcept { return {}; }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    std::suspend_never final_suspend() noexcept { return {}; }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { std::terminate(); }
+  };
+};
+
+Detached drive(const Engine::AgentBody& body, Agent& agent,
+               std::function<void(std::exception_ptr)> done) {
+  std::exception_ptr error;
+  try {
+    co_await body(agent);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  done(error);
+}
+
+void pin_current_thread(int cpu) {
+  const int n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu % n, &set);
+  pthread_setaffinity_np(pthread_self(), sizeof(set), &set);  // best effort
+}
+
+// A thread with a small stack: thread-per-agent starts thousands of them. Coroutine frames live
+// on the heap, so an agent's thread needs little stack of its own.
+pthread_t start_small_thread(std::function<void()>* fn) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  pthread_t t{};
+  const int rc = pthread_create(
+      &t, &attr,
+      [](void* arg) -> void* {
+        auto* f = static_cast<std::function<void()>*>(arg);
+        (*f)();
+        return nullptr;
+      },
+      fn);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) {
+    throw std::runtime_error(fmt::format("cannot start an agent thread: {}", std::strerror(rc)));
+  }
+  return t;
+}
+
+}  // namespace
+
+struct Engine::Impl {
+  EngineOptions options;
+  int threads = 1;
+  std::vector<std::unique_ptr<Runtime>> runtimes;
+  std::vector<std::unique_ptr<LoopCore>> loops;  // one per runtime
+  int lanes = 1;
+  std::vector<std::unique_ptr<pool::Pool>> pools;
+
+  // The blocking thread pool (Agent::blocking).
+  std::mutex bmu;
+  std::condition_variable bcv;
+  std::deque<std::function<void()>> bqueue;
+  bool bstop = false;
+  std::vector<std::thread> bthreads;
+
+  void offload(std::function<void()> fn) {
+    {
+      std::lock_guard lock(bmu);
+      bqueue.push_back(std::move(fn));
+    }
+    bcv.notify_one();
+  }
+};
+
+Agent::Agent(Engine* e, int id, int lane, detail::AgentCore* core)
+    : engine_(e), id_(id), lane_(lane), name_(fmt::format("agent-{}", id)), core_(core) {}
+
+struct Agent::Generate::State {
+  Completion result;
+};
+
+void Agent::Generate::await_suspend(std::coroutine_handle<> h) {
+  state_ = std::make_shared<State>();
+  auto st = state_;
+  detail::AgentCore* core = agent_->core();
+  if (pool_ == nullptr) {
+    // Resumed from the loop like any call. (Completing in await_ready instead trips a GCC 12
+    // bug that destroys the awaiter's members twice.)
+    core->post([h] { h.resume(); });
+    return;
+  }
+  if (request_.agent.empty()) request_.agent = agent_->name();
+  // Nothing of *this may be touched once start_on() has been called: the coroutine may already
+  // have resumed on another thread.
+  pool_->start_on(agent_->lane(), std::move(request_), std::move(on_token_),
+                  [st, core, h](Completion c) {
+                    st->result = std::move(c);
+                    core->post([h] { h.resume(); });
+                  });
+}
+
+Completion Agent::Generate::await_resume() {
+  if (pool_ == nullptr) {  // no such pool: nothing was sent
+    Completion c;
+    c.error = {ErrorKind::bad_request,
+               fmt::format("no pool named '{}' (pools: {})", request_.model,
+                           fmt::join(agent_->engine().pool_names(), ", "))};
+    c.finish = FinishReason::error;
+    return c;
+  }
+  return std::move(state_->result);
+}
+
+Agent::Generate Agent::generate(std::string_view pool, const Request& request,
+                                TokenCallback on_token) {
+  // Never throws: GCC 12 destroys a by-value argument twice when a call inside a co_await
+  // expression throws. An unknown pool completes at once with an error instead.
+  pool::Pool* p = engine_->find_pool(pool);
+  if (p == nullptr) {
+    Request named;
+    named.model = std::string(pool);  // carries the name to the error message
+    return Generate(this, nullptr, std::move(named), {});
+  }
+  return Generate(this, p, request, std::move(on_token));
+}
+
+void Agent::offload(std::function<void()> work, std::coroutine_handle<> resume) {
+  detail::AgentCore* core = core_;
+  engine_->impl_->offload([work = std::move(work), core, resume] {
+    work();
+    core->post([resume] { resume.resume(); });
+  });
+}
+
+Engine::Engine(EngineOptions options) : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.options = std::move(options);
+  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  m.threads = m.options.threads > 0 ? m.options.threads : hw;
+  switch (m.options.executor) {
+    case ExecutorKind::single:
+      m.runtimes.push_back(std::make_unique<Runtime>(1));
+      m.lanes = 1;
+      break;
+    case ExecutorKind::shared:
+    case ExecutorKind::thread_per_agent:
+      m.runtimes.push_back(std::make_unique<Runtime>(m.threads));
+      // An endpoint's backend runs its requests on one strand; several lanes per endpoint let
+      // the loop's threads share one endpoint's streams.
+      m.lanes = m.threads == 1 ? 1 : 4 * m.threads;
+      break;
+    case ExecutorKind::per_core:
+      for (int i = 0; i < m.threads; ++i) {
+        m.runtimes.push_back(std::make_unique<Runtime>(1));
+        if (m.options.pin_threads) m.runtimes.back()->post([i] { pin_current_thread(i); });
+      }
+      m.lanes = m.threads;
+      break;
+  }
+  for (auto& rt : m.runtimes) m.loops.push_back(std::make_unique<LoopCore>(rt.get()));
+  std::vector<Runtime*> rts;
+  for (auto& rt : m.runtimes) rts.push_back(rt.get());
+  for (const auto& pc : m.options.pools) {
+    for (const auto& existing : m.pools) {
+      if (existing->config().name == pc.name) {
+        throw std::invalid_argument(fmt::format("two pools are named '{}'", pc.name));
+      }
+    }
+    m.pools.push_back(std::make_unique<pool::Pool>(pc, rts, m.lanes));
+  }
+  for (int i = 0; i < std::max(1, m.options.blocking_threads); ++i) {
+    m.bthreads.emplace_back([&m] {
+      std::unique_lock lock(m.bmu);
+      while (true) {
+        m.bcv.wait(lock, [&m] { return m.bstop || !m.bqueue.empty(); });
+        if (m.bqueue.empty()) return;
+        auto fn = std::move(m.bqueue.front());
+        m.bqueue.pop_front();
+        lock.unlock();
+        fn();
+        lock.lock();
+      }
+    });
+  }
+}
+
+Engine::~Engine() {
+  Impl& m = *impl_;
+  {
+    std::lock_guard lock(m.bmu);
+    m.bstop = true;
+  }
+  m.bcv.notify_all();
+  for (auto& t : m.bthreads) t.join();
+  m.pools.clear();  // before the runtimes their backends run on
+  m.loops.clear();
+  m.runtimes.clear();
+}
+
+ExecutorKind Engine::executor() const { return impl_->options.executor; }
+int Engine::loops() const { return static_cast<int>(impl_->runtimes.size()); }
+int Engine::lanes() const { return impl_->lanes; }
+
+pool::Pool* Engine::find_pool(std::string_view name) {
+  for (auto& p : impl_->pools) {
+    if (p->config().name == name) return p.get();
+  }
+  return nullptr;
+}
+
+pool::Pool& Engine::pool(std::string_view name) {
+  if (auto* p = find_pool(name)) return *p;
+  throw std::invalid_argument(fmt::format("no pool named '{}' (pools: {})", name,
+                                          fmt::join(pool_names(), ", ")));
+}
+
+std::vector<std::string> Engine::pool_names() const {
+  std::vector<std::string> out;
+  for (const auto& p : impl_->pools) out.push_back(p->config().name);
+  return out;
+}
+
+AgentRun Engine::run(int n, const AgentBody& body) {
+  Impl& m = *impl_;
+  AgentRun result;
+  result.agents = std::max(0, n);
+  if (n <= 0) return result;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  int remaining = n;
+  std::vector<std::unique_ptr<Agent>> agents;
+  std::vector<std::unique_ptr<ThreadCore>> thread_cores;
+  std::vector<std::unique_ptr<std::function<void()>>> thread_mains;
+  std::vector<pthread_t> threads;
+  agents.reserve(std::size_t(n));
+
+  auto on_agent_done = [&](std::exception_ptr error, ThreadCore* tc) {
+    std::string message;
+    if (error) {
+      try {
+        std::rethrow_exception(error);
+      } catch (const std::exception& e) {
+        message = e.what();
+      } catch (...) {
+        message = "unknown exception";
+      }
+    }
+    if (tc != nullptr) tc->finish();
+    std::lock_guard lock(mu);
+    if (error) {
+      ++result.failed;
+      if (result.errors.size() < 8) result.errors.push_back(std::move(message));
+    }
+    if (--remaining == 0) cv.notify_all();
+  };
+
+  const int64_t t0 = now_ns();
+  const bool own_threads = m.options.executor == ExecutorKind::thread_per_agent;
+  for (int i = 0; i < n; ++i) {
+    const int lane = i % m.lanes;
+    detail::AgentCore* core = nullptr;
+    ThreadCore* tc = nullptr;
+    if (own_threads) {
+      thread_cores.push_back(std::make_unique<ThreadCore>());
+      tc = thread_cores.back().get();
+      core = tc;
+    } else if (m.options.executor == ExecutorKind::per_core) {
+      core = m.loops[std::size_t(lane) % m.loops.size()].get();
+    } else {
+      core = m.loops[0].get();
+    }
+    agents.push_back(std::make_unique<Agent>(this, i, lane, core));
+    Agent* a = agents.back().get();
+    auto start = [&body, a, tc, &on_agent_done] {
+      drive(body, *a, [tc, &on_agent_done](std::exception_ptr e) { on_agent_done(e, tc); });
+    };
+    if (own_threads) {
+      tc->post(std::move(start));
+      thread_mains.push_back(std::make_unique<std::function<void()>>([tc] { tc->run(); }));
+      try {
+        threads.push_back(start_small_thread(thread_mains.back().get()));
+      } catch (...) {
+        // Out of threads: the agents already started finish; this one and the rest fail.
+        thread_cores.pop_back();
+        agents.pop_back();
+        std::lock_guard lock(mu);
+        const int missing = n - i;
+        result.failed += missing;
+        result.errors.push_back(fmt::format(
+            "could not start a thread for agent {} (and {} more): out of threads", i,
+            missing - 1));
+        remaining -= missing;
+        break;
+      }
+    } else {
+      core->post(std::move(start));
+    }
+  }
+  {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return remaining == 0; });
+  }
+  result.wall_ns = now_ns() - t0;
+  for (auto t : threads) pthread_join(t, nullptr);
+  return result;
+}
+
+}  // namespace chimera

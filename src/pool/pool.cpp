@@ -1,0 +1,725 @@
+#include <chimera/pool/pool.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <queue>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+
+namespace chimera::pool {
+
+namespace {
+
+// Errors that say the endpoint, not the request, is at fault: the endpoint is taken out.
+bool endpoint_fault(const Error& e) {
+  switch (e.kind) {
+    case ErrorKind::connect:
+    case ErrorKind::truncated:
+      return true;
+    case ErrorKind::http_status:
+      return e.http_status >= 500;
+    default:
+      return false;
+  }
+}
+
+// Errors worth another endpoint when no token has reached the caller yet.
+bool retryable(const Error& e) {
+  switch (e.kind) {
+    case ErrorKind::connect:
+    case ErrorKind::truncated:
+    case ErrorKind::timeout:
+    case ErrorKind::server:
+    case ErrorKind::protocol:
+      return true;
+    case ErrorKind::http_status:
+      return e.http_status >= 500 || e.http_status == 429 || e.http_status == 408;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+struct PoolRequest;
+
+struct Pool::Impl {
+  PoolConfig config;
+  std::string label;                                     // "pool:NAME"
+  std::vector<Runtime*> runtimes;
+  std::vector<std::vector<std::unique_ptr<Backend>>> members;  // [endpoint][lane]
+  int lanes = 1;
+  std::atomic<uint64_t> rr{0};
+
+  mutable std::mutex mu;  // guards router, waiting, PoolRequest::ticket
+  Router router;
+  std::unordered_map<Router::Ticket, std::shared_ptr<PoolRequest>> waiting;
+  std::unordered_map<PoolRequest*, std::weak_ptr<PoolRequest>> live;  // not finished yet
+
+  // Callbacks still to run that use this Impl (attempts in flight, posted failures): the Pool's
+  // destructor waits for them, so that the backends are destroyed on the owner's thread.
+  std::mutex pending_mu;
+  std::condition_variable pending_cv;
+  int pending = 0;
+  void hold() {
+    std::lock_guard lock(pending_mu);
+    ++pending;
+  }
+  void unhold() {
+    std::lock_guard lock(pending_mu);
+    if (--pending == 0) pending_cv.notify_all();
+  }
+
+  // The service thread: health checks, breaker probes and hedge timers.
+  std::mutex svc_mu;
+  std::condition_variable svc_cv;
+  bool stopping = false;
+  using Timer = std::pair<int64_t, std::weak_ptr<PoolRequest>>;
+  struct Later {
+    bool operator()(const Timer& a, const Timer& b) const { return a.first > b.first; }
+  };
+  std::priority_queue<Timer, std::vector<Timer>, Later> hedges;
+  std::thread service;
+
+  Impl(PoolConfig c, std::vector<Runtime*> rts, int lanes_wanted);
+  ~Impl();
+
+  void submit(const std::shared_ptr<PoolRequest>& p);
+  void pump();
+  void launch(const std::shared_ptr<PoolRequest>& p, int endpoint, bool hedge);
+  void attempt_done(const std::shared_ptr<PoolRequest>& p, int idx, int endpoint, Completion c);
+  void finish(const std::shared_ptr<PoolRequest>& p, Completion c);
+  void fail(const std::shared_ptr<PoolRequest>& p, ErrorKind kind, std::string message);
+  void fail_unplaceable(std::vector<Router::Ticket> tickets);
+  std::string why_unplaceable(const Router::Want& want) const;  // mu held
+  void cancel(const std::shared_ptr<PoolRequest>& p);
+  void hedge_due(const std::shared_ptr<PoolRequest>& p);
+  void probe(int endpoint);
+  void run_service();
+  int max_attempts() const {
+    const int others = static_cast<int>(config.endpoints.size()) - 1;
+    return 1 + (config.retries < 0 ? others : std::min(config.retries, others));
+  }
+};
+
+struct PoolRequest final : RequestHandle, std::enable_shared_from_this<PoolRequest> {
+  struct Attempt {
+    int endpoint = -1;
+    int64_t launched_ns = 0;
+    std::shared_ptr<RequestHandle> handle;
+    bool done = false;
+  };
+
+  std::shared_ptr<Pool::Impl> pool;
+  Request request;
+  TokenCallback on_token;
+  DoneCallback on_done;
+  int lane = 0;
+  Router::Want want;
+  int64_t enqueued_ns = 0;
+  std::optional<Router::Ticket> ticket;  // guarded by pool->mu
+
+  std::mutex mu;  // guards what follows
+  std::vector<Attempt> attempts;
+  std::vector<std::string> errors;  // of the attempts that failed, in order
+  bool finished = false;
+  std::atomic<bool> cancel_requested{false};
+  std::atomic<int> winner{-1};  // the attempt whose tokens reach the caller
+
+  std::mutex done_mu;
+  std::condition_variable done_cv;
+  bool done = false;
+  Completion result;
+
+  void cancel() override { pool->cancel(shared_from_this()); }
+  Completion wait() override {
+    std::unique_lock lock(done_mu);
+    done_cv.wait(lock, [this] { return done; });
+    return result;
+  }
+
+  // A token from attempt `idx`: the first attempt to deliver one wins; the others are cancelled.
+  bool token(int idx, const TokenEvent& ev) {
+    int w = winner.load();
+    if (w < 0 && winner.compare_exchange_strong(w, idx)) {
+      w = idx;
+      std::vector<std::shared_ptr<RequestHandle>> losers;
+      {
+        std::lock_guard lock(mu);
+        for (std::size_t i = 0; i < attempts.size(); ++i) {
+          if (static_cast<int>(i) != idx && !attempts[i].done && attempts[i].handle) {
+            losers.push_back(attempts[i].handle);
+          }
+        }
+      }
+      for (auto& h : losers) h->cancel();
+    }
+    if (w != idx || cancel_requested.load()) return false;
+    if (!on_token) return true;
+    return on_token(ev);
+  }
+};
+
+Pool::Impl::Impl(PoolConfig c, std::vector<Runtime*> rts, int lanes_wanted)
+    : config(std::move(c)),
+      label("pool:" + config.name),
+      runtimes(std::move(rts)),
+      router([&] {
+        std::vector<int> limits;
+        for (const auto& e : config.endpoints) limits.push_back(e.max_concurrency);
+        return limits;
+      }(), config.routing, config.breaker) {
+  if (runtimes.empty()) throw std::invalid_argument(fmt::format("pool '{}': no runtime", config.name));
+  if (config.endpoints.empty()) {
+    throw std::invalid_argument(fmt::format("pool '{}' has no endpoints", config.name));
+  }
+  lanes = lanes_wanted > 0 ? lanes_wanted : static_cast<int>(runtimes.size());
+  for (std::size_t e = 0; e < config.endpoints.size(); ++e) {
+    std::vector<std::unique_ptr<Backend>> per_lane;
+    for (int l = 0; l < lanes; ++l) {
+      try {
+        per_lane.push_back(make_backend(config.endpoints[e].config,
+                                        *runtimes[std::size_t(l) % runtimes.size()]));
+      } catch (const std::exception& ex) {
+        throw std::invalid_argument(
+            fmt::format("pool '{}', endpoint {} ({}): {}", config.name, e + 1,
+                        config.endpoints[e].config.url, ex.what()));
+      }
+    }
+    members.push_back(std::move(per_lane));
+  }
+  service = std::thread([this] { run_service(); });
+}
+
+Pool::Impl::~Impl() {
+  {
+    std::lock_guard lock(svc_mu);
+    stopping = true;
+  }
+  svc_cv.notify_all();
+  if (service.joinable()) service.join();
+}
+
+std::string Pool::Impl::why_unplaceable(const Router::Want& want) const {
+  std::string why;
+  for (std::size_t e = 0; e < config.endpoints.size(); ++e) {
+    const auto& load = router.load(static_cast<int>(e));
+    const bool excluded =
+        std::find(want.exclude.begin(), want.exclude.end(), int(e)) != want.exclude.end();
+    why += fmt::format("{}{} {}", why.empty() ? "" : "; ", config.endpoints[e].config.url,
+                       excluded   ? "already failed this request"
+                       : load.up  ? "up"
+                                  : "is down (" + load.last_error + ")");
+  }
+  return why;
+}
+
+void Pool::Impl::submit(const std::shared_ptr<PoolRequest>& p) {
+  std::string why;
+  {
+    std::lock_guard lock(mu);
+    live.emplace(p.get(), p);
+    if (router.unplaceable(p->want)) {
+      why = why_unplaceable(p->want);
+    } else {
+      const auto t = router.enqueue(p->want);
+      p->ticket = t;
+      waiting.emplace(t, p);
+    }
+  }
+  if (!why.empty()) {
+    fail(p, ErrorKind::connect,
+         fmt::format("{}: no endpoint can take the request: {}", label, why));
+    return;
+  }
+  pump();
+}
+
+void Pool::Impl::pump() {
+  std::vector<std::pair<std::shared_ptr<PoolRequest>, int>> go;
+  {
+    std::lock_guard lock(mu);
+    const int64_t now = now_ns();
+    while (auto n = router.next(now)) {
+      auto it = waiting.find(n->first);
+      if (it == waiting.end()) {  // cannot happen: every queued ticket is waiting
+        router.release(n->second);
+        continue;
+      }
+      auto p = std::move(it->second);
+      waiting.erase(it);
+      p->ticket.reset();
+      go.emplace_back(std::move(p), n->second);
+    }
+  }
+  for (auto& [p, e] : go) launch(p, e, false);
+}
+
+void Pool::Impl::launch(const std::shared_ptr<PoolRequest>& p, int endpoint, bool hedge) {
+  int idx = 0;
+  {
+    std::lock_guard lock(p->mu);
+    if (p->finished || p->cancel_requested.load() || (hedge && p->winner.load() >= 0)) {
+      idx = -1;
+    } else {
+      idx = static_cast<int>(p->attempts.size());
+      p->attempts.push_back({endpoint, now_ns(), nullptr, false});
+      if (idx == 0) p->result.figures.queued_ns = p->attempts[0].launched_ns - p->enqueued_ns;
+    }
+  }
+  if (idx < 0) {  // nothing to send after all: give the slot back
+    {
+      std::lock_guard lock(mu);
+      router.release(endpoint);
+    }
+    if (!hedge && p->cancel_requested.load()) fail(p, ErrorKind::cancelled, label + ": cancelled");
+    pump();
+    return;
+  }
+  Request r = p->request;
+  if (r.model.empty()) r.model = config.model;
+  Impl* self = this;
+  hold();  // released at the end of attempt_done
+  auto& backend = *members[std::size_t(endpoint)][std::size_t(p->lane % lanes)];
+  auto handle = backend.start(
+      std::move(r), [p, idx](const TokenEvent& ev) { return p->token(idx, ev); },
+      [self, p, idx, endpoint](Completion c) { self->attempt_done(p, idx, endpoint, std::move(c)); });
+  bool cancel_now = false;
+  {
+    std::lock_guard lock(p->mu);
+    if (!p->attempts[std::size_t(idx)].done) p->attempts[std::size_t(idx)].handle = handle;
+    const int w = p->winner.load();
+    cancel_now = p->cancel_requested.load() || (w >= 0 && w != idx);
+  }
+  if (cancel_now) handle->cancel();
+  if (!hedge && config.hedge_after_ms > 0 && config.endpoints.size() > 1) {
+    {
+      std::lock_guard lock(svc_mu);
+      hedges.emplace(now_ns() + config.hedge_after_ms * 1'000'000, p);
+    }
+    svc_cv.notify_all();
+  }
+}
+
+void Pool::Impl::attempt_done(const std::shared_ptr<PoolRequest>& p, int idx, int endpoint,
+                              Completion c) {
+  const bool fault = endpoint_fault(c.error) && !p->cancel_requested.load();
+  std::vector<Router::Ticket> stranded;
+  {
+    std::lock_guard lock(mu);
+    router.release(endpoint);
+    if (fault) {
+      router.failed(endpoint, now_ns(), c.error.message);
+      stranded = router.take_unplaceable();
+    } else if (c.ok()) {
+      router.succeeded(endpoint);
+    }
+  }
+  if (!stranded.empty()) fail_unplaceable(std::move(stranded));
+  struct Unhold {
+    Impl* impl;
+    ~Unhold() { impl->unhold(); }
+  } unhold_at_end{this};
+
+  enum class Next { nothing, finish, retry, fail_all };
+  Next next = Next::nothing;
+  {
+    std::lock_guard lock(p->mu);
+    auto& a = p->attempts[std::size_t(idx)];
+    a.done = true;
+    a.handle.reset();
+    bool others_running = false;
+    for (const auto& o : p->attempts) others_running |= !o.done;
+    int w = p->winner.load();
+    if (p->finished) {
+      next = Next::nothing;
+    } else if (w == idx) {
+      next = Next::finish;
+    } else if (w >= 0) {
+      next = Next::nothing;  // a loser: the winner finishes the request
+    } else if (c.ok() || c.error.kind == ErrorKind::cancelled || !retryable(c.error) ||
+               p->cancel_requested.load()) {
+      if (others_running && !c.ok()) {
+        next = Next::nothing;  // a hedge is still running: it may yet answer
+      } else if (p->winner.compare_exchange_strong(w, idx)) {
+        next = Next::finish;
+      }
+    } else {
+      p->errors.push_back(c.error.message);
+      if (others_running) {
+        next = Next::nothing;
+      } else if (static_cast<int>(p->attempts.size()) < max_attempts()) {
+        next = Next::retry;
+      } else {
+        next = Next::fail_all;
+      }
+    }
+  }
+
+  switch (next) {
+    case Next::nothing:
+      break;
+    case Next::finish: {
+      std::vector<std::shared_ptr<RequestHandle>> others;
+      {
+        std::lock_guard lock(p->mu);
+        for (auto& o : p->attempts) {
+          if (!o.done && o.handle) others.push_back(o.handle);
+        }
+      }
+      for (auto& h : others) h->cancel();
+      if (c.error && c.figures.t_first_token_ns && c.error.kind != ErrorKind::cancelled) {
+        c.error.message += fmt::format(
+            "; not retried on another endpoint: {} chunks had already reached the caller",
+            c.figures.chunks.value_or(0));
+      }
+      finish(p, std::move(c));
+      break;
+    }
+    case Next::retry: {
+      std::string why;
+      {
+        std::lock_guard lock(mu);
+        p->want.exclude.clear();
+        {
+          std::lock_guard plock(p->mu);
+          for (const auto& o : p->attempts) p->want.exclude.push_back(o.endpoint);
+        }
+        p->want.front = true;
+        if (router.unplaceable(p->want)) {
+          why = why_unplaceable(p->want);
+        } else {
+          const auto t = router.enqueue(p->want);
+          p->ticket = t;
+          waiting.emplace(t, p);
+        }
+      }
+      if (!why.empty()) {
+        std::string all;
+        {
+          std::lock_guard plock(p->mu);
+          for (const auto& e : p->errors) all += (all.empty() ? "" : " | ") + e;
+        }
+        fail(p, c.error.kind,
+             fmt::format("{}: the request failed before its first token and no other endpoint "
+                         "can take it ({}): {}",
+                         label, why, all));
+      }
+      break;
+    }
+    case Next::fail_all: {
+      std::string all;
+      std::size_t n = 0;
+      {
+        std::lock_guard plock(p->mu);
+        for (const auto& e : p->errors) all += (all.empty() ? "" : " | ") + e;
+        n = p->attempts.size();
+      }
+      c.error.message = fmt::format("{}: all {} attempts failed before the first token: {}",
+                                    label, n, all);
+      finish(p, std::move(c));
+      break;
+    }
+  }
+  pump();
+}
+
+void Pool::Impl::finish(const std::shared_ptr<PoolRequest>& p, Completion c) {
+  {
+    std::lock_guard lock(p->mu);
+    if (p->finished) return;
+    p->finished = true;
+    {
+      std::lock_guard plock(mu);
+      live.erase(p.get());
+    }
+    const int n = static_cast<int>(p->attempts.size());
+    c.figures.attempts = std::max(1, n);
+    c.figures.queued_ns = p->result.figures.queued_ns;
+    if (n > 1) {
+      // Retried or hedged: the caller has waited since the first attempt was sent, so that is
+      // the request's t_send (the first attempt's own send time may never have come).
+      Figures& f = c.figures;
+      f.t_send_ns = p->attempts[0].launched_ns;
+      if (f.t_first_token_ns) f.ttft_client_ns = *f.t_first_token_ns - f.t_send_ns;
+      f.e2e_ns = now_ns() - f.t_send_ns;
+    }
+  }
+  {
+    std::lock_guard lock(p->done_mu);
+    p->result = c;
+  }
+  if (p->on_done) {
+    try {
+      p->on_done(std::move(c));
+    } catch (...) {
+      // Callbacks must not throw (backend.hpp); one that does must not take a thread down.
+    }
+  }
+  {
+    std::lock_guard lock(p->done_mu);
+    p->done = true;
+  }
+  p->done_cv.notify_all();
+}
+
+void Pool::Impl::fail(const std::shared_ptr<PoolRequest>& p, ErrorKind kind,
+                      std::string message) {
+  // Callbacks run on a runtime thread, never on the caller's (backend.hpp).
+  hold();
+  runtimes[std::size_t(p->lane) % runtimes.size()]->post(
+      [this, p, kind, message = std::move(message)] {
+        Completion c;
+        c.endpoint = label;
+        c.error = {kind, message};
+        c.finish = kind == ErrorKind::cancelled ? FinishReason::cancelled : FinishReason::error;
+        finish(p, std::move(c));
+        unhold();
+      });
+}
+
+void Pool::Impl::fail_unplaceable(std::vector<Router::Ticket> tickets) {
+  for (auto t : tickets) {
+    std::shared_ptr<PoolRequest> p;
+    std::string why;
+    {
+      std::lock_guard lock(mu);
+      auto it = waiting.find(t);
+      if (it == waiting.end()) continue;
+      p = std::move(it->second);
+      waiting.erase(it);
+      p->ticket.reset();
+      why = why_unplaceable(p->want);
+    }
+    fail(p, ErrorKind::connect,
+         fmt::format("{}: no endpoint can take the request: {}", label, why));
+  }
+}
+
+void Pool::Impl::cancel(const std::shared_ptr<PoolRequest>& p) {
+  if (p->cancel_requested.exchange(true)) return;
+  bool was_queued = false;
+  {
+    std::lock_guard lock(mu);
+    if (p->ticket) {
+      router.remove(*p->ticket);
+      waiting.erase(*p->ticket);
+      p->ticket.reset();
+      was_queued = true;
+    }
+  }
+  if (was_queued) {
+    fail(p, ErrorKind::cancelled, label + ": cancelled while queued");
+    return;
+  }
+  std::vector<std::shared_ptr<RequestHandle>> running;
+  {
+    std::lock_guard lock(p->mu);
+    for (auto& a : p->attempts) {
+      if (!a.done && a.handle) running.push_back(a.handle);
+    }
+  }
+  for (auto& h : running) h->cancel();
+}
+
+void Pool::Impl::hedge_due(const std::shared_ptr<PoolRequest>& p) {
+  int busy = -1;
+  {
+    std::lock_guard lock(p->mu);
+    if (p->finished || p->cancel_requested.load() || p->winner.load() >= 0 ||
+        p->attempts.size() != 1 || p->attempts[0].done) {
+      return;
+    }
+    busy = p->attempts[0].endpoint;
+  }
+  std::optional<int> e;
+  {
+    std::lock_guard lock(mu);
+    Router::Want w = p->want;
+    w.exclude.push_back(busy);
+    e = router.extra(w, busy, now_ns());
+  }
+  if (e) launch(p, *e, true);  // no free endpoint: no hedge (it would only queue)
+}
+
+void Pool::Impl::probe(int endpoint) {
+  const EndpointInfo info = members[std::size_t(endpoint)][0]->check();
+  std::vector<Router::Ticket> stranded;
+  {
+    std::lock_guard lock(mu);
+    const bool was_up = router.load(endpoint).up;
+    if (info.healthy) {
+      router.succeeded(endpoint);
+    } else if (was_up || now_ns() >= router.load(endpoint).down_until_ns) {
+      router.failed(endpoint, now_ns(), "health check: " + info.detail);
+      stranded = router.take_unplaceable();
+    }
+  }
+  if (!stranded.empty()) fail_unplaceable(std::move(stranded));
+  if (info.healthy) pump();
+}
+
+void Pool::Impl::run_service() {
+  const int64_t interval = config.health_interval_ms * 1'000'000;
+  int64_t next_check = interval > 0 ? now_ns() + interval : INT64_MAX;
+  std::unique_lock lock(svc_mu);
+  while (!stopping) {
+    int64_t wake = next_check;
+    {
+      std::lock_guard rlock(mu);
+      for (std::size_t e = 0; e < config.endpoints.size(); ++e) {
+        const auto& l = router.load(static_cast<int>(e));
+        if (!l.up) wake = std::min(wake, l.down_until_ns);
+      }
+    }
+    if (!hedges.empty()) wake = std::min(wake, hedges.top().first);
+    const int64_t now = now_ns();
+    if (wake > now) {
+      // Wake at least every 50 ms: an endpoint may go down while we sleep.
+      const int64_t wait = std::min<int64_t>(wake - now, 50'000'000);
+      svc_cv.wait_for(lock, std::chrono::nanoseconds(wait));
+      continue;
+    }
+    std::vector<std::shared_ptr<PoolRequest>> due;
+    while (!hedges.empty() && hedges.top().first <= now) {
+      if (auto p = hedges.top().second.lock()) due.push_back(std::move(p));
+      hedges.pop();
+    }
+    std::vector<int> probes;
+    {
+      std::lock_guard rlock(mu);
+      probes = router.due_for_probe(now);
+    }
+    const bool periodic = now >= next_check;
+    if (periodic) next_check = now + interval;
+    lock.unlock();
+    for (auto& p : due) hedge_due(p);
+    if (periodic) {
+      for (int e = 0; e < static_cast<int>(config.endpoints.size()); ++e) probe(e);
+    } else {
+      for (int e : probes) probe(e);
+    }
+    lock.lock();
+  }
+}
+
+Pool::Pool(PoolConfig config, std::vector<Runtime*> runtimes, int lanes)
+    : impl_(std::make_shared<Impl>(std::move(config), std::move(runtimes), lanes)) {}
+
+Pool::Pool(PoolConfig config, Runtime& runtime) : Pool(std::move(config), {&runtime}, 1) {}
+
+Pool::~Pool() {
+  // Queued requests fail now; requests in flight finish on their own (they hold the Impl).
+  std::vector<std::shared_ptr<PoolRequest>> queued;
+  {
+    std::lock_guard lock(impl_->mu);
+    for (auto& [t, p] : impl_->waiting) {
+      impl_->router.remove(t);
+      p->ticket.reset();
+      queued.push_back(p);
+    }
+    impl_->waiting.clear();
+  }
+  for (auto& p : queued) impl_->fail(p, ErrorKind::cancelled, impl_->label + ": pool closed");
+  {
+    std::lock_guard lock(impl_->svc_mu);
+    impl_->stopping = true;
+  }
+  impl_->svc_cv.notify_all();
+  if (impl_->service.joinable()) impl_->service.join();
+  // Requests in flight are cancelled and waited for: their callbacks use the backends.
+  std::vector<std::shared_ptr<PoolRequest>> running;
+  {
+    std::lock_guard lock(impl_->mu);
+    for (auto& [raw, weak] : impl_->live) {
+      if (auto p = weak.lock()) running.push_back(std::move(p));
+    }
+  }
+  for (auto& p : running) impl_->cancel(p);
+  running.clear();
+  {
+    std::unique_lock lock(impl_->pending_mu);
+    impl_->pending_cv.wait(lock, [this] { return impl_->pending == 0; });
+  }
+  impl_->members.clear();  // here, on the owner's thread, not on a runtime thread later
+}
+
+BackendKind Pool::kind() const { return impl_->config.endpoints.front().config.kind; }
+const std::string& Pool::endpoint() const { return impl_->label; }
+const PoolConfig& Pool::config() const { return impl_->config; }
+int Pool::lanes() const { return impl_->lanes; }
+
+std::shared_ptr<RequestHandle> Pool::start(Request request, TokenCallback on_token,
+                                           DoneCallback on_done) {
+  const int lane = static_cast<int>(impl_->rr.fetch_add(1) % uint64_t(impl_->lanes));
+  return start_on(lane, std::move(request), std::move(on_token), std::move(on_done));
+}
+
+std::shared_ptr<RequestHandle> Pool::start_on(int lane, Request request, TokenCallback on_token,
+                                              DoneCallback on_done) {
+  auto p = std::make_shared<PoolRequest>();
+  p->pool = impl_;
+  p->lane = std::max(0, lane) % impl_->lanes;
+  p->want.key = !request.agent.empty() ? request.agent : request.session;
+  p->want.session = request.session;
+  p->want.pin = request.pin;
+  p->request = std::move(request);
+  p->on_token = std::move(on_token);
+  p->on_done = std::move(on_done);
+  p->enqueued_ns = now_ns();
+  impl_->submit(p);
+  return p;
+}
+
+EndpointInfo Pool::check() {
+  EndpointInfo info;
+  info.url = impl_->label;
+  info.kind = kind();
+  info.server = "pool";
+  const int64_t t0 = now_ns();
+  int healthy = 0;
+  for (std::size_t e = 0; e < impl_->members.size(); ++e) {
+    const EndpointInfo m = impl_->members[e][0]->check();
+    if (m.healthy) ++healthy;
+    info.detail += fmt::format("{}{} {}", info.detail.empty() ? "" : "; ", m.url,
+                               m.healthy ? "up" : "DOWN (" + m.detail + ")");
+    for (const auto& model : m.models) {
+      if (std::find(info.models.begin(), info.models.end(), model) == info.models.end()) {
+        info.models.push_back(model);
+      }
+    }
+  }
+  info.healthy = healthy > 0;
+  info.latency_ns = now_ns() - t0;
+  info.detail = fmt::format("{}/{} endpoints up: {}", healthy, impl_->members.size(), info.detail);
+  return info;
+}
+
+void Pool::drop_session(const std::string& session) {
+  for (auto& lanes : impl_->members) {
+    for (auto& b : lanes) b->drop_session(session);
+  }
+}
+
+std::vector<EndpointStatus> Pool::status() const {
+  std::vector<EndpointStatus> out;
+  std::lock_guard lock(impl_->mu);
+  for (std::size_t e = 0; e < impl_->config.endpoints.size(); ++e) {
+    const auto& l = impl_->router.load(static_cast<int>(e));
+    out.push_back({impl_->config.endpoints[e].config.url, impl_->config.endpoints[e].config.kind,
+                   l.up, l.outstanding, l.limit, l.dispatched, l.failures, l.last_error});
+  }
+  return out;
+}
+
+void Pool::check_now() {
+  for (int e = 0; e < static_cast<int>(impl_->members.size()); ++e) impl_->probe(e);
+}
+
+}  // namespace chimera::pool
