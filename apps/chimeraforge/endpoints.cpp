@@ -1,15 +1,42 @@
-// `chimeraforge endpoints check`: is each endpoint up, which API does it speak, what does it serve.
+// `chimeraforge endpoints`: check endpoints; start a local pool of llama-servers (`up`) and stop
+// it (`down`). docs/endpoints.md is the manual for `up` and `down`.
 #include "commands.hpp"
 
 #include <chimera/backends/backend.hpp>
+#include <chimera/backends/server_process.hpp>
 
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
+#include <fmt/chrono.h>
 #include <fmt/format.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <thread>
 
 namespace chimera::cli {
 
 namespace {
+
+namespace fs = std::filesystem;
+
+// ---------------------------------------------------------------------------------------------
+// check
 
 struct CheckArgs {
   std::vector<std::string> urls;
@@ -77,12 +104,604 @@ int run_check(const CheckArgs& a) {
   return unhealthy == 0 ? kOk : kFailed;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Processes, seen through /proc. A zombie counts as gone: it runs nothing and holds no port, and
+// only its parent can reap it (a test harness, or a PID 1 that does not reap).
+
+constexpr const char* kStateProgram = "chimeraforge endpoints up";
+
+// The state letter of /proc/PID/stat (R, S, D, Z, ...), or 0 when there is no such process.
+char proc_state(pid_t pid) {
+  if (pid <= 0) return 0;
+  std::ifstream in(fmt::format("/proc/{}/stat", pid));
+  std::string line;
+  std::getline(in, line);
+  const auto paren = line.rfind(')');  // the command name may hold spaces and parentheses
+  if (paren == std::string::npos || paren + 2 >= line.size()) return 0;
+  return line[paren + 2];
+}
+
+bool alive(pid_t pid) {
+  const char s = proc_state(pid);
+  return s != 0 && s != 'Z' && s != 'X';
+}
+
+std::vector<std::string> proc_cmdline(pid_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/cmdline", pid), std::ios::binary);
+  std::vector<std::string> argv;
+  std::string arg;
+  while (std::getline(in, arg, '\0')) argv.push_back(arg);
+  return argv;
+}
+
+// Is `pid` still the `endpoints up` named in a state file (and not a process that got its pid)?
+bool is_endpoints_up(pid_t pid) {
+  const auto argv = proc_cmdline(pid);
+  for (std::size_t i = 0; i + 1 < argv.size(); ++i) {
+    if (argv[i] == "endpoints" && argv[i + 1] == "up") return true;
+  }
+  return false;
+}
+
+// Is `pid` still a llama-server (by its name, or the binary the state file recorded)?
+bool is_llama_server(pid_t pid, const std::string& binary) {
+  const auto argv = proc_cmdline(pid);
+  if (argv.empty()) return false;
+  return argv[0] == binary || fs::path(argv[0]).filename().string().find("llama-server") !=
+                                  std::string::npos;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The state file: what `up` runs, for `down` (and for people) to find.
+
+struct StateServer {
+  pid_t pid = -1;
+  int port = 0;
+  std::string url;
+  std::string log;
+};
+
+struct State {
+  pid_t pid = -1;
+  std::string status;  // "starting", "running"
+  std::string started;
+  std::string model;
+  std::string binary;
+  std::vector<StateServer> servers;
+};
+
+fs::path default_state_file() {
+  if (const char* r = std::getenv("XDG_RUNTIME_DIR"); r != nullptr && *r != '\0') {
+    return fs::path(r) / "chimeraforge" / "endpoints.json";
+  }
+  fs::path cache;
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && *x != '\0') {
+    cache = x;
+  } else if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') {
+    cache = fs::path(h) / ".cache";
+  } else {
+    cache = fs::temp_directory_path();
+  }
+  return cache / "chimeraforge" / "endpoints.json";
+}
+
+// Written whole to a temporary file and renamed over the old one: a reader never sees half.
+bool write_state(const fs::path& path, const State& s, std::string& error) {
+  boost::json::array servers;
+  for (const auto& e : s.servers) {
+    servers.push_back(boost::json::object{
+        {"pid", e.pid}, {"port", e.port}, {"url", e.url}, {"log", e.log}});
+  }
+  const boost::json::object o{{"program", kStateProgram}, {"pid", s.pid},
+                              {"status", s.status},       {"started", s.started},
+                              {"model", s.model},         {"binary", s.binary},
+                              {"servers", std::move(servers)}};
+  const fs::path tmp = path.string() + fmt::format(".tmp{}", ::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << boost::json::serialize(o) << '\n';
+    if (!out.flush()) {
+      error = fmt::format("cannot write the state file '{}': {}", tmp.string(), std::strerror(errno));
+      return false;
+    }
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    error = fmt::format("cannot write the state file '{}': {}", path.string(), ec.message());
+    fs::remove(tmp, ec);
+    return false;
+  }
+  return true;
+}
+
+// False with `error` when the file cannot be read or was not written by `endpoints up`.
+bool read_state(const fs::path& path, State& s, std::string& error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = fmt::format("cannot read '{}': {}", path.string(), std::strerror(errno));
+    return false;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  boost::system::error_code ec;
+  const auto v = boost::json::parse(ss.str(), ec);
+  const boost::json::object* o = ec ? nullptr : v.if_object();
+  const boost::json::value* program = o ? o->if_contains("program") : nullptr;
+  if (program == nullptr || !program->is_string() || program->get_string() != kStateProgram) {
+    error = fmt::format("'{}' is not a state file written by `{}`", path.string(), kStateProgram);
+    return false;
+  }
+  try {
+    s.pid = static_cast<pid_t>(o->at("pid").to_number<int64_t>());
+    s.status = o->at("status").as_string().c_str();
+    s.started = o->at("started").as_string().c_str();
+    s.model = o->at("model").as_string().c_str();
+    s.binary = o->at("binary").as_string().c_str();
+    for (const auto& e : o->at("servers").as_array()) {
+      const auto& so = e.as_object();
+      s.servers.push_back({.pid = static_cast<pid_t>(so.at("pid").to_number<int64_t>()),
+                           .port = static_cast<int>(so.at("port").to_number<int64_t>()),
+                           .url = so.at("url").as_string().c_str(),
+                           .log = so.at("log").as_string().c_str()});
+    }
+  } catch (const std::exception& e) {
+    error = fmt::format("the state file '{}' is damaged: {}", path.string(), e.what());
+    return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// up
+
+struct UpArgs {
+  int count = 0;
+  std::string model;
+  int port = 0;  // 0: free ports
+  int gpu_layers = 0;
+  int ctx = 4096;
+  int parallel = 1;
+  int threads = 0;
+  std::string server;
+  std::string state;
+  std::string name = "local";
+  int ready_timeout_s = 300;
+  bool json = false;
+  std::vector<std::string> server_args;
+  CLI::Option* port_option = nullptr;
+};
+
+constexpr const char* kUp = "chimeraforge endpoints up";
+constexpr int kMaxCount = 256;
+
+// Empty when the flags are usable; otherwise what is wrong, naming the flag.
+std::string check_up_flags(const UpArgs& a) {
+  if (a.count < 1) return fmt::format("--count must be at least 1 (got {})", a.count);
+  if (a.count > kMaxCount) {
+    return fmt::format("--count {} is more than {} servers; is that what you meant?", a.count,
+                       kMaxCount);
+  }
+  std::error_code ec;
+  const auto st = fs::status(a.model, ec);
+  if (!fs::exists(st)) return fmt::format("--model '{}': no such file", a.model);
+  if (!fs::is_regular_file(st)) return fmt::format("--model '{}' is not a file", a.model);
+  std::ifstream in(a.model, std::ios::binary);
+  char magic[4] = {};
+  if (!in.read(magic, 4)) {
+    return fmt::format("--model '{}' cannot be read or is too short to be a GGUF model", a.model);
+  }
+  if (std::memcmp(magic, "GGUF", 4) != 0) {
+    return fmt::format("--model '{}' is not a GGUF model (it does not start with \"GGUF\"); "
+                       "llama-server loads GGUF files only",
+                       a.model);
+  }
+  if (a.port_option != nullptr && a.port_option->count() > 0) {
+    if (a.port < 1 || a.port > 65535) {
+      return fmt::format("--port {} is out of range: a port is from 1 to 65535", a.port);
+    }
+    if (a.port + a.count - 1 > 65535) {
+      return fmt::format("--port {} with --count {} needs ports up to {}, beyond 65535", a.port,
+                         a.count, a.port + a.count - 1);
+    }
+  }
+  if (a.parallel < 1) return fmt::format("--parallel must be at least 1 (got {})", a.parallel);
+  if (a.ctx < 0) return fmt::format("--ctx must be 0 (the model's own) or more (got {})", a.ctx);
+  if (a.threads < 0) return fmt::format("--threads must be 0 (llama-server's choice) or more");
+  if (a.gpu_layers < 0) return fmt::format("--gpu-layers must be 0 or more (99: all layers)");
+  if (a.ready_timeout_s < 1) return "--ready-timeout must be at least 1 second";
+  if (a.name.empty() ||
+      a.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+          std::string::npos) {
+    return fmt::format("--name '{}': use letters, digits, '-' and '_'", a.name);
+  }
+  if (!a.server.empty() && ::access(a.server.c_str(), X_OK) != 0) {
+    return fmt::format("--server '{}' is not an executable file: {}", a.server,
+                       std::strerror(errno));
+  }
+  return {};
+}
+
+bool port_in_use(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  const bool taken = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0;
+  ::close(fd);
+  return taken;
+}
+
+// Waits up to `ms` for one of `set` (blocked in this thread). The signal, or 0.
+int wait_signal(const sigset_t& set, int ms) {
+  const timespec ts{ms / 1000, static_cast<long>(ms % 1000) * 1'000'000L};
+  const int sig = ::sigtimedwait(&set, nullptr, &ts);
+  return sig > 0 ? sig : 0;
+}
+
+const char* signal_name(int sig) {
+  switch (sig) {
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP";
+    default: return "a signal";
+  }
+}
+
+struct Running {
+  std::unique_ptr<ServerProcess> process;
+  pid_t pid = -1;  // kept: the process forgets its pid once reaped
+  bool ready = false;
+  bool live = true;
+};
+
+std::string plural(std::size_t n, const char* one, const char* many) {
+  return fmt::format("{} {}", n, n == 1 ? one : many);
+}
+
+// Every server at once: SIGTERM to all first, so the 2 s grace of stop() runs concurrently.
+void stop_all(std::vector<Running>& servers) {
+  for (auto& s : servers) {
+    if (s.process->pid() > 0) ::kill(s.process->pid(), SIGTERM);
+  }
+  for (auto& s : servers) {
+    s.process->stop();
+    s.live = false;
+  }
+}
+
+State make_state(const UpArgs& a, const std::string& binary, const std::string& started,
+                 const std::vector<Running>& servers, const char* status) {
+  State st;
+  st.pid = ::getpid();
+  st.status = status;
+  st.started = started;
+  st.model = fs::absolute(a.model).string();
+  st.binary = binary;
+  for (const auto& s : servers) {
+    if (!s.live) continue;
+    st.servers.push_back({.pid = s.pid,
+                          .port = s.process->port(),
+                          .url = s.process->url(),
+                          .log = s.process->log_path()});
+  }
+  return st;
+}
+
+std::string pool_toml(const UpArgs& a, const std::vector<Running>& servers) {
+  std::string t = fmt::format(
+      "# {} llama-server{} started by `chimeraforge endpoints up` ({}); stop them with Ctrl-C or "
+      "`chimeraforge endpoints down`\n[[pool]]\nname = \"{}\"\nrouting = \"least-outstanding\"\n",
+      servers.size(), servers.size() == 1 ? "" : "s", fs::path(a.model).filename().string(),
+      a.name);
+  for (const auto& s : servers) {
+    t += fmt::format("\n[[pool.endpoint]]\nurl = \"{}\"\nbackend = \"openai\"\nmax_concurrency = {}\n",
+                     s.process->url(), a.parallel);
+  }
+  return t;
+}
+
+std::string pool_json(const UpArgs& a, const std::vector<Running>& servers) {
+  boost::json::array endpoints;
+  for (const auto& s : servers) {
+    endpoints.push_back(boost::json::object{
+        {"url", s.process->url()}, {"backend", "openai"}, {"max_concurrency", a.parallel}});
+  }
+  boost::json::array pools;
+  pools.push_back(boost::json::object{{"name", a.name},
+                                      {"routing", "least-outstanding"},
+                                      {"endpoint", std::move(endpoints)}});
+  return boost::json::serialize(boost::json::object{{"pool", std::move(pools)}});
+}
+
+int run_up(const UpArgs& a) {
+  if (const std::string bad = check_up_flags(a); !bad.empty()) {
+    fmt::print(stderr, "{}: {}\n", kUp, bad);
+    return kUsage;
+  }
+  const std::string binary = a.server.empty() ? default_llama_server() : a.server;
+  if (a.server.empty() && ::access(binary.c_str(), X_OK) != 0) {
+    fmt::print(stderr, "{}: the llama-server this build was made with ('{}') cannot be run: {}; "
+               "name one with --server PATH\n", kUp, binary, std::strerror(errno));
+    return kFailed;
+  }
+
+  const fs::path state_path = a.state.empty() ? default_state_file() : fs::path(a.state);
+  std::error_code ec;
+  if (fs::exists(state_path, ec)) {
+    State old;
+    std::string error;
+    if (!read_state(state_path, old, error)) {
+      fmt::print(stderr, "{}: --state: {}; not overwriting it\n", kUp, error);
+      return kUsage;
+    }
+    if (alive(old.pid) && is_endpoints_up(old.pid)) {
+      fmt::print(stderr,
+                 "{}: endpoints are already running (pid {}, state file '{}'); stop them with "
+                 "`chimeraforge endpoints down{}`, or give this set its own --state FILE\n",
+                 kUp, old.pid, state_path.string(),
+                 a.state.empty() ? "" : " --state " + state_path.string());
+      return kFailed;
+    }
+    fmt::print(stderr, "{}: replacing the stale state file '{}' (pid {} is gone)\n", kUp,
+               state_path.string(), old.pid);
+  }
+  fs::create_directories(state_path.parent_path().empty() ? fs::path(".") : state_path.parent_path(),
+                         ec);
+  if (ec) {
+    fmt::print(stderr, "{}: cannot create the folder of the state file '{}': {}\n", kUp,
+               state_path.string(), ec.message());
+    return kFailed;
+  }
+
+  std::vector<int> ports;
+  if (a.port_option->count() > 0) {
+    for (int i = 0; i < a.count; ++i) {
+      if (port_in_use(a.port + i)) {
+        fmt::print(stderr, "{}: port {} on 127.0.0.1 is in use; choose another --port\n", kUp,
+                   a.port + i);
+        return kFailed;
+      }
+      ports.push_back(a.port + i);
+    }
+  } else {
+    std::set<int> seen;
+    while (ports.size() < static_cast<std::size_t>(a.count)) {
+      const int p = free_loopback_port();
+      if (seen.insert(p).second) ports.push_back(p);
+    }
+  }
+
+  // The stop signals are taken with sigtimedwait() from here on, never by a handler. The servers
+  // unblock them (ServerProcess does) and sit in process groups of their own, so a Ctrl-C reaches
+  // only this process, which then stops them in order.
+  sigset_t stop_signals;
+  ::sigemptyset(&stop_signals);
+  ::sigaddset(&stop_signals, SIGINT);
+  ::sigaddset(&stop_signals, SIGTERM);
+  ::sigaddset(&stop_signals, SIGHUP);
+  ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string started = fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::time(nullptr)));
+  fmt::print(stderr, "{}: starting {} with {} ({} each, ctx {}, {} GPU layers)\n", kUp,
+             plural(ports.size(), "llama-server", "llama-servers"), a.model,
+             plural(static_cast<std::size_t>(a.parallel), "slot", "slots"), a.ctx, a.gpu_layers);
+  std::vector<Running> servers;
+  for (const int port : ports) {
+    ServerOptions o;
+    o.binary = binary;
+    o.model = a.model;
+    o.port = port;
+    o.parallel = a.parallel;
+    o.ctx = a.ctx;
+    o.threads = a.threads;
+    o.gpu_layers = a.gpu_layers;
+    o.extra = a.server_args;
+    o.ready_timeout_ms = a.ready_timeout_s * 1000;
+    o.wait_until_ready = false;
+    o.own_process_group = true;
+    Running r;
+    r.process = std::make_unique<ServerProcess>(std::move(o));
+    r.pid = r.process->pid();
+    servers.push_back(std::move(r));
+  }
+  std::string error;
+  if (!write_state(state_path, make_state(a, binary, started, servers, "starting"), error)) {
+    fmt::print(stderr, "{}: {}\n", kUp, error);
+    stop_all(servers);
+    return kFailed;
+  }
+  const auto cleanup = [&] {
+    stop_all(servers);
+    fs::remove(state_path, ec);
+  };
+
+  // Starting: each server's readiness as it comes, the first failure ends it all.
+  std::size_t ready = 0;
+  while (ready < servers.size()) {
+    if (const int sig = wait_signal(stop_signals, 50); sig != 0) {
+      fmt::print(stderr, "{}: {} before every server was ready; stopping them\n", kUp,
+                 signal_name(sig));
+      cleanup();
+      return kInterrupted;
+    }
+    for (std::size_t i = 0; i < servers.size(); ++i) {
+      Running& s = servers[i];
+      if (s.ready || !s.process->poll_ready()) continue;
+      if (!s.process->ok()) {
+        s.live = false;
+        const std::string why = s.process->error();
+        cleanup();
+        fmt::print(stderr, "{}: llama-server {} of {} (port {}, pid {}) failed to start: {}\n",
+                   kUp, i + 1, servers.size(), s.process->port(), s.pid, why);
+        if (servers.size() > 1) {
+          fmt::print(stderr, "{}: stopped the other {}\n", kUp,
+                     servers.size() == 2 ? "server" : fmt::format("{} servers", servers.size() - 1));
+        }
+        return kFailed;
+      }
+      s.ready = true;
+      ++ready;
+      const double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      fmt::print(stderr, "  [{}/{}] {} ready (pid {}, {:.1f} s)\n", ready, servers.size(),
+                 s.process->url(), s.pid, secs);
+    }
+  }
+
+  if (!write_state(state_path, make_state(a, binary, started, servers, "running"), error)) {
+    fmt::print(stderr, "{}: {}\n", kUp, error);
+    cleanup();
+    return kFailed;
+  }
+  fmt::print("{}\n", a.json ? pool_json(a, servers) : pool_toml(a, servers));
+  std::fflush(stdout);
+  const std::string down_cmd =
+      a.state.empty() ? "chimeraforge endpoints down"
+                      : fmt::format("chimeraforge endpoints down --state {}", state_path.string());
+  fmt::print(stderr,
+             "{}: {} running (state file {}). Press Ctrl-C to stop them, or run `{}`.\n", kUp,
+             plural(servers.size(), "llama-server is", "llama-servers are"), state_path.string(),
+             down_cmd);
+
+  // Serving: until a stop signal. A server that dies is reported; the others go on.
+  for (;;) {
+    if (const int sig = wait_signal(stop_signals, 250); sig != 0) {
+      std::size_t live = 0;
+      for (const auto& s : servers) live += s.live ? 1 : 0;
+      fmt::print(stderr, "{}: {}; stopping {}\n", kUp, signal_name(sig),
+                 plural(live, "llama-server", "llama-servers"));
+      cleanup();
+      fmt::print(stderr, "{}: stopped\n", kUp);
+      return kOk;
+    }
+    bool changed = false;
+    for (std::size_t i = 0; i < servers.size(); ++i) {
+      Running& s = servers[i];
+      if (!s.live || s.process->running()) continue;
+      s.live = false;
+      changed = true;
+      fmt::print(stderr, "{}: llama-server {} of {} at {} (pid {}) has died: {}\n", kUp, i + 1,
+                 servers.size(), s.process->url(), s.pid, s.process->error());
+    }
+    if (!changed) continue;
+    std::size_t live = 0;
+    for (const auto& s : servers) live += s.live ? 1 : 0;
+    if (live == 0) {
+      fmt::print(stderr, "{}: every llama-server has died; nothing is left to serve\n", kUp);
+      fs::remove(state_path, ec);
+      return kFailed;
+    }
+    fmt::print(stderr, "{}: {} still running; the pool routes around the dead one\n", kUp,
+               plural(live, "llama-server is", "llama-servers are"));
+    if (!write_state(state_path, make_state(a, binary, started, servers, "running"), error)) {
+      fmt::print(stderr, "{}: {}\n", kUp, error);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// down
+
+struct DownArgs {
+  std::string state;
+};
+
+constexpr const char* kDown = "chimeraforge endpoints down";
+
+int run_down(const DownArgs& a) {
+  const fs::path state_path = a.state.empty() ? default_state_file() : fs::path(a.state);
+  std::error_code ec;
+  if (!fs::exists(state_path, ec)) {
+    fmt::print("nothing is running (no state file at {})\n", state_path.string());
+    return kOk;
+  }
+  State st;
+  std::string error;
+  if (!read_state(state_path, st, error)) {
+    fmt::print(stderr, "{}: {}; leaving it alone\n", kDown, error);
+    return kFailed;
+  }
+
+  const bool up_was_running = alive(st.pid) && is_endpoints_up(st.pid);
+  const auto server_alive = [&](const StateServer& s) {
+    return alive(s.pid) && is_llama_server(s.pid, st.binary);
+  };
+  std::size_t servers_running = 0;
+  for (const auto& s : st.servers) servers_running += server_alive(s) ? 1 : 0;
+
+  if (up_was_running) ::kill(st.pid, SIGTERM);  // it stops its own servers
+  const auto all_gone = [&] {
+    if (alive(st.pid) && is_endpoints_up(st.pid)) return false;
+    for (const auto& s : st.servers) {
+      if (server_alive(s)) return false;
+    }
+    return true;
+  };
+  const auto wait_gone = [&](std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!all_gone() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return all_gone();
+  };
+
+  std::vector<std::string> killed;
+  if (!wait_gone(std::chrono::seconds(5))) {
+    if (alive(st.pid) && is_endpoints_up(st.pid) && ::kill(st.pid, SIGKILL) == 0) {
+      killed.push_back(fmt::format("endpoints up (pid {})", st.pid));
+    }
+    for (const auto& s : st.servers) {
+      if (server_alive(s) && ::kill(s.pid, SIGKILL) == 0) {
+        killed.push_back(fmt::format("llama-server {} (pid {})", s.url, s.pid));
+      }
+    }
+    wait_gone(std::chrono::seconds(2));
+  }
+  fs::remove(state_path, ec);
+  // `up` deletes its servers' logs when it stops them; after a SIGKILL nobody did.
+  std::size_t logs_removed = 0;
+  for (const auto& s : st.servers) {
+    if (!server_alive(s) && fs::remove(s.log, ec)) ++logs_removed;
+  }
+
+  if (up_was_running) {
+    fmt::print("stopped endpoints up (pid {}) and its {}:\n", st.pid,
+               plural(st.servers.size(), "llama-server", "llama-servers"));
+  } else {
+    fmt::print("the state file {} was stale: endpoints up (pid {}) had already exited{}\n",
+               state_path.string(), st.pid,
+               servers_running == 0 ? ", and its llama-servers with it" : "");
+  }
+  for (const auto& s : st.servers) fmt::print("  {}  pid {}\n", s.url, s.pid);
+  if (!killed.empty()) {
+    fmt::print("did not stop within 5 s, killed with SIGKILL: {}\n", fmt::join(killed, ", "));
+  }
+  fmt::print("removed {}{}\n", state_path.string(),
+             logs_removed == 0 ? "" : fmt::format(" and {} left behind", plural(logs_removed, "server log", "server logs")));
+
+  std::vector<std::string> left;
+  if (alive(st.pid) && is_endpoints_up(st.pid)) left.push_back(fmt::format("pid {}", st.pid));
+  for (const auto& s : st.servers) {
+    if (server_alive(s)) left.push_back(fmt::format("pid {} ({})", s.pid, s.url));
+  }
+  if (!left.empty()) {
+    fmt::print(stderr, "{}: still running, could not stop: {}\n", kDown, fmt::join(left, ", "));
+    return kFailed;
+  }
+  return kOk;
+}
+
 }  // namespace
 
 std::function<int()> add_endpoints(CLI::App& app) {
-  auto a = std::make_shared<CheckArgs>();
-  auto* cmd = app.add_subcommand("endpoints", "Inspect inference endpoints");
+  auto* cmd = app.add_subcommand("endpoints", "Inspect inference endpoints; start and stop a local pool");
   cmd->require_subcommand(1);
+
+  auto a = std::make_shared<CheckArgs>();
   auto* check = cmd->add_subcommand(
       "check",
       "For each URL: is it up, which API it speaks (Ollama or OpenAI-compatible), its version and "
@@ -94,7 +713,75 @@ std::function<int()> add_endpoints(CLI::App& app) {
       ->capture_default_str();
   check->add_option("--timeout", a->timeout_ms, "Per-request timeout, ms")->capture_default_str();
   check->add_flag("--json", a->json, "One JSON object per endpoint");
-  return [a]() { return run_check(*a); };
+
+  auto u = std::make_shared<UpArgs>();
+  auto* up = cmd->add_subcommand(
+      "up",
+      "Start N llama-servers on this machine, one endpoint pool, and keep them running.\n\n"
+      "Each server loads --model and listens on 127.0.0.1: on ports --port, --port+1, ... or, "
+      "without --port, on free ports. Progress goes to stderr as each server answers /health; "
+      "then the pool's configuration (a [[pool]] section with one [[pool.endpoint]] per server; "
+      "--json: the same as JSON) is printed on stdout, to paste into a configuration or redirect "
+      "to a file. The command stays in the foreground until Ctrl-C, SIGTERM or `chimeraforge "
+      "endpoints down`, stops every server (SIGTERM, SIGKILL after 2 s) and exits 0. The servers "
+      "die with it even if it is killed with SIGKILL. A server that dies meanwhile is reported "
+      "by name, with its log.\n\n"
+      "While it runs, a state file lists its pid and each server's pid, port, URL and log: "
+      "$XDG_RUNTIME_DIR/chimeraforge/endpoints.json, or, when XDG_RUNTIME_DIR is unset, "
+      "~/.cache/chimeraforge/endpoints.json ($XDG_CACHE_HOME in place of ~/.cache when set); "
+      "--state FILE chooses another, for a second pool. Flags after `--` go to llama-server as "
+      "they are.\n\n"
+      "Exit codes: 0 stopped on request; 1 a server failed to start (its log tail is shown), or "
+      "every server died; 2 a bad flag; 130 stopped before every server was ready.\n\n"
+      "Examples:\n"
+      "  chimeraforge endpoints up --count 2 --model model.gguf --port 18080 --parallel 4\n"
+      "  chimeraforge endpoints up --count 4 --model model.gguf --gpu-layers 99 > pool.toml\n"
+      "  chimeraforge endpoints up --count 2 --model model.gguf -- --cache-ram 0\n"
+      "  chimeraforge endpoints down      # from another terminal: stops them all");
+  up->add_option("--count,-n", u->count, "How many llama-servers to start (1 or more)")->required();
+  up->add_option("--model,-m", u->model, "GGUF model file every server loads")->required();
+  u->port_option = up->add_option("--port,-p", u->port,
+                                  "First port; server i listens on PORT+i (default: free ports)");
+  up->add_option("--gpu-layers", u->gpu_layers, "Layers each server puts on the GPU (-ngl); 99: all")
+      ->capture_default_str();
+  up->add_option("--ctx,-c", u->ctx,
+                 "Context of each server, shared by its slots (-c; each slot gets CTX/PARALLEL); "
+                 "0: the model's own")
+      ->capture_default_str();
+  up->add_option("--parallel", u->parallel,
+                 "Slots per server (-np): requests it serves at once; the pool's max_concurrency")
+      ->capture_default_str();
+  up->add_option("--threads,-t", u->threads, "CPU threads per server (-t); 0: llama-server's choice")
+      ->capture_default_str();
+  up->add_option("--server", u->server, "The llama-server binary (default: the one this build uses)");
+  up->add_option("--state", u->state, "State file (default: see above)");
+  up->add_option("--name", u->name, "The pool's name in the printed configuration")
+      ->capture_default_str();
+  up->add_option("--ready-timeout", u->ready_timeout_s,
+                 "Seconds each server may take to load its model and answer /health")
+      ->capture_default_str();
+  up->add_flag("--json", u->json, "Print the pool's configuration as one JSON object");
+  up->add_option("server-args", u->server_args, "Flags for llama-server itself, after `--`");
+
+  auto d = std::make_shared<DownArgs>();
+  auto* down = cmd->add_subcommand(
+      "down",
+      "Stop the llama-servers that `chimeraforge endpoints up` started.\n\n"
+      "Reads the state file, sends SIGTERM to the `up` process (which stops its servers), waits "
+      "up to 5 s for it and its servers to be gone, kills with SIGKILL whatever is left (a pid "
+      "is killed only while /proc says it is still that `up` or a llama-server), removes the "
+      "state file and says what it stopped. With no state file it says nothing is running and "
+      "exits 0; a stale one (its processes already gone) is removed.\n\n"
+      "Example:\n  chimeraforge endpoints down\n  chimeraforge endpoints down --state /tmp/pool-b.json");
+  down->add_option("--state", d->state,
+                   "State file written by `up` (default: $XDG_RUNTIME_DIR/chimeraforge/"
+                   "endpoints.json, or ~/.cache/chimeraforge/endpoints.json)");
+
+  return [a, u, d, up, down]() {
+    if (up->parsed()) return run_up(*u);
+    if (down->parsed()) return run_down(*d);
+    return run_check(*a);
+  };
 }
 
 }  // namespace chimera::cli

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -86,42 +87,89 @@ ServerProcess::ServerProcess(ServerOptions o) {
     args.push_back(std::to_string(o.threads));
   }
   args.insert(args.end(), o.extra.begin(), o.extra.end());
+  // Everything the child touches is made before fork(): in a program with threads, the child may
+  // only make async-signal-safe calls (no malloc) until it execs.
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const std::string exec_failed = fmt::format("cannot run {}: ", binary);
+  const pid_t parent = ::getpid();
   pid_ = ::fork();
   if (pid_ == 0) {
+    // Die with the parent, even when it is killed with SIGKILL. If it died before prctl took
+    // effect we are already an orphan (getppid() changed): go now.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    if (o.own_process_group) ::setpgid(0, 0);
+    // The parent may block signals it waits for with sigtimedwait(); the mask survives exec, and
+    // a server that cannot receive SIGTERM cannot shut down in order.
+    sigset_t none;
+    ::sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (const int in = ::open("/dev/null", O_RDONLY); in >= 0) ::dup2(in, 0);
     const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd >= 0) {
       ::dup2(fd, 1);
       ::dup2(fd, 2);
     }
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
     ::execv(argv[0], argv.data());
-    std::fprintf(stderr, "cannot run %s: %s\n", argv[0], std::strerror(errno));
+    const char* why = std::strerror(errno);
+    (void)!::write(2, exec_failed.data(), exec_failed.size());
+    (void)!::write(2, why, std::strlen(why));
+    (void)!::write(2, "\n", 1);
     ::_exit(127);
   }
   if (pid_ < 0) {
     error_ = fmt::format("cannot start {}: fork failed: {}", binary, std::strerror(errno));
     return;
   }
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(o.ready_timeout_ms);
-  while (std::chrono::steady_clock::now() < deadline) {
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      error_ = fmt::format("llama-server exited before it was ready; its log:\n{}", log_tail());
-      return;
-    }
-    if (loopback_get(port_, "/health", nullptr, 500) == 200) {  // 503 while loading
-      ok_ = true;
-      return;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  if (o.own_process_group) ::setpgid(pid_, pid_);  // also here, so no signal finds it half-done
+  ready_timeout_ms_ = o.ready_timeout_ms;
+  ready_deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(o.ready_timeout_ms);
+  if (!o.wait_until_ready) return;
+  while (!poll_ready()) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+}
+
+bool ServerProcess::poll_ready() {
+  if (ok_ || pid_ <= 0) return true;
+  if (!running()) return true;
+  if (loopback_get(port_, "/health", nullptr, 500) == 200) {  // 503 while loading
+    ok_ = true;
+    return true;
   }
-  error_ = fmt::format("llama-server was not ready after {} ms; its log:\n{}", o.ready_timeout_ms,
-                       log_tail());
+  if (std::chrono::steady_clock::now() < ready_deadline_) return false;
+  error_ = fmt::format("llama-server was not ready after {} ms{}", ready_timeout_ms_, log_note());
   stop();
+  return true;
+}
+
+bool ServerProcess::running() {
+  if (pid_ <= 0) return false;
+  int status = 0;
+  const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+  if (r == 0) return true;
+  if (r == pid_) {
+    reaped(status, ok_ ? "while it was running" : "before it was ready");
+  } else {  // not our child any more (SIGCHLD ignored elsewhere): it is gone all the same
+    pid_ = -1;
+    ok_ = false;
+    error_ = fmt::format("llama-server on port {} is gone (waitpid: {})", port_,
+                         std::strerror(errno));
+  }
+  return false;
+}
+
+void ServerProcess::reaped(int wait_status, const char* when) {
+  std::string how = "exited";
+  if (WIFEXITED(wait_status) && WEXITSTATUS(wait_status) != 0) {
+    how = fmt::format("exited with status {}", WEXITSTATUS(wait_status));
+  } else if (WIFSIGNALED(wait_status)) {
+    how = fmt::format("was killed by signal {} ({})", WTERMSIG(wait_status),
+                      ::strsignal(WTERMSIG(wait_status)));
+  }
+  pid_ = -1;
+  ok_ = false;
+  error_ = fmt::format("llama-server {} {}{}", how, when, log_note());
 }
 
 ServerProcess::~ServerProcess() {
@@ -151,6 +199,12 @@ void ServerProcess::kill() {
 }
 
 std::string ServerProcess::url() const { return fmt::format("http://127.0.0.1:{}", port_); }
+
+std::string ServerProcess::log_note() const {
+  const std::string tail = log_tail();
+  if (tail.empty()) return fmt::format("; its log ({}) is empty", log_);
+  return "; its log:\n" + tail;
+}
 
 std::string ServerProcess::log_tail(std::size_t bytes) const {
   std::ifstream in(log_);
