@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages the benchmark peers need (bench/peers/) and builds the Rust
+# peer. Safe to run twice: it installs only what is missing, never upgrades, and rebuilds the
+# Rust peer only when its sources are newer than the binary.
+#
+#   scripts/setup-peers.sh            # packages + Rust peer
+#   scripts/setup-peers.sh --check    # say what is missing or stale; change nothing (exit 1 if any)
+#
+# The Rust peer builds offline from the crates Debian installs under /usr/share/cargo/registry
+# (bench/peers/rust/.cargo/config.toml), with Debian's own cargo and rustc: those crates are
+# the versions Debian tested with that toolchain. A newer cargo/rustc elsewhere on PATH (rustup)
+# is deliberately not used.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PEER="$ROOT/bench/peers/rust"
+BIN="$PEER/target/release/rust-peer"
+CARGO=/usr/bin/cargo
+RUSTC=/usr/bin/rustc
+
+PACKAGES=(
+  python3 python3-httpx
+  cargo rustc
+  librust-tokio-dev librust-reqwest-dev librust-serde-dev librust-serde-derive-dev
+  librust-serde-json-dev librust-futures-dev librust-libc-dev librust-bytes-dev
+)
+
+check_only=0
+if [[ ${1:-} == --check ]]; then check_only=1; fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+# Stale: no binary, or any source, manifest, lock file or cargo config newer than it.
+stale=0
+if [[ ! -x $BIN ]]; then
+  stale=1
+elif [[ -n $(find "$PEER/src" "$PEER/build.rs" "$PEER/Cargo.toml" "$PEER/Cargo.lock" \
+  "$PEER/.cargo/config.toml" -newer "$BIN" -print -quit 2>/dev/null) ]]; then
+  stale=1
+fi
+
+if ((check_only)); then
+  status=0
+  if ((${#missing[@]})); then echo "setup-peers: missing packages: ${missing[*]}"; status=1; fi
+  if ((stale)); then echo "setup-peers: the Rust peer needs building: $BIN"; status=1; fi
+  if ((status == 0)); then echo "setup-peers: packages present, Rust peer up to date"; fi
+  exit $status
+fi
+
+if ((${#missing[@]})); then
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  echo "setup-peers: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "setup-peers: all ${#PACKAGES[@]} packages present"
+fi
+
+if ((stale)); then
+  echo "setup-peers: building the Rust peer with $("$CARGO" --version) and $("$RUSTC" --version)"
+  (cd "$PEER" && RUSTC="$RUSTC" RUSTDOC=/usr/bin/rustdoc "$CARGO" build --release --offline)
+  touch "$BIN"  # cargo keeps an unchanged binary's old time; the staleness test above needs a new one
+  echo "setup-peers: built $BIN"
+else
+  echo "setup-peers: Rust peer up to date: $BIN"
+fi
