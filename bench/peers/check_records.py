@@ -42,7 +42,7 @@ RECORD_KEYS = {
     "lag_max_ns": INT,
     "stalls": INT,
 }
-OPTIONAL_RECORD_KEYS = {"lags_ns": INT_LIST}
+OPTIONAL_RECORD_KEYS = {"lags_ns": INT_LIST, "endpoint": STR}
 
 # docs/records.md, the header line: program, command line, endpoint, backend, N, K, environment.
 HEADER_KEYS = {

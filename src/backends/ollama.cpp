@@ -8,6 +8,7 @@
 
 #include <chimera/http/framing.hpp>
 
+#include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <fmt/format.h>
@@ -100,7 +101,10 @@ class OllamaDecoder final : public StreamDecoder {
   bool handle(std::string_view line, Emitter& out) {
     ++records_;
     boost::system::error_code ec;
-    json::value v = json::parse(line, ec);
+    // A stream record is small: parse it into stack memory, no heap allocation per token.
+    unsigned char scratch[4096];
+    json::monotonic_resource mr(scratch, sizeof scratch);
+    json::value v = json::parse(line, ec, &mr);
     if (ec || !v.is_object()) {
       return fail(out, ErrorKind::protocol,
                   fmt::format("{}: record {} of the stream is not a JSON object ({}): {}", url_,

@@ -8,6 +8,7 @@
 
 #include <chimera/http/framing.hpp>
 
+#include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <fmt/format.h>
@@ -108,7 +109,10 @@ class OpenAIDecoder final : public StreamDecoder {
 
   bool handle_json(std::string_view text, Emitter& out, bool whole) {
     boost::system::error_code ec;
-    json::value v = json::parse(text, ec);
+    // A stream record is small: parse it into stack memory, no heap allocation per token.
+    unsigned char scratch[4096];
+    json::monotonic_resource mr(scratch, sizeof scratch);
+    json::value v = json::parse(text, ec, &mr);
     if (ec || !v.is_object()) {
       return fail(out, ErrorKind::protocol,
                   fmt::format("{}: {} is not a JSON object ({}): {}", url_,

@@ -249,7 +249,8 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(
   result.content_type = std::string(parser.get()[bhttp::field::content_type]);
   const bool success = result.status / 100 == 2;
 
-  std::array<char, 16 * 1024> chunk{};
+  // Small: one lives in every request in flight (thousands at once); a token chunk is ~100 bytes.
+  std::array<char, 4 * 1024> chunk{};
   while (!parser.is_done()) {
     parser.get().body().data = chunk.data();
     parser.get().body().size = chunk.size();

@@ -453,12 +453,16 @@ WorkflowResult run_workflow(const WorkflowOptions& o) {
                                ec.message());
     return result;
   }
-  std::unique_ptr<Backend> backend;
-  try {
-    backend = make_backend(o.endpoint, Runtime::shared());
-  } catch (const std::exception& e) {
-    result.error = e.what();
-    return result;
+  std::unique_ptr<Backend> owned;
+  Backend* backend = o.backend;
+  if (backend == nullptr) {
+    try {
+      owned = make_backend(o.endpoint, Runtime::shared());
+    } catch (const std::exception& e) {
+      result.error = e.what();
+      return result;
+    }
+    backend = owned.get();
   }
   Ctx ctx{o, *backend, to_string(o.endpoint.kind), "", {}};
   ctx.system_text = system_description(ctx.system_json);

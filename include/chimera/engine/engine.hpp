@@ -124,7 +124,7 @@ class Agent {
         if constexpr (!std::is_void_v<R>) return std::move(*value);
       }
     };
-    return Awaiter{this, std::move(fn)};
+    return Awaiter{this, std::move(fn), {}, {}};
   }
 
   // For the engine.

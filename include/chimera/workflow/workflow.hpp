@@ -63,6 +63,9 @@ struct ProgressEvent {
 struct WorkflowOptions {
   std::vector<std::filesystem::path> data;  // folders (or files) to ingest
   EndpointConfig endpoint;                  // kind + URL, or kind llama + GGUF path
+  Backend* backend = nullptr;               // when set, used instead of making one from
+                                            // `endpoint` (an endpoint pool, a shared backend);
+                                            // not owned; `endpoint.kind` still names it
   std::string model;                        // model name for HTTP backends
   std::vector<WorkflowConfig> configs;      // at least one
   int runs = 1;
