@@ -318,7 +318,13 @@ async def one_request(clients, url, body, reader, ending, req, timeout_s, httpx_
     return req.record(not error, error, t_done)
 
 
-async def agent(agent_id, args, clients, url, body, reader, ending, records):
+async def agent(agent_id, args, clients, url, body, reader, ending, records, t_start):
+    if args.stagger_ms > 0:
+        # Agent i starts at i/N of the stagger window, as every program compared does.
+        start = t_start + args.stagger_ms * 1e6 * agent_id / args.agents
+        delay = (start - time.monotonic_ns()) / 1e9
+        if delay > 0:
+            await asyncio.sleep(delay)
     for k in range(args.requests_per_agent):
         req = Request(agent_id, k, args.record_lags)
         records.append(await one_request(clients, url, body, reader, ending, req, args.timeout,
@@ -343,7 +349,8 @@ async def run(args):
     # that keeps none, used only to retry a request that a closed pooled connection lost.
     async with make_client(args, True) as shared, make_client(args, False) as fresh:
         t0 = time.monotonic_ns()
-        await asyncio.gather(*(agent(a, args, (shared, fresh), url, body, reader, ending, records)
+        await asyncio.gather(*(agent(a, args, (shared, fresh), url, body, reader, ending, records,
+                                     t0)
                                for a in range(args.agents)))
         t1 = time.monotonic_ns()
     return url, records, t1 - t0
@@ -467,6 +474,9 @@ def parse_args(argv=None):
     p.add_argument("--records", metavar="FILE",
                    help="write the records here (JSON lines, header first); required unless "
                         "--startup-probe")
+    p.add_argument("--stagger-ms", type=float, default=0.0,
+                   help="spread the agents' starts evenly over this many ms (agent i waits i/N "
+                        "of it), as `chimeraforge multi --stagger-ms` does")
     p.add_argument("--record-lags", action="store_true",
                    help="also store every chunk's delivery_lag in lags_ns")
     p.add_argument("--timeout", type=float, default=300.0, metavar="S",

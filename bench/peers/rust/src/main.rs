@@ -75,6 +75,7 @@ struct Args {
     max_tokens: u32,
     records: Option<String>,
     record_lags: bool,
+    stagger_ms: f64,
     timeout_s: f64,
     startup_probe: bool,
 }
@@ -103,6 +104,7 @@ options:
   --records FILE            write the records here (JSON lines, header first); required
                             unless --startup-probe
   --record-lags             also store every chunk's delivery_lag in lags_ns
+  --stagger-ms MS           spread the agents' starts evenly over MS (agent i waits i/N of it)
   --timeout S               give up on a request not complete S seconds after it started
                             (default 300)
   --startup-probe           make exactly one request (1 agent x 1) and exit; for measuring
@@ -148,6 +150,7 @@ fn parse_args() -> Args {
         max_tokens: 32,
         records: None,
         record_lags: false,
+        stagger_ms: 0.0,
         timeout_s: 300.0,
         startup_probe: false,
     };
@@ -190,6 +193,7 @@ fn parse_args() -> Args {
             "--max-tokens" => args.max_tokens = number(&name, value("a count")),
             "--records" => args.records = Some(value("a file name")),
             "--record-lags" => args.record_lags = true,
+            "--stagger-ms" => args.stagger_ms = number(&name, value("milliseconds")),
             "--timeout" => args.timeout_s = number(&name, value("seconds")),
             "--startup-probe" => args.startup_probe = true,
             other => usage_error(&format!("unknown option '{other}'")),
@@ -666,7 +670,12 @@ async fn one_request(sh: &Shared, agent: usize, index: usize) -> Record {
     }
 }
 
-async fn agent(sh: Arc<Shared>, agent: usize) -> Vec<Record> {
+async fn agent(sh: Arc<Shared>, agent: usize, t_start: tokio::time::Instant) -> Vec<Record> {
+    if sh.args.stagger_ms > 0.0 {
+        // Agent i starts at i/N of the stagger window, as every program compared does.
+        let offset = sh.args.stagger_ms * 1e6 * agent as f64 / sh.args.agents as f64;
+        tokio::time::sleep_until(t_start + std::time::Duration::from_nanos(offset as u64)).await;
+    }
     let mut out = Vec::with_capacity(sh.args.requests_per_agent);
     for k in 0..sh.args.requests_per_agent {
         out.push(one_request(&sh, agent, k).await);
@@ -839,8 +848,9 @@ async fn main() {
     });
 
     let t0 = now_ns();
+    let t_start = tokio::time::Instant::now();
     let tasks: Vec<_> = (0..sh.args.agents)
-        .map(|a| tokio::spawn(agent(sh.clone(), a)))
+        .map(|a| tokio::spawn(agent(sh.clone(), a, t_start)))
         .collect();
     let mut records = Vec::with_capacity(sh.args.agents * sh.args.requests_per_agent);
     for (a, t) in tasks.into_iter().enumerate() {
