@@ -1,5 +1,8 @@
 #include <chimera/engine/engine.hpp>
 
+#include "core/runtime_impl.hpp"
+
+#include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
 
 #include <pthread.h>
@@ -42,6 +45,8 @@ namespace detail {
 struct AgentCore {
   virtual ~AgentCore() = default;
   virtual void post(std::function<void()> fn) = 0;
+  // Runs `fn` at `t_ns` (steady clock), or soon after.
+  virtual void post_at(int64_t t_ns, std::function<void()> fn) = 0;
 };
 
 }  // namespace detail
@@ -52,6 +57,11 @@ namespace {
 struct LoopCore final : detail::AgentCore {
   explicit LoopCore(Runtime* r) : rt(r) {}
   void post(std::function<void()> fn) override { rt->post(std::move(fn)); }
+  void post_at(int64_t t_ns, std::function<void()> fn) override {
+    auto timer = std::make_shared<boost::asio::steady_timer>(rt->impl().io);
+    timer->expires_at(std::chrono::steady_clock::time_point(std::chrono::nanoseconds(t_ns)));
+    timer->async_wait([timer, fn = std::move(fn)](const boost::system::error_code&) { fn(); });
+  }
   Runtime* rt;
 };
 
@@ -63,6 +73,14 @@ struct ThreadCore final : detail::AgentCore {
       queue.push_back(std::move(fn));
     }
     cv.notify_one();
+  }
+  void post_at(int64_t t_ns, std::function<void()> fn) override {
+    // The agent's own thread has nothing else to do: it sleeps, then runs fn.
+    post([t_ns, fn = std::move(fn)] {
+      std::this_thread::sleep_until(
+          std::chrono::steady_clock::time_point(std::chrono::nanoseconds(t_ns)));
+      fn();
+    });
   }
   void run() {
     std::unique_lock lock(mu);
@@ -192,6 +210,10 @@ void Agent::Generate::await_suspend(std::coroutine_handle<> h) {
                     st->result = std::move(c);
                     core->post([h] { h.resume(); });
                   });
+}
+
+void Agent::Sleep::await_suspend(std::coroutine_handle<> h) {
+  agent->core()->post_at(t_ns, [h] { h.resume(); });
 }
 
 Completion Agent::Generate::await_resume() {

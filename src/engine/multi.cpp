@@ -221,8 +221,16 @@ MultiResult run_multi(Engine& engine, const MultiOptions& o) {
     if (o.on_progress) o.on_progress(n, e);
   };
 
+  const int64_t t_start = now_ns();
+  auto stagger = [&](Agent& a) {
+    return a.sleep_until(t_start + static_cast<int64_t>(o.stagger_ms * 1e6 * a.id() / o.agents));
+  };
   auto chat_agent = [&](Agent& a) -> Task<void> {
     auto& recs = per_agent[std::size_t(a.id())];
+    if (o.stagger_ms > 0) {
+      auto wait = stagger(a);
+      co_await wait;
+    }
     const bool is_insight = o.scenario == Scenario::personas && a.id() % 2 == 1;
     const std::string& pool = o.scenario == Scenario::personas
                                   ? (is_insight ? insight : collector)
@@ -271,6 +279,10 @@ MultiResult run_multi(Engine& engine, const MultiOptions& o) {
 
   auto workflow_agent = [&](Agent& a) -> Task<void> {
     auto& recs = per_agent[std::size_t(a.id())];
+    if (o.stagger_ms > 0) {
+      auto wait = stagger(a);
+      co_await wait;
+    }
     for (int k = 0; more(k); ++k) {
       workflow::WorkflowOptions wo;
       wo.data = o.workflow_data;

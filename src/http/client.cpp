@@ -79,6 +79,36 @@ void CancelSlot::cancel() {
   }
 }
 
+void Watchdog::set(const Phase& ph) {
+  phase = ph;
+  if (stopped || fired || ph.deadline == Clock::time_point::max()) return;
+  if (armed && armed_at <= ph.deadline) return;  // fires earlier; it will look again then
+  arm(ph.deadline);
+}
+
+void Watchdog::arm(Clock::time_point at) {
+  armed = true;
+  armed_at = at;
+  timer.expires_at(at);
+  timer.async_wait([self = shared_from_this(), at](const beast::error_code& ec) {
+    if (ec || self->stopped || self->armed_at != at) return;  // re-armed, stopped or cancelled
+    self->armed = false;
+    if (self->phase.deadline == Clock::time_point::max()) return;
+    if (Clock::now() < self->phase.deadline) {
+      self->arm(self->phase.deadline);  // the deadline moved on: sleep until then
+      return;
+    }
+    self->fired = true;
+    beast::error_code ignored;
+    self->conn->stream.socket().cancel(ignored);  // the pending operation ends: a timeout
+  });
+}
+
+void Watchdog::stop() {
+  stopped = true;
+  timer.cancel();
+}
+
 HttpEndpoint::HttpEndpoint(asio::io_context& io, EndpointUrl url, Timeouts timeouts,
                            Limits limits, std::string api_key)
     : io_(io),
@@ -192,21 +222,26 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(
   req.body() = request.body;
   req.prepare_payload();
 
-  auto set_deadline = [&](const Phase& ph) {
-    if (ph.deadline == Clock::time_point::max()) {
-      conn->stream.expires_never();
-    } else {
-      conn->stream.expires_at(ph.deadline);
-    }
-  };
+  // Deadlines: one timer for the whole attempt, armed lazily. A deadline that moves later (the
+  // idle deadline moves with every read) leaves the timer alone; when it fires it looks at the
+  // current deadline and sleeps again if that is still ahead. Arming the stream's own timer on
+  // every read instead cost a timer insert, a cancel and an aborted completion per token.
+  conn->stream.expires_never();
+  auto wd = std::make_shared<Watchdog>(strand_, conn.get());
+  struct Disarm {
+    std::shared_ptr<Watchdog> wd;
+    ~Disarm() { wd->stop(); }
+  } disarm{wd};
+  auto set_deadline = [&](const Phase& ph) { wd->set(ph); };
   auto fail = [&](ErrorKind kind, std::string what) {
     result.error = {kind, describe(what.c_str())};
   };
   auto fail_io = [&](const beast::error_code& ec, const Phase& ph, const char* doing) {
     if (cancel.cancelled) {
       fail(ErrorKind::cancelled, "cancelled");
-    } else if (ec == beast::error::timeout) {
-      fail(ErrorKind::timeout, fmt::format("{} timeout ran out while {}", ph.what, doing));
+    } else if (wd->fired || ec == beast::error::timeout) {
+      fail(ErrorKind::timeout,
+           fmt::format("{} timeout ran out while {}", wd->fired ? wd->phase.what : ph.what, doing));
     } else if (ec == bhttp::error::body_limit) {
       fail(ErrorKind::protocol, fmt::format("the response body exceeds the limit of {} bytes",
                                             limits_.max_body_bytes));

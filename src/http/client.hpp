@@ -17,6 +17,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -88,6 +89,23 @@ struct Connection {
   boost::beast::tcp_stream stream;
   boost::beast::flat_buffer buffer;
   int uses = 0;
+};
+
+// The deadline of one attempt's network operations (see HttpEndpoint::attempt). On the strand.
+struct Watchdog : std::enable_shared_from_this<Watchdog> {
+  Watchdog(const Strand& s, Connection* c) : timer(s), conn(c) {}
+  void set(const Phase& ph);  // the deadline of the next operation
+  void stop();                // the attempt is over
+  boost::asio::steady_timer timer;
+  Connection* conn;
+  Phase phase;
+  Clock::time_point armed_at{};
+  bool armed = false;
+  bool fired = false;         // a deadline ran out and the pending operation was cancelled
+  bool stopped = false;
+
+ private:
+  void arm(Clock::time_point at);
 };
 
 // Cancellation of one request: close() may be posted to the strand at any time.

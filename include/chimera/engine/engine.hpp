@@ -93,6 +93,16 @@ class Agent {
   };
   Generate generate(std::string_view pool, const Request& request, TokenCallback on_token = {});
 
+  // Resumes the agent at `t_ns` (steady clock) without blocking its loop.
+  struct Sleep {
+    Agent* agent;
+    int64_t t_ns;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<> h);
+    void await_resume() const noexcept {}
+  };
+  Sleep sleep_until(int64_t t_ns) { return Sleep{this, t_ns}; }
+
   // Runs `fn` on the engine's blocking thread pool and resumes with its result (or its
   // exception). For steps that block: file I/O, a whole workflow run, a CPU-heavy tool.
   template <class F>

@@ -94,6 +94,9 @@ struct MultiOptions {
   std::vector<std::filesystem::path> workflow_data = {"data/sample"};
   std::filesystem::path workflow_out = "out/multi";
   bool record_lags = false;             // keep every chunk's delivery_lag in the records
+  // Agent i starts at i/N of this (ms), so that N agents do not all start in the same instant
+  // (and, against a server with a fixed pace, receive their tokens in synchronized bursts).
+  double stagger_ms = 0;
   // Progress, from a thread of the engine: requests finished so far.
   std::function<void(int64_t done, int64_t errors)> on_progress;
 };
