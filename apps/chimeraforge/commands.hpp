@@ -20,5 +20,7 @@ std::function<int()> add_generate(CLI::App& app);
 std::function<int()> add_endpoints(CLI::App& app);
 std::function<int()> add_model(CLI::App& app);
 std::function<int()> add_run(CLI::App& app);
+std::function<int()> add_multi(CLI::App& app);
+std::function<int()> add_synth_server(CLI::App& app);
 
 }  // namespace chimera::cli

@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   auto run_endpoints = chimera::cli::add_endpoints(app);
   auto run_model = chimera::cli::add_model(app);
   auto run_run = chimera::cli::add_run(app);
+  auto run_multi = chimera::cli::add_multi(app);
+  auto run_synth_server = chimera::cli::add_synth_server(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -33,6 +35,8 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("endpoints")) return run_endpoints();
     if (app.got_subcommand("model")) return run_model();
     if (app.got_subcommand("run")) return run_run();
+    if (app.got_subcommand("multi")) return run_multi();
+    if (app.got_subcommand("synth-server")) return run_synth_server();
   } catch (const std::exception& e) {
     fmt::print(stderr, "chimeraforge: {}\n", e.what());
     return chimera::cli::kFailed;

@@ -1,0 +1,409 @@
+// `chimeraforge multi`: N agents running a scenario over endpoint pools, and the concurrency
+// figures of METRICS.md.
+#include "commands.hpp"
+
+#include <chimera/engine/engine.hpp>
+#include <chimera/engine/multi.hpp>
+#include <chimera/pool/pool.hpp>
+
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <fmt/ranges.h>
+#include <fmt/format.h>
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+namespace chimera::cli {
+
+namespace {
+
+struct MultiArgs {
+  int agents = 1;
+  std::string pools_file;
+  std::vector<std::string> endpoints;
+  std::string backend = "openai";
+  std::string routing = "least-outstanding";
+  int max_concurrency = 0;
+  int64_t hedge_after_ms = 0;
+  std::string executor = "single";
+  int threads = 0;
+  std::string scenario = "homogeneous";
+  int requests_per_agent = 1;
+  double duration_s = 0;
+  std::string pool;
+  std::string model;
+  std::string prompt = "Summarize the benchmark results in one sentence.";
+  int max_tokens = 64;
+  std::optional<double> temperature;
+  std::string data = "data/sample";
+  std::string workflow_out = "out/multi";
+  std::string records;
+  std::string results = "out/multi-results.json";
+  bool record_lags = false;
+  double stagger_ms = 0;
+  bool calibrate = true;
+  bool json = false;
+  bool quiet = false;
+};
+
+// Thousands of agents need thousands of sockets: lift the soft limit to the hard one.
+void raise_open_files() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+boost::json::value opt(const std::optional<double>& v) {
+  return v ? boost::json::value(*v) : boost::json::value(nullptr);
+}
+
+int run_multi_cmd(const MultiArgs& a) {
+  raise_open_files();
+  EngineOptions eo;
+  if (auto e = parse_executor(a.executor)) {
+    eo.executor = *e;
+  } else {
+    fmt::print(stderr, "--executor: unknown executor '{}' (single, shared, per-core, "
+                       "thread-per-agent)\n", a.executor);
+    return kUsage;
+  }
+  eo.threads = a.threads;
+  if (!a.pools_file.empty() && !a.endpoints.empty()) {
+    fmt::print(stderr, "give either --pools FILE or --endpoint URL, not both\n");
+    return kUsage;
+  }
+  if (!a.pools_file.empty()) {
+    std::string error;
+    if (!pool::load_pools(a.pools_file, eo.pools, error)) {
+      fmt::print(stderr, "--pools: {}\n", error);
+      return kUsage;
+    }
+  } else if (!a.endpoints.empty()) {
+    pool::PoolConfig pc;
+    pc.name = "default";
+    auto routing = pool::parse_routing(a.routing);
+    if (!routing) {
+      fmt::print(stderr, "--routing: unknown policy '{}' (pinned, round-robin, "
+                         "least-outstanding, session-affinity)\n", a.routing);
+      return kUsage;
+    }
+    pc.routing = *routing;
+    pc.hedge_after_ms = a.hedge_after_ms;
+    for (const auto& url : a.endpoints) {
+      pool::PoolEndpoint pe;
+      pe.config.url = url;
+      pe.config.kind = a.backend == "ollama"  ? BackendKind::ollama
+                       : a.backend == "llama" ? BackendKind::llama
+                                              : BackendKind::openai;
+      pe.max_concurrency = a.max_concurrency;
+      pc.endpoints.push_back(std::move(pe));
+    }
+    eo.pools.push_back(std::move(pc));
+  } else {
+    fmt::print(stderr, "no endpoint: give --endpoint URL (repeat it for a pool of several) or "
+                       "--pools FILE\n");
+    return kUsage;
+  }
+  // Keep a connection per agent open between calls instead of reconnecting.
+  for (auto& pc : eo.pools) {
+    for (auto& e : pc.endpoints) {
+      e.config.limits.max_idle_connections =
+          std::max<std::size_t>(e.config.limits.max_idle_connections, std::size_t(a.agents) + 1);
+    }
+  }
+
+  multi::MultiOptions mo;
+  if (auto s = multi::parse_scenario(a.scenario)) {
+    mo.scenario = *s;
+  } else {
+    fmt::print(stderr, "--scenario: unknown scenario '{}' (homogeneous, personas, workflow)\n",
+               a.scenario);
+    return kUsage;
+  }
+  if (a.agents < 1 || a.agents > 100'000) {
+    fmt::print(stderr, "--agents must be between 1 and 100000 (got {})\n", a.agents);
+    return kUsage;
+  }
+  if (a.requests_per_agent < 1) {
+    fmt::print(stderr, "--requests-per-agent must be at least 1\n");
+    return kUsage;
+  }
+  mo.agents = a.agents;
+  mo.requests_per_agent = a.requests_per_agent;
+  mo.duration_s = a.duration_s;
+  mo.pool = a.pool;
+  mo.model = a.model;
+  mo.prompt = a.prompt;
+  mo.max_tokens = a.max_tokens;
+  mo.temperature = a.temperature;
+  mo.workflow_data = {a.data};
+  mo.workflow_out = a.workflow_out;
+  mo.record_lags = a.record_lags;
+  mo.stagger_ms = a.stagger_ms;
+
+  Engine engine(eo);
+  const bool tty = isatty(STDERR_FILENO) != 0;
+  auto say = [&](const std::string& s) {
+    if (!a.quiet) fmt::print(stderr, "{}\n", s);
+  };
+  say(fmt::format("multi: {} agents, scenario {}, executor {} ({} loops, {} lanes), pools: {}",
+                  a.agents, a.scenario, to_string(engine.executor()), engine.loops(),
+                  engine.lanes(), fmt::join(engine.pool_names(), ", ")));
+
+  // A lone agent first: its decode rate is efficiency's denominator and its median delivery lag
+  // is contention's loopback floor (METRICS.md).
+  std::optional<double> lone_tps;
+  std::optional<double> lone_system_tps;
+  std::optional<int64_t> floor;
+  if (a.calibrate && mo.scenario != multi::Scenario::workflow) {
+    multi::MultiOptions lone = mo;
+    lone.agents = 1;
+    lone.duration_s = 0;
+    lone.requests_per_agent = std::min(a.requests_per_agent, 5);
+    lone.record_lags = true;
+    const auto r = multi::run_multi(engine, lone);
+    const auto f = multi::concurrency_figures(r.records, 1, std::nullopt, std::nullopt);
+    if (f.errors > 0) {
+      fmt::print(stderr, "the lone-agent calibration failed: {}\n",
+                 r.records.empty() ? "no request" : r.records.front().error);
+      return kFailed;
+    }
+    if (f.decode_tps_client > 0) lone_tps = f.decode_tps_client;
+    if (f.system_tps > 0) lone_system_tps = f.system_tps;
+    floor = multi::median_lag(r.records);
+    say(fmt::format("calibration: a lone agent decodes {:.1f} tokens/s{}", f.decode_tps_client,
+                    floor ? fmt::format(", median delivery lag {:.3f} ms", *floor / 1e6) : ""));
+  }
+
+  std::atomic<int64_t> last_print{0};
+  const int64_t total = mo.duration_s > 0 ? 0 : int64_t(a.agents) * a.requests_per_agent;
+  mo.on_progress = [&](int64_t done, int64_t errors) {
+    const int64_t now = now_ns();
+    int64_t last = last_print.load();
+    if ((now - last < 1'000'000'000 && done != total) ||
+        !last_print.compare_exchange_strong(last, now)) {
+      return;
+    }
+    if (a.quiet) return;
+    fmt::print(stderr, "{}{} requests done{}, {} errors{}", tty ? "\r" : "", done,
+               total ? fmt::format(" of {}", total) : "", errors, tty ? "   " : "\n");
+  };
+  const auto result = multi::run_multi(engine, mo);
+  if (tty && !a.quiet) fmt::print(stderr, "\n");
+  const auto f = multi::concurrency_figures(result.records, a.agents, lone_tps, floor);
+
+  if (!a.records.empty()) {
+    std::filesystem::path p(a.records);
+    if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
+    std::ofstream out(p);
+    // The same header keys as the peers' (bench/peers, docs/records.md).
+    boost::json::array argv;
+    {
+      std::ifstream cmdline("/proc/self/cmdline", std::ios::binary);
+      std::string arg;
+      while (std::getline(cmdline, arg, '\0')) argv.emplace_back(arg);
+    }
+    const auto& first = engine.pool(engine.pool_names().front()).config().endpoints.front();
+    boost::json::object header{
+        {"kind", "header"},
+        {"program", "chimeraforge"},
+        {"command", std::move(argv)},
+        {"endpoint", first.config.url},
+        {"backend", to_string(first.config.kind)},
+        {"agents", a.agents},
+        {"requests_per_agent", a.requests_per_agent},
+        {"model", a.model},
+        {"prompt", a.prompt},
+        {"max_tokens", a.max_tokens},
+        {"record_lags", a.record_lags},
+        {"stagger_ms", a.stagger_ms},
+        {"executor", to_string(engine.executor())},
+        {"scenario", a.scenario},
+        {"pools", fmt::format("{}", fmt::join(engine.pool_names(), ","))},
+        {"env", {{"cpu_count", std::thread::hardware_concurrency()},
+                 {"compiler", __VERSION__}}}};
+    out << boost::json::serialize(header) << "\n";
+    for (const auto& r : result.records) out << multi::record_json(r, "chimeraforge") << "\n";
+    if (!out) {
+      fmt::print(stderr, "cannot write records to '{}'\n", a.records);
+      return kFailed;
+    }
+  }
+
+  boost::json::object o{
+      {"program", "chimeraforge"},
+      {"scenario", a.scenario},
+      {"executor", to_string(engine.executor())},
+      {"agents", a.agents},
+      {"requests", f.requests},
+      {"errors", f.errors},
+      {"tokens", f.tokens},
+      {"wall_s", f.wall_s},
+      {"system_tps", f.system_tps},
+      {"efficiency", opt(f.efficiency)},
+      // system_tps(N) / (N x system_tps(1)): efficiency without the (tokens-1)/tokens bias of
+      // comparing a whole-run rate with a decode rate (docs/multi.md).
+      {"scaling", lone_system_tps ? boost::json::value(f.system_tps / (a.agents * *lone_system_tps))
+                                  : boost::json::value(nullptr)},
+      {"contention", opt(f.contention)},
+      {"stall_rate", opt(f.stall_rate)},
+      {"balance", f.balance},
+      {"decode_tps_client", f.decode_tps_client},
+      {"lone_decode_tps_client", opt(lone_tps)},
+      {"loopback_floor_ms", floor ? boost::json::value(*floor / 1e6) : nullptr},
+      {"ttft_client_p50_ms", f.ttft_p50},
+      {"ttft_client_p90_ms", f.ttft_p90},
+      {"ttft_client_p99_ms", f.ttft_p99},
+      {"ttft_client_max_ms", f.ttft_max},
+      {"itl_p50_ms", f.itl_p50},
+      {"itl_p99_ms", f.itl_p99},
+      {"overhead_ttft_p50_ms", opt(f.overhead_ttft_p50)},
+      {"overhead_ttft_p99_ms", opt(f.overhead_ttft_p99)},
+      {"delivery_lag_p50_ms", opt(f.lag_p50)},
+      {"delivery_lag_p99_ms", opt(f.lag_p99)},
+      {"e2e_p50_ms", f.e2e_p50},
+      {"e2e_p99_ms", f.e2e_p99},
+      {"rss_peak", result.rss_peak_bytes},
+      {"agents_failed", result.run.failed},
+      {"sources",
+       {{"system_tps", "derived"},
+        {"efficiency", "derived"},
+        {"scaling", "derived"},
+        {"contention", "derived"},
+        {"stall_rate", "derived"},
+        {"balance", "derived"},
+        {"ttft_client", "measured"},
+        {"itl", "measured"},
+        {"overhead_ttft", "derived"},
+        {"rss_peak", "measured"}}}};
+  boost::json::array pools;
+  for (const auto& name : engine.pool_names()) {
+    for (const auto& s : engine.pool(name).status()) {
+      pools.push_back({{"pool", name},
+                       {"url", s.url},
+                       {"up", s.up},
+                       {"dispatched", s.dispatched},
+                       {"last_error", s.last_error}});
+    }
+  }
+  o["endpoints"] = std::move(pools);
+  const std::string text = boost::json::serialize(o);
+  if (!a.results.empty()) {
+    std::filesystem::path p(a.results);
+    if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
+    std::ofstream(p) << text << "\n";
+  }
+  if (a.json) {
+    fmt::print("{}\n", text);
+  } else {
+    auto pct = [](const std::optional<double>& v, const char* unit) {
+      return v ? fmt::format("{:.3f}{}", *v * (std::string(unit) == "%" ? 100 : 1), unit)
+               : std::string("n/a");
+    };
+    fmt::print("agents {}  requests {}  errors {}  tokens {}  wall {:.2f} s\n", a.agents,
+               f.requests, f.errors, f.tokens, f.wall_s);
+    fmt::print("system_tps {:.1f}  efficiency {}  contention {}  stall_rate {}  balance {:.3f}\n",
+               f.system_tps, pct(f.efficiency, "%"), pct(f.contention, "%"),
+               pct(f.stall_rate, "%"), f.balance);
+    fmt::print("ttft_client p50 {:.2f} ms  p99 {:.2f} ms  max {:.2f} ms   itl p50 {:.3f} ms  "
+               "p99 {:.3f} ms\n",
+               f.ttft_p50, f.ttft_p99, f.ttft_max, f.itl_p50, f.itl_p99);
+    if (f.overhead_ttft_p50) {
+      fmt::print("overhead_ttft p50 {:.3f} ms  p99 {:.3f} ms   delivery_lag p50 {} ms  p99 {} ms\n",
+                 *f.overhead_ttft_p50, *f.overhead_ttft_p99,
+                 f.lag_p50 ? fmt::format("{:.3f}", *f.lag_p50) : "n/a",
+                 f.lag_p99 ? fmt::format("{:.3f}", *f.lag_p99) : "n/a");
+    }
+    fmt::print("rss_peak {:.1f} MB\n", static_cast<double>(result.rss_peak_bytes) / 1e6);
+    if (f.errors > 0) {
+      for (const auto& r : result.records) {
+        if (!r.ok) {
+          fmt::print("first error: agent {} request {}: {}\n", r.agent, r.request, r.error);
+          break;
+        }
+      }
+    }
+  }
+  return f.errors == 0 && result.run.failed == 0 ? kOk : kFailed;
+}
+
+}  // namespace
+
+std::function<int()> add_multi(CLI::App& app) {
+  auto a = std::make_shared<MultiArgs>();
+  auto* cmd = app.add_subcommand(
+      "multi",
+      "Run N agents at once over endpoint pools and print the concurrency figures "
+      "(docs/multi.md).\n\n"
+      "Examples:\n"
+      "  chimeraforge synth-server --port 11500 &\n"
+      "  chimeraforge multi --agents 1000 --endpoint http://127.0.0.1:11500 --backend ollama \\\n"
+      "      --executor per-core --requests-per-agent 2\n"
+      "  chimeraforge multi --agents 8 --pools pools.toml --scenario personas --json\n"
+      "  chimeraforge multi --agents 4 --endpoint tiny.gguf --backend llama --scenario workflow");
+  cmd->add_option("--agents,-n", a->agents, "Agents running at once (1 to 100000)")
+      ->capture_default_str();
+  cmd->add_option("--pools", a->pools_file,
+                  "Pool file (TOML, see docs/pools.md); instead of --endpoint");
+  cmd->add_option("--endpoint", a->endpoints,
+                  "Endpoint URL (or GGUF file with --backend llama); repeat it for a pool of "
+                  "several");
+  cmd->add_option("--backend,-b", a->backend, "Protocol of --endpoint: ollama, openai or llama")
+      ->check(CLI::IsMember({"ollama", "openai", "llama"}))
+      ->capture_default_str();
+  cmd->add_option("--routing", a->routing,
+                  "With several --endpoint: pinned, round-robin, least-outstanding, "
+                  "session-affinity")
+      ->capture_default_str();
+  cmd->add_option("--max-concurrency", a->max_concurrency,
+                  "Requests in flight per --endpoint (its slots); 0: no limit")
+      ->capture_default_str();
+  cmd->add_option("--hedge-after-ms", a->hedge_after_ms,
+                  "Send a request to a second endpoint when no token came after this long; 0: "
+                  "never")
+      ->capture_default_str();
+  cmd->add_option("--executor,-e", a->executor,
+                  "single (one thread, one loop), shared (one loop, a thread pool), per-core "
+                  "(a loop per core, agents pinned), thread-per-agent")
+      ->capture_default_str();
+  cmd->add_option("--threads", a->threads, "Loop threads / loops / I/O threads; 0: all cores")
+      ->capture_default_str();
+  cmd->add_option("--scenario", a->scenario, "homogeneous, personas or workflow")
+      ->capture_default_str();
+  cmd->add_option("--requests-per-agent,-k", a->requests_per_agent, "Calls each agent makes")
+      ->capture_default_str();
+  cmd->add_option("--duration", a->duration_s,
+                  "Seconds each agent keeps calling (instead of --requests-per-agent)");
+  cmd->add_option("--pool", a->pool, "Homogeneous and workflow: the pool to use (default: first)");
+  cmd->add_option("--model,-m", a->model, "Model name sent to HTTP servers");
+  cmd->add_option("--prompt", a->prompt, "The user message of each call")->capture_default_str();
+  cmd->add_option("--max-tokens", a->max_tokens, "num_predict of each call")
+      ->capture_default_str();
+  cmd->add_option("--temperature", a->temperature, "Sampling temperature (default: the server's)");
+  cmd->add_option("--data", a->data, "Workflow scenario: data folder")->capture_default_str();
+  cmd->add_option("--workflow-out", a->workflow_out, "Workflow scenario: output folder")
+      ->capture_default_str();
+  cmd->add_option("--records", a->records,
+                  "Write one JSON record per request here (docs/records.md)");
+  cmd->add_option("--stagger-ms", a->stagger_ms,
+                  "Spread the agents' starts evenly over this many ms (agent i waits i/N of it)")
+      ->capture_default_str();
+  cmd->add_flag("--record-lags", a->record_lags, "Keep every chunk's delivery_lag in the records");
+  cmd->add_option("--results", a->results, "Write the figures (JSON) here")
+      ->capture_default_str();
+  cmd->add_flag("!--no-calibrate", a->calibrate,
+                "Skip the lone-agent run that efficiency and contention are relative to");
+  cmd->add_flag("--json", a->json, "Print one JSON object (METRICS.md names) instead of text");
+  cmd->add_flag("--quiet,-q", a->quiet, "No progress on stderr");
+  return [a]() { return run_multi_cmd(*a); };
+}
+
+}  // namespace chimera::cli
