@@ -9,7 +9,7 @@ PACKAGES=(
   libcli11-dev libfmt-dev libtomlplusplus-dev
   libcmark-gfm-dev libcmark-gfm-extensions-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-pybind11 python3-pytest
+  python3 python3-dev python3-pybind11 pybind11-dev python3-pytest
   curl procps
 )
 
