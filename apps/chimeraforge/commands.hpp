@@ -22,5 +22,6 @@ std::function<int()> add_model(CLI::App& app);
 std::function<int()> add_run(CLI::App& app);
 std::function<int()> add_multi(CLI::App& app);
 std::function<int()> add_synth_server(CLI::App& app);
+std::function<int()> add_banter(CLI::App& app);
 
 }  // namespace chimera::cli

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   auto run_run = chimera::cli::add_run(app);
   auto run_multi = chimera::cli::add_multi(app);
   auto run_synth_server = chimera::cli::add_synth_server(app);
+  auto run_banter = chimera::cli::add_banter(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("run")) return run_run();
     if (app.got_subcommand("multi")) return run_multi();
     if (app.got_subcommand("synth-server")) return run_synth_server();
+    if (app.got_subcommand("banter")) return run_banter();
   } catch (const std::exception& e) {
     fmt::print(stderr, "chimeraforge: {}\n", e.what());
     return chimera::cli::kFailed;

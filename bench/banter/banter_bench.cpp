@@ -1,0 +1,336 @@
+// Live banter: a scene of 4 characters, 50 lines, on the tiny model in-process and through two
+// llama-servers, with and without warm-up, sessions and background catch-up.
+//
+// Per configuration and run: per-line time to first token (`ttft_line`, from the moment the line
+// is asked for, and METRICS.md's `ttft_client`) p50/p99, the budget's hit rate, and the prompt
+// tokens per line served from cache and prefilled. Configurations alternate within each run on
+// the same machine (A B C ... A B C ...). Writes JSON lines (--out) and a Markdown table (--md).
+#include <chimera/backends/server_process.hpp>
+#include <chimera/banter/banter.hpp>
+#include <chimera/metrics/figures.hpp>
+#include <chimera/model/synth.hpp>
+
+#include <CLI/CLI.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <thread>
+
+namespace {
+
+using namespace chimera;
+using namespace chimera::banter;
+
+struct Stats {
+  double mean = 0, sd = 0;
+};
+Stats stats(const std::vector<double>& v) {
+  Stats s;
+  if (v.empty()) return s;
+  s.mean = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+  if (v.size() > 1) {
+    double acc = 0;
+    for (double x : v) acc += (x - s.mean) * (x - s.mean);
+    s.sd = std::sqrt(acc / static_cast<double>(v.size() - 1));
+  }
+  return s;
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  }
+  return "unknown";
+}
+
+double ms(int64_t ns) { return static_cast<double>(ns) / 1e6; }
+
+struct Config {
+  std::string name;
+  bool servers = false;
+  bool warm_up = true;
+  bool sessions = true;
+  bool catch_up = true;
+};
+
+// What one run of one configuration measured.
+struct RunResult {
+  std::vector<double> ttft_line, ttft_client, cached, prefilled;
+  int lines = 0, held = 0, judged = 0, failed = 0;
+  double warm_ms = 0;
+  double p(const std::vector<double>& v, double q) const { return metrics::percentile(v, q); }
+  double mean(const std::vector<double>& v) const { return stats(v).mean; }
+  double hit_rate() const { return judged ? static_cast<double>(held) / judged : 0.0; }
+};
+
+SceneConfig make_scene(const std::string& model, int lines, int num_ctx, int num_predict,
+                       int64_t budget_ms) {
+  SceneConfig c;
+  c.title = "Last orders at the Drowned Lantern";
+  c.setting =
+      "A harbour tavern at closing time. Rain on the windows, a storm coming in, one lamp left "
+      "burning. The regulars argue about whether to stay the night.";
+  c.turns = TurnPolicy::round_robin;
+  c.budget_ms = budget_ms;
+  c.lines = lines;
+  c.opening = "The bell over the bar rings for last orders. Nobody moves.";
+  const char* names[] = {"Mira", "Tor", "Sable", "Old Wick"};
+  const char* personas[] = {
+      "The tavern keeper. Tired, kind, and sharp with anyone who outstays their welcome. She has "
+      "run the Drowned Lantern for twenty years and knows every secret in the harbour.",
+      "A fisherman who lost his boat last winter and tells everyone about it. Loud, warm, "
+      "stubborn, owes Mira three weeks of drinks and swears he will pay after the storm.",
+      "A travelling card player with a secret; polite, watchful, never answers a question "
+      "straight. Arrived a week ago on the mail coach and has been winning ever since.",
+      "The oldest man in the harbour. Claims to have seen the sea serpent twice, remembers the "
+      "great flood, and has an opinion about everything, especially the weather."};
+  const char* styles[] = {"Short sentences. Dry humour. Calls everyone 'love'.",
+                          "Rambling, nautical words, sighs a lot.",
+                          "Smooth and precise. Answers questions with questions.",
+                          "Slow, proverbs, drifts into stories."};
+  for (int i = 0; i < 4; ++i) {
+    CharacterConfig ch;
+    ch.name = names[i];
+    ch.persona = personas[i];
+    ch.style = styles[i];
+    ch.placement.model = model;
+    ch.options.num_ctx = num_ctx;
+    ch.options.num_predict = num_predict;
+    ch.options.temperature = 0.8;
+    ch.options.top_p = 0.9;
+    ch.options.seed = 100 + i;
+    c.characters.push_back(ch);
+  }
+  return c;
+}
+
+RunResult run_scene(SceneConfig scene, const SceneOptions& so, int lines, int64_t gap_ms) {
+  RunResult r;
+  Scene s(std::move(scene), so);
+  if (s.config().warm_up && s.config().sessions) {
+    const auto w = s.warm_up();
+    r.warm_ms = ms(w.wall_ns);
+    for (const auto& e : w.entries) {
+      if (!e.error.empty()) fmt::print(stderr, "warm-up of {} failed: {}\n", e.who, e.error);
+    }
+  }
+  for (int i = 0; i < lines; ++i) {
+    const LineRecord rec = s.line();
+    ++r.lines;
+    if (!rec.ok()) {
+      ++r.failed;
+      fmt::print(stderr, "line {} failed: {}\n", i, rec.completion.error.message);
+    }
+    if (rec.budget_held) {
+      ++r.judged;
+      if (*rec.budget_held) ++r.held;
+    }
+    const Figures& f = rec.completion.figures;
+    if (rec.ttft_line_ns) r.ttft_line.push_back(ms(*rec.ttft_line_ns));
+    if (f.ttft_client_ns) r.ttft_client.push_back(ms(*f.ttft_client_ns));
+    if (f.tokens_in) {
+      const double cached = static_cast<double>(f.prompt_tokens_cached.value_or(0));
+      r.cached.push_back(cached);
+      r.prefilled.push_back(static_cast<double>(*f.tokens_in) - cached);
+    }
+    if (gap_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(gap_ms));
+  }
+  return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Live banter: 4 characters, 50 lines; TTFT per line, budget hit rate, cached "
+               "prompt tokens; in-process and via two llama-servers."};
+  int runs = 3;
+  int lines = 50;
+  int threads = 1;
+  int num_ctx = 512;
+  int num_predict = 48;
+  int64_t budget_ms = 200;
+  int64_t gap_ms = 0;
+  int gpu_layers = 0;
+  std::string model;
+  std::string out_path = "bench/results/banter.jsonl";
+  std::string md_path = "bench/results/banter.md";
+  bool no_servers = false;
+  app.add_option("--runs", runs, "Runs of every configuration")->capture_default_str();
+  app.add_option("--lines", lines, "Lines per scene")->capture_default_str();
+  app.add_option("--threads", threads,
+                 "Decode threads (in-process, and -t of each llama-server)")->capture_default_str();
+  app.add_option("--num-ctx", num_ctx, "Each character's context")->capture_default_str();
+  app.add_option("--num-predict", num_predict, "Longest line, tokens")->capture_default_str();
+  app.add_option("--budget-ms", budget_ms, "Budget to a line's first token")->capture_default_str();
+  app.add_option("--gap-ms", gap_ms, "Pause between lines (speech time); 0: back to back")
+      ->capture_default_str();
+  app.add_option("--model", model, "GGUF file (default: the tiny synthetic model)");
+  app.add_option("--gpu-layers", gpu_layers, "Layers on the GPU (llama-server -ngl)");
+  app.add_flag("--no-servers", no_servers, "Only the in-process configurations");
+  app.add_option("--out", out_path, "Results file (JSON lines, appended)")->capture_default_str();
+  app.add_option("--md", md_path, "Markdown table (replaced)")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  if (model.empty()) {
+    bool created = false;
+    std::string error;
+    model = model::cached_tiny_model(created, error).string();
+    if (model.empty()) {
+      fmt::print(stderr, "{}\n", error);
+      return 1;
+    }
+  }
+  std::string cmdline;
+  for (int i = 0; i < argc; ++i) cmdline += (i ? " " : "") + std::string(argv[i]);
+  std::error_code ec;
+  const auto model_bytes = std::filesystem::file_size(model, ec);
+
+  const std::vector<Config> configs = {
+      {"in-process: sessions, warm-up, catch-up", false, true, true, true},
+      {"in-process: sessions, warm-up, no catch-up", false, true, true, false},
+      {"in-process: sessions, no warm-up", false, false, true, true},
+      {"in-process: no sessions", false, false, false, false},
+      {"2 llama-servers: sessions, warm-up, catch-up", true, true, true, true},
+      {"2 llama-servers: sessions, no warm-up", true, false, true, true},
+      {"2 llama-servers: no sessions", true, false, false, false},
+  };
+
+  // Two llama-servers, each with a slot per character it hosts (4 characters over 2 servers).
+  std::vector<std::unique_ptr<ServerProcess>> servers;
+  pool::PoolConfig pc;
+  pc.name = "servers";
+  pc.routing = pool::Routing::session_affinity;
+  pc.health_interval_ms = 0;
+  if (!no_servers) {
+    for (int i = 0; i < 2; ++i) {
+      ServerOptions o;
+      o.model = model;
+      o.parallel = 2;
+      o.ctx = 2 * num_ctx;
+      o.threads = threads;
+      o.gpu_layers = gpu_layers;
+      o.extra = {"--no-warmup", "--cache-ram", "0"};
+      o.wait_until_ready = false;
+      servers.push_back(std::make_unique<ServerProcess>(o));
+    }
+    for (auto& s : servers) {
+      while (!s->poll_ready()) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+      if (!s->ok()) {
+        fmt::print(stderr, "{}\n", s->error());
+        return 1;
+      }
+      pool::PoolEndpoint e;
+      e.config.url = s->url();
+      e.config.kind = BackendKind::openai;
+      e.max_concurrency = 2;
+      pc.endpoints.push_back(e);
+    }
+  }
+
+  std::map<std::string, std::vector<RunResult>> results;
+  for (int run = 0; run < runs; ++run) {
+    for (const auto& cfg : configs) {
+      if (cfg.servers && no_servers) continue;
+      SceneConfig sc = make_scene(model, lines, num_ctx, num_predict, budget_ms);
+      sc.warm_up = cfg.warm_up;
+      sc.sessions = cfg.sessions;
+      sc.catch_up = cfg.catch_up;
+      SceneOptions so;
+      so.threads = threads;
+      if (cfg.servers) {
+        sc.pools = {pc};
+        for (auto& ch : sc.characters) ch.placement = {"", "servers"};
+      }
+      const RunResult r = run_scene(std::move(sc), so, lines, gap_ms);
+      fmt::print("run {} {:<46} ttft_line p50 {:6.1f} p99 {:6.1f} ms  hit {:5.1f}%  cached {:5.0f}  "
+                 "prefilled {:5.0f}{}\n",
+                 run + 1, cfg.name, r.p(r.ttft_line, 50), r.p(r.ttft_line, 99),
+                 100 * r.hit_rate(), r.mean(r.cached), r.mean(r.prefilled),
+                 r.failed ? fmt::format("  {} failed", r.failed) : "");
+      results[cfg.name].push_back(r);
+    }
+  }
+
+  const boost::json::object env{
+      {"commit", CHIMERA_GIT_COMMIT},
+      {"compiler", __VERSION__},
+      {"flags", CHIMERA_CXX_FLAGS},
+      {"cpu", cpu_model()},
+      {"cores", std::thread::hardware_concurrency()},
+      {"model", model},
+      {"model_bytes", static_cast<int64_t>(model_bytes)},
+      {"server", "llama-server 0.4.0 (80fb11a), -np 2 -c " + std::to_string(2 * num_ctx) +
+                     " --cache-ram 0 -t " + std::to_string(threads)},
+      {"command", cmdline}};
+  std::filesystem::create_directories(std::filesystem::path(out_path).parent_path(), ec);
+  std::ofstream out(out_path, std::ios::app);
+  std::string md;
+  md += fmt::format(
+      "| configuration | ttft_line p50 ms | ttft_line p99 ms | ttft_client p50 ms | "
+      "ttft_client p99 ms | budget hit rate ({} ms) | cached prompt tokens / line | prefilled "
+      "tokens / line |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+      budget_ms);
+  for (const auto& cfg : configs) {
+    auto it = results.find(cfg.name);
+    if (it == results.end()) continue;
+    std::vector<double> p50, p99, c50, c99, hit, cached, prefilled;
+    int failed = 0;
+    for (const auto& r : it->second) {
+      p50.push_back(r.p(r.ttft_line, 50));
+      p99.push_back(r.p(r.ttft_line, 99));
+      c50.push_back(r.p(r.ttft_client, 50));
+      c99.push_back(r.p(r.ttft_client, 99));
+      hit.push_back(100 * r.hit_rate());
+      cached.push_back(r.mean(r.cached));
+      prefilled.push_back(r.mean(r.prefilled));
+      failed += r.failed;
+    }
+    auto f = [](const std::vector<double>& v, int prec) {
+      const Stats s = stats(v);
+      return fmt::format("{:.{}f} ± {:.{}f}", s.mean, prec, s.sd, prec);
+    };
+    md += fmt::format("| {} | {} | {} | {} | {} | {}% | {} | {} |\n", cfg.name, f(p50, 1),
+                      f(p99, 1), f(c50, 1), f(c99, 1), f(hit, 1), f(cached, 0), f(prefilled, 0));
+    boost::json::object o = env;
+    o["bench"] = "banter";
+    o["configuration"] = cfg.name;
+    o["runs"] = it->second.size();
+    o["lines"] = lines;
+    o["characters"] = 4;
+    o["num_ctx"] = num_ctx;
+    o["num_predict"] = num_predict;
+    o["budget_ms"] = budget_ms;
+    o["gap_ms"] = gap_ms;
+    o["threads"] = threads;
+    o["ttft_line_p50_ms"] = stats(p50).mean;
+    o["ttft_line_p50_sd"] = stats(p50).sd;
+    o["ttft_line_p99_ms"] = stats(p99).mean;
+    o["ttft_line_p99_sd"] = stats(p99).sd;
+    o["ttft_client_p50_ms"] = stats(c50).mean;
+    o["ttft_client_p99_ms"] = stats(c99).mean;
+    o["budget_hit_rate_pct"] = stats(hit).mean;
+    o["prompt_tokens_cached_per_line"] = stats(cached).mean;
+    o["prompt_tokens_prefilled_per_line"] = stats(prefilled).mean;
+    o["failed_lines"] = failed;
+    o["source"] = "measured; percentiles per run, then mean ± sd over runs";
+    out << boost::json::serialize(o) << "\n";
+  }
+  md += fmt::format(
+      "\n{} runs of {} lines each (4 characters, round-robin, num_ctx {}, num_predict {}, "
+      "{} decode thread(s), gap {} ms); percentiles per run, mean ± sd over runs. Model {} "
+      "({:.1f} MB). CPU: {} ({} cores). Commit {}. Command: `{}`\n",
+      runs, lines, num_ctx, num_predict, threads, gap_ms, std::filesystem::path(model).filename().string(),
+      static_cast<double>(model_bytes) / 1e6, cpu_model(), std::thread::hardware_concurrency(),
+      CHIMERA_GIT_COMMIT, cmdline);
+  std::ofstream(md_path) << md;
+  fmt::print("\n{}\nresults appended to {}; table written to {}\n", md, out_path, md_path);
+  return 0;
+}

@@ -1,0 +1,329 @@
+// Scene files (see scene.hpp for the format).
+#include <chimera/banter/scene.hpp>
+
+#include <fmt/format.h>
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <array>
+#include <fstream>
+#include <initializer_list>
+#include <sstream>
+
+namespace chimera::banter {
+
+const char* to_string(TurnPolicy t) {
+  switch (t) {
+    case TurnPolicy::round_robin: return "round-robin";
+    case TurnPolicy::reply_to_last: return "reply-to-last";
+    case TurnPolicy::director: return "director";
+  }
+  return "?";
+}
+
+std::optional<TurnPolicy> parse_turn_policy(std::string_view name) {
+  std::string n(name);
+  std::replace(n.begin(), n.end(), '_', '-');
+  if (n == "round-robin") return TurnPolicy::round_robin;
+  if (n == "reply-to-last") return TurnPolicy::reply_to_last;
+  if (n == "director") return TurnPolicy::director;
+  return std::nullopt;
+}
+
+namespace {
+
+constexpr std::array<std::string_view, 11> kOptionKeys = {
+    "model", "pool",        "num_ctx",        "num_predict", "temperature", "top_p",
+    "top_k", "min_p",       "repeat_penalty", "seed",        "stop"};
+
+std::string where(const std::string& source, const toml::node& n) {
+  const auto& s = n.source();
+  if (s.begin.line == 0) return source;
+  return fmt::format("{}:{}", source, s.begin.line);
+}
+
+class Reader {
+ public:
+  Reader(const toml::table& t, const std::string& source, std::string& error)
+      : t_(t), source_(source), error_(error) {}
+
+  bool known(std::vector<std::string_view> keys, const char* what) {
+    for (const auto& [k, v] : t_) {
+      if (std::find(keys.begin(), keys.end(), k.str()) == keys.end()) {
+        error_ = fmt::format("{}: unknown key '{}' in {} (known: {})", where(source_, v), k.str(),
+                             what, fmt::join(keys, ", "));
+        return false;
+      }
+    }
+    return true;
+  }
+  bool str(const char* key, std::string& out) {
+    const toml::node* n = t_.get(key);
+    if (n == nullptr) return true;
+    if (!n->is_string()) return fail(*n, key, "a string");
+    out = *n->value<std::string>();
+    return true;
+  }
+  template <class T>
+  bool integer(const char* key, T& out) {
+    const toml::node* n = t_.get(key);
+    if (n == nullptr) return true;
+    if (!n->is_integer()) return fail(*n, key, "an integer");
+    out = static_cast<T>(*n->value<int64_t>());
+    return true;
+  }
+  template <class T>
+  bool integer(const char* key, std::optional<T>& out) {
+    T v{};
+    const bool present = t_.get(key) != nullptr;
+    if (!integer(key, v)) return false;
+    if (present) out = v;
+    return true;
+  }
+  bool number(const char* key, std::optional<double>& out) {
+    const toml::node* n = t_.get(key);
+    if (n == nullptr) return true;
+    if (!n->is_number()) return fail(*n, key, "a number");
+    out = *n->value<double>();
+    return true;
+  }
+  bool boolean(const char* key, bool& out) {
+    const toml::node* n = t_.get(key);
+    if (n == nullptr) return true;
+    if (!n->is_boolean()) return fail(*n, key, "true or false");
+    out = *n->value<bool>();
+    return true;
+  }
+  bool strings(const char* key, std::vector<std::string>& out) {
+    const toml::node* n = t_.get(key);
+    if (n == nullptr) return true;
+    if (n->is_string()) {
+      out = {*n->value<std::string>()};
+      return true;
+    }
+    if (!n->is_array()) return fail(*n, key, "a string or an array of strings");
+    out.clear();
+    for (const auto& e : *n->as_array()) {
+      if (!e.is_string()) return fail(e, key, "a string or an array of strings");
+      out.push_back(*e.value<std::string>());
+    }
+    return true;
+  }
+  bool range(const char* key, int64_t value, int64_t lo, int64_t hi) {
+    if (value >= lo && value <= hi) return true;
+    const toml::node* n = t_.get(key);
+    error_ = fmt::format("{}: '{}' is {}; it must be between {} and {}",
+                         n ? where(source_, *n) : source_, key, value, lo, hi);
+    return false;
+  }
+  const toml::table& table() const { return t_; }
+
+ private:
+  bool fail(const toml::node& n, const char* key, const char* what) {
+    error_ = fmt::format("{}: '{}' must be {}", where(source_, n), key, what);
+    return false;
+  }
+  const toml::table& t_;
+  const std::string& source_;
+  std::string& error_;
+};
+
+// The keys a character, the director and [defaults] share.
+bool read_options(Reader& r, Placement& p, Options& o) {
+  if (!r.str("model", p.model) || !r.str("pool", p.pool)) return false;
+  if (!r.integer("num_ctx", o.num_ctx) || !r.integer("num_predict", o.num_predict)) return false;
+  if (!r.number("temperature", o.temperature) || !r.number("top_p", o.top_p)) return false;
+  if (!r.integer("top_k", o.top_k) || !r.number("min_p", o.min_p)) return false;
+  if (!r.number("repeat_penalty", o.repeat_penalty) || !r.integer("seed", o.seed)) return false;
+  if (!r.strings("stop", o.stop)) return false;
+  if (o.num_ctx && !r.range("num_ctx", *o.num_ctx, 64, 131072)) return false;
+  if (o.num_predict && !r.range("num_predict", *o.num_predict, 1, 4096)) return false;
+  return true;
+}
+
+// Fills what `o` leaves unset from `d`.
+void inherit(Options& o, const Options& d) {
+  if (!o.num_ctx) o.num_ctx = d.num_ctx;
+  if (!o.num_predict) o.num_predict = d.num_predict;
+  if (!o.temperature) o.temperature = d.temperature;
+  if (!o.top_p) o.top_p = d.top_p;
+  if (!o.top_k) o.top_k = d.top_k;
+  if (!o.min_p) o.min_p = d.min_p;
+  if (!o.repeat_penalty) o.repeat_penalty = d.repeat_penalty;
+  if (!o.seed) o.seed = d.seed;
+  if (o.stop.empty()) o.stop = d.stop;
+}
+
+void inherit(Placement& p, const Placement& d) {
+  if (p.model.empty() && p.pool.empty()) p = d;
+}
+
+std::vector<std::string_view> with_options(std::initializer_list<std::string_view> keys) {
+  std::vector<std::string_view> out(keys);
+  out.insert(out.end(), kOptionKeys.begin(), kOptionKeys.end());
+  return out;
+}
+
+}  // namespace
+
+bool parse_scene(std::string_view text, const std::string& source, SceneConfig& out,
+                 std::string& error) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    error = fmt::format("{}:{}:{}: {}", source, e.source().begin.line, e.source().begin.column,
+                        e.description());
+    return false;
+  }
+  {
+    Reader top(root, source, error);
+    if (!top.known({"scene", "defaults", "character", "director", "pool"}, "the scene file")) {
+      return false;
+    }
+  }
+  SceneConfig sc;
+  static const toml::table kEmpty;
+  auto table_of = [&](const char* key, const toml::table*& t) {
+    const toml::node* n = root.get(key);
+    t = &kEmpty;
+    if (n == nullptr) return true;
+    if (!n->is_table()) {
+      error = fmt::format("{}: '{}' must be a table ([{}])", where(source, *n), key, key);
+      return false;
+    }
+    t = n->as_table();
+    return true;
+  };
+
+  const toml::table* scene_t = nullptr;
+  if (!table_of("scene", scene_t)) return false;
+  Reader s(*scene_t, source, error);
+  if (!s.known({"title", "setting", "turns", "budget_ms", "lines", "player", "narrator", "opening",
+                "warm_up", "sessions", "catch_up", "split", "hedge_after_ms", "max_concurrent"},
+               "[scene]")) {
+    return false;
+  }
+  std::string turns = to_string(sc.turns);
+  std::string split = "sentence";
+  if (!s.str("title", sc.title) || !s.str("setting", sc.setting) || !s.str("turns", turns) ||
+      !s.integer("budget_ms", sc.budget_ms) || !s.integer("lines", sc.lines) ||
+      !s.str("player", sc.player) || !s.str("narrator", sc.narrator) ||
+      !s.str("opening", sc.opening) || !s.boolean("warm_up", sc.warm_up) ||
+      !s.boolean("sessions", sc.sessions) || !s.boolean("catch_up", sc.catch_up) ||
+      !s.str("split", split) || !s.integer("hedge_after_ms", sc.hedge_after_ms) ||
+      !s.integer("max_concurrent", sc.max_concurrent)) {
+    return false;
+  }
+  if (auto t = parse_turn_policy(turns)) {
+    sc.turns = *t;
+  } else {
+    error = fmt::format("{}: unknown turns '{}' (round-robin, reply-to-last, director)",
+                        where(source, *scene_t->get("turns")), turns);
+    return false;
+  }
+  if (split == "sentence") {
+    sc.split = SplitMode::sentence;
+  } else if (split == "clause") {
+    sc.split = SplitMode::clause;
+  } else {
+    error = fmt::format("{}: unknown split '{}' (sentence, clause)",
+                        where(source, *scene_t->get("split")), split);
+    return false;
+  }
+  if (!s.range("budget_ms", sc.budget_ms, 1, 600'000) || !s.range("lines", sc.lines, 0, 100'000) ||
+      !s.range("hedge_after_ms", sc.hedge_after_ms, -1, 600'000) ||
+      !s.range("max_concurrent", sc.max_concurrent, 0, 4096)) {
+    return false;
+  }
+  if (sc.player.empty() || sc.narrator.empty()) {
+    error = fmt::format("{}: 'player' and 'narrator' must not be empty", source);
+    return false;
+  }
+
+  const toml::table* defaults_t = nullptr;
+  if (!table_of("defaults", defaults_t)) return false;
+  Reader d(*defaults_t, source, error);
+  if (!d.known(with_options({}), "[defaults]")) return false;
+  Placement default_place;
+  Options defaults;
+  if (!read_options(d, default_place, defaults)) return false;
+  if (!defaults.num_ctx) defaults.num_ctx = kDefaultNumCtx;
+  if (!defaults.num_predict) defaults.num_predict = kDefaultNumPredict;
+
+  const toml::node* chars = root.get("character");
+  if (chars == nullptr || !chars->is_array_of_tables() || chars->as_array()->empty()) {
+    error = fmt::format("{}: no [[character]]; a scene needs at least one, e.g.\n"
+                        "  [[character]]\n  name = \"Mira\"\n  persona = \"The tavern keeper.\"",
+                        source);
+    return false;
+  }
+  for (const auto& node : *chars->as_array()) {
+    Reader c(*node.as_table(), source, error);
+    if (!c.known(with_options({"name", "persona", "style"}), "[[character]]")) return false;
+    CharacterConfig cc;
+    if (!c.str("name", cc.name) || !c.str("persona", cc.persona) || !c.str("style", cc.style)) {
+      return false;
+    }
+    if (!read_options(c, cc.placement, cc.options)) return false;
+    if (cc.name.empty()) {
+      error = fmt::format("{}: a [[character]] needs a name", where(source, node));
+      return false;
+    }
+    for (const auto& other : sc.characters) {
+      if (other.name == cc.name) {
+        error = fmt::format("{}: two characters are named '{}'", where(source, node), cc.name);
+        return false;
+      }
+    }
+    if (cc.name == sc.player || cc.name == sc.narrator) {
+      error = fmt::format("{}: character '{}' has the name of the {}; rename one of them",
+                          where(source, node), cc.name,
+                          cc.name == sc.player ? "player ([scene] player)"
+                                               : "narrator ([scene] narrator)");
+      return false;
+    }
+    inherit(cc.options, defaults);
+    inherit(cc.placement, default_place);
+    sc.characters.push_back(std::move(cc));
+  }
+
+  const toml::table* director_t = nullptr;
+  if (!table_of("director", director_t)) return false;
+  Reader dr(*director_t, source, error);
+  if (!dr.known(with_options({"prompt"}), "[director]")) return false;
+  if (!dr.str("prompt", sc.director.prompt)) return false;
+  if (!read_options(dr, sc.director.placement, sc.director.options)) return false;
+  if (sc.director.prompt.empty()) {
+    sc.director.prompt =
+        "You direct a scene of spoken banter. Pick who speaks next so that the scene stays "
+        "lively and everyone gets a turn.";
+  }
+  inherit(sc.director.placement, sc.characters.front().placement);
+  if (!sc.director.options.num_ctx) sc.director.options.num_ctx = defaults.num_ctx;
+  if (!sc.director.options.num_predict) sc.director.options.num_predict = 16;
+  if (!sc.director.options.temperature) sc.director.options.temperature = 0.0;
+
+  if (root.get("pool") != nullptr) {
+    if (!pool::parse_pools(text, source, sc.pools, error)) return false;
+  }
+  // Pools named by characters may also come from the engine (SceneOptions::pools): they are
+  // checked when the scene opens.
+  out = std::move(sc);
+  return true;
+}
+
+bool load_scene(const std::filesystem::path& file, SceneConfig& out, std::string& error) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    error = fmt::format("cannot read scene file '{}'", file.string());
+    return false;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (!parse_scene(ss.str(), file.string(), out, error)) return false;
+  out.base_dir = file.parent_path();
+  return true;
+}
+
+}  // namespace chimera::banter

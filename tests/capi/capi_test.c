@@ -1,0 +1,303 @@
+/* The C ABI from C: includes chimera.h and drives a whole scene against the in-process engine
+ * (the tiny synthetic model), in both delivery modes, with interruption, cancellation, a
+ * session, and the error paths. Exits 0 when every check holds; prints what failed otherwise.
+ * Also run under valgrind by ctest (capi_valgrind) when valgrind is installed. */
+#include <chimera.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int g_failures = 0;
+
+#define CHECK(cond)                                                                   \
+  do {                                                                                \
+    if (!(cond)) {                                                                    \
+      fprintf(stderr, "%s:%d: check failed: %s (last error: %s)\n", __FILE__, __LINE__, \
+              #cond, chimera_last_error());                                           \
+      ++g_failures;                                                                   \
+    }                                                                                 \
+  } while (0)
+
+static const char *kScene =
+    "[scene]\n"
+    "title = \"Gate duty\"\n"
+    "setting = \"Two guards and a merchant at a city gate at dusk.\"\n"
+    "turns = \"round-robin\"\n"
+    /* Generous: this test checks behaviour; the benchmark measures the 200 ms budget. */
+    "budget_ms = 5000\n"
+    "opening = \"The gate bell rings.\"\n"
+    "[defaults]\n"
+    "model = \"tiny\"\n"
+    "num_ctx = 256\n"
+    "num_predict = 12\n"
+    "temperature = 0.8\n"
+    "seed = 7\n"
+    "[[character]]\n"
+    "name = \"Brann\"\n"
+    "persona = \"A grumpy guard.\"\n"
+    "[[character]]\n"
+    "name = \"Ilsa\"\n"
+    "persona = \"A young guard, eager.\"\n"
+    "[[character]]\n"
+    "name = \"Orrin\"\n"
+    "persona = \"A merchant in a hurry.\"\n";
+
+/* What the callbacks of one line saw. */
+typedef struct {
+  int tokens;
+  int sentences;
+  int done;
+  chimera_status status;
+  size_t text_bytes;
+  int stop_after; /* > 0: return false from on_token after that many tokens */
+} seen;
+
+static bool on_token(chimera_line *line, const char *text, size_t length, void *user_data) {
+  seen *s = (seen *)user_data;
+  (void)line;
+  CHECK(text != NULL && strlen(text) == length);
+  s->tokens++;
+  s->text_bytes += length;
+  return s->stop_after <= 0 || s->tokens < s->stop_after;
+}
+
+static bool on_sentence(chimera_line *line, const char *text, size_t length, int index,
+                        void *user_data) {
+  seen *s = (seen *)user_data;
+  (void)line;
+  CHECK(length > 0 && text[0] != ' ');
+  CHECK(index == s->sentences);
+  s->sentences++;
+  return true;
+}
+
+static void on_done(chimera_line *line, chimera_status status, void *user_data) {
+  seen *s = (seen *)user_data;
+  (void)line;
+  CHECK(!s->done); /* exactly once */
+  s->done = 1;
+  s->status = status;
+}
+
+static chimera_line_params params_for(seen *s) {
+  chimera_line_params p = chimera_line_default_params();
+  p.on_token = on_token;
+  p.on_sentence = on_sentence;
+  p.on_done = on_done;
+  p.user_data = s;
+  return p;
+}
+
+/* Polls from "the game loop" until the line's on_done has run. */
+static void poll_until_done(chimera_engine *engine, seen *s) {
+  int rounds = 0;
+  while (!s->done && rounds++ < 6000) CHECK(chimera_poll(engine, 10) >= 0);
+}
+
+static void scene_in_poll_mode(void) {
+  chimera_engine_params ep = chimera_engine_default_params();
+  ep.delivery = CHIMERA_DELIVERY_POLL;
+  chimera_engine *engine = NULL;
+  CHECK(chimera_engine_create("[engine]\nthreads = 1\n", &ep, &engine) == CHIMERA_OK);
+  if (engine == NULL) return;
+
+  chimera_scene *scene = NULL;
+  chimera_scene_params sp = chimera_scene_default_params(); /* warm-up as the scene says: yes */
+  CHECK(chimera_scene_open(engine, kScene, &sp, &scene) == CHIMERA_OK);
+  if (scene == NULL) {
+    chimera_engine_destroy(engine);
+    return;
+  }
+  CHECK(chimera_scene_character_count(scene) == 3);
+  CHECK(strcmp(chimera_scene_character_name(scene, 1), "Ilsa") == 0);
+  CHECK(chimera_scene_character_name(scene, 3) == NULL);
+
+  /* Five lines, round-robin, each from its character's warm cache. */
+  const char *expected[] = {"Brann", "Ilsa", "Orrin", "Brann", "Ilsa"};
+  for (int i = 0; i < 5; ++i) {
+    seen s;
+    memset(&s, 0, sizeof s);
+    chimera_line_params lp = params_for(&s);
+    chimera_line *line = NULL;
+    CHECK(chimera_scene_next(scene, &lp, &line) == CHIMERA_OK);
+    if (line == NULL) continue;
+    poll_until_done(engine, &s);
+    CHECK(s.status == CHIMERA_OK);
+    CHECK(chimera_line_done(line));
+    CHECK(chimera_line_speaker(line) != NULL && strcmp(chimera_line_speaker(line), expected[i]) == 0);
+    chimera_line_figures f;
+    CHECK(chimera_line_get_figures(line, &f) == CHIMERA_OK);
+    CHECK(f.finished == 1 && f.status == CHIMERA_OK && f.interrupted == 0);
+    CHECK(f.tokens_out > 0 && f.tokens_out <= 12);
+    CHECK(f.ttft_client_ms > 0 && f.ttft_line_ms >= f.ttft_client_ms);
+    CHECK(f.budget_held == 1);
+    CHECK(f.prompt_tokens_cached > 0); /* the persona was prefilled by the warm-up */
+    CHECK(f.sentences == s.sentences);
+    CHECK(strlen(chimera_line_text(line)) == s.text_bytes);
+    chimera_line_destroy(line);
+  }
+
+  /* The player speaks to Orrin... */
+  CHECK(chimera_scene_say(scene, NULL, "Orrin, open your cart.", true) == CHIMERA_OK);
+
+  /* ...and a line is interrupted by its own callback after two tokens. */
+  {
+    seen s;
+    memset(&s, 0, sizeof s);
+    s.stop_after = 2;
+    chimera_line_params lp = params_for(&s);
+    chimera_line *line = NULL;
+    CHECK(chimera_scene_next(scene, &lp, &line) == CHIMERA_OK);
+    poll_until_done(engine, &s);
+    CHECK(s.status == CHIMERA_ERR_CANCELLED);
+    chimera_line_figures f;
+    CHECK(chimera_line_get_figures(line, &f) == CHIMERA_OK);
+    CHECK(f.interrupted == 1);
+    chimera_line_destroy(line);
+  }
+
+  /* A line cancelled by the host, and one destroyed while it runs. */
+  {
+    seen s;
+    memset(&s, 0, sizeof s);
+    chimera_line_params lp = params_for(&s);
+    lp.speaker = "Brann";
+    chimera_line *line = NULL;
+    CHECK(chimera_scene_next(scene, &lp, &line) == CHIMERA_OK);
+    CHECK(chimera_line_cancel(line) == CHIMERA_OK);
+    CHECK(chimera_line_wait(line, 10000) == CHIMERA_OK);
+    poll_until_done(engine, &s);
+    CHECK(s.status == CHIMERA_ERR_CANCELLED);
+    chimera_line_destroy(line);
+
+    seen s2;
+    memset(&s2, 0, sizeof s2);
+    chimera_line_params lp2 = params_for(&s2);
+    chimera_line *gone = NULL;
+    CHECK(chimera_scene_next(scene, &lp2, &gone) == CHIMERA_OK);
+    chimera_line_destroy(gone); /* no callback may reach s2 after this */
+    chimera_poll(engine, 50);
+    CHECK(s2.done == 0);
+  }
+
+  /* A line after all that still works, with a forced speaker and its own budget. */
+  {
+    seen s;
+    memset(&s, 0, sizeof s);
+    chimera_line_params lp = params_for(&s);
+    lp.speaker = "Orrin";
+    lp.budget_ms = 4000;
+    chimera_line *line = NULL;
+    CHECK(chimera_scene_next(scene, &lp, &line) == CHIMERA_OK);
+    CHECK(chimera_line_wait(line, 30000) == CHIMERA_OK);
+    poll_until_done(engine, &s);
+    CHECK(s.status == CHIMERA_OK);
+    chimera_line_figures f;
+    chimera_line_get_figures(line, &f);
+    CHECK(f.budget_ms == 4000 && f.budget_held == 1);
+    chimera_line_destroy(line);
+  }
+
+  /* Errors: an unknown speaker, NULL arguments. */
+  {
+    chimera_line_params lp = chimera_line_default_params();
+    lp.speaker = "Nobody";
+    chimera_line *line = (chimera_line *)1;
+    CHECK(chimera_scene_next(scene, &lp, &line) == CHIMERA_ERR_NOT_FOUND);
+    CHECK(line == NULL);
+    CHECK(strstr(chimera_last_error(), "Nobody") != NULL);
+    CHECK(chimera_scene_next(NULL, NULL, &line) == CHIMERA_ERR_INVALID_ARGUMENT);
+    CHECK(chimera_poll(NULL, 0) == -1);
+  }
+
+  /* The engine handle may go first; the scene keeps what it needs. */
+  chimera_engine_destroy(engine);
+  chimera_scene_destroy(scene);
+}
+
+static bool count_immediate(chimera_line *line, const char *text, size_t length, void *user_data) {
+  (void)line;
+  (void)text;
+  *(size_t *)user_data += length;
+  return true;
+}
+
+static void session_in_immediate_mode(void) {
+  chimera_engine_params ep = chimera_engine_default_params();
+  ep.delivery = CHIMERA_DELIVERY_IMMEDIATE;
+  ep.threads = 1;
+  chimera_engine *engine = NULL;
+  CHECK(chimera_engine_create(NULL, &ep, &engine) == CHIMERA_OK);
+  if (engine == NULL) return;
+  chimera_session_params sp = chimera_session_default_params();
+  sp.name = "Oracle";
+  sp.persona = "An ancient voice in a well.";
+  sp.num_ctx = 256;
+  sp.num_predict = 10;
+  sp.budget_ms = 5000;
+  chimera_session *session = NULL;
+  CHECK(chimera_session_open(engine, &sp, &session) == CHIMERA_OK);
+  if (session == NULL) {
+    chimera_engine_destroy(engine);
+    return;
+  }
+  for (int turn = 0; turn < 2; ++turn) {
+    size_t bytes = 0;
+    chimera_line_params lp = chimera_line_default_params();
+    lp.on_token = count_immediate;
+    lp.user_data = &bytes;
+    chimera_line *line = NULL;
+    CHECK(chimera_session_send(session, turn == 0 ? "Hello, well." : "What do you see?", &lp,
+                               &line) == CHIMERA_OK);
+    CHECK(chimera_line_wait(line, 30000) == CHIMERA_OK);
+    CHECK(strlen(chimera_line_text(line)) == bytes);
+    CHECK(strcmp(chimera_line_speaker(line), "Oracle") == 0);
+    chimera_line_figures f;
+    chimera_line_get_figures(line, &f);
+    CHECK(f.status == CHIMERA_OK && f.tokens_out > 0);
+    if (turn == 1) CHECK(f.prompt_tokens_cached > 0); /* the first turn stayed cached */
+    CHECK(chimera_poll(engine, 0) == 0);               /* nothing queued in immediate mode */
+    chimera_line_destroy(line);
+  }
+  chimera_session_destroy(session);
+  chimera_engine_destroy(engine);
+}
+
+static void config_errors(void) {
+  chimera_engine *engine = NULL;
+  CHECK(chimera_engine_create("[engine]\nmodle = \"x\"\n", NULL, &engine) == CHIMERA_ERR_CONFIG);
+  CHECK(engine == NULL && strstr(chimera_last_error(), "modle") != NULL);
+  CHECK(chimera_engine_create("[engine\n", NULL, &engine) == CHIMERA_ERR_CONFIG);
+  CHECK(chimera_engine_create_from_file("/nonexistent/engine.toml", NULL, &engine) ==
+        CHIMERA_ERR_NOT_FOUND);
+  CHECK(chimera_engine_create(NULL, NULL, NULL) == CHIMERA_ERR_INVALID_ARGUMENT);
+
+  CHECK(chimera_engine_create(NULL, NULL, &engine) == CHIMERA_OK);
+  chimera_scene *scene = NULL;
+  CHECK(chimera_scene_open(engine, "[scene]\nturns = \"chaos\"\n", NULL, &scene) ==
+        CHIMERA_ERR_CONFIG);
+  CHECK(scene == NULL && strstr(chimera_last_error(), "chaos") != NULL);
+  CHECK(chimera_scene_open(engine,
+                           "[[character]]\nname = \"A\"\npool = \"missing\"\n", NULL, &scene) ==
+        CHIMERA_ERR_MODEL);
+  CHECK(strstr(chimera_last_error(), "missing") != NULL);
+  CHECK(strcmp(chimera_status_name(CHIMERA_ERR_TIMEOUT), "CHIMERA_ERR_TIMEOUT") == 0);
+  CHECK(strcmp(chimera_version(), "0.1.0") == 0);
+  chimera_engine_destroy(engine);
+  chimera_engine_destroy(NULL);
+  chimera_scene_destroy(NULL);
+  chimera_line_destroy(NULL);
+}
+
+int main(void) {
+  config_errors();
+  scene_in_poll_mode();
+  session_in_immediate_mode();
+  if (g_failures > 0) {
+    fprintf(stderr, "%d check(s) failed\n", g_failures);
+    return 1;
+  }
+  printf("capi_test: all checks passed\n");
+  return 0;
+}
