@@ -282,10 +282,13 @@ class Connection {
     co_return !wec;
   }
 
-  // Waits until `t`. A stream already behind its schedule still yields once, so that catching
-  // up cannot keep the other streams on this thread waiting. False when the wait was cut short.
-  asio::awaitable<bool> wait_until(Clock::time_point t) {
+  // Waits until `t`. With `yield`, a stream already behind its schedule still lets the other
+  // streams on this thread run first, so that catching up cannot starve them (a token after the
+  // first: nothing else suspended the stream since the previous one). False when the wait was
+  // cut short.
+  asio::awaitable<bool> wait_until(Clock::time_point t, bool yield = false) {
     if (Clock::now() >= t) {
+      if (!yield) co_return true;
       co_await asio::post(sock_.get_executor(), asio::use_awaitable);
       co_return sock_.is_open();
     }
@@ -368,17 +371,36 @@ class Connection {
     bool keep_alive = true;
     bool http11 = true;
     {
+      // The parser is fed from the connection's buffer here, and the socket read only when it
+      // needs more: a request nearly always arrives in one read, and Beast's composed
+      // async_read machinery cost more per request than the parse itself.
       bhttp::request_parser<bhttp::string_body> parser;
       parser.header_limit(kHeaderLimit);
       parser.body_limit(kBodyLimit);
-      auto [hec, hn] = co_await bhttp::async_read_header(sock_, buf_, parser, use_tuple);
-      if (hec) co_return co_await reading_failed(hec);
-      if (beast::iequals(parser.get()[bhttp::field::expect], "100-continue")) {
-        const bool ok = co_await write("HTTP/1.1 100 Continue\r\n\r\n");
-        if (!ok) co_return false;
+      parser.eager(true);
+      bool continued = false;
+      for (;;) {
+        beast::error_code ec;
+        const std::size_t used = parser.put(buf_.data(), ec);
+        buf_.consume(used);
+        if (ec == bhttp::error::need_more) ec = {};
+        if (ec) co_return co_await reading_failed(ec);
+        if (parser.is_done()) break;
+        if (parser.is_header_done() && !continued &&
+            beast::iequals(parser.get()[bhttp::field::expect], "100-continue")) {
+          continued = true;
+          const bool ok = co_await write("HTTP/1.1 100 Continue\r\n\r\n");
+          if (!ok) co_return false;
+        }
+        auto [rec, n] = co_await sock_.async_read_some(buf_.prepare(kFirstRead * 4), use_tuple);
+        if (rec == asio::error::eof) {
+          parser.put_eof(ec);  // a body that ends with the connection; else partial_message
+          if (!ec && parser.is_done()) break;
+          co_return false;
+        }
+        if (rec) co_return false;
+        buf_.commit(n);
       }
-      auto [bec, bn] = co_await bhttp::async_read(sock_, buf_, parser, use_tuple);
-      if (bec) co_return co_await reading_failed(bec);
       t_request = Clock::now();
       auto& req = parser.get();
       method = req.method();
@@ -549,7 +571,7 @@ class Connection {
 
     for (int i = 0; i < emit; ++i) {
       const Clock::time_point at = schedule.at(i);
-      const bool waited = co_await wait_until(at);
+      const bool waited = co_await wait_until(at, /*yield=*/i > 0);
       if (!waited) co_return false;
       start_write();
       rec_.clear();

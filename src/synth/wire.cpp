@@ -1,6 +1,7 @@
 // The synthetic server's requests and records (see wire.hpp).
 #include "synth/wire.hpp"
 
+#include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/stream_parser.hpp>
@@ -239,7 +240,13 @@ std::string parse_generation(Api api, std::string_view body, const Options& defa
     return "the request body is empty; expected a JSON object such as "
            "{\"model\": \"synth\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}";
   }
-  json::stream_parser parser;
+  // Requests are small: the parser's stack and the parsed tree live in buffers on this stack
+  // (spilling to the heap only for big bodies) instead of a malloc per node.
+  unsigned char parser_stack[1024];
+  unsigned char tree[8192];
+  json::monotonic_resource tree_memory(tree, sizeof tree);
+  json::stream_parser parser({}, {}, parser_stack);
+  parser.reset(&tree_memory);
   boost::system::error_code ec;
   const std::size_t used = parser.write(body.data(), body.size(), ec);
   if (!ec) parser.finish(ec);

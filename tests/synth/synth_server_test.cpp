@@ -814,6 +814,36 @@ TEST(SynthServer, HundredsOfStreamsAtOnceThroughTheClient) {
   EXPECT_GE(srv.stats().streams_peak, kStreams / 2);  // most overlap, on any machine
 }
 
+TEST(SynthServer, SeveralIoThreadsServeTheSameWay) {
+  Options o;
+  o.threads = 3;  // each connection on its own strand
+  o.ttft_ms = 20;
+  o.tokens_per_s = 200;
+  o.tokens = 10;
+  o.fault = {chimera::synth::FaultKind::error_after, 4};
+  o.fault_rate = 0.25;
+  SynthServer srv(o);
+  srv.start();
+  chimera::Runtime rt(2);
+  auto b = backend(srv, BackendKind::openai, rt);
+  constexpr int kStreams = 120;
+  std::vector<std::shared_ptr<chimera::RequestHandle>> handles;
+  for (int i = 0; i < kStreams; ++i) handles.push_back(b->start(chat(), {}, {}));
+  int ok = 0;
+  int faulted = 0;
+  for (auto& h : handles) {
+    const Completion c = h->wait();
+    if (c.ok() && c.text == tokens_text(10)) ++ok;
+    if (c.error.kind == ErrorKind::server && c.text == tokens_text(4)) ++faulted;
+  }
+  EXPECT_EQ(ok + faulted, kStreams);
+  const auto s = srv.stats();
+  EXPECT_EQ(s.faults_injected, faulted);
+  EXPECT_EQ(s.tokens_sent, ok * 10 + faulted * 4);
+  EXPECT_EQ(s.streams_active, 0);
+  srv.stop();
+}
+
 TEST(SynthServer, OptionsAreValidated) {
   Options o;
   o.tokens_per_s = 0;
