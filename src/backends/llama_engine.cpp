@@ -655,8 +655,12 @@ void LlamaEngine::finish(Seq& seq, ErrorKind kind, std::string message) {
   if (j.sampler) llama_sampler_free(j.sampler);
   j.sampler = nullptr;
 
-  // Keep a session's cells (they hold exactly seq.cached); free everything else's.
-  const bool keep = !seq.session.empty() && !seq.drop_after && kind != ErrorKind::server;
+  // Keep a session's cells (they hold exactly seq.cached); free everything else's. A request that
+  // ended before its prompt was wholly read (cancelled mid-prefill) leaves cells that match no
+  // text we could record as the session's, so the session is dropped rather than kept wrong.
+  const bool prefilled = seq.cached.size() >= j.prompt.size();
+  const bool keep =
+      !seq.session.empty() && !seq.drop_after && kind != ErrorKind::server && prefilled;
   if (keep) {
     std::string text = j.prompt_text;
     const std::size_t decoded = seq.cached.size() - std::min(seq.cached.size(), j.prompt.size());
