@@ -98,6 +98,9 @@ struct Pool::Impl {
   void fail(const std::shared_ptr<PoolRequest>& p, ErrorKind kind, std::string message);
   void fail_unplaceable(std::vector<Router::Ticket> tickets);
   std::string why_unplaceable(const Router::Want& want) const;  // mu held
+  // Queues the request, or says why no endpoint can ever take it (then it is not queued).
+  // mu held.
+  std::string queue(const std::shared_ptr<PoolRequest>& p);
   void cancel(const std::shared_ptr<PoolRequest>& p);
   void hedge_due(const std::shared_ptr<PoolRequest>& p);
   void probe(int endpoint);
@@ -220,18 +223,20 @@ std::string Pool::Impl::why_unplaceable(const Router::Want& want) const {
   return why;
 }
 
+std::string Pool::Impl::queue(const std::shared_ptr<PoolRequest>& p) {
+  if (router.unplaceable(p->want)) return why_unplaceable(p->want);
+  const auto t = router.enqueue(p->want);
+  p->ticket = t;
+  waiting.emplace(t, p);
+  return {};
+}
+
 void Pool::Impl::submit(const std::shared_ptr<PoolRequest>& p) {
   std::string why;
   {
     std::lock_guard lock(mu);
     live.emplace(p.get(), p);
-    if (router.unplaceable(p->want)) {
-      why = why_unplaceable(p->want);
-    } else {
-      const auto t = router.enqueue(p->want);
-      p->ticket = t;
-      waiting.emplace(t, p);
-    }
+    why = queue(p);
   }
   if (!why.empty()) {
     fail(p, ErrorKind::connect,
@@ -392,13 +397,7 @@ void Pool::Impl::attempt_done(const std::shared_ptr<PoolRequest>& p, int idx, in
           for (const auto& o : p->attempts) p->want.exclude.push_back(o.endpoint);
         }
         p->want.front = true;
-        if (router.unplaceable(p->want)) {
-          why = why_unplaceable(p->want);
-        } else {
-          const auto t = router.enqueue(p->want);
-          p->ticket = t;
-          waiting.emplace(t, p);
-        }
+        why = queue(p);
       }
       if (!why.empty()) {
         std::string all;

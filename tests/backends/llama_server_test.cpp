@@ -44,19 +44,7 @@ class LlamaServerTest : public ::testing::Test {
     return r;
   }
 
-  // True when no slot of the server is processing.
-  static bool slots_idle() {
-    std::string body;
-    if (loopback_get(server_->port(), "/slots", &body) != 200) return false;
-    boost::system::error_code ec;
-    auto v = boost::json::parse(body, ec);
-    if (ec || !v.is_array()) return false;
-    for (const auto& s : v.get_array()) {
-      const auto* p = s.as_object().if_contains("is_processing");
-      if (p && p->is_bool() && p->get_bool()) return false;
-    }
-    return true;
-  }
+  static bool slots_idle() { return test::slots_idle(server_->port()); }
 
   static std::unique_ptr<LlamaServer> server_;
   Runtime runtime_{1};

@@ -47,18 +47,6 @@ Request chat(int n, const std::string& text = "Tell me something.") {
   return r;
 }
 
-bool slots_idle(int port) {
-  std::string body;
-  if (loopback_get(port, "/slots", &body) != 200) return false;
-  boost::system::error_code ec;
-  auto v = boost::json::parse(body, ec);
-  if (ec || !v.is_array()) return false;
-  for (const auto& s : v.get_array()) {
-    const auto* p = s.as_object().if_contains("is_processing");
-    if (p && p->is_bool() && p->get_bool()) return false;
-  }
-  return true;
-}
 
 template <class F>
 bool eventually(F f, std::chrono::milliseconds limit) {
@@ -313,7 +301,7 @@ TEST(PoolHedging, TheFirstAnswerWinsAndTheLoserIsCancelled) {
   // Free A's slot: the cancelled request must not run there.
   blocker->cancel();
   blocker->wait();
-  EXPECT_TRUE(eventually([&] { return slots_idle(a_port); }, 3s))
+  EXPECT_TRUE(eventually([&] { return test::slots_idle(a_port); }, 3s))
       << "the hedged request's loser is still being processed on A";
 
   // A first token before the delay: no hedge.

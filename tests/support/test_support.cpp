@@ -1,5 +1,7 @@
 #include "support/test_support.hpp"
 
+#include <boost/json/parse.hpp>
+
 #include <chimera/model/synth.hpp>
 
 namespace chimera::test {
@@ -44,6 +46,19 @@ bool valid_utf8(std::string_view s) {
       if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
     }
     i += static_cast<std::size_t>(n) + 1;
+  }
+  return true;
+}
+
+bool slots_idle(int port) {
+  std::string body;
+  if (loopback_get(port, "/slots", &body) != 200) return false;
+  boost::system::error_code ec;
+  auto v = boost::json::parse(body, ec);
+  if (ec || !v.is_array()) return false;
+  for (const auto& s : v.get_array()) {
+    const auto* p = s.as_object().if_contains("is_processing");
+    if (p && p->is_bool() && p->get_bool()) return false;
   }
   return true;
 }

@@ -42,6 +42,9 @@ class LlamaServer {
   std::unique_ptr<ServerProcess> process_;
 };
 
+// True when no slot of the llama-server on 127.0.0.1:port is processing (its /slots).
+bool slots_idle(int port);
+
 // True when `s` is valid UTF-8.
 bool valid_utf8(std::string_view s);
 
