@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -22,6 +23,9 @@
 namespace chimera::cli {
 
 namespace {
+
+std::atomic<bool> g_stop{false};
+extern "C" void on_stop_signal(int) { g_stop.store(true); }
 
 struct MultiArgs {
   int agents = 1;
@@ -196,7 +200,15 @@ int run_multi_cmd(const MultiArgs& a) {
     fmt::print(stderr, "{}{} requests done{}, {} errors{}", tty ? "\r" : "", done,
                total ? fmt::format(" of {}", total) : "", errors, tty ? "   " : "\n");
   };
+  // Ctrl-C: no new requests; those in flight finish and every record so far is written.
+  mo.stop = &g_stop;
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
   const auto result = multi::run_multi(engine, mo);
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  const bool interrupted = g_stop.load();
+  if (interrupted) say("interrupted: the requests in flight finished; writing what was measured");
   if (tty && !a.quiet) fmt::print(stderr, "\n");
   const auto f = multi::concurrency_figures(result.records, a.agents, lone_tps, floor);
 
@@ -332,6 +344,7 @@ int run_multi_cmd(const MultiArgs& a) {
       }
     }
   }
+  if (interrupted) return kInterrupted;
   return f.errors == 0 && result.run.failed == 0 ? kOk : kFailed;
 }
 

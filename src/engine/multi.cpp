@@ -214,7 +214,10 @@ MultiResult run_multi(Engine& engine, const MultiOptions& o) {
       o.duration_s > 0 ? now_ns() + static_cast<int64_t>(o.duration_s * 1e9) : 0;
   const bool record_lags = o.record_lags;
 
-  auto more = [&](int k) { return deadline > 0 ? now_ns() < deadline : k < o.requests_per_agent; };
+  auto more = [&](int k) {
+    if (o.stop != nullptr && o.stop->load()) return false;
+    return deadline > 0 ? now_ns() < deadline : k < o.requests_per_agent;
+  };
   auto note = [&](const RequestRecord& rec) {
     const int64_t n = done.fetch_add(1) + 1;
     const int64_t e = rec.ok ? errors.load() : errors.fetch_add(1) + 1;

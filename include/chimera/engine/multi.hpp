@@ -16,6 +16,7 @@
 
 #include <chimera/engine/engine.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -97,6 +98,9 @@ struct MultiOptions {
   // Agent i starts at i/N of this (ms), so that N agents do not all start in the same instant
   // (and, against a server with a fixed pace, receive their tokens in synchronized bursts).
   double stagger_ms = 0;
+  // When set and true, agents start no new request: the run ends once the requests in flight
+  // have (Ctrl-C in `chimeraforge multi`: the records so far are still written).
+  const std::atomic<bool>* stop = nullptr;
   // Progress, from a thread of the engine: requests finished so far.
   std::function<void(int64_t done, int64_t errors)> on_progress;
 };
