@@ -105,6 +105,13 @@ struct Pool::Impl {
   void hedge_due(const std::shared_ptr<PoolRequest>& p);
   void probe(int endpoint);
   void run_service();
+  // Tells the service thread that what it sleeps for has changed. Called without `mu` held:
+  // taking svc_mu first means the thread is either before its look at the router (and will see
+  // the change) or already waiting (and is woken).
+  void wake_service() {
+    { std::lock_guard lock(svc_mu); }
+    svc_cv.notify_all();
+  }
   int max_attempts() const {
     const int others = static_cast<int>(config.endpoints.size()) - 1;
     return 1 + (config.retries < 0 ? others : std::min(config.retries, others));
@@ -327,6 +334,7 @@ void Pool::Impl::attempt_done(const std::shared_ptr<PoolRequest>& p, int idx, in
     }
   }
   if (!stranded.empty()) fail_unplaceable(std::move(stranded));
+  if (fault) wake_service();  // it probes the endpoint when its back-off runs out
   struct Unhold {
     Impl* impl;
     ~Unhold() { impl->unhold(); }
@@ -580,9 +588,13 @@ void Pool::Impl::run_service() {
     if (!hedges.empty()) wake = std::min(wake, hedges.top().first);
     const int64_t now = now_ns();
     if (wake > now) {
-      // Wake at least every 50 ms: an endpoint may go down while we sleep.
-      const int64_t wait = std::min<int64_t>(wake - now, 50'000'000);
-      svc_cv.wait_for(lock, std::chrono::nanoseconds(wait));
+      // Sleeps until the next check, probe or hedge is due; a new hedge or an endpoint that
+      // goes down wakes it sooner (wake_service).
+      if (wake == INT64_MAX) {
+        svc_cv.wait(lock);
+      } else {
+        svc_cv.wait_for(lock, std::chrono::nanoseconds(wake - now));
+      }
       continue;
     }
     std::vector<std::shared_ptr<PoolRequest>> due;
