@@ -5,6 +5,8 @@
 // is asked for, and METRICS.md's `ttft_client`) p50/p99, the budget's hit rate, and the prompt
 // tokens per line served from cache and prefilled. Configurations alternate within each run on
 // the same machine (A B C ... A B C ...). Writes JSON lines (--out) and a Markdown table (--md).
+#include "bench_env.hpp"
+
 #include <chimera/backends/server_process.hpp>
 #include <chimera/banter/banter.hpp>
 #include <chimera/metrics/figures.hpp>
@@ -42,14 +44,7 @@ Stats stats(const std::vector<double>& v) {
   return s;
 }
 
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown";
-}
+using chimera::bench::cpu_model;
 
 double ms(int64_t ns) { return static_cast<double>(ns) / 1e6; }
 
@@ -188,8 +183,7 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::string cmdline;
-  for (int i = 0; i < argc; ++i) cmdline += (i ? " " : "") + std::string(argv[i]);
+  const std::string cmdline = chimera::bench::command_line(argc, argv);
   std::error_code ec;
   const auto model_bytes = std::filesystem::file_size(model, ec);
 

@@ -9,6 +9,8 @@
 // Each figure is `measured`: wall time of chimera::ingest::ingest() (scan + read + parse +
 // merge) with the files in the page cache (one untimed run first). The generated copies keep
 // every file's shape; digits after a decimal point are changed per copy so that values differ.
+#include "bench_env.hpp"
+
 #include <cmark-gfm-core-extensions.h>
 #include <cmark-gfm-extension_api.h>
 #include <cmark-gfm.h>
@@ -31,14 +33,7 @@ namespace {
 namespace fs = std::filesystem;
 namespace ci = chimera::ingest;
 
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown";
-}
+using chimera::bench::cpu_model;
 
 std::string loadavg() {
   std::ifstream in("/proc/loadavg");
@@ -234,8 +229,7 @@ int main(int argc, char** argv) try {
 
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   if (threads_list.empty()) threads_list = {1, cores};
-  std::string cmdline;
-  for (int i = 0; i < argc; ++i) cmdline += (i ? " " : "") + std::string(argv[i]);
+  const std::string cmdline = chimera::bench::command_line(argc, argv);
 
   const double cores_before = effective_cores(cores);
   const std::string load_before = loadavg();

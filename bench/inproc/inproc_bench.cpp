@@ -7,6 +7,8 @@
 //
 // Programs alternate (A B A B ...) on the same machine, `--runs` times each; every stored figure
 // names its source. Prints a table and appends JSON lines to --out.
+#include "bench_env.hpp"
+
 #include <chimera/backends/backend.hpp>
 #include <chimera/backends/server_process.hpp>
 #include <chimera/metrics/figures.hpp>
@@ -46,14 +48,7 @@ Stats stats(const std::vector<double>& v) {
 }
 double median(std::vector<double> v) { return metrics::percentile(std::move(v), 50); }
 
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown";
-}
+using chimera::bench::cpu_model;
 
 const char* kLines[] = {
     "The innkeeper wipes the counter and says",
@@ -155,8 +150,7 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::string cmdline;
-  for (int i = 0; i < argc; ++i) cmdline += (i ? " " : "") + std::string(argv[i]);
+  const std::string cmdline = chimera::bench::command_line(argc, argv);
   const boost::json::object env_obj{
       {"commit", CHIMERA_GIT_COMMIT},  {"compiler", __VERSION__},
       {"flags", CHIMERA_CXX_FLAGS},    {"cpu", cpu_model()},

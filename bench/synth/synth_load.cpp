@@ -18,6 +18,8 @@
 // Streams connect first (all N), then start their requests spread evenly over --ramp-ms (by
 // default one token interval, so that token times are spread like independent agents'; 0 makes
 // every stream tick at the same instant, the worst case).
+#include "bench_env.hpp"
+
 #include <chimera/http/framing.hpp>
 
 #include <CLI/CLI.hpp>
@@ -94,14 +96,7 @@ int64_t cpu_ns_self() {
          (static_cast<int64_t>(ru.ru_utime.tv_usec) + ru.ru_stime.tv_usec) * 1000;
 }
 
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown";
-}
+using chimera::bench::cpu_model;
 
 // The 1-minute load average: this machine is shared, and a busy neighbour shows in lateness.
 double load_average() {
@@ -663,8 +658,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  std::string cmdline;
-  for (int i = 0; i < argc; ++i) cmdline += (i ? " " : "") + std::string(argv[i]);
+  const std::string cmdline = chimera::bench::command_line(argc, argv);
   std::ofstream out;
   if (!out_path.empty()) {
     const auto parent = std::filesystem::path(out_path).parent_path();
