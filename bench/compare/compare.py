@@ -51,6 +51,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench/common"))
+from provenance import Provenance, build_dir_of  # noqa: E402
 PROGRAMS = ("chimeraforge", "python", "rust")
 EXECUTORS = ("single", "shared", "per-core", "thread-per-agent")
 STALL_NS = 1_000_000  # docs/records.md: a chunk whose delivery_lag exceeds 1 ms is a stall
@@ -756,9 +758,10 @@ def check_records_file(path):
 
 
 class Harness:
-    def __init__(self, args, env, work_dir):
+    def __init__(self, args, env, work_dir, provenance=None):
         self.args = args
         self.env = env
+        self.provenance = provenance or Provenance(build_dir=build_dir_of(args.cli))
         self.work = Path(work_dir)
         self.runs = []          # one dict per program run (the results file's "run" lines)
         self.samples = {}       # (row, program) -> per-request values for the TTFT plots
@@ -1173,15 +1176,17 @@ def write_table(path, harness, args, programs, plots):
 
 
 def write_results(path, harness, args, programs):
+    stamp = harness.provenance.stamp()
     with open(path, "w", encoding="utf-8") as f:
-        env = dict(harness.env, kind="environment", servers=harness.server_info,
+        env = dict(harness.env, kind="environment", servers=harness.server_info, provenance=stamp,
                    programs={p: harness.headers.get(p, {}).get("env", {}) for p in programs},
                    figure_definitions={k: {"unit": u, "source": s, "formula": d}
                                        for k, (u, s, d) in FIGURES.items()},
                    workloads=harness.workload_notes)
         f.write(json.dumps(env) + "\n")
         for run in harness.runs:
-            f.write(json.dumps(dict(run, harness_date=harness.env["date"])) + "\n")
+            f.write(json.dumps(dict(run, harness_date=harness.env["date"], provenance=stamp))
+                    + "\n")
         for _title, rows in table_rows(args):
             for row, key, _label, _scale, _unit, _better in rows:
                 if not any(r["row"] == row for r in harness.runs):
@@ -1199,7 +1204,8 @@ def write_results(path, harness, args, programs):
                         "ratio_sd": s[program]["ratio_sd"],
                         "ratio_source": "derived: per-repetition ratio, mean and sample sd",
                         "git_commit": harness.env["git_commit"], "date": harness.env["date"],
-                        "harness_command": harness.env["harness_command"]}) + "\n")
+                        "harness_command": harness.env["harness_command"],
+                        "provenance": stamp}) + "\n")
 
 
 COLORS = {"chimeraforge": "#1f77b4", "python": "#ff7f0e", "rust": "#2ca02c"}
@@ -1415,7 +1421,9 @@ def main(argv=None):
     args = parse_args(argv)
     install_cleanup()
     programs = check_programs(args)
-    cache = cmake_cache(ROOT / "build")
+    provenance = Provenance(build_dir=build_dir_of(args.cli), argv=sys.argv if argv is None
+                            else [sys.argv[0]] + list(argv))
+    cache = cmake_cache(provenance.build["build_dir"] or ROOT / "build")
     if not args.llama_server:
         args.llama_server = cache.get("CHIMERA_LLAMA_SERVER") or shutil.which("llama-server")
     env = environment(args, cache)
@@ -1425,7 +1433,7 @@ def main(argv=None):
         work.mkdir(parents=True, exist_ok=True)
     else:
         work = Path(tempfile.mkdtemp(prefix="chimera-compare-"))
-    harness = Harness(args, env, work)
+    harness = Harness(args, env, work, provenance)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     interrupted = False
@@ -1489,6 +1497,7 @@ def run_all(harness, args, programs):
             skip.add("single-llama")
         else:
             model = find_model(a, a.cli, log)
+            harness.provenance.set_model(model)
             server = start_llama(a.llama_server, model, a.llama_threads, log)
             harness.servers["llama"] = server
             version = command_output([a.llama_server, "--version"]).splitlines()

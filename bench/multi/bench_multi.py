@@ -3,9 +3,11 @@
 against the synthetic server, and real llama-servers one vs two ("Dual") vs one with -np 2.
 
 Writes one JSON line per run to bench/results/multi.jsonl (the figures, their sources, the
-environment and the exact command) and a Markdown table to bench/results/multi.md.
+exact command and the provenance of bench/common/provenance.py) and a Markdown table, mean ±
+sample sd over --reps repetitions of every cell, to bench/results/multi.md. Repetitions
+alternate the executors (rep 1: single, shared, ...; rep 2: single, shared, ...).
 
-  python3 bench/multi/bench_multi.py                  # everything (about 10 minutes)
+  python3 bench/multi/bench_multi.py                  # everything, 3 repetitions
   python3 bench/multi/bench_multi.py --part synth --agents 1 16 256
   python3 bench/multi/bench_multi.py --part llama --agents 2 4 8 16
 
@@ -14,16 +16,19 @@ Stdlib only. Needs a built tree (bash scripts/build.sh).
 import argparse
 import json
 import os
-import platform
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench/common"))
+from provenance import Provenance  # noqa: E402
+
 EXECUTORS = ["single", "shared", "per-core", "thread-per-agent"]
 
 
@@ -31,24 +36,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def cpu_model():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def git_commit():
-    try:
-        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def wait_http(port, path="/health", timeout=60.0):
@@ -87,7 +74,7 @@ class Server:
         self.log.close()
 
 
-def run_multi(cli, args, env_note):
+def run_multi(cli, args, env_note, provenance):
     argv = [cli, "multi", "--json", "--quiet", "--results", ""] + args
     t0 = time.monotonic()
     p = subprocess.run(argv, capture_output=True, text=True)
@@ -101,6 +88,7 @@ def run_multi(cli, args, env_note):
     fig["process_wall_s"] = round(wall, 3)
     fig["command"] = " ".join(argv)
     fig.update(env_note)
+    fig["provenance"] = provenance.stamp()
     return fig
 
 
@@ -114,20 +102,28 @@ def fmt_ms(v):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cli", default=str(ROOT / "build/apps/chimeraforge/chimeraforge"))
+    ap.add_argument("--build", default=str(ROOT / "build"),
+                    help="build directory whose chimeraforge and llama-server run")
+    ap.add_argument("--cli", default=None, help="chimeraforge binary (default: in --build)")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions of every cell")
     ap.add_argument("--part", choices=["all", "synth", "llama"], default="all")
     ap.add_argument("--agents", type=int, nargs="+", default=None)
     ap.add_argument("--executors", nargs="+", default=EXECUTORS)
     ap.add_argument("--out", default=str(ROOT / "bench/results/multi.jsonl"))
     ap.add_argument("--table", default=str(ROOT / "bench/results/multi.md"))
     ap.add_argument("--llama-server", default=None, help="llama-server binary")
-    ap.add_argument("--model", default=str(ROOT / "build/test-models/tiny.gguf"))
+    ap.add_argument("--model", default=None,
+                    help="GGUF (default: test-models/tiny.gguf in --build)")
     a = ap.parse_args()
+    a.cli = a.cli or str(Path(a.build) / "apps/chimeraforge/chimeraforge")
+    a.model = a.model or str(Path(a.build) / "test-models/tiny.gguf")
     if not os.access(a.cli, os.X_OK):
         sys.exit(f"{a.cli} is missing: build first (bash scripts/build.sh)")
+    if a.reps < 1:
+        sys.exit("--reps must be at least 1")
 
-    env = {"git_commit": git_commit(), "cpu": cpu_model(), "cores": os.cpu_count(),
-           "date": time.strftime("%Y-%m-%d"), "machine": platform.machine()}
+    provenance = Provenance(build_dir=a.build)
+    env = {"date": time.strftime("%Y-%m-%d"), "reps": a.reps}
     results = []
     logs = Path("/tmp/chimeraforge-bench-multi")
     logs.mkdir(exist_ok=True)
@@ -143,7 +139,7 @@ def main():
                              "--tokens-per-s", str(rate), "--tokens", str(tokens)],
                             port, logs / f"synth-{n}.log")
             try:
-                for ex in a.executors:
+                for rep, ex in [(rep, ex) for rep in range(a.reps) for ex in a.executors]:
                     fig = run_multi(a.cli, ["--agents", str(n), "--endpoint",
                                             f"http://127.0.0.1:{port}", "--backend", "ollama",
                                             "--model", "synth", "--executor", ex,
@@ -152,9 +148,10 @@ def main():
                                             # starts spread over one token interval
                                             "--stagger-ms", str(1000 / rate)],
                                     dict(env, part="synth", server="chimeraforge synth-server",
-                                         tokens_per_s=rate, tokens=tokens))
+                                         tokens_per_s=rate, tokens=tokens, rep=rep),
+                                    provenance)
                     results.append(fig)
-                    print(f"synth N={n:>5} {ex:<17} eff {fmt_pct(fig.get('efficiency'))} "
+                    print(f"synth N={n:>5} {ex:<17} rep {rep + 1} eff {fmt_pct(fig.get('efficiency'))} "
                           f"cont {fmt_pct(fig.get('contention'))} "
                           f"stall {fmt_pct(fig.get('stall_rate'))} "
                           f"ttft p50/p99 {fmt_ms(fig.get('ttft_client_p50_ms'))}/"
@@ -167,13 +164,15 @@ def main():
     if a.part in ("all", "llama"):
         server_bin = a.llama_server
         if server_bin is None:
-            cache = (ROOT / "build/CMakeCache.txt").read_text()
+            cache = (Path(a.build) / "CMakeCache.txt").read_text()
             m = re.search(r"^CHIMERA_LLAMA_SERVER:\w+=(.*)$", cache, re.M)
             server_bin = m.group(1) if m else "llama-server"
         model = Path(a.model)
         if not model.exists():
             subprocess.run([a.cli, "model", "synth", "--preset", "tiny", "--out", str(model)],
                            check=True)
+        provenance.set_model(model)
+        provenance.server = f"{server_bin} (layouts below), --cache-ram 0"
         ns = a.agents or [2, 4, 8, 16]
         # Every layout gets the machine's 2 cores: one server with 2 threads, or two with 1 each.
         layouts = {
@@ -194,7 +193,7 @@ def main():
                 eps = []
                 for (np_, _), port in zip(servers, ports):
                     eps += ["--endpoint", f"http://127.0.0.1:{port}"]
-                for n in ns:
+                for n, rep in [(n, rep) for rep in range(a.reps) for n in ns]:
                     fig = run_multi(a.cli, ["--agents", str(n), *eps, "--backend", "openai",
                                             "--max-concurrency", str(servers[0][0]),
                                             "--executor", "single",
@@ -202,9 +201,10 @@ def main():
                                             "--temperature", "0"],
                                     dict(env, part="llama", layout=name,
                                          server="llama-server", model=str(model),
-                                         model_bytes=model.stat().st_size))
+                                         model_bytes=model.stat().st_size, rep=rep),
+                                    provenance)
                     results.append(fig)
-                    print(f"llama {name:<20} N={n:>2} tps {fig.get('system_tps', 0):.0f} "
+                    print(f"llama {name:<20} N={n:>2} rep {rep + 1} tps {fig.get('system_tps', 0):.0f} "
                           f"ttft p50/p99 {fmt_ms(fig.get('ttft_client_p50_ms'))}/"
                           f"{fmt_ms(fig.get('ttft_client_p99_ms'))} ms errors {fig.get('errors')}",
                           flush=True)
@@ -216,28 +216,58 @@ def main():
     with open(a.out, "a") as f:
         for r in results:
             f.write(json.dumps(r) + "\n")
-    write_table(results, a.table, env)
+    write_table(results, a.table, provenance)
     print(f"results appended to {a.out}; table in {a.table}")
 
 
-def write_table(results, path, env):
-    lines = [f"Measured {env['date']} on {env['cpu']} ({env['cores']} cores), commit "
-             f"{env['git_commit']}, with `python3 bench/multi/bench_multi.py`.", ""]
+def mean_sd(values):
+    """Mean and sample sd of the values that are not None; (None, None) when none are."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def cells(results, key_fields):
+    """Runs grouped by key_fields, in first-seen order."""
+    out = {}
+    for r in results:
+        out.setdefault(tuple(r.get(k) for k in key_fields), []).append(r)
+    return out
+
+
+def fmt_cell(runs, key, scale=1.0, digits=2, suffix=""):
+    m, sd = mean_sd([None if r.get(key) is None else r[key] * scale for r in runs])
+    if m is None:
+        return "n/a"
+    return f"{m:.{digits}f}{suffix}" + ("" if sd is None else f" ± {sd:.{digits}f}{suffix}")
+
+
+def write_table(results, path, provenance):
+    p = provenance.stamp()
+    state = p["git"]["commit"][:12] + (" (dirty tree)" if p["git"]["dirty"] else "")
+    reps = max((r.get("rep", 0) + 1 for r in results), default=0)
+    lines = [f"Measured {p['started']} on {p['machine']['cpu']} ({p['machine']['cores']} cores), "
+             f"commit {state}, load average {p['loadavg_before'][0]:.2f} before and "
+             f"{p['loadavg_after'][0]:.2f} after, with `{p['command']}`; mean ± sample sd over "
+             f"{reps} repetitions of every cell.", ""]
     synth = [r for r in results if r.get("part") == "synth"]
     if synth:
         lines += ["Against `chimeraforge synth-server` (first token at once; 50 tokens/s and 50 "
                   "tokens per stream, 2 calls per agent, up to 1,000 agents; 5 tokens/s and 10 "
                   "tokens, 1 call, at 10,000; agents' starts spread over one token interval):", "",
-                  "| agents | executor | efficiency | contention | stall_rate | ttft p50 ms | "
-                  "ttft p99 ms | rss_peak MB | errors |",
+                  "| agents | executor | efficiency % | contention % | stall_rate % | "
+                  "ttft p50 ms | ttft p99 ms | rss_peak MB | errors |",
                   "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        for r in synth:
+        for (n, ex), runs in cells(synth, ("agents", "executor")).items():
+            errors = sum(r.get("errors") or 0 for r in runs)
+            failed = sum(1 for r in runs if r.get("exit_code") != 0)
             lines.append(
-                f"| {r.get('agents', '?')} | {r.get('executor', '?')} | "
-                f"{fmt_pct(r.get('efficiency'))} | {fmt_pct(r.get('contention'))} | "
-                f"{fmt_pct(r.get('stall_rate'))} | {fmt_ms(r.get('ttft_client_p50_ms'))} | "
-                f"{fmt_ms(r.get('ttft_client_p99_ms'))} | "
-                f"{r.get('rss_peak', 0) / 1e6:.1f} | {r.get('errors', r.get('error'))} |")
+                f"| {n} | {ex} | {fmt_cell(runs, 'efficiency', 100, 1)} | "
+                f"{fmt_cell(runs, 'contention', 100, 2)} | {fmt_cell(runs, 'stall_rate', 100, 1)} | "
+                f"{fmt_cell(runs, 'ttft_client_p50_ms')} | {fmt_cell(runs, 'ttft_client_p99_ms', 1, 1)} | "
+                f"{fmt_cell(runs, 'rss_peak', 1e-6, 1)} | {errors}"
+                + (f" ({failed} runs failed)" if failed else "") + " |")
         lines.append("")
     llama = [r for r in results if r.get("part") == "llama"]
     if llama:
@@ -245,10 +275,14 @@ def write_table(results, path, env):
                   "the machine's 2 cores shared by the servers):", "",
                   "| layout | agents | tokens/s | ttft p50 ms | ttft p99 ms | errors |",
                   "| --- | ---: | ---: | ---: | ---: | ---: |"]
-        for r in llama:
-            lines.append(f"| {r.get('layout')} | {r.get('agents')} | "
-                         f"{r.get('system_tps', 0):.0f} | {fmt_ms(r.get('ttft_client_p50_ms'))} | "
-                         f"{fmt_ms(r.get('ttft_client_p99_ms'))} | {r.get('errors')} |")
+        ordered = sorted(cells(llama, ("layout", "agents")).items(),
+                         key=lambda kv: (list(dict.fromkeys(r["layout"] for r in llama))
+                                         .index(kv[0][0]), kv[0][1]))
+        for (layout, n), runs in ordered:
+            lines.append(f"| {layout} | {n} | {fmt_cell(runs, 'system_tps', 1, 0)} | "
+                         f"{fmt_cell(runs, 'ttft_client_p50_ms')} | "
+                         f"{fmt_cell(runs, 'ttft_client_p99_ms', 1, 1)} | "
+                         f"{sum(r.get('errors') or 0 for r in runs)} |")
     Path(path).write_text("\n".join(lines) + "\n")
 
 

@@ -52,6 +52,8 @@ def load_compare():
 
 
 C = load_compare()
+sys.path.insert(0, str(ROOT / "bench/common"))
+from provenance import Provenance  # noqa: E402
 
 
 def program_argv(a, program, url, n, k, records):
@@ -273,6 +275,7 @@ def main(argv=None):
         [str(build / "python")] + [x for x in os.environ.get("PYTHONPATH", "").split(os.pathsep) if x])
     C.install_cleanup()
     cache = C.cmake_cache(build)
+    provenance = Provenance(build_dir=build)
     env = {"kind": "environment", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
            "git_commit": C.git_commit(), "cpu": C.cpu_model(), "cores": os.cpu_count(),
            "os": platform.platform(), "loadavg_start": os.getloadavg(),
@@ -307,10 +310,11 @@ def main(argv=None):
     env["wall_s"] = time.monotonic() - t0
     out = Path(a.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    stamp = provenance.stamp()
     with open(out / f"{a.tag}.jsonl", "w", encoding="utf-8") as f:
-        f.write(json.dumps(env) + "\n")
+        f.write(json.dumps(dict(env, provenance=stamp)) + "\n")
         for r in runs:
-            f.write(json.dumps(r) + "\n")
+            f.write(json.dumps(dict(r, provenance=stamp)) + "\n")
         for n in a.agents:
             for key, label, scale, unit, better in FIGS:
                 for program in a.programs:
@@ -322,7 +326,8 @@ def main(argv=None):
                         "source": "measured" if key.startswith(("overhead", "delivery", "rss"))
                         else "derived",
                         "ratio_to_chimeraforge": ratio(runs, program, "chimeraforge", n, key)[0],
-                        "git_commit": env["git_commit"], "date": env["date"]}) + "\n")
+                        "git_commit": env["git_commit"], "date": env["date"],
+                        "provenance": stamp}) + "\n")
     write_table(out / f"{a.tag}.md", a, env, runs)
     if not a.keep_records:
         shutil.rmtree(work, ignore_errors=True)
