@@ -265,27 +265,13 @@ def block_inproc_aggregate():
     out = ["| agents | in-process tokens/s | llama-server `-np N` tokens/s | ratio | "
            "in-process vs 1 agent | record |",
            "| ---: | ---: | ---: | ---: | ---: | --- |"]
-    verdicts = {}
     for r in agg:
         n = r["agents"]
         out.append(f"| {n} | {pm(r['system_tps_inproc'], r.get('system_tps_inproc_sd'), 0)} | "
                    f"{pm(r['system_tps_llama_server'], r.get('system_tps_llama_server_sd'), 0)} | "
                    f"{pm(r['ratio_inproc_over_server'], r.get('ratio_sd'), 2)} | "
                    f"{r['scaling_vs_first']:.2f}x | {cite([r])} |")
-        verdicts.setdefault(verdict(r["ratio_inproc_over_server"], r.get("ratio_sd")),
-                            []).append(n)
-    out += ["", source_line(agg), ""]
-    said = []
-    for word in ("ahead of", "level with", "behind"):
-        if word in verdicts:
-            said.append(f"{word} llama-server at {agents_text(verdicts[word])} "
-                        f"agent{'s' if verdicts[word] != [1] else ''}")
-    out.append("In aggregate tokens/s the in-process engine is " + join_words(said)
-               + " (a ratio whose mean ± sd includes 1 counts as level).")
-    by_n = {r["agents"]: r for r in agg}
-    if 16 in by_n:
-        out.append(f"Its aggregate rate at 16 agents is {by_n[16]['scaling_vs_first']:.2f}x its "
-                   f"{min(by_n):,}-agent rate.")
+    out += ["", source_line(agg), "", block_inproc_verdict()]
     session = latest_run(recs, lambda r: r.get("bench") == "session_reuse")
     if session:
         s = session[-1]
@@ -294,6 +280,28 @@ def block_inproc_aggregate():
                     f"than the same request cold ({pm(s['ttft_turn2_ms'], s.get('ttft_turn2_ms_sd'), 2, ' ms')} vs "
                     f"{pm(s['ttft_cold_ms'], s.get('ttft_cold_ms_sd'), 1, ' ms')}; "
                     f"{cite([s])})."]
+    return "\n".join(out)
+
+
+def block_inproc_verdict():
+    """In-process vs llama-server in aggregate tokens/s, one verdict per concurrency."""
+    agg = need(latest_run(load("inproc.jsonl"), lambda r: r.get("bench") == "aggregate"),
+               "the aggregate comparison", "inproc.jsonl")
+    verdicts = {}
+    for r in agg:
+        verdicts.setdefault(verdict(r["ratio_inproc_over_server"], r.get("ratio_sd")),
+                            []).append(r["agents"])
+    said = []
+    for word in ("ahead of", "level with", "behind"):
+        if word in verdicts:
+            said.append(f"{word} llama-server at {agents_text(verdicts[word])} "
+                        f"agent{'s' if verdicts[word] != [1] else ''}")
+    out = ["In aggregate tokens/s the in-process engine is " + join_words(said)
+           + f" (a ratio whose mean ± sd includes 1 counts as level; {cite(agg)})."]
+    by_n = {r["agents"]: r for r in agg}
+    if 16 in by_n:
+        out.append(f"Its aggregate rate at 16 agents is {by_n[16]['scaling_vs_first']:.2f}x its "
+                   f"{min(by_n):,}-agent rate.")
     return "\n".join(out)
 
 
@@ -591,10 +599,12 @@ def block_banter():
                    f"{pm(r['prompt_tokens_cached_per_line'], r.get('prompt_tokens_cached_sd'), 0)}"
                    f" | {cite([r])} |")
     first = run[0]
+    missing = "" if "budget_hit_rate_sd" in first else (
+        " This run stored the spread of the TTFT percentiles only; the other columns are means.")
     out += ["", f"{first['runs']} runs of {first['lines']} lines, {first['characters']} "
                 f"characters, {first['num_predict']}-token lines, {first['threads']} decode "
                 f"thread(s), budget {first['budget_ms']} ms; percentiles per run, mean ± sample "
-                "sd over runs. " + source_line(run), ""]
+                "sd over runs." + missing + " " + source_line(run), ""]
     best = next((r for r in run if r["configuration"].startswith("in-process: sessions, "
                                                                   "warm-up, catch-up")), None)
     held = [r for r in run if r["budget_hit_rate_pct"] >= 100]
@@ -608,6 +618,39 @@ def block_banter():
     goals.append(f"a 100% budget hit rate at {first['budget_ms']} ms (met in {len(held)} of "
                  f"{len(run)} configurations)")
     out.append("Goals on this machine: " + "; ".join(goals) + ".")
+    return "\n".join(out)
+
+
+def banter_full(gap):
+    """Every column the benchmark stores, for docs/banter.md; `gap`: scenes with a pause
+    between lines (--gap-ms) or back to back."""
+    recs = load("banter.jsonl")
+    run = need(latest_run(recs, lambda r: r.get("bench") == "banter"
+                          and bool(r.get("gap_ms")) == gap),
+               "scenes with a gap" if gap else "back-to-back scenes", "banter.jsonl")
+    budget = run[0]["budget_ms"]
+    out = ["| configuration | ttft_line p50 ms | ttft_line p99 ms | ttft_client p50 ms | "
+           f"ttft_client p99 ms | budget hit rate ({budget} ms) | cached prompt tokens / line | "
+           "prefilled tokens / line | record |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in run:
+        out.append(
+            f"| {r['configuration']} | {pm(r['ttft_line_p50_ms'], r.get('ttft_line_p50_sd'), 1)} | "
+            f"{pm(r['ttft_line_p99_ms'], r.get('ttft_line_p99_sd'), 1)} | "
+            f"{pm(r['ttft_client_p50_ms'], r.get('ttft_client_p50_sd'), 1)} | "
+            f"{pm(r['ttft_client_p99_ms'], r.get('ttft_client_p99_sd'), 1)} | "
+            f"{pm(r['budget_hit_rate_pct'], r.get('budget_hit_rate_sd'), 1, '%')} | "
+            f"{pm(r['prompt_tokens_cached_per_line'], r.get('prompt_tokens_cached_sd'), 0)} | "
+            f"{pm(r['prompt_tokens_prefilled_per_line'], r.get('prompt_tokens_prefilled_sd'), 0)}"
+            f" | {cite([r])} |")
+    first = run[0]
+    missing = "" if "ttft_client_p50_sd" in first else (
+        " This run stored the spread of `ttft_line` only; the other columns are means.")
+    out += ["", f"{first['runs']} runs of {first['lines']} lines each ({first['characters']} "
+                f"characters, round-robin, num_ctx {first['num_ctx']}, num_predict "
+                f"{first['num_predict']}, {first['threads']} decode thread(s), gap "
+                f"{first['gap_ms']} ms); percentiles per run, mean ± sample sd over runs."
+            + missing + " " + source_line(run)]
     return "\n".join(out)
 
 
@@ -631,12 +674,15 @@ def block_ingest():
 RENDERERS = {
     "inproc-single": block_inproc_single,
     "inproc-aggregate": block_inproc_aggregate,
+    "inproc-verdict": block_inproc_verdict,
     "multi-synth": block_multi_synth,
     "multi-llama": block_multi_llama,
     "compare": block_compare,
     "python": block_python,
     "banter": block_banter,
     "ingest": block_ingest,
+    "banter-full": lambda: banter_full(gap=False),
+    "banter-gap": lambda: banter_full(gap=True),
 }
 
 
