@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench/results"
-PAGES = ["README.md", "docs/inproc.md", "docs/multi.md", "docs/python.md", "docs/banter.md",
+PAGES = ["README.md", "bench/README.md", "docs/inproc.md", "docs/multi.md", "docs/python.md", "docs/banter.md",
          "docs/study-reproduction.md"]
 BLOCK = re.compile(r"(<!-- figures:([a-z0-9-]+) -->\n)(.*?)(<!-- /figures:\2 -->)", re.S)
 # Comparative wording outside generated blocks, in README.md: such claims must come from data.
@@ -124,9 +124,11 @@ def legacy_provenance(records):
     """What records written before provenance stamping say about their run."""
     r = records[0]
     if "bench" in r:  # the C++ benchmarks: a commit fixed when the build was configured
+        load_text = (f"load average {r['loadavg_1m_before']} before, none after"
+                     if "loadavg_1m_before" in r else "no load average")
         return (f"legacy: commit {r.get('commit', 'unknown')} as read when the build was "
-                "configured, which may predate the code that ran; no dirty flag, load average, "
-                f"date or model hash; `{r.get('command', 'unknown')}`")
+                f"configured, which may predate the code that ran; no dirty flag, {load_text}, "
+                f"no date or model hash; `{r.get('command', 'unknown')}`")
     env = next((e for e in load(r.file) if e.get("kind") == "environment"), {})
     commit = env.get("git_commit") or r.get("git_commit") or "unknown"
     load_start, load_end = env.get("loadavg_start"), env.get("loadavg_end")
@@ -667,7 +669,18 @@ def block_ingest():
                    f"| {r['total_ms_median']:,.1f} | {r['mb_per_s']:.1f} | {cite([r])} |")
     reps = run[0].get("reps")
     out += ["", f"Median of {reps} runs each (no spread is recorded for ingestion). "
-            + source_line(run)]
+            + source_line(run), ""]
+    rows = [r for r in run if "total_ms_median" in r]
+    shared = min((r["total_ms_median"] for r in rows if r["corpus"] == "shared"), default=None)
+    big = max((r["mb_per_s"] for r in rows if r["corpus"] != "shared"), default=None)
+    goals = []
+    if shared is not None:
+        goals.append(f"the shared corpus under 50 ms ({'met' if shared < 50 else 'missed'}: "
+                     f"{shared:.1f} ms)")
+    if big is not None:
+        goals.append(f"200 MB/s on the generated corpus ({'met' if big >= 200 else 'missed'}: "
+                     f"{big:.0f} MB/s)")
+    out.append("Goals: " + "; ".join(goals) + ".")
     return "\n".join(out)
 
 
