@@ -207,6 +207,11 @@ def pm(m, sd, digits=None, unit=""):
     return f"{num(m, digits)} ± {num(sd, digits)}{unit}"
 
 
+# A ratio within 1% of 1 is level even when its spread is smaller still (two programs that both
+# deliver a server's 200 tokens/s differ by 0.05% with an sd of 0.01%).
+NEGLIGIBLE = 0.01
+
+
 def verdict(ratio, sd, ours_better_above_one=True):
     """'ahead of', 'level with' or 'behind', from a ratio's mean ± sd against 1."""
     if ratio is None:
@@ -215,6 +220,8 @@ def verdict(ratio, sd, ours_better_above_one=True):
         sd = 0.0
     if not ours_better_above_one:
         ratio, sd = 1 / ratio, sd / (ratio * ratio)
+    if abs(ratio - 1) < NEGLIGIBLE:
+        return "level with"
     if ratio - sd > 1:
         return "ahead of"
     if ratio + sd < 1:
@@ -490,7 +497,10 @@ def block_compare():
                 continue
             # ratio_to_chimeraforge = peer ÷ chimeraforge, per repetition
             r, sd = s["ratio_to_chimeraforge"], s.get("ratio_sd")
-            word = verdict(r, sd, ours_better_above_one=lower_better)
+            ours = got["chimeraforge"]
+            word = (interval_verdict((ours["mean"], ours.get("sd")), (s["mean"], s.get("sd")),
+                                     lower_better) if fig in SIGNED else
+                    verdict(r, sd, ours_better_above_one=lower_better))
             claims.setdefault((p, word), []).append(label)
             versus.append(f"{word.split()[0]} (peer ÷ ours {pm(r, sd, 2, 'x')})")
         recs_used = [s for s in got.values() if s is not None]
@@ -498,7 +508,8 @@ def block_compare():
                    + f" | {lines_of(recs_used)} |")
     n = max((s.get("n") or 0) for s in summaries)
     out += ["", f"Mean ± sample sd over {n} repetitions, the three programs alternating; a "
-                "verdict is \"level\" when the per-repetition ratio's mean ± sd includes 1. "
+                "verdict is \"level\" when the per-repetition ratio's mean ± sd includes 1 or "
+                "the ratio is within 1% of 1. "
             + source_line(summaries), ""]
     said = []
     for p, name in PEERS.items():
@@ -518,6 +529,90 @@ def block_compare():
         goals.append(f"{label} {num(v, d)}{unit} (goal {goal}: "
                      f"{'met' if ok(v) else 'missed'})")
     out.append("Goals: " + "; ".join(goals) + ".")
+    return "\n".join(out)
+
+
+# Which way is better for each figure of compare.jsonl; figures the client does not set (the
+# server's own rates) are left out.
+COMPARE_BETTER = {"overhead_ttft_p50": "lower", "overhead_ttft_p99": "lower",
+                  "ttft_client_p50": "lower", "ttft_client_p99": "lower", "e2e_p50": "lower",
+                  "e2e_p99": "lower", "decode_tps_client": "higher", "rss_peak": "lower",
+                  "startup": "lower", "efficiency": "higher", "scaling": "higher",
+                  "contention": "lower", "stall_rate": "lower", "balance": "higher",
+                  "system_tps": "higher", "delivery_lag_p99": "lower", "loopback_floor": "lower"}
+SIGNED = {"contention"}  # near zero and signed: compare intervals, not a ratio
+ROW_ORDER = ["single-synth", "single-llama", "startup"]
+
+
+def interval_verdict(ours, peer, lower_better):
+    """Ours against a peer from two (mean, sd) intervals: apart, or overlapping (level)."""
+    (m1, s1), (m2, s2) = ours, peer
+    lo1, hi1, lo2, hi2 = m1 - (s1 or 0), m1 + (s1 or 0), m2 - (s2 or 0), m2 + (s2 or 0)
+    if hi1 < lo2:
+        return "ahead of" if lower_better else "behind"
+    if hi2 < lo1:
+        return "behind" if lower_better else "ahead of"
+    return "level with"
+
+
+def block_compare_verdicts():
+    """Every figure of the peers' comparison, with a verdict against each peer."""
+    recs = load("compare.jsonl")
+    summaries = need(latest_run(recs, lambda r: r.get("kind") == "summary"),
+                     "the peers' summaries", "compare.jsonl")
+    by = {(r["row"], r["figure"], r["program"]): r for r in summaries}
+    keys = list(dict.fromkeys((r["row"], r["figure"]) for r in summaries
+                              if r["figure"] in COMPARE_BETTER))
+
+    def order(key):
+        row, fig = key
+        n = int(row.split("-")[1]) if row.startswith("conc-") else -1
+        return (ROW_ORDER.index(row) if row in ROW_ORDER else len(ROW_ORDER),
+                list(COMPARE_BETTER).index(fig), n)
+
+    out = ["| figure | agents | chimeraforge | Python peer | Rust peer | vs Python | vs Rust | "
+           "records |", "| --- | ---: | ---: | ---: | ---: | --- | --- | --- |"]
+    met, missed = [], []
+    for row, fig in sorted(keys, key=order):
+        ours = by.get((row, fig, "chimeraforge"))
+        if ours is None or ours.get("mean") is None:
+            continue
+        lower = COMPARE_BETTER[fig] == "lower"
+        pct = fig in {"efficiency", "scaling", "contention", "stall_rate", "balance"}
+        scale, unit = (100, "%") if pct else (1e-6, " MB") if fig == "rss_peak" else (
+            1, " ms" if fig not in {"decode_tps_client", "system_tps"} else " /s")
+        cells, words = [], []
+        for p in ("chimeraforge", "python", "rust"):
+            r = by.get((row, fig, p))
+            cells.append("n/a" if r is None or r.get("mean") is None else
+                         pm(r["mean"] * scale, None if r.get("sd") is None else r["sd"] * scale,
+                            None, unit))
+        for p in ("python", "rust"):
+            r = by.get((row, fig, p))
+            if r is None or r.get("mean") is None:
+                words.append(None)
+            elif fig in SIGNED or r.get("ratio_to_chimeraforge") is None:
+                words.append(interval_verdict((ours["mean"], ours.get("sd")),
+                                              (r["mean"], r.get("sd")), lower))
+            else:
+                words.append(verdict(r["ratio_to_chimeraforge"], r.get("ratio_sd"),
+                                     ours_better_above_one=lower))
+        n = ours.get("agents")
+        label = f"`{fig}`" + (" (`" + row + "`)" if row.startswith("single") else "")
+        where = (f"{label} at {n:,} agent{'s' if n != 1 else ''}"
+                 if n and row.startswith("conc-") else label)
+        (missed if "behind" in words else met).append(where)
+        used = [by[(row, fig, p)] for p in ("chimeraforge", "python", "rust")
+                if (row, fig, p) in by]
+        out.append(f"| {label} | {n if n is not None else ''} | " + " | ".join(cells) + " | "
+                   + " | ".join((w or "n/a").split()[0] for w in words)
+                   + f" | {lines_of(used)} |")
+    out += ["", "A verdict is \"level\" when the per-repetition ratio's mean ± sample sd includes "
+                "1 or the ratio is within 1% of 1 (for `contention`, signed and near zero, when "
+                "the two mean ± sd intervals overlap). " + source_line(summaries), "",
+            "At least as good as the better peer (ahead of or level with both) on "
+            + join_words(met) + ".", "",
+            "Behind a peer on " + (join_words(missed) if missed else "nothing") + "."]
     return "\n".join(out)
 
 
@@ -691,6 +786,7 @@ RENDERERS = {
     "multi-synth": block_multi_synth,
     "multi-llama": block_multi_llama,
     "compare": block_compare,
+    "compare-verdicts": block_compare_verdicts,
     "python": block_python,
     "banter": block_banter,
     "ingest": block_ingest,
