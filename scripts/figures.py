@@ -499,7 +499,7 @@ def block_compare():
             r, sd = s["ratio_to_chimeraforge"], s.get("ratio_sd")
             ours = got["chimeraforge"]
             word = (interval_verdict((ours["mean"], ours.get("sd")), (s["mean"], s.get("sd")),
-                                     lower_better) if fig in SIGNED else
+                                     lower_better) if fig in NEAR_ZERO else
                     verdict(r, sd, ours_better_above_one=lower_better))
             claims.setdefault((p, word), []).append(label)
             versus.append(f"{word.split()[0]} (peer ÷ ours {pm(r, sd, 2, 'x')})")
@@ -509,7 +509,8 @@ def block_compare():
     n = max((s.get("n") or 0) for s in summaries)
     out += ["", f"Mean ± sample sd over {n} repetitions, the three programs alternating; a "
                 "verdict is \"level\" when the per-repetition ratio's mean ± sd includes 1 or "
-                "the ratio is within 1% of 1. "
+                "the ratio is within 1% of 1 (for `contention` and `stall_rate`, near zero, when "
+                "the mean ± sd intervals overlap). "
             + source_line(summaries), ""]
     said = []
     for p, name in PEERS.items():
@@ -540,7 +541,9 @@ COMPARE_BETTER = {"overhead_ttft_p50": "lower", "overhead_ttft_p99": "lower",
                   "startup": "lower", "efficiency": "higher", "scaling": "higher",
                   "contention": "lower", "stall_rate": "lower", "balance": "higher",
                   "system_tps": "higher", "delivery_lag_p99": "lower", "loopback_floor": "lower"}
-SIGNED = {"contention"}  # near zero and signed: compare intervals, not a ratio
+# Figures that sit at or near zero (and contention can go negative): a per-repetition ratio
+# drops the repetitions where ours is 0, so these compare the two mean ± sd intervals instead.
+NEAR_ZERO = {"contention", "stall_rate"}
 ROW_ORDER = ["single-synth", "single-llama", "startup"]
 
 
@@ -591,7 +594,7 @@ def block_compare_verdicts():
             r = by.get((row, fig, p))
             if r is None or r.get("mean") is None:
                 words.append(None)
-            elif fig in SIGNED or r.get("ratio_to_chimeraforge") is None:
+            elif fig in NEAR_ZERO or r.get("ratio_to_chimeraforge") is None:
                 words.append(interval_verdict((ours["mean"], ours.get("sd")),
                                               (r["mean"], r.get("sd")), lower))
             else:
@@ -608,8 +611,8 @@ def block_compare_verdicts():
                    + " | ".join((w or "n/a").split()[0] for w in words)
                    + f" | {lines_of(used)} |")
     out += ["", "A verdict is \"level\" when the per-repetition ratio's mean ± sample sd includes "
-                "1 or the ratio is within 1% of 1 (for `contention`, signed and near zero, when "
-                "the two mean ± sd intervals overlap). " + source_line(summaries), "",
+                "1 or the ratio is within 1% of 1 (for `contention` and `stall_rate`, which sit near "
+                "zero, when the two mean ± sd intervals overlap). " + source_line(summaries), "",
             "At least as good as the better peer (ahead of or level with both) on "
             + join_words(met) + ".", "",
             "Behind a peer on " + (join_words(missed) if missed else "nothing") + "."]
