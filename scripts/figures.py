@@ -402,6 +402,18 @@ def multi_goals(summary):
     return "Goals (from the means above): " + "; ".join(parts) + "."
 
 
+def block_multi_rss():
+    """One sentence for docs/multi.md: the memory of 1,000 agents on each executor."""
+    run = need(latest_run(load("multi.jsonl"), lambda r: r.get("part") == "synth"),
+               "the synthetic-server runs", "multi.jsonl")
+    at = [r for r in run if r.get("agents") == 1000]
+    cells = multi_cells(at, ("executor",))
+    parts = [f"`{ex}` {pm(*mean_sd([x['rss_peak'] * 1e-6 for x in runs if x.get('rss_peak')]), 1, ' MB')}"
+             for (ex,), runs in cells.items()]
+    return (f"`rss_peak` with 1,000 agents streaming: {'; '.join(parts)} ({cite(at)}; "
+            f"{'mean ± sd' if max(len(v) for v in cells.values()) > 1 else 'one run each'}).")
+
+
 def block_multi_llama():
     recs = load("multi.jsonl")
     run = need(latest_run(recs, lambda r: r.get("part") == "llama"), "the llama-server runs",
@@ -788,6 +800,7 @@ RENDERERS = {
     "inproc-verdict": block_inproc_verdict,
     "multi-synth": block_multi_synth,
     "multi-llama": block_multi_llama,
+    "multi-rss": block_multi_rss,
     "compare": block_compare,
     "compare-verdicts": block_compare_verdicts,
     "python": block_python,
