@@ -5,7 +5,7 @@
 // is asked for, and METRICS.md's `ttft_client`) p50/p99, the budget's hit rate, and the prompt
 // tokens per line served from cache and prefilled. Configurations alternate within each run on
 // the same machine (A B C ... A B C ...). Writes JSON lines (--out) and a Markdown table (--md).
-#include "bench_env.hpp"
+#include "provenance.hpp"
 
 #include <chimera/backends/server_process.hpp>
 #include <chimera/banter/banter.hpp>
@@ -29,19 +29,13 @@ namespace {
 using namespace chimera;
 using namespace chimera::banter;
 
+// Mean and sample sd over runs (metrics::mean_sd), 0 where there are too few runs for one.
 struct Stats {
   double mean = 0, sd = 0;
 };
 Stats stats(const std::vector<double>& v) {
-  Stats s;
-  if (v.empty()) return s;
-  s.mean = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
-  if (v.size() > 1) {
-    double acc = 0;
-    for (double x : v) acc += (x - s.mean) * (x - s.mean);
-    s.sd = std::sqrt(acc / static_cast<double>(v.size() - 1));
-  }
-  return s;
+  const auto m = chimera::metrics::mean_sd(v);
+  return {m.mean.value_or(0), m.sd.value_or(0)};
 }
 
 using chimera::bench::cpu_model;
@@ -183,6 +177,12 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  chimera::bench::Provenance provenance(argc, argv);
+  provenance.set_model(model);
+  if (!no_servers) {
+    provenance.set_server(fmt::format("2 x {} -np 2 -c {} --cache-ram 0 -t {}",
+                                      CHIMERA_LLAMA_SERVER, 2 * num_ctx, threads));
+  }
   const std::string cmdline = chimera::bench::command_line(argc, argv);
   std::error_code ec;
   const auto model_bytes = std::filesystem::file_size(model, ec);
@@ -253,17 +253,6 @@ int main(int argc, char** argv) {
     }
   }
 
-  const boost::json::object env{
-      {"commit", CHIMERA_GIT_COMMIT},
-      {"compiler", __VERSION__},
-      {"flags", CHIMERA_CXX_FLAGS},
-      {"cpu", cpu_model()},
-      {"cores", std::thread::hardware_concurrency()},
-      {"model", model},
-      {"model_bytes", static_cast<int64_t>(model_bytes)},
-      {"server", "llama-server 0.4.0 (80fb11a), -np 2 -c " + std::to_string(2 * num_ctx) +
-                     " --cache-ram 0 -t " + std::to_string(threads)},
-      {"command", cmdline}};
   std::filesystem::create_directories(std::filesystem::path(out_path).parent_path(), ec);
   std::ofstream out(out_path, std::ios::app);
   std::string md;
@@ -293,7 +282,7 @@ int main(int argc, char** argv) {
     };
     md += fmt::format("| {} | {} | {} | {} | {} | {}% | {} | {} |\n", cfg.name, f(p50, 1),
                       f(p99, 1), f(c50, 1), f(c99, 1), f(hit, 1), f(cached, 0), f(prefilled, 0));
-    boost::json::object o = env;
+    boost::json::object o;
     o["bench"] = "banter";
     o["configuration"] = cfg.name;
     o["runs"] = it->second.size();
@@ -309,21 +298,27 @@ int main(int argc, char** argv) {
     o["ttft_line_p99_ms"] = stats(p99).mean;
     o["ttft_line_p99_sd"] = stats(p99).sd;
     o["ttft_client_p50_ms"] = stats(c50).mean;
+    o["ttft_client_p50_sd"] = stats(c50).sd;
     o["ttft_client_p99_ms"] = stats(c99).mean;
+    o["ttft_client_p99_sd"] = stats(c99).sd;
     o["budget_hit_rate_pct"] = stats(hit).mean;
+    o["budget_hit_rate_sd"] = stats(hit).sd;
     o["prompt_tokens_cached_per_line"] = stats(cached).mean;
+    o["prompt_tokens_cached_sd"] = stats(cached).sd;
     o["prompt_tokens_prefilled_per_line"] = stats(prefilled).mean;
+    o["prompt_tokens_prefilled_sd"] = stats(prefilled).sd;
     o["failed_lines"] = failed;
-    o["source"] = "measured; percentiles per run, then mean ± sd over runs";
+    o["source"] = "measured; percentiles per run, then mean ± sample sd over runs";
+    o["provenance"] = provenance.stamp();
     out << boost::json::serialize(o) << "\n";
   }
   md += fmt::format(
       "\n{} runs of {} lines each (4 characters, round-robin, num_ctx {}, num_predict {}, "
       "{} decode thread(s), gap {} ms); percentiles per run, mean ± sd over runs. Model {} "
-      "({:.1f} MB). CPU: {} ({} cores). Commit {}. Command: `{}`\n",
+      "({:.1f} MB). CPU: {} ({} cores). Commit {}{}. Command: `{}`\n",
       runs, lines, num_ctx, num_predict, threads, gap_ms, std::filesystem::path(model).filename().string(),
       static_cast<double>(model_bytes) / 1e6, cpu_model(), std::thread::hardware_concurrency(),
-      CHIMERA_GIT_COMMIT, cmdline);
+      provenance.commit(), provenance.dirty() ? " (dirty tree)" : "", cmdline);
   std::ofstream(md_path) << md;
   fmt::print("\n{}\nresults appended to {}; table written to {}\n", md, out_path, md_path);
   return 0;

@@ -7,7 +7,7 @@
 //
 // Programs alternate (A B A B ...) on the same machine, `--runs` times each; every stored figure
 // names its source. Prints a table and appends JSON lines to --out.
-#include "bench_env.hpp"
+#include "provenance.hpp"
 
 #include <chimera/backends/backend.hpp>
 #include <chimera/backends/server_process.hpp>
@@ -15,6 +15,7 @@
 #include <chimera/model/synth.hpp>
 
 #include <CLI/CLI.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <fmt/format.h>
@@ -32,19 +33,13 @@ namespace {
 
 using namespace chimera;
 
+// Mean and sample sd over runs (metrics::mean_sd), 0 where there are too few runs for one.
 struct Stats {
   double mean = 0, sd = 0;
 };
 Stats stats(const std::vector<double>& v) {
-  Stats s;
-  if (v.empty()) return s;
-  s.mean = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
-  if (v.size() > 1) {
-    double acc = 0;
-    for (double x : v) acc += (x - s.mean) * (x - s.mean);
-    s.sd = std::sqrt(acc / static_cast<double>(v.size() - 1));
-  }
-  return s;
+  const auto m = chimera::metrics::mean_sd(v);
+  return {m.mean.value_or(0), m.sd.value_or(0)};
 }
 double median(std::vector<double> v) { return metrics::percentile(std::move(v), 50); }
 
@@ -150,17 +145,18 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  const std::string cmdline = chimera::bench::command_line(argc, argv);
-  const boost::json::object env_obj{
-      {"commit", CHIMERA_GIT_COMMIT},  {"compiler", __VERSION__},
-      {"flags", CHIMERA_CXX_FLAGS},    {"cpu", cpu_model()},
-      {"cores", std::thread::hardware_concurrency()}, {"model", model},
-      {"server", "llama-server 0.4.0 (80fb11a)"},     {"command", cmdline}};
-  std::string env = boost::json::serialize(env_obj);
-  env = env.substr(1, env.size() - 2);  // the fields, to join after each record's own
+  chimera::bench::Provenance provenance(argc, argv);
+  provenance.set_model(model);
+  provenance.set_server(fmt::format("llama-server {} (same build and model, --cache-ram 0)",
+                                    CHIMERA_LLAMA_SERVER));
   std::filesystem::create_directories(std::filesystem::path(out_path).parent_path());
   std::ofstream out(out_path, std::ios::app);
-  auto record = [&](const std::string& body) { out << "{" << body << "," << env << "}\n"; };
+  // Each record: the figures (fields given as JSON text), then where and how they were made.
+  auto record = [&](const std::string& fields) {
+    boost::json::object o = boost::json::parse("{" + fields + "}").as_object();
+    o["provenance"] = provenance.stamp();
+    out << boost::json::serialize(o) << "\n" << std::flush;
+  };
   Runtime rt(1);
 
   fmt::print("model {}\nCPU {} ({} threads used), {} runs each, {} tokens per request\n\n", model,
@@ -209,8 +205,9 @@ int main(int argc, char** argv) {
                "{:5.1f} /s   in-process/llama-server {:.2f} ± {:.2f}\n\n",
                c.mean, c.sd, d.mean, d.sd, rb.mean, rb.sd);
     record(fmt::format(
-        R"j("bench":"single_agent","ttft_client_ms_inproc":{:.3f},"ttft_client_ms_llama_server":{:.3f},"ttft_ratio_server_over_inproc":{:.3f},"ttft_ratio_sd":{:.3f},"decode_tps_client_inproc":{:.1f},"decode_tps_client_llama_server":{:.1f},"tps_ratio_inproc_over_server":{:.3f},"tps_ratio_sd":{:.3f},"runs":{},"source":"measured; ratios derived")j",
-        a.mean, b.mean, ra.mean, ra.sd, c.mean, d.mean, rb.mean, rb.sd, runs));
+        R"j("bench":"single_agent","ttft_client_ms_inproc":{:.3f},"ttft_client_ms_inproc_sd":{:.3f},"ttft_client_ms_llama_server":{:.3f},"ttft_client_ms_llama_server_sd":{:.3f},"ttft_ratio_server_over_inproc":{:.3f},"ttft_ratio_sd":{:.3f},"decode_tps_client_inproc":{:.1f},"decode_tps_client_inproc_sd":{:.1f},"decode_tps_client_llama_server":{:.1f},"decode_tps_client_llama_server_sd":{:.1f},"tps_ratio_inproc_over_server":{:.3f},"tps_ratio_sd":{:.3f},"runs":{},"requests_per_run":{},"source":"measured: median per run, then mean and sample sd over runs; ratios per run")j",
+        a.mean, a.sd, b.mean, b.sd, ra.mean, ra.sd, c.mean, c.sd, d.mean, d.sd, rb.mean, rb.sd,
+        runs, requests));
   }
 
   // 2. Aggregate tokens/s at N agents.
@@ -290,8 +287,8 @@ int main(int argc, char** argv) {
                "{:.2f} ± {:.2f} ms, cold/turn-2 {:.1f} ± {:.1f}x\n",
                persona_tokens, sc.mean, sc.sd, sw.mean, sw.sd, sr.mean, sr.sd);
     record(fmt::format(
-        R"j("bench":"session_reuse","prompt_tokens":{},"ttft_cold_ms":{:.3f},"ttft_turn2_ms":{:.3f},"ratio_cold_over_turn2":{:.3f},"ratio_sd":{:.3f},"runs":{},"source":"measured; ratio derived")j",
-        persona_tokens, sc.mean, sw.mean, sr.mean, sr.sd, runs));
+        R"j("bench":"session_reuse","prompt_tokens":{},"ttft_cold_ms":{:.3f},"ttft_cold_ms_sd":{:.3f},"ttft_turn2_ms":{:.3f},"ttft_turn2_ms_sd":{:.3f},"ratio_cold_over_turn2":{:.3f},"ratio_sd":{:.3f},"runs":{},"source":"measured: mean and sample sd over runs; ratio per run")j",
+        persona_tokens, sc.mean, sc.sd, sw.mean, sw.sd, sr.mean, sr.sd, runs));
   }
   fmt::print("\nresults appended to {}\n", out_path);
   return 0;

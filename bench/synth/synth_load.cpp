@@ -18,7 +18,7 @@
 // Streams connect first (all N), then start their requests spread evenly over --ramp-ms (by
 // default one token interval, so that token times are spread like independent agents'; 0 makes
 // every stream tick at the same instant, the worst case).
-#include "bench_env.hpp"
+#include "provenance.hpp"
 
 #include <chimera/http/framing.hpp>
 
@@ -658,7 +658,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  const std::string cmdline = chimera::bench::command_line(argc, argv);
+  const chimera::bench::Provenance provenance(argc, argv);
   std::ofstream out;
   if (!out_path.empty()) {
     const auto parent = std::filesystem::path(out_path).parent_path();
@@ -733,12 +733,7 @@ int main(int argc, char** argv) {
             {"machine_cpu_cores", r.machine_cpu},
             {"server_threads", server_threads},
             {"client_threads", cfg.threads},
-            {"commit", CHIMERA_GIT_COMMIT},
-            {"compiler", __VERSION__},
-            {"flags", CHIMERA_CXX_FLAGS},
-            {"cpu", cpu_model()},
-            {"cores", std::thread::hardware_concurrency()},
-            {"command", cmdline}};
+            {"provenance", provenance.stamp()}};
         out << json::serialize(o) << "\n";
         out.flush();
       }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 namespace chimera::metrics {
 
@@ -14,9 +15,26 @@ namespace json = boost::json;
 double percentile(std::vector<double> values, double p) {
   if (values.empty()) return 0.0;
   std::sort(values.begin(), values.end());
-  const double rank = std::ceil(p / 100.0 * static_cast<double>(values.size()));
+  // p * n / 100 rounded to 9 decimals before the ceiling: 7 / 100 * 100 is 7.000000000000001
+  // in binary floating point, and a bare ceil would take the 8th value for p7 of 100.
+  const double exact = p * static_cast<double>(values.size()) / 100.0;
+  const double rank = std::ceil(std::round(exact * 1e9) / 1e9);
   const auto idx = static_cast<std::size_t>(std::clamp(rank, 1.0, double(values.size()))) - 1;
   return values[idx];
+}
+
+MeanSd mean_sd(const std::vector<double>& values) {
+  MeanSd out;
+  if (values.empty()) return out;
+  const double n = static_cast<double>(values.size());
+  const double mean = std::accumulate(values.begin(), values.end(), 0.0) / n;
+  out.mean = mean;
+  if (values.size() > 1) {
+    double squares = 0;
+    for (double v : values) squares += (v - mean) * (v - mean);
+    out.sd = std::sqrt(squares / (n - 1));
+  }
+  return out;
 }
 
 namespace {

@@ -7,13 +7,25 @@
 
 #include <chimera/core/request.hpp>
 
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace chimera::metrics {
 
-// Nearest-rank percentile (p in [0, 100]) of `values`; 0 when empty. Copies and sorts.
+// Nearest-rank percentile (p in [0, 100]): the smallest value with at least p% of the values at
+// or below it, so p50 of four values is the second, never a mean of two. 0 when empty. Copies
+// and sorts. The same definition as bench/compare/compare.py's percentile(); the known answers
+// both must give are in tests/metrics/known_answers.json.
 double percentile(std::vector<double> values, double p);
+
+// Mean and sample standard deviation (n - 1) of repeated measurements; sd is empty with fewer
+// than two values, mean with none.
+struct MeanSd {
+  std::optional<double> mean;
+  std::optional<double> sd;
+};
+MeanSd mean_sd(const std::vector<double>& values);
 
 std::string figures_line(const Completion& c);
 

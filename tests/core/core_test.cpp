@@ -1,0 +1,87 @@
+// The core module: the clock every figure is measured on, the names records use, and the
+// runtime whose threads run every request.
+#include <chimera/core/request.hpp>
+#include <chimera/core/runtime.hpp>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <time.h>
+#include <vector>
+
+namespace {
+
+int64_t clock_monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+// METRICS.md: every timestamp is CLOCK_MONOTONIC nanoseconds, so that a time written by the
+// synthetic server or a peer process compares with one read here.
+TEST(Clock, NowIsClockMonotonicNanoseconds) {
+  const int64_t before = clock_monotonic_ns();
+  const int64_t now = chimera::now_ns();
+  const int64_t after = clock_monotonic_ns();
+  EXPECT_LE(before, now);
+  EXPECT_LE(now, after);
+}
+
+TEST(Clock, NeverGoesBack) {
+  int64_t last = chimera::now_ns();
+  for (int i = 0; i < 10'000; ++i) {
+    const int64_t t = chimera::now_ns();
+    ASSERT_GE(t, last);
+    last = t;
+  }
+}
+
+TEST(Names, AsRecordsSpellThem) {
+  EXPECT_STREQ(chimera::to_string(chimera::FinishReason::stop), "stop");
+  EXPECT_STREQ(chimera::to_string(chimera::FinishReason::length), "length");
+  EXPECT_STREQ(chimera::to_string(chimera::FinishReason::tool_calls), "tool_calls");
+  EXPECT_STREQ(chimera::to_string(chimera::FinishReason::cancelled), "cancelled");
+  EXPECT_STREQ(chimera::to_string(chimera::ErrorKind::http_status), "http_status");
+  EXPECT_STREQ(chimera::to_string(chimera::ErrorKind::truncated), "truncated");
+  EXPECT_STREQ(chimera::to_string(chimera::ErrorKind::timeout), "timeout");
+}
+
+TEST(Runtime, RunsPostedWorkOnItsOwnThreads) {
+  chimera::Runtime rt(2);
+  EXPECT_EQ(rt.threads(), 2);
+  constexpr int kJobs = 1'000;
+  std::mutex m;
+  std::condition_variable cv;
+  std::set<std::thread::id> ran_on;
+  int done = 0;
+  std::vector<std::thread> posters;
+  for (int p = 0; p < 4; ++p) {  // post() is thread-safe: four threads post at once
+    posters.emplace_back([&] {
+      for (int i = 0; i < kJobs / 4; ++i) {
+        rt.post([&] {
+          std::lock_guard lock(m);
+          ran_on.insert(std::this_thread::get_id());
+          if (++done == kJobs) cv.notify_one();
+        });
+      }
+    });
+  }
+  for (auto& t : posters) t.join();
+  std::unique_lock lock(m);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return done == kJobs; }))
+      << done << " of " << kJobs << " jobs ran";
+  EXPECT_EQ(ran_on.count(std::this_thread::get_id()), 0u);
+  EXPECT_LE(ran_on.size(), 2u);
+}
+
+TEST(Runtime, OneThreadByDefault) {
+  chimera::Runtime rt;
+  EXPECT_EQ(rt.threads(), 1);
+}
+
+}  // namespace
