@@ -9,9 +9,11 @@
 #include <boost/json/value.hpp>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <numeric>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 
 namespace {
@@ -21,8 +23,11 @@ using chimera::multi::RequestRecord;
 
 const json::object& known() {
   static const json::object doc = [] {
-    const std::string path = std::string(CHIMERA_TEST_DATA) + "/../metrics/known_answers.json";
+    // CHIMERA_TEST_DATA is tests/data; its parent is tests/, whose metrics/ holds the file.
+    const auto path = std::filesystem::path(CHIMERA_TEST_DATA).parent_path() / "metrics" /
+                      "known_answers.json";
     std::ifstream in(path);
+    if (!in) throw std::runtime_error("cannot read " + path.string());
     std::stringstream text;
     text << in.rdbuf();
     return json::parse(text.str()).as_object();
