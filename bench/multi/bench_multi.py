@@ -17,11 +17,13 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -77,7 +79,10 @@ class Server:
 def run_multi(cli, args, env_note, provenance):
     argv = [cli, "multi", "--json", "--quiet", "--results", ""] + args
     t0 = time.monotonic()
-    p = subprocess.run(argv, capture_output=True, text=True)
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True)
+    except OSError as e:
+        p = subprocess.CompletedProcess(argv, None, "", f"cannot run {cli}: {e}")
     wall = time.monotonic() - t0
     line = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
     try:
@@ -123,8 +128,22 @@ def main():
         sys.exit("--reps must be at least 1")
 
     provenance = Provenance(build_dir=a.build)
+    # Run a private copy: a rebuild of the tree during the benchmark must not swap the binary
+    # under it (the provenance's commit is the tree's at this moment too).
+    private = Path(tempfile.mkdtemp(prefix="chimera-bench-multi-"))
+    a.cli = str(shutil.copy2(a.cli, private / "chimeraforge"))
     env = {"date": time.strftime("%Y-%m-%d"), "reps": a.reps}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    out = open(a.out, "a", encoding="utf-8")
     results = []
+
+    def keep(fig):
+        """Each run's record is appended as soon as it is made: an interrupted or failed
+        benchmark keeps what it measured."""
+        results.append(fig)
+        out.write(json.dumps(fig) + "\n")
+        out.flush()
+
     logs = Path("/tmp/chimeraforge-bench-multi")
     logs.mkdir(exist_ok=True)
 
@@ -150,7 +169,7 @@ def main():
                                     dict(env, part="synth", server="chimeraforge synth-server",
                                          tokens_per_s=rate, tokens=tokens, rep=rep),
                                     provenance)
-                    results.append(fig)
+                    keep(fig)
                     print(f"synth N={n:>5} {ex:<17} rep {rep + 1} eff {fmt_pct(fig.get('efficiency'))} "
                           f"cont {fmt_pct(fig.get('contention'))} "
                           f"stall {fmt_pct(fig.get('stall_rate'))} "
@@ -203,7 +222,7 @@ def main():
                                          server="llama-server", model=str(model),
                                          model_bytes=model.stat().st_size, rep=rep),
                                     provenance)
-                    results.append(fig)
+                    keep(fig)
                     print(f"llama {name:<20} N={n:>2} rep {rep + 1} tps {fig.get('system_tps', 0):.0f} "
                           f"ttft p50/p99 {fmt_ms(fig.get('ttft_client_p50_ms'))}/"
                           f"{fmt_ms(fig.get('ttft_client_p99_ms'))} ms errors {fig.get('errors')}",
@@ -212,10 +231,8 @@ def main():
                 for p in procs:
                     p.stop()
 
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    with open(a.out, "a") as f:
-        for r in results:
-            f.write(json.dumps(r) + "\n")
+    out.close()
+    shutil.rmtree(private, ignore_errors=True)
     write_table(results, a.table, provenance)
     print(f"results appended to {a.out}; table in {a.table}")
 
