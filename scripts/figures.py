@@ -156,7 +156,9 @@ def source_line(records):
     mem = m.get("memory_bytes")
     b = p.get("build", {})
     before = p.get("loadavg_before") or [None]
-    after = p.get("loadavg_after") or [None]
+    # "after" is when the run's last record was written
+    last = records[-1].get("provenance")
+    after = (last if isinstance(last, dict) else p).get("loadavg_after") or [None]
     load = "load average " + (
         f"{before[0]:.2f} before, {after[0]:.2f} after" if before[0] is not None
         and after[0] is not None else "not readable")
