@@ -87,10 +87,17 @@ def run_key(r):
             r.get("date") or r.get("harness_date"))
 
 
+# Which runs a block renders: "latest" (the last run in the file), or "legacy" (the last run
+# written before records carried provenance, for a block named "<name>-legacy" that keeps an
+# earlier measurement beside a newer one).
+SELECT = "latest"
+
+
 def latest_run(records, pred=lambda r: True):
     """The records of the last run (in file order) that has a record matching pred, filtered
-    by pred."""
-    matching = [r for r in records if pred(r)]
+    by pred (and, for a -legacy block, to records without provenance)."""
+    matching = [r for r in records if pred(r) and (SELECT == "latest" or
+                                                    not isinstance(r.get("provenance"), dict))]
     if not matching:
         return []
     key = run_key(matching[-1])
@@ -252,16 +259,17 @@ def block_inproc_single():
                "the single-agent comparison", "inproc.jsonl")
     r = run[-1]
     rows = [("one agent, `ttft_client`", "ttft_client_ms_inproc", "ttft_client_ms_llama_server",
-             " ms", 2, "ttft_ratio_server_over_inproc", "ttft_ratio_sd", "x faster"),
+             " ms", 2, "ttft_ratio_server_over_inproc", "ttft_ratio_sd", "llama-server ÷ in-process"),
             ("one agent, `decode_tps_client`", "decode_tps_client_inproc",
              "decode_tps_client_llama_server", " /s", 0, "tps_ratio_inproc_over_server",
-             "tps_ratio_sd", "x")]
-    out = ["| | in-process | llama-server (HTTP, same build and model) | ratio | record |",
-           "| --- | ---: | ---: | ---: | --- |"]
-    for label, a, b, unit, d, ratio, ratio_sd, suffix in rows:
+             "tps_ratio_sd", "in-process ÷ llama-server")]
+    out = ["| | in-process | llama-server (HTTP, same build and model) | ratio | in-process is | "
+           "record |", "| --- | ---: | ---: | ---: | --- | --- |"]
+    for label, a, b, unit, d, ratio, ratio_sd, how in rows:
         out.append(f"| {label} | {pm(r[a], r.get(a + '_sd'), d, unit)} | "
                    f"{pm(r[b], r.get(b + '_sd'), d, unit)} | "
-                   f"{pm(r[ratio], r.get(ratio_sd), 2, suffix)} | {cite([r])} |")
+                   f"{pm(r[ratio], r.get(ratio_sd), 2)} ({how}) | "
+                   f"{verdict(r[ratio], r.get(ratio_sd)).split()[0]} | {cite([r])} |")
     note = ("" if "ttft_client_ms_inproc_sd" in r else
             " This run recorded the spread of the ratios only, not of the absolute figures.")
     out += ["", f"Mean ± sample sd over {r['runs']} runs (the median of {r.get('requests_per_run', 10)}"
@@ -821,12 +829,18 @@ def render_page(text, page, cache):
     """The page with every block re-rendered; raises FiguresError for an unknown block."""
     def replace(m):
         name = m.group(2)
-        if name not in RENDERERS:
+        base = name[:-len("-legacy")] if name.endswith("-legacy") else name
+        if base not in RENDERERS:
             line = text.count("\n", 0, m.start()) + 1
             raise FiguresError(f"{page}:{line}: unknown figures block '{name}' "
                                f"(known: {', '.join(RENDERERS)})")
         if name not in cache:
-            cache[name] = RENDERERS[name]().rstrip("\n") + "\n"
+            global SELECT
+            SELECT = "legacy" if base != name else "latest"
+            try:
+                cache[name] = RENDERERS[base]().rstrip("\n") + "\n"
+            finally:
+                SELECT = "latest"
         return m.group(1) + cache[name] + m.group(4)
     return BLOCK.sub(replace, text)
 
