@@ -416,7 +416,7 @@ def block_multi_rss():
     """One sentence for docs/multi.md: the memory of 1,000 agents on each executor."""
     run = need(latest_run(load("multi.jsonl"), lambda r: r.get("part") == "synth"),
                "the synthetic-server runs", "multi.jsonl")
-    at = [r for r in run if r.get("agents") == 1000]
+    at = need([r for r in run if r.get("agents") == 1000], "1,000 agents", "multi.jsonl")
     cells = multi_cells(at, ("executor",))
     parts = [f"`{ex}` {pm(*mean_sd([x['rss_peak'] * 1e-6 for x in runs if x.get('rss_peak')]), 1, ' MB')}"
              for (ex,), runs in cells.items()]
@@ -893,7 +893,7 @@ def main(argv=None):
     except FiguresError as e:
         print(f"figures.py: {e}", file=sys.stderr)
         return 2
-    except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
+    except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError) as e:
         print(f"figures.py: a results record lacks what its block needs: {e!r}", file=sys.stderr)
         return 2
     if a.list:
