@@ -127,11 +127,13 @@ inline std::string command_line(int argc, char** argv) {
 
 class Provenance {
  public:
-  Provenance(int argc, char** argv) : command_(command_line(argc, argv)) {
+  // `source_dir`: the git tree the benchmark was built from (a test points it elsewhere).
+  Provenance(int argc, char** argv, const std::string& source_dir = CHIMERA_SOURCE_DIR)
+      : command_(command_line(argc, argv)) {
     using namespace provenance_detail;
     started_ = utc_now();
     load_before_ = load_average();
-    const std::string git = "git -C " + shell_quote(CHIMERA_SOURCE_DIR);
+    const std::string git = "git -C " + shell_quote(source_dir);
     commit_ = shell_output(git + " rev-parse HEAD").value_or("unknown");
     // Dirty: any tracked file differs from HEAD, or an untracked, non-ignored file exists
     // (a new source file under a CONFIGURE_DEPENDS glob is built too).

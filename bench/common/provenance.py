@@ -52,9 +52,10 @@ def git_state(root=ROOT):
 
 def cpu_model():
     try:
-        for line in open("/proc/cpuinfo", encoding="utf-8", errors="replace"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return "unknown"
@@ -62,9 +63,10 @@ def cpu_model():
 
 def memory_bytes():
     try:
-        for line in open("/proc/meminfo", encoding="utf-8"):
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
     return None
@@ -84,10 +86,11 @@ def utc_now():
 def cmake_cache(build_dir):
     cache = {}
     try:
-        for line in open(Path(build_dir) / "CMakeCache.txt", encoding="utf-8", errors="replace"):
-            m = re.match(r"^([A-Za-z_0-9]+):[A-Z]+=(.*)$", line.rstrip("\n"))
-            if m:
-                cache[m.group(1)] = m.group(2)
+        with open(Path(build_dir) / "CMakeCache.txt", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                m = re.match(r"^([A-Za-z_0-9]+):[A-Z]+=(.*)$", line.rstrip("\n"))
+                if m:
+                    cache[m.group(1)] = m.group(2)
     except OSError:
         pass
     return cache
@@ -132,10 +135,10 @@ def build_dir_of(binary):
 class Provenance:
     """Read once when a harness starts; stamp() for each record it writes."""
 
-    def __init__(self, build_dir=None, model=None, server=None, argv=None):
+    def __init__(self, build_dir=None, model=None, server=None, argv=None, source_dir=ROOT):
         self.started = utc_now()
         self.loadavg_before = load_average()
-        self.git = git_state()
+        self.git = git_state(source_dir)
         self.command = shlex.join([sys.executable] + list(sys.argv if argv is None else argv))
         self.machine = {"cpu": cpu_model(), "cores": os.cpu_count(),
                         "memory_bytes": memory_bytes()}
