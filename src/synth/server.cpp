@@ -201,6 +201,14 @@ struct SynthServer::Impl {
     if (opt.fault.kind == FaultKind::none) return false;
     return unit(splitmix64(opt.seed * 0x2545F4914F6CDD1Dull + gen)) < opt.fault_rate;
   }
+  // The fault a request chosen under `mix:K` gets: drop, stall, error or 503, each about a
+  // quarter of the time; a pure function of seed and gen, independent of fault_selected's draw.
+  Fault mixed_fault(uint64_t gen, int after_tokens) const {
+    static constexpr FaultKind kKinds[] = {FaultKind::drop_after, FaultKind::stall,
+                                           FaultKind::error_after, FaultKind::http_503};
+    const uint64_t pick = splitmix64(opt.seed * 0x9E3779B97F4A7C15ull + gen + 0x5EED) % 4;
+    return {kKinds[pick], after_tokens};
+  }
   uint64_t jitter_seed(uint64_t gen) const { return splitmix64(opt.seed ^ (gen << 20) ^ 0xA5A5); }
 
   asio::any_io_executor connection_executor() {
@@ -493,7 +501,8 @@ class Connection {
   asio::awaitable<bool> generate(GenRequest g, Clock::time_point t_request, bool keep_alive,
                                  bool http11) {
     const uint64_t gen = s_.generations.fetch_add(1);
-    const Fault fault = g.fault ? *g.fault : s_.fault_selected(gen) ? s_.opt.fault : Fault{};
+    Fault fault = g.fault ? *g.fault : s_.fault_selected(gen) ? s_.opt.fault : Fault{};
+    if (fault.kind == FaultKind::mix) fault = s_.mixed_fault(gen, fault.after_tokens);
     ActiveStream counted(s_);
     const bool openai = is_openai(g.api);
     if (fault.kind != FaultKind::none) ++s_.faults;

@@ -25,7 +25,8 @@ namespace json = boost::json;
 namespace {
 
 constexpr std::string_view kFaultForms =
-    "expected drop-after:K, stall:K, error-after:K, 503 or none (K: a token count >= 0)";
+    "expected drop-after:K, stall:K, error-after:K, 503, mix:K (each of the four in turn) or "
+    "none (K: a token count >= 0)";
 
 bool parse_count(std::string_view s, int& out) {
   if (s.empty() || s.size() > 9) return false;
@@ -58,6 +59,8 @@ bool parse_fault(std::string_view spec, Fault& out, std::string& error) {
     kind = FaultKind::stall;
   } else if (name == "error-after") {
     kind = FaultKind::error_after;
+  } else if (name == "mix") {
+    kind = FaultKind::mix;
   } else {
     error = fmt::format("unknown fault '{}'; {}", spec, kFaultForms);
     return false;
@@ -79,6 +82,7 @@ std::string to_string(const Fault& f) {
     case FaultKind::stall: return fmt::format("stall:{}", f.after_tokens);
     case FaultKind::error_after: return fmt::format("error-after:{}", f.after_tokens);
     case FaultKind::http_503: return "503";
+    case FaultKind::mix: return fmt::format("mix:{}", f.after_tokens);
   }
   return "none";
 }

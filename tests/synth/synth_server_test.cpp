@@ -30,6 +30,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <future>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -740,6 +741,34 @@ TEST(SynthServer, FaultRatePicksTheSameRequestsForASeed) {
   const auto failed = std::count(a.begin(), a.end(), 'x');
   EXPECT_GT(failed, 5) << a;   // 18 expected
   EXPECT_LT(failed, 35) << a;
+}
+
+TEST(SynthServer, MixGivesEachFaultInTurn) {
+  Options o = fast(4);
+  o.fault = {chimera::synth::FaultKind::mix, 1};
+  SynthServer srv(o);
+  srv.start();
+  chimera::Runtime rt;
+  auto b = backend(srv, BackendKind::openai, rt, /*idle_ms=*/300);
+  std::map<ErrorKind, int> seen;
+  for (int i = 0; i < 24; ++i) {
+    const Completion c = b->generate(chat());
+    ASSERT_FALSE(c.ok()) << "request " << i << " was not faulted";
+    EXPECT_EQ(c.text.empty(), c.error.kind == ErrorKind::http_status) << c.error.message;
+    ++seen[c.error.kind];
+  }
+  // drop -> truncated, stall -> timeout, error-after -> server, 503 -> http_status.
+  for (ErrorKind k : {ErrorKind::truncated, ErrorKind::timeout, ErrorKind::server,
+                      ErrorKind::http_status}) {
+    EXPECT_GT(seen[k], 0) << "error kind " << static_cast<int>(k) << " never seen in 24 requests";
+  }
+  EXPECT_EQ(srv.stats().faults_injected, 24);
+
+  chimera::synth::Fault f;
+  std::string error;
+  ASSERT_TRUE(chimera::synth::parse_fault("mix:2", f, error)) << error;
+  EXPECT_EQ(f.kind, chimera::synth::FaultKind::mix);
+  EXPECT_EQ(chimera::synth::to_string(f), "mix:2");
 }
 
 // ---- lifetime and load ------------------------------------------------------------------------

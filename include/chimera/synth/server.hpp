@@ -47,6 +47,8 @@ enum class FaultKind {
   stall,        // stop sending after K tokens; keep the connection open, silent
   error_after,  // after K tokens, a protocol error record, then the body ends
   http_503,     // answer HTTP 503 with a JSON error instead of generating
+  mix,          // each chosen request gets one of the four above (drop, stall, error, 503),
+                // picked by a pseudo-random function of the seed and the request's number
 };
 
 // What goes wrong in a request. A fault "after K tokens" happens after min(K, tokens) tokens,
@@ -56,7 +58,8 @@ struct Fault {
   int after_tokens = 0;  // K
 };
 
-// Parses a fault spec: "drop-after:K", "stall:K", "error-after:K", "503" or "none" (K >= 0).
+// Parses a fault spec: "drop-after:K", "stall:K", "error-after:K", "503", "mix:K" or "none"
+// (K >= 0).
 // On failure returns false and sets `error` to a message that lists the accepted forms.
 bool parse_fault(std::string_view spec, Fault& out, std::string& error);
 // The spec form of a fault ("stall:3"), as parse_fault reads it.
