@@ -188,6 +188,7 @@ def main():
             server_bin = m.group(1) if m else "llama-server"
         model = Path(a.model)
         if not model.exists():
+            model.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run([a.cli, "model", "synth", "--preset", "tiny", "--out", str(model)],
                            check=True)
         provenance.set_model(model)
@@ -233,8 +234,24 @@ def main():
 
     out.close()
     shutil.rmtree(private, ignore_errors=True)
+    # The table shows both parts: a part not run now comes from its last run in the file.
+    for part in {"synth", "llama"} - {r.get("part") for r in results}:
+        results += last_run_of(a.out, part)
     write_table(results, a.table, provenance)
     print(f"results appended to {a.out}; table in {a.table}")
+
+
+def last_run_of(path, part):
+    """The records of the last run of `part` in the results file (one provenance start)."""
+    try:
+        records = [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+    except (OSError, json.JSONDecodeError):
+        return []
+    records = [r for r in records if r.get("part") == part]
+    if not records:
+        return []
+    started = (records[-1].get("provenance") or {}).get("started")
+    return [r for r in records if (r.get("provenance") or {}).get("started") == started]
 
 
 def mean_sd(values):
@@ -261,13 +278,25 @@ def fmt_cell(runs, key, scale=1.0, digits=2, suffix=""):
 
 
 def write_table(results, path, provenance):
-    p = provenance.stamp()
-    state = p["git"]["commit"][:12] + (" (dirty tree)" if p["git"]["dirty"] else "")
+    runs = {}  # one line per harness run the rows come from
+    legacy = [r for r in results if not r.get("provenance")]
+    for r in results:
+        if r.get("provenance"):
+            runs.setdefault(r["provenance"]["started"], []).append(r["provenance"])
+    lines = []
+    if legacy:
+        lines.append(f"Rows of parts {sorted({r.get('part') for r in legacy})}: legacy records "
+                     f"without provenance (commit {legacy[0].get('git_commit', 'unknown')} as "
+                     f"recorded, {legacy[0].get('date', 'no date')}), one run per cell.")
+    for started, stamps in runs.items():
+        p, last = stamps[0], stamps[-1]
+        state = p["git"]["commit"][:12] + (" (dirty tree)" if p["git"]["dirty"] else "")
+        lines.append(f"Measured {started} on {p['machine']['cpu']} ({p['machine']['cores']} "
+                     f"cores), commit {state}, load average {p['loadavg_before'][0]:.2f} before "
+                     f"and {last['loadavg_after'][0]:.2f} after, with `{p['command']}`.")
     reps = max((r.get("rep", 0) + 1 for r in results), default=0)
-    lines = [f"Measured {p['started']} on {p['machine']['cpu']} ({p['machine']['cores']} cores), "
-             f"commit {state}, load average {p['loadavg_before'][0]:.2f} before and "
-             f"{p['loadavg_after'][0]:.2f} after, with `{p['command']}`; mean ± sample sd over "
-             f"{reps} repetitions of every cell.", ""]
+    lines += ["", f"Mean ± sample sd over each cell's repetitions (up to {reps}; a cell of one "
+                  "run shows no spread).", ""]
     synth = [r for r in results if r.get("part") == "synth"]
     if synth:
         lines += ["Against `chimeraforge synth-server` (first token at once; 50 tokens/s and 50 "
