@@ -76,11 +76,17 @@ class Server:
         self.log.close()
 
 
+RUN_TIMEOUT_S = 600.0  # one `multi` run; a stuck one becomes a failed run, not a stuck harness
+
+
 def run_multi(cli, args, env_note, provenance):
     argv = [cli, "multi", "--json", "--quiet", "--results", ""] + args
     t0 = time.monotonic()
     try:
-        p = subprocess.run(argv, capture_output=True, text=True)
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired as e:
+        p = subprocess.CompletedProcess(argv, None, "",
+                                        f"killed after {RUN_TIMEOUT_S:.0f} s: {e.stderr or ''}")
     except OSError as e:
         p = subprocess.CompletedProcess(argv, None, "", f"cannot run {cli}: {e}")
     wall = time.monotonic() - t0
