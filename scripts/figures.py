@@ -31,8 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench/results"
-PAGES = ["README.md", "bench/README.md", "docs/inproc.md", "docs/multi.md", "docs/python.md", "docs/banter.md",
-         "docs/study-reproduction.md"]
+PAGES = ["README.md", "bench/README.md", "docs/inproc.md", "docs/multi.md", "docs/python.md",
+         "docs/banter.md", "docs/study-reproduction.md"]
 BLOCK = re.compile(r"(<!-- figures:([a-z0-9-]+) -->\n)(.*?)(<!-- /figures:\2 -->)", re.S)
 # Comparative wording outside generated blocks, in README.md: such claims must come from data.
 COMPARATIVE = re.compile(r"\bahead of\b|\blevel with\b|\b\d+(\.\d+)?x (faster|slower|sooner|"
@@ -324,9 +324,6 @@ def block_inproc_verdict():
     return "\n".join(out)
 
 
-MULTI_GOALS = "Goals"
-
-
 def repetitions_note(reps, how):
     if reps < 3:
         return (f"One run per cell ({reps} repetition{'s' if reps > 1 else ''}): no spread; "
@@ -395,7 +392,7 @@ def multi_goals(summary):
             return f"missed by every executor ({values})"
         return f"met by {join_words(f'`{m}`' for m in met)} only ({values})"
 
-    parts = [f"`rss_peak` under 64 MB at 1,000 agents: "
+    parts = ["`rss_peak` under 64 MB at 1,000 agents: "
              + per_executor(1000, "rss", lambda v: v < 64, lambda v: f"{v:.1f} MB")]
     big = [(ex, summary[(10000, ex)]) for ex in executors if (10000, ex) in summary]
     if big:
