@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (the `fuzz` preset: clang 14, ASan + UBSan) and runs each one.
+# Builds the libFuzzer targets (the `fuzz` preset: clang 16, ASan + UBSan) and runs each one.
 #
 #   scripts/fuzz.sh --smoke            every target for a few seconds (about 60 s in all; CI)
 #   scripts/fuzz.sh --long             every target to 10 million executions or 30 minutes
 #   scripts/fuzz.sh --long url sse     only these targets
 #   scripts/fuzz.sh --seconds 120 --runs 0 digest    a custom budget (--runs 0: no run limit)
+#   --no-build                         run what is built, without building first
 #
 # Environment: BUILD_DIR (default build/fuzz), JOBS (build jobs, default 2).
 # New inputs a run finds go to $BUILD_DIR/fuzz-corpus/<target> (the seed corpus in
@@ -19,6 +20,7 @@ mode=""
 seconds=0
 runs=0
 results=""
+build=1
 targets=()
 while (($#)); do
   case "$1" in
@@ -27,7 +29,8 @@ while (($#)); do
     --seconds) seconds="$2"; shift ;;
     --runs) runs="$2"; shift ;;
     --results) results="$2"; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --no-build) build=0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     -*) echo "fuzz.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     *) targets+=("$1") ;;
   esac
@@ -55,10 +58,12 @@ if ! command -v clang++-16 >/dev/null; then
   echo "fuzz.sh: clang++-16 is missing; run scripts/setup.sh (it installs clang-16 and libclang-rt-16-dev)" >&2
   exit 1
 fi
-if [[ ! -f "$BUILD_DIR/CMakeCache.txt" ]]; then
-  cmake --preset fuzz -B "$BUILD_DIR" >/dev/null
+if ((build)); then
+  if [[ ! -f "$BUILD_DIR/CMakeCache.txt" ]]; then
+    cmake --preset fuzz -B "$BUILD_DIR" >/dev/null
+  fi
+  cmake --build "$BUILD_DIR" -j "$JOBS" --target "${targets[@]/%/_fuzzer}"
 fi
-cmake --build "$BUILD_DIR" -j "$JOBS" --target "${targets[@]/%/_fuzzer}"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
@@ -93,7 +98,7 @@ for t in "${targets[@]}"; do
   found=$((after - before))
   if ((rc != 0 && found == 0)); then found=1; fi  # a crash the runtime could not write out
   execs=${execs:-0}
-  rate=$(awk -v n="$execs" -v s="$elapsed" 'BEGIN { printf "%d", s > 0 ? n / s : 0 }')
+  rate=$(awk -v n="$execs" -v s="$elapsed" 'BEGIN { printf "%d", (s > 0 ? n / s : 0) }')
   status="0"
   if ((found > 0)); then
     status="$found (rc $rc; see $log and $findings_dir/$t-*)"
