@@ -10,8 +10,21 @@
 # (CHIMERA_CACHE_DIR, default ~/.cache/chimeraforge), keyed by commit and build flags, so a new
 # build tree, a `rm -rf build` or another preset reuses it instead of paying ~10 minutes again.
 #
-# Results: target `chimera::llama` (llama + ggml, static) and CHIMERA_LLAMA_SERVER (path to
-# the llama-server binary that tests and `endpoints up` start).
+# Two variants of the pinned build, each cached under its own key:
+# - native (the default, for local work): static libraries compiled for this machine's CPU
+#   (GGML_NATIVE), the fastest here, but a binary that may stop with SIGILL on an older CPU.
+# - portable (-DCHIMERA_PORTABLE=ON, for shipping libchimera_c.so and the packages): shared
+#   libraries compiled for a baseline x86-64, with ggml's CPU kernels built once per instruction
+#   set as loadable modules (GGML_BACKEND_DL, GGML_CPU_ALL_VARIANTS); at run time ggml loads the
+#   best one the CPU supports (include/chimera/core/install_paths.hpp says where they are found).
+#   Its first build takes longer: the CPU backend is compiled for every variant.
+# With CUDA (-DCHIMERA_LLAMA_CUDA=ON), CMAKE_CUDA_ARCHITECTURES picks the GPU generations
+# (default 90, the H100/H200; e.g. "80;86;89;90" for a package).
+#
+# Results: target `chimera::llama` (llama + ggml), CHIMERA_LLAMA_SERVER (path to the
+# llama-server binary that tests and `endpoints up` start), CHIMERA_LLAMA_PINNED (the project
+# built it, so it installs llama-server), CHIMERA_GGML_BACKEND_DIR (where the portable build's
+# CPU modules are; empty otherwise).
 
 set(CHIMERA_LLAMA_NPM_PACKAGE "node-llama-cpp@3.21.1")
 set(CHIMERA_LLAMA_NPM_SHA512
@@ -20,7 +33,7 @@ set(CHIMERA_LLAMA_COMMIT "80fb11a")
 
 set(CHIMERA_CACHE_DIR "$ENV{HOME}/.cache/chimeraforge" CACHE PATH
     "Where pinned third-party builds (llama.cpp) are cached across build trees")
-option(CHIMERA_LLAMA_CUDA "Build the pinned llama.cpp with CUDA (sm_90)" OFF)
+option(CHIMERA_LLAMA_CUDA "Build the pinned llama.cpp with CUDA (CMAKE_CUDA_ARCHITECTURES, default 90)" OFF)
 option(CHIMERA_USE_SYSTEM_LLAMA "Prefer an installed llama.cpp when CMake finds one" ON)
 # llama.cpp's CPU matrix multiply takes llamafile's tiled kernels for batches of 2 or more rows
 # and ggml's dot products for a single row. Their rounding differs, so a sequence decoded beside
@@ -92,12 +105,21 @@ function(chimera_fetch_pinned_llama out_src)
 endfunction()
 
 function(chimera_build_pinned_llama out_prefix src)
-  set(flags "static")
+  if(CHIMERA_PORTABLE)
+    set(flags "portable")
+  else()
+    set(flags "static")
+  endif()
   if(CHIMERA_LLAMA_BATCH_INVARIANT)
     string(APPEND flags "-invariant")
   endif()
+  set(cuda_archs 90)
+  if(CMAKE_CUDA_ARCHITECTURES)
+    set(cuda_archs "${CMAKE_CUDA_ARCHITECTURES}")
+  endif()
   if(CHIMERA_LLAMA_CUDA)
-    string(APPEND flags "-cuda90")
+    string(REPLACE ";" "-" cuda_key "${cuda_archs}")
+    string(APPEND flags "-cuda${cuda_key}")
   endif()
   set(root "${CHIMERA_CACHE_DIR}/llama.cpp-${CHIMERA_LLAMA_COMMIT}-${flags}")
   set(prefix "${root}/install")
@@ -118,19 +140,29 @@ function(chimera_build_pinned_llama out_prefix src)
 
   set(args
     -DCMAKE_BUILD_TYPE=Release
-    -DBUILD_SHARED_LIBS=OFF
     -DCMAKE_POSITION_INDEPENDENT_CODE=ON
     -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF
     -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_TOOLS_INSTALL=OFF
     -DLLAMA_BUILD_COMMON=ON
     "-DCMAKE_INSTALL_PREFIX=${prefix}")
+  if(CHIMERA_PORTABLE)
+    # GGML_BACKEND_DL needs shared libraries. llama-server finds them beside itself or in
+    # ../lib (the cache's layout), and the CPU modules in its own folder.
+    list(APPEND args -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON
+                     -DGGML_CPU_ALL_VARIANTS=ON "-DCMAKE_INSTALL_RPATH=$ORIGIN:$ORIGIN/../lib")
+  else()
+    list(APPEND args -DBUILD_SHARED_LIBS=OFF)
+  endif()
   if(CHIMERA_LLAMA_BATCH_INVARIANT)
     list(APPEND args -DGGML_LLAMAFILE=OFF)
   endif()
   if(CHIMERA_LLAMA_CUDA)
-    list(APPEND args -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_CUDA_FA_ALL_QUANTS=OFF
-                     -DGGML_NATIVE=OFF)
+    # A list ("80;86;90") cannot cross execute_process as one argument: an initial cache can.
+    file(WRITE "${root}/cuda-architectures.cmake"
+         "set(CMAKE_CUDA_ARCHITECTURES \"${cuda_archs}\" CACHE STRING \"\")\n")
+    list(APPEND args -DGGML_CUDA=ON -C "${root}/cuda-architectures.cmake"
+                     -DGGML_CUDA_FA_ALL_QUANTS=OFF -DGGML_NATIVE=OFF)
   endif()
   find_program(NINJA_EXECUTABLE ninja)
   if(NINJA_EXECUTABLE)
@@ -179,8 +211,18 @@ endif()
 chimera_fetch_pinned_llama(CHIMERA_LLAMA_SOURCE_DIR)
 set(CHIMERA_VOCAB_DIR "${CHIMERA_LLAMA_SOURCE_DIR}/models")
 
+set(CHIMERA_LLAMA_PINNED FALSE)
+set(CHIMERA_GGML_BACKEND_DIR "")
+if(CHIMERA_PORTABLE AND _chimera_llama_found)
+  message(STATUS "llama.cpp: CHIMERA_PORTABLE builds the pinned one, not the installed one")
+  set(_chimera_llama_found FALSE)
+endif()
 if(NOT _chimera_llama_found)
+  set(CHIMERA_LLAMA_PINNED TRUE)
   chimera_build_pinned_llama(_prefix "${CHIMERA_LLAMA_SOURCE_DIR}")
+  if(CHIMERA_PORTABLE)
+    set(CHIMERA_GGML_BACKEND_DIR "${_prefix}/bin")
+  endif()
   # find_package trusts a cached <Pkg>_DIR over PATHS; the pinned build's flags may have changed.
   unset(llama_DIR CACHE)
   unset(ggml_DIR CACHE)
@@ -197,11 +239,19 @@ add_library(chimera_llama INTERFACE)
 target_link_libraries(chimera_llama INTERFACE llama)
 # llama.cpp's common library turns JSON schemas into grammars (structured output in-process).
 # The pinned build installs it; an installed llama.cpp may not have it.
-if(CHIMERA_LLAMA_PREFIX AND EXISTS "${CHIMERA_LLAMA_PREFIX}/lib/libllama-common.a"
+set(_common "${CHIMERA_LLAMA_PREFIX}/lib/libllama-common.a")
+if(NOT EXISTS "${_common}")
+  set(_common "${CHIMERA_LLAMA_PREFIX}/lib/libllama-common.so")  # a shared (portable) build
+endif()
+if(CHIMERA_LLAMA_PREFIX AND EXISTS "${_common}"
    AND EXISTS "${CHIMERA_LLAMA_PREFIX}/lib/libllama-common-base.a")
-  target_link_libraries(chimera_llama INTERFACE "${CHIMERA_LLAMA_PREFIX}/lib/libllama-common.a"
+  target_link_libraries(chimera_llama INTERFACE "${_common}"
                         "${CHIMERA_LLAMA_PREFIX}/lib/libllama-common-base.a" llama)
   target_include_directories(chimera_llama INTERFACE "${CHIMERA_LLAMA_PREFIX}/include/llama-common")
   target_compile_definitions(chimera_llama INTERFACE CHIMERA_HAVE_LLAMA_COMMON)
+endif()
+if(CHIMERA_GGML_BACKEND_DIR)
+  # The engine loads the CPU modules itself (src/backends/llama_engine.cpp).
+  target_compile_definitions(chimera_llama INTERFACE CHIMERA_GGML_BACKEND_DL)
 endif()
 add_library(chimera::llama ALIAS chimera_llama)

@@ -1,6 +1,8 @@
 // chimeraforge: the command-line front end of the engine.
 #include "commands.hpp"
 
+#include <chimera/version.h>
+
 #include <fmt/format.h>
 
 #include <cstdio>
@@ -17,7 +19,7 @@ int main(int argc, char** argv) {
       "  chimeraforge endpoints check http://127.0.0.1:11434 http://127.0.0.1:8080\n",
       "chimeraforge"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "chimeraforge 0.1.0");
+  app.set_version_flag("--version", "chimeraforge " CHIMERA_VERSION_STRING);
   auto run_generate = chimera::cli::add_generate(app);
   auto run_endpoints = chimera::cli::add_endpoints(app);
   auto run_model = chimera::cli::add_model(app);

@@ -1,10 +1,15 @@
 #include "backends/llama_engine.hpp"
 
+#include <chimera/core/install_paths.hpp>
+
 #include "backends/stream_state.hpp"
 #include "backends/text_stream.hpp"
 
 #include <fmt/format.h>
 #include <llama.h>
+#ifdef CHIMERA_GGML_BACKEND_DL
+#include <ggml-backend.h>
+#endif
 
 #ifdef CHIMERA_HAVE_LLAMA_COMMON
 #include <json-schema-to-grammar.h>
@@ -44,6 +49,15 @@ void init_llama_once() {
   std::call_once(once, [] {
     llama_log_set(log_callback, nullptr);
     llama_backend_init();
+#ifdef CHIMERA_GGML_BACKEND_DL
+    // A portable llama.cpp keeps its CPU kernels in loadable modules, one per instruction set,
+    // and ggml loads the best one this CPU runs. They are installed beside llama-server, which a
+    // host program (a game linking libchimera_c.so) does not sit next to.
+    if (const auto dir = ggml_backend_dir(); !dir.empty()) {
+      ggml_backend_load_all_from_path(dir.c_str());
+    }
+    if (ggml_backend_dev_count() == 0) ggml_backend_load_all();
+#endif
   });
 }
 

@@ -1,4 +1,5 @@
 #include <chimera/backends/server_process.hpp>
+#include <chimera/core/install_paths.hpp>
 
 #include <fmt/format.h>
 
@@ -57,7 +58,11 @@ int loopback_get(int port, const std::string& path, std::string* body, int timeo
   return status;
 }
 
-const char* default_llama_server() { return CHIMERA_LLAMA_SERVER; }
+const char* default_llama_server() {
+  // Resolved once: the path outlives every caller, and the environment is read at first use.
+  static const std::string path = llama_server_path().string();
+  return path.c_str();
+}
 
 int free_loopback_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -9,6 +9,7 @@
 #include <chimera/banter/banter.hpp>
 #include <chimera/core/runtime.hpp>
 #include <chimera/pool/pool.hpp>
+#include <chimera/version.h>
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
@@ -279,7 +280,7 @@ const char* chimera_status_name(chimera_status s) {
 
 const char* chimera_last_error(void) { return t_error.c_str(); }
 
-const char* chimera_version(void) { return "0.1.0"; }
+const char* chimera_version(void) { return CHIMERA_VERSION_STRING; }
 
 // ------------------------------------------------------------------------------------ engine
 

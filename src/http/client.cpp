@@ -11,6 +11,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/url/parse.hpp>
+#include <chimera/version.h>
 #include <fmt/format.h>
 
 #include <sys/socket.h>
@@ -212,7 +213,7 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(
 
   bhttp::request<bhttp::string_body> req{request.method, url_.base_path + request.path, 11};
   req.set(bhttp::field::host, url_.host_header);
-  req.set(bhttp::field::user_agent, "chimeraforge/0.1");
+  req.set(bhttp::field::user_agent, "chimeraforge/" CHIMERA_VERSION_STRING);
   if (!request.body.empty() || request.method == bhttp::verb::post) {
     req.set(bhttp::field::content_type, request.content_type);
   }

@@ -10,6 +10,8 @@
 
 #include "chimera/model/synth.hpp"
 
+#include <chimera/core/install_paths.hpp>
+
 #include <ggml.h>
 #include <gguf.h>
 
@@ -666,15 +668,7 @@ const Shape* find_preset(const std::string& name) {
 }
 
 std::filesystem::path default_vocab_file(const std::string& vocab) {
-  std::filesystem::path dir;
-  if (const char* env = std::getenv("CHIMERA_VOCAB_DIR"); env != nullptr && *env != '\0') {
-    dir = env;
-  } else {
-#ifdef CHIMERA_VOCAB_DIR
-    dir = CHIMERA_VOCAB_DIR;
-#endif
-  }
-  return dir / ("ggml-vocab-" + vocab + ".gguf");
+  return vocab_dir() / ("ggml-vocab-" + vocab + ".gguf");
 }
 
 SynthResult synthesize(const SynthOptions& options) {
