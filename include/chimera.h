@@ -267,7 +267,8 @@ CHIMERA_API int chimera_scene_character_count(const chimera_scene *scene);
 CHIMERA_API const char *chimera_scene_character_name(const chimera_scene *scene, int index);
 
 /* Adds a line nobody generates: the player's (speaker NULL) or anyone's. With `interrupt`,
- * live lines are cancelled first: the player speaks over them. */
+ * live lines are cancelled first: the player speaks over them. A line is at most 4096 bytes
+ * (CHIMERA_ERR_INVALID_ARGUMENT otherwise): it must fit beside a persona in a context. */
 CHIMERA_API chimera_status chimera_scene_say(chimera_scene *scene, const char *speaker,
                                              const char *text, bool interrupt);
 /* Cancels every live line of the scene; returns how many (-1 when scene is NULL). */
@@ -288,10 +289,11 @@ typedef struct chimera_session_params {
   const char *player;  /* the player's name; NULL: "Player" */
   const char *model;   /* GGUF file; NULL: the engine's default */
   const char *pool;    /* or a pool of the engine config */
-  int num_ctx;         /* 0: 384 */
-  int num_predict;     /* longest answer in tokens; 0: 48 */
-  float temperature;   /* < 0: 0.8 */
-  int budget_ms;       /* 0: 200 */
+  int num_ctx;         /* 0: 384; else 64 to 131072 (it sizes the session's memory; checked
+                          before anything is allocated, as in scene files) */
+  int num_predict;     /* longest answer in tokens; 0: 48; at most 4096 */
+  float temperature;   /* < 0: 0.8; at most 100; NaN is refused */
+  int budget_ms;       /* 0: 200; at most 600000 */
   bool warm_up;        /* prefill the persona before returning (default true) */
 } chimera_session_params;
 
@@ -301,7 +303,8 @@ CHIMERA_API chimera_status chimera_session_open(chimera_engine *engine,
                                                 chimera_session **out);
 CHIMERA_API void chimera_session_destroy(chimera_session *session);
 /* The player says `text` (interrupting a line still running) and the character answers.
- * The caller owns *out (chimera_line_destroy). */
+ * `text` is at most 4096 bytes, as for chimera_scene_say. The caller owns *out
+ * (chimera_line_destroy). */
 CHIMERA_API chimera_status chimera_session_send(chimera_session *session, const char *text,
                                                 const chimera_line_params *params,
                                                 chimera_line **out);

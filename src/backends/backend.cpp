@@ -11,17 +11,84 @@
 #include <boost/json/parse.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <future>
+#include <utility>
 #include <stdexcept>
 
 namespace chimera {
 
 namespace bhttp = boost::beast::http;
 
+std::string validate(const Timeouts& t) {
+  const std::pair<const char*, int64_t> fields[] = {
+      {"connect_ms", t.connect_ms},         {"first_token_ms", t.first_token_ms},
+      {"idle_ms", t.idle_ms},               {"total_ms", t.total_ms},
+      {"min_rate_window_ms", t.min_rate_window_ms}, {"check_ms", t.check_ms}};
+  for (const auto& [name, v] : fields) {
+    if (v < 0 || v > kMaxTimeoutMs) {
+      return fmt::format("timeout {} is {}; it must be from 0 (none) to {} ms (a week)", name, v,
+                         kMaxTimeoutMs);
+    }
+  }
+  if (t.min_rate_bytes_per_s < 0 || t.min_rate_bytes_per_s > 1'000'000'000) {
+    return fmt::format("min_rate_bytes_per_s is {}; it must be from 0 (no minimum) to 1000000000",
+                       t.min_rate_bytes_per_s);
+  }
+  return {};
+}
+
+std::string validate(const LlamaConfig& c) {
+  auto out_of = [](const char* name, int v, int lo, int hi) {
+    return fmt::format("in-process setting {} is {}; it must be from {} to {}", name, v, lo, hi);
+  };
+  if (c.parallel < 1 || c.parallel > kMaxParallel) {
+    return out_of("parallel", c.parallel, 1, kMaxParallel);
+  }
+  if (c.ctx_per_seq < 16 || c.ctx_per_seq > kMaxNumCtx) {
+    return out_of("ctx_per_seq (num_ctx)", c.ctx_per_seq, 16, kMaxNumCtx);
+  }
+  if (c.batch < 1 || c.batch > kMaxBatch) return out_of("batch", c.batch, 1, kMaxBatch);
+  if (c.prefill_chunk < 1 || c.prefill_chunk > kMaxBatch) {
+    return out_of("prefill_chunk", c.prefill_chunk, 1, kMaxBatch);
+  }
+  if (c.threads < 0 || c.threads > 4'096) return out_of("threads", c.threads, 0, 4'096);
+  if (c.gpu_layers < -1 || c.gpu_layers > 100'000) {
+    return out_of("gpu_layers", c.gpu_layers, -1, 100'000);
+  }
+  return {};
+}
+
+std::string redact_url(std::string_view url) {
+  const auto scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return std::string(url);
+  const std::size_t authority = scheme_end + 3;
+  const std::size_t authority_end = std::min(url.find_first_of("/?#", authority), url.size());
+  const std::size_t at = url.rfind('@', authority_end - 1);
+  if (at == std::string_view::npos || at < authority) return std::string(url);
+  const std::size_t colon = url.find(':', authority);
+  if (colon == std::string_view::npos || colon > at) return std::string(url);  // no password
+  return fmt::format("{}***{}", url.substr(0, colon + 1), url.substr(at));
+}
+
 std::unique_ptr<Backend> make_backend(const EndpointConfig& config, Runtime& runtime) {
+  if (auto e = validate(config.timeouts); !e.empty()) {
+    throw std::invalid_argument(fmt::format("{}: {}", redact_url(config.url), e));
+  }
+  // The key goes into a header line: a control character would end it and start another.
+  if (std::any_of(config.api_key.begin(), config.api_key.end(), [](char ch) {
+        return static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f;
+      })) {
+    throw std::invalid_argument(fmt::format(
+        "{}: the API key holds a control character (a line break?); give the key alone",
+        redact_url(config.url)));
+  }
   if (config.kind == BackendKind::llama) {
     if (config.url.empty()) {
       throw std::invalid_argument("the in-process backend needs a GGUF model file");
+    }
+    if (auto e = validate(config.llama); !e.empty()) {
+      throw std::invalid_argument(fmt::format("{}: {}", config.url, e));
     }
     return std::make_unique<backends::LlamaBackend>(config);
   }
@@ -56,12 +123,12 @@ DetectResult detect_backend(const std::string& url, Runtime& runtime, int64_t ti
   std::string body;
   auto r = hb.fetch_blocking({bhttp::verb::get, "/api/version", "", "", "application/json"}, body,
                              timeout_ms);
-  if (r.error) {
+  if (r.error && r.error.kind != ErrorKind::protocol) {
     out.error = r.error;
     return out;
   }
   boost::system::error_code ec;
-  if (r.status == 200) {
+  if (!r.error && r.status == 200) {
     auto v = boost::json::parse(body, ec);
     if (!ec && v.is_object() && v.get_object().contains("version")) {
       out.kind = BackendKind::ollama;
@@ -71,14 +138,20 @@ DetectResult detect_backend(const std::string& url, Runtime& runtime, int64_t ti
   body.clear();
   r = hb.fetch_blocking({bhttp::verb::get, "/v1/models", "", "", "application/json"}, body,
                         timeout_ms);
-  if (!r.error && r.status == 200) {
+  if (!r.error && r.status == 200 && backends::is_model_list(body)) {
     out.kind = BackendKind::openai;
     return out;
   }
   out.error = {ErrorKind::protocol,
-               fmt::format("{}: cannot tell which API it speaks: /api/version (Ollama) and "
-                           "/v1/models (OpenAI-compatible) both failed; pass --backend",
-                           url)};
+               fmt::format("{}: cannot tell which API it speaks: neither /api/version (Ollama: "
+                           "{{\"version\": ...}}) nor /v1/models (OpenAI-compatible: "
+                           "{{\"data\": [...]}}) answered as that API does{}; pass --backend",
+                           hb.endpoint(),
+                           r.error ? fmt::format(" ({})", r.error.message)
+                           : r.status != 200
+                               ? fmt::format(" (/v1/models: HTTP {})", r.status)
+                               : fmt::format(" (/v1/models: {})",
+                                             backends::describe_body(r.content_type, body)))};
   return out;
 }
 

@@ -9,7 +9,9 @@
 #include <boost/json/serialize.hpp>
 #include <fmt/format.h>
 
+#include <cmath>
 #include <future>
+#include <limits>
 
 namespace chimera::backends {
 
@@ -17,9 +19,33 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 using http::Clock;
 
+namespace {
+std::size_t invalid_utf8_at(std::string_view s);
+}  // namespace
+
 std::string json_excerpt(std::string_view text, std::size_t max) {
-  if (text.size() <= max) return std::string(text);
-  return std::string(text.substr(0, max)) + "...";
+  // Shown in messages and records (JSON): bytes that are not UTF-8, and control characters,
+  // are written as \xNN so that the message itself stays valid text.
+  const bool cut = text.size() > max;
+  std::string_view rest = text.substr(0, max);
+  std::string out;
+  while (!rest.empty()) {
+    const std::size_t bad = invalid_utf8_at(rest);
+    const std::string_view good = rest.substr(0, bad);
+    for (const char ch : good) {
+      const auto c = static_cast<unsigned char>(ch);
+      if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
+        out += fmt::format("\\x{:02x}", c);
+      } else {
+        out.push_back(ch);
+      }
+    }
+    if (bad == std::string_view::npos) break;
+    out += fmt::format("\\x{:02x}", static_cast<unsigned char>(rest[bad]));
+    rest.remove_prefix(bad + 1);
+  }
+  if (cut) out += "...";
+  return out;
 }
 
 std::string error_message_from_body(std::string_view body) {
@@ -48,18 +74,114 @@ std::optional<int64_t> get_int(const json::object& o, std::string_view key) {
   const auto* v = o.if_contains(key);
   if (v == nullptr) return std::nullopt;
   if (v->is_int64()) return v->get_int64();
-  if (v->is_uint64()) return static_cast<int64_t>(v->get_uint64());
-  if (v->is_double()) return static_cast<int64_t>(v->get_double());
+  if (v->is_uint64()) {
+    if (v->get_uint64() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return std::nullopt;
+    }
+    return static_cast<int64_t>(v->get_uint64());
+  }
+  if (v->is_double()) {
+    // Converting a double outside int64's range is undefined; 2^63 itself is outside.
+    const double d = v->get_double();
+    if (!std::isfinite(d) || d != std::trunc(d) || d < -9.2233720368547758e18 ||
+        d >= 9.2233720368547758e18) {
+      return std::nullopt;
+    }
+    return static_cast<int64_t>(d);
+  }
   return std::nullopt;
 }
 
 std::optional<double> get_double(const json::object& o, std::string_view key) {
   const auto* v = o.if_contains(key);
   if (v == nullptr) return std::nullopt;
-  if (v->is_double()) return v->get_double();
+  if (v->is_double()) {
+    if (!std::isfinite(v->get_double())) return std::nullopt;
+    return v->get_double();
+  }
   if (v->is_int64()) return static_cast<double>(v->get_int64());
   if (v->is_uint64()) return static_cast<double>(v->get_uint64());
   return std::nullopt;
+}
+
+std::optional<int64_t> server_count(const json::object& o, std::string_view key, Completion& c) {
+  const auto* v = o.if_contains(key);
+  if (v == nullptr || v->is_null()) return std::nullopt;
+  const auto n = get_int(o, key);
+  if (n && *n >= 0 && *n <= kMaxServerCount) return n;
+  c.warnings.push_back(fmt::format("the server reported {} = {}, which is not a count (an "
+                                   "integer from 0 to 2^53); it is left out",
+                                   key, json_excerpt(json::serialize(*v), 40)));
+  return std::nullopt;
+}
+
+std::optional<double> server_number(const json::object& o, std::string_view key, Completion& c) {
+  const auto* v = o.if_contains(key);
+  if (v == nullptr || v->is_null()) return std::nullopt;
+  const auto d = get_double(o, key);
+  if (d && *d >= 0) return d;
+  c.warnings.push_back(fmt::format("the server reported {} = {}, which is not a finite number "
+                                   "of 0 or more; it is left out",
+                                   key, json_excerpt(json::serialize(*v), 40)));
+  return std::nullopt;
+}
+
+namespace {
+
+// The offset of the first byte that is not part of well-formed UTF-8, or npos.
+std::size_t invalid_utf8_at(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (n == 0 || (n == 2 && c < 0xc2) || i + n > s.size()) return i;
+    for (std::size_t k = 1; k < n; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return i;
+    }
+    const auto c1 = static_cast<unsigned char>(n > 1 ? s[i + 1] : 0);
+    if ((n == 3 && c == 0xe0 && c1 < 0xa0) || (n == 3 && c == 0xed && c1 >= 0xa0) ||
+        (n == 4 && c == 0xf0 && c1 < 0x90) || (n == 4 && (c > 0xf4 || (c == 0xf4 && c1 >= 0x90)))) {
+      return i;  // overlong, a surrogate, or beyond U+10FFFF
+    }
+    i += n;
+  }
+  return std::string_view::npos;
+}
+
+}  // namespace
+
+std::string json_failure(std::string_view text, const boost::system::error_code& ec) {
+  if (const auto at = invalid_utf8_at(text); at != std::string_view::npos) {
+    return fmt::format("invalid UTF-8 at byte {} (0x{:02x})", at,
+                       static_cast<unsigned char>(text[at]));
+  }
+  if (text.substr(0, std::min<std::size_t>(text.size(), 64)).find('<') != std::string_view::npos &&
+      (text.find("<html") != std::string_view::npos || text.find("<!DOCTYPE") != std::string_view::npos ||
+       text.find("<!doctype") != std::string_view::npos)) {
+    return "an HTML page, not JSON";
+  }
+  return ec ? ec.message() : "not an object";
+}
+
+bool is_model_list(std::string_view body) {
+  boost::system::error_code ec;
+  const json::value v = json::parse(body, ec);
+  if (ec || !v.is_object()) return false;
+  const auto* data = v.get_object().if_contains("data");
+  return data != nullptr && data->is_array();
+}
+
+std::string describe_body(std::string_view content_type, std::string_view body) {
+  const auto excerpt = json_excerpt(body, 80);
+  if (content_type.find("html") != std::string_view::npos ||
+      body.substr(0, std::min<std::size_t>(body.size(), 512)).find("<html") !=
+          std::string_view::npos) {
+    return fmt::format("an HTML page ({}), not JSON: {}",
+                       content_type.empty() ? "no Content-Type" : content_type, excerpt);
+  }
+  if (body.empty()) return "an empty body";
+  return fmt::format("not the expected JSON ({}): {}",
+                     content_type.empty() ? "no Content-Type" : content_type, excerpt);
 }
 
 std::string get_string(const json::object& o, std::string_view key) {
@@ -113,6 +235,18 @@ asio::awaitable<void> run_request(std::shared_ptr<http::HttpEndpoint> ep,
       sent = Clock::now();
       c.figures.t_send_ns = now_ns();
     };
+    // The minimum rate (Timeouts::min_rate_*): bytes counted per window from the first token on.
+    struct Rate {
+      bool started = false;
+      Clock::time_point window_end{};
+      int64_t bytes = 0;
+      std::string why;
+    } rate;
+    const bool rate_rule = to.min_rate_bytes_per_s > 0 && to.min_rate_window_ms > 0;
+    const auto window = std::chrono::milliseconds(to.min_rate_window_ms);
+    // At least one byte per window, so that a tiny rate over a short window still means something.
+    const int64_t window_needs =
+        std::max<int64_t>(1, to.min_rate_bytes_per_s * to.min_rate_window_ms / 1000);
     cb.next_phase = [&]() -> http::Phase {
       if (decoder->finished()) {
         // The answer is complete; wait briefly for the end of the body so that the connection
@@ -126,14 +260,44 @@ asio::awaitable<void> run_request(std::shared_ptr<http::HttpEndpoint> ep,
         if (to.first_token_ms > 0) {
           phase = {sent + std::chrono::milliseconds(to.first_token_ms), "first-token"};
         }
-      } else if (to.idle_ms > 0) {
-        phase = {Clock::now() + std::chrono::milliseconds(to.idle_ms), "idle"};
+      } else {
+        const auto now = Clock::now();
+        if (to.idle_ms > 0) phase = {now + std::chrono::milliseconds(to.idle_ms), "idle"};
+        if (rate_rule) {
+          auto explain = [&] {
+            rate.why = fmt::format(
+                "the stream fell below the minimum rate: {} bytes in {} ms, fewer than {} "
+                "bytes/s (Timeouts::min_rate_bytes_per_s; --min-rate and --min-rate-window)",
+                rate.bytes, to.min_rate_window_ms, to.min_rate_bytes_per_s);
+            return rate.why.c_str();
+          };
+          if (!rate.started || now >= rate.window_end) {
+            if (rate.started && rate.bytes < window_needs) {
+              return {now, "minimum-rate", explain()};  // fails at once
+            }
+            rate.started = true;
+            rate.window_end = now + window;
+            rate.bytes = 0;
+          }
+          // Too few bytes in this window so far: its end is a deadline, unless more arrive.
+          if (rate.bytes < window_needs && rate.window_end < phase.deadline) {
+            phase = {rate.window_end, "minimum-rate", explain()};
+          }
+        }
       }
       return phase.deadline < total.deadline ? phase : total;
     };
     cb.on_body = [&](std::string_view bytes) {
       if (st->cancel_requested()) return false;
+      rate.bytes += static_cast<int64_t>(bytes.size());
       return decoder->on_bytes(bytes, *st);
+    };
+    cb.check_headers = [&](std::string_view content_type) -> std::string {
+      if (content_type.find("html") == std::string_view::npos) return {};
+      return fmt::format("the server answered {} with an HTML page (Content-Type: {}), not the "
+                         "API's JSON; is this the inference server's address, or did a web "
+                         "server or proxy answer?",
+                         ep->url().base_path + hreq.path, content_type);
     };
 
     http::HttpResult r;
@@ -204,8 +368,8 @@ std::shared_ptr<RequestHandle> HttpBackend::start(Request request, TokenCallback
   auto st = std::make_shared<RequestState>(endpoint_->executor(), std::move(on_token),
                                            std::move(on_done));
   http::HttpRequest hreq;
-  std::string error;
-  if (!build(request, hreq, error)) {
+  std::string error = validate(request.options);
+  if (!error.empty() || !build(request, hreq, error)) {
     st->completion().endpoint = endpoint_->url().url;
     st->completion().error = {ErrorKind::bad_request,
                               fmt::format("{}: {}", endpoint_->url().url, error)};

@@ -51,9 +51,32 @@ std::string json_excerpt(std::string_view text, std::size_t max = 200);
 // The message inside a server's error JSON ({"error": "..."} or {"error": {"message": ...}}),
 // or the text itself when it is not JSON.
 std::string error_message_from_body(std::string_view body);
+// A number that fits: get_int gives nullopt for a value that is not an integral number within
+// int64 (1e999, 1.5, a string), get_double for one that is not finite.
 std::optional<int64_t> get_int(const boost::json::object& o, std::string_view key);
 std::optional<double> get_double(const boost::json::object& o, std::string_view key);
 std::string get_string(const boost::json::object& o, std::string_view key);
+
+// The largest count or duration a server figure may have (2^53: exact as a JSON number).
+inline constexpr int64_t kMaxServerCount = int64_t{1} << 53;
+// A count or duration the server reported: an integer from 0 to kMaxServerCount. Absent: nullopt.
+// Present but not such a number: nullopt, and a warning in `c` naming the key and the value
+// (the figure is left out rather than reported wrong).
+std::optional<int64_t> server_count(const boost::json::object& o, std::string_view key,
+                                    Completion& c);
+// A time or rate the server reported: finite and not negative; otherwise as server_count.
+std::optional<double> server_number(const boost::json::object& o, std::string_view key,
+                                    Completion& c);
+
+// Why a record could not be parsed as JSON, in words: the parser's reason, or, when the text is
+// not UTF-8 at all, where ("invalid UTF-8 at byte 12 (0xff)"), or that it is an HTML page.
+std::string json_failure(std::string_view text, const boost::system::error_code& ec);
+
+// Is `body` an OpenAI-compatible model list ({"data": [...]}, as /v1/models answers)?
+bool is_model_list(std::string_view body);
+// What a body that is not the expected JSON is, in words: "an HTML page (text/html): <html>...",
+// "not JSON: ...".
+std::string describe_body(std::string_view content_type, std::string_view body);
 
 class HttpBackend : public Backend {
  public:

@@ -533,7 +533,8 @@ bool LlamaEngine::prepare(LlamaJob& job, Seq& seq) {
     job.c.finish = FinishReason::error;
     return false;
   };
-  std::string error;
+  std::string error = validate(r.options);
+  if (!error.empty()) return fail(error);
   if (r.kind == RequestKind::chat) {
     if (r.messages.empty()) return fail("a chat request needs at least one message");
     job.prompt_text = format_chat(r, error);

@@ -13,6 +13,9 @@
 #include <boost/json/serialize.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <charconv>
+
 namespace chimera::backends {
 
 namespace json = boost::json;
@@ -65,6 +68,10 @@ class OllamaDecoder final : public StreamDecoder {
     return check(status, out);
   }
 
+  // After the final record only the end of the body remains: a body cut short there lost
+  // nothing (as for the OpenAI stream after [DONE]).
+  bool finished() const override { return stream_ && done_seen_; }
+
   void on_end(Emitter& out) override {
     if (!stream_) {
       if (!handle(whole_, out)) return;
@@ -108,10 +115,11 @@ class OllamaDecoder final : public StreamDecoder {
     if (ec || !v.is_object()) {
       return fail(out, ErrorKind::protocol,
                   fmt::format("{}: record {} of the stream is not a JSON object ({}): {}", url_,
-                              records_, ec ? ec.message() : "wrong type", json_excerpt(line)));
+                              records_, ec ? json_failure(line, ec) : "wrong type",
+                              json_excerpt(line)));
     }
     const auto& o = v.get_object();
-    out.server_sent(get_int(o, "server_sent_ns").value_or(0));
+    out.server_sent(std::max<int64_t>(0, get_int(o, "server_sent_ns").value_or(0)));
     if (const auto* e = o.if_contains("error")) {
       const std::string msg = e->is_string() ? std::string(e->get_string()) : json::serialize(*e);
       return fail(out, ErrorKind::server,
@@ -160,12 +168,12 @@ class OllamaDecoder final : public StreamDecoder {
     if (done && done->is_bool() && done->get_bool()) {
       done_seen_ = true;
       ServerStats& s = c.server;
-      s.total_duration_ns = get_int(o, "total_duration");
-      s.load_duration_ns = get_int(o, "load_duration");
-      s.prompt_eval_count = get_int(o, "prompt_eval_count");
-      s.prompt_eval_duration_ns = get_int(o, "prompt_eval_duration");
-      s.eval_count = get_int(o, "eval_count");
-      s.eval_duration_ns = get_int(o, "eval_duration");
+      s.total_duration_ns = server_count(o, "total_duration", c);
+      s.load_duration_ns = server_count(o, "load_duration", c);
+      s.prompt_eval_count = server_count(o, "prompt_eval_count", c);
+      s.prompt_eval_duration_ns = server_count(o, "prompt_eval_duration", c);
+      s.eval_count = server_count(o, "eval_count", c);
+      s.eval_duration_ns = server_count(o, "eval_duration", c);
       c.finish_raw = get_string(o, "done_reason");
       if (!c.tool_calls.empty()) {
         c.finish = FinishReason::tool_calls;
@@ -178,9 +186,9 @@ class OllamaDecoder final : public StreamDecoder {
       f.tokens_out = s.eval_count;
       f.tokens_in = s.prompt_eval_count;
       if (s.load_duration_ns || s.prompt_eval_duration_ns) {
-        f.ttft_server_ms =
-            static_cast<double>(s.load_duration_ns.value_or(0) +
-                                s.prompt_eval_duration_ns.value_or(0)) / 1e6;
+        f.ttft_server_ms = (static_cast<double>(s.load_duration_ns.value_or(0)) +
+                            static_cast<double>(s.prompt_eval_duration_ns.value_or(0))) /
+                           1e6;
       }
       if (s.eval_count && s.eval_duration_ns && *s.eval_duration_ns > 0) {
         f.decode_tps_server = static_cast<double>(*s.eval_count) * 1e9 /
@@ -257,7 +265,14 @@ bool OllamaBackend::build(const Request& r, http::HttpRequest& out, std::string&
   if (!opts.empty()) body["options"] = std::move(opts);
   if (r.keep_alive) {
     if (all_digits(*r.keep_alive)) {
-      body["keep_alive"] = std::stoll(*r.keep_alive);
+      int64_t seconds = 0;
+      const auto& k = *r.keep_alive;
+      const auto [end, ec] = std::from_chars(k.data(), k.data() + k.size(), seconds);
+      if (ec != std::errc{} || end != k.data() + k.size()) {
+        error = fmt::format("keep_alive '{}' is out of range (seconds, as a 64-bit integer)", k);
+        return false;
+      }
+      body["keep_alive"] = seconds;
     } else {
       body["keep_alive"] = *r.keep_alive;
     }
@@ -287,10 +302,11 @@ EndpointInfo OllamaBackend::check() {
   info.url = endpoint();
   info.kind = BackendKind::ollama;
   info.server = "ollama";
+  const int64_t timeout_ms = endpoint_->timeouts().check_ms;
   const int64_t t0 = now_ns();
   std::string body;
   auto r = fetch_blocking({bhttp::verb::get, "/api/version", "", "", "application/json"}, body,
-                          5'000);
+                          timeout_ms);
   info.latency_ns = now_ns() - t0;
   if (r.error) {
     info.detail = r.error.message;
@@ -300,14 +316,23 @@ EndpointInfo OllamaBackend::check() {
     info.detail = fmt::format("/api/version answered HTTP {}", r.status);
     return info;
   }
+  // Up means Ollama's API answers: {"version": "..."}, not merely any 200.
   boost::system::error_code ec;
   json::value v = json::parse(body, ec);
-  if (!ec && v.is_object()) info.version = get_string(v.get_object(), "version");
+  const json::value* version = !ec && v.is_object() ? v.get_object().if_contains("version") : nullptr;
+  if (version == nullptr || !version->is_string()) {
+    info.detail = fmt::format("/api/version answered HTTP 200 with {}, not Ollama's "
+                              "{{\"version\": ...}}; is this an Ollama server?",
+                              describe_body(r.content_type, body));
+    return info;
+  }
+  info.version = std::string(version->get_string());
   info.healthy = true;
   info.detail = "ok";
 
   body.clear();
-  r = fetch_blocking({bhttp::verb::get, "/api/tags", "", "", "application/json"}, body, 5'000);
+  r = fetch_blocking({bhttp::verb::get, "/api/tags", "", "", "application/json"}, body,
+                     timeout_ms);
   if (!r.error && r.status == 200) {
     v = json::parse(body, ec);
     if (!ec && v.is_object()) {
@@ -319,7 +344,7 @@ EndpointInfo OllamaBackend::check() {
     }
   }
   body.clear();
-  r = fetch_blocking({bhttp::verb::get, "/api/ps", "", "", "application/json"}, body, 5'000);
+  r = fetch_blocking({bhttp::verb::get, "/api/ps", "", "", "application/json"}, body, timeout_ms);
   if (!r.error && r.status == 200) {
     v = json::parse(body, ec);
     if (!ec && v.is_object()) {

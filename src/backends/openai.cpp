@@ -36,6 +36,8 @@ bool add_json_field(json::object& body, std::string_view key, const std::string&
 
 namespace {
 
+constexpr int64_t kMaxToolCalls = 256;
+
 FinishReason map_finish(std::string_view raw) {
   if (raw == "length") return FinishReason::length;
   if (raw == "tool_calls" || raw == "function_call") return FinishReason::tool_calls;
@@ -117,10 +119,10 @@ class OpenAIDecoder final : public StreamDecoder {
       return fail(out, ErrorKind::protocol,
                   fmt::format("{}: {} is not a JSON object ({}): {}", url_,
                               whole ? "the response" : fmt::format("stream event {}", events_),
-                              ec ? ec.message() : "wrong type", json_excerpt(text)));
+                              ec ? json_failure(text, ec) : "wrong type", json_excerpt(text)));
     }
     const auto& o = v.get_object();
-    out.server_sent(get_int(o, "server_sent_ns").value_or(0));
+    out.server_sent(std::max<int64_t>(0, get_int(o, "server_sent_ns").value_or(0)));
     if (o.contains("error")) {
       return fail(out, ErrorKind::server,
                   fmt::format("{}: the server reported an error{}: {}", url_,
@@ -139,27 +141,29 @@ class OpenAIDecoder final : public StreamDecoder {
     }
     if (const auto* u = o.if_contains("usage"); u && u->is_object()) {
       const auto& uo = u->get_object();
-      if (auto n = get_int(uo, "completion_tokens")) c.figures.tokens_out = n;
-      if (auto n = get_int(uo, "prompt_tokens")) c.figures.tokens_in = n;
+      if (auto n = server_count(uo, "completion_tokens", c)) c.figures.tokens_out = n;
+      if (auto n = server_count(uo, "prompt_tokens", c)) c.figures.tokens_in = n;
       if (const auto* d = uo.if_contains("prompt_tokens_details"); d && d->is_object()) {
-        if (auto n = get_int(d->get_object(), "cached_tokens")) c.figures.prompt_tokens_cached = n;
+        if (auto n = server_count(d->get_object(), "cached_tokens", c)) {
+          c.figures.prompt_tokens_cached = n;
+        }
       }
     }
     if (const auto* t = o.if_contains("timings"); t && t->is_object()) {
       const auto& to = t->get_object();
       ServerStats& s = c.server;
-      s.prompt_ms = get_double(to, "prompt_ms");
-      s.predicted_ms = get_double(to, "predicted_ms");
-      s.predicted_per_second = get_double(to, "predicted_per_second");
-      s.cache_n = get_int(to, "cache_n");
-      s.prompt_eval_count = get_int(to, "prompt_n");
-      s.eval_count = get_int(to, "predicted_n");
+      s.prompt_ms = server_number(to, "prompt_ms", c);
+      s.predicted_ms = server_number(to, "predicted_ms", c);
+      s.predicted_per_second = server_number(to, "predicted_per_second", c);
+      s.cache_n = server_count(to, "cache_n", c);
+      s.prompt_eval_count = server_count(to, "prompt_n", c);
+      s.eval_count = server_count(to, "predicted_n", c);
       c.figures.ttft_server_ms = s.prompt_ms;
       c.figures.decode_tps_server = s.predicted_per_second;
       if (s.cache_n) c.figures.prompt_tokens_cached = s.cache_n;
       if (!c.figures.tokens_out && s.eval_count) c.figures.tokens_out = s.eval_count;
     }
-    if (auto slot = get_int(o, "id_slot")) c.server.slot_id = slot;
+    if (auto slot = server_count(o, "id_slot", c)) c.server.slot_id = slot;
     return true;
   }
 
@@ -181,7 +185,16 @@ class OpenAIDecoder final : public StreamDecoder {
         for (const auto& tc : tcs->get_array()) {
           if (!tc.is_object()) continue;
           const auto& tco = tc.get_object();
-          const auto idx = static_cast<std::size_t>(get_int(tco, "index").value_or(0));
+          // The index sizes a vector: a server's word for it is bounded first.
+          const auto index = get_int(tco, "index").value_or(0);
+          if (index < 0 || index >= kMaxToolCalls) {
+            return fail(out, ErrorKind::protocol,
+                        fmt::format("{}: a tool call has index {}; at most {} tool calls are "
+                                    "accepted in one response",
+                                    url_, json_excerpt(json::serialize(*tco.if_contains("index")), 40),
+                                    kMaxToolCalls));
+          }
+          const auto idx = static_cast<std::size_t>(index);
           if (c.tool_calls.size() <= idx) c.tool_calls.resize(idx + 1);
           ToolCall& call = c.tool_calls[idx];
           if (auto id = get_string(tco, "id"); !id.empty()) call.id = id;
@@ -307,52 +320,64 @@ EndpointInfo OpenAIBackend::check() {
   info.url = endpoint();
   info.kind = BackendKind::openai;
   info.server = "openai-compatible";
+  const int64_t timeout_ms = endpoint_->timeouts().check_ms;
   std::string body;
   const int64_t t0 = now_ns();
-  auto r = fetch_blocking({bhttp::verb::get, "/health", "", "", "application/json"}, body, 5'000);
+  auto r = fetch_blocking({bhttp::verb::get, "/health", "", "", "application/json"}, body,
+                          timeout_ms);
   info.latency_ns = now_ns() - t0;
-  if (r.error) {
+  if (r.error && r.error.kind != ErrorKind::protocol) {
     info.detail = r.error.message;
     return info;
   }
-  bool health_known = r.status != 404;
-  if (r.status == 200) {
-    info.healthy = true;
-    info.detail = "ok";
-  } else if (health_known) {
+  // /health is llama-server's and vLLM's (503 while a model loads); other servers have none.
+  // Up means the API itself answers: /v1/models with a model list, not merely any 200 (a web
+  // server's HTML page is a 200 too).
+  if (!r.error && r.status != 200 && r.status != 404) {
     info.detail = fmt::format("/health answered HTTP {}: {}", r.status,
                               error_message_from_body(r.error_body));
+    return info;
+  }
+  const bool has_health = !r.error && r.status == 200;
+
+  body.clear();
+  r = fetch_blocking({bhttp::verb::get, "/v1/models", "", "", "application/json"}, body,
+                     timeout_ms);
+  if (r.error) {
+    info.detail = fmt::format("/v1/models: {}", r.error.message);
+    return info;
+  }
+  if (r.status != 200) {
+    info.detail = fmt::format("/v1/models answered HTTP {}{}", r.status,
+                              has_health ? "" : " (and there is no /health)");
+    return info;
+  }
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  const json::array* data = nullptr;
+  if (!ec && v.is_object()) {
+    if (const auto* d = v.get_object().if_contains("data")) data = d->if_array();
+  }
+  if (data == nullptr) {
+    info.detail = fmt::format("/v1/models answered HTTP 200 with {}, not an OpenAI-compatible "
+                              "model list ({{\"data\": [...]}}); is this an inference server?",
+                              describe_body(r.content_type, body));
+    return info;
+  }
+  info.healthy = true;
+  info.detail = has_health ? "ok" : "ok (no /health; /v1/models answered)";
+  for (const auto& m : *data) {
+    if (!m.is_object()) continue;
+    info.models.push_back(get_string(m.get_object(), "id"));
+    const auto owner = get_string(m.get_object(), "owned_by");
+    if (owner == "llamacpp") info.server = "llama-server";
+    if (owner == "vllm") info.server = "vllm";
   }
 
   body.clear();
-  r = fetch_blocking({bhttp::verb::get, "/v1/models", "", "", "application/json"}, body, 5'000);
+  r = fetch_blocking({bhttp::verb::get, "/props", "", "", "application/json"}, body, timeout_ms);
   if (!r.error && r.status == 200) {
-    if (!health_known) {
-      info.healthy = true;
-      info.detail = "ok (no /health; /v1/models answered)";
-    }
-    boost::system::error_code ec;
-    json::value v = json::parse(body, ec);
-    if (!ec && v.is_object()) {
-      if (const auto* data = v.get_object().if_contains("data"); data && data->is_array()) {
-        for (const auto& m : data->get_array()) {
-          if (!m.is_object()) continue;
-          info.models.push_back(get_string(m.get_object(), "id"));
-          const auto owner = get_string(m.get_object(), "owned_by");
-          if (owner == "llamacpp") info.server = "llama-server";
-          if (owner == "vllm") info.server = "vllm";
-        }
-      }
-    }
-  } else if (!health_known) {
-    info.detail = "neither /health nor /v1/models answered";
-  }
-
-  body.clear();
-  r = fetch_blocking({bhttp::verb::get, "/props", "", "", "application/json"}, body, 5'000);
-  if (!r.error && r.status == 200) {
-    boost::system::error_code ec;
-    json::value v = json::parse(body, ec);
+    v = json::parse(body, ec);
     if (!ec && v.is_object()) {
       info.server = "llama-server";
       info.version = get_string(v.get_object(), "build_info");

@@ -41,17 +41,25 @@ constexpr std::array<std::string_view, 11> kOptionKeys = {
     "model", "pool",        "num_ctx",        "num_predict", "temperature", "top_p",
     "top_k", "min_p",       "repeat_penalty", "seed",        "stop"};
 
-// The keys a character, the director and [defaults] share.
+// The keys a character, the director and [defaults] share (known() has already refused the
+// option keys a scene does not take: num_gpu, num_thread).
 bool read_options(Reader& r, Placement& p, Options& o) {
   if (!r.str("model", p.model) || !r.str("pool", p.pool)) return false;
-  if (!r.integer("num_ctx", o.num_ctx) || !r.integer("num_predict", o.num_predict)) return false;
-  if (!r.number("temperature", o.temperature) || !r.number("top_p", o.top_p)) return false;
-  if (!r.integer("top_k", o.top_k) || !r.number("min_p", o.min_p)) return false;
-  if (!r.number("repeat_penalty", o.repeat_penalty) || !r.integer("seed", o.seed)) return false;
-  if (!r.strings("stop", o.stop)) return false;
-  if (o.num_ctx && !r.range("num_ctx", *o.num_ctx, 64, 131072)) return false;
-  if (o.num_predict && !r.range("num_predict", *o.num_predict, 1, 4096)) return false;
-  return true;
+  if (!r.integer("num_ctx", o.num_ctx, kMinSceneNumCtx, kMaxNumCtx) ||
+      !r.integer("num_predict", o.num_predict, 1, kMaxSceneNumPredict)) {
+    return false;
+  }
+  return detail::read_options(r, o);
+}
+
+// A text field of the scene within its bound.
+bool read_text(Reader& r, const char* key, std::string& out) {
+  if (!r.str(key, out)) return false;
+  if (out.size() <= kMaxSceneTextBytes) return true;
+  r.error() = fmt::format("{}: '{}' is {} bytes; at most {} are accepted (a scene's text must "
+                          "fit a character's context of at most {} tokens)",
+                          r.location(key), key, out.size(), kMaxSceneTextBytes, kMaxNumCtx);
+  return false;
 }
 
 // Fills what `o` leaves unset from `d`.
@@ -119,13 +127,14 @@ bool parse_scene(std::string_view text, const std::string& source, SceneConfig& 
   }
   std::string turns = to_string(sc.turns);
   std::string split = "sentence";
-  if (!s.str("title", sc.title) || !s.str("setting", sc.setting) || !s.str("turns", turns) ||
-      !s.integer("budget_ms", sc.budget_ms) || !s.integer("lines", sc.lines) ||
-      !s.str("player", sc.player) || !s.str("narrator", sc.narrator) ||
-      !s.str("opening", sc.opening) || !s.boolean("warm_up", sc.warm_up) ||
-      !s.boolean("sessions", sc.sessions) || !s.boolean("catch_up", sc.catch_up) ||
-      !s.str("split", split) || !s.integer("hedge_after_ms", sc.hedge_after_ms) ||
-      !s.integer("max_concurrent", sc.max_concurrent)) {
+  if (!read_text(s, "title", sc.title) || !read_text(s, "setting", sc.setting) || !s.str("turns", turns) ||
+      !s.integer("budget_ms", sc.budget_ms, 1, 600'000) ||
+      !s.integer("lines", sc.lines, 0, 100'000) || !read_text(s, "player", sc.player) ||
+      !read_text(s, "narrator", sc.narrator) || !read_text(s, "opening", sc.opening) ||
+      !s.boolean("warm_up", sc.warm_up) || !s.boolean("sessions", sc.sessions) ||
+      !s.boolean("catch_up", sc.catch_up) || !s.str("split", split) ||
+      !s.integer("hedge_after_ms", sc.hedge_after_ms, -1, 600'000) ||
+      !s.integer("max_concurrent", sc.max_concurrent, 0, 4096)) {
     return false;
   }
   if (auto t = parse_turn_policy(turns)) {
@@ -142,11 +151,6 @@ bool parse_scene(std::string_view text, const std::string& source, SceneConfig& 
   } else {
     error = fmt::format("{}: unknown split '{}' (sentence, clause)",
                         where(source, *scene_t->get("split")), split);
-    return false;
-  }
-  if (!s.range("budget_ms", sc.budget_ms, 1, 600'000) || !s.range("lines", sc.lines, 0, 100'000) ||
-      !s.range("hedge_after_ms", sc.hedge_after_ms, -1, 600'000) ||
-      !s.range("max_concurrent", sc.max_concurrent, 0, 4096)) {
     return false;
   }
   if (sc.player.empty() || sc.narrator.empty()) {
@@ -171,11 +175,18 @@ bool parse_scene(std::string_view text, const std::string& source, SceneConfig& 
                         source);
     return false;
   }
+  if (chars->as_array()->size() > kMaxCharacters) {
+    error = fmt::format("{}: {} characters; a scene takes at most {} (each keeps a session of "
+                        "its own)",
+                        where(source, *chars), chars->as_array()->size(), kMaxCharacters);
+    return false;
+  }
   for (const auto& node : *chars->as_array()) {
     Reader c(*node.as_table(), source, error);
     if (!c.known(with_options({"name", "persona", "style"}), "[[character]]")) return false;
     CharacterConfig cc;
-    if (!c.str("name", cc.name) || !c.str("persona", cc.persona) || !c.str("style", cc.style)) {
+    if (!read_text(c, "name", cc.name) || !read_text(c, "persona", cc.persona) ||
+        !read_text(c, "style", cc.style)) {
       return false;
     }
     if (!read_options(c, cc.placement, cc.options)) return false;
@@ -205,7 +216,7 @@ bool parse_scene(std::string_view text, const std::string& source, SceneConfig& 
   if (!table_of("director", director_t)) return false;
   Reader dr(*director_t, source, error);
   if (!dr.known(with_options({"prompt"}), "[director]")) return false;
-  if (!dr.str("prompt", sc.director.prompt)) return false;
+  if (!read_text(dr, "prompt", sc.director.prompt)) return false;
   if (!read_options(dr, sc.director.placement, sc.director.options)) return false;
   if (sc.director.prompt.empty()) {
     sc.director.prompt =
@@ -222,8 +233,67 @@ bool parse_scene(std::string_view text, const std::string& source, SceneConfig& 
   }
   // Pools named by characters may also come from the engine (SceneOptions::pools): they are
   // checked when the scene opens.
+  if (auto e = validate_scene(sc); !e.empty()) {
+    error = fmt::format("{}: {}", source, e);
+    return false;
+  }
   out = std::move(sc);
   return true;
+}
+
+std::string validate_scene(const SceneConfig& sc) {
+  if (sc.characters.empty()) return "the scene has no character";
+  if (sc.characters.size() > kMaxCharacters) {
+    return fmt::format("{} characters; a scene takes at most {} (each keeps a session of its own)",
+                       sc.characters.size(), kMaxCharacters);
+  }
+  if (sc.budget_ms < 1 || sc.budget_ms > 600'000) {
+    return fmt::format("budget_ms is {}; it must be from 1 to 600000", sc.budget_ms);
+  }
+  const std::pair<const char*, const std::string*> scene_texts[] = {
+      {"title", &sc.title},   {"setting", &sc.setting}, {"player", &sc.player},
+      {"narrator", &sc.narrator}, {"opening", &sc.opening}, {"the director's prompt", &sc.director.prompt}};
+  for (const auto& [name, t] : scene_texts) {
+    if (t->size() > kMaxSceneTextBytes) {
+      return fmt::format("the scene's {} is {} bytes; at most {} are accepted", name, t->size(),
+                         kMaxSceneTextBytes);
+    }
+  }
+  auto check_options = [](const std::string& who, const Options& o) -> std::string {
+    if (o.num_ctx && (*o.num_ctx < kMinSceneNumCtx || *o.num_ctx > kMaxNumCtx)) {
+      return fmt::format("{}: num_ctx is {}; it must be from {} to {}", who, *o.num_ctx,
+                         kMinSceneNumCtx, kMaxNumCtx);
+    }
+    if (o.num_predict && (*o.num_predict < 1 || *o.num_predict > kMaxSceneNumPredict)) {
+      return fmt::format("{}: num_predict is {}; it must be from 1 to {}", who, *o.num_predict,
+                         kMaxSceneNumPredict);
+    }
+    if (auto e = validate(o); !e.empty()) return fmt::format("{}: {}", who, e);
+    return {};
+  };
+  for (const auto& c : sc.characters) {
+    const std::string who = fmt::format("character '{}'", c.name);
+    if (c.name.empty()) return "a character has no name";
+    for (const auto& [name, t] : {std::pair{"name", &c.name}, std::pair{"persona", &c.persona},
+                                  std::pair{"style", &c.style}}) {
+      if (t->size() > kMaxSceneTextBytes) {
+        return fmt::format("{}: its {} is {} bytes; at most {} are accepted", who, name, t->size(),
+                           kMaxSceneTextBytes);
+      }
+    }
+    if (auto e = check_options(who, c.options); !e.empty()) return e;
+  }
+  return check_options("the director", sc.director.options);
+}
+
+std::string validate_line(std::string_view line) {
+  if (line.size() > kMaxLineBytes) {
+    return fmt::format("the line is {} bytes; a line is at most {} bytes (it must fit beside the "
+                       "persona in a character's context)",
+                       line.size(), kMaxLineBytes);
+  }
+  if (line.find('\0') != std::string_view::npos) return "the line holds a NUL byte";
+  return {};
 }
 
 bool load_scene(const std::filesystem::path& file, SceneConfig& out, std::string& error) {

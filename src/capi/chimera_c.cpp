@@ -9,6 +9,9 @@
 #include <chimera/banter/banter.hpp>
 #include <chimera/core/runtime.hpp>
 #include <chimera/pool/pool.hpp>
+
+// The engine library's TOML reader (private header; this target does not see src/).
+#include "../core/toml_reader.hpp"
 #include <chimera/version.h>
 
 #include <fmt/format.h>
@@ -16,6 +19,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <fstream>
@@ -32,6 +36,9 @@ using namespace chimera;
 
 thread_local std::string t_error;
 
+constexpr int kMaxIoThreads = 256;
+constexpr int kMaxThreads = 4'096;
+
 chimera_status fail(chimera_status s, std::string message) {
   t_error = std::move(message);
   return s;
@@ -43,7 +50,10 @@ chimera_status guarded(const char* what, F&& fn) {
   try {
     return fn();
   } catch (const std::bad_alloc&) {
-    return fail(CHIMERA_ERR_INTERNAL, fmt::format("{}: out of memory", what));
+    return fail(CHIMERA_ERR_INTERNAL,
+                fmt::format("{}: out of memory (ENOMEM): an allocation failed; lower num_ctx, "
+                            "the number of characters or sessions, or raise the memory limit",
+                            what));
   } catch (const std::invalid_argument& e) {
     return fail(CHIMERA_ERR_MODEL, fmt::format("{}: {}", what, e.what()));
   } catch (const std::exception& e) {
@@ -325,21 +335,20 @@ chimera_status chimera_engine_create(const char* config_toml, const chimera_engi
                                   v.source().begin.line, k.str()));
         }
       }
-      if (const auto* e = root.get_as<toml::table>("engine")) {
-        for (const auto& [k, v] : *e) {
-          const auto key = k.str();
-          if (key == "model" && v.is_string()) {
-            core->default_model = *v.value<std::string>();
-          } else if (key == "threads" && v.is_integer()) {
-            core->threads = static_cast<int>(*v.value<int64_t>());
-          } else if (key == "io_threads" && v.is_integer()) {
-            io_threads = static_cast<int>(*v.value<int64_t>());
-          } else {
-            return fail(CHIMERA_ERR_CONFIG,
-                        fmt::format("engine config:{}: [engine] '{}' is unknown or of the wrong "
-                                    "type (model: a string; threads, io_threads: integers)",
-                                    v.source().begin.line, key));
-          }
+      if (const toml::node* e = root.get("engine")) {
+        if (!e->is_table()) {
+          return fail(CHIMERA_ERR_CONFIG,
+                      fmt::format("engine config:{}: 'engine' must be a table ([engine])",
+                                  e->source().begin.line));
+        }
+        std::string error;
+        const std::string source = "engine config";  // outlives the Reader (it keeps a reference)
+        detail::Reader r(*e->as_table(), source, error);
+        if (!r.known({"model", "threads", "io_threads"}, "[engine]") ||
+            !r.str("model", core->default_model) ||
+            !r.integer("threads", core->threads, 0, kMaxThreads) ||
+            !r.integer("io_threads", io_threads, 1, kMaxIoThreads)) {
+          return fail(CHIMERA_ERR_CONFIG, error);
         }
       }
       if (root.contains("pool")) {
@@ -353,9 +362,15 @@ chimera_status chimera_engine_create(const char* config_toml, const chimera_engi
     if (p.model_override != nullptr) core->model_override = p.model_override;
     if (p.threads > 0) core->threads = p.threads;
     if (p.io_threads > 0) io_threads = p.io_threads;
-    if (io_threads < 1 || io_threads > 256) {
+    if (io_threads < 1 || io_threads > kMaxIoThreads) {
       return fail(CHIMERA_ERR_INVALID_ARGUMENT,
-                  fmt::format("chimera_engine_create: io_threads is {}; use 1 to 256", io_threads));
+                  fmt::format("chimera_engine_create: io_threads is {}; use 1 to {}", io_threads,
+                              kMaxIoThreads));
+    }
+    if (core->threads < 0 || core->threads > kMaxThreads) {
+      return fail(CHIMERA_ERR_INVALID_ARGUMENT,
+                  fmt::format("chimera_engine_create: threads is {}; use 0 (all cores) to {}",
+                              core->threads, kMaxThreads));
     }
     core->runtime = std::make_unique<Runtime>(io_threads);
     *out = new chimera_engine{std::move(core)};
@@ -648,6 +663,9 @@ chimera_status chimera_scene_say(chimera_scene* scene, const char* speaker, cons
   if (scene == nullptr || text == nullptr) {
     return fail(CHIMERA_ERR_INVALID_ARGUMENT, "chimera_scene_say: scene or text is NULL");
   }
+  if (auto e = banter::validate_line(text); !e.empty()) {
+    return fail(CHIMERA_ERR_INVALID_ARGUMENT, fmt::format("chimera_scene_say: {}", e));
+  }
   return guarded("chimera_scene_say", [&] {
     scene->scene->say(text, speaker ? speaker : "", interrupt);
     return CHIMERA_OK;
@@ -717,9 +735,32 @@ chimera_status chimera_session_open(chimera_engine* engine, const chimera_sessio
   if (params->name == nullptr || *params->name == '\0') {
     return fail(CHIMERA_ERR_INVALID_ARGUMENT, "chimera_session_open: params->name is required");
   }
-  if (params->num_ctx < 0 || params->num_predict < 0 || params->budget_ms < 0) {
+  // Bounded before anything is allocated, with the bounds of scene files (scene.hpp): num_ctx
+  // sizes the session's KV cache.
+  if (params->num_ctx != 0 &&
+      (params->num_ctx < banter::kMinSceneNumCtx || params->num_ctx > kMaxNumCtx)) {
     return fail(CHIMERA_ERR_INVALID_ARGUMENT,
-                "chimera_session_open: num_ctx, num_predict and budget_ms must be 0 or more");
+                fmt::format("chimera_session_open: num_ctx is {}; use 0 (the default, {}) or {} "
+                            "to {}",
+                            params->num_ctx, banter::kDefaultNumCtx, banter::kMinSceneNumCtx,
+                            kMaxNumCtx));
+  }
+  if (params->num_predict < 0 || params->num_predict > banter::kMaxSceneNumPredict) {
+    return fail(CHIMERA_ERR_INVALID_ARGUMENT,
+                fmt::format("chimera_session_open: num_predict is {}; use 0 (the default, {}) "
+                            "to {}",
+                            params->num_predict, banter::kDefaultNumPredict,
+                            banter::kMaxSceneNumPredict));
+  }
+  if (params->budget_ms < 0 || params->budget_ms > 600'000) {
+    return fail(CHIMERA_ERR_INVALID_ARGUMENT,
+                fmt::format("chimera_session_open: budget_ms is {}; use 0 (the default) to 600000",
+                            params->budget_ms));
+  }
+  if (std::isnan(params->temperature) || params->temperature > 100) {
+    return fail(CHIMERA_ERR_INVALID_ARGUMENT,
+                "chimera_session_open: temperature must be a number from 0 to 100 (or negative "
+                "for the default)");
   }
   return guarded("chimera_session_open", [&] {
     banter::SceneConfig cfg;
@@ -742,6 +783,9 @@ chimera_status chimera_session_open(chimera_engine* engine, const chimera_sessio
                               c.name));
     }
     cfg.characters.push_back(std::move(c));
+    if (auto e = banter::validate_scene(cfg); !e.empty()) {
+      return fail(CHIMERA_ERR_INVALID_ARGUMENT, fmt::format("chimera_session_open: {}", e));
+    }
     auto s = std::make_unique<chimera_session>();
     s->core = engine->core;
     s->scene = std::make_unique<banter::Scene>(std::move(cfg), scene_options(*engine->core));
@@ -770,6 +814,9 @@ chimera_status chimera_session_send(chimera_session* session, const char* text,
   if (out != nullptr) *out = nullptr;
   if (session == nullptr || text == nullptr || out == nullptr) {
     return fail(CHIMERA_ERR_INVALID_ARGUMENT, "chimera_session_send: session, text or out is NULL");
+  }
+  if (auto e = banter::validate_line(text); !e.empty()) {
+    return fail(CHIMERA_ERR_INVALID_ARGUMENT, fmt::format("chimera_session_send: {}", e));
   }
   return guarded("chimera_session_send", [&] {
     session->scene->say(text, {}, true);

@@ -1,13 +1,21 @@
 // Reading one TOML table with errors that name the file, the line and the key (private to the
-// library): the readers of pool files and scene files share it.
+// library): the readers of pool files, scene files and the C ABI's engine configuration share
+// it. Every integer is checked against the range of the type it is read into before it is
+// converted (4294967297 read into an int is an error, never 1), and every floating-point
+// number is checked for being finite (nan and inf are TOML numbers too).
 #pragma once
+
+#include <chimera/core/request.hpp>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <limits>
+#include <type_traits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,10 +31,12 @@ inline std::string where(const std::string& source, const toml::node& n) {
 }
 
 // One table's keys, each checked for its type; false (with `error` set) on the first mistake.
+// It keeps references to `source` and `error`: both must outlive it (not a temporary).
 class Reader {
  public:
   Reader(const toml::table& t, const std::string& source, std::string& error)
       : t_(t), source_(source), error_(error) {}
+  Reader(const toml::table& t, std::string&& source, std::string& error) = delete;
 
   bool known(std::vector<std::string_view> keys, const char* what) {
     for (const auto& [k, v] : t_) {
@@ -45,27 +55,50 @@ class Reader {
     out = *n->value<std::string>();
     return true;
   }
+  // An integer within [lo, hi], both within T; by default T's whole range.
   template <class T>
-  bool integer(const char* key, T& out) {
+  bool integer(const char* key, T& out, int64_t lo = std::numeric_limits<T>::min(),
+               int64_t hi = static_cast<int64_t>(std::min<uintmax_t>(
+                   std::numeric_limits<T>::max(), std::numeric_limits<int64_t>::max()))) {
+    static_assert(std::is_integral_v<T> && !std::is_same_v<T, bool>);
     const toml::node* n = t_.get(key);
     if (n == nullptr) return true;
     if (!n->is_integer()) return fail(*n, key, "an integer");
-    out = static_cast<T>(*n->value<int64_t>());
+    const int64_t v = *n->value_exact<int64_t>();
+    if (!range(key, v, lo, hi)) return false;
+    out = static_cast<T>(v);
     return true;
   }
   template <class T>
-  bool integer(const char* key, std::optional<T>& out) {
+  bool integer(const char* key, std::optional<T>& out, int64_t lo = std::numeric_limits<T>::min(),
+               int64_t hi = static_cast<int64_t>(std::min<uintmax_t>(
+                   std::numeric_limits<T>::max(), std::numeric_limits<int64_t>::max()))) {
     T v{};
     const bool present = t_.get(key) != nullptr;
-    if (!integer(key, v)) return false;
+    if (!integer(key, v, lo, hi)) return false;
     if (present) out = v;
     return true;
   }
-  bool number(const char* key, std::optional<double>& out) {
+  // A finite number within [lo, hi] (an integer is taken as a number).
+  bool number(const char* key, std::optional<double>& out,
+              double lo = -std::numeric_limits<double>::max(),
+              double hi = std::numeric_limits<double>::max()) {
     const toml::node* n = t_.get(key);
     if (n == nullptr) return true;
     if (!n->is_number()) return fail(*n, key, "a number");
-    out = *n->value<double>();
+    const double v = n->is_integer() ? static_cast<double>(*n->value_exact<int64_t>())
+                                     : *n->value_exact<double>();
+    if (!std::isfinite(v)) {
+      error_ = fmt::format("{}: '{}' is {}; it must be a finite number", where(source_, *n), key,
+                           v);
+      return false;
+    }
+    if (v < lo || v > hi) {
+      error_ = fmt::format("{}: '{}' is {}; it must be from {} to {}", where(source_, *n), key, v,
+                           lo, hi);
+      return false;
+    }
+    out = v;
     return true;
   }
   bool boolean(const char* key, bool& out) {
@@ -90,6 +123,13 @@ class Reader {
     }
     return true;
   }
+  // Where the table is ("file:line"), for errors about several of its keys at once.
+  std::string location() const { return where(source_, t_); }
+  // Where a key is, or the table when it is absent.
+  std::string location(const char* key) const {
+    const toml::node* n = t_.get(key);
+    return n != nullptr ? where(source_, *n) : location();
+  }
   bool range(const char* key, int64_t value, int64_t lo, int64_t hi) {
     if (value >= lo && value <= hi) return true;
     const toml::node* n = t_.get(key);
@@ -98,6 +138,7 @@ class Reader {
     return false;
   }
   const toml::table& table() const { return t_; }
+  std::string& error() { return error_; }
 
  private:
   bool fail(const toml::node& n, const char* key, const char* what) {
@@ -108,5 +149,25 @@ class Reader {
   const std::string& source_;
   std::string& error_;
 };
+
+// The request options a configuration file may set (Options, request.hpp), each read with its
+// range: num_ctx, num_gpu, num_predict, num_thread, top_k, top_p, min_p, temperature,
+// repeat_penalty, seed, stop. Then validate(Options) as every front end does, so a file, a flag
+// and an API call are held to the same bounds. False with the reader's error set.
+inline bool read_options(Reader& r, Options& o) {
+  if (!r.integer("num_ctx", o.num_ctx) || !r.integer("num_gpu", o.num_gpu) ||
+      !r.integer("num_predict", o.num_predict) || !r.integer("num_thread", o.num_thread) ||
+      !r.integer("top_k", o.top_k) || !r.number("top_p", o.top_p) ||
+      !r.number("min_p", o.min_p) || !r.number("temperature", o.temperature) ||
+      !r.number("repeat_penalty", o.repeat_penalty) || !r.integer("seed", o.seed) ||
+      !r.strings("stop", o.stop)) {
+    return false;
+  }
+  if (auto e = validate(o); !e.empty()) {
+    r.error() = fmt::format("{}: {}", r.location(), e);
+    return false;
+  }
+  return true;
+}
 
 }  // namespace chimera::detail

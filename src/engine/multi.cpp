@@ -7,7 +7,11 @@
 #include <boost/json/value.hpp>
 #include <fmt/format.h>
 
+#include <sys/resource.h>
+
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <atomic>
 #include <fstream>
 #include <limits>
@@ -36,11 +40,17 @@ std::optional<Scenario> parse_scenario(std::string_view name) {
 }
 
 int64_t rss_peak_bytes() {
+  // getrusage, not /proc/self/status: it needs no file descriptor, so the figure survives a run
+  // that used up every descriptor (EMFILE). ru_maxrss is VmHWM, in KiB on Linux.
+  rusage ru{};
+  if (getrusage(RUSAGE_SELF, &ru) == 0 && ru.ru_maxrss > 0) {
+    return static_cast<int64_t>(ru.ru_maxrss) * 1024;
+  }
   std::ifstream in("/proc/self/status");
   std::string line;
   while (std::getline(in, line)) {
     if (line.rfind("VmHWM:", 0) == 0) {
-      return std::stoll(line.substr(6)) * 1024;  // "VmHWM:   12345 kB"
+      return std::strtoll(line.c_str() + 6, nullptr, 10) * 1024;  // "VmHWM:   12345 kB"
     }
   }
   return 0;
@@ -210,6 +220,18 @@ MultiResult run_multi(Engine& engine, const MultiOptions& o) {
 
   std::vector<std::vector<RequestRecord>> per_agent(static_cast<std::size_t>(o.agents));
   std::atomic<int64_t> done{0}, errors{0};
+  // Checked in double before any conversion: 1e10 s, -1 or nan would overflow (or be undefined
+  // as) an int64 count of nanoseconds.
+  if (!std::isfinite(o.duration_s) || o.duration_s < 0 || o.duration_s > kMaxDurationS) {
+    throw std::invalid_argument(fmt::format("duration_s is {}; it must be a finite number from 0 "
+                                            "to {} (a week)",
+                                            o.duration_s, kMaxDurationS));
+  }
+  if (!std::isfinite(o.stagger_ms) || o.stagger_ms < 0 || o.stagger_ms > kMaxStaggerMs) {
+    throw std::invalid_argument(fmt::format("stagger_ms is {}; it must be a finite number from 0 "
+                                            "to {} (an hour)",
+                                            o.stagger_ms, kMaxStaggerMs));
+  }
   const int64_t deadline =
       o.duration_s > 0 ? now_ns() + static_cast<int64_t>(o.duration_s * 1e9) : 0;
   const bool record_lags = o.record_lags;

@@ -1,9 +1,12 @@
 #include "http/client.hpp"
 
+#include <chimera/core/system_error.hpp>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -16,8 +19,11 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstring>
+#include <optional>
 
 namespace chimera::http {
 
@@ -37,36 +43,137 @@ bool is_disconnect(const beast::error_code& ec) {
 }
 }  // namespace
 
+namespace {
+
+// The text as a message may show it: control characters escaped, the password hidden.
+std::string printable(std::string_view text) {
+  std::string out;
+  for (const unsigned char c : redact_url(text)) {
+    if (c < 0x20 || c == 0x7f) {
+      out += fmt::format("\\x{:02x}", c);
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// The first control character or space, raw or percent-encoded: its offset, its value and how
+// it was written. A request line or a header must never carry one.
+struct Control {
+  std::size_t at = std::string_view::npos;
+  int value = 0;
+  bool encoded = false;
+};
+Control find_control(std::string_view s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == 0x7f || c == ' ') return {i, c, false};
+    if (c == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+      const int v = hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]);
+      if (v < 0x20 || v == 0x7f) return {i, v, true};
+    }
+  }
+  return {};
+}
+
+std::string base64(std::string_view in) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  for (std::size_t i = 0; i < in.size(); i += 3) {
+    const std::size_t n = std::min<std::size_t>(3, in.size() - i);
+    uint32_t v = 0;
+    for (std::size_t k = 0; k < 3; ++k) {
+      v = (v << 8) | (k < n ? static_cast<unsigned char>(in[i + k]) : 0u);
+    }
+    for (std::size_t k = 0; k < 4; ++k) {
+      out.push_back(k <= n ? kAlphabet[(v >> (18 - 6 * k)) & 0x3f] : '=');
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 bool parse_endpoint_url(const std::string& in, EndpointUrl& out, std::string& error) {
+  constexpr const char* kExpected = "expected http://HOST:PORT, e.g. http://127.0.0.1:11434";
+  if (const Control c = find_control(in); c.at != std::string_view::npos) {
+    error = fmt::format("'{}': {} at offset {} ({}); a URL must not carry control characters, "
+                        "NUL or spaces (write a space in a path as %20); {}",
+                        printable(in),
+                        c.value == ' ' ? std::string("a space")
+                                       : fmt::format("the control character 0x{:02x}", c.value),
+                        c.at, c.encoded ? "percent-encoded" : "raw", kExpected);
+    return false;
+  }
   const auto parsed = boost::urls::parse_uri(in);
   if (!parsed) {
-    error = fmt::format("'{}' is not a URL ({}); expected http://HOST:PORT, e.g. "
-                        "http://127.0.0.1:11434",
-                        in, parsed.error().message());
+    error = fmt::format("'{}' is not a URL ({}); {}", printable(in), parsed.error().message(),
+                        kExpected);
     return false;
   }
   const auto& u = *parsed;
-  if (u.scheme() != "http") {
+  if (u.scheme_id() != boost::urls::scheme::http) {
     error = fmt::format("'{}': scheme '{}' is not supported; local inference servers speak plain "
                         "HTTP, so use http://HOST:PORT",
-                        in, std::string(u.scheme()));
+                        printable(in), std::string(u.scheme()));
     return false;
   }
   if (u.host_address().empty()) {
-    error = fmt::format("'{}' names no host; expected http://HOST:PORT", in);
+    error = fmt::format("'{}' names no host; {}", printable(in), kExpected);
+    return false;
+  }
+  if (u.host_type() == boost::urls::host_type::name) {
+    const std::string_view host = u.encoded_host();
+    if (host.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") !=
+        std::string_view::npos) {
+      error = fmt::format("'{}': the host '{}' is not a host name (letters, digits, '.', '-', "
+                          "'_'; no percent-encoding) nor an address; {}",
+                          printable(in), printable(host), kExpected);
+      return false;
+    }
+  } else if (u.host_type() == boost::urls::host_type::ipvfuture) {
+    error = fmt::format("'{}': the host is neither a name nor an IPv4 or IPv6 address; {}",
+                        printable(in), kExpected);
     return false;
   }
   if (u.has_query() || u.has_fragment()) {
-    error = fmt::format("'{}': an endpoint URL takes no query or fragment", in);
+    error = fmt::format("'{}': an endpoint URL takes no query or fragment", printable(in));
     return false;
   }
+  out.port = "80";
+  if (u.has_port()) {
+    const std::string_view port = u.port();  // digits only (the grammar allows nothing else)
+    const bool in_range = !port.empty() && port.size() <= 5 && std::stoi(std::string(port)) >= 1 &&
+                          std::stoi(std::string(port)) <= 65535;
+    if (!in_range) {
+      error = fmt::format("'{}': port '{}' is out of range: a port is from 1 to 65535",
+                          printable(in), port);
+      return false;
+    }
+    out.port = std::to_string(std::stoi(std::string(port)));
+  }
   out.host = u.host_address();
-  out.port = u.has_port() ? std::string(u.port()) : "80";
-  out.base_path = u.path();
+  // The path exactly as written, percent-encoding and all: decoding it would let "%0d%0a" or
+  // "%20HTTP/1.1" rewrite the request line (curl sends it as written too).
+  out.base_path = u.encoded_path();
   while (!out.base_path.empty() && out.base_path.back() == '/') out.base_path.pop_back();
   const bool v6 = u.host_type() == boost::urls::host_type::ipv6;
   out.host_header = (v6 ? "[" + out.host + "]" : out.host) + ":" + out.port;
-  out.url = in;
+  out.authorization.clear();
+  if (u.has_userinfo()) {
+    out.authorization = "Basic " + base64(std::string(u.user()) + ":" + std::string(u.password()));
+  }
+  out.url = redact_url(in);
   while (!out.url.empty() && out.url.back() == '/') out.url.pop_back();
   return true;
 }
@@ -158,6 +265,21 @@ asio::awaitable<std::unique_ptr<Connection>> HttpEndpoint::connect(CancelSlot& c
     result.error = {ErrorKind::cancelled, describe("cancelled")};
     co_return nullptr;
   }
+  // The socket is opened here, not inside async_connect, so that running out of descriptors
+  // (EMFILE with thousands of agents) is reported as such, with the limit and what to do.
+  {
+    beast::error_code oec;
+    conn->stream.socket().open(endpoints.begin()->endpoint().protocol(), oec);
+    if (oec) {
+      result.error = {ErrorKind::connect,
+                      describe(fmt::format("cannot open a socket: {}",
+                                           oec.category() == boost::system::system_category()
+                                               ? describe_errno(oec.value())
+                                               : oec.message())
+                                   .c_str())};
+      co_return nullptr;
+    }
+  }
   if (timeouts_.connect_ms > 0) {
     conn->stream.expires_after(std::chrono::milliseconds(timeouts_.connect_ms));
   }
@@ -171,6 +293,11 @@ asio::awaitable<std::unique_ptr<Connection>> HttpEndpoint::connect(CancelSlot& c
       result.error = {ErrorKind::connect,
                       describe(fmt::format("connect timed out after {} ms; is the server up?",
                                            timeouts_.connect_ms)
+                                   .c_str())};
+    } else if (cec == asio::error::no_descriptors || cec == asio::error::no_memory ||
+               cec == asio::error::no_buffer_space) {
+      result.error = {ErrorKind::connect,
+                      describe(fmt::format("cannot connect: {}", describe_errno(cec.value()))
                                    .c_str())};
     } else {
       result.error = {ErrorKind::connect,
@@ -211,6 +338,7 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(
   result.reused = reused;
   const bool may_retry = reused && !result.retried;
 
+  // The target is the endpoint's path as written (percent-encoding kept) and our own path.
   bhttp::request<bhttp::string_body> req{request.method, url_.base_path + request.path, 11};
   req.set(bhttp::field::host, url_.host_header);
   req.set(bhttp::field::user_agent, "chimeraforge/" CHIMERA_VERSION_STRING);
@@ -218,7 +346,11 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(
     req.set(bhttp::field::content_type, request.content_type);
   }
   if (!request.accept.empty()) req.set(bhttp::field::accept, request.accept);
-  if (!api_key_.empty()) req.set(bhttp::field::authorization, "Bearer " + api_key_);
+  if (!api_key_.empty()) {
+    req.set(bhttp::field::authorization, "Bearer " + api_key_);
+  } else if (!url_.authorization.empty()) {
+    req.set(bhttp::field::authorization, url_.authorization);
+  }
   req.keep_alive(true);
   req.body() = request.body;
   req.prepare_payload();
@@ -241,8 +373,10 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(
     if (cancel.cancelled) {
       fail(ErrorKind::cancelled, "cancelled");
     } else if (wd->fired || ec == beast::error::timeout) {
-      fail(ErrorKind::timeout,
-           fmt::format("{} timeout ran out while {}", wd->fired ? wd->phase.what : ph.what, doing));
+      const Phase& p = wd->fired ? wd->phase : ph;
+      fail(ErrorKind::timeout, p.why != nullptr
+                                   ? fmt::format("{} while {}", p.why, doing)
+                                   : fmt::format("{} timeout ran out while {}", p.what, doing));
     } else if (ec == bhttp::error::body_limit) {
       fail(ErrorKind::protocol, fmt::format("the response body exceeds the limit of {} bytes",
                                             limits_.max_body_bytes));
@@ -267,23 +401,66 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(
     co_return Attempt::done;
   }
 
-  bhttp::response_parser<bhttp::buffer_body> parser;
-  parser.body_limit(limits_.max_body_bytes);
-  parser.header_limit(64 * 1024);
-  phase = callbacks.next_phase ? callbacks.next_phase() : Phase{};
-  set_deadline(phase);
-  auto [hec, hn] = co_await bhttp::async_read_header(conn->stream, conn->buffer, parser, use_tuple);
-  if (hec) {
-    cancel.active = nullptr;
-    if (may_retry && !cancel.cancelled && !parser.got_some() && is_disconnect(hec)) {
-      co_return Attempt::retry;
+  // Interim responses (1xx) come before the final one and are skipped (RFC 9110, 15.2: a
+  // client must accept them even when it did not ask for them); a parser reads one message, so
+  // each gets a fresh one. 101 (Switching Protocols) would end HTTP on this connection.
+  std::optional<bhttp::response_parser<bhttp::buffer_body>> parser_holder;
+  constexpr int kMaxInterim = 16;
+  for (int interim = 0;; ++interim) {
+    parser_holder.emplace();
+    parser_holder->body_limit(limits_.max_body_bytes);
+    parser_holder->header_limit(64 * 1024);
+    phase = callbacks.next_phase ? callbacks.next_phase() : Phase{};
+    set_deadline(phase);
+    auto [hec, hn] =
+        co_await bhttp::async_read_header(conn->stream, conn->buffer, *parser_holder, use_tuple);
+    if (hec) {
+      cancel.active = nullptr;
+      if (may_retry && !cancel.cancelled && interim == 0 && !parser_holder->got_some() &&
+          is_disconnect(hec)) {
+        co_return Attempt::retry;
+      }
+      fail_io(hec, phase, "waiting for the response");
+      co_return Attempt::done;
     }
-    fail_io(hec, phase, "waiting for the response");
-    co_return Attempt::done;
+    const unsigned code = parser_holder->get().result_int();
+    if (code / 100 != 1) break;
+    if (code == 101 || interim + 1 >= kMaxInterim) {
+      cancel.active = nullptr;
+      conn->stream.close();
+      fail(ErrorKind::protocol,
+           code == 101 ? std::string("the server switched protocols (HTTP 101) on a request that "
+                                     "did not ask for it")
+                       : fmt::format("the server sent more than {} interim (1xx) responses",
+                                     kMaxInterim));
+      co_return Attempt::done;
+    }
   }
+  auto& parser = *parser_holder;
   result.status = static_cast<int>(parser.get().result_int());
   result.content_type = std::string(parser.get()[bhttp::field::content_type]);
+  result.content_encoding = std::string(parser.get()[bhttp::field::content_encoding]);
   const bool success = result.status / 100 == 2;
+  if (success) {
+    // We send no Accept-Encoding, so a compressed body is the server's (or a proxy's) mistake;
+    // decoding it as text would only yield a confusing JSON error.
+    std::string why;
+    if (!result.content_encoding.empty() &&
+        !boost::beast::iequals(result.content_encoding, "identity")) {
+      why = fmt::format("the server sent a compressed body (Content-Encoding: {}), which this "
+                        "client does not decode and did not ask for; turn compression off for "
+                        "this path (a proxy in front of the server may add it)",
+                        result.content_encoding);
+    } else if (callbacks.check_headers) {
+      why = callbacks.check_headers(result.content_type);
+    }
+    if (!why.empty()) {
+      cancel.active = nullptr;
+      conn->stream.close();
+      fail(ErrorKind::protocol, std::move(why));
+      co_return Attempt::done;
+    }
+  }
 
   // Small: one lives in every request in flight (thousands at once); a token chunk is ~100 bytes.
   std::array<char, 4 * 1024> chunk{};

@@ -36,17 +36,22 @@ namespace chimera::http {
 using Clock = std::chrono::steady_clock;
 using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
 
-// A parsed endpoint URL: http://host[:port][/base].
+// A parsed endpoint URL: http://[user[:password]@]host[:port][/base].
 struct EndpointUrl {
-  std::string url;        // as given, without a trailing '/'
+  std::string url;        // as given, without a trailing '/', its password shown as "***":
+                          // the form every message and record uses
   std::string host;
   std::string port;
-  std::string base_path;  // "" or "/prefix" (no trailing '/')
+  std::string base_path;  // "" or "/prefix" (no trailing '/'), percent-encoded as written: the
+                          // request target starts with it as it is, never decoded
   std::string host_header;
+  std::string authorization;  // "Basic ..." from the URL's user and password, or ""
 };
 
 // Parses an endpoint URL. On failure returns false and sets `error` to a message that says
-// what is wrong and what a valid URL looks like.
+// what is wrong and what a valid URL looks like. Refused: control characters, NUL and spaces,
+// raw or percent-encoded (%00-%1F, %7F) anywhere; a host that is not a name or an address; a
+// port outside 1-65535; a query or a fragment; any scheme but http.
 bool parse_endpoint_url(const std::string& url, EndpointUrl& out, std::string& error);
 
 struct HttpRequest {
@@ -61,6 +66,9 @@ struct HttpRequest {
 struct Phase {
   Clock::time_point deadline = Clock::time_point::max();
   const char* what = "total";
+  // When set, the whole reason, used instead of "<what> timeout ran out" (it must outlive the
+  // read it applies to).
+  const char* why = nullptr;
 };
 
 struct HttpCallbacks {
@@ -71,11 +79,15 @@ struct HttpCallbacks {
   // Body bytes of a 2xx response as they arrive. Return false to stop reading (the connection
   // is then closed, not pooled).
   std::function<bool(std::string_view)> on_body;
+  // The Content-Type of a 2xx response, before its body: "" to go on, or why the body cannot be
+  // what was asked for (an HTML page where a stream was expected); the request then fails.
+  std::function<std::string(std::string_view content_type)> check_headers;
 };
 
 struct HttpResult {
   int status = 0;
   std::string content_type;
+  std::string content_encoding;  // e.g. "gzip": a body this client cannot read
   std::string error_body;     // the first 64 KiB of a non-2xx response's body
   Error error;                // transport failure: connect, timeout, truncated, cancelled, ...
   bool reused = false;        // served over a pooled connection

@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -14,9 +16,10 @@ namespace chimera::pool {
 using detail::Reader;
 using detail::where;
 
-bool parse_pools(std::string_view text, const std::string& source, std::vector<PoolConfig>& out,
-                 std::string& error) {
-  toml::table root;
+namespace {
+
+bool parse_root(std::string_view text, const std::string& source, toml::table& root,
+                std::string& error) {
   try {
     root = toml::parse(text, source);
   } catch (const toml::parse_error& e) {
@@ -24,6 +27,12 @@ bool parse_pools(std::string_view text, const std::string& source, std::vector<P
                         e.description());
     return false;
   }
+  return true;
+}
+
+// The [[pool]] tables of a document (a pool file, or a scene or engine file that holds pools).
+bool read_pools(const toml::table& root, const std::string& source, std::vector<PoolConfig>& out,
+                std::string& error) {
   const toml::node* pools = root.get("pool");
   if (pools == nullptr || !pools->is_array_of_tables()) {
     error = fmt::format("{}: no [[pool]] table; a pool file looks like\n"
@@ -53,9 +62,9 @@ bool parse_pools(std::string_view text, const std::string& source, std::vector<P
                           where(source, *t.get("routing")), pc.name, routing);
       return false;
     }
-    if (!r.str("model", pc.model) || !r.integer("retries", pc.retries) ||
-        !r.integer("hedge_after_ms", pc.hedge_after_ms) ||
-        !r.integer("health_interval_ms", pc.health_interval_ms)) {
+    if (!r.str("model", pc.model) || !r.integer("retries", pc.retries, -1, kMaxRetries) ||
+        !r.integer("hedge_after_ms", pc.hedge_after_ms, 0, kMaxHedgeAfterMs) ||
+        !r.integer("health_interval_ms", pc.health_interval_ms, 0, kMaxHealthIntervalMs)) {
       return false;
     }
     const toml::node* eps = t.get("endpoint");
@@ -87,14 +96,7 @@ bool parse_pools(std::string_view text, const std::string& source, std::vector<P
                             where(source, en), pc.name, backend);
         return false;
       }
-      int64_t limit = 0;
-      if (!er.integer("max_concurrency", limit)) return false;
-      if (limit < 0) {
-        error = fmt::format("{}: max_concurrency must be 0 (no limit) or more",
-                            where(source, en));
-        return false;
-      }
-      pe.max_concurrency = static_cast<int>(limit);
+      if (!er.integer("max_concurrency", pe.max_concurrency, 0, kMaxConcurrency)) return false;
       if (!er.str("api_key", pe.config.api_key)) return false;
       pc.endpoints.push_back(std::move(pe));
     }
@@ -110,16 +112,31 @@ bool parse_pools(std::string_view text, const std::string& source, std::vector<P
   return true;
 }
 
+}  // namespace
+
+bool parse_pools(std::string_view text, const std::string& source, std::vector<PoolConfig>& out,
+                 std::string& error) {
+  toml::table root;
+  return parse_root(text, source, root, error) && read_pools(root, source, out, error);
+}
+
 bool load_pools(const std::filesystem::path& file, std::vector<PoolConfig>& out,
                 std::string& error) {
   std::ifstream in(file);
   if (!in) {
-    error = fmt::format("cannot read pool file '{}'", file.string());
+    error = fmt::format("cannot read pool file '{}': {}", file.string(), std::strerror(errno));
     return false;
   }
   std::stringstream ss;
   ss << in.rdbuf();
-  return parse_pools(ss.str(), file.string(), out, error);
+  const std::string source = file.string();  // outlives the Reader, which keeps a reference
+  toml::table root;
+  if (!parse_root(ss.str(), source, root, error)) return false;
+  // A pool file holds pools only: anything else is a typo ([pools], [[pool_endpoint]]) that
+  // would otherwise be ignored without a word.
+  Reader top(root, source, error);
+  if (!top.known({"pool"}, "a pool file")) return false;
+  return read_pools(root, source, out, error);
 }
 
 }  // namespace chimera::pool

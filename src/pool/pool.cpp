@@ -14,6 +14,40 @@
 
 namespace chimera::pool {
 
+std::string validate(const PoolConfig& c) {
+  if (c.retries < -1 || c.retries > kMaxRetries) {
+    return fmt::format("pool '{}': retries is {}; it must be from -1 (one per other endpoint) to "
+                       "{}",
+                       c.name, c.retries, kMaxRetries);
+  }
+  if (c.hedge_after_ms < 0 || c.hedge_after_ms > kMaxHedgeAfterMs) {
+    return fmt::format("pool '{}': hedge_after_ms is {}; it must be from 0 (no hedging) to {}",
+                       c.name, c.hedge_after_ms, kMaxHedgeAfterMs);
+  }
+  if (c.health_interval_ms < 0 || c.health_interval_ms > kMaxHealthIntervalMs) {
+    return fmt::format("pool '{}': health_interval_ms is {}; it must be from 0 (no periodic "
+                       "checks) to {}",
+                       c.name, c.health_interval_ms, kMaxHealthIntervalMs);
+  }
+  if (c.breaker.base_backoff_ms < 1 || c.breaker.base_backoff_ms > kMaxHealthIntervalMs ||
+      c.breaker.max_backoff_ms < c.breaker.base_backoff_ms ||
+      c.breaker.max_backoff_ms > kMaxHealthIntervalMs) {
+    return fmt::format("pool '{}': the breaker's back-off ({} to {} ms) must be from 1 to {} ms, "
+                       "base first",
+                       c.name, c.breaker.base_backoff_ms, c.breaker.max_backoff_ms,
+                       kMaxHealthIntervalMs);
+  }
+  for (std::size_t i = 0; i < c.endpoints.size(); ++i) {
+    const int limit = c.endpoints[i].max_concurrency;
+    if (limit < 0 || limit > kMaxConcurrency) {
+      return fmt::format("pool '{}', endpoint {}: max_concurrency is {}; it must be from 0 (no "
+                         "limit) to {}",
+                         c.name, i + 1, limit, kMaxConcurrency);
+    }
+  }
+  return {};
+}
+
 namespace {
 
 // Errors that say the endpoint, not the request, is at fault: the endpoint is taken out.
@@ -186,6 +220,7 @@ Pool::Impl::Impl(PoolConfig c, std::vector<Runtime*> rts, int lanes_wanted)
         return limits;
       }(), config.routing, config.breaker) {
   if (runtimes.empty()) throw std::invalid_argument(fmt::format("pool '{}': no runtime", config.name));
+  if (auto e = validate(config); !e.empty()) throw std::invalid_argument(e);
   if (config.endpoints.empty()) {
     throw std::invalid_argument(fmt::format("pool '{}' has no endpoints", config.name));
   }
@@ -199,7 +234,7 @@ Pool::Impl::Impl(PoolConfig c, std::vector<Runtime*> rts, int lanes_wanted)
       } catch (const std::exception& ex) {
         throw std::invalid_argument(
             fmt::format("pool '{}', endpoint {} ({}): {}", config.name, e + 1,
-                        config.endpoints[e].config.url, ex.what()));
+                        redact_url(config.endpoints[e].config.url), ex.what()));
       }
     }
     members.push_back(std::move(per_lane));
@@ -222,7 +257,7 @@ std::string Pool::Impl::why_unplaceable(const Router::Want& want) const {
     const auto& load = router.load(static_cast<int>(e));
     const bool excluded =
         std::find(want.exclude.begin(), want.exclude.end(), int(e)) != want.exclude.end();
-    why += fmt::format("{}{} {}", why.empty() ? "" : "; ", config.endpoints[e].config.url,
+    why += fmt::format("{}{} {}", why.empty() ? "" : "; ", redact_url(config.endpoints[e].config.url),
                        excluded   ? "already failed this request"
                        : load.up  ? "up"
                                   : "is down (" + load.last_error + ")");
@@ -723,7 +758,7 @@ std::vector<EndpointStatus> Pool::status() const {
   std::lock_guard lock(impl_->mu);
   for (std::size_t e = 0; e < impl_->config.endpoints.size(); ++e) {
     const auto& l = impl_->router.load(static_cast<int>(e));
-    out.push_back({impl_->config.endpoints[e].config.url, impl_->config.endpoints[e].config.kind,
+    out.push_back({redact_url(impl_->config.endpoints[e].config.url), impl_->config.endpoints[e].config.kind,
                    l.up, l.outstanding, l.limit, l.dispatched, l.failures, l.last_error});
   }
   return out;

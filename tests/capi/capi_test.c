@@ -5,9 +5,11 @@
 #include <chimera.h>
 #include <chimera/version.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int g_failures = 0;
 
@@ -291,8 +293,67 @@ static void config_errors(void) {
   chimera_line_destroy(NULL);
 }
 
+/* Every parameter that sizes memory is bounded before anything is allocated: num_ctx = 1 << 30
+ * used to run for 92 s up to 21 GB before std::bad_alloc. */
+static void bounds(void) {
+  chimera_engine *engine = NULL;
+  CHECK(chimera_engine_create("[engine]\nthreads = 4294967297\n", NULL, &engine) ==
+        CHIMERA_ERR_CONFIG);
+  CHECK(engine == NULL && strstr(chimera_last_error(), "4294967297") != NULL);
+  CHECK(chimera_engine_create("[engine]\nio_threads = 0\n", NULL, &engine) == CHIMERA_ERR_CONFIG);
+  CHECK(chimera_engine_create(NULL, NULL, &engine) == CHIMERA_OK);
+  if (engine == NULL) return;
+
+  const time_t t0 = time(NULL);
+  chimera_session_params sp = chimera_session_default_params();
+  sp.name = "Huge";
+  sp.warm_up = false;
+  sp.num_ctx = 1 << 30;
+  chimera_session *session = NULL;
+  CHECK(chimera_session_open(engine, &sp, &session) == CHIMERA_ERR_INVALID_ARGUMENT);
+  CHECK(session == NULL && strstr(chimera_last_error(), "num_ctx") != NULL &&
+        strstr(chimera_last_error(), "131072") != NULL);
+  sp.num_ctx = 0;
+  sp.num_predict = 1 << 30;
+  CHECK(chimera_session_open(engine, &sp, &session) == CHIMERA_ERR_INVALID_ARGUMENT);
+  sp.num_predict = 0;
+  sp.temperature = NAN;
+  CHECK(chimera_session_open(engine, &sp, &session) == CHIMERA_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(chimera_last_error(), "temperature") != NULL);
+  CHECK(time(NULL) - t0 < 5);
+
+  /* A 10 MB persona in a scene, a 10 MB line said: refused at once, the bound named. */
+  const size_t big = (size_t)10 << 20;
+  char *text = malloc(big + 64);
+  if (text != NULL) {
+    strcpy(text, "[[character]]\nname = \"A\"\npersona = \"");
+    size_t at = strlen(text);
+    memset(text + at, 'x', big);
+    strcpy(text + at + big, "\"\n");
+    chimera_scene *scene = NULL;
+    CHECK(chimera_scene_open(engine, text, NULL, &scene) == CHIMERA_ERR_CONFIG);
+    CHECK(scene == NULL && strstr(chimera_last_error(), "persona") != NULL);
+
+    sp.temperature = -1.0f;
+    sp.num_ctx = 256;
+    CHECK(chimera_session_open(engine, &sp, &session) == CHIMERA_OK);
+    if (session != NULL) {
+      memset(text, 'x', big);
+      text[big] = '\0';
+      chimera_line *line = NULL;
+      CHECK(chimera_session_send(session, text, NULL, &line) == CHIMERA_ERR_INVALID_ARGUMENT);
+      CHECK(line == NULL && strstr(chimera_last_error(), "4096") != NULL);
+      chimera_session_destroy(session);
+    }
+    free(text);
+  }
+  CHECK(time(NULL) - t0 < 30);
+  chimera_engine_destroy(engine);
+}
+
 int main(void) {
   config_errors();
+  bounds();
   scene_in_poll_mode();
   session_in_immediate_mode();
   if (g_failures > 0) {

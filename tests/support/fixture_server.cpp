@@ -464,6 +464,9 @@ bool FixtureServer::respond(int fd, const ReceivedRequest& /*req*/, const Script
     return false;
   }
 
+  for (const auto& interim : s.interim) {
+    if (!send_all(fd, interim)) return false;
+  }
   std::string head = "HTTP/1.1 " + std::to_string(s.status) + " " + s.reason + "\r\n";
   for (const auto& [k, v] : s.headers) head += k + ": " + v + "\r\n";
   switch (s.framing) {

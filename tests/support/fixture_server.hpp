@@ -77,6 +77,9 @@ struct Script {
   bool headers_sent = true;     // for stall/abort: false = not even the status line
   bool announce_close = false;  // add "Connection: close" (close and close_delimited endings)
   bool reset = false;           // close with a TCP RST (SO_LINGER 0) instead of a FIN
+  // Written verbatim before the status line, each with its own send(): interim responses
+  // ("HTTP/1.1 100 Continue\r\n\r\n") that no server here sends unasked.
+  std::vector<std::string> interim;
 
   // A whole JSON document with Content-Length.
   static Script json(int status, std::string body);

@@ -34,6 +34,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace chimera {
@@ -45,13 +46,26 @@ enum class BackendKind {
 };
 const char* to_string(BackendKind k);
 
-// Timeouts, in milliseconds. 0 disables one.
+// Timeouts, in milliseconds. 0 disables one. Each is at most kMaxTimeoutMs.
 struct Timeouts {
   int64_t connect_ms = 5'000;        // TCP connect
   int64_t first_token_ms = 120'000;  // from sending the request to the first token
   int64_t idle_ms = 30'000;          // between two reads once tokens flow
   int64_t total_ms = 900'000;        // the whole request
+  // The minimum rate once tokens flow (curl's --speed-limit/--speed-time): a stream that brings
+  // fewer than min_rate_bytes_per_s on average over any min_rate_window_ms fails as a timeout.
+  // The idle timeout cannot catch a server that trickles a byte every few hundred ms. The
+  // default fails a stream slower than 16 bytes/s over 30 s: a tenth of a slow model's token
+  // rate (one token a second is about 100-300 bytes of NDJSON or SSE). 0 disables it.
+  int64_t min_rate_bytes_per_s = 16;
+  int64_t min_rate_window_ms = 30'000;
+  int64_t check_ms = 5'000;          // each request of a health or model-list check (check())
 };
+inline constexpr int64_t kMaxTimeoutMs = 7LL * 24 * 3'600'000;  // a week
+
+// "" when every timeout is from 0 to kMaxTimeoutMs (and the rate from 0 to 1 GB/s); otherwise
+// what is wrong, naming the field.
+std::string validate(const Timeouts& timeouts);
 
 struct Limits {
   std::size_t max_record_bytes = 1 << 20;    // one NDJSON line or SSE event
@@ -77,15 +91,30 @@ struct LlamaConfig {
   bool flash_attention = false;
 };
 
+// The in-process engine's bounds, checked before anything is allocated: llama.cpp serves at
+// most 256 sequences, and a sequence's context is bounded like a request's (kMaxNumCtx).
+inline constexpr int kMaxParallel = 256;
+inline constexpr int kMaxBatch = 65'536;
+// "" when the settings are within their bounds; otherwise what is wrong, naming the field.
+std::string validate(const LlamaConfig& config);
+
 struct EndpointConfig {
-  std::string url;                  // e.g. "http://127.0.0.1:11434" (a path prefix is kept);
-                                    // for BackendKind::llama, the GGUF file
+  // e.g. "http://127.0.0.1:11434" (a path prefix is kept); for BackendKind::llama, the GGUF
+  // file. Credentials in the URL (http://user:pass@host:port) are sent as HTTP Basic
+  // authentication and shown as "user:***@" in every message and record (redact_url).
+  // Control characters, NUL and percent-encoded control characters are refused; the path is
+  // sent as written, percent-encoding kept (as curl does).
+  std::string url;
   BackendKind kind = BackendKind::openai;
   Timeouts timeouts;
   Limits limits;
   std::string api_key;              // sent as "Authorization: Bearer ..." when set
   LlamaConfig llama;                // BackendKind::llama only
 };
+
+// The URL with its password replaced by "***" ("http://user:***@host:port"), for messages
+// and records; anything that is not a URL with a password comes back unchanged.
+std::string redact_url(std::string_view url);
 
 using TokenCallback = std::function<bool(const TokenEvent&)>;
 using DoneCallback = std::function<void(Completion)>;

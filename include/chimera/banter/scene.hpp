@@ -52,6 +52,7 @@
 #include <chimera/core/request.hpp>
 #include <chimera/pool/pool.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -118,6 +119,24 @@ struct SceneConfig {
 // Defaults every character starts from.
 inline constexpr int kDefaultNumCtx = 384;
 inline constexpr int kDefaultNumPredict = 48;
+
+// Bounds of a scene, checked before anything is loaded or allocated (scene files, the C ABI):
+// a character's num_ctx from kMinSceneNumCtx to kMaxNumCtx (request.hpp) and num_predict from 1
+// to kMaxSceneNumPredict; at most kMaxCharacters characters (each keeps a session: in-process,
+// a llama.cpp sequence, of which a context holds at most 256); a persona, style, setting, title,
+// opening or director prompt of at most kMaxSceneTextBytes; a line said by the player of at most
+// kMaxLineBytes (speech, not a document: longer text would not fit a character's window).
+inline constexpr int kMinSceneNumCtx = 64;
+inline constexpr int kMaxSceneNumPredict = 4'096;
+inline constexpr std::size_t kMaxCharacters = 128;
+inline constexpr std::size_t kMaxSceneTextBytes = 64 * 1024;
+inline constexpr std::size_t kMaxLineBytes = 4 * 1024;
+
+// Checks a scene against the bounds above and every character's and the director's options
+// (validate(Options)). Returns "" when usable, otherwise what is wrong, naming the character.
+std::string validate_scene(const SceneConfig& scene);
+// Checks a line the player says: "" or what is wrong with it (too long, a NUL byte).
+std::string validate_line(std::string_view text);
 
 // Parses a scene. Returns false with `error` naming the source, the line and the key.
 bool parse_scene(std::string_view toml_text, const std::string& source, SceneConfig& out,

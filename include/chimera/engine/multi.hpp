@@ -81,6 +81,10 @@ Figures concurrency_figures(const std::vector<RequestRecord>& records, int agent
 // The median of every lag in `records` (a lone agent's run: the loopback floor).
 std::optional<int64_t> median_lag(const std::vector<RequestRecord>& records);
 
+// Bounds run_multi checks before it starts (in double, before any conversion).
+inline constexpr double kMaxDurationS = 7 * 24 * 3600.0;  // a week
+inline constexpr double kMaxStaggerMs = 3'600'000;        // an hour
+
 struct MultiOptions {
   EngineOptions engine;                 // pools and executor
   Scenario scenario = Scenario::homogeneous;
@@ -112,7 +116,7 @@ struct MultiResult {
 };
 
 // Runs the scenario. Throws std::invalid_argument for a configuration that cannot run (no pool,
-// an unknown pool name).
+// an unknown pool name, a duration or stagger that is not finite or out of its bounds).
 MultiResult run_multi(Engine& engine, const MultiOptions& options);
 
 // One record as a JSON line (docs/records.md).

@@ -32,6 +32,12 @@
 
 namespace chimera::pool {
 
+// Bounds of a pool's settings (pool files and PoolConfig alike; Pool's constructor checks them).
+inline constexpr int kMaxRetries = 1'000;
+inline constexpr int64_t kMaxHedgeAfterMs = 600'000;         // 10 minutes
+inline constexpr int64_t kMaxHealthIntervalMs = 86'400'000;  // a day
+inline constexpr int kMaxConcurrency = 1'000'000;
+
 struct PoolEndpoint {
   EndpointConfig config;  // URL and kind (ollama, openai, or llama in-process: url = GGUF file)
   int max_concurrency = 0;  // requests in flight at once; 0: no limit
@@ -94,6 +100,9 @@ class Pool : public Backend {
   std::shared_ptr<Impl> impl_;
 };
 
+// "" when the pool's settings are within their bounds (above); otherwise what is wrong.
+std::string validate(const PoolConfig& config);
+
 // Pools from TOML:
 //   [[pool]]
 //   name = "collector"               # default "default"
@@ -106,7 +115,9 @@ class Pool : public Backend {
 //   url = "http://127.0.0.1:11434"
 //   backend = "ollama"               # ollama | openai | llama (url = a GGUF file)
 //   max_concurrency = 4              # optional
-// Returns false with `error` naming the file, the line and the key.
+// Every integer is read with its range (retries -1 to 1000, hedge_after_ms 0 to 600000,
+// health_interval_ms 0 to 86400000, max_concurrency 0 to 1000000); a pool file holds [[pool]]
+// tables only. Returns false with `error` naming the file, the line and the key.
 bool load_pools(const std::filesystem::path& file, std::vector<PoolConfig>& out,
                 std::string& error);
 bool parse_pools(std::string_view toml_text, const std::string& source,
