@@ -9,6 +9,8 @@
 #include <set>
 #include <unordered_map>
 
+#include "ingest/internal.hpp"
+
 namespace chimera::ingest {
 
 std::size_t estimate_tokens(std::string_view text) {
@@ -63,26 +65,6 @@ double lower_median(std::vector<double> v) {
   auto mid = v.begin() + static_cast<std::ptrdiff_t>((v.size() - 1) / 2);
   std::nth_element(v.begin(), mid, v.end());
   return *mid;
-}
-
-// Spreads and tails are not a configuration's typical figure.
-bool central(std::string_view metric) {
-  std::size_t start = 0;
-  while (start <= metric.size()) {
-    auto end = metric.find('_', start);
-    if (end == std::string_view::npos) end = metric.size();
-    auto t = metric.substr(start, end - start);
-    // Spreads and tails, and differences between configurations (not a configuration's own).
-    if (t == "std" || t == "stdev" || t == "stddev" || t == "var" || t == "min" || t == "max" ||
-        t == "p90" || t == "p95" || t == "p99" || t == "p999" || t == "sum" || t == "peak" ||
-        t == "cv" || t == "delta" || t == "diff" || t == "difference" || t == "change" ||
-        t == "penalty" || t == "improvement" || t == "gain" || t == "reduction" ||
-        t == "increase" || t == "decrease" || t == "ratio" || t == "speedup" || t == "vs" ||
-        t == "overhead" || t == "tp")
-      return false;
-    start = end + 1;
-  }
-  return true;
 }
 
 std::string short_label(const Context& c) {
@@ -219,7 +201,7 @@ Digest make_digest(const IngestResult& result, const DigestOptions& options) {
     acc.kind = r.kind;
     acc.values.push_back(r.value);
     // A rate or time of zero is a placeholder, a negative one a difference.
-    if (!central(r.metric) || r.value <= 0) continue;
+    if (!detail::central_metric(r.metric) || r.value <= 0) continue;
     FigureAcc* fig = nullptr;
     // Generation speed only: prompt processing runs at another scale.
     if (r.kind == MetricKind::throughput && r.metric.find("prompt") == std::string_view::npos &&
@@ -443,7 +425,7 @@ Digest make_digest(const IngestResult& result, const DigestOptions& options) {
     std::vector<std::string> rest;
     for (const auto& m : ms) {
       bool is_main = m.second->kind == MetricKind::throughput || m.second->kind == MetricKind::ttft;
-      if ((is_main && central(m.first.first)) || (!g.main && main_lines < 3)) {
+      if ((is_main && detail::central_metric(m.first.first)) || (!g.main && main_lines < 3)) {
         main += line_of(m);
         ++main_lines;
       } else {

@@ -118,7 +118,18 @@ bool falsy(std::string_view text);             // "false", "no", "0", "failed"
 std::string_view normalize_context_value(std::string_view value, char (&buf)[40]);
 // "q4_0" from "llama3.1:8b-instruct-q4_0"; empty when none.
 std::string_view quantization_from(std::string_view model_or_tag);
-bool is_runs_key(std::string_view normalized_key);  // runs, iterations, trials, ...
+bool is_runs_key(std::string_view normalized_key);
+// A configuration's typical figure (a value, mean, median, p50), not a spread, a tail or a
+// difference between configurations ("std", "p99", "delta", "speedup", ...).
+bool central_metric(std::string_view metric);
+// Experiment structure (segments.cpp): the canonical key of a setting name ("gpu" -> "num_gpu"),
+// its label for people ("GPU layers"; empty when none), whether a key marks repetitions
+// (run, seed, timestamp, ids), and the shortest text of a number (float32 widened to double
+// prints as the float: "0.8").
+std::string canonical_setting_key(std::string_view raw);
+std::string_view setting_label(std::string_view key);
+bool is_repetition_key(std::string_view key);
+std::string shortest_number_text(double v);  // runs, iterations, trials, ...
 // A model tag in free text: "Baseline (llama3.1:8b-instruct-q4_0)" -> "llama3.1:8b-instruct-q4_0".
 std::string_view model_like(std::string_view text);
 bool is_model_object_key(std::string_view normalized_key);

@@ -450,6 +450,16 @@ NameInfo classify_name_uncached(std::string_view raw) {
     info.stem = "value";
     return info;
   }
+  // "time_to_first_token" -> "ttft" (before the rates: "time_to_first_token_s" is a time).
+  for (std::size_t i = 0; i + 3 < tokens.size(); ++i) {
+    if (tokens[i] == "time" && tokens[i + 1] == "to" && tokens[i + 2] == "first" &&
+        (tokens[i + 3] == "token" || tokens[i + 3] == "tokens")) {
+      tokens.erase(tokens.begin() + static_cast<std::ptrdiff_t>(i),
+                   tokens.begin() + static_cast<std::ptrdiff_t>(i + 4));
+      tokens.insert(tokens.begin() + static_cast<std::ptrdiff_t>(i), "ttft");
+      break;
+    }
+  }
   // Throughput first: "tokens_s" is tokens per second, not a time in seconds.
   bool throughput = false;
   for (std::size_t i = 0; i < tokens.size(); ++i) {
@@ -496,16 +506,6 @@ NameInfo classify_name_uncached(std::string_view raw) {
       tokens.erase(tokens.begin() + static_cast<std::ptrdiff_t>(pos));
     } else if (!info.unit.present && tokens.back() == "duration") {
       info.duration_ns = true;  // Ollama's *_duration fields are nanoseconds
-    }
-  }
-  // "time_to_first_token" -> "ttft".
-  for (std::size_t i = 0; i + 3 < tokens.size(); ++i) {
-    if (tokens[i] == "time" && tokens[i + 1] == "to" && tokens[i + 2] == "first" &&
-        (tokens[i + 3] == "token" || tokens[i + 3] == "tokens")) {
-      tokens.erase(tokens.begin() + static_cast<std::ptrdiff_t>(i),
-                   tokens.begin() + static_cast<std::ptrdiff_t>(i + 4));
-      tokens.insert(tokens.begin() + static_cast<std::ptrdiff_t>(i), "ttft");
-      break;
     }
   }
   info.generic = !tokens.empty() && std::all_of(tokens.begin(), tokens.end(),
@@ -692,8 +692,12 @@ std::string_view normalize_context_value(std::string_view value, char (&buf)[40]
   double v = 0;
   std::string_view unit;
   if (parse_number(value, &v, &unit) && unit.empty()) {
-    auto [ptr, ec] = std::to_chars(buf, buf + sizeof(buf), v);
-    if (ec == std::errc()) return std::string_view(buf, static_cast<std::size_t>(ptr - buf));
+    // A float32 setting written out as a double ("0.800000011920929") reads as the float.
+    const std::string text = shortest_number_text(v);
+    if (text.size() < sizeof(buf)) {
+      std::memcpy(buf, text.data(), text.size());
+      return std::string_view(buf, text.size());
+    }
   }
   return value;
 }
@@ -731,6 +735,26 @@ std::string_view model_like(std::string_view text) {
     start = end + 1;
   }
   return {};
+}
+
+// Spreads and tails are not a configuration's typical figure.
+bool central_metric(std::string_view metric) {
+  std::size_t start = 0;
+  while (start <= metric.size()) {
+    auto end = metric.find('_', start);
+    if (end == std::string_view::npos) end = metric.size();
+    auto t = metric.substr(start, end - start);
+    // Spreads and tails, and differences between configurations (not a configuration's own).
+    if (t == "std" || t == "stdev" || t == "stddev" || t == "var" || t == "min" || t == "max" ||
+        t == "p90" || t == "p95" || t == "p99" || t == "p999" || t == "sum" || t == "peak" ||
+        t == "cv" || t == "delta" || t == "diff" || t == "difference" || t == "change" ||
+        t == "penalty" || t == "improvement" || t == "gain" || t == "reduction" ||
+        t == "increase" || t == "decrease" || t == "ratio" || t == "speedup" || t == "vs" ||
+        t == "overhead" || t == "tp")
+      return false;
+    start = end + 1;
+  }
+  return true;
 }
 
 bool is_runs_key(std::string_view k) {

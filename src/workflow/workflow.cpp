@@ -1,7 +1,10 @@
 #include <chimera/ingest/digest.hpp>
+#include <chimera/ingest/experiment.hpp>
 #include <chimera/ingest/ingest.hpp>
 #include <chimera/metrics/figures.hpp>
 #include <chimera/workflow/workflow.hpp>
+
+#include "workflow/experiment_report.hpp"
 
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
@@ -13,6 +16,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -134,15 +138,7 @@ std::string now_iso() {
 
 std::string kb(uint64_t bytes) { return fmt::format("{:.1f} KB", static_cast<double>(bytes) / 1024.0); }
 
-std::string md_escape(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '|') out += "\\|";
-    else if (c == '\n') out += ' ';
-    else out += c;
-  }
-  return out;
-}
+std::string md_escape(std::string_view s) { return markdown_cell(s); }
 
 // A figure as metrics.json stores it: value, unit and where it came from.
 json::value fig(std::optional<double> v, const char* unit, const char* source) {
@@ -233,12 +229,29 @@ const char* kReportSystem =
 
 std::string analysis_prompt(const std::string& digest) {
   return fmt::format(
-      "Here is a digest of benchmark data (files, per-metric statistics by model and "
-      "configuration, best and worst configurations, errors):\n\n{}\n\n"
+      "Benchmark results, computed from the data (factors, effects as variance explained, "
+      "best and worst configurations with sd and n, then detail):\n\n{}\n\n"
       "Write your analysis with exactly these four headings:\n"
       "## Executive Summary\n## Key Findings\n## Metrics Analysis\n## Recommendations\n"
       "Cite the figures you rely on.",
       digest);
+}
+
+std::string slice_prompt(const std::string& slice) {
+  return fmt::format(
+      "One slice of a benchmark experiment, computed from the data:\n\n{}\n\n"
+      "List the three most important findings of this slice as short bullets, each with its "
+      "figures.",
+      slice);
+}
+
+std::string synthesis_prompt(const std::string& structure, const std::string& findings) {
+  return fmt::format(
+      "{}\nFindings from separate analyses of each metric:\n{}\n\n"
+      "Write one analysis with exactly these four headings:\n"
+      "## Executive Summary\n## Key Findings\n## Metrics Analysis\n## Recommendations\n"
+      "Cite the figures you rely on.",
+      structure, findings);
 }
 
 std::string report_prompt(const std::string& analysis) {
@@ -309,7 +322,8 @@ std::string figures_row(const CallRecord& c) {
 }
 
 std::string render_report(const Ctx& ctx, const WorkflowConfig& cfg, const RunRecord& run,
-                          const ingest::IngestResult& data, const ingest::Digest& digest,
+                          const ingest::IngestResult& data, const ingest::Experiment& x,
+                          const std::vector<Chart>& charts, const std::string& digest_text,
                           const Sections& sections) {
   std::string md;
   auto add = [&md](const std::string& s) { md += s; md += '\n'; };
@@ -345,24 +359,7 @@ std::string render_report(const Ctx& ctx, const WorkflowConfig& cfg, const RunRe
                   data.error_values.size(), data.errors.size(), data.timings.total_ms,
                   data.timings.threads));
   add("");
-  add("## Metric tables");
-  add("");
-  auto table = [&](const char* title, const std::vector<ingest::ConfigFigure>& v) {
-    if (v.empty()) return;
-    add(fmt::format("### {}", title));
-    add("");
-    add("| configuration | median | min | max | values | first source |");
-    add("| --- | ---: | ---: | ---: | ---: | --- |");
-    for (const auto& f : v) {
-      add(fmt::format("| {} | {:.2f} {} | {:.2f} | {:.2f} | {} | {}:{} |", md_escape(f.label),
-                      f.median, f.unit, f.min, f.max, f.count, md_escape(f.source_file), f.line));
-    }
-    add("");
-  };
-  table("Best throughput", digest.best_throughput);
-  table("Worst throughput", digest.worst_throughput);
-  table("Best time to first token", digest.best_ttft);
-  table("Worst time to first token", digest.worst_ttft);
+  md += experiment_sections(x, charts);
   add("## Errors found");
   add("");
   if (data.errors.empty() && data.error_values.empty()) add("None.");
@@ -411,7 +408,10 @@ std::string render_report(const Ctx& ctx, const WorkflowConfig& cfg, const RunRe
   add("| stage | ms |");
   add("| --- | ---: |");
   add(fmt::format("| ingest | {:.1f} |", run.ingest_ms));
-  add(fmt::format("| digest | {:.1f} |", run.digest_ms));
+  add(fmt::format("| digest (experiment structure {:.1f}) | {:.1f} |", run.experiment_ms,
+                  run.digest_ms));
+  if (!run.slices.empty())
+    add(fmt::format("| {} slice calls | {:.1f} |", run.slices.size(), run.slices_ms));
   add(fmt::format("| analysis call | {:.1f} |", run.analysis_ms));
   add(fmt::format("| report call | {:.1f} |", run.report_ms));
   add("");
@@ -422,15 +422,174 @@ std::string render_report(const Ctx& ctx, const WorkflowConfig& cfg, const RunRe
   add("| call | ttft_client | ttft_server | tokens_in | tokens_out | decode_tps_client | "
       "decode_tps_server | e2e | finish |");
   add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+  for (const auto& slice : run.slices) add(figures_row(slice));
   add(figures_row(run.analysis));
   add(figures_row(run.report));
   add("");
-  add(fmt::format("### The digest sent to the model ({} of {} estimated tokens)", digest.estimated_tokens,
-                  digest.token_budget));
+  add(fmt::format("### The digest sent to the model ({} of {} estimated tokens)",
+                  run.digest_tokens, run.digest_budget));
   add("");
   add("```");
-  add(digest.text);
+  add(digest_text);
   add("```");
+  return md;
+}
+
+}  // namespace
+
+namespace {
+
+// The analysis call's token budget for the digest: what the context leaves once the answer and
+// the instructions have their room.
+std::size_t digest_budget(const WorkflowConfig& cfg, int analysis_predict) {
+  std::size_t budget = cfg.digest_budget;
+  if (cfg.options.num_ctx) {
+    // The instructions as sent, and a chat template's role markers.
+    const auto instructions = static_cast<long>(ingest::estimate_tokens(kAnalysisSystem) +
+                                                ingest::estimate_tokens(analysis_prompt("")) + 24);
+    const long room = static_cast<long>(*cfg.options.num_ctx) - analysis_predict - instructions;
+    // Estimates err high already; real tokenizers can still need up to 1.5 times as many.
+    const auto fits = static_cast<std::size_t>(std::max(64L, room * 2 / 3));
+    budget = std::min(budget, fits);
+  }
+  return budget;
+}
+
+// The digest: the experiment first (structure, effects, best and worst), then the ingest
+// digest's detail in what is left.
+std::string compose_digest(const ingest::IngestResult& data, const ingest::Experiment& x,
+                           std::size_t budget) {
+  std::string text = ingest::experiment_digest(x, budget);
+  const std::size_t used = ingest::estimate_tokens(text);
+  if (budget > used + 48) {
+    ingest::DigestOptions dopt;
+    dopt.token_budget = budget - used - 2;
+    text += "\n" + ingest::make_digest(data, dopt).text;
+  }
+  return text;
+}
+
+// Map-reduce: one call per key metric's slice, then one synthesis call (the analysis).
+void analyse_in_slices(const Ctx& ctx, const WorkflowConfig& cfg, int run,
+                       const ingest::Experiment& x, std::size_t budget, int predict,
+                       RunRecord& rec) {
+  const int slice_predict = std::max(32, predict / 2);
+  std::string findings;
+  for (std::size_t m = 0; m < x.metrics.size() && m < 4; ++m) {
+    const auto t0 = Clock::now();
+    CallRecord c = call(ctx, cfg, run, "slice", kAnalysisSystem,
+                        slice_prompt(ingest::experiment_digest(x, budget, m)), slice_predict);
+    rec.slices_ms += ms_since(t0);
+    c.stage = fmt::format("slice {} ({})", m + 1, x.metrics[m].name);
+    if (!c.completion.ok())
+      throw std::runtime_error(fmt::format("the {} call failed: {}", c.stage,
+                                           c.completion.error.message));
+    findings += fmt::format("[{}] {}\n", x.metrics[m].name, c.completion.text);
+    rec.slices.push_back(std::move(c));
+  }
+  // The synthesis sees the structure and the slices' findings, cut to the same budget.
+  std::string structure = ingest::experiment_digest(x, budget / 3);
+  const std::size_t max_chars = budget * 4 > structure.size() ? budget * 4 - structure.size() : 256;
+  if (findings.size() > max_chars) findings.resize(max_chars);
+  progress(ctx.o, {ProgressEvent::Kind::stage_started, cfg.name, run, ctx.o.runs, "analysis", "", 0});
+  const auto t0 = Clock::now();
+  rec.analysis = call(ctx, cfg, run, "analysis", kAnalysisSystem,
+                      synthesis_prompt(structure, findings), predict);
+  rec.analysis_ms = ms_since(t0);
+}
+
+json::object run_json(const WorkflowConfig& cfg, const RunRecord& rec) {
+  const double llm_ms = rec.analysis_ms + rec.report_ms + rec.slices_ms;
+  json::array calls;
+  for (const auto& c : rec.slices) calls.push_back(call_json(c));
+  calls.push_back(call_json(rec.analysis));
+  calls.push_back(call_json(rec.report));
+  return json::object{
+      {"config", cfg.name},
+      {"run", rec.run},
+      {"options", options_json(cfg.options)},
+      {"strategy", rec.slices.empty() ? "single" : "map-reduce"},
+      {"stages_ms",
+       json::object{{"ingest", rec.ingest_ms},
+                    {"experiment", rec.experiment_ms},
+                    {"digest", rec.digest_ms},
+                    {"slices", rec.slices_ms},
+                    {"analysis", rec.analysis_ms},
+                    {"report", rec.report_ms},
+                    {"write", rec.write_ms},
+                    {"total", rec.total_ms},
+                    {"outside_llm", rec.total_ms - llm_ms}}},
+      {"ingest",
+       json::object{{"files", rec.files},
+                    {"bytes", rec.bytes},
+                    {"records", rec.records},
+                    {"error_values", rec.error_values},
+                    {"file_errors", rec.file_errors}}},
+      {"experiment", json::object{{"factors", rec.factors},
+                                  {"configurations", rec.configurations},
+                                  {"runs", rec.experiment_runs}}},
+      {"digest", json::object{{"estimated_tokens", rec.digest_tokens},
+                              {"token_budget", rec.digest_budget}}},
+      {"sections", json::object{{"found", json::value_from(rec.sections_found)},
+                                {"missing", json::value_from(rec.sections_missing)}}},
+      {"calls", std::move(calls)},
+      {"report", rec.report_file.string()},
+  };
+}
+
+std::string comparison_md(const WorkflowOptions& o, const WorkflowResult& result,
+                          const std::string& system_text) {
+  auto series = [&](const std::string& config, auto get) {
+    std::vector<double> v;
+    for (const auto& r : result.runs) {
+      if (r.config != config) continue;
+      if (auto x = get(r)) v.push_back(*x);
+    }
+    return v;
+  };
+  auto mean_sd = [](const std::vector<double>& v) {
+    if (v.empty()) return std::pair<double, double>{NAN, NAN};
+    const double m = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+    double acc = 0;
+    for (double x : v) acc += (x - m) * (x - m);
+    return std::pair<double, double>{
+        m, v.size() > 1 ? std::sqrt(acc / static_cast<double>(v.size() - 1)) : 0.0};
+  };
+  auto ms = [](const std::optional<int64_t>& ns) -> std::optional<double> {
+    if (!ns) return std::nullopt;
+    return static_cast<double>(*ns) / 1e6;
+  };
+  using Get = std::function<std::optional<double>(const RunRecord&)>;
+  const std::vector<std::pair<std::string, Get>> rows = {
+      {"analysis decode_tps_client (tokens/s)",
+       [](const RunRecord& r) { return r.analysis.completion.figures.decode_tps_client; }},
+      {"analysis decode_tps_server (tokens/s)",
+       [](const RunRecord& r) { return r.analysis.completion.figures.decode_tps_server; }},
+      {"analysis ttft_client (ms)",
+       [&](const RunRecord& r) { return ms(r.analysis.completion.figures.ttft_client_ns); }},
+      {"report ttft_client (ms)",
+       [&](const RunRecord& r) { return ms(r.report.completion.figures.ttft_client_ns); }},
+      {"run duration (ms)", [](const RunRecord& r) -> std::optional<double> { return r.total_ms; }},
+  };
+  std::string md = fmt::format(
+      "# Configuration comparison\n\n{} runs each, on {}; mean ± sample standard deviation "
+      "over runs; delta relative to `{}`.\n\n",
+      o.runs, md_escape(system_text), o.configs.front().name);
+  for (std::size_t k = 1; k < o.configs.size(); ++k) {
+    const auto& a = o.configs.front().name;
+    const auto& b = o.configs[k].name;
+    md += fmt::format("## {} vs {}\n\n| figure | {} | {} | delta |\n| --- | ---: | ---: | ---: |\n",
+                      b, a, a, b);
+    for (const auto& [label, get] : rows) {
+      const auto [ma, sa] = mean_sd(series(a, get));
+      const auto [mb, sb] = mean_sd(series(b, get));
+      md += fmt::format("| {} | {} ± {} | {} ± {} | {:+.1f}% |\n", label,
+                        ingest::format_number(ma), ingest::format_number(sa),
+                        ingest::format_number(mb), ingest::format_number(sb),
+                        100.0 * (mb - ma) / ma);
+    }
+    md += "\n";
+  }
   return md;
 }
 
@@ -467,7 +626,10 @@ WorkflowResult run_workflow(const WorkflowOptions& o) {
   Ctx ctx{o, *backend, to_string(o.endpoint.kind), "", {}};
   ctx.system_text = system_description(ctx.system_json);
 
+  // Every output is kept in memory and written as one set at the end (see WorkflowOptions).
+  std::vector<std::pair<std::string, std::string>> outputs;
   json::array runs_json;
+  json::object experiment;
   try {
     for (const auto& cfg : o.configs) {
       for (int run = 1; run <= o.runs; ++run) {
@@ -499,33 +661,37 @@ WorkflowResult run_workflow(const WorkflowOptions& o) {
         }
 
         // The digest must leave room in the context for the instructions and the answer.
-        ingest::DigestOptions dopt;
-        dopt.token_budget = cfg.digest_budget;
         int analysis_predict = cfg.options.num_predict.value_or(cfg.analysis_tokens);
         int report_predict = cfg.options.num_predict.value_or(cfg.report_tokens);
         if (cfg.options.num_ctx) {
           analysis_predict = std::min(analysis_predict, *cfg.options.num_ctx / 3);
           report_predict = std::min(report_predict, *cfg.options.num_ctx / 2);
         }
-        if (cfg.options.num_ctx) {
-          const long room = static_cast<long>(*cfg.options.num_ctx) - analysis_predict - 160;
-          // Estimates are characters / 4; real tokenizers can need up to about 1.5 times that.
-          const auto fits = static_cast<std::size_t>(std::max(64L, room * 2 / 3));
-          dopt.token_budget = std::min(dopt.token_budget, fits);
-        }
         t0 = Clock::now();
-        const ingest::Digest digest = ingest::make_digest(data, dopt);
+        const ingest::Experiment x = ingest::analyse_experiment(data);
+        rec.experiment_ms = x.elapsed_ms;
+        rec.factors = x.factors.size();
+        rec.configurations = x.configs.size();
+        rec.experiment_runs = x.runs;
+        rec.digest_budget = digest_budget(cfg, analysis_predict);
+        const std::string digest_text = compose_digest(data, x, rec.digest_budget);
         rec.digest_ms = ms_since(t0);
-        rec.digest_tokens = digest.estimated_tokens;
-        rec.digest_budget = digest.token_budget;
-        stage("digest", fmt::format("{} of {} estimated tokens ({:.1f} ms)", digest.estimated_tokens,
-                                    digest.token_budget, rec.digest_ms));
+        rec.digest_tokens = ingest::estimate_tokens(digest_text);
+        stage("digest", fmt::format("{} factors, {} configurations, {} runs; {} of {} estimated "
+                                    "tokens ({:.1f} ms)",
+                                    x.factors.size(), x.configs.size(), x.runs,
+                                    rec.digest_tokens, rec.digest_budget, rec.digest_ms));
 
-        progress(o, {ProgressEvent::Kind::stage_started, cfg.name, run, o.runs, "analysis", "", 0});
-        t0 = Clock::now();
-        rec.analysis = call(ctx, cfg, run, "analysis", kAnalysisSystem,
-                            analysis_prompt(digest.text), analysis_predict);
-        rec.analysis_ms = ms_since(t0);
+        if (o.strategy == Strategy::map_reduce && !x.metrics.empty()) {
+          progress(o, {ProgressEvent::Kind::stage_started, cfg.name, run, o.runs, "slices", "", 0});
+          analyse_in_slices(ctx, cfg, run, x, rec.digest_budget, analysis_predict, rec);
+        } else {
+          progress(o, {ProgressEvent::Kind::stage_started, cfg.name, run, o.runs, "analysis", "", 0});
+          t0 = Clock::now();
+          rec.analysis = call(ctx, cfg, run, "analysis", kAnalysisSystem,
+                              analysis_prompt(digest_text), analysis_predict);
+          rec.analysis_ms = ms_since(t0);
+        }
         if (!rec.analysis.completion.ok()) {
           throw std::runtime_error("the analysis call failed: " +
                                    rec.analysis.completion.error.message);
@@ -556,39 +722,25 @@ WorkflowResult run_workflow(const WorkflowOptions& o) {
         const std::string name =
             o.configs.size() == 1 ? "report.md" : fmt::format("report-{}.md", cfg.name);
         rec.report_file = o.out_dir / name;
-        write_file(rec.report_file, render_report(ctx, cfg, rec, data, digest, sections), result);
+        const std::vector<Chart> charts = experiment_charts(x);
+        // A later run of the same configuration replaces its report, as it always has.
+        auto put = [&outputs](const std::string& file, std::string text) {
+          auto same = std::find_if(outputs.begin(), outputs.end(),
+                                   [&](const auto& out) { return out.first == file; });
+          if (same != outputs.end()) same->second = std::move(text);
+          else outputs.emplace_back(file, std::move(text));
+        };
+        put(name, render_report(ctx, cfg, rec, data, x, charts, digest_text, sections));
+        for (const auto& c : charts) put(c.file, c.svg);
+        experiment = experiment_json(x);
         rec.write_ms = ms_since(t0);
         rec.total_ms = ms_since(t_run);
-        const double llm_ms = rec.analysis_ms + rec.report_ms;
+        const double llm_ms = rec.analysis_ms + rec.report_ms + rec.slices_ms;
         stage("write", fmt::format("{} ({:.1f} ms); run took {:.1f} ms, {:.1f}% outside the LLM "
                                    "calls",
                                    rec.report_file.string(), rec.write_ms, rec.total_ms,
                                    100.0 * (rec.total_ms - llm_ms) / rec.total_ms));
-        runs_json.push_back(json::object{
-            {"config", cfg.name},
-            {"run", run},
-            {"options", options_json(cfg.options)},
-            {"stages_ms",
-             json::object{{"ingest", rec.ingest_ms},
-                          {"digest", rec.digest_ms},
-                          {"analysis", rec.analysis_ms},
-                          {"report", rec.report_ms},
-                          {"write", rec.write_ms},
-                          {"total", rec.total_ms},
-                          {"outside_llm", rec.total_ms - llm_ms}}},
-            {"ingest",
-             json::object{{"files", rec.files},
-                          {"bytes", rec.bytes},
-                          {"records", rec.records},
-                          {"error_values", rec.error_values},
-                          {"file_errors", rec.file_errors}}},
-            {"digest", json::object{{"estimated_tokens", rec.digest_tokens},
-                                    {"token_budget", rec.digest_budget}}},
-            {"sections", json::object{{"found", json::value_from(rec.sections_found)},
-                                      {"missing", json::value_from(rec.sections_missing)}}},
-            {"calls", json::array{call_json(rec.analysis), call_json(rec.report)}},
-            {"report", rec.report_file.string()},
-        });
+        runs_json.push_back(run_json(cfg, rec));
         result.runs.push_back(std::move(rec));
       }
     }
@@ -597,7 +749,6 @@ WorkflowResult run_workflow(const WorkflowOptions& o) {
     result.error = e.what();
   }
 
-  // metrics.json holds every run that finished, even when a later one failed.
   json::array data_roots;
   for (const auto& d : o.data) data_roots.emplace_back(d.string());
   json::object doc{
@@ -609,70 +760,44 @@ WorkflowResult run_workflow(const WorkflowOptions& o) {
                                {"endpoint", backend->endpoint()},
                                {"model", o.model}}},
       {"data", std::move(data_roots)},
+      {"experiment", std::move(experiment)},
       {"runs", std::move(runs_json)},
       {"ok", result.ok},
       {"error", result.ok ? json::value(nullptr) : json::value(result.error)},
   };
+  std::vector<fs::path> staged;
   try {
-    write_file(o.out_dir / "metrics.json", json::serialize(doc) + "\n", result);
-    if (o.configs.size() > 1 && result.ok) {
-      // comparison.md: each configuration against the first, mean ± sd over runs.
-      auto series = [&](const std::string& config, auto get) {
-        std::vector<double> v;
-        for (const auto& r : result.runs) {
-          if (r.config != config) continue;
-          if (auto x = get(r)) v.push_back(*x);
-        }
-        return v;
-      };
-      auto mean_sd = [](const std::vector<double>& v) {
-        if (v.empty()) return std::pair<double, double>{NAN, NAN};
-        const double m = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
-        double acc = 0;
-        for (double x : v) acc += (x - m) * (x - m);
-        return std::pair<double, double>{m, v.size() > 1 ? std::sqrt(acc / static_cast<double>(v.size() - 1)) : 0.0};
-      };
-      using Get = std::function<std::optional<double>(const RunRecord&)>;
-      const std::vector<std::pair<std::string, Get>> rows = {
-          {"analysis decode_tps_client (tokens/s)",
-           [](const RunRecord& r) { return r.analysis.completion.figures.decode_tps_client; }},
-          {"analysis decode_tps_server (tokens/s)",
-           [](const RunRecord& r) { return r.analysis.completion.figures.decode_tps_server; }},
-          {"analysis ttft_client (ms)",
-           [](const RunRecord& r) -> std::optional<double> {
-             const auto& v = r.analysis.completion.figures.ttft_client_ns;
-             if (!v) return std::nullopt;
-             return static_cast<double>(*v) / 1e6;
-           }},
-          {"report ttft_client (ms)",
-           [](const RunRecord& r) -> std::optional<double> {
-             const auto& v = r.report.completion.figures.ttft_client_ns;
-             if (!v) return std::nullopt;
-             return static_cast<double>(*v) / 1e6;
-           }},
-          {"run duration (ms)", [](const RunRecord& r) -> std::optional<double> { return r.total_ms; }},
-      };
-      std::string md = fmt::format(
-          "# Configuration comparison\n\n{} runs each, on {}; mean ± sample standard deviation "
-          "over runs; delta relative to `{}`.\n\n",
-          o.runs, md_escape(ctx.system_text), o.configs.front().name);
-      for (std::size_t k = 1; k < o.configs.size(); ++k) {
-        const auto& a = o.configs.front().name;
-        const auto& b = o.configs[k].name;
-        md += fmt::format("## {} vs {}\n\n| figure | {} | {} | delta |\n| --- | ---: | ---: | ---: |\n",
-                          b, a, a, b);
-        for (const auto& [label, get] : rows) {
-          const auto [ma, sa] = mean_sd(series(a, get));
-          const auto [mb, sb] = mean_sd(series(b, get));
-          md += fmt::format("| {} | {:.2f} ± {:.2f} | {:.2f} ± {:.2f} | {:+.1f}% |\n", label, ma,
-                            sa, mb, sb, 100.0 * (mb - ma) / ma);
-        }
-        md += "\n";
-      }
-      write_file(o.out_dir / "comparison.md", md, result);
+    if (!result.ok) {
+      // Nothing of a good earlier result is replaced; the failure and whatever finished are
+      // recorded beside it.
+      json::object reports;
+      for (const auto& [name, text] : outputs)
+        if (name.ends_with(".md")) reports[name] = text;
+      doc["unwritten_reports"] = std::move(reports);
+      write_file(o.out_dir / "failed-run.json", json::serialize(doc) + "\n", result);
+      return result;
     }
+    if (o.configs.size() > 1)
+      outputs.emplace_back("comparison.md", comparison_md(o, result, ctx.system_text));
+    outputs.emplace_back("metrics.json", json::serialize(doc) + "\n");
+    // Each file through a temporary first, then the renames together, metrics.json last.
+    std::vector<fs::path>& temps = staged;
+    for (const auto& [name, text] : outputs) {
+      const fs::path tmp = o.out_dir / (name + ".tmp");
+      std::ofstream out(tmp, std::ios::binary);
+      out << text;
+      out.close();
+      if (!out) throw std::runtime_error(fmt::format("cannot write '{}'", tmp.string()));
+      temps.push_back(tmp);
+    }
+    for (std::size_t i = 0; i < outputs.size(); ++i) {
+      fs::rename(temps[i], o.out_dir / outputs[i].first);
+      result.written.push_back(o.out_dir / outputs[i].first);
+    }
+    fs::remove(o.out_dir / "failed-run.json", ec);  // a stale failure no longer applies
   } catch (const std::exception& e) {
-    if (result.ok) result.error = e.what();
+    for (const auto& tmp : staged) fs::remove(tmp, ec);
+    result.error = e.what();
     result.ok = false;
   }
   return result;

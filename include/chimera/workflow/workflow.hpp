@@ -60,6 +60,13 @@ struct ProgressEvent {
   int64_t tokens = 0;    // kind == tokens: tokens streamed so far in this call
 };
 
+// How the data reaches the model.
+enum class Strategy {
+  single,      // one analysis call with the ranked digest (structure and top findings first)
+  map_reduce,  // one call per slice (per key metric, with the structure), then one synthesis
+               // call over their answers: more of the data is seen, at the cost of more calls
+};
+
 struct WorkflowOptions {
   std::vector<std::filesystem::path> data;  // folders (or files) to ingest
   EndpointConfig endpoint;                  // kind + URL, or kind llama + GGUF path
@@ -69,13 +76,18 @@ struct WorkflowOptions {
   std::string model;                        // model name for HTTP backends
   std::vector<WorkflowConfig> configs;      // at least one
   int runs = 1;
+  Strategy strategy = Strategy::single;
+  // report.md (report-<config>.md with several), metrics.json, comparison.md and the charts
+  // are written as a set once every run succeeded (each file through a temporary and a
+  // rename, metrics.json last). A failed workflow replaces none of them: it writes
+  // failed-run.json beside them (the error, every finished run, their reports' text).
   std::filesystem::path out_dir = "out";
   std::function<void(const ProgressEvent&)> on_progress;
 };
 
 // One LLM call of a run.
 struct CallRecord {
-  std::string stage;        // "analysis" or "report"
+  std::string stage;        // "analysis", "report", or "slice N" (map-reduce)
   std::string prompt;       // the user message sent
   Completion completion;
 };
@@ -85,10 +97,14 @@ struct RunRecord {
   int run = 0;
   double ingest_ms = 0, digest_ms = 0, analysis_ms = 0, report_ms = 0, write_ms = 0,
          total_ms = 0;
+  double experiment_ms = 0;  // the experiment structure and statistics (part of digest_ms)
+  std::size_t factors = 0, configurations = 0, experiment_runs = 0;
   std::size_t files = 0, records = 0, file_errors = 0, error_values = 0;
   uint64_t bytes = 0;
   std::size_t digest_tokens = 0, digest_budget = 0;
   CallRecord analysis, report;
+  std::vector<CallRecord> slices;  // map-reduce: one call per slice before `analysis`
+  double slices_ms = 0;
   std::vector<std::string> sections_found, sections_missing;
   std::filesystem::path report_file;
 };
@@ -97,12 +113,12 @@ struct WorkflowResult {
   bool ok = false;
   std::string error;  // what failed, where, and what to do
   std::vector<RunRecord> runs;
-  std::vector<std::filesystem::path> written;  // every file written
+  std::vector<std::filesystem::path> written;  // every file written (failed-run.json on failure)
 };
 
 // Runs every configuration `runs` times. Never throws. A failed LLM call fails the workflow
-// (after writing what it has); a file that cannot be parsed is reported in the report, and the
-// run goes on.
+// (recorded in failed-run.json, see `out_dir`); a file that cannot be parsed is reported in the
+// report, and the run goes on.
 WorkflowResult run_workflow(const WorkflowOptions& options);
 
 // The model's answer split into the four analysis sections, whatever the heading style:
