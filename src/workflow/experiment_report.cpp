@@ -121,7 +121,7 @@ std::string experiment_sections(const ingest::Experiment& x, const std::vector<C
       std::vector<std::string> runs;
       for (std::size_t i = 0; i < f.levels.size(); ++i)
         runs.push_back(fmt::format("{}", f.level_runs[i]));
-      add(fmt::format("| {} | {} | {} | {} |", cell(f.label), cell(fmt::format("{}", fmt::join(f.levels, ", "))),
+      add(fmt::format("| {} | {} | {} | {} |", markdown_cell(f.label), markdown_cell(fmt::format("{}", fmt::join(f.levels, ", "))),
                       fmt::join(runs, ", "), f.found_in));
     }
   }
@@ -177,7 +177,7 @@ std::string experiment_sections(const ingest::Experiment& x, const std::vector<C
     add("| ---: | --- | ---: | ---: | ---: |");
     for (std::size_t i = 0; i < effects.size(); ++i)
       add(fmt::format("| {} | {} | {:.1f}% | {} {} | {} |", i + 1,
-                      cell(x.factors[effects[i]->factor].label), 100 * effects[i]->share,
+                      markdown_cell(x.factors[effects[i]->factor].label), 100 * effects[i]->share,
                       format_number(effects[i]->spread), km.unit, effects[i]->n));
     add("");
     for (std::size_t i = 0; i < effects.size() && i < 2; ++i) {
@@ -187,7 +187,7 @@ std::string experiment_sections(const ingest::Experiment& x, const std::vector<C
       add("| level | mean | sd | n | 95% interval |");
       add("| --- | ---: | ---: | ---: | --- |");
       for (const auto& l : effects[i]->levels)
-        add(fmt::format("| {} | {} | {} | {} | {} to {} |", cell(l.level),
+        add(fmt::format("| {} | {} | {} | {} | {} to {} |", markdown_cell(l.level),
                         format_number(l.stats.mean), format_number(l.stats.sd), l.stats.n,
                         format_number(l.stats.ci_low), format_number(l.stats.ci_high)));
       add("");
@@ -222,7 +222,7 @@ std::string experiment_sections(const ingest::Experiment& x, const std::vector<C
         const auto& c = x.configs[best ? ranked[i] : ranked[ranked.size() - 1 - i]];
         const auto* cm = c.find(m);
         const auto& s = cm->stats;
-        add(fmt::format("| {} | {} | {} | {} | {} to {} | {} | {} | {} |", cell(c.label),
+        add(fmt::format("| {} | {} | {} | {} | {} to {} | {} | {} | {} |", markdown_cell(c.label),
                         format_number(s.mean), format_number(s.sd), s.n, format_number(s.ci_low),
                         format_number(s.ci_high), format_number(s.min), format_number(s.max),
                         source_text(s, cm->first_source)));
@@ -270,7 +270,7 @@ std::string experiment_sections(const ingest::Experiment& x, const std::vector<C
       add("| --- | ---: | ---: | ---: |");
       any = true;
     }
-    add(fmt::format("| {} | {} | {} | {} |", cell(c.label), c.failures, outliers, c.runs));
+    add(fmt::format("| {} | {} | {} | {} |", markdown_cell(c.label), c.failures, outliers, c.runs));
   }
   if (!any) add("No failed request and no outlier run in any configuration.");
   add("");
