@@ -52,7 +52,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench/common"))
-from provenance import Provenance, build_dir_of  # noqa: E402
+from provenance import (Provenance, build_dir_of, cmake_cache, cpu_model,  # noqa: E402
+                        git_state)
 PROGRAMS = ("chimeraforge", "python", "rust")
 EXECUTORS = ("single", "shared", "per-core", "thread-per-agent")
 STALL_NS = 1_000_000  # docs/records.md: a chunk whose delivery_lag exceeds 1 ms is a stall
@@ -586,16 +587,6 @@ def llama_timings(log_text):
 # The environment
 # --------------------------------------------------------------------------------------------
 
-def cpu_model():
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8", errors="replace"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def command_output(argv, timeout=10):
     try:
         p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
@@ -605,24 +596,10 @@ def command_output(argv, timeout=10):
 
 
 def git_commit():
-    commit = command_output(["git", "-C", str(ROOT), "rev-parse", "HEAD"])
-    if not re.fullmatch(r"[0-9a-f]{40}", commit or ""):
-        return "unknown"
-    dirty = command_output(["git", "-C", str(ROOT), "status", "--porcelain",
-                            "--untracked-files=no"])
-    return commit + ("+uncommitted changes" if dirty else "")
-
-
-def cmake_cache(build_dir):
-    cache = {}
-    try:
-        for line in open(Path(build_dir) / "CMakeCache.txt", encoding="utf-8", errors="replace"):
-            m = re.match(r"^([A-Za-z_0-9]+):[A-Z]+=(.*)$", line.rstrip("\n"))
-            if m:
-                cache[m.group(1)] = m.group(2)
-    except OSError:
-        pass
-    return cache
+    """The commit, "+uncommitted changes" when the tree is dirty (the provenance object has the
+    diff's hash too)."""
+    git = git_state()
+    return git["commit"] + ("+uncommitted changes" if git.get("dirty") else "")
 
 
 def compiler_info(cache):
