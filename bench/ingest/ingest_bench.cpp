@@ -230,6 +230,7 @@ int main(int argc, char** argv) try {
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   if (threads_list.empty()) threads_list = {1, cores};
   const std::string cmdline = chimera::bench::command_line(argc, argv);
+  const chimera::bench::Provenance provenance(argc, argv);
 
   const double cores_before = effective_cores(cores);
   const std::string load_before = loadavg();
@@ -291,7 +292,7 @@ int main(int argc, char** argv) try {
         {"files_per_s", files_s},
         {"mb_per_s", mb_s},
         {"mb_per_s_formula", "bytes / 1e6 / (total_ms_median / 1e3)"},
-        {"commit", CHIMERA_GIT_COMMIT},
+        {"provenance", provenance.stamp()},
         {"compiler", __VERSION__},
         {"flags", CHIMERA_CXX_FLAGS},
         {"cpu", cpu_model()},
@@ -325,7 +326,7 @@ int main(int argc, char** argv) try {
         {"ms_median", t.ms},
         {"mb_per_s", mb / (t.ms / 1e3)},
         {"mb_per_s_formula", "bytes / 1e6 / (ms_median / 1e3)"},
-        {"commit", CHIMERA_GIT_COMMIT},
+        {"provenance", provenance.stamp()},
         {"compiler", __VERSION__},
         {"flags", CHIMERA_CXX_FLAGS},
         {"cpu", cpu_model()},
