@@ -23,6 +23,7 @@ struct RunArgs {
   std::string model;
   std::vector<std::string> configs = {"chimera"};
   int runs = 1;
+  std::string strategy = "single";
   std::string out = "out";
   bool quiet = false;
   bool json = false;
@@ -61,6 +62,8 @@ int run_workflow_command(const RunArgs& a) {
     }
   }
   o.runs = a.runs;
+  o.strategy = a.strategy == "map-reduce" ? workflow::Strategy::map_reduce
+                                          : workflow::Strategy::single;
   o.out_dir = a.out;
   o.model = a.model;
   if (a.backend == "llama") {
@@ -166,7 +169,14 @@ std::function<int()> add_run(CLI::App& app) {
   cmd->add_option("--runs,-n", a->runs, "Runs of each configuration")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
-  cmd->add_option("--out,-o", a->out, "Output folder")->capture_default_str();
+  cmd->add_option("--strategy", a->strategy,
+                  "single: one analysis call with the ranked digest; map-reduce: one call per key "
+                  "metric's slice, then one synthesis call (more calls, more of the data seen)")
+      ->check(CLI::IsMember({"single", "map-reduce"}))
+      ->capture_default_str();
+  cmd->add_option("--out,-o", a->out,
+                  "Output folder; a failed run replaces nothing there and writes failed-run.json")
+      ->capture_default_str();
   cmd->add_flag("--quiet,-q", a->quiet, "No progress output");
   cmd->add_flag("--json", a->json, "Print one JSON summary instead of progress");
   return [a]() { return run_workflow_command(*a); };
