@@ -294,6 +294,10 @@ int run_interactive(banter::Scene& scene, const BanterArgs& a, const std::string
       if (!std::getline(std::cin, typed)) break;
     }
     if (typed == "/quit" || typed == "/exit") break;
+    if (auto bad = banter::validate_line(typed); !bad.empty()) {
+      fmt::print(stderr, "chimeraforge banter: {}; say it in shorter lines\n", bad);
+      continue;
+    }
     if (!typed.empty()) scene.say(typed);
     for (int i = 0; i < std::max(1, a.replies) && !g_interrupted.load(); ++i) {
       auto line = scene.start_line(printer.options());
@@ -321,6 +325,15 @@ int run_banter(const BanterArgs& a) {
     return kUsage;
   }
   if (a.budget_ms) cfg.budget_ms = *a.budget_ms;
+  if (a.threads < 0 || a.threads > 4'096) {
+    fmt::print(stderr, "chimeraforge banter: --threads is {}; it must be from 0 to 4096\n",
+               a.threads);
+    return kUsage;
+  }
+  if (auto bad = banter::validate_scene(cfg); !bad.empty()) {
+    fmt::print(stderr, "chimeraforge banter: {}\n", bad);
+    return kUsage;
+  }
   if (a.no_warm_up) cfg.warm_up = false;
   if (a.no_sessions) cfg.sessions = false;
   const std::string backend = backend_of(cfg, a);

@@ -24,6 +24,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -45,13 +46,16 @@ struct CheckArgs {
   bool json = false;
 };
 
-EndpointInfo check_one(const CheckArgs& a, const std::string& url) {
+// `bad_url` tells a URL that cannot be used at all (a usage error) from an endpoint that is down.
+EndpointInfo check_one(const CheckArgs& a, const std::string& url, bool& bad_url) {
   Runtime& rt = Runtime::shared();
   EndpointInfo info;
-  info.url = url;
+  info.url = redact_url(url);
   EndpointConfig cfg;
   cfg.url = url;
+  // --timeout bounds every request of the check, whichever way the API is chosen.
   cfg.timeouts.connect_ms = a.timeout_ms;
+  cfg.timeouts.check_ms = a.timeout_ms;
   if (a.backend == "ollama") {
     cfg.kind = BackendKind::ollama;
   } else if (a.backend == "openai") {
@@ -60,6 +64,7 @@ EndpointInfo check_one(const CheckArgs& a, const std::string& url) {
     auto d = detect_backend(url, rt, a.timeout_ms);
     if (d.error) {
       info.detail = d.error.message;
+      bad_url = d.error.kind == ErrorKind::bad_request;
       return info;
     }
     cfg.kind = d.kind;
@@ -68,15 +73,24 @@ EndpointInfo check_one(const CheckArgs& a, const std::string& url) {
     return make_backend(cfg, rt)->check();
   } catch (const std::invalid_argument& e) {
     info.detail = e.what();
+    bad_url = true;
     return info;
   }
 }
 
 int run_check(const CheckArgs& a) {
+  if (a.timeout_ms < 1 || a.timeout_ms > kMaxTimeoutMs) {
+    fmt::print(stderr, "chimeraforge endpoints check: --timeout is {}; it must be from 1 to {} ms\n",
+               a.timeout_ms, kMaxTimeoutMs);
+    return kUsage;
+  }
   int unhealthy = 0;
+  int bad_urls = 0;
   for (const auto& url : a.urls) {
-    const EndpointInfo info = check_one(a, url);
+    bool bad_url = false;
+    const EndpointInfo info = check_one(a, url, bad_url);
     if (!info.healthy) ++unhealthy;
+    if (bad_url) ++bad_urls;
     if (a.json) {
       boost::json::array models;
       for (const auto& m : info.models) models.emplace_back(m);
@@ -101,6 +115,7 @@ int run_check(const CheckArgs& a) {
     fmt::print("  models: {}\n", info.models.empty() ? "(none listed)"
                                                       : fmt::format("{}", fmt::join(info.models, ", ")));
   }
+  if (bad_urls > 0) return kUsage;
   return unhealthy == 0 ? kOk : kFailed;
 }
 
@@ -232,16 +247,30 @@ bool read_state(const fs::path& path, State& s, std::string& error) {
     error = fmt::format("'{}' is not a state file written by `{}`", path.string(), kStateProgram);
     return false;
   }
+  // A pid from the file is range-checked before use: a wrapped one (4294967297 read as 1)
+  // would make `down` signal another process.
+  auto pid_of = [&](const boost::json::value& v) {
+    const int64_t n = v.to_number<int64_t>();
+    if (n < 1 || n > std::numeric_limits<pid_t>::max()) {
+      throw std::out_of_range(fmt::format("pid {} is not a process id", n));
+    }
+    return static_cast<pid_t>(n);
+  };
+  auto port_of = [&](const boost::json::value& v) {
+    const int64_t n = v.to_number<int64_t>();
+    if (n < 1 || n > 65535) throw std::out_of_range(fmt::format("port {} is out of range", n));
+    return static_cast<int>(n);
+  };
   try {
-    s.pid = static_cast<pid_t>(o->at("pid").to_number<int64_t>());
+    s.pid = pid_of(o->at("pid"));
     s.status = o->at("status").as_string().c_str();
     s.started = o->at("started").as_string().c_str();
     s.model = o->at("model").as_string().c_str();
     s.binary = o->at("binary").as_string().c_str();
     for (const auto& e : o->at("servers").as_array()) {
       const auto& so = e.as_object();
-      s.servers.push_back({.pid = static_cast<pid_t>(so.at("pid").to_number<int64_t>()),
-                           .port = static_cast<int>(so.at("port").to_number<int64_t>()),
+      s.servers.push_back({.pid = pid_of(so.at("pid")),
+                           .port = port_of(so.at("port")),
                            .url = so.at("url").as_string().c_str(),
                            .log = so.at("log").as_string().c_str()});
     }
@@ -305,11 +334,20 @@ std::string check_up_flags(const UpArgs& a) {
                          a.count, a.port + a.count - 1);
     }
   }
-  if (a.parallel < 1) return fmt::format("--parallel must be at least 1 (got {})", a.parallel);
-  if (a.ctx < 0) return fmt::format("--ctx must be 0 (the model's own) or more (got {})", a.ctx);
+  if (a.parallel < 1 || a.parallel > kMaxParallel) {
+    return fmt::format("--parallel must be from 1 to {} (got {})", kMaxParallel, a.parallel);
+  }
+  if (a.ctx < 0 || a.ctx > kMaxNumCtx * kMaxParallel) {
+    return fmt::format("--ctx must be 0 (the model's own) to {} (got {})",
+                       kMaxNumCtx * kMaxParallel, a.ctx);
+  }
   if (a.threads < 0) return fmt::format("--threads must be 0 (llama-server's choice) or more");
   if (a.gpu_layers < 0) return fmt::format("--gpu-layers must be 0 or more (99: all layers)");
-  if (a.ready_timeout_s < 1) return "--ready-timeout must be at least 1 second";
+  // In seconds; multiplied into ms (an int) later, so bounded well below that.
+  if (a.ready_timeout_s < 1 || a.ready_timeout_s > 86'400) {
+    return fmt::format("--ready-timeout is {}; it must be from 1 to 86400 seconds",
+                       a.ready_timeout_s);
+  }
   if (a.name.empty() ||
       a.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
           std::string::npos) {

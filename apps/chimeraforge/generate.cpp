@@ -8,6 +8,7 @@
 #include <boost/json/parse.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
@@ -43,6 +44,8 @@ struct GenerateArgs {
   int64_t first_token_timeout_ms = 120'000;
   int64_t idle_timeout_ms = 30'000;
   int64_t total_timeout_ms = 900'000;
+  int64_t min_rate = Timeouts{}.min_rate_bytes_per_s;
+  int64_t min_rate_window_ms = Timeouts{}.min_rate_window_ms;
 };
 
 // Reads chat messages: a JSON array of {role, content} objects, or {"messages": [...]}.
@@ -105,12 +108,59 @@ std::string default_model(bool quiet, std::string& error) {
   return path.string();
 }
 
+Options options_of(const GenerateArgs& a) {
+  Options o;
+  o.num_ctx = a.num_ctx;
+  o.num_gpu = a.num_gpu;
+  o.num_predict = a.num_predict;
+  o.num_thread = a.num_thread;
+  o.top_k = a.top_k;
+  o.top_p = a.top_p;
+  o.min_p = a.min_p;
+  o.temperature = a.temperature;
+  o.repeat_penalty = a.repeat_penalty;
+  o.seed = a.seed;
+  o.stop = a.stop;
+  return o;
+}
+
+// validate(Options)'s message names the option ("top_p is 7; ..."); on the command line the
+// flag is what the user typed, so it is named first ("--top-p: top_p is 7; ...").
+std::string with_flag(const std::string& message) {
+  const std::string option = message.substr(0, message.find(' '));
+  if (option.empty() || option.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") != std::string::npos) {
+    return message;
+  }
+  std::string flag = "--" + option;
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  return fmt::format("{}: {}", flag, message);
+}
+
 int run_generate(const GenerateArgs& a) {
+  // Checked before anything starts, not only by the backend, so that a bad flag is a usage
+  // error (exit 2) and never sizes an in-process context.
+  if (auto e = validate(options_of(a)); !e.empty()) {
+    fmt::print(stderr, "chimeraforge generate: {}\n", with_flag(e));
+    return kUsage;
+  }
+  if (a.slot && (*a.slot < 0 || *a.slot > 65'535)) {
+    fmt::print(stderr, "chimeraforge generate: --slot is {}; it must be from 0 to 65535\n",
+               *a.slot);
+    return kUsage;
+  }
   Runtime& rt = Runtime::shared();
   EndpointConfig cfg;
   cfg.url = a.endpoint;
-  cfg.timeouts = {a.connect_timeout_ms, a.first_token_timeout_ms, a.idle_timeout_ms,
-                  a.total_timeout_ms};
+  cfg.timeouts.connect_ms = a.connect_timeout_ms;
+  cfg.timeouts.first_token_ms = a.first_token_timeout_ms;
+  cfg.timeouts.idle_ms = a.idle_timeout_ms;
+  cfg.timeouts.total_ms = a.total_timeout_ms;
+  cfg.timeouts.min_rate_bytes_per_s = a.min_rate;
+  cfg.timeouts.min_rate_window_ms = a.min_rate_window_ms;
+  if (auto e = validate(cfg.timeouts); !e.empty()) {
+    fmt::print(stderr, "chimeraforge generate: {}\n", e);
+    return kUsage;
+  }
   if (const char* key = std::getenv("CHIMERA_API_KEY")) cfg.api_key = key;
   if (a.backend == "llama") {
     cfg.kind = BackendKind::llama;
@@ -173,18 +223,7 @@ int run_generate(const GenerateArgs& a) {
     req.system = a.system;
   }
   req.stream = !a.no_stream;
-  Options& o = req.options;
-  o.num_ctx = a.num_ctx;
-  o.num_gpu = a.num_gpu;
-  o.num_predict = a.num_predict;
-  o.num_thread = a.num_thread;
-  o.top_k = a.top_k;
-  o.top_p = a.top_p;
-  o.min_p = a.min_p;
-  o.temperature = a.temperature;
-  o.repeat_penalty = a.repeat_penalty;
-  o.seed = a.seed;
-  o.stop = a.stop;
+  req.options = options_of(a);
   req.keep_alive = a.keep_alive;
   req.format_json = a.format;
   req.slot_id = a.slot;
@@ -230,6 +269,7 @@ int run_generate(const GenerateArgs& a) {
     std::fflush(stdout);
     fmt::print(stderr, "{}\n", metrics::figures_line(c));
   }
+  for (const auto& w : c.warnings) fmt::print(stderr, "chimeraforge generate: warning: {}\n", w);
   if (c.error) {
     fmt::print(stderr, "chimeraforge generate: {}\n", c.error.message);
     return c.error.kind == ErrorKind::cancelled && g_interrupted.load() ? kInterrupted : kFailed;
@@ -273,16 +313,18 @@ std::function<int()> add_generate(CLI::App& app) {
                   "/v1/completions)")
       ->check(CLI::IsMember({"chat", "completion"}))
       ->capture_default_str();
-  cmd->add_option("--num-ctx", a->num_ctx, "Context window in tokens (Ollama)");
-  cmd->add_option("--num-gpu", a->num_gpu, "Layers to offload to the GPU (Ollama)");
-  cmd->add_option("--num-predict,-n", a->num_predict, "Most tokens to generate");
+  // Ranges are checked by validate(Options) after parsing (the same bounds as every front end;
+  // CLI11's Range lets nan through).
+  cmd->add_option("--num-ctx", a->num_ctx, "Context window in tokens (Ollama), 1 to 131072");
+  cmd->add_option("--num-gpu", a->num_gpu, "Layers to offload to the GPU (Ollama); -1: auto");
+  cmd->add_option("--num-predict,-n", a->num_predict,
+                  "Most tokens to generate: 0 to 131072, or -1 (no limit), -2 (fill the context)");
   cmd->add_option("--num-thread", a->num_thread, "CPU threads (Ollama)");
-  cmd->add_option("--temperature", a->temperature, "Sampling temperature")
-      ->check(CLI::Range(0.0, 100.0));
-  cmd->add_option("--top-p", a->top_p, "Nucleus sampling")->check(CLI::Range(0.0, 1.0));
-  cmd->add_option("--top-k", a->top_k, "Top-k sampling")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--min-p", a->min_p, "Min-p sampling")->check(CLI::Range(0.0, 1.0));
-  cmd->add_option("--repeat-penalty", a->repeat_penalty, "Repetition penalty");
+  cmd->add_option("--temperature", a->temperature, "Sampling temperature, 0 to 100");
+  cmd->add_option("--top-p", a->top_p, "Nucleus sampling, 0 to 1");
+  cmd->add_option("--top-k", a->top_k, "Top-k sampling, 0 or more");
+  cmd->add_option("--min-p", a->min_p, "Min-p sampling, 0 to 1");
+  cmd->add_option("--repeat-penalty", a->repeat_penalty, "Repetition penalty, 0 to 100");
   cmd->add_option("--seed", a->seed, "Sampling seed");
   cmd->add_option("--stop", a->stop, "Stop string (repeat for several)");
   cmd->add_option("--keep-alive", a->keep_alive, "How long Ollama keeps the model loaded: 5m, 0, -1");
@@ -301,6 +343,13 @@ std::function<int()> add_generate(CLI::App& app) {
   cmd->add_option("--idle-timeout", a->idle_timeout_ms, "Timeout between tokens, ms")
       ->capture_default_str();
   cmd->add_option("--total-timeout", a->total_timeout_ms, "Timeout for the whole request, ms")
+      ->capture_default_str();
+  cmd->add_option("--min-rate", a->min_rate,
+                  "Once tokens flow, fail a stream slower than this many bytes/s over "
+                  "--min-rate-window (curl's --speed-limit); 0: no minimum")
+      ->capture_default_str();
+  cmd->add_option("--min-rate-window", a->min_rate_window_ms,
+                  "The window of --min-rate, ms (curl's --speed-time)")
       ->capture_default_str();
   return [a, cmd]() -> int {
     if (a->backend != "llama" && a->endpoint.empty()) {

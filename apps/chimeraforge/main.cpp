@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <new>
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -41,6 +42,10 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("multi")) return run_multi();
     if (app.got_subcommand("synth-server")) return run_synth_server();
     if (app.got_subcommand("banter")) return run_banter();
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "chimeraforge: out of memory (ENOMEM): an allocation failed; lower "
+                       "num_ctx, the number of agents or characters, or raise the memory limit\n");
+    return chimera::cli::kFailed;
   } catch (const std::exception& e) {
     fmt::print(stderr, "chimeraforge: {}\n", e.what());
     return chimera::cli::kFailed;

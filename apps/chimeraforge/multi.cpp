@@ -2,6 +2,7 @@
 // figures of METRICS.md.
 #include "commands.hpp"
 
+#include <chimera/core/system_error.hpp>
 #include <chimera/engine/engine.hpp>
 #include <chimera/engine/multi.hpp>
 #include <chimera/pool/pool.hpp>
@@ -14,7 +15,11 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -23,6 +28,8 @@
 namespace chimera::cli {
 
 namespace {
+
+constexpr int kMaxAgents = 100'000;
 
 std::atomic<bool> g_stop{false};
 extern "C" void on_stop_signal(int) { g_stop.store(true); }
@@ -56,13 +63,65 @@ struct MultiArgs {
   bool quiet = false;
 };
 
-// Thousands of agents need thousands of sockets: lift the soft limit to the hard one.
-void raise_open_files() {
+// Thousands of agents need thousands of sockets: lift the soft limit to the hard one. Returns
+// the limit in force afterwards (0 when unknown).
+rlim_t raise_open_files() {
   rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlimit raised = rl;
+    raised.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
   }
+  return rl.rlim_cur;
+}
+
+// Writes `text` to `path` (its folder made first); false, with a message naming the flag, the
+// file and the reason (EMFILE and ENOSPC in words), when it cannot.
+bool write_output(const char* flag, const std::string& path, const std::string& text) {
+  std::filesystem::path p(path);
+  std::error_code ec;
+  if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path(), ec);
+  errno = 0;
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  if (out) {
+    out << text;
+    out.flush();
+  }
+  if (!out || ec) {
+    const int err = errno;
+    fmt::print(stderr, "chimeraforge multi: {}: cannot write '{}': {}\n", flag, path,
+               ec ? ec.message() : err != 0 ? describe_errno(err) : "the stream failed");
+    return false;
+  }
+  return true;
+}
+
+// Empty when the numeric flags are usable; otherwise what is wrong, naming the flag. Checked
+// before anything starts: a duration of 1e10 s or nan would overflow the deadline arithmetic.
+std::string check_flags(const MultiArgs& a) {
+  auto finite_in = [](const char* flag, double v, double lo, double hi) -> std::string {
+    if (std::isfinite(v) && v >= lo && v <= hi) return {};
+    return fmt::format("{} is {}; it must be a finite number from {} to {}", flag, v, lo, hi);
+  };
+  auto int_in = [](const char* flag, int64_t v, int64_t lo, int64_t hi) -> std::string {
+    if (v >= lo && v <= hi) return {};
+    return fmt::format("{} is {}; it must be from {} to {}", flag, v, lo, hi);
+  };
+  Options o;
+  o.num_predict = a.max_tokens;
+  o.temperature = a.temperature;
+  for (std::string e :
+       {int_in("--agents", a.agents, 1, kMaxAgents),
+        int_in("--requests-per-agent", a.requests_per_agent, 1, 1'000'000),
+        finite_in("--duration", a.duration_s, 0, multi::kMaxDurationS),
+        finite_in("--stagger-ms", a.stagger_ms, 0, multi::kMaxStaggerMs),
+        int_in("--hedge-after-ms", a.hedge_after_ms, 0, pool::kMaxHedgeAfterMs),
+        int_in("--max-concurrency", a.max_concurrency, 0, pool::kMaxConcurrency),
+        int_in("--threads", a.threads, 0, 4'096), validate(o)}) {
+    if (!e.empty()) return e;
+  }
+  return {};
 }
 
 boost::json::value opt(const std::optional<double>& v) {
@@ -70,7 +129,23 @@ boost::json::value opt(const std::optional<double>& v) {
 }
 
 int run_multi_cmd(const MultiArgs& a) {
-  raise_open_files();
+  if (const std::string bad = check_flags(a); !bad.empty()) {
+    fmt::print(stderr, "chimeraforge multi: {}\n", bad);
+    return kUsage;
+  }
+  const rlim_t open_files = raise_open_files();
+  // Each agent holds a socket while its request runs (and keeps it for the next call); the
+  // process needs a few dozen more for itself. Past the limit, connects fail with EMFILE.
+  constexpr rlim_t kOwnFiles = 64;
+  if (open_files != 0 && rlim_t(a.agents) + kOwnFiles > open_files) {
+    fmt::print(stderr,
+               "chimeraforge multi: warning: {} agents need about {} open files (a socket each, "
+               "plus the process's own), but this process may open {} (RLIMIT_NOFILE, hard "
+               "limit included); requests beyond it fail with EMFILE. Raise it (`ulimit -n {}` "
+               "as root or with a higher hard limit) or run fewer agents\n",
+               a.agents, rlim_t(a.agents) + kOwnFiles, open_files,
+               std::max<rlim_t>(4096, rlim_t(a.agents) * 2));
+  }
   EngineOptions eo;
   if (auto e = parse_executor(a.executor)) {
     eo.executor = *e;
@@ -132,14 +207,6 @@ int run_multi_cmd(const MultiArgs& a) {
                a.scenario);
     return kUsage;
   }
-  if (a.agents < 1 || a.agents > 100'000) {
-    fmt::print(stderr, "--agents must be between 1 and 100000 (got {})\n", a.agents);
-    return kUsage;
-  }
-  if (a.requests_per_agent < 1) {
-    fmt::print(stderr, "--requests-per-agent must be at least 1\n");
-    return kUsage;
-  }
   mo.agents = a.agents;
   mo.requests_per_agent = a.requests_per_agent;
   mo.duration_s = a.duration_s;
@@ -153,7 +220,20 @@ int run_multi_cmd(const MultiArgs& a) {
   mo.record_lags = a.record_lags;
   mo.stagger_ms = a.stagger_ms;
 
-  Engine engine(eo);
+  std::optional<Engine> engine_holder;
+  try {
+    engine_holder.emplace(eo);
+  } catch (const std::invalid_argument& e) {
+    // A URL or setting that cannot be used is a usage error; a model that cannot be loaded is
+    // a failure (as for `generate`).
+    bool in_process = false;
+    for (const auto& pc : eo.pools) {
+      for (const auto& ep : pc.endpoints) in_process |= ep.config.kind == BackendKind::llama;
+    }
+    fmt::print(stderr, "chimeraforge multi: {}\n", e.what());
+    return in_process ? kFailed : kUsage;
+  }
+  Engine& engine = *engine_holder;
   const bool tty = isatty(STDERR_FILENO) != 0;
   auto say = [&](const std::string& s) {
     if (!a.quiet) fmt::print(stderr, "{}\n", s);
@@ -212,48 +292,29 @@ int run_multi_cmd(const MultiArgs& a) {
   if (tty && !a.quiet) fmt::print(stderr, "\n");
   const auto f = multi::concurrency_figures(result.records, a.agents, lone_tps, floor);
 
-  if (!a.records.empty()) {
-    std::filesystem::path p(a.records);
-    if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-    std::ofstream out(p);
-    // The same header keys as the peers' (bench/peers, docs/records.md).
-    boost::json::array argv;
-    {
-      std::ifstream cmdline("/proc/self/cmdline", std::ios::binary);
-      std::string arg;
-      while (std::getline(cmdline, arg, '\0')) argv.emplace_back(arg);
-    }
-    const auto& first = engine.pool(engine.pool_names().front()).config().endpoints.front();
-    boost::json::object header{
-        {"kind", "header"},
-        {"program", "chimeraforge"},
-        {"command", std::move(argv)},
-        {"endpoint", first.config.url},
-        {"backend", to_string(first.config.kind)},
-        {"agents", a.agents},
-        {"requests_per_agent", a.requests_per_agent},
-        {"model", a.model},
-        {"prompt", a.prompt},
-        {"max_tokens", a.max_tokens},
-        {"record_lags", a.record_lags},
-        {"stagger_ms", a.stagger_ms},
-        {"executor", to_string(engine.executor())},
-        {"scenario", a.scenario},
-        {"pools", fmt::format("{}", fmt::join(engine.pool_names(), ","))},
-        {"env", {{"cpu_count", std::thread::hardware_concurrency()},
-                 {"compiler", __VERSION__}}}};
-    out << boost::json::serialize(header) << "\n";
-    for (const auto& r : result.records) out << multi::record_json(r, "chimeraforge") << "\n";
-    if (!out) {
-      fmt::print(stderr, "cannot write records to '{}'\n", a.records);
-      return kFailed;
+  // What the records' header and the figures need from the engine, taken now: the engine is
+  // closed before anything is written, so that its idle connections (one per agent) no longer
+  // hold the descriptors the output files need.
+  const auto pool_names = engine.pool_names();
+  const std::string executor_name = to_string(engine.executor());
+  const auto first_endpoint =
+      engine.pool(pool_names.front()).config().endpoints.front().config;
+  boost::json::array pools;
+  for (const auto& name : pool_names) {
+    for (const auto& s : engine.pool(name).status()) {
+      pools.push_back({{"pool", name},
+                       {"url", s.url},
+                       {"up", s.up},
+                       {"dispatched", s.dispatched},
+                       {"last_error", s.last_error}});
     }
   }
+  engine_holder.reset();
 
   boost::json::object o{
       {"program", "chimeraforge"},
       {"scenario", a.scenario},
-      {"executor", to_string(engine.executor())},
+      {"executor", executor_name},
       {"agents", a.agents},
       {"requests", f.requests},
       {"errors", f.errors},
@@ -296,23 +357,8 @@ int run_multi_cmd(const MultiArgs& a) {
         {"itl", "measured"},
         {"overhead_ttft", "derived"},
         {"rss_peak", "measured"}}}};
-  boost::json::array pools;
-  for (const auto& name : engine.pool_names()) {
-    for (const auto& s : engine.pool(name).status()) {
-      pools.push_back({{"pool", name},
-                       {"url", s.url},
-                       {"up", s.up},
-                       {"dispatched", s.dispatched},
-                       {"last_error", s.last_error}});
-    }
-  }
   o["endpoints"] = std::move(pools);
   const std::string text = boost::json::serialize(o);
-  if (!a.results.empty()) {
-    std::filesystem::path p(a.results);
-    if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-    std::ofstream(p) << text << "\n";
-  }
   if (a.json) {
     fmt::print("{}\n", text);
   } else {
@@ -344,7 +390,45 @@ int run_multi_cmd(const MultiArgs& a) {
       }
     }
   }
+  std::fflush(stdout);
+
+  // The files last: a summary is never lost to a file that cannot be written, and a file that
+  // cannot be written is said so (a full disk, EMFILE), never skipped in silence.
+  bool written = true;
+  if (!a.records.empty()) {
+    std::string records;
+    // The same header keys as the peers' (bench/peers, docs/records.md).
+    boost::json::array argv;
+    {
+      std::ifstream cmdline("/proc/self/cmdline", std::ios::binary);
+      std::string arg;
+      while (std::getline(cmdline, arg, '\0')) argv.emplace_back(arg);
+    }
+    boost::json::object header{
+        {"kind", "header"},
+        {"program", "chimeraforge"},
+        {"command", std::move(argv)},
+        {"endpoint", redact_url(first_endpoint.url)},
+        {"backend", to_string(first_endpoint.kind)},
+        {"agents", a.agents},
+        {"requests_per_agent", a.requests_per_agent},
+        {"model", a.model},
+        {"prompt", a.prompt},
+        {"max_tokens", a.max_tokens},
+        {"record_lags", a.record_lags},
+        {"stagger_ms", a.stagger_ms},
+        {"executor", executor_name},
+        {"scenario", a.scenario},
+        {"pools", fmt::format("{}", fmt::join(pool_names, ","))},
+        {"env", {{"cpu_count", std::thread::hardware_concurrency()},
+                 {"compiler", __VERSION__}}}};
+    records += boost::json::serialize(header) + "\n";
+    for (const auto& r : result.records) records += multi::record_json(r, "chimeraforge") + "\n";
+    written &= write_output("--records", a.records, records);
+  }
+  if (!a.results.empty()) written &= write_output("--results", a.results, text + "\n");
   if (interrupted) return kInterrupted;
+  if (!written) return kFailed;
   return f.errors == 0 && result.run.failed == 0 ? kOk : kFailed;
 }
 

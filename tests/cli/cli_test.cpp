@@ -14,33 +14,14 @@ namespace {
 namespace fs = std::filesystem;
 using chimera::test::LlamaServer;
 
-struct CliRun {
-  int rc = -1;
-  std::string out;
-  std::string err;
-};
+using chimera::test::CliRun;
+using chimera::test::run_cli;
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p);
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-CliRun run_cli(const std::string& args) {
-  static int n = 0;
-  const fs::path dir = fs::temp_directory_path() / ("chimera-cli-test-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  const auto out = dir / ("out" + std::to_string(n));
-  const auto err = dir / ("err" + std::to_string(n++));
-  const std::string cmd = std::string(CHIMERA_CLI) + " " + args + " >" + out.string() + " 2>" +
-                          err.string() + " </dev/null";
-  const int status = std::system(cmd.c_str());
-  CliRun r;
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
 }
 
 bool contains(const std::string& haystack, const std::string& needle) {

@@ -76,25 +76,8 @@ bool gone_within(pid_t pid, std::chrono::milliseconds limit) {
   return true;
 }
 
-struct CliRun {
-  int rc = -1;
-  std::string out;
-  std::string err;
-};
-
-CliRun run_cli(const std::string& args) {
-  static int n = 0;
-  const fs::path out = scratch() / ("run-out" + std::to_string(n));
-  const fs::path err = scratch() / ("run-err" + std::to_string(n++));
-  const std::string cmd = std::string(CHIMERA_CLI) + " " + args + " >" + out.string() + " 2>" +
-                          err.string() + " </dev/null";
-  const int status = std::system(cmd.c_str());
-  CliRun r;
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
+using chimera::test::CliRun;
+using chimera::test::run_cli;
 
 // `endpoints up` as a child: stdout through a pipe (read as it comes), stderr to a file.
 class UpProcess {

@@ -4,6 +4,14 @@
 
 #include <chimera/model/synth.hpp>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
 namespace chimera::test {
 
 std::filesystem::path tiny_model() {
@@ -61,6 +69,37 @@ bool slots_idle(int port) {
     if (p && p->is_bool() && p->get_bool()) return false;
   }
   return true;
+}
+
+}  // namespace chimera::test
+
+namespace chimera::test {
+
+CliRun run_cli(const std::string& args, const std::string& shell_prefix) {
+  static std::atomic<int> n{0};
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("chimera-cli-run-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const int k = n++;
+  const auto out = dir / ("out" + std::to_string(k));
+  const auto err = dir / ("err" + std::to_string(k));
+  const std::string cmd = shell_prefix + std::string(CHIMERA_CLI) + " " + args + " >" +
+                          out.string() + " 2>" + err.string() + " </dev/null";
+  const int status = std::system(cmd.c_str());
+  auto slurp = [](const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  CliRun r;
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  std::error_code ec;
+  std::filesystem::remove(out, ec);
+  std::filesystem::remove(err, ec);
+  return r;
 }
 
 }  // namespace chimera::test

@@ -48,4 +48,15 @@ bool slots_idle(int port);
 // True when `s` is valid UTF-8.
 bool valid_utf8(std::string_view s);
 
+// One run of the chimeraforge command line, as a user runs it: a real process, stdin from
+// /dev/null, stdout and stderr captured, the real exit code.
+struct CliRun {
+  int rc = -1;  // the exit code; -1 when it did not exit normally
+  std::string out;
+  std::string err;
+};
+// Runs `chimeraforge ARGS` through /bin/sh; `shell_prefix` goes before it in the same shell
+// (e.g. "ulimit -n 128; ").
+CliRun run_cli(const std::string& args, const std::string& shell_prefix = {});
+
 }  // namespace chimera::test
