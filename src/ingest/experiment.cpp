@@ -9,6 +9,7 @@
 #include <numeric>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "ingest/internal.hpp"
 
@@ -67,7 +68,7 @@ double t_two_sided_p(double t, double df) {
 double t_quantile(double confidence, double df) {
   const double target = 1 - confidence;  // two-sided tail
   double lo = 0, hi = 1e3;
-  for (int i = 0; i < 200; ++i) {
+  for (int i = 0; i < 64; ++i) {
     const double mid = (lo + hi) / 2;
     (t_two_sided_p(mid, df) > target ? lo : hi) = mid;
   }
@@ -90,8 +91,12 @@ Summary summarise(const std::vector<double>& v, std::size_t values) {
   s.sd = v.size() > 1 ? std::sqrt(acc / static_cast<double>(v.size() - 1)) : 0.0;
   s.ci_low = s.ci_high = s.mean;
   if (v.size() > 1) {
-    const double half = t_quantile(0.95, static_cast<double>(v.size() - 1)) * s.sd /
-                        std::sqrt(static_cast<double>(v.size()));
+    // Thousands of configurations share a handful of run counts: one quantile per count.
+    thread_local std::vector<double> quantile_for_n;
+    if (quantile_for_n.size() <= v.size()) quantile_for_n.resize(v.size() + 1, 0.0);
+    double& q = quantile_for_n[v.size()];
+    if (q == 0) q = t_quantile(0.95, static_cast<double>(v.size() - 1));
+    const double half = q * s.sd / std::sqrt(static_cast<double>(v.size()));
     s.ci_low = s.mean - half;
     s.ci_high = s.mean + half;
   }
@@ -518,15 +523,16 @@ const ConfigMetric* Configuration::find(std::size_t metric) const {
 }
 
 std::vector<std::size_t> Experiment::ranked(std::size_t metric) const {
-  std::vector<std::size_t> out;
+  std::vector<std::pair<double, std::size_t>> by_mean;
   for (std::size_t c = 0; c < configs.size(); ++c)
-    if (configs[c].find(metric) != nullptr) out.push_back(c);
+    if (const ConfigMetric* m = configs[c].find(metric)) by_mean.emplace_back(m->stats.mean, c);
   const bool higher = metric < metrics.size() && metrics[metric].higher_is_better;
-  std::stable_sort(out.begin(), out.end(), [&](std::size_t a, std::size_t b) {
-    const double ma = configs[a].find(metric)->stats.mean;
-    const double mb = configs[b].find(metric)->stats.mean;
-    return higher ? ma > mb : ma < mb;
+  std::stable_sort(by_mean.begin(), by_mean.end(), [&](const auto& a, const auto& b) {
+    return higher ? a.first > b.first : a.first < b.first;
   });
+  std::vector<std::size_t> out;
+  out.reserve(by_mean.size());
+  for (const auto& [mean, c] : by_mean) out.push_back(c);
   return out;
 }
 
@@ -550,6 +556,8 @@ Experiment analyse_experiment(const IngestResult& data, const ExperimentOptions&
     const Context* ctx;
     Observed seen;
     std::size_t weight = 0;  // records
+    std::uint32_t run = kNone;  // its run within a configuration (interned, see run_of)
+    std::uint32_t doc = kNone;  // its run told apart by its document too (before configurations)
   };
   std::vector<Source> sources;
   std::map<std::pair<std::uint32_t, const Context*>, std::uint32_t> source_of;
@@ -560,6 +568,21 @@ Experiment analyse_experiment(const IngestResult& data, const ExperimentOptions&
       sources.push_back({file, ctx, observe(paths[file], ctx), 0});
     }
     return it->second;
+  };
+  // A document's run: its repetition markers, else the document itself (a JSON file and a
+  // Markdown file of the same name are one run), else (tables without markers) its row.
+  std::unordered_map<std::string, std::uint32_t> interned;
+  auto intern = [&](std::string key) {
+    return interned.emplace(std::move(key), static_cast<std::uint32_t>(interned.size())).first->second;
+  };
+  auto assign_runs = [&](Source& s, int line) {
+    std::string u = s.seen.repetition;
+    if (u.empty()) {
+      u = paths[s.file].stem_path;
+      if (data.files[s.file].type == FileType::csv) u += ":" + std::to_string(line);
+    }
+    s.doc = intern(paths[s.file].stem_path + "|" + u);
+    s.run = intern(std::move(u));
   };
   std::vector<std::uint32_t> record_source(data.records.size(), kNone);
   std::pair<std::uint32_t, const Context*> last{kNone, nullptr};
@@ -572,34 +595,25 @@ Experiment analyse_experiment(const IngestResult& data, const ExperimentOptions&
       last_source = source_index(r.file, r.context);
     }
     record_source[i] = last_source;
-    ++sources[last_source].weight;
+    Source& src = sources[last_source];
+    if (src.weight++ == 0) assign_runs(src, r.line);
   }
-  // A document's run: its repetition markers, else the document itself (a JSON file and a
-  // Markdown file of the same name are one run), else (tables without markers) its row.
-  auto unit_of = [&](const Source& s, int line) {
-    if (!s.seen.repetition.empty()) return s.seen.repetition;
-    std::string u = paths[s.file].stem_path;
-    if (data.files[s.file].type == FileType::csv) u += ":" + std::to_string(line);
-    return u;
-  };
 
   // 2. Candidate keys: their levels and the runs behind each level.
   struct Candidate {
-    std::map<std::string, std::set<std::string>> levels;  // value -> units
+    std::map<std::string, std::unordered_set<std::uint32_t>> levels;  // value -> runs
     std::uint8_t origin = 0;
     std::size_t units = 0;
     std::size_t value_chars = 0, values = 0;
   };
   std::map<std::string, Candidate> candidates;
   std::set<std::string> repetition_kinds;
-  for (std::size_t i = 0; i < data.records.size(); ++i) {
-    if (record_source[i] == kNone) continue;
-    const Source& s = sources[record_source[i]];
+  for (const Source& s : sources) {
+    if (s.weight == 0) continue;
     // Before configurations are known a run is told apart by its document as well.
-    const std::string unit = paths[s.file].stem_path + "|" + unit_of(s, data.records[i].line);
     for (const auto& set : s.seen.settings) {
       auto& c = candidates[set.key];
-      if (c.levels[set.value].insert(unit).second) {
+      if (c.levels[set.value].insert(s.doc).second) {
         c.value_chars += set.value.size();
         ++c.values;
       }
@@ -646,72 +660,85 @@ Experiment analyse_experiment(const IngestResult& data, const ExperimentOptions&
     return a < b;
   });
 
-  // Two keys that always name the same split (a model and its tag) are one factor.
   auto level_in = [](const Source& s, const std::string& key) -> const std::string* {
     for (const auto& set : s.seen.settings)
       if (set.key == key) return &set.value;
     return nullptr;
   };
-  std::vector<std::string> factors;
-  for (const auto& key : keys) {
+  // The distinct combinations of the candidate keys' levels (ids per key, kNone when absent):
+  // the checks below run over these, not over every value.
+  std::set<std::vector<std::uint32_t>> combos;
+  {
+    std::vector<std::map<std::string, std::uint32_t>> ids(keys.size());
+    for (const Source& s : sources) {
+      if (s.weight == 0) continue;
+      std::vector<std::uint32_t> t(keys.size(), kNone);
+      for (std::size_t k = 0; k < keys.size(); ++k)
+        if (const std::string* v = level_in(s, keys[k]))
+          t[k] = ids[k].emplace(*v, static_cast<std::uint32_t>(ids[k].size())).first->second;
+      combos.insert(std::move(t));
+    }
+  }
+  // Two keys that always name the same split (a model and its tag) are one factor.
+  std::vector<std::size_t> kept;  // indexes into keys
+  for (std::size_t k = 0; k < keys.size(); ++k) {
     bool duplicate = false;
-    for (const auto& kept : factors) {
-      std::map<std::string, std::string> ab, ba;
+    for (std::size_t a : kept) {
+      std::map<std::uint32_t, std::uint32_t> ab, ba;
       bool same = true;
-      for (const auto& s : sources) {
-        const std::string* a = level_in(s, kept);
-        const std::string* b = level_in(s, key);
-        if ((a == nullptr) != (b == nullptr)) {
+      for (const auto& t : combos) {
+        if ((t[a] == kNone) != (t[k] == kNone)) {
           same = false;
           break;
         }
-        if (a == nullptr) continue;
-        auto [i1, n1] = ab.emplace(*a, *b);
-        auto [i2, n2] = ba.emplace(*b, *a);
-        if (i1->second != *b || i2->second != *a) {
+        if (t[a] == kNone) continue;
+        auto i1 = ab.emplace(t[a], t[k]).first;
+        auto i2 = ba.emplace(t[k], t[a]).first;
+        if (i1->second != t[k] || i2->second != t[a]) {
           same = false;
           break;
         }
       }
       if (same) {
-        x.unplaced.push_back({key, fmt::format("always changes with {}: the same factor", kept),
-                              candidates[key].units});
+        x.unplaced.push_back({keys[k], fmt::format("always changes with {}: the same factor", keys[a]),
+                              candidates[keys[k]].units});
         duplicate = true;
         break;
       }
     }
-    if (!duplicate) factors.push_back(key);
+    if (!duplicate) kept.push_back(k);
   }
   // A key that the other factors' levels determine ("g40_c1024_t0.2" beside num_gpu 40,
   // num_ctx 1024, temperature 0.2) adds no split of its own. Checked from the least usual key
   // up, so that num_gpu stays and the name of the combination goes.
-  for (std::size_t k = factors.size(); k-- > 0;) {
-    std::map<std::vector<std::string>, std::string> from_rest;
+  for (std::size_t i = kept.size(); i-- > 0;) {
+    const std::size_t k = kept[i];
+    std::map<std::vector<std::uint32_t>, std::uint32_t> from_rest;
     bool determined = true, any = false;
-    for (const auto& s : sources) {
-      const std::string* level = level_in(s, factors[k]);
-      if (level == nullptr) continue;
-      std::vector<std::string> others;
+    for (const auto& t : combos) {
+      if (t[k] == kNone) continue;
+      std::vector<std::uint32_t> others;
       bool some = false;
-      for (std::size_t j = 0; j < factors.size(); ++j) {
+      for (std::size_t j : kept) {
         if (j == k) continue;
-        const std::string* o = level_in(s, factors[j]);
-        others.push_back(o != nullptr ? *o : std::string());
-        some |= o != nullptr;
+        others.push_back(t[j]);
+        some |= t[j] != kNone;
       }
-      auto [b, fresh] = from_rest.emplace(others, *level);
-      if (!some || b->second != *level) {
+      auto b = from_rest.emplace(std::move(others), t[k]).first;
+      if (!some || b->second != t[k]) {
         determined = false;
         break;
       }
       any = true;
     }
     if (determined && any) {
-      x.unplaced.push_back({factors[k], "determined by the other factors' levels: no split of its own",
-                            candidates[factors[k]].units});
-      factors.erase(factors.begin() + static_cast<std::ptrdiff_t>(k));
+      x.unplaced.push_back({keys[k], "determined by the other factors' levels: no split of its own",
+                            candidates[keys[k]].units});
+      kept.erase(kept.begin() + static_cast<std::ptrdiff_t>(i));
     }
   }
+  std::vector<std::string> factors;
+  for (std::size_t k : kept) factors.push_back(keys[k]);
   for (const auto& key : factors) {
     const Candidate& c = candidates[key];
     Factor f;
@@ -772,7 +799,7 @@ Experiment analyse_experiment(const IngestResult& data, const ExperimentOptions&
     double sum = 0;
     std::size_t count = 0;
   };
-  std::vector<std::map<std::string, std::map<std::uint32_t, RunAcc>>> runs(x.configs.size());
+  std::vector<std::map<std::uint32_t, std::map<std::uint32_t, RunAcc>>> runs(x.configs.size());
   std::map<std::pair<std::size_t, std::uint32_t>, std::string> first_source;
   std::size_t unplaced_values = 0;
   std::set<std::uint32_t> unplaced_files;
@@ -786,12 +813,13 @@ Experiment analyse_experiment(const IngestResult& data, const ExperimentOptions&
       unplaced_files.insert(r.file);
       continue;
     }
-    auto& acc = runs[c][unit_of(s, r.line)][choice.of_record[i]];
+    auto& acc = runs[c][s.run][choice.of_record[i]];
     acc.sum += r.value;
     ++acc.count;
     ++x.records_used;
-    first_source.emplace(std::make_pair(std::size_t{c}, choice.of_record[i]),
-                         fmt::format("{}:{}", r.source_file, r.line));
+    const auto first = std::make_pair(std::size_t{c}, choice.of_record[i]);
+    if (first_source.find(first) == first_source.end())
+      first_source.emplace(first, fmt::format("{}:{}", r.source_file, r.line));
   }
   if (unplaced_values > 0) {
     x.unplaced.insert(
@@ -832,14 +860,17 @@ Experiment analyse_experiment(const IngestResult& data, const ExperimentOptions&
     }
   }
 
-  // Runs at each level, counted over configurations.
+  // Each configuration's level index per factor (kNone: not said), and the runs at each level.
+  std::vector<std::vector<std::uint32_t>> level_of(x.configs.size(),
+                                                   std::vector<std::uint32_t>(x.factors.size(), kNone));
   for (std::size_t f = 0; f < x.factors.size(); ++f) {
     auto& factor = x.factors[f];
     std::fill(factor.level_runs.begin(), factor.level_runs.end(), 0);
-    for (const auto& c : x.configs) {
-      auto at = std::find(factor.levels.begin(), factor.levels.end(), c.levels[f]);
-      if (at != factor.levels.end())
-        factor.level_runs[static_cast<std::size_t>(at - factor.levels.begin())] += c.runs;
+    for (std::size_t c = 0; c < x.configs.size(); ++c) {
+      auto at = std::find(factor.levels.begin(), factor.levels.end(), x.configs[c].levels[f]);
+      if (at == factor.levels.end()) continue;
+      level_of[c][f] = static_cast<std::uint32_t>(at - factor.levels.begin());
+      factor.level_runs[level_of[c][f]] += x.configs[c].runs;
     }
   }
 
@@ -865,11 +896,9 @@ Experiment analyse_experiment(const IngestResult& data, const ExperimentOptions&
       std::vector<std::vector<double>> at(x.factors[f].levels.size());
       std::vector<double> all;
       for (const auto& rv : by_metric[m]) {
-        const std::string& level = x.configs[rv.config].levels[f];
-        if (level.empty()) continue;
-        auto pos = std::find(x.factors[f].levels.begin(), x.factors[f].levels.end(), level) -
-                   x.factors[f].levels.begin();
-        at[static_cast<std::size_t>(pos)].push_back(rv.value);
+        const std::uint32_t level = level_of[rv.config][f];
+        if (level == kNone) continue;
+        at[level].push_back(rv.value);
         all.push_back(rv.value);
       }
       const auto present = std::count_if(at.begin(), at.end(), [](auto& v) { return !v.empty(); });
