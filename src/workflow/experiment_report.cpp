@@ -131,6 +131,13 @@ std::string experiment_sections(const ingest::Experiment& x, const std::vector<C
   std::vector<std::string> hist;
   for (const auto& [runs, configs] : runs_hist)
     hist.push_back(fmt::format("{} with n={}", configs, runs));
+  if (hist.size() > 4) {
+    // Many different counts: the extremes and the most common one.
+    auto common = std::max_element(runs_hist.begin(), runs_hist.end(),
+                                   [](const auto& a, const auto& b) { return a.second < b.second; });
+    hist = {fmt::format("n={} to {}", runs_hist.begin()->first, runs_hist.rbegin()->first),
+            fmt::format("most often n={} ({} configurations)", common->first, common->second)};
+  }
   add(fmt::format("{} configurations, {} runs ({}); {} values of {} key metrics used. "
                   "Repetitions recognised by: {}.",
                   x.configs.size(), x.runs, fmt::join(hist, ", "), x.records_used,
