@@ -1,4 +1,5 @@
 // The agent workflow end to end on the synthetic model (in-process), and its parts.
+#include "ingest/experiment_tree.hpp"
 #include "support/test_support.hpp"
 
 #include <chimera/workflow/workflow.hpp>
@@ -6,8 +7,11 @@
 #include <boost/json/parse.hpp>
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 namespace {
@@ -185,6 +189,137 @@ TEST_F(WorkflowEndToEnd, ClearErrors) {
   r = run_workflow(o);
   EXPECT_FALSE(r.ok);
   EXPECT_NE(r.error.find("/no/model.gguf"), std::string::npos) << r.error;
+}
+
+// The report without the model's sections (random text from the synthetic model).
+std::string computed_part(const std::string& report) {
+  std::string out = report;
+  const auto a = out.find("## Analysis\n");
+  const auto b = out.find("## Appendix\n");
+  if (a != std::string::npos && b != std::string::npos && b > a) out.erase(a, b - a);
+  return out;
+}
+
+TEST_F(WorkflowEndToEnd, PlantedExperimentUnderTheChimeraContext) {
+  const fs::path data = fs::temp_directory_path() / ("chimera-wf-tree-" + std::to_string(::getpid()));
+  const fs::path out = fs::temp_directory_path() / ("chimera-wf-x-" + std::to_string(::getpid()));
+  fs::remove_all(out);
+  test::PlantedTree planted;
+  test::write_planted_tree(data, test::TreeStyle::folders, planted);
+  WorkflowOptions o = options(out);
+  o.data = {data};
+  WorkflowConfig cfg = chimera_config();
+  cfg.analysis_tokens = 32;
+  cfg.report_tokens = 32;
+  o.configs = {cfg};
+  const WorkflowResult r = run_workflow(o);
+  ASSERT_TRUE(r.ok) << r.error;
+  ASSERT_EQ(r.runs.size(), 1u);
+  const RunRecord& run = r.runs[0];
+  EXPECT_EQ(run.factors, 3u);
+  EXPECT_EQ(run.configurations, 18u);
+  EXPECT_EQ(run.experiment_runs, 90u);
+  // num_ctx 512: the model still receives the structure, the top effects and the best.
+  EXPECT_LE(run.digest_tokens, run.digest_budget);
+  const std::string& prompt = run.analysis.prompt;
+  for (const char* s : {"18 configs, 90 runs (n=5 each)", "runtime async-std|smol|tokio",
+                        "num_gpu 60|80|100", "num_ctx 512|1024", "higher better): num_gpu",
+                        "lower better): runtime",
+                        "throughput best num_gpu=100 num_ctx=512 runtime=tokio"})
+    EXPECT_NE(prompt.find(s), std::string::npos) << s << "\n" << prompt;
+
+  const std::string report = slurp(out / "report.md");
+  for (const char* s : {"## Experiment structure", "| runtime | async-std, smol, tokio | 30, 30, 30 |",
+                        "| GPU layers (num_gpu) | 60, 80, 100 |", "18 with n=5", "## Effects",
+                        "### throughput (tokens/s)", "Level means of num_gpu:", "## Metric tables",
+                        "### Best throughput", "| num_gpu=100 num_ctx=512 runtime=tokio |",
+                        "### Best against runner-up: throughput", "larger than the noise",
+                        "## Anomalies", "computed from 10 values in 5 runs (first: `"})
+    EXPECT_NE(report.find(s), std::string::npos) << s;
+  // Charts beside the report, linked from it.
+  const std::regex link(R"(!\[[^\]]*\]\((chart-[^)]+\.svg)\))");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(report, m, link)) << report;
+  EXPECT_TRUE(fs::exists(out / m[1].str())) << m[1];
+  EXPECT_NE(slurp(out / m[1].str()).find("<svg"), std::string::npos);
+  // No float32 artefacts or long fractions anywhere we wrote numbers.
+  const std::regex noise(R"(\d\.\d{7,})");
+  const std::string computed = computed_part(report);
+  EXPECT_FALSE(std::regex_search(computed, m, noise)) << m[0];
+
+  const auto doc = boost::json::parse(slurp(out / "metrics.json")).as_object();
+  const auto& x = doc.at("experiment").as_object();
+  EXPECT_EQ(x.at("factors").as_array().size(), 3u);
+  EXPECT_EQ(x.at("configurations").as_array().size(), 18u);
+  const auto& first = x.at("configurations").as_array()[0].as_object();
+  const auto& tps = first.at("metrics").as_object().at("throughput").as_object();
+  EXPECT_EQ(tps.at("n").as_int64(), 5);
+  EXPECT_TRUE(tps.at("mean").is_double());
+  EXPECT_EQ(tps.at("ci95").as_array().size(), 2u);
+  EXPECT_EQ(x.at("effects").as_array()[0].as_object().at("factor").as_string(), "num_gpu");
+  fs::remove_all(out);
+  fs::remove_all(data);
+}
+
+TEST_F(WorkflowEndToEnd, MapReduceAnalysesEachMetricThenSynthesises) {
+  const fs::path data = fs::temp_directory_path() / ("chimera-wf-mr-" + std::to_string(::getpid()));
+  const fs::path out = fs::temp_directory_path() / ("chimera-wf-mro-" + std::to_string(::getpid()));
+  test::write_planted_tree(data, test::TreeStyle::key_value);
+  WorkflowOptions o = options(out);
+  o.data = {data};
+  WorkflowConfig cfg = chimera_config();
+  cfg.analysis_tokens = cfg.report_tokens = 24;
+  o.configs = {cfg};
+  o.strategy = Strategy::map_reduce;
+  const WorkflowResult r = run_workflow(o);
+  ASSERT_TRUE(r.ok) << r.error;
+  const RunRecord& run = r.runs[0];
+  ASSERT_EQ(run.slices.size(), 2u);  // throughput and TTFT
+  EXPECT_NE(run.slices[0].prompt.find("throughput (tokens/s"), std::string::npos);
+  EXPECT_EQ(run.slices[1].prompt.find("throughput (tokens/s"), std::string::npos);
+  EXPECT_NE(run.analysis.prompt.find("Findings from separate analyses"), std::string::npos);
+  EXPECT_GT(run.slices_ms, 0.0);
+  const auto doc = boost::json::parse(slurp(out / "metrics.json")).as_object();
+  const auto& j = doc.at("runs").as_array()[0].as_object();
+  EXPECT_EQ(j.at("strategy").as_string(), "map-reduce");
+  EXPECT_EQ(j.at("calls").as_array().size(), 4u);
+  fs::remove_all(out);
+  fs::remove_all(data);
+}
+
+TEST_F(WorkflowEndToEnd, AFailedRunLeavesTheGoodResultAndRecordsItselfBeside) {
+  const fs::path out = fs::temp_directory_path() / ("chimera-wf-keep-" + std::to_string(::getpid()));
+  fs::remove_all(out);
+  WorkflowOptions o = options(out);
+  WorkflowConfig cfg = baseline_config();
+  cfg.analysis_tokens = cfg.report_tokens = 16;
+  o.configs = {cfg};
+  ASSERT_TRUE(run_workflow(o).ok);
+  const std::string report = slurp(out / "report.md");
+  const std::string metrics = slurp(out / "metrics.json");
+  ASSERT_FALSE(report.empty());
+
+  // The same folder, a dead endpoint, through the CLI: exit code 1, nothing replaced.
+  const std::string cmd = std::string(CHIMERA_CLI) + " run --backend ollama --endpoint " +
+                          "http://127.0.0.1:1 --model m --quiet --data " + o.data[0].string() +
+                          " --out " + out.string() + " 2>/dev/null";
+  const int status = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  EXPECT_EQ(slurp(out / "report.md"), report);
+  EXPECT_EQ(slurp(out / "metrics.json"), metrics);
+  ASSERT_TRUE(fs::exists(out / "failed-run.json"));
+  const auto failed = boost::json::parse(slurp(out / "failed-run.json")).as_object();
+  EXPECT_FALSE(failed.at("ok").as_bool());
+  EXPECT_NE(failed.at("error").as_string().find("127.0.0.1:1"), std::string::npos)
+      << failed.at("error").as_string();
+  for (const auto& e : fs::directory_iterator(out))
+    EXPECT_NE(e.path().extension(), ".tmp") << e.path();
+
+  // A later good run replaces the set and drops the stale failure.
+  ASSERT_TRUE(run_workflow(o).ok);
+  EXPECT_FALSE(fs::exists(out / "failed-run.json"));
+  fs::remove_all(out);
 }
 
 }  // namespace
