@@ -237,15 +237,11 @@ TEST_P(Hostile, ATrickleAfterTheFirstTokenFailsTheMinimumRate) {
   auto cfg = config(srv.url(), kind());
   cfg.timeouts.min_rate_bytes_per_s = 100;  // the trickle brings 25 bytes/s
   cfg.timeouts.min_rate_window_ms = 500;
-  const auto t0 = std::chrono::steady_clock::now();
   const Completion c = backend(cfg)->generate(chat(kind()));
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::steady_clock::now() - t0)
-                      .count();
+  // The minimum rate ended it, not the total timeout (8 s): the message names the rule.
   EXPECT_EQ(c.error.kind, ErrorKind::timeout) << c.error.message;
   EXPECT_TRUE(contains(c.error.message, "minimum rate")) << c.error.message;
   EXPECT_EQ(c.text, "hi");
-  EXPECT_LT(ms, 3'000) << "the total timeout (8 s) ended it, not the minimum rate";
 }
 
 TEST_P(Hostile, AStreamAboveTheMinimumRateIsUntouched) {
@@ -422,7 +418,10 @@ TEST_F(HostileOne, TheCheckTimeoutBoundsEveryRequestOfACheck) {
                       std::chrono::steady_clock::now() - t0)
                       .count();
   EXPECT_FALSE(info.healthy);
-  EXPECT_LT(ms, 2'000) << info.detail;
+  EXPECT_TRUE(contains(info.detail, "timeout")) << info.detail;
+  // Which timeout ran out: 300 ms, not the default 5,000 ms (a generous margin for a loaded
+  // machine).
+  EXPECT_LT(ms, 4'500) << info.detail;
 }
 
 }  // namespace

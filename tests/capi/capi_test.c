@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static int g_failures = 0;
 
@@ -304,7 +303,6 @@ static void bounds(void) {
   CHECK(chimera_engine_create(NULL, NULL, &engine) == CHIMERA_OK);
   if (engine == NULL) return;
 
-  const time_t t0 = time(NULL);
   chimera_session_params sp = chimera_session_default_params();
   sp.name = "Huge";
   sp.warm_up = false;
@@ -320,7 +318,6 @@ static void bounds(void) {
   sp.temperature = NAN;
   CHECK(chimera_session_open(engine, &sp, &session) == CHIMERA_ERR_INVALID_ARGUMENT);
   CHECK(strstr(chimera_last_error(), "temperature") != NULL);
-  CHECK(time(NULL) - t0 < 5);
 
   /* A 10 MB persona in a scene, a 10 MB line said: refused at once, the bound named. */
   const size_t big = (size_t)10 << 20;
@@ -347,7 +344,6 @@ static void bounds(void) {
     }
     free(text);
   }
-  CHECK(time(NULL) - t0 < 30);
   chimera_engine_destroy(engine);
 }
 
