@@ -4,6 +4,7 @@
 #include <chimera/metrics/figures.hpp>
 #include <chimera/workflow/workflow.hpp>
 
+#include "core/toml_reader.hpp"
 #include "workflow/experiment_report.hpp"
 
 #include <boost/json/serialize.hpp>
@@ -55,48 +56,33 @@ bool load_config(const fs::path& file, WorkflowConfig& out, std::string& error) 
                         e.source().begin.column, e.description());
     return false;
   }
+  // One checked reader, as pool and scene files use: unknown keys, wrong types, integers out of
+  // their type's range and non-finite numbers are errors naming the file, line and key.
+  const std::string source = file.string();
   WorkflowConfig c;
-  c.name = t["name"].value_or(file.stem().string());
-  c.digest_budget = static_cast<std::size_t>(t["digest_budget"].value_or(int64_t{1500}));
-  c.analysis_tokens = static_cast<int>(t["analysis_tokens"].value_or(int64_t{320}));
-  c.report_tokens = static_cast<int>(t["report_tokens"].value_or(int64_t{480}));
-  if (const auto* opts = t["options"].as_table()) {
-    for (const auto& [key, value] : *opts) {
-      const std::string k(key.str());
-      auto as_int = [&]() -> std::optional<int64_t> { return value.value<int64_t>(); };
-      auto as_double = [&]() -> std::optional<double> { return value.value<double>(); };
-      Options& o = c.options;
-      bool ok = true;
-      if (k == "num_ctx") ok = (o.num_ctx = as_int()).has_value();
-      else if (k == "num_gpu") ok = (o.num_gpu = as_int()).has_value();
-      else if (k == "num_predict") ok = (o.num_predict = as_int()).has_value();
-      else if (k == "num_thread") ok = (o.num_thread = as_int()).has_value();
-      else if (k == "top_k") ok = (o.top_k = as_int()).has_value();
-      else if (k == "seed") ok = (o.seed = as_int()).has_value();
-      else if (k == "temperature") ok = (o.temperature = as_double()).has_value();
-      else if (k == "top_p") ok = (o.top_p = as_double()).has_value();
-      else if (k == "min_p") ok = (o.min_p = as_double()).has_value();
-      else if (k == "repeat_penalty") ok = (o.repeat_penalty = as_double()).has_value();
-      else if (k == "stop") {
-        if (const auto* arr = value.as_array()) {
-          for (const auto& s : *arr) {
-            if (auto v = s.value<std::string>()) o.stop.push_back(*v);
-          }
-        } else {
-          ok = false;
-        }
-      } else {
-        error = fmt::format("{}:{}: unknown option '{}' (known: num_ctx, num_gpu, num_predict, "
-                            "num_thread, top_k, top_p, min_p, temperature, repeat_penalty, "
-                            "seed, stop)",
-                            file.string(), value.source().begin.line, k);
-        return false;
-      }
-      if (!ok) {
-        error = fmt::format("{}:{}: option '{}' has the wrong type", file.string(),
-                            value.source().begin.line, k);
-        return false;
-      }
+  c.name = file.stem().string();
+  detail::Reader top(t, source, error);
+  int64_t digest_budget = 1500;
+  if (!top.known({"name", "digest_budget", "analysis_tokens", "report_tokens", "options"},
+                 "a workflow configuration") ||
+      !top.str("name", c.name) || !top.integer("digest_budget", digest_budget, 16, 1'000'000) ||
+      !top.integer("analysis_tokens", c.analysis_tokens, 1, 131072) ||
+      !top.integer("report_tokens", c.report_tokens, 1, 131072)) {
+    return false;
+  }
+  c.digest_budget = static_cast<std::size_t>(digest_budget);
+  if (const toml::node* n = t.get("options")) {
+    const auto* opts = n->as_table();
+    if (opts == nullptr) {
+      error = fmt::format("{}: 'options' must be a table", detail::where(source, *n));
+      return false;
+    }
+    detail::Reader r(*opts, source, error);
+    if (!r.known({"num_ctx", "num_gpu", "num_predict", "num_thread", "top_k", "top_p", "min_p",
+                  "temperature", "repeat_penalty", "seed", "stop"},
+                 "[options]") ||
+        !detail::read_options(r, c.options)) {
+      return false;
     }
   }
   out = std::move(c);

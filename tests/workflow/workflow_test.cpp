@@ -85,6 +85,24 @@ TEST(Config, TomlFileAndClearErrors) {
   EXPECT_NE(error.find("bad.toml:3"), std::string::npos) << error;
   EXPECT_NE(error.find("warp_speed"), std::string::npos) << error;
 
+  // Integers are range-checked in their own type (4294967297 is not 1), numbers must be finite,
+  // and a misspelled top-level key is an error instead of a silent default.
+  std::ofstream(dir / "wrap.toml") << "name = \"w\"\nreport_tokens = 4294967297\n";
+  EXPECT_FALSE(load_config(dir / "wrap.toml", c, error));
+  EXPECT_NE(error.find("wrap.toml:2"), std::string::npos) << error;
+  EXPECT_NE(error.find("4294967297"), std::string::npos) << error;
+  std::ofstream(dir / "nan.toml") << "[options]\ntemperature = nan\n";
+  EXPECT_FALSE(load_config(dir / "nan.toml", c, error));
+  EXPECT_NE(error.find("nan.toml:2"), std::string::npos) << error;
+  EXPECT_NE(error.find("finite"), std::string::npos) << error;
+  std::ofstream(dir / "typo.toml") << "name = \"t\"\ndigest_budgte = 900\n";
+  EXPECT_FALSE(load_config(dir / "typo.toml", c, error));
+  EXPECT_NE(error.find("typo.toml:2"), std::string::npos) << error;
+  EXPECT_NE(error.find("digest_budgte"), std::string::npos) << error;
+  std::ofstream(dir / "topk.toml") << "[options]\ntop_k = -5\n";
+  EXPECT_FALSE(load_config(dir / "topk.toml", c, error));
+  EXPECT_NE(error.find("top_k"), std::string::npos) << error;
+
   std::ofstream(dir / "broken.toml") << "name = \"x\n";
   EXPECT_FALSE(load_config(dir / "broken.toml", c, error));
   EXPECT_NE(error.find("broken.toml:1"), std::string::npos) << error;
