@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <boost/json/basic_parser_impl.hpp>
 #include <cstring>
 #include <unordered_map>
@@ -348,6 +349,16 @@ class Harvester {
       num_buf_.append(s.data(), s.size());
       text = num_buf_;
       where = nullptr;
+    }
+    if (!std::isfinite(v)) {
+      // 1e999 parses as infinity: no figure can be made of it. The CSV reader refuses the same
+      // cell; here the value is skipped and named, and the rest of the file is kept.
+      job_->error(line_of(where),
+                  fmt::format("the number {} for '{}' is out of range (beyond a double); skipped",
+                              text.substr(0, 40), frames_.empty() ? "" : current_key()),
+                  false);
+      num_buf_.clear();
+      return true;
     }
     if (!frames_.empty()) {
       const std::string& key = current_key();

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chimera/ingest/ingest.hpp>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -202,4 +203,18 @@ TEST(Json, SettingsObjectsAreContextOfTheirSiblings) {
   EXPECT_EQ(r.records[0].context->num_ctx, "2048");
   EXPECT_EQ(r.records[0].context->num_gpu, "99");
   EXPECT_EQ(r.records[0].context->model, "gemma3:270m");
+}
+
+// A number beyond a double's range is named as a problem of its line and skipped; the rest of
+// the file is kept (no infinite figure reaches a record).
+TEST(Json, NumberBeyondDoubleRangeIsNamedAndSkipped) {
+  auto r = ci::ingest_buffer("{\"model\": \"m\",\n \"kv_cache_kb\": 1e999,\n \"tokens_per_second\": 42.5}",
+                             ci::FileType::json, "big.json");
+  for (const auto& rec : r.records) EXPECT_TRUE(std::isfinite(rec.value)) << rec.metric;
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].line, 2);
+  EXPECT_FALSE(r.errors[0].fatal);
+  EXPECT_NE(r.errors[0].reason.find("kv_cache_kb"), std::string::npos) << r.errors[0].reason;
+  EXPECT_NE(r.errors[0].reason.find("out of range"), std::string::npos) << r.errors[0].reason;
+  EXPECT_FALSE(r.records.empty());  // the throughput on line 3 is kept
 }
