@@ -777,16 +777,30 @@ def block_ingest():
     recs = load("ingest.jsonl")
     run = need(latest_run(recs, lambda r: r.get("bench") == "ingest"), "ingestion",
                "ingest.jsonl")
-    out = ["| corpus | threads | files | MB | ms (median) | MB/s | record |",
-           "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    spread = all("total_ms_sd" in r for r in run if "total_ms_median" in r)
+    if spread:
+        out = ["| corpus | threads | files | MB | ms (mean ± sd) | MB/s (mean ± sd) | ms (median) "
+               "| record |",
+               "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    else:
+        out = ["| corpus | threads | files | MB | ms (median) | MB/s | record |",
+               "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in run:
         if "corpus" not in r or "total_ms_median" not in r:
             continue
-        out.append(f"| {r['corpus']} | {r['threads']} | {r['files']:,} | {r['bytes'] / 1e6:.2f} "
-                   f"| {r['total_ms_median']:,.1f} | {r['mb_per_s']:.1f} | {cite([r])} |")
+        head = f"| {r['corpus']} | {r['threads']} | {r['files']:,} | {r['bytes'] / 1e6:.2f} "
+        if spread:
+            out.append(head + f"| {r['total_ms_mean']:,.1f} ± {r['total_ms_sd']:,.1f} "
+                       f"| {r['mb_per_s_mean']:.1f} ± {r['mb_per_s_sd']:.1f} "
+                       f"| {r['total_ms_median']:,.1f} | {cite([r])} |")
+        else:
+            out.append(head + f"| {r['total_ms_median']:,.1f} | {r['mb_per_s']:.1f} | {cite([r])} |")
     reps = run[0].get("reps")
-    out += ["", f"Median of {reps} runs each (no spread is recorded for ingestion). "
-            + source_line(run), ""]
+    if spread:
+        note = f"Mean ± sample sd over {reps} runs each (the goals below use the median). "
+    else:
+        note = f"Median of {reps} runs each (no spread is recorded for ingestion). "
+    out += ["", note + source_line(run), ""]
     rows = [r for r in run if "total_ms_median" in r]
     shared = min((r["total_ms_median"] for r in rows if r["corpus"] == "shared"), default=None)
     big = max((r["mb_per_s"] for r in rows if r["corpus"] != "shared"), default=None)

@@ -23,6 +23,7 @@
 #include <boost/json/value.hpp>
 #include <chimera/ingest/experiment.hpp>
 #include <chimera/ingest/ingest.hpp>
+#include <chimera/metrics/figures.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -282,6 +283,10 @@ int main(int argc, char** argv) try {
     double mb = static_cast<double>(f.bytes) / 1e6;
     double files_s = static_cast<double>(f.files) / (med / 1e3);
     double mb_s = mb / (med / 1e3);
+    const auto spread = chimera::metrics::mean_sd(f.total_ms);
+    std::vector<double> rates;
+    for (double ms : f.total_ms) rates.push_back(mb / (ms / 1e3));
+    const auto rate = chimera::metrics::mean_sd(rates);
     fmt::print("{:<16} {:>7} {:>7} {:>9.2f} {:>8} {:>10.2f} {:>10.2f} {:>9.0f} {:>9.1f} {:>13.1f}\n",
                f.corpus, f.threads, f.files, mb, f.records, med, best, files_s, mb_s,
                median(f.experiment_ms));
@@ -297,6 +302,11 @@ int main(int argc, char** argv) try {
         {"reps", reps},
         {"total_ms_median", med},
         {"total_ms_min", best},
+        // Mean and sample sd over the reps, as every published figure carries a spread.
+        {"total_ms_mean", spread.mean.value_or(0)},
+        {"total_ms_sd", spread.sd.value_or(0)},
+        {"mb_per_s_mean", rate.mean.value_or(0)},
+        {"mb_per_s_sd", rate.sd.value_or(0)},
         {"scan_ms_median", median(f.scan_ms)},
         {"parse_ms_median", median(f.parse_ms)},
         {"merge_ms_median", median(f.merge_ms)},
