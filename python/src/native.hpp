@@ -11,7 +11,7 @@
 
 #include <chimera/core/request.hpp>
 #include <chimera/engine/engine.hpp>
-#include <chimera/engine/multi.hpp>
+#include <chimera/scenarios/multi.hpp>
 #include <chimera/pool/pool.hpp>
 #include <chimera/workflow/workflow.hpp>
 

@@ -357,7 +357,7 @@ asio::awaitable<void> run_request(std::shared_ptr<http::HttpEndpoint> ep,
 
 HttpBackend::HttpBackend(const EndpointConfig& config, Runtime& runtime, http::EndpointUrl url)
     : kind_(config.kind),
-      endpoint_(std::make_shared<http::HttpEndpoint>(runtime.impl().io, std::move(url),
+      endpoint_(std::make_shared<http::HttpEndpoint>(RuntimeAccess::io(runtime), std::move(url),
                                                      config.timeouts, config.limits,
                                                      config.api_key)) {}
 

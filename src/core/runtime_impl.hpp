@@ -20,6 +20,12 @@ struct Runtime::Impl {
   std::vector<std::thread> threads;
 };
 
+// The library's way into a Runtime's event loop (the public header keeps it private).
+struct RuntimeAccess {
+  static Runtime::Impl& impl(Runtime& runtime) { return *runtime.impl_; }
+  static boost::asio::io_context& io(Runtime& runtime) { return runtime.impl_->io; }
+};
+
 // True on a thread that is running some Runtime's event loop (blocking there would deadlock).
 bool on_runtime_thread();
 

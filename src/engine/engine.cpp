@@ -58,7 +58,7 @@ struct LoopCore final : detail::AgentCore {
   explicit LoopCore(Runtime* r) : rt(r) {}
   void post(std::function<void()> fn) override { rt->post(std::move(fn)); }
   void post_at(int64_t t_ns, std::function<void()> fn) override {
-    auto timer = std::make_shared<boost::asio::steady_timer>(rt->impl().io);
+    auto timer = std::make_shared<boost::asio::steady_timer>(RuntimeAccess::io(*rt));
     timer->expires_at(std::chrono::steady_clock::time_point(std::chrono::nanoseconds(t_ns)));
     timer->async_wait([timer, fn = std::move(fn)](const boost::system::error_code&) { fn(); });
   }

@@ -12,8 +12,8 @@
 // co_spawn onto executor().
 #pragma once
 
-#include <chimera/backends/backend.hpp>
 #include <chimera/core/request.hpp>
+#include <chimera/http/settings.hpp>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>

@@ -2,7 +2,7 @@
 // file (known_answers.json) is checked against the Python harness (bench/compare/compare.py) by
 // tests/bench/test_known_answers.py, so the two implementations cannot drift apart unnoticed.
 // The records are those of tests/bench/test_compare.py, whose comments work out each answer.
-#include <chimera/engine/multi.hpp>
+#include <chimera/scenarios/multi.hpp>
 #include <chimera/metrics/figures.hpp>
 
 #include <boost/json/parse.hpp>

@@ -14,6 +14,8 @@
 
 namespace chimera {
 
+struct RuntimeAccess;
+
 class Runtime {
  public:
   explicit Runtime(int threads = 1);
@@ -29,10 +31,11 @@ class Runtime {
   // A process-wide runtime with one thread, started on first use.
   static Runtime& shared();
 
-  struct Impl;
-  Impl& impl() { return *impl_; }
-
  private:
+  // The event loop stays private to the library: src/core/runtime_impl.hpp gives the modules
+  // that run I/O on it (backends, engine) access through RuntimeAccess.
+  struct Impl;
+  friend struct RuntimeAccess;
   std::unique_ptr<Impl> impl_;
 };
 

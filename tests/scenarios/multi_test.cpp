@@ -3,7 +3,7 @@
 // in-process engine.
 #include "support/test_support.hpp"
 
-#include <chimera/engine/multi.hpp>
+#include <chimera/scenarios/multi.hpp>
 #include <chimera/synth/server.hpp>
 
 #include <gtest/gtest.h>

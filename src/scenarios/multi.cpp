@@ -1,4 +1,4 @@
-#include <chimera/engine/multi.hpp>
+#include <chimera/scenarios/multi.hpp>
 
 #include <chimera/metrics/figures.hpp>
 #include <chimera/workflow/workflow.hpp>
