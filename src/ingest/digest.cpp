@@ -157,207 +157,142 @@ std::string relative_of(const IngestResult& r, const std::string& path) {
   return path;
 }
 
-}  // namespace
-
-Digest make_digest(const IngestResult& result, const DigestOptions& options) {
-  Digest d;
-  d.token_budget = options.token_budget;
+// Writes one digest in phases that share the groups, their order and the blocks: gather the
+// records into configuration groups, rank their figures, turn everything into blocks with
+// priorities, then fit the blocks into the token budget.
+class DigestWriter {
+ public:
+  DigestWriter(const IngestResult& result, const DigestOptions& options)
+      : result_(result), options_(options) {
+    digest_.token_budget = options.token_budget;
+  }
 
   // ---- gather ----
-  std::unordered_map<const Context*, std::size_t> group_of_context;
-  std::unordered_map<std::string, std::size_t> group_index;
-  std::vector<Group> groups;
-  auto group_for = [&](const Record& r) -> Group& {
-    auto it = group_of_context.find(r.context);
-    if (it != group_of_context.end()) {
-      auto& g = groups[it->second];
-      // Context-less values group by file.
-      if (g.key.rfind("file=", 0) != 0 || g.key == "file=" + result.files[r.file].relative_path)
-        return g;
-    }
-    std::string key = r.context != nullptr ? r.context->config_key() : std::string();
-    std::string label;
-    if (key.empty()) {
-      key = "file=" + result.files[r.file].relative_path;
-      label = key;
-    } else {
-      label = short_label(*r.context);
-    }
-    auto [git, inserted] = group_index.emplace(key, groups.size());
-    if (inserted) {
-      Group g;
-      g.key = key;
-      g.label = label;
-      g.has_model = r.context != nullptr && !r.context->model.empty();
-      groups.push_back(std::move(g));
-    }
-    group_of_context[r.context] = git->second;
-    return groups[git->second];
-  };
-  for (const auto& r : result.records) {
-    Group& g = group_for(r);
-    ++g.records;
-    auto& acc = g.metrics[{r.metric, r.unit}];
-    acc.kind = r.kind;
-    acc.values.push_back(r.value);
-    // A rate or time of zero is a placeholder, a negative one a difference.
-    if (!detail::central_metric(r.metric) || r.value <= 0) continue;
-    FigureAcc* fig = nullptr;
-    // Generation speed only: prompt processing runs at another scale.
-    if (r.kind == MetricKind::throughput && r.metric.find("prompt") == std::string_view::npos &&
-        r.metric.find("prefill") == std::string_view::npos)
-      fig = &g.throughput;
-    if (r.kind == MetricKind::ttft && r.unit == "ms") fig = &g.ttft;
-    if (fig == nullptr) continue;
-    if (fig->values.empty()) {
-      fig->source_file = std::string(r.source_file);
-      fig->line = r.line;
-    }
-    fig->values.push_back(r.value);
-    g.main = true;
+  void gather_groups() {
+    for (const auto& r : result_.records) add_record(group_for(r), r);
   }
+
   // Groups with throughput or TTFT first, then by size, then by name.
-  std::vector<std::size_t> order(groups.size());
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-    const auto& ga = groups[a];
-    const auto& gb = groups[b];
-    if (ga.main != gb.main) return ga.main;
-    if (ga.has_model != gb.has_model) return ga.has_model;
-    if (ga.records != gb.records) return ga.records > gb.records;
-    return ga.key < gb.key;
-  });
+  void order_groups() {
+    order_.resize(groups_.size());
+    for (std::size_t i = 0; i < order_.size(); ++i) order_[i] = i;
+    std::sort(order_.begin(), order_.end(), [&](std::size_t a, std::size_t b) {
+      const auto& ga = groups_[a];
+      const auto& gb = groups_[b];
+      if (ga.main != gb.main) return ga.main;
+      if (ga.has_model != gb.has_model) return ga.has_model;
+      if (ga.records != gb.records) return ga.records > gb.records;
+      return ga.key < gb.key;
+    });
+  }
 
   // ---- structured figures ----
-  std::vector<ConfigFigure> tp, tt;
-  for (auto i : order) {
-    const auto& g = groups[i];
-    if (!g.throughput.values.empty()) tp.push_back(figure_of(g, g.throughput, "tokens/s"));
-    if (!g.ttft.values.empty()) tt.push_back(figure_of(g, g.ttft, "ms"));
-  }
-  rank_figures(tp, true, options.top_n, &d.best_throughput, &d.worst_throughput);
-  rank_figures(tt, false, options.top_n, &d.best_ttft, &d.worst_ttft);
-
-  for (auto i : order) {
-    const auto& g = groups[i];
-    std::vector<MetricStats> gs;
-    for (const auto& [key, acc] : g.metrics) {
-      MetricStats s;
-      s.group = g.label;
-      s.metric = std::string(key.first);
-      s.unit = std::string(key.second);
-      s.kind = acc.kind;
-      s.count = acc.values.size();
-      s.min = *std::min_element(acc.values.begin(), acc.values.end());
-      s.max = *std::max_element(acc.values.begin(), acc.values.end());
-      s.median = lower_median(acc.values);
-      gs.push_back(std::move(s));
+  void rank_configurations() {
+    for (auto i : order_) {
+      const auto& g = groups_[i];
+      if (!g.throughput.values.empty())
+        throughput_.push_back(figure_of(g, g.throughput, "tokens/s"));
+      if (!g.ttft.values.empty()) ttft_.push_back(figure_of(g, g.ttft, "ms"));
     }
-    std::stable_sort(gs.begin(), gs.end(), [](const MetricStats& a, const MetricStats& b) {
-      if (a.kind != b.kind) return a.kind < b.kind;
-      return a.metric < b.metric;
-    });
-    for (auto& s : gs) d.stats.push_back(std::move(s));
+    rank_figures(throughput_, true, options_.top_n, &digest_.best_throughput,
+                 &digest_.worst_throughput);
+    rank_figures(ttft_, false, options_.top_n, &digest_.best_ttft, &digest_.worst_ttft);
+  }
+
+  void collect_stats() {
+    for (auto i : order_) {
+      const auto& g = groups_[i];
+      std::vector<MetricStats> gs;
+      for (const auto& [key, acc] : g.metrics) {
+        MetricStats s;
+        s.group = g.label;
+        s.metric = std::string(key.first);
+        s.unit = std::string(key.second);
+        s.kind = acc.kind;
+        s.count = acc.values.size();
+        s.min = *std::min_element(acc.values.begin(), acc.values.end());
+        s.max = *std::max_element(acc.values.begin(), acc.values.end());
+        s.median = lower_median(acc.values);
+        gs.push_back(std::move(s));
+      }
+      std::stable_sort(gs.begin(), gs.end(), [](const MetricStats& a, const MetricStats& b) {
+        if (a.kind != b.kind) return a.kind < b.kind;
+        return a.metric < b.metric;
+      });
+      for (auto& s : gs) digest_.stats.push_back(std::move(s));
+    }
   }
 
   // ---- blocks ----
-  std::vector<Block> blocks;
-  auto add = [&](int section, int priority, std::size_t rank, std::string text,
-                 std::string category, std::size_t items = 1, int depends_on = -1) {
-    Block b;
-    b.section = section;
-    b.order = blocks.size();
-    b.priority = priority;
-    b.rank = rank;
-    b.text = std::move(text);
-    b.category = std::move(category);
-    b.items = items;
-    b.depends_on = depends_on;
-    blocks.push_back(std::move(b));
-    return static_cast<int>(blocks.size() - 1);
-  };
-
-  {
+  void add_header_block() {
     std::string h = "# Benchmark data digest\n";
-    h += fmt::format("Files: {} ({})", result.files.size(), human_bytes(result.total_bytes));
+    h += fmt::format("Files: {} ({})", result_.files.size(), human_bytes(result_.total_bytes));
     bool first = true;
     for (auto t : {FileType::csv, FileType::json, FileType::markdown, FileType::text}) {
-      auto n = result.file_count(t);
+      auto n = result_.file_count(t);
       if (n == 0) continue;
       h += fmt::format("{} {} {} ({})", first ? ":" : ",", to_string(t), n,
-                       human_bytes(result.file_bytes(t)));
+                       human_bytes(result_.file_bytes(t)));
       first = false;
     }
     std::size_t with_values = 0, skipped = 0;
-    for (const auto& f : result.files) {
+    for (const auto& f : result_.files) {
       if (f.records > 0) ++with_values;
       if (!f.error.empty()) ++skipped;
     }
     h += fmt::format(
         "\nValues: {} from {} files in {} configuration groups; error values: {}; "
         "file errors: {} ({} files unreadable)\n",
-        result.records.size(), with_values, groups.size(), result.error_values.size(),
-        result.errors.size(), skipped);
+        result_.records.size(), with_values, groups_.size(), result_.error_values.size(),
+        result_.errors.size(), skipped);
     add(0, 0, 0, std::move(h), "header");
   }
 
-  auto figure_line = [&](const ConfigFigure& f, std::string_view word) {
-    return fmt::format("  {} {} {} ({}; n={})\n", word, num(f.median), f.unit, f.label, f.count);
-  };
-  // The best and the worst configuration first; the runners-up only when there is room.
-  auto add_figures = [&](std::string title, const std::vector<ConfigFigure>& best,
-                         const std::vector<ConfigFigure>& worst, std::size_t rank, int parent) {
-    std::string head = std::move(title);
-    if (!best.empty()) head += figure_line(best.front(), "best");
-    if (!worst.empty()) head += figure_line(worst.front(), "worst");
-    int first = add(1, 1, rank, std::move(head), "best/worst lists", 1, parent);
-    std::string more;
-    for (std::size_t k = 1; k < best.size(); ++k) more += figure_line(best[k], "next best");
-    for (std::size_t k = 1; k < worst.size(); ++k) more += figure_line(worst[k], "next worst");
-    if (!more.empty()) add(1, 3, rank, std::move(more), "runner-up lists", 1, first);
-  };
-  if (!tp.empty() || !tt.empty()) {
+  void add_best_worst_blocks() {
+    if (throughput_.empty() && ttft_.empty()) return;
     int title = add(1, 1, 0, "## Best and worst configurations (median per configuration)\n",
                     "best/worst", 0);
-    if (!tp.empty())
-      add_figures("Throughput, tokens/s, higher is better:\n", d.best_throughput,
-                  d.worst_throughput, 1, title);
-    if (!tt.empty())
-      add_figures("TTFT, ms, lower is better:\n", d.best_ttft, d.worst_ttft, 2, title);
+    if (!throughput_.empty())
+      add_figures("Throughput, tokens/s, higher is better:\n", digest_.best_throughput,
+                  digest_.worst_throughput, 1, title);
+    if (!ttft_.empty())
+      add_figures("TTFT, ms, lower is better:\n", digest_.best_ttft, digest_.worst_ttft, 2, title);
   }
 
   // Errors and anomalies.
-  int errors_title = -1;
-  if (!result.errors.empty() || !result.error_values.empty()) {
-    errors_title = add(2, 2, 0,
-                       fmt::format("## Errors and anomalies\nError values (failed measurements "
-                                   "kept as text): {}; file errors: {}\n",
-                                   result.error_values.size(), result.errors.size()),
-                       "errors summary");
+  void add_errors_title() {
+    if (result_.errors.empty() && result_.error_values.empty()) return;
+    errors_title_ = add(2, 2, 0,
+                        fmt::format("## Errors and anomalies\nError values (failed measurements "
+                                    "kept as text): {}; file errors: {}\n",
+                                    result_.error_values.size(), result_.errors.size()),
+                        "errors summary");
   }
-  {
+
+  void add_file_error_blocks() {
     std::size_t k = 0;
-    for (const auto& e : result.errors) {
-      std::string where = relative_of(result, e.path);
+    for (const auto& e : result_.errors) {
+      std::string where = relative_of(result_, e.path);
       std::string line = e.line > 0 ? fmt::format(":{}", e.line) : std::string();
       std::string reason = e.reason.size() > 160 ? e.reason.substr(0, 157) + "..." : e.reason;
       add(2, k < 5 ? 2 : 7, 100 + k, fmt::format("- file error {}{}: {}\n", where, line, reason),
-          "file errors", 1, errors_title);
+          "file errors", 1, errors_title_);
       ++k;
     }
   }
-  {
+
+  void add_error_message_blocks() {
     struct ErrAcc {
       std::size_t count = 0;
       std::set<std::uint32_t> files;
       std::string first;
     };
     std::map<std::string, ErrAcc> by_text;
-    for (const auto& e : result.error_values) {
+    for (const auto& e : result_.error_values) {
       std::string t(e.text.substr(0, 72));
       auto& acc = by_text[t];
       if (acc.count == 0)
-        acc.first = fmt::format("{}:{}", result.files[e.file].relative_path, e.line);
+        acc.first = fmt::format("{}:{}", result_.files[e.file].relative_path, e.line);
       ++acc.count;
       acc.files.insert(e.file);
     }
@@ -369,18 +304,19 @@ Digest make_digest(const IngestResult& result, const DigestOptions& options) {
       add(2, k < 5 ? 2 : 5, k,
           fmt::format("- {}x \"{}\" ({} files; first {})\n", acc.count, t, acc.files.size(),
                       acc.first),
-          "error messages", 1, errors_title);
+          "error messages", 1, errors_title_);
       ++k;
     }
   }
-  {
+
+  void add_outlier_blocks() {
     struct Outlier {
       double ratio;
       std::string text;
     };
     std::vector<Outlier> outliers;
-    for (auto i : order) {
-      const auto& g = groups[i];
+    for (auto i : order_) {
+      const auto& g = groups_[i];
       for (const auto& [key, acc] : g.metrics) {
         if (acc.kind != MetricKind::ttft && acc.kind != MetricKind::time) continue;
         if (acc.values.size() < 3) continue;
@@ -395,19 +331,125 @@ Digest make_digest(const IngestResult& result, const DigestOptions& options) {
     }
     std::stable_sort(outliers.begin(), outliers.end(),
                      [](const Outlier& a, const Outlier& b) { return a.ratio > b.ratio; });
-    if (!outliers.empty() && errors_title < 0)
-      errors_title = add(2, 2, 0, "## Errors and anomalies\n", "errors summary");
+    if (!outliers.empty() && errors_title_ < 0)
+      errors_title_ = add(2, 2, 0, "## Errors and anomalies\n", "errors summary");
     for (std::size_t k = 0; k < outliers.size() && k < 20; ++k)
-      add(2, k < 3 ? 3 : 5, 200 + k, outliers[k].text, "outliers", 1, errors_title);
+      add(2, k < 3 ? 3 : 5, 200 + k, outliers[k].text, "outliers", 1, errors_title_);
   }
 
   // Statistics per group.
-  int stats_title = add(3, 4, 0, "## Metrics by configuration (n | min / median / max unit)\n",
-                        "configuration groups", 0);
-  std::size_t rank = 0;
-  for (auto i : order) {
-    const auto& g = groups[i];
-    std::vector<std::pair<std::pair<std::string_view, std::string_view>, const MetricAcc*>> ms;
+  void add_group_blocks() {
+    stats_title_ = add(3, 4, 0, "## Metrics by configuration (n | min / median / max unit)\n",
+                       "configuration groups", 0);
+    std::size_t rank = 0;
+    for (auto i : order_) {
+      add_group_block(groups_[i], rank);
+      ++rank;
+    }
+  }
+
+  // ---- fit ----
+  void fit_to_budget() {
+    keep_by_priority();
+    std::string text = compose();
+    while (estimate_tokens(text) > options_.token_budget) {
+      if (!drop_least_important()) break;
+      text = compose();
+    }
+    if (estimate_tokens(text) > options_.token_budget) cut_header(text);
+    digest_.text = std::move(text);
+    digest_.estimated_tokens = estimate_tokens(digest_.text);
+  }
+
+  Digest take() { return std::move(digest_); }
+
+ private:
+  using MetricKey = std::pair<std::string_view, std::string_view>;
+
+  Group& group_for(const Record& r) {
+    auto it = group_of_context_.find(r.context);
+    if (it != group_of_context_.end()) {
+      auto& g = groups_[it->second];
+      // Context-less values group by file.
+      if (g.key.rfind("file=", 0) != 0 || g.key == "file=" + result_.files[r.file].relative_path)
+        return g;
+    }
+    std::string key = r.context != nullptr ? r.context->config_key() : std::string();
+    std::string label;
+    if (key.empty()) {
+      key = "file=" + result_.files[r.file].relative_path;
+      label = key;
+    } else {
+      label = short_label(*r.context);
+    }
+    auto [git, inserted] = group_index_.emplace(key, groups_.size());
+    if (inserted) {
+      Group g;
+      g.key = key;
+      g.label = label;
+      g.has_model = r.context != nullptr && !r.context->model.empty();
+      groups_.push_back(std::move(g));
+    }
+    group_of_context_[r.context] = git->second;
+    return groups_[git->second];
+  }
+
+  static void add_record(Group& g, const Record& r) {
+    ++g.records;
+    auto& acc = g.metrics[{r.metric, r.unit}];
+    acc.kind = r.kind;
+    acc.values.push_back(r.value);
+    // A rate or time of zero is a placeholder, a negative one a difference.
+    if (!detail::central_metric(r.metric) || r.value <= 0) return;
+    FigureAcc* fig = nullptr;
+    // Generation speed only: prompt processing runs at another scale.
+    if (r.kind == MetricKind::throughput && r.metric.find("prompt") == std::string_view::npos &&
+        r.metric.find("prefill") == std::string_view::npos)
+      fig = &g.throughput;
+    if (r.kind == MetricKind::ttft && r.unit == "ms") fig = &g.ttft;
+    if (fig == nullptr) return;
+    if (fig->values.empty()) {
+      fig->source_file = std::string(r.source_file);
+      fig->line = r.line;
+    }
+    fig->values.push_back(r.value);
+    g.main = true;
+  }
+
+  int add(int section, int priority, std::size_t rank, std::string text, std::string category,
+          std::size_t items = 1, int depends_on = -1) {
+    Block b;
+    b.section = section;
+    b.order = blocks_.size();
+    b.priority = priority;
+    b.rank = rank;
+    b.text = std::move(text);
+    b.category = std::move(category);
+    b.items = items;
+    b.depends_on = depends_on;
+    blocks_.push_back(std::move(b));
+    return static_cast<int>(blocks_.size() - 1);
+  }
+
+  static std::string figure_line(const ConfigFigure& f, std::string_view word) {
+    return fmt::format("  {} {} {} ({}; n={})\n", word, num(f.median), f.unit, f.label, f.count);
+  }
+
+  // The best and the worst configuration first; the runners-up only when there is room.
+  void add_figures(std::string title, const std::vector<ConfigFigure>& best,
+                   const std::vector<ConfigFigure>& worst, std::size_t rank, int parent) {
+    std::string head = std::move(title);
+    if (!best.empty()) head += figure_line(best.front(), "best");
+    if (!worst.empty()) head += figure_line(worst.front(), "worst");
+    int first = add(1, 1, rank, std::move(head), "best/worst lists", 1, parent);
+    std::string more;
+    for (std::size_t k = 1; k < best.size(); ++k) more += figure_line(best[k], "next best");
+    for (std::size_t k = 1; k < worst.size(); ++k) more += figure_line(worst[k], "next worst");
+    if (!more.empty()) add(1, 3, rank, std::move(more), "runner-up lists", 1, first);
+  }
+
+  void add_group_block(const Group& g, std::size_t rank) {
+    std::vector<std::pair<MetricKey, const MetricAcc*>> ms;
     for (const auto& [key, acc] : g.metrics) ms.emplace_back(key, &acc);
     std::stable_sort(ms.begin(), ms.end(), [](const auto& a, const auto& b) {
       if (a.second->kind != b.second->kind) return a.second->kind < b.second->kind;
@@ -432,104 +474,141 @@ Digest make_digest(const IngestResult& result, const DigestOptions& options) {
         rest.push_back(line_of(m));
       }
     }
-    int main_block = add(3, 4, 1 + rank, std::move(main), "configuration groups", 1, stats_title);
+    int main_block = add(3, 4, 1 + rank, std::move(main), "configuration groups", 1, stats_title_);
     std::string other;
     std::size_t shown = 0;
     for (const auto& l : rest) {
-      if (shown == options.max_metrics_per_group) break;
+      if (shown == options_.max_metrics_per_group) break;
       other += l;
       ++shown;
     }
     if (rest.size() > shown) other += fmt::format("  (+{} more metrics)\n", rest.size() - shown);
     if (!other.empty()) add(3, 6, rank, std::move(other), "metric lists", 1, main_block);
-    ++rank;
   }
 
-  // ---- fit ----
-  std::vector<std::size_t> by_priority(blocks.size());
-  for (std::size_t i = 0; i < blocks.size(); ++i) by_priority[i] = i;
-  std::stable_sort(by_priority.begin(), by_priority.end(), [&](std::size_t a, std::size_t b) {
-    if (blocks[a].priority != blocks[b].priority) return blocks[a].priority < blocks[b].priority;
-    return blocks[a].rank < blocks[b].rank;
-  });
-  const std::size_t budget = options.token_budget;
-  const std::size_t reserve = std::min<std::size_t>(60, budget / 5);  // the "dropped" line
-  std::size_t used = 0;
-  for (auto i : by_priority) {
-    auto& b = blocks[i];
-    if (b.depends_on >= 0 && !blocks[static_cast<std::size_t>(b.depends_on)].kept) continue;
-    // A title is kept first and shown only with at least one of its children (compose()).
-    std::size_t cost = estimate_tokens(b.text);
-    if (i == 0 || used + cost + reserve <= budget) {
-      b.kept = true;
-      used += cost;
+  // Keeps the blocks in order of importance while they fit, leaving room for the "dropped" line.
+  void keep_by_priority() {
+    by_priority_.resize(blocks_.size());
+    for (std::size_t i = 0; i < blocks_.size(); ++i) by_priority_[i] = i;
+    std::stable_sort(by_priority_.begin(), by_priority_.end(), [&](std::size_t a, std::size_t b) {
+      if (blocks_[a].priority != blocks_[b].priority)
+        return blocks_[a].priority < blocks_[b].priority;
+      return blocks_[a].rank < blocks_[b].rank;
+    });
+    const std::size_t budget = options_.token_budget;
+    const std::size_t reserve = std::min<std::size_t>(60, budget / 5);  // the "dropped" line
+    std::size_t used = 0;
+    for (auto i : by_priority_) {
+      auto& b = blocks_[i];
+      if (b.depends_on >= 0 && !blocks_[static_cast<std::size_t>(b.depends_on)].kept) continue;
+      // A title is kept first and shown only with at least one of its children (compose()).
+      std::size_t cost = estimate_tokens(b.text);
+      if (i == 0 || used + cost + reserve <= budget) {
+        b.kept = true;
+        used += cost;
+      }
     }
   }
-  auto compose = [&]() {
+
+  std::string compose() {
     // Titles whose every child was dropped go too.
-    std::vector<bool> has_child(blocks.size(), false);
-    for (const auto& b : blocks)
+    std::vector<bool> has_child(blocks_.size(), false);
+    for (const auto& b : blocks_)
       if (b.kept && b.depends_on >= 0) has_child[static_cast<std::size_t>(b.depends_on)] = true;
     std::vector<std::size_t> shown;
-    for (std::size_t i = 0; i < blocks.size(); ++i) {
-      const auto& b = blocks[i];
+    for (std::size_t i = 0; i < blocks_.size(); ++i) {
+      const auto& b = blocks_[i];
       if (!b.kept) continue;
-      bool is_title = b.items == 0 || static_cast<int>(i) == stats_title;
+      bool is_title = b.items == 0 || static_cast<int>(i) == stats_title_;
       if (is_title && !has_child[i]) continue;
       shown.push_back(i);
     }
     std::stable_sort(shown.begin(), shown.end(), [&](std::size_t a, std::size_t b) {
-      if (blocks[a].section != blocks[b].section) return blocks[a].section < blocks[b].section;
-      return blocks[a].order < blocks[b].order;
+      if (blocks_[a].section != blocks_[b].section) return blocks_[a].section < blocks_[b].section;
+      return blocks_[a].order < blocks_[b].order;
     });
     std::string text;
-    for (auto i : shown) text += blocks[i].text;
+    for (auto i : shown) text += blocks_[i].text;
     // What was dropped, by category, in a fixed order.
     std::map<std::string, std::pair<std::size_t, std::size_t>> dropped;  // category -> (n, of)
-    for (std::size_t i = 0; i < blocks.size(); ++i) {
-      const auto& b = blocks[i];
-      if (b.items == 0 || static_cast<int>(i) == stats_title) continue;
+    for (std::size_t i = 0; i < blocks_.size(); ++i) {
+      const auto& b = blocks_[i];
+      if (b.items == 0 || static_cast<int>(i) == stats_title_) continue;
       auto& [n, of] = dropped[b.category];
       of += b.items;
       if (!b.kept) n += b.items;
     }
-    d.dropped.clear();
+    digest_.dropped.clear();
     for (const auto& [cat, counts] : dropped)
       if (counts.first > 0)
-        d.dropped.push_back(fmt::format("{} of {} {}", counts.first, counts.second, cat));
-    if (!d.dropped.empty()) {
-      text += fmt::format("(Left out to fit {} tokens: ", budget);
-      for (std::size_t k = 0; k < d.dropped.size(); ++k) text += (k ? "; " : "") + d.dropped[k];
+        digest_.dropped.push_back(fmt::format("{} of {} {}", counts.first, counts.second, cat));
+    if (!digest_.dropped.empty()) {
+      text += fmt::format("(Left out to fit {} tokens: ", options_.token_budget);
+      for (std::size_t k = 0; k < digest_.dropped.size(); ++k)
+        text += (k ? "; " : "") + digest_.dropped[k];
       text += ".)\n";
     }
     return text;
-  };
-  std::string text = compose();
-  while (estimate_tokens(text) > budget) {
-    // Drop the kept block of least importance (not the header) and try again.
-    std::size_t victim = blocks.size();
-    for (auto it = by_priority.rbegin(); it != by_priority.rend(); ++it) {
-      if (blocks[*it].kept && *it != 0) {
+  }
+
+  // Drops the kept block of least importance (not the header) and what depends on it; false when
+  // only the header is left.
+  bool drop_least_important() {
+    std::size_t victim = blocks_.size();
+    for (auto it = by_priority_.rbegin(); it != by_priority_.rend(); ++it) {
+      if (blocks_[*it].kept && *it != 0) {
         victim = *it;
         break;
       }
     }
-    if (victim == blocks.size()) break;
-    blocks[victim].kept = false;
-    for (auto& b : blocks)  // and what depends on it
+    if (victim == blocks_.size()) return false;
+    blocks_[victim].kept = false;
+    for (auto& b : blocks_)
       if (b.depends_on == static_cast<int>(victim)) b.kept = false;
-    text = compose();
+    return true;
   }
-  if (estimate_tokens(text) > budget) {
-    // Only the header is left and it is still too long: cut it.
-    while (!text.empty() && estimate_tokens(text) > budget) {
+
+  // Only the header is left and it is still too long: cut it.
+  void cut_header(std::string& text) const {
+    while (!text.empty() && estimate_tokens(text) > options_.token_budget) {
       auto cut = text.rfind(' ');
       text.resize(cut == std::string::npos ? text.size() - 1 : cut);
     }
   }
-  d.text = std::move(text);
-  d.estimated_tokens = estimate_tokens(d.text);
-  return d;
+
+  const IngestResult& result_;
+  const DigestOptions& options_;
+  Digest digest_;
+  std::unordered_map<const Context*, std::size_t> group_of_context_;
+  std::unordered_map<std::string, std::size_t> group_index_;
+  std::vector<Group> groups_;
+  std::vector<std::size_t> order_;  // indices into groups_, most important first
+  std::vector<ConfigFigure> throughput_, ttft_;
+  std::vector<Block> blocks_;
+  std::vector<std::size_t> by_priority_;  // indices into blocks_, most important first
+  int errors_title_ = -1;
+  int stats_title_ = -1;
+};
+
+}  // namespace
+
+Digest make_digest(const IngestResult& result, const DigestOptions& options) {
+  DigestWriter writer(result, options);
+  writer.gather_groups();
+  writer.order_groups();
+  writer.rank_configurations();
+  writer.collect_stats();
+
+  writer.add_header_block();
+  writer.add_best_worst_blocks();
+  writer.add_errors_title();
+  writer.add_file_error_blocks();
+  writer.add_error_message_blocks();
+  writer.add_outlier_blocks();
+  writer.add_group_blocks();
+
+  writer.fit_to_budget();
+  return writer.take();
 }
 
 }  // namespace chimera::ingest
