@@ -166,34 +166,89 @@ void emit_row_labelled(const Table& table, const Context* base, ParseJob& job) {
   }
 }
 
-}  // namespace
+// "| Metric | Value |" tables: the header's first column names labels and no row starts with a
+// number.
+bool is_row_labelled(const Table& table) {
+  if (table.header.size() < 2 || table.rows.empty() ||
+      !is_label_header(classify_name(table.header[0]).key))
+    return false;
+  for (const auto& row : table.rows) {
+    double v;
+    std::string_view u;
+    if (row.count > 0 && parse_number(table.cells[row.first], &v, &u)) return false;
+  }
+  return true;
+}
 
-void emit_table(const Table& table, const Context* base, ParseJob& job) {
-  Arena& arena = job.arena();
-  const std::size_t ncols = table.header.size();
-  if (ncols >= 2 && !table.rows.empty() && is_label_header(classify_name(table.header[0]).key)) {
-    bool numbers_in_first = false;
-    for (const auto& row : table.rows) {
-      double v;
-      std::string_view u;
-      if (row.count > 0 && parse_number(table.cells[row.first], &v, &u)) {
-        numbers_in_first = true;
-        break;
+// A table with one configuration per row: the columns are classified once from the header and
+// the cells, then each row becomes a context and that context's records.
+class ColumnTableEmitter {
+ public:
+  ColumnTableEmitter(const Table& table, const Context* base, ParseJob& job)
+      : table_(table),
+        base_(base),
+        job_(job),
+        arena_(job.arena()),
+        ncols_(table.header.size()),
+        cols_(ncols_) {}
+
+  void classify_columns() {
+    for (std::size_t c = 0; c < ncols_; ++c) classify_column(c);
+  }
+
+  // A column named like a metric but holding only text is context (a name, a tone, a flag).
+  void demote_text_metric_columns() {
+    for (std::size_t c = 0; c < ncols_; ++c) {
+      if (cols_[c].use != Use::metric) continue;
+      if (has_number(c)) continue;  // one number makes it a metric column
+      // No numbers: text (context), or only failures (kept: they become error values).
+      bool text = false, failures = false;
+      for (const auto& row : table_.rows) {
+        if (c >= row.count) continue;
+        auto cell = table_.cells[row.first + c];
+        if (is_missing(cell)) continue;
+        if (!looks_like_error(cell)) {
+          text = true;
+          break;
+        }
+        failures = true;
       }
-    }
-    if (!numbers_in_first) {
-      emit_row_labelled(table, base, job);
-      return;
+      cols_[c].use = text ? Use::extra : (failures ? Use::metric : Use::ignore);
     }
   }
-  std::vector<Column> cols(ncols);
-  for (std::size_t c = 0; c < ncols; ++c) {
-    auto& col = cols[c];
-    col.info = classify_name(table.header[c]);
-    col.key = arena.intern(col.info.key.empty() ? fmt::format("column_{}", c + 1) : col.info.key);
-    col.origin = arena.intern(trim(table.header[c]));
-    if (c < table.units.size()) {  // the units row wins over a unit guessed from the name
-      col.header_unit = unit_from_text(arena.intern(trim(table.units[c])));
+
+  void reserve_records() {
+    std::size_t metric_cols = 0;
+    for (const auto& col : cols_) metric_cols += col.use == Use::metric ? 1 : 0;
+    job_.out->records.reserve(job_.out->records.size() + metric_cols * table_.rows.size());
+  }
+
+  void emit_rows() {
+    for (const auto& row : table_.rows) {
+      ++job_.out->rows;
+      if (row.count != ncols_ && !only_trailing_empty(row)) {
+        report_ragged(row);
+        continue;
+      }
+      const Context* context = row_context(row);
+      bool failed = report_failures(row, context);
+      record_metrics(row, context, failed);
+    }
+  }
+
+ private:
+  std::string_view cell_at(const Table::Row& row, std::size_t c) const {
+    return table_.cells[row.first + c];
+  }
+
+  void classify_column(std::size_t c) {
+    auto& col = cols_[c];
+    col.info = classify_name(table_.header[c]);
+    col.key =
+        arena_.intern(col.info.key.empty() ? fmt::format("column_{}", c + 1) : col.info.key);
+    col.origin = arena_.intern(trim(table_.header[c]));
+    if (c < table_.units.size()) {  // the units row wins over a unit guessed from the name
+      col.header_unit = unit_from_text(arena_.intern(trim(table_.units[c])));
     }
     switch (col.info.role) {
       case Role::metric:
@@ -219,83 +274,61 @@ void emit_table(const Table& table, const Context* base, ParseJob& job) {
         break;
     }
   }
-  // A column named like a metric but holding only text is context (a name, a tone, a flag).
-  for (std::size_t c = 0; c < ncols; ++c) {
-    if (cols[c].use != Use::metric) continue;
-    bool numeric = false;
-    for (const auto& row : table.rows) {
+
+  bool has_number(std::size_t c) const {
+    for (const auto& row : table_.rows) {
       if (c >= row.count) continue;
-      auto cell = table.cells[row.first + c];
+      auto cell = table_.cells[row.first + c];
       double v;
       std::string_view u;
-      if (!is_missing(cell) && parse_number(cell, &v, &u)) {
-        numeric = true;  // one number makes it a metric column
-        break;
-      }
+      if (!is_missing(cell) && parse_number(cell, &v, &u)) return true;
     }
-    if (numeric) continue;
-    // No numbers: text (context), or only failures (kept: they become error values).
-    bool text = false, failures = false;
-    for (const auto& row : table.rows) {
-      if (c >= row.count) continue;
-      auto cell = table.cells[row.first + c];
-      if (is_missing(cell)) continue;
-      if (!looks_like_error(cell)) {
-        text = true;
-        break;
-      }
-      failures = true;
-    }
-    cols[c].use = text ? Use::extra : (failures ? Use::metric : Use::ignore);
+    return false;
   }
 
-  std::vector<std::pair<std::string_view, Settings>> settings_cache;
-  auto settings_for = [&](std::string_view cell) -> const Settings& {
-    for (const auto& [k, s] : settings_cache)
+  // A row longer than the header whose extra cells are all empty is read as if it fitted.
+  bool only_trailing_empty(const Table::Row& row) const {
+    bool trailing_empty = row.count > ncols_;
+    for (std::size_t c = ncols_; trailing_empty && c < row.count; ++c)
+      trailing_empty = trim(cell_at(row, c)).empty();
+    return trailing_empty;
+  }
+
+  void report_ragged(const Table::Row& row) {
+    job_.error(row.line,
+               fmt::format("ragged row at line {}: {} fields where the header has {}; the row "
+                           "was skipped",
+                           row.line, row.count, ncols_),
+               false);
+  }
+
+  const Settings& settings_for(std::string_view cell) {
+    for (const auto& [k, s] : settings_cache_)
       if (k == cell) return s;
-    settings_cache.emplace_back(cell, parse_settings(cell));
-    return settings_cache.back().second;
-  };
+    settings_cache_.emplace_back(cell, parse_settings(cell));
+    return settings_cache_.back().second;
+  }
 
-  std::size_t metric_cols = 0;
-  for (const auto& col : cols) metric_cols += col.use == Use::metric ? 1 : 0;
-  job.out->records.reserve(job.out->records.size() + metric_cols * table.rows.size());
-  for (const auto& row : table.rows) {
-    ++job.out->rows;
-    if (row.count != ncols) {
-      bool trailing_empty = row.count > ncols;
-      for (std::size_t c = ncols; trailing_empty && c < row.count; ++c)
-        trailing_empty = trim(table.cells[row.first + c]).empty();
-      if (!trailing_empty) {
-        job.error(row.line,
-                  fmt::format("ragged row at line {}: {} fields where the header has {}; the row "
-                              "was skipped",
-                              row.line, row.count, ncols),
-                  false);
-        continue;
-      }
-    }
-    auto cell_at = [&](std::size_t c) { return table.cells[row.first + c]; };
-
-    Context ctx = base != nullptr ? *base : Context{};
-    for (std::size_t c = 0; c < ncols; ++c) {
-      const auto& col = cols[c];
-      auto cell = cell_at(c);
+  const Context* row_context(const Table::Row& row) {
+    Context ctx = base_ != nullptr ? *base_ : Context{};
+    for (std::size_t c = 0; c < ncols_; ++c) {
+      const auto& col = cols_[c];
+      auto cell = cell_at(row, c);
       switch (col.use) {
         case Use::main:
-          if (!is_missing(cell) && !set_context(ctx, col.info.field, cell, arena))
-            set_extra(ctx, col.key, cell, arena);
+          if (!is_missing(cell) && !set_context(ctx, col.info.field, cell, arena_))
+            set_extra(ctx, col.key, cell, arena_);
           break;
         case Use::extra:
-          if (!is_missing(cell)) set_extra(ctx, col.key, cell, arena);
+          if (!is_missing(cell)) set_extra(ctx, col.key, cell, arena_);
           break;
         case Use::options:
           for (const auto& [info, value] : settings_for(cell)) {
             if (info.role == Role::context_main) {
-              if (!set_context(ctx, info.field, value, arena))
-                set_extra(ctx, info.key, value, arena);
+              if (!set_context(ctx, info.field, value, arena_))
+                set_extra(ctx, info.key, value, arena_);
             } else {
-              set_extra(ctx, info.key, value, arena);
+              set_extra(ctx, info.key, value, arena_);
             }
           }
           break;
@@ -304,38 +337,67 @@ void emit_table(const Table& table, const Context* base, ParseJob& job) {
       }
     }
     // A row that names its own model drops a quantization taken from the section's model.
-    if (base != nullptr && ctx.model != base->model && ctx.quantization == base->quantization)
+    if (base_ != nullptr && ctx.model != base_->model && ctx.quantization == base_->quantization)
       ctx.quantization = {};
-    finish_context(ctx, arena);
-    const Context* context = arena.new_context(std::move(ctx));
+    finish_context(ctx, arena_);
+    return arena_.new_context(std::move(ctx));
+  }
 
-    // An error in an error or success column marks the row's numbers as placeholders.
+  // An error in an error or success column marks the row's numbers as placeholders.
+  bool report_failures(const Table::Row& row, const Context* context) {
     bool failed = false;
-    for (std::size_t c = 0; c < ncols; ++c) {
-      const auto& col = cols[c];
-      auto cell = trim(cell_at(c));
+    for (std::size_t c = 0; c < ncols_; ++c) {
+      const auto& col = cols_[c];
+      auto cell = trim(cell_at(row, c));
       if (col.use == Use::error && !benign_status(cell)) {
-        job.error_value(col.key, cell, context, row.line);
+        job_.error_value(col.key, cell, context, row.line);
         failed = true;
       } else if (col.use == Use::success && !cell.empty() && falsy(cell)) {
-        job.error_value(col.key, fmt::format("{} = {}", col.origin, cell), context, row.line);
+        job_.error_value(col.key, fmt::format("{} = {}", col.origin, cell), context, row.line);
         failed = true;
       }
     }
-    for (std::size_t c = 0; c < ncols; ++c) {
-      auto& col = cols[c];
+    return failed;
+  }
+
+  void record_metrics(const Table::Row& row, const Context* context, bool failed) {
+    for (std::size_t c = 0; c < ncols_; ++c) {
+      auto& col = cols_[c];
       if (col.use != Use::metric) continue;
-      auto cell = cell_at(c);
+      auto cell = cell_at(row, c);
       if (is_missing(cell)) continue;
       double value = 0;
       std::string_view unit;
       if (cell_number(cell, &value, &unit)) {
-        if (!failed) job.record(col.metric_for(unit, arena), value, context, col.origin, row.line);
+        if (!failed)
+          job_.record(col.metric_for(unit, arena_), value, context, col.origin, row.line);
       } else if (!failed && looks_like_error(cell)) {
-        job.error_value(col.key, cell, context, row.line);
+        job_.error_value(col.key, cell, context, row.line);
       }
     }
   }
+
+  const Table& table_;
+  const Context* base_;
+  ParseJob& job_;
+  Arena& arena_;
+  const std::size_t ncols_;
+  std::vector<Column> cols_;
+  std::vector<std::pair<std::string_view, Settings>> settings_cache_;
+};
+
+}  // namespace
+
+void emit_table(const Table& table, const Context* base, ParseJob& job) {
+  if (is_row_labelled(table)) {
+    emit_row_labelled(table, base, job);
+    return;
+  }
+  ColumnTableEmitter emitter(table, base, job);
+  emitter.classify_columns();
+  emitter.demote_text_metric_columns();
+  emitter.reserve_records();
+  emitter.emit_rows();
 }
 
 }  // namespace chimera::ingest::detail
