@@ -2,6 +2,8 @@
 
 #include "core/runtime_impl.hpp"
 
+#include <chimera/core/text.hpp>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -19,9 +21,7 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 using http::Clock;
 
-namespace {
-std::size_t invalid_utf8_at(std::string_view s);
-}  // namespace
+using text::invalid_utf8_at;
 
 std::string json_excerpt(std::string_view text, std::size_t max) {
   // Shown in messages and records (JSON): bytes that are not UTF-8, and control characters,
@@ -125,30 +125,6 @@ std::optional<double> server_number(const json::object& o, std::string_view key,
                                    key, json_excerpt(json::serialize(*v), 40)));
   return std::nullopt;
 }
-
-namespace {
-
-// The offset of the first byte that is not part of well-formed UTF-8, or npos.
-std::size_t invalid_utf8_at(std::string_view s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-    if (n == 0 || (n == 2 && c < 0xc2) || i + n > s.size()) return i;
-    for (std::size_t k = 1; k < n; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return i;
-    }
-    const auto c1 = static_cast<unsigned char>(n > 1 ? s[i + 1] : 0);
-    if ((n == 3 && c == 0xe0 && c1 < 0xa0) || (n == 3 && c == 0xed && c1 >= 0xa0) ||
-        (n == 4 && c == 0xf0 && c1 < 0x90) || (n == 4 && (c > 0xf4 || (c == 0xf4 && c1 >= 0x90)))) {
-      return i;  // overlong, a surrogate, or beyond U+10FFFF
-    }
-    i += n;
-  }
-  return std::string_view::npos;
-}
-
-}  // namespace
 
 std::string json_failure(std::string_view text, const boost::system::error_code& ec) {
   if (const auto at = invalid_utf8_at(text); at != std::string_view::npos) {

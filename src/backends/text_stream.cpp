@@ -1,30 +1,13 @@
 #include "backends/text_stream.hpp"
 
+#include <chimera/core/text.hpp>
+
 #include <algorithm>
 
 namespace chimera::backends {
 
-namespace {
-// Length of the UTF-8 sequence a lead byte starts, or 0 when it cannot start one.
-int sequence_length(unsigned char c) {
-  if (c < 0x80) return 1;
-  if (c >= 0xC2 && c <= 0xDF) return 2;
-  if (c >= 0xE0 && c <= 0xEF) return 3;
-  if (c >= 0xF0 && c <= 0xF4) return 4;
-  return 0;
-}
-
-// Whether `b` may follow lead byte `lead` as its first continuation byte (excludes overlongs,
-// surrogates and code points past U+10FFFF, as RFC 3629 does).
-bool valid_second(unsigned char lead, unsigned char b) {
-  if ((b & 0xC0) != 0x80) return false;
-  if (lead == 0xE0) return b >= 0xA0;
-  if (lead == 0xED) return b <= 0x9F;
-  if (lead == 0xF0) return b >= 0x90;
-  if (lead == 0xF4) return b <= 0x8F;
-  return true;
-}
-}  // namespace
+using text::utf8_sequence_length;
+using text::utf8_valid_second;
 
 std::string Utf8Assembler::push(std::string_view piece) {
   pending_.append(piece);
@@ -33,7 +16,7 @@ std::string Utf8Assembler::push(std::string_view piece) {
   const std::size_t n = pending_.size();
   while (i < n) {
     const auto lead = static_cast<unsigned char>(pending_[i]);
-    const int len = sequence_length(lead);
+    const int len = static_cast<int>(utf8_sequence_length(lead));
     if (len == 0) {  // a stray continuation byte or an invalid lead byte
       ++dropped_;
       ++i;
@@ -49,7 +32,7 @@ std::string Utf8Assembler::push(std::string_view piece) {
     bool bad = false;
     while (have < len && i + static_cast<std::size_t>(have) < n) {
       const auto b = static_cast<unsigned char>(pending_[i + static_cast<std::size_t>(have)]);
-      const bool ok = have == 1 ? valid_second(lead, b) : (b & 0xC0) == 0x80;
+      const bool ok = have == 1 ? utf8_valid_second(lead, b) : (b & 0xC0) == 0x80;
       if (!ok) {
         bad = true;
         break;

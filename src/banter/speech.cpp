@@ -1,4 +1,5 @@
 #include <chimera/banter/speech.hpp>
+#include <chimera/core/text.hpp>
 
 #include <algorithm>
 #include <array>
@@ -13,13 +14,8 @@ constexpr std::array<std::string_view, 2> kCloseTags = {"</think>", "</thinking>
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'; }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-char lower(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
+using text::trim;
+constexpr char lower(char c) { return text::to_lower(c); }
 
 bool iequals_prefix(std::string_view text, std::string_view prefix) {
   if (text.size() < prefix.size()) return false;
@@ -90,13 +86,7 @@ bool abbreviation_before(std::string_view s, std::size_t dot) {
   return std::find(kAbbrev.begin(), kAbbrev.end(), word) != kAbbrev.end();
 }
 
-std::size_t utf8_chars(std::string_view s) {
-  std::size_t n = 0;
-  for (char c : s) {
-    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) ++n;
-  }
-  return n;
-}
+using text::utf8_length;
 
 }  // namespace
 
@@ -258,7 +248,7 @@ void SentenceSplitter::scan(std::vector<std::string>& out, bool at_end) {
           }
         }
       }
-      if (end > 0 && utf8_chars(trim(s.substr(0, end))) >= opt_.min_clause_chars) {
+      if (end > 0 && utf8_length(trim(s.substr(0, end))) >= opt_.min_clause_chars) {
         emit(end, out);
         i = 0;
         continue;
@@ -272,7 +262,7 @@ void SentenceSplitter::scan(std::vector<std::string>& out, bool at_end) {
   }
   scanned_ = i;
   // Too long without a boundary: cut at the last space, so speech is never starved.
-  if (utf8_chars(buf_) > opt_.max_chars) {
+  if (utf8_length(buf_) > opt_.max_chars) {
     std::size_t limit = 0;
     for (std::size_t chars = 0; limit < buf_.size(); ++limit) {
       if ((static_cast<unsigned char>(buf_[limit]) & 0xC0) != 0x80 && chars++ == opt_.max_chars) {

@@ -60,9 +60,7 @@ std::string_view Arena::intern(std::string_view s) {
 
 namespace {
 
-char lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
+using chimera::text::to_lower;
 bool is_digit(char c) {
   return c >= '0' && c <= '9';
 }
@@ -71,12 +69,6 @@ bool is_alpha(char c) {
 }
 bool is_upper(char c) {
   return c >= 'A' && c <= 'Z';
-}
-
-std::string to_lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = lower(c);
-  return out;
 }
 
 template <std::size_t N>
@@ -122,16 +114,6 @@ constexpr std::array<std::string_view, 8> kTokenCounts = {
     "predicted", "prompt", "eval", "generated", "decode", "prefill", "generation", "output"};
 
 }  // namespace
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() &&
-         (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n'))
-    s.remove_prefix(1);
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
-    s.remove_suffix(1);
-  return s;
-}
 
 std::string_view& field_of(Context& c, Field f) {
   switch (f) {
@@ -273,7 +255,7 @@ std::string normalize_key(std::string_view raw) {
       if (is_upper(c) && prev != 0 && (prev >= 'a' && prev <= 'z') && !out.empty() &&
           out.back() != '_')
         out += '_';
-      out += lower(c);
+      out += to_lower(c);
     } else if (c == '%') {
       if (!out.empty() && out.back() != '_') out += '_';
       out += "pct_";
@@ -649,7 +631,7 @@ bool icontains(std::string_view hay, std::string_view needle) {
   if (needle.size() > hay.size()) return false;
   for (std::size_t i = 0; i + needle.size() <= hay.size(); ++i) {
     std::size_t k = 0;
-    while (k < needle.size() && lower(hay[i + k]) == needle[k]) ++k;
+    while (k < needle.size() && to_lower(hay[i + k]) == needle[k]) ++k;
     if (k == needle.size()) return true;
   }
   return false;

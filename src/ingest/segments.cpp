@@ -288,12 +288,7 @@ void read_tokens(const std::vector<Token>& tokens, SegmentReading& out,
   }
 }
 
-std::string to_lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
+using chimera::text::to_lower;
 
 }  // namespace
 

@@ -11,6 +11,7 @@
 #include "chimera/model/synth.hpp"
 
 #include <chimera/core/install_paths.hpp>
+#include <chimera/core/text.hpp>
 
 #include <ggml.h>
 #include <gguf.h>
@@ -104,39 +105,7 @@ void fill_uniform(float* out, uint64_t n, uint64_t seed, float scale) {
 // ---------------------------------------------------------------------------------------------
 // UTF-8 and llama.cpp's token rendering.
 
-// Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF, nothing cut.
-bool valid_utf8(std::string_view s) {
-  size_t i = 0;
-  const size_t n = s.size();
-  while (i < n) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len = 0;
-    uint32_t cp = 0;
-    uint32_t min = 0;
-    if ((c & 0xE0) == 0xC0) {
-      len = 2, cp = c & 0x1F, min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3, cp = c & 0x0F, min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4, cp = c & 0x07, min = 0x10000;
-    } else {
-      return false;
-    }
-    if (i + len > n) return false;
-    for (size_t k = 1; k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    i += len;
-  }
-  return true;
-}
+using text::valid_utf8;  // strict RFC 3629
 
 // Decodes valid UTF-8 into code points (call only on valid_utf8 text).
 std::vector<uint32_t> code_points(std::string_view s) {

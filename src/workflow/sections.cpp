@@ -1,4 +1,5 @@
 // Tolerant parsing of the analysis call's answer into its four sections.
+#include <chimera/core/text.hpp>
 #include <chimera/workflow/workflow.hpp>
 
 #include <algorithm>
@@ -82,12 +83,7 @@ int heading(std::string_view line, std::string& rest) {
   return -1;
 }
 
-std::string trim(std::string s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
-  std::size_t i = 0;
-  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
-  return s.substr(i);
-}
+std::string trim(const std::string& s) { return std::string(text::trim(s)); }
 
 }  // namespace
 
