@@ -26,6 +26,7 @@
 #include <fstream>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -56,11 +57,9 @@ EndpointInfo check_one(const CheckArgs& a, const std::string& url, bool& bad_url
   // --timeout bounds every request of the check, whichever way the API is chosen.
   cfg.timeouts.connect_ms = a.timeout_ms;
   cfg.timeouts.check_ms = a.timeout_ms;
-  if (a.backend == "ollama") {
-    cfg.kind = BackendKind::ollama;
-  } else if (a.backend == "openai") {
-    cfg.kind = BackendKind::openai;
-  } else {
+  if (const auto kind = parse_backend_kind(a.backend)) {
+    cfg.kind = *kind;
+  } else {  // "auto"
     auto d = detect_backend(url, rt, a.timeout_ms);
     if (d.error) {
       info.detail = d.error.message;
@@ -454,19 +453,21 @@ std::string pool_json(const UpArgs& a, const std::vector<Running>& servers) {
   return boost::json::serialize(boost::json::object{{"pool", std::move(pools)}});
 }
 
-int run_up(const UpArgs& a) {
-  if (const std::string bad = check_up_flags(a); !bad.empty()) {
-    fmt::print(stderr, "{}: {}\n", kUp, bad);
-    return kUsage;
-  }
+// The llama-server to run: --server, or the one this build was made with. Empty (reported) when
+// the built one cannot be run; --server was checked with the flags.
+std::string runnable_server(const UpArgs& a) {
   const std::string binary = a.server.empty() ? default_llama_server() : a.server;
   if (a.server.empty() && ::access(binary.c_str(), X_OK) != 0) {
     fmt::print(stderr, "{}: the llama-server this build was made with ('{}') cannot be run: {}; "
                "name one with --server PATH\n", kUp, binary, std::strerror(errno));
-    return kFailed;
+    return {};
   }
+  return binary;
+}
 
-  const fs::path state_path = a.state.empty() ? default_state_file() : fs::path(a.state);
+// The state file may be written: it is absent or stale, and its folder exists. Otherwise the
+// exit code, reported.
+std::optional<int> claim_state_file(const UpArgs& a, const fs::path& state_path) {
   std::error_code ec;
   if (fs::exists(state_path, ec)) {
     State old;
@@ -493,14 +494,18 @@ int run_up(const UpArgs& a) {
                state_path.string(), ec.message());
     return kFailed;
   }
+  return std::nullopt;
+}
 
-  std::vector<int> ports;
+// --port and the ports after it, each free; or free ports. False (reported) when a given port is
+// taken.
+bool choose_ports(const UpArgs& a, std::vector<int>& ports) {
   if (a.port_option->count() > 0) {
     for (int i = 0; i < a.count; ++i) {
       if (port_in_use(a.port + i)) {
         fmt::print(stderr, "{}: port {} on 127.0.0.1 is in use; choose another --port\n", kUp,
                    a.port + i);
-        return kFailed;
+        return false;
       }
       ports.push_back(a.port + i);
     }
@@ -511,134 +516,211 @@ int run_up(const UpArgs& a) {
       if (seen.insert(p).second) ports.push_back(p);
     }
   }
+  return true;
+}
+
+// The running pool of `up`: its servers and its state file, from the start to the stop.
+class UpPool {
+ public:
+  UpPool(const UpArgs& a, std::string binary, fs::path state_path)
+      : a_(a), binary_(std::move(binary)), state_path_(std::move(state_path)) {}
 
   // The stop signals are taken with sigtimedwait() from here on, never by a handler. The servers
-  // unblock them (ServerProcess does) and sit in process groups of their own, so a Ctrl-C reaches
-  // only this process, which then stops them in order.
-  sigset_t stop_signals;
-  ::sigemptyset(&stop_signals);
-  ::sigaddset(&stop_signals, SIGINT);
-  ::sigaddset(&stop_signals, SIGTERM);
-  ::sigaddset(&stop_signals, SIGHUP);
-  ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // unblock them (ServerProcess does) and sit in process groups of their own, so a Ctrl-C
+  // reaches only this process, which then stops them in order.
+  void block_stop_signals() {
+    ::sigemptyset(&stop_signals_);
+    ::sigaddset(&stop_signals_, SIGINT);
+    ::sigaddset(&stop_signals_, SIGTERM);
+    ::sigaddset(&stop_signals_, SIGHUP);
+    ::pthread_sigmask(SIG_BLOCK, &stop_signals_, nullptr);
+  }
 
-  const auto t0 = std::chrono::steady_clock::now();
-  const std::string started = fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::time(nullptr)));
-  fmt::print(stderr, "{}: starting {} with {} ({} each, ctx {}, {} GPU layers)\n", kUp,
-             plural(ports.size(), "llama-server", "llama-servers"), a.model,
-             plural(static_cast<std::size_t>(a.parallel), "slot", "slots"), a.ctx, a.gpu_layers);
-  std::vector<Running> servers;
-  for (const int port : ports) {
+  // One llama-server per port, not waited for; the state file says "starting". False (reported,
+  // servers stopped) when the state file cannot be written.
+  bool launch(const std::vector<int>& ports) {
+    t0_ = std::chrono::steady_clock::now();
+    started_ = fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::time(nullptr)));
+    fmt::print(stderr, "{}: starting {} with {} ({} each, ctx {}, {} GPU layers)\n", kUp,
+               plural(ports.size(), "llama-server", "llama-servers"), a_.model,
+               plural(static_cast<std::size_t>(a_.parallel), "slot", "slots"), a_.ctx,
+               a_.gpu_layers);
+    for (const int port : ports) servers_.push_back(start_server(port));
+    std::string error;
+    if (!write_state(state_path_, make_state(a_, binary_, started_, servers_, "starting"), error)) {
+      fmt::print(stderr, "{}: {}\n", kUp, error);
+      stop_all(servers_);
+      return false;
+    }
+    return true;
+  }
+
+  // Starting: each server's readiness as it comes, the first failure ends it all. The exit code
+  // when it ended.
+  std::optional<int> wait_until_ready() {
+    std::size_t ready = 0;
+    while (ready < servers_.size()) {
+      if (const int sig = wait_signal(stop_signals_, 50); sig != 0) {
+        fmt::print(stderr, "{}: {} before every server was ready; stopping them\n", kUp,
+                   signal_name(sig));
+        cleanup();
+        return kInterrupted;
+      }
+      for (std::size_t i = 0; i < servers_.size(); ++i) {
+        Running& s = servers_[i];
+        if (s.ready || !s.process->poll_ready()) continue;
+        if (!s.process->ok()) {
+          report_start_failure(i);
+          return kFailed;
+        }
+        s.ready = true;
+        ++ready;
+        const double secs =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+        fmt::print(stderr, "  [{}/{}] {} ready (pid {}, {:.1f} s)\n", ready, servers_.size(),
+                   s.process->url(), s.pid, secs);
+      }
+    }
+    return std::nullopt;
+  }
+
+  // The state file says "running" and the pool configuration goes to stdout. False (reported,
+  // servers stopped) when the state file cannot be written.
+  bool announce() {
+    std::string error;
+    if (!write_state(state_path_, make_state(a_, binary_, started_, servers_, "running"), error)) {
+      fmt::print(stderr, "{}: {}\n", kUp, error);
+      cleanup();
+      return false;
+    }
+    fmt::print("{}\n", a_.json ? pool_json(a_, servers_) : pool_toml(a_, servers_));
+    std::fflush(stdout);
+    const std::string down_cmd =
+        a_.state.empty()
+            ? "chimeraforge endpoints down"
+            : fmt::format("chimeraforge endpoints down --state {}", state_path_.string());
+    fmt::print(stderr,
+               "{}: {} running (state file {}). Press Ctrl-C to stop them, or run `{}`.\n", kUp,
+               plural(servers_.size(), "llama-server is", "llama-servers are"),
+               state_path_.string(), down_cmd);
+    return true;
+  }
+
+  // Serving: until a stop signal. A server that dies is reported; the others go on.
+  int serve_until_stopped() {
+    for (;;) {
+      if (const int sig = wait_signal(stop_signals_, 250); sig != 0) {
+        fmt::print(stderr, "{}: {}; stopping {}\n", kUp, signal_name(sig),
+                   plural(live_count(), "llama-server", "llama-servers"));
+        cleanup();
+        fmt::print(stderr, "{}: stopped\n", kUp);
+        return kOk;
+      }
+      if (!note_dead_servers()) continue;
+      const std::size_t live = live_count();
+      if (live == 0) {
+        fmt::print(stderr, "{}: every llama-server has died; nothing is left to serve\n", kUp);
+        std::error_code ec;
+        fs::remove(state_path_, ec);
+        return kFailed;
+      }
+      fmt::print(stderr, "{}: {} still running; the pool routes around the dead one\n", kUp,
+                 plural(live, "llama-server is", "llama-servers are"));
+      std::string error;
+      if (!write_state(state_path_, make_state(a_, binary_, started_, servers_, "running"),
+                       error)) {
+        fmt::print(stderr, "{}: {}\n", kUp, error);
+      }
+    }
+  }
+
+ private:
+  Running start_server(int port) const {
     ServerOptions o;
-    o.binary = binary;
-    o.model = a.model;
+    o.binary = binary_;
+    o.model = a_.model;
     o.port = port;
-    o.parallel = a.parallel;
-    o.ctx = a.ctx;
-    o.threads = a.threads;
-    o.gpu_layers = a.gpu_layers;
-    o.extra = a.server_args;
-    o.ready_timeout_ms = a.ready_timeout_s * 1000;
+    o.parallel = a_.parallel;
+    o.ctx = a_.ctx;
+    o.threads = a_.threads;
+    o.gpu_layers = a_.gpu_layers;
+    o.extra = a_.server_args;
+    o.ready_timeout_ms = a_.ready_timeout_s * 1000;
     o.wait_until_ready = false;
     o.own_process_group = true;
     Running r;
     r.process = std::make_unique<ServerProcess>(std::move(o));
     r.pid = r.process->pid();
-    servers.push_back(std::move(r));
-  }
-  std::string error;
-  if (!write_state(state_path, make_state(a, binary, started, servers, "starting"), error)) {
-    fmt::print(stderr, "{}: {}\n", kUp, error);
-    stop_all(servers);
-    return kFailed;
-  }
-  const auto cleanup = [&] {
-    stop_all(servers);
-    fs::remove(state_path, ec);
-  };
-
-  // Starting: each server's readiness as it comes, the first failure ends it all.
-  std::size_t ready = 0;
-  while (ready < servers.size()) {
-    if (const int sig = wait_signal(stop_signals, 50); sig != 0) {
-      fmt::print(stderr, "{}: {} before every server was ready; stopping them\n", kUp,
-                 signal_name(sig));
-      cleanup();
-      return kInterrupted;
-    }
-    for (std::size_t i = 0; i < servers.size(); ++i) {
-      Running& s = servers[i];
-      if (s.ready || !s.process->poll_ready()) continue;
-      if (!s.process->ok()) {
-        s.live = false;
-        const std::string why = s.process->error();
-        cleanup();
-        fmt::print(stderr, "{}: llama-server {} of {} (port {}, pid {}) failed to start: {}\n",
-                   kUp, i + 1, servers.size(), s.process->port(), s.pid, why);
-        if (servers.size() > 1) {
-          fmt::print(stderr, "{}: stopped the other {}\n", kUp,
-                     servers.size() == 2 ? "server" : fmt::format("{} servers", servers.size() - 1));
-        }
-        return kFailed;
-      }
-      s.ready = true;
-      ++ready;
-      const double secs =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      fmt::print(stderr, "  [{}/{}] {} ready (pid {}, {:.1f} s)\n", ready, servers.size(),
-                 s.process->url(), s.pid, secs);
-    }
+    return r;
   }
 
-  if (!write_state(state_path, make_state(a, binary, started, servers, "running"), error)) {
-    fmt::print(stderr, "{}: {}\n", kUp, error);
+  void cleanup() {
+    stop_all(servers_);
+    std::error_code ec;
+    fs::remove(state_path_, ec);
+  }
+
+  // Server `i` failed to start: everything stops.
+  void report_start_failure(std::size_t i) {
+    Running& s = servers_[i];
+    s.live = false;
+    const std::string why = s.process->error();
     cleanup();
-    return kFailed;
-  }
-  fmt::print("{}\n", a.json ? pool_json(a, servers) : pool_toml(a, servers));
-  std::fflush(stdout);
-  const std::string down_cmd =
-      a.state.empty() ? "chimeraforge endpoints down"
-                      : fmt::format("chimeraforge endpoints down --state {}", state_path.string());
-  fmt::print(stderr,
-             "{}: {} running (state file {}). Press Ctrl-C to stop them, or run `{}`.\n", kUp,
-             plural(servers.size(), "llama-server is", "llama-servers are"), state_path.string(),
-             down_cmd);
-
-  // Serving: until a stop signal. A server that dies is reported; the others go on.
-  for (;;) {
-    if (const int sig = wait_signal(stop_signals, 250); sig != 0) {
-      std::size_t live = 0;
-      for (const auto& s : servers) live += s.live ? 1 : 0;
-      fmt::print(stderr, "{}: {}; stopping {}\n", kUp, signal_name(sig),
-                 plural(live, "llama-server", "llama-servers"));
-      cleanup();
-      fmt::print(stderr, "{}: stopped\n", kUp);
-      return kOk;
+    fmt::print(stderr, "{}: llama-server {} of {} (port {}, pid {}) failed to start: {}\n", kUp,
+               i + 1, servers_.size(), s.process->port(), s.pid, why);
+    if (servers_.size() > 1) {
+      fmt::print(stderr, "{}: stopped the other {}\n", kUp,
+                 servers_.size() == 2 ? "server" : fmt::format("{} servers", servers_.size() - 1));
     }
+  }
+
+  // Reports the servers that died since the last look; true when there were any.
+  bool note_dead_servers() {
     bool changed = false;
-    for (std::size_t i = 0; i < servers.size(); ++i) {
-      Running& s = servers[i];
+    for (std::size_t i = 0; i < servers_.size(); ++i) {
+      Running& s = servers_[i];
       if (!s.live || s.process->running()) continue;
       s.live = false;
       changed = true;
       fmt::print(stderr, "{}: llama-server {} of {} at {} (pid {}) has died: {}\n", kUp, i + 1,
-                 servers.size(), s.process->url(), s.pid, s.process->error());
+                 servers_.size(), s.process->url(), s.pid, s.process->error());
     }
-    if (!changed) continue;
-    std::size_t live = 0;
-    for (const auto& s : servers) live += s.live ? 1 : 0;
-    if (live == 0) {
-      fmt::print(stderr, "{}: every llama-server has died; nothing is left to serve\n", kUp);
-      fs::remove(state_path, ec);
-      return kFailed;
-    }
-    fmt::print(stderr, "{}: {} still running; the pool routes around the dead one\n", kUp,
-               plural(live, "llama-server is", "llama-servers are"));
-    if (!write_state(state_path, make_state(a, binary, started, servers, "running"), error)) {
-      fmt::print(stderr, "{}: {}\n", kUp, error);
-    }
+    return changed;
   }
+
+  std::size_t live_count() const {
+    std::size_t live = 0;
+    for (const auto& s : servers_) live += s.live ? 1 : 0;
+    return live;
+  }
+
+  const UpArgs& a_;
+  const std::string binary_;
+  const fs::path state_path_;
+  sigset_t stop_signals_{};
+  std::chrono::steady_clock::time_point t0_;
+  std::string started_;
+  std::vector<Running> servers_;
+};
+
+int run_up(const UpArgs& a) {
+  if (const std::string bad = check_up_flags(a); !bad.empty()) {
+    fmt::print(stderr, "{}: {}\n", kUp, bad);
+    return kUsage;
+  }
+  std::string binary = runnable_server(a);
+  if (binary.empty()) return kFailed;
+  fs::path state_path = a.state.empty() ? default_state_file() : fs::path(a.state);
+  if (const auto code = claim_state_file(a, state_path)) return *code;
+  std::vector<int> ports;
+  if (!choose_ports(a, ports)) return kFailed;
+
+  UpPool pool(a, std::move(binary), std::move(state_path));
+  pool.block_stop_signals();
+  if (!pool.launch(ports)) return kFailed;
+  if (const auto code = pool.wait_until_ready()) return *code;
+  if (!pool.announce()) return kFailed;
+  return pool.serve_until_stopped();
 }
 
 // ---------------------------------------------------------------------------------------------
