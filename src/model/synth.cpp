@@ -386,209 +386,288 @@ std::string preset_names() {
   return out;
 }
 
-SynthResult synthesize_impl(const SynthOptions& options) {
-  SynthResult result;
-  auto fail = [&](std::string msg) {
-    result.ok = false;
-    result.error = std::move(msg);
-    return result;
-  };
+// Writes one synthetic model in phases that share the vocabulary, the GGUF header being built
+// and the output file. Each phase returns false, with the result's error set, when it fails.
+class SynthWriter {
+ public:
+  explicit SynthWriter(const SynthOptions& options) : options_(options) {}
 
-  const Shape* shape = find_preset(options.preset);
-  if (shape == nullptr) {
-    return fail("unknown preset '" + options.preset + "'; valid presets: " + preset_names());
-  }
-  if (options.output.empty()) return fail("no output file given");
-  if (shape->n_head == 0 || shape->n_embd % shape->n_head != 0 || shape->n_head_kv == 0 ||
-      shape->n_head % shape->n_head_kv != 0) {
-    return fail("preset '" + shape->name + "' has an invalid head layout");
+  bool choose_shape() {
+    shape_ = find_preset(options_.preset);
+    if (shape_ == nullptr) {
+      return fail("unknown preset '" + options_.preset + "'; valid presets: " + preset_names());
+    }
+    if (options_.output.empty()) return fail("no output file given");
+    if (shape_->n_head == 0 || shape_->n_embd % shape_->n_head != 0 || shape_->n_head_kv == 0 ||
+        shape_->n_head % shape_->n_head_kv != 0) {
+      return fail("preset '" + shape_->name + "' has an invalid head layout");
+    }
+    return true;
   }
 
   // --- the vocabulary -----------------------------------------------------------------------
-  const std::filesystem::path vocab_path =
-      options.vocab_file.empty() ? default_vocab_file(shape->vocab) : options.vocab_file;
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(vocab_path, ec)) {
-    return fail("vocabulary file " + vocab_path.string() + " (for '" + shape->vocab +
-                "') not found; set CHIMERA_VOCAB_DIR to llama.cpp's models/ directory (it holds "
-                "ggml-vocab-" + shape->vocab + ".gguf) or pass the file with --vocab");
-  }
-  GgufPtr vocab(gguf_init_from_file(vocab_path.c_str(), gguf_init_params{/*no_alloc=*/true, nullptr}));
-  if (!vocab) return fail("cannot read " + vocab_path.string() + " as a GGUF file");
+  bool open_vocabulary() {
+    vocab_path_ =
+        options_.vocab_file.empty() ? default_vocab_file(shape_->vocab) : options_.vocab_file;
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(vocab_path_, ec)) {
+      return fail("vocabulary file " + vocab_path_.string() + " (for '" + shape_->vocab +
+                  "') not found; set CHIMERA_VOCAB_DIR to llama.cpp's models/ directory (it holds "
+                  "ggml-vocab-" + shape_->vocab + ".gguf) or pass the file with --vocab");
+    }
+    vocab_.reset(gguf_init_from_file(vocab_path_.c_str(), gguf_init_params{/*no_alloc=*/true, nullptr}));
+    if (!vocab_) return fail("cannot read " + vocab_path_.string() + " as a GGUF file");
 
-  const int64_t id_model = gguf_find_key(vocab.get(), "tokenizer.ggml.model");
-  const int64_t id_tokens = gguf_find_key(vocab.get(), "tokenizer.ggml.tokens");
-  if (id_model < 0 || gguf_get_kv_type(vocab.get(), id_model) != GGUF_TYPE_STRING || id_tokens < 0 ||
-      gguf_get_kv_type(vocab.get(), id_tokens) != GGUF_TYPE_ARRAY ||
-      gguf_get_arr_type(vocab.get(), id_tokens) != GGUF_TYPE_STRING) {
-    return fail(vocab_path.string() + " holds no tokenizer (tokenizer.ggml.model, tokenizer.ggml.tokens)");
-  }
-  const std::string tok_model = gguf_get_val_str(vocab.get(), id_model);
-  VocabKind kind;
-  if (tok_model == "llama") {
-    kind = VocabKind::spm;
-  } else if (tok_model == "gpt2") {
-    kind = VocabKind::bpe;
-  } else {
-    return fail(vocab_path.string() + ": tokenizer model '" + tok_model +
-                "' is not supported (supported: llama (SPM), gpt2 (byte-level BPE))");
-  }
-  bool escape_whitespaces = kind == VocabKind::spm;
-  if (const int64_t id_pre = gguf_find_key(vocab.get(), "tokenizer.ggml.pre");
-      kind == VocabKind::bpe && id_pre >= 0 && gguf_get_kv_type(vocab.get(), id_pre) == GGUF_TYPE_STRING) {
-    const std::string pre = gguf_get_val_str(vocab.get(), id_pre);
-    escape_whitespaces = pre == "gemma4" || pre == "granite-embed-multi-311m" || pre == "sarvam-moe";
-  }
+    const int64_t id_model = gguf_find_key(vocab_.get(), "tokenizer.ggml.model");
+    id_tokens_ = gguf_find_key(vocab_.get(), "tokenizer.ggml.tokens");
+    if (id_model < 0 || gguf_get_kv_type(vocab_.get(), id_model) != GGUF_TYPE_STRING ||
+        id_tokens_ < 0 || gguf_get_kv_type(vocab_.get(), id_tokens_) != GGUF_TYPE_ARRAY ||
+        gguf_get_arr_type(vocab_.get(), id_tokens_) != GGUF_TYPE_STRING) {
+      return fail(vocab_path_.string() + " holds no tokenizer (tokenizer.ggml.model, tokenizer.ggml.tokens)");
+    }
+    const std::string tok_model = gguf_get_val_str(vocab_.get(), id_model);
+    if (tok_model == "llama") {
+      kind_ = VocabKind::spm;
+    } else if (tok_model == "gpt2") {
+      kind_ = VocabKind::bpe;
+    } else {
+      return fail(vocab_path_.string() + ": tokenizer model '" + tok_model +
+                  "' is not supported (supported: llama (SPM), gpt2 (byte-level BPE))");
+    }
+    escape_whitespaces_ = kind_ == VocabKind::spm;
+    if (const int64_t id_pre = gguf_find_key(vocab_.get(), "tokenizer.ggml.pre");
+        kind_ == VocabKind::bpe && id_pre >= 0 && gguf_get_kv_type(vocab_.get(), id_pre) == GGUF_TYPE_STRING) {
+      const std::string pre = gguf_get_val_str(vocab_.get(), id_pre);
+      escape_whitespaces_ = pre == "gemma4" || pre == "granite-embed-multi-311m" || pre == "sarvam-moe";
+    }
 
-  const size_t n_vocab = gguf_get_arr_n(vocab.get(), id_tokens);
-  if (n_vocab == 0 || n_vocab > INT32_MAX) return fail(vocab_path.string() + ": bad vocabulary size");
-  result.n_vocab = static_cast<uint32_t>(n_vocab);
+    n_vocab_ = gguf_get_arr_n(vocab_.get(), id_tokens_);
+    if (n_vocab_ == 0 || n_vocab_ > INT32_MAX) return fail(vocab_path_.string() + ": bad vocabulary size");
+    result_.n_vocab = static_cast<uint32_t>(n_vocab_);
+    return true;
+  }
 
   // Token types, with tokens that would not render as complete UTF-8 marked UNUSED.
-  std::vector<int32_t> types(n_vocab, kTokNormal);
-  const int64_t id_types = gguf_find_key(vocab.get(), "tokenizer.ggml.token_type");
-  if (id_types >= 0) {
-    if (gguf_get_kv_type(vocab.get(), id_types) != GGUF_TYPE_ARRAY ||
-        gguf_get_arr_type(vocab.get(), id_types) != GGUF_TYPE_INT32 ||
-        gguf_get_arr_n(vocab.get(), id_types) != n_vocab) {
-      return fail(vocab_path.string() + ": tokenizer.ggml.token_type is not an int32 array of " +
-                  std::to_string(n_vocab) + " entries");
+  bool read_token_types() {
+    types_.assign(n_vocab_, kTokNormal);
+    id_types_ = gguf_find_key(vocab_.get(), "tokenizer.ggml.token_type");
+    if (id_types_ >= 0) {
+      if (gguf_get_kv_type(vocab_.get(), id_types_) != GGUF_TYPE_ARRAY ||
+          gguf_get_arr_type(vocab_.get(), id_types_) != GGUF_TYPE_INT32 ||
+          gguf_get_arr_n(vocab_.get(), id_types_) != n_vocab_) {
+        return fail(vocab_path_.string() + ": tokenizer.ggml.token_type is not an int32 array of " +
+                    std::to_string(n_vocab_) + " entries");
+      }
+      const auto* src = static_cast<const int32_t*>(gguf_get_arr_data(vocab_.get(), id_types_));
+      std::copy(src, src + n_vocab_, types_.begin());
     }
-    const auto* src = static_cast<const int32_t*>(gguf_get_arr_data(vocab.get(), id_types));
-    std::copy(src, src + n_vocab, types.begin());
-  }
-  const std::vector<int> cp_to_byte = gpt2_codepoint_to_byte();
-  for (size_t i = 0; i < n_vocab; ++i) {
-    if (types[i] == kTokUnused) continue;
-    const char* text = gguf_get_arr_str(vocab.get(), id_tokens, i);
-    if (!renders_valid_utf8(text, types[i], kind, escape_whitespaces, cp_to_byte)) {
-      types[i] = kTokUnused;
-      ++result.n_tokens_unused;
+    const std::vector<int> cp_to_byte = gpt2_codepoint_to_byte();
+    for (size_t i = 0; i < n_vocab_; ++i) {
+      if (types_[i] == kTokUnused) continue;
+      const char* text = gguf_get_arr_str(vocab_.get(), id_tokens_, i);
+      if (!renders_valid_utf8(text, types_[i], kind_, escape_whitespaces_, cp_to_byte)) {
+        types_[i] = kTokUnused;
+        ++result_.n_tokens_unused;
+      }
     }
+    return true;
   }
 
   // --- metadata --------------------------------------------------------------------------------
-  GgufPtr out(gguf_init_empty());
-  gguf_context* g = out.get();
-  const bool f16 = options.type == WeightType::f16;
-  const Shape& s = *shape;
-  gguf_set_val_str(g, "general.architecture", "llama");
-  gguf_set_val_str(g, "general.type", "model");
-  gguf_set_val_str(g, "general.name", ("chimera-synth-" + s.name).c_str());
-  gguf_set_val_str(g, "general.description",
-                   ("Synthetic model: random weights of the '" + s.name +
-                    "' shape, for timing and tests; its text is noise")
-                       .c_str());
-  gguf_set_val_u32(g, "general.file_type", f16 ? 1u : 0u);  // LLAMA_FTYPE_MOSTLY_F16 / ALL_F32
-  gguf_set_val_u32(g, "llama.vocab_size", result.n_vocab);
-  gguf_set_val_u32(g, "llama.context_length", s.n_ctx_train);
-  gguf_set_val_u32(g, "llama.embedding_length", s.n_embd);
-  gguf_set_val_u32(g, "llama.block_count", s.n_layer);
-  gguf_set_val_u32(g, "llama.feed_forward_length", s.n_ff);
-  gguf_set_val_u32(g, "llama.attention.head_count", s.n_head);
-  gguf_set_val_u32(g, "llama.attention.head_count_kv", s.n_head_kv);
-  gguf_set_val_f32(g, "llama.rope.freq_base", s.rope_freq_base);
-  gguf_set_val_f32(g, "llama.attention.layer_norm_rms_epsilon", s.rms_eps);
-  gguf_set_val_u32(g, "llama.rope.dimension_count", s.n_embd / s.n_head);
-  gguf_set_val_str(g, "chimera.synth.preset", s.name.c_str());
-  gguf_set_val_u64(g, "chimera.synth.seed", options.seed);
-  gguf_set_val_u32(g, "chimera.synth.tokens_unused", result.n_tokens_unused);
+  bool set_metadata() {
+    out_.reset(gguf_init_empty());
+    gguf_context* g = out_.get();
+    const Shape& s = *shape_;
+    gguf_set_val_str(g, "general.architecture", "llama");
+    gguf_set_val_str(g, "general.type", "model");
+    gguf_set_val_str(g, "general.name", ("chimera-synth-" + s.name).c_str());
+    gguf_set_val_str(g, "general.description",
+                     ("Synthetic model: random weights of the '" + s.name +
+                      "' shape, for timing and tests; its text is noise")
+                         .c_str());
+    gguf_set_val_u32(g, "general.file_type", f16() ? 1u : 0u);  // LLAMA_FTYPE_MOSTLY_F16 / ALL_F32
+    gguf_set_val_u32(g, "llama.vocab_size", result_.n_vocab);
+    gguf_set_val_u32(g, "llama.context_length", s.n_ctx_train);
+    gguf_set_val_u32(g, "llama.embedding_length", s.n_embd);
+    gguf_set_val_u32(g, "llama.block_count", s.n_layer);
+    gguf_set_val_u32(g, "llama.feed_forward_length", s.n_ff);
+    gguf_set_val_u32(g, "llama.attention.head_count", s.n_head);
+    gguf_set_val_u32(g, "llama.attention.head_count_kv", s.n_head_kv);
+    gguf_set_val_f32(g, "llama.rope.freq_base", s.rope_freq_base);
+    gguf_set_val_f32(g, "llama.attention.layer_norm_rms_epsilon", s.rms_eps);
+    gguf_set_val_u32(g, "llama.rope.dimension_count", s.n_embd / s.n_head);
+    gguf_set_val_str(g, "chimera.synth.preset", s.name.c_str());
+    gguf_set_val_u64(g, "chimera.synth.seed", options_.seed);
+    gguf_set_val_u32(g, "chimera.synth.tokens_unused", result_.n_tokens_unused);
+    return true;
+  }
 
   // Only the tokenizer.* keys of the vocabulary file; its general.* and llama.* describe the
   // model it was cut from.
-  for (int64_t i = 0; i < gguf_get_n_kv(vocab.get()); ++i) {
-    if (std::string_view(gguf_get_key(vocab.get(), i)).starts_with("tokenizer.") && i != id_types) {
-      copy_kv(g, vocab.get(), i);
+  bool copy_tokenizer() {
+    gguf_context* g = out_.get();
+    for (int64_t i = 0; i < gguf_get_n_kv(vocab_.get()); ++i) {
+      if (std::string_view(gguf_get_key(vocab_.get(), i)).starts_with("tokenizer.") && i != id_types_) {
+        copy_kv(g, vocab_.get(), i);
+      }
     }
+    gguf_set_arr_data(g, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types_.data(), n_vocab_);
+    vocab_.reset();
+    return true;
   }
-  gguf_set_arr_data(g, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types.data(), n_vocab);
-  vocab.reset();
 
   // Tensor infos from a no_alloc ggml context (gguf_add_tensor copies the tensor header only).
-  const std::vector<TensorPlan> plan = plan_tensors(s, result.n_vocab);
-  GgmlPtr meta(ggml_init(ggml_init_params{ggml_tensor_overhead() * (plan.size() + 1), nullptr, true}));
-  if (!meta) return fail("out of memory");
-  uint64_t total_bytes = 0;
-  for (const auto& t : plan) {
-    const ggml_type type = t.is_norm || !f16 ? GGML_TYPE_F32 : GGML_TYPE_F16;
-    ggml_tensor* tensor = t.ne1 == 1 && t.is_norm ? ggml_new_tensor_1d(meta.get(), type, t.ne0)
-                                                 : ggml_new_tensor_2d(meta.get(), type, t.ne0, t.ne1);
-    ggml_set_name(tensor, t.name.c_str());
-    gguf_add_tensor(g, tensor);
-    total_bytes += ggml_nbytes(tensor);
-    result.n_params += static_cast<uint64_t>(ggml_nelements(tensor));
+  bool add_tensor_infos() {
+    gguf_context* g = out_.get();
+    plan_ = plan_tensors(*shape_, result_.n_vocab);
+    meta_.reset(ggml_init(ggml_init_params{ggml_tensor_overhead() * (plan_.size() + 1), nullptr, true}));
+    if (!meta_) return fail("out of memory");
+    for (const auto& t : plan_) {
+      const ggml_type type = t.is_norm || !f16() ? GGML_TYPE_F32 : GGML_TYPE_F16;
+      ggml_tensor* tensor = t.ne1 == 1 && t.is_norm ? ggml_new_tensor_1d(meta_.get(), type, t.ne0)
+                                                   : ggml_new_tensor_2d(meta_.get(), type, t.ne0, t.ne1);
+      ggml_set_name(tensor, t.name.c_str());
+      gguf_add_tensor(g, tensor);
+      total_bytes_ += ggml_nbytes(tensor);
+      result_.n_params += static_cast<uint64_t>(ggml_nelements(tensor));
+    }
+    return true;
   }
 
-  const size_t meta_size = gguf_get_meta_size(g);
-  std::vector<char> header(meta_size);
-  gguf_get_meta_data(g, header.data());
-  const size_t alignment = gguf_get_alignment(g);
-
   // --- data --------------------------------------------------------------------------------------
-  TempFile file;
-  std::string error;
-  if (!file.create(options.output, error)) return fail(error);
-  auto write_failed = [&](int err) {
-    return fail("cannot write " + options.output.string() + " (temporary file " + file.path().string() +
-                "): " + errno_text(err));
-  };
-  int err = 0;
-  if (!write_all(file.fd(), header.data(), header.size(), err)) return write_failed(err);
-  header = {};
-  uint64_t offset = meta_size;
+  bool write_header() {
+    gguf_context* g = out_.get();
+    meta_size_ = gguf_get_meta_size(g);
+    std::vector<char> header(meta_size_);
+    gguf_get_meta_data(g, header.data());
+    alignment_ = gguf_get_alignment(g);
 
-  uint64_t done = 0;
-  if (options.on_progress) options.on_progress(0, total_bytes);
-  std::vector<float> f32(static_cast<size_t>(kChunkElems));
-  std::vector<ggml_fp16_t> f16buf(f16 ? static_cast<size_t>(kChunkElems) : 0);
-  static const char zeros[64] = {};
-  for (size_t ti = 0; ti < plan.size(); ++ti) {
-    const TensorPlan& t = plan[ti];
-    if (offset != meta_size + gguf_get_tensor_offset(g, static_cast<int64_t>(ti))) {
+    std::string error;
+    if (!file_.create(options_.output, error)) return fail(error);
+    int err = 0;
+    if (!write_all(file_.fd(), header.data(), header.size(), err)) return write_failed(err);
+    offset_ = meta_size_;
+    return true;
+  }
+
+  bool write_tensors() {
+    if (options_.on_progress) options_.on_progress(0, total_bytes_);
+    f32_.resize(static_cast<size_t>(kChunkElems));
+    f16buf_.resize(f16() ? static_cast<size_t>(kChunkElems) : 0);
+    for (size_t ti = 0; ti < plan_.size(); ++ti) {
+      if (!write_tensor(ti)) return false;
+    }
+    return true;
+  }
+
+  bool commit() {
+    std::string error;
+    if (!file_.commit(options_.output, error)) return fail(error);
+    result_.file_bytes = offset_;
+    std::error_code ec;
+    const auto size_on_disk = std::filesystem::file_size(options_.output, ec);
+    if (ec || size_on_disk != offset_) {
+      return fail("cannot write " + options_.output.string() + ": the file has " + std::to_string(size_on_disk) +
+                  " bytes, expected " + std::to_string(offset_));
+    }
+    result_.ok = true;
+    return true;
+  }
+
+  SynthResult& result() { return result_; }
+
+ private:
+  bool fail(std::string msg) {
+    result_.ok = false;
+    result_.error = std::move(msg);
+    return false;
+  }
+
+  bool write_failed(int err) {
+    return fail("cannot write " + options_.output.string() + " (temporary file " + file_.path().string() +
+                "): " + errno_text(err));
+  }
+
+  bool f16() const { return options_.type == WeightType::f16; }
+
+  // One tensor's data in chunks of kChunkElems, then the padding up to the alignment.
+  bool write_tensor(size_t ti) {
+    static const char zeros[64] = {};
+    const TensorPlan& t = plan_[ti];
+    if (offset_ != meta_size_ + gguf_get_tensor_offset(out_.get(), static_cast<int64_t>(ti))) {
       return fail("internal error: tensor " + t.name + " would be written at the wrong offset");
     }
     const uint64_t n = static_cast<uint64_t>(t.ne0) * static_cast<uint64_t>(t.ne1);
     const uint64_t name_hash = fnv1a64(t.name);
     uint64_t nbytes = 0;
+    int err = 0;
     for (uint64_t start = 0, chunk = 0; start < n; start += kChunkElems, ++chunk) {
       const uint64_t m = std::min(kChunkElems, n - start);
       const void* data = nullptr;
       size_t len = 0;
       if (t.is_norm) {
-        std::fill_n(f32.data(), m, 1.0f);
-        data = f32.data();
+        std::fill_n(f32_.data(), m, 1.0f);
+        data = f32_.data();
         len = m * sizeof(float);
       } else {
-        fill_uniform(f32.data(), m, chunk_seed(options.seed, name_hash, chunk), kWeightScale);
-        if (f16) {
-          ggml_fp32_to_fp16_row(f32.data(), f16buf.data(), static_cast<int64_t>(m));
-          data = f16buf.data();
+        fill_uniform(f32_.data(), m, chunk_seed(options_.seed, name_hash, chunk), kWeightScale);
+        if (f16()) {
+          ggml_fp32_to_fp16_row(f32_.data(), f16buf_.data(), static_cast<int64_t>(m));
+          data = f16buf_.data();
           len = m * sizeof(ggml_fp16_t);
         } else {
-          data = f32.data();
+          data = f32_.data();
           len = m * sizeof(float);
         }
       }
-      if (!write_all(file.fd(), data, len, err)) return write_failed(err);
+      if (!write_all(file_.fd(), data, len, err)) return write_failed(err);
       nbytes += len;
-      done += len;
-      if (options.on_progress) options.on_progress(done, total_bytes);
+      done_ += len;
+      if (options_.on_progress) options_.on_progress(done_, total_bytes_);
     }
-    offset += nbytes;
-    const uint64_t pad = (alignment - offset % alignment) % alignment;
-    if (pad > 0 && !write_all(file.fd(), zeros, static_cast<size_t>(pad), err)) return write_failed(err);
-    offset += pad;
+    offset_ += nbytes;
+    const uint64_t pad = (alignment_ - offset_ % alignment_) % alignment_;
+    if (pad > 0 && !write_all(file_.fd(), zeros, static_cast<size_t>(pad), err)) return write_failed(err);
+    offset_ += pad;
+    return true;
   }
 
-  if (!file.commit(options.output, error)) return fail(error);
-  result.file_bytes = offset;
-  const auto size_on_disk = std::filesystem::file_size(options.output, ec);
-  if (ec || size_on_disk != offset) {
-    return fail("cannot write " + options.output.string() + ": the file has " + std::to_string(size_on_disk) +
-                " bytes, expected " + std::to_string(offset));
+  const SynthOptions& options_;
+  SynthResult result_;
+  const Shape* shape_ = nullptr;
+  // The vocabulary, open until its tokenizer is copied.
+  std::filesystem::path vocab_path_;
+  GgufPtr vocab_;
+  int64_t id_tokens_ = -1;
+  int64_t id_types_ = -1;
+  VocabKind kind_{};
+  bool escape_whitespaces_ = false;
+  size_t n_vocab_ = 0;
+  std::vector<int32_t> types_;
+  // The model: its GGUF header, its tensors and the file they go to.
+  GgufPtr out_;
+  std::vector<TensorPlan> plan_;
+  GgmlPtr meta_;
+  uint64_t total_bytes_ = 0;
+  size_t meta_size_ = 0;
+  size_t alignment_ = 0;
+  TempFile file_;
+  uint64_t offset_ = 0;  // bytes written so far
+  uint64_t done_ = 0;    // tensor bytes written so far, for on_progress
+  std::vector<float> f32_;
+  std::vector<ggml_fp16_t> f16buf_;
+};
+
+SynthResult synthesize_impl(const SynthOptions& options) {
+  SynthWriter writer(options);
+  for (const auto step : {&SynthWriter::choose_shape, &SynthWriter::open_vocabulary,
+                          &SynthWriter::read_token_types, &SynthWriter::set_metadata,
+                          &SynthWriter::copy_tokenizer, &SynthWriter::add_tensor_infos,
+                          &SynthWriter::write_header, &SynthWriter::write_tensors,
+                          &SynthWriter::commit}) {
+    if (!(writer.*step)()) break;
   }
-  result.ok = true;
-  return result;
+  return writer.result();
 }
 
 }  // namespace
