@@ -177,11 +177,9 @@ int run_generate(const GenerateArgs& a) {
     if (a.num_ctx) cfg.llama.ctx_per_seq = *a.num_ctx;
     if (a.num_gpu) cfg.llama.gpu_layers = *a.num_gpu;
     if (a.num_thread) cfg.llama.threads = *a.num_thread;
-  } else if (a.backend == "ollama") {
-    cfg.kind = BackendKind::ollama;
-  } else if (a.backend == "openai") {
-    cfg.kind = BackendKind::openai;
-  } else {
+  } else if (const auto kind = parse_backend_kind(a.backend)) {
+    cfg.kind = *kind;
+  } else {  // "auto"
     auto d = detect_backend(a.endpoint, rt, a.connect_timeout_ms);
     if (d.error) {
       fmt::print(stderr, "chimeraforge generate: {}\n", d.error.message);

@@ -179,9 +179,7 @@ int run_multi_cmd(const MultiArgs& a) {
     for (const auto& url : a.endpoints) {
       pool::PoolEndpoint pe;
       pe.config.url = url;
-      pe.config.kind = a.backend == "ollama"  ? BackendKind::ollama
-                       : a.backend == "llama" ? BackendKind::llama
-                                              : BackendKind::openai;
+      pe.config.kind = parse_backend_kind(a.backend).value_or(BackendKind::openai);
       pe.max_concurrency = a.max_concurrency;
       pc.endpoints.push_back(std::move(pe));
     }

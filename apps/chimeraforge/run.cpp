@@ -91,7 +91,7 @@ int run_workflow_command(const RunArgs& a) {
       fmt::print(stderr, "chimeraforge run: --backend {} needs --endpoint URL\n", a.backend);
       return kUsage;
     }
-    o.endpoint.kind = a.backend == "ollama" ? BackendKind::ollama : BackendKind::openai;
+    o.endpoint.kind = parse_backend_kind(a.backend).value_or(BackendKind::openai);
     o.endpoint.url = a.endpoint;
   }
   const bool tty = ::isatty(2) != 0;

@@ -143,9 +143,7 @@ Message message_from(const py::handle& h, std::size_t i) {
 }
 
 BackendKind backend_from(const std::string& name, const std::string& what) {
-  if (name == "ollama") return BackendKind::ollama;
-  if (name == "openai") return BackendKind::openai;
-  if (name == "llama") return BackendKind::llama;
+  if (const auto kind = parse_backend_kind(name)) return *kind;
   bad(fmt::format("{}: unknown backend '{}' (ollama, openai, llama)", what, name));
 }
 

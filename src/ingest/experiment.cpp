@@ -1,6 +1,7 @@
 // The experiment behind a results tree: factors and levels, repetitions, per-configuration
 // statistics over runs, effects and the best-vs-runner-up test. See experiment.hpp.
 #include <algorithm>
+#include <chimera/core/stats.hpp>
 #include <chimera/ingest/experiment.hpp>
 #include <chrono>
 #include <cmath>
@@ -82,13 +83,12 @@ Summary summarise(const std::vector<double>& v, std::size_t values) {
   s.n = v.size();
   s.values = values;
   if (v.empty()) return s;
-  s.mean = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+  const MeanSd spread = mean_sd(v);
+  s.mean = *spread.mean;
+  s.sd = spread.sd.value_or(0.0);
   auto [mn, mx] = std::minmax_element(v.begin(), v.end());
   s.min = *mn;
   s.max = *mx;
-  double acc = 0;
-  for (double x : v) acc += (x - s.mean) * (x - s.mean);
-  s.sd = v.size() > 1 ? std::sqrt(acc / static_cast<double>(v.size() - 1)) : 0.0;
   s.ci_low = s.ci_high = s.mean;
   if (v.size() > 1) {
     // Thousands of configurations share a handful of run counts: one quantile per count.

@@ -85,12 +85,8 @@ bool read_pools(const toml::table& root, const std::string& source, std::vector<
       }
       std::string backend = "openai";
       if (!er.str("backend", backend)) return false;
-      if (backend == "ollama") {
-        pe.config.kind = BackendKind::ollama;
-      } else if (backend == "openai") {
-        pe.config.kind = BackendKind::openai;
-      } else if (backend == "llama") {
-        pe.config.kind = BackendKind::llama;
+      if (const auto kind = parse_backend_kind(backend)) {
+        pe.config.kind = *kind;
       } else {
         error = fmt::format("{}: pool '{}': unknown backend '{}' (ollama, openai, llama)",
                             where(source, en), pc.name, backend);

@@ -535,11 +535,8 @@ std::string comparison_md(const WorkflowOptions& o, const WorkflowResult& result
   };
   auto mean_sd = [](const std::vector<double>& v) {
     if (v.empty()) return std::pair<double, double>{NAN, NAN};
-    const double m = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
-    double acc = 0;
-    for (double x : v) acc += (x - m) * (x - m);
-    return std::pair<double, double>{
-        m, v.size() > 1 ? std::sqrt(acc / static_cast<double>(v.size() - 1)) : 0.0};
+    const MeanSd spread = chimera::mean_sd(v);
+    return std::pair<double, double>{*spread.mean, spread.sd.value_or(0.0)};
   };
   auto ms = [](const std::optional<int64_t>& ns) -> std::optional<double> {
     if (!ns) return std::nullopt;

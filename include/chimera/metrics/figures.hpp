@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chimera/core/request.hpp>
+#include <chimera/core/stats.hpp>
 
 #include <optional>
 #include <string>
@@ -19,13 +20,9 @@ namespace chimera::metrics {
 // both must give are in tests/metrics/known_answers.json.
 double percentile(std::vector<double> values, double p);
 
-// Mean and sample standard deviation (n - 1) of repeated measurements; sd is empty with fewer
-// than two values, mean with none.
-struct MeanSd {
-  std::optional<double> mean;
-  std::optional<double> sd;
-};
-MeanSd mean_sd(const std::vector<double>& values);
+// Mean and sample standard deviation (n - 1) of repeated measurements (chimera/core/stats.hpp).
+using chimera::MeanSd;
+using chimera::mean_sd;
 
 std::string figures_line(const Completion& c);
 
