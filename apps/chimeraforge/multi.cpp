@@ -1,6 +1,7 @@
 // `chimeraforge multi`: N agents running a scenario over endpoint pools, and the concurrency
 // figures of METRICS.md.
 #include "commands.hpp"
+#include "option_flags.hpp"
 
 #include <chimera/core/system_error.hpp>
 #include <chimera/engine/engine.hpp>
@@ -128,14 +129,14 @@ boost::json::value opt(const std::optional<double>& v) {
   return v ? boost::json::value(*v) : boost::json::value(nullptr);
 }
 
-int run_multi_cmd(const MultiArgs& a) {
-  if (const std::string bad = check_flags(a); !bad.empty()) {
-    fmt::print(stderr, "chimeraforge multi: {}\n", bad);
-    return kUsage;
-  }
+void say(const MultiArgs& a, const std::string& s) {
+  if (!a.quiet) fmt::print(stderr, "{}\n", s);
+}
+
+// Each agent holds a socket while its request runs (and keeps it for the next call); the
+// process needs a few dozen more for itself. Past the limit, connects fail with EMFILE.
+void warn_if_few_open_files(const MultiArgs& a) {
   const rlim_t open_files = raise_open_files();
-  // Each agent holds a socket while its request runs (and keeps it for the next call); the
-  // process needs a few dozen more for itself. Past the limit, connects fail with EMFILE.
   constexpr rlim_t kOwnFiles = 64;
   if (open_files != 0 && rlim_t(a.agents) + kOwnFiles > open_files) {
     fmt::print(stderr,
@@ -146,49 +147,59 @@ int run_multi_cmd(const MultiArgs& a) {
                a.agents, rlim_t(a.agents) + kOwnFiles, open_files,
                std::max<rlim_t>(4096, rlim_t(a.agents) * 2));
   }
-  EngineOptions eo;
+}
+
+// The pools from --pools or --endpoint; false (reported) when the flags do not give them.
+bool pools_from_flags(const MultiArgs& a, std::vector<pool::PoolConfig>& pools) {
+  if (!a.pools_file.empty() && !a.endpoints.empty()) {
+    fmt::print(stderr, "give either --pools FILE or --endpoint URL, not both\n");
+    return false;
+  }
+  if (!a.pools_file.empty()) {
+    std::string error;
+    if (!pool::load_pools(a.pools_file, pools, error)) {
+      fmt::print(stderr, "--pools: {}\n", error);
+      return false;
+    }
+    return true;
+  }
+  if (a.endpoints.empty()) {
+    fmt::print(stderr, "no endpoint: give --endpoint URL (repeat it for a pool of several) or "
+                       "--pools FILE\n");
+    return false;
+  }
+  pool::PoolConfig pc;
+  pc.name = "default";
+  auto routing = pool::parse_routing(a.routing);
+  if (!routing) {
+    fmt::print(stderr, "--routing: unknown policy '{}' (pinned, round-robin, "
+                       "least-outstanding, session-affinity)\n", a.routing);
+    return false;
+  }
+  pc.routing = *routing;
+  pc.hedge_after_ms = a.hedge_after_ms;
+  for (const auto& url : a.endpoints) {
+    pool::PoolEndpoint pe;
+    pe.config.url = url;
+    pe.config.kind = parse_backend_kind(a.backend).value_or(BackendKind::openai);
+    pe.max_concurrency = a.max_concurrency;
+    pc.endpoints.push_back(std::move(pe));
+  }
+  pools.push_back(std::move(pc));
+  return true;
+}
+
+// The executor and the pools; false (reported) on a usage error.
+bool engine_options_from_flags(const MultiArgs& a, EngineOptions& eo) {
   if (auto e = parse_executor(a.executor)) {
     eo.executor = *e;
   } else {
     fmt::print(stderr, "--executor: unknown executor '{}' (single, shared, per-core, "
                        "thread-per-agent)\n", a.executor);
-    return kUsage;
+    return false;
   }
   eo.threads = a.threads;
-  if (!a.pools_file.empty() && !a.endpoints.empty()) {
-    fmt::print(stderr, "give either --pools FILE or --endpoint URL, not both\n");
-    return kUsage;
-  }
-  if (!a.pools_file.empty()) {
-    std::string error;
-    if (!pool::load_pools(a.pools_file, eo.pools, error)) {
-      fmt::print(stderr, "--pools: {}\n", error);
-      return kUsage;
-    }
-  } else if (!a.endpoints.empty()) {
-    pool::PoolConfig pc;
-    pc.name = "default";
-    auto routing = pool::parse_routing(a.routing);
-    if (!routing) {
-      fmt::print(stderr, "--routing: unknown policy '{}' (pinned, round-robin, "
-                         "least-outstanding, session-affinity)\n", a.routing);
-      return kUsage;
-    }
-    pc.routing = *routing;
-    pc.hedge_after_ms = a.hedge_after_ms;
-    for (const auto& url : a.endpoints) {
-      pool::PoolEndpoint pe;
-      pe.config.url = url;
-      pe.config.kind = parse_backend_kind(a.backend).value_or(BackendKind::openai);
-      pe.max_concurrency = a.max_concurrency;
-      pc.endpoints.push_back(std::move(pe));
-    }
-    eo.pools.push_back(std::move(pc));
-  } else {
-    fmt::print(stderr, "no endpoint: give --endpoint URL (repeat it for a pool of several) or "
-                       "--pools FILE\n");
-    return kUsage;
-  }
+  if (!pools_from_flags(a, eo.pools)) return false;
   // Keep a connection per agent open between calls instead of reconnecting.
   for (auto& pc : eo.pools) {
     for (auto& e : pc.endpoints) {
@@ -196,14 +207,17 @@ int run_multi_cmd(const MultiArgs& a) {
           std::max<std::size_t>(e.config.limits.max_idle_connections, std::size_t(a.agents) + 1);
     }
   }
+  return true;
+}
 
-  multi::MultiOptions mo;
+// The scenario and its load; false (reported) on an unknown scenario.
+bool multi_options_from_flags(const MultiArgs& a, multi::MultiOptions& mo) {
   if (auto s = multi::parse_scenario(a.scenario)) {
     mo.scenario = *s;
   } else {
     fmt::print(stderr, "--scenario: unknown scenario '{}' (homogeneous, personas, workflow)\n",
                a.scenario);
-    return kUsage;
+    return false;
   }
   mo.agents = a.agents;
   mo.requests_per_agent = a.requests_per_agent;
@@ -217,10 +231,13 @@ int run_multi_cmd(const MultiArgs& a) {
   mo.workflow_out = a.workflow_out;
   mo.record_lags = a.record_lags;
   mo.stagger_ms = a.stagger_ms;
+  return true;
+}
 
-  std::optional<Engine> engine_holder;
+// The engine, or the exit code (reported) when it cannot be made.
+std::optional<int> open_engine(const EngineOptions& eo, std::optional<Engine>& engine) {
   try {
-    engine_holder.emplace(eo);
+    engine.emplace(eo);
   } catch (const std::invalid_argument& e) {
     // A URL or setting that cannot be used is a usage error; a model that cannot be loaded is
     // a failure (as for `generate`).
@@ -231,40 +248,46 @@ int run_multi_cmd(const MultiArgs& a) {
     fmt::print(stderr, "chimeraforge multi: {}\n", e.what());
     return in_process ? kFailed : kUsage;
   }
-  Engine& engine = *engine_holder;
-  const bool tty = isatty(STDERR_FILENO) != 0;
-  auto say = [&](const std::string& s) {
-    if (!a.quiet) fmt::print(stderr, "{}\n", s);
-  };
-  say(fmt::format("multi: {} agents, scenario {}, executor {} ({} loops, {} lanes), pools: {}",
-                  a.agents, a.scenario, to_string(engine.executor()), engine.loops(),
-                  engine.lanes(), fmt::join(engine.pool_names(), ", ")));
+  return std::nullopt;
+}
 
-  // A lone agent first: its decode rate is efficiency's denominator and its median delivery lag
-  // is contention's loopback floor (METRICS.md).
+// What the main run is measured against (METRICS.md); empty without calibration.
+struct Calibration {
   std::optional<double> lone_tps;
   std::optional<double> lone_system_tps;
   std::optional<int64_t> floor;
-  if (a.calibrate && mo.scenario != multi::Scenario::workflow) {
-    multi::MultiOptions lone = mo;
-    lone.agents = 1;
-    lone.duration_s = 0;
-    lone.requests_per_agent = std::min(a.requests_per_agent, 5);
-    lone.record_lags = true;
-    const auto r = multi::run_multi(engine, lone);
-    const auto f = multi::concurrency_figures(r.records, 1, std::nullopt, std::nullopt);
-    if (f.errors > 0) {
-      fmt::print(stderr, "the lone-agent calibration failed: {}\n",
-                 r.records.empty() ? "no request" : r.records.front().error);
-      return kFailed;
-    }
-    if (f.decode_tps_client > 0) lone_tps = f.decode_tps_client;
-    if (f.system_tps > 0) lone_system_tps = f.system_tps;
-    floor = multi::median_lag(r.records);
-    say(fmt::format("calibration: a lone agent decodes {:.1f} tokens/s{}", f.decode_tps_client,
-                    floor ? fmt::format(", median delivery lag {:.3f} ms", *floor / 1e6) : ""));
-  }
+};
 
+// A lone agent first: its decode rate is efficiency's denominator and its median delivery lag
+// is contention's loopback floor (METRICS.md). False (reported) when the lone agent failed.
+bool calibrate(const MultiArgs& a, Engine& engine, const multi::MultiOptions& mo,
+               Calibration& c) {
+  if (!a.calibrate || mo.scenario == multi::Scenario::workflow) return true;
+  multi::MultiOptions lone = mo;
+  lone.agents = 1;
+  lone.duration_s = 0;
+  lone.requests_per_agent = std::min(a.requests_per_agent, 5);
+  lone.record_lags = true;
+  const auto r = multi::run_multi(engine, lone);
+  const auto f = multi::concurrency_figures(r.records, 1, std::nullopt, std::nullopt);
+  if (f.errors > 0) {
+    fmt::print(stderr, "the lone-agent calibration failed: {}\n",
+               r.records.empty() ? "no request" : r.records.front().error);
+    return false;
+  }
+  if (f.decode_tps_client > 0) c.lone_tps = f.decode_tps_client;
+  if (f.system_tps > 0) c.lone_system_tps = f.system_tps;
+  c.floor = multi::median_lag(r.records);
+  say(a, fmt::format("calibration: a lone agent decodes {:.1f} tokens/s{}", f.decode_tps_client,
+                     c.floor ? fmt::format(", median delivery lag {:.3f} ms", *c.floor / 1e6)
+                             : ""));
+  return true;
+}
+
+// The measured run, with progress on stderr. Ctrl-C: no new requests; those in flight finish
+// and every record so far is written.
+multi::MultiResult run_measured(const MultiArgs& a, Engine& engine, multi::MultiOptions& mo,
+                                bool tty) {
   std::atomic<int64_t> last_print{0};
   const int64_t total = mo.duration_s > 0 ? 0 : int64_t(a.agents) * a.requests_per_agent;
   mo.on_progress = [&](int64_t done, int64_t errors) {
@@ -278,41 +301,48 @@ int run_multi_cmd(const MultiArgs& a) {
     fmt::print(stderr, "{}{} requests done{}, {} errors{}", tty ? "\r" : "", done,
                total ? fmt::format(" of {}", total) : "", errors, tty ? "   " : "\n");
   };
-  // Ctrl-C: no new requests; those in flight finish and every record so far is written.
   mo.stop = &g_stop;
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
-  const auto result = multi::run_multi(engine, mo);
+  auto result = multi::run_multi(engine, mo);
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
-  const bool interrupted = g_stop.load();
-  if (interrupted) say("interrupted: the requests in flight finished; writing what was measured");
-  if (tty && !a.quiet) fmt::print(stderr, "\n");
-  const auto f = multi::concurrency_figures(result.records, a.agents, lone_tps, floor);
+  return result;
+}
 
-  // What the records' header and the figures need from the engine, taken now: the engine is
-  // closed before anything is written, so that its idle connections (one per agent) no longer
-  // hold the descriptors the output files need.
-  const auto pool_names = engine.pool_names();
-  const std::string executor_name = to_string(engine.executor());
-  const auto first_endpoint =
-      engine.pool(pool_names.front()).config().endpoints.front().config;
-  boost::json::array pools;
-  for (const auto& name : pool_names) {
+// What the records' header and the figures need from the engine, taken before it is closed.
+struct EngineFacts {
+  std::vector<std::string> pool_names;
+  std::string executor_name;
+  EndpointConfig first_endpoint;
+  boost::json::array endpoints;  // each endpoint's status
+};
+
+EngineFacts engine_facts(Engine& engine) {
+  EngineFacts facts;
+  facts.pool_names = engine.pool_names();
+  facts.executor_name = to_string(engine.executor());
+  facts.first_endpoint =
+      engine.pool(facts.pool_names.front()).config().endpoints.front().config;
+  for (const auto& name : facts.pool_names) {
     for (const auto& s : engine.pool(name).status()) {
-      pools.push_back({{"pool", name},
-                       {"url", s.url},
-                       {"up", s.up},
-                       {"dispatched", s.dispatched},
-                       {"last_error", s.last_error}});
+      facts.endpoints.push_back({{"pool", name},
+                                 {"url", s.url},
+                                 {"up", s.up},
+                                 {"dispatched", s.dispatched},
+                                 {"last_error", s.last_error}});
     }
   }
-  engine_holder.reset();
+  return facts;
+}
 
+boost::json::object figures_json(const MultiArgs& a, const multi::Figures& f,
+                                 const multi::MultiResult& result, const Calibration& c,
+                                 EngineFacts& facts) {
   boost::json::object o{
       {"program", "chimeraforge"},
       {"scenario", a.scenario},
-      {"executor", executor_name},
+      {"executor", facts.executor_name},
       {"agents", a.agents},
       {"requests", f.requests},
       {"errors", f.errors},
@@ -322,14 +352,15 @@ int run_multi_cmd(const MultiArgs& a) {
       {"efficiency", opt(f.efficiency)},
       // system_tps(N) / (N x system_tps(1)): efficiency without the (tokens-1)/tokens bias of
       // comparing a whole-run rate with a decode rate (docs/multi.md).
-      {"scaling", lone_system_tps ? boost::json::value(f.system_tps / (a.agents * *lone_system_tps))
-                                  : boost::json::value(nullptr)},
+      {"scaling", c.lone_system_tps
+                      ? boost::json::value(f.system_tps / (a.agents * *c.lone_system_tps))
+                      : boost::json::value(nullptr)},
       {"contention", opt(f.contention)},
       {"stall_rate", opt(f.stall_rate)},
       {"balance", f.balance},
       {"decode_tps_client", f.decode_tps_client},
-      {"lone_decode_tps_client", opt(lone_tps)},
-      {"loopback_floor_ms", floor ? boost::json::value(*floor / 1e6) : nullptr},
+      {"lone_decode_tps_client", opt(c.lone_tps)},
+      {"loopback_floor_ms", c.floor ? boost::json::value(*c.floor / 1e6) : nullptr},
       {"ttft_client_p50_ms", f.ttft_p50},
       {"ttft_client_p90_ms", f.ttft_p90},
       {"ttft_client_p99_ms", f.ttft_p99},
@@ -355,75 +386,119 @@ int run_multi_cmd(const MultiArgs& a) {
         {"itl", "measured"},
         {"overhead_ttft", "derived"},
         {"rss_peak", "measured"}}}};
-  o["endpoints"] = std::move(pools);
-  const std::string text = boost::json::serialize(o);
+  o["endpoints"] = std::move(facts.endpoints);
+  return o;
+}
+
+void print_figures_text(const MultiArgs& a, const multi::Figures& f,
+                        const multi::MultiResult& result) {
+  auto pct = [](const std::optional<double>& v, const char* unit) {
+    return v ? fmt::format("{:.3f}{}", *v * (std::string(unit) == "%" ? 100 : 1), unit)
+             : std::string("n/a");
+  };
+  fmt::print("agents {}  requests {}  errors {}  tokens {}  wall {:.2f} s\n", a.agents,
+             f.requests, f.errors, f.tokens, f.wall_s);
+  fmt::print("system_tps {:.1f}  efficiency {}  contention {}  stall_rate {}  balance {:.3f}\n",
+             f.system_tps, pct(f.efficiency, "%"), pct(f.contention, "%"),
+             pct(f.stall_rate, "%"), f.balance);
+  fmt::print("ttft_client p50 {:.2f} ms  p99 {:.2f} ms  max {:.2f} ms   itl p50 {:.3f} ms  "
+             "p99 {:.3f} ms\n",
+             f.ttft_p50, f.ttft_p99, f.ttft_max, f.itl_p50, f.itl_p99);
+  if (f.overhead_ttft_p50) {
+    fmt::print("overhead_ttft p50 {:.3f} ms  p99 {:.3f} ms   delivery_lag p50 {} ms  p99 {} ms\n",
+               *f.overhead_ttft_p50, *f.overhead_ttft_p99,
+               f.lag_p50 ? fmt::format("{:.3f}", *f.lag_p50) : "n/a",
+               f.lag_p99 ? fmt::format("{:.3f}", *f.lag_p99) : "n/a");
+  }
+  fmt::print("rss_peak {:.1f} MB\n", static_cast<double>(result.rss_peak_bytes) / 1e6);
+  if (f.errors > 0) {
+    for (const auto& r : result.records) {
+      if (!r.ok) {
+        fmt::print("first error: agent {} request {}: {}\n", r.agent, r.request, r.error);
+        break;
+      }
+    }
+  }
+}
+
+// One JSON record per request after a header with the same keys as the peers' (bench/peers,
+// docs/records.md); false (reported) when the file cannot be written.
+bool write_records(const MultiArgs& a, const EngineFacts& facts,
+                   const multi::MultiResult& result) {
+  std::string records;
+  boost::json::array argv;
+  {
+    std::ifstream cmdline("/proc/self/cmdline", std::ios::binary);
+    std::string arg;
+    while (std::getline(cmdline, arg, '\0')) argv.emplace_back(arg);
+  }
+  boost::json::object header{
+      {"kind", "header"},
+      {"program", "chimeraforge"},
+      {"command", std::move(argv)},
+      {"endpoint", redact_url(facts.first_endpoint.url)},
+      {"backend", to_string(facts.first_endpoint.kind)},
+      {"agents", a.agents},
+      {"requests_per_agent", a.requests_per_agent},
+      {"model", a.model},
+      {"prompt", a.prompt},
+      {"max_tokens", a.max_tokens},
+      {"record_lags", a.record_lags},
+      {"stagger_ms", a.stagger_ms},
+      {"executor", facts.executor_name},
+      {"scenario", a.scenario},
+      {"pools", fmt::format("{}", fmt::join(facts.pool_names, ","))},
+      {"env", {{"cpu_count", std::thread::hardware_concurrency()},
+               {"compiler", __VERSION__}}}};
+  records += boost::json::serialize(header) + "\n";
+  for (const auto& r : result.records) records += multi::record_json(r, "chimeraforge") + "\n";
+  return write_output("--records", a.records, records);
+}
+
+int run_multi_cmd(const MultiArgs& a) {
+  if (const std::string bad = check_flags(a); !bad.empty()) {
+    fmt::print(stderr, "chimeraforge multi: {}\n", bad);
+    return kUsage;
+  }
+  warn_if_few_open_files(a);
+  EngineOptions eo;
+  if (!engine_options_from_flags(a, eo)) return kUsage;
+  multi::MultiOptions mo;
+  if (!multi_options_from_flags(a, mo)) return kUsage;
+  std::optional<Engine> engine_holder;
+  if (const auto code = open_engine(eo, engine_holder)) return *code;
+  Engine& engine = *engine_holder;
+  const bool tty = isatty(STDERR_FILENO) != 0;
+  say(a, fmt::format("multi: {} agents, scenario {}, executor {} ({} loops, {} lanes), pools: {}",
+                     a.agents, a.scenario, to_string(engine.executor()), engine.loops(),
+                     engine.lanes(), fmt::join(engine.pool_names(), ", ")));
+
+  Calibration calibration;
+  if (!calibrate(a, engine, mo, calibration)) return kFailed;
+  const auto result = run_measured(a, engine, mo, tty);
+  const bool interrupted = g_stop.load();
+  if (interrupted) say(a, "interrupted: the requests in flight finished; writing what was measured");
+  if (tty && !a.quiet) fmt::print(stderr, "\n");
+  const auto f = multi::concurrency_figures(result.records, a.agents, calibration.lone_tps,
+                                            calibration.floor);
+
+  // The engine is closed before anything is written, so that its idle connections (one per
+  // agent) no longer hold the descriptors the output files need.
+  EngineFacts facts = engine_facts(engine);
+  engine_holder.reset();
+
+  const std::string text = boost::json::serialize(figures_json(a, f, result, calibration, facts));
   if (a.json) {
     fmt::print("{}\n", text);
   } else {
-    auto pct = [](const std::optional<double>& v, const char* unit) {
-      return v ? fmt::format("{:.3f}{}", *v * (std::string(unit) == "%" ? 100 : 1), unit)
-               : std::string("n/a");
-    };
-    fmt::print("agents {}  requests {}  errors {}  tokens {}  wall {:.2f} s\n", a.agents,
-               f.requests, f.errors, f.tokens, f.wall_s);
-    fmt::print("system_tps {:.1f}  efficiency {}  contention {}  stall_rate {}  balance {:.3f}\n",
-               f.system_tps, pct(f.efficiency, "%"), pct(f.contention, "%"),
-               pct(f.stall_rate, "%"), f.balance);
-    fmt::print("ttft_client p50 {:.2f} ms  p99 {:.2f} ms  max {:.2f} ms   itl p50 {:.3f} ms  "
-               "p99 {:.3f} ms\n",
-               f.ttft_p50, f.ttft_p99, f.ttft_max, f.itl_p50, f.itl_p99);
-    if (f.overhead_ttft_p50) {
-      fmt::print("overhead_ttft p50 {:.3f} ms  p99 {:.3f} ms   delivery_lag p50 {} ms  p99 {} ms\n",
-                 *f.overhead_ttft_p50, *f.overhead_ttft_p99,
-                 f.lag_p50 ? fmt::format("{:.3f}", *f.lag_p50) : "n/a",
-                 f.lag_p99 ? fmt::format("{:.3f}", *f.lag_p99) : "n/a");
-    }
-    fmt::print("rss_peak {:.1f} MB\n", static_cast<double>(result.rss_peak_bytes) / 1e6);
-    if (f.errors > 0) {
-      for (const auto& r : result.records) {
-        if (!r.ok) {
-          fmt::print("first error: agent {} request {}: {}\n", r.agent, r.request, r.error);
-          break;
-        }
-      }
-    }
+    print_figures_text(a, f, result);
   }
   std::fflush(stdout);
 
   // The files last: a summary is never lost to a file that cannot be written, and a file that
   // cannot be written is said so (a full disk, EMFILE), never skipped in silence.
   bool written = true;
-  if (!a.records.empty()) {
-    std::string records;
-    // The same header keys as the peers' (bench/peers, docs/records.md).
-    boost::json::array argv;
-    {
-      std::ifstream cmdline("/proc/self/cmdline", std::ios::binary);
-      std::string arg;
-      while (std::getline(cmdline, arg, '\0')) argv.emplace_back(arg);
-    }
-    boost::json::object header{
-        {"kind", "header"},
-        {"program", "chimeraforge"},
-        {"command", std::move(argv)},
-        {"endpoint", redact_url(first_endpoint.url)},
-        {"backend", to_string(first_endpoint.kind)},
-        {"agents", a.agents},
-        {"requests_per_agent", a.requests_per_agent},
-        {"model", a.model},
-        {"prompt", a.prompt},
-        {"max_tokens", a.max_tokens},
-        {"record_lags", a.record_lags},
-        {"stagger_ms", a.stagger_ms},
-        {"executor", executor_name},
-        {"scenario", a.scenario},
-        {"pools", fmt::format("{}", fmt::join(pool_names, ","))},
-        {"env", {{"cpu_count", std::thread::hardware_concurrency()},
-                 {"compiler", __VERSION__}}}};
-    records += boost::json::serialize(header) + "\n";
-    for (const auto& r : result.records) records += multi::record_json(r, "chimeraforge") + "\n";
-    written &= write_output("--records", a.records, records);
-  }
+  if (!a.records.empty()) written &= write_records(a, facts, result);
   if (!a.results.empty()) written &= write_output("--results", a.results, text + "\n");
   if (interrupted) return kInterrupted;
   if (!written) return kFailed;
@@ -482,7 +557,7 @@ std::function<int()> add_multi(CLI::App& app) {
   cmd->add_option("--prompt", a->prompt, "The user message of each call")->capture_default_str();
   cmd->add_option("--max-tokens", a->max_tokens, "num_predict of each call")
       ->capture_default_str();
-  cmd->add_option("--temperature", a->temperature, "Sampling temperature (default: the server's)");
+  add_option_flag(cmd, "temperature", a->temperature, "(default: the server's)");
   cmd->add_option("--data", a->data, "Workflow scenario: data folder")->capture_default_str();
   cmd->add_option("--workflow-out", a->workflow_out, "Workflow scenario: output folder")
       ->capture_default_str();
