@@ -3,11 +3,13 @@
 #include <chimera/banter/banter.hpp>
 #include <chimera/banter/speech.hpp>
 
+#include "banter/actor.hpp"
 #include "banter/model_text.hpp"
+#include "banter/placement.hpp"
+#include "banter/prompt_window.hpp"
+#include "banter/scene_scheduler.hpp"
 
 #include <chimera/backends/backend.hpp>
-#include <chimera/model/synth.hpp>
-#include <chimera/pool/pool.hpp>
 
 #include <fmt/format.h>
 
@@ -16,7 +18,6 @@
 #include <atomic>
 #include <cctype>
 #include <condition_variable>
-#include <map>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -165,52 +166,14 @@ LineRecord Line::record() const {
 
 namespace {
 
-struct Actor {
-  std::string name;
-  bool director = false;
-  int lane = 0;
-  Options options;
-  std::string system;
-  std::string session;
-  int sys_tokens = 0;            // its prompt without any line
-  std::size_t window_start = 0;  // first transcript entry in its prompt
-  std::size_t seen = 0;          // transcript entries its cache holds
-  bool suspect = false;          // its cache must be rebuilt (a prefill was cut short)
-  int64_t last_assigned = -1;    // for reply-to-last: when it was last given a line
-  Scheduler::Id catch_up = 0;    // a queued catch-up, 0: none
-};
-
-struct Lane {
-  Backend* backend = nullptr;
-  bool inproc = false;
-  std::shared_ptr<detail::ModelText> text;
-  std::string label;
-  int limit = 0;
-  // Tokens of each transcript line as a message of this lane's model: as seen by others
-  // ("Name: text") and by its speaker (the raw text); -1 until first needed.
-  std::vector<std::array<int, 2>> line_tokens;
-  std::array<int, 2> wrap = {8, 8};  // tokens the template adds around a user / assistant message
-};
-
-enum class JobKind { line, director, catch_up, warm };
-
-struct WarmTracker {
-  std::mutex mu;
-  std::condition_variable cv;
-  int remaining = 0;
-  WarmUpReport report;
-};
-
-struct JobInfo {
-  JobKind kind = JobKind::line;
-  int actor = -1;
-  std::shared_ptr<Line::State> line;
-  std::shared_ptr<WarmTracker> warm;
-  std::size_t warm_slot = 0;
-  std::size_t upto = 0;  // transcript entries in its prompt
-  std::shared_ptr<RequestHandle> handle;
-  int64_t t_start = 0;
-};
+using detail::Actor;
+using detail::ActorPlacement;
+using detail::JobInfo;
+using detail::JobKind;
+using detail::Lane;
+using detail::PromptWindow;
+using detail::SceneScheduler;
+using detail::WarmTracker;
 
 struct Launch {
   Scheduler::Id id = 0;
@@ -222,58 +185,44 @@ struct Launch {
 
 }  // namespace
 
+// The scene's state, in three parts with one owner each: where the actors run (placement), what
+// their prompts hold (window), and the work queued and running for them (scheduler).
 struct Scene::Impl : std::enable_shared_from_this<Impl> {
   SceneConfig cfg;
   SceneOptions opts;
   uint64_t uid = 0;
-  std::vector<std::unique_ptr<Backend>> owned;  // destroyed by ~Scene, after every request ended
-  std::vector<Lane> lanes;
+  ActorPlacement placement{cfg, opts};
   std::vector<Actor> actors;  // the characters, then the director (turns = director)
   int director = -1;
 
   mutable std::mutex mu;
   std::condition_variable idle_cv;
   std::vector<LineRecord> transcript;
-  std::unique_ptr<Scheduler> sched;
-  std::map<Scheduler::Id, JobInfo> jobs;
+  PromptWindow window{actors, placement, transcript};
+  SceneScheduler scheduler;
   std::set<std::shared_ptr<Line::State>> open_lines;
   int in_flight = 0;
   bool closing = false;
   int rr_next = 0;
   int64_t assign_seq = 0;
 
-  // The service thread: pumps the scheduler when a line's first token or end lets background
-  // work go, and when a grace period runs out.
-  std::thread service;
-  std::mutex svc_mu;
-  std::condition_variable svc_cv;
-  bool svc_poke = false;
-  bool svc_stop = false;
-  int64_t svc_wake = 0;
-
   void setup();
   void shutdown();
-  void service_loop();
-  void want_pump() {
-    {
-      std::lock_guard lock(svc_mu);
-      svc_poke = true;
-    }
-    svc_cv.notify_one();
-  }
+  void want_pump() { scheduler.poke(); }
   void pump();
   void start(Launch& l);
+
+  // Setup.
+  Actor make_character(const CharacterConfig& c);
+  Actor make_director();
+  void check_prompts_fit();
+  void add_opening_line();
 
   // Scene mutex held.
   int pick_speaker(TurnPolicy policy);
   int find_character(std::string_view name) const;
   void submit_line(const std::shared_ptr<Line::State>& st, int actor);
   void schedule_catch_ups();
-  std::vector<detail::ChatMessage> messages(const Actor& a, std::size_t from,
-                                            std::size_t upto) const;
-  int count_tokens(const Actor& a, std::size_t from, std::size_t upto) const;
-  int line_tokens(const Actor& a, std::size_t i);
-  bool fit_window(Actor& a, bool prefill, std::size_t upto, std::string& error);
   bool build(JobInfo& j, Request& r, bool& skip, std::string& error);
 
   // Callbacks.
@@ -289,8 +238,7 @@ void cancel_queued_line(Scene::Impl& s, const std::shared_ptr<Line::State>& st) 
   bool removed = false;
   {
     std::lock_guard lock(s.mu);
-    if (st->job != 0 && s.sched->remove(st->job)) {
-      s.jobs.erase(st->job);
+    if (st->job != 0 && s.scheduler.cancel(st->job)) {
       s.open_lines.erase(st);
       removed = true;
     }
@@ -302,171 +250,73 @@ void Scene::Impl::setup() {
   uid = ++g_scene_ids;
   Runtime& rt = opts.runtime ? *opts.runtime : Runtime::shared();
   if (cfg.characters.empty()) throw std::invalid_argument("a scene needs at least one character");
-
-  // Where each actor runs. Lanes are keyed by model file or pool name.
-  struct Want {
-    std::string key;
-    bool inproc = false;
-    std::string path;
-    const pool::PoolConfig* pool = nullptr;
-    int actors = 0;
-    int ctx = 0;
-  };
-  std::vector<Want> wants;
-  auto resolve = [&](const Placement& p, int num_ctx, const std::string& who) -> int {
-    Want w;
-    if (!opts.model_override.empty() || p.pool.empty()) {
-      std::string model = !opts.model_override.empty() ? opts.model_override : p.model;
-      const bool from_scene = opts.model_override.empty() && !p.model.empty();
-      if (model.empty()) model = opts.default_model;
-      if (model.empty() || model == "tiny") {
-        bool created = false;
-        std::string error;
-        const auto path = model::cached_tiny_model(created, error);
-        if (path.empty()) throw std::invalid_argument(fmt::format("{}: {}", who, error));
-        model = path.string();
-      } else if (from_scene && std::filesystem::path(model).is_relative() &&
-                 !cfg.base_dir.empty()) {  // relative to the scene file
-        model = (cfg.base_dir / model).string();
-      }
-      std::error_code ec;
-      const auto canon = std::filesystem::weakly_canonical(model, ec);
-      w.inproc = true;
-      w.path = ec ? model : canon.string();
-      w.key = "model:" + w.path;
-    } else {
-      for (const auto* list : {&cfg.pools, &opts.pools}) {
-        for (const auto& pc : *list) {
-          if (pc.name == p.pool && w.pool == nullptr) w.pool = &pc;
-        }
-      }
-      if (w.pool == nullptr) {
-        std::vector<std::string> names;
-        for (const auto& pc : cfg.pools) names.push_back(pc.name);
-        for (const auto& pc : opts.pools) names.push_back(pc.name);
-        throw std::invalid_argument(
-            fmt::format("{} runs on pool '{}', which neither the scene nor the engine defines "
-                        "(pools: {})",
-                        who, p.pool, names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
-      }
-      w.key = "pool:" + p.pool;
-    }
-    for (std::size_t i = 0; i < wants.size(); ++i) {
-      if (wants[i].key == w.key) {
-        ++wants[i].actors;
-        wants[i].ctx = std::max(wants[i].ctx, num_ctx);
-        return static_cast<int>(i);
-      }
-    }
-    w.actors = 1;
-    w.ctx = num_ctx;
-    wants.push_back(w);
-    return static_cast<int>(wants.size()) - 1;
-  };
-
-  for (const auto& c : cfg.characters) {
-    Actor a;
-    a.name = c.name;
-    a.options = c.options;
-    if (!a.options.num_ctx) a.options.num_ctx = kDefaultNumCtx;
-    if (!a.options.num_predict) a.options.num_predict = kDefaultNumPredict;
-    a.lane = resolve(c.placement, *a.options.num_ctx, "character '" + c.name + "'");
-    a.session = fmt::format("banter-{}-{}", uid, c.name);
-    std::string others;
-    for (const auto& o : cfg.characters) {
-      if (o.name != c.name) others += (others.empty() ? "" : ", ") + o.name;
-    }
-    others += (others.empty() ? "" : ", and ") + cfg.player;
-    // The name and persona come first: each character's prompt then differs from its first
-    // words on, which is what lets llama-server find a character's slot by prompt similarity
-    // (its default threshold is a 10% common prefix).
-    a.system = fmt::format("{}: {}", c.name, c.persona.empty() ? "a character" : c.persona);
-    if (!c.style.empty()) a.system += fmt::format("\nHow {} speaks: {}", c.name, c.style);
-    if (!cfg.title.empty() || !cfg.setting.empty()) {
-      a.system += fmt::format("\nThe scene: {}{}{}", cfg.title,
-                              cfg.title.empty() || cfg.setting.empty() ? "" : ". ", cfg.setting);
-    }
-    a.system += fmt::format("\nAlso here: {}.", others);
-    a.system += fmt::format(
-        "\nYou are {}. Answer with one short line that {} says out loud: no name in front, no "
-        "narration.",
-        c.name, c.name);
-    actors.push_back(std::move(a));
-  }
+  // Each actor is placed on a lane (a model file or a pool) as it is made.
+  for (const auto& c : cfg.characters) actors.push_back(make_character(c));
   if (cfg.turns == TurnPolicy::director) {
-    Actor d;
-    d.name = "director";
-    d.director = true;
-    d.options = cfg.director.options;
-    if (!d.options.num_ctx) d.options.num_ctx = kDefaultNumCtx;
-    if (!d.options.num_predict) d.options.num_predict = 16;
-    if (!d.options.temperature) d.options.temperature = 0.0;
-    d.lane = resolve(cfg.director.placement, *d.options.num_ctx, "the director");
-    d.session = fmt::format("banter-{}-director", uid);
-    std::string cast;
-    for (const auto& c : cfg.characters) {
-      cast += fmt::format("\n- {}: {}", c.name, c.persona.empty() ? "a character" : c.persona);
-    }
-    d.system = fmt::format("{}\nThe scene: {}. {}\nThe characters:{}\nAfter each line, answer "
-                           "with the name of the character who speaks next.",
-                           cfg.director.prompt, cfg.title, cfg.setting, cast);
-    director = static_cast<int>(actors.size());
-    actors.push_back(std::move(d));
+    actors.push_back(make_director());
+    director = static_cast<int>(actors.size()) - 1;
   }
+  placement.open_backends(rt);
+  scheduler.open(placement.lane_limits(), opts.background_grace_ms * kMs);
+  check_prompts_fit();
+  add_opening_line();
+  scheduler.start_service([this] { pump(); });
+}
 
-  std::vector<int> limits;
-  for (const auto& w : wants) {
-    Lane l;
-    if (w.inproc) {
-      EndpointConfig ec;
-      ec.kind = BackendKind::llama;
-      ec.url = w.path;
-      ec.llama.parallel = w.actors + 1;  // every session stays resident, plus one spare
-      ec.llama.ctx_per_seq = std::max(w.ctx, 64);
-      ec.llama.threads = opts.threads;
-      owned.push_back(make_backend(ec, rt));  // throws std::invalid_argument with the reason
-      std::string error;
-      l.text = detail::ModelText::load(w.path, error);
-      if (!l.text) throw std::invalid_argument(error);
-      l.inproc = true;
-      l.label = w.path;
-      // What the template adds around one message, measured on this model's template.
-      const std::vector<detail::ChatMessage> base = {{"system", "s"}};
-      const int n0 = l.text->count_tokens(l.text->format(base, true));
-      const int nx = l.text->count_tokens("x") - 1;
-      for (int k = 0; k < 2; ++k) {
-        auto msgs = base;
-        msgs.push_back({k == 0 ? "user" : "assistant", "x"});
-        l.wrap[std::size_t(k)] =
-            std::max(0, l.text->count_tokens(l.text->format(msgs, true)) - n0 - nx) + 2;
-      }
-      l.limit = ec.llama.parallel;
-    } else {
-      pool::PoolConfig pc = *w.pool;
-      if (pc.hedge_after_ms == 0 && pc.endpoints.size() >= 2) {
-        if (cfg.hedge_after_ms < 0) pc.hedge_after_ms = std::max<int64_t>(1, cfg.budget_ms / 2);
-        if (cfg.hedge_after_ms > 0) pc.hedge_after_ms = cfg.hedge_after_ms;
-      }
-      int limit = 0;
-      bool unlimited = false;
-      for (const auto& e : pc.endpoints) {
-        if (e.max_concurrency <= 0) unlimited = true;
-        limit += e.max_concurrency;
-      }
-      owned.push_back(std::make_unique<pool::Pool>(pc, rt));
-      l.label = "pool:" + pc.name;
-      l.limit = unlimited ? 0 : limit;
-    }
-    if (cfg.max_concurrent > 0) l.limit = cfg.max_concurrent;
-    l.backend = owned.back().get();
-    limits.push_back(l.limit);
-    lanes.push_back(std::move(l));
+Actor Scene::Impl::make_character(const CharacterConfig& c) {
+  Actor a;
+  a.name = c.name;
+  a.options = c.options;
+  if (!a.options.num_ctx) a.options.num_ctx = kDefaultNumCtx;
+  if (!a.options.num_predict) a.options.num_predict = kDefaultNumPredict;
+  a.lane = placement.place(c.placement, *a.options.num_ctx, "character '" + c.name + "'");
+  a.session = fmt::format("banter-{}-{}", uid, c.name);
+  std::string others;
+  for (const auto& o : cfg.characters) {
+    if (o.name != c.name) others += (others.empty() ? "" : ", ") + o.name;
   }
-  sched = std::make_unique<Scheduler>(limits, opts.background_grace_ms * kMs);
+  others += (others.empty() ? "" : ", and ") + cfg.player;
+  // The name and persona come first: each character's prompt then differs from its first
+  // words on, which is what lets llama-server find a character's slot by prompt similarity
+  // (its default threshold is a 10% common prefix).
+  a.system = fmt::format("{}: {}", c.name, c.persona.empty() ? "a character" : c.persona);
+  if (!c.style.empty()) a.system += fmt::format("\nHow {} speaks: {}", c.name, c.style);
+  if (!cfg.title.empty() || !cfg.setting.empty()) {
+    a.system += fmt::format("\nThe scene: {}{}{}", cfg.title,
+                            cfg.title.empty() || cfg.setting.empty() ? "" : ". ", cfg.setting);
+  }
+  a.system += fmt::format("\nAlso here: {}.", others);
+  a.system += fmt::format(
+      "\nYou are {}. Answer with one short line that {} says out loud: no name in front, no "
+      "narration.",
+      c.name, c.name);
+  return a;
+}
 
-  // Every persona must leave room for at least a line.
+Actor Scene::Impl::make_director() {
+  Actor d;
+  d.name = "director";
+  d.director = true;
+  d.options = cfg.director.options;
+  if (!d.options.num_ctx) d.options.num_ctx = kDefaultNumCtx;
+  if (!d.options.num_predict) d.options.num_predict = 16;
+  if (!d.options.temperature) d.options.temperature = 0.0;
+  d.lane = placement.place(cfg.director.placement, *d.options.num_ctx, "the director");
+  d.session = fmt::format("banter-{}-director", uid);
+  std::string cast;
+  for (const auto& c : cfg.characters) {
+    cast += fmt::format("\n- {}: {}", c.name, c.persona.empty() ? "a character" : c.persona);
+  }
+  d.system = fmt::format("{}\nThe scene: {}. {}\nThe characters:{}\nAfter each line, answer "
+                         "with the name of the character who speaks next.",
+                         cfg.director.prompt, cfg.title, cfg.setting, cast);
+  return d;
+}
+
+// Every persona must leave room for at least a line.
+void Scene::Impl::check_prompts_fit() {
   for (auto& a : actors) {
-    const int need = count_tokens(a, 0, 0);
+    const int need = window.count_tokens(a, 0, 0);
     a.sys_tokens = need;
     const int room = *a.options.num_ctx - *a.options.num_predict - 8;
     if (need > room) {
@@ -476,17 +326,17 @@ void Scene::Impl::setup() {
           a.name, need, *a.options.num_ctx, *a.options.num_predict, room));
     }
   }
+}
 
-  if (!cfg.opening.empty()) {
-    LineRecord r;
-    r.index = 0;
-    r.speaker = cfg.narrator;
-    r.text = cfg.opening;
-    r.raw = cfg.opening;
-    r.t_due_ns = now_ns();
-    transcript.push_back(std::move(r));
-  }
-  service = std::thread([this] { service_loop(); });
+void Scene::Impl::add_opening_line() {
+  if (cfg.opening.empty()) return;
+  LineRecord r;
+  r.index = 0;
+  r.speaker = cfg.narrator;
+  r.text = cfg.opening;
+  r.raw = cfg.opening;
+  r.t_due_ns = now_ns();
+  transcript.push_back(std::move(r));
 }
 
 void Scene::Impl::shutdown() {
@@ -495,19 +345,13 @@ void Scene::Impl::shutdown() {
   {
     std::lock_guard lock(mu);
     closing = true;
-    for (auto it = jobs.begin(); it != jobs.end();) {
-      if (sched->remove(it->first)) {
-        if (it->second.line) queued.push_back(it->second.line);
-        if (it->second.warm) {
-          std::lock_guard wl(it->second.warm->mu);
-          it->second.warm->report.entries[it->second.warm_slot].error = "the scene closed";
-          if (--it->second.warm->remaining == 0) it->second.warm->cv.notify_all();
-        }
-        it = jobs.erase(it);
-        continue;
+    for (auto& j : scheduler.cancel_all(handles)) {
+      if (j.line) queued.push_back(j.line);
+      if (j.warm) {
+        std::lock_guard wl(j.warm->mu);
+        j.warm->report.entries[j.warm_slot].error = "the scene closed";
+        if (--j.warm->remaining == 0) j.warm->cv.notify_all();
       }
-      if (it->second.handle) handles.push_back(it->second.handle);
-      ++it;
     }
     for (const auto& st : open_lines) {
       std::lock_guard ll(st->mu);
@@ -527,35 +371,8 @@ void Scene::Impl::shutdown() {
     std::unique_lock lock(mu);
     idle_cv.wait(lock, [&] { return in_flight == 0; });
   }
-  {
-    std::lock_guard lock(svc_mu);
-    svc_stop = true;
-  }
-  svc_cv.notify_one();
-  if (service.joinable()) service.join();
-  owned.clear();  // here, on the owner's thread
-  for (auto& l : lanes) l.backend = nullptr;
-}
-
-void Scene::Impl::service_loop() {
-  for (;;) {
-    {
-      std::unique_lock lock(svc_mu);
-      auto ready = [&] { return svc_poke || svc_stop || (svc_wake != 0 && now_ns() >= svc_wake); };
-      while (!ready()) {
-        if (svc_wake != 0) {
-          const int64_t wait = std::max<int64_t>(svc_wake - now_ns(), 0);
-          svc_cv.wait_for(lock, std::chrono::nanoseconds(wait));
-        } else {
-          svc_cv.wait(lock);
-        }
-      }
-      if (svc_stop) return;
-      svc_poke = false;
-      svc_wake = 0;
-    }
-    pump();
-  }
+  scheduler.stop_service();
+  placement.close();  // here, on the owner's thread
 }
 
 int Scene::Impl::find_character(std::string_view name) const {
@@ -610,15 +427,14 @@ void Scene::Impl::submit_line(const std::shared_ptr<Line::State>& st, int actor)
   if (cfg.turns == TurnPolicy::round_robin) {
     rr_next = (actor + 1) % static_cast<int>(cfg.characters.size());
   }
-  if (a.catch_up != 0 && sched->remove(a.catch_up)) jobs.erase(a.catch_up);  // the line covers it
+  if (a.catch_up != 0) scheduler.cancel(a.catch_up);  // the line covers it
   a.catch_up = 0;
-  const Scheduler::Id id =
-      sched->submit({a.lane, actor, st->opts.priority, st->deadline});
   JobInfo j;
   j.kind = JobKind::line;
   j.actor = actor;
   j.line = st;
-  jobs[id] = std::move(j);
+  const Scheduler::Id id =
+      scheduler.submit({a.lane, actor, st->opts.priority, st->deadline}, std::move(j));
   st->job = id;
   st->actor = actor;
   st->name = std::make_unique<NamePrefix>(a.name);  // no token of the line has come yet
@@ -648,119 +464,33 @@ void Scene::Impl::schedule_catch_ups() {
     Actor& a = actors[i];
     if (a.catch_up != 0) continue;  // one is queued; it will see everything when it goes
     if (!a.suspect && transcript.size() <= a.seen) continue;
-    bool has_line = false;
-    for (const auto& [id, j] : jobs) {
-      if (j.actor == static_cast<int>(i) && j.kind == JobKind::line && sched->is_queued(id)) {
-        has_line = true;
-      }
-    }
-    if (has_line) continue;
-    const Scheduler::Id id = sched->submit(
-        {a.lane, static_cast<int>(i), Priority::background, base + rank[i] * kMs});
+    if (scheduler.has_queued_line(static_cast<int>(i))) continue;
     JobInfo j;
     j.kind = JobKind::catch_up;
     j.actor = static_cast<int>(i);
-    jobs[id] = std::move(j);
-    a.catch_up = id;
+    a.catch_up = scheduler.submit(
+        {a.lane, static_cast<int>(i), Priority::background, base + rank[i] * kMs}, std::move(j));
   }
-}
-
-std::vector<detail::ChatMessage> Scene::Impl::messages(const Actor& a, std::size_t from,
-                                                       std::size_t upto) const {
-  std::vector<detail::ChatMessage> out;
-  out.push_back({"system", a.system});
-  const int self = a.director ? -2 : static_cast<int>(&a - actors.data());
-  for (std::size_t i = from; i < upto && i < transcript.size(); ++i) {
-    const LineRecord& e = transcript[i];
-    if (e.character == self && !e.raw.empty()) {
-      out.push_back({"assistant", e.raw});
-    } else if (!e.text.empty()) {
-      out.push_back({"user", fmt::format("{}: {}{}", e.speaker, e.text, e.interrupted ? " —" : "")});
-    }
-  }
-  return out;
-}
-
-int Scene::Impl::count_tokens(const Actor& a, std::size_t from, std::size_t upto) const {
-  const auto msgs = messages(a, from, upto);
-  const Lane& l = lanes[std::size_t(a.lane)];
-  if (l.text) return l.text->count_tokens(l.text->format(msgs, true));
-  // No local vocabulary (a remote server): a conservative estimate, 3 bytes per token.
-  int n = 8;
-  for (const auto& m : msgs) n += static_cast<int>(m.content.size() / 3) + 6;
-  return n;
-}
-
-int Scene::Impl::line_tokens(const Actor& a, std::size_t i) {
-  Lane& l = lanes[std::size_t(a.lane)];
-  const LineRecord& e = transcript[i];
-  const bool own = !a.director && e.character == static_cast<int>(&a - actors.data());
-  if (l.line_tokens.size() < transcript.size()) l.line_tokens.resize(transcript.size(), {-1, -1});
-  int& n = l.line_tokens[i][own ? 1 : 0];
-  if (n < 0) {
-    const std::string text =
-        own ? e.raw : fmt::format("{}: {}{}", e.speaker, e.text, e.interrupted ? " —" : "");
-    // The text alone (without its BOS), plus what the chat template puts around a message.
-    n = (l.text ? l.text->count_tokens(text) - 1 : static_cast<int>(text.size() / 3)) +
-        l.wrap[own ? 1 : 0];
-  }
-  return n;
-}
-
-bool Scene::Impl::fit_window(Actor& a, bool prefill, std::size_t upto, std::string& error) {
-  const int num_ctx = *a.options.num_ctx;
-  const int predict = *a.options.num_predict;
-  int limit = num_ctx - predict - 8;
-  // A prefill prepares the actor's next line: leave room for one more line on top, so that the
-  // line itself need not move the window (which would prefill everything again).
-  if (prefill) limit -= predict + 24;
-  if (a.window_start > upto) a.window_start = upto;
-  // Sized line by line (each line is tokenized once), so that a line's request does not wait
-  // for its whole prompt to be tokenized; counted exactly only near the limit.
-  constexpr int kMargin = 24;
-  int estimate = a.sys_tokens;
-  for (std::size_t i = a.window_start; i < upto; ++i) estimate += line_tokens(a, i);
-  if (estimate <= limit - kMargin) return true;
-  if (estimate <= limit + kMargin && count_tokens(a, a.window_start, upto) <= limit) return true;
-  // Move the window: keep the newest lines that fill half of what the persona leaves, so the
-  // window moves again only after several lines.
-  const int target = a.sys_tokens + std::max(0, limit - a.sys_tokens) / 2;
-  std::size_t start = upto;
-  for (int sum = a.sys_tokens; start > a.window_start;) {
-    sum += line_tokens(a, start - 1);
-    if (sum > target) break;
-    --start;
-  }
-  while (start < upto && count_tokens(a, start, upto) > limit) ++start;
-  a.window_start = start;
-  const int n = count_tokens(a, start, upto);
-  if (n > num_ctx - predict - 8) {
-    error = fmt::format("{}'s prompt needs {} tokens even without earlier lines; num_ctx {} "
-                        "minus num_predict {} is too small",
-                        a.name, n, num_ctx, predict);
-    return false;
-  }
-  return true;
 }
 
 bool Scene::Impl::build(JobInfo& j, Request& r, bool& skip, std::string& error) {
   Actor& a = actors[std::size_t(j.actor)];
-  const Lane& l = lanes[std::size_t(a.lane)];
+  const Lane& l = placement.lane(a.lane);
   const bool prefill = j.kind == JobKind::catch_up || j.kind == JobKind::warm;
   const std::size_t upto = transcript.size();
   if (j.kind == JobKind::catch_up) {
     a.catch_up = 0;
     const std::size_t before = a.window_start;
-    if (!fit_window(a, true, upto, error)) return false;
+    if (!window.fit(a, true, upto, error)) return false;
     if (!a.suspect && upto <= a.seen && before == a.window_start) {
       skip = true;  // nothing new since its last request
       return true;
     }
-  } else if (!fit_window(a, prefill, upto, error)) {
+  } else if (!window.fit(a, prefill, upto, error)) {
     return false;
   }
   j.upto = upto;
-  const auto msgs = messages(a, a.window_start, upto);
+  const auto msgs = window.messages(a, a.window_start, upto);
   r.options = a.options;
   if (cfg.sessions) {
     r.session = a.session;
@@ -799,17 +529,13 @@ void Scene::Impl::pump() {
       std::lock_guard lock(mu);
       if (closing) return;
       const int64_t now = now_ns();
-      const auto ready = sched->take_ready(now);
+      const auto ready = scheduler.take_ready(now);
       if (ready.empty()) {
-        if (auto w = sched->next_wake(now)) {
-          std::lock_guard sl(svc_mu);
-          if (svc_wake == 0 || *w < svc_wake) svc_wake = *w;
-          svc_cv.notify_one();
-        }
+        if (auto w = scheduler.next_wake(now)) scheduler.wake_at(*w);
         return;
       }
       for (const auto id : ready) {
-        JobInfo& j = jobs[id];
+        JobInfo& j = scheduler.job(id);
         Launch l;
         l.id = id;
         l.kind = j.kind;
@@ -817,7 +543,6 @@ void Scene::Impl::pump() {
         bool skip = false;
         std::string error;
         if (!build(j, l.request, skip, error) || skip) {
-          sched->finished(id, now);
           if (!skip && j.line) {
             open_lines.erase(j.line);
             failed.emplace_back(j.line, error);
@@ -827,11 +552,11 @@ void Scene::Impl::pump() {
             j.warm->report.entries[j.warm_slot].error = error;
             if (--j.warm->remaining == 0) j.warm->cv.notify_all();
           }
-          jobs.erase(id);
+          scheduler.finish(id, now);
           continue;
         }
         j.t_start = now;
-        l.backend = lanes[std::size_t(actors[std::size_t(j.actor)].lane)].backend;
+        l.backend = placement.lane(actors[std::size_t(j.actor)].lane).backend;
         if (j.kind == JobKind::line) {
           std::lock_guard ll(j.line->mu);
           j.line->rec.t_dispatch_ns = now;
@@ -878,7 +603,7 @@ void Scene::Impl::start(Launch& l) {
   bool cancel_now = false;
   {
     std::lock_guard lock(mu);
-    if (auto it = jobs.find(id); it != jobs.end()) it->second.handle = handle;
+    if (JobInfo* j = scheduler.find(id)) j->handle = handle;
     cancel_now = closing;
   }
   if (st) {
@@ -897,7 +622,7 @@ bool Scene::Impl::line_token(Scheduler::Id id, const std::shared_ptr<Line::State
     st->t_first = ev.t_ns;
     {
       std::lock_guard lock(mu);
-      sched->first_token(id);
+      scheduler.first_token(id);
     }
     want_pump();  // background work of this lane may go now
   }
@@ -1012,9 +737,8 @@ void Scene::Impl::line_done(Scheduler::Id id, const std::shared_ptr<Line::State>
   {
     std::lock_guard lock(mu);
     std::size_t upto = 0;
-    if (auto it = jobs.find(id); it != jobs.end()) upto = it->second.upto;
-    sched->finished(id, now);
-    jobs.erase(id);
+    if (const JobInfo* j = scheduler.find(id)) upto = j->upto;
+    scheduler.finish(id, now);
     open_lines.erase(st);
     Actor& a = actors[std::size_t(rec.character)];
     const bool has_text = !rec.raw.empty() || !rec.text.empty();
@@ -1024,12 +748,12 @@ void Scene::Impl::line_done(Scheduler::Id id, const std::shared_ptr<Line::State>
       // Its cache holds its prompt and this line; lines said meanwhile are still new to it.
       a.seen = upto == transcript.size() - 1 ? transcript.size() : upto;
       a.suspect = false;
-    } else if (cfg.sessions && lanes[std::size_t(a.lane)].inproc && !st->first_token) {
+    } else if (cfg.sessions && placement.lane(a.lane).inproc && !st->first_token) {
       // Cut off while reading its prompt: the engine's session may hold part of that prompt
       // under the whole prompt's text. Start that session afresh.
       drop = true;
       drop_session = a.session;
-      drop_backend = lanes[std::size_t(a.lane)].backend;
+      drop_backend = placement.lane(a.lane).backend;
       a.seen = 0;
       a.suspect = true;
     }
@@ -1055,8 +779,7 @@ void Scene::Impl::director_done(Scheduler::Id id, const std::shared_ptr<Line::St
   bool ended = false;
   {
     std::lock_guard lock(mu);
-    sched->finished(id, now);
-    jobs.erase(id);
+    scheduler.finish(id, now);
     if (!cancelled && !closing) {
       int who = c.ok() ? find_character(strip(c.text)) : -1;
       if (who < 0 && c.ok()) {  // not a clean name: the first name it mentions
@@ -1092,24 +815,21 @@ void Scene::Impl::prefill_done(Scheduler::Id id, Completion c) {
   Backend* drop_backend = nullptr;
   {
     std::lock_guard lock(mu);
-    auto it = jobs.find(id);
-    sched->finished(id, now_ns());
-    if (it != jobs.end()) {
-      JobInfo& j = it->second;
-      Actor& a = actors[std::size_t(j.actor)];
+    if (const JobInfo* j = scheduler.find(id)) {
+      Actor& a = actors[std::size_t(j->actor)];
       if (c.ok()) {
-        a.seen = std::max(a.seen, j.upto);
+        a.seen = std::max(a.seen, j->upto);
         a.suspect = false;
-      } else if (cfg.sessions && lanes[std::size_t(a.lane)].inproc) {
+      } else if (cfg.sessions && placement.lane(a.lane).inproc) {
         drop_session = a.session;
-        drop_backend = lanes[std::size_t(a.lane)].backend;
+        drop_backend = placement.lane(a.lane).backend;
         a.seen = 0;
         a.suspect = !closing;
       }
-      warm = j.warm;
-      slot = j.warm_slot;
-      jobs.erase(it);
+      warm = j->warm;
+      slot = j->warm_slot;
     }
+    scheduler.finish(id, now_ns());
     if (drop_backend != nullptr) drop_backend->drop_session(drop_session);
     --in_flight;
   }
@@ -1150,17 +870,15 @@ WarmUpReport Scene::warm_up() {
     if (impl_->closing || !impl_->cfg.sessions) return {};
     for (std::size_t i = 0; i < impl_->actors.size(); ++i) {
       Actor& a = impl_->actors[i];
-      if (a.catch_up != 0 && impl_->sched->remove(a.catch_up)) impl_->jobs.erase(a.catch_up);
+      if (a.catch_up != 0) impl_->scheduler.cancel(a.catch_up);
       a.catch_up = 0;
       tracker->report.entries.push_back({a.name, 0, 0, {}});
-      const Scheduler::Id id =
-          impl_->sched->submit({a.lane, static_cast<int>(i), Priority::live, t0});
       JobInfo j;
       j.kind = JobKind::warm;
       j.actor = static_cast<int>(i);
       j.warm = tracker;
       j.warm_slot = i;
-      impl_->jobs[id] = std::move(j);
+      impl_->scheduler.submit({a.lane, static_cast<int>(i), Priority::live, t0}, std::move(j));
       ++tracker->remaining;
     }
   }
@@ -1240,15 +958,14 @@ std::shared_ptr<Line> Scene::start_line(LineOptions options) {
         if (who >= 0) {
           impl_->submit_line(st, who);
         } else {  // the director decides first
-          const Scheduler::Id id = impl_->sched->submit(
-              {impl_->actors[std::size_t(impl_->director)].lane, impl_->director,
-               st->opts.priority, st->deadline});
           JobInfo j;
           j.kind = JobKind::director;
           j.actor = impl_->director;
           j.line = st;
-          impl_->jobs[id] = std::move(j);
-          st->job = id;
+          st->job = impl_->scheduler.submit(
+              {impl_->actors[std::size_t(impl_->director)].lane, impl_->director,
+               st->opts.priority, st->deadline},
+              std::move(j));
         }
       }
     }
