@@ -63,10 +63,10 @@ ActorPlacement::Want ActorPlacement::pool_want(const Placement& p, const std::st
     std::vector<std::string> names;
     for (const auto& pc : cfg_.pools) names.push_back(pc.name);
     for (const auto& pc : opts_.pools) names.push_back(pc.name);
-    throw std::invalid_argument(
-        fmt::format("{} runs on pool '{}', which neither the scene nor the engine defines "
-                    "(pools: {})",
-                    who, p.pool, names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
+    throw std::invalid_argument(fmt::format(
+        "{} runs on pool '{}', which neither the scene nor the engine defines "
+        "(pools: {})",
+        who, p.pool, names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
   }
   w.key = "pool:" + p.pool;
   return w;

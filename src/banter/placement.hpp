@@ -2,6 +2,8 @@
 // backend that serves it and how many requests it takes at once.
 #pragma once
 
+#include "banter/model_text.hpp"
+
 #include <chimera/backends/backend.hpp>
 #include <chimera/banter/banter.hpp>
 
@@ -9,8 +11,6 @@
 #include <memory>
 #include <string>
 #include <vector>
-
-#include "banter/model_text.hpp"
 
 namespace chimera::banter::detail {
 

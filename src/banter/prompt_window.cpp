@@ -17,7 +17,8 @@ std::vector<ChatMessage> PromptWindow::messages(const Actor& a, std::size_t from
     if (e.character == self && !e.raw.empty()) {
       out.push_back({"assistant", e.raw});
     } else if (!e.text.empty()) {
-      out.push_back({"user", fmt::format("{}: {}{}", e.speaker, e.text, e.interrupted ? " —" : "")});
+      out.push_back(
+          {"user", fmt::format("{}: {}{}", e.speaker, e.text, e.interrupted ? " —" : "")});
     }
   }
   return out;
@@ -79,9 +80,10 @@ bool PromptWindow::fit(Actor& a, bool prefill, std::size_t upto, std::string& er
   a.window_start = start;
   const int n = count_tokens(a, start, upto);
   if (n > num_ctx - predict - 8) {
-    error = fmt::format("{}'s prompt needs {} tokens even without earlier lines; num_ctx {} "
-                        "minus num_predict {} is too small",
-                        a.name, n, num_ctx, predict);
+    error = fmt::format(
+        "{}'s prompt needs {} tokens even without earlier lines; num_ctx {} "
+        "minus num_predict {} is too small",
+        a.name, n, num_ctx, predict);
     return false;
   }
   return true;

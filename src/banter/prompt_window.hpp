@@ -2,16 +2,16 @@
 // tokens, and the window of the newest lines that fits the actor's num_ctx.
 #pragma once
 
+#include "banter/actor.hpp"
+#include "banter/model_text.hpp"
+#include "banter/placement.hpp"
+
 #include <chimera/banter/banter.hpp>
 
 #include <array>
 #include <cstddef>
 #include <string>
 #include <vector>
-
-#include "banter/actor.hpp"
-#include "banter/model_text.hpp"
-#include "banter/placement.hpp"
 
 namespace chimera::banter::detail {
 

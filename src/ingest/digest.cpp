@@ -1,15 +1,16 @@
 // The digest: statistics per configuration, best and worst configurations, errors, written as
 // blocks with priorities and fitted into the token budget by dropping the least important.
+#include "ingest/internal.hpp"
+
+#include <chimera/ingest/digest.hpp>
+
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <chimera/ingest/digest.hpp>
 #include <cmath>
 #include <map>
 #include <set>
 #include <unordered_map>
-
-#include "ingest/internal.hpp"
 
 namespace chimera::ingest {
 

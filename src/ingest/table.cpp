@@ -1,12 +1,12 @@
 // Rows of a table (a CSV file, a Markdown table) into records: which columns are context and
 // which are metrics, decided from the header names and then from the cells.
+#include "ingest/internal.hpp"
+
+#include <boost/json.hpp>
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <boost/json.hpp>
 #include <utility>
-
-#include "ingest/internal.hpp"
 
 namespace chimera::ingest::detail {
 
@@ -244,8 +244,7 @@ class ColumnTableEmitter {
   void classify_column(std::size_t c) {
     auto& col = cols_[c];
     col.info = classify_name(table_.header[c]);
-    col.key =
-        arena_.intern(col.info.key.empty() ? fmt::format("column_{}", c + 1) : col.info.key);
+    col.key = arena_.intern(col.info.key.empty() ? fmt::format("column_{}", c + 1) : col.info.key);
     col.origin = arena_.intern(trim(table_.header[c]));
     if (c < table_.units.size()) {  // the units row wins over a unit guessed from the name
       col.header_unit = unit_from_text(arena_.intern(trim(table_.units[c])));

@@ -208,8 +208,8 @@ enum class VocabKind { spm, bpe };
 // Whether the bytes llama.cpp's token_to_piece gives for this token are complete UTF-8 on their
 // own. Tokens it renders as empty (unknown, control without `special`, unused, undefined) are
 // fine as long as their text is valid UTF-8 (control tokens are rendered verbatim with `special`).
-bool renders_valid_utf8(std::string_view text, int32_t type, VocabKind kind, bool escape_whitespaces,
-                        const std::vector<int>& cp_to_byte) {
+bool renders_valid_utf8(std::string_view text, int32_t type, VocabKind kind,
+                        bool escape_whitespaces, const std::vector<int>& cp_to_byte) {
   if (!valid_utf8(text)) return false;
   switch (type) {
     case kTokNormal:
@@ -232,7 +232,9 @@ bool renders_valid_utf8(std::string_view text, int32_t type, VocabKind kind, boo
 // ---------------------------------------------------------------------------------------------
 // Files.
 
-std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
+std::string errno_text(int err) {
+  return std::error_code(err, std::generic_category()).message();
+}
 
 bool write_all(int fd, const void* data, size_t n, int& err) {
   const char* p = static_cast<const char*>(data);
@@ -260,8 +262,9 @@ class TempFile {
     static std::atomic<uint64_t> counter{0};
     const std::filesystem::path dir = output.has_parent_path() ? output.parent_path() : ".";
     for (int attempt = 0; attempt < 100; ++attempt) {
-      const std::string name = "." + output.filename().string() + ".tmp." + std::to_string(::getpid()) +
-                               "." + std::to_string(counter.fetch_add(1));
+      const std::string name = "." + output.filename().string() + ".tmp." +
+                               std::to_string(::getpid()) + "." +
+                               std::to_string(counter.fetch_add(1));
       const std::filesystem::path p = dir / name;
       const int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
       if (fd >= 0) {
@@ -270,8 +273,8 @@ class TempFile {
         return true;
       }
       if (errno != EEXIST) {
-        error = "cannot write " + output.string() + ": cannot create a file in " + dir.string() + ": " +
-                errno_text(errno);
+        error = "cannot write " + output.string() + ": cannot create a file in " + dir.string() +
+                ": " + errno_text(errno);
         return false;
       }
     }
@@ -318,18 +321,42 @@ using GgmlPtr = std::unique_ptr<ggml_context, GgmlDeleter>;
 void copy_kv(gguf_context* dst, const gguf_context* src, int64_t id) {
   const char* key = gguf_get_key(src, id);
   switch (gguf_get_kv_type(src, id)) {
-    case GGUF_TYPE_UINT8: gguf_set_val_u8(dst, key, gguf_get_val_u8(src, id)); break;
-    case GGUF_TYPE_INT8: gguf_set_val_i8(dst, key, gguf_get_val_i8(src, id)); break;
-    case GGUF_TYPE_UINT16: gguf_set_val_u16(dst, key, gguf_get_val_u16(src, id)); break;
-    case GGUF_TYPE_INT16: gguf_set_val_i16(dst, key, gguf_get_val_i16(src, id)); break;
-    case GGUF_TYPE_UINT32: gguf_set_val_u32(dst, key, gguf_get_val_u32(src, id)); break;
-    case GGUF_TYPE_INT32: gguf_set_val_i32(dst, key, gguf_get_val_i32(src, id)); break;
-    case GGUF_TYPE_FLOAT32: gguf_set_val_f32(dst, key, gguf_get_val_f32(src, id)); break;
-    case GGUF_TYPE_UINT64: gguf_set_val_u64(dst, key, gguf_get_val_u64(src, id)); break;
-    case GGUF_TYPE_INT64: gguf_set_val_i64(dst, key, gguf_get_val_i64(src, id)); break;
-    case GGUF_TYPE_FLOAT64: gguf_set_val_f64(dst, key, gguf_get_val_f64(src, id)); break;
-    case GGUF_TYPE_BOOL: gguf_set_val_bool(dst, key, gguf_get_val_bool(src, id)); break;
-    case GGUF_TYPE_STRING: gguf_set_val_str(dst, key, gguf_get_val_str(src, id)); break;
+    case GGUF_TYPE_UINT8:
+      gguf_set_val_u8(dst, key, gguf_get_val_u8(src, id));
+      break;
+    case GGUF_TYPE_INT8:
+      gguf_set_val_i8(dst, key, gguf_get_val_i8(src, id));
+      break;
+    case GGUF_TYPE_UINT16:
+      gguf_set_val_u16(dst, key, gguf_get_val_u16(src, id));
+      break;
+    case GGUF_TYPE_INT16:
+      gguf_set_val_i16(dst, key, gguf_get_val_i16(src, id));
+      break;
+    case GGUF_TYPE_UINT32:
+      gguf_set_val_u32(dst, key, gguf_get_val_u32(src, id));
+      break;
+    case GGUF_TYPE_INT32:
+      gguf_set_val_i32(dst, key, gguf_get_val_i32(src, id));
+      break;
+    case GGUF_TYPE_FLOAT32:
+      gguf_set_val_f32(dst, key, gguf_get_val_f32(src, id));
+      break;
+    case GGUF_TYPE_UINT64:
+      gguf_set_val_u64(dst, key, gguf_get_val_u64(src, id));
+      break;
+    case GGUF_TYPE_INT64:
+      gguf_set_val_i64(dst, key, gguf_get_val_i64(src, id));
+      break;
+    case GGUF_TYPE_FLOAT64:
+      gguf_set_val_f64(dst, key, gguf_get_val_f64(src, id));
+      break;
+    case GGUF_TYPE_BOOL:
+      gguf_set_val_bool(dst, key, gguf_get_val_bool(src, id));
+      break;
+    case GGUF_TYPE_STRING:
+      gguf_set_val_str(dst, key, gguf_get_val_str(src, id));
+      break;
     case GGUF_TYPE_ARRAY: {
       const gguf_type at = gguf_get_arr_type(src, id);
       const size_t n = gguf_get_arr_n(src, id);
@@ -342,7 +369,8 @@ void copy_kv(gguf_context* dst, const gguf_context* src, int64_t id) {
       }
       break;  // nested arrays: none in tokenizer metadata; skipped
     }
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -413,9 +441,11 @@ class SynthWriter {
     if (!std::filesystem::is_regular_file(vocab_path_, ec)) {
       return fail("vocabulary file " + vocab_path_.string() + " (for '" + shape_->vocab +
                   "') not found; set CHIMERA_VOCAB_DIR to llama.cpp's models/ directory (it holds "
-                  "ggml-vocab-" + shape_->vocab + ".gguf) or pass the file with --vocab");
+                  "ggml-vocab-" +
+                  shape_->vocab + ".gguf) or pass the file with --vocab");
     }
-    vocab_.reset(gguf_init_from_file(vocab_path_.c_str(), gguf_init_params{/*no_alloc=*/true, nullptr}));
+    vocab_.reset(
+        gguf_init_from_file(vocab_path_.c_str(), gguf_init_params{/*no_alloc=*/true, nullptr}));
     if (!vocab_) return fail("cannot read " + vocab_path_.string() + " as a GGUF file");
 
     const int64_t id_model = gguf_find_key(vocab_.get(), "tokenizer.ggml.model");
@@ -423,7 +453,8 @@ class SynthWriter {
     if (id_model < 0 || gguf_get_kv_type(vocab_.get(), id_model) != GGUF_TYPE_STRING ||
         id_tokens_ < 0 || gguf_get_kv_type(vocab_.get(), id_tokens_) != GGUF_TYPE_ARRAY ||
         gguf_get_arr_type(vocab_.get(), id_tokens_) != GGUF_TYPE_STRING) {
-      return fail(vocab_path_.string() + " holds no tokenizer (tokenizer.ggml.model, tokenizer.ggml.tokens)");
+      return fail(vocab_path_.string() +
+                  " holds no tokenizer (tokenizer.ggml.model, tokenizer.ggml.tokens)");
     }
     const std::string tok_model = gguf_get_val_str(vocab_.get(), id_model);
     if (tok_model == "llama") {
@@ -436,13 +467,16 @@ class SynthWriter {
     }
     escape_whitespaces_ = kind_ == VocabKind::spm;
     if (const int64_t id_pre = gguf_find_key(vocab_.get(), "tokenizer.ggml.pre");
-        kind_ == VocabKind::bpe && id_pre >= 0 && gguf_get_kv_type(vocab_.get(), id_pre) == GGUF_TYPE_STRING) {
+        kind_ == VocabKind::bpe && id_pre >= 0 &&
+        gguf_get_kv_type(vocab_.get(), id_pre) == GGUF_TYPE_STRING) {
       const std::string pre = gguf_get_val_str(vocab_.get(), id_pre);
-      escape_whitespaces_ = pre == "gemma4" || pre == "granite-embed-multi-311m" || pre == "sarvam-moe";
+      escape_whitespaces_ =
+          pre == "gemma4" || pre == "granite-embed-multi-311m" || pre == "sarvam-moe";
     }
 
     n_vocab_ = gguf_get_arr_n(vocab_.get(), id_tokens_);
-    if (n_vocab_ == 0 || n_vocab_ > INT32_MAX) return fail(vocab_path_.string() + ": bad vocabulary size");
+    if (n_vocab_ == 0 || n_vocab_ > INT32_MAX)
+      return fail(vocab_path_.string() + ": bad vocabulary size");
     result_.n_vocab = static_cast<uint32_t>(n_vocab_);
     return true;
   }
@@ -507,7 +541,8 @@ class SynthWriter {
   bool copy_tokenizer() {
     gguf_context* g = out_.get();
     for (int64_t i = 0; i < gguf_get_n_kv(vocab_.get()); ++i) {
-      if (std::string_view(gguf_get_key(vocab_.get(), i)).starts_with("tokenizer.") && i != id_types_) {
+      if (std::string_view(gguf_get_key(vocab_.get(), i)).starts_with("tokenizer.") &&
+          i != id_types_) {
         copy_kv(g, vocab_.get(), i);
       }
     }
@@ -520,12 +555,14 @@ class SynthWriter {
   bool add_tensor_infos() {
     gguf_context* g = out_.get();
     plan_ = plan_tensors(*shape_, result_.n_vocab);
-    meta_.reset(ggml_init(ggml_init_params{ggml_tensor_overhead() * (plan_.size() + 1), nullptr, true}));
+    meta_.reset(
+        ggml_init(ggml_init_params{ggml_tensor_overhead() * (plan_.size() + 1), nullptr, true}));
     if (!meta_) return fail("out of memory");
     for (const auto& t : plan_) {
       const ggml_type type = t.is_norm || !f16() ? GGML_TYPE_F32 : GGML_TYPE_F16;
-      ggml_tensor* tensor = t.ne1 == 1 && t.is_norm ? ggml_new_tensor_1d(meta_.get(), type, t.ne0)
-                                                   : ggml_new_tensor_2d(meta_.get(), type, t.ne0, t.ne1);
+      ggml_tensor* tensor = t.ne1 == 1 && t.is_norm
+                                ? ggml_new_tensor_1d(meta_.get(), type, t.ne0)
+                                : ggml_new_tensor_2d(meta_.get(), type, t.ne0, t.ne1);
       ggml_set_name(tensor, t.name.c_str());
       gguf_add_tensor(g, tensor);
       total_bytes_ += ggml_nbytes(tensor);
@@ -567,8 +604,8 @@ class SynthWriter {
     std::error_code ec;
     const auto size_on_disk = std::filesystem::file_size(options_.output, ec);
     if (ec || size_on_disk != offset_) {
-      return fail("cannot write " + options_.output.string() + ": the file has " + std::to_string(size_on_disk) +
-                  " bytes, expected " + std::to_string(offset_));
+      return fail("cannot write " + options_.output.string() + ": the file has " +
+                  std::to_string(size_on_disk) + " bytes, expected " + std::to_string(offset_));
     }
     result_.ok = true;
     return true;
@@ -584,8 +621,8 @@ class SynthWriter {
   }
 
   bool write_failed(int err) {
-    return fail("cannot write " + options_.output.string() + " (temporary file " + file_.path().string() +
-                "): " + errno_text(err));
+    return fail("cannot write " + options_.output.string() + " (temporary file " +
+                file_.path().string() + "): " + errno_text(err));
   }
 
   bool f16() const { return options_.type == WeightType::f16; }
@@ -627,7 +664,8 @@ class SynthWriter {
     }
     offset_ += nbytes;
     const uint64_t pad = (alignment_ - offset_ % alignment_) % alignment_;
-    if (pad > 0 && !write_all(file_.fd(), zeros, static_cast<size_t>(pad), err)) return write_failed(err);
+    if (pad > 0 && !write_all(file_.fd(), zeros, static_cast<size_t>(pad), err))
+      return write_failed(err);
     offset_ += pad;
     return true;
   }
@@ -660,11 +698,10 @@ class SynthWriter {
 
 SynthResult synthesize_impl(const SynthOptions& options) {
   SynthWriter writer(options);
-  for (const auto step : {&SynthWriter::choose_shape, &SynthWriter::open_vocabulary,
-                          &SynthWriter::read_token_types, &SynthWriter::set_metadata,
-                          &SynthWriter::copy_tokenizer, &SynthWriter::add_tensor_infos,
-                          &SynthWriter::write_header, &SynthWriter::write_tensors,
-                          &SynthWriter::commit}) {
+  for (const auto step :
+       {&SynthWriter::choose_shape, &SynthWriter::open_vocabulary, &SynthWriter::read_token_types,
+        &SynthWriter::set_metadata, &SynthWriter::copy_tokenizer, &SynthWriter::add_tensor_infos,
+        &SynthWriter::write_header, &SynthWriter::write_tensors, &SynthWriter::commit}) {
     if (!(writer.*step)()) break;
   }
   return writer.result();
