@@ -1,5 +1,6 @@
 // `chimeraforge banter`: a scene of characters talking, in batch or with the player.
 #include "commands.hpp"
+#include "signals.hpp"
 
 #include <chimera/banter/banter.hpp>
 #include <chimera/metrics/figures.hpp>
@@ -21,9 +22,6 @@
 namespace chimera::cli {
 
 namespace {
-
-std::atomic<bool> g_interrupted{false};
-extern "C" void on_banter_sigint(int) { g_interrupted.store(true); }
 
 struct BanterArgs {
   std::string scene;
@@ -176,7 +174,7 @@ struct Printer {
       std::lock_guard lock(mu);
       std::fwrite(text.data(), 1, text.size(), stdout);
       std::fflush(stdout);
-      return !g_interrupted.load();
+      return !StopFlag::raised();
     };
     return o;
   }
@@ -256,7 +254,7 @@ void write_markdown(const std::string& path, const banter::Scene& scene,
 std::optional<std::string> wait_watching_stdin(banter::Line& line, bool& eof) {
   for (;;) {
     if (line.wait_for(20)) return std::nullopt;
-    if (g_interrupted.load()) {
+    if (StopFlag::raised()) {
       line.cancel();
       line.wait();
       return std::nullopt;
@@ -283,7 +281,7 @@ int run_interactive(banter::Scene& scene, const BanterArgs& a, const std::string
   if (!c.opening.empty()) fmt::print("{}: {}\n", c.narrator, c.opening);
   std::optional<std::string> pending;
   bool eof = false;
-  while (!g_interrupted.load() && !eof) {
+  while (!StopFlag::raised() && !eof) {
     std::string typed;
     if (pending) {
       typed = std::move(*pending);
@@ -299,7 +297,7 @@ int run_interactive(banter::Scene& scene, const BanterArgs& a, const std::string
       continue;
     }
     if (!typed.empty()) scene.say(typed);
-    for (int i = 0; i < std::max(1, a.replies) && !g_interrupted.load(); ++i) {
+    for (int i = 0; i < std::max(1, a.replies) && !StopFlag::raised(); ++i) {
       auto line = scene.start_line(printer.options());
       pending = wait_watching_stdin(*line, eof);
       const auto r = line->wait();
@@ -314,7 +312,7 @@ int run_interactive(banter::Scene& scene, const BanterArgs& a, const std::string
     }
   }
   fmt::print(stderr, "{}\n", sum.text());
-  return g_interrupted.load() ? kInterrupted : kOk;
+  return StopFlag::raised() ? kInterrupted : kOk;
 }
 
 int run_banter(const BanterArgs& a) {
@@ -350,7 +348,8 @@ int run_banter(const BanterArgs& a) {
   if (!a.json) print_header(*scene, a, backend);
   if (cfg.warm_up) print_warm(scene->warm_up(), a.json);
 
-  auto previous = std::signal(SIGINT, on_banter_sigint);
+  std::optional<StopFlag> interrupt;
+  interrupt.emplace();  // Ctrl-C ends the scene after the line in progress
   int rc = kOk;
   if (a.interactive) {
     rc = run_interactive(*scene, a, backend);
@@ -361,7 +360,7 @@ int run_banter(const BanterArgs& a) {
     const int n = a.lines.value_or(cfg.lines);
     Summary sum;
     std::vector<banter::LineRecord> records;
-    for (int i = 0; i < n && !g_interrupted.load(); ++i) {
+    for (int i = 0; i < n && !StopFlag::raised(); ++i) {
       const auto r = scene->line(printer.options());
       if (a.json) {
         fmt::print("{}\n", line_json(r, backend));
@@ -380,9 +379,9 @@ int run_banter(const BanterArgs& a) {
     }
     if (!a.out.empty()) write_markdown(a.out, *scene, records, sum);
     if (sum.errors > 0) rc = kFailed;
-    if (g_interrupted.load()) rc = kInterrupted;
+    if (StopFlag::raised()) rc = kInterrupted;
   }
-  std::signal(SIGINT, previous);
+  interrupt.reset();
   return rc;
 }
 

@@ -1,9 +1,11 @@
 // `chimeraforge endpoints`: check endpoints; start a local pool of llama-servers (`up`) and stop
 // it (`down`). docs/endpoints.md is the manual for `up` and `down`.
 #include "commands.hpp"
+#include "signals.hpp"
 
 #include <chimera/backends/backend.hpp>
 #include <chimera/backends/server_process.hpp>
+#include <chimera/core/install_paths.hpp>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -188,15 +190,7 @@ fs::path default_state_file() {
   if (const char* r = std::getenv("XDG_RUNTIME_DIR"); r != nullptr && *r != '\0') {
     return fs::path(r) / "chimeraforge" / "endpoints.json";
   }
-  fs::path cache;
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && *x != '\0') {
-    cache = x;
-  } else if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') {
-    cache = fs::path(h) / ".cache";
-  } else {
-    cache = fs::temp_directory_path();
-  }
-  return cache / "chimeraforge" / "endpoints.json";
+  return user_cache_dir() / "endpoints.json";
 }
 
 // Written whole to a temporary file and renamed over the old one: a reader never sees half.
@@ -371,22 +365,6 @@ bool port_in_use(int port) {
   return taken;
 }
 
-// Waits up to `ms` for one of `set` (blocked in this thread). The signal, or 0.
-int wait_signal(const sigset_t& set, int ms) {
-  const timespec ts{ms / 1000, static_cast<long>(ms % 1000) * 1'000'000L};
-  const int sig = ::sigtimedwait(&set, nullptr, &ts);
-  return sig > 0 ? sig : 0;
-}
-
-const char* signal_name(int sig) {
-  switch (sig) {
-    case SIGINT: return "SIGINT";
-    case SIGTERM: return "SIGTERM";
-    case SIGHUP: return "SIGHUP";
-    default: return "a signal";
-  }
-}
-
 struct Running {
   std::unique_ptr<ServerProcess> process;
   pid_t pid = -1;  // kept: the process forgets its pid once reaped
@@ -529,11 +507,7 @@ class UpPool {
   // unblock them (ServerProcess does) and sit in process groups of their own, so a Ctrl-C
   // reaches only this process, which then stops them in order.
   void block_stop_signals() {
-    ::sigemptyset(&stop_signals_);
-    ::sigaddset(&stop_signals_, SIGINT);
-    ::sigaddset(&stop_signals_, SIGTERM);
-    ::sigaddset(&stop_signals_, SIGHUP);
-    ::pthread_sigmask(SIG_BLOCK, &stop_signals_, nullptr);
+    stop_signals_ = StopSignals({SIGINT, SIGTERM, SIGHUP});
   }
 
   // One llama-server per port, not waited for; the state file says "starting". False (reported,
@@ -560,7 +534,7 @@ class UpPool {
   std::optional<int> wait_until_ready() {
     std::size_t ready = 0;
     while (ready < servers_.size()) {
-      if (const int sig = wait_signal(stop_signals_, 50); sig != 0) {
+      if (const int sig = stop_signals_.wait(50); sig != 0) {
         fmt::print(stderr, "{}: {} before every server was ready; stopping them\n", kUp,
                    signal_name(sig));
         cleanup();
@@ -609,7 +583,7 @@ class UpPool {
   // Serving: until a stop signal. A server that dies is reported; the others go on.
   int serve_until_stopped() {
     for (;;) {
-      if (const int sig = wait_signal(stop_signals_, 250); sig != 0) {
+      if (const int sig = stop_signals_.wait(250); sig != 0) {
         fmt::print(stderr, "{}: {}; stopping {}\n", kUp, signal_name(sig),
                    plural(live_count(), "llama-server", "llama-servers"));
         cleanup();
@@ -697,7 +671,7 @@ class UpPool {
   const UpArgs& a_;
   const std::string binary_;
   const fs::path state_path_;
-  sigset_t stop_signals_{};
+  StopSignals stop_signals_{{}};  // none until block_stop_signals()
   std::chrono::steady_clock::time_point t0_;
   std::string started_;
   std::vector<Running> servers_;

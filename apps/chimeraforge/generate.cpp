@@ -1,5 +1,6 @@
 // `chimeraforge generate`: one request, streamed, then its figures.
 #include "commands.hpp"
+#include "signals.hpp"
 
 #include <chimera/backends/backend.hpp>
 #include <chimera/metrics/figures.hpp>
@@ -19,9 +20,6 @@
 namespace chimera::cli {
 
 namespace {
-
-std::atomic<bool> g_interrupted{false};
-extern "C" void on_sigint(int) { g_interrupted.store(true); }
 
 struct GenerateArgs {
   std::string endpoint;
@@ -253,11 +251,12 @@ int run_generate(const GenerateArgs& a) {
       },
       [&done](Completion c) { done.set_value(std::move(c)); });
 
-  auto previous = std::signal(SIGINT, on_sigint);
+  std::optional<StopFlag> interrupt;
+  interrupt.emplace();  // Ctrl-C cancels the stream
   while (fut.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
-    if (g_interrupted.load()) handle->cancel();
+    if (StopFlag::raised()) handle->cancel();
   }
-  std::signal(SIGINT, previous);
+  interrupt.reset();
   Completion c = fut.get();
 
   if (a.json) {
@@ -270,7 +269,7 @@ int run_generate(const GenerateArgs& a) {
   for (const auto& w : c.warnings) fmt::print(stderr, "chimeraforge generate: warning: {}\n", w);
   if (c.error) {
     fmt::print(stderr, "chimeraforge generate: {}\n", c.error.message);
-    return c.error.kind == ErrorKind::cancelled && g_interrupted.load() ? kInterrupted : kFailed;
+    return c.error.kind == ErrorKind::cancelled && StopFlag::raised() ? kInterrupted : kFailed;
   }
   return kOk;
 }

@@ -1,6 +1,7 @@
 // `chimeraforge multi`: N agents running a scenario over endpoint pools, and the concurrency
 // figures of METRICS.md.
 #include "commands.hpp"
+#include "signals.hpp"
 
 #include <chimera/core/system_error.hpp>
 #include <chimera/engine/engine.hpp>
@@ -30,9 +31,6 @@ namespace chimera::cli {
 namespace {
 
 constexpr int kMaxAgents = 100'000;
-
-std::atomic<bool> g_stop{false};
-extern "C" void on_stop_signal(int) { g_stop.store(true); }
 
 struct MultiArgs {
   int agents = 1;
@@ -300,13 +298,9 @@ multi::MultiResult run_measured(const MultiArgs& a, Engine& engine, multi::Multi
     fmt::print(stderr, "{}{} requests done{}, {} errors{}", tty ? "\r" : "", done,
                total ? fmt::format(" of {}", total) : "", errors, tty ? "   " : "\n");
   };
-  mo.stop = &g_stop;
-  std::signal(SIGINT, on_stop_signal);
-  std::signal(SIGTERM, on_stop_signal);
-  auto result = multi::run_multi(engine, mo);
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
-  return result;
+  mo.stop = &StopFlag::flag();
+  const StopFlag stop_flag({SIGINT, SIGTERM});
+  return multi::run_multi(engine, mo);
 }
 
 // What the records' header and the figures need from the engine, taken before it is closed.
@@ -475,7 +469,7 @@ int run_multi_cmd(const MultiArgs& a) {
   Calibration calibration;
   if (!calibrate(a, engine, mo, calibration)) return kFailed;
   const auto result = run_measured(a, engine, mo, tty);
-  const bool interrupted = g_stop.load();
+  const bool interrupted = StopFlag::raised();
   if (interrupted) say(a, "interrupted: the requests in flight finished; writing what was measured");
   if (tty && !a.quiet) fmt::print(stderr, "\n");
   const auto f = multi::concurrency_figures(result.records, a.agents, calibration.lone_tps,

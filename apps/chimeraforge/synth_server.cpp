@@ -1,6 +1,7 @@
 // `chimeraforge synth-server`: the synthetic LLM server, for measuring clients (see
 // include/chimera/synth/server.hpp and docs/synth-server.md).
 #include "commands.hpp"
+#include "signals.hpp"
 
 #include <chimera/synth/server.hpp>
 
@@ -35,11 +36,7 @@ int run_synth_server(const SynthArgs& a) {
 
   // SIGINT and SIGTERM are blocked before the I/O threads exist (they inherit the mask), so the
   // signal reaches only the sigwait below and the server stops in order.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const StopSignals stop_signals({SIGINT, SIGTERM});
 
   synth::SynthServer server(o);
   try {
@@ -57,8 +54,7 @@ int run_synth_server(const SynthArgs& a) {
              synth::to_string(o.fault), o.fault_rate, o.threads, o.threads == 1 ? "" : "s");
   std::fflush(stdout);
 
-  int sig = 0;
-  sigwait(&signals, &sig);
+  const int sig = stop_signals.wait();
   server.stop();
   const synth::Stats s = server.stats();
   fmt::print("synth-server stopped ({}): {} connections, {} requests, {} tokens, peak {} "

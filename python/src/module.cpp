@@ -1,6 +1,8 @@
 // chimeraforge._native: the pybind11 module. The package `chimeraforge` wraps it; use that.
 #include "native.hpp"
 
+#include <chimera/version.h>
+
 namespace chimera::python {
 
 namespace {
@@ -26,7 +28,7 @@ namespace py = pybind11;
 PYBIND11_MODULE(_native, m) {
   namespace cp = chimera::python;
   m.doc() = "The chimeraforge engine (C++), as the chimeraforge package uses it.";
-  m.attr("__version__") = CHIMERA_VERSION;
+  m.attr("__version__") = CHIMERA_VERSION_STRING;
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {

@@ -105,4 +105,16 @@ fs::path ggml_backend_dir() {
   return built;
 }
 
+fs::path user_cache_dir() {
+  fs::path base;
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && *x != '\0') {
+    base = x;
+  } else if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') {
+    base = fs::path(h) / ".cache";
+  } else {
+    base = fs::temp_directory_path();
+  }
+  return base / "chimeraforge";
+}
+
 }  // namespace chimera

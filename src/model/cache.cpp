@@ -1,3 +1,4 @@
+#include <chimera/core/install_paths.hpp>
 #include <chimera/model/synth.hpp>
 
 #include <cstdlib>
@@ -7,15 +8,7 @@ namespace chimera::model {
 std::filesystem::path cached_tiny_model(bool& created, std::string& error) {
   namespace fs = std::filesystem;
   created = false;
-  fs::path base;
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && *x != '\0') {
-    base = x;
-  } else if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') {
-    base = fs::path(h) / ".cache";
-  } else {
-    base = fs::temp_directory_path();
-  }
-  const fs::path dir = base / "chimeraforge" / "models";
+  const fs::path dir = user_cache_dir() / "models";
   const fs::path path = dir / "tiny-seed42.gguf";
   std::error_code ec;
   if (fs::exists(path, ec)) return path;

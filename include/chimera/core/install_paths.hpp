@@ -51,4 +51,8 @@ std::filesystem::path llama_server_path();
 // with GGML_BACKEND_DL; empty when this build has none.
 std::filesystem::path ggml_backend_dir();
 
+// The user's cache folder for Chimeraforge: $XDG_CACHE_HOME/chimeraforge, else
+// $HOME/.cache/chimeraforge, else chimeraforge under the temporary folder. Not created here.
+std::filesystem::path user_cache_dir();
+
 }  // namespace chimera
