@@ -11,6 +11,8 @@
 
 #include <chimera/backends/backend.hpp>
 
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -61,26 +63,6 @@ std::string strip(std::string s) {
   while (!s.empty() && sp(s.front())) s.erase(s.begin());
   while (!s.empty() && sp(s.back())) s.pop_back();
   return s;
-}
-
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
 }
 
 }  // namespace
@@ -514,9 +496,10 @@ bool Scene::Impl::build(JobInfo& j, Request& r, bool& skip, std::string& error) 
   }
   if (prefill) r.options.num_predict = l.inproc ? 0 : 1;
   if (j.kind == JobKind::director) {
-    std::string names;
-    for (const auto& c : cfg.characters) names += (names.empty() ? "" : ",") + json_string(c.name);
-    r.format_json = fmt::format(R"({{"type":"string","enum":[{}]}})", names);
+    boost::json::array names;
+    for (const auto& c : cfg.characters) names.emplace_back(c.name);
+    r.format_json =
+        boost::json::serialize(boost::json::object{{"type", "string"}, {"enum", std::move(names)}});
   }
   return true;
 }
