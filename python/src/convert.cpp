@@ -2,11 +2,14 @@
 // naming the key, so a typo never goes unnoticed.
 #include "native.hpp"
 
+#include <chimera/core/options.hpp>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <algorithm>
 #include <initializer_list>
+#include <span>
 #include <string_view>
 
 namespace chimera::python {
@@ -33,7 +36,7 @@ py::dict as_dict(const py::handle& v, const std::string& what) {
   return py::reinterpret_borrow<py::dict>(v);
 }
 
-void known_keys(const py::dict& d, std::initializer_list<std::string_view> keys,
+void known_keys(const py::dict& d, std::span<const std::string_view> keys,
                 const std::string& what) {
   for (const auto& [k, v] : d) {
     (void)v;
@@ -43,6 +46,11 @@ void known_keys(const py::dict& d, std::initializer_list<std::string_view> keys,
       bad(fmt::format("{}: unknown key '{}' (known: {})", what, key, fmt::join(keys, ", ")));
     }
   }
+}
+
+void known_keys(const py::dict& d, std::initializer_list<std::string_view> keys,
+                const std::string& what) {
+  known_keys(d, std::span<const std::string_view>(keys.begin(), keys.size()), what);
 }
 
 // d[key] when present and not None.
@@ -75,44 +83,32 @@ std::vector<std::string> string_list(const py::handle& v, const std::string& wha
   return out;
 }
 
+// The option table (options.hpp) drives both directions: a key per option, an int where the
+// option is whole, a number where it is fractional, a string or a list of strings for stop.
 Options options_from(const py::handle& h) {
   const std::string what = "options";
   py::dict d = as_dict(h, what);
-  known_keys(d,
-             {"num_ctx", "num_gpu", "num_predict", "num_thread", "top_k", "top_p", "min_p",
-              "temperature", "repeat_penalty", "seed", "stop"},
-             what);
+  known_keys(d, option_names(), what);
   Options o;
-  read_opt(d, "num_ctx", what, "an int", o.num_ctx);
-  read_opt(d, "num_gpu", what, "an int", o.num_gpu);
-  read_opt(d, "num_predict", what, "an int", o.num_predict);
-  read_opt(d, "num_thread", what, "an int", o.num_thread);
-  read_opt(d, "top_k", what, "an int", o.top_k);
-  read_opt(d, "top_p", what, "a number", o.top_p);
-  read_opt(d, "min_p", what, "a number", o.min_p);
-  read_opt(d, "temperature", what, "a number", o.temperature);
-  read_opt(d, "repeat_penalty", what, "a number", o.repeat_penalty);
-  read_opt(d, "seed", what, "an int", o.seed);
-  if (py::object v = get(d, "stop"); !v.is_none()) o.stop = string_list(v, "options 'stop'");
+  for_each_option([&](const auto& spec) {
+    auto& field = o.*spec.member;
+    using Field = std::remove_cvref_t<decltype(field)>;
+    if constexpr (kIsStringsOption<Field>) {
+      if (py::object v = get(d, spec.name); !v.is_none()) {
+        field = string_list(v, fmt::format("{} '{}'", what, spec.name));
+      }
+    } else {
+      read_opt(d, spec.name, what, kIsNumberOption<Field> ? "a number" : "an int", field);
+    }
+  });
   return o;
 }
 
 py::dict options_to_dict(const Options& o) {
   py::dict d;
-  auto put = [&d](const char* k, const auto& v) {
-    if (v) d[k] = *v;
-  };
-  put("num_ctx", o.num_ctx);
-  put("num_gpu", o.num_gpu);
-  put("num_predict", o.num_predict);
-  put("num_thread", o.num_thread);
-  put("top_k", o.top_k);
-  put("top_p", o.top_p);
-  put("min_p", o.min_p);
-  put("temperature", o.temperature);
-  put("repeat_penalty", o.repeat_penalty);
-  put("seed", o.seed);
-  if (!o.stop.empty()) d["stop"] = o.stop;
+  for_each_set_option(o, [&d](std::string_view name, const auto& value) {
+    d[py::str(name.data(), name.size())] = value;
+  });
   return d;
 }
 
@@ -421,7 +417,7 @@ multi::RequestRecord record_from(const py::handle& h) {
   return r;
 }
 
-py::dict figures_to_dict(const multi::Figures& f) {
+py::dict figures_to_dict(const multi::ConcurrencyFigures& f) {
   auto opt = [](const std::optional<double>& v) -> py::object {
     return v ? py::object(py::float_(*v)) : py::object(py::none());
   };

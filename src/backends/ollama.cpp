@@ -6,11 +6,13 @@
 #include "backends/request_json.hpp"
 #include "http/client.hpp"
 
+#include <chimera/core/options.hpp>
 #include <chimera/http/framing.hpp>
 
 #include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <boost/json/value_from.hpp>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -23,23 +25,12 @@ namespace bhttp = boost::beast::http;
 
 namespace {
 
+// Ollama's `options` take our option names as they are (the table's names are Ollama's).
 json::object ollama_options(const Options& o) {
   json::object opts;
-  if (o.num_ctx) opts["num_ctx"] = *o.num_ctx;
-  if (o.num_gpu) opts["num_gpu"] = *o.num_gpu;
-  if (o.num_predict) opts["num_predict"] = *o.num_predict;
-  if (o.num_thread) opts["num_thread"] = *o.num_thread;
-  if (o.top_k) opts["top_k"] = *o.top_k;
-  if (o.top_p) opts["top_p"] = *o.top_p;
-  if (o.min_p) opts["min_p"] = *o.min_p;
-  if (o.temperature) opts["temperature"] = *o.temperature;
-  if (o.repeat_penalty) opts["repeat_penalty"] = *o.repeat_penalty;
-  if (o.seed) opts["seed"] = *o.seed;
-  if (!o.stop.empty()) {
-    json::array stop;
-    for (const auto& s : o.stop) stop.emplace_back(s);
-    opts["stop"] = std::move(stop);
-  }
+  for_each_set_option(o, [&opts](std::string_view name, const auto& value) {
+    opts[name] = json::value_from(value);
+  });
   return opts;
 }
 

@@ -6,11 +6,13 @@
 #include "backends/request_json.hpp"
 #include "http/client.hpp"
 
+#include <chimera/core/options.hpp>
 #include <chimera/http/framing.hpp>
 
 #include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <boost/json/value_from.hpp>
 #include <fmt/format.h>
 
 namespace chimera::backends {
@@ -35,6 +37,31 @@ bool add_json_field(json::object& body, std::string_view key, const std::string&
 }
 
 namespace {
+
+// The options in OpenAI's request body: our (Ollama's) names where OpenAI's API or the
+// OpenAI-compatible servers take them as they are (top_k, min_p: llama-server and vLLM;
+// repeat_penalty: llama-server), with these exceptions.
+struct OpenAIName {
+  std::string_view ours;
+  const char* theirs;  // nullptr: not sent
+};
+constexpr OpenAIName kOpenAINames[] = {
+    {"num_predict", "max_tokens"},
+    // Server settings here (llama-server -c, -ngl, -t), not per-request options.
+    {"num_ctx", nullptr},
+    {"num_gpu", nullptr},
+    {"num_thread", nullptr},
+};
+
+void add_openai_options(const Options& o, json::object& body) {
+  for_each_set_option(o, [&body](std::string_view name, const auto& value) {
+    std::string_view key = name;
+    for (const auto& n : kOpenAINames) {
+      if (n.ours == name) key = n.theirs != nullptr ? n.theirs : "";
+    }
+    if (!key.empty()) body[key] = json::value_from(value);
+  });
+}
 
 constexpr int64_t kMaxToolCalls = 256;
 
@@ -271,21 +298,7 @@ bool OpenAIBackend::build(const Request& r, http::HttpRequest& out, std::string&
   }
   body["stream"] = r.stream;
   if (r.stream) body["stream_options"] = json::object{{"include_usage", true}};
-  const Options& o = r.options;
-  if (o.num_predict) body["max_tokens"] = *o.num_predict;
-  if (o.temperature) body["temperature"] = *o.temperature;
-  if (o.top_p) body["top_p"] = *o.top_p;
-  if (o.top_k) body["top_k"] = *o.top_k;                    // llama-server, vLLM
-  if (o.min_p) body["min_p"] = *o.min_p;                    // llama-server, vLLM
-  if (o.repeat_penalty) body["repeat_penalty"] = *o.repeat_penalty;  // llama-server
-  if (o.seed) body["seed"] = *o.seed;
-  if (!o.stop.empty()) {
-    json::array stop;
-    for (const auto& s : o.stop) stop.emplace_back(s);
-    body["stop"] = std::move(stop);
-  }
-  // num_ctx, num_gpu and num_thread are server settings here (llama-server -c, -ngl, -t), not
-  // per-request options; they are not sent.
+  add_openai_options(r.options, body);
   if (r.format_json) {
     if (*r.format_json == "json") {
       body["response_format"] = json::object{{"type", "json_object"}};

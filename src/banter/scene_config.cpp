@@ -1,13 +1,14 @@
 // Scene files (see scene.hpp for the format).
-#include <chimera/banter/scene.hpp>
+#include <chimera/banter/scene_config.hpp>
+#include <chimera/core/options.hpp>
 
 #include "core/toml_reader.hpp"
+#include "pool/config_reader.hpp"
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
 #include <algorithm>
-#include <array>
 #include <fstream>
 #include <initializer_list>
 #include <sstream>
@@ -37,12 +38,17 @@ std::optional<TurnPolicy> parse_turn_policy(std::string_view name) {
 
 namespace {
 
-constexpr std::array<std::string_view, 11> kOptionKeys = {
-    "model", "pool",        "num_ctx",        "num_predict", "temperature", "top_p",
-    "top_k", "min_p",       "repeat_penalty", "seed",        "stop"};
+// The option keys a character, the director and [defaults] take: the option table's
+// (options.hpp), less num_gpu and num_thread, which are the engine's to set for the model it
+// loads, not a character's. Where a scene wants a stricter range than the table's, it says so
+// here: num_ctx from kMinSceneNumCtx (a persona and a line must fit) and num_predict from 1 to
+// kMaxSceneNumPredict (a line is spoken, so it is short and never empty).
+std::vector<std::string_view> scene_option_keys() {
+  std::vector<std::string_view> keys = {"model", "pool"};
+  for (std::string_view name : option_names({"num_gpu", "num_thread"})) keys.push_back(name);
+  return keys;
+}
 
-// The keys a character, the director and [defaults] share (known() has already refused the
-// option keys a scene does not take: num_gpu, num_thread).
 bool read_options(Reader& r, Placement& p, Options& o) {
   if (!r.str("model", p.model) || !r.str("pool", p.pool)) return false;
   if (!r.integer("num_ctx", o.num_ctx, kMinSceneNumCtx, kMaxNumCtx) ||
@@ -62,26 +68,13 @@ bool read_text(Reader& r, const char* key, std::string& out) {
   return false;
 }
 
-// Fills what `o` leaves unset from `d`.
-void inherit(Options& o, const Options& d) {
-  if (!o.num_ctx) o.num_ctx = d.num_ctx;
-  if (!o.num_predict) o.num_predict = d.num_predict;
-  if (!o.temperature) o.temperature = d.temperature;
-  if (!o.top_p) o.top_p = d.top_p;
-  if (!o.top_k) o.top_k = d.top_k;
-  if (!o.min_p) o.min_p = d.min_p;
-  if (!o.repeat_penalty) o.repeat_penalty = d.repeat_penalty;
-  if (!o.seed) o.seed = d.seed;
-  if (o.stop.empty()) o.stop = d.stop;
-}
-
 void inherit(Placement& p, const Placement& d) {
   if (p.model.empty() && p.pool.empty()) p = d;
 }
 
 std::vector<std::string_view> with_options(std::initializer_list<std::string_view> keys) {
   std::vector<std::string_view> out(keys);
-  out.insert(out.end(), kOptionKeys.begin(), kOptionKeys.end());
+  for (std::string_view key : scene_option_keys()) out.push_back(key);
   return out;
 }
 
@@ -207,7 +200,7 @@ bool parse_scene(std::string_view text, const std::string& source, SceneConfig& 
                                                : "narrator ([scene] narrator)");
       return false;
     }
-    inherit(cc.options, defaults);
+    inherit_options(cc.options, defaults);
     inherit(cc.placement, default_place);
     sc.characters.push_back(std::move(cc));
   }
@@ -229,7 +222,7 @@ bool parse_scene(std::string_view text, const std::string& source, SceneConfig& 
   if (!sc.director.options.temperature) sc.director.options.temperature = 0.0;
 
   if (root.get("pool") != nullptr) {
-    if (!pool::parse_pools(text, source, sc.pools, error)) return false;
+    if (!pool::detail::read_pools(root, source, sc.pools, error)) return false;
   }
   // Pools named by characters may also come from the engine (SceneOptions::pools): they are
   // checked when the scene opens.

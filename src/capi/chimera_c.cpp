@@ -1,4 +1,4 @@
-// The C ABI (include/chimera.h) over the banter scene (include/chimera/banter/banter.hpp).
+// The C ABI (include/chimera.h) over the banter scene (include/chimera/banter/scene.hpp).
 //
 // Every entry point is wrapped so that no exception crosses into C. A line handle is shared
 // between the host and the scene's callbacks: the host's reference is `self` (dropped by
@@ -6,16 +6,16 @@
 // destroyed gets no more callbacks and is freed as soon as nothing runs for it.
 #include <chimera.h>
 
-#include <chimera/banter/banter.hpp>
+#include <chimera/banter/scene.hpp>
 #include <chimera/core/runtime.hpp>
 #include <chimera/pool/pool.hpp>
 
-// The engine library's TOML reader (private header; this target does not see src/).
-#include "../core/toml_reader.hpp"
+// The engine library's reader of engine configurations (private header; this target does not
+// see src/): the library parses, the C ABI translates.
+#include "../pool/config_reader.hpp"
 #include <chimera/version.h>
 
 #include <fmt/format.h>
-#include <toml++/toml.h>
 
 #include <atomic>
 #include <chrono>
@@ -320,43 +320,17 @@ chimera_status chimera_engine_create(const char* config_toml, const chimera_engi
     int io_threads = 1;
     const std::string text = config_toml ? config_toml : "";
     if (!text.empty()) {
-      toml::table root;
-      try {
-        root = toml::parse(std::string_view(text), std::string_view("engine config"));
-      } catch (const toml::parse_error& e) {
-        return fail(CHIMERA_ERR_CONFIG,
-                    fmt::format("engine config:{}:{}: {}", e.source().begin.line,
-                                e.source().begin.column, e.description()));
+      // The library reads the file; here it is only translated into the engine's settings.
+      pool::detail::EngineFileConfig file;
+      std::string error;
+      if (!pool::detail::parse_engine_config(text, "engine config", kMaxThreads, kMaxIoThreads,
+                                             file, error)) {
+        return fail(CHIMERA_ERR_CONFIG, error);
       }
-      for (const auto& [k, v] : root) {
-        if (k.str() != "engine" && k.str() != "pool") {
-          return fail(CHIMERA_ERR_CONFIG,
-                      fmt::format("engine config:{}: unknown table '{}' (known: engine, pool)",
-                                  v.source().begin.line, k.str()));
-        }
-      }
-      if (const toml::node* e = root.get("engine")) {
-        if (!e->is_table()) {
-          return fail(CHIMERA_ERR_CONFIG,
-                      fmt::format("engine config:{}: 'engine' must be a table ([engine])",
-                                  e->source().begin.line));
-        }
-        std::string error;
-        const std::string source = "engine config";  // outlives the Reader (it keeps a reference)
-        detail::Reader r(*e->as_table(), source, error);
-        if (!r.known({"model", "threads", "io_threads"}, "[engine]") ||
-            !r.str("model", core->default_model) ||
-            !r.integer("threads", core->threads, 0, kMaxThreads) ||
-            !r.integer("io_threads", io_threads, 1, kMaxIoThreads)) {
-          return fail(CHIMERA_ERR_CONFIG, error);
-        }
-      }
-      if (root.contains("pool")) {
-        std::string error;
-        if (!pool::parse_pools(text, "engine config", core->pools, error)) {
-          return fail(CHIMERA_ERR_CONFIG, error);
-        }
-      }
+      core->default_model = std::move(file.model);
+      if (file.threads) core->threads = *file.threads;
+      if (file.io_threads) io_threads = *file.io_threads;
+      core->pools = std::move(file.pools);
     }
     if (p.model != nullptr) core->default_model = p.model;
     if (p.model_override != nullptr) core->model_override = p.model_override;

@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <chrono>
-#include <cmath>
 
 namespace chimera {
 
@@ -13,55 +12,7 @@ int64_t now_ns() {
       .count();
 }
 
-namespace {
-
-std::string check_int(const char* name, const std::optional<int>& v, int64_t lo, int64_t hi) {
-  if (!v || (*v >= lo && *v <= hi)) return {};
-  return fmt::format("{} is {}; it must be from {} to {}", name, *v, lo, hi);
-}
-
-std::string check_number(const char* name, const std::optional<double>& v, double lo, double hi) {
-  if (!v) return {};
-  if (!std::isfinite(*v)) {
-    return fmt::format("{} is {}; it must be a finite number from {} to {}", name, *v, lo, hi);
-  }
-  if (*v < lo || *v > hi) return fmt::format("{} is {}; it must be from {} to {}", name, *v, lo, hi);
-  return {};
-}
-
-}  // namespace
-
-std::string validate(const Options& o) {
-  for (std::string e : {check_int("num_ctx", o.num_ctx, 1, kMaxNumCtx),
-                        check_int("num_gpu", o.num_gpu, -1, 100'000),
-                        check_int("num_thread", o.num_thread, 0, 4'096),
-                        check_int("top_k", o.top_k, 0, 1'000'000),
-                        check_number("temperature", o.temperature, 0, 100),
-                        check_number("top_p", o.top_p, 0, 1),
-                        check_number("min_p", o.min_p, 0, 1),
-                        check_number("repeat_penalty", o.repeat_penalty, 0, 100)}) {
-    if (!e.empty()) return e;
-  }
-  // Ollama's -1 (no limit) and -2 (fill the context) mean something, and 0 (read the prompt,
-  // generate nothing: a prefill); other negative values do not (llama.cpp reads any of them as
-  // "no limit").
-  if (o.num_predict && (*o.num_predict < -2 || *o.num_predict > kMaxNumPredict)) {
-    return fmt::format("num_predict is {}; it must be -1 (no limit), -2 (fill the context) or "
-                       "from 0 to {}",
-                       *o.num_predict, kMaxNumPredict);
-  }
-  if (o.stop.size() > static_cast<std::size_t>(kMaxStopStrings)) {
-    return fmt::format("{} stop strings; at most {} are accepted", o.stop.size(), kMaxStopStrings);
-  }
-  for (const auto& s : o.stop) {
-    if (s.empty()) return "a stop string is empty";
-    if (s.size() > kMaxStopBytes) {
-      return fmt::format("a stop string is {} bytes long; at most {} are accepted", s.size(),
-                         kMaxStopBytes);
-    }
-  }
-  return {};
-}
+// validate(Options) is generated from the option table: src/core/options.cpp.
 
 const char* to_string(FinishReason r) {
   switch (r) {

@@ -1,10 +1,11 @@
 // Reading one TOML table with errors that name the file, the line and the key (private to the
-// library): the readers of pool files, scene files and the C ABI's engine configuration share
-// it. Every integer is checked against the range of the type it is read into before it is
-// converted (4294967297 read into an int is an error, never 1), and every floating-point
-// number is checked for being finite (nan and inf are TOML numbers too).
+// library): the readers of pool files, scene files, workflow configurations and the C ABI's
+// engine configuration share it. Every integer is checked against the range of the type it is
+// read into before it is converted (4294967297 read into an int is an error, never 1), and
+// every floating-point number is checked for being finite (nan and inf are TOML numbers too).
 #pragma once
 
+#include <chimera/core/options.hpp>
 #include <chimera/core/request.hpp>
 
 #include <fmt/format.h>
@@ -150,24 +151,38 @@ class Reader {
   std::string& error_;
 };
 
-// The request options a configuration file may set (Options, request.hpp), each read with its
-// range: num_ctx, num_gpu, num_predict, num_thread, top_k, top_p, min_p, temperature,
-// repeat_penalty, seed, stop. Then validate(Options) as every front end does, so a file, a flag
-// and an API call are held to the same bounds. False with the reader's error set.
+// One option of the table (options.hpp), read with its type: an integer within the range of
+// its type, a finite number, a string or a list of strings. Its own range is validate()'s.
+template <class Spec>
+bool read_option(Reader& r, const Spec& spec, Options& o) {
+  auto& field = o.*spec.member;
+  using Field = std::remove_cvref_t<decltype(field)>;
+  if constexpr (kIsStringsOption<Field>) {
+    return r.strings(spec.name, field);
+  } else if constexpr (kIsNumberOption<Field>) {
+    return r.number(spec.name, field);
+  } else {
+    return r.integer(spec.name, field);
+  }
+}
+
+// The request options a configuration file may set: every option of the table (options.hpp),
+// each read with its type, then validate(Options) as every front end does, so a file, a flag
+// and an API call are held to the same bounds; an error names the file, the line and the key.
+// The caller's known() decides which options its file type takes (option_names()). False with
+// the reader's error set.
 inline bool read_options(Reader& r, Options& o) {
-  if (!r.integer("num_ctx", o.num_ctx) || !r.integer("num_gpu", o.num_gpu) ||
-      !r.integer("num_predict", o.num_predict) || !r.integer("num_thread", o.num_thread) ||
-      !r.integer("top_k", o.top_k) || !r.number("top_p", o.top_p) ||
-      !r.number("min_p", o.min_p) || !r.number("temperature", o.temperature) ||
-      !r.number("repeat_penalty", o.repeat_penalty) || !r.integer("seed", o.seed) ||
-      !r.strings("stop", o.stop)) {
-    return false;
-  }
-  if (auto e = validate(o); !e.empty()) {
-    r.error() = fmt::format("{}: {}", r.location(), e);
-    return false;
-  }
-  return true;
+  bool ok = true;
+  for_each_option([&](const auto& spec) { ok = ok && read_option(r, spec, o); });
+  if (!ok) return false;
+  const std::string e = validate(o);
+  if (e.empty()) return true;
+  // validate() names the option first ("top_p is 7.5; ..."), or speaks of stop strings.
+  const std::string first_word = e.substr(0, e.find(' '));
+  const auto names = option_names();
+  const bool named = std::find(names.begin(), names.end(), first_word) != names.end();
+  r.error() = fmt::format("{}: {}", r.location(named ? first_word.c_str() : "stop"), e);
+  return false;
 }
 
 }  // namespace chimera::detail

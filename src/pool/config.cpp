@@ -2,6 +2,7 @@
 #include <chimera/pool/pool.hpp>
 
 #include "core/toml_reader.hpp"
+#include "pool/config_reader.hpp"
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
@@ -13,8 +14,8 @@
 
 namespace chimera::pool {
 
-using detail::Reader;
-using detail::where;
+using chimera::detail::Reader;
+using chimera::detail::where;
 
 namespace {
 
@@ -30,8 +31,10 @@ bool parse_root(std::string_view text, const std::string& source, toml::table& r
   return true;
 }
 
+}  // namespace
+
 // The [[pool]] tables of a document (a pool file, or a scene or engine file that holds pools).
-bool read_pools(const toml::table& root, const std::string& source, std::vector<PoolConfig>& out,
+bool detail::read_pools(const toml::table& root, const std::string& source, std::vector<PoolConfig>& out,
                 std::string& error) {
   const toml::node* pools = root.get("pool");
   if (pools == nullptr || !pools->is_array_of_tables()) {
@@ -108,12 +111,10 @@ bool read_pools(const toml::table& root, const std::string& source, std::vector<
   return true;
 }
 
-}  // namespace
-
 bool parse_pools(std::string_view text, const std::string& source, std::vector<PoolConfig>& out,
                  std::string& error) {
   toml::table root;
-  return parse_root(text, source, root, error) && read_pools(root, source, out, error);
+  return parse_root(text, source, root, error) && detail::read_pools(root, source, out, error);
 }
 
 bool load_pools(const std::filesystem::path& file, std::vector<PoolConfig>& out,
@@ -132,7 +133,32 @@ bool load_pools(const std::filesystem::path& file, std::vector<PoolConfig>& out,
   // would otherwise be ignored without a word.
   Reader top(root, source, error);
   if (!top.known({"pool"}, "a pool file")) return false;
-  return read_pools(root, source, out, error);
+  return detail::read_pools(root, source, out, error);
+}
+
+bool detail::parse_engine_config(std::string_view text, const std::string& source,
+                                 int max_threads, int max_io_threads, EngineFileConfig& out,
+                                 std::string& error) {
+  toml::table root;
+  if (!parse_root(text, source, root, error)) return false;
+  Reader top(root, source, error);
+  if (!top.known({"engine", "pool"}, "the engine configuration")) return false;
+  EngineFileConfig c;
+  if (const toml::node* e = root.get("engine")) {
+    if (!e->is_table()) {
+      error = fmt::format("{}: 'engine' must be a table ([engine])", where(source, *e));
+      return false;
+    }
+    Reader r(*e->as_table(), source, error);
+    if (!r.known({"model", "threads", "io_threads"}, "[engine]") || !r.str("model", c.model) ||
+        !r.integer("threads", c.threads, 0, max_threads) ||
+        !r.integer("io_threads", c.io_threads, 1, max_io_threads)) {
+      return false;
+    }
+  }
+  if (root.contains("pool") && !read_pools(root, source, c.pools, error)) return false;
+  out = std::move(c);
+  return true;
 }
 
 }  // namespace chimera::pool

@@ -1,10 +1,10 @@
+#include <chimera/core/options.hpp>
 #include <chimera/ingest/digest.hpp>
 #include <chimera/ingest/experiment.hpp>
 #include <chimera/ingest/ingest.hpp>
 #include <chimera/metrics/figures.hpp>
 #include <chimera/workflow/workflow.hpp>
 
-#include "core/toml_reader.hpp"
 #include "workflow/experiment_report.hpp"
 
 #include <boost/json/serialize.hpp>
@@ -12,7 +12,7 @@
 #include <boost/json/value_from.hpp>
 #include <fmt/chrono.h>
 #include <fmt/format.h>
-#include <toml++/toml.h>
+#include <fmt/ranges.h>
 
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -28,66 +28,6 @@ namespace chimera::workflow {
 
 namespace json = boost::json;
 namespace fs = std::filesystem;
-
-WorkflowConfig baseline_config() {
-  WorkflowConfig c;
-  c.name = "baseline";
-  return c;
-}
-
-WorkflowConfig chimera_config() {
-  WorkflowConfig c;
-  c.name = "chimera";
-  c.options.num_gpu = 80;
-  c.options.num_ctx = 512;
-  c.options.temperature = 0.8;
-  c.options.top_p = 0.9;
-  c.options.top_k = 40;
-  c.options.repeat_penalty = 1.1;
-  return c;
-}
-
-bool load_config(const fs::path& file, WorkflowConfig& out, std::string& error) {
-  toml::table t;
-  try {
-    t = toml::parse_file(file.string());
-  } catch (const toml::parse_error& e) {
-    error = fmt::format("{}:{}:{}: {}", file.string(), e.source().begin.line,
-                        e.source().begin.column, e.description());
-    return false;
-  }
-  // One checked reader, as pool and scene files use: unknown keys, wrong types, integers out of
-  // their type's range and non-finite numbers are errors naming the file, line and key.
-  const std::string source = file.string();
-  WorkflowConfig c;
-  c.name = file.stem().string();
-  detail::Reader top(t, source, error);
-  int64_t digest_budget = 1500;
-  if (!top.known({"name", "digest_budget", "analysis_tokens", "report_tokens", "options"},
-                 "a workflow configuration") ||
-      !top.str("name", c.name) || !top.integer("digest_budget", digest_budget, 16, 1'000'000) ||
-      !top.integer("analysis_tokens", c.analysis_tokens, 1, 131072) ||
-      !top.integer("report_tokens", c.report_tokens, 1, 131072)) {
-    return false;
-  }
-  c.digest_budget = static_cast<std::size_t>(digest_budget);
-  if (const toml::node* n = t.get("options")) {
-    const auto* opts = n->as_table();
-    if (opts == nullptr) {
-      error = fmt::format("{}: 'options' must be a table", detail::where(source, *n));
-      return false;
-    }
-    detail::Reader r(*opts, source, error);
-    if (!r.known({"num_ctx", "num_gpu", "num_predict", "num_thread", "top_k", "top_p", "min_p",
-                  "temperature", "repeat_penalty", "seed", "stop"},
-                 "[options]") ||
-        !detail::read_options(r, c.options)) {
-      return false;
-    }
-  }
-  out = std::move(c);
-  return true;
-}
 
 namespace {
 
@@ -171,39 +111,29 @@ json::object call_json(const CallRecord& call) {
   };
 }
 
+// The options as records store them: every option that is set, under its own name.
 json::object options_json(const Options& o) {
   json::object j;
-  if (o.num_ctx) j["num_ctx"] = *o.num_ctx;
-  if (o.num_gpu) j["num_gpu"] = *o.num_gpu;
-  if (o.num_predict) j["num_predict"] = *o.num_predict;
-  if (o.num_thread) j["num_thread"] = *o.num_thread;
-  if (o.top_k) j["top_k"] = *o.top_k;
-  if (o.top_p) j["top_p"] = *o.top_p;
-  if (o.min_p) j["min_p"] = *o.min_p;
-  if (o.temperature) j["temperature"] = *o.temperature;
-  if (o.repeat_penalty) j["repeat_penalty"] = *o.repeat_penalty;
-  if (o.seed) j["seed"] = *o.seed;
+  for_each_set_option(o, [&j](std::string_view name, const auto& value) {
+    j[name] = json::value_from(value);
+  });
   return j;
 }
 
+// The options as the report's header lists them: "num_ctx=512 temperature=0.8".
 std::string options_text(const Options& o) {
   std::vector<std::string> parts;
-  auto i = [&](const char* k, const std::optional<int>& v) {
-    if (v) parts.push_back(fmt::format("{}={}", k, *v));
-  };
-  auto d = [&](const char* k, const std::optional<double>& v) {
-    if (v) parts.push_back(fmt::format("{}={:g}", k, *v));
-  };
-  i("num_ctx", o.num_ctx);
-  i("num_gpu", o.num_gpu);
-  i("num_predict", o.num_predict);
-  i("num_thread", o.num_thread);
-  d("temperature", o.temperature);
-  d("top_p", o.top_p);
-  i("top_k", o.top_k);
-  d("min_p", o.min_p);
-  d("repeat_penalty", o.repeat_penalty);
-  if (o.seed) parts.push_back(fmt::format("seed={}", *o.seed));
+  for_each_set_option(o, [&parts](std::string_view name, const auto& value) {
+    using Value = std::remove_cvref_t<decltype(value)>;
+    if constexpr (std::is_same_v<Value, double>) {
+      parts.push_back(fmt::format("{}={:g}", name, value));
+    } else if constexpr (std::is_same_v<Value, std::vector<std::string>>) {
+      // Stop strings are the user's text: escaped, as the report's table cell needs.
+      parts.push_back(fmt::format("{}={}", name, md_escape(fmt::format("{}", fmt::join(value, ",")))));
+    } else {
+      parts.push_back(fmt::format("{}={}", name, value));
+    }
+  });
   return parts.empty() ? "server defaults" : fmt::format("{}", fmt::join(parts, " "));
 }
 
@@ -578,151 +508,296 @@ std::string comparison_md(const WorkflowOptions& o, const WorkflowResult& result
 
 }  // namespace
 
-WorkflowResult run_workflow(const WorkflowOptions& o) {
-  WorkflowResult result;
-  if (o.configs.empty()) {
-    result.error = "no configuration given";
-    return result;
+namespace {
+
+// ---------------------------------------------------------------------------- a run's phases
+
+void stage_started(const Ctx& ctx, const WorkflowConfig& cfg, int run, const char* stage) {
+  progress(ctx.o, {ProgressEvent::Kind::stage_started, cfg.name, run, ctx.o.runs, stage, "", 0});
+}
+
+void stage_done(const Ctx& ctx, const WorkflowConfig& cfg, int run, const char* stage,
+                std::string text) {
+  progress(ctx.o,
+           {ProgressEvent::Kind::stage_done, cfg.name, run, ctx.o.runs, stage, std::move(text), 0});
+}
+
+// Every output of the workflow, kept in memory and written as one set at the end (see
+// WorkflowOptions). A later run of the same configuration replaces its report, as it always has.
+class Outputs {
+ public:
+  void put(const std::string& file, std::string text) {
+    auto same = std::find_if(files_.begin(), files_.end(),
+                             [&](const auto& out) { return out.first == file; });
+    if (same != files_.end()) same->second = std::move(text);
+    else files_.emplace_back(file, std::move(text));
   }
-  if (o.runs < 1) {
-    result.error = "--runs must be at least 1";
-    return result;
+  std::vector<std::pair<std::string, std::string>>& files() { return files_; }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> files_;
+};
+
+// The num_predict of the analysis and the report calls: the configuration's, within what the
+// context leaves (the digest must leave room in it for the instructions and the answer).
+struct CallBudgets {
+  int analysis_predict = 0;
+  int report_predict = 0;
+};
+
+CallBudgets call_budgets(const WorkflowConfig& cfg) {
+  CallBudgets b;
+  b.analysis_predict = cfg.options.num_predict.value_or(cfg.analysis_tokens);
+  b.report_predict = cfg.options.num_predict.value_or(cfg.report_tokens);
+  if (cfg.options.num_ctx) {
+    b.analysis_predict = std::min(b.analysis_predict, *cfg.options.num_ctx / 3);
+    b.report_predict = std::min(b.report_predict, *cfg.options.num_ctx / 2);
   }
+  return b;
+}
+
+// Ingest: scan and parse the data. No file at all is an error (nothing to analyse).
+ingest::IngestResult ingest_phase(const Ctx& ctx, const WorkflowConfig& cfg, int run,
+                                  RunRecord& rec) {
+  stage_started(ctx, cfg, run, "ingest");
+  const auto t0 = Clock::now();
+  ingest::IngestResult data = ingest::ingest(ctx.o.data);
+  rec.ingest_ms = ms_since(t0);
+  rec.files = data.files.size();
+  rec.records = data.records.size();
+  rec.file_errors = data.errors.size();
+  rec.error_values = data.error_values.size();
+  rec.bytes = data.total_bytes;
+  stage_done(ctx, cfg, run, "ingest",
+             fmt::format("{} files, {}, {} records, {} file errors ({:.1f} ms)", rec.files,
+                         kb(rec.bytes), rec.records, rec.file_errors, rec.ingest_ms));
+  if (data.files.empty()) {
+    throw std::runtime_error(fmt::format(
+        "no CSV, JSON, Markdown or text files found under {}; point --data at benchmark results",
+        ctx.o.data.empty() ? std::string("(nothing)") : ctx.o.data.front().string()));
+  }
+  return data;
+}
+
+// Digest: the experiment's structure and statistics, and the text the model is given.
+struct Digest {
+  ingest::Experiment experiment;
+  std::string text;
+};
+
+Digest digest_phase(const Ctx& ctx, const WorkflowConfig& cfg, int run,
+                    const ingest::IngestResult& data, const CallBudgets& budgets,
+                    RunRecord& rec) {
+  const auto t0 = Clock::now();
+  Digest d{ingest::analyse_experiment(data), {}};
+  const ingest::Experiment& x = d.experiment;
+  rec.experiment_ms = x.elapsed_ms;
+  rec.factors = x.factors.size();
+  rec.configurations = x.configs.size();
+  rec.experiment_runs = x.runs;
+  rec.digest_budget = digest_budget(cfg, budgets.analysis_predict);
+  d.text = compose_digest(data, x, rec.digest_budget);
+  rec.digest_ms = ms_since(t0);
+  rec.digest_tokens = ingest::estimate_tokens(d.text);
+  stage_done(ctx, cfg, run, "digest",
+             fmt::format("{} factors, {} configurations, {} runs; {} of {} estimated tokens "
+                         "({:.1f} ms)",
+                         x.factors.size(), x.configs.size(), x.runs, rec.digest_tokens,
+                         rec.digest_budget, rec.digest_ms));
+  return d;
+}
+
+// Analysis: one call with the digest, or map-reduce over the key metrics' slices; then the
+// answer's four sections.
+Sections analysis_phase(const Ctx& ctx, const WorkflowConfig& cfg, int run, const Digest& d,
+                        const CallBudgets& budgets, RunRecord& rec) {
+  if (ctx.o.strategy == Strategy::map_reduce && !d.experiment.metrics.empty()) {
+    stage_started(ctx, cfg, run, "slices");
+    analyse_in_slices(ctx, cfg, run, d.experiment, rec.digest_budget, budgets.analysis_predict,
+                      rec);
+  } else {
+    stage_started(ctx, cfg, run, "analysis");
+    const auto t0 = Clock::now();
+    rec.analysis = call(ctx, cfg, run, "analysis", kAnalysisSystem, analysis_prompt(d.text),
+                        budgets.analysis_predict);
+    rec.analysis_ms = ms_since(t0);
+  }
+  if (!rec.analysis.completion.ok()) {
+    throw std::runtime_error("the analysis call failed: " + rec.analysis.completion.error.message);
+  }
+  stage_done(ctx, cfg, run, "analysis", metrics::figures_line(rec.analysis.completion));
+  Sections sections = parse_sections(rec.analysis.completion.text);
+  for (const auto& [name, body] : sections.found) rec.sections_found.push_back(name);
+  rec.sections_missing = sections.missing;
+  return sections;
+}
+
+// Report: one call that turns the analysis, cut to what fits its context, into a report.
+void report_phase(const Ctx& ctx, const WorkflowConfig& cfg, int run, const CallBudgets& budgets,
+                  RunRecord& rec) {
+  std::string analysis_text = rec.analysis.completion.text;
+  if (cfg.options.num_ctx) {
+    const auto max_chars = static_cast<std::size_t>(
+        std::max(256, (*cfg.options.num_ctx - budgets.report_predict - 120) * 2));
+    if (analysis_text.size() > max_chars) analysis_text.resize(max_chars);
+  }
+  stage_started(ctx, cfg, run, "report");
+  const auto t0 = Clock::now();
+  rec.report = call(ctx, cfg, run, "report", kReportSystem, report_prompt(analysis_text),
+                    budgets.report_predict);
+  rec.report_ms = ms_since(t0);
+  if (!rec.report.completion.ok()) {
+    throw std::runtime_error("the report call failed: " + rec.report.completion.error.message);
+  }
+  stage_done(ctx, cfg, run, "report", metrics::figures_line(rec.report.completion));
+}
+
+// Render: the run's report and the experiment's charts, into `outputs` (written at the end).
+void render_phase(const Ctx& ctx, const WorkflowConfig& cfg, const ingest::IngestResult& data,
+                  const Digest& d, const Sections& sections, RunRecord& rec, Outputs& outputs,
+                  json::object& experiment) {
+  const auto t0 = Clock::now();
+  const std::string name =
+      ctx.o.configs.size() == 1 ? "report.md" : fmt::format("report-{}.md", cfg.name);
+  rec.report_file = ctx.o.out_dir / name;
+  const std::vector<Chart> charts = experiment_charts(d.experiment);
+  outputs.put(name, render_report(ctx, cfg, rec, data, d.experiment, charts, d.text, sections));
+  for (const auto& c : charts) outputs.put(c.file, c.svg);
+  experiment = experiment_json(d.experiment);
+  rec.write_ms = ms_since(t0);
+}
+
+// One run of one configuration: ingest, digest, analysis, report, render.
+RunRecord run_once(const Ctx& ctx, const WorkflowConfig& cfg, int run, Outputs& outputs,
+                   json::object& experiment) {
+  RunRecord rec;
+  rec.config = cfg.name;
+  rec.run = run;
+  const auto t_run = Clock::now();
+  const ingest::IngestResult data = ingest_phase(ctx, cfg, run, rec);
+  const CallBudgets budgets = call_budgets(cfg);
+  const Digest digest = digest_phase(ctx, cfg, run, data, budgets, rec);
+  const Sections sections = analysis_phase(ctx, cfg, run, digest, budgets, rec);
+  report_phase(ctx, cfg, run, budgets, rec);
+  render_phase(ctx, cfg, data, digest, sections, rec, outputs, experiment);
+  rec.total_ms = ms_since(t_run);
+  const double llm_ms = rec.analysis_ms + rec.report_ms + rec.slices_ms;
+  stage_done(ctx, cfg, run, "write",
+             fmt::format("{} ({:.1f} ms); run took {:.1f} ms, {:.1f}% outside the LLM calls",
+                         rec.report_file.string(), rec.write_ms, rec.total_ms,
+                         100.0 * (rec.total_ms - llm_ms) / rec.total_ms));
+  return rec;
+}
+
+// -------------------------------------------------------------------- the workflow's phases
+
+// What must hold before anything starts: "" when it does.
+std::string check_options(const WorkflowOptions& o) {
+  if (o.configs.empty()) return "no configuration given";
+  if (o.runs < 1) return "--runs must be at least 1";
   std::error_code ec;
   fs::create_directories(o.out_dir, ec);
   if (ec) {
-    result.error = fmt::format("cannot create the output folder '{}': {}", o.out_dir.string(),
-                               ec.message());
-    return result;
+    return fmt::format("cannot create the output folder '{}': {}", o.out_dir.string(),
+                       ec.message());
   }
-  std::unique_ptr<Backend> owned;
-  Backend* backend = o.backend;
-  if (backend == nullptr) {
-    try {
-      owned = make_backend(o.endpoint, Runtime::shared());
-    } catch (const std::exception& e) {
-      result.error = e.what();
-      return result;
+  return {};
+}
+
+// The caller's backend, or one made from the endpoint (kept in `owned`); nullptr with `error`.
+Backend* open_backend(const WorkflowOptions& o, std::unique_ptr<Backend>& owned,
+                      std::string& error) {
+  if (o.backend != nullptr) return o.backend;
+  try {
+    owned = make_backend(o.endpoint, Runtime::shared());
+  } catch (const std::exception& e) {
+    error = e.what();
+    return nullptr;
+  }
+  return owned.get();
+}
+
+// metrics.json (or, on failure, the body of failed-run.json).
+json::object metrics_document(const Ctx& ctx, const WorkflowResult& result, json::array runs,
+                              json::object experiment) {
+  json::array data_roots;
+  for (const auto& d : ctx.o.data) data_roots.emplace_back(d.string());
+  return json::object{
+      {"schema", "chimeraforge.metrics"},
+      {"version", 1},
+      {"generated_at", now_iso()},
+      {"system", ctx.system_json},
+      {"backend", json::object{{"kind", ctx.backend_name},
+                               {"endpoint", ctx.backend.endpoint()},
+                               {"model", ctx.o.model}}},
+      {"data", std::move(data_roots)},
+      {"experiment", std::move(experiment)},
+      {"runs", std::move(runs)},
+      {"ok", result.ok},
+      {"error", result.ok ? json::value(nullptr) : json::value(result.error)},
+  };
+}
+
+// A failure replaces nothing of a good earlier result: the error and whatever finished are
+// recorded beside it, in failed-run.json.
+void write_failure(const WorkflowOptions& o, Outputs& outputs, json::object doc,
+                   WorkflowResult& result) {
+  json::object reports;
+  for (const auto& [name, text] : outputs.files())
+    if (name.ends_with(".md")) reports[name] = text;
+  doc["unwritten_reports"] = std::move(reports);
+  write_file(o.out_dir / "failed-run.json", json::serialize(doc) + "\n", result);
+}
+
+// Every output through a temporary first, then the renames together, metrics.json last; a
+// stale failed-run.json no longer applies. The temporaries are removed when anything fails.
+void write_outputs(const Ctx& ctx, Outputs& outputs, const json::object& doc,
+                   WorkflowResult& result) {
+  const WorkflowOptions& o = ctx.o;
+  if (o.configs.size() > 1)
+    outputs.files().emplace_back("comparison.md", comparison_md(o, result, ctx.system_text));
+  outputs.files().emplace_back("metrics.json", json::serialize(doc) + "\n");
+  const auto& files = outputs.files();
+  std::vector<fs::path> temps;
+  std::error_code ec;
+  try {
+    for (const auto& [name, text] : files) {
+      const fs::path tmp = o.out_dir / (name + ".tmp");
+      std::ofstream out(tmp, std::ios::binary);
+      out << text;
+      out.close();
+      if (!out) throw std::runtime_error(fmt::format("cannot write '{}'", tmp.string()));
+      temps.push_back(tmp);
     }
-    backend = owned.get();
+    for (std::size_t i = 0; i < files.size(); ++i) {
+      fs::rename(temps[i], o.out_dir / files[i].first);
+      result.written.push_back(o.out_dir / files[i].first);
+    }
+  } catch (...) {
+    for (const auto& tmp : temps) fs::remove(tmp, ec);
+    throw;
   }
+  fs::remove(o.out_dir / "failed-run.json", ec);
+}
+
+}  // namespace
+
+WorkflowResult run_workflow(const WorkflowOptions& o) {
+  WorkflowResult result;
+  if (result.error = check_options(o); !result.error.empty()) return result;
+  std::unique_ptr<Backend> owned;
+  Backend* backend = open_backend(o, owned, result.error);
+  if (backend == nullptr) return result;
   Ctx ctx{o, *backend, to_string(o.endpoint.kind), "", {}};
   ctx.system_text = system_description(ctx.system_json);
 
-  // Every output is kept in memory and written as one set at the end (see WorkflowOptions).
-  std::vector<std::pair<std::string, std::string>> outputs;
+  Outputs outputs;
   json::array runs_json;
   json::object experiment;
   try {
     for (const auto& cfg : o.configs) {
       for (int run = 1; run <= o.runs; ++run) {
-        RunRecord rec;
-        rec.config = cfg.name;
-        rec.run = run;
-        const auto t_run = Clock::now();
-        auto stage = [&](const char* name, std::string text) {
-          progress(o, {ProgressEvent::Kind::stage_done, cfg.name, run, o.runs, name,
-                       std::move(text), 0});
-        };
-        progress(o, {ProgressEvent::Kind::stage_started, cfg.name, run, o.runs, "ingest", "", 0});
-        auto t0 = Clock::now();
-        ingest::IngestResult data = ingest::ingest(o.data);
-        rec.ingest_ms = ms_since(t0);
-        rec.files = data.files.size();
-        rec.records = data.records.size();
-        rec.file_errors = data.errors.size();
-        rec.error_values = data.error_values.size();
-        rec.bytes = data.total_bytes;
-        stage("ingest", fmt::format("{} files, {}, {} records, {} file errors ({:.1f} ms)",
-                                    rec.files, kb(rec.bytes), rec.records, rec.file_errors,
-                                    rec.ingest_ms));
-        if (data.files.empty()) {
-          throw std::runtime_error(fmt::format(
-              "no CSV, JSON, Markdown or text files found under {}; point --data at benchmark "
-              "results",
-              o.data.empty() ? std::string("(nothing)") : o.data.front().string()));
-        }
-
-        // The digest must leave room in the context for the instructions and the answer.
-        int analysis_predict = cfg.options.num_predict.value_or(cfg.analysis_tokens);
-        int report_predict = cfg.options.num_predict.value_or(cfg.report_tokens);
-        if (cfg.options.num_ctx) {
-          analysis_predict = std::min(analysis_predict, *cfg.options.num_ctx / 3);
-          report_predict = std::min(report_predict, *cfg.options.num_ctx / 2);
-        }
-        t0 = Clock::now();
-        const ingest::Experiment x = ingest::analyse_experiment(data);
-        rec.experiment_ms = x.elapsed_ms;
-        rec.factors = x.factors.size();
-        rec.configurations = x.configs.size();
-        rec.experiment_runs = x.runs;
-        rec.digest_budget = digest_budget(cfg, analysis_predict);
-        const std::string digest_text = compose_digest(data, x, rec.digest_budget);
-        rec.digest_ms = ms_since(t0);
-        rec.digest_tokens = ingest::estimate_tokens(digest_text);
-        stage("digest", fmt::format("{} factors, {} configurations, {} runs; {} of {} estimated "
-                                    "tokens ({:.1f} ms)",
-                                    x.factors.size(), x.configs.size(), x.runs,
-                                    rec.digest_tokens, rec.digest_budget, rec.digest_ms));
-
-        if (o.strategy == Strategy::map_reduce && !x.metrics.empty()) {
-          progress(o, {ProgressEvent::Kind::stage_started, cfg.name, run, o.runs, "slices", "", 0});
-          analyse_in_slices(ctx, cfg, run, x, rec.digest_budget, analysis_predict, rec);
-        } else {
-          progress(o, {ProgressEvent::Kind::stage_started, cfg.name, run, o.runs, "analysis", "", 0});
-          t0 = Clock::now();
-          rec.analysis = call(ctx, cfg, run, "analysis", kAnalysisSystem,
-                              analysis_prompt(digest_text), analysis_predict);
-          rec.analysis_ms = ms_since(t0);
-        }
-        if (!rec.analysis.completion.ok()) {
-          throw std::runtime_error("the analysis call failed: " +
-                                   rec.analysis.completion.error.message);
-        }
-        stage("analysis", metrics::figures_line(rec.analysis.completion));
-        const Sections sections = parse_sections(rec.analysis.completion.text);
-        for (const auto& [name, body] : sections.found) rec.sections_found.push_back(name);
-        rec.sections_missing = sections.missing;
-
-        // The report call gets the analysis, cut to what fits its context.
-        std::string analysis_text = rec.analysis.completion.text;
-        if (cfg.options.num_ctx) {
-          const auto max_chars = static_cast<std::size_t>(
-              std::max(256, (*cfg.options.num_ctx - report_predict - 120) * 2));
-          if (analysis_text.size() > max_chars) analysis_text.resize(max_chars);
-        }
-        progress(o, {ProgressEvent::Kind::stage_started, cfg.name, run, o.runs, "report", "", 0});
-        t0 = Clock::now();
-        rec.report = call(ctx, cfg, run, "report", kReportSystem, report_prompt(analysis_text),
-                          report_predict);
-        rec.report_ms = ms_since(t0);
-        if (!rec.report.completion.ok()) {
-          throw std::runtime_error("the report call failed: " + rec.report.completion.error.message);
-        }
-        stage("report", metrics::figures_line(rec.report.completion));
-
-        t0 = Clock::now();
-        const std::string name =
-            o.configs.size() == 1 ? "report.md" : fmt::format("report-{}.md", cfg.name);
-        rec.report_file = o.out_dir / name;
-        const std::vector<Chart> charts = experiment_charts(x);
-        // A later run of the same configuration replaces its report, as it always has.
-        auto put = [&outputs](const std::string& file, std::string text) {
-          auto same = std::find_if(outputs.begin(), outputs.end(),
-                                   [&](const auto& out) { return out.first == file; });
-          if (same != outputs.end()) same->second = std::move(text);
-          else outputs.emplace_back(file, std::move(text));
-        };
-        put(name, render_report(ctx, cfg, rec, data, x, charts, digest_text, sections));
-        for (const auto& c : charts) put(c.file, c.svg);
-        experiment = experiment_json(x);
-        rec.write_ms = ms_since(t0);
-        rec.total_ms = ms_since(t_run);
-        const double llm_ms = rec.analysis_ms + rec.report_ms + rec.slices_ms;
-        stage("write", fmt::format("{} ({:.1f} ms); run took {:.1f} ms, {:.1f}% outside the LLM "
-                                   "calls",
-                                   rec.report_file.string(), rec.write_ms, rec.total_ms,
-                                   100.0 * (rec.total_ms - llm_ms) / rec.total_ms));
+        RunRecord rec = run_once(ctx, cfg, run, outputs, experiment);
         runs_json.push_back(run_json(cfg, rec));
         result.runs.push_back(std::move(rec));
       }
@@ -732,54 +807,14 @@ WorkflowResult run_workflow(const WorkflowOptions& o) {
     result.error = e.what();
   }
 
-  json::array data_roots;
-  for (const auto& d : o.data) data_roots.emplace_back(d.string());
-  json::object doc{
-      {"schema", "chimeraforge.metrics"},
-      {"version", 1},
-      {"generated_at", now_iso()},
-      {"system", ctx.system_json},
-      {"backend", json::object{{"kind", ctx.backend_name},
-                               {"endpoint", backend->endpoint()},
-                               {"model", o.model}}},
-      {"data", std::move(data_roots)},
-      {"experiment", std::move(experiment)},
-      {"runs", std::move(runs_json)},
-      {"ok", result.ok},
-      {"error", result.ok ? json::value(nullptr) : json::value(result.error)},
-  };
-  std::vector<fs::path> staged;
+  json::object doc = metrics_document(ctx, result, std::move(runs_json), std::move(experiment));
   try {
-    if (!result.ok) {
-      // Nothing of a good earlier result is replaced; the failure and whatever finished are
-      // recorded beside it.
-      json::object reports;
-      for (const auto& [name, text] : outputs)
-        if (name.ends_with(".md")) reports[name] = text;
-      doc["unwritten_reports"] = std::move(reports);
-      write_file(o.out_dir / "failed-run.json", json::serialize(doc) + "\n", result);
-      return result;
+    if (result.ok) {
+      write_outputs(ctx, outputs, doc, result);
+    } else {
+      write_failure(o, outputs, std::move(doc), result);
     }
-    if (o.configs.size() > 1)
-      outputs.emplace_back("comparison.md", comparison_md(o, result, ctx.system_text));
-    outputs.emplace_back("metrics.json", json::serialize(doc) + "\n");
-    // Each file through a temporary first, then the renames together, metrics.json last.
-    std::vector<fs::path>& temps = staged;
-    for (const auto& [name, text] : outputs) {
-      const fs::path tmp = o.out_dir / (name + ".tmp");
-      std::ofstream out(tmp, std::ios::binary);
-      out << text;
-      out.close();
-      if (!out) throw std::runtime_error(fmt::format("cannot write '{}'", tmp.string()));
-      temps.push_back(tmp);
-    }
-    for (std::size_t i = 0; i < outputs.size(); ++i) {
-      fs::rename(temps[i], o.out_dir / outputs[i].first);
-      result.written.push_back(o.out_dir / outputs[i].first);
-    }
-    fs::remove(o.out_dir / "failed-run.json", ec);  // a stale failure no longer applies
   } catch (const std::exception& e) {
-    for (const auto& tmp : staged) fs::remove(tmp, ec);
     result.error = e.what();
     result.ok = false;
   }
