@@ -130,7 +130,7 @@ struct Pool::Impl {
   void attempt_done(const std::shared_ptr<PoolRequest>& p, int idx, int endpoint, Completion c);
   void finish(const std::shared_ptr<PoolRequest>& p, Completion c);
   void fail(const std::shared_ptr<PoolRequest>& p, ErrorKind kind, std::string message);
-  void fail_unplaceable(std::vector<Router::Ticket> tickets);
+  void fail_unplaceable(const std::vector<Router::Ticket>& tickets);
   std::string why_unplaceable(const Router::Want& want) const;  // mu held
   // Queues the request, or says why no endpoint can ever take it (then it is not queued).
   // mu held.
@@ -368,7 +368,7 @@ void Pool::Impl::attempt_done(const std::shared_ptr<PoolRequest>& p, int idx, in
       router.succeeded(endpoint);
     }
   }
-  if (!stranded.empty()) fail_unplaceable(std::move(stranded));
+  if (!stranded.empty()) fail_unplaceable(stranded);
   if (fault) wake_service();  // it probes the endpoint when its back-off runs out
   struct Unhold {
     Impl* impl;
@@ -526,7 +526,7 @@ void Pool::Impl::fail(const std::shared_ptr<PoolRequest>& p, ErrorKind kind,
       });
 }
 
-void Pool::Impl::fail_unplaceable(std::vector<Router::Ticket> tickets) {
+void Pool::Impl::fail_unplaceable(const std::vector<Router::Ticket>& tickets) {
   for (auto t : tickets) {
     std::shared_ptr<PoolRequest> p;
     std::string why;
@@ -603,7 +603,7 @@ void Pool::Impl::probe(int endpoint) {
       stranded = router.take_unplaceable();
     }
   }
-  if (!stranded.empty()) fail_unplaceable(std::move(stranded));
+  if (!stranded.empty()) fail_unplaceable(stranded);
   if (info.healthy) pump();
 }
 

@@ -129,6 +129,7 @@ std::string experiment_sections(const ingest::Experiment& x, const std::vector<C
   std::map<std::size_t, std::size_t> runs_hist;
   for (const auto& c : x.configs) ++runs_hist[c.runs];
   std::vector<std::string> hist;
+  hist.reserve(runs_hist.size());
   for (const auto& [runs, configs] : runs_hist)
     hist.push_back(fmt::format("{} with n={}", configs, runs));
   if (hist.size() > 4) {

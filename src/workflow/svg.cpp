@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace chimera::workflow::svg {
 
@@ -124,7 +125,7 @@ std::string heat_map(const HeatMap& m) {
   const int cell_w = 90, cell_h = 34, left = 110, top = 60;
   const int width = left + static_cast<int>(m.cols.size()) * cell_w + 20;
   const int height = top + static_cast<int>(m.rows.size()) * cell_h + 50;
-  double lo = INFINITY, hi = -INFINITY;
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
   for (double v : m.values) {
     if (std::isnan(v)) continue;
     lo = std::min(lo, v);
