@@ -488,6 +488,24 @@ void register_convert(py::module_& m) {
       },
       py::arg("pools"), "Checks pool dicts and fills in every default, as the engine reads them.");
   m.def(
+      "option_table",
+      [] {
+        py::list out;
+        for_each_option([&out](const auto& spec) {
+          using Field = std::remove_cvref_t<decltype(Options{}.*spec.member)>;
+          py::dict d;
+          d["name"] = spec.name;
+          d["type"] = kIsStringsOption<Field> ? "strings" : kIsNumberOption<Field> ? "number" : "int";
+          d["lo"] = spec.lo;
+          d["hi"] = spec.hi;
+          d["doc"] = spec.doc;
+          out.append(d);
+        });
+        return out;
+      },
+      "The request options (the engine's option table): name, type ('int', 'number' or "
+      "'strings'), lo, hi (for 'strings': how many) and doc, in the table's order.");
+  m.def(
       "workflow_config",
       [](const py::handle& h) { return workflow_config_to_dict(workflow_config_from(h)); },
       py::arg("config"),
