@@ -43,7 +43,8 @@ fi
 if [[ "$mode" == long && -z "$results" ]]; then results=bench/results/fuzz.jsonl; fi
 
 all_targets=(http_response backend_stream ndjson sse url ingest_csv ingest_json ingest_markdown
-             ingest_text digest pool_toml scene_toml workflow_toml engine_toml sentence capi_strings)
+             ingest_text markdown_differential digest pool_toml scene_toml workflow_toml engine_toml
+             sentence capi_strings)
 if ((${#targets[@]} == 0)); then targets=("${all_targets[@]}"); fi
 for t in "${targets[@]}"; do
   if [[ ! -d "fuzz/corpus/$t" ]]; then

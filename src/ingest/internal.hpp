@@ -197,6 +197,8 @@ std::optional<TextProblem> check_text(std::string_view text, std::size_t max_lin
 void parse_csv(std::string_view content, ParseJob& job);
 void parse_json(std::string_view content, ParseJob& job);
 void parse_markdown(std::string_view content, ParseJob& job);
+// Whether the Markdown line scanner reads `content` itself (true) or leaves it to cmark-gfm.
+bool markdown_scanner_takes(std::string_view content);
 void parse_text(std::string_view content, ParseJob& job);
 
 // Reads a "Key: 12.3 unit [avg|peak|...]" line into a record. `label` carries the last

@@ -1,6 +1,7 @@
-// Markdown through cmark-gfm with the table extension: tables become rows (the CSV column
-// rules), headings set the context of what follows them, and "Key: 12.3 unit" lines in
-// paragraphs and list items are harvested. Line numbers are cmark's source positions.
+// Markdown: tables become rows (the CSV column rules), headings set the context of what follows
+// them, and "Key: 12.3 unit" lines in paragraphs and list items are harvested. Documents in the
+// common subset are read by a line scanner (LineScanner below); the rest by cmark-gfm with the
+// table extension. Both report to one MarkdownSink, so their results are the same.
 #include <cmark-gfm-core-extensions.h>
 #include <cmark-gfm-extension_api.h>
 #include <cmark-gfm.h>
@@ -10,6 +11,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 
 #include "ingest/internal.hpp"
 
@@ -179,10 +181,59 @@ struct Section {
   Context context;
 };
 
-}  // namespace
+// What both readers (cmark-gfm's tree and the line scanner) report, in document order, and
+// what becomes of it: headings set the context of what follows, paragraph lines are
+// harvested, tables become rows. One place, so that the two readers cannot drift apart.
+class MarkdownSink {
+ public:
+  explicit MarkdownSink(ParseJob& job) : job_(job), arena_(job.arena()) {}
 
-void parse_markdown(std::string_view content, ParseJob& job) {
-  Arena& arena = job.arena();
+  void heading(int level, std::string_view heading_text) {
+    while (!sections_.empty() && sections_.back().level >= level) sections_.pop_back();
+    Section s;
+    s.level = level;
+    s.context = sections_.empty() ? Context{} : sections_.back().context;
+    auto heading = trim(heading_text);
+    if (auto model = model_like(heading); !model.empty()) {
+      set_context(s.context, Field::model, model, arena_);
+      s.context.quantization = {};
+    }
+    if (auto q = quantization_from(heading); !q.empty() && s.context.model.empty())
+      set_context(s.context, Field::quantization, q, arena_);
+    settings_in(heading, s.context, arena_);
+    if (!heading.empty() && heading.size() <= 96) set_extra(s.context, "section", heading, arena_);
+    sections_.push_back(std::move(s));
+    ctx_.draft = sections_.back().context;
+    ctx_.changed();
+    label_.clear();
+  }
+
+  // One source line of a paragraph (or a list item's paragraph), as written.
+  void paragraph_line(std::string_view l, int line) {
+    if (l.find(':') == std::string_view::npos) return;
+    if (l.find_first_of("*`") != std::string_view::npos) {
+      // Emphasis and code marks around a key: "**Tokens/s:** 78.42".
+      scratch_.assign(l);
+      std::erase_if(scratch_, [](char ch) { return ch == '*' || ch == '`'; });
+      l = scratch_;
+    }
+    harvest_line(l, line, ctx_, &label_, job_);
+  }
+
+  void table(const Table& t) { emit_table(t, ctx_.get(arena_), job_); }
+
+ private:
+  ParseJob& job_;
+  Arena& arena_;
+  std::vector<Section> sections_;  // the open headings, outermost first
+  RunningContext ctx_;
+  std::string label_;
+  std::string scratch_;
+};
+
+// ---- cmark-gfm: every document the scanner does not take -----------------------------------
+
+void parse_with_cmark(std::string_view content, ParseJob& job) {
   auto* table = table_extension();
   bump.reset();
   std::unique_ptr<cmark_parser, ParserDeleter> parser(
@@ -204,9 +255,7 @@ void parse_markdown(std::string_view content, ParseJob& job) {
     line_starts.push_back(static_cast<std::size_t>(p - content.data()));
   }
 
-  std::vector<Section> sections;  // the open headings, outermost first
-  RunningContext ctx;
-  std::string label;
+  MarkdownSink sink(job);
   std::string text;
   std::unique_ptr<cmark_iter, IterDeleter> iter(cmark_iter_new(doc));
   cmark_event_type ev;
@@ -215,26 +264,9 @@ void parse_markdown(std::string_view content, ParseJob& job) {
     cmark_node* node = cmark_iter_get_node(iter.get());
     auto type = cmark_node_get_type(node);
     if (type == CMARK_NODE_HEADING) {
-      int level = cmark_node_get_heading_level(node);
-      while (!sections.empty() && sections.back().level >= level) sections.pop_back();
       text.clear();
       collect_text(node, text, ' ');
-      Section s;
-      s.level = level;
-      s.context = sections.empty() ? Context{} : sections.back().context;
-      auto heading = trim(text);
-      if (auto model = model_like(heading); !model.empty()) {
-        set_context(s.context, Field::model, model, arena);
-        s.context.quantization = {};
-      }
-      if (auto q = quantization_from(heading); !q.empty() && s.context.model.empty())
-        set_context(s.context, Field::quantization, q, arena);
-      settings_in(heading, s.context, arena);
-      if (!heading.empty() && heading.size() <= 96) set_extra(s.context, "section", heading, arena);
-      sections.push_back(std::move(s));
-      ctx.draft = sections.back().context;
-      ctx.changed();
-      label.clear();
+      sink.heading(cmark_node_get_heading_level(node), text);
       cmark_iter_reset(iter.get(), node, CMARK_EVENT_EXIT);
     } else if (type == CMARK_NODE_PARAGRAPH) {
       // Read the paragraph's own source lines: asking cmark for each text node's literal
@@ -248,15 +280,7 @@ void parse_markdown(std::string_view content, ParseJob& job) {
         std::size_t e = static_cast<std::size_t>(line) < line_starts.size()
                             ? line_starts[static_cast<std::size_t>(line)]
                             : content.size();
-        std::string_view l = content.substr(b, e - b);
-        if (l.find(':') == std::string_view::npos) continue;
-        if (l.find_first_of("*`") != std::string_view::npos) {
-          // Emphasis and code marks around a key: "**Tokens/s:** 78.42".
-          text.assign(l);
-          std::erase_if(text, [](char ch) { return ch == '*' || ch == '`'; });
-          l = text;
-        }
-        harvest_line(l, line, ctx, &label, job);
+        sink.paragraph_line(content.substr(b, e - b), line);
       }
       cmark_iter_reset(iter.get(), node, CMARK_EVENT_EXIT);
     } else if (type == CMARK_NODE_CODE_BLOCK || type == CMARK_NODE_HTML_BLOCK) {
@@ -282,10 +306,559 @@ void parse_markdown(std::string_view content, ParseJob& job) {
         }
         t.rows.push_back(Table::Row{first, count, cmark_node_get_start_line(row)});
       }
-      if (header_done) emit_table(t, ctx.get(arena), job);
+      if (header_done) sink.table(t);
       cmark_iter_reset(iter.get(), node, CMARK_EVENT_EXIT);
     }
   }
+}
+
+// ---- the line scanner: the common subset, the same results, no tree ------------------------
+//
+// cmark-gfm parses every inline of every block into nodes; most benchmark Markdown is headings,
+// "Key: value" lines, lists and pipe tables, where a line tells what it is. The scanner reads
+// lines, decides each one's block the way CommonMark and GFM's table extension do, and gives up
+// (returns false, having emitted nothing) on any construct whose meaning depends on more than
+// the line and its neighbours: block quotes, HTML blocks, indented code, setext headings,
+// link reference definitions, tables inside lists or after paragraph text, escaped pipes.
+// Inline markup in headings and cells (emphasis, code, links, entities) goes through cmark's
+// own inline parser on that text alone, so only the cheap, unambiguous part is our own.
+// tests/ingest/markdown_scanner_test.cpp and fuzz/markdown_differential_fuzzer.cpp hold it to
+// the same records as cmark-gfm.
+class LineScanner {
+ public:
+  explicit LineScanner(std::string_view content) : content_(content) {}
+
+  // Reads the whole document into events; false: not in the subset (nothing is emitted).
+  bool scan() {
+    std::size_t pos = 0;
+    while (pos < content_.size()) {
+      Line l = read_line(pos);
+      if (!l.ok) return false;
+      if (!classify(l, pos)) return false;
+    }
+    return fence_char_ == 0 && !in_comment_;  // unclosed to the end: rare, left to cmark
+  }
+
+  void emit(MarkdownSink& sink) const {
+    for (const auto& e : events_) {
+      switch (e.kind) {
+        case Event::heading:
+          sink.heading(e.level, texts_[e.text_index]);
+          break;
+        case Event::paragraph_line:
+          sink.paragraph_line(e.raw, e.line);
+          break;
+        case Event::table:
+          sink.table(tables_[e.table_index]);
+          break;
+      }
+    }
+  }
+
+ private:
+  struct Line {
+    std::string_view raw;   // as written, with its line ending (what cmark's path harvests)
+    std::string_view body;  // without the line ending
+    int number = 0;
+    bool ok = true;
+  };
+  struct Event {
+    enum Kind : std::uint8_t { heading, paragraph_line, table } kind;
+    int level = 0;
+    std::size_t text_index = 0;   // heading: into texts_
+    std::size_t table_index = 0;  // table: into tables_
+    std::string_view raw;
+    int line = 0;
+  };
+
+  Line read_line(std::size_t& pos) {
+    Line l;
+    l.number = ++line_no_;
+    std::size_t nl = content_.find('\n', pos);
+    std::size_t end = nl == std::string_view::npos ? content_.size() : nl + 1;
+    l.raw = content_.substr(pos, end - pos);
+    l.body = l.raw;
+    if (!l.body.empty() && l.body.back() == '\n') l.body.remove_suffix(1);
+    if (!l.body.empty() && l.body.back() == '\r') l.body.remove_suffix(1);
+    // A lone carriage return is a line ending to CommonMark; leave those files to cmark.
+    if (l.body.find('\r') != std::string_view::npos) l.ok = false;
+    pos = end;
+    return l;
+  }
+  std::optional<Line> peek_line(std::size_t pos) {
+    if (pos >= content_.size()) return std::nullopt;
+    int saved = line_no_;
+    Line l = read_line(pos);
+    line_no_ = saved;
+    return l;
+  }
+  Line take_line(std::size_t& pos) { return read_line(pos); }
+
+  static bool blank(std::string_view s) {
+    return s.find_first_not_of(" \t") == std::string_view::npos;
+  }
+  // Leading spaces; -1 when a tab comes before the first other character (tab stops: cmark).
+  static int indent_of(std::string_view s) {
+    int n = 0;
+    for (char c : s) {
+      if (c == ' ') {
+        ++n;
+      } else if (c == '\t') {
+        return -1;
+      } else {
+        break;
+      }
+    }
+    return n;
+  }
+  // A thematic break: three or more of one of - * _, with spaces between.
+  static bool thematic_break(std::string_view s, char* which) {
+    char mark = 0;
+    int count = 0;
+    for (char c : s) {
+      if (c == ' ' || c == '\t') continue;
+      if (c != '-' && c != '*' && c != '_') return false;
+      if (mark == 0) mark = c;
+      if (c != mark) return false;
+      ++count;
+    }
+    *which = mark;
+    return count >= 3;
+  }
+  // Only '|', ':', '-' and spaces, with a '-': a table's delimiter row (or part of one).
+  static bool delimiter_like(std::string_view s) {
+    bool dash = false;
+    bool mark = false;
+    for (char c : s) {
+      if (c == '-') {
+        dash = true;
+      } else if (c == '|' || c == ':') {
+        mark = true;
+      } else if (c != ' ' && c != '\t') {
+        return false;
+      }
+    }
+    return dash && mark;
+  }
+  // The cells of a pipe-table row, trimmed; false on an escaped pipe (left to cmark).
+  static bool split_row(std::string_view s, std::vector<std::string_view>& cells) {
+    cells.clear();
+    s = trim(s);
+    if (s.find('\\') != std::string_view::npos) return false;
+    if (!s.empty() && s.front() == '|') s.remove_prefix(1);
+    if (!s.empty() && s.back() == '|') s.remove_suffix(1);
+    std::size_t start = 0;
+    while (true) {
+      std::size_t bar = s.find('|', start);
+      cells.push_back(trim(s.substr(start, bar == std::string_view::npos ? bar : bar - start)));
+      if (bar == std::string_view::npos) break;
+      start = bar + 1;
+    }
+    return true;
+  }
+  static bool delimiter_cell(std::string_view c) {
+    if (!c.empty() && c.front() == ':') c.remove_prefix(1);
+    if (!c.empty() && c.back() == ':') c.remove_suffix(1);
+    return !c.empty() && c.find_first_not_of('-') == std::string_view::npos;
+  }
+  // Text that has no inline markup reads as written; otherwise cmark's inline parser reads it.
+  // False when the text would not be one paragraph on its own (then cmark reads the document).
+  // Whether s[i] may start inline markup (emphasis, code, links, entities, escapes, raw HTML).
+  static bool markup_at(std::string_view s, std::size_t i) {
+    auto word = [](char ch) {
+      return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+             static_cast<unsigned char>(ch) >= 0x80;
+    };
+    const char c = s[i];
+    if (c == '*' || c == '`' || c == '[' || c == '<' || c == '&' || c == '\\') return true;
+    if (c == '!') return i + 1 < s.size() && s[i + 1] == '[';
+    // Inside a word ("num_ctx") an underscore is literal; at a word's edge it may emphasise.
+    if (c == '_') return i == 0 || i + 1 == s.size() || !word(s[i - 1]) || !word(s[i + 1]);
+    return false;
+  }
+  // The position of the first character that may start inline markup; npos when none.
+  static std::size_t first_markup(std::string_view s) {
+    for (std::size_t i = 0; i < s.size(); ++i)
+      if (markup_at(s, i)) return i;
+    return std::string_view::npos;
+  }
+  static bool ascii_punct(char c) {
+    return (c >= '!' && c <= '/') || (c >= ':' && c <= '@') || (c >= '[' && c <= '`') ||
+           (c >= '{' && c <= '~');
+  }
+  static bool space_like(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+  }
+  // The markup benchmark tables are full of, read as CommonMark reads it: `code` spans and
+  // *emphasis* or **strong** runs around plain text whose delimiters can only open or only
+  // close (CommonMark's flanking rules; a run that could do both is left to cmark, as is any
+  // other markup and any delimiter next to a non-ASCII character).
+  static bool simple_markup(std::string_view s, std::string& out) {
+    auto at = [&](std::size_t i) { return i < s.size() ? s[i] : '\n'; };
+    auto before = [&](std::size_t i) { return i == 0 ? '\n' : s[i - 1]; };
+    auto flanks = [&](char prev, char next, bool* left, bool* right) {
+      if (static_cast<unsigned char>(prev) >= 0x80 || static_cast<unsigned char>(next) >= 0x80)
+        return false;
+      *left = !space_like(next) && (!ascii_punct(next) || space_like(prev) || ascii_punct(prev));
+      *right = !space_like(prev) && (!ascii_punct(prev) || space_like(next) || ascii_punct(next));
+      return true;
+    };
+    auto run = [&](std::size_t i, char c) {
+      std::size_t j = i;
+      while (j < s.size() && s[j] == c) ++j;
+      return j - i;
+    };
+    std::size_t i = 0;
+    while (i < s.size()) {
+      const char c = s[i];
+      if (c == '`') {
+        const std::size_t n = run(i, '`');
+        std::size_t j = i + n;
+        std::size_t close = std::string_view::npos;
+        while (j < s.size()) {
+          if (s[j] != '`') {
+            ++j;
+            continue;
+          }
+          const std::size_t k = run(j, '`');
+          if (k == n) {
+            close = j;
+            break;
+          }
+          j += k;
+        }
+        if (close == std::string_view::npos) return false;
+        std::string_view code = s.substr(i + n, close - i - n);
+        if (code.size() >= 2 && code.front() == ' ' && code.back() == ' ' &&
+            code.find_first_not_of(' ') != std::string_view::npos)
+          code = code.substr(1, code.size() - 2);
+        out += code;
+        i = close + n;
+        continue;
+      }
+      if (c == '*') {
+        const std::size_t n = run(i, '*');
+        bool left = false, right = false;
+        if (n > 2 || !flanks(before(i), at(i + n), &left, &right) || !left || right) return false;
+        const std::size_t j = s.find('*', i + n);
+        if (j == std::string_view::npos || run(j, '*') != n) return false;
+        std::string_view inner = s.substr(i + n, j - i - n);
+        for (std::size_t k = i + n; k < j; ++k)
+          if (markup_at(s, k)) return false;
+        if (!flanks(before(j), at(j + n), &left, &right) || !right || left) return false;
+        out += inner;
+        i = j + n;
+        continue;
+      }
+      if (markup_at(s, i)) return false;
+      out += c;
+      ++i;
+    }
+    return true;
+  }
+
+  // The text of a heading or a cell as cmark's inline parser reads it. Text before the first
+  // markup, up to a space, is literal (nothing in it opens a construct, and after a space the
+  // rest is parsed as at a line's start); the rest goes through cmark alone. False when the rest
+  // would not be one paragraph on its own (then cmark reads the document).
+  bool inline_text(std::string_view s, std::string& out) {
+    out.clear();
+    std::size_t m = first_markup(s);
+    if (m == std::string_view::npos) {
+      out.assign(s);
+      return true;
+    }
+    if (simple_markup(s, out)) return true;
+    out.clear();
+    std::size_t space = s.find_last_of(" \t", m);
+    std::size_t split = space == std::string_view::npos ? 0 : space + 1;
+    out.assign(s.substr(0, split));
+    std::string_view rest = s.substr(split);
+    std::unique_ptr<cmark_parser, ParserDeleter> parser(
+        cmark_parser_new_with_mem(CMARK_OPT_DEFAULT, &bump_mem));
+    cmark_parser_feed(parser.get(), rest.data(), rest.size());
+    cmark_node* doc = cmark_parser_finish(parser.get());
+    if (doc == nullptr) return false;
+    cmark_node* para = cmark_node_first_child(doc);
+    if (para == nullptr || cmark_node_next(para) != nullptr ||
+        cmark_node_get_type(para) != CMARK_NODE_PARAGRAPH)
+      return false;
+    collect_text(para, out, ' ');
+    return true;
+  }
+
+  // Decides what `l` is; may read further lines (a table's rows, a fence's body).
+  bool classify(const Line& l, std::size_t& pos) {
+    std::string_view b = l.body;
+    if (in_comment_) {  // inside an HTML comment: skip to its end
+      in_comment_ = b.find("-->") == std::string_view::npos;
+      return true;
+    }
+    if (fence_char_ != 0) {  // inside fenced code: skip to the closing fence
+      int ind = indent_of(b);
+      if (ind >= 0 && ind <= 3) {
+        std::string_view t = b.substr(static_cast<std::size_t>(ind));
+        std::size_t n = t.find_first_not_of(fence_char_);
+        if (n == std::string_view::npos) n = t.size();
+        if (n >= fence_len_ && blank(t.substr(n))) fence_char_ = 0;
+      }
+      paragraph_open_ = false;
+      return true;
+    }
+    if (blank(b)) {
+      paragraph_open_ = false;
+      return true;
+    }
+    int ind = indent_of(b);
+    if (ind < 0) return false;  // tabs in the indentation: cmark's tab stops
+    if (ind >= 4) {
+      if (!paragraph_open_) return false;  // indented code, or a list's continuation
+      return paragraph(l);                 // a paragraph's continuation line
+    }
+    std::string_view t = b.substr(static_cast<std::size_t>(ind));
+    const char c = t.front();
+    // Fenced code.
+    if (c == '`' || c == '~') {
+      std::size_t n = t.find_first_not_of(c);
+      if (n == std::string_view::npos) n = t.size();
+      if (n >= 3) {
+        if (ind != 0) return false;
+        if (c == '`' && t.substr(n).find('`') != std::string_view::npos) return false;
+        fence_char_ = c;
+        fence_len_ = n;
+        paragraph_open_ = false;
+        return true;
+      }
+    }
+    // An HTML comment is skipped to its end, like cmark's HTML block of that kind.
+    if (t.starts_with("<!--")) {
+      in_comment_ = t.find("-->", 4) == std::string_view::npos;
+      paragraph_open_ = false;
+      return true;
+    }
+    // A block quote holding a paragraph: its lines are paragraph lines, as written.
+    if (c == '>') {
+      if (!container_content_ok(quote_content(t))) return false;
+      paragraph_open_ = !blank(quote_content(t));
+      if (paragraph_open_) events_.push_back(Event{Event::paragraph_line, 0, 0, 0, l.raw, l.number});
+      return true;
+    }
+    // Blocks left to cmark.
+    if (c == '<' || (c == '|' && ind != 0) || link_definition(t)) return false;
+    if (c == '=' && paragraph_open_) return false;  // a setext underline
+    char mark = 0;
+    if (thematic_break(t, &mark)) {
+      if (mark == '-' && paragraph_open_) return false;  // a setext underline
+      paragraph_open_ = false;
+      return true;
+    }
+    if (delimiter_like(t)) return false;  // a delimiter row that does not follow a header
+    // ATX heading.
+    if (c == '#') {
+      std::size_t n = t.find_first_not_of('#');
+      if (n == std::string_view::npos) n = t.size();
+      if (n <= 6 && (n == t.size() || t[n] == ' ' || t[n] == '\t')) {
+        if (ind != 0) return false;
+        return heading(static_cast<int>(n), t.substr(n), l.number);
+      }
+    }
+    // A list item whose content starts a block of its own: left to cmark.
+    if (std::size_t m = list_marker(t); m > 0 && !container_content_ok(t.substr(m))) return false;
+    // A pipe table: a header row, then a delimiter row with as many cells.
+    if (t.find('|') != std::string_view::npos) {
+      if (auto next = peek_line(pos); next && delimiter_like(trim(next->body))) {
+        if (ind != 0) return false;
+        std::vector<std::string_view> header, delimiter;
+        if (!split_row(b, header) || !split_row(next->body, delimiter)) return false;
+        // After a list item's line the delimiter row is a lazy continuation of its paragraph;
+        // with a cell count unlike the header's it is no table either: paragraph lines, both.
+        if (list_marker(t) > 0 || header.size() != delimiter.size()) {
+          paragraph(l);
+          Line d = take_line(pos);
+          return d.ok && paragraph(d);
+        }
+        // Paragraph text right above a table: cmark-gfm splits it off without a source line.
+        if (paragraph_open_) return false;
+        return table(l, pos);
+      }
+    }
+    return paragraph(l);
+  }
+
+  // What follows "> " (the marker and one optional space).
+  static std::string_view quote_content(std::string_view t) {
+    t.remove_prefix(1);
+    if (!t.empty() && t.front() == ' ') t.remove_prefix(1);
+    return t;
+  }
+  // The content of a list item or a block quote (after its marker) is a paragraph, or a quote
+  // or list item holding one: anything else (a heading, code, HTML, a table, a break) is left
+  // to cmark.
+  static bool container_content_ok(std::string_view after_marker) {
+    for (int depth = 0; depth < 16; ++depth) {
+      int ind = indent_of(after_marker);
+      if (ind < 0 || ind >= 4) return false;  // a tab, or indented code inside
+      std::string_view rest = after_marker.substr(static_cast<std::size_t>(ind));
+      if (blank(rest)) return true;
+      char mark = 0;
+      if (atx_heading(rest) || rest.front() == '<' || rest.front() == '|' ||
+          link_definition(rest) || rest.starts_with("```") || rest.starts_with("~~~") ||
+          thematic_break(rest, &mark) || delimiter_like(rest) || rest.front() == '=')
+        return false;
+      if (rest.front() == '>') {
+        after_marker = quote_content(rest);
+      } else if (std::size_t m = list_marker(rest); m > 0) {
+        after_marker = rest.substr(m);
+      } else {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // "#" to "######" followed by a space, a tab or the end of the line.
+  static bool atx_heading(std::string_view t) {
+    std::size_t n = t.find_first_not_of('#');
+    if (n == std::string_view::npos) n = t.size();
+    return n >= 1 && n <= 6 && (n == t.size() || t[n] == ' ' || t[n] == '\t');
+  }
+
+  // "[label]: ..." may define a link reference (not a paragraph); a '[' with no ']' on its line
+  // may start a label that spans lines. Both are left to cmark.
+  static bool link_definition(std::string_view t) {
+    if (t.empty() || t.front() != '[') return false;
+    std::size_t close = t.find(']');
+    return close == std::string_view::npos ||
+           (close + 1 < t.size() && t[close + 1] == ':');
+  }
+
+  // "- ", "* ", "+ ", "1. ", "1) ": the marker's length with its space; 0 when none.
+  static std::size_t list_marker(std::string_view t) {
+    if (t.size() >= 2 && (t[0] == '-' || t[0] == '*' || t[0] == '+') &&
+        (t[1] == ' ' || t[1] == '\t'))
+      return 2;
+    std::size_t d = 0;
+    while (d < t.size() && d < 9 && t[d] >= '0' && t[d] <= '9') ++d;
+    if (d > 0 && d + 1 < t.size() && (t[d] == '.' || t[d] == ')') &&
+        (t[d + 1] == ' ' || t[d + 1] == '\t'))
+      return d + 2;
+    return 0;
+  }
+
+  bool paragraph(const Line& l) {
+    paragraph_open_ = true;
+    events_.push_back(Event{Event::paragraph_line, 0, 0, 0, l.raw, l.number});
+    return true;
+  }
+
+  bool heading(int level, std::string_view rest, int line) {
+    // Closing sequence: trailing '#'s after a space (or the whole text).
+    std::string_view text = trim(rest);
+    std::size_t h = text.find_last_not_of('#');
+    if (h == std::string_view::npos) {
+      text = {};
+    } else if (h + 1 < text.size() && (text[h] == ' ' || text[h] == '\t')) {
+      text = trim(text.substr(0, h + 1));
+    }
+    std::string out;
+    if (!inline_text(text, out)) return false;
+    texts_.push_back(std::move(out));
+    events_.push_back(Event{Event::heading, level, texts_.size() - 1, 0, {}, line});
+    paragraph_open_ = false;
+    return true;
+  }
+
+  bool table(const Line& header, std::size_t& pos) {
+    std::vector<std::string_view> cells;
+    if (!split_row(header.body, cells)) return false;
+    const std::size_t columns = cells.size();
+    Line delim = take_line(pos);
+    std::vector<std::string_view> dcells;
+    if (!split_row(delim.body, dcells) || dcells.size() != columns) return false;
+    for (auto d : dcells)
+      if (!delimiter_cell(d)) return false;
+
+    Table t;
+    auto add_row = [&](const std::vector<std::string_view>& row) {
+      auto first = static_cast<std::uint32_t>(t.cells.size());
+      // GFM: missing cells are empty, extra cells are dropped.
+      for (std::size_t i = 0; i < columns; ++i) {
+        auto& s = cell_text_.emplace_back();
+        if (i < row.size() && !inline_text(row[i], s)) return false;
+        t.cells.emplace_back(s);
+      }
+      (void)first;
+      return true;
+    };
+    if (!add_row(cells)) return false;
+    t.header.assign(t.cells.begin(), t.cells.end());
+    t.cells.clear();
+    while (pos < content_.size()) {
+      std::size_t at = pos;
+      Line r = take_line(pos);
+      if (!r.ok) return false;
+      if (blank(r.body)) {
+        paragraph_open_ = false;
+        break;
+      }
+      int ind = indent_of(r.body);
+      std::string_view rt = ind < 0 ? std::string_view{} : r.body.substr(static_cast<std::size_t>(ind));
+      if (ind != 0 || rt.find('|') == std::string_view::npos) {
+        // A row without a pipe, or a block that ends the table: what cmark does depends on it.
+        char mark = 0;
+        if (ind == 0 && (atx_heading(rt) || thematic_break(rt, &mark))) {
+          pos = at;  // ends the table; read again as a line of its own
+          --line_no_;
+          break;
+        }
+        return false;
+      }
+      // A line that starts a block (a list item, a quote, code, HTML) ends the table in cmark.
+      if (rt.front() == '>' || rt.front() == '`' || rt.front() == '~' || rt.front() == '<' ||
+          list_marker(rt) > 0)
+        return false;
+      if (!split_row(r.body, cells)) return false;
+      auto first = static_cast<std::uint32_t>(t.cells.size());
+      if (!add_row(cells)) return false;
+      t.rows.push_back(Table::Row{first, static_cast<std::uint32_t>(columns), r.number});
+    }
+    tables_.push_back(std::move(t));
+    events_.push_back(Event{Event::table, 0, 0, tables_.size() - 1, {}, header.number});
+    paragraph_open_ = false;
+    return true;
+  }
+
+  std::string_view content_;
+  int line_no_ = 0;
+  bool paragraph_open_ = false;  // the previous line was paragraph text (lazy continuation)
+  char fence_char_ = 0;          // inside fenced code: its fence character
+  bool in_comment_ = false;      // inside an HTML comment
+  std::size_t fence_len_ = 0;
+  std::vector<Event> events_;
+  std::vector<std::string> texts_;
+  std::deque<std::string> cell_text_;  // cells' text; Table views point into it
+  std::vector<Table> tables_;
+};
+
+}  // namespace
+
+void parse_markdown(std::string_view content, ParseJob& job) {
+  if (job.options == nullptr || job.options->markdown_fast_path) {
+    bump.reset();
+    LineScanner scanner(content);
+    if (scanner.scan()) {
+      MarkdownSink sink(job);
+      scanner.emit(sink);
+      return;
+    }
+  }
+  parse_with_cmark(content, job);
+}
+
+bool markdown_scanner_takes(std::string_view content) {
+  bump.reset();
+  LineScanner scanner(content);
+  return scanner.scan();
 }
 
 }  // namespace chimera::ingest::detail
