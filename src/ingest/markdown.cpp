@@ -343,10 +343,10 @@ class LineScanner {
     for (const auto& e : events_) {
       switch (e.kind) {
         case Event::heading:
-          sink.heading(e.level, texts_[e.text_index]);
+          sink.heading(e.level, e.text);
           break;
         case Event::paragraph_line:
-          sink.paragraph_line(e.raw, e.line);
+          sink.paragraph_line(e.text, e.line);
           break;
         case Event::table:
           sink.table(tables_[e.table_index]);
@@ -365,9 +365,8 @@ class LineScanner {
   struct Event {
     enum Kind : std::uint8_t { heading, paragraph_line, table } kind;
     int level = 0;
-    std::size_t text_index = 0;   // heading: into texts_
     std::size_t table_index = 0;  // table: into tables_
-    std::string_view raw;
+    std::string_view text;        // heading: its text; paragraph line: the line as written
     int line = 0;
   };
 
@@ -561,6 +560,18 @@ class LineScanner {
   // markup, up to a space, is literal (nothing in it opens a construct, and after a space the
   // rest is parsed as at a line's start); the rest goes through cmark alone. False when the rest
   // would not be one paragraph on its own (then cmark reads the document).
+  // inline_text() as a view: into the document when the text has no markup (most cells),
+  // else into text kept by the scanner.
+  bool inline_view(std::string_view s, std::string_view* out) {
+    if (first_markup(s) == std::string_view::npos) {
+      *out = s;
+      return true;
+    }
+    auto& kept = texts_.emplace_back();
+    if (!inline_text(s, kept)) return false;
+    *out = kept;
+    return true;
+  }
   bool inline_text(std::string_view s, std::string& out) {
     out.clear();
     std::size_t m = first_markup(s);
@@ -640,7 +651,8 @@ class LineScanner {
     if (c == '>') {
       if (!container_content_ok(quote_content(t))) return false;
       paragraph_open_ = !blank(quote_content(t));
-      if (paragraph_open_) events_.push_back(Event{Event::paragraph_line, 0, 0, 0, l.raw, l.number});
+      if (paragraph_open_)
+        events_.push_back(Event{Event::paragraph_line, 0, 0, l.raw, l.number});
       return true;
     }
     // Blocks left to cmark.
@@ -747,7 +759,7 @@ class LineScanner {
 
   bool paragraph(const Line& l) {
     paragraph_open_ = true;
-    events_.push_back(Event{Event::paragraph_line, 0, 0, 0, l.raw, l.number});
+    events_.push_back(Event{Event::paragraph_line, 0, 0, l.raw, l.number});
     return true;
   }
 
@@ -760,10 +772,9 @@ class LineScanner {
     } else if (h + 1 < text.size() && (text[h] == ' ' || text[h] == '\t')) {
       text = trim(text.substr(0, h + 1));
     }
-    std::string out;
-    if (!inline_text(text, out)) return false;
-    texts_.push_back(std::move(out));
-    events_.push_back(Event{Event::heading, level, texts_.size() - 1, 0, {}, line});
+    std::string_view out;
+    if (!inline_view(text, &out)) return false;
+    events_.push_back(Event{Event::heading, level, 0, out, line});
     paragraph_open_ = false;
     return true;
   }
@@ -780,14 +791,12 @@ class LineScanner {
 
     Table t;
     auto add_row = [&](const std::vector<std::string_view>& row) {
-      auto first = static_cast<std::uint32_t>(t.cells.size());
       // GFM: missing cells are empty, extra cells are dropped.
       for (std::size_t i = 0; i < columns; ++i) {
-        auto& s = cell_text_.emplace_back();
-        if (i < row.size() && !inline_text(row[i], s)) return false;
-        t.cells.emplace_back(s);
+        std::string_view cell;
+        if (i < row.size() && !inline_view(row[i], &cell)) return false;
+        t.cells.push_back(cell);
       }
-      (void)first;
       return true;
     };
     if (!add_row(cells)) return false;
@@ -823,7 +832,7 @@ class LineScanner {
       t.rows.push_back(Table::Row{first, static_cast<std::uint32_t>(columns), r.number});
     }
     tables_.push_back(std::move(t));
-    events_.push_back(Event{Event::table, 0, 0, tables_.size() - 1, {}, header.number});
+    events_.push_back(Event{Event::table, 0, tables_.size() - 1, {}, header.number});
     paragraph_open_ = false;
     return true;
   }
@@ -835,8 +844,7 @@ class LineScanner {
   bool in_comment_ = false;      // inside an HTML comment
   std::size_t fence_len_ = 0;
   std::vector<Event> events_;
-  std::vector<std::string> texts_;
-  std::deque<std::string> cell_text_;  // cells' text; Table views point into it
+  std::deque<std::string> texts_;  // headings' and cells' text read from markup; views point here
   std::vector<Table> tables_;
 };
 
