@@ -42,6 +42,8 @@ class Arena {
   std::size_t left_ = 0;
   std::size_t next_block_ = 2048;  // blocks grow from small files' needs to kMaxBlock
   std::unordered_set<std::string_view> interned_;
+  std::uint64_t id_ = next_id();  // tells intern()'s per-thread cache which arena it holds
+  static std::uint64_t next_id();
   // Chunks grow (4, 8, ... 256 contexts): most files need a few, a CSV one per row.
   std::vector<std::unique_ptr<Context[]>> contexts_;
   std::size_t contexts_used_ = 0;

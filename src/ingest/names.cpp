@@ -2,6 +2,7 @@
 // a cell carries, and how numbers and context values are written. docs/ingest.md lists them.
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -47,12 +48,41 @@ Context* Arena::new_context(Context c) {
   return slot;
 }
 
+std::uint64_t Arena::next_id() {
+  static std::atomic<std::uint64_t> ids{1};
+  return ids.fetch_add(1, std::memory_order_relaxed);
+}
+
 std::string_view Arena::intern(std::string_view s) {
   if (s.empty()) return {};
+  // Tables intern the same few keys and values row after row: a small direct-mapped cache in
+  // front of the hash set answers those without hashing the whole string. One per thread (a
+  // thread parses one file at a time), emptied when it meets another arena.
+  struct Recent {
+    std::uint64_t arena = 0;
+    std::array<std::string_view, 61> views{};
+  };
+  thread_local Recent recent;
+  if (recent.arena != id_) {
+    recent.arena = id_;
+    recent.views.fill({});
+  }
+  const std::size_t n = s.size();
+  const std::size_t slot =
+      (n * 31 + static_cast<unsigned char>(s[0]) * 7 + static_cast<unsigned char>(s[n - 1]) * 13 +
+       static_cast<unsigned char>(s[n / 2])) %
+      recent.views.size();
+  std::string_view& hit = recent.views[slot];
+  if (hit.size() == n && (hit.data() == s.data() || std::memcmp(hit.data(), s.data(), n) == 0))
+    return hit;
   auto it = interned_.find(s);
-  if (it != interned_.end()) return *it;
+  if (it != interned_.end()) {
+    hit = *it;
+    return *it;
+  }
   auto view = store(s);
   interned_.insert(view);
+  hit = view;
   return view;
 }
 
