@@ -434,7 +434,7 @@ std::string pool_json(const UpArgs& a, const std::vector<Running>& servers) {
 // The llama-server to run: --server, or the one this build was made with. Empty (reported) when
 // the built one cannot be run; --server was checked with the flags.
 std::string runnable_server(const UpArgs& a) {
-  const std::string binary = a.server.empty() ? default_llama_server() : a.server;
+  std::string binary = a.server.empty() ? default_llama_server() : a.server;
   if (a.server.empty() && ::access(binary.c_str(), X_OK) != 0) {
     fmt::print(stderr, "{}: the llama-server this build was made with ('{}') cannot be run: {}; "
                "name one with --server PATH\n", kUp, binary, std::strerror(errno));

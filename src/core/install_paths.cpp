@@ -92,14 +92,14 @@ fs::path vocab_dir() {
 fs::path llama_server_path() {
   if (auto p = env_path("CHIMERA_LLAMA_SERVER")) return *p;
   if (auto prefix = install_prefix()) return *prefix / CHIMERA_INSTALL_PRIVATE_REL / "llama-server";
-  const fs::path built = CHIMERA_BUILD_LLAMA_SERVER;
+  fs::path built = CHIMERA_BUILD_LLAMA_SERVER;
   if (!built.empty() && is_file(built)) return built;
   if (auto on_path = find_on_path("llama-server")) return *on_path;
   return built.empty() ? fs::path("llama-server") : built;
 }
 
 fs::path ggml_backend_dir() {
-  const fs::path built = CHIMERA_BUILD_GGML_BACKEND_DIR;
+  fs::path built = CHIMERA_BUILD_GGML_BACKEND_DIR;
   if (built.empty()) return {};
   if (auto prefix = install_prefix()) return *prefix / CHIMERA_INSTALL_PRIVATE_REL;
   return built;
