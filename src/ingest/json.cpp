@@ -161,7 +161,7 @@ class Harvester {
         if (!v.empty()) field_of(c, f) = v;
       }
       for (const auto& [k, v] : n.own.extra) {
-        // A named copy of the binding: clang before 16 (clang-tidy 14) cannot capture one.
+        // A named reference to the binding: clang before 16 (clang-tidy 14) cannot capture one.
         auto it = std::find_if(c.extra.begin(), c.extra.end(),
                                [&key = k](auto& kv) { return kv.first == key; });
         if (it != c.extra.end()) {

@@ -385,7 +385,8 @@ void Pool::Impl::attempt_done(const std::shared_ptr<PoolRequest>& p, int idx, in
     bool others_running = false;
     for (const auto& o : p->attempts) others_running |= !o.done;
     int w = p->winner.load();
-    if (p->finished) {
+    // One branch per case, in the order they are decided; two of them do nothing.
+    if (p->finished) {  // NOLINT(bugprone-branch-clone)
       next = Next::nothing;
     } else if (w == idx) {
       next = Next::finish;
