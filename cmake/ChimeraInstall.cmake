@@ -19,7 +19,7 @@ include(CMakePackageConfigHelpers)
 set(CHIMERA_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/chimera")
 
 # --- run-time data ---------------------------------------------------------------------------
-# Only the vocabularies the synthetic-model presets use (include/chimera/model/synth.hpp).
+# Only the vocabularies the synthetic-model presets use (include/chimera/model/synthetic_model.hpp).
 install(FILES "${CHIMERA_VOCAB_DIR}/ggml-vocab-llama-spm.gguf"
               "${CHIMERA_VOCAB_DIR}/ggml-vocab-llama-bpe.gguf"
         DESTINATION "${CHIMERA_INSTALL_DATA_REL}/vocab" COMPONENT runtime)

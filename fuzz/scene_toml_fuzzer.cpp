@@ -1,6 +1,6 @@
 // Scene files (docs/banter.md): any text is either a scene whose every option is usable
 // (chimera::validate) and whose sizes are in range, or a message naming the file and the line.
-#include <chimera/banter/scene.hpp>
+#include <chimera/banter/scene_config.hpp>
 #include <chimera/core/request.hpp>
 
 #include <cstdio>

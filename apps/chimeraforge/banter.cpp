@@ -2,7 +2,7 @@
 #include "commands.hpp"
 #include "signals.hpp"
 
-#include <chimera/banter/banter.hpp>
+#include <chimera/banter/scene.hpp>
 #include <chimera/metrics/figures.hpp>
 
 #include <boost/json/parse.hpp>

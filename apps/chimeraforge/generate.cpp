@@ -4,7 +4,7 @@
 
 #include <chimera/backends/backend.hpp>
 #include <chimera/metrics/figures.hpp>
-#include <chimera/model/synth.hpp>
+#include <chimera/model/synthetic_model.hpp>
 
 #include <boost/json/parse.hpp>
 #include <fmt/format.h>

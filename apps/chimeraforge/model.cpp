@@ -1,7 +1,7 @@
 // `chimeraforge model synth`: random-weight GGUF models of real shapes, for timing and tests.
 #include "commands.hpp"
 
-#include <chimera/model/synth.hpp>
+#include <chimera/model/synthetic_model.hpp>
 
 #include <fmt/format.h>
 

@@ -329,7 +329,7 @@ EngineFacts engine_facts(Engine& engine) {
   return facts;
 }
 
-boost::json::object figures_json(const MultiArgs& a, const multi::Figures& f,
+boost::json::object figures_json(const MultiArgs& a, const multi::ConcurrencyFigures& f,
                                  const multi::MultiResult& result, const Calibration& c,
                                  EngineFacts& facts) {
   boost::json::object o{
@@ -383,7 +383,7 @@ boost::json::object figures_json(const MultiArgs& a, const multi::Figures& f,
   return o;
 }
 
-void print_figures_text(const MultiArgs& a, const multi::Figures& f,
+void print_figures_text(const MultiArgs& a, const multi::ConcurrencyFigures& f,
                         const multi::MultiResult& result) {
   auto pct = [](const std::optional<double>& v, const char* unit) {
     return v ? fmt::format("{:.3f}{}", *v * (std::string(unit) == "%" ? 100 : 1), unit)

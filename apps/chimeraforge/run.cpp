@@ -1,7 +1,7 @@
 // `chimeraforge run`: the agent workflow (ingest -> digest -> analysis -> report).
 #include "commands.hpp"
 
-#include <chimera/model/synth.hpp>
+#include <chimera/model/synthetic_model.hpp>
 #include <chimera/workflow/workflow.hpp>
 
 #include <boost/json/serialize.hpp>

@@ -8,9 +8,9 @@
 #include "provenance.hpp"
 
 #include <chimera/backends/server_process.hpp>
-#include <chimera/banter/banter.hpp>
+#include <chimera/banter/scene.hpp>
 #include <chimera/metrics/figures.hpp>
-#include <chimera/model/synth.hpp>
+#include <chimera/model/synthetic_model.hpp>
 
 #include <CLI/CLI.hpp>
 #include <boost/json/serialize.hpp>

@@ -12,7 +12,7 @@
 #include <chimera/backends/backend.hpp>
 #include <chimera/backends/server_process.hpp>
 #include <chimera/metrics/figures.hpp>
-#include <chimera/model/synth.hpp>
+#include <chimera/model/synthetic_model.hpp>
 
 #include <CLI/CLI.hpp>
 #include <boost/json/parse.hpp>

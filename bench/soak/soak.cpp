@@ -19,7 +19,7 @@
 
 #include <chimera/backends/server_process.hpp>
 #include <chimera/engine/engine.hpp>
-#include <chimera/model/synth.hpp>
+#include <chimera/model/synthetic_model.hpp>
 #include <chimera/pool/pool.hpp>
 
 #include <CLI/CLI.hpp>

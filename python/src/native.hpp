@@ -62,7 +62,7 @@ workflow::WorkflowConfig workflow_config_from(const py::handle& h);
 py::dict workflow_config_to_dict(const workflow::WorkflowConfig& c);
 py::dict record_to_dict(const multi::RequestRecord& r, const std::string& program);
 multi::RequestRecord record_from(const py::handle& h);
-py::dict figures_to_dict(const multi::Figures& f);
+py::dict figures_to_dict(const multi::ConcurrencyFigures& f);
 
 void register_results(py::module_& m);  // Completion, Chunk
 void register_bridge(py::module_& m);   // Bridge

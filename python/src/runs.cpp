@@ -304,7 +304,7 @@ void register_runs(py::module_& m) {
         std::vector<multi::RequestRecord> recs;
         recs.reserve(records.size());
         for (const auto& r : records) recs.push_back(record_from(r));
-        multi::Figures f;
+        multi::ConcurrencyFigures f;
         {
           py::gil_scoped_release nogil;
           f = multi::concurrency_figures(recs, agents, lone_decode_tps, loopback_floor_ns);

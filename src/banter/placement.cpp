@@ -1,7 +1,7 @@
 // Where a scene's actors run: see placement.hpp.
 #include "banter/placement.hpp"
 
-#include <chimera/model/synth.hpp>
+#include <chimera/model/synthetic_model.hpp>
 #include <chimera/pool/pool.hpp>
 
 #include <fmt/format.h>

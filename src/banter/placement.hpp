@@ -5,7 +5,7 @@
 #include "banter/model_text.hpp"
 
 #include <chimera/backends/backend.hpp>
-#include <chimera/banter/banter.hpp>
+#include <chimera/banter/scene.hpp>
 
 #include <array>
 #include <memory>

@@ -6,7 +6,7 @@
 #include "banter/model_text.hpp"
 #include "banter/placement.hpp"
 
-#include <chimera/banter/banter.hpp>
+#include <chimera/banter/scene.hpp>
 
 #include <array>
 #include <cstddef>

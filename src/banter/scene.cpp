@@ -1,6 +1,6 @@
-// The banter scene at run time (see banter.hpp): characters as sessions, turns, warm-up,
+// The banter scene at run time (see scene.hpp): characters as sessions, turns, warm-up,
 // background catch-up, deadline-aware scheduling, streaming for speech, interruption.
-#include <chimera/banter/banter.hpp>
+#include <chimera/banter/scene.hpp>
 #include <chimera/banter/speech.hpp>
 
 #include "banter/actor.hpp"

@@ -3,7 +3,7 @@
 // background work go and when a grace period runs out.
 #pragma once
 
-#include <chimera/banter/banter.hpp>
+#include <chimera/banter/scene.hpp>
 #include <chimera/banter/schedule.hpp>
 #include <chimera/core/request.hpp>
 

@@ -1,5 +1,5 @@
 #include <chimera/core/install_paths.hpp>
-#include <chimera/model/synth.hpp>
+#include <chimera/model/synthetic_model.hpp>
 
 #include <cstdlib>
 

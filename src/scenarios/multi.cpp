@@ -72,10 +72,10 @@ std::optional<int64_t> median_lag(const std::vector<RequestRecord>& records) {
   return all[(all.size() - 1) / 2];
 }
 
-Figures concurrency_figures(const std::vector<RequestRecord>& records, int agents,
+ConcurrencyFigures concurrency_figures(const std::vector<RequestRecord>& records, int agents,
                             std::optional<double> lone_decode_tps,
                             std::optional<int64_t> loopback_floor_ns) {
-  Figures f;
+  ConcurrencyFigures f;
   f.agents = agents;
   f.requests = static_cast<int64_t>(records.size());
   int64_t first_send = std::numeric_limits<int64_t>::max();

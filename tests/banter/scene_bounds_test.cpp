@@ -1,7 +1,7 @@
 // Scene files and their bounds: every integer is range-checked in its own type before it is
 // used (4294967298 is never 2), every number is finite, and what sizes memory (num_ctx, the
 // characters, the text) is bounded before anything is loaded.
-#include <chimera/banter/scene.hpp>
+#include <chimera/banter/scene_config.hpp>
 
 #include <gtest/gtest.h>
 

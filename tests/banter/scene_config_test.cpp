@@ -1,5 +1,5 @@
 // Scene files: the shipped examples parse; mistakes are reported with the line and the key.
-#include <chimera/banter/scene.hpp>
+#include <chimera/banter/scene_config.hpp>
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // Scenes against real inference: the tiny model in-process, and two real llama-servers.
 #include "support/test_support.hpp"
 
-#include <chimera/banter/banter.hpp>
+#include <chimera/banter/scene.hpp>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>

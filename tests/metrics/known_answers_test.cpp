@@ -67,7 +67,7 @@ double expect_of(const json::object& run, const char* key) {
   return run.at("expect").as_object().at(key).to_number<double>();
 }
 
-chimera::multi::Figures figures_of(const json::object& run,
+chimera::multi::ConcurrencyFigures figures_of(const json::object& run,
                                     const std::vector<RequestRecord>& records) {
   return chimera::multi::concurrency_figures(
       records, static_cast<int>(run.at("agents").to_number<int64_t>()),

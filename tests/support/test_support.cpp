@@ -2,7 +2,7 @@
 
 #include <boost/json/parse.hpp>
 
-#include <chimera/model/synth.hpp>
+#include <chimera/model/synthetic_model.hpp>
 
 #include <sys/wait.h>
 #include <unistd.h>

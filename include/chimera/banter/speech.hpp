@@ -23,7 +23,7 @@
 //   for (auto& sentence : s.finish()) speak(sentence);   // "Hello there.", "How are you?"
 #pragma once
 
-#include <chimera/banter/scene.hpp>
+#include <chimera/banter/scene_config.hpp>
 
 #include <cstddef>
 #include <string>

@@ -52,7 +52,7 @@ struct RequestRecord {
 };
 
 // The concurrency figures of METRICS.md over one run's records.
-struct Figures {
+struct ConcurrencyFigures {
   int agents = 0;
   int64_t requests = 0;
   int64_t errors = 0;
@@ -74,7 +74,7 @@ struct Figures {
 
 // Computes the figures. `lone_decode_tps` (a lone agent's decode_tps_client) gives efficiency;
 // `loopback_floor_ns` (the median lag of a lone agent) gives contention.
-Figures concurrency_figures(const std::vector<RequestRecord>& records, int agents,
+ConcurrencyFigures concurrency_figures(const std::vector<RequestRecord>& records, int agents,
                             std::optional<double> lone_decode_tps,
                             std::optional<int64_t> loopback_floor_ns);
 

@@ -1,4 +1,4 @@
-// Random-weight GGUF models of real architectures. See include/chimera/model/synth.hpp and
+// Random-weight GGUF models of real architectures. See include/chimera/model/synthetic_model.hpp and
 // docs/synthetic-models.md.
 //
 // The file is written in one streaming pass: the GGUF metadata (KV pairs and tensor infos, built
@@ -8,7 +8,7 @@
 // alignment). Peak memory is the metadata plus one chunk, so the 1B preset needs no more than a
 // few megabytes. The data goes to a temporary file next to the output, renamed over it at the end.
 
-#include "chimera/model/synth.hpp"
+#include "chimera/model/synthetic_model.hpp"
 
 #include <chimera/core/install_paths.hpp>
 #include <chimera/core/text.hpp>

@@ -1,7 +1,7 @@
 // Tests for chimera::model::synthesize: the `tiny` preset (~17 MB) is written into a temporary
 // directory, loaded with llama.cpp and run. The llama-1b preset is too big for unit tests.
 
-#include "chimera/model/synth.hpp"
+#include "chimera/model/synthetic_model.hpp"
 
 #include <gtest/gtest.h>
 #include <llama.h>
