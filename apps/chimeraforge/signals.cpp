@@ -9,7 +9,9 @@ namespace chimera::cli {
 
 namespace {
 std::atomic<bool> g_stop_requested{false};
-extern "C" void on_stop_signal(int) { g_stop_requested.store(true); }
+extern "C" void on_stop_signal(int) {
+  g_stop_requested.store(true);
+}
 }  // namespace
 
 StopFlag::StopFlag(std::initializer_list<int> signals) {
@@ -28,7 +30,9 @@ StopFlag::~StopFlag() {
   for (int i = count_ - 1; i >= 0; --i) ::sigaction(saved_[i].signal, &saved_[i].action, nullptr);
 }
 
-const std::atomic<bool>& StopFlag::flag() { return g_stop_requested; }
+const std::atomic<bool>& StopFlag::flag() {
+  return g_stop_requested;
+}
 
 StopSignals::StopSignals(std::initializer_list<int> signals) {
   sigemptyset(&set_);
@@ -50,10 +54,14 @@ int StopSignals::wait(int ms) const {
 
 const char* signal_name(int sig) {
   switch (sig) {
-    case SIGINT: return "SIGINT";
-    case SIGTERM: return "SIGTERM";
-    case SIGHUP: return "SIGHUP";
-    default: return "a signal";
+    case SIGINT:
+      return "SIGINT";
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGHUP:
+      return "SIGHUP";
+    default:
+      return "a signal";
   }
 }
 

@@ -8,10 +8,12 @@
 namespace chimera {
 
 std::string validate(const Timeouts& t) {
-  const std::pair<const char*, int64_t> fields[] = {
-      {"connect_ms", t.connect_ms},         {"first_token_ms", t.first_token_ms},
-      {"idle_ms", t.idle_ms},               {"total_ms", t.total_ms},
-      {"min_rate_window_ms", t.min_rate_window_ms}, {"check_ms", t.check_ms}};
+  const std::pair<const char*, int64_t> fields[] = {{"connect_ms", t.connect_ms},
+                                                    {"first_token_ms", t.first_token_ms},
+                                                    {"idle_ms", t.idle_ms},
+                                                    {"total_ms", t.total_ms},
+                                                    {"min_rate_window_ms", t.min_rate_window_ms},
+                                                    {"check_ms", t.check_ms}};
   for (const auto& [name, v] : fields) {
     if (v < 0 || v > kMaxTimeoutMs) {
       return fmt::format("timeout {} is {}; it must be from 0 (none) to {} ms (a week)", name, v,

@@ -35,7 +35,9 @@ constexpr bool utf8_valid_second(unsigned char lead, unsigned char b) {
 // Offset of the first byte that does not belong to well-formed UTF-8, or npos.
 std::size_t invalid_utf8_at(std::string_view s);
 
-inline bool valid_utf8(std::string_view s) { return invalid_utf8_at(s) == std::string_view::npos; }
+inline bool valid_utf8(std::string_view s) {
+  return invalid_utf8_at(s) == std::string_view::npos;
+}
 
 // Characters (code points) in UTF-8 text: the bytes that are not continuation bytes.
 std::size_t utf8_length(std::string_view s);

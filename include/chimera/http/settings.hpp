@@ -23,7 +23,7 @@ struct Timeouts {
   // rate (one token a second is about 100-300 bytes of NDJSON or SSE). 0 disables it.
   int64_t min_rate_bytes_per_s = 16;
   int64_t min_rate_window_ms = 30'000;
-  int64_t check_ms = 5'000;          // each request of a health or model-list check (check())
+  int64_t check_ms = 5'000;  // each request of a health or model-list check (check())
 };
 inline constexpr int64_t kMaxTimeoutMs = 7LL * 24 * 3'600'000;  // a week
 
@@ -32,9 +32,9 @@ inline constexpr int64_t kMaxTimeoutMs = 7LL * 24 * 3'600'000;  // a week
 std::string validate(const Timeouts& timeouts);
 
 struct Limits {
-  std::size_t max_record_bytes = 1 << 20;    // one NDJSON line or SSE event
-  std::size_t max_body_bytes = 256u << 20;   // a whole response body
-  std::size_t max_idle_connections = 16;     // kept open per endpoint for reuse
+  std::size_t max_record_bytes = 1 << 20;   // one NDJSON line or SSE event
+  std::size_t max_body_bytes = 256u << 20;  // a whole response body
+  std::size_t max_idle_connections = 16;    // kept open per endpoint for reuse
 };
 
 // The URL with its password replaced by "***" ("http://user:***@host:port"), for messages
