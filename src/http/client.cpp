@@ -366,7 +366,7 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(
     ~Disarm() { wd->stop(); }
   } disarm{wd};
   auto set_deadline = [&](const Phase& ph) { wd->set(ph); };
-  auto fail = [&](ErrorKind kind, std::string what) {
+  auto fail = [&](ErrorKind kind, const std::string& what) {
     result.error = {kind, describe(what.c_str())};
   };
   auto fail_io = [&](const beast::error_code& ec, const Phase& ph, const char* doing) {
@@ -457,7 +457,7 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(
     if (!why.empty()) {
       cancel.active = nullptr;
       conn->stream.close();
-      fail(ErrorKind::protocol, std::move(why));
+      fail(ErrorKind::protocol, why);
       co_return Attempt::done;
     }
   }
