@@ -98,6 +98,8 @@ EOF
     printf '%s\0' "${files[@]}" |
       xargs -0 -n 1 -P "$JOBS" clang-tidy -p "$BUILD_DIR" --quiet >"$log" 2>&1 || rc=$?
   fi
+  # run-clang-tidy 14 always asks for colours: take them out of the log.
+  sed -i 's/\x1b\[[0-9;]*m//g' "$log"
   # Each header's findings are printed once per file that includes it: count them once.
   local findings
   findings=$(grep -E '^/.*:[0-9]+:[0-9]+: (warning|error):' "$log" | sort -u || true)
