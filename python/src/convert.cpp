@@ -16,7 +16,9 @@ namespace chimera::python {
 
 namespace {
 
-[[noreturn]] void bad(const std::string& message) { throw BadInput(message); }
+[[noreturn]] void bad(const std::string& message) {
+  throw BadInput(message);
+}
 
 std::string type_name(const py::handle& v) {
   return py::str(py::type::handle_of(v).attr("__name__")).cast<std::string>();
@@ -32,7 +34,8 @@ T as(const py::handle& v, const std::string& what, const char* expected) {
 }
 
 py::dict as_dict(const py::handle& v, const std::string& what) {
-  if (!py::isinstance<py::dict>(v)) bad(fmt::format("{} must be a dict (got {})", what, type_name(v)));
+  if (!py::isinstance<py::dict>(v))
+    bad(fmt::format("{} must be a dict (got {})", what, type_name(v)));
   return py::reinterpret_borrow<py::dict>(v);
 }
 
@@ -150,13 +153,17 @@ pool::PoolEndpoint endpoint_from(const py::handle& h, const std::string& what) {
   pool::PoolEndpoint pe;
   EndpointConfig& c = pe.config;
   read(d, "url", what, "a string", c.url);
-  if (c.url.empty()) bad(fmt::format("{} needs a 'url' (a server URL, or a GGUF file for "
-                                     "backend 'llama')", what));
+  if (c.url.empty())
+    bad(
+        fmt::format("{} needs a 'url' (a server URL, or a GGUF file for "
+                    "backend 'llama')",
+                    what));
   std::string backend = "openai";
   read(d, "backend", what, "a string", backend);
   c.kind = backend_from(backend, what);
   read(d, "max_concurrency", what, "an int", pe.max_concurrency);
-  if (pe.max_concurrency < 0) bad(fmt::format("{}: max_concurrency must be 0 (no limit) or more", what));
+  if (pe.max_concurrency < 0)
+    bad(fmt::format("{}: max_concurrency must be 0 (no limit) or more", what));
   read(d, "api_key", what, "a string", c.api_key);
   if (py::object t = get(d, "timeouts"); !t.is_none()) {
     const std::string tw = what + " timeouts";
@@ -178,8 +185,9 @@ pool::PoolEndpoint endpoint_from(const py::handle& h, const std::string& what) {
   if (py::object l = get(d, "llama"); !l.is_none()) {
     const std::string lw = what + " llama";
     py::dict ld = as_dict(l, lw);
-    known_keys(ld, {"gpu_layers", "ctx_per_seq", "parallel", "threads", "batch", "prefill_chunk",
-                    "flash_attention"},
+    known_keys(ld,
+               {"gpu_layers", "ctx_per_seq", "parallel", "threads", "batch", "prefill_chunk",
+                "flash_attention"},
                lw);
     read(ld, "gpu_layers", lw, "an int", c.llama.gpu_layers);
     read(ld, "ctx_per_seq", lw, "an int", c.llama.ctx_per_seq);
@@ -199,20 +207,19 @@ py::dict endpoint_to_dict(const pool::PoolEndpoint& pe) {
   d["backend"] = to_string(c.kind);
   d["max_concurrency"] = pe.max_concurrency;
   if (!c.api_key.empty()) d["api_key"] = c.api_key;
-  d["timeouts"] = py::dict(py::arg("connect_ms") = c.timeouts.connect_ms,
-                           py::arg("first_token_ms") = c.timeouts.first_token_ms,
-                           py::arg("idle_ms") = c.timeouts.idle_ms,
-                           py::arg("total_ms") = c.timeouts.total_ms);
+  d["timeouts"] =
+      py::dict(py::arg("connect_ms") = c.timeouts.connect_ms,
+               py::arg("first_token_ms") = c.timeouts.first_token_ms,
+               py::arg("idle_ms") = c.timeouts.idle_ms, py::arg("total_ms") = c.timeouts.total_ms);
   d["limits"] = py::dict(py::arg("max_record_bytes") = c.limits.max_record_bytes,
                          py::arg("max_body_bytes") = c.limits.max_body_bytes,
                          py::arg("max_idle_connections") = c.limits.max_idle_connections);
   if (c.kind == BackendKind::llama) {
-    d["llama"] = py::dict(py::arg("gpu_layers") = c.llama.gpu_layers,
-                          py::arg("ctx_per_seq") = c.llama.ctx_per_seq,
-                          py::arg("parallel") = c.llama.parallel,
-                          py::arg("threads") = c.llama.threads, py::arg("batch") = c.llama.batch,
-                          py::arg("prefill_chunk") = c.llama.prefill_chunk,
-                          py::arg("flash_attention") = c.llama.flash_attention);
+    d["llama"] = py::dict(
+        py::arg("gpu_layers") = c.llama.gpu_layers, py::arg("ctx_per_seq") = c.llama.ctx_per_seq,
+        py::arg("parallel") = c.llama.parallel, py::arg("threads") = c.llama.threads,
+        py::arg("batch") = c.llama.batch, py::arg("prefill_chunk") = c.llama.prefill_chunk,
+        py::arg("flash_attention") = c.llama.flash_attention);
   }
   return d;
 }
@@ -282,8 +289,10 @@ std::vector<pool::PoolConfig> pools_from(const py::handle& list) {
     read(d, "routing", what, "a string", routing);
     auto r = pool::parse_routing(routing);
     if (!r) {
-      bad(fmt::format("{}: unknown routing '{}' (pinned, round-robin, least-outstanding, "
-                      "session-affinity)", what, routing));
+      bad(
+          fmt::format("{}: unknown routing '{}' (pinned, round-robin, least-outstanding, "
+                      "session-affinity)",
+                      what, routing));
     }
     pc.routing = *r;
     read(d, "model", what, "a string", pc.model);
@@ -477,8 +486,7 @@ void register_convert(py::module_& m) {
         for (const auto& pc : pools) out.append(pool_to_dict(pc));
         return out;
       },
-      py::arg("text"), py::arg("source") = "<string>",
-      "Pools from TOML text, as a list of dicts.");
+      py::arg("text"), py::arg("source") = "<string>", "Pools from TOML text, as a list of dicts.");
   m.def(
       "normalize_pools",
       [](const py::handle& pools) {
@@ -495,7 +503,9 @@ void register_convert(py::module_& m) {
           using Field = std::remove_cvref_t<decltype(Options{}.*spec.member)>;
           py::dict d;
           d["name"] = spec.name;
-          d["type"] = kIsStringsOption<Field> ? "strings" : kIsNumberOption<Field> ? "number" : "int";
+          d["type"] = kIsStringsOption<Field>  ? "strings"
+                      : kIsNumberOption<Field> ? "number"
+                                               : "int";
           d["lo"] = spec.lo;
           d["hi"] = spec.hi;
           d["doc"] = spec.doc;

@@ -46,7 +46,10 @@ bool all_digits(std::string_view s) {
 class OllamaDecoder final : public StreamDecoder {
  public:
   OllamaDecoder(bool chat, bool stream, std::size_t max_record, std::string url)
-      : chat_(chat), stream_(stream), max_record_(max_record), framer_(max_record),
+      : chat_(chat),
+        stream_(stream),
+        max_record_(max_record),
+        framer_(max_record),
         url_(std::move(url)) {}
 
   bool on_bytes(std::string_view bytes, Emitter& out) override {
@@ -104,19 +107,19 @@ class OllamaDecoder final : public StreamDecoder {
     json::monotonic_resource mr(scratch, sizeof scratch);
     json::value v = json::parse(line, ec, &mr);
     if (ec || !v.is_object()) {
-      return fail(out, ErrorKind::protocol,
-                  fmt::format("{}: record {} of the stream is not a JSON object ({}): {}", url_,
-                              records_, ec ? json_failure(line, ec) : "wrong type",
-                              json_excerpt(line)));
+      return fail(
+          out, ErrorKind::protocol,
+          fmt::format("{}: record {} of the stream is not a JSON object ({}): {}", url_, records_,
+                      ec ? json_failure(line, ec) : "wrong type", json_excerpt(line)));
     }
     const auto& o = v.get_object();
     out.server_sent(std::max<int64_t>(0, get_int(o, "server_sent_ns").value_or(0)));
     if (const auto* e = o.if_contains("error")) {
       const std::string msg = e->is_string() ? std::string(e->get_string()) : json::serialize(*e);
-      return fail(out, ErrorKind::server,
-                  fmt::format("{}: Ollama reported an error{}: {}", url_,
-                              records_ > 1 ? fmt::format(" mid-stream (record {})", records_) : "",
-                              msg));
+      return fail(
+          out, ErrorKind::server,
+          fmt::format("{}: Ollama reported an error{}: {}", url_,
+                      records_ > 1 ? fmt::format(" mid-stream (record {})", records_) : "", msg));
     }
     Completion& c = out.completion();
     std::string_view text;
@@ -136,8 +139,8 @@ class OllamaDecoder final : public StreamDecoder {
             if (const auto* fn = call.get_object().if_contains("function"); fn && fn->is_object()) {
               t.name = get_string(fn->get_object(), "name");
               if (const auto* args = fn->get_object().if_contains("arguments")) {
-                t.arguments_json = args->is_string() ? std::string(args->get_string())
-                                                     : json::serialize(*args);
+                t.arguments_json =
+                    args->is_string() ? std::string(args->get_string()) : json::serialize(*args);
               }
             }
             c.tool_calls.push_back(std::move(t));
@@ -182,8 +185,8 @@ class OllamaDecoder final : public StreamDecoder {
                            1e6;
       }
       if (s.eval_count && s.eval_duration_ns && *s.eval_duration_ns > 0) {
-        f.decode_tps_server = static_cast<double>(*s.eval_count) * 1e9 /
-                              static_cast<double>(*s.eval_duration_ns);
+        f.decode_tps_server =
+            static_cast<double>(*s.eval_count) * 1e9 / static_cast<double>(*s.eval_duration_ns);
       }
     }
     return true;
@@ -269,7 +272,8 @@ bool OllamaBackend::build(const Request& r, http::HttpRequest& out, std::string&
     }
   }
   if (r.format_json) {
-    if (!add_json_field(body, "format", *r.format_json, "format", error, /*allow_json_word=*/true)) {
+    if (!add_json_field(body, "format", *r.format_json, "format", error,
+                        /*allow_json_word=*/true)) {
       return false;
     }
   }
@@ -310,11 +314,13 @@ EndpointInfo OllamaBackend::check() {
   // Up means Ollama's API answers: {"version": "..."}, not merely any 200.
   boost::system::error_code ec;
   json::value v = json::parse(body, ec);
-  const json::value* version = !ec && v.is_object() ? v.get_object().if_contains("version") : nullptr;
+  const json::value* version =
+      !ec && v.is_object() ? v.get_object().if_contains("version") : nullptr;
   if (version == nullptr || !version->is_string()) {
-    info.detail = fmt::format("/api/version answered HTTP 200 with {}, not Ollama's "
-                              "{{\"version\": ...}}; is this an Ollama server?",
-                              describe_body(r.content_type, body));
+    info.detail = fmt::format(
+        "/api/version answered HTTP 200 with {}, not Ollama's "
+        "{{\"version\": ...}}; is this an Ollama server?",
+        describe_body(r.content_type, body));
     return info;
   }
   info.version = std::string(version->get_string());
@@ -322,8 +328,7 @@ EndpointInfo OllamaBackend::check() {
   info.detail = "ok";
 
   body.clear();
-  r = fetch_blocking({bhttp::verb::get, "/api/tags", "", "", "application/json"}, body,
-                     timeout_ms);
+  r = fetch_blocking({bhttp::verb::get, "/api/tags", "", "", "application/json"}, body, timeout_ms);
   if (!r.error && r.status == 200) {
     v = json::parse(body, ec);
     if (!ec && v.is_object()) {

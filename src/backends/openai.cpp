@@ -74,7 +74,10 @@ FinishReason map_finish(std::string_view raw) {
 class OpenAIDecoder final : public StreamDecoder {
  public:
   OpenAIDecoder(bool chat, bool stream, std::size_t max_record, std::string url)
-      : chat_(chat), stream_(stream), max_record_(max_record), framer_(max_record),
+      : chat_(chat),
+        stream_(stream),
+        max_record_(max_record),
+        framer_(max_record),
         url_(std::move(url)) {}
 
   bool on_bytes(std::string_view bytes, Emitter& out) override {
@@ -82,9 +85,8 @@ class OpenAIDecoder final : public StreamDecoder {
       whole_.append(bytes);
       return true;
     }
-    const auto status = framer_.feed(bytes, [&](const http::SseEvent& ev) {
-      return handle_event(ev, out);
-    });
+    const auto status =
+        framer_.feed(bytes, [&](const http::SseEvent& ev) { return handle_event(ev, out); });
     if (status == http::FrameStatus::too_long) {
       out.completion().error = {
           ErrorKind::protocol,
@@ -215,11 +217,12 @@ class OpenAIDecoder final : public StreamDecoder {
           // The index sizes a vector: a server's word for it is bounded first.
           const auto index = get_int(tco, "index").value_or(0);
           if (index < 0 || index >= kMaxToolCalls) {
-            return fail(out, ErrorKind::protocol,
-                        fmt::format("{}: a tool call has index {}; at most {} tool calls are "
-                                    "accepted in one response",
-                                    url_, json_excerpt(json::serialize(*tco.if_contains("index")), 40),
-                                    kMaxToolCalls));
+            return fail(
+                out, ErrorKind::protocol,
+                fmt::format("{}: a tool call has index {}; at most {} tool calls are "
+                            "accepted in one response",
+                            url_, json_excerpt(json::serialize(*tco.if_contains("index")), 40),
+                            kMaxToolCalls));
           }
           const auto idx = static_cast<std::size_t>(index);
           if (c.tool_calls.size() <= idx) c.tool_calls.resize(idx + 1);
@@ -336,8 +339,8 @@ EndpointInfo OpenAIBackend::check() {
   const int64_t timeout_ms = endpoint_->timeouts().check_ms;
   std::string body;
   const int64_t t0 = now_ns();
-  auto r = fetch_blocking({bhttp::verb::get, "/health", "", "", "application/json"}, body,
-                          timeout_ms);
+  auto r =
+      fetch_blocking({bhttp::verb::get, "/health", "", "", "application/json"}, body, timeout_ms);
   info.latency_ns = now_ns() - t0;
   if (r.error && r.error.kind != ErrorKind::protocol) {
     info.detail = r.error.message;
@@ -372,9 +375,10 @@ EndpointInfo OpenAIBackend::check() {
     if (const auto* d = v.get_object().if_contains("data")) data = d->if_array();
   }
   if (data == nullptr) {
-    info.detail = fmt::format("/v1/models answered HTTP 200 with {}, not an OpenAI-compatible "
-                              "model list ({{\"data\": [...]}}); is this an inference server?",
-                              describe_body(r.content_type, body));
+    info.detail = fmt::format(
+        "/v1/models answered HTTP 200 with {}, not an OpenAI-compatible "
+        "model list ({{\"data\": [...]}}); is this an inference server?",
+        describe_body(r.content_type, body));
     return info;
   }
   info.healthy = true;

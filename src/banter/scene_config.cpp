@@ -1,9 +1,9 @@
 // Scene files (see scene.hpp for the format).
-#include <chimera/banter/scene_config.hpp>
-#include <chimera/core/options.hpp>
-
 #include "core/toml_reader.hpp"
 #include "pool/config_reader.hpp"
+
+#include <chimera/banter/scene_config.hpp>
+#include <chimera/core/options.hpp>
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
@@ -20,9 +20,12 @@ using detail::where;
 
 const char* to_string(TurnPolicy t) {
   switch (t) {
-    case TurnPolicy::round_robin: return "round-robin";
-    case TurnPolicy::reply_to_last: return "reply-to-last";
-    case TurnPolicy::director: return "director";
+    case TurnPolicy::round_robin:
+      return "round-robin";
+    case TurnPolicy::reply_to_last:
+      return "reply-to-last";
+    case TurnPolicy::director:
+      return "director";
   }
   return "?";
 }
@@ -62,9 +65,10 @@ bool read_options(Reader& r, Placement& p, Options& o) {
 bool read_text(Reader& r, const char* key, std::string& out) {
   if (!r.str(key, out)) return false;
   if (out.size() <= kMaxSceneTextBytes) return true;
-  r.error() = fmt::format("{}: '{}' is {} bytes; at most {} are accepted (a scene's text must "
-                          "fit a character's context of at most {} tokens)",
-                          r.location(key), key, out.size(), kMaxSceneTextBytes, kMaxNumCtx);
+  r.error() = fmt::format(
+      "{}: '{}' is {} bytes; at most {} are accepted (a scene's text must "
+      "fit a character's context of at most {} tokens)",
+      r.location(key), key, out.size(), kMaxSceneTextBytes, kMaxNumCtx);
   return false;
 }
 
@@ -120,8 +124,8 @@ bool parse_scene(std::string_view text, const std::string& source, SceneConfig& 
   }
   std::string turns = to_string(sc.turns);
   std::string split = "sentence";
-  if (!read_text(s, "title", sc.title) || !read_text(s, "setting", sc.setting) || !s.str("turns", turns) ||
-      !s.integer("budget_ms", sc.budget_ms, 1, 600'000) ||
+  if (!read_text(s, "title", sc.title) || !read_text(s, "setting", sc.setting) ||
+      !s.str("turns", turns) || !s.integer("budget_ms", sc.budget_ms, 1, 600'000) ||
       !s.integer("lines", sc.lines, 0, 100'000) || !read_text(s, "player", sc.player) ||
       !read_text(s, "narrator", sc.narrator) || !read_text(s, "opening", sc.opening) ||
       !s.boolean("warm_up", sc.warm_up) || !s.boolean("sessions", sc.sessions) ||
@@ -163,15 +167,17 @@ bool parse_scene(std::string_view text, const std::string& source, SceneConfig& 
 
   const toml::node* chars = root.get("character");
   if (chars == nullptr || !chars->is_array_of_tables() || chars->as_array()->empty()) {
-    error = fmt::format("{}: no [[character]]; a scene needs at least one, e.g.\n"
-                        "  [[character]]\n  name = \"Mira\"\n  persona = \"The tavern keeper.\"",
-                        source);
+    error = fmt::format(
+        "{}: no [[character]]; a scene needs at least one, e.g.\n"
+        "  [[character]]\n  name = \"Mira\"\n  persona = \"The tavern keeper.\"",
+        source);
     return false;
   }
   if (chars->as_array()->size() > kMaxCharacters) {
-    error = fmt::format("{}: {} characters; a scene takes at most {} (each keeps a session of "
-                        "its own)",
-                        where(source, *chars), chars->as_array()->size(), kMaxCharacters);
+    error = fmt::format(
+        "{}: {} characters; a scene takes at most {} (each keeps a session of "
+        "its own)",
+        where(source, *chars), chars->as_array()->size(), kMaxCharacters);
     return false;
   }
   for (const auto& node : *chars->as_array()) {
@@ -194,10 +200,10 @@ bool parse_scene(std::string_view text, const std::string& source, SceneConfig& 
       }
     }
     if (cc.name == sc.player || cc.name == sc.narrator) {
-      error = fmt::format("{}: character '{}' has the name of the {}; rename one of them",
-                          where(source, node), cc.name,
-                          cc.name == sc.player ? "player ([scene] player)"
-                                               : "narrator ([scene] narrator)");
+      error = fmt::format(
+          "{}: character '{}' has the name of the {}; rename one of them", where(source, node),
+          cc.name,
+          cc.name == sc.player ? "player ([scene] player)" : "narrator ([scene] narrator)");
       return false;
     }
     inherit_options(cc.options, defaults);
@@ -244,8 +250,9 @@ std::string validate_scene(const SceneConfig& sc) {
     return fmt::format("budget_ms is {}; it must be from 1 to 600000", sc.budget_ms);
   }
   const std::pair<const char*, const std::string*> scene_texts[] = {
-      {"title", &sc.title},   {"setting", &sc.setting}, {"player", &sc.player},
-      {"narrator", &sc.narrator}, {"opening", &sc.opening}, {"the director's prompt", &sc.director.prompt}};
+      {"title", &sc.title},     {"setting", &sc.setting},
+      {"player", &sc.player},   {"narrator", &sc.narrator},
+      {"opening", &sc.opening}, {"the director's prompt", &sc.director.prompt}};
   for (const auto& [name, t] : scene_texts) {
     if (t->size() > kMaxSceneTextBytes) {
       return fmt::format("the scene's {} is {} bytes; at most {} are accepted", name, t->size(),
@@ -281,9 +288,10 @@ std::string validate_scene(const SceneConfig& sc) {
 
 std::string validate_line(std::string_view line) {
   if (line.size() > kMaxLineBytes) {
-    return fmt::format("the line is {} bytes; a line is at most {} bytes (it must fit beside the "
-                       "persona in a character's context)",
-                       line.size(), kMaxLineBytes);
+    return fmt::format(
+        "the line is {} bytes; a line is at most {} bytes (it must fit beside the "
+        "persona in a character's context)",
+        line.size(), kMaxLineBytes);
   }
   if (line.find('\0') != std::string_view::npos) return "the line holds a NUL byte";
   return {};

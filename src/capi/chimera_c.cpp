@@ -5,7 +5,6 @@
 // chimera_line_destroy); callbacks hold a weak reference, so that a line the host has
 // destroyed gets no more callbacks and is freed as soon as nothing runs for it.
 #include <chimera.h>
-
 #include <chimera/banter/scene.hpp>
 #include <chimera/core/runtime.hpp>
 #include <chimera/pool/pool.hpp>
@@ -13,6 +12,7 @@
 // The engine library's reader of engine configurations (private header; this target does not
 // see src/): the library parses, the C ABI translates.
 #include "../pool/config_reader.hpp"
+
 #include <chimera/version.h>
 
 #include <fmt/format.h>
@@ -79,11 +79,16 @@ double ms(const std::optional<int64_t>& ns) {
 chimera_status status_of(const banter::LineRecord& r) {
   if (r.interrupted) return CHIMERA_ERR_CANCELLED;
   switch (r.completion.error.kind) {
-    case ErrorKind::none: return CHIMERA_OK;
-    case ErrorKind::cancelled: return CHIMERA_ERR_CANCELLED;
-    case ErrorKind::bad_request: return CHIMERA_ERR_INVALID_ARGUMENT;
-    case ErrorKind::timeout: return CHIMERA_ERR_TIMEOUT;
-    default: return CHIMERA_ERR_BACKEND;
+    case ErrorKind::none:
+      return CHIMERA_OK;
+    case ErrorKind::cancelled:
+      return CHIMERA_ERR_CANCELLED;
+    case ErrorKind::bad_request:
+      return CHIMERA_ERR_INVALID_ARGUMENT;
+    case ErrorKind::timeout:
+      return CHIMERA_ERR_TIMEOUT;
+    default:
+      return CHIMERA_ERR_BACKEND;
   }
 }
 
@@ -157,7 +162,8 @@ bool run_callback(const std::shared_ptr<chimera_line>& l, const Event& e) {
   const chimera_line_params& p = l->params;
   switch (e.kind) {
     case EventKind::token:
-      return p.on_token == nullptr || p.on_token(l.get(), e.text.c_str(), e.text.size(), p.user_data);
+      return p.on_token == nullptr ||
+             p.on_token(l.get(), e.text.c_str(), e.text.size(), p.user_data);
     case EventKind::thinking:
       return p.on_thinking == nullptr ||
              p.on_thinking(l.get(), e.text.c_str(), e.text.size(), p.user_data);
@@ -213,7 +219,8 @@ banter::LineOptions line_options(const std::shared_ptr<chimera_line>& l) {
   }
   if (p.on_sentence != nullptr) {
     o.on_sentence = [w](const banter::Sentence& s) {
-      return deliver(w, Event{nullptr, EventKind::sentence, std::string(s.text), s.index, CHIMERA_OK});
+      return deliver(w,
+                     Event{nullptr, EventKind::sentence, std::string(s.text), s.index, CHIMERA_OK});
     };
   }
   o.on_done = [w](const banter::LineRecord& r) {
@@ -274,23 +281,37 @@ extern "C" {
 
 const char* chimera_status_name(chimera_status s) {
   switch (s) {
-    case CHIMERA_OK: return "CHIMERA_OK";
-    case CHIMERA_ERR_INVALID_ARGUMENT: return "CHIMERA_ERR_INVALID_ARGUMENT";
-    case CHIMERA_ERR_CONFIG: return "CHIMERA_ERR_CONFIG";
-    case CHIMERA_ERR_MODEL: return "CHIMERA_ERR_MODEL";
-    case CHIMERA_ERR_NOT_FOUND: return "CHIMERA_ERR_NOT_FOUND";
-    case CHIMERA_ERR_TIMEOUT: return "CHIMERA_ERR_TIMEOUT";
-    case CHIMERA_ERR_CANCELLED: return "CHIMERA_ERR_CANCELLED";
-    case CHIMERA_ERR_BACKEND: return "CHIMERA_ERR_BACKEND";
-    case CHIMERA_ERR_CLOSED: return "CHIMERA_ERR_CLOSED";
-    case CHIMERA_ERR_INTERNAL: return "CHIMERA_ERR_INTERNAL";
+    case CHIMERA_OK:
+      return "CHIMERA_OK";
+    case CHIMERA_ERR_INVALID_ARGUMENT:
+      return "CHIMERA_ERR_INVALID_ARGUMENT";
+    case CHIMERA_ERR_CONFIG:
+      return "CHIMERA_ERR_CONFIG";
+    case CHIMERA_ERR_MODEL:
+      return "CHIMERA_ERR_MODEL";
+    case CHIMERA_ERR_NOT_FOUND:
+      return "CHIMERA_ERR_NOT_FOUND";
+    case CHIMERA_ERR_TIMEOUT:
+      return "CHIMERA_ERR_TIMEOUT";
+    case CHIMERA_ERR_CANCELLED:
+      return "CHIMERA_ERR_CANCELLED";
+    case CHIMERA_ERR_BACKEND:
+      return "CHIMERA_ERR_BACKEND";
+    case CHIMERA_ERR_CLOSED:
+      return "CHIMERA_ERR_CLOSED";
+    case CHIMERA_ERR_INTERNAL:
+      return "CHIMERA_ERR_INTERNAL";
   }
   return "CHIMERA_ERR_UNKNOWN";
 }
 
-const char* chimera_last_error(void) { return t_error.c_str(); }
+const char* chimera_last_error(void) {
+  return t_error.c_str();
+}
 
-const char* chimera_version(void) { return CHIMERA_VERSION_STRING; }
+const char* chimera_version(void) {
+  return CHIMERA_VERSION_STRING;
+}
 
 // ------------------------------------------------------------------------------------ engine
 
@@ -306,7 +327,8 @@ chimera_engine_params chimera_engine_default_params(void) {
 
 chimera_status chimera_engine_create(const char* config_toml, const chimera_engine_params* params,
                                      chimera_engine** out) {
-  if (out == nullptr) return fail(CHIMERA_ERR_INVALID_ARGUMENT, "chimera_engine_create: out is NULL");
+  if (out == nullptr)
+    return fail(CHIMERA_ERR_INVALID_ARGUMENT, "chimera_engine_create: out is NULL");
   *out = nullptr;
   return guarded("chimera_engine_create", [&]() -> chimera_status {
     const chimera_engine_params p = params ? *params : chimera_engine_default_params();
@@ -356,7 +378,8 @@ chimera_status chimera_engine_create_from_file(const char* path,
                                                const chimera_engine_params* params,
                                                chimera_engine** out) {
   if (out != nullptr) *out = nullptr;
-  if (path == nullptr) return fail(CHIMERA_ERR_INVALID_ARGUMENT, "chimera_engine_create_from_file: path is NULL");
+  if (path == nullptr)
+    return fail(CHIMERA_ERR_INVALID_ARGUMENT, "chimera_engine_create_from_file: path is NULL");
   std::string text;
   if (!read_file(path, text)) {
     return fail(CHIMERA_ERR_NOT_FOUND, fmt::format("cannot read engine config '{}'", path));
@@ -424,7 +447,8 @@ chimera_line_params chimera_line_default_params(void) {
 }
 
 chimera_status chimera_line_cancel(chimera_line* line) {
-  if (line == nullptr) return fail(CHIMERA_ERR_INVALID_ARGUMENT, "chimera_line_cancel: line is NULL");
+  if (line == nullptr)
+    return fail(CHIMERA_ERR_INVALID_ARGUMENT, "chimera_line_cancel: line is NULL");
   return guarded("chimera_line_cancel", [&] {
     line->line->cancel();
     return CHIMERA_OK;
@@ -547,9 +571,9 @@ banter::SceneOptions scene_options(const EngineCore& core) {
   return so;
 }
 
-chimera_status open_scene(chimera_engine* engine, const std::string& text, const std::string& source,
-                          const std::filesystem::path& base, const chimera_scene_params* params,
-                          chimera_scene** out) {
+chimera_status open_scene(chimera_engine* engine, const std::string& text,
+                          const std::string& source, const std::filesystem::path& base,
+                          const chimera_scene_params* params, chimera_scene** out) {
   const chimera_scene_params p = params ? *params : chimera_scene_default_params();
   banter::SceneConfig cfg;
   std::string error;
@@ -581,18 +605,19 @@ chimera_status chimera_scene_open(chimera_engine* engine, const char* scene_toml
                                   const chimera_scene_params* params, chimera_scene** out) {
   if (out != nullptr) *out = nullptr;
   if (engine == nullptr || scene_toml == nullptr || out == nullptr) {
-    return fail(CHIMERA_ERR_INVALID_ARGUMENT, "chimera_scene_open: engine, scene_toml or out is NULL");
+    return fail(CHIMERA_ERR_INVALID_ARGUMENT,
+                "chimera_scene_open: engine, scene_toml or out is NULL");
   }
-  return guarded("chimera_scene_open", [&] {
-    return open_scene(engine, scene_toml, "scene", {}, params, out);
-  });
+  return guarded("chimera_scene_open",
+                 [&] { return open_scene(engine, scene_toml, "scene", {}, params, out); });
 }
 
 chimera_status chimera_scene_open_file(chimera_engine* engine, const char* path,
                                        const chimera_scene_params* params, chimera_scene** out) {
   if (out != nullptr) *out = nullptr;
   if (engine == nullptr || path == nullptr || out == nullptr) {
-    return fail(CHIMERA_ERR_INVALID_ARGUMENT, "chimera_scene_open_file: engine, path or out is NULL");
+    return fail(CHIMERA_ERR_INVALID_ARGUMENT,
+                "chimera_scene_open_file: engine, path or out is NULL");
   }
   return guarded("chimera_scene_open_file", [&] {
     std::string text;
@@ -611,7 +636,8 @@ void chimera_scene_destroy(chimera_scene* scene) {
 }
 
 chimera_status chimera_scene_warm_up(chimera_scene* scene) {
-  if (scene == nullptr) return fail(CHIMERA_ERR_INVALID_ARGUMENT, "chimera_scene_warm_up: scene is NULL");
+  if (scene == nullptr)
+    return fail(CHIMERA_ERR_INVALID_ARGUMENT, "chimera_scene_warm_up: scene is NULL");
   return guarded("chimera_scene_warm_up", [&] {
     const auto report = scene->scene->warm_up();
     for (const auto& e : report.entries) {
@@ -628,7 +654,8 @@ int chimera_scene_character_count(const chimera_scene* scene) {
 }
 
 const char* chimera_scene_character_name(const chimera_scene* scene, int index) {
-  if (scene == nullptr || index < 0 || index >= static_cast<int>(scene->names.size())) return nullptr;
+  if (scene == nullptr || index < 0 || index >= static_cast<int>(scene->names.size()))
+    return nullptr;
   return scene->names[std::size_t(index)].c_str();
 }
 
@@ -704,7 +731,8 @@ chimera_status chimera_session_open(chimera_engine* engine, const chimera_sessio
                                     chimera_session** out) {
   if (out != nullptr) *out = nullptr;
   if (engine == nullptr || params == nullptr || out == nullptr) {
-    return fail(CHIMERA_ERR_INVALID_ARGUMENT, "chimera_session_open: engine, params or out is NULL");
+    return fail(CHIMERA_ERR_INVALID_ARGUMENT,
+                "chimera_session_open: engine, params or out is NULL");
   }
   if (params->name == nullptr || *params->name == '\0') {
     return fail(CHIMERA_ERR_INVALID_ARGUMENT, "chimera_session_open: params->name is required");
@@ -713,18 +741,18 @@ chimera_status chimera_session_open(chimera_engine* engine, const chimera_sessio
   // sizes the session's KV cache.
   if (params->num_ctx != 0 &&
       (params->num_ctx < banter::kMinSceneNumCtx || params->num_ctx > kMaxNumCtx)) {
-    return fail(CHIMERA_ERR_INVALID_ARGUMENT,
-                fmt::format("chimera_session_open: num_ctx is {}; use 0 (the default, {}) or {} "
-                            "to {}",
-                            params->num_ctx, banter::kDefaultNumCtx, banter::kMinSceneNumCtx,
-                            kMaxNumCtx));
+    return fail(
+        CHIMERA_ERR_INVALID_ARGUMENT,
+        fmt::format("chimera_session_open: num_ctx is {}; use 0 (the default, {}) or {} "
+                    "to {}",
+                    params->num_ctx, banter::kDefaultNumCtx, banter::kMinSceneNumCtx, kMaxNumCtx));
   }
   if (params->num_predict < 0 || params->num_predict > banter::kMaxSceneNumPredict) {
-    return fail(CHIMERA_ERR_INVALID_ARGUMENT,
-                fmt::format("chimera_session_open: num_predict is {}; use 0 (the default, {}) "
-                            "to {}",
-                            params->num_predict, banter::kDefaultNumPredict,
-                            banter::kMaxSceneNumPredict));
+    return fail(
+        CHIMERA_ERR_INVALID_ARGUMENT,
+        fmt::format("chimera_session_open: num_predict is {}; use 0 (the default, {}) "
+                    "to {}",
+                    params->num_predict, banter::kDefaultNumPredict, banter::kMaxSceneNumPredict));
   }
   if (params->budget_ms < 0 || params->budget_ms > 600'000) {
     return fail(CHIMERA_ERR_INVALID_ARGUMENT,
@@ -745,7 +773,8 @@ chimera_status chimera_session_open(chimera_engine* engine, const chimera_sessio
     if (params->model) c.placement.model = params->model;
     if (params->pool) c.placement.pool = params->pool;
     c.options.num_ctx = params->num_ctx > 0 ? params->num_ctx : banter::kDefaultNumCtx;
-    c.options.num_predict = params->num_predict > 0 ? params->num_predict : banter::kDefaultNumPredict;
+    c.options.num_predict =
+        params->num_predict > 0 ? params->num_predict : banter::kDefaultNumPredict;
     c.options.temperature = params->temperature >= 0 ? params->temperature : 0.8;
     if (params->setting) cfg.setting = params->setting;
     if (params->player) cfg.player = params->player;

@@ -16,10 +16,10 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <type_traits>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace chimera::detail {
@@ -90,8 +90,8 @@ class Reader {
     const double v = n->is_integer() ? static_cast<double>(*n->value_exact<int64_t>())
                                      : *n->value_exact<double>();
     if (!std::isfinite(v)) {
-      error_ = fmt::format("{}: '{}' is {}; it must be a finite number", where(source_, *n), key,
-                           v);
+      error_ =
+          fmt::format("{}: '{}' is {}; it must be a finite number", where(source_, *n), key, v);
       return false;
     }
     if (v < lo || v > hi) {

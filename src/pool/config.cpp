@@ -1,8 +1,8 @@
 // Pools from TOML (see pool.hpp for the format).
-#include <chimera/pool/pool.hpp>
-
 #include "core/toml_reader.hpp"
 #include "pool/config_reader.hpp"
+
+#include <chimera/pool/pool.hpp>
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
@@ -34,14 +34,15 @@ bool parse_root(std::string_view text, const std::string& source, toml::table& r
 }  // namespace
 
 // The [[pool]] tables of a document (a pool file, or a scene or engine file that holds pools).
-bool detail::read_pools(const toml::table& root, const std::string& source, std::vector<PoolConfig>& out,
-                std::string& error) {
+bool detail::read_pools(const toml::table& root, const std::string& source,
+                        std::vector<PoolConfig>& out, std::string& error) {
   const toml::node* pools = root.get("pool");
   if (pools == nullptr || !pools->is_array_of_tables()) {
-    error = fmt::format("{}: no [[pool]] table; a pool file looks like\n"
-                        "  [[pool]]\n  name = \"default\"\n  [[pool.endpoint]]\n"
-                        "  url = \"http://127.0.0.1:11434\"\n  backend = \"ollama\"",
-                        source);
+    error = fmt::format(
+        "{}: no [[pool]] table; a pool file looks like\n"
+        "  [[pool]]\n  name = \"default\"\n  [[pool.endpoint]]\n"
+        "  url = \"http://127.0.0.1:11434\"\n  backend = \"ollama\"",
+        source);
     return false;
   }
   std::vector<PoolConfig> result;
@@ -60,9 +61,10 @@ bool detail::read_pools(const toml::table& root, const std::string& source, std:
     if (auto r = parse_routing(routing)) {
       pc.routing = *r;
     } else {
-      error = fmt::format("{}: pool '{}': unknown routing '{}' (pinned, round-robin, "
-                          "least-outstanding, session-affinity)",
-                          where(source, *t.get("routing")), pc.name, routing);
+      error = fmt::format(
+          "{}: pool '{}': unknown routing '{}' (pinned, round-robin, "
+          "least-outstanding, session-affinity)",
+          where(source, *t.get("routing")), pc.name, routing);
       return false;
     }
     if (!r.str("model", pc.model) || !r.integer("retries", pc.retries, -1, kMaxRetries) ||
@@ -136,9 +138,8 @@ bool load_pools(const std::filesystem::path& file, std::vector<PoolConfig>& out,
   return detail::read_pools(root, source, out, error);
 }
 
-bool detail::parse_engine_config(std::string_view text, const std::string& source,
-                                 int max_threads, int max_io_threads, EngineFileConfig& out,
-                                 std::string& error) {
+bool detail::parse_engine_config(std::string_view text, const std::string& source, int max_threads,
+                                 int max_io_threads, EngineFileConfig& out, std::string& error) {
   toml::table root;
   if (!parse_root(text, source, root, error)) return false;
   Reader top(root, source, error);

@@ -1,11 +1,11 @@
+#include "workflow/experiment_report.hpp"
+
 #include <chimera/core/options.hpp>
 #include <chimera/ingest/digest.hpp>
 #include <chimera/ingest/experiment.hpp>
 #include <chimera/ingest/ingest.hpp>
 #include <chimera/metrics/figures.hpp>
 #include <chimera/workflow/workflow.hpp>
-
-#include "workflow/experiment_report.hpp"
 
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
@@ -62,9 +62,13 @@ std::string now_iso() {
   return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::chrono::system_clock::to_time_t(t)));
 }
 
-std::string kb(uint64_t bytes) { return fmt::format("{:.1f} KB", static_cast<double>(bytes) / 1024.0); }
+std::string kb(uint64_t bytes) {
+  return fmt::format("{:.1f} KB", static_cast<double>(bytes) / 1024.0);
+}
 
-std::string md_escape(std::string_view s) { return markdown_cell(s); }
+std::string md_escape(std::string_view s) {
+  return markdown_cell(s);
+}
 
 // A figure as metrics.json stores it: value, unit and where it came from.
 json::value fig(std::optional<double> v, const char* unit, const char* source) {
@@ -114,9 +118,8 @@ json::object call_json(const CallRecord& call) {
 // The options as records store them: every option that is set, under its own name.
 json::object options_json(const Options& o) {
   json::object j;
-  for_each_set_option(o, [&j](std::string_view name, const auto& value) {
-    j[name] = json::value_from(value);
-  });
+  for_each_set_option(
+      o, [&j](std::string_view name, const auto& value) { j[name] = json::value_from(value); });
   return j;
 }
 
@@ -129,7 +132,8 @@ std::string options_text(const Options& o) {
       parts.push_back(fmt::format("{}={:g}", name, value));
     } else if constexpr (std::is_same_v<Value, std::vector<std::string>>) {
       // Stop strings are the user's text: escaped, as the report's table cell needs.
-      parts.push_back(fmt::format("{}={}", name, md_escape(fmt::format("{}", fmt::join(value, ",")))));
+      parts.push_back(
+          fmt::format("{}={}", name, md_escape(fmt::format("{}", fmt::join(value, ",")))));
     } else {
       parts.push_back(fmt::format("{}={}", name, value));
     }
@@ -229,12 +233,11 @@ std::string figures_row(const CallRecord& c) {
   std::optional<double> ttft, e2e;
   if (f.ttft_client_ns) ttft = static_cast<double>(*f.ttft_client_ns) / 1e6;
   if (f.e2e_ns) e2e = static_cast<double>(*f.e2e_ns) / 1e6;
-  return fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} |", c.stage, o(ttft, "{:.1f}"),
-                     o(f.ttft_server_ms, "{:.1f}"), o(f.tokens_in, "{}"), o(f.tokens_out, "{}"),
-                     o(f.decode_tps_client, "{:.1f}"), o(f.decode_tps_server, "{:.1f}"),
-                     o(e2e, "{:.1f}"),
-                     c.completion.finish_raw.empty() ? to_string(c.completion.finish)
-                                                     : c.completion.finish_raw);
+  return fmt::format(
+      "| {} | {} | {} | {} | {} | {} | {} | {} | {} |", c.stage, o(ttft, "{:.1f}"),
+      o(f.ttft_server_ms, "{:.1f}"), o(f.tokens_in, "{}"), o(f.tokens_out, "{}"),
+      o(f.decode_tps_client, "{:.1f}"), o(f.decode_tps_server, "{:.1f}"), o(e2e, "{:.1f}"),
+      c.completion.finish_raw.empty() ? to_string(c.completion.finish) : c.completion.finish_raw);
 }
 
 std::string render_report(const Ctx& ctx, const WorkflowConfig& cfg, const RunRecord& run,
@@ -242,15 +245,18 @@ std::string render_report(const Ctx& ctx, const WorkflowConfig& cfg, const RunRe
                           const std::vector<Chart>& charts, const std::string& digest_text,
                           const Sections& sections) {
   std::string md;
-  auto add = [&md](const std::string& s) { md += s; md += '\n'; };
+  auto add = [&md](const std::string& s) {
+    md += s;
+    md += '\n';
+  };
   add("# Benchmark analysis report");
   add("");
   add("| | |");
   add("| --- | --- |");
   add(fmt::format("| date | {} |", now_iso()));
   add(fmt::format("| model | {} |", md_escape(run.analysis.completion.model.empty()
-                                                   ? ctx.o.model
-                                                   : run.analysis.completion.model)));
+                                                  ? ctx.o.model
+                                                  : run.analysis.completion.model)));
   add(fmt::format("| backend | {} |", ctx.backend_name));
   add(fmt::format("| endpoint | {} |", md_escape(ctx.backend.endpoint())));
   add(fmt::format("| configuration | {} ({}) |", cfg.name, options_text(cfg.options)));
@@ -269,11 +275,11 @@ std::string render_report(const Ctx& ctx, const WorkflowConfig& cfg, const RunRe
                     data.file_bytes(t)));
   }
   add("");
-  add(fmt::format("{} files, {} in all; {} metric records, {} error values, {} files with errors; "
-                  "ingested in {:.1f} ms on {} threads.",
-                  data.files.size(), kb(data.total_bytes), data.records.size(),
-                  data.error_values.size(), data.errors.size(), data.timings.total_ms,
-                  data.timings.threads));
+  add(fmt::format(
+      "{} files, {} in all; {} metric records, {} error values, {} files with errors; "
+      "ingested in {:.1f} ms on {} threads.",
+      data.files.size(), kb(data.total_bytes), data.records.size(), data.error_values.size(),
+      data.errors.size(), data.timings.total_ms, data.timings.threads));
   add("");
   md += experiment_sections(x, charts);
   add("## Errors found");
@@ -296,10 +302,9 @@ std::string render_report(const Ctx& ctx, const WorkflowConfig& cfg, const RunRe
   add("## Analysis");
   add("");
   add(fmt::format("Written by the model ({}). ", ctx.backend_name) +
-      (sections.missing.empty()
-           ? std::string("All four sections were found.")
-           : fmt::format("Sections missing from its answer: {}.",
-                         fmt::join(sections.missing, ", "))));
+      (sections.missing.empty() ? std::string("All four sections were found.")
+                                : fmt::format("Sections missing from its answer: {}.",
+                                              fmt::join(sections.missing, ", "))));
   add("");
   for (const auto& [name, body] : sections.found) {
     add(fmt::format("### {}", name));
@@ -342,8 +347,8 @@ std::string render_report(const Ctx& ctx, const WorkflowConfig& cfg, const RunRe
   add(figures_row(run.analysis));
   add(figures_row(run.report));
   add("");
-  add(fmt::format("### The digest sent to the model ({} of {} estimated tokens)",
-                  run.digest_tokens, run.digest_budget));
+  add(fmt::format("### The digest sent to the model ({} of {} estimated tokens)", run.digest_tokens,
+                  run.digest_budget));
   add("");
   add("```");
   add(digest_text);
@@ -398,8 +403,8 @@ void analyse_in_slices(const Ctx& ctx, const WorkflowConfig& cfg, int run,
     rec.slices_ms += ms_since(t0);
     c.stage = fmt::format("slice {} ({})", m + 1, x.metrics[m].name);
     if (!c.completion.ok())
-      throw std::runtime_error(fmt::format("the {} call failed: {}", c.stage,
-                                           c.completion.error.message));
+      throw std::runtime_error(
+          fmt::format("the {} call failed: {}", c.stage, c.completion.error.message));
     findings += fmt::format("[{}] {}\n", x.metrics[m].name, c.completion.text);
     rec.slices.push_back(std::move(c));
   }
@@ -407,7 +412,8 @@ void analyse_in_slices(const Ctx& ctx, const WorkflowConfig& cfg, int run,
   std::string structure = ingest::experiment_digest(x, budget / 3);
   const std::size_t max_chars = budget * 4 > structure.size() ? budget * 4 - structure.size() : 256;
   if (findings.size() > max_chars) findings.resize(max_chars);
-  progress(ctx.o, {ProgressEvent::Kind::stage_started, cfg.name, run, ctx.o.runs, "analysis", "", 0});
+  progress(ctx.o,
+           {ProgressEvent::Kind::stage_started, cfg.name, run, ctx.o.runs, "analysis", "", 0});
   const auto t0 = Clock::now();
   rec.analysis = call(ctx, cfg, run, "analysis", kAnalysisSystem,
                       synthesis_prompt(structure, findings), predict);
@@ -425,27 +431,25 @@ json::object run_json(const WorkflowConfig& cfg, const RunRecord& rec) {
       {"run", rec.run},
       {"options", options_json(cfg.options)},
       {"strategy", rec.slices.empty() ? "single" : "map-reduce"},
-      {"stages_ms",
-       json::object{{"ingest", rec.ingest_ms},
-                    {"experiment", rec.experiment_ms},
-                    {"digest", rec.digest_ms},
-                    {"slices", rec.slices_ms},
-                    {"analysis", rec.analysis_ms},
-                    {"report", rec.report_ms},
-                    {"write", rec.write_ms},
-                    {"total", rec.total_ms},
-                    {"outside_llm", rec.total_ms - llm_ms}}},
-      {"ingest",
-       json::object{{"files", rec.files},
-                    {"bytes", rec.bytes},
-                    {"records", rec.records},
-                    {"error_values", rec.error_values},
-                    {"file_errors", rec.file_errors}}},
+      {"stages_ms", json::object{{"ingest", rec.ingest_ms},
+                                 {"experiment", rec.experiment_ms},
+                                 {"digest", rec.digest_ms},
+                                 {"slices", rec.slices_ms},
+                                 {"analysis", rec.analysis_ms},
+                                 {"report", rec.report_ms},
+                                 {"write", rec.write_ms},
+                                 {"total", rec.total_ms},
+                                 {"outside_llm", rec.total_ms - llm_ms}}},
+      {"ingest", json::object{{"files", rec.files},
+                              {"bytes", rec.bytes},
+                              {"records", rec.records},
+                              {"error_values", rec.error_values},
+                              {"file_errors", rec.file_errors}}},
       {"experiment", json::object{{"factors", rec.factors},
                                   {"configurations", rec.configurations},
                                   {"runs", rec.experiment_runs}}},
-      {"digest", json::object{{"estimated_tokens", rec.digest_tokens},
-                              {"token_budget", rec.digest_budget}}},
+      {"digest",
+       json::object{{"estimated_tokens", rec.digest_tokens}, {"token_budget", rec.digest_budget}}},
       {"sections", json::object{{"found", json::value_from(rec.sections_found)},
                                 {"missing", json::value_from(rec.sections_missing)}}},
       {"calls", std::move(calls)},
@@ -496,10 +500,9 @@ std::string comparison_md(const WorkflowOptions& o, const WorkflowResult& result
     for (const auto& [label, get] : rows) {
       const auto [ma, sa] = mean_sd(series(a, get));
       const auto [mb, sb] = mean_sd(series(b, get));
-      md += fmt::format("| {} | {} ± {} | {} ± {} | {:+.1f}% |\n", label,
-                        ingest::format_number(ma), ingest::format_number(sa),
-                        ingest::format_number(mb), ingest::format_number(sb),
-                        100.0 * (mb - ma) / ma);
+      md += fmt::format("| {} | {} ± {} | {} ± {} | {:+.1f}% |\n", label, ingest::format_number(ma),
+                        ingest::format_number(sa), ingest::format_number(mb),
+                        ingest::format_number(sb), 100.0 * (mb - ma) / ma);
     }
     md += "\n";
   }
@@ -529,8 +532,10 @@ class Outputs {
   void put(const std::string& file, std::string text) {
     auto same = std::find_if(files_.begin(), files_.end(),
                              [&](const auto& out) { return out.first == file; });
-    if (same != files_.end()) same->second = std::move(text);
-    else files_.emplace_back(file, std::move(text));
+    if (same != files_.end())
+      same->second = std::move(text);
+    else
+      files_.emplace_back(file, std::move(text));
   }
   std::vector<std::pair<std::string, std::string>>& files() { return files_; }
 
@@ -586,8 +591,7 @@ struct Digest {
 };
 
 Digest digest_phase(const Ctx& ctx, const WorkflowConfig& cfg, int run,
-                    const ingest::IngestResult& data, const CallBudgets& budgets,
-                    RunRecord& rec) {
+                    const ingest::IngestResult& data, const CallBudgets& budgets, RunRecord& rec) {
   const auto t0 = Clock::now();
   Digest d{ingest::analyse_experiment(data), {}};
   const ingest::Experiment& x = d.experiment;
