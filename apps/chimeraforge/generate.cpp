@@ -1,5 +1,6 @@
 // `chimeraforge generate`: one request, streamed, then its figures.
 #include "commands.hpp"
+#include "option_flags.hpp"
 #include "signals.hpp"
 
 #include <chimera/backends/backend.hpp>
@@ -29,10 +30,8 @@ struct GenerateArgs {
   std::string messages_file;
   std::string system;
   std::string api = "chat";
-  std::optional<int> num_ctx, num_gpu, num_predict, num_thread, top_k, slot;
-  std::optional<double> temperature, top_p, min_p, repeat_penalty;
-  std::optional<int64_t> seed;
-  std::vector<std::string> stop;
+  Options options;  // one flag per option of the table (option_flags.hpp)
+  std::optional<int> slot;
   std::optional<std::string> keep_alive, format;
   bool cache_prompt = false;
   bool no_stream = false;
@@ -106,22 +105,6 @@ std::string default_model(bool quiet, std::string& error) {
   return path.string();
 }
 
-Options options_of(const GenerateArgs& a) {
-  Options o;
-  o.num_ctx = a.num_ctx;
-  o.num_gpu = a.num_gpu;
-  o.num_predict = a.num_predict;
-  o.num_thread = a.num_thread;
-  o.top_k = a.top_k;
-  o.top_p = a.top_p;
-  o.min_p = a.min_p;
-  o.temperature = a.temperature;
-  o.repeat_penalty = a.repeat_penalty;
-  o.seed = a.seed;
-  o.stop = a.stop;
-  return o;
-}
-
 // validate(Options)'s message names the option ("top_p is 7; ..."); on the command line the
 // flag is what the user typed, so it is named first ("--top-p: top_p is 7; ...").
 std::string with_flag(const std::string& message) {
@@ -137,7 +120,7 @@ std::string with_flag(const std::string& message) {
 int run_generate(const GenerateArgs& a) {
   // Checked before anything starts, not only by the backend, so that a bad flag is a usage
   // error (exit 2) and never sizes an in-process context.
-  if (auto e = validate(options_of(a)); !e.empty()) {
+  if (auto e = validate(a.options); !e.empty()) {
     fmt::print(stderr, "chimeraforge generate: {}\n", with_flag(e));
     return kUsage;
   }
@@ -172,9 +155,9 @@ int run_generate(const GenerateArgs& a) {
       }
     }
     cfg.llama.parallel = 1;
-    if (a.num_ctx) cfg.llama.ctx_per_seq = *a.num_ctx;
-    if (a.num_gpu) cfg.llama.gpu_layers = *a.num_gpu;
-    if (a.num_thread) cfg.llama.threads = *a.num_thread;
+    if (a.options.num_ctx) cfg.llama.ctx_per_seq = *a.options.num_ctx;
+    if (a.options.num_gpu) cfg.llama.gpu_layers = *a.options.num_gpu;
+    if (a.options.num_thread) cfg.llama.threads = *a.options.num_thread;
   } else if (const auto kind = parse_backend_kind(a.backend)) {
     cfg.kind = *kind;
   } else {  // "auto"
@@ -193,7 +176,7 @@ int run_generate(const GenerateArgs& a) {
     return cfg.kind == BackendKind::llama ? kFailed : kUsage;
   }
   if (cfg.kind == BackendKind::openai && !a.quiet &&
-      (a.num_ctx || a.num_gpu || a.num_thread || a.keep_alive)) {
+      (a.options.num_ctx || a.options.num_gpu || a.options.num_thread || a.keep_alive)) {
     fmt::print(stderr,
                "note: --num-ctx, --num-gpu, --num-thread and --keep-alive are server settings for "
                "OpenAI-compatible servers (llama-server -c/-ngl/-t) and are not sent\n");
@@ -219,7 +202,7 @@ int run_generate(const GenerateArgs& a) {
     req.system = a.system;
   }
   req.stream = !a.no_stream;
-  req.options = options_of(a);
+  req.options = a.options;
   req.keep_alive = a.keep_alive;
   req.format_json = a.format;
   req.slot_id = a.slot;
@@ -312,18 +295,7 @@ std::function<int()> add_generate(CLI::App& app) {
       ->capture_default_str();
   // Ranges are checked by validate(Options) after parsing (the same bounds as every front end;
   // CLI11's Range lets nan through).
-  cmd->add_option("--num-ctx", a->num_ctx, "Context window in tokens (Ollama), 1 to 131072");
-  cmd->add_option("--num-gpu", a->num_gpu, "Layers to offload to the GPU (Ollama); -1: auto");
-  cmd->add_option("--num-predict,-n", a->num_predict,
-                  "Most tokens to generate: 0 to 131072, or -1 (no limit), -2 (fill the context)");
-  cmd->add_option("--num-thread", a->num_thread, "CPU threads (Ollama)");
-  cmd->add_option("--temperature", a->temperature, "Sampling temperature, 0 to 100");
-  cmd->add_option("--top-p", a->top_p, "Nucleus sampling, 0 to 1");
-  cmd->add_option("--top-k", a->top_k, "Top-k sampling, 0 or more");
-  cmd->add_option("--min-p", a->min_p, "Min-p sampling, 0 to 1");
-  cmd->add_option("--repeat-penalty", a->repeat_penalty, "Repetition penalty, 0 to 100");
-  cmd->add_option("--seed", a->seed, "Sampling seed");
-  cmd->add_option("--stop", a->stop, "Stop string (repeat for several)");
+  add_option_flags(cmd, a->options, {{"num_predict", "-n"}});
   cmd->add_option("--keep-alive", a->keep_alive, "How long Ollama keeps the model loaded: 5m, 0, -1");
   cmd->add_option("--format", a->format, "Structured output: a JSON schema (JSON text) or 'json'");
   cmd->add_option("--slot", a->slot, "llama-server: the slot to use (id_slot)");

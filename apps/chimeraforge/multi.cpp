@@ -1,6 +1,7 @@
 // `chimeraforge multi`: N agents running a scenario over endpoint pools, and the concurrency
 // figures of METRICS.md.
 #include "commands.hpp"
+#include "option_flags.hpp"
 #include "signals.hpp"
 
 #include <chimera/core/system_error.hpp>
@@ -550,7 +551,7 @@ std::function<int()> add_multi(CLI::App& app) {
   cmd->add_option("--prompt", a->prompt, "The user message of each call")->capture_default_str();
   cmd->add_option("--max-tokens", a->max_tokens, "num_predict of each call")
       ->capture_default_str();
-  cmd->add_option("--temperature", a->temperature, "Sampling temperature (default: the server's)");
+  add_option_flag(cmd, "temperature", a->temperature, "(default: the server's)");
   cmd->add_option("--data", a->data, "Workflow scenario: data folder")->capture_default_str();
   cmd->add_option("--workflow-out", a->workflow_out, "Workflow scenario: output folder")
       ->capture_default_str();
