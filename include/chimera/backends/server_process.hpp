@@ -87,7 +87,8 @@ class ServerProcess {
   int ready_timeout_ms_ = 0;
 };
 
-// A TCP port on 127.0.0.1 that nothing listens on now.
+// A TCP port on 127.0.0.1 that nothing listens on now. Throws std::system_error when no
+// socket can be bound.
 int free_loopback_port();
 
 // A blocking HTTP/1.1 GET of `path` on 127.0.0.1:port with Connection: close, for readiness
