@@ -352,7 +352,7 @@ AgentRun Engine::run(int n, const AgentBody& body) {
   std::vector<pthread_t> threads;
   agents.reserve(std::size_t(n));
 
-  auto on_agent_done = [&](std::exception_ptr error, ThreadCore* tc) {
+  auto on_agent_done = [&](const std::exception_ptr& error, ThreadCore* tc) {
     std::string message;
     if (error) {
       try {
@@ -390,7 +390,7 @@ AgentRun Engine::run(int n, const AgentBody& body) {
     agents.push_back(std::make_unique<Agent>(this, i, lane, core));
     Agent* a = agents.back().get();
     auto start = [&body, a, tc, &on_agent_done] {
-      drive(body, *a, [tc, &on_agent_done](std::exception_ptr e) { on_agent_done(e, tc); });
+      drive(body, *a, [tc, &on_agent_done](const std::exception_ptr& e) { on_agent_done(e, tc); });
     };
     if (own_threads) {
       tc->post(std::move(start));

@@ -9,7 +9,7 @@ std::filesystem::path cached_tiny_model(bool& created, std::string& error) {
   namespace fs = std::filesystem;
   created = false;
   const fs::path dir = user_cache_dir() / "models";
-  const fs::path path = dir / "tiny-seed42.gguf";
+  fs::path path = dir / "tiny-seed42.gguf";
   std::error_code ec;
   if (fs::exists(path, ec)) return path;
   fs::create_directories(dir, ec);
