@@ -67,11 +67,12 @@ struct LoopCore final : detail::AgentCore {
 
 // The agent's own thread (thread-per-agent): it sleeps until its call completes.
 struct ThreadCore final : detail::AgentCore {
+  // post() and finish() notify while holding the lock: the agent's thread may otherwise run
+  // the last task, finish, and have the ThreadCore destroyed (Engine::run returns) between the
+  // unlock and notify_one(), which then signals a freed condition variable.
   void post(std::function<void()> fn) override {
-    {
-      std::lock_guard lock(mu);
-      queue.push_back(std::move(fn));
-    }
+    std::lock_guard lock(mu);
+    queue.push_back(std::move(fn));
     cv.notify_one();
   }
   void post_at(int64_t t_ns, std::function<void()> fn) override {
@@ -95,10 +96,8 @@ struct ThreadCore final : detail::AgentCore {
     }
   }
   void finish() {
-    {
-      std::lock_guard lock(mu);
-      finished = true;
-    }
+    std::lock_guard lock(mu);
+    finished = true;
     cv.notify_one();
   }
   std::mutex mu;
