@@ -478,10 +478,6 @@ void Pool::Impl::finish(const std::shared_ptr<PoolRequest>& p, Completion c) {
     std::lock_guard lock(p->mu);
     if (p->finished) return;
     p->finished = true;
-    {
-      std::lock_guard plock(mu);
-      live.erase(p.get());
-    }
     const int n = static_cast<int>(p->attempts.size());
     c.figures.attempts = std::max(1, n);
     c.figures.queued_ns = p->result.figures.queued_ns;
@@ -493,6 +489,13 @@ void Pool::Impl::finish(const std::shared_ptr<PoolRequest>& p, Completion c) {
       if (f.t_first_token_ns) f.ttft_client_ns = *f.t_first_token_ns - f.t_send_ns;
       f.e2e_ns = now_ns() - f.t_send_ns;
     }
+  }
+  {
+    // Not under p->mu: the retry path takes the pool's mu and then p->mu, and taking them here
+    // in the other order could deadlock two attempts finishing at once. A finished request
+    // still in `live` for a moment is harmless: cancelling it finds nothing running.
+    std::lock_guard lock(mu);
+    live.erase(p.get());
   }
   {
     std::lock_guard lock(p->done_mu);
