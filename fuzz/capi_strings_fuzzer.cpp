@@ -10,6 +10,7 @@
 // model file are skipped: loading one is not what this target is about, and the engine's
 // default model is a file that does not exist.
 #include <chimera.h>
+
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <algorithm>

@@ -1,4 +1,5 @@
-// Ingestion of CSV (RFC 4180: quotes, doubled quotes, quoted newlines, BOM, CRLF, unit rows, ragged rows).
+// Ingestion of CSV (RFC 4180: quotes, doubled quotes, quoted newlines, BOM, CRLF, unit rows, ragged
+// rows).
 #include "support/ingest_one.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

@@ -1,4 +1,5 @@
-// Ingestion of JSON of any shape (the SAX parser, depth limit, numeric leaves named from their keys, context from siblings).
+// Ingestion of JSON of any shape (the SAX parser, depth limit, numeric leaves named from their
+// keys, context from siblings).
 #include "support/ingest_one.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

@@ -49,8 +49,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size < 2) return 0;
   const std::size_t limit = 1 + data[0] * 4;
   const std::string_view body(reinterpret_cast<const char*>(data) + 2, size - 2);
-  chimera::fuzz::check_split_invariance(body, data[1], "NDJSON", [&](const auto& pieces) {
-    return frame(pieces, limit);
-  });
+  chimera::fuzz::check_split_invariance(body, data[1], "NDJSON",
+                                        [&](const auto& pieces) { return frame(pieces, limit); });
   return 0;
 }

@@ -99,14 +99,14 @@ typedef enum chimera_status {
 } chimera_status;
 
 /* A short fixed name for a status ("CHIMERA_OK", ...). Never NULL; static storage. */
-CHIMERA_API const char *chimera_status_name(chimera_status status);
+CHIMERA_API const char* chimera_status_name(chimera_status status);
 
 /* The message of the calling thread's last failing call ("" when none). Valid until that
  * thread's next call into the library. */
-CHIMERA_API const char *chimera_last_error(void);
+CHIMERA_API const char* chimera_last_error(void);
 
 /* The library's version, e.g. "0.1.0". Static storage. */
-CHIMERA_API const char *chimera_version(void);
+CHIMERA_API const char* chimera_version(void);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Handles                                                                                    */
@@ -125,13 +125,13 @@ typedef enum chimera_delivery {
 } chimera_delivery;
 
 typedef struct chimera_engine_params {
-  chimera_delivery delivery; /* default CHIMERA_DELIVERY_POLL */
-  const char *model;         /* GGUF file for characters that name neither model nor pool;
-                                NULL: the config's [engine] model, else the tiny synthetic
-                                model (made on first use) */
-  const char *model_override; /* NULL, or a GGUF file every character runs on */
-  int threads;               /* in-process decode threads; 0: the config's, else all cores */
-  int io_threads;            /* threads for pool I/O; 0: the config's, else 1 */
+  chimera_delivery delivery;  /* default CHIMERA_DELIVERY_POLL */
+  const char* model;          /* GGUF file for characters that name neither model nor pool;
+                                 NULL: the config's [engine] model, else the tiny synthetic
+                                 model (made on first use) */
+  const char* model_override; /* NULL, or a GGUF file every character runs on */
+  int threads;                /* in-process decode threads; 0: the config's, else all cores */
+  int io_threads;             /* threads for pool I/O; 0: the config's, else 1 */
 } chimera_engine_params;
 
 CHIMERA_API chimera_engine_params chimera_engine_default_params(void);
@@ -151,46 +151,46 @@ CHIMERA_API chimera_engine_params chimera_engine_default_params(void);
  *
  * On success *out holds a new engine that the caller owns (chimera_engine_destroy). On failure
  * *out is set to NULL. Models are loaded when a scene first needs them, not here. */
-CHIMERA_API chimera_status chimera_engine_create(const char *config_toml,
-                                                 const chimera_engine_params *params,
-                                                 chimera_engine **out);
+CHIMERA_API chimera_status chimera_engine_create(const char* config_toml,
+                                                 const chimera_engine_params* params,
+                                                 chimera_engine** out);
 /* The same, with the config read from a file. */
-CHIMERA_API chimera_status chimera_engine_create_from_file(const char *path,
-                                                           const chimera_engine_params *params,
-                                                           chimera_engine **out);
+CHIMERA_API chimera_status chimera_engine_create_from_file(const char* path,
+                                                           const chimera_engine_params* params,
+                                                           chimera_engine** out);
 /* Releases the caller's engine handle. Scenes and sessions made from it stay usable. */
-CHIMERA_API void chimera_engine_destroy(chimera_engine *engine);
+CHIMERA_API void chimera_engine_destroy(chimera_engine* engine);
 
 /* Runs the callbacks that are waiting (CHIMERA_DELIVERY_POLL), on the calling thread.
  * timeout_ms: 0 returns at once; > 0 waits up to that long for the first callback; -1 waits
  * until there is one. Returns how many callbacks ran (0 or more), or -1 when `engine` is NULL.
  * In CHIMERA_DELIVERY_IMMEDIATE mode it returns 0. */
-CHIMERA_API int chimera_poll(chimera_engine *engine, int timeout_ms);
+CHIMERA_API int chimera_poll(chimera_engine* engine, int timeout_ms);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Lines: callbacks, parameters, figures                                                      */
 
 /* Spoken text (on_token) or reasoning (on_thinking) as it arrives. `text` is NUL-terminated
  * and `length` bytes long. Return false to cancel the line. */
-typedef bool (*chimera_text_fn)(chimera_line *line, const char *text, size_t length,
-                                void *user_data);
+typedef bool (*chimera_text_fn)(chimera_line* line, const char* text, size_t length,
+                                void* user_data);
 /* A complete sentence (or clause: the scene's `split`), trimmed, ready for text-to-speech;
  * index 0, 1, 2, ... within the line. Return false to cancel the line. */
-typedef bool (*chimera_sentence_fn)(chimera_line *line, const char *text, size_t length,
-                                    int index, void *user_data);
+typedef bool (*chimera_sentence_fn)(chimera_line* line, const char* text, size_t length, int index,
+                                    void* user_data);
 /* The line ended: CHIMERA_OK, CHIMERA_ERR_CANCELLED (cancelled or interrupted), or the error
  * (chimera_line_error says what). The last callback of the line. */
-typedef void (*chimera_done_fn)(chimera_line *line, chimera_status status, void *user_data);
+typedef void (*chimera_done_fn)(chimera_line* line, chimera_status status, void* user_data);
 
 typedef struct chimera_line_params {
-  const char *speaker;  /* NULL: the scene's turn policy picks; else a character's name */
-  int budget_ms;        /* time to the first token; 0: the scene's (default 200) */
-  bool background;      /* an ambient line that may wait for live ones */
+  const char* speaker; /* NULL: the scene's turn policy picks; else a character's name */
+  int budget_ms;       /* time to the first token; 0: the scene's (default 200) */
+  bool background;     /* an ambient line that may wait for live ones */
   chimera_text_fn on_token;
   chimera_text_fn on_thinking;
   chimera_sentence_fn on_sentence;
   chimera_done_fn on_done;
-  void *user_data;
+  void* user_data;
 } chimera_line_params;
 
 CHIMERA_API chimera_line_params chimera_line_default_params(void);
@@ -209,8 +209,8 @@ typedef struct chimera_line_figures {
   double ttft_server_ms;    /* what the engine or server reports */
   double first_sentence_ms; /* first complete sentence - the moment the line was asked for */
   double e2e_ms;
-  double director_ms;       /* the director's decision (turns = director), else 0 */
-  double scheduled_ms;      /* waiting for a free slot in the scene's scheduler */
+  double director_ms;  /* the director's decision (turns = director), else 0 */
+  double scheduled_ms; /* waiting for a free slot in the scene's scheduler */
   double decode_tps_client;
   int64_t tokens_out;
   int64_t tokens_in;            /* prompt tokens */
@@ -220,22 +220,22 @@ typedef struct chimera_line_figures {
 } chimera_line_figures;
 
 /* Cancels the line now (idempotent). on_done still runs, with CHIMERA_ERR_CANCELLED. */
-CHIMERA_API chimera_status chimera_line_cancel(chimera_line *line);
+CHIMERA_API chimera_status chimera_line_cancel(chimera_line* line);
 /* Waits until the line has ended (not until its callbacks ran: in poll mode, chimera_poll runs
  * them). timeout_ms -1: no limit. CHIMERA_OK when ended, CHIMERA_ERR_TIMEOUT otherwise. */
-CHIMERA_API chimera_status chimera_line_wait(chimera_line *line, int timeout_ms);
-CHIMERA_API bool chimera_line_done(const chimera_line *line);
-CHIMERA_API chimera_status chimera_line_get_figures(const chimera_line *line,
-                                                    chimera_line_figures *out);
+CHIMERA_API chimera_status chimera_line_wait(chimera_line* line, int timeout_ms);
+CHIMERA_API bool chimera_line_done(const chimera_line* line);
+CHIMERA_API chimera_status chimera_line_get_figures(const chimera_line* line,
+                                                    chimera_line_figures* out);
 /* The speaker, once chosen (NULL before); the spoken text, reasoning and error message once the
  * line has ended (NULL before; "" when there is none). Owned by the line. */
-CHIMERA_API const char *chimera_line_speaker(const chimera_line *line);
-CHIMERA_API const char *chimera_line_text(const chimera_line *line);
-CHIMERA_API const char *chimera_line_thinking(const chimera_line *line);
-CHIMERA_API const char *chimera_line_error(const chimera_line *line);
+CHIMERA_API const char* chimera_line_speaker(const chimera_line* line);
+CHIMERA_API const char* chimera_line_text(const chimera_line* line);
+CHIMERA_API const char* chimera_line_thinking(const chimera_line* line);
+CHIMERA_API const char* chimera_line_error(const chimera_line* line);
 /* Releases the caller's line handle. A line still running is cancelled; none of its callbacks
  * runs after this returns (except one already running on another thread). */
-CHIMERA_API void chimera_line_destroy(chimera_line *line);
+CHIMERA_API void chimera_line_destroy(chimera_line* line);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Scenes                                                                                     */
@@ -251,44 +251,44 @@ CHIMERA_API chimera_scene_params chimera_scene_default_params(void);
 /* Opens a scene from its TOML text (docs/banter.md). Loads the models it needs and, with
  * warm-up, prefills every character's prompt before returning. The caller owns *out
  * (chimera_scene_destroy). */
-CHIMERA_API chimera_status chimera_scene_open(chimera_engine *engine, const char *scene_toml,
-                                              const chimera_scene_params *params,
-                                              chimera_scene **out);
-CHIMERA_API chimera_status chimera_scene_open_file(chimera_engine *engine, const char *path,
-                                                   const chimera_scene_params *params,
-                                                   chimera_scene **out);
+CHIMERA_API chimera_status chimera_scene_open(chimera_engine* engine, const char* scene_toml,
+                                              const chimera_scene_params* params,
+                                              chimera_scene** out);
+CHIMERA_API chimera_status chimera_scene_open_file(chimera_engine* engine, const char* path,
+                                                   const chimera_scene_params* params,
+                                                   chimera_scene** out);
 /* Cancels the scene's lines, waits for their requests to end, and frees the scene. */
-CHIMERA_API void chimera_scene_destroy(chimera_scene *scene);
+CHIMERA_API void chimera_scene_destroy(chimera_scene* scene);
 
 /* Prefills every character's prompt again (e.g. after loading a level); blocks. */
-CHIMERA_API chimera_status chimera_scene_warm_up(chimera_scene *scene);
-CHIMERA_API int chimera_scene_character_count(const chimera_scene *scene);
+CHIMERA_API chimera_status chimera_scene_warm_up(chimera_scene* scene);
+CHIMERA_API int chimera_scene_character_count(const chimera_scene* scene);
 /* Owned by the scene. NULL when index is out of range. */
-CHIMERA_API const char *chimera_scene_character_name(const chimera_scene *scene, int index);
+CHIMERA_API const char* chimera_scene_character_name(const chimera_scene* scene, int index);
 
 /* Adds a line nobody generates: the player's (speaker NULL) or anyone's. With `interrupt`,
  * live lines are cancelled first: the player speaks over them. A line is at most 4096 bytes
  * (CHIMERA_ERR_INVALID_ARGUMENT otherwise): it must fit beside a persona in a context. */
-CHIMERA_API chimera_status chimera_scene_say(chimera_scene *scene, const char *speaker,
-                                             const char *text, bool interrupt);
+CHIMERA_API chimera_status chimera_scene_say(chimera_scene* scene, const char* speaker,
+                                             const char* text, bool interrupt);
 /* Cancels every live line of the scene; returns how many (-1 when scene is NULL). */
-CHIMERA_API int chimera_scene_interrupt(chimera_scene *scene);
+CHIMERA_API int chimera_scene_interrupt(chimera_scene* scene);
 /* Starts the next line and returns at once. The caller owns *out (chimera_line_destroy). */
-CHIMERA_API chimera_status chimera_scene_next(chimera_scene *scene,
-                                              const chimera_line_params *params,
-                                              chimera_line **out);
+CHIMERA_API chimera_status chimera_scene_next(chimera_scene* scene,
+                                              const chimera_line_params* params,
+                                              chimera_line** out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Sessions: one character and the player, without a scene file                             */
 
 typedef struct chimera_session_params {
-  const char *name;    /* the character's name (required) */
-  const char *persona; /* who they are */
-  const char *style;   /* how they speak */
-  const char *setting; /* where they are */
-  const char *player;  /* the player's name; NULL: "Player" */
-  const char *model;   /* GGUF file; NULL: the engine's default */
-  const char *pool;    /* or a pool of the engine config */
+  const char* name;    /* the character's name (required) */
+  const char* persona; /* who they are */
+  const char* style;   /* how they speak */
+  const char* setting; /* where they are */
+  const char* player;  /* the player's name; NULL: "Player" */
+  const char* model;   /* GGUF file; NULL: the engine's default */
+  const char* pool;    /* or a pool of the engine config */
   int num_ctx;         /* 0: 384; else 64 to 131072 (it sizes the session's memory; checked
                           before anything is allocated, as in scene files) */
   int num_predict;     /* longest answer in tokens; 0: 48; at most 4096 */
@@ -298,16 +298,16 @@ typedef struct chimera_session_params {
 } chimera_session_params;
 
 CHIMERA_API chimera_session_params chimera_session_default_params(void);
-CHIMERA_API chimera_status chimera_session_open(chimera_engine *engine,
-                                                const chimera_session_params *params,
-                                                chimera_session **out);
-CHIMERA_API void chimera_session_destroy(chimera_session *session);
+CHIMERA_API chimera_status chimera_session_open(chimera_engine* engine,
+                                                const chimera_session_params* params,
+                                                chimera_session** out);
+CHIMERA_API void chimera_session_destroy(chimera_session* session);
 /* The player says `text` (interrupting a line still running) and the character answers.
  * `text` is at most 4096 bytes, as for chimera_scene_say. The caller owns *out
  * (chimera_line_destroy). */
-CHIMERA_API chimera_status chimera_session_send(chimera_session *session, const char *text,
-                                                const chimera_line_params *params,
-                                                chimera_line **out);
+CHIMERA_API chimera_status chimera_session_send(chimera_session* session, const char* text,
+                                                const chimera_line_params* params,
+                                                chimera_line** out);
 
 #ifdef __cplusplus
 }

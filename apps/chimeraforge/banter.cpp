@@ -37,7 +37,9 @@ struct BanterArgs {
   int replies = 2;
 };
 
-double ms(int64_t ns) { return static_cast<double>(ns) / 1e6; }
+double ms(int64_t ns) {
+  return static_cast<double>(ns) / 1e6;
+}
 
 std::string opt_ms(const std::optional<int64_t>& ns) {
   return ns ? fmt::format("{:.1f} ms", ms(*ns)) : std::string("-");
@@ -51,8 +53,9 @@ std::string budget_word(const banter::LineRecord& r) {
 // The figures of one line, on one line of text.
 std::string figures_text(const banter::LineRecord& r) {
   const Figures& f = r.completion.figures;
-  std::string s = fmt::format("ttft_client {}  ttft_line {}  budget {} ms {}", opt_ms(f.ttft_client_ns),
-                              opt_ms(r.ttft_line_ns), r.budget_ms, budget_word(r));
+  std::string s =
+      fmt::format("ttft_client {}  ttft_line {}  budget {} ms {}", opt_ms(f.ttft_client_ns),
+                  opt_ms(r.ttft_line_ns), r.budget_ms, budget_word(r));
   s += fmt::format("  tokens {}", f.tokens_out ? std::to_string(*f.tokens_out) : "-");
   s += fmt::format("  cached {}/{}",
                    f.prompt_tokens_cached ? std::to_string(*f.prompt_tokens_cached) : "-",
@@ -275,9 +278,10 @@ int run_interactive(banter::Scene& scene, const BanterArgs& a, const std::string
   Printer printer;
   Summary sum;
   const auto& c = scene.config();
-  fmt::print("{}\nType a line and press Enter; the characters answer. Type while one speaks to "
-             "interrupt. An empty line lets them go on; /quit ends.\n",
-             c.title);
+  fmt::print(
+      "{}\nType a line and press Enter; the characters answer. Type while one speaks to "
+      "interrupt. An empty line lets them go on; /quit ends.\n",
+      c.title);
   if (!c.opening.empty()) fmt::print("{}: {}\n", c.narrator, c.opening);
   std::optional<std::string> pending;
   bool eof = false;
@@ -397,7 +401,9 @@ std::function<int()> add_banter(CLI::App& app) {
       "  chimeraforge banter --scene examples/scenes/tavern.toml --lines 8\n"
       "  chimeraforge banter --scene examples/scenes/heist.toml --interactive\n"
       "  chimeraforge banter --scene examples/scenes/tavern.toml --json > lines.jsonl");
-  cmd->add_option("--scene,-s", a->scene, "The scene file (TOML)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--scene,-s", a->scene, "The scene file (TOML)")
+      ->required()
+      ->check(CLI::ExistingFile);
   cmd->add_option("--lines,-n", a->lines, "Lines to produce in batch mode (default: the scene's)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--model,-m", a->model,

@@ -81,7 +81,8 @@ EndpointInfo check_one(const CheckArgs& a, const std::string& url, bool& bad_url
 
 int run_check(const CheckArgs& a) {
   if (a.timeout_ms < 1 || a.timeout_ms > kMaxTimeoutMs) {
-    fmt::print(stderr, "chimeraforge endpoints check: --timeout is {}; it must be from 1 to {} ms\n",
+    fmt::print(stderr,
+               "chimeraforge endpoints check: --timeout is {}; it must be from 1 to {} ms\n",
                a.timeout_ms, kMaxTimeoutMs);
     return kUsage;
   }
@@ -113,8 +114,9 @@ int run_check(const CheckArgs& a) {
     fmt::print("{}  UP  api={} server={}{}  {:.1f} ms  {}\n", info.url, to_string(info.kind),
                info.server, info.version.empty() ? "" : " version=" + info.version,
                static_cast<double>(info.latency_ns) / 1e6, info.detail);
-    fmt::print("  models: {}\n", info.models.empty() ? "(none listed)"
-                                                      : fmt::format("{}", fmt::join(info.models, ", ")));
+    fmt::print("  models: {}\n", info.models.empty()
+                                     ? "(none listed)"
+                                     : fmt::format("{}", fmt::join(info.models, ", ")));
   }
   if (bad_urls > 0) return kUsage;
   return unhealthy == 0 ? kOk : kFailed;
@@ -163,8 +165,8 @@ bool is_endpoints_up(pid_t pid) {
 bool is_llama_server(pid_t pid, const std::string& binary) {
   const auto argv = proc_cmdline(pid);
   if (argv.empty()) return false;
-  return argv[0] == binary || fs::path(argv[0]).filename().string().find("llama-server") !=
-                                  std::string::npos;
+  return argv[0] == binary ||
+         fs::path(argv[0]).filename().string().find("llama-server") != std::string::npos;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -197,19 +199,20 @@ fs::path default_state_file() {
 bool write_state(const fs::path& path, const State& s, std::string& error) {
   boost::json::array servers;
   for (const auto& e : s.servers) {
-    servers.push_back(boost::json::object{
-        {"pid", e.pid}, {"port", e.port}, {"url", e.url}, {"log", e.log}});
+    servers.push_back(
+        boost::json::object{{"pid", e.pid}, {"port", e.port}, {"url", e.url}, {"log", e.log}});
   }
-  const boost::json::object o{{"program", kStateProgram}, {"pid", s.pid},
-                              {"status", s.status},       {"started", s.started},
-                              {"model", s.model},         {"binary", s.binary},
-                              {"servers", std::move(servers)}};
+  const boost::json::object o{
+      {"program", kStateProgram},     {"pid", s.pid},     {"status", s.status},
+      {"started", s.started},         {"model", s.model}, {"binary", s.binary},
+      {"servers", std::move(servers)}};
   const fs::path tmp = path.string() + fmt::format(".tmp{}", ::getpid());
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out << boost::json::serialize(o) << '\n';
     if (!out.flush()) {
-      error = fmt::format("cannot write the state file '{}': {}", tmp.string(), std::strerror(errno));
+      error =
+          fmt::format("cannot write the state file '{}': {}", tmp.string(), std::strerror(errno));
       return false;
     }
   }
@@ -314,9 +317,10 @@ std::string check_up_flags(const UpArgs& a) {
     return fmt::format("--model '{}' cannot be read or is too short to be a GGUF model", a.model);
   }
   if (std::memcmp(magic, "GGUF", 4) != 0) {
-    return fmt::format("--model '{}' is not a GGUF model (it does not start with \"GGUF\"); "
-                       "llama-server loads GGUF files only",
-                       a.model);
+    return fmt::format(
+        "--model '{}' is not a GGUF model (it does not start with \"GGUF\"); "
+        "llama-server loads GGUF files only",
+        a.model);
   }
   if (a.port_option != nullptr && a.port_option->count() > 0) {
     if (a.port < 1 || a.port > 65535) {
@@ -341,9 +345,9 @@ std::string check_up_flags(const UpArgs& a) {
     return fmt::format("--ready-timeout is {}; it must be from 1 to 86400 seconds",
                        a.ready_timeout_s);
   }
-  if (a.name.empty() ||
-      a.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
-          std::string::npos) {
+  if (a.name.empty() || a.name.find_first_not_of(
+                            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+                            std::string::npos) {
     return fmt::format("--name '{}': use letters, digits, '-' and '_'", a.name);
   }
   if (!a.server.empty() && ::access(a.server.c_str(), X_OK) != 0) {
@@ -412,8 +416,9 @@ std::string pool_toml(const UpArgs& a, const std::vector<Running>& servers) {
       servers.size(), servers.size() == 1 ? "" : "s", fs::path(a.model).filename().string(),
       a.name);
   for (const auto& s : servers) {
-    t += fmt::format("\n[[pool.endpoint]]\nurl = \"{}\"\nbackend = \"openai\"\nmax_concurrency = {}\n",
-                     s.process->url(), a.parallel);
+    t += fmt::format(
+        "\n[[pool.endpoint]]\nurl = \"{}\"\nbackend = \"openai\"\nmax_concurrency = {}\n",
+        s.process->url(), a.parallel);
   }
   return t;
 }
@@ -425,9 +430,8 @@ std::string pool_json(const UpArgs& a, const std::vector<Running>& servers) {
         {"url", s.process->url()}, {"backend", "openai"}, {"max_concurrency", a.parallel}});
   }
   boost::json::array pools;
-  pools.push_back(boost::json::object{{"name", a.name},
-                                      {"routing", "least-outstanding"},
-                                      {"endpoint", std::move(endpoints)}});
+  pools.push_back(boost::json::object{
+      {"name", a.name}, {"routing", "least-outstanding"}, {"endpoint", std::move(endpoints)}});
   return boost::json::serialize(boost::json::object{{"pool", std::move(pools)}});
 }
 
@@ -436,8 +440,10 @@ std::string pool_json(const UpArgs& a, const std::vector<Running>& servers) {
 std::string runnable_server(const UpArgs& a) {
   std::string binary = a.server.empty() ? default_llama_server() : a.server;
   if (a.server.empty() && ::access(binary.c_str(), X_OK) != 0) {
-    fmt::print(stderr, "{}: the llama-server this build was made with ('{}') cannot be run: {}; "
-               "name one with --server PATH\n", kUp, binary, std::strerror(errno));
+    fmt::print(stderr,
+               "{}: the llama-server this build was made with ('{}') cannot be run: {}; "
+               "name one with --server PATH\n",
+               kUp, binary, std::strerror(errno));
     return {};
   }
   return binary;
@@ -465,8 +471,8 @@ std::optional<int> claim_state_file(const UpArgs& a, const fs::path& state_path)
     fmt::print(stderr, "{}: replacing the stale state file '{}' (pid {} is gone)\n", kUp,
                state_path.string(), old.pid);
   }
-  fs::create_directories(state_path.parent_path().empty() ? fs::path(".") : state_path.parent_path(),
-                         ec);
+  fs::create_directories(
+      state_path.parent_path().empty() ? fs::path(".") : state_path.parent_path(), ec);
   if (ec) {
     fmt::print(stderr, "{}: cannot create the folder of the state file '{}': {}\n", kUp,
                state_path.string(), ec.message());
@@ -506,9 +512,7 @@ class UpPool {
   // The stop signals are taken with sigtimedwait() from here on, never by a handler. The servers
   // unblock them (ServerProcess does) and sit in process groups of their own, so a Ctrl-C
   // reaches only this process, which then stops them in order.
-  void block_stop_signals() {
-    stop_signals_ = StopSignals({SIGINT, SIGTERM, SIGHUP});
-  }
+  void block_stop_signals() { stop_signals_ = StopSignals({SIGINT, SIGTERM, SIGHUP}); }
 
   // One llama-server per port, not waited for; the state file says "starting". False (reported,
   // servers stopped) when the state file cannot be written.
@@ -573,9 +577,8 @@ class UpPool {
         a_.state.empty()
             ? "chimeraforge endpoints down"
             : fmt::format("chimeraforge endpoints down --state {}", state_path_.string());
-    fmt::print(stderr,
-               "{}: {} running (state file {}). Press Ctrl-C to stop them, or run `{}`.\n", kUp,
-               plural(servers_.size(), "llama-server is", "llama-servers are"),
+    fmt::print(stderr, "{}: {} running (state file {}). Press Ctrl-C to stop them, or run `{}`.\n",
+               kUp, plural(servers_.size(), "llama-server is", "llama-servers are"),
                state_path_.string(), down_cmd);
     return true;
   }
@@ -775,7 +778,9 @@ int run_down(const DownArgs& a) {
     fmt::print("did not stop within 5 s, killed with SIGKILL: {}\n", fmt::join(killed, ", "));
   }
   fmt::print("removed {}{}\n", state_path.string(),
-             logs_removed == 0 ? "" : fmt::format(" and {} left behind", plural(logs_removed, "server log", "server logs")));
+             logs_removed == 0 ? ""
+                               : fmt::format(" and {} left behind",
+                                             plural(logs_removed, "server log", "server logs")));
 
   std::vector<std::string> left;
   if (alive(st.pid) && is_endpoints_up(st.pid)) left.push_back(fmt::format("pid {}", st.pid));
@@ -792,7 +797,8 @@ int run_down(const DownArgs& a) {
 }  // namespace
 
 std::function<int()> add_endpoints(CLI::App& app) {
-  auto* cmd = app.add_subcommand("endpoints", "Inspect inference endpoints; start and stop a local pool");
+  auto* cmd =
+      app.add_subcommand("endpoints", "Inspect inference endpoints; start and stop a local pool");
   cmd->require_subcommand(1);
 
   auto a = std::make_shared<CheckArgs>();
@@ -836,7 +842,8 @@ std::function<int()> add_endpoints(CLI::App& app) {
   up->add_option("--model,-m", u->model, "GGUF model file every server loads")->required();
   u->port_option = up->add_option("--port,-p", u->port,
                                   "First port; server i listens on PORT+i (default: free ports)");
-  up->add_option("--gpu-layers", u->gpu_layers, "Layers each server puts on the GPU (-ngl); 99: all")
+  up->add_option("--gpu-layers", u->gpu_layers,
+                 "Layers each server puts on the GPU (-ngl); 99: all")
       ->capture_default_str();
   up->add_option("--ctx,-c", u->ctx,
                  "Context of each server, shared by its slots (-c; each slot gets CTX/PARALLEL); "
@@ -845,9 +852,11 @@ std::function<int()> add_endpoints(CLI::App& app) {
   up->add_option("--parallel", u->parallel,
                  "Slots per server (-np): requests it serves at once; the pool's max_concurrency")
       ->capture_default_str();
-  up->add_option("--threads,-t", u->threads, "CPU threads per server (-t); 0: llama-server's choice")
+  up->add_option("--threads,-t", u->threads,
+                 "CPU threads per server (-t); 0: llama-server's choice")
       ->capture_default_str();
-  up->add_option("--server", u->server, "The llama-server binary (default: the one this build uses)");
+  up->add_option("--server", u->server,
+                 "The llama-server binary (default: the one this build uses)");
   up->add_option("--state", u->state, "State file (default: see above)");
   up->add_option("--name", u->name, "The pool's name in the printed configuration")
       ->capture_default_str();
@@ -866,7 +875,8 @@ std::function<int()> add_endpoints(CLI::App& app) {
       "is killed only while /proc says it is still that `up` or a llama-server), removes the "
       "state file and says what it stopped. With no state file it says nothing is running and "
       "exits 0; a stale one (its processes already gone) is removed.\n\n"
-      "Example:\n  chimeraforge endpoints down\n  chimeraforge endpoints down --state /tmp/pool-b.json");
+      "Example:\n  chimeraforge endpoints down\n  chimeraforge endpoints down --state "
+      "/tmp/pool-b.json");
   down->add_option("--state", d->state,
                    "State file written by `up` (default: $XDG_RUNTIME_DIR/chimeraforge/"
                    "endpoints.json, or ~/.cache/chimeraforge/endpoints.json)");

@@ -66,9 +66,10 @@ bool read_messages(const std::string& path, std::vector<Message>& out, std::stri
     if (const auto* m = v.get_object().if_contains("messages")) arr = m->if_array();
   }
   if (arr == nullptr) {
-    error = fmt::format("messages file '{}': expected a JSON array of {{\"role\", \"content\"}} "
-                        "objects, or an object with a \"messages\" array",
-                        path);
+    error = fmt::format(
+        "messages file '{}': expected a JSON array of {{\"role\", \"content\"}} "
+        "objects, or an object with a \"messages\" array",
+        path);
     return false;
   }
   for (std::size_t i = 0; i < arr->size(); ++i) {
@@ -76,13 +77,14 @@ bool read_messages(const std::string& path, std::vector<Message>& out, std::stri
     const boost::json::value* role = o ? o->if_contains("role") : nullptr;
     const boost::json::value* content = o ? o->if_contains("content") : nullptr;
     if (!role || !role->is_string() || !content || !content->is_string()) {
-      error = fmt::format("messages file '{}': message {} needs string fields \"role\" and "
-                          "\"content\"",
-                          path, i);
+      error = fmt::format(
+          "messages file '{}': message {} needs string fields \"role\" and "
+          "\"content\"",
+          path, i);
       return false;
     }
-    out.push_back({std::string(role->get_string()), std::string(content->get_string()), {}, {},
-                   {}});
+    out.push_back(
+        {std::string(role->get_string()), std::string(content->get_string()), {}, {}, {}});
   }
   if (out.empty()) {
     error = fmt::format("messages file '{}' holds no messages", path);
@@ -109,7 +111,8 @@ std::string default_model(bool quiet, std::string& error) {
 // flag is what the user typed, so it is named first ("--top-p: top_p is 7; ...").
 std::string with_flag(const std::string& message) {
   const std::string option = message.substr(0, message.find(' '));
-  if (option.empty() || option.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") != std::string::npos) {
+  if (option.empty() ||
+      option.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") != std::string::npos) {
     return message;
   }
   std::string flag = "--" + option;
@@ -283,7 +286,8 @@ std::function<int()> add_generate(CLI::App& app) {
   cmd->add_option("--model,-m", a->model,
                   "Model name (Ollama needs one; llama-server ignores it); with --backend llama, "
                   "a GGUF file (default: the tiny synthetic model, made on first use)");
-  cmd->add_option("--prompt,-p", a->prompt, "The user's message (or the raw prompt with --api completion)");
+  cmd->add_option("--prompt,-p", a->prompt,
+                  "The user's message (or the raw prompt with --api completion)");
   cmd->add_option("--messages", a->messages_file,
                   "JSON file with chat messages: [{\"role\": \"user\", \"content\": \"...\"}]")
       ->check(CLI::ExistingFile);
@@ -296,7 +300,8 @@ std::function<int()> add_generate(CLI::App& app) {
   // Ranges are checked by validate(Options) after parsing (the same bounds as every front end;
   // CLI11's Range lets nan through).
   add_option_flags(cmd, a->options, {{"num_predict", "-n"}});
-  cmd->add_option("--keep-alive", a->keep_alive, "How long Ollama keeps the model loaded: 5m, 0, -1");
+  cmd->add_option("--keep-alive", a->keep_alive,
+                  "How long Ollama keeps the model loaded: 5m, 0, -1");
   cmd->add_option("--format", a->format, "Structured output: a JSON schema (JSON text) or 'json'");
   cmd->add_option("--slot", a->slot, "llama-server: the slot to use (id_slot)");
   cmd->add_flag("--cache-prompt", a->cache_prompt, "llama-server: reuse the slot's cached prompt");
@@ -322,13 +327,13 @@ std::function<int()> add_generate(CLI::App& app) {
       ->capture_default_str();
   return [a, cmd]() -> int {
     if (a->backend != "llama" && a->endpoint.empty()) {
-      fmt::print(stderr, "chimeraforge generate: --endpoint URL is required (or set "
-                         "$CHIMERA_ENDPOINT, or use --backend llama)\n");
+      fmt::print(stderr,
+                 "chimeraforge generate: --endpoint URL is required (or set "
+                 "$CHIMERA_ENDPOINT, or use --backend llama)\n");
       return kUsage;
     }
     if (a->prompt.empty() && a->messages_file.empty()) {
-      fmt::print(stderr,
-                 "chimeraforge generate: give --prompt TEXT or --messages FILE\n\n{}",
+      fmt::print(stderr, "chimeraforge generate: give --prompt TEXT or --messages FILE\n\n{}",
                  cmd->help());
       return kUsage;
     }

@@ -43,8 +43,9 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("synth-server")) return run_synth_server();
     if (app.got_subcommand("banter")) return run_banter();
   } catch (const std::bad_alloc&) {
-    fmt::print(stderr, "chimeraforge: out of memory (ENOMEM): an allocation failed; lower "
-                       "num_ctx, the number of agents or characters, or raise the memory limit\n");
+    fmt::print(stderr,
+               "chimeraforge: out of memory (ENOMEM): an allocation failed; lower "
+               "num_ctx, the number of agents or characters, or raise the memory limit\n");
     return chimera::cli::kFailed;
   } catch (const std::exception& e) {
     fmt::print(stderr, "chimeraforge: {}\n", e.what());

@@ -39,17 +39,17 @@ int run_synth(const SynthArgs& a) {
   }
   const auto t0 = std::chrono::steady_clock::now();
   const auto r = model::synthesize(o);
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!a.quiet && last_pct >= 0) fmt::print(stderr, "\n");
   if (!r.ok) {
     fmt::print(stderr, "chimeraforge model synth: {}\n", r.error);
     return kFailed;
   }
-  fmt::print("{}: preset {}, {:.1f}M parameters, {} tokens ({} marked unused so that streams stay "
-             "valid UTF-8), {:.1f} MB, {:.1f} s\n",
-             a.out, a.preset, static_cast<double>(r.n_params) / 1e6, r.n_vocab, r.n_tokens_unused,
-             static_cast<double>(r.file_bytes) / 1e6, secs);
+  fmt::print(
+      "{}: preset {}, {:.1f}M parameters, {} tokens ({} marked unused so that streams stay "
+      "valid UTF-8), {:.1f} MB, {:.1f} s\n",
+      a.out, a.preset, static_cast<double>(r.n_params) / 1e6, r.n_vocab, r.n_tokens_unused,
+      static_cast<double>(r.file_bytes) / 1e6, secs);
   return kOk;
 }
 
@@ -68,7 +68,8 @@ std::function<int()> add_model(CLI::App& app) {
       "synth",
       "Write a random-weight GGUF of a real architecture (llama) with a real tokenizer "
       "vocabulary. It runs real inference at the real speed of its shape; its text is noise. "
-      "Same preset and seed give the same file.\n\nPresets:" + presets +
+      "Same preset and seed give the same file.\n\nPresets:" +
+          presets +
           "\n\nExample:\n  chimeraforge model synth --preset tiny --out models/tiny.gguf");
   synth->add_option("--preset", a->preset, "Shape preset")->capture_default_str();
   synth->add_option("--out,-o", a->out, "GGUF file to write")->required();

@@ -6,13 +6,13 @@
 
 #include <chimera/core/system_error.hpp>
 #include <chimera/engine/engine.hpp>
-#include <chimera/scenarios/multi.hpp>
 #include <chimera/pool/pool.hpp>
+#include <chimera/scenarios/multi.hpp>
 
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
-#include <fmt/ranges.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -21,8 +21,8 @@
 #include <atomic>
 #include <cerrno>
 #include <cmath>
-#include <cstring>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -90,7 +90,9 @@ bool write_output(const char* flag, const std::string& path, const std::string& 
   if (!out || ec) {
     const int err = errno;
     fmt::print(stderr, "chimeraforge multi: {}: cannot write '{}': {}\n", flag, path,
-               ec ? ec.message() : err != 0 ? describe_errno(err) : "the stream failed");
+               ec         ? ec.message()
+               : err != 0 ? describe_errno(err)
+                          : "the stream failed");
     return false;
   }
   return true;
@@ -110,14 +112,13 @@ std::string check_flags(const MultiArgs& a) {
   Options o;
   o.num_predict = a.max_tokens;
   o.temperature = a.temperature;
-  for (std::string e :
-       {int_in("--agents", a.agents, 1, kMaxAgents),
-        int_in("--requests-per-agent", a.requests_per_agent, 1, 1'000'000),
-        finite_in("--duration", a.duration_s, 0, multi::kMaxDurationS),
-        finite_in("--stagger-ms", a.stagger_ms, 0, multi::kMaxStaggerMs),
-        int_in("--hedge-after-ms", a.hedge_after_ms, 0, pool::kMaxHedgeAfterMs),
-        int_in("--max-concurrency", a.max_concurrency, 0, pool::kMaxConcurrency),
-        int_in("--threads", a.threads, 0, 4'096), validate(o)}) {
+  for (std::string e : {int_in("--agents", a.agents, 1, kMaxAgents),
+                        int_in("--requests-per-agent", a.requests_per_agent, 1, 1'000'000),
+                        finite_in("--duration", a.duration_s, 0, multi::kMaxDurationS),
+                        finite_in("--stagger-ms", a.stagger_ms, 0, multi::kMaxStaggerMs),
+                        int_in("--hedge-after-ms", a.hedge_after_ms, 0, pool::kMaxHedgeAfterMs),
+                        int_in("--max-concurrency", a.max_concurrency, 0, pool::kMaxConcurrency),
+                        int_in("--threads", a.threads, 0, 4'096), validate(o)}) {
     if (!e.empty()) return e;
   }
   return {};
@@ -162,16 +163,19 @@ bool pools_from_flags(const MultiArgs& a, std::vector<pool::PoolConfig>& pools) 
     return true;
   }
   if (a.endpoints.empty()) {
-    fmt::print(stderr, "no endpoint: give --endpoint URL (repeat it for a pool of several) or "
-                       "--pools FILE\n");
+    fmt::print(stderr,
+               "no endpoint: give --endpoint URL (repeat it for a pool of several) or "
+               "--pools FILE\n");
     return false;
   }
   pool::PoolConfig pc;
   pc.name = "default";
   auto routing = pool::parse_routing(a.routing);
   if (!routing) {
-    fmt::print(stderr, "--routing: unknown policy '{}' (pinned, round-robin, "
-                       "least-outstanding, session-affinity)\n", a.routing);
+    fmt::print(stderr,
+               "--routing: unknown policy '{}' (pinned, round-robin, "
+               "least-outstanding, session-affinity)\n",
+               a.routing);
     return false;
   }
   pc.routing = *routing;
@@ -192,8 +196,10 @@ bool engine_options_from_flags(const MultiArgs& a, EngineOptions& eo) {
   if (auto e = parse_executor(a.executor)) {
     eo.executor = *e;
   } else {
-    fmt::print(stderr, "--executor: unknown executor '{}' (single, shared, per-core, "
-                       "thread-per-agent)\n", a.executor);
+    fmt::print(stderr,
+               "--executor: unknown executor '{}' (single, shared, per-core, "
+               "thread-per-agent)\n",
+               a.executor);
     return false;
   }
   eo.threads = a.threads;
@@ -258,8 +264,7 @@ struct Calibration {
 
 // A lone agent first: its decode rate is efficiency's denominator and its median delivery lag
 // is contention's loopback floor (METRICS.md). False (reported) when the lone agent failed.
-bool calibrate(const MultiArgs& a, Engine& engine, const multi::MultiOptions& mo,
-               Calibration& c) {
+bool calibrate(const MultiArgs& a, Engine& engine, const multi::MultiOptions& mo, Calibration& c) {
   if (!a.calibrate || mo.scenario == multi::Scenario::workflow) return true;
   multi::MultiOptions lone = mo;
   lone.agents = 1;
@@ -276,9 +281,9 @@ bool calibrate(const MultiArgs& a, Engine& engine, const multi::MultiOptions& mo
   if (f.decode_tps_client > 0) c.lone_tps = f.decode_tps_client;
   if (f.system_tps > 0) c.lone_system_tps = f.system_tps;
   c.floor = multi::median_lag(r.records);
-  say(a, fmt::format("calibration: a lone agent decodes {:.1f} tokens/s{}", f.decode_tps_client,
-                     c.floor ? fmt::format(", median delivery lag {:.3f} ms", *c.floor / 1e6)
-                             : ""));
+  say(a,
+      fmt::format("calibration: a lone agent decodes {:.1f} tokens/s{}", f.decode_tps_client,
+                  c.floor ? fmt::format(", median delivery lag {:.3f} ms", *c.floor / 1e6) : ""));
   return true;
 }
 
@@ -316,8 +321,7 @@ EngineFacts engine_facts(Engine& engine) {
   EngineFacts facts;
   facts.pool_names = engine.pool_names();
   facts.executor_name = to_string(engine.executor());
-  facts.first_endpoint =
-      engine.pool(facts.pool_names.front()).config().endpoints.front().config;
+  facts.first_endpoint = engine.pool(facts.pool_names.front()).config().endpoints.front().config;
   for (const auto& name : facts.pool_names) {
     for (const auto& s : engine.pool(name).status()) {
       facts.endpoints.push_back({{"pool", name},
@@ -390,14 +394,15 @@ void print_figures_text(const MultiArgs& a, const multi::ConcurrencyFigures& f,
     return v ? fmt::format("{:.3f}{}", *v * (std::string(unit) == "%" ? 100 : 1), unit)
              : std::string("n/a");
   };
-  fmt::print("agents {}  requests {}  errors {}  tokens {}  wall {:.2f} s\n", a.agents,
-             f.requests, f.errors, f.tokens, f.wall_s);
+  fmt::print("agents {}  requests {}  errors {}  tokens {}  wall {:.2f} s\n", a.agents, f.requests,
+             f.errors, f.tokens, f.wall_s);
   fmt::print("system_tps {:.1f}  efficiency {}  contention {}  stall_rate {}  balance {:.3f}\n",
-             f.system_tps, pct(f.efficiency, "%"), pct(f.contention, "%"),
-             pct(f.stall_rate, "%"), f.balance);
-  fmt::print("ttft_client p50 {:.2f} ms  p99 {:.2f} ms  max {:.2f} ms   itl p50 {:.3f} ms  "
-             "p99 {:.3f} ms\n",
-             f.ttft_p50, f.ttft_p99, f.ttft_max, f.itl_p50, f.itl_p99);
+             f.system_tps, pct(f.efficiency, "%"), pct(f.contention, "%"), pct(f.stall_rate, "%"),
+             f.balance);
+  fmt::print(
+      "ttft_client p50 {:.2f} ms  p99 {:.2f} ms  max {:.2f} ms   itl p50 {:.3f} ms  "
+      "p99 {:.3f} ms\n",
+      f.ttft_p50, f.ttft_p99, f.ttft_max, f.itl_p50, f.itl_p99);
   if (f.overhead_ttft_p50) {
     fmt::print("overhead_ttft p50 {:.3f} ms  p99 {:.3f} ms   delivery_lag p50 {} ms  p99 {} ms\n",
                *f.overhead_ttft_p50, *f.overhead_ttft_p99,
@@ -417,8 +422,7 @@ void print_figures_text(const MultiArgs& a, const multi::ConcurrencyFigures& f,
 
 // One JSON record per request after a header with the same keys as the peers' (bench/peers,
 // docs/records.md); false (reported) when the file cannot be written.
-bool write_records(const MultiArgs& a, const EngineFacts& facts,
-                   const multi::MultiResult& result) {
+bool write_records(const MultiArgs& a, const EngineFacts& facts, const multi::MultiResult& result) {
   std::string records;
   boost::json::array argv;
   {
@@ -442,8 +446,7 @@ bool write_records(const MultiArgs& a, const EngineFacts& facts,
       {"executor", facts.executor_name},
       {"scenario", a.scenario},
       {"pools", fmt::format("{}", fmt::join(facts.pool_names, ","))},
-      {"env", {{"cpu_count", std::thread::hardware_concurrency()},
-               {"compiler", __VERSION__}}}};
+      {"env", {{"cpu_count", std::thread::hardware_concurrency()}, {"compiler", __VERSION__}}}};
   records += boost::json::serialize(header) + "\n";
   for (const auto& r : result.records) records += multi::record_json(r, "chimeraforge") + "\n";
   return write_output("--records", a.records, records);
@@ -471,10 +474,11 @@ int run_multi_cmd(const MultiArgs& a) {
   if (!calibrate(a, engine, mo, calibration)) return kFailed;
   const auto result = run_measured(a, engine, mo, tty);
   const bool interrupted = StopFlag::raised();
-  if (interrupted) say(a, "interrupted: the requests in flight finished; writing what was measured");
+  if (interrupted)
+    say(a, "interrupted: the requests in flight finished; writing what was measured");
   if (tty && !a.quiet) fmt::print(stderr, "\n");
-  const auto f = multi::concurrency_figures(result.records, a.agents, calibration.lone_tps,
-                                            calibration.floor);
+  const auto f =
+      multi::concurrency_figures(result.records, a.agents, calibration.lone_tps, calibration.floor);
 
   // The engine is closed before anything is written, so that its idle connections (one per
   // agent) no longer hold the descriptors the output files need.
@@ -549,8 +553,7 @@ std::function<int()> add_multi(CLI::App& app) {
   cmd->add_option("--pool", a->pool, "Homogeneous and workflow: the pool to use (default: first)");
   cmd->add_option("--model,-m", a->model, "Model name sent to HTTP servers");
   cmd->add_option("--prompt", a->prompt, "The user message of each call")->capture_default_str();
-  cmd->add_option("--max-tokens", a->max_tokens, "num_predict of each call")
-      ->capture_default_str();
+  cmd->add_option("--max-tokens", a->max_tokens, "num_predict of each call")->capture_default_str();
   add_option_flag(cmd, "temperature", a->temperature, "(default: the server's)");
   cmd->add_option("--data", a->data, "Workflow scenario: data folder")->capture_default_str();
   cmd->add_option("--workflow-out", a->workflow_out, "Workflow scenario: output folder")
@@ -561,8 +564,7 @@ std::function<int()> add_multi(CLI::App& app) {
                   "Spread the agents' starts evenly over this many ms (agent i waits i/N of it)")
       ->capture_default_str();
   cmd->add_flag("--record-lags", a->record_lags, "Keep every chunk's delivery_lag in the records");
-  cmd->add_option("--results", a->results, "Write the figures (JSON) here")
-      ->capture_default_str();
+  cmd->add_option("--results", a->results, "Write the figures (JSON) here")->capture_default_str();
   cmd->add_flag("!--no-calibrate", a->calibrate,
                 "Skip the lone-agent run that efficiency and contention are relative to");
   cmd->add_flag("--json", a->json, "Print one JSON object (METRICS.md names) instead of text");

@@ -50,8 +50,10 @@ int run_workflow_command(const RunArgs& a) {
       workflow::WorkflowConfig wc;
       std::string error;
       if (!std::filesystem::exists(c)) {
-        fmt::print(stderr, "chimeraforge run: --config '{}' is neither baseline, chimera, both "
-                           "nor an existing TOML file\n", c);
+        fmt::print(stderr,
+                   "chimeraforge run: --config '{}' is neither baseline, chimera, both "
+                   "nor an existing TOML file\n",
+                   c);
         return kUsage;
       }
       if (!workflow::load_config(c, wc, error)) {
@@ -62,8 +64,8 @@ int run_workflow_command(const RunArgs& a) {
     }
   }
   o.runs = a.runs;
-  o.strategy = a.strategy == "map-reduce" ? workflow::Strategy::map_reduce
-                                          : workflow::Strategy::single;
+  o.strategy =
+      a.strategy == "map-reduce" ? workflow::Strategy::map_reduce : workflow::Strategy::single;
   o.out_dir = a.out;
   o.model = a.model;
   if (a.backend == "llama") {
@@ -126,11 +128,12 @@ int run_workflow_command(const RunArgs& a) {
     }
     boost::json::array written;
     for (const auto& p : r.written) written.emplace_back(p.string());
-    fmt::print("{}\n", boost::json::serialize(boost::json::object{
-                           {"ok", r.ok},
-                           {"error", r.ok ? boost::json::value(nullptr) : boost::json::value(r.error)},
-                           {"runs", std::move(runs)},
-                           {"written", std::move(written)}}));
+    fmt::print("{}\n",
+               boost::json::serialize(boost::json::object{
+                   {"ok", r.ok},
+                   {"error", r.ok ? boost::json::value(nullptr) : boost::json::value(r.error)},
+                   {"runs", std::move(runs)},
+                   {"written", std::move(written)}}));
   } else if (!a.quiet) {
     for (const auto& p : r.written) fmt::print("wrote {}\n", p.string());
   }

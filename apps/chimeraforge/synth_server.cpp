@@ -48,19 +48,21 @@ int run_synth_server(const SynthArgs& a) {
     fmt::print(stderr, "chimeraforge {}\n", e.what());
     return kFailed;
   }
-  fmt::print("synth-server listening on {} (ttft {} ms, {} tokens/s, {} tokens, jitter {} ms, "
-             "fault {} at rate {}, {} thread{})\n",
-             server.url(), o.ttft_ms, o.tokens_per_s, o.tokens, o.jitter_ms,
-             synth::to_string(o.fault), o.fault_rate, o.threads, o.threads == 1 ? "" : "s");
+  fmt::print(
+      "synth-server listening on {} (ttft {} ms, {} tokens/s, {} tokens, jitter {} ms, "
+      "fault {} at rate {}, {} thread{})\n",
+      server.url(), o.ttft_ms, o.tokens_per_s, o.tokens, o.jitter_ms, synth::to_string(o.fault),
+      o.fault_rate, o.threads, o.threads == 1 ? "" : "s");
   std::fflush(stdout);
 
   const int sig = stop_signals.wait();
   server.stop();
   const synth::Stats s = server.stats();
-  fmt::print("synth-server stopped ({}): {} connections, {} requests, {} tokens, peak {} "
-             "streams, {} faults\n",
-             sig == SIGINT ? "SIGINT" : "SIGTERM", s.connections_accepted, s.requests_served,
-             s.tokens_sent, s.streams_peak, s.faults_injected);
+  fmt::print(
+      "synth-server stopped ({}): {} connections, {} requests, {} tokens, peak {} "
+      "streams, {} faults\n",
+      sig == SIGINT ? "SIGINT" : "SIGTERM", s.connections_accepted, s.requests_served,
+      s.tokens_sent, s.streams_peak, s.faults_injected);
   if (!a.quiet) fmt::print("{}\n", server.stats_json());
   std::fflush(stdout);
   return kOk;
@@ -81,7 +83,8 @@ std::function<int()> add_synth_server(CLI::App& app) {
       "/v1/completions; GET /health /api/version /api/tags /v1/models /stats; POST /stats/reset.\n"
       "A request may override the defaults: {\"synth\": {\"ttft_ms\": 50, \"tokens_per_s\": 20,\n"
       "\"tokens\": 8, \"fault\": \"stall:2\"}}; options.num_predict / max_tokens set the count.\n"
-      "Prints one line with its URL when ready; stops on Ctrl-C or SIGTERM and prints its stats.\n\n"
+      "Prints one line with its URL when ready; stops on Ctrl-C or SIGTERM and prints its "
+      "stats.\n\n"
       "Examples:\n"
       "  chimeraforge synth-server                       # http://127.0.0.1:11500, 50 tok/s\n"
       "  chimeraforge synth-server --port 0 --ttft-ms 80 --tokens-per-s 30 --tokens 128\n"

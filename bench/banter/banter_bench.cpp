@@ -40,7 +40,9 @@ Stats stats(const std::vector<double>& v) {
 
 using chimera::bench::cpu_model;
 
-double ms(int64_t ns) { return static_cast<double>(ns) / 1e6; }
+double ms(int64_t ns) {
+  return static_cast<double>(ns) / 1e6;
+}
 
 struct Config {
   std::string name;
@@ -138,8 +140,9 @@ RunResult run_scene(SceneConfig scene, const SceneOptions& so, int lines, int64_
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Live banter: 4 characters, 50 lines; TTFT per line, budget hit rate, cached "
-               "prompt tokens; in-process and via two llama-servers."};
+  CLI::App app{
+      "Live banter: 4 characters, 50 lines; TTFT per line, budget hit rate, cached "
+      "prompt tokens; in-process and via two llama-servers."};
   int runs = 3;
   int lines = 50;
   int threads = 1;
@@ -154,8 +157,8 @@ int main(int argc, char** argv) {
   bool no_servers = false;
   app.add_option("--runs", runs, "Runs of every configuration")->capture_default_str();
   app.add_option("--lines", lines, "Lines per scene")->capture_default_str();
-  app.add_option("--threads", threads,
-                 "Decode threads (in-process, and -t of each llama-server)")->capture_default_str();
+  app.add_option("--threads", threads, "Decode threads (in-process, and -t of each llama-server)")
+      ->capture_default_str();
   app.add_option("--num-ctx", num_ctx, "Each character's context")->capture_default_str();
   app.add_option("--num-predict", num_predict, "Longest line, tokens")->capture_default_str();
   app.add_option("--budget-ms", budget_ms, "Budget to a line's first token")->capture_default_str();
@@ -244,11 +247,12 @@ int main(int argc, char** argv) {
         for (auto& ch : sc.characters) ch.placement = {"", "servers"};
       }
       const RunResult r = run_scene(std::move(sc), so, lines, gap_ms);
-      fmt::print("run {} {:<46} ttft_line p50 {:6.1f} p99 {:6.1f} ms  hit {:5.1f}%  cached {:5.0f}  "
-                 "prefilled {:5.0f}{}\n",
-                 run + 1, cfg.name, r.p(r.ttft_line, 50), r.p(r.ttft_line, 99),
-                 100 * r.hit_rate(), r.mean(r.cached), r.mean(r.prefilled),
-                 r.failed ? fmt::format("  {} failed", r.failed) : "");
+      fmt::print(
+          "run {} {:<46} ttft_line p50 {:6.1f} p99 {:6.1f} ms  hit {:5.1f}%  cached {:5.0f}  "
+          "prefilled {:5.0f}{}\n",
+          run + 1, cfg.name, r.p(r.ttft_line, 50), r.p(r.ttft_line, 99), 100 * r.hit_rate(),
+          r.mean(r.cached), r.mean(r.prefilled),
+          r.failed ? fmt::format("  {} failed", r.failed) : "");
       results[cfg.name].push_back(r);
     }
   }
@@ -316,9 +320,10 @@ int main(int argc, char** argv) {
       "\n{} runs of {} lines each (4 characters, round-robin, num_ctx {}, num_predict {}, "
       "{} decode thread(s), gap {} ms); percentiles per run, mean ± sd over runs. Model {} "
       "({:.1f} MB). CPU: {} ({} cores). Commit {}{}. Command: `{}`\n",
-      runs, lines, num_ctx, num_predict, threads, gap_ms, std::filesystem::path(model).filename().string(),
-      static_cast<double>(model_bytes) / 1e6, cpu_model(), std::thread::hardware_concurrency(),
-      provenance.commit(), provenance.dirty() ? " (dirty tree)" : "", cmdline);
+      runs, lines, num_ctx, num_predict, threads, gap_ms,
+      std::filesystem::path(model).filename().string(), static_cast<double>(model_bytes) / 1e6,
+      cpu_model(), std::thread::hardware_concurrency(), provenance.commit(),
+      provenance.dirty() ? " (dirty tree)" : "", cmdline);
   std::ofstream(md_path) << md;
   fmt::print("\n{}\nresults appended to {}; table written to {}\n", md, out_path, md_path);
   return 0;

@@ -156,8 +156,7 @@ class Provenance {
     std::error_code ec;
     const auto size = std::filesystem::file_size(path, ec);
     model_bytes_ = ec ? -1 : static_cast<std::int64_t>(size);
-    model_sha256_ =
-        provenance_detail::sha256_of("cat " + provenance_detail::shell_quote(path));
+    model_sha256_ = provenance_detail::sha256_of("cat " + provenance_detail::shell_quote(path));
   }
 
   // The inference server the figures come from, as its command line or version string.

@@ -70,8 +70,8 @@ TEST_F(ScratchRepo, DirtyTreeSaysSoWithTheHashOfItsDiff) {
 
 TEST_F(ScratchRepo, EveryPromisedKey) {
   const auto p = stamp();
-  for (const char* key : {"schema", "git", "command", "machine", "loadavg_before",
-                          "loadavg_after", "build", "started", "written"}) {
+  for (const char* key : {"schema", "git", "command", "machine", "loadavg_before", "loadavg_after",
+                          "build", "started", "written"}) {
     EXPECT_TRUE(p.contains(key)) << key;
   }
   for (const char* key : {"cpu", "cores", "memory_bytes"}) {

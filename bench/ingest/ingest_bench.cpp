@@ -11,19 +11,21 @@
 // every file's shape; digits after a decimal point are changed per copy so that values differ.
 #include "bench_env.hpp"
 
+#include <chimera/ingest/experiment.hpp>
+#include <chimera/ingest/ingest.hpp>
+#include <chimera/metrics/figures.hpp>
+
+#include <CLI/CLI.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
 #include <cmark-gfm-core-extensions.h>
 #include <cmark-gfm-extension_api.h>
 #include <cmark-gfm.h>
 #include <fmt/format.h>
+
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <algorithm>
-#include <boost/json/serialize.hpp>
-#include <boost/json/value.hpp>
-#include <chimera/ingest/experiment.hpp>
-#include <chimera/ingest/ingest.hpp>
-#include <chimera/metrics/figures.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -287,9 +289,10 @@ int main(int argc, char** argv) try {
     std::vector<double> rates;
     for (double ms : f.total_ms) rates.push_back(mb / (ms / 1e3));
     const auto rate = chimera::metrics::mean_sd(rates);
-    fmt::print("{:<16} {:>7} {:>7} {:>9.2f} {:>8} {:>10.2f} {:>10.2f} {:>9.0f} {:>9.1f} {:>13.1f}\n",
-               f.corpus, f.threads, f.files, mb, f.records, med, best, files_s, mb_s,
-               median(f.experiment_ms));
+    fmt::print(
+        "{:<16} {:>7} {:>7} {:>9.2f} {:>8} {:>10.2f} {:>10.2f} {:>9.0f} {:>9.1f} {:>13.1f}\n",
+        f.corpus, f.threads, f.files, mb, f.records, med, best, files_s, mb_s,
+        median(f.experiment_ms));
     boost::json::object o{
         {"bench", "ingest"},
         {"source", "measured"},

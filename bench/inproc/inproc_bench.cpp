@@ -41,7 +41,9 @@ Stats stats(const std::vector<double>& v) {
   const auto m = chimera::metrics::mean_sd(v);
   return {m.mean.value_or(0), m.sd.value_or(0)};
 }
-double median(std::vector<double> v) { return metrics::percentile(std::move(v), 50); }
+double median(std::vector<double> v) {
+  return metrics::percentile(std::move(v), 50);
+}
 
 using chimera::bench::cpu_model;
 
@@ -68,8 +70,9 @@ std::vector<Completion> burst(Backend& b, int n, int tokens, int64_t seed, doubl
   std::vector<std::promise<Completion>> done(static_cast<std::size_t>(n));
   std::vector<std::shared_ptr<RequestHandle>> handles;
   for (int i = 0; i < n; ++i) {
-    handles.push_back(b.start(line(i, tokens, seed + i), {},
-                              [&done, i](Completion c) { done[static_cast<std::size_t>(i)].set_value(std::move(c)); }));
+    handles.push_back(b.start(line(i, tokens, seed + i), {}, [&done, i](Completion c) {
+      done[static_cast<std::size_t>(i)].set_value(std::move(c));
+    }));
   }
   std::vector<Completion> out;
   for (auto& d : done) out.push_back(d.get_future().get());
@@ -117,8 +120,9 @@ std::optional<Contestants> contestants(const std::string& model, int parallel, i
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"In-process llama.cpp vs llama-server: TTFT, decode rate, aggregate tokens/s, "
-               "session reuse. Writes JSON lines to --out."};
+  CLI::App app{
+      "In-process llama.cpp vs llama-server: TTFT, decode rate, aggregate tokens/s, "
+      "session reuse. Writes JSON lines to --out."};
   std::string model;
   int runs = 5;
   int tokens = 64;
@@ -147,8 +151,8 @@ int main(int argc, char** argv) {
   }
   chimera::bench::Provenance provenance(argc, argv);
   provenance.set_model(model);
-  provenance.set_server(fmt::format("llama-server {} (same build and model, --cache-ram 0)",
-                                    CHIMERA_LLAMA_SERVER));
+  provenance.set_server(
+      fmt::format("llama-server {} (same build and model, --cache-ram 0)", CHIMERA_LLAMA_SERVER));
   std::filesystem::create_directories(std::filesystem::path(out_path).parent_path());
   std::ofstream out(out_path, std::ios::app);
   // Each record: the figures (fields given as JSON text), then where and how they were made.
@@ -198,12 +202,14 @@ int main(int argc, char** argv) {
     const auto c = stats(tps_in), d = stats(tps_http), rb = stats(tps_ratio);
     fmt::print("one agent, chat, {} requests per run (median per run; mean ± sd over runs)\n",
                requests);
-    fmt::print("  ttft_client        in-process {:7.2f} ± {:5.2f} ms   llama-server {:7.2f} ± "
-               "{:5.2f} ms   llama-server/in-process {:.2f} ± {:.2f}\n",
-               a.mean, a.sd, b.mean, b.sd, ra.mean, ra.sd);
-    fmt::print("  decode_tps_client  in-process {:7.1f} ± {:5.1f} /s   llama-server {:7.1f} ± "
-               "{:5.1f} /s   in-process/llama-server {:.2f} ± {:.2f}\n\n",
-               c.mean, c.sd, d.mean, d.sd, rb.mean, rb.sd);
+    fmt::print(
+        "  ttft_client        in-process {:7.2f} ± {:5.2f} ms   llama-server {:7.2f} ± "
+        "{:5.2f} ms   llama-server/in-process {:.2f} ± {:.2f}\n",
+        a.mean, a.sd, b.mean, b.sd, ra.mean, ra.sd);
+    fmt::print(
+        "  decode_tps_client  in-process {:7.1f} ± {:5.1f} /s   llama-server {:7.1f} ± "
+        "{:5.1f} /s   in-process/llama-server {:.2f} ± {:.2f}\n\n",
+        c.mean, c.sd, d.mean, d.sd, rb.mean, rb.sd);
     record(fmt::format(
         R"j("bench":"single_agent","ttft_client_ms_inproc":{:.3f},"ttft_client_ms_inproc_sd":{:.3f},"ttft_client_ms_llama_server":{:.3f},"ttft_client_ms_llama_server_sd":{:.3f},"ttft_ratio_server_over_inproc":{:.3f},"ttft_ratio_sd":{:.3f},"decode_tps_client_inproc":{:.1f},"decode_tps_client_inproc_sd":{:.1f},"decode_tps_client_llama_server":{:.1f},"decode_tps_client_llama_server_sd":{:.1f},"tps_ratio_inproc_over_server":{:.3f},"tps_ratio_sd":{:.3f},"runs":{},"requests_per_run":{},"source":"measured: median per run, then mean and sample sd over runs; ratios per run")j",
         a.mean, a.sd, b.mean, b.sd, ra.mean, ra.sd, c.mean, c.sd, d.mean, d.sd, rb.mean, rb.sd,
@@ -211,9 +217,10 @@ int main(int argc, char** argv) {
   }
 
   // 2. Aggregate tokens/s at N agents.
-  fmt::print("aggregate tokens/s (system_tps = tokens delivered / wall from first t_send to last "
-             "token)\n  {:>6} {:>22} {:>22} {:>10} {:>14}\n",
-             "agents", "in-process", "llama-server -np N", "ratio", "vs 1 agent");
+  fmt::print(
+      "aggregate tokens/s (system_tps = tokens delivered / wall from first t_send to last "
+      "token)\n  {:>6} {:>22} {:>22} {:>10} {:>14}\n",
+      "agents", "in-process", "llama-server -np N", "ratio", "vs 1 agent");
   double base_inproc = 0;
   for (int n : agents) {
     auto pair = contestants(model, n, 512, threads, rt);
@@ -260,8 +267,9 @@ int main(int argc, char** argv) {
     auto b = make_backend(ic, rt);
     std::string persona = "You are Mira, the innkeeper of the Gilded Stag. ";
     while (persona.size() < 1400) {
-      persona += "She remembers every traveller, speaks warmly but briefly, and never reveals "
-                 "the secret cellar beneath the inn. ";
+      persona +=
+          "She remembers every traveller, speaks warmly but briefly, and never reveals "
+          "the secret cellar beneath the inn. ";
     }
     std::vector<double> cold, warm, ratio;
     int persona_tokens = 0;
@@ -283,9 +291,10 @@ int main(int argc, char** argv) {
       b->drop_session(t1.session);
     }
     const auto sc = stats(cold), sw = stats(warm), sr = stats(ratio);
-    fmt::print("session reuse ({}-token prompt): cold ttft_client {:.2f} ± {:.2f} ms, turn 2 "
-               "{:.2f} ± {:.2f} ms, cold/turn-2 {:.1f} ± {:.1f}x\n",
-               persona_tokens, sc.mean, sc.sd, sw.mean, sw.sd, sr.mean, sr.sd);
+    fmt::print(
+        "session reuse ({}-token prompt): cold ttft_client {:.2f} ± {:.2f} ms, turn 2 "
+        "{:.2f} ± {:.2f} ms, cold/turn-2 {:.1f} ± {:.1f}x\n",
+        persona_tokens, sc.mean, sc.sd, sw.mean, sw.sd, sr.mean, sr.sd);
     record(fmt::format(
         R"j("bench":"session_reuse","prompt_tokens":{},"ttft_cold_ms":{:.3f},"ttft_cold_ms_sd":{:.3f},"ttft_turn2_ms":{:.3f},"ttft_turn2_ms_sd":{:.3f},"ratio_cold_over_turn2":{:.3f},"ratio_sd":{:.3f},"runs":{},"source":"measured: mean and sample sd over runs; ratio per run")j",
         persona_tokens, sc.mean, sc.sd, sw.mean, sw.sd, sr.mean, sr.sd, runs));

@@ -57,7 +57,9 @@ namespace {
 namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
 
-int64_t now_ns() { return Clock::now().time_since_epoch().count(); }
+int64_t now_ns() {
+  return Clock::now().time_since_epoch().count();
+}
 
 // ---- the synthetic servers: child processes of this one -----------------------------------
 
@@ -65,7 +67,8 @@ class SynthProcess {
  public:
   SynthProcess(const std::string& name, const std::vector<std::string>& args) : name_(name) {
     int out[2];
-    if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe: " + std::string(strerror(errno)));
+    if (::pipe2(out, O_CLOEXEC) != 0)
+      throw std::runtime_error("pipe: " + std::string(strerror(errno)));
     pid_ = ::fork();
     if (pid_ == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the soak
@@ -236,16 +239,19 @@ int main(int argc, char** argv) {
   CLI::App app{"The fault soak: agents over failing servers, every request accounted for"};
   app.add_option("--minutes", a.minutes, "How long the agents run")->check(CLI::Range(0.1, 600.0));
   app.add_option("--agents", a.agents, "Agents at once")->check(CLI::Range(1, 10000));
-  app.add_option("--fault-rate", a.fault_rate, "Share of each synthetic server's requests that fault")
+  app.add_option("--fault-rate", a.fault_rate,
+                 "Share of each synthetic server's requests that fault")
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--tokens", a.tokens, "Tokens per request")->check(CLI::Range(1, 1000));
   app.add_option("--fault-after", a.fault_after, "Server B's faults come after this many tokens")
       ->check(CLI::Range(1, 1000));
   app.add_option("--think-ms", a.think_ms, "Mean pause of an agent between two requests")
       ->check(CLI::Range(0.0, 60000.0));
-  app.add_option("--restart-s", a.restart_s, "Kill and restart the llama-server this often; 0: never")
+  app.add_option("--restart-s", a.restart_s,
+                 "Kill and restart the llama-server this often; 0: never")
       ->check(CLI::Range(0.0, 3600.0));
-  app.add_option("--warmup-s", a.warmup_s, "Samples before this are warm-up (default: a fifth of the run, at most 60 s)");
+  app.add_option("--warmup-s", a.warmup_s,
+                 "Samples before this are warm-up (default: a fifth of the run, at most 60 s)");
   app.add_option("--watchdog-s", a.watchdog_s, "Fail when no request completes for this long")
       ->check(CLI::Range(1.0, 600.0));
   app.add_option("--label", a.label, "Names the run in the results");
@@ -260,9 +266,9 @@ int main(int argc, char** argv) {
   const std::string rate = fmt::format("{}", a.fault_rate);
   SynthProcess synth_a("synth A", {"synth-server", "--port", "0", "--tokens-per-s", "100",
                                    "--fault", "mix:0", "--fault-rate", rate, "--seed", "1"});
-  SynthProcess synth_b("synth B", {"synth-server", "--port", "0", "--tokens-per-s", "100",
-                                   "--fault", fmt::format("mix:{}", a.fault_after),
-                                   "--fault-rate", rate, "--seed", "2"});
+  SynthProcess synth_b("synth B",
+                       {"synth-server", "--port", "0", "--tokens-per-s", "100", "--fault",
+                        fmt::format("mix:{}", a.fault_after), "--fault-rate", rate, "--seed", "2"});
   bool created = false;
   std::string model_error;
   const auto model = chimera::model::cached_tiny_model(created, model_error);
@@ -270,8 +276,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "soak: cannot make the tiny model: %s\n", model_error.c_str());
     return 1;
   }
-  chimera::ServerOptions llama_opts{.model = model.string(), .parallel = a.llama_parallel,
-                                    .ctx = 512 * a.llama_parallel, .threads = 1};
+  chimera::ServerOptions llama_opts{.model = model.string(),
+                                    .parallel = a.llama_parallel,
+                                    .ctx = 512 * a.llama_parallel,
+                                    .threads = 1};
   auto llama = std::make_unique<chimera::ServerProcess>(llama_opts);
   if (!llama->ok()) {
     std::fprintf(stderr, "soak: llama-server did not start: %s\n", llama->error().c_str());
@@ -289,8 +297,8 @@ int main(int argc, char** argv) {
     chimera::pool::PoolEndpoint e;
     e.config.url = url;
     e.config.kind = kind;
-    e.config.timeouts = {.connect_ms = 1'000, .first_token_ms = 3'000, .idle_ms = 2'000,
-                         .total_ms = 30'000};
+    e.config.timeouts = {
+        .connect_ms = 1'000, .first_token_ms = 3'000, .idle_ms = 2'000, .total_ms = 30'000};
     e.max_concurrency = limit;
     return e;
   };
@@ -332,11 +340,13 @@ int main(int argc, char** argv) {
     std::lock_guard lock(ledger.mu);
     ++ledger.outcomes[where][outcome_name(c.error.kind)];
     // Served here after failing elsewhere first (the pool's retries before the first token).
-    if (c.figures.attempts > 1) ++ledger.outcomes[where][c.ok() ? "ok_after_retry" : "failed_after_retry"];
+    if (c.figures.attempts > 1)
+      ++ledger.outcomes[where][c.ok() ? "ok_after_retry" : "failed_after_retry"];
     if (from_llama && c.ok()) ++ledger.llama_ok_by_epoch[restarts.load()];
   };
 
-  chimera::Engine engine({.pools = {pool}, .executor = chimera::ExecutorKind::single, .threads = 1});
+  chimera::Engine engine(
+      {.pools = {pool}, .executor = chimera::ExecutorKind::single, .threads = 1});
   chimera::AgentRun agent_run;
   std::thread agents([&] {
     agent_run = engine.run(a.agents, [&](chimera::Agent& agent) -> chimera::Task<void> {
@@ -381,8 +391,10 @@ int main(int argc, char** argv) {
     }
     if (t - ledger.last_done_ns.load() > static_cast<int64_t>(a.watchdog_s * 1e9)) {
       watchdog_fired = true;
-      std::fprintf(stderr, "soak: WATCHDOG: no request completed for %.0f s (%lld started, %lld "
-                   "completed)\n", a.watchdog_s, static_cast<long long>(ledger.started.load()),
+      std::fprintf(stderr,
+                   "soak: WATCHDOG: no request completed for %.0f s (%lld started, %lld "
+                   "completed)\n",
+                   a.watchdog_s, static_cast<long long>(ledger.started.load()),
                    static_cast<long long>(ledger.completed.load()));
       break;
     }
@@ -398,7 +410,9 @@ int main(int argc, char** argv) {
       next_restart += static_cast<int64_t>(a.restart_s * 1e9);
     }
     if (t >= next_print) {
-      std::fprintf(stderr, "soak: %5.0f s  started %lld  completed %lld  ok %lld  rss %.1f MB  fds %d  restarts %d\n",
+      std::fprintf(stderr,
+                   "soak: %5.0f s  started %lld  completed %lld  ok %lld  rss %.1f MB  fds %d  "
+                   "restarts %d\n",
                    (t - t0) / 1e9, static_cast<long long>(ledger.started.load()),
                    static_cast<long long>(ledger.completed.load()),
                    static_cast<long long>(ledger.ok.load()), samples.back().rss_mb,
@@ -412,8 +426,10 @@ int main(int argc, char** argv) {
   const json::object stats_b = synth_b.stop();
   llama.reset();
   const double drain_s = (now_ns() - end_ns) / 1e9;
-  const Trend rss = trend(samples, a.warmup_s, [](const Sample& s) { return s.rss_mb; }, 0.10, 4.0, false);
-  const Trend fds = trend(samples, a.warmup_s, [](const Sample& s) { return double(s.fds); }, 0.0, 32.0, true);
+  const Trend rss = trend(
+      samples, a.warmup_s, [](const Sample& s) { return s.rss_mb; }, 0.10, 4.0, false);
+  const Trend fds = trend(
+      samples, a.warmup_s, [](const Sample& s) { return double(s.fds); }, 0.0, 32.0, true);
   const int64_t started = ledger.started.load();
   const int64_t completed = ledger.completed.load();
   const int64_t lost = started - completed;
@@ -431,7 +447,7 @@ int main(int argc, char** argv) {
   for (const auto& [where, counts] : ledger.outcomes) {
     json::object o;
     for (const auto& [k, n] : counts) o[k] = n;
-    const std::string name = where == synth_a.url() ? "synth_a (" + where + ")"
+    const std::string name = where == synth_a.url()   ? "synth_a (" + where + ")"
                              : where == synth_b.url() ? "synth_b (" + where + ")"
                              : where == llama_url     ? "llama_server (" + where + ")"
                                                       : where;
@@ -452,16 +468,21 @@ int main(int argc, char** argv) {
       {"tokens_per_request", a.tokens},
       {"think_ms_mean", a.think_ms},
       {"fault_rate", a.fault_rate},
-      {"faults", json::object{{"synth_a", "mix:0 (drop, stall, error, 503 before the first token)"},
-                              {"synth_b", fmt::format("mix:{} (the same after {} tokens)",
-                                                      a.fault_after, a.fault_after)},
-                              {"llama_server", fmt::format("SIGKILL and restart every {} s", a.restart_s)}}},
-      {"requests", json::object{{"started", started}, {"completed", completed}, {"lost", lost},
-                                {"ok", ledger.ok.load()}, {"failed", completed - ledger.ok.load()}}},
+      {"faults",
+       json::object{{"synth_a", "mix:0 (drop, stall, error, 503 before the first token)"},
+                    {"synth_b", fmt::format("mix:{} (the same after {} tokens)", a.fault_after,
+                                            a.fault_after)},
+                    {"llama_server", fmt::format("SIGKILL and restart every {} s", a.restart_s)}}},
+      {"requests", json::object{{"started", started},
+                                {"completed", completed},
+                                {"lost", lost},
+                                {"ok", ledger.ok.load()},
+                                {"failed", completed - ledger.ok.load()}}},
       {"violations", ledger.violation_count},
       {"violation_examples", json::value_from(ledger.violations)},
       {"outcomes_by_endpoint", std::move(outcomes)},
-      {"faults_injected", json::object{{"synth_a", faults_of(stats_a)}, {"synth_b", faults_of(stats_b)}}},
+      {"faults_injected",
+       json::object{{"synth_a", faults_of(stats_a)}, {"synth_b", faults_of(stats_b)}}},
       {"llama_restarts", restarts.load()},
       {"llama_restart_failures", restart_failures},
       {"llama_ok_per_restart_epoch", std::move(by_epoch)},
@@ -470,10 +491,14 @@ int main(int argc, char** argv) {
       {"max_gap_between_completions_ms", ledger.max_gap_ns.load() / 1e6},
       {"drain_s", drain_s},
       {"warmup_s", a.warmup_s},
-      {"rss_mb", json::object{{"first_quarter_mean", rss.first}, {"last_quarter_mean", rss.last},
-                              {"max", rss.max}, {"flat", rss.flat}}},
-      {"open_fds", json::object{{"first_quarter_max", fds.first}, {"last_quarter_max", fds.last},
-                                {"max", fds.max}, {"flat", fds.flat}}},
+      {"rss_mb", json::object{{"first_quarter_mean", rss.first},
+                              {"last_quarter_mean", rss.last},
+                              {"max", rss.max},
+                              {"flat", rss.flat}}},
+      {"open_fds", json::object{{"first_quarter_max", fds.first},
+                                {"last_quarter_max", fds.last},
+                                {"max", fds.max},
+                                {"flat", fds.flat}}},
       {"samples", static_cast<int64_t>(samples.size())},
       {"agent_task_failures", agent_run.failed},
       {"provenance", provenance.stamp()}};
@@ -494,8 +519,8 @@ int main(int argc, char** argv) {
                a.label.c_str(), passed ? "PASSED" : "FAILED", static_cast<long long>(started),
                static_cast<long long>(ledger.ok.load()),
                static_cast<long long>(completed - ledger.ok.load()), static_cast<long long>(lost),
-               static_cast<long long>(ledger.violation_count), restarts.load(), rss.first,
-               rss.last, fds.first, fds.last, ledger.max_gap_ns.load() / 1e6);
+               static_cast<long long>(ledger.violation_count), restarts.load(), rss.first, rss.last,
+               fds.first, fds.last, ledger.max_gap_ns.load() / 1e6);
   if (watchdog_fired) std::_Exit(1);  // agents are stuck: do not wait for them
   joiner.join();
   return passed ? 0 : 1;

@@ -59,13 +59,13 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
-#include <cstring>
-#include <limits>
-#include <mutex>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -84,8 +84,7 @@ using Clock = std::chrono::steady_clock;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             Clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
       .count();
 }
 
@@ -158,7 +157,7 @@ struct Stream {
   std::vector<int64_t> lateness;  // ns, one per token chunk
   std::vector<int64_t> lag;       // ns, one per token chunk
   int64_t t_send = 0;
-  int64_t t_first = 0;            // first token chunk handed on
+  int64_t t_first = 0;  // first token chunk handed on
   int64_t t_last = 0;
   int64_t first_lateness = 0;
   bool connected = false;
@@ -226,7 +225,8 @@ asio::awaitable<void> run_stream(Stream& s, const Config& cfg, const std::string
     const std::string_view bytes(chunk.data(), got);
     chimera::http::FrameStatus st = chimera::http::FrameStatus::ok;
     if (sse) {
-      st = events.feed(bytes, [&](const chimera::http::SseEvent& ev) { return on_record(ev.data); });
+      st =
+          events.feed(bytes, [&](const chimera::http::SseEvent& ev) { return on_record(ev.data); });
     } else {
       st = ndjson.feed(bytes, on_record);
     }
@@ -298,8 +298,8 @@ struct Result {
                                      // server fell behind (start-up burst or steady state)
   double wall_s = 0;
   double system_tps = 0;
-  double client_cpu = 0;  // share of one core
-  double server_cpu = -1; // share of one core, from /stats cpu_ns
+  double client_cpu = 0;   // share of one core
+  double server_cpu = -1;  // share of one core, from /stats cpu_ns
   int64_t server_peak = -1;
   double connect_s = 0;
   double load_before = -1;  // 1-minute load average when the run started
@@ -397,8 +397,8 @@ Result run_scenario(const Config& cfg, const Scenario& sc) {
         },
         asio::detached);
   }
-  const double expected_s = sc.ttft_ms / 1e3 + ramp_ms / 1e3 +
-                            static_cast<double>(sc.tokens) / sc.tokens_per_s;
+  const double expected_s =
+      sc.ttft_ms / 1e3 + ramp_ms / 1e3 + static_cast<double>(sc.tokens) / sc.tokens_per_s;
   {
     // The I/O threads return when every stream has ended; a stream that hangs past the
     // expected time plus 30 s is closed, so a broken run still ends.
@@ -444,9 +444,9 @@ Result run_scenario(const Config& cfg, const Scenario& sc) {
     } else {
       ++r.failed;
       if (r.errors.size() < 5) {
-        r.errors.push_back(s->error.empty() ? fmt::format("{} of {} tokens", s->lateness.size(),
-                                                          sc.tokens)
-                                            : s->error);
+        r.errors.push_back(s->error.empty()
+                               ? fmt::format("{} of {} tokens", s->lateness.size(), sc.tokens)
+                               : s->error);
       }
     }
     first_send = std::min(first_send, s->t_send);
@@ -502,8 +502,8 @@ class ServerChild {
     posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
     posix_spawn_file_actions_addclose(&fa, fds[0]);
     const std::string th = std::to_string(threads);
-    std::vector<std::string> args = {CHIMERA_CLI, "synth-server", "--port", "0", "--threads", th,
-                                     "--quiet"};
+    std::vector<std::string> args = {CHIMERA_CLI, "synth-server", "--port", "0", "--threads",
+                                     th,          "--quiet"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -666,23 +666,26 @@ int main(int argc, char** argv) {
     out.open(out_path, std::ios::app);
   }
   fmt::print("server {} ({} threads), client {} thread(s), api {}; CPU {} ({} cores)\n", url,
-             server_threads, cfg.threads, cfg.api, cpu_model(), std::thread::hardware_concurrency());
-  fmt::print("{:>6} {:>6} {:>5} {:>7} | {:>7} {:>7} {:>7} | {:>7} {:>7} {:>7} | {:>9} {:>6} "
-             "{:>6} {:>6} {:>5} {:>5}\n",
-             "N", "tok/s", "K", "ok", "late50", "late99", "lateMax", "lag50", "lag99", "lagMax",
-             "sys tok/s", "srvCPU", "cliCPU", "peak", "load", "all");
+             server_threads, cfg.threads, cfg.api, cpu_model(),
+             std::thread::hardware_concurrency());
+  fmt::print(
+      "{:>6} {:>6} {:>5} {:>7} | {:>7} {:>7} {:>7} | {:>7} {:>7} {:>7} | {:>9} {:>6} "
+      "{:>6} {:>6} {:>5} {:>5}\n",
+      "N", "tok/s", "K", "ok", "late50", "late99", "lateMax", "lag50", "lag99", "lagMax",
+      "sys tok/s", "srvCPU", "cliCPU", "peak", "load", "all");
   int failures = 0;
   for (const auto& sc : scenarios) {
     for (int run = 0; run < runs; ++run) {
       const Result r = run_scenario(cfg, sc);
       failures += r.failed + r.connect_failed;
       const double ms = 1e6;
-      fmt::print("{:>6} {:>6} {:>5} {:>7} | {:>7.2f} {:>7.2f} {:>7.2f} | {:>7.2f} {:>7.2f} "
-                 "{:>7.2f} | {:>9.0f} {:>5.0f}% {:>5.0f}% {:>6} {:>5.2f} {:>4.0f}%\n",
-                 sc.streams, sc.tokens_per_s, sc.tokens, r.ok, pct(r.lateness, 50) / ms,
-                 pct(r.lateness, 99) / ms, pct(r.lateness, 100) / ms, pct(r.lag, 50) / ms,
-                 pct(r.lag, 99) / ms, pct(r.lag, 100) / ms, r.system_tps, r.server_cpu * 100,
-                 r.client_cpu * 100, r.server_peak, r.load_before, r.machine_cpu * 100);
+      fmt::print(
+          "{:>6} {:>6} {:>5} {:>7} | {:>7.2f} {:>7.2f} {:>7.2f} | {:>7.2f} {:>7.2f} "
+          "{:>7.2f} | {:>9.0f} {:>5.0f}% {:>5.0f}% {:>6} {:>5.2f} {:>4.0f}%\n",
+          sc.streams, sc.tokens_per_s, sc.tokens, r.ok, pct(r.lateness, 50) / ms,
+          pct(r.lateness, 99) / ms, pct(r.lateness, 100) / ms, pct(r.lag, 50) / ms,
+          pct(r.lag, 99) / ms, pct(r.lag, 100) / ms, r.system_tps, r.server_cpu * 100,
+          r.client_cpu * 100, r.server_peak, r.load_before, r.machine_cpu * 100);
       for (const auto& e : r.errors) fmt::print("    error: {}\n", e);
       if (by_token) {
         fmt::print("    lateness p99 by token (ms):");
@@ -708,10 +711,9 @@ int main(int argc, char** argv) {
                                          {"p99", pct(r.lateness, 99) / ms},
                                          {"max", pct(r.lateness, 100) / ms},
                                          {"source", "measured: server_sent_ns - scheduled_ns"}}},
-            {"first_token_lateness_ms",
-             json::object{{"p50", pct(r.first_lateness, 50) / ms},
-                          {"p99", pct(r.first_lateness, 99) / ms},
-                          {"max", pct(r.first_lateness, 100) / ms}}},
+            {"first_token_lateness_ms", json::object{{"p50", pct(r.first_lateness, 50) / ms},
+                                                     {"p99", pct(r.first_lateness, 99) / ms},
+                                                     {"max", pct(r.first_lateness, 100) / ms}}},
             {"lateness_p99_by_token_ms",
              [&] {
                json::array a;

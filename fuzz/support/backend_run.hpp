@@ -36,8 +36,8 @@ class BackendRun {
     for (BackendKind kind : {BackendKind::ollama, BackendKind::openai}) {
       EndpointConfig cfg{.url = server_.url(), .kind = kind};
       // Every response ends at the server's close; these only bound a broken client.
-      cfg.timeouts = {.connect_ms = 2'000, .first_token_ms = 5'000, .idle_ms = 5'000,
-                      .total_ms = 10'000};
+      cfg.timeouts = {
+          .connect_ms = 2'000, .first_token_ms = 5'000, .idle_ms = 5'000, .total_ms = 10'000};
       cfg.limits.max_record_bytes = 64 << 10;
       cfg.limits.max_body_bytes = 1 << 20;
       backends_[kind == BackendKind::ollama ? 0 : 1] = make_backend(cfg, runtime_);
@@ -62,7 +62,8 @@ class BackendRun {
       return true;
     });
     if (shape.stream && c.text != delivered) {
-      std::fprintf(stderr, "completion text (%zu bytes) differs from the delivered text (%zu bytes)\n",
+      std::fprintf(stderr,
+                   "completion text (%zu bytes) differs from the delivered text (%zu bytes)\n",
                    c.text.size(), delivered.size());
       std::abort();
     }

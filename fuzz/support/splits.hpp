@@ -36,8 +36,8 @@ void check_split_invariance(std::string_view body, std::uint8_t seed, const char
   const auto bytes = frame(cut(body, 0, 1));
   const auto pieces = frame(cut(body, seed, 64));
   if (!(whole == bytes) || !(whole == pieces)) {
-    std::fprintf(stderr, "%s framing depends on how the body is split: %zu/%zu/%zu records\n",
-                 what, whole.size(), bytes.size(), pieces.size());
+    std::fprintf(stderr, "%s framing depends on how the body is split: %zu/%zu/%zu records\n", what,
+                 whole.size(), bytes.size(), pieces.size());
     std::abort();
   }
 }

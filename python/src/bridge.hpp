@@ -66,10 +66,10 @@ struct CallState : std::enable_shared_from_this<CallState> {
 
   // asyncio
   std::shared_ptr<BridgeCore> bridge;  // null for synchronous calls
-  bool waiting = false;  // a waiter is parked (under mu)
-  bool queued = false;   // on the bridge's ready list (under mu)
-  py::object waiter;     // the parked asyncio.Future; GIL only
-  py::object result_obj; // the Completion handed to Python, made once; GIL only
+  bool waiting = false;                // a waiter is parked (under mu)
+  bool queued = false;                 // on the bridge's ready list (under mu)
+  py::object waiter;                   // the parked asyncio.Future; GIL only
+  py::object result_obj;               // the Completion handed to Python, made once; GIL only
 
   std::shared_ptr<RequestHandle> handle;
 
@@ -108,15 +108,15 @@ class BridgeCore : public std::enable_shared_from_this<BridgeCore> {
   bool direct() const { return direct_; }
 
  private:
-  void wake();       // takes the GIL and calls loop.call_soon_threadsafe(drain)
-  void notifier();   // the notifier thread's body
+  void wake();      // takes the GIL and calls loop.call_soon_threadsafe(drain)
+  void notifier();  // the notifier thread's body
 
   const bool direct_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::shared_ptr<CallState>> ready_;
-  bool scheduled_ = false;   // a drain is due (asked for or coming)
-  bool signal_ = false;      // the notifier has a wake-up to make
+  bool scheduled_ = false;  // a drain is due (asked for or coming)
+  bool signal_ = false;     // the notifier has a wake-up to make
   bool stop_ = false;
   std::thread thread_;
   // GIL only:

@@ -63,7 +63,8 @@ py::dict info_to_dict(const EndpointInfo& i) {
 
 pool::Pool& find_pool(Engine& e, const std::string& name) {
   if (pool::Pool* p = e.find_pool(name)) return *p;
-  throw BadInput(fmt::format("no pool named '{}' (pools: {})", name, fmt::join(e.pool_names(), ", ")));
+  throw BadInput(
+      fmt::format("no pool named '{}' (pools: {})", name, fmt::join(e.pool_names(), ", ")));
 }
 
 NativeEngine::NativeEngine(const py::handle& pools, const std::string& executor, int threads,
@@ -72,8 +73,10 @@ NativeEngine::NativeEngine(const py::handle& pools, const std::string& executor,
   o.pools = pools_from(pools);
   auto e = parse_executor(executor);
   if (!e) {
-    throw BadInput(fmt::format("unknown executor '{}' (single, shared, per-core, "
-                               "thread-per-agent)", executor));
+    throw BadInput(
+        fmt::format("unknown executor '{}' (single, shared, per-core, "
+                    "thread-per-agent)",
+                    executor));
   }
   o.executor = *e;
   o.threads = threads;
@@ -83,7 +86,9 @@ NativeEngine::NativeEngine(const py::handle& pools, const std::string& executor,
   engine_ = std::make_unique<Engine>(std::move(o));
 }
 
-NativeEngine::~NativeEngine() { close(); }
+NativeEngine::~NativeEngine() {
+  close();
+}
 
 void NativeEngine::close() {
   std::unique_ptr<Engine> doomed;
@@ -103,7 +108,8 @@ bool NativeEngine::closed() const {
 }
 
 void register_bridge(py::module_& m) {
-  py::class_<PyBridge>(m, "Bridge",
+  py::class_<PyBridge>(
+      m, "Bridge",
       "The wake-up path from the engine's threads to one asyncio event loop (one per loop). "
       "Engine threads take the GIL only to call loop.call_soon_threadsafe, at most once per "
       "batch of ready requests.")
@@ -119,46 +125,62 @@ void register_bridge(py::module_& m) {
            "notifier thread does it.")
       .def_property_readonly("direct", [](const PyBridge& b) { return b.core->direct(); })
       .def_property_readonly("loop", [](const PyBridge& b) { return b.core->loop(); })
-      .def_property_readonly("wakeups", [](const PyBridge& b) { return b.core->wakeups(); },
-                             "How many times the engine woke the loop (diagnostics).")
-      .def_property_readonly("gil_wait_ns", [](const PyBridge& b) { return b.core->gil_wait_ns(); },
-                             "Time the engine's threads waited for the GIL to wake the loop, ns "
-                             "(diagnostics).")
+      .def_property_readonly(
+          "wakeups", [](const PyBridge& b) { return b.core->wakeups(); },
+          "How many times the engine woke the loop (diagnostics).")
+      .def_property_readonly(
+          "gil_wait_ns", [](const PyBridge& b) { return b.core->gil_wait_ns(); },
+          "Time the engine's threads waited for the GIL to wake the loop, ns "
+          "(diagnostics).")
       .def("close", [](PyBridge& b) { b.core->close(); });
 }
 
 void register_engine(py::module_& m) {
-  py::class_<PyCall>(m, "Call",
-      "A request in flight. Dropping it cancels the request when it has not finished.")
-      .def_property_readonly("done", [](PyCall& c) {
-        std::lock_guard lock(c.state->mu);
-        return c.state->done;
-      }, "True once the request has ended (its Completion is ready).")
-      .def_property_readonly("merged", [](PyCall& c) {
-        std::lock_guard lock(c.state->mu);
-        return c.state->merged;
-      }, "Pieces merged into earlier chunks because the consumer fell behind.")
-      .def("park", [](PyCall& c, py::object future) { return c.state->park(std::move(future)); },
-           py::arg("future"),
-           "Parks an asyncio.Future that the engine resolves (with None, or with the Completion "
-           "for a result call) when there is news; False when there already is.")
-      .def("unpark", [](PyCall& c) {
-        c.state->waiter = py::object();
-        std::lock_guard lock(c.state->mu);
-        c.state->waiting = false;
-      }, "Forgets a parked future (its task was cancelled).")
-      .def("take", [](PyCall& c) -> py::object {
-        bool finished = false;
-        auto chunks = c.state->take(finished);
-        if (finished) return py::none();
-        return chunk_list(std::move(chunks));
-      }, "The chunks buffered so far (possibly none), or None once the stream has ended and "
-         "every chunk was taken.")
+  py::class_<PyCall>(
+      m, "Call", "A request in flight. Dropping it cancels the request when it has not finished.")
+      .def_property_readonly(
+          "done",
+          [](PyCall& c) {
+            std::lock_guard lock(c.state->mu);
+            return c.state->done;
+          },
+          "True once the request has ended (its Completion is ready).")
+      .def_property_readonly(
+          "merged",
+          [](PyCall& c) {
+            std::lock_guard lock(c.state->mu);
+            return c.state->merged;
+          },
+          "Pieces merged into earlier chunks because the consumer fell behind.")
+      .def(
+          "park", [](PyCall& c, py::object future) { return c.state->park(std::move(future)); },
+          py::arg("future"),
+          "Parks an asyncio.Future that the engine resolves (with None, or with the Completion "
+          "for a result call) when there is news; False when there already is.")
+      .def(
+          "unpark",
+          [](PyCall& c) {
+            c.state->waiter = py::object();
+            std::lock_guard lock(c.state->mu);
+            c.state->waiting = false;
+          },
+          "Forgets a parked future (its task was cancelled).")
+      .def(
+          "take",
+          [](PyCall& c) -> py::object {
+            bool finished = false;
+            auto chunks = c.state->take(finished);
+            if (finished) return py::none();
+            return chunk_list(std::move(chunks));
+          },
+          "The chunks buffered so far (possibly none), or None once the stream has ended and "
+          "every chunk was taken.")
       .def(
           "wait_chunks",
           [](PyCall& c, double timeout_s) -> py::object {
             CallState& st = *c.state;
-            wait_state(st, [&st] { return st.done || !st.chunks.empty(); }, timeout_s);
+            wait_state(
+                st, [&st] { return st.done || !st.chunks.empty(); }, timeout_s);
             bool finished = false;
             auto chunks = st.take(finished);
             if (finished) return py::none();
@@ -170,74 +192,96 @@ void register_engine(py::module_& m) {
           "wait",
           [](PyCall& c, double timeout_s) {
             CallState& st = *c.state;
-            return wait_state(st, [&st] { return st.done; }, timeout_s);
+            return wait_state(
+                st, [&st] { return st.done; }, timeout_s);
           },
           py::arg("timeout") = -1.0,
           "Blocks (GIL released) until the request ends; False when `timeout` (s) ran out.")
-      .def("result", [](PyCall& c) -> py::object {
-        {
-          std::lock_guard lock(c.state->mu);
-          if (!c.state->done) throw Failure("the request has not finished yet");
-        }
-        return make_completion(*c.state);
-      }, "The Completion of a finished request.")
-      .def("cancel", [](PyCall& c) {
-        py::gil_scoped_release nogil;
-        c.state->cancel();
-      }, "Cancels the request: the connection is closed, so the server stops generating and "
-         "frees its slot. Idempotent.");
+      .def(
+          "result",
+          [](PyCall& c) -> py::object {
+            {
+              std::lock_guard lock(c.state->mu);
+              if (!c.state->done) throw Failure("the request has not finished yet");
+            }
+            return make_completion(*c.state);
+          },
+          "The Completion of a finished request.")
+      .def(
+          "cancel",
+          [](PyCall& c) {
+            py::gil_scoped_release nogil;
+            c.state->cancel();
+          },
+          "Cancels the request: the connection is closed, so the server stops generating and "
+          "frees its slot. Idempotent.");
 
   py::class_<NativeEngine>(m, "Engine",
-      "The C++ engine: executors (event-loop threads) and endpoint pools.")
+                           "The C++ engine: executors (event-loop threads) and endpoint pools.")
       .def(py::init<const py::handle&, const std::string&, int, bool, int>(), py::arg("pools"),
            py::arg("executor") = "single", py::arg("threads") = 0, py::arg("pin_threads") = true,
            py::arg("blocking_threads") = 4)
       .def("close", &NativeEngine::close,
            "Cancels every request in flight, waits for them, and stops the engine's threads.")
       .def_property_readonly("closed", &NativeEngine::closed)
-      .def_property_readonly("executor", [](NativeEngine& n) {
-        return n.with_engine([](Engine& e) { return std::string(to_string(e.executor())); });
-      })
-      .def_property_readonly("loops", [](NativeEngine& n) {
-        return n.with_engine([](Engine& e) { return e.loops(); });
-      })
-      .def_property_readonly("lanes", [](NativeEngine& n) {
-        return n.with_engine([](Engine& e) { return e.lanes(); });
-      })
-      .def("pool_names", [](NativeEngine& n) {
-        return n.with_engine([](Engine& e) { return e.pool_names(); });
-      })
-      .def("pool_config", [](NativeEngine& n, const std::string& name) {
-        pool::PoolConfig pc = n.with_engine([&](Engine& e) { return find_pool(e, name).config(); });
-        return pool_to_dict(pc);
-      }, py::arg("pool"))
-      .def("pool_status", [](NativeEngine& n, const std::string& name) {
-        auto st = n.with_engine([&](Engine& e) { return find_pool(e, name).status(); });
-        py::list out;
-        for (const auto& s : st) {
-          py::dict d;
-          d["url"] = s.url;
-          d["backend"] = to_string(s.kind);
-          d["up"] = s.up;
-          d["outstanding"] = s.outstanding;
-          d["limit"] = s.limit;
-          d["dispatched"] = s.dispatched;
-          d["failures"] = s.failures;
-          d["last_error"] = s.last_error;
-          out.append(d);
-        }
-        return out;
-      }, py::arg("pool"))
-      .def("check", [](NativeEngine& n, const std::string& name) {
-        EndpointInfo info = n.with_engine([&](Engine& e) { return find_pool(e, name).check(); });
-        return info_to_dict(info);
-      }, py::arg("pool"), "Health, version and models of a pool's endpoints (blocks).")
-      .def("drop_session", [](NativeEngine& n, const std::string& name, const std::string& session) {
-        n.with_engine([&](Engine& e) {
-          find_pool(e, name).drop_session(session);
-          return 0;
-        });
-      }, py::arg("pool"), py::arg("session"))
+      .def_property_readonly(
+          "executor",
+          [](NativeEngine& n) {
+            return n.with_engine([](Engine& e) { return std::string(to_string(e.executor())); });
+          })
+      .def_property_readonly(
+          "loops",
+          [](NativeEngine& n) { return n.with_engine([](Engine& e) { return e.loops(); }); })
+      .def_property_readonly(
+          "lanes",
+          [](NativeEngine& n) { return n.with_engine([](Engine& e) { return e.lanes(); }); })
+      .def("pool_names",
+           [](NativeEngine& n) { return n.with_engine([](Engine& e) { return e.pool_names(); }); })
+      .def(
+          "pool_config",
+          [](NativeEngine& n, const std::string& name) {
+            pool::PoolConfig pc =
+                n.with_engine([&](Engine& e) { return find_pool(e, name).config(); });
+            return pool_to_dict(pc);
+          },
+          py::arg("pool"))
+      .def(
+          "pool_status",
+          [](NativeEngine& n, const std::string& name) {
+            auto st = n.with_engine([&](Engine& e) { return find_pool(e, name).status(); });
+            py::list out;
+            for (const auto& s : st) {
+              py::dict d;
+              d["url"] = s.url;
+              d["backend"] = to_string(s.kind);
+              d["up"] = s.up;
+              d["outstanding"] = s.outstanding;
+              d["limit"] = s.limit;
+              d["dispatched"] = s.dispatched;
+              d["failures"] = s.failures;
+              d["last_error"] = s.last_error;
+              out.append(d);
+            }
+            return out;
+          },
+          py::arg("pool"))
+      .def(
+          "check",
+          [](NativeEngine& n, const std::string& name) {
+            EndpointInfo info =
+                n.with_engine([&](Engine& e) { return find_pool(e, name).check(); });
+            return info_to_dict(info);
+          },
+          py::arg("pool"), "Health, version and models of a pool's endpoints (blocks).")
+      .def(
+          "drop_session",
+          [](NativeEngine& n, const std::string& name, const std::string& session) {
+            n.with_engine([&](Engine& e) {
+              find_pool(e, name).drop_session(session);
+              return 0;
+            });
+          },
+          py::arg("pool"), py::arg("session"))
       .def(
           "start",
           [](NativeEngine& n, const std::string& pool_name, const py::dict& request,

@@ -11,8 +11,8 @@ namespace chimera::python {
 class NativeEngine {
  public:
   // GIL held on entry; released while the engine starts (loading a GGUF model can take a while).
-  NativeEngine(const py::handle& pools, const std::string& executor, int threads,
-               bool pin_threads, int blocking_threads);
+  NativeEngine(const py::handle& pools, const std::string& executor, int threads, bool pin_threads,
+               int blocking_threads);
   ~NativeEngine();
 
   // Destroys the C++ engine: requests in flight are cancelled and waited for. GIL released.

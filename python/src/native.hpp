@@ -11,8 +11,8 @@
 
 #include <chimera/core/request.hpp>
 #include <chimera/engine/engine.hpp>
-#include <chimera/scenarios/multi.hpp>
 #include <chimera/pool/pool.hpp>
+#include <chimera/scenarios/multi.hpp>
 #include <chimera/workflow/workflow.hpp>
 
 #include <pybind11/pybind11.h>
@@ -41,7 +41,7 @@ struct Failure : std::runtime_error {
 struct LagStats {
   int64_t sum_ns = 0;
   int64_t max_ns = 0;
-  int64_t stalls = 0;  // chunks whose lag exceeds 1 ms
+  int64_t stalls = 0;           // chunks whose lag exceeds 1 ms
   std::vector<int64_t> all_ns;  // only when asked (record_lags)
   void add(int64_t lag_ns, bool keep);
 };
@@ -50,7 +50,7 @@ struct LagStats {
 struct PyCompletion {
   Completion c;
   LagStats lags;
-  std::string backend;      // "ollama", "openai", "llama"
+  std::string backend;         // "ollama", "openai", "llama"
   int64_t t_delivered_ns = 0;  // when the result reached the caller's thread (0: not recorded)
 };
 

@@ -13,7 +13,9 @@ namespace chimera::python {
 
 namespace {
 
-[[noreturn]] void bad(const std::string& message) { throw BadInput(message); }
+[[noreturn]] void bad(const std::string& message) {
+  throw BadInput(message);
+}
 
 template <class T>
 void take(py::dict& d, const char* key, T& out) {
@@ -135,7 +137,8 @@ py::dict run_workflow(NativeEngine& n, py::dict o, const py::object& on_progress
   }
   std::thread worker;
   n.with_engine([&](Engine& e) {
-    pool::Pool& p = pool_name.empty() ? find_pool(e, e.pool_names().front()) : find_pool(e, pool_name);
+    pool::Pool& p =
+        pool_name.empty() ? find_pool(e, e.pool_names().front()) : find_pool(e, pool_name);
     wo.backend = &p;
     wo.endpoint.kind = p.kind();
     sh->backend = to_string(p.kind());
@@ -272,12 +275,14 @@ py::dict run_multi(NativeEngine& n, py::dict o) {
   for (const auto& r : out.result.records) records.append(record_to_dict(r, program));
   d["records"] = records;
   py::dict figures = figures_to_dict(f);
-  figures["scaling"] = out.lone_system_tps
-                           ? py::object(py::float_(f.system_tps / (mo.agents * *out.lone_system_tps)))
-                           : py::object(py::none());
+  figures["scaling"] =
+      out.lone_system_tps
+          ? py::object(py::float_(f.system_tps / (mo.agents * *out.lone_system_tps)))
+          : py::object(py::none());
   figures["lone_decode_tps_client"] = out.lone_tps;
-  figures["loopback_floor_ms"] =
-      out.floor ? py::object(py::float_(static_cast<double>(*out.floor) / 1e6)) : py::object(py::none());
+  figures["loopback_floor_ms"] = out.floor
+                                     ? py::object(py::float_(static_cast<double>(*out.floor) / 1e6))
+                                     : py::object(py::none());
   figures["rss_peak"] = out.result.rss_peak_bytes;
   d["figures"] = figures;
   d["agents_failed"] = out.result.run.failed;
@@ -322,7 +327,8 @@ void register_runs(py::module_& m) {
         for (const auto& r : records) recs.push_back(record_from(r));
         return multi::median_lag(recs);
       },
-      py::arg("records"), "The median delivery lag over the records' lags_ns (the loopback floor).");
+      py::arg("records"),
+      "The median delivery lag over the records' lags_ns (the loopback floor).");
   m.def(
       "record_json",
       [](const py::dict& record, const std::string& program) {

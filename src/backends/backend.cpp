@@ -13,8 +13,8 @@
 
 #include <algorithm>
 #include <future>
-#include <utility>
 #include <stdexcept>
+#include <utility>
 
 namespace chimera {
 
@@ -43,9 +43,12 @@ std::string validate(const LlamaConfig& c) {
 
 const char* to_string(BackendKind k) {
   switch (k) {
-    case BackendKind::ollama: return "ollama";
-    case BackendKind::openai: return "openai";
-    case BackendKind::llama: return "llama";
+    case BackendKind::ollama:
+      return "ollama";
+    case BackendKind::openai:
+      return "openai";
+    case BackendKind::llama:
+      return "llama";
   }
   return "unknown";
 }
@@ -62,12 +65,11 @@ std::unique_ptr<Backend> make_backend(const EndpointConfig& config, Runtime& run
     throw std::invalid_argument(fmt::format("{}: {}", redact_url(config.url), e));
   }
   // The key goes into a header line: a control character would end it and start another.
-  if (std::any_of(config.api_key.begin(), config.api_key.end(), [](char ch) {
-        return static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f;
-      })) {
-    throw std::invalid_argument(fmt::format(
-        "{}: the API key holds a control character (a line break?); give the key alone",
-        redact_url(config.url)));
+  if (std::any_of(config.api_key.begin(), config.api_key.end(),
+                  [](char ch) { return static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f; })) {
+    throw std::invalid_argument(
+        fmt::format("{}: the API key holds a control character (a line break?); give the key alone",
+                    redact_url(config.url)));
   }
   if (config.kind == BackendKind::llama) {
     if (config.url.empty()) {
@@ -89,7 +91,8 @@ std::unique_ptr<Backend> make_backend(const EndpointConfig& config, Runtime& run
     case BackendKind::llama:
       break;
   }
-  throw std::invalid_argument(fmt::format("unknown backend kind {}", static_cast<int>(config.kind)));
+  throw std::invalid_argument(
+      fmt::format("unknown backend kind {}", static_cast<int>(config.kind)));
 }
 
 DetectResult detect_backend(const std::string& url, Runtime& runtime, int64_t timeout_ms) {
@@ -128,16 +131,16 @@ DetectResult detect_backend(const std::string& url, Runtime& runtime, int64_t ti
     out.kind = BackendKind::openai;
     return out;
   }
-  out.error = {ErrorKind::protocol,
-               fmt::format("{}: cannot tell which API it speaks: neither /api/version (Ollama: "
-                           "{{\"version\": ...}}) nor /v1/models (OpenAI-compatible: "
-                           "{{\"data\": [...]}}) answered as that API does{}; pass --backend",
-                           hb.endpoint(),
-                           r.error ? fmt::format(" ({})", r.error.message)
-                           : r.status != 200
-                               ? fmt::format(" (/v1/models: HTTP {})", r.status)
-                               : fmt::format(" (/v1/models: {})",
-                                             backends::describe_body(r.content_type, body)))};
+  out.error = {
+      ErrorKind::protocol,
+      fmt::format("{}: cannot tell which API it speaks: neither /api/version (Ollama: "
+                  "{{\"version\": ...}}) nor /v1/models (OpenAI-compatible: "
+                  "{{\"data\": [...]}}) answered as that API does{}; pass --backend",
+                  hb.endpoint(),
+                  r.error           ? fmt::format(" ({})", r.error.message)
+                  : r.status != 200 ? fmt::format(" (/v1/models: HTTP {})", r.status)
+                                    : fmt::format(" (/v1/models: {})",
+                                                  backends::describe_body(r.content_type, body)))};
   return out;
 }
 

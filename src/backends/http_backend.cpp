@@ -109,9 +109,10 @@ std::optional<int64_t> server_count(const json::object& o, std::string_view key,
   if (v == nullptr || v->is_null()) return std::nullopt;
   const auto n = get_int(o, key);
   if (n && *n >= 0 && *n <= kMaxServerCount) return n;
-  c.warnings.push_back(fmt::format("the server reported {} = {}, which is not a count (an "
-                                   "integer from 0 to 2^53); it is left out",
-                                   key, json_excerpt(json::serialize(*v), 40)));
+  c.warnings.push_back(
+      fmt::format("the server reported {} = {}, which is not a count (an "
+                  "integer from 0 to 2^53); it is left out",
+                  key, json_excerpt(json::serialize(*v), 40)));
   return std::nullopt;
 }
 
@@ -120,9 +121,10 @@ std::optional<double> server_number(const json::object& o, std::string_view key,
   if (v == nullptr || v->is_null()) return std::nullopt;
   const auto d = get_double(o, key);
   if (d && *d >= 0) return d;
-  c.warnings.push_back(fmt::format("the server reported {} = {}, which is not a finite number "
-                                   "of 0 or more; it is left out",
-                                   key, json_excerpt(json::serialize(*v), 40)));
+  c.warnings.push_back(
+      fmt::format("the server reported {} = {}, which is not a finite number "
+                  "of 0 or more; it is left out",
+                  key, json_excerpt(json::serialize(*v), 40)));
   return std::nullopt;
 }
 
@@ -132,7 +134,8 @@ std::string json_failure(std::string_view text, const boost::system::error_code&
                        static_cast<unsigned char>(text[at]));
   }
   if (text.substr(0, std::min<std::size_t>(text.size(), 64)).find('<') != std::string_view::npos &&
-      (text.find("<html") != std::string_view::npos || text.find("<!DOCTYPE") != std::string_view::npos ||
+      (text.find("<html") != std::string_view::npos ||
+       text.find("<!DOCTYPE") != std::string_view::npos ||
        text.find("<!doctype") != std::string_view::npos)) {
     return "an HTML page, not JSON";
   }
@@ -176,8 +179,7 @@ class RequestState final : public StreamState,
   RequestState(http::Strand strand, TokenCallback on_token, DoneCallback on_done)
       : StreamState(std::move(on_token), std::move(on_done)), strand_(std::move(strand)) {}
 
-  bool token(std::string_view text, std::string_view thinking,
-             const ToolCall* tool_call) override {
+  bool token(std::string_view text, std::string_view thinking, const ToolCall* tool_call) override {
     return deliver(text, thinking, tool_call);
   }
   Completion& completion() override { return StreamState::completion(); }
@@ -270,10 +272,11 @@ asio::awaitable<void> run_request(std::shared_ptr<http::HttpEndpoint> ep,
     };
     cb.check_headers = [&](std::string_view content_type) -> std::string {
       if (content_type.find("html") == std::string_view::npos) return {};
-      return fmt::format("the server answered {} with an HTML page (Content-Type: {}), not the "
-                         "API's JSON; is this the inference server's address, or did a web "
-                         "server or proxy answer?",
-                         ep->url().base_path + hreq.path, content_type);
+      return fmt::format(
+          "the server answered {} with an HTML page (Content-Type: {}), not the "
+          "API's JSON; is this the inference server's address, or did a web "
+          "server or proxy answer?",
+          ep->url().base_path + hreq.path, content_type);
     };
 
     http::HttpResult r;
@@ -300,12 +303,12 @@ asio::awaitable<void> run_request(std::shared_ptr<http::HttpEndpoint> ep,
         c.error.message += fmt::format(" after {} chunks", c.figures.chunks.value_or(0));
       }
     } else if (r.status / 100 != 2) {
-      c.error = {ErrorKind::http_status,
-                 fmt::format("{}: HTTP {} from {} {}: {}", ep->url().url, r.status,
-                             std::string(boost::beast::http::to_string(hreq.method)),
-                             ep->url().base_path + hreq.path,
-                             error_message_from_body(r.error_body)),
-                 r.status};
+      c.error = {
+          ErrorKind::http_status,
+          fmt::format("{}: HTTP {} from {} {}: {}", ep->url().url, r.status,
+                      std::string(boost::beast::http::to_string(hreq.method)),
+                      ep->url().base_path + hreq.path, error_message_from_body(r.error_body)),
+          r.status};
     } else {
       decoder->on_end(*st);
     }

@@ -1,9 +1,9 @@
 #include "backends/llama_engine.hpp"
 
-#include <chimera/core/install_paths.hpp>
-
 #include "backends/stream_state.hpp"
 #include "backends/text_stream.hpp"
+
+#include <chimera/core/install_paths.hpp>
 
 #include <fmt/format.h>
 #include <llama.h>
@@ -81,7 +81,9 @@ struct Inbox {
 class LlamaJob final : public StreamState {
  public:
   LlamaJob(Request r, TokenCallback t, DoneCallback d, std::shared_ptr<Inbox> inbox)
-      : StreamState(std::move(t), std::move(d)), req(std::move(r)), stop(req.options.stop),
+      : StreamState(std::move(t), std::move(d)),
+        req(std::move(r)),
+        stop(req.options.stop),
         inbox_(std::move(inbox)) {}
 
   Request req;
@@ -93,7 +95,7 @@ class LlamaJob final : public StreamState {
   int n_ctx = 0;                // context limit of this request (num_ctx, capped)
   llama_sampler* sampler = nullptr;
   bool generating = false;
-  int32_t next_token = -1;      // sampled, to be decoded in the next step
+  int32_t next_token = -1;          // sampled, to be decoded in the next step
   std::vector<std::string> pieces;  // raw piece of each decoded generated token
   int64_t admitted = 0;
   int64_t t_first_sample = 0;
@@ -177,9 +179,10 @@ LlamaEngine::LlamaEngine(std::string model_path, const LlamaConfig& config)
   if (ctx_ == nullptr) {
     llama_model_free(model_);
     std::lock_guard lock(g_log_mu);
-    throw std::invalid_argument(fmt::format(
-        "llama.cpp could not create a context for '{}' ({} sequences x {} tokens): {}", path_,
-        config_.parallel, config_.ctx_per_seq, g_last_errors.empty() ? "no detail" : g_last_errors));
+    throw std::invalid_argument(
+        fmt::format("llama.cpp could not create a context for '{}' ({} sequences x {} tokens): {}",
+                    path_, config_.parallel, config_.ctx_per_seq,
+                    g_last_errors.empty() ? "no detail" : g_last_errors));
   }
   ctx_per_seq_ = static_cast<int>(llama_n_ctx_seq(ctx_));
   for (int i = 0; i < config_.parallel; ++i) {
@@ -214,10 +217,9 @@ std::shared_ptr<LlamaEngine> LlamaEngine::shared(const std::string& model_path,
   static std::map<std::string, std::weak_ptr<LlamaEngine>> engines;
   std::error_code ec;
   const auto canonical = std::filesystem::weakly_canonical(model_path, ec).string();
-  const std::string key =
-      fmt::format("{}|{}|{}|{}|{}|{}|{}|{}", ec ? model_path : canonical, c.gpu_layers,
-                  c.ctx_per_seq, c.parallel, c.threads, c.batch, c.prefill_chunk,
-                  c.flash_attention);
+  const std::string key = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}", ec ? model_path : canonical,
+                                      c.gpu_layers, c.ctx_per_seq, c.parallel, c.threads, c.batch,
+                                      c.prefill_chunk, c.flash_attention);
   std::lock_guard lock(mu);
   if (auto e = engines[key].lock()) return e;
   auto e = std::make_shared<LlamaEngine>(model_path, c);
@@ -227,8 +229,8 @@ std::shared_ptr<LlamaEngine> LlamaEngine::shared(const std::string& model_path,
 
 std::shared_ptr<RequestHandle> LlamaEngine::submit(Request request, TokenCallback on_token,
                                                    DoneCallback on_done) {
-  auto job = std::make_shared<LlamaJob>(std::move(request), std::move(on_token),
-                                        std::move(on_done), inbox_);
+  auto job = std::make_shared<LlamaJob>(std::move(request), std::move(on_token), std::move(on_done),
+                                        inbox_);
   job->c.endpoint = path_;
   job->c.model = path_;
   job->c.figures.t_send_ns = now_ns();  // in-process: before the request is queued
@@ -312,9 +314,9 @@ llama_sampler* LlamaEngine::make_sampler(const Request& r, std::string& error) c
 #endif
   }
   if (o.repeat_penalty && *o.repeat_penalty != 1.0) {
-    llama_sampler_chain_add(chain, llama_sampler_init_penalties(
-                                       llama_vocab_n_tokens(vocab_), 64,
-                                       static_cast<float>(*o.repeat_penalty), 0.0f, 0.0f));
+    llama_sampler_chain_add(
+        chain, llama_sampler_init_penalties(llama_vocab_n_tokens(vocab_), 64,
+                                            static_cast<float>(*o.repeat_penalty), 0.0f, 0.0f));
   }
   const double temp = o.temperature.value_or(0.8);
   if (temp <= 0.0) {
@@ -338,9 +340,8 @@ void LlamaEngine::loop() {
   for (;;) {
     {
       std::unique_lock lock(inbox->mu);
-      const bool busy = std::any_of(seqs_.begin(), seqs_.end(), [](const auto& s) {
-        return s->job != nullptr;
-      });
+      const bool busy =
+          std::any_of(seqs_.begin(), seqs_.end(), [](const auto& s) { return s->job != nullptr; });
       // Sleep only when nothing runs and nothing waits for a sequence.
       if (!busy && waiting_.empty()) inbox->cv.wait(lock, [&] { return inbox->poked; });
       inbox->poked = false;
@@ -559,9 +560,10 @@ bool LlamaEngine::prepare(LlamaJob& job, Seq& seq) {
     job.n_ctx = std::min(job.n_ctx, *r.options.num_ctx);
   }
   if (static_cast<int>(job.prompt.size()) >= job.n_ctx) {
-    return fail(fmt::format("the prompt has {} tokens; the context per sequence is {} "
-                            "(num_ctx, or LlamaConfig::ctx_per_seq)",
-                            job.prompt.size(), job.n_ctx));
+    return fail(
+        fmt::format("the prompt has {} tokens; the context per sequence is {} "
+                    "(num_ctx, or LlamaConfig::ctx_per_seq)",
+                    job.prompt.size(), job.n_ctx));
   }
   job.sampler = make_sampler(r, error);
   if (job.sampler == nullptr) return fail(error);

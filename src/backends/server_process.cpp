@@ -92,10 +92,20 @@ ServerProcess::ServerProcess(ServerOptions o) {
   log_ = (std::filesystem::temp_directory_path() /
           fmt::format("chimera-llama-server-{}-{}.log", ::getpid(), port_))
              .string();
-  std::vector<std::string> args = {binary, "-m", o.model, "--host", "127.0.0.1",
-                                   "--port", std::to_string(port_), "-c", std::to_string(o.ctx),
-                                   "-np", std::to_string(o.parallel), "-ngl",
-                                   std::to_string(o.gpu_layers), "--no-webui"};
+  std::vector<std::string> args = {binary,
+                                   "-m",
+                                   o.model,
+                                   "--host",
+                                   "127.0.0.1",
+                                   "--port",
+                                   std::to_string(port_),
+                                   "-c",
+                                   std::to_string(o.ctx),
+                                   "-np",
+                                   std::to_string(o.parallel),
+                                   "-ngl",
+                                   std::to_string(o.gpu_layers),
+                                   "--no-webui"};
   if (o.threads > 0) {
     args.push_back("-t");
     args.push_back(std::to_string(o.threads));
@@ -139,7 +149,8 @@ ServerProcess::ServerProcess(ServerOptions o) {
   }
   if (o.own_process_group) ::setpgid(pid_, pid_);  // also here, so no signal finds it half-done
   ready_timeout_ms_ = o.ready_timeout_ms;
-  ready_deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(o.ready_timeout_ms);
+  ready_deadline_ =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(o.ready_timeout_ms);
   if (!o.wait_until_ready) return;
   while (!poll_ready()) std::this_thread::sleep_for(std::chrono::milliseconds(25));
 }
@@ -167,8 +178,8 @@ bool ServerProcess::running() {
   } else {  // not our child any more (SIGCHLD ignored elsewhere): it is gone all the same
     pid_ = -1;
     ok_ = false;
-    error_ = fmt::format("llama-server on port {} is gone (waitpid: {})", port_,
-                         std::strerror(errno));
+    error_ =
+        fmt::format("llama-server on port {} is gone (waitpid: {})", port_, std::strerror(errno));
   }
   return false;
 }
@@ -212,7 +223,9 @@ void ServerProcess::kill() {
   pid_ = -1;
 }
 
-std::string ServerProcess::url() const { return fmt::format("http://127.0.0.1:{}", port_); }
+std::string ServerProcess::url() const {
+  return fmt::format("http://127.0.0.1:{}", port_);
+}
 
 std::string ServerProcess::log_note() const {
   const std::string tail = log_tail();

@@ -28,7 +28,9 @@ ModelText::ModelText(llama_model* model) : model_(model) {
   if (const char* t = llama_model_chat_template(model_, nullptr)) template_ = t;
 }
 
-ModelText::~ModelText() { llama_model_free(model_); }
+ModelText::~ModelText() {
+  llama_model_free(model_);
+}
 
 std::string ModelText::apply(const char* tmpl, const std::vector<ChatMessage>& messages,
                              bool add) const {

@@ -1,8 +1,5 @@
 // The banter scene at run time (see scene.hpp): characters as sessions, turns, warm-up,
 // background catch-up, deadline-aware scheduling, streaming for speech, interruption.
-#include <chimera/banter/scene.hpp>
-#include <chimera/banter/speech.hpp>
-
 #include "banter/actor.hpp"
 #include "banter/model_text.hpp"
 #include "banter/placement.hpp"
@@ -10,6 +7,8 @@
 #include "banter/scene_scheduler.hpp"
 
 #include <chimera/backends/backend.hpp>
+#include <chimera/banter/scene.hpp>
+#include <chimera/banter/speech.hpp>
 
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
@@ -41,7 +40,9 @@ struct InCallback {
   ~InCallback() { --t_in_callback; }
 };
 
-char lower(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
+char lower(char c) {
+  return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+}
 
 // Position of `name` in `text` as a whole word, case-insensitive; npos when absent.
 std::size_t find_word(std::string_view text, std::string_view name) {
@@ -125,8 +126,7 @@ LineRecord Line::wait() {
 
 bool Line::wait_for(int64_t timeout_ms) {
   std::unique_lock lock(s_->mu);
-  return s_->cv.wait_for(lock, std::chrono::milliseconds(timeout_ms),
-                         [&] { return s_->finished; });
+  return s_->cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return s_->finished; });
 }
 
 bool Line::done() const {
@@ -210,9 +210,9 @@ struct Scene::Impl : std::enable_shared_from_this<Impl> {
   // Callbacks.
   bool line_token(Scheduler::Id id, const std::shared_ptr<Line::State>& st, const TokenEvent& ev);
   void line_done(Scheduler::Id id, const std::shared_ptr<Line::State>& st, Completion c);
-  void director_done(Scheduler::Id id, const std::shared_ptr<Line::State>& st, Completion c);
-  void prefill_done(Scheduler::Id id, Completion c);
-  void end_line(const std::shared_ptr<Line::State>& st, LineRecord rec);
+  void director_done(Scheduler::Id id, const std::shared_ptr<Line::State>& st, const Completion& c);
+  void prefill_done(Scheduler::Id id, const Completion& c);
+  void end_line(const std::shared_ptr<Line::State>& st, const LineRecord& rec);
   void fail_line(const std::shared_ptr<Line::State>& st, ErrorKind kind, std::string message);
 };
 
@@ -289,9 +289,10 @@ Actor Scene::Impl::make_director() {
   for (const auto& c : cfg.characters) {
     cast += fmt::format("\n- {}: {}", c.name, c.persona.empty() ? "a character" : c.persona);
   }
-  d.system = fmt::format("{}\nThe scene: {}. {}\nThe characters:{}\nAfter each line, answer "
-                         "with the name of the character who speaks next.",
-                         cfg.director.prompt, cfg.title, cfg.setting, cast);
+  d.system = fmt::format(
+      "{}\nThe scene: {}. {}\nThe characters:{}\nAfter each line, answer "
+      "with the name of the character who speaks next.",
+      cfg.director.prompt, cfg.title, cfg.setting, cast);
   return d;
 }
 
@@ -363,8 +364,9 @@ int Scene::Impl::find_character(std::string_view name) const {
   }
   for (std::size_t i = 0; i < cfg.characters.size(); ++i) {
     const auto& n = cfg.characters[i].name;
-    if (n.size() == name.size() &&
-        std::equal(n.begin(), n.end(), name.begin(), [](char a, char b) { return lower(a) == lower(b); })) {
+    if (n.size() == name.size() && std::equal(n.begin(), n.end(), name.begin(), [](char a, char b) {
+          return lower(a) == lower(b);
+        })) {
       return static_cast<int>(i);
     }
   }
@@ -637,7 +639,7 @@ bool Scene::Impl::line_token(Scheduler::Id id, const std::shared_ptr<Line::State
   return go;
 }
 
-void Scene::Impl::end_line(const std::shared_ptr<Line::State>& st, LineRecord rec) {
+void Scene::Impl::end_line(const std::shared_ptr<Line::State>& st, const LineRecord& rec) {
   {
     std::lock_guard lock(st->mu);
     st->rec = rec;
@@ -664,7 +666,8 @@ void Scene::Impl::fail_line(const std::shared_ptr<Line::State>& st, ErrorKind ki
   }
   const int64_t now = now_ns();
   rec.completion.error = {kind, std::move(message)};
-  rec.completion.finish = kind == ErrorKind::cancelled ? FinishReason::cancelled : FinishReason::error;
+  rec.completion.finish =
+      kind == ErrorKind::cancelled ? FinishReason::cancelled : FinishReason::error;
   rec.interrupted = kind == ErrorKind::cancelled;
   if (now - st->t_due > rec.budget_ms * kMs) rec.budget_held = false;
   end_line(st, std::move(rec));
@@ -688,11 +691,13 @@ void Scene::Impl::line_done(Scheduler::Id id, const std::shared_ptr<Line::State>
     }
     InCallback in_cb;
     bool go = !st->stopped;
-    if (!parts.thinking.empty() && st->opts.on_thinking && go) go = st->opts.on_thinking(parts.thinking);
+    if (!parts.thinking.empty() && st->opts.on_thinking && go)
+      go = st->opts.on_thinking(parts.thinking);
     if (!spoken.empty() && st->opts.on_text && go) go = st->opts.on_text(spoken);
     for (const auto& s : sentences) {
       if (!st->t_first_sentence) st->t_first_sentence = now_ns();
-      if (st->opts.on_sentence && go) go = st->opts.on_sentence(Sentence{s, st->sentence_index, now_ns()});
+      if (st->opts.on_sentence && go)
+        go = st->opts.on_sentence(Sentence{s, st->sentence_index, now_ns()});
       ++st->sentence_index;
     }
   }
@@ -750,7 +755,7 @@ void Scene::Impl::line_done(Scheduler::Id id, const std::shared_ptr<Line::State>
 }
 
 void Scene::Impl::director_done(Scheduler::Id id, const std::shared_ptr<Line::State>& st,
-                                Completion c) {
+                                const Completion& c) {
   const int64_t now = now_ns();
   bool cancelled = false;
   {
@@ -791,7 +796,7 @@ void Scene::Impl::director_done(Scheduler::Id id, const std::shared_ptr<Line::St
   pump();  // the line is live: send it from here, without a thread hop
 }
 
-void Scene::Impl::prefill_done(Scheduler::Id id, Completion c) {
+void Scene::Impl::prefill_done(Scheduler::Id id, const Completion& c) {
   std::shared_ptr<WarmTracker> warm;
   std::size_t slot = 0;
   std::string drop_session;
@@ -841,9 +846,13 @@ Scene::Scene(SceneConfig config, SceneOptions options) : impl_(std::make_shared<
   }
 }
 
-Scene::~Scene() { impl_->shutdown(); }
+Scene::~Scene() {
+  impl_->shutdown();
+}
 
-const SceneConfig& Scene::config() const { return impl_->cfg; }
+const SceneConfig& Scene::config() const {
+  return impl_->cfg;
+}
 
 WarmUpReport Scene::warm_up() {
   auto tracker = std::make_shared<WarmTracker>();
@@ -872,7 +881,7 @@ WarmUpReport Scene::warm_up() {
   return tracker->report;
 }
 
-void Scene::say(std::string_view text, std::string speaker, bool interrupt_live) {
+void Scene::say(std::string_view text, const std::string& speaker, bool interrupt_live) {
   if (interrupt_live) interrupt();
   {
     std::lock_guard lock(impl_->mu);
@@ -945,10 +954,9 @@ std::shared_ptr<Line> Scene::start_line(LineOptions options) {
           j.kind = JobKind::director;
           j.actor = impl_->director;
           j.line = st;
-          st->job = impl_->scheduler.submit(
-              {impl_->actors[std::size_t(impl_->director)].lane, impl_->director,
-               st->opts.priority, st->deadline},
-              std::move(j));
+          st->job = impl_->scheduler.submit({impl_->actors[std::size_t(impl_->director)].lane,
+                                             impl_->director, st->opts.priority, st->deadline},
+                                            std::move(j));
         }
       }
     }

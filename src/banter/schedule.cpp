@@ -125,6 +125,8 @@ std::size_t Scheduler::queued() const {
       std::count_if(jobs_.begin(), jobs_.end(), [](const auto& p) { return !p.second.running; }));
 }
 
-std::size_t Scheduler::running() const { return jobs_.size() - queued(); }
+std::size_t Scheduler::running() const {
+  return jobs_.size() - queued();
+}
 
 }  // namespace chimera::banter

@@ -12,10 +12,14 @@ namespace {
 constexpr std::array<std::string_view, 2> kOpenTags = {"<think>", "<thinking>"};
 constexpr std::array<std::string_view, 2> kCloseTags = {"</think>", "</thinking>"};
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
+}
 
 using text::trim;
-constexpr char lower(char c) { return text::to_lower(c); }
+constexpr char lower(char c) {
+  return text::to_lower(c);
+}
 
 bool iequals_prefix(std::string_view text, std::string_view prefix) {
   if (text.size() < prefix.size()) return false;
@@ -81,8 +85,8 @@ bool abbreviation_before(std::string_view s, std::size_t dot) {
   if (word.empty()) return false;
   if (word.size() == 1 && std::isupper(static_cast<unsigned char>(s[b]))) return true;  // initials
   static constexpr std::array<std::string_view, 22> kAbbrev = {
-      "mr", "mrs", "ms", "dr", "st", "jr", "sr", "prof", "vs", "etc", "e.g", "i.e",
-      "mt", "capt", "sgt", "lt", "col", "gen", "rev", "fig", "approx", "no"};
+      "mr",  "mrs", "ms",   "dr",  "st", "jr",  "sr",  "prof", "vs",  "etc",    "e.g",
+      "i.e", "mt",  "capt", "sgt", "lt", "col", "gen", "rev",  "fig", "approx", "no"};
   return std::find(kAbbrev.begin(), kAbbrev.end(), word) != kAbbrev.end();
 }
 

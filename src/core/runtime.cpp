@@ -10,7 +10,9 @@ namespace {
 thread_local bool t_on_runtime_thread = false;
 }
 
-bool on_runtime_thread() { return t_on_runtime_thread; }
+bool on_runtime_thread() {
+  return t_on_runtime_thread;
+}
 
 Runtime::Impl::Impl(int n) : io(std::max(1, n)), work(io.get_executor()) {
   n = std::max(1, n);
@@ -32,9 +34,13 @@ Runtime::Impl::~Impl() {
 Runtime::Runtime(int threads) : impl_(std::make_unique<Impl>(threads)) {}
 Runtime::~Runtime() = default;
 
-void Runtime::post(std::function<void()> fn) { boost::asio::post(impl_->io, std::move(fn)); }
+void Runtime::post(std::function<void()> fn) {
+  boost::asio::post(impl_->io, std::move(fn));
+}
 
-int Runtime::threads() const { return static_cast<int>(impl_->threads.size()); }
+int Runtime::threads() const {
+  return static_cast<int>(impl_->threads.size());
+}
 
 Runtime& Runtime::shared() {
   // Never destroyed: backends made on it may live in other statics.

@@ -22,13 +22,15 @@ std::string describe_errno(int err) {
   if (err == EMFILE) {
     rlimit rl{};
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-      text += fmt::format(": this process may have {} files and sockets open at once "
-                          "(RLIMIT_NOFILE); raise it (`ulimit -n {}`) or run fewer agents",
-                          rl.rlim_cur, std::max<rlim_t>(rl.rlim_cur * 4, 4096));
+      text += fmt::format(
+          ": this process may have {} files and sockets open at once "
+          "(RLIMIT_NOFILE); raise it (`ulimit -n {}`) or run fewer agents",
+          rl.rlim_cur, std::max<rlim_t>(rl.rlim_cur * 4, 4096));
     }
   } else if (err == ENFILE) {
-    text += ": the whole system has run out of file descriptors (fs.file-max); close other "
-            "programs or run fewer agents";
+    text +=
+        ": the whole system has run out of file descriptors (fs.file-max); close other "
+        "programs or run fewer agents";
   } else if (err == ENOMEM || err == ENOBUFS) {
     text += ": the system is out of memory; run fewer agents or free memory";
   } else if (err == ENOSPC) {

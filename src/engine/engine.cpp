@@ -1,6 +1,6 @@
-#include <chimera/engine/engine.hpp>
-
 #include "core/runtime_impl.hpp"
+
+#include <chimera/engine/engine.hpp>
 
 #include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
@@ -10,8 +10,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstring>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <stdexcept>
@@ -21,10 +21,14 @@ namespace chimera {
 
 const char* to_string(ExecutorKind e) {
   switch (e) {
-    case ExecutorKind::single: return "single";
-    case ExecutorKind::shared: return "shared";
-    case ExecutorKind::per_core: return "per-core";
-    case ExecutorKind::thread_per_agent: return "thread-per-agent";
+    case ExecutorKind::single:
+      return "single";
+    case ExecutorKind::shared:
+      return "shared";
+    case ExecutorKind::per_core:
+      return "per-core";
+    case ExecutorKind::thread_per_agent:
+      return "thread-per-agent";
   }
   return "?";
 }
@@ -218,9 +222,8 @@ void Agent::Sleep::await_suspend(std::coroutine_handle<> h) {
 Completion Agent::Generate::await_resume() {
   if (pool_ == nullptr) {  // no such pool: nothing was sent
     Completion c;
-    c.error = {ErrorKind::bad_request,
-               fmt::format("no pool named '{}' (pools: {})", request_.model,
-                           fmt::join(agent_->engine().pool_names(), ", "))};
+    c.error = {ErrorKind::bad_request, fmt::format("no pool named '{}' (pools: {})", request_.model,
+                                                   fmt::join(agent_->engine().pool_names(), ", "))};
     c.finish = FinishReason::error;
     return c;
   }
@@ -313,9 +316,15 @@ Engine::~Engine() {
   m.runtimes.clear();
 }
 
-ExecutorKind Engine::executor() const { return impl_->options.executor; }
-int Engine::loops() const { return static_cast<int>(impl_->runtimes.size()); }
-int Engine::lanes() const { return impl_->lanes; }
+ExecutorKind Engine::executor() const {
+  return impl_->options.executor;
+}
+int Engine::loops() const {
+  return static_cast<int>(impl_->runtimes.size());
+}
+int Engine::lanes() const {
+  return impl_->lanes;
+}
 
 pool::Pool* Engine::find_pool(std::string_view name) {
   for (auto& p : impl_->pools) {
@@ -326,8 +335,8 @@ pool::Pool* Engine::find_pool(std::string_view name) {
 
 pool::Pool& Engine::pool(std::string_view name) {
   if (auto* p = find_pool(name)) return *p;
-  throw std::invalid_argument(fmt::format("no pool named '{}' (pools: {})", name,
-                                          fmt::join(pool_names(), ", ")));
+  throw std::invalid_argument(
+      fmt::format("no pool named '{}' (pools: {})", name, fmt::join(pool_names(), ", ")));
 }
 
 std::vector<std::string> Engine::pool_names() const {
@@ -404,8 +413,7 @@ AgentRun Engine::run(int n, const AgentBody& body) {
         const int missing = n - i;
         result.failed += missing;
         result.errors.push_back(fmt::format(
-            "could not start a thread for agent {} (and {} more): out of threads", i,
-            missing - 1));
+            "could not start a thread for agent {} (and {} more): out of threads", i, missing - 1));
         remaining -= missing;
         break;
       }

@@ -1,6 +1,7 @@
 #include "http/client.hpp"
 
 #include <chimera/core/system_error.hpp>
+#include <chimera/version.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -14,7 +15,6 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/url/parse.hpp>
-#include <chimera/version.h>
 #include <fmt/format.h>
 
 #include <sys/socket.h>
@@ -107,12 +107,13 @@ std::string base64(std::string_view in) {
 bool parse_endpoint_url(const std::string& in, EndpointUrl& out, std::string& error) {
   constexpr const char* kExpected = "expected http://HOST:PORT, e.g. http://127.0.0.1:11434";
   if (const Control c = find_control(in); c.at != std::string_view::npos) {
-    error = fmt::format("'{}': {} at offset {} ({}); a URL must not carry control characters, "
-                        "NUL or spaces (write a space in a path as %20); {}",
-                        printable(in),
-                        c.value == ' ' ? std::string("a space")
-                                       : fmt::format("the control character 0x{:02x}", c.value),
-                        c.at, c.encoded ? "percent-encoded" : "raw", kExpected);
+    error = fmt::format(
+        "'{}': {} at offset {} ({}); a URL must not carry control characters, "
+        "NUL or spaces (write a space in a path as %20); {}",
+        printable(in),
+        c.value == ' ' ? std::string("a space")
+                       : fmt::format("the control character 0x{:02x}", c.value),
+        c.at, c.encoded ? "percent-encoded" : "raw", kExpected);
     return false;
   }
   const auto parsed = boost::urls::parse_uri(in);
@@ -123,9 +124,10 @@ bool parse_endpoint_url(const std::string& in, EndpointUrl& out, std::string& er
   }
   const auto& u = *parsed;
   if (u.scheme_id() != boost::urls::scheme::http) {
-    error = fmt::format("'{}': scheme '{}' is not supported; local inference servers speak plain "
-                        "HTTP, so use http://HOST:PORT",
-                        printable(in), std::string(u.scheme()));
+    error = fmt::format(
+        "'{}': scheme '{}' is not supported; local inference servers speak plain "
+        "HTTP, so use http://HOST:PORT",
+        printable(in), std::string(u.scheme()));
     return false;
   }
   if (u.host_address().empty()) {
@@ -134,11 +136,13 @@ bool parse_endpoint_url(const std::string& in, EndpointUrl& out, std::string& er
   }
   if (u.host_type() == boost::urls::host_type::name) {
     const std::string_view host = u.encoded_host();
-    if (host.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") !=
+    if (host.find_first_not_of(
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") !=
         std::string_view::npos) {
-      error = fmt::format("'{}': the host '{}' is not a host name (letters, digits, '.', '-', "
-                          "'_'; no percent-encoding) nor an address; {}",
-                          printable(in), printable(host), kExpected);
+      error = fmt::format(
+          "'{}': the host '{}' is not a host name (letters, digits, '.', '-', "
+          "'_'; no percent-encoding) nor an address; {}",
+          printable(in), printable(host), kExpected);
       return false;
     }
   } else if (u.host_type() == boost::urls::host_type::ipvfuture) {
@@ -217,8 +221,8 @@ void Watchdog::stop() {
   timer.cancel();
 }
 
-HttpEndpoint::HttpEndpoint(asio::io_context& io, EndpointUrl url, Timeouts timeouts,
-                           Limits limits, std::string api_key)
+HttpEndpoint::HttpEndpoint(asio::io_context& io, EndpointUrl url, Timeouts timeouts, Limits limits,
+                           std::string api_key)
     : io_(io),
       strand_(asio::make_strand(io)),
       url_(std::move(url)),
@@ -251,14 +255,14 @@ void HttpEndpoint::give_back(std::unique_ptr<Connection> conn) {
 }
 
 asio::awaitable<std::unique_ptr<Connection>> HttpEndpoint::connect(CancelSlot& cancel,
-                                                                    HttpResult& result) {
+                                                                   HttpResult& result) {
   auto conn = std::make_unique<Connection>(strand_);
   tcp::resolver resolver(strand_);
   auto [rec, endpoints] = co_await resolver.async_resolve(url_.host, url_.port, use_tuple);
   if (rec) {
-    result.error = {ErrorKind::connect,
-                    describe(fmt::format("cannot resolve host '{}': {}", url_.host, rec.message())
-                                 .c_str())};
+    result.error = {
+        ErrorKind::connect,
+        describe(fmt::format("cannot resolve host '{}': {}", url_.host, rec.message()).c_str())};
     co_return nullptr;
   }
   if (cancel.cancelled) {
@@ -296,14 +300,14 @@ asio::awaitable<std::unique_ptr<Connection>> HttpEndpoint::connect(CancelSlot& c
                                    .c_str())};
     } else if (cec == asio::error::no_descriptors || cec == asio::error::no_memory ||
                cec == asio::error::no_buffer_space) {
-      result.error = {ErrorKind::connect,
-                      describe(fmt::format("cannot connect: {}", describe_errno(cec.value()))
-                                   .c_str())};
+      result.error = {
+          ErrorKind::connect,
+          describe(fmt::format("cannot connect: {}", describe_errno(cec.value())).c_str())};
     } else {
-      result.error = {ErrorKind::connect,
-                      describe(fmt::format("cannot connect: {}; is the server running?",
-                                           cec.message())
-                                   .c_str())};
+      result.error = {
+          ErrorKind::connect,
+          describe(
+              fmt::format("cannot connect: {}; is the server running?", cec.message()).c_str())};
     }
     co_return nullptr;
   }
@@ -313,8 +317,8 @@ asio::awaitable<std::unique_ptr<Connection>> HttpEndpoint::connect(CancelSlot& c
   co_return conn;
 }
 
-asio::awaitable<HttpResult> HttpEndpoint::send(const HttpRequest& request,
-                                               HttpCallbacks& callbacks, CancelSlot& cancel) {
+asio::awaitable<HttpResult> HttpEndpoint::send(const HttpRequest& request, HttpCallbacks& callbacks,
+                                               CancelSlot& cancel) {
   HttpResult result;
   for (int attempt_no = 0; attempt_no < 2; ++attempt_no) {
     // The retry always takes a new connection: the pool may hold more stale ones.
@@ -332,9 +336,11 @@ asio::awaitable<HttpResult> HttpEndpoint::send(const HttpRequest& request,
   co_return result;
 }
 
-asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(
-    const HttpRequest& request, HttpCallbacks& callbacks, CancelSlot& cancel,
-    std::unique_ptr<Connection> conn, bool reused, HttpResult& result) {
+asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(const HttpRequest& request,
+                                                             HttpCallbacks& callbacks,
+                                                             CancelSlot& cancel,
+                                                             std::unique_ptr<Connection> conn,
+                                                             bool reused, HttpResult& result) {
   result.reused = reused;
   const bool may_retry = reused && !result.retried;
 
@@ -378,8 +384,8 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(
                                    ? fmt::format("{} while {}", p.why, doing)
                                    : fmt::format("{} timeout ran out while {}", p.what, doing));
     } else if (ec == bhttp::error::body_limit) {
-      fail(ErrorKind::protocol, fmt::format("the response body exceeds the limit of {} bytes",
-                                            limits_.max_body_bytes));
+      fail(ErrorKind::protocol,
+           fmt::format("the response body exceeds the limit of {} bytes", limits_.max_body_bytes));
     } else if (is_disconnect(ec)) {
       fail(ErrorKind::truncated,
            fmt::format("the server closed the connection while {} ({})", doing, ec.message()));
@@ -429,10 +435,10 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(
       cancel.active = nullptr;
       conn->stream.close();
       fail(ErrorKind::protocol,
-           code == 101 ? std::string("the server switched protocols (HTTP 101) on a request that "
-                                     "did not ask for it")
-                       : fmt::format("the server sent more than {} interim (1xx) responses",
-                                     kMaxInterim));
+           code == 101
+               ? std::string("the server switched protocols (HTTP 101) on a request that "
+                             "did not ask for it")
+               : fmt::format("the server sent more than {} interim (1xx) responses", kMaxInterim));
       co_return Attempt::done;
     }
   }
@@ -447,10 +453,11 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(
     std::string why;
     if (!result.content_encoding.empty() &&
         !boost::beast::iequals(result.content_encoding, "identity")) {
-      why = fmt::format("the server sent a compressed body (Content-Encoding: {}), which this "
-                        "client does not decode and did not ask for; turn compression off for "
-                        "this path (a proxy in front of the server may add it)",
-                        result.content_encoding);
+      why = fmt::format(
+          "the server sent a compressed body (Content-Encoding: {}), which this "
+          "client does not decode and did not ask for; turn compression off for "
+          "this path (a proxy in front of the server may add it)",
+          result.content_encoding);
     } else if (callbacks.check_headers) {
       why = callbacks.check_headers(result.content_type);
     }
@@ -469,11 +476,10 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(
     parser.get().body().size = chunk.size();
     phase = callbacks.next_phase ? callbacks.next_phase() : Phase{};
     set_deadline(phase);
-      // read_some, not read: http::async_read returns only when the body buffer is full, which
+    // read_some, not read: http::async_read returns only when the body buffer is full, which
     // turns a token stream into 16 KiB bursts (measured: every token of a short reply arrived
     // at the end). read_some hands over whatever one socket read brought.
-    auto [rec, rn] =
-        co_await bhttp::async_read_some(conn->stream, conn->buffer, parser, use_tuple);
+    auto [rec, rn] = co_await bhttp::async_read_some(conn->stream, conn->buffer, parser, use_tuple);
     if (rec == bhttp::error::need_buffer) rec = {};
     const std::size_t got = chunk.size() - parser.get().body().size;
     if (got > 0 && !cancel.cancelled) {

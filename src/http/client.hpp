@@ -38,8 +38,8 @@ using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
 
 // A parsed endpoint URL: http://[user[:password]@]host[:port][/base].
 struct EndpointUrl {
-  std::string url;        // as given, without a trailing '/', its password shown as "***":
-                          // the form every message and record uses
+  std::string url;  // as given, without a trailing '/', its password shown as "***":
+                    // the form every message and record uses
   std::string host;
   std::string port;
   std::string base_path;  // "" or "/prefix" (no trailing '/'), percent-encoded as written: the
@@ -88,12 +88,12 @@ struct HttpResult {
   int status = 0;
   std::string content_type;
   std::string content_encoding;  // e.g. "gzip": a body this client cannot read
-  std::string error_body;     // the first 64 KiB of a non-2xx response's body
-  Error error;                // transport failure: connect, timeout, truncated, cancelled, ...
-  bool reused = false;        // served over a pooled connection
-  bool retried = false;       // the first attempt on a reused connection failed and was retried
-  bool stopped = false;       // on_body returned false
-  bool complete = false;      // the whole response was read
+  std::string error_body;        // the first 64 KiB of a non-2xx response's body
+  Error error;                   // transport failure: connect, timeout, truncated, cancelled, ...
+  bool reused = false;           // served over a pooled connection
+  bool retried = false;          // the first attempt on a reused connection failed and was retried
+  bool stopped = false;          // on_body returned false
+  bool complete = false;         // the whole response was read
 };
 
 struct Connection {
@@ -113,7 +113,7 @@ struct Watchdog : std::enable_shared_from_this<Watchdog> {
   Phase phase;
   Clock::time_point armed_at{};
   bool armed = false;
-  bool fired = false;         // a deadline ran out and the pending operation was cancelled
+  bool fired = false;  // a deadline ran out and the pending operation was cancelled
   bool stopped = false;
 
  private:

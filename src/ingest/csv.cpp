@@ -1,13 +1,13 @@
 // CSV per RFC 4180, by hand: quoted fields, doubled quotes, line breaks inside quotes, CRLF or
 // LF (or a lone CR) between records. Lenient where the RFC is strict and the intent is clear
 // (a quote inside an unquoted field is kept as a character).
+#include "ingest/internal.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cstring>
 #include <deque>
-
-#include "ingest/internal.hpp"
 
 namespace chimera::ingest::detail {
 

@@ -1,18 +1,20 @@
 // The experiment behind a results tree: factors and levels, repetitions, per-configuration
 // statistics over runs, effects and the best-vs-runner-up test. See experiment.hpp.
-#include <algorithm>
+#include "ingest/internal.hpp"
+
 #include <chimera/core/stats.hpp>
 #include <chimera/ingest/experiment.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <fmt/format.h>
 #include <map>
 #include <numeric>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
-
-#include "ingest/internal.hpp"
 
 namespace chimera::ingest {
 
@@ -251,9 +253,9 @@ std::string shape_of(std::string_view s) {
 
 bool numeric_key(std::string_view k) {
   static constexpr std::string_view kKeys[] = {
-      "num_gpu",     "num_ctx",     "temperature", "top_p",       "top_k",
-      "batch_size",  "num_thread",  "parallel",    "concurrency", "num_predict",
-      "repeat_penalty", "min_p",    "num_batch"};
+      "num_gpu",        "num_ctx",    "temperature", "top_p",       "top_k",
+      "batch_size",     "num_thread", "parallel",    "concurrency", "num_predict",
+      "repeat_penalty", "min_p",      "num_batch"};
   return std::find(std::begin(kKeys), std::end(kKeys), k) != std::end(kKeys);
 }
 
@@ -370,8 +372,8 @@ void named_levels(const IngestResult& data, const std::vector<std::vector<std::s
       auto shortest = std::min_element(words.begin(), words.end(), [](auto& a, auto& b) {
                         return a.size() < b.size();
                       })->size();
-      while (lead + 1 < shortest &&
-             std::all_of(words.begin(), words.end(), [&](auto& w) { return w[lead] == words[0][lead]; }))
+      while (lead + 1 < shortest && std::all_of(words.begin(), words.end(),
+                                                [&](auto& w) { return w[lead] == words[0][lead]; }))
         ++lead;
       while (lead == 0 && trail + 1 < shortest &&
              std::all_of(words.begin(), words.end(), [&](auto& w) {
@@ -448,8 +450,8 @@ bool looks_like_date(std::string_view v) {
 }
 
 bool workload(std::string_view k, std::string_view v) {
-  if (k == "prompt" || k.starts_with("prompt_") || k == "test_name" || k == "test" ||
-      k == "task" || k == "query" || k == "question" || k == "input" || k == "case")
+  if (k == "prompt" || k.starts_with("prompt_") || k == "test_name" || k == "test" || k == "task" ||
+      k == "query" || k == "question" || k == "input" || k == "case")
     return true;
   return v.find(' ') != std::string_view::npos;  // a sentence or a title, not a setting
 }
@@ -475,8 +477,7 @@ Observed observe(const FileSettings& file, const Context* ctx) {
   for (const auto& [k, v] : ctx->extra) {
     // A count of repetitions ("runs": 5, "warmup_runs") says how the data was taken, not
     // what was compared.
-    if (v.empty() || descriptive_key(k) || detail::is_runs_key(k) || k.ends_with("_runs"))
-      continue;
+    if (v.empty() || descriptive_key(k) || detail::is_runs_key(k) || k.ends_with("_runs")) continue;
     // Prompts, tasks and named tests are the workload a configuration was measured on: its
     // values are repetitions over workloads, as a repeated run is.
     if (detail::is_repetition_key(k) || workload(k, v) || looks_like_date(v)) {
@@ -496,8 +497,8 @@ std::string_view repetition_kind(std::string_view marker) {
       k.find("_at") != std::string_view::npos || k.find("time") != std::string_view::npos)
     return "timestamp";
   if (k == "seed") return "seed";
-  if (k == "prompt" || k.starts_with("prompt_") || k == "test_name" || k == "test" ||
-      k == "task" || k == "query" || k == "question" || k == "input" || k == "case")
+  if (k == "prompt" || k.starts_with("prompt_") || k == "test_name" || k == "test" || k == "task" ||
+      k == "query" || k == "question" || k == "input" || k == "case")
     return "workload";
   if (k == "trial") return "trial";
   if (k == "rep" || k == "repeat" || k == "repetition") return "repetition";
@@ -555,7 +556,7 @@ Experiment analyse_experiment(const IngestResult& data, const ExperimentOptions&
     std::uint32_t file;
     const Context* ctx;
     Observed seen;
-    std::size_t weight = 0;  // records
+    std::size_t weight = 0;     // records
     std::uint32_t run = kNone;  // its run within a configuration (interned, see run_of)
     std::uint32_t doc = kNone;  // its run told apart by its document too (before configurations)
   };
@@ -573,7 +574,8 @@ Experiment analyse_experiment(const IngestResult& data, const ExperimentOptions&
   // Markdown file of the same name are one run), else (tables without markers) its row.
   std::unordered_map<std::string, std::uint32_t> interned;
   auto intern = [&](std::string key) {
-    return interned.emplace(std::move(key), static_cast<std::uint32_t>(interned.size())).first->second;
+    return interned.emplace(std::move(key), static_cast<std::uint32_t>(interned.size()))
+        .first->second;
   };
   auto assign_runs = [&](Source& s, int line) {
     std::string u = s.seen.repetition;
@@ -643,10 +645,9 @@ Experiment analyse_experiment(const IngestResult& data, const ExperimentOptions&
       continue;
     }
     if (levels > options.max_levels || units < 2 * levels) {
-      x.unplaced.push_back({key,
-                            fmt::format("{} values for {} runs: an identifier, not a setting",
-                                        levels, units),
-                            units});
+      x.unplaced.push_back(
+          {key, fmt::format("{} values for {} runs: an identifier, not a setting", levels, units),
+           units});
       continue;
     }
     if (c.values > 0 && c.value_chars / c.values > 40) {
@@ -700,7 +701,8 @@ Experiment analyse_experiment(const IngestResult& data, const ExperimentOptions&
         }
       }
       if (same) {
-        x.unplaced.push_back({keys[k], fmt::format("always changes with {}: the same factor", keys[a]),
+        x.unplaced.push_back({keys[k],
+                              fmt::format("always changes with {}: the same factor", keys[a]),
                               candidates[keys[k]].units});
         duplicate = true;
         break;
@@ -861,8 +863,8 @@ Experiment analyse_experiment(const IngestResult& data, const ExperimentOptions&
   }
 
   // Each configuration's level index per factor (kNone: not said), and the runs at each level.
-  std::vector<std::vector<std::uint32_t>> level_of(x.configs.size(),
-                                                   std::vector<std::uint32_t>(x.factors.size(), kNone));
+  std::vector<std::vector<std::uint32_t>> level_of(
+      x.configs.size(), std::vector<std::uint32_t>(x.factors.size(), kNone));
   for (std::size_t f = 0; f < x.factors.size(); ++f) {
     auto& factor = x.factors[f];
     std::fill(factor.level_runs.begin(), factor.level_runs.end(), 0);
@@ -903,7 +905,8 @@ Experiment analyse_experiment(const IngestResult& data, const ExperimentOptions&
       }
       const auto present = std::count_if(at.begin(), at.end(), [](auto& v) { return !v.empty(); });
       if (present < 2) continue;
-      const double grand = std::accumulate(all.begin(), all.end(), 0.0) / static_cast<double>(all.size());
+      const double grand =
+          std::accumulate(all.begin(), all.end(), 0.0) / static_cast<double>(all.size());
       double total = 0, between = 0;
       for (double v : all) total += (v - grand) * (v - grand);
       Effect e;
@@ -914,7 +917,8 @@ Experiment analyse_experiment(const IngestResult& data, const ExperimentOptions&
       for (std::size_t l = 0; l < at.size(); ++l) {
         if (at[l].empty()) continue;
         LevelMean lm{x.factors[f].levels[l], summarise(at[l], at[l].size())};
-        between += static_cast<double>(at[l].size()) * (lm.stats.mean - grand) * (lm.stats.mean - grand);
+        between +=
+            static_cast<double>(at[l].size()) * (lm.stats.mean - grand) * (lm.stats.mean - grand);
         lo = std::min(lo, lm.stats.mean);
         hi = std::max(hi, lm.stats.mean);
         e.levels.push_back(std::move(lm));

@@ -1,9 +1,11 @@
 // The experiment as dense text for a model: the most informative facts first, each kept only
 // if it fits the token budget. See experiment.hpp.
-#include <algorithm>
 #include <chimera/ingest/digest.hpp>
 #include <chimera/ingest/experiment.hpp>
+
 #include <fmt/format.h>
+
+#include <algorithm>
 
 namespace chimera::ingest {
 
@@ -21,7 +23,7 @@ std::string levels_text(const Factor& f) {
   if (f.levels.size() <= 8) {
     shown = f.levels;
   } else {
-    shown = {f.levels[0], f.levels[1], f.levels[2], "...", f.levels[f.levels.size() - 2],
+    shown = {f.levels[0],    f.levels[1], f.levels[2], "...", f.levels[f.levels.size() - 2],
              f.levels.back()};
   }
   std::string s = fmt::format("{}", fmt::join(shown, "|"));
@@ -53,8 +55,8 @@ std::string experiment_digest(const Experiment& x, std::size_t token_budget,
   auto add = [&](int priority, std::string text, std::string shorter = {}) {
     lines.push_back({priority, order++, std::move(text), std::move(shorter)});
   };
-  add(0, fmt::format("{} factors, {} configs, {} runs ({}){}.",
-                     x.factors.size(), x.configs.size(), x.runs, n_text(x),
+  add(0, fmt::format("{} factors, {} configs, {} runs ({}){}.", x.factors.size(), x.configs.size(),
+                     x.runs, n_text(x),
                      x.repetition_markers.empty()
                          ? std::string()
                          : fmt::format("; repeats: {}", fmt::join(x.repetition_markers, ", "))));
@@ -62,7 +64,8 @@ std::string experiment_digest(const Experiment& x, std::size_t token_budget,
     // Factors that move the key metrics most first.
     std::vector<double> weight(x.factors.size(), 0.0);
     for (const auto& e : x.effects)
-      if (e.metric < 2) weight[e.factor] = std::max(weight[e.factor], e.share * static_cast<double>(e.n));
+      if (e.metric < 2)
+        weight[e.factor] = std::max(weight[e.factor], e.share * static_cast<double>(e.n));
     std::vector<std::size_t> order_f(x.factors.size());
     for (std::size_t i = 0; i < order_f.size(); ++i) order_f[i] = i;
     std::stable_sort(order_f.begin(), order_f.end(),
@@ -86,11 +89,10 @@ std::string experiment_digest(const Experiment& x, std::size_t token_budget,
     if (!effects.empty()) {
       std::vector<std::string> parts;
       for (std::size_t i = 0; i < effects.size() && i < 4; ++i)
-        parts.push_back(fmt::format("{} {:.0f}%", x.factors[effects[i]->factor].key,
-                                    100 * effects[i]->share));
+        parts.push_back(
+            fmt::format("{} {:.0f}%", x.factors[effects[i]->factor].key, 100 * effects[i]->share));
       add(1 + main, fmt::format("{} ({}, {} better): {} of variance.", km.name, km.unit,
-                                km.higher_is_better ? "higher" : "lower",
-                                fmt::join(parts, ", ")));
+                                km.higher_is_better ? "higher" : "lower", fmt::join(parts, ", ")));
     }
     const auto ranked = x.ranked(m);
     if (!ranked.empty()) {
@@ -98,31 +100,31 @@ std::string experiment_digest(const Experiment& x, std::size_t token_budget,
       const auto& worst = x.configs[ranked.back()];
       add(2 + main + static_cast<int>(m % 2),
           fmt::format("{} best {}: {}.", km.name, best.label, stat_text(best.find(m)->stats)));
-      add(3 + main, fmt::format("{} worst {}: {}.", km.name, worst.label,
-                                stat_text(worst.find(m)->stats)));
+      add(3 + main,
+          fmt::format("{} worst {}: {}.", km.name, worst.label, stat_text(worst.find(m)->stats)));
     }
     for (const auto& c : x.comparisons) {
       if (c.metric != m) continue;
-      std::string test = c.p ? fmt::format("Welch p={}: {}", format_number(*c.p),
-                                           c.significant ? "larger than the noise"
-                                                         : "within the noise")
-                             : std::string("too few runs to test");
-      add(3 + main, fmt::format("{} best vs runner-up ({}): {}{}, {}.", km.name,
-                                x.configs[c.runner_up].label, c.difference >= 0 ? "+" : "",
-                                format_number(c.difference), test));
+      std::string test =
+          c.p ? fmt::format("Welch p={}: {}", format_number(*c.p),
+                            c.significant ? "larger than the noise" : "within the noise")
+              : std::string("too few runs to test");
+      add(3 + main,
+          fmt::format("{} best vs runner-up ({}): {}{}, {}.", km.name, x.configs[c.runner_up].label,
+                      c.difference >= 0 ? "+" : "", format_number(c.difference), test));
     }
     for (std::size_t i = 0; i < effects.size(); ++i) {
       std::vector<std::string> parts;
       for (const auto& l : effects[i]->levels)
         parts.push_back(fmt::format("{} {}", l.level, format_number(l.stats.mean)));
-      add((i == 0 ? 3 : 4) + main, fmt::format("{} by {}: {} (n={}).", km.name,
-                                                x.factors[effects[i]->factor].key,
-                                                fmt::join(parts, ", "), effects[i]->n));
+      add((i == 0 ? 3 : 4) + main,
+          fmt::format("{} by {}: {} (n={}).", km.name, x.factors[effects[i]->factor].key,
+                      fmt::join(parts, ", "), effects[i]->n));
     }
     for (std::size_t i = 1; i + 1 < ranked.size() && i < 6; ++i) {
       const auto& c = x.configs[ranked[i]];
-      add(5 + main, fmt::format("{} #{} {}: {}.", km.name, i + 1, c.label,
-                                stat_text(c.find(m)->stats)));
+      add(5 + main,
+          fmt::format("{} #{} {}: {}.", km.name, i + 1, c.label, stat_text(c.find(m)->stats)));
     }
   }
   std::size_t failures = 0, outliers = 0;
@@ -153,7 +155,8 @@ std::string experiment_digest(const Experiment& x, std::size_t token_budget,
     }
   }
   for (const auto& l : chosen) kept.push_back(&l);
-  std::sort(kept.begin(), kept.end(), [](const Line* a, const Line* b) { return a->order < b->order; });
+  std::sort(kept.begin(), kept.end(),
+            [](const Line* a, const Line* b) { return a->order < b->order; });
   std::string text;
   for (const auto* l : kept) {
     text += l->text;

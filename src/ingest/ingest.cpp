@@ -1,8 +1,11 @@
 // The scan (a parallel directory walk) and the parallel parse, merged in path order so the
 // result does not depend on the thread count.
+#include "ingest/internal.hpp"
+
+#include <fmt/format.h>
+
 #include <dirent.h>
 #include <fcntl.h>
-#include <fmt/format.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,8 +22,6 @@
 #include <system_error>
 #include <thread>
 #include <unordered_set>
-
-#include "ingest/internal.hpp"
 
 namespace chimera::ingest {
 

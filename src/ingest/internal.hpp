@@ -4,6 +4,7 @@
 
 #include <chimera/core/text.hpp>
 #include <chimera/ingest/ingest.hpp>
+
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -112,7 +113,7 @@ MetricSpec finalize_metric(const NameInfo& info, const UnitConv& cell_unit);
 // "22,80,000", "4478.2 MB"). False when it is not a finite number (text, empty, NaN).
 bool parse_number(std::string_view cell, double* value, std::string_view* unit);
 
-using chimera::text::trim;  // whitespace at either end
+using chimera::text::trim;                     // whitespace at either end
 bool is_missing(std::string_view cell);        // "", "-", "n/a", "nan", "null", "none"
 bool looks_like_error(std::string_view text);  // "Failed to connect", "Error: ...", timeouts
 bool benign_status(std::string_view text);     // "ok", "success", "none", "0", "false"

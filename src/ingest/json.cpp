@@ -2,15 +2,15 @@
 // their keys, and context comes from sibling and ancestor keys. A SAX handler (not a DOM) keeps
 // memory flat, gives each value's line from its position in the buffer, and lets the
 // parser's own depth limit stop deep nesting before any recursion gets deep.
+#include "ingest/internal.hpp"
+
+#include <boost/json/basic_parser_impl.hpp>
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
-#include <boost/json/basic_parser_impl.hpp>
 #include <cstring>
 #include <unordered_map>
-
-#include "ingest/internal.hpp"
 
 namespace chimera::ingest::detail {
 

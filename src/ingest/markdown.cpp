@@ -2,6 +2,8 @@
 // them, and "Key: 12.3 unit" lines in paragraphs and list items are harvested. Documents in the
 // common subset are read by a line scanner (LineScanner below); the rest by cmark-gfm with the
 // table extension. Both report to one MarkdownSink, so their results are the same.
+#include "ingest/internal.hpp"
+
 #include <cmark-gfm-core-extensions.h>
 #include <cmark-gfm-extension_api.h>
 #include <cmark-gfm.h>
@@ -12,8 +14,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-
-#include "ingest/internal.hpp"
 
 namespace chimera::ingest::detail {
 
@@ -651,8 +651,7 @@ class LineScanner {
     if (c == '>') {
       if (!container_content_ok(quote_content(t))) return false;
       paragraph_open_ = !blank(quote_content(t));
-      if (paragraph_open_)
-        events_.push_back(Event{Event::paragraph_line, 0, 0, l.raw, l.number});
+      if (paragraph_open_) events_.push_back(Event{Event::paragraph_line, 0, 0, l.raw, l.number});
       return true;
     }
     // Blocks left to cmark.
@@ -740,8 +739,7 @@ class LineScanner {
   static bool link_definition(std::string_view t) {
     if (t.empty() || t.front() != '[') return false;
     std::size_t close = t.find(']');
-    return close == std::string_view::npos ||
-           (close + 1 < t.size() && t[close + 1] == ':');
+    return close == std::string_view::npos || (close + 1 < t.size() && t[close + 1] == ':');
   }
 
   // "- ", "* ", "+ ", "1. ", "1) ": the marker's length with its space; 0 when none.
@@ -811,7 +809,8 @@ class LineScanner {
         break;
       }
       int ind = indent_of(r.body);
-      std::string_view rt = ind < 0 ? std::string_view{} : r.body.substr(static_cast<std::size_t>(ind));
+      std::string_view rt =
+          ind < 0 ? std::string_view{} : r.body.substr(static_cast<std::size_t>(ind));
       if (ind != 0 || rt.find('|') == std::string_view::npos) {
         // A row without a pipe, or a block that ends the table: what cmark does depends on it.
         char mark = 0;

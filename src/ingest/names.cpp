@@ -1,5 +1,7 @@
 // Naming rules: which headers and keys are context and which are metrics, what unit a name or
 // a cell carries, and how numbers and context values are written. docs/ingest.md lists them.
+#include "ingest/internal.hpp"
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -7,8 +9,6 @@
 #include <cmath>
 #include <cstring>
 #include <unordered_map>
-
-#include "ingest/internal.hpp"
 
 namespace chimera::ingest::detail {
 

@@ -1,20 +1,26 @@
 // Settings written in folder and file names ("gpu100_ctx512", "runtime=tokio,rep=3", "run_2",
 // "llama3.1-8b-q4_k_m"), and numbers printed for people. docs/ingest.md lists the rules.
+#include "ingest/internal.hpp"
+
+#include <chimera/ingest/experiment.hpp>
+
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <array>
 #include <charconv>
-#include <chimera/ingest/experiment.hpp>
 #include <cmath>
-#include <fmt/format.h>
-
-#include "ingest/internal.hpp"
 
 namespace chimera::ingest {
 
 namespace {
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_alpha(char c) { return c >= 'a' && c <= 'z'; }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+bool is_alpha(char c) {
+  return c >= 'a' && c <= 'z';
+}
 
 template <std::size_t N>
 bool one_of(std::string_view s, const std::array<std::string_view, N>& list) {
@@ -50,7 +56,9 @@ std::string format_number(double v) {
 
 namespace detail {
 
-std::string shortest_number_text(double v) { return shortest(v); }
+std::string shortest_number_text(double v) {
+  return shortest(v);
+}
 
 std::string canonical_setting_key(std::string_view raw) {
   std::string k = normalize_key(raw);
@@ -58,18 +66,41 @@ std::string canonical_setting_key(std::string_view raw) {
     std::string_view from, to;
   };
   static constexpr Alias kAliases[] = {
-      {"gpu", "num_gpu"},          {"gpus", "num_gpu"},           {"ngl", "num_gpu"},
-      {"gpu_layers", "num_gpu"},   {"gpulayers", "num_gpu"},      {"layers", "num_gpu"},
-      {"n_gpu_layers", "num_gpu"}, {"num_gpu_layers", "num_gpu"}, {"ctx", "num_ctx"},
-      {"context", "num_ctx"},      {"n_ctx", "num_ctx"},          {"ctx_size", "num_ctx"},
-      {"context_size", "num_ctx"}, {"ctx_len", "num_ctx"},        {"context_length", "num_ctx"},
-      {"temp", "temperature"},     {"t", "temperature"},          {"tmp", "temperature"},
-      {"topp", "top_p"},           {"topk", "top_k"},             {"bs", "batch_size"},
-      {"batch", "batch_size"},     {"threads", "num_thread"},     {"thread", "num_thread"},
-      {"np", "parallel"},          {"slots", "parallel"},         {"quant", "quantization"},
-      {"q", "quantization"},       {"quantisation", "quantization"},
-      {"conc", "concurrency"},     {"agents", "concurrency"},     {"n_predict", "num_predict"},
-      {"max_tokens", "num_predict"}, {"model_name", "model"},     {"llm", "model"},
+      {"gpu", "num_gpu"},
+      {"gpus", "num_gpu"},
+      {"ngl", "num_gpu"},
+      {"gpu_layers", "num_gpu"},
+      {"gpulayers", "num_gpu"},
+      {"layers", "num_gpu"},
+      {"n_gpu_layers", "num_gpu"},
+      {"num_gpu_layers", "num_gpu"},
+      {"ctx", "num_ctx"},
+      {"context", "num_ctx"},
+      {"n_ctx", "num_ctx"},
+      {"ctx_size", "num_ctx"},
+      {"context_size", "num_ctx"},
+      {"ctx_len", "num_ctx"},
+      {"context_length", "num_ctx"},
+      {"temp", "temperature"},
+      {"t", "temperature"},
+      {"tmp", "temperature"},
+      {"topp", "top_p"},
+      {"topk", "top_k"},
+      {"bs", "batch_size"},
+      {"batch", "batch_size"},
+      {"threads", "num_thread"},
+      {"thread", "num_thread"},
+      {"np", "parallel"},
+      {"slots", "parallel"},
+      {"quant", "quantization"},
+      {"q", "quantization"},
+      {"quantisation", "quantization"},
+      {"conc", "concurrency"},
+      {"agents", "concurrency"},
+      {"n_predict", "num_predict"},
+      {"max_tokens", "num_predict"},
+      {"model_name", "model"},
+      {"llm", "model"},
   };
   for (const auto& a : kAliases)
     if (k == a.from) return std::string(a.to);
@@ -81,12 +112,18 @@ std::string_view setting_label(std::string_view key) {
     std::string_view key, label;
   };
   static constexpr Label kLabels[] = {
-      {"num_gpu", "GPU layers"},      {"num_ctx", "context size"},
-      {"temperature", "temperature"}, {"model", "model"},
-      {"quantization", "quantisation"}, {"top_p", "top-p"},
-      {"top_k", "top-k"},             {"batch_size", "batch size"},
-      {"num_thread", "threads"},      {"parallel", "parallel slots"},
-      {"concurrency", "concurrency"}, {"num_predict", "tokens to generate"},
+      {"num_gpu", "GPU layers"},
+      {"num_ctx", "context size"},
+      {"temperature", "temperature"},
+      {"model", "model"},
+      {"quantization", "quantisation"},
+      {"top_p", "top-p"},
+      {"top_k", "top-k"},
+      {"batch_size", "batch size"},
+      {"num_thread", "threads"},
+      {"parallel", "parallel slots"},
+      {"concurrency", "concurrency"},
+      {"num_predict", "tokens to generate"},
   };
   for (const auto& l : kLabels)
     if (key == l.key) return l.label;
@@ -95,10 +132,10 @@ std::string_view setting_label(std::string_view key) {
 
 bool is_repetition_key(std::string_view k) {
   static constexpr std::array<std::string_view, 22> kKeys = {
-      "run",      "rep",       "repeat",    "repetition", "trial",    "iter",
-      "iteration", "seed",     "attempt",   "round",      "sample",   "timestamp",
-      "time_stamp", "date",    "datetime",  "epoch",      "run_id",   "run_index",
-      "run_number", "run_no",  "id",        "uuid"};
+      "run",        "rep",    "repeat",   "repetition", "trial",  "iter",
+      "iteration",  "seed",   "attempt",  "round",      "sample", "timestamp",
+      "time_stamp", "date",   "datetime", "epoch",      "run_id", "run_index",
+      "run_number", "run_no", "id",       "uuid"};
   if (one_of(k, kKeys)) return true;
   auto ends = [&](std::string_view s) {
     return k.size() > s.size() && k.substr(k.size() - s.size()) == s;
@@ -116,18 +153,18 @@ using detail::canonical_setting_key;
 // Words that name what a file holds, not a setting.
 bool document_word(std::string_view t) {
   static constexpr std::array<std::string_view, 34> kWords = {
-      "report",  "reports", "metrics",   "metric",     "results", "result",  "summary",
-      "data",    "output",  "outputs",   "raw",        "log",     "logs",    "stats",
-      "bench",   "benchmark", "benchmarks", "analysis", "json",   "md",      "csv",
-      "txt",     "run",     "runs",      "file",       "final",   "out",     "sweep",
-      "records", "record",  "details",   "detail",     "table",   "tables"};
+      "report",  "reports",   "metrics",    "metric",   "results", "result", "summary",
+      "data",    "output",    "outputs",    "raw",      "log",     "logs",   "stats",
+      "bench",   "benchmark", "benchmarks", "analysis", "json",    "md",     "csv",
+      "txt",     "run",       "runs",       "file",     "final",   "out",    "sweep",
+      "records", "record",    "details",    "detail",   "table",   "tables"};
   return one_of(t, kWords);
 }
 
 bool repetition_word(std::string_view t) {
   static constexpr std::array<std::string_view, 12> kWords = {
-      "run", "rep", "repeat", "repetition", "trial", "iter", "iteration", "seed", "attempt",
-      "round", "sample", "r"};
+      "run",       "rep",  "repeat",  "repetition", "trial",  "iter",
+      "iteration", "seed", "attempt", "round",      "sample", "r"};
   return one_of(t, kWords);
 }
 
@@ -150,15 +187,15 @@ bool all_digits(std::string_view t) {
 
 bool model_family(std::string_view t) {
   static constexpr std::array<std::string_view, 22> kFamilies = {
-      "llama",    "gemma",   "qwen",    "mistral",  "mixtral", "phi",   "deepseek", "tinyllama",
-      "smollm",   "granite", "falcon",  "codellama", "starcoder", "olmo", "vicuna",  "gpt",
-      "claude",   "yi",      "internlm", "baichuan", "opt",     "bloom"};
+      "llama",  "gemma",   "qwen",     "mistral",   "mixtral",   "phi",  "deepseek", "tinyllama",
+      "smollm", "granite", "falcon",   "codellama", "starcoder", "olmo", "vicuna",   "gpt",
+      "claude", "yi",      "internlm", "baichuan",  "opt",       "bloom"};
   for (auto f : kFamilies) {
     if (t.size() < f.size() || t.substr(0, f.size()) != f) continue;
     auto rest = t.substr(f.size());
     // "llama", "llama3", "llama3.1", "qwen2.5", "gpt2" (not "optimised", "phishing").
-    if (rest.empty() || std::all_of(rest.begin(), rest.end(),
-                                    [](char c) { return is_digit(c) || c == '.'; }))
+    if (rest.empty() ||
+        std::all_of(rest.begin(), rest.end(), [](char c) { return is_digit(c) || c == '.'; }))
       return true;
   }
   return false;
@@ -276,7 +313,9 @@ void read_tokens(const std::vector<Token>& tokens, SegmentReading& out,
       if (!value.empty()) {
         const bool stamp = all_digits(next(1)) && next(1).size() >= 8;
         bool rep = repetition_word(t) || document_word(t) || stamp;
-        setting(stamp ? "timestamp" : rep ? t : canonical_setting_key(t),
+        setting(stamp ? "timestamp"
+                : rep ? t
+                      : canonical_setting_key(t),
                 stamp ? std::string(next(1)) : value, rep);
         ++i;
         continue;
@@ -343,7 +382,8 @@ SegmentReading read_segment(std::string_view raw) {
       if (tokens.size() > value_end) key_from = tokens.size() - 1;
       for (std::size_t k = value_end; k + 1 < tokens.size(); ++k) {
         std::string joined;
-        for (std::size_t j = k; j < tokens.size(); ++j) joined += (j > k ? "_" : "") + tokens[j].text;
+        for (std::size_t j = k; j < tokens.size(); ++j)
+          joined += (j > k ? "_" : "") + tokens[j].text;
         if (canonical_setting_key(joined) != joined || !detail::setting_label(joined).empty()) {
           key_from = k;
           break;

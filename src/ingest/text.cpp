@@ -1,12 +1,12 @@
 // Text checks every file goes through, the helpers parsers report through, and plain-text
 // files ("Key: 12.3 unit" lines).
+#include "ingest/internal.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <array>
 #include <cstring>
-
-#include "ingest/internal.hpp"
 
 namespace chimera::ingest::detail {
 

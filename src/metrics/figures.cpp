@@ -24,7 +24,9 @@ double percentile(std::vector<double> values, double p) {
 }
 
 namespace {
-double ms(int64_t ns) { return static_cast<double>(ns) / 1e6; }
+double ms(int64_t ns) {
+  return static_cast<double>(ns) / 1e6;
+}
 
 std::vector<double> itl_ms(const Figures& f) {
   std::vector<double> out;
@@ -75,7 +77,8 @@ std::string completion_json(const Completion& c, const std::string& backend) {
   if (!c.tool_calls.empty()) {
     json::array calls;
     for (const auto& t : c.tool_calls) {
-      calls.push_back(json::object{{"id", t.id}, {"name", t.name}, {"arguments", t.arguments_json}});
+      calls.push_back(
+          json::object{{"id", t.id}, {"name", t.name}, {"arguments", t.arguments_json}});
     }
     o["tool_calls"] = std::move(calls);
   }

@@ -1,5 +1,5 @@
-// Random-weight GGUF models of real architectures. See include/chimera/model/synthetic_model.hpp and
-// docs/synthetic-models.md.
+// Random-weight GGUF models of real architectures. See include/chimera/model/synthetic_model.hpp
+// and docs/synthetic-models.md.
 //
 // The file is written in one streaming pass: the GGUF metadata (KV pairs and tensor infos, built
 // with ggml's gguf API from tensors of a no_alloc ggml context) and then each tensor's data,

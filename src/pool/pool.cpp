@@ -16,33 +16,36 @@ namespace chimera::pool {
 
 std::string validate(const PoolConfig& c) {
   if (c.retries < -1 || c.retries > kMaxRetries) {
-    return fmt::format("pool '{}': retries is {}; it must be from -1 (one per other endpoint) to "
-                       "{}",
-                       c.name, c.retries, kMaxRetries);
+    return fmt::format(
+        "pool '{}': retries is {}; it must be from -1 (one per other endpoint) to "
+        "{}",
+        c.name, c.retries, kMaxRetries);
   }
   if (c.hedge_after_ms < 0 || c.hedge_after_ms > kMaxHedgeAfterMs) {
     return fmt::format("pool '{}': hedge_after_ms is {}; it must be from 0 (no hedging) to {}",
                        c.name, c.hedge_after_ms, kMaxHedgeAfterMs);
   }
   if (c.health_interval_ms < 0 || c.health_interval_ms > kMaxHealthIntervalMs) {
-    return fmt::format("pool '{}': health_interval_ms is {}; it must be from 0 (no periodic "
-                       "checks) to {}",
-                       c.name, c.health_interval_ms, kMaxHealthIntervalMs);
+    return fmt::format(
+        "pool '{}': health_interval_ms is {}; it must be from 0 (no periodic "
+        "checks) to {}",
+        c.name, c.health_interval_ms, kMaxHealthIntervalMs);
   }
   if (c.breaker.base_backoff_ms < 1 || c.breaker.base_backoff_ms > kMaxHealthIntervalMs ||
       c.breaker.max_backoff_ms < c.breaker.base_backoff_ms ||
       c.breaker.max_backoff_ms > kMaxHealthIntervalMs) {
-    return fmt::format("pool '{}': the breaker's back-off ({} to {} ms) must be from 1 to {} ms, "
-                       "base first",
-                       c.name, c.breaker.base_backoff_ms, c.breaker.max_backoff_ms,
-                       kMaxHealthIntervalMs);
+    return fmt::format(
+        "pool '{}': the breaker's back-off ({} to {} ms) must be from 1 to {} ms, "
+        "base first",
+        c.name, c.breaker.base_backoff_ms, c.breaker.max_backoff_ms, kMaxHealthIntervalMs);
   }
   for (std::size_t i = 0; i < c.endpoints.size(); ++i) {
     const int limit = c.endpoints[i].max_concurrency;
     if (limit < 0 || limit > kMaxConcurrency) {
-      return fmt::format("pool '{}', endpoint {}: max_concurrency is {}; it must be from 0 (no "
-                         "limit) to {}",
-                         c.name, i + 1, limit, kMaxConcurrency);
+      return fmt::format(
+          "pool '{}', endpoint {}: max_concurrency is {}; it must be from 0 (no "
+          "limit) to {}",
+          c.name, i + 1, limit, kMaxConcurrency);
     }
   }
   return {};
@@ -85,7 +88,7 @@ struct PoolRequest;
 
 struct Pool::Impl {
   PoolConfig config;
-  std::string label;                                     // "pool:NAME"
+  std::string label;  // "pool:NAME"
   std::vector<Runtime*> runtimes;
   std::vector<std::vector<std::unique_ptr<Backend>>> members;  // [endpoint][lane]
   int lanes = 1;
@@ -214,12 +217,15 @@ Pool::Impl::Impl(PoolConfig c, std::vector<Runtime*> rts, int lanes_wanted)
     : config(std::move(c)),
       label("pool:" + config.name),
       runtimes(std::move(rts)),
-      router([&] {
-        std::vector<int> limits;
-        for (const auto& e : config.endpoints) limits.push_back(e.max_concurrency);
-        return limits;
-      }(), config.routing, config.breaker) {
-  if (runtimes.empty()) throw std::invalid_argument(fmt::format("pool '{}': no runtime", config.name));
+      router(
+          [&] {
+            std::vector<int> limits;
+            for (const auto& e : config.endpoints) limits.push_back(e.max_concurrency);
+            return limits;
+          }(),
+          config.routing, config.breaker) {
+  if (runtimes.empty())
+    throw std::invalid_argument(fmt::format("pool '{}': no runtime", config.name));
   if (auto e = validate(config); !e.empty()) throw std::invalid_argument(e);
   if (config.endpoints.empty()) {
     throw std::invalid_argument(fmt::format("pool '{}' has no endpoints", config.name));
@@ -229,12 +235,12 @@ Pool::Impl::Impl(PoolConfig c, std::vector<Runtime*> rts, int lanes_wanted)
     std::vector<std::unique_ptr<Backend>> per_lane;
     for (int l = 0; l < lanes; ++l) {
       try {
-        per_lane.push_back(make_backend(config.endpoints[e].config,
-                                        *runtimes[std::size_t(l) % runtimes.size()]));
+        per_lane.push_back(
+            make_backend(config.endpoints[e].config, *runtimes[std::size_t(l) % runtimes.size()]));
       } catch (const std::exception& ex) {
-        throw std::invalid_argument(
-            fmt::format("pool '{}', endpoint {} ({}): {}", config.name, e + 1,
-                        redact_url(config.endpoints[e].config.url), ex.what()));
+        throw std::invalid_argument(fmt::format("pool '{}', endpoint {} ({}): {}", config.name,
+                                                e + 1, redact_url(config.endpoints[e].config.url),
+                                                ex.what()));
       }
     }
     members.push_back(std::move(per_lane));
@@ -257,10 +263,11 @@ std::string Pool::Impl::why_unplaceable(const Router::Want& want) const {
     const auto& load = router.load(static_cast<int>(e));
     const bool excluded =
         std::find(want.exclude.begin(), want.exclude.end(), int(e)) != want.exclude.end();
-    why += fmt::format("{}{} {}", why.empty() ? "" : "; ", redact_url(config.endpoints[e].config.url),
-                       excluded   ? "already failed this request"
-                       : load.up  ? "up"
-                                  : "is down (" + load.last_error + ")");
+    why +=
+        fmt::format("{}{} {}", why.empty() ? "" : "; ", redact_url(config.endpoints[e].config.url),
+                    excluded  ? "already failed this request"
+                    : load.up ? "up"
+                              : "is down (" + load.last_error + ")");
   }
   return why;
 }
@@ -336,7 +343,9 @@ void Pool::Impl::launch(const std::shared_ptr<PoolRequest>& p, int endpoint, boo
   auto& backend = *members[std::size_t(endpoint)][std::size_t(p->lane % lanes)];
   auto handle = backend.start(
       std::move(r), [p, idx](const TokenEvent& ev) { return p->token(idx, ev); },
-      [self, p, idx, endpoint](Completion c) { self->attempt_done(p, idx, endpoint, std::move(c)); });
+      [self, p, idx, endpoint](Completion c) {
+        self->attempt_done(p, idx, endpoint, std::move(c));
+      });
   bool cancel_now = false;
   {
     std::lock_guard lock(p->mu);
@@ -464,8 +473,8 @@ void Pool::Impl::attempt_done(const std::shared_ptr<PoolRequest>& p, int idx, in
         for (const auto& e : p->errors) all += (all.empty() ? "" : " | ") + e;
         n = p->attempts.size();
       }
-      c.error.message = fmt::format("{}: all {} attempts failed before the first token: {}",
-                                    label, n, all);
+      c.error.message =
+          fmt::format("{}: all {} attempts failed before the first token: {}", label, n, all);
       finish(p, std::move(c));
       break;
     }
@@ -515,8 +524,7 @@ void Pool::Impl::finish(const std::shared_ptr<PoolRequest>& p, Completion c) {
   p->done_cv.notify_all();
 }
 
-void Pool::Impl::fail(const std::shared_ptr<PoolRequest>& p, ErrorKind kind,
-                      std::string message) {
+void Pool::Impl::fail(const std::shared_ptr<PoolRequest>& p, ErrorKind kind, std::string message) {
   // Callbacks run on a runtime thread, never on the caller's (backend.hpp).
   hold();
   runtimes[std::size_t(p->lane) % runtimes.size()]->post(
@@ -700,10 +708,18 @@ Pool::~Pool() {
   impl_->members.clear();  // here, on the owner's thread, not on a runtime thread later
 }
 
-BackendKind Pool::kind() const { return impl_->config.endpoints.front().config.kind; }
-const std::string& Pool::endpoint() const { return impl_->label; }
-const PoolConfig& Pool::config() const { return impl_->config; }
-int Pool::lanes() const { return impl_->lanes; }
+BackendKind Pool::kind() const {
+  return impl_->config.endpoints.front().config.kind;
+}
+const std::string& Pool::endpoint() const {
+  return impl_->label;
+}
+const PoolConfig& Pool::config() const {
+  return impl_->config;
+}
+int Pool::lanes() const {
+  return impl_->lanes;
+}
 
 std::shared_ptr<RequestHandle> Pool::start(Request request, TokenCallback on_token,
                                            DoneCallback on_done) {
@@ -762,8 +778,9 @@ std::vector<EndpointStatus> Pool::status() const {
   std::lock_guard lock(impl_->mu);
   for (std::size_t e = 0; e < impl_->config.endpoints.size(); ++e) {
     const auto& l = impl_->router.load(static_cast<int>(e));
-    out.push_back({redact_url(impl_->config.endpoints[e].config.url), impl_->config.endpoints[e].config.kind,
-                   l.up, l.outstanding, l.limit, l.dispatched, l.failures, l.last_error});
+    out.push_back({redact_url(impl_->config.endpoints[e].config.url),
+                   impl_->config.endpoints[e].config.kind, l.up, l.outstanding, l.limit,
+                   l.dispatched, l.failures, l.last_error});
   }
   return out;
 }

@@ -6,10 +6,14 @@ namespace chimera::pool {
 
 const char* to_string(Routing r) {
   switch (r) {
-    case Routing::pinned: return "pinned";
-    case Routing::round_robin: return "round-robin";
-    case Routing::least_outstanding: return "least-outstanding";
-    case Routing::session_affinity: return "session-affinity";
+    case Routing::pinned:
+      return "pinned";
+    case Routing::round_robin:
+      return "round-robin";
+    case Routing::least_outstanding:
+      return "least-outstanding";
+    case Routing::session_affinity:
+      return "session-affinity";
   }
   return "?";
 }
@@ -69,8 +73,8 @@ int Router::least_outstanding(const Want& want, int avoid) const {
   for (int i = 0; i < n; ++i) {
     const int e = static_cast<int>((tie_cursor_ + std::size_t(i)) % std::size_t(n));
     if (e == avoid || !usable(e, want) || !has_room(e)) continue;
-    if (best < 0 || endpoints_[std::size_t(e)].outstanding <
-                        endpoints_[std::size_t(best)].outstanding) {
+    if (best < 0 ||
+        endpoints_[std::size_t(e)].outstanding < endpoints_[std::size_t(best)].outstanding) {
       best = e;
     }
   }

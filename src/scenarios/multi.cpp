@@ -1,6 +1,5 @@
-#include <chimera/scenarios/multi.hpp>
-
 #include <chimera/metrics/figures.hpp>
+#include <chimera/scenarios/multi.hpp>
 #include <chimera/workflow/workflow.hpp>
 
 #include <boost/json/serialize.hpp>
@@ -10,9 +9,9 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
-#include <atomic>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -25,9 +24,12 @@ namespace json = boost::json;
 
 const char* to_string(Scenario s) {
   switch (s) {
-    case Scenario::homogeneous: return "homogeneous";
-    case Scenario::personas: return "personas";
-    case Scenario::workflow: return "workflow";
+    case Scenario::homogeneous:
+      return "homogeneous";
+    case Scenario::personas:
+      return "personas";
+    case Scenario::workflow:
+      return "workflow";
   }
   return "?";
 }
@@ -58,9 +60,13 @@ int64_t rss_peak_bytes() {
 
 namespace {
 
-double ms(int64_t ns) { return static_cast<double>(ns) / 1e6; }
+double ms(int64_t ns) {
+  return static_cast<double>(ns) / 1e6;
+}
 
-double pct_ms(const std::vector<double>& v, double p) { return metrics::percentile(v, p); }
+double pct_ms(const std::vector<double>& v, double p) {
+  return metrics::percentile(v, p);
+}
 
 }  // namespace
 
@@ -73,8 +79,8 @@ std::optional<int64_t> median_lag(const std::vector<RequestRecord>& records) {
 }
 
 ConcurrencyFigures concurrency_figures(const std::vector<RequestRecord>& records, int agents,
-                            std::optional<double> lone_decode_tps,
-                            std::optional<int64_t> loopback_floor_ns) {
+                                       std::optional<double> lone_decode_tps,
+                                       std::optional<int64_t> loopback_floor_ns) {
   ConcurrencyFigures f;
   f.agents = agents;
   f.requests = static_cast<int64_t>(records.size());
@@ -203,8 +209,8 @@ MultiResult run_multi(Engine& engine, const MultiOptions& o) {
   if (names.empty()) throw std::invalid_argument("no endpoint pool: give --pools or --endpoint");
   std::string main_pool = o.pool.empty() ? names.front() : o.pool;
   if (engine.find_pool(main_pool) == nullptr) {
-    throw std::invalid_argument(fmt::format("no pool named '{}' (pools: {})", main_pool,
-                                            fmt::join(names, ", ")));
+    throw std::invalid_argument(
+        fmt::format("no pool named '{}' (pools: {})", main_pool, fmt::join(names, ", ")));
   }
   std::string collector = main_pool, insight = main_pool;
   if (o.scenario == Scenario::personas) {
@@ -223,14 +229,16 @@ MultiResult run_multi(Engine& engine, const MultiOptions& o) {
   // Checked in double before any conversion: 1e10 s, -1 or nan would overflow (or be undefined
   // as) an int64 count of nanoseconds.
   if (!std::isfinite(o.duration_s) || o.duration_s < 0 || o.duration_s > kMaxDurationS) {
-    throw std::invalid_argument(fmt::format("duration_s is {}; it must be a finite number from 0 "
-                                            "to {} (a week)",
-                                            o.duration_s, kMaxDurationS));
+    throw std::invalid_argument(
+        fmt::format("duration_s is {}; it must be a finite number from 0 "
+                    "to {} (a week)",
+                    o.duration_s, kMaxDurationS));
   }
   if (!std::isfinite(o.stagger_ms) || o.stagger_ms < 0 || o.stagger_ms > kMaxStaggerMs) {
-    throw std::invalid_argument(fmt::format("stagger_ms is {}; it must be a finite number from 0 "
-                                            "to {} (an hour)",
-                                            o.stagger_ms, kMaxStaggerMs));
+    throw std::invalid_argument(
+        fmt::format("stagger_ms is {}; it must be a finite number from 0 "
+                    "to {} (an hour)",
+                    o.stagger_ms, kMaxStaggerMs));
   }
   const int64_t deadline =
       o.duration_s > 0 ? now_ns() + static_cast<int64_t>(o.duration_s * 1e9) : 0;
@@ -257,9 +265,8 @@ MultiResult run_multi(Engine& engine, const MultiOptions& o) {
       co_await wait;
     }
     const bool is_insight = o.scenario == Scenario::personas && a.id() % 2 == 1;
-    const std::string& pool = o.scenario == Scenario::personas
-                                  ? (is_insight ? insight : collector)
-                                  : main_pool;
+    const std::string& pool =
+        o.scenario == Scenario::personas ? (is_insight ? insight : collector) : main_pool;
     for (int k = 0; more(k); ++k) {
       Request r;
       r.model = o.model;

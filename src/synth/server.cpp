@@ -6,9 +6,9 @@
 // measures: every stream waits on its own timer for an absolute deadline (no drift, no
 // per-token sleep arithmetic), each chunk is formatted into two strings the connection reuses,
 // and a connection keeps no read buffer while it streams.
-#include <chimera/synth/server.hpp>
-
 #include "synth/wire.hpp"
+
+#include <chimera/synth/server.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -59,7 +59,7 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 namespace {
 
 constexpr std::string_view kServerHeader = "Server: chimeraforge-synth/0.1\r\n";
-constexpr std::size_t kFirstRead = 1024;        // bytes asked for when a request starts
+constexpr std::size_t kFirstRead = 1024;  // bytes asked for when a request starts
 constexpr std::uint32_t kHeaderLimit = 16 * 1024;
 constexpr std::uint64_t kBodyLimit = 4u << 20;  // a long chat history fits; a runaway does not
 // The kernel caps the backlog at net.core.somaxconn; asking for more lets a raised sysctl count.
@@ -68,7 +68,9 @@ constexpr int kBacklog = 65535;
 int64_t to_ns(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
-int64_t now_ns() { return to_ns(Clock::now()); }
+int64_t now_ns() {
+  return to_ns(Clock::now());
+}
 
 uint64_t splitmix64(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
@@ -77,19 +79,30 @@ uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 // Uniform in [0, 1).
-double unit(uint64_t bits) { return static_cast<double>(bits >> 11) * 0x1.0p-53; }
+double unit(uint64_t bits) {
+  return static_cast<double>(bits >> 11) * 0x1.0p-53;
+}
 
 const char* reason(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 413: return "Payload Too Large";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Status";
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 413:
+      return "Payload Too Large";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Status";
   }
 }
 
@@ -322,12 +335,12 @@ class Connection {
                                 std::string_view content_type = "application/json") {
     out_.clear();
     fmt::format_to(std::back_inserter(out_),
-                   "HTTP/1.1 {} {}\r\n{}Content-Type: {}\r\nContent-Length: {}\r\n{}{}\r\n",
-                   status, reason(status), kServerHeader, content_type, body.size(),
-                   extra_headers, keep_alive ? "" : "Connection: close\r\n");
+                   "HTTP/1.1 {} {}\r\n{}Content-Type: {}\r\nContent-Length: {}\r\n{}{}\r\n", status,
+                   reason(status), kServerHeader, content_type, body.size(), extra_headers,
+                   keep_alive ? "" : "Connection: close\r\n");
     out_ += body;
     const bool ok = co_await write(out_);
-    co_return ok && keep_alive;
+    co_return ok&& keep_alive;
   }
 
   // `type` is one of OpenAI's error types, a literal.
@@ -345,18 +358,15 @@ class Connection {
     if (is_disconnect(ec)) co_return false;
     ++s_.requests;
     if (ec == bhttp::error::body_limit) {
-      co_await respond_error(413, false,
-                             fmt::format("the request body exceeds the limit of {} bytes",
-                                         kBodyLimit),
-                             "invalid_request_error", false);
+      co_await respond_error(
+          413, false, fmt::format("the request body exceeds the limit of {} bytes", kBodyLimit),
+          "invalid_request_error", false);
     } else if (ec == bhttp::error::header_limit) {
-      co_await respond_error(431, false,
-                             fmt::format("the request header exceeds the limit of {} bytes",
-                                         kHeaderLimit),
-                             "invalid_request_error", false);
+      co_await respond_error(
+          431, false, fmt::format("the request header exceeds the limit of {} bytes", kHeaderLimit),
+          "invalid_request_error", false);
     } else {
-      co_await respond_error(400, false,
-                             fmt::format("malformed HTTP request: {}", ec.message()),
+      co_await respond_error(400, false, fmt::format("malformed HTTP request: {}", ec.message()),
                              "invalid_request_error", false);
     }
     co_return false;
@@ -492,8 +502,8 @@ class Connection {
                                            bool keep_alive) {
     co_return co_await respond_error(
         405, openai_shape,
-        fmt::format("{} {}: method not allowed; use {}",
-                    std::string_view(bhttp::to_string(method)), path, allowed),
+        fmt::format("{} {}: method not allowed; use {}", std::string_view(bhttp::to_string(method)),
+                    path, allowed),
         "invalid_request_error", keep_alive, fmt::format("Allow: {}\r\n", allowed));
   }
 
@@ -612,7 +622,7 @@ class Connection {
       append_chunk(out_, rec_, chunked);
       if (chunked) out_ += "0\r\n\r\n";
       const bool written = co_await write(out_);
-      co_return written && reusable;
+      co_return written&& reusable;
     }
 
     // No tokens at all: the final record when the first token would have come.
@@ -621,7 +631,7 @@ class Connection {
     start_write();
     append_end(now_ns());
     const bool written = co_await write(out_);
-    co_return written && reusable;
+    co_return written&& reusable;
   }
 
   SynthServer::Impl& s_;
@@ -653,7 +663,8 @@ int64_t process_cpu_ns() {
   rusage ru{};
   if (::getrusage(RUSAGE_SELF, &ru) != 0) return 0;
   auto ns = [](const timeval& tv) {
-    return static_cast<int64_t>(tv.tv_sec) * 1'000'000'000 + static_cast<int64_t>(tv.tv_usec) * 1000;
+    return static_cast<int64_t>(tv.tv_sec) * 1'000'000'000 +
+           static_cast<int64_t>(tv.tv_usec) * 1000;
   };
   return ns(ru.ru_utime) + ns(ru.ru_stime);
 }
@@ -682,32 +693,33 @@ asio::awaitable<void> SynthServer::Impl::accept_loop() {
 
 std::string SynthServer::Impl::stats_json() const {
   namespace json = boost::json;
-  return json::serialize(json::object{
-      {"connections_accepted", connections.load()},
-      {"requests_served", requests.load()},
-      {"streams_active", active.load()},
-      {"streams_peak", peak.load()},
-      {"tokens_sent", tokens.load()},
-      {"faults_injected", faults.load()},
-      {"first_request_ns", first_request_ns.load()},
-      {"now_ns", now_ns()},
-      {"cpu_ns", process_cpu_ns()},
-      {"fd_limit", fd_limit},
-      {"options", json::object{{"ttft_ms", opt.ttft_ms},
-                               {"tokens_per_s", opt.tokens_per_s},
-                               {"tokens", opt.tokens},
-                               {"jitter_ms", opt.jitter_ms},
-                               {"seed", opt.seed},
-                               {"threads", opt.threads},
-                               {"fault", to_string(opt.fault)},
-                               {"fault_rate", opt.fault_rate}}}});
+  return json::serialize(json::object{{"connections_accepted", connections.load()},
+                                      {"requests_served", requests.load()},
+                                      {"streams_active", active.load()},
+                                      {"streams_peak", peak.load()},
+                                      {"tokens_sent", tokens.load()},
+                                      {"faults_injected", faults.load()},
+                                      {"first_request_ns", first_request_ns.load()},
+                                      {"now_ns", now_ns()},
+                                      {"cpu_ns", process_cpu_ns()},
+                                      {"fd_limit", fd_limit},
+                                      {"options", json::object{{"ttft_ms", opt.ttft_ms},
+                                                               {"tokens_per_s", opt.tokens_per_s},
+                                                               {"tokens", opt.tokens},
+                                                               {"jitter_ms", opt.jitter_ms},
+                                                               {"seed", opt.seed},
+                                                               {"threads", opt.threads},
+                                                               {"fault", to_string(opt.fault)},
+                                                               {"fault_rate", opt.fault_rate}}}});
 }
 
 // ---- SynthServer -------------------------------------------------------------------------------
 
 SynthServer::SynthServer(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 
-SynthServer::~SynthServer() { stop(); }
+SynthServer::~SynthServer() {
+  stop();
+}
 
 void SynthServer::start() {
   Impl& s = *impl_;
@@ -720,9 +732,9 @@ void SynthServer::start() {
   beast::error_code ec;
   const auto address = asio::ip::make_address(s.opt.bind, ec);
   if (ec) {
-    throw std::invalid_argument(fmt::format(
-        "synth-server: bind address '{}' is not an IP address (e.g. 127.0.0.1 or ::1)",
-        s.opt.bind));
+    throw std::invalid_argument(
+        fmt::format("synth-server: bind address '{}' is not an IP address (e.g. 127.0.0.1 or ::1)",
+                    s.opt.bind));
   }
   raise_fd_limit(s.fd_limit);
 
@@ -798,7 +810,9 @@ std::string SynthServer::url() const {
   return fmt::format("http://{}{}{}:{}", v6 ? "[" : "", bind, v6 ? "]" : "", port());
 }
 
-const Options& SynthServer::options() const { return impl_->opt; }
+const Options& SynthServer::options() const {
+  return impl_->opt;
+}
 
 Stats SynthServer::stats() const {
   const Impl& s = *impl_;
@@ -813,8 +827,12 @@ Stats SynthServer::stats() const {
   return out;
 }
 
-void SynthServer::reset_stats() { impl_->reset(); }
+void SynthServer::reset_stats() {
+  impl_->reset();
+}
 
-std::string SynthServer::stats_json() const { return impl_->stats_json(); }
+std::string SynthServer::stats_json() const {
+  return impl_->stats_json();
+}
 
 }  // namespace chimera::synth

@@ -67,8 +67,8 @@ bool parse_fault(std::string_view spec, Fault& out, std::string& error) {
   }
   int k = 0;
   if (colon == std::string_view::npos || !parse_count(spec.substr(colon + 1), k)) {
-    error = fmt::format("fault '{}' needs a token count after the colon, e.g. {}:3; {}", spec,
-                        name, kFaultForms);
+    error = fmt::format("fault '{}' needs a token count after the colon, e.g. {}:3; {}", spec, name,
+                        kFaultForms);
     return false;
   }
   out = {kind, k};
@@ -77,12 +77,18 @@ bool parse_fault(std::string_view spec, Fault& out, std::string& error) {
 
 std::string to_string(const Fault& f) {
   switch (f.kind) {
-    case FaultKind::none: return "none";
-    case FaultKind::drop_after: return fmt::format("drop-after:{}", f.after_tokens);
-    case FaultKind::stall: return fmt::format("stall:{}", f.after_tokens);
-    case FaultKind::error_after: return fmt::format("error-after:{}", f.after_tokens);
-    case FaultKind::http_503: return "503";
-    case FaultKind::mix: return fmt::format("mix:{}", f.after_tokens);
+    case FaultKind::none:
+      return "none";
+    case FaultKind::drop_after:
+      return fmt::format("drop-after:{}", f.after_tokens);
+    case FaultKind::stall:
+      return fmt::format("stall:{}", f.after_tokens);
+    case FaultKind::error_after:
+      return fmt::format("error-after:{}", f.after_tokens);
+    case FaultKind::http_503:
+      return "503";
+    case FaultKind::mix:
+      return fmt::format("mix:{}", f.after_tokens);
   }
   return "none";
 }
@@ -185,9 +191,10 @@ std::size_t message_bytes(const json::array& messages) {
 std::string parse_synth(const json::value& v, GenRequest& out) {
   const auto* o = v.if_object();
   if (o == nullptr) {
-    return fmt::format("synth must be an object such as {{\"ttft_ms\": 50, \"tokens_per_s\": 20, "
-                       "\"tokens\": 8, \"fault\": \"stall:2\"}}, got {}",
-                       excerpt(v));
+    return fmt::format(
+        "synth must be an object such as {{\"ttft_ms\": 50, \"tokens_per_s\": 20, "
+        "\"tokens\": 8, \"fault\": \"stall:2\"}}, got {}",
+        excerpt(v));
   }
   for (const auto& [key, value] : *o) {
     if (key == "ttft_ms") {
@@ -220,9 +227,10 @@ std::string parse_synth(const json::value& v, GenRequest& out) {
       if (!parse_fault(value.get_string(), f, error)) return "synth.fault: " + error;
       out.fault = f;
     } else {
-      return fmt::format("synth.{} is not a synthetic-server setting; known: ttft_ms, "
-                         "tokens_per_s, tokens, fault",
-                         std::string_view(key));
+      return fmt::format(
+          "synth.{} is not a synthetic-server setting; known: ttft_ms, "
+          "tokens_per_s, tokens, fault",
+          std::string_view(key));
     }
   }
   return {};
@@ -296,8 +304,7 @@ std::string parse_generation(Api api, std::string_view body, const Options& defa
     } else if (p->is_array() && is_openai(api)) {
       for (const auto& part : p->get_array()) {
         if (!part.is_string()) {
-          return fmt::format("prompt must be a string or an array of strings, got {}",
-                             excerpt(*p));
+          return fmt::format("prompt must be a string or an array of strings, got {}", excerpt(*p));
         }
         prompt_bytes += part.get_string().size();
       }
@@ -316,8 +323,7 @@ std::string parse_generation(Api api, std::string_view body, const Options& defa
       if (t == nullptr || t->is_null()) continue;
       const auto n = as_integer(*t);
       if (!n || *n < 0 || *n > kMaxTokens) {
-        return fmt::format("{} must be an integer in 0..{}, got {}", key, kMaxTokens,
-                           excerpt(*t));
+        return fmt::format("{} must be an integer in 0..{}, got {}", key, kMaxTokens, excerpt(*t));
       }
       out.tokens = static_cast<int>(*n);
       out.limited = true;
@@ -374,7 +380,9 @@ int64_t eval_duration_ns(const Summary& s) {
   return s.tokens > 0 ? std::llround(static_cast<double>(s.tokens) * 1e9 / s.tokens_per_s) : 0;
 }
 
-const char* finish_word(const Summary& s) { return s.limited ? "length" : "stop"; }
+const char* finish_word(const Summary& s) {
+  return s.limited ? "length" : "stop";
+}
 
 void append_timings(std::string& out, const Summary& s) {
   const double predicted_ms = static_cast<double>(eval_duration_ns(s)) / 1e6;
@@ -405,8 +413,8 @@ void append_ollama_stats(std::string& out, const Summary& s) {
 // The fields every OpenAI chunk or response starts with.
 void append_openai_head(std::string& out, const ResponseInfo& info, bool chunk) {
   const bool chat = info.api == Api::openai_chat;
-  const char* object = chat ? (chunk ? "chat.completion.chunk" : "chat.completion")
-                            : "text_completion";
+  const char* object =
+      chat ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion";
   fmt::format_to(std::back_inserter(out),
                  FMT_COMPILE("{{\"id\":\"{}-synth-{}\",\"object\":\"{}\",\"created\":{},"
                              "\"model\":\"{}\","),
@@ -495,10 +503,10 @@ void append_finish(std::string& out, const ResponseInfo& info, const Summary& s,
     case Api::openai_completion:
       out += "data: ";
       append_openai_head(out, info, true);
-      fmt::format_to(it,
-                     FMT_COMPILE("\"choices\":[{{\"index\":0,{},\"finish_reason\":\"{}\"}}],"),
-                     info.api == Api::openai_chat ? "\"delta\":{}" : "\"text\":\"\",\"logprobs\":null",
-                     finish_word(s));
+      fmt::format_to(
+          it, FMT_COMPILE("\"choices\":[{{\"index\":0,{},\"finish_reason\":\"{}\"}}],"),
+          info.api == Api::openai_chat ? "\"delta\":{}" : "\"text\":\"\",\"logprobs\":null",
+          finish_word(s));
       append_timings(out, s);
       fmt::format_to(it, FMT_COMPILE(",\"server_sent_ns\":{}}}\n\n"), sent_ns);
       return;
@@ -515,7 +523,9 @@ void append_usage(std::string& out, const ResponseInfo& info, const Summary& s, 
   fmt::format_to(std::back_inserter(out), FMT_COMPILE(",\"server_sent_ns\":{}}}\n\n"), sent_ns);
 }
 
-void append_done(std::string& out) { out += "data: [DONE]\n\n"; }
+void append_done(std::string& out) {
+  out += "data: [DONE]\n\n";
+}
 
 void append_stream_error(std::string& out, Api api, std::string_view message) {
   const std::string quoted = json::serialize(json::value(json::string(message)));

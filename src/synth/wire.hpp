@@ -20,21 +20,23 @@ namespace chimera::synth {
 enum class Api { ollama_chat, ollama_generate, openai_chat, openai_completion };
 
 // Ollama's endpoints answer errors as {"error": "..."}, OpenAI's as {"error": {"message": ...}}.
-inline bool is_openai(Api a) { return a == Api::openai_chat || a == Api::openai_completion; }
+inline bool is_openai(Api a) {
+  return a == Api::openai_chat || a == Api::openai_completion;
+}
 
 // One generation request, parsed, with the server's defaults filled in.
 struct GenRequest {
   Api api = Api::ollama_chat;
   bool stream = true;
-  int tokens = 0;             // tokens to generate
-  bool limited = false;       // `tokens` came from num_predict / max_tokens: finish "length"
+  int tokens = 0;        // tokens to generate
+  bool limited = false;  // `tokens` came from num_predict / max_tokens: finish "length"
   double ttft_ms = 0;
   double tokens_per_s = 1;
-  std::optional<Fault> fault; // the request's own fault ("synth.fault"), which replaces the
-                              // server-wide one (even "none")
-  int prompt_tokens = 1;      // an estimate: the prompt's bytes / 4, at least 1
-  std::string model;          // echoed in responses: the request's model when it needs no JSON
-                              // escaping, else "synth"
+  std::optional<Fault> fault;  // the request's own fault ("synth.fault"), which replaces the
+                               // server-wide one (even "none")
+  int prompt_tokens = 1;       // an estimate: the prompt's bytes / 4, at least 1
+  std::string model;           // echoed in responses: the request's model when it needs no JSON
+                               // escaping, else "synth"
 };
 
 // The most tokens one request may ask for (a guard against typos that would stream for days).
@@ -49,8 +51,8 @@ std::string parse_generation(Api api, std::string_view body, const Options& defa
 struct ResponseInfo {
   Api api = Api::ollama_chat;
   std::string_view model;
-  uint64_t id = 0;             // the generation request's number: "chatcmpl-synth-<id>"
-  int64_t created_s = 0;       // Unix time of the request (OpenAI's `created`)
+  uint64_t id = 0;        // the generation request's number: "chatcmpl-synth-<id>"
+  int64_t created_s = 0;  // Unix time of the request (OpenAI's `created`)
 };
 
 // What the final record reports (durations as a real server would: prompt = the scheduled ttft,
@@ -61,7 +63,7 @@ struct Summary {
   double ttft_ms = 0;
   double tokens_per_s = 1;
   bool limited = false;
-  int64_t total_ns = 0;        // request arrival to this record
+  int64_t total_ns = 0;  // request arrival to this record
 };
 
 // Each append_* appends exactly one record (with its line ending or SSE "\n\n") to `out`.

@@ -42,9 +42,12 @@ std::string file_safe(std::string_view s) {
 std::string markdown_cell(std::string_view s) {
   std::string out;
   for (char c : s) {
-    if (c == '|') out += "\\|";
-    else if (c == '\n') out += ' ';
-    else out += c;
+    if (c == '|')
+      out += "\\|";
+    else if (c == '\n')
+      out += ' ';
+    else
+      out += c;
   }
   return out;
 }
@@ -59,12 +62,12 @@ std::vector<Chart> experiment_charts(const ingest::Experiment& x) {
     const auto& factor = x.factors[top.factor];
     std::vector<svg::Bar> bars;
     for (const auto& l : top.levels)
-      bars.push_back({l.level, l.stats.mean, l.stats.ci_low, l.stats.ci_high,
-                      fmt::format("n={}", l.stats.n)});
+      bars.push_back(
+          {l.level, l.stats.mean, l.stats.ci_low, l.stats.ci_high, fmt::format("n={}", l.stats.n)});
     Chart c;
     c.file = file_safe(fmt::format("chart-{}-by-{}", km.name, factor.key)) + ".svg";
-    c.caption = fmt::format("{} by {}: mean over runs with 95% intervals", metric_title(km),
-                            factor.key);
+    c.caption =
+        fmt::format("{} by {}: mean over runs with 95% intervals", metric_title(km), factor.key);
     c.svg = svg::bar_chart(fmt::format("{} by {}", metric_title(km), factor.key), km.unit,
                            factor.label, bars);
     charts.push_back(std::move(c));
@@ -72,7 +75,8 @@ std::vector<Chart> experiment_charts(const ingest::Experiment& x) {
     // Two factors matter: their combinations, each cell the mean of its configurations' runs.
     const std::size_t fa = top.factor, fb = effects[1]->factor;
     svg::HeatMap h;
-    h.title = fmt::format("{} by {} and {}", metric_title(km), x.factors[fa].key, x.factors[fb].key);
+    h.title =
+        fmt::format("{} by {} and {}", metric_title(km), x.factors[fa].key, x.factors[fb].key);
     h.row_label = x.factors[fa].key;
     h.col_label = x.factors[fb].key;
     h.rows = x.factors[fa].levels;
@@ -91,10 +95,11 @@ std::vector<Chart> experiment_charts(const ingest::Experiment& x) {
     }
     for (std::size_t i = 0; i < sum.size(); ++i) h.values.push_back(n[i] > 0 ? sum[i] / n[i] : NAN);
     Chart hc;
-    hc.file = file_safe(fmt::format("heatmap-{}-{}-{}", km.name, x.factors[fa].key,
-                                    x.factors[fb].key)) + ".svg";
-    hc.caption = fmt::format("{} by {} and {}: mean over runs", metric_title(km),
-                             x.factors[fa].key, x.factors[fb].key);
+    hc.file =
+        file_safe(fmt::format("heatmap-{}-{}-{}", km.name, x.factors[fa].key, x.factors[fb].key)) +
+        ".svg";
+    hc.caption = fmt::format("{} by {} and {}: mean over runs", metric_title(km), x.factors[fa].key,
+                             x.factors[fb].key);
     hc.svg = svg::heat_map(h);
     charts.push_back(std::move(hc));
   }
@@ -121,7 +126,8 @@ std::string experiment_sections(const ingest::Experiment& x, const std::vector<C
       std::vector<std::string> runs;
       for (std::size_t i = 0; i < f.levels.size(); ++i)
         runs.push_back(fmt::format("{}", f.level_runs[i]));
-      add(fmt::format("| {} | {} | {} | {} |", markdown_cell(f.label), markdown_cell(fmt::format("{}", fmt::join(f.levels, ", "))),
+      add(fmt::format("| {} | {} | {} | {} |", markdown_cell(f.label),
+                      markdown_cell(fmt::format("{}", fmt::join(f.levels, ", "))),
                       fmt::join(runs, ", "), f.found_in));
     }
   }
@@ -134,17 +140,18 @@ std::string experiment_sections(const ingest::Experiment& x, const std::vector<C
     hist.push_back(fmt::format("{} with n={}", configs, runs));
   if (hist.size() > 4) {
     // Many different counts: the extremes and the most common one.
-    auto common = std::max_element(runs_hist.begin(), runs_hist.end(),
-                                   [](const auto& a, const auto& b) { return a.second < b.second; });
+    auto common =
+        std::max_element(runs_hist.begin(), runs_hist.end(),
+                         [](const auto& a, const auto& b) { return a.second < b.second; });
     hist = {fmt::format("n={} to {}", runs_hist.begin()->first, runs_hist.rbegin()->first),
             fmt::format("most often n={} ({} configurations)", common->first, common->second)};
   }
-  add(fmt::format("{} configurations, {} runs ({}); {} values of {} key metrics used. "
-                  "Repetitions recognised by: {}.",
-                  x.configs.size(), x.runs, fmt::join(hist, ", "), x.records_used,
-                  x.metrics.size(),
-                  x.repetition_markers.empty() ? std::string("none (each file is one run)")
-                                               : fmt::format("{}", fmt::join(x.repetition_markers, ", "))));
+  add(fmt::format(
+      "{} configurations, {} runs ({}); {} values of {} key metrics used. "
+      "Repetitions recognised by: {}.",
+      x.configs.size(), x.runs, fmt::join(hist, ", "), x.records_used, x.metrics.size(),
+      x.repetition_markers.empty() ? std::string("none (each file is one run)")
+                                   : fmt::format("{}", fmt::join(x.repetition_markers, ", "))));
   add("");
   if (!x.metrics.empty()) {
     add("Key metrics, each unified from the names it was found under:");
@@ -217,8 +224,8 @@ std::string experiment_sections(const ingest::Experiment& x, const std::vector<C
     const auto ranked = x.ranked(m);
     if (ranked.empty()) continue;
     const std::string title = m == 0 && km.name == "throughput" ? "throughput"
-                              : km.name == "ttft"              ? "time to first token"
-                                                               : km.name;
+                              : km.name == "ttft"               ? "time to first token"
+                                                                : km.name;
     auto table = [&](const std::string& heading, bool best) {
       add(fmt::format("### {}", heading));
       add("");
@@ -253,16 +260,16 @@ std::string experiment_sections(const ingest::Experiment& x, const std::vector<C
                             format_number(*c.t), format_number(*c.df), format_number(*c.p),
                             c.significant ? "larger than" : "within");
     } else {
-      verdict = "Too few runs (n < 2, or no spread) to test whether the difference is larger "
-                "than the noise.";
+      verdict =
+          "Too few runs (n < 2, or no spread) to test whether the difference is larger "
+          "than the noise.";
     }
     add(fmt::format("`{}` ({} ± {}, n={}) against `{}` ({} ± {}, n={}): difference {} {}. {}",
                     best.label, format_number(best.find(c.metric)->stats.mean),
                     format_number(best.find(c.metric)->stats.sd), best.find(c.metric)->stats.n,
                     runner.label, format_number(runner.find(c.metric)->stats.mean),
-                    format_number(runner.find(c.metric)->stats.sd),
-                    runner.find(c.metric)->stats.n, format_number(c.difference), km.unit,
-                    verdict));
+                    format_number(runner.find(c.metric)->stats.sd), runner.find(c.metric)->stats.n,
+                    format_number(c.difference), km.unit, verdict));
     add("");
   }
 
@@ -274,7 +281,8 @@ std::string experiment_sections(const ingest::Experiment& x, const std::vector<C
     for (const auto& m : c.metrics) outliers += m.outliers;
     if (c.failures == 0 && outliers == 0) continue;
     if (!any) {
-      add("| configuration | failed requests | outlier runs (over 5 MADs from the median) | runs |");
+      add("| configuration | failed requests | outlier runs (over 5 MADs from the median) | runs "
+          "|");
       add("| --- | ---: | ---: | ---: |");
       any = true;
     }
@@ -305,8 +313,9 @@ json::object experiment_json(const ingest::Experiment& x) {
                                    {"sources", json::value_from(m.sources)},
                                    {"values", m.values}});
   auto stats = [](const ingest::Summary& s) {
-    return json::object{{"n", s.n},       {"mean", s.mean}, {"sd", s.sd},
-                        {"min", s.min},   {"max", s.max},   {"ci95", json::array{s.ci_low, s.ci_high}},
+    return json::object{{"n", s.n},          {"mean", s.mean},
+                        {"sd", s.sd},        {"min", s.min},
+                        {"max", s.max},      {"ci95", json::array{s.ci_low, s.ci_high}},
                         {"values", s.values}};
   };
   json::array configs;
@@ -317,7 +326,8 @@ json::object experiment_json(const ingest::Experiment& x) {
     json::object ms;
     for (const auto& cm : c.metrics) {
       json::object o = stats(cm.stats);
-      o["source"] = fmt::format("computed from {} values; first {}", cm.stats.values, cm.first_source);
+      o["source"] =
+          fmt::format("computed from {} values; first {}", cm.stats.values, cm.first_source);
       o["outliers"] = cm.outliers;
       ms[x.metrics[cm.metric].name] = std::move(o);
     }
@@ -345,7 +355,9 @@ json::object experiment_json(const ingest::Experiment& x) {
   }
   json::array comparisons;
   for (const auto& c : x.comparisons) {
-    auto opt = [](const std::optional<double>& v) { return v ? json::value(*v) : json::value(nullptr); };
+    auto opt = [](const std::optional<double>& v) {
+      return v ? json::value(*v) : json::value(nullptr);
+    };
     comparisons.push_back(json::object{{"metric", x.metrics[c.metric].name},
                                        {"best", x.configs[c.best].label},
                                        {"runner_up", x.configs[c.runner_up].label},

@@ -83,7 +83,9 @@ int heading(std::string_view line, std::string& rest) {
   return -1;
 }
 
-std::string trim(const std::string& s) { return std::string(text::trim(s)); }
+std::string trim(const std::string& s) {
+  return std::string(text::trim(s));
+}
 
 }  // namespace
 

@@ -15,7 +15,9 @@ namespace {
 using ingest::format_number;
 
 // Coordinates with one decimal: exact enough for a screen, no long fractions in the file.
-std::string px(double v) { return fmt::format("{:.1f}", v); }
+std::string px(double v) {
+  return fmt::format("{:.1f}", v);
+}
 
 std::string header(int width, int height, std::string_view title) {
   return fmt::format(
@@ -44,12 +46,23 @@ std::string escape(std::string_view text) {
   out.reserve(text.size());
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -86,10 +99,11 @@ std::string bar_chart(std::string_view title, std::string_view y_label, std::str
   s += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"black\"/>\n", left,
                    px(y(std::max(lo, 0.0))), left + plot_w);
   s += fmt::format(
-      "<text x=\"16\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {0})\">{1}</text>\n",
+      "<text x=\"16\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 16 "
+      "{0})\">{1}</text>\n",
       top + plot_h / 2, escape(y_label));
-  s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
-                   left + plot_w / 2, height - 10, escape(x_label));
+  s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", left + plot_w / 2,
+                   height - 10, escape(x_label));
   // Bars, error bars and labels.
   for (std::size_t i = 0; i < bars.size(); ++i) {
     const Bar& b = bars[i];
@@ -147,9 +161,10 @@ std::string heat_map(const HeatMap& m) {
       const double v = i < m.values.size() ? m.values[i] : NAN;
       const int x0 = left + static_cast<int>(c) * cell_w;
       if (std::isnan(v)) {
-        s += fmt::format("<rect class=\"cell\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" "
-                         "fill=\"#eee\"/>\n",
-                         x0, y0, cell_w, cell_h);
+        s += fmt::format(
+            "<rect class=\"cell\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" "
+            "fill=\"#eee\"/>\n",
+            x0, y0, cell_w, cell_h);
         continue;
       }
       // 0 (worst) .. 1 (best): light to dark blue.
@@ -165,9 +180,10 @@ std::string heat_map(const HeatMap& m) {
                        escape(format_number(v)));
     }
   }
-  s += fmt::format("<text x=\"10\" y=\"{}\" fill=\"#666\">mean {} over runs; darker is better"
-                   "</text>\n",
-                   height - 14, escape(m.unit));
+  s += fmt::format(
+      "<text x=\"10\" y=\"{}\" fill=\"#666\">mean {} over runs; darker is better"
+      "</text>\n",
+      height - 14, escape(m.unit));
   s += "</svg>\n";
   return s;
 }

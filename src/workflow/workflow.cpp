@@ -189,7 +189,7 @@ struct Ctx {
   json::object system_json;
 };
 
-void progress(const WorkflowOptions& o, ProgressEvent e) {
+void progress(const WorkflowOptions& o, const ProgressEvent& e) {
   if (o.on_progress) o.on_progress(e);
 }
 

@@ -43,11 +43,11 @@ using namespace std::chrono_literals;
 constexpr int64_t kMaxCallMs = 4'000;
 
 std::string ollama_record(int i, std::string_view content) {
-  return json::serialize(json::object{
-      {"model", "llama3.2"},
-      {"created_at", "2024-07-22T20:33:28." + std::to_string(100000 + i) + "Z"},
-      {"message", json::object{{"role", "assistant"}, {"content", content}}},
-      {"done", false}});
+  return json::serialize(
+      json::object{{"model", "llama3.2"},
+                   {"created_at", "2024-07-22T20:33:28." + std::to_string(100000 + i) + "Z"},
+                   {"message", json::object{{"role", "assistant"}, {"content", content}}},
+                   {"done", false}});
 }
 
 std::string ollama_final() {
@@ -65,9 +65,10 @@ std::vector<std::string> ollama_stream(const std::vector<std::string>& tokens, b
 
 // An OpenAI-compatible chat.completion.chunk event, as llama-server sends it.
 std::string sse_chunk(std::string_view content, std::string_view finish = {}) {
-  json::object choice{{"index", 0},
-                      {"delta", content.empty() ? json::object{} : json::object{{"content", content}}},
-                      {"finish_reason", finish.empty() ? json::value(nullptr) : json::value(finish)}};
+  json::object choice{
+      {"index", 0},
+      {"delta", content.empty() ? json::object{} : json::object{{"content", content}}},
+      {"finish_reason", finish.empty() ? json::value(nullptr) : json::value(finish)}};
   return "data: " +
          json::serialize(json::object{{"id", "chatcmpl-7"},
                                       {"object", "chat.completion.chunk"},
@@ -119,9 +120,9 @@ Timed timed_generate(chimera::Backend& b, Request r, chimera::TokenCallback cb =
   const auto t0 = std::chrono::steady_clock::now();
   Timed t;
   t.c = b.generate(std::move(r), std::move(cb));
-  t.ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                                t0)
-             .count();
+  t.ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   return t;
 }
 
@@ -139,7 +140,8 @@ void expect_error(const Timed& t, ErrorKind kind, const std::string& url,
   for (auto p : phrases) {
     EXPECT_TRUE(contains(t.c.error.message, p)) << "'" << p << "' not in: " << t.c.error.message;
   }
-  EXPECT_EQ(t.c.finish, kind == ErrorKind::cancelled ? FinishReason::cancelled : FinishReason::error);
+  EXPECT_EQ(t.c.finish,
+            kind == ErrorKind::cancelled ? FinishReason::cancelled : FinishReason::error);
   EXPECT_EQ(t.c.endpoint, url);
   EXPECT_LT(t.ms, kMaxCallMs);
 }
@@ -196,7 +198,8 @@ TEST_P(Faults, Status404WithAJsonErrorBody) {
   Request r = chat(kind());
   r.model = "x";
   const Timed t = timed_generate(*b, r);
-  expect_error(t, ErrorKind::http_status, srv.url(), {"404", "model 'x' not found", path_of(kind())});
+  expect_error(t, ErrorKind::http_status, srv.url(),
+               {"404", "model 'x' not found", path_of(kind())});
   EXPECT_EQ(t.c.error.http_status, 404);
 }
 
@@ -210,9 +213,11 @@ TEST_P(Faults, Status500WithAPlainTextBody) {
 
 TEST_P(Faults, Status503WhileTheModelLoads) {
   // llama-server's answer while it loads a model; chunked, as it sends it.
-  Script s = Script::json(503, R"({"error":{"code":503,"message":"Loading model","type":"unavailable_error"}})");
+  Script s = Script::json(
+      503, R"({"error":{"code":503,"message":"Loading model","type":"unavailable_error"}})");
   s.framing = Framing::chunked;
-  s.pieces = {{R"({"error":{"code":503,"mess)", 0}, {R"(age":"Loading model","type":"unavailable_error"}})", 0}};
+  s.pieces = {{R"({"error":{"code":503,"mess)", 0},
+              {R"(age":"Loading model","type":"unavailable_error"}})", 0}};
   srv.route("POST", path_of(kind()), s);
   auto b = backend();
   const Timed t = timed_generate(*b, chat(kind()));
@@ -230,7 +235,8 @@ TEST_P(Faults, ErrorObjectMidStreamKeepsTheTextBefore) {
   std::vector<std::string> pieces;
   if (kind() == BackendKind::ollama) {
     pieces = ollama_stream({"Hello", ", wor"}, false);
-    pieces.push_back(R"({"error":"an error was encountered while running the model: CUDA error"})" "\n");
+    pieces.push_back(R"({"error":"an error was encountered while running the model: CUDA error"})"
+                     "\n");
   } else {
     pieces = sse_stream({"Hello", ", wor"}, false);
     // llama-server's form of an error inside a stream.
@@ -279,8 +285,9 @@ TEST_P(Faults, TruncatedCloseDelimitedStream) {
   route_stream(s);
   auto b = backend();
   const Timed t = timed_generate(*b, chat(kind()));
-  expect_error(t, ErrorKind::truncated, srv.url(),
-               {kind() == BackendKind::ollama ? "without its final record" : "without a finish_reason"});
+  expect_error(
+      t, ErrorKind::truncated, srv.url(),
+      {kind() == BackendKind::ollama ? "without its final record" : "without a finish_reason"});
   EXPECT_EQ(t.c.text, "one two three");
 }
 
@@ -361,18 +368,24 @@ TEST_P(Faults, InvalidJsonRecord) {
   Script s = stream({"The"}, false);
   if (kind() == BackendKind::ollama) {
     s.pieces.push_back(
-        {R"({"model":"llama3.2","message":{"role":"assistant","content":" sky"},"done":fals})" "\n", 0});
+        {R"({"model":"llama3.2","message":{"role":"assistant","content":" sky"},"done":fals})"
+         "\n",
+         0});
   } else {
-    s.pieces.push_back({R"(data: {"choices":[{"index":0,"delta":{"content":" sky"}}]})" "\n\n", 0});
+    s.pieces.push_back({R"(data: {"choices":[{"index":0,"delta":{"content":" sky"}}]})"
+                        "\n\n",
+                        0});
     s.pieces.back().bytes.erase(s.pieces.back().bytes.find("]}") + 1, 1);  // drop the last '}'
   }
-  s.pieces.push_back({kind() == BackendKind::ollama ? ollama_final() + "\n" : "data: [DONE]\n\n", 0});
+  s.pieces.push_back(
+      {kind() == BackendKind::ollama ? ollama_final() + "\n" : "data: [DONE]\n\n", 0});
   route_stream(s);
   auto b = backend();
   const Timed t = timed_generate(*b, chat(kind()));
-  expect_error(t, ErrorKind::protocol, srv.url(),
-               {"not a JSON object", kind() == BackendKind::ollama ? R"("done":fals)"
-                                                                   : R"("delta":{"content":" sky"})"});
+  expect_error(
+      t, ErrorKind::protocol, srv.url(),
+      {"not a JSON object",
+       kind() == BackendKind::ollama ? R"("done":fals)" : R"("delta":{"content":" sky"})"});
   EXPECT_EQ(t.c.text, "The");
 }
 
@@ -538,9 +551,8 @@ TEST_P(Faults, CancelFromInsideTheTokenCallback) {
 TEST_P(Faults, TokenCallbackThatThrowsCancels) {
   route_stream(stream({"a", "b", "c"}));
   auto b = backend();
-  const Timed t = timed_generate(*b, chat(kind()), [](const TokenEvent&) -> bool {
-    throw std::runtime_error("agent bug");
-  });
+  const Timed t = timed_generate(
+      *b, chat(kind()), [](const TokenEvent&) -> bool { throw std::runtime_error("agent bug"); });
   expect_error(t, ErrorKind::cancelled, srv.url(), {"agent bug"});
 }
 
@@ -560,14 +572,16 @@ TEST_P(Faults, WholeBodyOverTheLimit) {
   const std::string content(8'000, 'w');
   const std::string body =
       kind() == BackendKind::ollama
-          ? json::serialize(json::object{{"model", "llama3.2"},
-                                         {"message", json::object{{"role", "assistant"}, {"content", content}}},
-                                         {"done", true}})
+          ? json::serialize(
+                json::object{{"model", "llama3.2"},
+                             {"message", json::object{{"role", "assistant"}, {"content", content}}},
+                             {"done", true}})
           : json::serialize(json::object{
-                {"choices", json::array{json::object{
-                                {"index", 0},
-                                {"message", json::object{{"role", "assistant"}, {"content", content}}},
-                                {"finish_reason", "stop"}}}}});
+                {"choices",
+                 json::array{json::object{
+                     {"index", 0},
+                     {"message", json::object{{"role", "assistant"}, {"content", content}}},
+                     {"finish_reason", "stop"}}}}});
   srv.route("POST", path_of(kind()), Script::json(200, body));  // Content-Length over the limit
   chimera::EndpointConfig cfg = config(srv.url(), kind());
   cfg.limits.max_body_bytes = 4'096;
@@ -627,9 +641,10 @@ TEST_P(Faults, StaleConnectionClosedAfterTheResponse) {
   Script streamed = stream({"hello"});
   streamed.ending = Ending::close;
   Script whole = Script::json(
-      200, kind() == BackendKind::ollama
-               ? R"({"model":"llama3.2","message":{"role":"assistant","content":"hello"},"done_reason":"stop","done":true})"
-               : R"({"choices":[{"index":0,"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}]})");
+      200,
+      kind() == BackendKind::ollama
+          ? R"({"model":"llama3.2","message":{"role":"assistant","content":"hello"},"done_reason":"stop","done":true})"
+          : R"({"choices":[{"index":0,"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}]})");
   whole.ending = Ending::close;
   srv.route("POST", path_of(kind()), std::vector<Script>{streamed, whole, streamed});
   auto b = backend();
@@ -663,9 +678,10 @@ TEST_P(Faults, ReusedConnectionDroppedBeforeAnswerIsRetriedOnce) {
 
 TEST_P(Faults, ANewConnectionDroppedIsNotRetriedAgain) {
   Script ok = Script::json(
-      200, kind() == BackendKind::ollama
-               ? R"({"model":"llama3.2","message":{"role":"assistant","content":"hello"},"done_reason":"stop","done":true})"
-               : R"({"choices":[{"index":0,"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}]})");
+      200,
+      kind() == BackendKind::ollama
+          ? R"({"model":"llama3.2","message":{"role":"assistant","content":"hello"},"done_reason":"stop","done":true})"
+          : R"({"choices":[{"index":0,"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}]})");
   Script drop;
   drop.ending = Ending::drop;
   srv.route("POST", path_of(kind()), std::vector<Script>{ok, drop});

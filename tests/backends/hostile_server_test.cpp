@@ -59,10 +59,10 @@ const char* path_of(BackendKind kind) {
 }
 
 std::string ollama_record(std::string_view content) {
-  return json::serialize(json::object{
-      {"model", "llama3.2"},
-      {"message", json::object{{"role", "assistant"}, {"content", content}}},
-      {"done", false}});
+  return json::serialize(
+      json::object{{"model", "llama3.2"},
+                   {"message", json::object{{"role", "assistant"}, {"content", content}}},
+                   {"done", false}});
 }
 
 std::string ollama_final(std::string_view stats = R"("eval_count":3,"eval_duration":30000000)") {
@@ -71,10 +71,12 @@ std::string ollama_final(std::string_view stats = R"("eval_count":3,"eval_durati
 }
 
 std::string sse_chunk(std::string_view content, std::string_view finish = {}) {
-  json::object choice{{"index", 0},
-                      {"delta", json::object{{"content", content}}},
-                      {"finish_reason", finish.empty() ? json::value(nullptr) : json::value(finish)}};
-  return "data: " + json::serialize(json::object{{"model", "tiny"}, {"choices", json::array{choice}}}) +
+  json::object choice{
+      {"index", 0},
+      {"delta", json::object{{"content", content}}},
+      {"finish_reason", finish.empty() ? json::value(nullptr) : json::value(finish)}};
+  return "data: " +
+         json::serialize(json::object{{"model", "tiny"}, {"choices", json::array{choice}}}) +
          "\n\n";
 }
 
@@ -108,11 +110,11 @@ std::string kind_name(const ::testing::TestParamInfo<BackendKind>& info) {
 INSTANTIATE_TEST_SUITE_P(BothProtocols, Hostile,
                          ::testing::Values(BackendKind::ollama, BackendKind::openai), kind_name);
 
-// ---- defect 1: the URL decides no header ---------------------------------------------------------
+// ---- defect 1: the URL decides no header
+// ---------------------------------------------------------
 
 TEST_P(Hostile, AnInjectingUrlIsRefusedBeforeAnyConnection) {
-  const std::string url =
-      srv.url() + "/x%20HTTP/1.1%0d%0aX-Injected:%20yes%0d%0aFoo:%20bar";
+  const std::string url = srv.url() + "/x%20HTTP/1.1%0d%0aX-Injected:%20yes%0d%0aFoo:%20bar";
   try {
     backend(config(url, kind()));
     ADD_FAILURE() << "accepted " << url;
@@ -133,7 +135,8 @@ TEST_P(Hostile, APathPrefixIsSentEncodedAsWritten) {
   EXPECT_EQ(srv.requests()[0].header("x-injected"), "");
 }
 
-// ---- defect 7: credentials kept for the request, never shown ---------------------------------------
+// ---- defect 7: credentials kept for the request, never shown
+// ---------------------------------------
 
 TEST_P(Hostile, UrlCredentialsAreSentAsBasicAuthAndRedactedEverywhere) {
   route(stream(kind()));
@@ -156,7 +159,8 @@ TEST_P(Hostile, UrlCredentialsAreSentAsBasicAuthAndRedactedEverywhere) {
   EXPECT_FALSE(contains(f.endpoint, "s3cret"));
 }
 
-// ---- defect 7: protocol corners ----------------------------------------------------------------------
+// ---- defect 7: protocol corners
+// ----------------------------------------------------------------------
 
 TEST_P(Hostile, InterimResponsesBeforeTheAnswerAreSkipped) {
   Script s = stream(kind());
@@ -214,9 +218,10 @@ TEST_P(Hostile, ACompressedBodyIsNamedAsSuch) {
 }
 
 TEST_P(Hostile, InvalidUtf8IsNamedWithItsOffset) {
-  const std::string bad = kind() == BackendKind::ollama
-                              ? std::string("{\"message\":{\"content\":\"a\xff\"},\"done\":false}\n")
-                              : std::string("data: {\"choices\":[{\"delta\":{\"content\":\"a\xff\"}}]}\n\n");
+  const std::string bad =
+      kind() == BackendKind::ollama
+          ? std::string("{\"message\":{\"content\":\"a\xff\"},\"done\":false}\n")
+          : std::string("data: {\"choices\":[{\"delta\":{\"content\":\"a\xff\"}}]}\n\n");
   route(kind() == BackendKind::ollama ? Script::ndjson({bad}) : Script::sse({bad}));
   const Completion c = backend()->generate(chat(kind()));
   EXPECT_EQ(c.error.kind, ErrorKind::protocol) << c.error.message;
@@ -228,7 +233,8 @@ TEST_P(Hostile, InvalidUtf8IsNamedWithItsOffset) {
 TEST_P(Hostile, ATrickleAfterTheFirstTokenFailsTheMinimumRate) {
   // One token, then a byte every 40 ms that never completes a record: the idle timeout never
   // runs out (bytes keep coming), the minimum rate does.
-  const std::string first = kind() == BackendKind::ollama ? ollama_record("hi") + "\n" : sse_chunk("hi");
+  const std::string first =
+      kind() == BackendKind::ollama ? ollama_record("hi") + "\n" : sse_chunk("hi");
   std::vector<Piece> pieces{{first, 0}};
   for (int i = 0; i < 200; ++i) pieces.push_back({" ", 40});
   Script s = kind() == BackendKind::ollama ? Script::ndjson({}) : Script::sse({});
@@ -254,7 +260,8 @@ TEST_P(Hostile, AStreamAboveTheMinimumRateIsUntouched) {
   EXPECT_TRUE(c.ok()) << c.error.message;
 }
 
-// ---- defect 4: figures the server reports ------------------------------------------------------------
+// ---- defect 4: figures the server reports
+// ------------------------------------------------------------
 
 // The completion as `generate --json` prints it must stay JSON, whatever the server said.
 void expect_valid_json(const Completion& c) {
@@ -328,7 +335,8 @@ TEST_F(HostileOne, AToolCallIndexIsBoundedBeforeItSizesAnything) {
   EXPECT_TRUE(contains(c.error.message, "1000000000000")) << c.error.message;
 }
 
-// ---- defect 8: options out of range never reach a server ---------------------------------------------
+// ---- defect 8: options out of range never reach a server
+// ---------------------------------------------
 
 TEST_P(Hostile, OptionsOutOfRangeAreBadRequestsWithoutAConnection) {
   auto b = backend();
@@ -338,7 +346,8 @@ TEST_P(Hostile, OptionsOutOfRangeAreBadRequestsWithoutAConnection) {
   };
   const Case cases[] = {
       {"temperature", [](chimera::Options& o) { o.temperature = std::nan(""); }},
-      {"temperature", [](chimera::Options& o) { o.temperature = std::numeric_limits<double>::infinity(); }},
+      {"temperature",
+       [](chimera::Options& o) { o.temperature = std::numeric_limits<double>::infinity(); }},
       {"top_k", [](chimera::Options& o) { o.top_k = -5; }},
       {"top_p", [](chimera::Options& o) { o.top_p = 7.5; }},
       {"min_p", [](chimera::Options& o) { o.min_p = -0.1; }},
@@ -370,15 +379,15 @@ TEST_P(Hostile, TimeoutsOutOfRangeAreRefusedWhenTheBackendIsMade) {
   EXPECT_THROW(backend(cfg), std::invalid_argument);
 }
 
-// ---- defect 7: `endpoints check` wants the API, not any 200 --------------------------------------------
+// ---- defect 7: `endpoints check` wants the API, not any 200
+// --------------------------------------------
 
 TEST_F(HostileOne, AWebServerIsNotAnOpenAIEndpoint) {
   Script page = Script::text(200, "<html><body>Welcome to nginx!</body></html>");
   page.headers = {{"Content-Type", "text/html"}};
   srv.route("GET", "/health", page);
   srv.route("GET", "/v1/models", page);
-  const auto info =
-      chimera::make_backend(config(srv.url(), BackendKind::openai), rt)->check();
+  const auto info = chimera::make_backend(config(srv.url(), BackendKind::openai), rt)->check();
   EXPECT_FALSE(info.healthy) << info.detail;
   EXPECT_TRUE(contains(info.detail, "HTML page")) << info.detail;
   EXPECT_TRUE(contains(info.detail, "/v1/models")) << info.detail;
@@ -388,8 +397,7 @@ TEST_F(HostileOne, AWebServerIsNotAnOllamaEndpoint) {
   Script page = Script::text(200, "<html><body>It works!</body></html>");
   page.headers = {{"Content-Type", "text/html"}};
   srv.route("GET", "/api/version", page);
-  const auto info =
-      chimera::make_backend(config(srv.url(), BackendKind::ollama), rt)->check();
+  const auto info = chimera::make_backend(config(srv.url(), BackendKind::ollama), rt)->check();
   EXPECT_FALSE(info.healthy) << info.detail;
   EXPECT_TRUE(contains(info.detail, "HTML page")) << info.detail;
 }
@@ -397,8 +405,7 @@ TEST_F(HostileOne, AWebServerIsNotAnOllamaEndpoint) {
 TEST_F(HostileOne, AnyJsonIsNotAModelListEither) {
   srv.route("GET", "/health", Script::json(200, R"({"status":"ok"})"));
   srv.route("GET", "/v1/models", Script::json(200, R"({"models":"none"})"));
-  const auto info =
-      chimera::make_backend(config(srv.url(), BackendKind::openai), rt)->check();
+  const auto info = chimera::make_backend(config(srv.url(), BackendKind::openai), rt)->check();
   EXPECT_FALSE(info.healthy) << info.detail;
   srv.route("GET", "/v1/models", Script::json(200, R"({"object":"list","data":[{"id":"m"}]})"));
   const auto ok = chimera::make_backend(config(srv.url(), BackendKind::openai), rt)->check();
@@ -414,9 +421,9 @@ TEST_F(HostileOne, TheCheckTimeoutBoundsEveryRequestOfACheck) {
   cfg.timeouts.check_ms = 300;
   const auto t0 = std::chrono::steady_clock::now();
   const auto info = chimera::make_backend(cfg, rt)->check();
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::steady_clock::now() - t0)
-                      .count();
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   EXPECT_FALSE(info.healthy);
   EXPECT_TRUE(contains(info.detail, "timeout")) << info.detail;
   // Which timeout ran out: 300 ms, not the default 5,000 ms (a generous margin for a loaded

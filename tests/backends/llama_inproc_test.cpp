@@ -45,23 +45,24 @@ std::size_t last_piece(const Completion& c) {
   mp.vocab_only = true;
   llama_model* model = llama_model_load_from_file(test::tiny_model().c_str(), mp);
   char buf[256];
-  const int n = llama_token_to_piece(llama_model_get_vocab(model), c.tokens.back(), buf,
-                                     sizeof buf, 0, false);
+  const int n = llama_token_to_piece(llama_model_get_vocab(model), c.tokens.back(), buf, sizeof buf,
+                                     0, false);
   llama_model_free(model);
   return n > 0 ? static_cast<std::size_t>(n) : 0;
 }
 
 const std::vector<std::string> kPrompts = {
-    "The tavern keeper said",       "Once upon a time in a small village",
-    "Roll for initiative!",         "The dragon looked at the knight and",
-    "Quarterly results show",       "def fibonacci(n):",
-    "In the beginning there was",   "Warning: the reactor core is",
+    "The tavern keeper said",     "Once upon a time in a small village",
+    "Roll for initiative!",       "The dragon looked at the knight and",
+    "Quarterly results show",     "def fibonacci(n):",
+    "In the beginning there was", "Warning: the reactor core is",
 };
 
 // The reference: llama-server, same model file, same prompt, greedy, token ids returned.
 TEST(LlamaInProcess, SameTokensAsLlamaServer) {
   // Flash attention off on both sides: the engine keeps it off on the CPU (see LlamaConfig).
-  test::LlamaServer server(test::tiny_model(), {.parallel = 1, .ctx = 1024, .extra = {"-fa", "off"}});
+  test::LlamaServer server(test::tiny_model(),
+                           {.parallel = 1, .ctx = 1024, .extra = {"-fa", "off"}});
   ASSERT_TRUE(server.ok()) << server.error();
   auto b = inproc(1);
   Runtime rt(1);
@@ -74,7 +75,7 @@ TEST(LlamaInProcess, SameTokensAsLlamaServer) {
     ASSERT_TRUE(mine.ok()) << mine.error.message;
     ASSERT_EQ(mine.tokens.size(), 32u);
 
-    boost::json::object body{{"prompt", prompt}, {"n_predict", 32},     {"temperature", 0.0},
+    boost::json::object body{{"prompt", prompt}, {"n_predict", 32},       {"temperature", 0.0},
                              {"top_k", 1},       {"return_tokens", true}, {"cache_prompt", false},
                              {"stream", false}};
     std::string response;
@@ -118,9 +119,8 @@ std::vector<Completion> run_concurrently(Backend& b, const std::vector<Request>&
   std::vector<std::promise<Completion>> done(reqs.size());
   std::vector<std::shared_ptr<RequestHandle>> handles;
   for (std::size_t i = 0; i < reqs.size(); ++i) {
-    handles.push_back(b.start(reqs[i], {}, [&done, i](Completion c) {
-      done[i].set_value(std::move(c));
-    }));
+    handles.push_back(
+        b.start(reqs[i], {}, [&done, i](Completion c) { done[i].set_value(std::move(c)); }));
   }
   std::vector<Completion> out;
   for (auto& d : done) out.push_back(d.get_future().get());
@@ -228,7 +228,8 @@ TEST(LlamaInProcess, IdleSessionsAreEvictedLeastRecentlyUsed) {
 TEST(LlamaInProcess, CancellingOneOfFourLeavesTheOthersUnchanged) {
   auto b = inproc(4);
   std::vector<Request> reqs;
-  for (int i = 0; i < 4; ++i) reqs.push_back(completion(kPrompts[static_cast<std::size_t>(i)], 200));
+  for (int i = 0; i < 4; ++i)
+    reqs.push_back(completion(kPrompts[static_cast<std::size_t>(i)], 200));
   std::vector<Completion> alone;
   for (const auto& r : reqs) alone.push_back(b->generate(r));
 
@@ -246,9 +247,8 @@ TEST(LlamaInProcess, CancellingOneOfFourLeavesTheOthersUnchanged) {
         return true;
       };
     }
-    handles.push_back(b->start(reqs[i], cb, [&done, i](Completion c) {
-      done[i].set_value(std::move(c));
-    }));
+    handles.push_back(
+        b->start(reqs[i], cb, [&done, i](Completion c) { done[i].set_value(std::move(c)); }));
   }
   while (victim_tokens.load() < 5) std::this_thread::sleep_for(std::chrono::microseconds(200));
   handles[1]->cancel();
@@ -356,7 +356,7 @@ TEST(Utf8Streaming, ByteFallbackTokensStreamOnlyWholeCharacters) {
 
 TEST(Utf8Streaming, IncompleteAndInvalidBytesAreDroppedAndCounted) {
   backends::Utf8Assembler a;
-  EXPECT_EQ(a.push("a\xE4"), "a");       // first byte of 世 waits
+  EXPECT_EQ(a.push("a\xE4"), "a");  // first byte of 世 waits
   EXPECT_EQ(a.push("\xB8"), "");
   EXPECT_EQ(a.push("\x96z"), "\xE4\xB8\x96z");
   EXPECT_EQ(a.dropped_bytes(), 0);
@@ -365,7 +365,7 @@ TEST(Utf8Streaming, IncompleteAndInvalidBytesAreDroppedAndCounted) {
   EXPECT_EQ(a.push("\xFF"), "");          // never valid
   EXPECT_EQ(a.push("\xED\xA0\x80"), "");  // a UTF-16 surrogate: invalid in UTF-8
   EXPECT_EQ(a.dropped_bytes(), 6);
-  EXPECT_EQ(a.push("\xF0\x9F"), "");      // the stream ends inside a character
+  EXPECT_EQ(a.push("\xF0\x9F"), "");  // the stream ends inside a character
   a.finish();
   EXPECT_EQ(a.dropped_bytes(), 8);
 }

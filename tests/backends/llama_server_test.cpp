@@ -226,8 +226,9 @@ TEST(LlamaServerFaults, KilledServerGivesClearErrors) {
   Request r;
   r.messages = {{"user", "go on", {}, {}, {}}};
   r.options.num_predict = 4000;
-  auto h = b->start(r, [&](const TokenEvent&) { return tokens.fetch_add(1), true; },
-                    [&](Completion c) { done.set_value(std::move(c)); });
+  auto h = b->start(
+      r, [&](const TokenEvent&) { return tokens.fetch_add(1), true; },
+      [&](Completion c) { done.set_value(std::move(c)); });
   while (tokens.load() < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   server.kill();
   ASSERT_EQ(fut.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "hung";

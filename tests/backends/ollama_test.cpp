@@ -85,11 +85,28 @@ std::string chat_final(std::string_view done_reason = "stop") {
 // Tokens chosen to be awkward: multi-byte UTF-8 (2, 3 and 4 bytes), JSON escapes, characters
 // Go escapes, a CR LF inside the text, leading spaces.
 const std::vector<std::string>& tokens() {
-  static const std::vector<std::string> t = {
-      "The",       " sky",        " is",      " blue",        " because", " of",
-      " Rayleigh", " scattering", ":",        " λ≈450 nm",    " — ",      "日本語",
-      " 🌈",        "\n\n",        "He said \"hi\"", " a < b && c > d", " C:\\path", "\ttab",
-      "\r\n",      "é",           "ñ",        " done."};
+  static const std::vector<std::string> t = {"The",
+                                             " sky",
+                                             " is",
+                                             " blue",
+                                             " because",
+                                             " of",
+                                             " Rayleigh",
+                                             " scattering",
+                                             ":",
+                                             " λ≈450 nm",
+                                             " — ",
+                                             "日本語",
+                                             " 🌈",
+                                             "\n\n",
+                                             "He said \"hi\"",
+                                             " a < b && c > d",
+                                             " C:\\path",
+                                             "\ttab",
+                                             "\r\n",
+                                             "é",
+                                             "ñ",
+                                             " done."};
   return t;
 }
 
@@ -147,8 +164,8 @@ struct Events {
       thinking.emplace_back(e.thinking);
       if (e.tool_call != nullptr) tool_calls.push_back(*e.tool_call);
       index.push_back(e.index);
-      all_utf8 = all_utf8 && chimera::test::valid_utf8(e.text) &&
-                 chimera::test::valid_utf8(e.thinking);
+      all_utf8 =
+          all_utf8 && chimera::test::valid_utf8(e.text) && chimera::test::valid_utf8(e.thinking);
       return true;
     };
   }
@@ -194,8 +211,9 @@ class OllamaFixture : public ::testing::Test {
 TEST_F(OllamaFixture, ChatStreamSplitAwkwardlyReassemblesExactly) {
   const std::string body = chat_stream_body();
   std::vector<Script> scripts;
-  for (uint32_t seed = 1; seed <= 6; ++seed) scripts.push_back(Script::ndjson(split_awkwardly(body, seed)));
-  scripts.push_back(Script::ndjson(chimera::test::split_every(body, 1)));   // one byte a chunk
+  for (uint32_t seed = 1; seed <= 6; ++seed)
+    scripts.push_back(Script::ndjson(split_awkwardly(body, seed)));
+  scripts.push_back(Script::ndjson(chimera::test::split_every(body, 1)));        // one byte a chunk
   scripts.push_back(Script::ndjson(split_awkwardly(body, 99), /*delay_ms=*/1));  // separate reads
   scripts.push_back(Script::ndjson(split_awkwardly(chat_stream_body("\r\n"), 5)));  // CRLF lines
   Script plain = Script::ndjson(split_awkwardly(body, 3));
@@ -242,7 +260,8 @@ TEST_F(OllamaFixture, ChatRequestCarriesEveryOption) {
   Request r;
   r.model = "llama3.2";
   chimera::Message assistant{.role = "assistant", .content = ""};
-  assistant.tool_calls = {{.id = "", .name = "get_current_weather",
+  assistant.tool_calls = {{.id = "",
+                           .name = "get_current_weather",
                            .arguments_json = R"({"format":"celsius","location":"Paris, FR"})"}};
   r.messages = {{.role = "system", .content = "You are terse."},
                 {.role = "user", .content = "What is the weather today in Paris? ☀"},
@@ -325,11 +344,12 @@ TEST_F(OllamaFixture, ChatRequestCarriesEveryOption) {
 }
 
 TEST_F(OllamaFixture, ChatRequestMinimalFormsAndNumericKeepAlive) {
-  srv.route("POST", "/api/chat", Script::ndjson({chat_record(0, "{}") + "\n" + chat_final() + "\n"}));
+  srv.route("POST", "/api/chat",
+            Script::ndjson({chat_record(0, "{}") + "\n" + chat_final() + "\n"}));
   auto backend = chimera::make_backend(config(srv), rt);
 
   Request r = chat_request();
-  r.keep_alive = "0";   // documented as a number: "keep_alive": 0 unloads the model
+  r.keep_alive = "0";  // documented as a number: "keep_alive": 0 unloads the model
   r.format_json = "json";
   r.think = false;
   ASSERT_TRUE(backend->generate(r).ok());
@@ -348,7 +368,8 @@ TEST_F(OllamaFixture, ChatRequestMinimalFormsAndNumericKeepAlive) {
   for (const char* key : {"options", "keep_alive", "format", "think", "tools"}) {
     EXPECT_FALSE(second.contains(key)) << key;
   }
-  EXPECT_EQ(second.at("messages"), json::parse(R"([{"role":"user","content":"why is the sky blue?"}])"));
+  EXPECT_EQ(second.at("messages"),
+            json::parse(R"([{"role":"user","content":"why is the sky blue?"}])"));
 }
 
 // ---- /api/chat, whole response -----------------------------------------------------------------
@@ -414,7 +435,8 @@ TEST_F(OllamaFixture, ChatStructuredOutputNotStreamed) {
   auto backend = chimera::make_backend(config(srv), rt);
   Request r = chat_request(false);
   r.model = "llama3.1";
-  r.format_json = R"({"type":"object","properties":{"age":{"type":"integer"},"available":{"type":"boolean"}},"required":["age","available"]})";
+  r.format_json =
+      R"({"type":"object","properties":{"age":{"type":"integer"},"available":{"type":"boolean"}},"required":["age","available"]})";
   r.options.temperature = 0;
   const Completion c = backend->generate(r);
   ASSERT_TRUE(c.ok()) << c.error.message;
@@ -431,8 +453,8 @@ TEST_F(OllamaFixture, ChatStructuredOutputNotStreamed) {
 
 TEST_F(OllamaFixture, ChatThinkingKeptApartFromContent) {
   // A thinking model streams message.thinking first, then message.content.
-  const std::vector<std::string> thoughts = {"The user", " asks about", " colour — ",
-                                             "Rayleigh", " scattering ∝ 1/λ⁴."};
+  const std::vector<std::string> thoughts = {"The user", " asks about", " colour — ", "Rayleigh",
+                                             " scattering ∝ 1/λ⁴."};
   const std::vector<std::string> answer = {"Because", " blue light", " scatters most."};
   std::string body;
   int i = 0;
@@ -525,18 +547,19 @@ TEST_F(OllamaFixture, ToolCallsStreamed) {
       {"model", "llama3.2"},
       {"created_at", created_at(0)},
       {"message",
-       json::object{{"role", "assistant"},
-                    {"content", ""},
-                    {"tool_calls",
-                     json::array{json::object{
-                                     {"function",
-                                      json::object{{"name", "get_current_weather"},
-                                                   {"arguments", json::object{{"format", "celsius"},
-                                                                              {"location", "Paris, FR"}}}}}},
-                                 json::object{
-                                     {"function",
-                                      json::object{{"name", "get_time"},
-                                                   {"arguments", json::object{{"tz", "Europe/Paris"}}}}}}}}}},
+       json::object{
+           {"role", "assistant"},
+           {"content", ""},
+           {"tool_calls",
+            json::array{json::object{
+                            {"function",
+                             json::object{{"name", "get_current_weather"},
+                                          {"arguments", json::object{{"format", "celsius"},
+                                                                     {"location", "Paris, FR"}}}}}},
+                        json::object{
+                            {"function", json::object{{"name", "get_time"},
+                                                      {"arguments",
+                                                       json::object{{"tz", "Europe/Paris"}}}}}}}}}},
       {"done", false}});
   const std::string body = call_record + "\n" + chat_final() + "\n";
   srv.route("POST", "/api/chat", Script::ndjson(split_awkwardly(body, 4)));
@@ -559,8 +582,8 @@ TEST_F(OllamaFixture, ToolCallsStreamed) {
 
 TEST_F(OllamaFixture, GenerateStreamedWithThinking) {
   const std::vector<std::pair<std::string, std::string>> recs = {
-      {"", "Short answer"}, {"", " wanted."}, {"The", ""}, {" sky", ""}, {" scatters", ""},
-      {" blue ", ""},       {"light.", ""}};
+      {"", "Short answer"}, {"", " wanted."}, {"The", ""},   {" sky", ""},
+      {" scatters", ""},    {" blue ", ""},   {"light.", ""}};
   std::string body;
   int i = 0;
   for (const auto& [resp, think] : recs) {
@@ -570,7 +593,8 @@ TEST_F(OllamaFixture, GenerateStreamedWithThinking) {
     body += go_json(o) + "\n";
   }
   // The documented final record of a generate stream, context and all.
-  body += R"({"model":"llama3.2","created_at":"2023-08-04T19:22:45.499127Z","response":"","done":true,"done_reason":"stop","context":[1,2,3],"total_duration":10706818083,"load_duration":6338219291,"prompt_eval_count":26,"prompt_eval_duration":130079000,"eval_count":259,"eval_duration":4232710000})";
+  body +=
+      R"({"model":"llama3.2","created_at":"2023-08-04T19:22:45.499127Z","response":"","done":true,"done_reason":"stop","context":[1,2,3],"total_duration":10706818083,"load_duration":6338219291,"prompt_eval_count":26,"prompt_eval_duration":130079000,"eval_count":259,"eval_duration":4232710000})";
   body += "\n";
   srv.route("POST", "/api/generate", Script::ndjson(split_awkwardly(body, 8)));
   auto backend = chimera::make_backend(config(srv), rt);
@@ -648,9 +672,15 @@ TEST_F(OllamaFixture, GenerateNotStreamed) {
 
 TEST_F(OllamaFixture, GenerateStoppedByLength) {
   std::string body;
-  body += R"({"model":"llama3.2","created_at":"2023-08-04T08:52:19.385406455-07:00","response":"The","done":false})" "\n";
-  body += R"({"model":"llama3.2","created_at":"2023-08-04T08:52:19.395406455-07:00","response":" sky","done":false})" "\n";
-  body += R"({"model":"llama3.2","created_at":"2023-08-04T19:22:45.499127Z","response":"","done":true,"done_reason":"length","total_duration":100,"load_duration":1,"prompt_eval_count":5,"prompt_eval_duration":2,"eval_count":2,"eval_duration":50})" "\n";
+  body +=
+      R"({"model":"llama3.2","created_at":"2023-08-04T08:52:19.385406455-07:00","response":"The","done":false})"
+      "\n";
+  body +=
+      R"({"model":"llama3.2","created_at":"2023-08-04T08:52:19.395406455-07:00","response":" sky","done":false})"
+      "\n";
+  body +=
+      R"({"model":"llama3.2","created_at":"2023-08-04T19:22:45.499127Z","response":"","done":true,"done_reason":"length","total_duration":100,"load_duration":1,"prompt_eval_count":5,"prompt_eval_duration":2,"eval_count":2,"eval_duration":50})"
+      "\n";
   srv.route("POST", "/api/generate", Script::ndjson(split_awkwardly(body, 2)));
   auto backend = chimera::make_backend(config(srv), rt);
   Request r;
@@ -663,14 +693,17 @@ TEST_F(OllamaFixture, GenerateStoppedByLength) {
   EXPECT_EQ(c.text, "The sky");
   EXPECT_EQ(c.finish, FinishReason::length);
   EXPECT_EQ(c.finish_raw, "length");
-  EXPECT_EQ(sent_json(srv.requests().at(0)).at("options").at("num_predict").to_number<int64_t>(), 2);
+  EXPECT_EQ(sent_json(srv.requests().at(0)).at("options").at("num_predict").to_number<int64_t>(),
+            2);
 }
 
 // ---- an error line ---------------------------------------------------------------------------
 
 TEST_F(OllamaFixture, ErrorLineMidStreamEndsTheRequest) {
-  std::string body = chat_record(0, "The") + "\n" + chat_record(1, " sky") + "\n" +
-                     R"({"error":"an error was encountered while running the model: unexpected EOF"})" "\n";
+  std::string body =
+      chat_record(0, "The") + "\n" + chat_record(1, " sky") + "\n" +
+      R"({"error":"an error was encountered while running the model: unexpected EOF"})"
+      "\n";
   srv.route("POST", "/api/chat", Script::ndjson(split_awkwardly(body, 13)));
   auto backend = chimera::make_backend(config(srv), rt);
   const Completion c = backend->generate(chat_request());

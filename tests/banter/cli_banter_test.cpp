@@ -36,7 +36,7 @@ CliRun run(const std::string& args) {
 TEST(BanterCli, BatchJsonHasOneObjectPerLineWithTheMetricsNames) {
   for (const char* scene : {"tavern.toml", "heist.toml"}) {
     const CliRun r = run("banter --scene " + (kSource / "examples/scenes" / scene).string() +
-                      " --lines 3 --json --threads 1");
+                         " --lines 3 --json --threads 1");
     ASSERT_EQ(r.rc, 0) << r.out;
     std::istringstream in(r.out);
     std::string line;
@@ -52,9 +52,9 @@ TEST(BanterCli, BatchJsonHasOneObjectPerLineWithTheMetricsNames) {
       }
       if (type != "line") continue;
       ++lines;
-      for (const char* key : {"speaker", "text", "ttft_client", "ttft_line", "budget_ms",
-                              "budget_held", "tokens_out", "tokens_in", "prompt_tokens_cached",
-                              "e2e", "sources"}) {
+      for (const char* key :
+           {"speaker", "text", "ttft_client", "ttft_line", "budget_ms", "budget_held", "tokens_out",
+            "tokens_in", "prompt_tokens_cached", "e2e", "sources"}) {
         EXPECT_TRUE(v.contains(key)) << key << " missing in " << line;
       }
       EXPECT_TRUE(v.at("budget_held").as_bool());

@@ -21,7 +21,8 @@ bool contains(const std::string& haystack, const std::string& needle) {
 std::string scene_error(const std::string& scene_table, const std::string& character = {}) {
   SceneConfig c;
   std::string error;
-  const std::string text = "[scene]\n" + scene_table + "\n[[character]]\nname = \"A\"\n" + character + "\n";
+  const std::string text =
+      "[scene]\n" + scene_table + "\n[[character]]\nname = \"A\"\n" + character + "\n";
   if (parse_scene(text, "s.toml", c, error)) return {};
   EXPECT_FALSE(error.empty());
   return error;
@@ -43,9 +44,9 @@ TEST(SceneBounds, IntegersAreCheckedBeforeTheyAreNarrowed) {
 }
 
 TEST(SceneBounds, NumbersMustBeFiniteAndInRange) {
-  for (const char* bad : {"temperature = nan", "temperature = inf", "temperature = -0.5",
-                          "top_p = 7.5", "min_p = -inf", "repeat_penalty = nan", "top_k = -5",
-                          "num_predict = -5"}) {
+  for (const char* bad :
+       {"temperature = nan", "temperature = inf", "temperature = -0.5", "top_p = 7.5",
+        "min_p = -inf", "repeat_penalty = nan", "top_k = -5", "num_predict = -5"}) {
     const std::string e = scene_error("", bad);
     const std::string key(bad, std::string(bad).find(' '));
     EXPECT_TRUE(contains(e, key)) << bad << ": " << e;

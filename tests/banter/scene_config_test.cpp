@@ -49,7 +49,9 @@ pool = "p"
 name = "p"
 [[pool.endpoint]]
 url = "http://127.0.0.1:1"
-)", "t.toml", c, error)) << error;
+)",
+                          "t.toml", c, error))
+      << error;
   EXPECT_EQ(c.turns, TurnPolicy::director);
   EXPECT_EQ(*c.characters[0].options.temperature, 0.9);
   EXPECT_EQ(*c.characters[0].options.num_ctx, 512);
@@ -69,16 +71,20 @@ struct Bad {
 
 TEST(SceneConfig, MistakesNameTheLineAndTheKey) {
   const Bad cases[] = {
-      {"[scene]\nturns = \"chaos\"\n[[character]]\nname = \"A\"\n", "t.toml:2: unknown turns 'chaos'"},
+      {"[scene]\nturns = \"chaos\"\n[[character]]\nname = \"A\"\n",
+       "t.toml:2: unknown turns 'chaos'"},
       {"[scene]\nbudjet_ms = 5\n", "t.toml:2: unknown key 'budjet_ms' in [scene]"},
-      {"[[character]]\nname = \"A\"\nnum_ctx = \"big\"\n", "t.toml:3: 'num_ctx' must be an integer"},
+      {"[[character]]\nname = \"A\"\nnum_ctx = \"big\"\n",
+       "t.toml:3: 'num_ctx' must be an integer"},
       {"[[character]]\nname = \"A\"\nnum_ctx = 8\n", "'num_ctx' is 8; it must be between 64"},
-      {"[[character]]\nname = \"A\"\n[[character]]\nname = \"A\"\n", "two characters are named 'A'"},
+      {"[[character]]\nname = \"A\"\n[[character]]\nname = \"A\"\n",
+       "two characters are named 'A'"},
       {"[[character]]\nname = \"Player\"\n", "has the name of the player"},
       {"[scene]\ntitle = \"x\"\n", "no [[character]]"},
       {"[[character]]\npersona = \"x\"\n", "needs a name"},
       {"[scene\n", "t.toml:1:"},
-      {"[[character]]\nname = \"A\"\n[[pool]]\nname = \"p\"\n", "pool 'p' has no [[pool.endpoint]]"},
+      {"[[character]]\nname = \"A\"\n[[pool]]\nname = \"p\"\n",
+       "pool 'p' has no [[pool.endpoint]]"},
       {"[[character]]\nname = \"A\"\n[extra]\n", "unknown key 'extra' in the scene file"},
   };
   for (const auto& b : cases) {

@@ -208,7 +208,8 @@ TEST(Scene, SoonestDeadlineGoesFirstAndBackgroundLast) {
   soon.budget_ms = 1000;
   auto lsoon = scene.start_line(soon);
   const auto r0 = l0->wait(), rbg = lbg->wait(), rlate = llate->wait(), rsoon = lsoon->wait();
-  for (const auto* r : {&r0, &rbg, &rlate, &rsoon}) ASSERT_TRUE(r->ok()) << r->completion.error.message;
+  for (const auto* r : {&r0, &rbg, &rlate, &rsoon})
+    ASSERT_TRUE(r->ok()) << r->completion.error.message;
   EXPECT_LT(r0.t_dispatch_ns, rsoon.t_dispatch_ns);
   EXPECT_LT(rsoon.t_dispatch_ns, rlate.t_dispatch_ns);
   EXPECT_LT(rlate.t_dispatch_ns, rbg.t_dispatch_ns);
@@ -245,7 +246,9 @@ TEST(Scene, ALongSceneMovesEachWindowAndStaysInItsContext) {
   for (int i = 0; i < 14; ++i) {
     const LineRecord r = scene.line();
     ASSERT_TRUE(r.ok()) << "line " << i << ": " << r.completion.error.message;
-    EXPECT_LE(r.completion.figures.tokens_in.value_or(0) + r.completion.figures.tokens_out.value_or(0), 192);
+    EXPECT_LE(
+        r.completion.figures.tokens_in.value_or(0) + r.completion.figures.tokens_out.value_or(0),
+        192);
     // Never cut short by the context: a line ends at num_predict or at its end of text.
     EXPECT_TRUE(r.completion.figures.tokens_out.value_or(0) == 24 ||
                 r.completion.finish == FinishReason::stop)
@@ -304,7 +307,8 @@ TEST(Scene, TwoLlamaServersWithSessionAffinity) {
     EXPECT_GT(r.completion.figures.prompt_tokens_cached.value_or(0), 0)
         << "line " << i << " " << r.speaker << " on " << r.completion.endpoint << " slot "
         << r.completion.server.slot_id.value_or(-1) << ", prompt tokens "
-        << r.completion.figures.tokens_in.value_or(-1) << "\nA:\n" << a.log_tail() << "\nB:\n"
+        << r.completion.figures.tokens_in.value_or(-1) << "\nA:\n"
+        << a.log_tail() << "\nB:\n"
         << b.log_tail();
     auto [it, fresh] = endpoint_of.emplace(r.speaker, r.completion.endpoint);
     if (!fresh) EXPECT_EQ(it->second, r.completion.endpoint) << r.speaker << " moved";

@@ -21,15 +21,17 @@ std::vector<std::string> split_all(std::string_view text, SplitterOptions o = {}
 using V = std::vector<std::string>;
 
 TEST(SentenceSplitter, SplitsOnTerminatorsFollowedBySpace) {
-  EXPECT_EQ(split_all("Hello there. How are you? Fine!"), (V{"Hello there.", "How are you?", "Fine!"}));
+  EXPECT_EQ(split_all("Hello there. How are you? Fine!"),
+            (V{"Hello there.", "How are you?", "Fine!"}));
 }
 
 TEST(SentenceSplitter, SameResultWhateverTheChunking) {
   const std::string text =
       "Mr. Smith paid 3.50 coins. \"Really?\" she asked. Wait... no! J. R. Hartley wrote it.\n"
       "Then (quietly.) he left";
-  const V expected = {"Mr. Smith paid 3.50 coins.", "\"Really?\"", "she asked.", "Wait...", "no!",
-                      "J. R. Hartley wrote it.", "Then (quietly.)", "he left"};
+  const V expected = {
+      "Mr. Smith paid 3.50 coins.", "\"Really?\"",     "she asked.", "Wait...", "no!",
+      "J. R. Hartley wrote it.",    "Then (quietly.)", "he left"};
   for (std::size_t chunk : {1u, 2u, 3u, 7u, 1000u}) {
     EXPECT_EQ(split_all(text, {}, chunk), expected) << "chunk " << chunk;
   }
@@ -82,7 +84,8 @@ TEST(SentenceSplitter, NothingEmptyIsEmitted) {
 TEST(ThinkSplitter, SeparatesReasoningEvenWhenTagsAreSplit) {
   ThinkSplitter t;
   std::string spoken, thinking;
-  for (std::string_view piece : {"<thi", "nk>Who is", " this?</th", "ink>\nHello <b>there</b>", "<", "think", "ing>x</thinking> end"}) {
+  for (std::string_view piece : {"<thi", "nk>Who is", " this?</th", "ink>\nHello <b>there</b>", "<",
+                                 "think", "ing>x</thinking> end"}) {
     auto p = t.push(piece);
     spoken += p.spoken;
     thinking += p.thinking;

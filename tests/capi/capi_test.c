@@ -12,16 +12,16 @@
 
 static int g_failures = 0;
 
-#define CHECK(cond)                                                                   \
-  do {                                                                                \
-    if (!(cond)) {                                                                    \
-      fprintf(stderr, "%s:%d: check failed: %s (last error: %s)\n", __FILE__, __LINE__, \
-              #cond, chimera_last_error());                                           \
-      ++g_failures;                                                                   \
-    }                                                                                 \
+#define CHECK(cond)                                                                            \
+  do {                                                                                         \
+    if (!(cond)) {                                                                             \
+      fprintf(stderr, "%s:%d: check failed: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
+              chimera_last_error());                                                           \
+      ++g_failures;                                                                            \
+    }                                                                                          \
   } while (0)
 
-static const char *kScene =
+static const char* kScene =
     "[scene]\n"
     "title = \"Gate duty\"\n"
     "setting = \"Two guards and a merchant at a city gate at dusk.\"\n"
@@ -55,8 +55,8 @@ typedef struct {
   int stop_after; /* > 0: return false from on_token after that many tokens */
 } seen;
 
-static bool on_token(chimera_line *line, const char *text, size_t length, void *user_data) {
-  seen *s = (seen *)user_data;
+static bool on_token(chimera_line* line, const char* text, size_t length, void* user_data) {
+  seen* s = (seen*)user_data;
   (void)line;
   CHECK(text != NULL && strlen(text) == length);
   s->tokens++;
@@ -64,9 +64,9 @@ static bool on_token(chimera_line *line, const char *text, size_t length, void *
   return s->stop_after <= 0 || s->tokens < s->stop_after;
 }
 
-static bool on_sentence(chimera_line *line, const char *text, size_t length, int index,
-                        void *user_data) {
-  seen *s = (seen *)user_data;
+static bool on_sentence(chimera_line* line, const char* text, size_t length, int index,
+                        void* user_data) {
+  seen* s = (seen*)user_data;
   (void)line;
   CHECK(length > 0 && text[0] != ' ');
   CHECK(index == s->sentences);
@@ -74,15 +74,15 @@ static bool on_sentence(chimera_line *line, const char *text, size_t length, int
   return true;
 }
 
-static void on_done(chimera_line *line, chimera_status status, void *user_data) {
-  seen *s = (seen *)user_data;
+static void on_done(chimera_line* line, chimera_status status, void* user_data) {
+  seen* s = (seen*)user_data;
   (void)line;
   CHECK(!s->done); /* exactly once */
   s->done = 1;
   s->status = status;
 }
 
-static chimera_line_params params_for(seen *s) {
+static chimera_line_params params_for(seen* s) {
   chimera_line_params p = chimera_line_default_params();
   p.on_token = on_token;
   p.on_sentence = on_sentence;
@@ -92,7 +92,7 @@ static chimera_line_params params_for(seen *s) {
 }
 
 /* Polls from "the game loop" until the line's on_done has run. */
-static void poll_until_done(chimera_engine *engine, seen *s) {
+static void poll_until_done(chimera_engine* engine, seen* s) {
   int rounds = 0;
   while (!s->done && rounds++ < 6000) CHECK(chimera_poll(engine, 10) >= 0);
 }
@@ -100,11 +100,11 @@ static void poll_until_done(chimera_engine *engine, seen *s) {
 static void scene_in_poll_mode(void) {
   chimera_engine_params ep = chimera_engine_default_params();
   ep.delivery = CHIMERA_DELIVERY_POLL;
-  chimera_engine *engine = NULL;
+  chimera_engine* engine = NULL;
   CHECK(chimera_engine_create("[engine]\nthreads = 1\n", &ep, &engine) == CHIMERA_OK);
   if (engine == NULL) return;
 
-  chimera_scene *scene = NULL;
+  chimera_scene* scene = NULL;
   chimera_scene_params sp = chimera_scene_default_params(); /* warm-up as the scene says: yes */
   CHECK(chimera_scene_open(engine, kScene, &sp, &scene) == CHIMERA_OK);
   if (scene == NULL) {
@@ -116,18 +116,19 @@ static void scene_in_poll_mode(void) {
   CHECK(chimera_scene_character_name(scene, 3) == NULL);
 
   /* Five lines, round-robin, each from its character's warm cache. */
-  const char *expected[] = {"Brann", "Ilsa", "Orrin", "Brann", "Ilsa"};
+  const char* expected[] = {"Brann", "Ilsa", "Orrin", "Brann", "Ilsa"};
   for (int i = 0; i < 5; ++i) {
     seen s;
     memset(&s, 0, sizeof s);
     chimera_line_params lp = params_for(&s);
-    chimera_line *line = NULL;
+    chimera_line* line = NULL;
     CHECK(chimera_scene_next(scene, &lp, &line) == CHIMERA_OK);
     if (line == NULL) continue;
     poll_until_done(engine, &s);
     CHECK(s.status == CHIMERA_OK);
     CHECK(chimera_line_done(line));
-    CHECK(chimera_line_speaker(line) != NULL && strcmp(chimera_line_speaker(line), expected[i]) == 0);
+    CHECK(chimera_line_speaker(line) != NULL &&
+          strcmp(chimera_line_speaker(line), expected[i]) == 0);
     chimera_line_figures f;
     CHECK(chimera_line_get_figures(line, &f) == CHIMERA_OK);
     CHECK(f.finished == 1 && f.status == CHIMERA_OK && f.interrupted == 0);
@@ -149,7 +150,7 @@ static void scene_in_poll_mode(void) {
     memset(&s, 0, sizeof s);
     s.stop_after = 2;
     chimera_line_params lp = params_for(&s);
-    chimera_line *line = NULL;
+    chimera_line* line = NULL;
     CHECK(chimera_scene_next(scene, &lp, &line) == CHIMERA_OK);
     poll_until_done(engine, &s);
     CHECK(s.status == CHIMERA_ERR_CANCELLED);
@@ -165,7 +166,7 @@ static void scene_in_poll_mode(void) {
     memset(&s, 0, sizeof s);
     chimera_line_params lp = params_for(&s);
     lp.speaker = "Brann";
-    chimera_line *line = NULL;
+    chimera_line* line = NULL;
     CHECK(chimera_scene_next(scene, &lp, &line) == CHIMERA_OK);
     CHECK(chimera_line_cancel(line) == CHIMERA_OK);
     CHECK(chimera_line_wait(line, 10000) == CHIMERA_OK);
@@ -176,7 +177,7 @@ static void scene_in_poll_mode(void) {
     seen s2;
     memset(&s2, 0, sizeof s2);
     chimera_line_params lp2 = params_for(&s2);
-    chimera_line *gone = NULL;
+    chimera_line* gone = NULL;
     CHECK(chimera_scene_next(scene, &lp2, &gone) == CHIMERA_OK);
     chimera_line_destroy(gone); /* no callback may reach s2 after this */
     chimera_poll(engine, 50);
@@ -190,7 +191,7 @@ static void scene_in_poll_mode(void) {
     chimera_line_params lp = params_for(&s);
     lp.speaker = "Orrin";
     lp.budget_ms = 4000;
-    chimera_line *line = NULL;
+    chimera_line* line = NULL;
     CHECK(chimera_scene_next(scene, &lp, &line) == CHIMERA_OK);
     CHECK(chimera_line_wait(line, 30000) == CHIMERA_OK);
     poll_until_done(engine, &s);
@@ -205,7 +206,7 @@ static void scene_in_poll_mode(void) {
   {
     chimera_line_params lp = chimera_line_default_params();
     lp.speaker = "Nobody";
-    chimera_line *line = (chimera_line *)1;
+    chimera_line* line = (chimera_line*)1;
     CHECK(chimera_scene_next(scene, &lp, &line) == CHIMERA_ERR_NOT_FOUND);
     CHECK(line == NULL);
     CHECK(strstr(chimera_last_error(), "Nobody") != NULL);
@@ -218,10 +219,10 @@ static void scene_in_poll_mode(void) {
   chimera_scene_destroy(scene);
 }
 
-static bool count_immediate(chimera_line *line, const char *text, size_t length, void *user_data) {
+static bool count_immediate(chimera_line* line, const char* text, size_t length, void* user_data) {
   (void)line;
   (void)text;
-  *(size_t *)user_data += length;
+  *(size_t*)user_data += length;
   return true;
 }
 
@@ -229,7 +230,7 @@ static void session_in_immediate_mode(void) {
   chimera_engine_params ep = chimera_engine_default_params();
   ep.delivery = CHIMERA_DELIVERY_IMMEDIATE;
   ep.threads = 1;
-  chimera_engine *engine = NULL;
+  chimera_engine* engine = NULL;
   CHECK(chimera_engine_create(NULL, &ep, &engine) == CHIMERA_OK);
   if (engine == NULL) return;
   chimera_session_params sp = chimera_session_default_params();
@@ -238,7 +239,7 @@ static void session_in_immediate_mode(void) {
   sp.num_ctx = 256;
   sp.num_predict = 10;
   sp.budget_ms = 5000;
-  chimera_session *session = NULL;
+  chimera_session* session = NULL;
   CHECK(chimera_session_open(engine, &sp, &session) == CHIMERA_OK);
   if (session == NULL) {
     chimera_engine_destroy(engine);
@@ -249,7 +250,7 @@ static void session_in_immediate_mode(void) {
     chimera_line_params lp = chimera_line_default_params();
     lp.on_token = count_immediate;
     lp.user_data = &bytes;
-    chimera_line *line = NULL;
+    chimera_line* line = NULL;
     CHECK(chimera_session_send(session, turn == 0 ? "Hello, well." : "What do you see?", &lp,
                                &line) == CHIMERA_OK);
     CHECK(chimera_line_wait(line, 30000) == CHIMERA_OK);
@@ -259,7 +260,7 @@ static void session_in_immediate_mode(void) {
     chimera_line_get_figures(line, &f);
     CHECK(f.status == CHIMERA_OK && f.tokens_out > 0);
     if (turn == 1) CHECK(f.prompt_tokens_cached > 0); /* the first turn stayed cached */
-    CHECK(chimera_poll(engine, 0) == 0);               /* nothing queued in immediate mode */
+    CHECK(chimera_poll(engine, 0) == 0);              /* nothing queued in immediate mode */
     chimera_line_destroy(line);
   }
   chimera_session_destroy(session);
@@ -267,7 +268,7 @@ static void session_in_immediate_mode(void) {
 }
 
 static void config_errors(void) {
-  chimera_engine *engine = NULL;
+  chimera_engine* engine = NULL;
   CHECK(chimera_engine_create("[engine]\nmodle = \"x\"\n", NULL, &engine) == CHIMERA_ERR_CONFIG);
   CHECK(engine == NULL && strstr(chimera_last_error(), "modle") != NULL);
   CHECK(chimera_engine_create("[engine\n", NULL, &engine) == CHIMERA_ERR_CONFIG);
@@ -276,13 +277,12 @@ static void config_errors(void) {
   CHECK(chimera_engine_create(NULL, NULL, NULL) == CHIMERA_ERR_INVALID_ARGUMENT);
 
   CHECK(chimera_engine_create(NULL, NULL, &engine) == CHIMERA_OK);
-  chimera_scene *scene = NULL;
+  chimera_scene* scene = NULL;
   CHECK(chimera_scene_open(engine, "[scene]\nturns = \"chaos\"\n", NULL, &scene) ==
         CHIMERA_ERR_CONFIG);
   CHECK(scene == NULL && strstr(chimera_last_error(), "chaos") != NULL);
-  CHECK(chimera_scene_open(engine,
-                           "[[character]]\nname = \"A\"\npool = \"missing\"\n", NULL, &scene) ==
-        CHIMERA_ERR_MODEL);
+  CHECK(chimera_scene_open(engine, "[[character]]\nname = \"A\"\npool = \"missing\"\n", NULL,
+                           &scene) == CHIMERA_ERR_MODEL);
   CHECK(strstr(chimera_last_error(), "missing") != NULL);
   CHECK(strcmp(chimera_status_name(CHIMERA_ERR_TIMEOUT), "CHIMERA_ERR_TIMEOUT") == 0);
   CHECK(strcmp(chimera_version(), CHIMERA_VERSION_STRING) == 0);
@@ -295,7 +295,7 @@ static void config_errors(void) {
 /* Every parameter that sizes memory is bounded before anything is allocated: num_ctx = 1 << 30
  * used to run for 92 s up to 21 GB before std::bad_alloc. */
 static void bounds(void) {
-  chimera_engine *engine = NULL;
+  chimera_engine* engine = NULL;
   CHECK(chimera_engine_create("[engine]\nthreads = 4294967297\n", NULL, &engine) ==
         CHIMERA_ERR_CONFIG);
   CHECK(engine == NULL && strstr(chimera_last_error(), "4294967297") != NULL);
@@ -307,7 +307,7 @@ static void bounds(void) {
   sp.name = "Huge";
   sp.warm_up = false;
   sp.num_ctx = 1 << 30;
-  chimera_session *session = NULL;
+  chimera_session* session = NULL;
   CHECK(chimera_session_open(engine, &sp, &session) == CHIMERA_ERR_INVALID_ARGUMENT);
   CHECK(session == NULL && strstr(chimera_last_error(), "num_ctx") != NULL &&
         strstr(chimera_last_error(), "131072") != NULL);
@@ -321,13 +321,13 @@ static void bounds(void) {
 
   /* A 10 MB persona in a scene, a 10 MB line said: refused at once, the bound named. */
   const size_t big = (size_t)10 << 20;
-  char *text = malloc(big + 64);
+  char* text = malloc(big + 64);
   if (text != NULL) {
     strcpy(text, "[[character]]\nname = \"A\"\npersona = \"");
     size_t at = strlen(text);
     memset(text + at, 'x', big);
     strcpy(text + at + big, "\"\n");
-    chimera_scene *scene = NULL;
+    chimera_scene* scene = NULL;
     CHECK(chimera_scene_open(engine, text, NULL, &scene) == CHIMERA_ERR_CONFIG);
     CHECK(scene == NULL && strstr(chimera_last_error(), "persona") != NULL);
 
@@ -337,7 +337,7 @@ static void bounds(void) {
     if (session != NULL) {
       memset(text, 'x', big);
       text[big] = '\0';
-      chimera_line *line = NULL;
+      chimera_line* line = NULL;
       CHECK(chimera_session_send(session, text, NULL, &line) == CHIMERA_ERR_INVALID_ARGUMENT);
       CHECK(line == NULL && strstr(chimera_last_error(), "4096") != NULL);
       chimera_session_destroy(session);

@@ -29,12 +29,14 @@ bool contains(const std::string& haystack, const std::string& needle) {
 }
 
 TEST(Cli, HelpOnEveryCommand) {
-  for (const char* args : {"--help", "generate --help", "endpoints --help", "endpoints check --help",
-                           "model --help", "model synth --help", "run --help"}) {
+  for (const char* args :
+       {"--help", "generate --help", "endpoints --help", "endpoints check --help", "model --help",
+        "model synth --help", "run --help"}) {
     const CliRun r = run_cli(args);
     EXPECT_EQ(r.rc, 0) << args << "\n" << r.err;
     EXPECT_TRUE(contains(r.out, "Usage") || contains(r.out, "usage") || contains(r.out, "USAGE"))
-        << args << "\n" << r.out;
+        << args << "\n"
+        << r.out;
   }
   EXPECT_TRUE(contains(run_cli("generate --help").out, "--num-ctx"));
   EXPECT_TRUE(contains(run_cli("model synth --help").out, "llama-1b"));
@@ -76,7 +78,8 @@ TEST(Cli, RunRejectsMissingDataAndBadConfigs) {
 TEST(Cli, BadMessagesFileNamesTheFile) {
   const fs::path p = fs::temp_directory_path() / "chimera-cli-bad-messages.json";
   std::ofstream(p) << "[{\"role\": \"user\", \"content\": ";
-  CliRun r = run_cli("generate --endpoint http://127.0.0.1:1 --backend openai --messages " + p.string());
+  CliRun r =
+      run_cli("generate --endpoint http://127.0.0.1:1 --backend openai --messages " + p.string());
   EXPECT_EQ(r.rc, 2);
   EXPECT_TRUE(contains(r.err, p.string())) << r.err;
   std::ofstream(p) << "[{\"role\": \"user\"}]";
@@ -98,7 +101,8 @@ TEST(Cli, DeadEndpointFailsClearly) {
 }
 
 TEST(Cli, ModelSynthWritesAModelAndRejectsUnknownPresets) {
-  const fs::path p = fs::temp_directory_path() / ("chimera-cli-tiny-" + std::to_string(::getpid()) + ".gguf");
+  const fs::path p =
+      fs::temp_directory_path() / ("chimera-cli-tiny-" + std::to_string(::getpid()) + ".gguf");
   CliRun r = run_cli("model synth --preset tiny --out " + p.string() + " --quiet");
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_TRUE(fs::exists(p));
@@ -114,7 +118,8 @@ TEST(Cli, ModelSynthWritesAModelAndRejectsUnknownPresets) {
 // `--backend llama` with no model: the tiny synthetic model is made on first use, and the user
 // is told what it is.
 TEST(Cli, GenerateInProcessWithNoModel) {
-  const fs::path cache = fs::temp_directory_path() / ("chimera-cli-cache-" + std::to_string(::getpid()));
+  const fs::path cache =
+      fs::temp_directory_path() / ("chimera-cli-cache-" + std::to_string(::getpid()));
   fs::remove_all(cache);
   const std::string env = "XDG_CACHE_HOME=" + cache.string() + " ";
   const std::string cmd = std::string("env ") + env + CHIMERA_CLI +
@@ -155,7 +160,7 @@ std::unique_ptr<LlamaServer> CliAgainstLlamaServer::server_;
 // The acceptance line of the foundation: text streams, then the figures.
 TEST_F(CliAgainstLlamaServer, GenerateStreamsTextAndPrintsFigures) {
   const CliRun r = run_cli("generate --endpoint " + server_->url() +
-                        " --backend openai --model m --prompt hi --num-predict 32");
+                           " --backend openai --model m --prompt hi --num-predict 32");
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_GT(r.out.size(), 1u);
   for (const char* figure : {"ttft_client", "ttft_server", "tokens 32", "decode_tps_client",
@@ -166,7 +171,7 @@ TEST_F(CliAgainstLlamaServer, GenerateStreamsTextAndPrintsFigures) {
 
 TEST_F(CliAgainstLlamaServer, GenerateJsonHasTextAndMetricsNames) {
   const CliRun r = run_cli("generate --endpoint " + server_->url() +
-                        " --prompt hi --num-predict 8 --temperature 0.7 --seed 3 --json");
+                           " --prompt hi --num-predict 8 --temperature 0.7 --seed 3 --json");
   ASSERT_EQ(r.rc, 0) << r.err;
   boost::system::error_code ec;
   const auto v = boost::json::parse(r.out, ec);
@@ -183,8 +188,7 @@ TEST_F(CliAgainstLlamaServer, GenerateJsonHasTextAndMetricsNames) {
 }
 
 TEST_F(CliAgainstLlamaServer, EndpointsCheckReportsUpAndDown) {
-  const std::string dead =
-      "http://127.0.0.1:" + std::to_string(chimera::free_loopback_port());
+  const std::string dead = "http://127.0.0.1:" + std::to_string(chimera::free_loopback_port());
   const CliRun r = run_cli("endpoints check " + server_->url() + " " + dead);
   EXPECT_EQ(r.rc, 1);
   EXPECT_TRUE(contains(r.out, server_->url() + "  UP  api=openai server=llama-server")) << r.out;

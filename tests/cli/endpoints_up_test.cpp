@@ -82,7 +82,8 @@ using chimera::test::run_cli;
 // `endpoints up` as a child: stdout through a pipe (read as it comes), stderr to a file.
 class UpProcess {
  public:
-  explicit UpProcess(std::vector<std::string> args) : err_(scratch() / ("up-err" + std::to_string(next_++))) {
+  explicit UpProcess(std::vector<std::string> args)
+      : err_(scratch() / ("up-err" + std::to_string(next_++))) {
     args.insert(args.begin(), {CHIMERA_CLI, "endpoints", "up"});
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -167,7 +168,9 @@ std::vector<std::string> urls_in(const std::string& text) {
   return out;
 }
 
-int port_of(const std::string& url) { return std::stoi(url.substr(url.rfind(':') + 1)); }
+int port_of(const std::string& url) {
+  return std::stoi(url.substr(url.rfind(':') + 1));
+}
 
 std::size_t count_of(const std::string& text, const std::string& needle) {
   std::size_t n = 0;
@@ -199,12 +202,18 @@ std::vector<pid_t> state_server_pids(const fs::path& state, pid_t up_pid,
 
 // Two tiny servers, gentle on a small machine; `-- --no-warmup` also checks the pass-through.
 std::vector<std::string> up_args(const fs::path& state) {
-  return {"--count", "2", "--model", chimera::test::tiny_model().string(), "--state",
-          state.string(), "--threads", "1", "--ctx", "512", "--parallel", "2", "--",
-          "--no-warmup"};
+  return {"--count",    "2",
+          "--model",    chimera::test::tiny_model().string(),
+          "--state",    state.string(),
+          "--threads",  "1",
+          "--ctx",      "512",
+          "--parallel", "2",
+          "--",         "--no-warmup"};
 }
 
-bool toml_complete(const std::string& s) { return count_of(s, "max_concurrency") >= 2; }
+bool toml_complete(const std::string& s) {
+  return count_of(s, "max_concurrency") >= 2;
+}
 
 TEST(EndpointsUp, UpPrintsThePoolAndDownStopsEverything) {
   const fs::path state = scratch() / "up-down.json";
@@ -340,8 +349,9 @@ TEST(EndpointsUp, ServersDieWhenUpIsKilled) {
 TEST(EndpointsUp, AServerThatCannotStartFailsWithItsLog) {
   const fs::path state = scratch() / "fail.json";
   fs::remove(state);
-  const CliRun r = run_cli("endpoints up --count 2 --model " + chimera::test::tiny_model().string() +
-                           " --state " + state.string() + " --server /bin/false");
+  const CliRun r =
+      run_cli("endpoints up --count 2 --model " + chimera::test::tiny_model().string() +
+              " --state " + state.string() + " --server /bin/false");
   EXPECT_EQ(r.rc, 1) << r.err;
   EXPECT_TRUE(contains(r.err, "failed to start")) << r.err;
   EXPECT_TRUE(contains(r.err, "exited with status 1")) << r.err;
@@ -377,8 +387,8 @@ TEST(EndpointsUp, BadFlagsExitTwoNamingTheFlag) {
   }
   const CliRun help = run_cli("endpoints up --help");
   EXPECT_EQ(help.rc, 0);
-  for (const char* s : {"--count", "--model", "--port", "--state", "Example", "endpoints down",
-                        "Ctrl-C"}) {
+  for (const char* s :
+       {"--count", "--model", "--port", "--state", "Example", "endpoints down", "Ctrl-C"}) {
     EXPECT_TRUE(contains(help.out, s)) << s << "\n" << help.out;
   }
   const CliRun down_help = run_cli("endpoints down --help");

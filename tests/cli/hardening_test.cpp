@@ -44,21 +44,25 @@ fs::path write(const std::string& name, const std::string& text) {
   return p;
 }
 
-std::string dead_url() { return "http://127.0.0.1:" + std::to_string(chimera::free_loopback_port()); }
+std::string dead_url() {
+  return "http://127.0.0.1:" + std::to_string(chimera::free_loopback_port());
+}
 
-// ---- defect 1 -------------------------------------------------------------------------------------
+// ---- defect 1
+// -------------------------------------------------------------------------------------
 
 TEST(Hardening, AnInjectingEndpointIsAUsageErrorEverywhere) {
   const std::string url =
       "'http://127.0.0.1:9/x%20HTTP/1.1%0d%0aX-Injected:%20yes%0d%0aFoo:%20bar'";
   for (const std::string& args :
        {"generate --backend openai --prompt hi --endpoint " + url,
-        "generate --backend auto --prompt hi --endpoint " + url,
-        "endpoints check " + url, "endpoints check --backend ollama " + url,
+        "generate --backend auto --prompt hi --endpoint " + url, "endpoints check " + url,
+        "endpoints check --backend ollama " + url,
         "multi --agents 1 --backend openai --no-calibrate --results '' --endpoint " + url}) {
     const CliRun r = run_cli(args);
     EXPECT_EQ(r.rc, 2) << args << "\n" << r.out << r.err;
-    EXPECT_TRUE(contains(r.out + r.err, "control character 0x0d")) << args << "\n" << r.out << r.err;
+    EXPECT_TRUE(contains(r.out + r.err, "control character 0x0d")) << args << "\n"
+                                                                   << r.out << r.err;
   }
 }
 
@@ -67,10 +71,10 @@ TEST(Hardening, AnInjectingEndpointIsAUsageErrorEverywhere) {
 TEST(Hardening, GenerateRefusesOptionsOutOfRange) {
   const std::string base = "generate --backend openai --prompt hi --endpoint " + dead_url() + " ";
   for (const std::string& flag :
-       {"--temperature nan", "--temperature inf", "--temperature -1", "--top-p 7.5",
-        "--top-k -5", "--min-p nan", "--repeat-penalty nan", "--num-predict -5",
-        "--num-predict 1000000", "--num-ctx 1073741824", "--slot -3", "--total-timeout -1",
-        "--idle-timeout 99999999999999", "--min-rate -1"}) {
+       {"--temperature nan", "--temperature inf", "--temperature -1", "--top-p 7.5", "--top-k -5",
+        "--min-p nan", "--repeat-penalty nan", "--num-predict -5", "--num-predict 1000000",
+        "--num-ctx 1073741824", "--slot -3", "--total-timeout -1", "--idle-timeout 99999999999999",
+        "--min-rate -1"}) {
     const CliRun r = run_cli(base + flag);
     EXPECT_EQ(r.rc, 2) << flag << "\n" << r.err;
     EXPECT_FALSE(contains(r.err, "cannot connect")) << flag << ": a request was attempted";
@@ -83,7 +87,8 @@ TEST(Hardening, GenerateRefusesOptionsOutOfRange) {
 
 TEST(Hardening, MultiRefusesDurationsAndStaggersThatWouldOverflow) {
   const std::string base =
-      "multi --agents 2 --backend openai --no-calibrate --results '' --endpoint " + dead_url() + " ";
+      "multi --agents 2 --backend openai --no-calibrate --results '' --endpoint " + dead_url() +
+      " ";
   for (const std::string& flag :
        {"--duration 1e10", "--duration -1", "--duration nan", "--stagger-ms 1e15",
         "--stagger-ms nan", "--hedge-after-ms -5", "--max-concurrency -1", "--max-tokens -5",
@@ -112,10 +117,10 @@ TEST(Hardening, PoolFilesAreReadWithRanges) {
     EXPECT_TRUE(contains(r.err, c.says)) << r.err;
     EXPECT_TRUE(contains(r.err, "pool.toml:4")) << "no line in: " << r.err;
   }
-  for (const char* pool_key : {"retries = -5", "hedge_after_ms = -1",
-                               "health_interval_ms = 9223372036854775807"}) {
-    const auto p = write("pool.toml", std::string("[[pool]]\n") + pool_key + "\n[[pool.endpoint]]\nurl = \"" +
-                                          dead_url() + "\"\n");
+  for (const char* pool_key :
+       {"retries = -5", "hedge_after_ms = -1", "health_interval_ms = 9223372036854775807"}) {
+    const auto p = write("pool.toml", std::string("[[pool]]\n") + pool_key +
+                                          "\n[[pool.endpoint]]\nurl = \"" + dead_url() + "\"\n");
     const CliRun r = run_cli("multi --agents 1 --no-calibrate --results '' --pools " + p.string());
     EXPECT_EQ(r.rc, 2) << pool_key << "\n" << r.err;
     EXPECT_TRUE(contains(r.err, "pool.toml:2")) << r.err;
@@ -125,22 +130,26 @@ TEST(Hardening, PoolFilesAreReadWithRanges) {
   const CliRun r = run_cli("multi --agents 1 --no-calibrate --results '' --pools " + typo.string());
   EXPECT_EQ(r.rc, 2) << r.err;
   EXPECT_TRUE(contains(r.err, "unknown key 'pools'")) << r.err;
-  const auto port = write("pool.toml", "[[pool]]\n[[pool.endpoint]]\nurl = \"http://127.0.0.1:70000\"\n");
-  const CliRun bad_port = run_cli("multi --agents 1 --no-calibrate --results '' --pools " + port.string());
+  const auto port =
+      write("pool.toml", "[[pool]]\n[[pool.endpoint]]\nurl = \"http://127.0.0.1:70000\"\n");
+  const CliRun bad_port =
+      run_cli("multi --agents 1 --no-calibrate --results '' --pools " + port.string());
   EXPECT_EQ(bad_port.rc, 2) << bad_port.err;
   EXPECT_TRUE(contains(bad_port.err, "1 to 65535")) << bad_port.err;
 }
 
-// ---- defect 4: server figures --------------------------------------------------------------------
+// ---- defect 4: server figures
+// --------------------------------------------------------------------
 
 TEST(Hardening, GenerateJsonStaysJsonWhateverTheServerReports) {
   FixtureServer srv;
-  srv.route("POST", "/api/chat",
-            Script::ndjson({R"({"model":"m","message":{"role":"assistant","content":"hi"},"done":false})"
-                            "\n",
-                            R"({"model":"m","message":{"role":"assistant","content":""},"done":true,)"
-                            R"("done_reason":"stop","eval_count":1e999,"eval_duration":5})"
-                            "\n"}));
+  srv.route(
+      "POST", "/api/chat",
+      Script::ndjson({R"({"model":"m","message":{"role":"assistant","content":"hi"},"done":false})"
+                      "\n",
+                      R"({"model":"m","message":{"role":"assistant","content":""},"done":true,)"
+                      R"("done_reason":"stop","eval_count":1e999,"eval_duration":5})"
+                      "\n"}));
   const CliRun r =
       run_cli("generate --backend ollama --model m --prompt hi --json --endpoint " + srv.url());
   EXPECT_EQ(r.rc, 0) << r.err;
@@ -152,7 +161,8 @@ TEST(Hardening, GenerateJsonStaysJsonWhateverTheServerReports) {
   EXPECT_TRUE(contains(r.err, "warning")) << r.err;
 }
 
-// ---- defect 7: endpoints check --------------------------------------------------------------------
+// ---- defect 7: endpoints check
+// --------------------------------------------------------------------
 
 TEST(Hardening, EndpointsCheckWantsTheApiNotAnyPage) {
   FixtureServer srv;
@@ -174,8 +184,8 @@ TEST(Hardening, EndpointsCheckHonoursTimeoutWithAnExplicitBackend) {
   for (const char* path : {"/health", "/api/version"}) srv.route("GET", path, silent);
   for (const char* backend : {"openai", "ollama"}) {
     const auto t0 = std::chrono::steady_clock::now();
-    const CliRun r = run_cli(std::string("endpoints check --timeout 300 --backend ") + backend + " " +
-                             srv.url());
+    const CliRun r = run_cli(std::string("endpoints check --timeout 300 --backend ") + backend +
+                             " " + srv.url());
     const auto took = std::chrono::steady_clock::now() - t0;
     EXPECT_EQ(r.rc, 1) << r.out << r.err;
     // 300 ms per request, not the 5,000 ms the check used with an explicit backend (a generous
@@ -185,7 +195,8 @@ TEST(Hardening, EndpointsCheckHonoursTimeoutWithAnExplicitBackend) {
 }
 
 TEST(Hardening, EndpointsCheckNeverPrintsAPassword) {
-  const std::string url = "http://user:s3cret@127.0.0.1:" + std::to_string(chimera::free_loopback_port());
+  const std::string url =
+      "http://user:s3cret@127.0.0.1:" + std::to_string(chimera::free_loopback_port());
   for (const char* flags : {"", "--json ", "--backend openai "}) {
     const CliRun r = run_cli(std::string("endpoints check ") + flags + url);
     EXPECT_EQ(r.rc, 1) << r.out << r.err;
@@ -194,20 +205,22 @@ TEST(Hardening, EndpointsCheckNeverPrintsAPassword) {
   }
 }
 
-// ---- defect 3: integers read from files -----------------------------------------------------------
+// ---- defect 3: integers read from files
+// -----------------------------------------------------------
 
 TEST(Hardening, EndpointsDownRefusesAPidThatWouldWrap) {
   // 4294967297 cast to a 32-bit pid is 1: `down` would have signalled init.
-  const auto state = write("state.json",
-                           R"({"program":"chimeraforge endpoints up","pid":4294967297,)"
-                           R"("status":"running","started":"x","model":"m","binary":"b","servers":[]})");
+  const auto state = write(
+      "state.json", R"({"program":"chimeraforge endpoints up","pid":4294967297,)"
+                    R"("status":"running","started":"x","model":"m","binary":"b","servers":[]})");
   const CliRun r = run_cli("endpoints down --state " + state.string());
   EXPECT_EQ(r.rc, 1) << r.out << r.err;
   EXPECT_TRUE(contains(r.err, "4294967297")) << r.err;
   EXPECT_TRUE(fs::exists(state)) << "a damaged state file is left alone";
 }
 
-// ---- defect 5: running out of file descriptors ------------------------------------------------------
+// ---- defect 5: running out of file descriptors
+// ------------------------------------------------------
 
 TEST(Hardening, RunningOutOfDescriptorsIsNamedAndNothingIsLost) {
   chimera::synth::Options so;
@@ -220,11 +233,11 @@ TEST(Hardening, RunningOutOfDescriptorsIsNamedAndNothingIsLost) {
   fs::remove(results);
   fs::remove(records);
   // dash's `ulimit -n` sets the soft and the hard limit: the command cannot raise it.
-  const CliRun r = run_cli("multi --agents 300 --no-calibrate --json --backend ollama --model m "
-                           "--endpoint " +
-                               srv.url() + " --results " + results.string() + " --records " +
-                               records.string(),
-                           "ulimit -n 96; ");
+  const CliRun r = run_cli(
+      "multi --agents 300 --no-calibrate --json --backend ollama --model m "
+      "--endpoint " +
+          srv.url() + " --results " + results.string() + " --records " + records.string(),
+      "ulimit -n 96; ");
   srv.stop();
   EXPECT_EQ(r.rc, 1) << r.err;
   EXPECT_TRUE(contains(r.err, "warning")) << r.err;
@@ -251,9 +264,9 @@ TEST(Hardening, AResultsFileThatCannotBeWrittenIsAnError) {
   chimera::synth::SynthServer srv(so);
   srv.start();
   const auto blocker = write("not-a-folder", "x");
-  const CliRun r = run_cli("multi --agents 1 --no-calibrate --backend ollama --model m --endpoint " +
-                           srv.url() +
-                           " --results " + (blocker / "results.json").string());
+  const CliRun r =
+      run_cli("multi --agents 1 --no-calibrate --backend ollama --model m --endpoint " + srv.url() +
+              " --results " + (blocker / "results.json").string());
   EXPECT_EQ(r.rc, 1) << r.out << r.err;
   EXPECT_TRUE(contains(r.err, "--results")) << r.err;
   EXPECT_TRUE(contains(r.out, "agents 1")) << "the summary is still printed: " << r.out;

@@ -5,13 +5,14 @@
 
 #include <gtest/gtest.h>
 
+#include <time.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <set>
 #include <thread>
-#include <time.h>
 #include <vector>
 
 namespace {

@@ -125,9 +125,8 @@ TEST(Engine, TasksNestBlockingStepsAndErrorsReachTheRun) {
   for (ExecutorKind e : kExecutors) {
     Engine engine({.executor = e, .threads = 2});
     std::atomic<int> sum{0};
-    const AgentRun ok = engine.run(50, [&](Agent& a) -> Task<void> {
-      sum.fetch_add(co_await add_later(a, a.id()));
-    });
+    const AgentRun ok = engine.run(
+        50, [&](Agent& a) -> Task<void> { sum.fetch_add(co_await add_later(a, a.id())); });
     EXPECT_EQ(ok.failed, 0) << to_string(e);
     EXPECT_EQ(sum.load(), 2 * (49 * 50 / 2 + 50)) << to_string(e);
 
@@ -139,8 +138,8 @@ TEST(Engine, TasksNestBlockingStepsAndErrorsReachTheRun) {
 }
 
 TEST(Engine, UnknownPoolNamesThePools) {
-  Engine engine({.pools = {one_endpoint_pool("collector", "http://127.0.0.1:9", BackendKind::openai,
-                                             0)}});
+  Engine engine(
+      {.pools = {one_endpoint_pool("collector", "http://127.0.0.1:9", BackendKind::openai, 0)}});
   Completion c;
   const AgentRun r = engine.run(1, [&c](Agent& a) -> Task<void> {
     Request request;  // named: GCC 12 frees a braced temporary inside co_await twice

@@ -55,8 +55,8 @@ TEST(EndpointUrl, ThePathIsSentAsWrittenNeverDecoded) {
 }
 
 TEST(EndpointUrl, PortsOutsideOneTo65535AreRefused) {
-  for (const char* url : {"http://127.0.0.1:0", "http://127.0.0.1:65536", "http://127.0.0.1:99999999999",
-                          "http://127.0.0.1:/"}) {
+  for (const char* url : {"http://127.0.0.1:0", "http://127.0.0.1:65536",
+                          "http://127.0.0.1:99999999999", "http://127.0.0.1:/"}) {
     EXPECT_TRUE(contains(refused(url), "1 to 65535")) << url;
   }
   EndpointUrl out;

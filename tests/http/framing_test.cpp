@@ -48,12 +48,13 @@ std::vector<Ev> sse_events(const std::vector<std::string>& pieces) {
   SseFramer f(1 << 20);
   std::vector<Ev> out;
   for (const auto& p : pieces) {
-    EXPECT_EQ(f.feed(p,
-                     [&](const SseEvent& e) {
-                       out.push_back({std::string(e.event), std::string(e.data), std::string(e.id)});
-                       return true;
-                     }),
-              FrameStatus::ok);
+    EXPECT_EQ(
+        f.feed(p,
+               [&](const SseEvent& e) {
+                 out.push_back({std::string(e.event), std::string(e.data), std::string(e.id)});
+                 return true;
+               }),
+        FrameStatus::ok);
   }
   return out;
 }
@@ -155,7 +156,9 @@ const std::vector<Ev> kEvents = {
     {"", "[DONE]", "7"},
 };
 
-TEST(SseFramer, WholeStreamGivesEveryEvent) { EXPECT_EQ(sse_events({sse_stream()}), kEvents); }
+TEST(SseFramer, WholeStreamGivesEveryEvent) {
+  EXPECT_EQ(sse_events({sse_stream()}), kEvents);
+}
 
 TEST(SseFramer, ThousandsOfRandomSplitsGiveTheSameEvents) {
   const std::string stream = sse_stream();
@@ -169,8 +172,7 @@ TEST(SseFramer, ThousandsOfRandomSplitsGiveTheSameEvents) {
 TEST(SseFramer, EverySingleSplitPointIncludingBetweenCrAndLf) {
   const std::string stream = sse_stream();
   for (std::size_t cut = 0; cut <= stream.size(); ++cut) {
-    ASSERT_EQ(sse_events({stream.substr(0, cut), stream.substr(cut)}), kEvents)
-        << "cut at " << cut;
+    ASSERT_EQ(sse_events({stream.substr(0, cut), stream.substr(cut)}), kEvents) << "cut at " << cut;
   }
 }
 

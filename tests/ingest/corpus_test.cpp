@@ -1,9 +1,10 @@
 // Data-driven: the shared corpus (../shared/corpus/chimeraforge beside the clone), read in place.
 // Each expectation names its input file; the values were read from those files by hand.
-#include <gtest/gtest.h>
-
 #include <chimera/ingest/digest.hpp>
 #include <chimera/ingest/ingest.hpp>
+
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <filesystem>
 #include <string>

@@ -1,7 +1,8 @@
 // CSV parsing: RFC 4180 cases, column rules, units, error values, ragged rows.
+#include <chimera/ingest/ingest.hpp>
+
 #include <gtest/gtest.h>
 
-#include <chimera/ingest/ingest.hpp>
 #include <string>
 #include <vector>
 

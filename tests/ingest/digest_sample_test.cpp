@@ -1,9 +1,10 @@
 // The digest (deterministic, within budget, names the best configuration) and the project's own
 // sample data (data/sample).
-#include <gtest/gtest.h>
-
 #include <chimera/ingest/digest.hpp>
 #include <chimera/ingest/ingest.hpp>
+
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <set>
 #include <string>

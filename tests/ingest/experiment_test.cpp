@@ -1,16 +1,18 @@
 // Experiment structure: settings in names, factors and repetitions on generated trees in three
 // naming styles, effects, the best-vs-runner-up test, the dense digest, and the shared corpus.
-#include <gtest/gtest.h>
+#include "ingest/experiment_tree.hpp"
 
 #include <chimera/ingest/digest.hpp>
 #include <chimera/ingest/experiment.hpp>
 #include <chimera/ingest/ingest.hpp>
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
 #include <filesystem>
 #include <map>
 #include <string>
-#include <unistd.h>
-
-#include "ingest/experiment_tree.hpp"
 
 namespace ci = chimera::ingest;
 namespace fs = std::filesystem;
@@ -49,8 +51,9 @@ TEST(Segments, NameAndNumberTokens) {
 }
 
 TEST(Segments, KeyValuePairs) {
-  EXPECT_EQ(settings_of("runtime=async-std_gpu_layers=80_ctx=512_rep=3"),
-            (Map{{"runtime", "async-std"}, {"num_gpu", "80"}, {"num_ctx", "512"}, {"rep:rep", "3"}}));
+  EXPECT_EQ(
+      settings_of("runtime=async-std_gpu_layers=80_ctx=512_rep=3"),
+      (Map{{"runtime", "async-std"}, {"num_gpu", "80"}, {"num_ctx", "512"}, {"rep:rep", "3"}}));
   EXPECT_EQ(settings_of("bench_quant=q4_0,temperature=0.80;seed=7"),
             (Map{{"quantization", "q4_0"}, {"temperature", "0.8"}, {"rep:seed", "7"}}));
 }
@@ -88,7 +91,8 @@ TEST_P(PlantedStyles, FactorsLevelsRunsEffectsAndBest) {
   chimera::test::PlantedTree planted;
   chimera::test::write_planted_tree(root, GetParam(), planted);
   const auto data = ci::ingest({root});
-  ASSERT_TRUE(data.errors.empty()) << data.errors.front().path << ": " << data.errors.front().reason;
+  ASSERT_TRUE(data.errors.empty())
+      << data.errors.front().path << ": " << data.errors.front().reason;
   const auto x = ci::analyse_experiment(data);
 
   // Every factor and level, exactly.
@@ -152,9 +156,9 @@ TEST_P(PlantedStyles, FactorsLevelsRunsEffectsAndBest) {
   const std::string wider = ci::experiment_digest(x, 150);
   EXPECT_NE(wider.find("throughput best " + planted.best_label), std::string::npos) << wider;
   EXPECT_NE(wider.find(" n=5"), std::string::npos) << wider;
-  for (const char* s : {"18 configs", "n=5", "num_gpu 60|80|100", "num_ctx 512|1024",
-                        "runtime async-std|smol|tokio", "higher better): num_gpu",
-                        "lower better): runtime"})
+  for (const char* s :
+       {"18 configs", "n=5", "num_gpu 60|80|100", "num_ctx 512|1024",
+        "runtime async-std|smol|tokio", "higher better): num_gpu", "lower better): runtime"})
     EXPECT_NE(digest.find(s), std::string::npos) << s << "\n" << digest;
   fs::remove_all(root);
 }
@@ -212,5 +216,6 @@ TEST(Experiment, SharedCorpusFactorsAndFewGroups) {
   EXPECT_LT(x.elapsed_ms, 1000.0);
   const std::string digest = ci::experiment_digest(x, 121);
   EXPECT_NE(digest.find("Factors"), std::string::npos) << digest;
-  EXPECT_NE(digest.find("throughput (tokens/s, higher better): model"), std::string::npos) << digest;
+  EXPECT_NE(digest.find("throughput (tokens/s, higher better): model"), std::string::npos)
+      << digest;
 }

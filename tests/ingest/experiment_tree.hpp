@@ -44,8 +44,10 @@ inline void write_file(const std::filesystem::path& p, const std::string& text) 
 
 inline std::string run_json(double tps, double ttft_ms) {
   char buf[256];
-  std::snprintf(buf, sizeof buf, "{\n  \"throughput_tps\": %.3f,\n  \"ttft_ms\": %.3f,\n"
-                "  \"tokens\": 256\n}\n", tps, ttft_ms);
+  std::snprintf(buf, sizeof buf,
+                "{\n  \"throughput_tps\": %.3f,\n  \"ttft_ms\": %.3f,\n"
+                "  \"tokens\": 256\n}\n",
+                tps, ttft_ms);
   return buf;
 }
 
@@ -63,13 +65,13 @@ inline void write_planted_tree(const std::filesystem::path& root, TreeStyle styl
   std::filesystem::remove_all(root);
   std::mt19937 rng(12345);
   std::normal_distribution<double> noise(0.0, 1.0);
-  std::string csv =
-      "runtime,gpu_layers,ctx,run,tokens_per_second,time_to_first_token_s\n";
+  std::string csv = "runtime,gpu_layers,ctx,run,tokens_per_second,time_to_first_token_s\n";
   for (const auto& rt : t.runtimes) {
     for (int g : t.gpu_layers) {
       for (int c : t.contexts) {
         for (int run = 1; run <= t.runs; ++run) {
-          const double tps = 40 + t.gpu_effect(g) + t.runtime_tps(rt) + t.context_tps(c) + noise(rng);
+          const double tps =
+              40 + t.gpu_effect(g) + t.runtime_tps(rt) + t.context_tps(c) + noise(rng);
           const double ttft = 150 + t.runtime_ttft(rt) + t.gpu_ttft(g) + 4 * noise(rng);
           switch (style) {
             case TreeStyle::folders: {
@@ -89,8 +91,8 @@ inline void write_planted_tree(const std::filesystem::path& root, TreeStyle styl
             }
             case TreeStyle::columns: {
               char row[160];
-              std::snprintf(row, sizeof row, "%s,%d,%d,%d,%.3f,%.6f\n", rt.c_str(), g, c, run,
-                            tps, ttft / 1000.0);
+              std::snprintf(row, sizeof row, "%s,%d,%d,%d,%.3f,%.6f\n", rt.c_str(), g, c, run, tps,
+                            ttft / 1000.0);
               csv += row;
               break;
             }

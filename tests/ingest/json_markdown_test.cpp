@@ -1,8 +1,9 @@
 // JSON and Markdown parsing: numeric leaves with their paths and context, tables, headings,
 // "Key: value" lines, depth and size limits.
+#include <chimera/ingest/ingest.hpp>
+
 #include <gtest/gtest.h>
 
-#include <chimera/ingest/ingest.hpp>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -208,8 +209,9 @@ TEST(Json, SettingsObjectsAreContextOfTheirSiblings) {
 // A number beyond a double's range is named as a problem of its line and skipped; the rest of
 // the file is kept (no infinite figure reaches a record).
 TEST(Json, NumberBeyondDoubleRangeIsNamedAndSkipped) {
-  auto r = ci::ingest_buffer("{\"model\": \"m\",\n \"kv_cache_kb\": 1e999,\n \"tokens_per_second\": 42.5}",
-                             ci::FileType::json, "big.json");
+  auto r = ci::ingest_buffer(
+      "{\"model\": \"m\",\n \"kv_cache_kb\": 1e999,\n \"tokens_per_second\": 42.5}",
+      ci::FileType::json, "big.json");
   for (const auto& rec : r.records) EXPECT_TRUE(std::isfinite(rec.value)) << rec.metric;
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_EQ(r.errors[0].line, 2);

@@ -8,10 +8,12 @@
 //   records: N           records harvested from the file
 // Inputs too large to keep in the repository (a huge line of each type) are written by the test
 // into a temporary copy of the folder, with their expectations below.
+#include <chimera/ingest/ingest.hpp>
+
 #include <gtest/gtest.h>
+
 #include <unistd.h>
 
-#include <chimera/ingest/ingest.hpp>
 #include <filesystem>
 #include <fstream>
 #include <map>

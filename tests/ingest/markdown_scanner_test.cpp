@@ -1,17 +1,18 @@
 // The Markdown line scanner against cmark-gfm: every document gives the same records, error
 // values and errors through both readers (IngestOptions::markdown_fast_path on and off), and the
 // scanner really takes the common subset (it is not passing by leaving everything to cmark).
-#include <gtest/gtest.h>
+#include "ingest/internal.hpp"
 
 #include <chimera/ingest/ingest.hpp>
+
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include "ingest/internal.hpp"
 
 namespace ci = chimera::ingest;
 namespace fs = std::filesystem;
@@ -40,8 +41,8 @@ std::string dump(const ci::IngestResult& r) {
   o.precision(17);
   for (const auto& rec : r.records)
     o << "R " << rec.line << ' ' << rec.metric << '=' << rec.value << ' ' << rec.unit << ' '
-      << static_cast<int>(rec.kind) << " origin=" << rec.origin << " ctx=" << context_text(rec.context)
-      << '\n';
+      << static_cast<int>(rec.kind) << " origin=" << rec.origin
+      << " ctx=" << context_text(rec.context) << '\n';
   for (const auto& e : r.error_values)
     o << "E " << e.line << ' ' << e.metric << ' ' << e.text << " ctx=" << context_text(e.context)
       << '\n';
@@ -74,7 +75,7 @@ TEST(MarkdownScanner, TakesTheCommonSubsetAndMatchesCmark) {
       "| gemma3 | 102.5 | 88 |\n| llama3 | 77.1 | 130 |\n\nAfter: 3 s\n",
       "- **Tokens/s:** 78.42\n- `TTFT`: 0.5 s\n  1. nested: 4 ms\n",
       "Intro text\nsecond line: 5 ms\n\n```\nThroughput: 999\n```\n\nThroughput: 1 tok/s\n",
-      "| a | b |\n|---|---|\n| 1 |\n| 2 | 3 | 4 |\n",                 // ragged rows
+      "| a | b |\n|---|---|\n| 1 |\n| 2 | 3 | 4 |\n",                       // ragged rows
       "| **model** | tokens_per_s |\n| --- | --- |\n| *gemma3* | 1.5 |\n",  // inline markup
       "# Title #\n### num_ctx=512 ###\nTokens per second: 12\n\n---\nTTFT: 40 ms\n",
       "## Heading with `code` and [link](x)\nLatency: 3 ms\n",
@@ -83,7 +84,7 @@ TEST(MarkdownScanner, TakesTheCommonSubsetAndMatchesCmark) {
       "",
       "\n\n\n",
       "- DType: f32 | Backend | Mean |\n| --- | --- |\n| eager | 0.7 |\n",  // glued header
-      "Best: 7 tok/s. | tag | mean |\n| --- | --- |\n| q4 | 7 |\n",       // glued header
+      "Best: 7 tok/s. | tag | mean |\n| --- | --- |\n| q4 | 7 |\n",         // glued header
       "<!-- a comment\n\nTTFT: 1 ms\n-->\nTTFT: 2 ms\n<!-- one line -->\n",
       "1. [Intro & Aims](#intro)\n## 1. Intro & Aims\n| **a** _b_ | c |\n|---|---|\n",
       "> quoted: 5 ms\nlazy: 3 ms\n- >1.0 = high variance\n> - nested: 2 ms\n",
@@ -97,20 +98,20 @@ TEST(MarkdownScanner, TakesTheCommonSubsetAndMatchesCmark) {
 
 TEST(MarkdownScanner, LeavesWhatItCannotReadToCmark) {
   const std::vector<std::string> left = {
-      "> ```\nquoted: 5 ms\n",                          // code in a block quote
-      "<div>\nTTFT: 5 ms\n</div>\n",                     // HTML block
-      "Title\n=====\nTTFT: 5 ms\n",                      // setext heading
-      "Title\n-----\nTTFT: 5 ms\n",                      // setext heading
-      "text\n\n    code: 5\n",                           // indented code
-      "[ref]: http://x\nTTFT: 5 ms\n",                   // link reference definition
+      "> ```\nquoted: 5 ms\n",                                 // code in a block quote
+      "<div>\nTTFT: 5 ms\n</div>\n",                           // HTML block
+      "Title\n=====\nTTFT: 5 ms\n",                            // setext heading
+      "Title\n-----\nTTFT: 5 ms\n",                            // setext heading
+      "text\n\n    code: 5\n",                                 // indented code
+      "[ref]: http://x\nTTFT: 5 ms\n",                         // link reference definition
       "Text: 1\n| tag | mean |\n| --- | --- |\n| q4 | 7 |\n",  // a table below text
-      "text: 1\n| a | b |\n|---|---|\n| 1 | 2 |\n",      // table after paragraph text
-      "Tokens per second: 12\n---\n",                   // setext heading
-      "- item\n  | a | b |\n  |---|---|\n  | 1 | 2 |\n",  // table in a list
-      "| a \\| b | c |\n|---|---|\n| 1 | 2 |\n",         // escaped pipe
-      "| a | b |\n|---|---|\n| 1 | 2 |\nlazy: 3\n",       // a row without a pipe
-      "line one\rline two: 5 ms\n",                      // a lone carriage return
-      "\tTTFT: 5 ms\n",                                  // a tab in the indentation
+      "text: 1\n| a | b |\n|---|---|\n| 1 | 2 |\n",            // table after paragraph text
+      "Tokens per second: 12\n---\n",                          // setext heading
+      "- item\n  | a | b |\n  |---|---|\n  | 1 | 2 |\n",       // table in a list
+      "| a \\| b | c |\n|---|---|\n| 1 | 2 |\n",               // escaped pipe
+      "| a | b |\n|---|---|\n| 1 | 2 |\nlazy: 3\n",            // a row without a pipe
+      "line one\rline two: 5 ms\n",                            // a lone carriage return
+      "\tTTFT: 5 ms\n",                                        // a tab in the indentation
   };
   for (std::size_t i = 0; i < left.size(); ++i) {
     EXPECT_FALSE(ci::detail::markdown_scanner_takes(left[i])) << left[i];
@@ -149,21 +150,64 @@ TEST(MarkdownScanner, RealFilesGiveTheSameRecords) {
 // whichever reader takes a document, the results are the same.
 TEST(MarkdownScanner, RandomDocumentsGiveTheSameRecords) {
   const std::vector<std::string> pieces = {
-      "# llama3.1:8b-q4_0\n", "## num_gpu 60, num_ctx 512\n", "### Results ###\n", "#nohash\n",
-      "\n", "\n", "Throughput: 78.4 tok/s\n", "TTFT: 0.12 s\n", "**Mean:** 12 ms\n",
-      "- tokens/s: 55\n", "  - nested: 5 ms\n", "1. first: 3\n", "text without numbers\n",
-      "| model | tokens/s | ttft_ms |\n|---|---|---|\n", "| gemma3 | 10 | 100 |\n",
-      "| *x* | `7` | n/a |\n", "| 1 | 2 |\n", "```\ncode: 1\n```\n", "---\n", "***\n",
-      "    indented: 4\n", "> quote: 1\n", "===\n", "<b>html</b>: 3\n", "| lone pipe\n",
-      "|---|---|\n", "Model: gemma3\n", "Temperature: 0.8\n", "_emph_: 5 ms\n",
-      "a_b_c: 4 tok/s\n", "[x](y): 1\n", "&amp;: 2\n", "Run 3\n", "Average: 7 ms\n",
-      "- glued: 1 | a | b |\n", "x. | a | b | c |\n", "<!-- c -->\n", "<!--\n", "-->\n",
-      "## 2. Results & *more* `x`\n", "| 1. a & b | [l](u) |\n", "[ref]: /u\n", "[open\n",
-      "| a |\n|:-:|\n", "+ item: 3 ms\n", "  continued: 2\n", "\n    code: 9\n",
-      "> q: 1 ms\n", ">\n", "> # h\n", "- > x: 2\n", ">     code: 3\n", "> | a |\n",
+      "# llama3.1:8b-q4_0\n",
+      "## num_gpu 60, num_ctx 512\n",
+      "### Results ###\n",
+      "#nohash\n",
+      "\n",
+      "\n",
+      "Throughput: 78.4 tok/s\n",
+      "TTFT: 0.12 s\n",
+      "**Mean:** 12 ms\n",
+      "- tokens/s: 55\n",
+      "  - nested: 5 ms\n",
+      "1. first: 3\n",
+      "text without numbers\n",
+      "| model | tokens/s | ttft_ms |\n|---|---|---|\n",
+      "| gemma3 | 10 | 100 |\n",
+      "| *x* | `7` | n/a |\n",
+      "| 1 | 2 |\n",
+      "```\ncode: 1\n```\n",
+      "---\n",
+      "***\n",
+      "    indented: 4\n",
+      "> quote: 1\n",
+      "===\n",
+      "<b>html</b>: 3\n",
+      "| lone pipe\n",
+      "|---|---|\n",
+      "Model: gemma3\n",
+      "Temperature: 0.8\n",
+      "_emph_: 5 ms\n",
+      "a_b_c: 4 tok/s\n",
+      "[x](y): 1\n",
+      "&amp;: 2\n",
+      "Run 3\n",
+      "Average: 7 ms\n",
+      "- glued: 1 | a | b |\n",
+      "x. | a | b | c |\n",
+      "<!-- c -->\n",
+      "<!--\n",
+      "-->\n",
+      "## 2. Results & *more* `x`\n",
+      "| 1. a & b | [l](u) |\n",
+      "[ref]: /u\n",
+      "[open\n",
+      "| a |\n|:-:|\n",
+      "+ item: 3 ms\n",
+      "  continued: 2\n",
+      "\n    code: 9\n",
+      "> q: 1 ms\n",
+      ">\n",
+      "> # h\n",
+      "- > x: 2\n",
+      ">     code: 3\n",
+      "> | a |\n",
       "| **a:** 1 | *b* | ***c*** | ** d** | **e * | `f` | ` g ` | `` h`i `` | `j |\n",
-      "## **Bold** heading *x*y* a**b**c\n", "| _u_ | __v__ | *w_x* | **y**z | \\* |\n",
-      "| **é** | *a.*b | a*.b* | *(x)* | **x**. |\n", "### `code` & more\n",
+      "## **Bold** heading *x*y* a**b**c\n",
+      "| _u_ | __v__ | *w_x* | **y**z | \\* |\n",
+      "| **é** | *a.*b | a*.b* | *(x)* | **x**. |\n",
+      "### `code` & more\n",
   };
   std::mt19937 rng(12345);
   std::uniform_int_distribution<std::size_t> pick(0, pieces.size() - 1);

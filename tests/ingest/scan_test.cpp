@@ -1,11 +1,13 @@
 // The scan: recursion, order, symlink cycles, broken links, unreadable files, missing roots,
 // progress and cancellation.
+#include <chimera/ingest/ingest.hpp>
+
 #include <gtest/gtest.h>
+
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <chimera/ingest/ingest.hpp>
 #include <filesystem>
 #include <fstream>
 #include <string>

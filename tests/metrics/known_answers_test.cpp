@@ -2,8 +2,8 @@
 // file (known_answers.json) is checked against the Python harness (bench/compare/compare.py) by
 // tests/bench/test_known_answers.py, so the two implementations cannot drift apart unnoticed.
 // The records are those of tests/bench/test_compare.py, whose comments work out each answer.
-#include <chimera/scenarios/multi.hpp>
 #include <chimera/metrics/figures.hpp>
+#include <chimera/scenarios/multi.hpp>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
@@ -24,8 +24,8 @@ using chimera::multi::RequestRecord;
 const json::object& known() {
   static const json::object doc = [] {
     // CHIMERA_TEST_DATA is tests/data; its parent is tests/, whose metrics/ holds the file.
-    const auto path = std::filesystem::path(CHIMERA_TEST_DATA).parent_path() / "metrics" /
-                      "known_answers.json";
+    const auto path =
+        std::filesystem::path(CHIMERA_TEST_DATA).parent_path() / "metrics" / "known_answers.json";
     std::ifstream in(path);
     if (!in) throw std::runtime_error("cannot read " + path.string());
     std::stringstream text;
@@ -41,7 +41,9 @@ std::vector<double> numbers(const json::array& a) {
   return out;
 }
 
-int64_t ns_or_zero(const json::value& v) { return v.is_null() ? 0 : v.to_number<int64_t>(); }
+int64_t ns_or_zero(const json::value& v) {
+  return v.is_null() ? 0 : v.to_number<int64_t>();
+}
 
 RequestRecord record(const json::object& o) {
   RequestRecord r;
@@ -68,7 +70,7 @@ double expect_of(const json::object& run, const char* key) {
 }
 
 chimera::multi::ConcurrencyFigures figures_of(const json::object& run,
-                                    const std::vector<RequestRecord>& records) {
+                                              const std::vector<RequestRecord>& records) {
   return chimera::multi::concurrency_figures(
       records, static_cast<int>(run.at("agents").to_number<int64_t>()),
       run.at("lone_decode_tps").to_number<double>(),

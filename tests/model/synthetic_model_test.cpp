@@ -62,7 +62,8 @@ std::string read_file(const fs::path& p) {
 
 std::string piece(const llama_vocab* vocab, llama_token tok, bool special) {
   std::string out(64, '\0');
-  int n = llama_token_to_piece(vocab, tok, out.data(), static_cast<int32_t>(out.size()), 0, special);
+  int n =
+      llama_token_to_piece(vocab, tok, out.data(), static_cast<int32_t>(out.size()), 0, special);
   if (n < 0) {
     out.resize(static_cast<size_t>(-n));
     n = llama_token_to_piece(vocab, tok, out.data(), static_cast<int32_t>(out.size()), 0, special);
@@ -71,7 +72,8 @@ std::string piece(const llama_vocab* vocab, llama_token tok, bool special) {
   return out;
 }
 
-std::vector<llama_token> tokenize(const llama_vocab* vocab, const std::string& text, bool add_special) {
+std::vector<llama_token> tokenize(const llama_vocab* vocab, const std::string& text,
+                                  bool add_special) {
   std::vector<llama_token> toks(text.size() + 8);
   int n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), toks.data(),
                          static_cast<int32_t>(toks.size()), add_special, false);
@@ -119,9 +121,7 @@ class SynthTest : public ::testing::Test {
     std::error_code ec;
     fs::remove_all(dir_, ec);
   }
-  void SetUp() override {
-    ASSERT_TRUE(tiny_->ok) << tiny_->error;
-  }
+  void SetUp() override { ASSERT_TRUE(tiny_->ok) << tiny_->error; }
 
   static fs::path tiny_path() { return dir_ / "tiny.gguf"; }
 
@@ -164,7 +164,8 @@ TEST(SynthVocab, DefaultVocabFileHonoursEnvironment) {
   const char* old = std::getenv("CHIMERA_VOCAB_DIR");
   const std::string saved = old ? old : "";
   ::setenv("CHIMERA_VOCAB_DIR", "/some/where", 1);
-  EXPECT_EQ(chimera::model::default_vocab_file("llama-bpe"), fs::path("/some/where/ggml-vocab-llama-bpe.gguf"));
+  EXPECT_EQ(chimera::model::default_vocab_file("llama-bpe"),
+            fs::path("/some/where/ggml-vocab-llama-bpe.gguf"));
   ::unsetenv("CHIMERA_VOCAB_DIR");
 #ifdef CHIMERA_VOCAB_DIR
   EXPECT_EQ(chimera::model::default_vocab_file("llama-spm"),
@@ -294,7 +295,9 @@ TEST_F(SynthTest, GeneratedTextIsValidUtf8) {
 
   std::vector<llama_token> prompt = tokenize(vocab, "Once upon a time, 🦙", true);
   ASSERT_FALSE(prompt.empty());
-  ASSERT_EQ(llama_decode(ctx, llama_batch_get_one(prompt.data(), static_cast<int32_t>(prompt.size()))), 0);
+  ASSERT_EQ(
+      llama_decode(ctx, llama_batch_get_one(prompt.data(), static_cast<int32_t>(prompt.size()))),
+      0);
 
   std::string text;
   int n_generated = 0;
@@ -350,7 +353,8 @@ TEST(SynthErrors, UnwritableOutputNamesThePath) {
 }
 
 TEST(SynthErrors, NotAVocabularyFile) {
-  const fs::path bogus = fs::path(::testing::TempDir()) / ("not-gguf-" + std::to_string(::getpid()));
+  const fs::path bogus =
+      fs::path(::testing::TempDir()) / ("not-gguf-" + std::to_string(::getpid()));
   { std::ofstream(bogus) << "this is not a GGUF file"; }
   SynthOptions o;
   o.preset = "tiny";

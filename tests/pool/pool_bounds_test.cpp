@@ -21,8 +21,9 @@ bool contains(const std::string& haystack, const std::string& needle) {
 std::string pool_error(const std::string& pool_keys, const std::string& endpoint_keys = {}) {
   std::vector<pool::PoolConfig> pools;
   std::string error;
-  const std::string text = "[[pool]]\n" + pool_keys + "\n[[pool.endpoint]]\nurl = \"http://127.0.0.1:9\"\n" +
-                           endpoint_keys + "\n";
+  const std::string text = "[[pool]]\n" + pool_keys +
+                           "\n[[pool.endpoint]]\nurl = \"http://127.0.0.1:9\"\n" + endpoint_keys +
+                           "\n";
   EXPECT_FALSE(pool::parse_pools(text, "p.toml", pools, error)) << text;
   return error;
 }

@@ -47,7 +47,6 @@ Request chat(int n, const std::string& text = "Tell me something.") {
   return r;
 }
 
-
 template <class F>
 bool eventually(F f, std::chrono::milliseconds limit) {
   const auto end = std::chrono::steady_clock::now() + limit;
@@ -93,9 +92,10 @@ url = "http://127.0.0.1:8080"
   EXPECT_EQ(pools[1].endpoints.size(), 2u);
   EXPECT_EQ(pools[1].endpoints[1].config.kind, BackendKind::openai);
 
-  EXPECT_FALSE(pool::parse_pools("[[pool]]\nname = \"a\"\nrouting = \"random\"\n"
-                                 "[[pool.endpoint]]\nurl = \"http://x:1\"\n",
-                                 "p.toml", pools, error));
+  EXPECT_FALSE(
+      pool::parse_pools("[[pool]]\nname = \"a\"\nrouting = \"random\"\n"
+                        "[[pool.endpoint]]\nurl = \"http://x:1\"\n",
+                        "p.toml", pools, error));
   EXPECT_NE(error.find("p.toml:3"), std::string::npos) << error;
   EXPECT_NE(error.find("random"), std::string::npos) << error;
   EXPECT_FALSE(pool::parse_pools("[[pool]]\nname = \"a\"\n", "p.toml", pools, error));
@@ -119,10 +119,8 @@ TEST(Pool, EveryEndpointDownFailsAtOnceWithEachNamed) {
   EXPECT_FALSE(c.ok());
   EXPECT_EQ(c.error.kind, ErrorKind::connect) << c.error.message;
   EXPECT_EQ(c.figures.attempts, 2);
-  EXPECT_NE(c.error.message.find(pc.endpoints[0].config.url), std::string::npos)
-      << c.error.message;
-  EXPECT_NE(c.error.message.find(pc.endpoints[1].config.url), std::string::npos)
-      << c.error.message;
+  EXPECT_NE(c.error.message.find(pc.endpoints[0].config.url), std::string::npos) << c.error.message;
+  EXPECT_NE(c.error.message.find(pc.endpoints[1].config.url), std::string::npos) << c.error.message;
   // Both are out now: the next request fails without trying.
   const Completion d = p.generate(chat(4));
   EXPECT_FALSE(d.ok());
@@ -272,10 +270,12 @@ TEST(PoolHedging, TheFirstAnswerWinsAndTheLoserIsCancelled) {
   // first token until it ends.
   auto direct = make_backend({.url = a.url(), .kind = BackendKind::openai}, rt);
   std::atomic<int> blocker_tokens{0};
-  auto blocker = direct->start(chat(100000), [&](const TokenEvent&) {
-    blocker_tokens.fetch_add(1);
-    return true;
-  }, {});
+  auto blocker = direct->start(chat(100000),
+                               [&](const TokenEvent&) {
+                                 blocker_tokens.fetch_add(1);
+                                 return true;
+                               },
+                               {});
   ASSERT_TRUE(eventually([&] { return blocker_tokens.load() > 0; }, 10s));
 
   pool::PoolConfig pc;

@@ -62,10 +62,10 @@ TEST(MultiFigures, KnownAnswers) {
   const auto f = multi::concurrency_figures(rs, 2, /*lone decode*/ 100.0, /*floor*/ kMs);
   EXPECT_EQ(f.requests, 3);
   EXPECT_EQ(f.tokens, 33);
-  EXPECT_DOUBLE_EQ(f.wall_s, 0.221);                  // first t_send 0 to last token 221 ms
+  EXPECT_DOUBLE_EQ(f.wall_s, 0.221);  // first t_send 0 to last token 221 ms
   EXPECT_DOUBLE_EQ(f.system_tps, 33 / 0.221);
   EXPECT_DOUBLE_EQ(*f.efficiency, (33 / 0.221) / (2 * 100.0));
-  EXPECT_DOUBLE_EQ(f.decode_tps_client, 100.0);       // (11-1) / 100 ms for each request
+  EXPECT_DOUBLE_EQ(f.decode_tps_client, 100.0);  // (11-1) / 100 ms for each request
   EXPECT_DOUBLE_EQ(*f.stall_rate, 3.0 / 33.0);
   // Σ lag − chunks × floor = (22 + 11 + 11 − 33) ms = 11 ms, over Σ e2e = 111 + 111 + 111 ms.
   EXPECT_NEAR(*f.contention, 11.0 / 333.0, 1e-12);
@@ -84,9 +84,10 @@ TEST(MultiRecords, JsonLineHasTheRecordKeys) {
   auto r = rec(3, 1, 5, 10, 20, 4, 4, 0, 0);
   r.lags_ns = {7, 8};
   const std::string line = multi::record_json(r, "chimeraforge");
-  for (const char* key : {"\"program\":\"chimeraforge\"", "\"agent\":3", "\"request\":1",
-                          "\"ok\":true", "\"t_send_ns\":1000000005", "\"tokens_out\":4", "\"chunks\":4",
-                          "\"lag_sum_ns\":0", "\"stalls\":0", "\"lags_ns\":[7,8]"}) {
+  for (const char* key :
+       {"\"program\":\"chimeraforge\"", "\"agent\":3", "\"request\":1", "\"ok\":true",
+        "\"t_send_ns\":1000000005", "\"tokens_out\":4", "\"chunks\":4", "\"lag_sum_ns\":0",
+        "\"stalls\":0", "\"lags_ns\":[7,8]"}) {
     EXPECT_NE(line.find(key), std::string::npos) << key << " in " << line;
   }
 }
@@ -163,7 +164,8 @@ TEST(Multi, WorkflowScenarioInProcess) {
   mo.scenario = multi::Scenario::workflow;
   mo.agents = 3;
   mo.max_tokens = 24;
-  mo.workflow_data = {(fs::path(CHIMERA_TEST_DATA) / ".." / ".." / "data" / "sample").lexically_normal()};
+  mo.workflow_data = {
+      (fs::path(CHIMERA_TEST_DATA) / ".." / ".." / "data" / "sample").lexically_normal()};
   mo.workflow_out = out;
   const auto r = multi::run_multi(engine, mo);
   EXPECT_EQ(r.run.failed, 0);

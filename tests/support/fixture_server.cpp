@@ -68,18 +68,30 @@ std::vector<Piece> to_pieces(const std::vector<std::string>& parts, int delay_ms
 
 const char* reason_phrase(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    default: return "Status";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 429:
+      return "Too Many Requests";
+    case 500:
+      return "Internal Server Error";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Status";
   }
 }
 
@@ -254,7 +266,9 @@ FixtureServer::~FixtureServer() {
   ::close(wake_[1]);
 }
 
-std::string FixtureServer::url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+std::string FixtureServer::url() const {
+  return "http://127.0.0.1:" + std::to_string(port_);
+}
 
 void FixtureServer::route(std::string method, std::string target, Script script) {
   route(std::move(method), std::move(target), std::vector<Script>{std::move(script)});
@@ -458,8 +472,8 @@ bool FixtureServer::send_all(int fd, std::string_view bytes) {
 
 bool FixtureServer::respond(int fd, const ReceivedRequest& /*req*/, const Script& s) {
   if (s.ending == Ending::drop) return false;
-  if (s.ending == Ending::no_response || (!s.headers_sent && (s.ending == Ending::stall ||
-                                                              s.ending == Ending::abort))) {
+  if (s.ending == Ending::no_response ||
+      (!s.headers_sent && (s.ending == Ending::stall || s.ending == Ending::abort))) {
     if (s.ending != Ending::abort) pause(fd, -1);
     return false;
   }

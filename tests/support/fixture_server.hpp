@@ -24,8 +24,8 @@
 //   EXPECT_EQ(srv.requests()[0].target, "/api/chat");
 //
 // Thread safety: every member is thread-safe; route() may be called at any time, and a request
-// is answered by the script routed when it arrives. The destructor stops every thread without waiting on
-// the client: sockets are shut down and every wait polls with a short timeout.
+// is answered by the script routed when it arrives. The destructor stops every thread without
+// waiting on the client: sockets are shut down and every wait polls with a short timeout.
 #pragma once
 
 #include <atomic>

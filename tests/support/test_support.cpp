@@ -1,8 +1,8 @@
 #include "support/test_support.hpp"
 
-#include <boost/json/parse.hpp>
-
 #include <chimera/model/synthetic_model.hpp>
+
+#include <boost/json/parse.hpp>
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -44,11 +44,16 @@ bool valid_utf8(std::string_view s) {
   while (i < s.size()) {
     const auto c = static_cast<unsigned char>(s[i]);
     int n = 0;
-    if (c < 0x80) n = 0;
-    else if ((c >> 5) == 0x6 && c >= 0xC2) n = 1;
-    else if ((c >> 4) == 0xE) n = 2;
-    else if ((c >> 3) == 0x1E && c <= 0xF4) n = 3;
-    else return false;
+    if (c < 0x80)
+      n = 0;
+    else if ((c >> 5) == 0x6 && c >= 0xC2)
+      n = 1;
+    else if ((c >> 4) == 0xE)
+      n = 2;
+    else if ((c >> 3) == 0x1E && c <= 0xF4)
+      n = 3;
+    else
+      return false;
     if (i + static_cast<std::size_t>(n) >= s.size()) return false;  // a cut-off sequence
     for (int k = 1; k <= n; ++k) {
       if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;

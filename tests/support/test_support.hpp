@@ -23,8 +23,8 @@ std::filesystem::path tiny_model();
 class LlamaServer {
  public:
   struct Options {
-    int parallel = 2;        // -np
-    int ctx = 2048;          // -c (shared by the slots)
+    int parallel = 2;  // -np
+    int ctx = 2048;    // -c (shared by the slots)
     std::vector<std::string> extra;
   };
   explicit LlamaServer(const std::filesystem::path& model, Options options);

@@ -58,7 +58,9 @@ using namespace std::chrono_literals;
 
 constexpr int64_t kMs = 1'000'000;
 
-int64_t now_ns() { return chimera::now_ns(); }
+int64_t now_ns() {
+  return chimera::now_ns();
+}
 
 std::string tokens_text(int n) {
   std::string s;
@@ -110,8 +112,8 @@ struct Raw {
 class RawClient {
  public:
   explicit RawClient(int port) : sock_(io_) {
-    sock_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"),
-                                static_cast<unsigned short>(port)));
+    sock_.connect(
+        tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
     timeval tv{5, 0};  // no test waits on a silent server for more than this
     ::setsockopt(sock_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   }
@@ -417,10 +419,9 @@ TEST(SynthServer, EveryTokenChunkCarriesServerSentNs) {
   o.tokens = 10;
   SynthServer srv(o);
   srv.start();
-  for (const WireCase wc : {WireCase{"/api/chat", false, true},
-                            WireCase{"/api/generate", false, false},
-                            WireCase{"/v1/chat/completions", true, true},
-                            WireCase{"/v1/completions", true, false}}) {
+  for (const WireCase wc :
+       {WireCase{"/api/chat", false, true}, WireCase{"/api/generate", false, false},
+        WireCase{"/v1/chat/completions", true, true}, WireCase{"/v1/completions", true, false}}) {
     SCOPED_TRACE(wc.target);
     const std::string body =
         wc.chat ? R"({"model":"m1","messages":[{"role":"user","content":"hi"}],"stream":true})"
@@ -446,14 +447,12 @@ TEST(SynthServer, EveryTokenChunkCarriesServerSentNs) {
         if (!choices.empty() && choices[0].as_object().at("finish_reason").is_null()) {
           token = true;
           const auto& ch = choices[0].as_object();
-          text += wc.chat ? str(ch.at("delta").at("content"))
-                          : str(ch.at("text"));
+          text += wc.chat ? str(ch.at("delta").at("content")) : str(ch.at("text"));
           if (wc.chat && tokens == 0) EXPECT_EQ(ch.at("delta").at("role"), "assistant");
         }
       } else if (!o.at("done").as_bool()) {
         token = true;
-        text += wc.chat ? str(o.at("message").at("content"))
-                        : str(o.at("response"));
+        text += wc.chat ? str(o.at("message").at("content")) : str(o.at("response"));
       }
       EXPECT_EQ(o.at("model"), "m1");
       if (!token) continue;
@@ -512,8 +511,9 @@ TEST(SynthServer, PerRequestOverridesAndTokenLimits) {
   srv.start();
   // synth.tokens, synth.tokens_per_s, synth.ttft_ms.
   const int64_t t0 = now_ns();
-  Raw r = post(srv, "/api/chat",
-               R"({"model":"synth","messages":[],"synth":{"tokens":3,"tokens_per_s":50,"ttft_ms":40}})");
+  Raw r = post(
+      srv, "/api/chat",
+      R"({"model":"synth","messages":[],"synth":{"tokens":3,"tokens_per_s":50,"ttft_ms":40}})");
   ASSERT_EQ(r.status, 200) << r.body;
   auto recs = records(r.body, false);
   ASSERT_EQ(recs.size(), 4u);
@@ -539,8 +539,7 @@ TEST(SynthServer, PerRequestOverridesAndTokenLimits) {
   ASSERT_EQ(r.status, 200);
   EXPECT_EQ(r.content_type, "application/json");
   auto whole = object(r.body);
-  EXPECT_EQ(str(whole.at("choices").at(0).at("message").at("content")),
-            tokens_text(3));
+  EXPECT_EQ(str(whole.at("choices").at(0).at("message").at("content")), tokens_text(3));
   EXPECT_EQ(whole.at("usage").at("completion_tokens"), 3);
   EXPECT_TRUE(whole.contains("server_sent_ns"));
   // Zero tokens: only the final record.
@@ -579,8 +578,8 @@ TEST(SynthServer, JitterIsDeterministicForASeed) {
   EXPECT_NE(a, c);
   bool moved = false;
   for (int64_t d : a) {
-    EXPECT_GE(d, 0);              // never out of order
-    EXPECT_LE(d, 9 * kMs + 1);    // 5 ms + 2 x 2 ms at most
+    EXPECT_GE(d, 0);            // never out of order
+    EXPECT_LE(d, 9 * kMs + 1);  // 5 ms + 2 x 2 ms at most
     if (d != 5 * kMs) moved = true;
   }
   EXPECT_TRUE(moved);
@@ -601,8 +600,7 @@ TEST(SynthServer, EndpointsAndErrors) {
 
   r = get(srv, "/nowhere");
   EXPECT_EQ(r.status, 404);
-  EXPECT_NE(str(object(r.body).at("error")).find("/nowhere"),
-            std::string::npos);
+  EXPECT_NE(str(object(r.body).at("error")).find("/nowhere"), std::string::npos);
   r = get(srv, "/api/chat");
   EXPECT_EQ(r.status, 405);
 
@@ -739,7 +737,7 @@ TEST(SynthServer, FaultRatePicksTheSameRequestsForASeed) {
   EXPECT_EQ(a, pattern(11));
   EXPECT_NE(a, pattern(12));
   const auto failed = std::count(a.begin(), a.end(), 'x');
-  EXPECT_GT(failed, 5) << a;   // 18 expected
+  EXPECT_GT(failed, 5) << a;  // 18 expected
   EXPECT_LT(failed, 35) << a;
 }
 
@@ -758,8 +756,8 @@ TEST(SynthServer, MixGivesEachFaultInTurn) {
     ++seen[c.error.kind];
   }
   // drop -> truncated, stall -> timeout, error-after -> server, 503 -> http_status.
-  for (ErrorKind k : {ErrorKind::truncated, ErrorKind::timeout, ErrorKind::server,
-                      ErrorKind::http_status}) {
+  for (ErrorKind k :
+       {ErrorKind::truncated, ErrorKind::timeout, ErrorKind::server, ErrorKind::http_status}) {
     EXPECT_GT(seen[k], 0) << "error kind " << static_cast<int>(k) << " never seen in 24 requests";
   }
   EXPECT_EQ(srv.stats().faults_injected, 24);
@@ -799,13 +797,12 @@ TEST(SynthServer, StopEndsEveryConnectionPromptly) {
   chimera::Runtime rt;
   auto b = backend(srv, BackendKind::ollama, rt, /*idle_ms=*/20'000);
   std::promise<void> first_token;
-  auto h = b->start(
-      chat(),
-      [&](const TokenEvent&) {
-        first_token.set_value();
-        return true;
-      },
-      {});
+  auto h = b->start(chat(),
+                    [&](const TokenEvent&) {
+                      first_token.set_value();
+                      return true;
+                    },
+                    {});
   ASSERT_EQ(first_token.get_future().wait_for(3s), std::future_status::ready);
   RawClient idle(srv.port());  // an idle keep-alive connection too
   EXPECT_EQ(idle.send(bhttp::verb::get, "/health").status, 200);
@@ -937,8 +934,8 @@ TEST(SynthServerCli, ServesUntilSigtermThenPrintsStats) {
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
   posix_spawn_file_actions_addclose(&fa, fds[0]);
-  std::vector<std::string> args = {CHIMERA_CLI, "synth-server", "--port",        "0",
-                                   "--tokens",  "3",            "--tokens-per-s", "500"};
+  std::vector<std::string> args = {CHIMERA_CLI, "synth-server",   "--port", "0", "--tokens",
+                                   "3",         "--tokens-per-s", "500"};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

@@ -67,7 +67,8 @@ TEST(Sections, MissingSectionsAreReported) {
 }
 
 TEST(Config, TomlFileAndClearErrors) {
-  const fs::path dir = fs::temp_directory_path() / ("chimera-wf-config-" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("chimera-wf-config-" + std::to_string(::getpid()));
   fs::create_directories(dir);
   std::ofstream(dir / "fast.toml") << "name = \"fast\"\ndigest_budget = 800\n[options]\n"
                                       "num_ctx = 1024\ntemperature = 0.5\nstop = [\"END\"]\n";
@@ -140,11 +141,11 @@ TEST_F(WorkflowEndToEnd, ReportAndMetricsCarryEverySectionAndFigure) {
   EXPECT_EQ(stages, (std::vector<std::string>{"ingest", "digest", "analysis", "report", "write"}));
 
   const std::string report = slurp(out / "report.md");
-  for (const char* section : {"# Benchmark analysis report", "| configuration | baseline",
-                              "## Ingestion summary", "## Metric tables", "### Best throughput",
-                              "## Errors found", "## Analysis", "## Technical report",
-                              "## Appendix", "### Stage times", "### LLM calls",
-                              "### The digest sent to the model"}) {
+  for (const char* section :
+       {"# Benchmark analysis report", "| configuration | baseline", "## Ingestion summary",
+        "## Metric tables", "### Best throughput", "## Errors found", "## Analysis",
+        "## Technical report", "## Appendix", "### Stage times", "### LLM calls",
+        "### The digest sent to the model"}) {
     EXPECT_NE(report.find(section), std::string::npos) << section;
   }
 
@@ -219,7 +220,8 @@ std::string computed_part(const std::string& report) {
 }
 
 TEST_F(WorkflowEndToEnd, PlantedExperimentUnderTheChimeraContext) {
-  const fs::path data = fs::temp_directory_path() / ("chimera-wf-tree-" + std::to_string(::getpid()));
+  const fs::path data =
+      fs::temp_directory_path() / ("chimera-wf-tree-" + std::to_string(::getpid()));
   const fs::path out = fs::temp_directory_path() / ("chimera-wf-x-" + std::to_string(::getpid()));
   fs::remove_all(out);
   test::PlantedTree planted;
@@ -240,19 +242,20 @@ TEST_F(WorkflowEndToEnd, PlantedExperimentUnderTheChimeraContext) {
   // num_ctx 512: the model still receives the structure, the top effects and the best.
   EXPECT_LE(run.digest_tokens, run.digest_budget);
   const std::string& prompt = run.analysis.prompt;
-  for (const char* s : {"18 configs, 90 runs (n=5 each)", "runtime async-std|smol|tokio",
-                        "num_gpu 60|80|100", "num_ctx 512|1024", "higher better): num_gpu",
-                        "lower better): runtime",
-                        "throughput best num_gpu=100 num_ctx=512 runtime=tokio"})
+  for (const char* s :
+       {"18 configs, 90 runs (n=5 each)", "runtime async-std|smol|tokio", "num_gpu 60|80|100",
+        "num_ctx 512|1024", "higher better): num_gpu", "lower better): runtime",
+        "throughput best num_gpu=100 num_ctx=512 runtime=tokio"})
     EXPECT_NE(prompt.find(s), std::string::npos) << s << "\n" << prompt;
 
   const std::string report = slurp(out / "report.md");
-  for (const char* s : {"## Experiment structure", "| runtime | async-std, smol, tokio | 30, 30, 30 |",
-                        "| GPU layers (num_gpu) | 60, 80, 100 |", "18 with n=5", "## Effects",
-                        "### throughput (tokens/s)", "Level means of num_gpu:", "## Metric tables",
-                        "### Best throughput", "| num_gpu=100 num_ctx=512 runtime=tokio |",
-                        "### Best against runner-up: throughput", "larger than the noise",
-                        "## Anomalies", "computed from 10 values in 5 runs (first: `"})
+  for (const char* s :
+       {"## Experiment structure", "| runtime | async-std, smol, tokio | 30, 30, 30 |",
+        "| GPU layers (num_gpu) | 60, 80, 100 |", "18 with n=5", "## Effects",
+        "### throughput (tokens/s)", "Level means of num_gpu:", "## Metric tables",
+        "### Best throughput", "| num_gpu=100 num_ctx=512 runtime=tokio |",
+        "### Best against runner-up: throughput", "larger than the noise", "## Anomalies",
+        "computed from 10 values in 5 runs (first: `"})
     EXPECT_NE(report.find(s), std::string::npos) << s;
   // Charts beside the report, linked from it.
   const std::regex link(R"(!\[[^\]]*\]\((chart-[^)]+\.svg)\))");
@@ -306,7 +309,8 @@ TEST_F(WorkflowEndToEnd, MapReduceAnalysesEachMetricThenSynthesises) {
 }
 
 TEST_F(WorkflowEndToEnd, AFailedRunLeavesTheGoodResultAndRecordsItselfBeside) {
-  const fs::path out = fs::temp_directory_path() / ("chimera-wf-keep-" + std::to_string(::getpid()));
+  const fs::path out =
+      fs::temp_directory_path() / ("chimera-wf-keep-" + std::to_string(::getpid()));
   fs::remove_all(out);
   WorkflowOptions o = options(out);
   WorkflowConfig cfg = baseline_config();

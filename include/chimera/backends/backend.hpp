@@ -54,14 +54,14 @@ std::optional<BackendKind> parse_backend_kind(std::string_view name);
 // In-process llama.cpp (BackendKind::llama): one model and one context serve every request,
 // `parallel` sequences decoded together in one batch per step.
 struct LlamaConfig {
-  int gpu_layers = 0;        // layers offloaded to a GPU (num_gpu); 0 on a CPU-only build
-  int ctx_per_seq = 2048;    // context of each sequence, tokens (the largest num_ctx served)
-  int parallel = 8;          // sequences decoded together; more requests queue, idle sessions
-                             // are evicted least-recently-used
-  int threads = 0;           // CPU threads; 0: all hardware threads
-  int batch = 512;           // most tokens in one decode step
-  int prefill_chunk = 256;   // most prompt tokens of one sequence in one step, so that running
-                             // streams keep going while a long prompt is read
+  int gpu_layers = 0;       // layers offloaded to a GPU (num_gpu); 0 on a CPU-only build
+  int ctx_per_seq = 2048;   // context of each sequence, tokens (the largest num_ctx served)
+  int parallel = 8;         // sequences decoded together; more requests queue, idle sessions
+                            // are evicted least-recently-used
+  int threads = 0;          // CPU threads; 0: all hardware threads
+  int batch = 512;          // most tokens in one decode step
+  int prefill_chunk = 256;  // most prompt tokens of one sequence in one step, so that running
+                            // streams keep going while a long prompt is read
   // Flash attention. Off by default: llama.cpp's CPU flash attention gives a sequence slightly
   // different numbers depending on which other sequences share its batch (measured: greedy
   // outputs diverged after about 70 tokens), while without it a sequence computes exactly what
@@ -86,8 +86,8 @@ struct EndpointConfig {
   BackendKind kind = BackendKind::openai;
   Timeouts timeouts;
   Limits limits;
-  std::string api_key;              // sent as "Authorization: Bearer ..." when set
-  LlamaConfig llama;                // BackendKind::llama only
+  std::string api_key;  // sent as "Authorization: Bearer ..." when set
+  LlamaConfig llama;    // BackendKind::llama only
 };
 
 using TokenCallback = std::function<bool(const TokenEvent&)>;

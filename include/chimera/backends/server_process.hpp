@@ -61,8 +61,8 @@ class ServerProcess {
   std::string url() const;
   int port() const { return port_; }
   pid_t pid() const { return pid_; }  // -1 once stopped, killed or reaped
-  void stop();  // SIGTERM, wait up to 2 s, then SIGKILL
-  void kill();  // SIGKILL at once, as if it crashed
+  void stop();                        // SIGTERM, wait up to 2 s, then SIGKILL
+  void kill();                        // SIGKILL at once, as if it crashed
   std::string log_tail(std::size_t bytes = 4000) const;
   const std::string& log_path() const { return log_; }  // removed by the destructor
 

@@ -83,33 +83,33 @@ struct Sentence {
 
 // What happened to one line of the transcript.
 struct LineRecord {
-  int index = -1;          // position in the transcript (0-based); -1 if never added
+  int index = -1;  // position in the transcript (0-based); -1 if never added
   std::string speaker;
-  int character = -1;      // index into SceneConfig::characters; -1: player or narrator
-  std::string text;        // spoken text
-  std::string thinking;    // reasoning, kept apart
-  std::string raw;         // exactly what the model generated
+  int character = -1;    // index into SceneConfig::characters; -1: player or narrator
+  std::string text;      // spoken text
+  std::string thinking;  // reasoning, kept apart
+  std::string raw;       // exactly what the model generated
   bool interrupted = false;
   int64_t budget_ms = 0;
   // The budget held: the first token came within budget_ms of t_due. Empty when the line ended
   // (cancelled or failed) before its first token and before its budget ran out.
   std::optional<bool> budget_held;
-  int64_t t_due_ns = 0;        // when the line was asked for
-  int64_t t_dispatch_ns = 0;   // when its request was sent (0: never)
+  int64_t t_due_ns = 0;                      // when the line was asked for
+  int64_t t_dispatch_ns = 0;                 // when its request was sent (0: never)
   std::optional<int64_t> ttft_line_ns;       // first token − t_due
   std::optional<int64_t> first_sentence_ns;  // first complete sentence − t_due
-  int64_t director_ns = 0;     // the director's decision (turns = director)
-  int64_t scheduled_ns = 0;    // waiting in the scene's scheduler (after the director)
+  int64_t director_ns = 0;                   // the director's decision (turns = director)
+  int64_t scheduled_ns = 0;  // waiting in the scene's scheduler (after the director)
   int sentences = 0;
-  bool hedged = false;         // a second endpoint was tried (Figures::attempts > 1)
-  Completion completion;       // the request: figures (METRICS.md), endpoint, error
+  bool hedged = false;    // a second endpoint was tried (Figures::attempts > 1)
+  Completion completion;  // the request: figures (METRICS.md), endpoint, error
   bool ok() const { return !completion.error || interrupted; }
 };
 
 struct LineOptions {
-  std::string speaker;                  // empty: the scene's turn policy picks
-  int64_t budget_ms = -1;               // -1: the scene's
-  Priority priority = Priority::live;   // background: an ambient line that may wait
+  std::string speaker;                 // empty: the scene's turn policy picks
+  int64_t budget_ms = -1;              // -1: the scene's
+  Priority priority = Priority::live;  // background: an ambient line that may wait
   // The speaker is chosen and the request is about to be sent (before any other callback):
   // the moment to pick a voice or start a speaking animation.
   std::function<void(std::string_view speaker)> on_start;
@@ -125,12 +125,12 @@ class Line {
   struct State;
   explicit Line(std::shared_ptr<State> s) : s_(std::move(s)) {}
 
-  void cancel();                        // at once; idempotent; on_done still runs once
-  LineRecord wait();                    // until on_done has run
-  bool wait_for(int64_t timeout_ms);    // true once done
+  void cancel();                      // at once; idempotent; on_done still runs once
+  LineRecord wait();                  // until on_done has run
+  bool wait_for(int64_t timeout_ms);  // true once done
   bool done() const;
-  std::string speaker() const;          // empty until the speaker is chosen
-  LineRecord record() const;            // as it stands now
+  std::string speaker() const;  // empty until the speaker is chosen
+  LineRecord record() const;    // as it stands now
 
  private:
   std::shared_ptr<State> s_;
@@ -138,10 +138,10 @@ class Line {
 
 struct WarmUpReport {
   struct Entry {
-    std::string who;        // a character's name, or "director"
-    int64_t ns = 0;         // its prefill request, end to end
-    int64_t tokens = 0;     // prompt tokens it prefilled
-    std::string error;      // empty when it worked
+    std::string who;     // a character's name, or "director"
+    int64_t ns = 0;      // its prefill request, end to end
+    int64_t tokens = 0;  // prompt tokens it prefilled
+    std::string error;   // empty when it worked
   };
   std::vector<Entry> entries;
   int64_t wall_ns = 0;
@@ -170,7 +170,7 @@ class Scene {
 
   // Adds a line that nobody generates: the player's (speaker empty) or anyone's. With
   // `interrupt`, live lines are cancelled first (the player speaks over them).
-  void say(std::string_view text, std::string speaker = {}, bool interrupt = true);
+  void say(std::string_view text, const std::string& speaker = {}, bool interrupt = true);
   // Cancels every live line (queued or running); returns how many.
   int interrupt();
 

@@ -48,10 +48,10 @@ std::optional<ExecutorKind> parse_executor(std::string_view name);
 struct EngineOptions {
   std::vector<pool::PoolConfig> pools;
   ExecutorKind executor = ExecutorKind::single;
-  int threads = 0;            // shared: loop threads; per-core: loops; thread-per-agent: I/O
-                              // threads. 0: the hardware's threads
-  bool pin_threads = true;    // per-core: pin each loop's thread to its core
-  int blocking_threads = 4;   // threads for Agent::blocking steps
+  int threads = 0;           // shared: loop threads; per-core: loops; thread-per-agent: I/O
+                             // threads. 0: the hardware's threads
+  bool pin_threads = true;   // per-core: pin each loop's thread to its core
+  int blocking_threads = 4;  // threads for Agent::blocking steps
 };
 
 class Engine;
@@ -153,9 +153,9 @@ class Agent {
 // What a run of agents did.
 struct AgentRun {
   int agents = 0;
-  int failed = 0;                     // agents whose Task threw
-  std::vector<std::string> errors;    // the first few of their messages
-  int64_t wall_ns = 0;                // from the first agent's start to the last one's end
+  int failed = 0;                   // agents whose Task threw
+  std::vector<std::string> errors;  // the first few of their messages
+  int64_t wall_ns = 0;              // from the first agent's start to the last one's end
 };
 
 class Engine {
@@ -167,8 +167,8 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   ExecutorKind executor() const;
-  int loops() const;     // event loops (per-core: one per core)
-  int lanes() const;     // backends per endpoint (one per loop; more for a shared loop)
+  int loops() const;  // event loops (per-core: one per core)
+  int lanes() const;  // backends per endpoint (one per loop; more for a shared loop)
   pool::Pool& pool(std::string_view name);  // throws std::invalid_argument naming the pools
   pool::Pool* find_pool(std::string_view name);
   std::vector<std::string> pool_names() const;

@@ -29,6 +29,7 @@
 #pragma once
 
 #include <chimera/ingest/ingest.hpp>
+
 #include <cstddef>
 #include <string>
 #include <string_view>

@@ -51,8 +51,8 @@ std::string format_number(double value);
 
 // A setting read from one folder or file name.
 struct PathSetting {
-  std::string key;    // canonical key: "num_gpu", "num_ctx", "temperature", "model", ...
-  std::string value;  // normalised value ("0.6" for "0p6")
+  std::string key;          // canonical key: "num_gpu", "num_ctx", "temperature", "model", ...
+  std::string value;        // normalised value ("0.6" for "0p6")
   bool repetition = false;  // a run, repetition, trial, seed or timestamp marker
 };
 
@@ -68,8 +68,8 @@ struct SegmentReading {
 SegmentReading read_segment(std::string_view segment);
 
 struct Factor {
-  std::string key;    // canonical key ("num_gpu") or the name of a named-level factor
-  std::string label;  // for people: "GPU layers (num_gpu)"
+  std::string key;       // canonical key ("num_gpu") or the name of a named-level factor
+  std::string label;     // for people: "GPU layers (num_gpu)"
   std::string found_in;  // "folder names", "file names", "columns and keys", or several
   bool numeric = false;  // every level is a number; levels are then sorted by value
   std::vector<std::string> levels;
@@ -120,9 +120,9 @@ struct LevelMean {
 struct Effect {
   std::size_t metric = 0;
   std::size_t factor = 0;
-  double share = 0;   // eta squared: between-level sum of squares / total, 0..1
-  double spread = 0;  // largest minus smallest level mean
-  std::size_t n = 0;  // runs behind it
+  double share = 0;               // eta squared: between-level sum of squares / total, 0..1
+  double spread = 0;              // largest minus smallest level mean
+  std::size_t n = 0;              // runs behind it
   std::vector<LevelMean> levels;  // in the factor's level order
 };
 
@@ -130,9 +130,9 @@ struct Effect {
 struct Comparison {
   std::size_t metric = 0;
   std::size_t best = 0, runner_up = 0;  // indexes into Experiment::configs
-  double difference = 0;  // best mean - runner-up mean
-  std::optional<double> t, df, p;  // empty when either has fewer than 2 runs
-  bool significant = false;        // p < 0.05
+  double difference = 0;                // best mean - runner-up mean
+  std::optional<double> t, df, p;       // empty when either has fewer than 2 runs
+  bool significant = false;             // p < 0.05
 };
 
 // Something the structure could not use, and why.
@@ -143,15 +143,15 @@ struct Unplaced {
 };
 
 struct Experiment {
-  std::vector<Factor> factors;  // most levels-backed first: runs covered, then name
+  std::vector<Factor> factors;                  // most levels-backed first: runs covered, then name
   std::vector<std::string> repetition_markers;  // kinds seen: "run", "seed", "timestamp", ...
   std::vector<KeyMetric> metrics;               // throughput and ttft first when present
   std::vector<Configuration> configs;           // by label
-  std::vector<Effect> effects;  // grouped by metric (metrics order), largest share first
+  std::vector<Effect> effects;          // grouped by metric (metrics order), largest share first
   std::vector<Comparison> comparisons;  // one per metric with at least two configurations
   std::vector<Unplaced> unplaced;
-  std::size_t runs = 0;            // observations (configuration x repetition)
-  std::size_t records_used = 0;    // records that fed a key metric
+  std::size_t runs = 0;          // observations (configuration x repetition)
+  std::size_t records_used = 0;  // records that fed a key metric
   double elapsed_ms = 0;
 
   // Configurations with `metric`, best first (by mean).

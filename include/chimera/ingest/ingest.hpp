@@ -38,6 +38,7 @@
 #pragma once
 
 #include <chimera/ingest/record.hpp>
+
 #include <cstdint>
 #include <filesystem>
 #include <functional>

@@ -21,8 +21,8 @@ namespace chimera::metrics {
 double percentile(std::vector<double> values, double p);
 
 // Mean and sample standard deviation (n - 1) of repeated measurements (chimera/core/stats.hpp).
-using chimera::MeanSd;
 using chimera::mean_sd;
+using chimera::MeanSd;
 
 std::string figures_line(const Completion& c);
 

@@ -31,14 +31,14 @@ namespace chimera::model {
 
 // The shape of a llama-architecture model.
 struct Shape {
-  std::string name;            // preset name, e.g. "tiny"
-  std::string vocab;           // which ggml-vocab-*.gguf it takes: "llama-spm" or "llama-bpe"
-  uint32_t n_embd = 0;         // embedding width
-  uint32_t n_layer = 0;        // transformer blocks
-  uint32_t n_head = 0;         // attention heads
-  uint32_t n_head_kv = 0;      // key/value heads (grouped-query attention)
-  uint32_t n_ff = 0;           // feed-forward width
-  uint32_t n_ctx_train = 0;    // context length written into the file
+  std::string name;          // preset name, e.g. "tiny"
+  std::string vocab;         // which ggml-vocab-*.gguf it takes: "llama-spm" or "llama-bpe"
+  uint32_t n_embd = 0;       // embedding width
+  uint32_t n_layer = 0;      // transformer blocks
+  uint32_t n_head = 0;       // attention heads
+  uint32_t n_head_kv = 0;    // key/value heads (grouped-query attention)
+  uint32_t n_ff = 0;         // feed-forward width
+  uint32_t n_ctx_train = 0;  // context length written into the file
   float rope_freq_base = 10000.0f;
   float rms_eps = 1e-5f;
   bool tied_embeddings = false;  // no output.weight; the output reuses token_embd.weight
@@ -55,9 +55,10 @@ enum class WeightType { f32, f16 };
 
 struct SynthOptions {
   std::string preset = "tiny";
-  std::filesystem::path vocab_file;  // a ggml-vocab-*.gguf; empty: look it up (see default_vocab_file)
-  std::filesystem::path output;      // the GGUF file to write (replaced atomically)
-  uint64_t seed = 42;                // same seed, same preset, same vocabulary: byte-identical file
+  std::filesystem::path
+      vocab_file;                // a ggml-vocab-*.gguf; empty: look it up (see default_vocab_file)
+  std::filesystem::path output;  // the GGUF file to write (replaced atomically)
+  uint64_t seed = 42;            // same seed, same preset, same vocabulary: byte-identical file
   WeightType type = WeightType::f16;
   // Progress, called now and then with bytes of tensor data written and the total.
   std::function<void(uint64_t done, uint64_t total)> on_progress;
@@ -65,11 +66,11 @@ struct SynthOptions {
 
 struct SynthResult {
   bool ok = false;
-  std::string error;            // what went wrong and what to do, when !ok
-  uint64_t n_params = 0;        // parameters written
-  uint64_t file_bytes = 0;      // size of the written file
-  uint32_t n_vocab = 0;         // tokens in the vocabulary
-  uint32_t n_tokens_unused = 0; // tokens marked UNUSED so that every stream is valid UTF-8
+  std::string error;             // what went wrong and what to do, when !ok
+  uint64_t n_params = 0;         // parameters written
+  uint64_t file_bytes = 0;       // size of the written file
+  uint32_t n_vocab = 0;          // tokens in the vocabulary
+  uint32_t n_tokens_unused = 0;  // tokens marked UNUSED so that every stream is valid UTF-8
 };
 
 // Writes the model. Never throws; errors come back in SynthResult::error.

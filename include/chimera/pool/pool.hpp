@@ -39,7 +39,7 @@ inline constexpr int64_t kMaxHealthIntervalMs = 86'400'000;  // a day
 inline constexpr int kMaxConcurrency = 1'000'000;
 
 struct PoolEndpoint {
-  EndpointConfig config;  // URL and kind (ollama, openai, or llama in-process: url = GGUF file)
+  EndpointConfig config;    // URL and kind (ollama, openai, or llama in-process: url = GGUF file)
   int max_concurrency = 0;  // requests in flight at once; 0: no limit
 };
 
@@ -47,10 +47,10 @@ struct PoolConfig {
   std::string name = "default";
   Routing routing = Routing::least_outstanding;
   std::vector<PoolEndpoint> endpoints;
-  std::string model;               // model name sent when a request names none (HTTP backends)
-  int retries = -1;                // retries on other endpoints before the first token;
-                                   // -1: as many as the pool has other endpoints
-  int64_t hedge_after_ms = 0;      // 0: no hedging
+  std::string model;                   // model name sent when a request names none (HTTP backends)
+  int retries = -1;                    // retries on other endpoints before the first token;
+                                       // -1: as many as the pool has other endpoints
+  int64_t hedge_after_ms = 0;          // 0: no hedging
   int64_t health_interval_ms = 2'000;  // checks of healthy endpoints; 0: none (down endpoints
                                        // are still probed when their back-off runs out)
   BreakerConfig breaker;

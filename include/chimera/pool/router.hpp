@@ -40,10 +40,10 @@ struct BreakerConfig {
 };
 
 struct EndpointLoad {
-  int limit = 0;          // most requests in flight; 0: no limit
-  int outstanding = 0;    // in flight now
+  int limit = 0;        // most requests in flight; 0: no limit
+  int outstanding = 0;  // in flight now
   bool up = true;
-  int failures = 0;       // consecutive failures
+  int failures = 0;           // consecutive failures
   int64_t down_until_ns = 0;  // a down endpoint is probed from then on
   uint64_t dispatched = 0;    // requests sent to it so far
   std::string last_error;     // why it was taken out
@@ -55,11 +55,11 @@ class Router {
 
   // What a request asks of the router.
   struct Want {
-    std::string key;        // fairness key (agent id or session); "" is a key like any other
-    std::string session;    // for session_affinity
-    int pin = -1;           // for pinned: the endpoint index (taken modulo the endpoint count)
+    std::string key;           // fairness key (agent id or session); "" is a key like any other
+    std::string session;       // for session_affinity
+    int pin = -1;              // for pinned: the endpoint index (taken modulo the endpoint count)
     std::vector<int> exclude;  // endpoints not to use (those that already failed this request)
-    bool front = false;     // a retry: goes first in its key's queue
+    bool front = false;        // a retry: goes first in its key's queue
   };
 
   Router(std::vector<int> limits, Routing routing, BreakerConfig breaker = {});

@@ -57,13 +57,13 @@ struct ConcurrencyFigures {
   int64_t requests = 0;
   int64_t errors = 0;
   int64_t tokens = 0;
-  double wall_s = 0;              // first t_send to last token
-  double system_tps = 0;          // derived: tokens / wall
+  double wall_s = 0;                 // first t_send to last token
+  double system_tps = 0;             // derived: tokens / wall
   std::optional<double> efficiency;  // derived: system_tps / (N * lone decode_tps_client)
   std::optional<double> contention;  // derived: needs server timestamps and a loopback floor
   std::optional<double> stall_rate;  // derived: needs server timestamps
-  double balance = 0;             // derived: sum of agent durations / (N * the longest)
-  double decode_tps_client = 0;   // derived: mean over ok requests
+  double balance = 0;                // derived: sum of agent durations / (N * the longest)
+  double decode_tps_client = 0;      // derived: mean over ok requests
   // Percentiles, milliseconds (nearest rank).
   double ttft_p50 = 0, ttft_p90 = 0, ttft_p99 = 0, ttft_max = 0;
   double itl_p50 = 0, itl_p99 = 0;
@@ -75,8 +75,8 @@ struct ConcurrencyFigures {
 // Computes the figures. `lone_decode_tps` (a lone agent's decode_tps_client) gives efficiency;
 // `loopback_floor_ns` (the median lag of a lone agent) gives contention.
 ConcurrencyFigures concurrency_figures(const std::vector<RequestRecord>& records, int agents,
-                            std::optional<double> lone_decode_tps,
-                            std::optional<int64_t> loopback_floor_ns);
+                                       std::optional<double> lone_decode_tps,
+                                       std::optional<int64_t> loopback_floor_ns);
 
 // The median of every lag in `records` (a lone agent's run: the loopback floor).
 std::optional<int64_t> median_lag(const std::vector<RequestRecord>& records);
@@ -86,19 +86,19 @@ inline constexpr double kMaxDurationS = 7 * 24 * 3600.0;  // a week
 inline constexpr double kMaxStaggerMs = 3'600'000;        // an hour
 
 struct MultiOptions {
-  EngineOptions engine;                 // pools and executor
+  EngineOptions engine;  // pools and executor
   Scenario scenario = Scenario::homogeneous;
   int agents = 1;
-  int requests_per_agent = 1;           // ignored when duration_s > 0
-  double duration_s = 0;                // each agent calls until this much time has passed
-  std::string pool;                     // homogeneous: the pool (empty: the first)
-  std::string model;                    // model name for HTTP backends
+  int requests_per_agent = 1;  // ignored when duration_s > 0
+  double duration_s = 0;       // each agent calls until this much time has passed
+  std::string pool;            // homogeneous: the pool (empty: the first)
+  std::string model;           // model name for HTTP backends
   std::string prompt = "Summarize the benchmark results in one sentence.";
-  int max_tokens = 64;                  // num_predict of each call
+  int max_tokens = 64;  // num_predict of each call
   std::optional<double> temperature;
   std::vector<std::filesystem::path> workflow_data = {"data/sample"};
   std::filesystem::path workflow_out = "out/multi";
-  bool record_lags = false;             // keep every chunk's delivery_lag in the records
+  bool record_lags = false;  // keep every chunk's delivery_lag in the records
   // Agent i starts at i/N of this (ms), so that N agents do not all start in the same instant
   // (and, against a server with a fixed pace, receive their tokens in synchronized bursts).
   double stagger_ms = 0;
@@ -112,7 +112,7 @@ struct MultiOptions {
 struct MultiResult {
   std::vector<RequestRecord> records;
   AgentRun run;
-  int64_t rss_peak_bytes = 0;           // VmHWM of this process after the run
+  int64_t rss_peak_bytes = 0;  // VmHWM of this process after the run
 };
 
 // Runs the scenario. Throws std::invalid_argument for a configuration that cannot run (no pool,

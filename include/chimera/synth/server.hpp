@@ -88,12 +88,12 @@ std::string validate(const Options& options);
 // (std::chrono::steady_clock), comparable with a client's on the same machine.
 struct Stats {
   int64_t connections_accepted = 0;
-  int64_t requests_served = 0;      // every HTTP request answered (or begun), any endpoint
-  int64_t streams_active = 0;       // generation requests in progress now (not reset)
-  int64_t streams_peak = 0;         // most generation requests in progress at once
-  int64_t tokens_sent = 0;          // token chunks written
-  int64_t faults_injected = 0;      // generation requests that got a fault
-  int64_t first_request_ns = 0;     // when the first byte of the first request arrived; 0: none
+  int64_t requests_served = 0;   // every HTTP request answered (or begun), any endpoint
+  int64_t streams_active = 0;    // generation requests in progress now (not reset)
+  int64_t streams_peak = 0;      // most generation requests in progress at once
+  int64_t tokens_sent = 0;       // token chunks written
+  int64_t faults_injected = 0;   // generation requests that got a fault
+  int64_t first_request_ns = 0;  // when the first byte of the first request arrived; 0: none
 };
 
 class SynthServer {

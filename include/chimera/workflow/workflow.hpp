@@ -33,11 +33,11 @@ namespace chimera::workflow {
 
 // Options sent with each LLM call, and the sizes of the workflow's prompts.
 struct WorkflowConfig {
-  std::string name;              // "baseline", "chimera", or the TOML file's stem
-  Options options;               // unset fields: the backend's defaults
+  std::string name;                  // "baseline", "chimera", or the TOML file's stem
+  Options options;                   // unset fields: the backend's defaults
   std::size_t digest_budget = 1500;  // tokens; shrunk to fit options.num_ctx when it is set
-  int analysis_tokens = 320;     // num_predict of the analysis call (unless options says)
-  int report_tokens = 480;       // num_predict of the report call
+  int analysis_tokens = 320;         // num_predict of the analysis call (unless options says)
+  int report_tokens = 480;           // num_predict of the report call
 };
 
 // The server's defaults: no option sent.
@@ -53,11 +53,11 @@ struct ProgressEvent {
   enum class Kind { stage_started, stage_done, tokens, message };
   Kind kind = Kind::message;
   std::string config;
-  int run = 0;           // 1-based
+  int run = 0;  // 1-based
   int runs = 0;
-  std::string stage;     // "ingest", "digest", "analysis", "report", "write"
-  std::string text;      // a one-line description
-  int64_t tokens = 0;    // kind == tokens: tokens streamed so far in this call
+  std::string stage;   // "ingest", "digest", "analysis", "report", "write"
+  std::string text;    // a one-line description
+  int64_t tokens = 0;  // kind == tokens: tokens streamed so far in this call
 };
 
 // How the data reaches the model.
@@ -87,16 +87,15 @@ struct WorkflowOptions {
 
 // One LLM call of a run.
 struct CallRecord {
-  std::string stage;        // "analysis", "report", or "slice N" (map-reduce)
-  std::string prompt;       // the user message sent
+  std::string stage;   // "analysis", "report", or "slice N" (map-reduce)
+  std::string prompt;  // the user message sent
   Completion completion;
 };
 
 struct RunRecord {
   std::string config;
   int run = 0;
-  double ingest_ms = 0, digest_ms = 0, analysis_ms = 0, report_ms = 0, write_ms = 0,
-         total_ms = 0;
+  double ingest_ms = 0, digest_ms = 0, analysis_ms = 0, report_ms = 0, write_ms = 0, total_ms = 0;
   double experiment_ms = 0;  // the experiment structure and statistics (part of digest_ms)
   std::size_t factors = 0, configurations = 0, experiment_runs = 0;
   std::size_t files = 0, records = 0, file_errors = 0, error_values = 0;
