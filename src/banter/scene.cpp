@@ -568,11 +568,11 @@ void Scene::Impl::start(Launch& l) {
       on_done = [self, id, st](Completion c) { self->line_done(id, st, std::move(c)); };
       break;
     case JobKind::director:
-      on_done = [self, id, st](Completion c) { self->director_done(id, st, std::move(c)); };
+      on_done = [self, id, st](const Completion& c) { self->director_done(id, st, c); };
       break;
     case JobKind::catch_up:
     case JobKind::warm:
-      on_done = [self, id](Completion c) { self->prefill_done(id, std::move(c)); };
+      on_done = [self, id](const Completion& c) { self->prefill_done(id, c); };
       break;
   }
   if (l.kind == JobKind::line && st->opts.on_start) {
@@ -670,7 +670,7 @@ void Scene::Impl::fail_line(const std::shared_ptr<Line::State>& st, ErrorKind ki
       kind == ErrorKind::cancelled ? FinishReason::cancelled : FinishReason::error;
   rec.interrupted = kind == ErrorKind::cancelled;
   if (now - st->t_due > rec.budget_ms * kMs) rec.budget_held = false;
-  end_line(st, std::move(rec));
+  end_line(st, rec);
 }
 
 void Scene::Impl::line_done(Scheduler::Id id, const std::shared_ptr<Line::State>& st,
@@ -750,7 +750,7 @@ void Scene::Impl::line_done(Scheduler::Id id, const std::shared_ptr<Line::State>
     if (drop && drop_backend != nullptr) drop_backend->drop_session(drop_session);
   }
   idle_cv.notify_all();
-  end_line(st, std::move(rec));
+  end_line(st, rec);
   want_pump();
 }
 
