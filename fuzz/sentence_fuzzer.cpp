@@ -7,6 +7,7 @@
 #include "support/splits.hpp"
 
 #include <chimera/banter/speech.hpp>
+#include <chimera/core/text.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -14,8 +15,9 @@
 
 namespace {
 
+// The splitter's own notion of white space (chimera/core/text.hpp).
 bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
+  return chimera::text::is_space(c);
 }
 
 std::string without_space(std::string_view s) {

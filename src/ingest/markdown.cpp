@@ -439,17 +439,27 @@ class LineScanner {
     }
     return dash && mark;
   }
+  // Spaces and tabs off both ends: GFM's white space in rows (not \v or \f, which trim() takes).
+  static std::string_view trim_blanks(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+  }
   // The cells of a pipe-table row, trimmed; false on an escaped pipe (left to cmark).
   static bool split_row(std::string_view s, std::vector<std::string_view>& cells) {
     cells.clear();
-    s = trim(s);
+    s = trim_blanks(s);
+    // Other control characters around a row: what cmark-gfm makes of them is left to it.
+    for (char c : s)
+      if (c == '\v' || c == '\f') return false;
     if (s.find('\\') != std::string_view::npos) return false;
     if (!s.empty() && s.front() == '|') s.remove_prefix(1);
     if (!s.empty() && s.back() == '|') s.remove_suffix(1);
     std::size_t start = 0;
     while (true) {
       std::size_t bar = s.find('|', start);
-      cells.push_back(trim(s.substr(start, bar == std::string_view::npos ? bar : bar - start)));
+      cells.push_back(
+          trim_blanks(s.substr(start, bar == std::string_view::npos ? bar : bar - start)));
       if (bar == std::string_view::npos) break;
       start = bar + 1;
     }
@@ -677,7 +687,7 @@ class LineScanner {
     if (std::size_t m = list_marker(t); m > 0 && !container_content_ok(t.substr(m))) return false;
     // A pipe table: a header row, then a delimiter row with as many cells.
     if (t.find('|') != std::string_view::npos) {
-      if (auto next = peek_line(pos); next && delimiter_like(trim(next->body))) {
+      if (auto next = peek_line(pos); next && delimiter_like(trim_blanks(next->body))) {
         if (ind != 0) return false;
         std::vector<std::string_view> header, delimiter;
         if (!split_row(b, header) || !split_row(next->body, delimiter)) return false;
@@ -763,12 +773,12 @@ class LineScanner {
 
   bool heading(int level, std::string_view rest, int line) {
     // Closing sequence: trailing '#'s after a space (or the whole text).
-    std::string_view text = trim(rest);
+    std::string_view text = trim_blanks(rest);
     std::size_t h = text.find_last_not_of('#');
     if (h == std::string_view::npos) {
       text = {};
     } else if (h + 1 < text.size() && (text[h] == ' ' || text[h] == '\t')) {
-      text = trim(text.substr(0, h + 1));
+      text = trim_blanks(text.substr(0, h + 1));
     }
     std::string_view out;
     if (!inline_view(text, &out)) return false;
