@@ -821,6 +821,11 @@ class LineScanner {
       int ind = indent_of(r.body);
       std::string_view rt =
           ind < 0 ? std::string_view{} : r.body.substr(static_cast<std::size_t>(ind));
+      if (ind == 0 && atx_heading(rt)) {  // a heading ends the table, pipes or not
+        pos = at;
+        --line_no_;
+        break;
+      }
       if (ind != 0 || rt.find('|') == std::string_view::npos) {
         // A row without a pipe, or a block that ends the table: what cmark does depends on it.
         char mark = 0;
