@@ -381,6 +381,8 @@ class LineScanner {
     if (!l.body.empty() && l.body.back() == '\r') l.body.remove_suffix(1);
     // A lone carriage return is a line ending to CommonMark; leave those files to cmark.
     if (l.body.find('\r') != std::string_view::npos) l.ok = false;
+    // Vertical tabs and form feeds are white space in some of cmark's rules and text in others.
+    if (l.body.find_first_of("\v\f") != std::string_view::npos) l.ok = false;
     pos = end;
     return l;
   }
