@@ -19,8 +19,8 @@
 //   .json           any shape (Boost.JSON, SAX): every numeric leaf becomes a record named
 //                   from its key; context comes from sibling and ancestor keys and from
 //                   "options"/"config"/"parameters" objects beside it.
-//   .md, .markdown  GitHub-flavoured Markdown (cmark-gfm with the table extension, or a faster
-//                   scanner of our own for the common subset, with the same results): tables
+//   .md, .markdown  GitHub-flavoured Markdown (cmark-gfm with the table extension; optionally a
+//                   faster scanner of our own for the common subset, markdown_fast_path): tables
 //                   become rows (same column rules as CSV), headings give context (a model tag
 //                   in a heading is the model), and "Key: 12.3 unit" lines in paragraphs and
 //                   lists are harvested.
@@ -72,11 +72,12 @@ struct IngestOptions {
   // Follow symbolic links to files and folders (each real folder is walked once, so link
   // cycles end; a file reached twice is read once, under its first path in sorted order).
   bool follow_symlinks = true;
-  // Markdown documents in the common subset (ATX headings, paragraphs, lists, pipe tables,
-  // fenced code) are read by a line scanner of our own, about three times faster than
-  // cmark-gfm and giving the same records; anything else goes through cmark-gfm. false: every
-  // Markdown file through cmark-gfm (the reference the scanner is tested against).
-  bool markdown_fast_path = true;
+  // true: Markdown documents in the common subset (ATX headings, paragraphs, lists, pipe
+  // tables, fenced code) are read by a line scanner of our own, 2.4 times faster than
+  // cmark-gfm's parse, and anything else by cmark-gfm. Off by default until the
+  // markdown_differential fuzz target runs clean: it still finds documents, all with unusual
+  // control characters or mangled tables, where the two readers disagree (docs/ingest.md).
+  bool markdown_fast_path = false;
   // Called after the scan and after each file is parsed, from worker threads but never two at
   // once. Return false to cancel: files not yet started are left unparsed and
   // IngestResult::cancelled is set. It must not throw (an exception cancels as if false).
