@@ -677,13 +677,10 @@ class LineScanner {
     }
     if (delimiter_like(t)) return false;  // a delimiter row that does not follow a header
     // ATX heading.
-    if (c == '#') {
-      std::size_t n = t.find_first_not_of('#');
-      if (n == std::string_view::npos) n = t.size();
-      if (n <= 6 && (n == t.size() || t[n] == ' ' || t[n] == '\t')) {
-        if (ind != 0) return false;
-        return heading(static_cast<int>(n), t.substr(n), l.number);
-      }
+    if (atx_heading(t)) {
+      if (ind != 0) return false;
+      const std::size_t n = std::min(t.find_first_not_of('#'), t.size());
+      return heading(static_cast<int>(n), t.substr(n), l.number);
     }
     // A list item whose content starts a block of its own: left to cmark.
     if (std::size_t m = list_marker(t); m > 0 && !container_content_ok(t.substr(m))) return false;
@@ -823,21 +820,15 @@ class LineScanner {
       int ind = indent_of(r.body);
       std::string_view rt =
           ind < 0 ? std::string_view{} : r.body.substr(static_cast<std::size_t>(ind));
-      if (ind == 0 && atx_heading(rt)) {  // a heading ends the table, pipes or not
+      // A heading (pipes or not) or a thematic break ends the table; read again on its own.
+      char mark = 0;
+      if (ind == 0 && (atx_heading(rt) || thematic_break(rt, &mark))) {
         pos = at;
         --line_no_;
         break;
       }
-      if (ind != 0 || rt.find('|') == std::string_view::npos) {
-        // A row without a pipe, or a block that ends the table: what cmark does depends on it.
-        char mark = 0;
-        if (ind == 0 && (atx_heading(rt) || thematic_break(rt, &mark))) {
-          pos = at;  // ends the table; read again as a line of its own
-          --line_no_;
-          break;
-        }
-        return false;
-      }
+      // A row without a pipe: what cmark does depends on it.
+      if (ind != 0 || rt.find('|') == std::string_view::npos) return false;
       // A line that starts a block (a list item, a quote, code, HTML) ends the table in cmark.
       if (rt.front() == '>' || rt.front() == '`' || rt.front() == '~' || rt.front() == '<' ||
           list_marker(rt) > 0)
