@@ -158,10 +158,19 @@ function(chimera_build_pinned_llama out_prefix src)
     list(APPEND args -DGGML_LLAMAFILE=OFF)
   endif()
   if(CHIMERA_LLAMA_CUDA)
+    # nvcc is often outside PATH (/usr/local/cuda/bin); llama.cpp's enable_language(CUDA) would
+    # not find it there.
+    find_program(CHIMERA_NVCC nvcc HINTS ENV CUDA_PATH ENV CUDA_HOME PATH_SUFFIXES bin
+                 PATHS /usr/local/cuda/bin)
+    if(NOT CHIMERA_NVCC)
+      message(FATAL_ERROR "llama.cpp: CHIMERA_LLAMA_CUDA needs CUDA's compiler, nvcc: put it on "
+                          "PATH, set CUDA_PATH, or pass -DCHIMERA_NVCC=/path/to/nvcc")
+    endif()
     # A list ("80;86;90") cannot cross execute_process as one argument: an initial cache can.
     file(WRITE "${root}/cuda-architectures.cmake"
          "set(CMAKE_CUDA_ARCHITECTURES \"${cuda_archs}\" CACHE STRING \"\")\n")
     list(APPEND args -DGGML_CUDA=ON -C "${root}/cuda-architectures.cmake"
+                     "-DCMAKE_CUDA_COMPILER=${CHIMERA_NVCC}"
                      -DGGML_CUDA_FA_ALL_QUANTS=OFF -DGGML_NATIVE=OFF)
   endif()
   find_program(NINJA_EXECUTABLE ninja)
@@ -184,6 +193,8 @@ function(chimera_build_pinned_llama out_prefix src)
   file(COPY "${root}/build/common/libllama-common-base.a" DESTINATION "${prefix}/lib")
   file(GLOB common_headers "${src}/common/*.h")
   file(COPY ${common_headers} DESTINATION "${prefix}/include/llama-common")
+  file(COPY "${src}/common/jinja" DESTINATION "${prefix}/include/llama-common"
+       FILES_MATCHING PATTERN "*.h")
   file(TOUCH "${stamp}")
 endfunction()
 
@@ -230,6 +241,13 @@ if(NOT _chimera_llama_found)
   find_package(llama CONFIG REQUIRED PATHS "${_prefix}" NO_DEFAULT_PATH)
   set(CHIMERA_LLAMA_SERVER "${_prefix}/bin/llama-server" CACHE FILEPATH "llama-server binary" FORCE)
   set(CHIMERA_LLAMA_PREFIX "${_prefix}")
+  # The chat code's headers (chat.h includes jinja/*.h), for a cache filled before they were
+  # copied with the others.
+  if(NOT EXISTS "${_prefix}/include/llama-common/jinja/parser.h"
+     AND EXISTS "${_prefix}/include/llama-common")
+    file(COPY "${CHIMERA_LLAMA_SOURCE_DIR}/common/jinja" DESTINATION "${_prefix}/include/llama-common"
+         FILES_MATCHING PATTERN "*.h")
+  endif()
 endif()
 
 if(NOT CHIMERA_LLAMA_PREFIX)
@@ -249,6 +267,13 @@ if(CHIMERA_LLAMA_PREFIX AND EXISTS "${_common}"
                         "${CHIMERA_LLAMA_PREFIX}/lib/libllama-common-base.a" llama)
   target_include_directories(chimera_llama INTERFACE "${CHIMERA_LLAMA_PREFIX}/include/llama-common")
   target_compile_definitions(chimera_llama INTERFACE CHIMERA_HAVE_LLAMA_COMMON)
+endif()
+if(CHIMERA_LLAMA_CUDA AND NOT CHIMERA_PORTABLE)
+  # A static ggml-cuda: ggml's package file adds only the driver library (its runtime and cuBLAS
+  # come along only with GGML_STATIC), so whoever links it names them.
+  find_package(CUDAToolkit REQUIRED)
+  target_link_libraries(chimera_llama INTERFACE CUDA::cudart CUDA::cublas CUDA::cublasLt
+                                                CUDA::cuda_driver)
 endif()
 if(CHIMERA_GGML_BACKEND_DIR)
   # The engine loads the CPU modules itself (src/backends/llama_engine.cpp).
