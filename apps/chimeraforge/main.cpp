@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   auto run_model = chimera::cli::add_model(app);
   auto run_run = chimera::cli::add_run(app);
   auto run_multi = chimera::cli::add_multi(app);
+  auto run_sweep = chimera::cli::add_sweep(app);
   auto run_synth_server = chimera::cli::add_synth_server(app);
   auto run_banter = chimera::cli::add_banter(app);
   try {
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("model")) return run_model();
     if (app.got_subcommand("run")) return run_run();
     if (app.got_subcommand("multi")) return run_multi();
+    if (app.got_subcommand("sweep")) return run_sweep();
     if (app.got_subcommand("synth-server")) return run_synth_server();
     if (app.got_subcommand("banter")) return run_banter();
   } catch (const std::bad_alloc&) {

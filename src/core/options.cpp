@@ -3,8 +3,10 @@
 #include <chimera/core/options.hpp>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 
 namespace chimera {
@@ -92,6 +94,51 @@ std::string option_help(std::string_view name) {
     }
   });
   return help;
+}
+
+namespace {
+
+// The whole of `text` as a T (an integer, or a finite or infinite double: validate() judges
+// the value); nullopt when it is not exactly one.
+template <class T>
+std::optional<T> number_of(std::string_view text) {
+  T value{};
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (ec != std::errc() || ptr != end || text.empty()) return std::nullopt;
+  return value;
+}
+
+}  // namespace
+
+std::string set_option_text(Options& o, std::string_view name, std::string_view text) {
+  bool known = false;
+  std::string error;
+  Options changed = o;
+  for_each_option([&](const auto& spec) {
+    if (spec.name != name) return;
+    known = true;
+    auto& field = changed.*spec.member;
+    using Field = std::remove_cvref_t<decltype(field)>;
+    if constexpr (kIsStringsOption<Field>) {
+      field.emplace_back(text);
+    } else {
+      const auto value = number_of<typename Field::value_type>(text);
+      if (!value) {
+        error = fmt::format("{} is '{}'; it must be {} number {}", name, text,
+                            kIsNumberOption<Field> ? "a" : "a whole", range_of(spec));
+        return;
+      }
+      field = *value;
+    }
+    error = check(spec, changed);
+  });
+  if (!known) {
+    return fmt::format("'{}' is not an option (options: {})", name,
+                       fmt::join(option_names(), ", "));
+  }
+  if (error.empty()) o = std::move(changed);
+  return error;
 }
 
 void inherit_options(Options& o, const Options& defaults) {

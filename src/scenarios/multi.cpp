@@ -1,3 +1,4 @@
+#include <chimera/core/options.hpp>
 #include <chimera/metrics/figures.hpp>
 #include <chimera/scenarios/multi.hpp>
 #include <chimera/workflow/workflow.hpp>
@@ -175,6 +176,12 @@ ConcurrencyFigures concurrency_figures(const std::vector<RequestRecord>& records
 
 namespace {
 
+bool any_option_set(const Options& options) {
+  bool any = false;
+  for_each_set_option(options, [&any](std::string_view, const auto&) { any = true; });
+  return any;
+}
+
 RequestRecord record_of(const Completion& c, int agent, int request) {
   RequestRecord rec;
   rec.agent = agent;
@@ -276,8 +283,9 @@ MultiResult run_multi(Engine& engine, const MultiOptions& o) {
       } else {
         r.messages = {{"user", o.prompt, {}, {}, {}}};
       }
+      r.options = o.options;
       r.options.num_predict = o.max_tokens;
-      r.options.temperature = o.temperature;
+      if (o.temperature) r.options.temperature = o.temperature;
       r.pin = a.id();  // used by pinned routing only
       // Lags, counted as the tokens arrive (the agent is suspended meanwhile, so only this
       // callback touches them).
@@ -322,6 +330,11 @@ MultiResult run_multi(Engine& engine, const MultiOptions& o) {
       wo.endpoint.kind = engine.pool(main_pool).kind();
       wo.model = o.model;
       wo.configs = {workflow::chimera_config()};
+      if (any_option_set(o.options)) {
+        wo.configs[0] = workflow::baseline_config();
+        wo.configs[0].name = "sweep";
+        wo.configs[0].options = o.options;
+      }
       wo.configs[0].analysis_tokens = o.max_tokens;
       wo.configs[0].report_tokens = o.max_tokens;
       wo.out_dir = o.workflow_out / fmt::format("agent-{}", a.id());

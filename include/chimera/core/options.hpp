@@ -116,6 +116,12 @@ std::string option_flag(std::string_view name);
 // likeliest token), from 0 to 100"), for flags and documentation.
 std::string option_help(std::string_view name);
 
+// Sets the option `name` of `o` from its text as a command line writes it ("0.8", "512"; a
+// stop string as it is, added to the list). Returns "" when set, otherwise what is wrong: an
+// unknown name (the known ones listed), text that is not a number of the option's type, or a
+// value out of the option's range. `o` is unchanged on error.
+std::string set_option_text(Options& o, std::string_view name, std::string_view text);
+
 // Fills what `o` leaves unset from `defaults` (a scene's [defaults], a pool's settings).
 void inherit_options(Options& o, const Options& defaults);
 

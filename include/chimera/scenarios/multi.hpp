@@ -96,6 +96,10 @@ struct MultiOptions {
   std::string prompt = "Summarize the benchmark results in one sentence.";
   int max_tokens = 64;  // num_predict of each call
   std::optional<double> temperature;
+  // More options sent with every call (a sweep's configuration); max_tokens and temperature,
+  // when set, take precedence. Workflow scenario: when any is set, the workflow's calls carry
+  // these options alone instead of the study's "chimera" configuration.
+  Options options;
   std::vector<std::filesystem::path> workflow_data = {"data/sample"};
   std::filesystem::path workflow_out = "out/multi";
   bool record_lags = false;  // keep every chunk's delivery_lag in the records
