@@ -119,6 +119,9 @@ std::string check_endpoints(const SweepArgs& a, Plan& p) {
     return {};
   }
   if (a.endpoints.empty()) return "give --endpoint URL (repeat it for a pool of several)";
+  if (p.kind == BackendKind::ollama && a.model.empty()) {
+    return "--backend ollama needs --model NAME (`ollama list` shows them)";
+  }
   return {};
 }
 
@@ -277,6 +280,8 @@ std::string prepare_stage(const SweepArgs& a, const Plan& p, const sweep::Config
 
 struct RunResult {
   multi::ConcurrencyFigures figures;
+  std::optional<double> lone_tps;  // the references the figures were computed with
+  std::optional<int64_t> floor_ns;
   int anomalies = 0;
   std::string first_error;
   double seconds = 0;
@@ -325,6 +330,8 @@ RunResult run_once(const SweepArgs& a, Engine& engine, const multi::MultiOptions
   RunResult out;
   out.seconds = static_cast<double>(now_ns() - t0) / 1e9;
   out.figures = multi::concurrency_figures(r.records, mo.agents, ref.lone_tps, ref.floor);
+  out.lone_tps = ref.lone_tps;
+  out.floor_ns = ref.floor;
   out.anomalies = sweep::ttft_anomalies(r.records, a.anomaly_ms);
   for (const auto& rec : r.records) {
     if (!rec.ok) {
@@ -378,6 +385,8 @@ json::object run_record(const SweepArgs& a, const Plan& p, const sweep::Configur
           {"ttft_anomaly_ms", a.anomaly_ms},
           {"seconds", r.seconds},
           {"first_error", r.first_error},
+          {"lone_decode_tps_client", r.lone_tps ? json::value(*r.lone_tps) : nullptr},
+          {"loopback_floor_ms", r.floor_ns ? json::value(*r.floor_ns / 1e6) : nullptr},
           {"figures", std::move(figures)}};
 }
 

@@ -112,10 +112,11 @@ TEST(SweepCli, TwoByTwoGridAgainstTheSyntheticServer) {
 
   // The records are there: a second sweep into the folder is refused, --resume runs nothing
   // more and rewrites the same summary.
-  const std::string again = "sweep --endpoint " + srv.url() +
-                            " --backend ollama --grid temperature=0.6,0.8 --grid top_k=20,40 "
-                            "--runs 2 --scenario multi --agents 2 --out " +
-                            dir.string();
+  const std::string again =
+      "sweep --endpoint " + srv.url() +
+      " --backend ollama --model m --grid temperature=0.6,0.8 --grid top_k=20,40 "
+      "--runs 2 --scenario multi --agents 2 --out " +
+      dir.string();
   const CliRun refused = run_cli(again);
   EXPECT_EQ(refused.rc, 2);
   EXPECT_TRUE(contains(refused.err, "--resume")) << refused.err;
@@ -168,9 +169,13 @@ TEST(SweepCli, ASettingThatCannotBeAppliedIsAnErrorBeforeAnythingRuns) {
                        "this sweep did not start"))
       << r.err;
   EXPECT_FALSE(fs::exists(dir / "runs.jsonl"));
-  r = run_cli("sweep --endpoint http://127.0.0.1:9 --grid num_ctx=256,abc --out " + dir.string());
+  r = run_cli("sweep --endpoint http://127.0.0.1:9 --model m --grid num_ctx=256,abc --out " +
+              dir.string());
   EXPECT_EQ(r.rc, 2);
   EXPECT_TRUE(contains(r.err, "--grid 'num_ctx=256,abc': num_ctx is 'abc'")) << r.err;
+  r = run_cli("sweep --endpoint http://127.0.0.1:9 --grid top_k=20,40 --out " + dir.string());
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_TRUE(contains(r.err, "--backend ollama needs --model NAME")) << r.err;
 }
 
 // The in-process engine takes num_ctx when it loads the model: the sweep reloads it, and the
