@@ -121,7 +121,7 @@ std::string expand_grid(const std::vector<Axis>& axes, const Options& base,
     inherit_options(options, base);
     c.options = std::move(options);
     std::vector<std::string> parts;
-    for (const auto& [name, value] : c.settings) parts.push_back(name + "=" + value);
+    for (const auto& [name, value] : c.settings) parts.push_back(fmt::format("{}={}", name, value));
     c.label = parts.empty() ? "defaults" : fmt::format("{}", fmt::join(parts, " "));
   }
   out = std::move(grid);
