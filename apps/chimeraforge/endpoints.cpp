@@ -1,6 +1,7 @@
 // `chimeraforge endpoints`: check endpoints; start a local pool of llama-servers (`up`) and stop
 // it (`down`). docs/endpoints.md is the manual for `up` and `down`.
 #include "commands.hpp"
+#include "connection_flags.hpp"
 #include "signals.hpp"
 
 #include <chimera/backends/backend.hpp>
@@ -47,6 +48,7 @@ struct CheckArgs {
   std::string backend = "auto";
   int64_t timeout_ms = 3'000;
   bool json = false;
+  ConnectionFlags connection;
 };
 
 // `bad_url` tells a URL that cannot be used at all (a usage error) from an endpoint that is down.
@@ -59,10 +61,12 @@ EndpointInfo check_one(const CheckArgs& a, const std::string& url, bool& bad_url
   // --timeout bounds every request of the check, whichever way the API is chosen.
   cfg.timeouts.connect_ms = a.timeout_ms;
   cfg.timeouts.check_ms = a.timeout_ms;
+  cfg.kind = BackendKind::ollama;  // the key detection may send
+  apply_connection_flags(a.connection, cfg);
   if (const auto kind = parse_backend_kind(a.backend)) {
     cfg.kind = *kind;
   } else {  // "auto"
-    auto d = detect_backend(url, rt, a.timeout_ms);
+    auto d = detect_backend(cfg, rt, a.timeout_ms);
     if (d.error) {
       info.detail = d.error.message;
       bad_url = d.error.kind == ErrorKind::bad_request;
@@ -70,6 +74,7 @@ EndpointInfo check_one(const CheckArgs& a, const std::string& url, bool& bad_url
     }
     cfg.kind = d.kind;
   }
+  cfg.api_key = resolve_api_key(a.connection.api_key, cfg.kind);
   try {
     return make_backend(cfg, rt)->check();
   } catch (const std::invalid_argument& e) {
@@ -806,13 +811,15 @@ std::function<int()> add_endpoints(CLI::App& app) {
       "check",
       "For each URL: is it up, which API it speaks (Ollama or OpenAI-compatible), its version and "
       "its models. Exits 1 when any is down.\n\n"
-      "Example:\n  chimeraforge endpoints check http://127.0.0.1:11434 http://127.0.0.1:8080");
+      "Example:\n  chimeraforge endpoints check http://127.0.0.1:11434 http://127.0.0.1:8080\n\n" +
+          connection_env_help());
   check->add_option("urls", a->urls, "Endpoint URLs")->required();
   check->add_option("--backend,-b", a->backend, "auto, ollama or openai")
       ->check(CLI::IsMember({"auto", "ollama", "openai"}))
       ->capture_default_str();
   check->add_option("--timeout", a->timeout_ms, "Per-request timeout, ms")->capture_default_str();
   check->add_flag("--json", a->json, "One JSON object per endpoint");
+  add_connection_flags(check, a->connection);
 
   auto u = std::make_shared<UpArgs>();
   auto* up = cmd->add_subcommand(

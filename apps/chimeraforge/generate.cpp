@@ -1,5 +1,6 @@
 // `chimeraforge generate`: one request, streamed, then its figures.
 #include "commands.hpp"
+#include "connection_flags.hpp"
 #include "option_flags.hpp"
 #include "signals.hpp"
 
@@ -47,6 +48,7 @@ struct GenerateArgs {
 
 // Reads chat messages: a JSON array of {role, content} objects, or {"messages": [...]}.
 bool read_messages(const std::string& path, std::vector<Message>& out, std::string& error) {
+  ConnectionFlags connection;  // --api-key, --ca-file, --client-cert, --client-key, --insecure
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     error = fmt::format("cannot read messages file '{}': {}", path, std::strerror(errno));
@@ -145,7 +147,8 @@ int run_generate(const GenerateArgs& a) {
     fmt::print(stderr, "chimeraforge generate: {}\n", e);
     return kUsage;
   }
-  if (const char* key = std::getenv("CHIMERA_API_KEY")) cfg.api_key = key;
+  cfg.kind = BackendKind::ollama;  // the key detection may send
+  apply_connection_flags(a.connection, cfg);
   if (a.backend == "llama") {
     cfg.kind = BackendKind::llama;
     cfg.url = a.model;
@@ -164,7 +167,7 @@ int run_generate(const GenerateArgs& a) {
   } else if (const auto kind = parse_backend_kind(a.backend)) {
     cfg.kind = *kind;
   } else {  // "auto"
-    auto d = detect_backend(a.endpoint, rt, a.connect_timeout_ms);
+    auto d = detect_backend(cfg, rt, a.connect_timeout_ms);
     if (d.error) {
       fmt::print(stderr, "chimeraforge generate: {}\n", d.error.message);
       return d.error.kind == ErrorKind::bad_request ? kUsage : kFailed;
@@ -262,6 +265,7 @@ int run_generate(const GenerateArgs& a) {
 
 }  // namespace
 
+  if (cfg.kind != BackendKind::llama) cfg.api_key = resolve_api_key(a.connection.api_key, cfg.kind);
 std::function<int()> add_generate(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
   auto* cmd = app.add_subcommand(
@@ -273,7 +277,9 @@ std::function<int()> add_generate(CLI::App& app) {
       "  chimeraforge generate --endpoint http://127.0.0.1:11434 --model llama3.2:1b "
       "--prompt 'Hi'\n"
       "  chimeraforge generate --endpoint http://127.0.0.1:8080 --backend openai --prompt hi "
-      "--num-predict 64 --json");
+      "--num-predict 64 --json\n\n"
+      "Environment: CHIMERA_ENDPOINT (the default --endpoint). " +
+          connection_env_help());
   if (const char* env = std::getenv("CHIMERA_ENDPOINT")) a->endpoint = env;
   cmd->add_option("--endpoint,-e", a->endpoint,
                   "Server URL, e.g. http://127.0.0.1:11434 (default: $CHIMERA_ENDPOINT); not "
@@ -329,7 +335,7 @@ std::function<int()> add_generate(CLI::App& app) {
     if (a->backend != "llama" && a->endpoint.empty()) {
       fmt::print(stderr,
                  "chimeraforge generate: --endpoint URL is required (or set "
-                 "$CHIMERA_ENDPOINT, or use --backend llama)\n");
+                 "$CHIMERA_ENDPOINT, $OLLAMA_HOST or $OPENAI_BASE_URL, or use --backend llama)\n");
       return kUsage;
     }
     if (a->prompt.empty() && a->messages_file.empty()) {
@@ -346,3 +352,7 @@ std::function<int()> add_generate(CLI::App& app) {
 }
 
 }  // namespace chimera::cli
+  add_connection_flags(cmd, a->connection);
+    if (a->backend != "llama" && a->endpoint.empty()) {
+      a->endpoint = endpoint_from_environment(a->backend);
+    }

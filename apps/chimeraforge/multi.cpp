@@ -1,6 +1,7 @@
 // `chimeraforge multi`: N agents running a scenario over endpoint pools, and the concurrency
 // figures of METRICS.md.
 #include "commands.hpp"
+#include "connection_flags.hpp"
 #include "option_flags.hpp"
 #include "signals.hpp"
 
@@ -60,6 +61,7 @@ struct MultiArgs {
   bool calibrate = true;
   bool json = false;
   bool quiet = false;
+  ConnectionFlags connection;  // defaults for every endpoint; a pool file's own settings win
 };
 
 // Thousands of agents need thousands of sockets: lift the soft limit to the hard one. Returns
@@ -162,10 +164,14 @@ bool pools_from_flags(const MultiArgs& a, std::vector<pool::PoolConfig>& pools) 
     }
     return true;
   }
-  if (a.endpoints.empty()) {
+  std::vector<std::string> urls = a.endpoints;
+  if (urls.empty()) {
+    if (std::string url = endpoint_from_environment(a.backend); !url.empty()) urls.push_back(url);
+  }
+  if (urls.empty()) {
     fmt::print(stderr,
                "no endpoint: give --endpoint URL (repeat it for a pool of several) or "
-               "--pools FILE\n");
+               "--pools FILE (or set $OLLAMA_HOST or $OPENAI_BASE_URL)\n");
     return false;
   }
   pool::PoolConfig pc;
@@ -180,7 +186,7 @@ bool pools_from_flags(const MultiArgs& a, std::vector<pool::PoolConfig>& pools) 
   }
   pc.routing = *routing;
   pc.hedge_after_ms = a.hedge_after_ms;
-  for (const auto& url : a.endpoints) {
+  for (const auto& url : urls) {
     pool::PoolEndpoint pe;
     pe.config.url = url;
     pe.config.kind = parse_backend_kind(a.backend).value_or(BackendKind::openai);
@@ -207,6 +213,7 @@ bool engine_options_from_flags(const MultiArgs& a, EngineOptions& eo) {
   // Keep a connection per agent open between calls instead of reconnecting.
   for (auto& pc : eo.pools) {
     for (auto& e : pc.endpoints) {
+      apply_connection_flags(a.connection, e.config);
       e.config.limits.max_idle_connections =
           std::max<std::size_t>(e.config.limits.max_idle_connections, std::size_t(a.agents) + 1);
     }
@@ -516,7 +523,10 @@ std::function<int()> add_multi(CLI::App& app) {
       "  chimeraforge multi --agents 1000 --endpoint http://127.0.0.1:11500 --backend ollama \\\n"
       "      --executor per-core --requests-per-agent 2\n"
       "  chimeraforge multi --agents 8 --pools pools.toml --scenario personas --json\n"
-      "  chimeraforge multi --agents 4 --endpoint tiny.gguf --backend llama --scenario workflow");
+      "  chimeraforge multi --agents 4 --endpoint tiny.gguf --backend llama --scenario "
+      "workflow\n\n" +
+          connection_env_help());
+  add_connection_flags(cmd, a->connection);
   cmd->add_option("--agents,-n", a->agents, "Agents running at once (1 to 100000)")
       ->capture_default_str();
   cmd->add_option("--pools", a->pools_file,

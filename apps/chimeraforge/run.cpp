@@ -1,5 +1,6 @@
 // `chimeraforge run`: the agent workflow (ingest -> digest -> analysis -> report).
 #include "commands.hpp"
+#include "connection_flags.hpp"
 
 #include <chimera/model/synthetic_model.hpp>
 #include <chimera/workflow/workflow.hpp>
@@ -27,6 +28,7 @@ struct RunArgs {
   std::string out = "out";
   bool quiet = false;
   bool json = false;
+  ConnectionFlags connection;
 };
 
 int run_workflow_command(const RunArgs& a) {
@@ -89,12 +91,14 @@ int run_workflow_command(const RunArgs& a) {
     o.endpoint.llama.parallel = 1;
     o.endpoint.llama.ctx_per_seq = 4096;
   } else {
-    if (a.endpoint.empty()) {
-      fmt::print(stderr, "chimeraforge run: --backend {} needs --endpoint URL\n", a.backend);
+    o.endpoint.kind = parse_backend_kind(a.backend).value_or(BackendKind::openai);
+    o.endpoint.url = a.endpoint.empty() ? endpoint_from_environment(a.backend) : a.endpoint;
+    if (o.endpoint.url.empty()) {
+      fmt::print(stderr, "chimeraforge run: --backend {} needs --endpoint URL (or ${})\n",
+                 a.backend, "OPENAI_BASE_URL");
       return kUsage;
     }
-    o.endpoint.kind = parse_backend_kind(a.backend).value_or(BackendKind::openai);
-    o.endpoint.url = a.endpoint;
+    apply_connection_flags(a.connection, o.endpoint);
   }
   const bool tty = ::isatty(2) != 0;
   if (!a.quiet && !a.json) {
@@ -156,7 +160,10 @@ std::function<int()> add_run(CLI::App& app) {
       "Examples:\n"
       "  chimeraforge run                                  # data/sample, in-process tiny model\n"
       "  chimeraforge run --data ../shared/corpus --config both --runs 5\n"
-      "  chimeraforge run --backend ollama --endpoint http://127.0.0.1:11434 --model llama3.2:1b");
+      "  chimeraforge run --backend ollama --endpoint http://127.0.0.1:11434 --model llama3.2:1b"
+      "\n\n" +
+          connection_env_help());
+  add_connection_flags(cmd, a->connection);
   cmd->add_option("--data,-d", a->data, "Folders or files to ingest")->capture_default_str();
   cmd->add_option("--backend,-b", a->backend, "llama (in-process), ollama or openai")
       ->check(CLI::IsMember({"llama", "ollama", "openai"}))

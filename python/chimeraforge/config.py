@@ -88,11 +88,29 @@ class LlamaOptions:
 class Endpoint:
     """One inference endpoint: a server URL, or a GGUF file for ``backend="llama"``."""
 
-    url: str
+    url: str = ""
+    """Empty: $OLLAMA_HOST for ``backend="ollama"`` (scheme optional, port 11434 by default),
+    $OPENAI_BASE_URL for ``backend="openai"``."""
     backend: Backend = "openai"
     max_concurrency: int = 0
     """Requests in flight at once (match the server's slots); 0: no limit."""
     api_key: str = ""
+    """Empty: $CHIMERA_API_KEY, then $OPENAI_API_KEY for ``backend="openai"``."""
+    headers: Optional[Mapping[str, str]] = None
+    """Extra request headers; their values are never printed."""
+    ca_file: str = ""
+    """https: PEM file of the CA certificates to trust instead of the system's."""
+    client_cert: str = ""
+    """https: PEM client certificate for mutual TLS (with ``client_key``)."""
+    client_key: str = ""
+    insecure: bool = False
+    """https: no certificate verification (warned on stderr)."""
+    proxy: str = ""
+    """Forward proxy URL; empty: $HTTPS_PROXY/$HTTP_PROXY/$ALL_PROXY/$NO_PROXY (never for
+    loopback); "direct": none."""
+    retry_attempts: Optional[int] = None
+    """Tries on this endpoint before the first token (refused/reset, 429, 503); default 3."""
+    retry_budget_ms: Optional[int] = None
     timeouts: Optional[Union[Timeouts, Mapping[str, Any]]] = None
     limits: Optional[Union[Limits, Mapping[str, Any]]] = None
     llama: Optional[Union[LlamaOptions, Mapping[str, Any]]] = None
@@ -102,6 +120,18 @@ class Endpoint:
                              "max_concurrency": self.max_concurrency}
         if self.api_key:
             d["api_key"] = self.api_key
+        if self.headers:
+            d["headers"] = dict(self.headers)
+        for name in ("ca_file", "client_cert", "client_key"):
+            if getattr(self, name):
+                d[name] = os.fspath(getattr(self, name))
+        if self.insecure:
+            d["insecure"] = True
+        if self.proxy:
+            d["proxy"] = self.proxy
+        for name in ("retry_attempts", "retry_budget_ms"):
+            if getattr(self, name) is not None:
+                d[name] = getattr(self, name)
         for name in ("timeouts", "limits", "llama"):
             value = getattr(self, name)
             if value is not None:
@@ -146,6 +176,7 @@ class Message:
     thinking: str = ""
     tool_name: str = ""
     tool_calls: List[Dict[str, str]] = field(default_factory=list)
+    tool_call_id: str = ""
 
     def to_dict(self) -> Dict[str, Any]:
         d: Dict[str, Any] = {"role": self.role, "content": self.content}
@@ -155,6 +186,8 @@ class Message:
             d["tool_name"] = self.tool_name
         if self.tool_calls:
             d["tool_calls"] = list(self.tool_calls)
+        if self.tool_call_id:
+            d["tool_call_id"] = self.tool_call_id
         return d
 
 

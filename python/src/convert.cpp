@@ -2,6 +2,7 @@
 // naming the key, so a typo never goes unnoticed.
 #include "native.hpp"
 
+#include <chimera/backends/environment.hpp>
 #include <chimera/core/options.hpp>
 
 #include <fmt/format.h>
@@ -148,24 +149,45 @@ BackendKind backend_from(const std::string& name, const std::string& what) {
 
 pool::PoolEndpoint endpoint_from(const py::handle& h, const std::string& what) {
   py::dict d = as_dict(h, what);
-  known_keys(d, {"url", "backend", "max_concurrency", "api_key", "timeouts", "limits", "llama"},
+  known_keys(d,
+             {"url", "backend", "max_concurrency", "api_key", "headers", "ca_file", "client_cert",
+              "client_key", "insecure", "proxy", "retry_attempts", "retry_budget_ms", "timeouts",
+              "limits", "llama"},
              what);
   pool::PoolEndpoint pe;
   EndpointConfig& c = pe.config;
   read(d, "url", what, "a string", c.url);
   if (c.url.empty())
-    bad(
-        fmt::format("{} needs a 'url' (a server URL, or a GGUF file for "
-                    "backend 'llama')",
-                    what));
   std::string backend = "openai";
   read(d, "backend", what, "a string", backend);
   c.kind = backend_from(backend, what);
+  // No url: the environment's (OLLAMA_HOST, OPENAI_BASE_URL), as ollama-python and
+  // openai-python read it.
+  if (c.url.empty()) c.url = endpoint_from_environment(c.kind);
+    bad(
+        fmt::format("{} needs a 'url' (a server URL, or a GGUF file for "
+                    "backend 'llama'; $OLLAMA_HOST or $OPENAI_BASE_URL may give it)",
+                    what));
   read(d, "max_concurrency", what, "an int", pe.max_concurrency);
   if (pe.max_concurrency < 0)
     bad(fmt::format("{}: max_concurrency must be 0 (no limit) or more", what));
   read(d, "api_key", what, "a string", c.api_key);
   if (py::object t = get(d, "timeouts"); !t.is_none()) {
+  if (c.api_key.empty()) c.api_key = api_key_from_environment(c.kind);
+  read(d, "ca_file", what, "a string", c.tls.ca_file);
+  read(d, "client_cert", what, "a string", c.tls.client_cert);
+  read(d, "client_key", what, "a string", c.tls.client_key);
+  read(d, "insecure", what, "a bool", c.tls.insecure);
+  read(d, "proxy", what, "a string", c.proxy);
+  read(d, "retry_attempts", what, "an int", c.retry.attempts);
+  read(d, "retry_budget_ms", what, "an int", c.retry.budget_ms);
+  if (py::object h = get(d, "headers"); !h.is_none()) {
+    const std::string hw = what + " headers";
+    for (const auto& [name, value] : as_dict(h, hw)) {
+      c.headers.emplace_back(as<std::string>(name, hw, "a dict of str to str"),
+                             as<std::string>(value, hw, "a dict of str to str"));
+    }
+  }
     const std::string tw = what + " timeouts";
     py::dict td = as_dict(t, tw);
     known_keys(td, {"connect_ms", "first_token_ms", "idle_ms", "total_ms"}, tw);
@@ -208,6 +230,18 @@ py::dict endpoint_to_dict(const pool::PoolEndpoint& pe) {
   d["max_concurrency"] = pe.max_concurrency;
   if (!c.api_key.empty()) d["api_key"] = c.api_key;
   d["timeouts"] =
+  if (!c.tls.ca_file.empty()) d["ca_file"] = c.tls.ca_file;
+  if (!c.tls.client_cert.empty()) d["client_cert"] = c.tls.client_cert;
+  if (!c.tls.client_key.empty()) d["client_key"] = c.tls.client_key;
+  if (c.tls.insecure) d["insecure"] = true;
+  if (!c.proxy.empty()) d["proxy"] = c.proxy;
+  d["retry_attempts"] = c.retry.attempts;
+  d["retry_budget_ms"] = c.retry.budget_ms;
+  if (!c.headers.empty()) {
+    py::dict headers;
+    for (const auto& [name, value] : c.headers) headers[py::str(name)] = value;
+    d["headers"] = headers;
+  }
       py::dict(py::arg("connect_ms") = c.timeouts.connect_ms,
                py::arg("first_token_ms") = c.timeouts.first_token_ms,
                py::arg("idle_ms") = c.timeouts.idle_ms, py::arg("total_ms") = c.timeouts.total_ms);

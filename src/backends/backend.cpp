@@ -71,6 +71,12 @@ std::unique_ptr<Backend> make_backend(const EndpointConfig& config, Runtime& run
         fmt::format("{}: the API key holds a control character (a line break?); give the key alone",
                     redact_url(config.url)));
   }
+  if (auto e = validate(config.retry); !e.empty()) {
+    throw std::invalid_argument(fmt::format("{}: {}", redact_url(config.url), e));
+  }
+  if (auto e = validate_headers(config.headers); !e.empty()) {
+    throw std::invalid_argument(fmt::format("{}: {}", redact_url(config.url), e));
+  }
   if (config.kind == BackendKind::llama) {
     if (config.url.empty()) {
       throw std::invalid_argument("the in-process backend needs a GGUF model file");
@@ -96,9 +102,14 @@ std::unique_ptr<Backend> make_backend(const EndpointConfig& config, Runtime& run
 }
 
 DetectResult detect_backend(const std::string& url, Runtime& runtime, int64_t timeout_ms) {
-  DetectResult out;
   EndpointConfig cfg;
   cfg.url = url;
+  return detect_backend(cfg, runtime, timeout_ms);
+}
+
+DetectResult detect_backend(const EndpointConfig& config, Runtime& runtime, int64_t timeout_ms) {
+  DetectResult out;
+  EndpointConfig cfg = config;
   cfg.kind = BackendKind::ollama;
   cfg.timeouts.connect_ms = timeout_ms;
   std::unique_ptr<Backend> b;

@@ -316,6 +316,9 @@ asio::awaitable<void> run_request(std::shared_ptr<http::HttpEndpoint> ep,
       c.finish = FinishReason::cancelled;
     } else if (c.error) {
       c.finish = FinishReason::error;
+    if (c.error && r.attempts > 1) {
+      c.error.message += fmt::format(" (after {} attempts)", r.attempts);
+    }
     }
   } catch (const std::exception& e) {
     c.error = {ErrorKind::protocol, fmt::format("{}: internal error: {}", ep->url().url, e.what())};
@@ -336,9 +339,9 @@ asio::awaitable<void> run_request(std::shared_ptr<http::HttpEndpoint> ep,
 
 HttpBackend::HttpBackend(const EndpointConfig& config, Runtime& runtime, http::EndpointUrl url)
     : kind_(config.kind),
-      endpoint_(std::make_shared<http::HttpEndpoint>(RuntimeAccess::io(runtime), std::move(url),
-                                                     config.timeouts, config.limits,
-                                                     config.api_key)) {}
+      endpoint_(std::make_shared<http::HttpEndpoint>(
+          RuntimeAccess::io(runtime), std::move(url), config.timeouts, config.limits,
+          config.api_key, config.tls, config.headers, config.retry, config.proxy)) {}
 
 HttpBackend::~HttpBackend() = default;
 

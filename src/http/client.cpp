@@ -5,10 +5,12 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
@@ -17,19 +19,26 @@
 #include <boost/url/parse.hpp>
 #include <fmt/format.h>
 
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <optional>
+#include <random>
+#include <stdexcept>
 
 namespace chimera::http {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
+namespace ssl = boost::asio::ssl;
 using tcp = asio::ip::tcp;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
@@ -39,7 +48,65 @@ constexpr std::size_t kMaxErrorBody = 64 * 1024;
 bool is_disconnect(const beast::error_code& ec) {
   return ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
          ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
-         ec == bhttp::error::partial_message;
+         ec == bhttp::error::partial_message || ec == ssl::error::stream_truncated;
+}
+
+// Runs `op` (an async operation taking a stream) on the connection's TLS stream for https://,
+// on its TCP stream otherwise. Both give the same awaitable, so a read costs the same either way.
+template <class Op>
+auto on_stream(Connection& conn, Op&& op) {
+  return conn.tls ? op(*conn.tls) : op(conn.stream);
+}
+
+void require_readable(const std::string& path, const char* what, const std::string& url) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw std::invalid_argument(
+        fmt::format("{}: cannot read the {} '{}': {}", url, what, path, std::strerror(errno)));
+  }
+}
+
+// The client context of an https:// endpoint: the CA store (the system's, or ca_file), the
+// client certificate for mutual TLS, verification on unless `insecure`.
+std::unique_ptr<ssl::context> make_tls_context(const Tls& tls, const std::string& url) {
+  if (tls.client_cert.empty() != tls.client_key.empty()) {
+    throw std::invalid_argument(
+        fmt::format("{}: a client certificate needs its key and a key its certificate (give both "
+                    "client_cert and client_key)",
+                    url));
+  }
+  auto ctx = std::make_unique<ssl::context>(ssl::context::tls_client);
+  const char* doing = "the system's CA store";
+  std::string file;
+  try {
+    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    ctx->set_verify_mode(tls.insecure ? ssl::verify_none : ssl::verify_peer);
+    if (!tls.ca_file.empty()) {
+      doing = "CA file";
+      file = tls.ca_file;
+      require_readable(file, doing, url);
+      ctx->load_verify_file(file);
+    } else if (!tls.insecure) {
+      ctx->set_default_verify_paths();
+    }
+    if (!tls.client_cert.empty()) {
+      doing = "client certificate";
+      file = tls.client_cert;
+      require_readable(file, doing, url);
+      ctx->use_certificate_chain_file(file);
+      doing = "client key";
+      file = tls.client_key;
+      require_readable(file, doing, url);
+      ctx->use_private_key_file(file, ssl::context::pem);
+    }
+  } catch (const boost::system::system_error& e) {
+    throw std::invalid_argument(fmt::format("{}: cannot use the {}{}: {} (a PEM file is expected)",
+                                            url, doing, file.empty() ? "" : " '" + file + "'",
+                                            e.code().message()));
+  }
+  SSL_CTX_set_session_cache_mode(ctx->native_handle(), SSL_SESS_CACHE_CLIENT);
+  return ctx;
 }
 }  // namespace
 
@@ -105,7 +172,8 @@ std::string base64(std::string_view in) {
 }  // namespace
 
 bool parse_endpoint_url(const std::string& in, EndpointUrl& out, std::string& error) {
-  constexpr const char* kExpected = "expected http://HOST:PORT, e.g. http://127.0.0.1:11434";
+  constexpr const char* kExpected =
+      "expected http://HOST:PORT or https://HOST[:PORT], e.g. http://127.0.0.1:11434";
   if (const Control c = find_control(in); c.at != std::string_view::npos) {
     error = fmt::format(
         "'{}': {} at offset {} ({}); a URL must not carry control characters, "
@@ -123,13 +191,12 @@ bool parse_endpoint_url(const std::string& in, EndpointUrl& out, std::string& er
     return false;
   }
   const auto& u = *parsed;
-  if (u.scheme_id() != boost::urls::scheme::http) {
-    error = fmt::format(
-        "'{}': scheme '{}' is not supported; local inference servers speak plain "
-        "HTTP, so use http://HOST:PORT",
-        printable(in), std::string(u.scheme()));
+  if (u.scheme_id() != boost::urls::scheme::http && u.scheme_id() != boost::urls::scheme::https) {
+    error = fmt::format("'{}': scheme '{}' is not supported; use http:// or https://",
+                        printable(in), std::string(u.scheme()));
     return false;
   }
+  out.tls = u.scheme_id() == boost::urls::scheme::https;
   if (u.host_address().empty()) {
     error = fmt::format("'{}' names no host; {}", printable(in), kExpected);
     return false;
@@ -154,7 +221,7 @@ bool parse_endpoint_url(const std::string& in, EndpointUrl& out, std::string& er
     error = fmt::format("'{}': an endpoint URL takes no query or fragment", printable(in));
     return false;
   }
-  out.port = "80";
+  out.port = out.tls ? "443" : "80";
   if (u.has_port()) {
     const std::string_view port = u.port();  // digits only (the grammar allows nothing else)
     const bool in_range = !port.empty() && port.size() <= 5 && std::stoi(std::string(port)) >= 1 &&
@@ -172,6 +239,7 @@ bool parse_endpoint_url(const std::string& in, EndpointUrl& out, std::string& er
   out.base_path = u.encoded_path();
   while (!out.base_path.empty() && out.base_path.back() == '/') out.base_path.pop_back();
   const bool v6 = u.host_type() == boost::urls::host_type::ipv6;
+  out.host_is_address = v6 || u.host_type() == boost::urls::host_type::ipv4;
   out.host_header = (v6 ? "[" + out.host + "]" : out.host) + ":" + out.port;
   out.authorization.clear();
   if (u.has_userinfo()) {
@@ -184,6 +252,7 @@ bool parse_endpoint_url(const std::string& in, EndpointUrl& out, std::string& er
 
 void CancelSlot::cancel() {
   cancelled = true;
+  if (waiting != nullptr) waiting->cancel();
   if (active != nullptr) {
     beast::error_code ec;
     active->stream.socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -222,13 +291,137 @@ void Watchdog::stop() {
 }
 
 HttpEndpoint::HttpEndpoint(asio::io_context& io, EndpointUrl url, Timeouts timeouts, Limits limits,
-                           std::string api_key)
+                           std::string api_key, const Tls& tls, Headers headers, Retry retry,
+                           const std::string& proxy)
     : io_(io),
       strand_(asio::make_strand(io)),
       url_(std::move(url)),
       timeouts_(timeouts),
       limits_(limits),
-      api_key_(std::move(api_key)) {}
+      api_key_(std::move(api_key)),
+      headers_(std::move(headers)),
+      retry_(retry) {
+  const std::string chosen = choose_proxy(proxy, url_.tls, url_.host, url_.port,
+                                          [](const char* n) { return std::getenv(n); });
+  if (!chosen.empty()) {
+    ProxyUrl p;
+    std::string error;
+    if (!parse_proxy_url(chosen, p, error)) {
+      throw std::invalid_argument(fmt::format("{}: {}", url_.url, error));
+    }
+    proxy_ = std::move(p);
+  }
+  if (!url_.tls) return;
+  tls_context_ = make_tls_context(tls, url_.url);
+  if (tls.insecure) {
+    fmt::print(stderr,
+               "warning: {}: TLS verification is off (insecure): the server's certificate and "
+               "name are not checked\n",
+               url_.url);
+  }
+}
+
+HttpEndpoint::~HttpEndpoint() {
+  idle_.clear();  // their TLS streams refer to the context
+  if (tls_session_ != nullptr) SSL_SESSION_free(tls_session_);
+}
+
+// The TLS handshake on a connected socket, bounded by the connect timeout: SNI, the host name
+// (or address) the certificate must carry, the last session offered for resumption.
+asio::awaitable<bool> HttpEndpoint::handshake(Connection& conn, CancelSlot& cancel,
+                                              HttpResult& result) {
+  conn.tls = std::make_unique<TlsStream>(conn.stream, *tls_context_);
+  SSL* native = conn.tls->native_handle();
+  if (url_.host_is_address) {
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(native), url_.host.c_str());
+  } else {
+    SSL_set_tlsext_host_name(native, url_.host.c_str());
+    SSL_set1_host(native, url_.host.c_str());
+  }
+  if (tls_session_ != nullptr) SSL_set_session(native, tls_session_);
+  if (timeouts_.connect_ms > 0) {
+    conn.stream.expires_after(std::chrono::milliseconds(timeouts_.connect_ms));
+  }
+  cancel.active = &conn;
+  auto [ec] = co_await conn.tls->async_handshake(ssl::stream_base::client, use_tuple);
+  cancel.active = nullptr;
+  if (!ec) co_return true;
+  const long verify = SSL_get_verify_result(native);
+  std::string why;
+  if (cancel.cancelled) {
+    result.error = {ErrorKind::cancelled, describe("cancelled during the TLS handshake")};
+    co_return false;
+  }
+  if (ec == beast::error::timeout) {
+    why = fmt::format("the TLS handshake timed out after {} ms", timeouts_.connect_ms);
+  } else if (verify != X509_V_OK) {
+    why = fmt::format(
+        "TLS certificate verification failed: {}; give the server's CA with --ca-file "
+        "(ca_file), or --insecure (insecure = true) to skip verification",
+        X509_verify_cert_error_string(verify));
+  } else {
+    why = fmt::format("the TLS handshake failed: {}; does the server speak https here?",
+                      ec.message());
+  }
+  result.error = {ErrorKind::connect, describe(why.c_str())};
+  co_return false;
+}
+
+std::string HttpEndpoint::via() const {
+  return proxy_ ? fmt::format(" through the proxy {}", proxy_->url) : std::string();
+}
+
+// CONNECT host:port through the proxy, so that TLS runs end to end through the tunnel.
+asio::awaitable<bool> HttpEndpoint::tunnel(Connection& conn, CancelSlot& cancel,
+                                           HttpResult& result) {
+  bhttp::request<bhttp::empty_body> req{bhttp::verb::connect, url_.host_header, 11};
+  req.set(bhttp::field::host, url_.host_header);
+  if (!proxy_->authorization.empty()) {
+    req.set(bhttp::field::proxy_authorization, proxy_->authorization);
+  }
+  cancel.active = &conn;
+  auto [ec, written] = co_await bhttp::async_write(conn.stream, req, use_tuple);
+  bhttp::response_parser<bhttp::empty_body> parser;
+  parser.skip(true);  // the answer to a CONNECT has no body: the tunnel follows it
+  if (!ec) {
+    auto [rec, read] =
+        co_await bhttp::async_read_header(conn.stream, conn.buffer, parser, use_tuple);
+    ec = rec;
+  }
+  cancel.active = nullptr;
+  std::string why;
+  if (cancel.cancelled) {
+    result.error = {ErrorKind::cancelled, describe("cancelled while opening the proxy tunnel")};
+    co_return false;
+  }
+  if (ec) {
+    why = fmt::format("the proxy {} did not open a tunnel (CONNECT {}): {}", proxy_->url,
+                      url_.host_header, ec.message());
+  } else if (const unsigned status = parser.get().result_int(); status / 100 != 2) {
+    why = fmt::format("the proxy {} refused the tunnel (CONNECT {}): HTTP {} {}{}", proxy_->url,
+                      url_.host_header, status, std::string(parser.get().reason()),
+                      status == 407 ? "; give the proxy's user and password in its URL "
+                                      "(http://user:password@host:port)"
+                                    : "");
+  } else if (conn.buffer.size() != 0) {
+    why = fmt::format("the proxy {} sent bytes after accepting the tunnel", proxy_->url);
+  }
+  if (why.empty()) co_return true;
+  result.error = {ErrorKind::connect, describe(why.c_str())};
+  co_return false;
+}
+
+// Keeps the connection's session for the next new connection to resume (TLS 1.3 sends its
+// tickets after the handshake, so this runs after a response).
+void HttpEndpoint::keep_session(Connection& conn) {
+  SSL_SESSION* session = SSL_get0_session(conn.tls->native_handle());
+  if (session == nullptr || session == tls_session_ || SSL_SESSION_is_resumable(session) == 0) {
+    return;
+  }
+  if (tls_session_ != nullptr) SSL_SESSION_free(tls_session_);
+  SSL_SESSION_up_ref(session);
+  tls_session_ = session;
+}
 
 std::string HttpEndpoint::describe(const char* what) const {
   return fmt::format("{}: {}", url_.url, what);
@@ -258,11 +451,14 @@ asio::awaitable<std::unique_ptr<Connection>> HttpEndpoint::connect(CancelSlot& c
                                                                    HttpResult& result) {
   auto conn = std::make_unique<Connection>(strand_);
   tcp::resolver resolver(strand_);
-  auto [rec, endpoints] = co_await resolver.async_resolve(url_.host, url_.port, use_tuple);
+  const std::string& host = proxy_ ? proxy_->host : url_.host;
+  auto [rec, endpoints] =
+      co_await resolver.async_resolve(host, proxy_ ? proxy_->port : url_.port, use_tuple);
   if (rec) {
     result.error = {
         ErrorKind::connect,
-        describe(fmt::format("cannot resolve host '{}': {}", url_.host, rec.message()).c_str())};
+        describe(
+            fmt::format("cannot resolve host '{}'{}: {}", host, via(), rec.message()).c_str())};
     co_return nullptr;
   }
   if (cancel.cancelled) {
@@ -304,21 +500,77 @@ asio::awaitable<std::unique_ptr<Connection>> HttpEndpoint::connect(CancelSlot& c
           ErrorKind::connect,
           describe(fmt::format("cannot connect: {}", describe_errno(cec.value())).c_str())};
     } else {
-      result.error = {
-          ErrorKind::connect,
-          describe(
-              fmt::format("cannot connect: {}; is the server running?", cec.message()).c_str())};
+      result.error = {ErrorKind::connect,
+                      describe(fmt::format("cannot connect{}: {}; is the {} running?", via(),
+                                           cec.message(), proxy_ ? "proxy" : "server")
+                                   .c_str())};
+      result.transient =
+          cec == asio::error::connection_refused || cec == asio::error::connection_reset;
     }
     co_return nullptr;
   }
   beast::error_code ec;
   conn->stream.socket().set_option(tcp::no_delay(true), ec);  // tokens are tiny writes
+  if (proxy_ && url_.tls && !co_await tunnel(*conn, cancel, result)) co_return nullptr;
+  if (url_.tls && !co_await handshake(*conn, cancel, result)) co_return nullptr;
   ++opened_;
   co_return conn;
 }
 
+void HttpEndpoint::redact(std::string& text) const {
+  auto hide = [&text](const std::string& secret) {
+    if (secret.size() < 4) return;  // too short to tell from ordinary text
+    for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret, at + 3)) {
+      text.replace(at, secret.size(), "***");
+    }
+  };
+  hide(api_key_);
+  for (const auto& header : headers_) hide(header.second);
+}
+
 asio::awaitable<HttpResult> HttpEndpoint::send(const HttpRequest& request, HttpCallbacks& callbacks,
                                                CancelSlot& cancel) {
+  const auto first_try = Clock::now();
+  HttpResult result = co_await send_once(request, callbacks, cancel);
+  for (int tries = 1;; ++tries) {
+    result.attempts = tries;
+    const auto delay = retry_wait(result, callbacks, first_try);
+    if (!delay || cancel.cancelled || !co_await wait(*delay, cancel)) break;
+    result = co_await send_once(request, callbacks, cancel);
+  }
+  redact(result.error_body);
+  co_return result;
+}
+
+std::optional<Clock::duration> HttpEndpoint::retry_wait(const HttpResult& result,
+                                                        HttpCallbacks& callbacks,
+                                                        Clock::time_point first_try) {
+  const bool worth_it = result.transient || result.status == 429 || result.status == 503;
+  if (!worth_it || result.delivered || result.attempts >= retry_.attempts) return std::nullopt;
+  int64_t ms = retry_after_ms(result.retry_after);
+  if (ms < 0) {
+    const int shift = std::min(result.attempts - 1, 20);
+    const int64_t backoff = std::min(retry_.max_delay_ms, retry_.base_delay_ms << shift);
+    thread_local std::minstd_rand jitter(std::random_device{}());
+    ms = backoff - static_cast<int64_t>(jitter() % static_cast<uint64_t>(backoff / 2 + 1));
+  }
+  const auto wake = Clock::now() + std::chrono::milliseconds(ms);
+  if (wake > first_try + std::chrono::milliseconds(retry_.budget_ms)) return std::nullopt;
+  if (callbacks.next_phase && wake >= callbacks.next_phase().deadline) return std::nullopt;
+  return wake - Clock::now();
+}
+
+asio::awaitable<bool> HttpEndpoint::wait(Clock::duration delay, CancelSlot& cancel) {
+  asio::steady_timer timer(strand_);
+  timer.expires_after(delay);
+  cancel.waiting = &timer;
+  co_await timer.async_wait(use_tuple);
+  cancel.waiting = nullptr;
+  co_return !cancel.cancelled;
+}
+
+asio::awaitable<HttpResult> HttpEndpoint::send_once(const HttpRequest& request,
+                                                    HttpCallbacks& callbacks, CancelSlot& cancel) {
   HttpResult result;
   for (int attempt_no = 0; attempt_no < 2; ++attempt_no) {
     // The retry always takes a new connection: the pool may hold more stale ones.
@@ -345,16 +597,25 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(const HttpRequest& 
   const bool may_retry = reused && !result.retried;
 
   // The target is the endpoint's path as written (percent-encoding kept) and our own path.
-  bhttp::request<bhttp::string_body> req{request.method, url_.base_path + request.path, 11};
+  // Through a proxy, plain HTTP asks for the absolute URL (RFC 9112, 3.2.2).
+  const bool absolute = proxy_ && !url_.tls;
+  bhttp::request<bhttp::string_body> req{
+      request.method,
+      (absolute ? "http://" + url_.host_header : std::string()) + url_.base_path + request.path,
+      11};
+  if (absolute && !proxy_->authorization.empty()) {
+    req.set(bhttp::field::proxy_authorization, proxy_->authorization);
+  }
   req.set(bhttp::field::host, url_.host_header);
   req.set(bhttp::field::user_agent, "chimeraforge/" CHIMERA_VERSION_STRING);
   if (!request.body.empty() || request.method == bhttp::verb::post) {
     req.set(bhttp::field::content_type, request.content_type);
   }
   if (!request.accept.empty()) req.set(bhttp::field::accept, request.accept);
+  for (const auto& [name, value] : headers_) req.set(name, value);
   if (!api_key_.empty()) {
     req.set(bhttp::field::authorization, "Bearer " + api_key_);
-  } else if (!url_.authorization.empty()) {
+  } else if (!url_.authorization.empty() && req.find(bhttp::field::authorization) == req.end()) {
     req.set(bhttp::field::authorization, url_.authorization);
   }
   req.keep_alive(true);
@@ -399,7 +660,8 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(const HttpRequest& 
   if (callbacks.on_send) callbacks.on_send();
   Phase phase = callbacks.next_phase ? callbacks.next_phase() : Phase{};
   set_deadline(phase);
-  auto [wec, written] = co_await bhttp::async_write(conn->stream, req, use_tuple);
+  auto [wec, written] = co_await on_stream(
+      *conn, [&](auto& stream) { return bhttp::async_write(stream, req, use_tuple); });
   if (wec) {
     cancel.active = nullptr;
     if (may_retry && !cancel.cancelled && is_disconnect(wec)) co_return Attempt::retry;
@@ -418,14 +680,16 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(const HttpRequest& 
     parser_holder->header_limit(64 * 1024);
     phase = callbacks.next_phase ? callbacks.next_phase() : Phase{};
     set_deadline(phase);
-    auto [hec, hn] =
-        co_await bhttp::async_read_header(conn->stream, conn->buffer, *parser_holder, use_tuple);
+    auto [hec, hn] = co_await on_stream(*conn, [&](auto& stream) {
+      return bhttp::async_read_header(stream, conn->buffer, *parser_holder, use_tuple);
+    });
     if (hec) {
       cancel.active = nullptr;
       if (may_retry && !cancel.cancelled && interim == 0 && !parser_holder->got_some() &&
           is_disconnect(hec)) {
         co_return Attempt::retry;
       }
+      result.transient = hec == asio::error::connection_reset && !parser_holder->got_some();
       fail_io(hec, phase, "waiting for the response");
       co_return Attempt::done;
     }
@@ -447,6 +711,7 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(const HttpRequest& 
   result.content_type = std::string(parser.get()[bhttp::field::content_type]);
   result.content_encoding = std::string(parser.get()[bhttp::field::content_encoding]);
   const bool success = result.status / 100 == 2;
+  if (!success) result.retry_after = std::string(parser.get()[bhttp::field::retry_after]);
   if (success) {
     // We send no Accept-Encoding, so a compressed body is the server's (or a proxy's) mistake;
     // decoding it as text would only yield a confusing JSON error.
@@ -479,12 +744,15 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(const HttpRequest& 
     // read_some, not read: http::async_read returns only when the body buffer is full, which
     // turns a token stream into 16 KiB bursts (measured: every token of a short reply arrived
     // at the end). read_some hands over whatever one socket read brought.
-    auto [rec, rn] = co_await bhttp::async_read_some(conn->stream, conn->buffer, parser, use_tuple);
+    auto [rec, rn] = co_await on_stream(*conn, [&](auto& stream) {
+      return bhttp::async_read_some(stream, conn->buffer, parser, use_tuple);
+    });
     if (rec == bhttp::error::need_buffer) rec = {};
     const std::size_t got = chunk.size() - parser.get().body().size;
     if (got > 0 && !cancel.cancelled) {
       const std::string_view bytes(chunk.data(), got);
       if (success) {
+        result.delivered = true;
         if (callbacks.on_body && !callbacks.on_body(bytes)) {
           result.stopped = true;
           break;
@@ -506,6 +774,7 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(const HttpRequest& 
     co_return Attempt::done;
   }
   result.complete = true;
+  if (conn->tls) keep_session(*conn);
   if (parser.keep_alive()) give_back(std::move(conn));
   co_return Attempt::done;
 }
@@ -519,7 +788,9 @@ asio::awaitable<HttpResult> HttpEndpoint::fetch(const HttpRequest& request, std:
     body.append(bytes);
     return body.size() <= limits_.max_record_bytes * 8;
   };
-  HttpResult r = co_await send(request, cb, cancel);
+  // No retries: a health check or a model list reports the endpoint as it is now.
+  HttpResult r = co_await send_once(request, cb, cancel);
+  redact(r.error_body);
   if (r.stopped && !r.error) {
     r.error = {ErrorKind::protocol, describe("response too large")};
   }

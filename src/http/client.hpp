@@ -8,25 +8,36 @@
 // seen. A request that fails on a reused connection before any response byte is retried once
 // on a new connection: the server may have closed the connection as we reused it.
 //
+// https:// endpoints run the same code over a TLS stream (Beast's ssl_stream on OpenSSL) laid on
+// the TCP stream: the socket stays the one that deadlines, cancellation and the idle check use.
+// The TLS handshake shares the connect timeout. Sessions are resumed on new connections.
+// Through a forward proxy (proxy.hpp), https:// runs in a CONNECT tunnel and http:// sends the
+// absolute URL.
+//
 // Thread safety: an HttpEndpoint and all its requests run on one strand; callers post or
 // co_spawn onto executor().
 #pragma once
+
+#include "http/proxy.hpp"
 
 #include <chimera/core/request.hpp>
 #include <chimera/http/settings.hpp>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/verb.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,7 +47,7 @@ namespace chimera::http {
 using Clock = std::chrono::steady_clock;
 using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
 
-// A parsed endpoint URL: http://[user[:password]@]host[:port][/base].
+// A parsed endpoint URL: http[s]://[user[:password]@]host[:port][/base].
 struct EndpointUrl {
   std::string url;  // as given, without a trailing '/', its password shown as "***":
                     // the form every message and record uses
@@ -45,13 +56,15 @@ struct EndpointUrl {
   std::string base_path;  // "" or "/prefix" (no trailing '/'), percent-encoded as written: the
                           // request target starts with it as it is, never decoded
   std::string host_header;
-  std::string authorization;  // "Basic ..." from the URL's user and password, or ""
+  std::string authorization;     // "Basic ..." from the URL's user and password, or ""
+  bool tls = false;              // https://
+  bool host_is_address = false;  // an IPv4 or IPv6 address, not a name (no SNI)
 };
 
 // Parses an endpoint URL. On failure returns false and sets `error` to a message that says
 // what is wrong and what a valid URL looks like. Refused: control characters, NUL and spaces,
 // raw or percent-encoded (%00-%1F, %7F) anywhere; a host that is not a name or an address; a
-// port outside 1-65535; a query or a fragment; any scheme but http.
+// port outside 1-65535; a query or a fragment; any scheme but http and https.
 bool parse_endpoint_url(const std::string& url, EndpointUrl& out, std::string& error);
 
 struct HttpRequest {
@@ -90,15 +103,22 @@ struct HttpResult {
   std::string content_encoding;  // e.g. "gzip": a body this client cannot read
   std::string error_body;        // the first 64 KiB of a non-2xx response's body
   Error error;                   // transport failure: connect, timeout, truncated, cancelled, ...
+  std::string retry_after;       // a non-2xx response's Retry-After header
+  int attempts = 1;              // tries on this endpoint (see Retry)
+  bool transient = false;        // refused or reset before any response: worth another try
+  bool delivered = false;        // body bytes went to on_body: never retried
   bool reused = false;           // served over a pooled connection
   bool retried = false;          // the first attempt on a reused connection failed and was retried
   bool stopped = false;          // on_body returned false
   bool complete = false;         // the whole response was read
 };
 
+using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream&>;
+
 struct Connection {
   explicit Connection(const Strand& s) : stream(s) {}
   boost::beast::tcp_stream stream;
+  std::unique_ptr<TlsStream> tls;  // over `stream`, for https://
   boost::beast::flat_buffer buffer;
   int uses = 0;
 };
@@ -123,25 +143,32 @@ struct Watchdog : std::enable_shared_from_this<Watchdog> {
 // Cancellation of one request: close() may be posted to the strand at any time.
 struct CancelSlot {
   bool cancelled = false;
-  Connection* active = nullptr;  // the connection in use, if any
+  Connection* active = nullptr;                  // the connection in use, if any
+  boost::asio::steady_timer* waiting = nullptr;  // the wait before a retry, if any
   void cancel();
 };
 
 class HttpEndpoint {
  public:
+  // Throws std::invalid_argument when the TLS settings cannot be used (a CA file or a client
+  // certificate that cannot be read), naming the file and the endpoint.
   HttpEndpoint(boost::asio::io_context& io, EndpointUrl url, Timeouts timeouts, Limits limits,
-               std::string api_key);
+               std::string api_key, const Tls& tls = {}, Headers headers = {}, Retry retry = {},
+               const std::string& proxy = {});
+  ~HttpEndpoint();
 
   const EndpointUrl& url() const { return url_; }
   const Timeouts& timeouts() const { return timeouts_; }
   const Limits& limits() const { return limits_; }
   Strand& executor() { return strand_; }
 
-  // Runs one request. Must be awaited on executor(). Never throws.
+  // Runs one request, retried on this endpoint as Retry says. Must be awaited on executor().
+  // Never throws.
   boost::asio::awaitable<HttpResult> send(const HttpRequest& request, HttpCallbacks& callbacks,
                                           CancelSlot& cancel);
 
-  // A simple GET/POST that collects the whole body (for health checks, model lists).
+  // A simple GET/POST that collects the whole body (for health checks, model lists), tried
+  // once (no Retry).
   boost::asio::awaitable<HttpResult> fetch(const HttpRequest& request, std::string& body,
                                            int64_t timeout_ms, CancelSlot& cancel);
 
@@ -151,6 +178,12 @@ class HttpEndpoint {
 
  private:
   enum class Attempt { done, retry };
+  boost::asio::awaitable<HttpResult> send_once(const HttpRequest& request, HttpCallbacks& callbacks,
+                                               CancelSlot& cancel);
+  // How long to wait before trying `result`'s request again, or nothing: no retry.
+  std::optional<Clock::duration> retry_wait(const HttpResult& result, HttpCallbacks& callbacks,
+                                            Clock::time_point first_try);
+  boost::asio::awaitable<bool> wait(Clock::duration delay, CancelSlot& cancel);
   boost::asio::awaitable<Attempt> attempt(const HttpRequest& request, HttpCallbacks& callbacks,
                                           CancelSlot& cancel, std::unique_ptr<Connection> conn,
                                           bool reused, HttpResult& result);
@@ -159,6 +192,13 @@ class HttpEndpoint {
   std::unique_ptr<Connection> take_idle();
   void give_back(std::unique_ptr<Connection> conn);
   std::string describe(const char* what) const;
+  // Hides the API key and the extra headers' values in a server's error body (some echo the
+  // key they refused), so that no message or record shows them.
+  void redact(std::string& text) const;
+  boost::asio::awaitable<bool> tunnel(Connection& conn, CancelSlot& cancel, HttpResult& result);
+  std::string via() const;
+  boost::asio::awaitable<bool> handshake(Connection& conn, CancelSlot& cancel, HttpResult& result);
+  void keep_session(Connection& conn);
 
   boost::asio::io_context& io_;
   Strand strand_;
@@ -166,6 +206,11 @@ class HttpEndpoint {
   Timeouts timeouts_;
   Limits limits_;
   std::string api_key_;
+  Headers headers_;  // sent on every request
+  Retry retry_;
+  std::optional<ProxyUrl> proxy_;  // the forward proxy requests go through, if any
+  std::unique_ptr<boost::asio::ssl::context> tls_context_;  // https:// only
+  SSL_SESSION* tls_session_ = nullptr;  // the last session, offered to new connections
   std::vector<std::unique_ptr<Connection>> idle_;
   int opened_ = 0;
 };

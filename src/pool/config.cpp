@@ -2,6 +2,7 @@
 #include "core/toml_reader.hpp"
 #include "pool/config_reader.hpp"
 
+#include <chimera/backends/environment.hpp>
 #include <chimera/pool/pool.hpp>
 
 #include <fmt/format.h>
@@ -26,6 +27,42 @@ bool parse_root(std::string_view text, const std::string& source, toml::table& r
   } catch (const toml::parse_error& e) {
     error = fmt::format("{}:{}:{}: {}", source, e.source().begin.line, e.source().begin.column,
                         e.description());
+    return false;
+  }
+  return true;
+}
+
+// An endpoint's TLS settings (https:// only); files are read relative to the working folder.
+bool read_tls(Reader& r, Tls& tls) {
+  return r.str("ca_file", tls.ca_file) && r.str("client_cert", tls.client_cert) &&
+         r.str("client_key", tls.client_key) && r.boolean("insecure", tls.insecure);
+}
+
+// Retries on the endpoint itself: retry_attempts, retry_budget_ms (settings.hpp's Retry).
+bool read_retry(Reader& r, Retry& retry) {
+  return r.integer("retry_attempts", retry.attempts, 1, kMaxAttempts) &&
+         r.integer("retry_budget_ms", retry.budget_ms, 0, kMaxTimeoutMs);
+}
+
+// `headers = { "X-Team" = "red" }`: extra headers, each value a string.
+bool read_headers(Reader& r, Headers& out) {
+  const toml::node* n = r.table().get("headers");
+  if (n == nullptr) return true;
+  if (!n->is_table()) {
+    r.error() = fmt::format("{}: 'headers' must be a table of strings ({{ \"X-Team\" = \"red\" }})",
+                            r.location("headers"));
+    return false;
+  }
+  for (const auto& [name, value] : *n->as_table()) {
+    if (!value.is_string()) {
+      r.error() =
+          fmt::format("{}: header '{}' must be a string", r.location("headers"), name.str());
+      return false;
+    }
+    out.emplace_back(std::string(name.str()), *value.value<std::string>());
+  }
+  if (auto e = validate_headers(out); !e.empty()) {
+    r.error() = fmt::format("{}: {}", r.location("headers"), e);
     return false;
   }
   return true;
@@ -79,15 +116,14 @@ bool detail::read_pools(const toml::table& root, const std::string& source,
     }
     for (const auto& en : *eps->as_array()) {
       Reader er(*en.as_table(), source, error);
-      if (!er.known({"url", "backend", "max_concurrency", "api_key"}, "[[pool.endpoint]]")) {
+      if (!er.known(
+              {"url", "backend", "max_concurrency", "api_key", "headers", "ca_file", "client_cert",
+               "client_key", "insecure", "retry_attempts", "retry_budget_ms", "proxy"},
+              "[[pool.endpoint]]")) {
         return false;
       }
       PoolEndpoint pe;
       if (!er.str("url", pe.config.url)) return false;
-      if (pe.config.url.empty()) {
-        error = fmt::format("{}: pool '{}': an endpoint needs a url", where(source, en), pc.name);
-        return false;
-      }
       std::string backend = "openai";
       if (!er.str("backend", backend)) return false;
       if (const auto kind = parse_backend_kind(backend)) {
@@ -97,8 +133,21 @@ bool detail::read_pools(const toml::table& root, const std::string& source,
                             where(source, en), pc.name, backend);
         return false;
       }
+      // No url: the environment's (OLLAMA_HOST, OPENAI_BASE_URL), as the usual clients do.
+      if (pe.config.url.empty()) pe.config.url = endpoint_from_environment(pe.config.kind);
+      if (pe.config.url.empty()) {
+        error = fmt::format(
+            "{}: pool '{}': an endpoint needs a url ($OLLAMA_HOST or $OPENAI_BASE_URL may give "
+            "it)",
+            where(source, en), pc.name);
+        return false;
+      }
       if (!er.integer("max_concurrency", pe.max_concurrency, 0, kMaxConcurrency)) return false;
-      if (!er.str("api_key", pe.config.api_key)) return false;
+      if (!er.str("api_key", pe.config.api_key) || !er.str("proxy", pe.config.proxy) ||
+          !read_tls(er, pe.config.tls) || !read_headers(er, pe.config.headers) ||
+          !read_retry(er, pe.config.retry)) {
+        return false;
+      }
       pc.endpoints.push_back(std::move(pe));
     }
     for (const auto& other : result) {

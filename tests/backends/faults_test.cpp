@@ -747,7 +747,7 @@ TEST_F(FaultsOllama, UnknownRouteIsA404FromTheFixture) {
 }
 
 TEST_F(FaultsOllama, UnusableUrlIsRejectedBeforeAnyIo) {
-  for (const char* url : {"https://127.0.0.1:1", "127.0.0.1:11434", "http://", "http://h:1/?q=1"}) {
+  for (const char* url : {"ftp://127.0.0.1:1", "127.0.0.1:11434", "http://", "http://h:1/?q=1"}) {
     EXPECT_THROW(chimera::make_backend(config(url, BackendKind::ollama), rt), std::invalid_argument)
         << url;
   }

@@ -87,7 +87,16 @@ struct EndpointConfig {
   Timeouts timeouts;
   Limits limits;
   std::string api_key;  // sent as "Authorization: Bearer ..." when set
-  LlamaConfig llama;    // BackendKind::llama only
+  Tls tls;              // https:// only: CA file, client certificate, verification
+  // Sent on every request, as given ({"X-Team", "red"}); an Authorization header here is sent
+  // unless api_key is set. Names must be HTTP tokens; values are never printed.
+  Headers headers;
+  Retry retry;  // on this endpoint, before anything reached the caller (settings.hpp)
+  // The forward proxy: "" for the environment's (https_proxy, http_proxy, all_proxy, no_proxy,
+  // as curl reads them; never for a loopback host), "direct" for none, else an http:// proxy URL
+  // (credentials in it are sent as Proxy-Authorization; https:// goes through CONNECT).
+  std::string proxy;
+  LlamaConfig llama;  // BackendKind::llama only
 };
 
 using TokenCallback = std::function<bool(const TokenEvent&)>;
@@ -149,5 +158,8 @@ struct DetectResult {
   Error error;
 };
 DetectResult detect_backend(const std::string& url, Runtime& runtime, int64_t timeout_ms = 5'000);
+// The same with the endpoint's TLS settings and API key (its url; its kind is ignored).
+DetectResult detect_backend(const EndpointConfig& config, Runtime& runtime,
+                            int64_t timeout_ms = 5'000);
 
 }  // namespace chimera
