@@ -96,6 +96,7 @@ std::unique_ptr<chimera::Backend> backend(const SynthServer& srv, BackendKind ki
   cfg.timeouts.idle_ms = idle_ms;
   cfg.timeouts.first_token_ms = 5'000;
   cfg.timeouts.total_ms = 20'000;
+  cfg.retry.attempts = 1;  // each fault as the client reports it, not retried away
   return chimera::make_backend(cfg, rt);
 }
 
