@@ -103,20 +103,29 @@ std::string check_numbers(const SweepArgs& a) {
 }
 
 // Where the endpoints come from, for the backend chosen.
+std::string check_model_file(const std::string& model) {
+  std::error_code ec;
+  if (fs::is_regular_file(model, ec)) return {};
+  return fmt::format(
+      "--model '{}': no such file (a GGUF model; `chimeraforge model synth` makes "
+      "one)",
+      model);
+}
+
 std::string check_endpoints(const SweepArgs& a, Plan& p) {
   p.kind = parse_backend_kind(a.backend).value_or(BackendKind::ollama);
   if (p.kind == BackendKind::llama) {
     if (a.model.empty()) return "--backend llama needs --model FILE.gguf (the model it loads)";
     if (!a.endpoints.empty())
       return "--backend llama runs in-process: give --model, not --endpoint";
-    return {};
+    return check_model_file(a.model);
   }
   if (p.kind == BackendKind::openai && a.endpoints.empty()) {
     if (a.model.empty()) {
       return "give --endpoint URL, or --model FILE.gguf and the sweep starts llama-servers";
     }
     p.servers_ours = true;
-    return {};
+    return check_model_file(a.model);
   }
   if (a.endpoints.empty()) return "give --endpoint URL (repeat it for a pool of several)";
   if (p.kind == BackendKind::ollama && a.model.empty()) {

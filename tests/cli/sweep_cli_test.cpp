@@ -176,6 +176,9 @@ TEST(SweepCli, ASettingThatCannotBeAppliedIsAnErrorBeforeAnythingRuns) {
   r = run_cli("sweep --endpoint http://127.0.0.1:9 --grid top_k=20,40 --out " + dir.string());
   EXPECT_EQ(r.rc, 2);
   EXPECT_TRUE(contains(r.err, "--backend ollama needs --model NAME")) << r.err;
+  r = run_cli("sweep --backend openai --model /no/such.gguf --out " + dir.string());
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_TRUE(contains(r.err, "--model '/no/such.gguf': no such file")) << r.err;
 }
 
 // The in-process engine takes num_ctx when it loads the model: the sweep reloads it, and the
