@@ -447,7 +447,8 @@ class LineScanner {
     while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
     return s;
   }
-  // The cells of a pipe-table row, trimmed; false on an escaped pipe (left to cmark).
+  // The cells of a pipe-table row, trimmed; false on an escaped pipe or a row of no cells (left
+  // to cmark).
   static bool split_row(std::string_view s, std::vector<std::string_view>& cells) {
     cells.clear();
     s = trim_blanks(s);
@@ -456,7 +457,9 @@ class LineScanner {
       if (c == '\v' || c == '\f') return false;
     if (s.find('\\') != std::string_view::npos) return false;
     if (!s.empty() && s.front() == '|') s.remove_prefix(1);
-    if (!s.empty() && s.back() == '|') s.remove_suffix(1);
+    // A lone pipe is a row of no cells: cmark-gfm ends a table there and makes it paragraph text.
+    if (s.empty()) return false;
+    if (s.back() == '|') s.remove_suffix(1);
     std::size_t start = 0;
     while (true) {
       std::size_t bar = s.find('|', start);
@@ -597,6 +600,8 @@ class LineScanner {
     std::size_t split = space == std::string_view::npos ? 0 : space + 1;
     out.assign(s.substr(0, split));
     std::string_view rest = s.substr(split);
+    // cmark drops a byte-order mark that starts what it is fed; inside a line it is text.
+    if (rest.starts_with("\xEF\xBB\xBF")) return false;
     std::unique_ptr<cmark_parser, ParserDeleter> parser(
         cmark_parser_new_with_mem(CMARK_OPT_DEFAULT, &bump_mem));
     cmark_parser_feed(parser.get(), rest.data(), rest.size());
@@ -655,7 +660,8 @@ class LineScanner {
     }
     // An HTML comment is skipped to its end, like cmark's HTML block of that kind.
     if (t.starts_with("<!--")) {
-      in_comment_ = t.find("-->", 4) == std::string_view::npos;
+      // The end may overlap the start ("<!-->"): the line contains "-->", as cmark checks it.
+      in_comment_ = t.find("-->", 2) == std::string_view::npos;
       paragraph_open_ = false;
       return true;
     }
@@ -669,6 +675,10 @@ class LineScanner {
     // Blocks left to cmark.
     if (c == '<' || (c == '|' && ind != 0) || link_definition(t)) return false;
     if (c == '=' && paragraph_open_) return false;  // a setext underline
+    // One or two dashes under a paragraph underline it too (three are a thematic break, below).
+    if (c == '-' && paragraph_open_ &&
+        trim_blanks(t).find_first_not_of('-') == std::string_view::npos)
+      return false;
     char mark = 0;
     if (thematic_break(t, &mark)) {
       if (mark == '-' && paragraph_open_) return false;  // a setext underline
@@ -683,11 +693,18 @@ class LineScanner {
       return heading(static_cast<int>(n), t.substr(n), l.number);
     }
     // A list item whose content starts a block of its own: left to cmark.
-    if (std::size_t m = list_marker(t); m > 0 && !container_content_ok(t.substr(m))) return false;
+    if (std::size_t m = list_marker(t);
+        m > 0 && (t[m - 1] == '\t' || !container_content_ok(t.substr(m))))
+      return false;
     // A pipe table: a header row, then a delimiter row with as many cells.
     if (t.find('|') != std::string_view::npos) {
       if (auto next = peek_line(pos); next && delimiter_like(trim_blanks(next->body))) {
         if (ind != 0) return false;
+        // A delimiter row that reads as a list item ("- |") starts a list in cmark-gfm: the
+        // block starts are tried before the table extension.
+        if (list_marker(trim_blanks(next->body)) > 0) return false;
+        // An indented delimiter row (a tab is four columns) is left to cmark, as its rows are.
+        if (indent_of(next->body) != 0) return false;
         std::vector<std::string_view> header, delimiter;
         if (!split_row(b, header) || !split_row(next->body, delimiter)) return false;
         // After a list item's line the delimiter row is a lazy continuation of its paragraph;
@@ -723,11 +740,14 @@ class LineScanner {
       char mark = 0;
       if (atx_heading(rest) || rest.front() == '<' || rest.front() == '|' ||
           link_definition(rest) || rest.starts_with("```") || rest.starts_with("~~~") ||
-          thematic_break(rest, &mark) || delimiter_like(rest) || rest.front() == '=')
+          thematic_break(rest, &mark) || delimiter_like(rest) || rest.front() == '=' ||
+          trim_blanks(rest).find_first_not_of('-') == std::string_view::npos)  // an underline
         return false;
       if (rest.front() == '>') {
         after_marker = quote_content(rest);
       } else if (std::size_t m = list_marker(rest); m > 0) {
+        // A tab after the marker counts to the next tab stop: maybe code, as cmark sees it.
+        if (rest[m - 1] == '\t') return false;
         after_marker = rest.substr(m);
       } else {
         return true;
