@@ -2,12 +2,14 @@
 #include "commands.hpp"
 #include "connection_flags.hpp"
 
+#include <chimera/core/options.hpp>
 #include <chimera/model/synthetic_model.hpp>
 #include <chimera/workflow/workflow.hpp>
 
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <unistd.h>
 
@@ -30,6 +32,29 @@ struct RunArgs {
   bool json = false;
   ConnectionFlags connection;
 };
+
+// A configuration's settings that the backend cannot take with a request are said, never
+// dropped in silence: llama-server's context, GPU layers and threads are its own flags, and the
+// in-process engine takes GPU layers and threads when it loads the model (once, for every
+// configuration of the run).
+void warn_unapplied_settings(const workflow::WorkflowOptions& o) {
+  if (o.endpoint.kind == BackendKind::ollama) return;
+  const bool in_process = o.endpoint.kind == BackendKind::llama;
+  for (const auto& c : o.configs) {
+    for_each_set_option(c.options, [&](std::string_view name, const auto& value) {
+      const bool load_setting = name == "num_gpu" || name == "num_thread";
+      if (!load_setting && !(name == "num_ctx" && !in_process)) return;
+      fmt::print(stderr,
+                 "chimeraforge run: warning: configuration '{}' sets {}={}, which is not "
+                 "applied: {}\n",
+                 c.name, name, value,
+                 in_process ? "the in-process engine takes it only when it loads the model "
+                              "(`chimeraforge generate --backend llama` and `sweep` do)"
+                            : "it is a flag of the server (llama-server -c, -ngl, -t), not a "
+                              "request field of the OpenAI API");
+    });
+  }
+}
 
 int run_workflow_command(const RunArgs& a) {
   workflow::WorkflowOptions o;
@@ -101,6 +126,7 @@ int run_workflow_command(const RunArgs& a) {
     apply_connection_flags(a.connection, o.endpoint);
   }
   const bool tty = ::isatty(2) != 0;
+  warn_unapplied_settings(o);
   if (!a.quiet && !a.json) {
     o.on_progress = [tty](const workflow::ProgressEvent& e) {
       using K = workflow::ProgressEvent::Kind;
