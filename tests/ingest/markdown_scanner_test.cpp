@@ -146,6 +146,21 @@ TEST(MarkdownScanner, RealFilesGiveTheSameRecords) {
   EXPECT_GE(taken * 2, files) << "the scanner should take most real files";
 }
 
+// The inputs the markdown_differential fuzz target found the two readers disagreeing on, kept
+// in its seed corpus: each gives the same results now (and stays a check of that here, where
+// every test run sees it, not only a fuzzing run).
+TEST(MarkdownScanner, FuzzFindingsGiveTheSameRecords) {
+  const fs::path repo = fs::path(CHIMERA_TEST_DATA).parent_path().parent_path();
+  const fs::path seeds = repo / "fuzz/corpus/markdown_differential";
+  std::size_t regressions = 0;
+  for (const auto& e : fs::directory_iterator(seeds)) {
+    if (!e.is_regular_file()) continue;
+    regressions += e.path().filename().string().starts_with("regression-") ? 1 : 0;
+    expect_same(read_file(e.path()), e.path().string());
+  }
+  EXPECT_GE(regressions, 11u) << "the fuzz findings kept in " << seeds.string();
+}
+
 // Random documents built from the constructs both readers know, and some only cmark reads:
 // whichever reader takes a document, the results are the same.
 TEST(MarkdownScanner, RandomDocumentsGiveTheSameRecords) {
