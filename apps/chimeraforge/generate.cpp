@@ -9,6 +9,7 @@
 #include <chimera/model/synthetic_model.hpp>
 
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -33,7 +34,10 @@ struct GenerateArgs {
   std::string api = "chat";
   Options options;  // one flag per option of the table (option_flags.hpp)
   std::optional<int> slot;
-  std::optional<std::string> keep_alive, format;
+  std::optional<std::string> keep_alive, format, tool_choice;
+  std::string tools_file;
+  bool think = false;
+  bool no_think = false;
   bool cache_prompt = false;
   bool no_stream = false;
   bool json = false;
@@ -44,19 +48,75 @@ struct GenerateArgs {
   int64_t total_timeout_ms = 900'000;
   int64_t min_rate = Timeouts{}.min_rate_bytes_per_s;
   int64_t min_rate_window_ms = Timeouts{}.min_rate_window_ms;
+  ConnectionFlags connection;  // --api-key, --ca-file, --client-cert, --client-key, --insecure
 };
 
-// Reads chat messages: a JSON array of {role, content} objects, or {"messages": [...]}.
-bool read_messages(const std::string& path, std::vector<Message>& out, std::string& error) {
-  ConnectionFlags connection;  // --api-key, --ca-file, --client-cert, --client-key, --insecure
+// The text of a file, or false with `error` naming the file and the flag.
+bool read_text_file(const std::string& path, std::string_view what, std::string& text,
+                    std::string& error) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    error = fmt::format("cannot read messages file '{}': {}", path, std::strerror(errno));
+    error = fmt::format("cannot read {} file '{}': {}", what, path, std::strerror(errno));
     return false;
   }
   std::stringstream ss;
   ss << in.rdbuf();
-  const std::string text = ss.str();
+  text = ss.str();
+  return true;
+}
+
+std::string json_string(const boost::json::object& o, std::string_view key) {
+  const auto* v = o.if_contains(key);
+  return v && v->is_string() ? std::string(v->get_string()) : std::string();
+}
+
+// An assistant message's tool calls, OpenAI's shape ({id, function: {name, arguments}}, the
+// arguments JSON text or an object as Ollama writes them).
+std::vector<ToolCall> read_tool_calls(const boost::json::array& calls) {
+  std::vector<ToolCall> out;
+  for (const auto& v : calls) {
+    const auto* o = v.if_object();
+    if (o == nullptr) continue;
+    ToolCall t;
+    t.id = json_string(*o, "id");
+    if (const auto* fn = o->if_contains("function"); fn && fn->is_object()) {
+      t.name = json_string(fn->get_object(), "name");
+      if (const auto* args = fn->get_object().if_contains("arguments")) {
+        t.arguments_json =
+            args->is_string() ? std::string(args->get_string()) : boost::json::serialize(*args);
+      }
+    }
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+// One message: role and content (content may be null beside tool_calls), and the tool fields.
+bool read_message(const boost::json::value& v, Message& m) {
+  const auto* o = v.if_object();
+  if (o == nullptr) return false;
+  const auto* role = o->if_contains("role");
+  const auto* content = o->if_contains("content");
+  const auto* calls = o->if_contains("tool_calls");
+  const bool has_calls = calls && calls->is_array();
+  if (!role || !role->is_string()) return false;
+  if (!(content && content->is_string()) && !(has_calls && (!content || content->is_null()))) {
+    return false;
+  }
+  m.role = role->get_string();
+  m.content = json_string(*o, "content");
+  m.thinking = json_string(*o, "thinking");
+  m.tool_name = json_string(*o, "tool_name");
+  m.tool_call_id = json_string(*o, "tool_call_id");
+  if (has_calls) m.tool_calls = read_tool_calls(calls->get_array());
+  return true;
+}
+
+// Reads chat messages: a JSON array of {role, content} objects, or {"messages": [...]}; assistant
+// messages may carry tool_calls, tool results tool_call_id and tool_name.
+bool read_messages(const std::string& path, std::vector<Message>& out, std::string& error) {
+  std::string text;
+  if (!read_text_file(path, "messages", text, error)) return false;
   boost::system::error_code ec;
   auto v = boost::json::parse(text, ec);
   if (ec) {
@@ -75,18 +135,15 @@ bool read_messages(const std::string& path, std::vector<Message>& out, std::stri
     return false;
   }
   for (std::size_t i = 0; i < arr->size(); ++i) {
-    const auto* o = (*arr)[i].if_object();
-    const boost::json::value* role = o ? o->if_contains("role") : nullptr;
-    const boost::json::value* content = o ? o->if_contains("content") : nullptr;
-    if (!role || !role->is_string() || !content || !content->is_string()) {
+    Message m;
+    if (!read_message((*arr)[i], m)) {
       error = fmt::format(
           "messages file '{}': message {} needs string fields \"role\" and "
-          "\"content\"",
+          "\"content\" (content may be null beside \"tool_calls\")",
           path, i);
       return false;
     }
-    out.push_back(
-        {std::string(role->get_string()), std::string(content->get_string()), {}, {}, {}});
+    out.push_back(std::move(m));
   }
   if (out.empty()) {
     error = fmt::format("messages file '{}' holds no messages", path);
@@ -94,6 +151,40 @@ bool read_messages(const std::string& path, std::vector<Message>& out, std::stri
   }
   return true;
 }
+
+// Reads tool definitions: a JSON array, as OpenAI and Ollama take them
+// ([{"type": "function", "function": {"name", "description", "parameters"}}]).
+bool read_tools(const std::string& path, std::string& out, std::string& error) {
+  std::string text;
+  if (!read_text_file(path, "tools", text, error)) return false;
+  boost::system::error_code ec;
+  auto v = boost::json::parse(text, ec);
+  if (ec || !v.is_array()) {
+    error = fmt::format(
+        "tools file '{}' is not a JSON array of tool definitions ({}); expected "
+        "[{{\"type\": \"function\", \"function\": {{\"name\": ..., \"parameters\": ...}}}}]",
+        path, ec ? ec.message() : "not an array");
+    return false;
+  }
+  out = boost::json::serialize(v);
+  return true;
+}
+
+// Prints a streamed tool call: its name when it first appears, then its arguments as they come.
+class ToolCallPrinter {
+ public:
+  void print(const TokenEvent& t) {
+    if (t.tool_call_index != shown_) {
+      shown_ = t.tool_call_index;
+      fmt::print("\n[tool call {}] {}{} ", t.tool_call_index, t.tool_call->name,
+                 t.tool_call->id.empty() ? "" : fmt::format(" (id {})", t.tool_call->id));
+    }
+    std::fwrite(t.arguments_delta.data(), 1, t.arguments_delta.size(), stdout);
+  }
+
+ private:
+  int shown_ = -1;
+};
 
 // The model `--backend llama` uses when none is given: the tiny synthetic one, made on first use.
 std::string default_model(bool quiet, std::string& error) {
@@ -174,6 +265,7 @@ int run_generate(const GenerateArgs& a) {
     }
     cfg.kind = d.kind;
   }
+  if (cfg.kind != BackendKind::llama) cfg.api_key = resolve_api_key(a.connection.api_key, cfg.kind);
   std::unique_ptr<Backend> backend;
   try {
     backend = make_backend(cfg, rt);
@@ -211,6 +303,16 @@ int run_generate(const GenerateArgs& a) {
   req.options = a.options;
   req.keep_alive = a.keep_alive;
   req.format_json = a.format;
+  req.tool_choice = a.tool_choice;
+  if (a.think || a.no_think) req.think = a.think;
+  if (!a.tools_file.empty()) {
+    std::string tools, error;
+    if (!read_tools(a.tools_file, tools, error)) {
+      fmt::print(stderr, "chimeraforge generate: --tools: {}\n", error);
+      return kUsage;
+    }
+    req.tools_json = std::move(tools);
+  }
   req.slot_id = a.slot;
   if (a.cache_prompt) req.cache_prompt = true;
 
@@ -218,6 +320,7 @@ int run_generate(const GenerateArgs& a) {
   std::promise<Completion> done;
   auto fut = done.get_future();
   bool in_thinking = false;
+  ToolCallPrinter calls;
   auto handle = backend->start(
       std::move(req),
       [&](const TokenEvent& t) {
@@ -232,9 +335,7 @@ int run_generate(const GenerateArgs& a) {
           in_thinking = false;
           std::fwrite(t.text.data(), 1, t.text.size(), stdout);
         }
-        if (t.tool_call != nullptr) {
-          fmt::print("\n[tool call] {} {}", t.tool_call->name, t.tool_call->arguments_json);
-        }
+        if (t.tool_call != nullptr) calls.print(t);
         std::fflush(stdout);
         return true;
       },
@@ -265,7 +366,6 @@ int run_generate(const GenerateArgs& a) {
 
 }  // namespace
 
-  if (cfg.kind != BackendKind::llama) cfg.api_key = resolve_api_key(a.connection.api_key, cfg.kind);
 std::function<int()> add_generate(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
   auto* cmd = app.add_subcommand(
@@ -309,6 +409,19 @@ std::function<int()> add_generate(CLI::App& app) {
   cmd->add_option("--keep-alive", a->keep_alive,
                   "How long Ollama keeps the model loaded: 5m, 0, -1");
   cmd->add_option("--format", a->format, "Structured output: a JSON schema (JSON text) or 'json'");
+  cmd->add_option("--tools", a->tools_file,
+                  "JSON file with tool definitions the model may call: [{\"type\": \"function\", "
+                  "\"function\": {\"name\", \"description\", \"parameters\"}}]; calls are "
+                  "printed as they stream")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--tool-choice", a->tool_choice,
+                  "auto (the model chooses), required (it must call a tool; not Ollama) or none")
+      ->check(CLI::IsMember({"auto", "required", "none"}));
+  auto* think = cmd->add_flag("--think", a->think,
+                              "Ask a thinking model to think (Ollama's think; "
+                              "chat_template_kwargs.enable_thinking on OpenAI-compatible servers; "
+                              "in-process, the template's); thinking is printed apart");
+  cmd->add_flag("--no-think", a->no_think, "Ask a thinking model not to think")->excludes(think);
   cmd->add_option("--slot", a->slot, "llama-server: the slot to use (id_slot)");
   cmd->add_flag("--cache-prompt", a->cache_prompt, "llama-server: reuse the slot's cached prompt");
   cmd->add_flag("--no-stream", a->no_stream, "Ask for one response at the end instead of a stream");
@@ -331,7 +444,11 @@ std::function<int()> add_generate(CLI::App& app) {
   cmd->add_option("--min-rate-window", a->min_rate_window_ms,
                   "The window of --min-rate, ms (curl's --speed-time)")
       ->capture_default_str();
+  add_connection_flags(cmd, a->connection);
   return [a, cmd]() -> int {
+    if (a->backend != "llama" && a->endpoint.empty()) {
+      a->endpoint = endpoint_from_environment(a->backend);
+    }
     if (a->backend != "llama" && a->endpoint.empty()) {
       fmt::print(stderr,
                  "chimeraforge generate: --endpoint URL is required (or set "
@@ -352,7 +469,3 @@ std::function<int()> add_generate(CLI::App& app) {
 }
 
 }  // namespace chimera::cli
-  add_connection_flags(cmd, a->connection);
-    if (a->backend != "llama" && a->endpoint.empty()) {
-      a->endpoint = endpoint_from_environment(a->backend);
-    }

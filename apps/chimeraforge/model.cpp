@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <filesystem>
 
 namespace chimera::cli {
 
@@ -16,6 +17,7 @@ struct SynthArgs {
   std::string out;
   std::string vocab;
   std::string type = "f16";
+  std::string chat_template;
   uint64_t seed = 42;
   bool quiet = false;
 };
@@ -25,8 +27,20 @@ int run_synth(const SynthArgs& a) {
   o.preset = a.preset;
   o.output = a.out;
   o.vocab_file = a.vocab;
+  // A name instead of a file: llama.cpp's models/ggml-vocab-<name>.gguf.
+  if (!a.vocab.empty() && a.vocab.find('/') == std::string::npos &&
+      !std::filesystem::exists(a.vocab)) {
+    o.vocab_file = model::default_vocab_file(a.vocab);
+  }
   o.seed = a.seed;
   o.type = a.type == "f32" ? model::WeightType::f32 : model::WeightType::f16;
+  if (!a.chat_template.empty()) {
+    std::string error;
+    if (!model::find_chat_template(a.chat_template, o.chat_template, error)) {
+      fmt::print(stderr, "chimeraforge model synth: --chat-template: {}\n", error);
+      return kUsage;
+    }
+  }
   int last_pct = -1;
   if (!a.quiet) {
     o.on_progress = [&last_pct](uint64_t done, uint64_t total) {
@@ -78,8 +92,13 @@ std::function<int()> add_model(CLI::App& app) {
       ->check(CLI::IsMember({"f16", "f32"}))
       ->capture_default_str();
   synth->add_option("--vocab", a->vocab,
-                    "Vocabulary GGUF (default: llama.cpp's models/ggml-vocab-*.gguf for the "
-                    "preset; $CHIMERA_VOCAB_DIR overrides the folder)");
+                    "Vocabulary GGUF, or the name of one of llama.cpp's "
+                    "models/ggml-vocab-<name>.gguf (e.g. qwen2) (default: the preset's; "
+                    "$CHIMERA_VOCAB_DIR overrides the folder)");
+  synth->add_option("--chat-template", a->chat_template,
+                    "Jinja chat template to write into the file (tokenizer.chat_template): a "
+                    "file, or the name of one of llama.cpp's models/templates/*.jinja, e.g. "
+                    "Qwen-Qwen2.5-7B-Instruct (a tool-calling template)");
   synth->add_flag("--quiet,-q", a->quiet, "No progress output");
   return [a]() { return run_synth(*a); };
 }

@@ -182,6 +182,10 @@ class RequestState final : public StreamState,
   bool token(std::string_view text, std::string_view thinking, const ToolCall* tool_call) override {
     return deliver(text, thinking, tool_call);
   }
+  bool tool_call(std::size_t index, std::string_view arguments_delta) override {
+    const auto& calls = StreamState::completion().tool_calls;
+    return deliver({}, {}, &calls.at(index), static_cast<int>(index), arguments_delta);
+  }
   Completion& completion() override { return StreamState::completion(); }
   void server_sent(int64_t ns) override { set_server_sent(ns); }
 

@@ -27,6 +27,9 @@ class Emitter {
   // Delivers a token-bearing chunk. Returns false when the request was cancelled.
   virtual bool token(std::string_view text, std::string_view thinking,
                      const ToolCall* tool_call) = 0;
+  // Delivers a chunk that added to the tool call at `index` of completion().tool_calls:
+  // `arguments_delta` is the arguments text it added. Returns false when cancelled.
+  virtual bool tool_call(std::size_t index, std::string_view arguments_delta) = 0;
   virtual Completion& completion() = 0;
   // The send time the server wrote into the record being decoded (the synthetic server's
   // `server_sent_ns`), 0 when it wrote none. Applies to the tokens of that record.

@@ -94,6 +94,7 @@ class LlamaJob final : public StreamState {
   std::size_t prompt_done = 0;  // prompt tokens whose KV cells exist
   int n_ctx = 0;                // context limit of this request (num_ctx, capped)
   llama_sampler* sampler = nullptr;
+  std::unique_ptr<ChatStream> chat;  // set when the output is parsed by the chat template
   bool generating = false;
   int32_t next_token = -1;          // sampled, to be decoded in the next step
   std::vector<std::string> pieces;  // raw piece of each decoded generated token
@@ -157,7 +158,7 @@ LlamaEngine::LlamaEngine(std::string model_path, const LlamaConfig& config)
                                             g_last_errors.empty() ? "no detail" : g_last_errors));
   }
   vocab_ = llama_model_get_vocab(model_);
-  if (const char* t = llama_model_chat_template(model_, nullptr)) chat_template_ = t;
+  chat_ = std::make_unique<ChatTemplates>(model_);
 
   const int threads = config_.threads > 0
                           ? config_.threads
@@ -263,27 +264,39 @@ std::vector<int32_t> LlamaEngine::tokenize(const std::string& text, bool add_spe
   return out;
 }
 
-std::string LlamaEngine::format_chat(const Request& r, std::string& error) const {
-  std::vector<llama_chat_message> msgs;
-  msgs.reserve(r.messages.size());
-  for (const auto& m : r.messages) msgs.push_back({m.role.c_str(), m.content.c_str()});
-  auto apply = [&](const char* tmpl) -> std::string {
-    std::string buf(4096, '\0');
-    int n = llama_chat_apply_template(tmpl, msgs.data(), msgs.size(), true, buf.data(),
-                                      static_cast<int32_t>(buf.size()));
-    if (n > static_cast<int>(buf.size())) {
-      buf.resize(static_cast<std::size_t>(n));
-      n = llama_chat_apply_template(tmpl, msgs.data(), msgs.size(), true, buf.data(), n);
+bool LlamaEngine::prepare_chat(LlamaJob& job, std::string& error) const {
+  const Request& r = job.req;
+  ChatPrompt p;
+  if (!chat_->apply(r, p, error)) return false;
+  if (!chat_->warning().empty()) job.c.warnings.push_back(chat_->warning());
+  job.prompt_text = std::move(p.prompt);
+  if (!p.stops.empty()) {
+    std::vector<std::string> stops = r.options.stop;
+    stops.insert(stops.end(), p.stops.begin(), p.stops.end());
+    job.stop = StopMatcher(std::move(stops));
+  }
+  if (p.parse) {
+    job.chat = ChatStream::make(model_, p, r.options, error);
+    if (!job.chat) return false;
+  }
+  return true;
+}
+
+bool LlamaEngine::deliver_text(LlamaJob& j, std::string_view text, bool final) const {
+  if (!j.chat) return text.empty() || j.deliver(text, {}, nullptr);
+  std::vector<ChatDelta> deltas;
+  j.chat->push(text, final, deltas, j.c.tool_calls);
+  for (const auto& d : deltas) {
+    if ((!d.content.empty() || !d.thinking.empty()) && !j.deliver(d.content, d.thinking, nullptr)) {
+      return false;
     }
-    if (n < 0) return {};
-    buf.resize(static_cast<std::size_t>(n));
-    return buf;
-  };
-  std::string out;
-  if (!chat_template_.empty()) out = apply(chat_template_.c_str());
-  if (out.empty()) out = apply("chatml");  // the model has no template, or one we cannot apply
-  if (out.empty()) error = "the chat template could not be applied to these messages";
-  return out;
+    if (d.tool_call_index >= 0 &&
+        !j.deliver({}, {}, &j.c.tool_calls.at(static_cast<std::size_t>(d.tool_call_index)),
+                   d.tool_call_index, d.arguments_delta)) {
+      return false;
+    }
+  }
+  return true;
 }
 
 llama_sampler* LlamaEngine::make_sampler(const Request& r, std::string& error) const {
@@ -449,7 +462,8 @@ void LlamaEngine::loop() {
         finish(s, ErrorKind::cancelled, "cancelled");
         continue;
       }
-      emit_token(s, llama_sampler_sample(j.sampler, ctx_, e.logits));
+      emit_token(s, j.chat ? j.chat->sample(ctx_, e.logits)
+                           : llama_sampler_sample(j.sampler, ctx_, e.logits));
     }
   }
   llama_batch_free(batch);
@@ -538,9 +552,9 @@ bool LlamaEngine::prepare(LlamaJob& job, Seq& seq) {
   if (!error.empty()) return fail(error);
   if (r.kind == RequestKind::chat) {
     if (r.messages.empty()) return fail("a chat request needs at least one message");
-    job.prompt_text = format_chat(r, error);
-    if (!error.empty()) return fail(error);
+    if (!prepare_chat(job, error)) return fail(error);
   } else {
+    if (r.tools_json) return fail("tools need a chat request (messages), not a completion");
     job.prompt_text = r.system.empty() ? r.prompt : r.system + "\n\n" + r.prompt;
   }
   const bool same_session = !r.session.empty() && seq.session == r.session;
@@ -565,8 +579,10 @@ bool LlamaEngine::prepare(LlamaJob& job, Seq& seq) {
                     "(num_ctx, or LlamaConfig::ctx_per_seq)",
                     job.prompt.size(), job.n_ctx));
   }
-  job.sampler = make_sampler(r, error);
-  if (job.sampler == nullptr) return fail(error);
+  if (!job.chat) {
+    job.sampler = make_sampler(r, error);
+    if (job.sampler == nullptr) return fail(error);
+  }
 
   // Reuse the longest common prefix of what the sequence holds; at least one prompt token is
   // decoded again so that there are logits to sample from.
@@ -622,7 +638,7 @@ void LlamaEngine::emit_token(Seq& seq, int32_t token) {
   }
   const std::string text = j.stop.push(j.utf8.push(piece));
   j.pieces.push_back(std::move(piece));
-  if (!text.empty() && !j.deliver(text, {}, nullptr)) {
+  if (!deliver_text(j, text, false)) {
     finish(seq, ErrorKind::cancelled,
            j.callback_error().empty() ? "cancelled" : j.callback_error());
     return;
@@ -651,7 +667,11 @@ void LlamaEngine::finish(Seq& seq, ErrorKind kind, std::string message) {
   Completion& c = j.c;
   if (kind == ErrorKind::none) {
     j.utf8.finish();
-    if (const std::string rest = j.stop.flush(); !rest.empty()) j.deliver(rest, {}, nullptr);
+    deliver_text(j, j.stop.flush(), /*final=*/true);
+    if (!c.tool_calls.empty() && c.finish == FinishReason::stop) {
+      c.finish = FinishReason::tool_calls;
+      c.finish_raw = "tool_calls";
+    }
   } else {
     c.error = {kind, fmt::format("{}: {}", path_, message)};
     c.finish = kind == ErrorKind::cancelled ? FinishReason::cancelled : FinishReason::error;
@@ -671,6 +691,7 @@ void LlamaEngine::finish(Seq& seq, ErrorKind kind, std::string message) {
   f.e2e_ns = now_ns() - f.t_send_ns;
   if (j.sampler) llama_sampler_free(j.sampler);
   j.sampler = nullptr;
+  j.chat.reset();
 
   // Keep a session's cells (they hold exactly seq.cached); free everything else's. A request that
   // ended before its prompt was wholly read (cancelled mid-prefill) leaves cells that match no

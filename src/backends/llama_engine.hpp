@@ -15,6 +15,8 @@
 // engine's thread.
 #pragma once
 
+#include "backends/llama_chat.hpp"
+
 #include <chimera/backends/backend.hpp>
 
 #include <atomic>
@@ -67,7 +69,10 @@ class LlamaEngine {
   void finish(Seq& seq, ErrorKind kind = ErrorKind::none, std::string message = {});
   void emit_token(Seq& seq, int32_t token);
   std::vector<int32_t> tokenize(const std::string& text, bool add_special) const;
-  std::string format_chat(const Request& request, std::string& error) const;
+  bool prepare_chat(LlamaJob& job, std::string& error) const;
+  // Hands generated text to the caller: as it is, or parsed by the chat template's format
+  // (content, reasoning, tool calls). `final`: the end of the output. False when cancelled.
+  bool deliver_text(LlamaJob& job, std::string_view text, bool final) const;
   llama_sampler* make_sampler(const Request& request, std::string& error) const;
   int64_t tick() { return ++clock_; }
 
@@ -77,7 +82,7 @@ class LlamaEngine {
   llama_model* model_ = nullptr;
   llama_context* ctx_ = nullptr;
   const llama_vocab* vocab_ = nullptr;
-  std::string chat_template_;
+  std::unique_ptr<ChatTemplates> chat_;
 
   std::shared_ptr<Inbox> inbox_;
   std::mutex mu_;

@@ -143,8 +143,10 @@ class OllamaDecoder final : public StreamDecoder {
                     args->is_string() ? std::string(args->get_string()) : json::serialize(*args);
               }
             }
+            // Ollama sends each call whole, parallel calls in one array or one record each.
             c.tool_calls.push_back(std::move(t));
-            if (!out.token({}, {}, &c.tool_calls.back())) return false;
+            const std::size_t idx = c.tool_calls.size() - 1;
+            if (!out.tool_call(idx, c.tool_calls[idx].arguments_json)) return false;
           }
         }
       }
@@ -228,6 +230,9 @@ bool OllamaBackend::build(const Request& r, http::HttpRequest& out, std::string&
       jm["content"] = m.content;
       if (!m.thinking.empty()) jm["thinking"] = m.thinking;
       if (!m.tool_name.empty()) jm["tool_name"] = m.tool_name;
+      // Recent Ollama versions give calls an id and take it back with the result; older ones
+      // ignore both fields.
+      if (!m.tool_call_id.empty()) jm["tool_call_id"] = m.tool_call_id;
       if (!m.tool_calls.empty()) {
         json::array calls;
         for (const auto& tc : m.tool_calls) {
@@ -235,13 +240,11 @@ bool OllamaBackend::build(const Request& r, http::HttpRequest& out, std::string&
           fn["name"] = tc.name;
           boost::system::error_code ec;
           json::value args = json::parse(tc.arguments_json.empty() ? "{}" : tc.arguments_json, ec);
-          if (ec) {
-            error = fmt::format("tool call '{}' has arguments that are not JSON: {}", tc.name,
-                                json_excerpt(tc.arguments_json));
-            return false;
-          }
-          fn["arguments"] = std::move(args);
-          calls.push_back(json::object{{"function", std::move(fn)}});
+          // Arguments a model wrote that are not JSON go back as it wrote them, as text.
+          fn["arguments"] = ec ? json::value(tc.arguments_json) : std::move(args);
+          json::object call{{"function", std::move(fn)}};
+          if (!tc.id.empty()) call["id"] = tc.id;
+          calls.push_back(std::move(call));
         }
         jm["tool_calls"] = std::move(calls);
       }
@@ -277,7 +280,13 @@ bool OllamaBackend::build(const Request& r, http::HttpRequest& out, std::string&
       return false;
     }
   }
-  if (r.tools_json && !add_json_field(body, "tools", *r.tools_json, "tools", error, false)) {
+  if (!check_tool_choice(r, error)) return false;
+  if (r.tool_choice == "required") {
+    error = "Ollama cannot be made to call a tool (tool_choice 'required'); use auto";
+    return false;
+  }
+  const bool send_tools = r.tools_json && r.tool_choice != "none";
+  if (send_tools && !add_json_field(body, "tools", *r.tools_json, "tools", error, false)) {
     return false;
   }
   if (r.think) body["think"] = *r.think;

@@ -36,6 +36,20 @@ bool add_json_field(json::object& body, std::string_view key, const std::string&
   return true;
 }
 
+bool check_tool_choice(const Request& r, std::string& error) {
+  if (!r.tool_choice) return true;
+  const std::string& c = *r.tool_choice;
+  if (c != "auto" && c != "required" && c != "none") {
+    error = fmt::format("tool_choice is '{}'; it must be auto, required or none", c);
+    return false;
+  }
+  if (c == "required" && !r.tools_json) {
+    error = "tool_choice is 'required' but the request has no tools";
+    return false;
+  }
+  return true;
+}
+
 namespace {
 
 // The options in OpenAI's request body: our (Ollama's) names where OpenAI's API or the
@@ -64,6 +78,28 @@ void add_openai_options(const Options& o, json::object& body) {
 }
 
 constexpr int64_t kMaxToolCalls = 256;
+
+// One message in OpenAI's shape: an assistant's calls under `tool_calls` (arguments as JSON
+// text), a tool result's call id under `tool_call_id`, reasoning as `reasoning_content`
+// (llama-server's and vLLM's name; templates that keep earlier reasoning read it).
+json::object openai_message(const Message& m) {
+  json::object jm;
+  jm["role"] = m.role;
+  jm["content"] = m.content;
+  if (!m.thinking.empty()) jm["reasoning_content"] = m.thinking;
+  if (!m.tool_calls.empty()) {
+    json::array calls;
+    for (const auto& tc : m.tool_calls) {
+      calls.push_back(json::object{
+          {"id", tc.id},
+          {"type", "function"},
+          {"function", json::object{{"name", tc.name}, {"arguments", tc.arguments_json}}}});
+    }
+    jm["tool_calls"] = std::move(calls);
+  }
+  if (m.role == "tool" && !m.tool_call_id.empty()) jm["tool_call_id"] = m.tool_call_id;
+  return jm;
+}
 
 FinishReason map_finish(std::string_view raw) {
   if (raw == "length") return FinishReason::length;
@@ -211,29 +247,7 @@ class OpenAIDecoder final : public StreamDecoder {
         if (const auto* t = msg->if_contains(k); t && t->is_string()) thinking = t->get_string();
       }
       if (const auto* tcs = msg->if_contains("tool_calls"); tcs && tcs->is_array()) {
-        for (const auto& tc : tcs->get_array()) {
-          if (!tc.is_object()) continue;
-          const auto& tco = tc.get_object();
-          // The index sizes a vector: a server's word for it is bounded first.
-          const auto index = get_int(tco, "index").value_or(0);
-          if (index < 0 || index >= kMaxToolCalls) {
-            return fail(
-                out, ErrorKind::protocol,
-                fmt::format("{}: a tool call has index {}; at most {} tool calls are "
-                            "accepted in one response",
-                            url_, json_excerpt(json::serialize(*tco.if_contains("index")), 40),
-                            kMaxToolCalls));
-          }
-          const auto idx = static_cast<std::size_t>(index);
-          if (c.tool_calls.size() <= idx) c.tool_calls.resize(idx + 1);
-          ToolCall& call = c.tool_calls[idx];
-          if (auto id = get_string(tco, "id"); !id.empty()) call.id = id;
-          if (const auto* fn = tco.if_contains("function"); fn && fn->is_object()) {
-            if (auto n = get_string(fn->get_object(), "name"); !n.empty()) call.name += n;
-            call.arguments_json += get_string(fn->get_object(), "arguments");
-          }
-          if (!out.token({}, {}, &call)) return false;
-        }
+        if (!handle_tool_calls(tcs->get_array(), out)) return false;
       }
     } else if (const auto* t = ch.if_contains("text"); t && t->is_string()) {
       text = t->get_string();
@@ -245,6 +259,43 @@ class OpenAIDecoder final : public StreamDecoder {
       finish_seen_ = true;
       c.finish_raw = fr->get_string();
       c.finish = map_finish(c.finish_raw);
+    }
+    return true;
+  }
+
+  // Streamed deltas name their call by `index` (parallel calls arrive interleaved); a whole
+  // message lists its calls in order, usually without an index.
+  bool handle_tool_calls(const json::array& calls, Emitter& out) {
+    Completion& c = out.completion();
+    for (std::size_t pos = 0; pos < calls.size(); ++pos) {
+      if (!calls[pos].is_object()) continue;
+      const auto& tco = calls[pos].get_object();
+      const json::value* given = tco.if_contains("index");
+      // The index sizes a vector: a server's word for it is bounded first.
+      const auto index =
+          given ? get_int(tco, "index") : std::optional<int64_t>(static_cast<int64_t>(pos));
+      if (!index || *index < 0 || *index >= kMaxToolCalls) {
+        return fail(out, ErrorKind::protocol,
+                    fmt::format("{}: a tool call has index {}; at most {} tool calls are "
+                                "accepted in one response",
+                                url_, given ? json_excerpt(json::serialize(*given), 40) : std::to_string(pos),
+                                kMaxToolCalls));
+      }
+      const auto idx = static_cast<std::size_t>(*index);
+      if (c.tool_calls.size() <= idx) c.tool_calls.resize(idx + 1);
+      ToolCall& call = c.tool_calls[idx];
+      if (auto id = get_string(tco, "id"); !id.empty()) call.id = std::move(id);
+      const std::size_t before = call.arguments_json.size();
+      if (const auto* fn = tco.if_contains("function"); fn && fn->is_object()) {
+        const auto& fo = fn->get_object();
+        if (auto n = get_string(fo, "name"); !n.empty()) call.name += n;
+        if (const auto* args = fo.if_contains("arguments"); args && args->is_string()) {
+          call.arguments_json += args->get_string();
+        } else if (args && args->is_object()) {  // some servers send the object itself
+          call.arguments_json += json::serialize(*args);
+        }
+      }
+      if (!out.tool_call(idx, std::string_view(call.arguments_json).substr(before))) return false;
     }
     return true;
   }
@@ -276,23 +327,7 @@ bool OpenAIBackend::build(const Request& r, http::HttpRequest& out, std::string&
       return false;
     }
     json::array messages;
-    for (const auto& m : r.messages) {
-      json::object jm;
-      jm["role"] = m.role;
-      jm["content"] = m.content;
-      if (!m.tool_calls.empty()) {
-        json::array calls;
-        for (const auto& tc : m.tool_calls) {
-          calls.push_back(json::object{
-              {"id", tc.id},
-              {"type", "function"},
-              {"function", json::object{{"name", tc.name}, {"arguments", tc.arguments_json}}}});
-        }
-        jm["tool_calls"] = std::move(calls);
-      }
-      if (m.role == "tool" && !m.tool_name.empty()) jm["tool_call_id"] = m.tool_name;
-      messages.push_back(std::move(jm));
-    }
+    for (const auto& m : r.messages) messages.push_back(openai_message(m));
     body["messages"] = std::move(messages);
     out.path = "/v1/chat/completions";
   } else {
@@ -318,6 +353,13 @@ bool OpenAIBackend::build(const Request& r, http::HttpRequest& out, std::string&
   if (r.tools_json && !add_json_field(body, "tools", *r.tools_json, "tools", error, false)) {
     return false;
   }
+  if (r.tool_choice) {
+    if (!check_tool_choice(r, error)) return false;
+    body["tool_choice"] = *r.tool_choice;
+  }
+  // llama-server and vLLM pass these to the chat template; Qwen 3 and others read
+  // enable_thinking.
+  if (r.think) body["chat_template_kwargs"] = json::object{{"enable_thinking", *r.think}};
   if (r.slot_id) body["id_slot"] = *r.slot_id;
   if (r.cache_prompt) body["cache_prompt"] = *r.cache_prompt;
   out.method = bhttp::verb::post;

@@ -21,7 +21,8 @@ Completion StreamState::wait() {
 }
 
 bool StreamState::deliver(std::string_view text, std::string_view thinking,
-                          const ToolCall* tool_call) {
+                          const ToolCall* tool_call, int tool_call_index,
+                          std::string_view arguments_delta) {
   if (cancel_requested_.load()) return false;
   const int64_t t = now_ns();
   Figures& f = completion_.figures;
@@ -43,7 +44,8 @@ bool StreamState::deliver(std::string_view text, std::string_view thinking,
   cb_thread_.store(std::this_thread::get_id());
   bool go_on = false;
   try {
-    go_on = on_token_(TokenEvent{text, thinking, tool_call, t, index_++, server_sent_ns_});
+    go_on = on_token_(TokenEvent{text, thinking, tool_call, t, index_++, server_sent_ns_,
+                                 tool_call_index, arguments_delta});
   } catch (const std::exception& e) {
     callback_error_ = fmt::format("the token callback threw: {}", e.what());
   } catch (...) {

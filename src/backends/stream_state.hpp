@@ -27,7 +27,9 @@ class StreamState : public RequestHandle {
   // Records the figures of a token-bearing chunk (ttft_client, itl, chunks), appends its text,
   // and hands it to on_token. Returns false when the request is cancelled (by cancel(), by the
   // callback returning false, or by the callback throwing: see callback_error()).
-  bool deliver(std::string_view text, std::string_view thinking, const ToolCall* tool_call);
+  // A tool call chunk also names the call's index and the arguments text it added (TokenEvent).
+  bool deliver(std::string_view text, std::string_view thinking, const ToolCall* tool_call,
+               int tool_call_index = -1, std::string_view arguments_delta = {});
   // The server's own send time of the chunk delivered next (0: none); see TokenEvent.
   void set_server_sent(int64_t ns) { server_sent_ns_ = ns; }
   // Runs on_done once with the completion, then releases wait().

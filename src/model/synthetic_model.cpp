@@ -13,6 +13,7 @@
 #include <chimera/core/install_paths.hpp>
 #include <chimera/core/text.hpp>
 
+#include <fmt/format.h>
 #include <ggml.h>
 #include <gguf.h>
 
@@ -27,7 +28,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string_view>
 #include <system_error>
 #include <utility>
@@ -547,6 +550,9 @@ class SynthWriter {
       }
     }
     gguf_set_arr_data(g, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types_.data(), n_vocab_);
+    if (!options_.chat_template.empty()) {
+      gguf_set_val_str(g, "tokenizer.chat_template", options_.chat_template.c_str());
+    }
     vocab_.reset();
     return true;
   }
@@ -754,6 +760,28 @@ const Shape* find_preset(const std::string& name) {
 
 std::filesystem::path default_vocab_file(const std::string& vocab) {
   return vocab_dir() / ("ggml-vocab-" + vocab + ".gguf");
+}
+
+bool find_chat_template(const std::string& name_or_path, std::string& text, std::string& error) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path path = name_or_path;
+  if (!fs::is_regular_file(path, ec)) path = vocab_dir() / "templates" / (name_or_path + ".jinja");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = fmt::format(
+        "chat template '{}' is neither a file nor one of llama.cpp's templates ({} not found)",
+        name_or_path, path.string());
+    return false;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  text = ss.str();
+  if (text.empty()) {
+    error = fmt::format("chat template {} is empty", path.string());
+    return false;
+  }
+  return true;
 }
 
 SynthResult synthesize(const SynthOptions& options) {

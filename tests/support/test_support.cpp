@@ -28,6 +28,26 @@ std::filesystem::path tiny_model() {
   return path;
 }
 
+std::filesystem::path tool_model() {
+  const std::filesystem::path dir = CHIMERA_TEST_MODEL_DIR;
+  const auto path = dir / "tiny-qwen2-tools-seed42.gguf";
+  if (std::filesystem::exists(path)) return path;
+  std::filesystem::create_directories(dir);
+  model::SynthOptions o;
+  o.preset = "tiny";
+  o.output = path;
+  o.seed = 42;
+  // Qwen's own vocabulary: the template's markers (<|im_start|>, <tool_call>) are its tokens.
+  o.vocab_file = model::default_vocab_file("qwen2");
+  std::string error;
+  if (!model::find_chat_template(kToolTemplate, o.chat_template, error)) {
+    throw std::runtime_error("cannot read the tool-calling chat template: " + error);
+  }
+  const auto r = model::synthesize(o);
+  if (!r.ok) throw std::runtime_error("cannot write the tiny tool-calling model: " + r.error);
+  return path;
+}
+
 LlamaServer::LlamaServer(const std::filesystem::path& model, Options options) {
   ServerOptions o;
   o.model = model.string();

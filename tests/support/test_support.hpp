@@ -17,6 +17,12 @@ namespace chimera::test {
 // Safe when several test processes ask at once (the writer replaces the file atomically).
 std::filesystem::path tiny_model();
 
+// The tiny shape with Qwen 2's vocabulary and a tool-calling Jinja chat template (kToolTemplate,
+// one of the templates in llama.cpp's source: Hermes-style <tool_call> JSON), as a user's
+// instruct model carries one.
+inline constexpr const char* kToolTemplate = "Qwen-Qwen2.5-7B-Instruct";
+std::filesystem::path tool_model();
+
 // A real llama-server on a free loopback port, started by the test and stopped by the
 // destructor (chimera::ServerProcess with the tests' flags: 2 threads, no warm-up, no host-RAM
 // prompt cache).

@@ -17,19 +17,28 @@
 
 namespace chimera {
 
-// A tool call the model asked for. `arguments_json` is the JSON text of the arguments object.
+// A tool call the model asked for. `id` is the server's name for this one call (OpenAI's
+// `call_...`; empty when the server gives none, as older Ollama versions do); a tool result
+// answers it by that id. `arguments_json` is the JSON text of the arguments object.
 struct ToolCall {
   std::string id;
   std::string name;
   std::string arguments_json;
 };
 
+// One chat message. An assistant message that asked for tools carries them in `tool_calls`; the
+// answer to each is a message with role "tool", the call's id in `tool_call_id` (OpenAI's
+// `tool_call_id`) and the tool's name in `tool_name` (Ollama's `tool_name`). Each protocol is
+// sent what it reads; a template that shows neither ignores both.
 struct Message {
   std::string role;  // "system", "user", "assistant" or "tool"
   std::string content;
-  std::string thinking;  // reasoning text, kept apart from content
-  std::vector<ToolCall> tool_calls;
-  std::string tool_name;  // for role "tool": which tool answered
+  // (Default member initializers, so that `{role, content}` and designated initializers that
+  // leave the tool fields out say all they mean.)
+  std::string thinking{};  // reasoning text, kept apart from content
+  std::vector<ToolCall> tool_calls{};
+  std::string tool_name{};     // for role "tool": which tool answered
+  std::string tool_call_id{};  // for role "tool": the id of the call it answers (ToolCall::id)
 };
 
 // Sampling and runtime options. Unset fields are not sent, so the server's defaults apply.
@@ -78,6 +87,10 @@ struct Request {
   std::optional<std::string> keep_alive;   // Ollama: how long the model stays loaded ("5m", "0")
   std::optional<std::string> format_json;  // a JSON schema (JSON text), or "json" for any JSON
   std::optional<std::string> tools_json;   // a JSON array of tool definitions (OpenAI/Ollama form)
+  // Whether the model must call a tool: "auto" (it chooses), "required" (it must call one; the
+  // server constrains its output to a call), "none". OpenAI-compatible servers and in-process;
+  // Ollama has no such field and is refused a "required".
+  std::optional<std::string> tool_choice;
   std::optional<bool> think;               // Ollama: ask a thinking model to think (or not)
   // A conversation that keeps going (a game character, a multi-turn chat). The in-process backend
   // keeps the session's KV cache between turns, so a turn whose prompt extends the previous
@@ -186,12 +199,19 @@ struct Completion {
 struct TokenEvent {
   std::string_view text;      // generated content (may be empty when only thinking arrived)
   std::string_view thinking;  // reasoning text
-  const ToolCall* tool_call = nullptr;  // a tool call delta, when the chunk carried one
-  int64_t t_ns = 0;                     // when it was handed over (steady clock)
-  int index = 0;                        // 0 for the first token-bearing chunk, then 1, 2, ...
+  // When the chunk carried (part of) a tool call: the call as assembled so far (id and name
+  // complete once they arrived; arguments up to this chunk). Valid during the callback only.
+  const ToolCall* tool_call = nullptr;
+  int64_t t_ns = 0;  // when it was handed over (steady clock)
+  int index = 0;     // 0 for the first token-bearing chunk, then 1, 2, ...
   // The server's own send time of this chunk (steady clock ns), when it writes one (the
   // synthetic server's `server_sent_ns`); 0 otherwise. delivery_lag = t_ns - server_sent_ns.
   int64_t server_sent_ns = 0;
+  // With tool_call: its position in Completion::tool_calls (parallel calls stream interleaved,
+  // each under its own index), and the arguments text this chunk added (what to print as it
+  // streams; the whole text when the server sends calls whole, as Ollama does).
+  int tool_call_index = -1;
+  std::string_view arguments_delta;
 };
 
 // Nanoseconds on the monotonic clock shared by every figure.

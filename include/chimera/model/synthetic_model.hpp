@@ -60,8 +60,15 @@ struct SynthOptions {
   std::filesystem::path output;  // the GGUF file to write (replaced atomically)
   uint64_t seed = 42;            // same seed, same preset, same vocabulary: byte-identical file
   WeightType type = WeightType::f16;
+  // A Jinja chat template written as `tokenizer.chat_template` (the text itself; empty: none,
+  // so llama.cpp and llama-server fall back to their default). See find_chat_template.
+  std::string chat_template;
   // Progress, called now and then with bytes of tensor data written and the total.
   std::function<void(uint64_t done, uint64_t total)> on_progress;
+  // Writes the GGUF header alone (metadata and tensor infos, no weights): a file of a few MB
+  // that states the model's hyper-parameters and tensor shapes for a check, which llama.cpp
+  // cannot load. SynthResult still counts the whole model's parameters and tensor bytes.
+  bool header_only = false;
 };
 
 struct SynthResult {
@@ -79,6 +86,11 @@ SynthResult synthesize(const SynthOptions& options);
 // Where the vocabulary for `vocab` ("llama-spm", "llama-bpe") is found: the pinned llama.cpp
 // source's models/ directory recorded at build time, or $CHIMERA_VOCAB_DIR when set.
 std::filesystem::path default_vocab_file(const std::string& vocab);
+
+// Reads a chat template: `name_or_path` is a file, or the name of one of the templates in the
+// pinned llama.cpp source's models/templates/ (e.g. "Qwen-Qwen2.5-7B-Instruct", next to the
+// vocabularies). Returns false, with `error` naming what was tried, when it cannot be read.
+bool find_chat_template(const std::string& name_or_path, std::string& text, std::string& error);
 
 }  // namespace chimera::model
 

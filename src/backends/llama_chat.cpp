@@ -1,0 +1,291 @@
+#include "backends/llama_chat.hpp"
+
+#include <fmt/format.h>
+#include <llama.h>
+
+#ifdef CHIMERA_HAVE_LLAMA_COMMON
+// llama.cpp's Jinja headers define helpers that this file does not call.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include <chat.h>
+#include <sampling.h>
+#pragma GCC diagnostic pop
+#endif
+
+#include <random>
+
+namespace chimera::backends {
+
+namespace {
+
+#ifdef CHIMERA_HAVE_LLAMA_COMMON
+// A call id for a call the model wrote without one (most templates' formats carry none), in
+// OpenAI's shape, so that the result can name it.
+std::string new_call_id() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  return fmt::format("call_{:016x}", rng());
+}
+
+common_chat_msg to_common(const Message& m) {
+  common_chat_msg out;
+  out.role = m.role;
+  out.content = m.content;
+  out.reasoning_content = m.thinking;
+  out.tool_name = m.tool_name;
+  out.tool_call_id = m.tool_call_id;
+  for (const auto& tc : m.tool_calls) {
+    out.tool_calls.push_back(
+        {tc.name, tc.arguments_json.empty() ? "{}" : tc.arguments_json, tc.id});
+  }
+  return out;
+}
+
+common_chat_tool_choice tool_choice(const std::optional<std::string>& c) {
+  if (c == "required") return COMMON_CHAT_TOOL_CHOICE_REQUIRED;
+  if (c == "none") return COMMON_CHAT_TOOL_CHOICE_NONE;
+  return COMMON_CHAT_TOOL_CHOICE_AUTO;
+}
+#endif
+
+}  // namespace
+
+#ifdef CHIMERA_HAVE_LLAMA_COMMON
+
+struct ChatPrompt::Plan {
+  common_chat_params params;
+  common_chat_parser_params parser;
+};
+
+struct ChatTemplates::Impl {
+  common_chat_templates_ptr templates;
+  bool tool_calls = false;
+  bool thinking = false;
+};
+
+ChatTemplates::ChatTemplates(const llama_model* model) : impl_(std::make_unique<Impl>()) {
+  own_ = llama_model_chat_template(model, nullptr) != nullptr ||
+         llama_model_chat_template(model, "tool_use") != nullptr;
+  if (!own_) {
+    warning_ =
+        "the model carries no chat template (tokenizer.chat_template); its prompts are "
+        "formatted as ChatML, llama.cpp's default";
+  }
+  impl_->templates = common_chat_templates_init(model, "");
+  const auto caps = common_chat_templates_get_caps(impl_->templates.get());
+  const auto cap = [&caps](const char* k) {
+    const auto it = caps.find(k);
+    return it != caps.end() && it->second;
+  };
+  impl_->tool_calls = own_ && cap("supports_tool_calls") && cap("supports_tools");
+  impl_->thinking = common_chat_templates_support_enable_thinking(impl_->templates.get());
+}
+
+ChatTemplates::~ChatTemplates() = default;
+
+bool ChatTemplates::apply(const Request& r, ChatPrompt& out, std::string& error) const {
+  common_chat_templates_inputs in;
+  for (const auto& m : r.messages) in.messages.push_back(to_common(m));
+  in.use_jinja = true;
+  in.add_generation_prompt = true;
+  in.reasoning_format = COMMON_REASONING_FORMAT_DEEPSEEK;
+  in.enable_thinking = r.think.value_or(impl_->thinking);
+  const bool tools = r.tools_json && r.tool_choice != "none";
+  if (tools) {
+    if (!impl_->tool_calls) {
+      error = own_ ? "the model's chat template cannot show tools or tool calls"
+                   : "the model carries no chat template, so it cannot be given tools (a GGUF "
+                     "with a tool-calling template in tokenizer.chat_template can)";
+      return false;
+    }
+    if (r.format_json) {
+      error = "format and tools cannot be used together in-process";
+      return false;
+    }
+    try {
+      in.tools = common_chat_tools_parse_oaicompat(common_json::parse(*r.tools_json));
+    } catch (const std::exception& e) {
+      error = fmt::format("tools are not usable tool definitions: {}", e.what());
+      return false;
+    }
+    in.tool_choice = tool_choice(r.tool_choice);
+    in.parallel_tool_calls = true;
+  }
+  auto plan = std::make_shared<ChatPrompt::Plan>();
+  try {
+    plan->params = common_chat_templates_apply(impl_->templates.get(), in);
+    plan->parser = common_chat_parser_params(plan->params);
+    plan->parser.reasoning_format = COMMON_REASONING_FORMAT_DEEPSEEK;
+    plan->parser.parse_tool_calls = tools;
+    if (!plan->params.parser.empty()) plan->parser.parser.load(plan->params.parser);
+  } catch (const std::exception& e) {
+    error = fmt::format("the chat template could not be applied to these messages: {}", e.what());
+    return false;
+  }
+  out.prompt = plan->params.prompt;
+  out.stops = plan->params.additional_stops;
+  out.parse = tools || (plan->params.supports_thinking && in.enable_thinking);
+  out.plan = std::move(plan);
+  return true;
+}
+
+struct ChatStream::Impl {
+  std::shared_ptr<const ChatPrompt::Plan> plan;
+  common_sampler* sampler = nullptr;
+  std::string text;
+  common_chat_msg parsed;
+  std::vector<std::string> ids;
+  ~Impl() {
+    if (sampler) common_sampler_free(sampler);
+  }
+};
+
+ChatStream::ChatStream() : impl_(std::make_unique<Impl>()) {}
+ChatStream::~ChatStream() = default;
+
+std::unique_ptr<ChatStream> ChatStream::make(const llama_model* model, const ChatPrompt& prompt,
+                                             const Options& o, std::string& error) {
+  std::unique_ptr<ChatStream> s(new ChatStream());
+  s->impl_->plan = prompt.plan;
+  const common_chat_params& p = prompt.plan->params;
+  common_params_sampling sp;
+  sp.temp = static_cast<float>(o.temperature.value_or(0.8));
+  sp.top_k = o.top_k.value_or(40);
+  sp.top_p = static_cast<float>(o.top_p.value_or(0.95));
+  sp.min_p = static_cast<float>(o.min_p.value_or(0.05));
+  sp.penalty_repeat = static_cast<float>(o.repeat_penalty.value_or(1.0));
+  if (o.seed) sp.seed = static_cast<uint32_t>(*o.seed);
+  sp.no_perf = true;
+  if (!p.grammar.empty()) {
+    sp.grammar = common_grammar(COMMON_GRAMMAR_TYPE_TOOL_CALLS, p.grammar);
+    sp.grammar_lazy = p.grammar_lazy;
+    sp.grammar_triggers = p.grammar_triggers;
+  }
+  sp.generation_prompt = p.generation_prompt;
+  const llama_vocab* vocab = llama_model_get_vocab(model);
+  for (const auto& t : p.preserved_tokens) {
+    const auto ids = common_tokenize(vocab, t, false, true);
+    if (ids.size() == 1) sp.preserved_tokens.insert(ids[0]);
+  }
+  try {
+    s->impl_->sampler = common_sampler_init(model, sp);
+  } catch (const std::exception& e) {
+    error = fmt::format("the tool-call grammar of the chat template was rejected: {}", e.what());
+    return nullptr;
+  }
+  if (s->impl_->sampler == nullptr) {
+    error = "the tool-call grammar of the chat template was rejected by llama.cpp";
+    return nullptr;
+  }
+  return s;
+}
+
+int32_t ChatStream::sample(llama_context* ctx, int idx) {
+  const llama_token t = common_sampler_sample(impl_->sampler, ctx, idx);
+  common_sampler_accept(impl_->sampler, t, true);
+  return t;
+}
+
+void ChatStream::push(std::string_view text, bool final, std::vector<ChatDelta>& out,
+                      std::vector<ToolCall>& calls) {
+  Impl& s = *impl_;
+  s.text.append(text);
+  common_chat_msg next;
+  std::vector<common_chat_msg_diff> diffs;
+  try {
+    next = common_chat_parse(s.text, !final, s.plan->parser);
+    next.set_tool_call_ids(s.ids, new_call_id);
+    diffs = common_chat_msg_diff::compute_diffs(s.parsed, next);
+  } catch (const std::exception&) {
+    // A partial parse that a later token contradicts: wait for more text. At the end, what
+    // cannot be parsed is content, as written.
+    if (!final) return;
+    next = s.parsed;
+    next.content = s.text;
+    diffs = {};
+    ChatDelta d;
+    d.content = s.text.substr(std::min(s.text.size(), s.parsed.content.size()));
+    out.push_back(std::move(d));
+  }
+  for (const auto& d : diffs) {
+    ChatDelta cd;
+    cd.content = d.content_delta;
+    cd.thinking = d.reasoning_content_delta;
+    if (d.tool_call_index != std::string::npos) {
+      const std::size_t i = d.tool_call_index;
+      if (calls.size() <= i) calls.resize(i + 1);
+      calls[i].name = next.tool_calls[i].name;
+      calls[i].id = next.tool_calls[i].id;
+      calls[i].arguments_json += d.tool_call_delta.arguments;
+      cd.tool_call_index = static_cast<int>(i);
+      cd.arguments_delta = d.tool_call_delta.arguments;
+    }
+    out.push_back(std::move(cd));
+  }
+  if (final) {  // the whole parse is the truth
+    calls.resize(next.tool_calls.size());
+    for (std::size_t i = 0; i < next.tool_calls.size(); ++i) {
+      calls[i] = {next.tool_calls[i].id, next.tool_calls[i].name, next.tool_calls[i].arguments};
+    }
+  }
+  s.parsed = std::move(next);
+}
+
+#else  // no common library: ChatML through llama.h, no tools
+
+struct ChatPrompt::Plan {};
+struct ChatTemplates::Impl {
+  std::string tmpl;
+};
+
+ChatTemplates::ChatTemplates(const llama_model* model) : impl_(std::make_unique<Impl>()) {
+  if (const char* t = llama_model_chat_template(model, nullptr)) impl_->tmpl = t;
+  own_ = !impl_->tmpl.empty();
+  warning_ = own_ ? "this build has no llama.cpp common library: the model's chat template is "
+                    "applied only when llama.cpp knows it by its markers, otherwise ChatML"
+                  : "the model carries no chat template (tokenizer.chat_template); its prompts "
+                    "are formatted as ChatML, llama.cpp's default";
+}
+
+ChatTemplates::~ChatTemplates() = default;
+
+bool ChatTemplates::apply(const Request& r, ChatPrompt& out, std::string& error) const {
+  if (r.tools_json && r.tool_choice != "none") {
+    error = "tools need llama.cpp's common library, which this build lacks";
+    return false;
+  }
+  std::vector<llama_chat_message> msgs;
+  for (const auto& m : r.messages) msgs.push_back({m.role.c_str(), m.content.c_str()});
+  auto render = [&](const char* tmpl) -> std::string {
+    std::string buf(4096, '\0');
+    int n = llama_chat_apply_template(tmpl, msgs.data(), msgs.size(), true, buf.data(),
+                                      static_cast<int32_t>(buf.size()));
+    if (n > static_cast<int>(buf.size())) {
+      buf.resize(static_cast<std::size_t>(n));
+      n = llama_chat_apply_template(tmpl, msgs.data(), msgs.size(), true, buf.data(), n);
+    }
+    if (n < 0) return {};
+    buf.resize(static_cast<std::size_t>(n));
+    return buf;
+  };
+  if (own_) out.prompt = render(impl_->tmpl.c_str());
+  if (out.prompt.empty()) out.prompt = render("chatml");
+  if (out.prompt.empty()) error = "the chat template could not be applied to these messages";
+  return error.empty();
+}
+
+struct ChatStream::Impl {};
+ChatStream::ChatStream() : impl_(std::make_unique<Impl>()) {}
+ChatStream::~ChatStream() = default;
+std::unique_ptr<ChatStream> ChatStream::make(const llama_model*, const ChatPrompt&, const Options&,
+                                             std::string& error) {
+  error = "parsing tool calls needs llama.cpp's common library, which this build lacks";
+  return nullptr;
+}
+int32_t ChatStream::sample(llama_context*, int) {
+  return -1;
+}
+void ChatStream::push(std::string_view, bool, std::vector<ChatDelta>&, std::vector<ToolCall>&) {}
+
+#endif
+
+}  // namespace chimera::backends
