@@ -574,6 +574,7 @@ class SynthWriter {
       total_bytes_ += ggml_nbytes(tensor);
       result_.n_params += static_cast<uint64_t>(ggml_nelements(tensor));
     }
+    result_.tensor_bytes = total_bytes_;
     return true;
   }
 
@@ -594,6 +595,7 @@ class SynthWriter {
   }
 
   bool write_tensors() {
+    if (options_.header_only) return true;
     if (options_.on_progress) options_.on_progress(0, total_bytes_);
     f32_.resize(static_cast<size_t>(kChunkElems));
     f16buf_.resize(f16() ? static_cast<size_t>(kChunkElems) : 0);
@@ -746,6 +748,16 @@ const std::vector<Shape>& presets() {
     l1b.rms_eps = 1e-5f;
     l1b.tied_embeddings = true;
     v.push_back(l1b);
+
+    // Llama 3.2 3B: the 1B's vocabulary, rope and tied embeddings, wider and deeper.
+    Shape l3b = l1b;
+    l3b.name = "llama-3b";
+    l3b.n_embd = 3072;
+    l3b.n_layer = 28;
+    l3b.n_head = 24;
+    l3b.n_head_kv = 8;
+    l3b.n_ff = 8192;
+    v.push_back(l3b);
     return v;
   }();
   return kPresets;

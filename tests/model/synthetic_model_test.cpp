@@ -1,8 +1,10 @@
 // Tests for chimera::model::synthesize: the `tiny` preset (~17 MB) is written into a temporary
-// directory, loaded with llama.cpp and run. The llama-1b preset is too big for unit tests.
+// directory, loaded with llama.cpp and run. The llama-1b and llama-3b presets are too big for
+// unit tests: their shapes are checked through a header-only file (metadata, no weights).
 
 #include "chimera/model/synthetic_model.hpp"
 
+#include <gguf.h>
 #include <gtest/gtest.h>
 #include <llama.h>
 
@@ -158,6 +160,77 @@ TEST(SynthPresets, TinyAndLlama1b) {
 
   EXPECT_EQ(chimera::model::find_preset("nope"), nullptr);
   EXPECT_GE(chimera::model::presets().size(), 2u);
+}
+
+TEST(SynthPresets, Llama3b) {
+  const auto* l3b = chimera::model::find_preset("llama-3b");
+  ASSERT_NE(l3b, nullptr);
+  EXPECT_EQ(l3b->vocab, "llama-bpe");
+  EXPECT_EQ(l3b->n_embd, 3072u);
+  EXPECT_EQ(l3b->n_layer, 28u);
+  EXPECT_EQ(l3b->n_head, 24u);
+  EXPECT_EQ(l3b->n_head_kv, 8u);
+  EXPECT_EQ(l3b->n_ff, 8192u);
+  EXPECT_FLOAT_EQ(l3b->rope_freq_base, 500000.0f);
+  EXPECT_TRUE(l3b->tied_embeddings);
+}
+
+// What a llama-3b file says about itself, read back from its header (the 6.4 GB of weights are
+// not written): llama.cpp reads these keys and tensor shapes to build the model.
+TEST(SynthHeaderOnly, Llama3bWritesItsHyperParametersAndShapes) {
+  const fs::path dir =
+      fs::path(::testing::TempDir()) / ("chimera-synth-3b-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  SynthOptions o;
+  o.preset = "llama-3b";
+  o.output = dir / "llama-3b-header.gguf";
+  o.header_only = true;
+  const SynthResult r = chimera::model::synthesize(o);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.n_vocab, 128256u);
+  // Embeddings 128256 x 3072 (tied: no output.weight), the output norm, and 28 blocks of
+  // q, o 3072x3072, k, v 3072x1024, gate, up, down 3072x8192 and two norms.
+  const uint64_t block = 2 * 3072ull * 3072 + 2 * 3072ull * 1024 + 3 * 3072ull * 8192 + 2 * 3072;
+  const uint64_t n_params = 128256ull * 3072 + 3072 + 28 * block;
+  EXPECT_EQ(r.n_params, n_params);
+  // f16 weights, f32 norms.
+  EXPECT_EQ(r.tensor_bytes, 2 * n_params + 2 * (3072 + 28 * 2 * 3072ull));
+  EXPECT_EQ(r.file_bytes, fs::file_size(o.output));
+  EXPECT_LT(r.file_bytes, 16u << 20) << "a header-only file holds no weights";
+
+  gguf_context* g =
+      gguf_init_from_file(o.output.c_str(), gguf_init_params{/*no_alloc=*/true, nullptr});
+  ASSERT_NE(g, nullptr);
+  auto u32 = [g](const char* key) {
+    const int64_t id = gguf_find_key(g, key);
+    return id < 0 ? 0u : gguf_get_val_u32(g, id);
+  };
+  auto f32 = [g](const char* key) {
+    const int64_t id = gguf_find_key(g, key);
+    return id < 0 ? 0.0f : gguf_get_val_f32(g, id);
+  };
+  EXPECT_STREQ(gguf_get_val_str(g, gguf_find_key(g, "general.architecture")), "llama");
+  EXPECT_EQ(u32("general.file_type"), 1u);  // mostly f16
+  EXPECT_EQ(u32("llama.embedding_length"), 3072u);
+  EXPECT_EQ(u32("llama.block_count"), 28u);
+  EXPECT_EQ(u32("llama.attention.head_count"), 24u);
+  EXPECT_EQ(u32("llama.attention.head_count_kv"), 8u);
+  EXPECT_EQ(u32("llama.feed_forward_length"), 8192u);
+  EXPECT_EQ(u32("llama.rope.dimension_count"), 128u);
+  EXPECT_EQ(u32("llama.vocab_size"), 128256u);
+  EXPECT_FLOAT_EQ(f32("llama.rope.freq_base"), 500000.0f);
+  EXPECT_EQ(gguf_get_n_tensors(g), 2 + 28 * 9);
+  EXPECT_LT(gguf_find_tensor(g, "output.weight"), 0);
+  const int64_t embd = gguf_find_tensor(g, "token_embd.weight");
+  ASSERT_GE(embd, 0);
+  EXPECT_EQ(gguf_get_tensor_type(g, embd), GGML_TYPE_F16);
+  EXPECT_EQ(gguf_get_tensor_size(g, embd), 128256ull * 3072 * 2);
+  const int64_t k = gguf_find_tensor(g, "blk.27.attn_k.weight");
+  ASSERT_GE(k, 0);
+  EXPECT_EQ(gguf_get_tensor_size(g, k), 3072ull * 1024 * 2);
+  gguf_free(g);
+  std::error_code ec;
+  fs::remove_all(dir, ec);
 }
 
 TEST(SynthVocab, DefaultVocabFileHonoursEnvironment) {

@@ -44,8 +44,9 @@ struct Shape {
   bool tied_embeddings = false;  // no output.weight; the output reuses token_embd.weight
 };
 
-// The presets: "tiny" (about 8M parameters, 32k SPM vocabulary) and "llama-1b" (the Llama 3.2 1B
-// shape with the Llama 3 BPE vocabulary). More may be added; names are stable.
+// The presets: "tiny" (about 8M parameters, 32k SPM vocabulary), "llama-1b" and "llama-3b" (the
+// Llama 3.2 1B and 3B shapes with the Llama 3 BPE vocabulary). More may be added; names are
+// stable.
 const std::vector<Shape>& presets();
 
 // Finds a preset by name; nullptr when there is none.
@@ -76,6 +77,7 @@ struct SynthResult {
   std::string error;             // what went wrong and what to do, when !ok
   uint64_t n_params = 0;         // parameters written
   uint64_t file_bytes = 0;       // size of the written file
+  uint64_t tensor_bytes = 0;     // the weights' bytes (also with header_only, which omits them)
   uint32_t n_vocab = 0;          // tokens in the vocabulary
   uint32_t n_tokens_unused = 0;  // tokens marked UNUSED so that every stream is valid UTF-8
 };
