@@ -89,6 +89,8 @@ Lane ActorPlacement::open_model_lane(const Want& w, Runtime& rt) {
   ec.llama.parallel = w.actors + 1;  // every session stays resident, plus one spare
   ec.llama.ctx_per_seq = std::max(w.ctx, 64);
   ec.llama.threads = opts_.threads;
+  ec.llama.gpu_layers = opts_.gpu_layers;
+  ec.llama.flash_attention = opts_.flash_attention;
   owned_.push_back(make_backend(ec, rt));  // throws std::invalid_argument with the reason
   std::string error;
   l.text = ModelText::load(w.path, error);

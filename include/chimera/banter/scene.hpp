@@ -71,6 +71,9 @@ struct SceneOptions {
   std::string default_model;            // for characters that name neither model nor pool;
                                         // empty: the tiny synthetic model
   int threads = 0;                      // in-process decode threads; 0: every hardware thread
+  int gpu_layers = 0;                   // in-process layers offloaded to a GPU (a CUDA build of
+                                        // llama.cpp); 0: all on the CPU
+  bool flash_attention = false;         // in-process flash attention (LlamaConfig says when)
   int64_t background_grace_ms = 20;     // see schedule.hpp
 };
 
