@@ -6,7 +6,8 @@
 //   3. a session's turn-2 TTFT with a ~300-token persona already cached vs a cold request.
 //
 // Programs alternate (A B A B ...) on the same machine, `--runs` times each; every stored figure
-// names its source. Prints a table and appends JSON lines to --out.
+// names its source. Prints a table and appends JSON lines to --out. `--parts` picks the parts;
+// `--gpu-layers` puts the model on a GPU (a CUDA build) for both programs.
 #include "provenance.hpp"
 
 #include <chimera/backends/backend.hpp>
@@ -92,21 +93,31 @@ struct Contestants {
   std::unique_ptr<ServerProcess> server;
   std::unique_ptr<Backend> http;
 };
+// Where both programs run: CPU threads, and layers on a GPU (in-process flash attention too).
+struct Placement {
+  int threads = 1;
+  int gpu_layers = 0;
+  bool flash_attention = false;
+};
 std::optional<Contestants> contestants(const std::string& model, int parallel, int ctx_per_seq,
-                                       int threads, Runtime& rt) {
+                                       const Placement& where, Runtime& rt) {
   Contestants c;
   EndpointConfig ic;
   ic.kind = BackendKind::llama;
   ic.url = model;
   ic.llama.parallel = parallel;
   ic.llama.ctx_per_seq = ctx_per_seq;
-  ic.llama.threads = threads;
+  ic.llama.threads = where.threads;
+  ic.llama.gpu_layers = where.gpu_layers;
+  ic.llama.flash_attention = where.flash_attention;
   c.inproc = make_backend(ic, rt);
   c.server = std::make_unique<ServerProcess>(ServerOptions{.model = model,
                                                            .parallel = parallel,
                                                            .ctx = ctx_per_seq * parallel,
-                                                           .threads = threads,
-                                                           .extra = {"--cache-ram", "0"}});
+                                                           .threads = where.threads,
+                                                           .gpu_layers = where.gpu_layers,
+                                                           .extra = {"--cache-ram", "0"},
+                                                           .ready_timeout_ms = 300'000});
   if (!c.server->ok()) {
     fmt::print(stderr, "{}\n", c.server->error());
     return std::nullopt;
@@ -129,6 +140,9 @@ int main(int argc, char** argv) {
   int requests = 10;
   std::vector<int> agents = {1, 2, 4, 8, 16, 32};
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int gpu_layers = 0;
+  std::string flash_attention = "auto";
+  std::vector<std::string> parts = {"single", "aggregate", "session"};
   std::string out_path = "bench/results/inproc.jsonl";
   app.add_option("--model", model, "GGUF model (default: the tiny synthetic model)");
   app.add_option("--runs", runs, "Runs of each program per comparison")->capture_default_str();
@@ -137,6 +151,17 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--agents", agents, "Concurrency levels")->delimiter(',');
   app.add_option("--threads", threads, "CPU threads for both programs")->capture_default_str();
+  app.add_option("--gpu-layers", gpu_layers,
+                 "Layers on the GPU for both programs (-ngl); needs a CUDA build")
+      ->capture_default_str();
+  app.add_option("--flash-attention", flash_attention,
+                 "In-process flash attention: on, off, or auto (on when --gpu-layers > 0, as "
+                 "llama-server's auto does on a GPU)")
+      ->check(CLI::IsMember({"on", "off", "auto"}))
+      ->capture_default_str();
+  app.add_option("--parts", parts, "Parts to run: single, aggregate, session")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"single", "aggregate", "session"}));
   app.add_option("--out", out_path, "Results file (JSON lines, appended)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -162,14 +187,19 @@ int main(int argc, char** argv) {
     out << boost::json::serialize(o) << "\n" << std::flush;
   };
   Runtime rt(1);
+  const Placement where{threads, gpu_layers,
+                        flash_attention == "on" || (flash_attention == "auto" && gpu_layers > 0)};
+  auto wanted = [&parts](const char* part) {
+    return std::find(parts.begin(), parts.end(), part) != parts.end();
+  };
 
   fmt::print("model {}\nCPU {} ({} threads used), {} runs each, {} tokens per request\n\n", model,
              cpu_model(), threads, runs, tokens);
 
   // 1. One agent.
-  {
+  if (wanted("single")) {
     std::vector<double> ttft_ratio, tps_ratio, ttft_in, ttft_http, tps_in, tps_http;
-    auto pair = contestants(model, 1, 1024, threads, rt);
+    auto pair = contestants(model, 1, 1024, where, rt);
     if (!pair) return 1;
     Backend& inproc = *pair->inproc;
     Backend& http = *pair->http;
@@ -217,17 +247,21 @@ int main(int argc, char** argv) {
   }
 
   // 2. Aggregate tokens/s at N agents.
-  fmt::print(
-      "aggregate tokens/s (system_tps = tokens delivered / wall from first t_send to last "
-      "token)\n  {:>6} {:>22} {:>22} {:>10} {:>14}\n",
-      "agents", "in-process", "llama-server -np N", "ratio", "vs 1 agent");
+  if (wanted("aggregate")) {
+    fmt::print(
+        "aggregate tokens/s (system_tps = tokens delivered / wall from first t_send to last "
+        "token)\n  {:>6} {:>22} {:>22} {:>10} {:>14}\n",
+        "agents", "in-process", "llama-server -np N", "ratio", "vs 1 agent");
+  }
   double base_inproc = 0;
-  for (int n : agents) {
-    auto pair = contestants(model, n, 512, threads, rt);
+  for (int n : wanted("aggregate") ? agents : std::vector<int>{}) {
+    auto pair = contestants(model, n, 512, where, rt);
     if (!pair) return 1;
     Backend& inproc = *pair->inproc;
     Backend& http = *pair->http;
     std::vector<double> a, b, ratio;
+    // ttft_client p50 and p99 of each run's requests, per program.
+    std::vector<double> a50, a99, b50, b99;
     {
       double wall = 0;  // warm-up: first decodes allocate buffers and fault in the model
       burst(inproc, n, 8, 1, wall);
@@ -238,11 +272,16 @@ int main(int argc, char** argv) {
         double wall = 0;
         auto cs = burst(which == 0 ? inproc : http, n, tokens, 7000 + r, wall);
         int64_t total = 0;
+        std::vector<double> ttft;
         for (const auto& c : cs) {
           if (!c.ok()) throw std::runtime_error(c.error.message);
           total += c.figures.tokens_out.value_or(0);
+          if (c.figures.ttft_client_ns)
+            ttft.push_back(static_cast<double>(*c.figures.ttft_client_ns) / 1e6);
         }
         (which == 0 ? a : b).push_back(static_cast<double>(total) / wall);
+        (which == 0 ? a50 : b50).push_back(metrics::percentile(ttft, 50));
+        (which == 0 ? a99 : b99).push_back(metrics::percentile(ttft, 99));
       }
       ratio.push_back(a.back() / b.back());
     }
@@ -250,20 +289,27 @@ int main(int argc, char** argv) {
     if (n == agents.front()) base_inproc = sa.mean;
     fmt::print("  {:>6} {:>12.0f} ± {:<7.0f} {:>12.0f} ± {:<7.0f} {:>5.2f} ± {:<4.2f} {:>8.2f}x\n",
                n, sa.mean, sa.sd, sb.mean, sb.sd, sr.mean, sr.sd, sa.mean / base_inproc);
+    fmt::print(
+        "  {:>6} ttft_client p50/p99 in-process {:.1f}/{:.1f} ms, llama-server {:.1f}/{:.1f} ms\n",
+        "", stats(a50).mean, stats(a99).mean, stats(b50).mean, stats(b99).mean);
     record(fmt::format(
-        R"j("bench":"aggregate","agents":{},"system_tps_inproc":{:.1f},"system_tps_inproc_sd":{:.1f},"system_tps_llama_server":{:.1f},"system_tps_llama_server_sd":{:.1f},"ratio_inproc_over_server":{:.3f},"ratio_sd":{:.3f},"scaling_vs_first":{:.3f},"runs":{},"source":"derived from measured tokens (server-reported counts) and wall time")j",
-        n, sa.mean, sa.sd, sb.mean, sb.sd, sr.mean, sr.sd, sa.mean / base_inproc, runs));
+        R"j("bench":"aggregate","agents":{},"system_tps_inproc":{:.1f},"system_tps_inproc_sd":{:.1f},"system_tps_llama_server":{:.1f},"system_tps_llama_server_sd":{:.1f},"ratio_inproc_over_server":{:.3f},"ratio_sd":{:.3f},"scaling_vs_first":{:.3f},"ttft_client_p50_ms_inproc":{:.3f},"ttft_client_p99_ms_inproc":{:.3f},"ttft_client_p50_ms_llama_server":{:.3f},"ttft_client_p99_ms_llama_server":{:.3f},"tokens_per_request":{},"gpu_layers":{},"flash_attention_inproc":{},"runs":{},"source":"derived from measured tokens (server-reported counts) and wall time; ttft percentiles over each run's requests, then the mean over runs")j",
+        n, sa.mean, sa.sd, sb.mean, sb.sd, sr.mean, sr.sd, sa.mean / base_inproc, stats(a50).mean,
+        stats(a99).mean, stats(b50).mean, stats(b99).mean, tokens, gpu_layers,
+        where.flash_attention, runs));
   }
   fmt::print("\n");
 
   // 3. Session reuse: turn 2 with a cached ~300-token persona vs a cold request.
-  {
+  if (wanted("session")) {
     EndpointConfig ic;
     ic.kind = BackendKind::llama;
     ic.url = model;
     ic.llama.parallel = 2;
     ic.llama.ctx_per_seq = 1024;
     ic.llama.threads = threads;
+    ic.llama.gpu_layers = gpu_layers;
+    ic.llama.flash_attention = where.flash_attention;
     auto b = make_backend(ic, rt);
     std::string persona = "You are Mira, the innkeeper of the Gilded Stag. ";
     while (persona.size() < 1400) {
