@@ -316,13 +316,13 @@ asio::awaitable<void> run_request(std::shared_ptr<http::HttpEndpoint> ep,
     } else {
       decoder->on_end(*st);
     }
+    if (c.error && r.attempts > 1) {
+      c.error.message += fmt::format(" (after {} attempts)", r.attempts);
+    }
     if (c.error.kind == ErrorKind::cancelled) {
       c.finish = FinishReason::cancelled;
     } else if (c.error) {
       c.finish = FinishReason::error;
-    if (c.error && r.attempts > 1) {
-      c.error.message += fmt::format(" (after {} attempts)", r.attempts);
-    }
     }
   } catch (const std::exception& e) {
     c.error = {ErrorKind::protocol, fmt::format("{}: internal error: {}", ep->url().url, e.what())};
