@@ -157,13 +157,13 @@ pool::PoolEndpoint endpoint_from(const py::handle& h, const std::string& what) {
   pool::PoolEndpoint pe;
   EndpointConfig& c = pe.config;
   read(d, "url", what, "a string", c.url);
-  if (c.url.empty())
   std::string backend = "openai";
   read(d, "backend", what, "a string", backend);
   c.kind = backend_from(backend, what);
   // No url: the environment's (OLLAMA_HOST, OPENAI_BASE_URL), as ollama-python and
   // openai-python read it.
   if (c.url.empty()) c.url = endpoint_from_environment(c.kind);
+  if (c.url.empty())
     bad(
         fmt::format("{} needs a 'url' (a server URL, or a GGUF file for "
                     "backend 'llama'; $OLLAMA_HOST or $OPENAI_BASE_URL may give it)",
@@ -172,7 +172,6 @@ pool::PoolEndpoint endpoint_from(const py::handle& h, const std::string& what) {
   if (pe.max_concurrency < 0)
     bad(fmt::format("{}: max_concurrency must be 0 (no limit) or more", what));
   read(d, "api_key", what, "a string", c.api_key);
-  if (py::object t = get(d, "timeouts"); !t.is_none()) {
   if (c.api_key.empty()) c.api_key = api_key_from_environment(c.kind);
   read(d, "ca_file", what, "a string", c.tls.ca_file);
   read(d, "client_cert", what, "a string", c.tls.client_cert);
@@ -188,6 +187,7 @@ pool::PoolEndpoint endpoint_from(const py::handle& h, const std::string& what) {
                              as<std::string>(value, hw, "a dict of str to str"));
     }
   }
+  if (py::object t = get(d, "timeouts"); !t.is_none()) {
     const std::string tw = what + " timeouts";
     py::dict td = as_dict(t, tw);
     known_keys(td, {"connect_ms", "first_token_ms", "idle_ms", "total_ms"}, tw);
@@ -229,7 +229,6 @@ py::dict endpoint_to_dict(const pool::PoolEndpoint& pe) {
   d["backend"] = to_string(c.kind);
   d["max_concurrency"] = pe.max_concurrency;
   if (!c.api_key.empty()) d["api_key"] = c.api_key;
-  d["timeouts"] =
   if (!c.tls.ca_file.empty()) d["ca_file"] = c.tls.ca_file;
   if (!c.tls.client_cert.empty()) d["client_cert"] = c.tls.client_cert;
   if (!c.tls.client_key.empty()) d["client_key"] = c.tls.client_key;
@@ -242,6 +241,7 @@ py::dict endpoint_to_dict(const pool::PoolEndpoint& pe) {
     for (const auto& [name, value] : c.headers) headers[py::str(name)] = value;
     d["headers"] = headers;
   }
+  d["timeouts"] =
       py::dict(py::arg("connect_ms") = c.timeouts.connect_ms,
                py::arg("first_token_ms") = c.timeouts.first_token_ms,
                py::arg("idle_ms") = c.timeouts.idle_ms, py::arg("total_ms") = c.timeouts.total_ms);
