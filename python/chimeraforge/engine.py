@@ -53,7 +53,7 @@ def _request(kind: str, prompt: Optional[str], messages: Optional[Messages],
              format: Optional[FormatLike], tools: Optional[Sequence[Mapping[str, Any]]],
              think: Optional[bool], session: Optional[str], agent: Optional[str],
              pin: Optional[int], slot_id: Optional[int],
-             cache_prompt: Optional[bool]) -> Dict[str, Any]:
+             cache_prompt: Optional[bool], tool_choice: Optional[str] = None) -> Dict[str, Any]:
     """The request dict the engine reads (chimeraforge._native.check_request checks one)."""
     req: Dict[str, Any] = {"kind": kind}
     if kind == "chat":
@@ -85,6 +85,8 @@ def _request(kind: str, prompt: Optional[str], messages: Optional[Messages],
         req["format"] = format if isinstance(format, str) else json.dumps(format)
     if tools is not None:
         req["tools"] = json.dumps(list(tools))
+    if tool_choice is not None:
+        req["tool_choice"] = tool_choice
     if think is not None:
         req["think"] = think
     if session:
@@ -367,14 +369,16 @@ class Engine:
                    agent: Optional[str] = None, pin: Optional[int] = None,
                    slot_id: Optional[int] = None, cache_prompt: Optional[bool] = None,
                    lane: Optional[int] = None, record_lags: bool = False,
-                   check: bool = True) -> Completion:
+                   check: bool = True, tool_choice: Optional[str] = None) -> Completion:
         """A chat call: messages in (dicts with role and content, or Messages), the assistant's
         answer out. ``system`` is put first as a system message; ``tools`` is a list of tool
-        definitions (OpenAI/Ollama form). Other arguments as for :meth:`generate`."""
+        definitions (OpenAI/Ollama form) and ``tool_choice`` "auto", "required" (not Ollama) or
+        "none"; :func:`chimeraforge.tools.run_agent` runs the calls. Other arguments as for
+        :meth:`generate`."""
         req = _request("chat", None, messages, system, model, options, max_tokens, temperature,
                        top_p, top_k, min_p, repeat_penalty, seed, stop, num_ctx, num_gpu,
                        keep_alive, format, tools, think, session, agent, pin, slot_id,
-                       cache_prompt)
+                       cache_prompt, tool_choice)
         return await self._result(pool, req, lane, record_lags, check)
 
     def stream(self, prompt: Optional[Union[str, Messages]] = None, *,

@@ -119,13 +119,14 @@ py::dict options_to_dict(const Options& o) {
 Message message_from(const py::handle& h, std::size_t i) {
   const std::string what = fmt::format("messages[{}]", i);
   py::dict d = as_dict(h, what);
-  known_keys(d, {"role", "content", "thinking", "tool_calls", "tool_name"}, what);
+  known_keys(d, {"role", "content", "thinking", "tool_calls", "tool_name", "tool_call_id"}, what);
   Message m;
   read(d, "role", what, "a string", m.role);
   if (m.role.empty()) bad(fmt::format("{} needs a 'role' (system, user, assistant or tool)", what));
   read(d, "content", what, "a string", m.content);
   read(d, "thinking", what, "a string", m.thinking);
   read(d, "tool_name", what, "a string", m.tool_name);
+  read(d, "tool_call_id", what, "a string", m.tool_call_id);
   if (py::object calls = get(d, "tool_calls"); !calls.is_none()) {
     std::size_t j = 0;
     for (const auto& c : calls) {
@@ -262,10 +263,11 @@ py::dict endpoint_to_dict(const pool::PoolEndpoint& pe) {
 
 Request request_from(const py::dict& d) {
   const std::string what = "request";
-  known_keys(d,
-             {"kind", "model", "messages", "prompt", "system", "options", "stream", "keep_alive",
-              "format", "tools", "think", "session", "agent", "pin", "slot_id", "cache_prompt"},
-             what);
+  known_keys(
+      d,
+      {"kind", "model", "messages", "prompt", "system", "options", "stream", "keep_alive", "format",
+       "tools", "tool_choice", "think", "session", "agent", "pin", "slot_id", "cache_prompt"},
+      what);
   Request r;
   std::string kind = "chat";
   read(d, "kind", what, "a string", kind);
@@ -294,6 +296,7 @@ Request request_from(const py::dict& d) {
   read_opt(d, "keep_alive", what, "a string", r.keep_alive);
   read_opt(d, "format", what, "a string (\"json\" or a JSON schema)", r.format_json);
   read_opt(d, "tools", what, "a string (a JSON array)", r.tools_json);
+  read_opt(d, "tool_choice", what, "a string (auto, required or none)", r.tool_choice);
   read_opt(d, "think", what, "a bool", r.think);
   read(d, "session", what, "a string", r.session);
   read(d, "agent", what, "a string", r.agent);
