@@ -275,11 +275,13 @@ class OpenAIDecoder final : public StreamDecoder {
       const auto index =
           given ? get_int(tco, "index") : std::optional<int64_t>(static_cast<int64_t>(pos));
       if (!index || *index < 0 || *index >= kMaxToolCalls) {
-        return fail(out, ErrorKind::protocol,
-                    fmt::format("{}: a tool call has index {}; at most {} tool calls are "
-                                "accepted in one response",
-                                url_, given ? json_excerpt(json::serialize(*given), 40) : std::to_string(pos),
-                                kMaxToolCalls));
+        return fail(
+            out, ErrorKind::protocol,
+            fmt::format("{}: a tool call has index {}; at most {} tool calls are "
+                        "accepted in one response",
+                        url_,
+                        given ? json_excerpt(json::serialize(*given), 40) : std::to_string(pos),
+                        kMaxToolCalls));
       }
       const auto idx = static_cast<std::size_t>(*index);
       if (c.tool_calls.size() <= idx) c.tool_calls.resize(idx + 1);
