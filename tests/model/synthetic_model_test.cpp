@@ -4,6 +4,9 @@
 
 #include "chimera/model/synthetic_model.hpp"
 
+#include "chimera/core/install_paths.hpp"
+
+#include <ggml-backend.h>
 #include <gguf.h>
 #include <gtest/gtest.h>
 #include <llama.h>
@@ -109,6 +112,12 @@ class SynthTest : public ::testing::Test {
   static void SetUpTestSuite() {
     llama_log_set(quiet_log, nullptr);
     llama_backend_init();
+#ifdef CHIMERA_GGML_BACKEND_DL
+    // A portable llama.cpp keeps its CPU kernels in loadable modules (as the engine loads them).
+    if (const auto dir = chimera::ggml_backend_dir(); !dir.empty()) {
+      ggml_backend_load_all_from_path(dir.c_str());
+    }
+#endif
     dir_ = fs::path(::testing::TempDir()) / ("chimera-synth-test-" + std::to_string(::getpid()));
     fs::create_directories(dir_);
     SynthOptions o;
@@ -123,9 +132,13 @@ class SynthTest : public ::testing::Test {
     std::error_code ec;
     fs::remove_all(dir_, ec);
   }
-  void SetUp() override { ASSERT_TRUE(tiny_->ok) << tiny_->error; }
+  void SetUp() override {
+    ASSERT_TRUE(tiny_->ok) << tiny_->error;
+  }
 
-  static fs::path tiny_path() { return dir_ / "tiny.gguf"; }
+  static fs::path tiny_path() {
+    return dir_ / "tiny.gguf";
+  }
 
   static fs::path dir_;
   static SynthResult* tiny_;
