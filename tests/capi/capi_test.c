@@ -1,7 +1,9 @@
 /* The C ABI from C: includes chimera.h and drives a whole scene against the in-process engine
  * (the tiny synthetic model), in both delivery modes, with interruption, cancellation, a
  * session, and the error paths. Exits 0 when every check holds; prints what failed otherwise.
- * Also run under valgrind by ctest (capi_valgrind) when valgrind is installed. */
+ * Also run under valgrind by scripts/install-test.sh valgrind (the portable build), which sets
+ * CHIMERA_TEST_TIME_SCALE: waits are that many times longer and time budgets are not judged,
+ * since under valgrind they measure the tool, not the engine. */
 #include <chimera.h>
 #include <chimera/version.h>
 
@@ -11,6 +13,13 @@
 #include <string.h>
 
 static int g_failures = 0;
+
+/* How many times slower than normal this run may be (CHIMERA_TEST_TIME_SCALE, default 1). */
+static int time_scale(void) {
+  const char* v = getenv("CHIMERA_TEST_TIME_SCALE");
+  const int scale = v != NULL ? atoi(v) : 1;
+  return scale > 0 ? scale : 1;
+}
 
 #define CHECK(cond)                                                                            \
   do {                                                                                         \
@@ -134,7 +143,7 @@ static void scene_in_poll_mode(void) {
     CHECK(f.finished == 1 && f.status == CHIMERA_OK && f.interrupted == 0);
     CHECK(f.tokens_out > 0 && f.tokens_out <= 12);
     CHECK(f.ttft_client_ms > 0 && f.ttft_line_ms >= f.ttft_client_ms);
-    CHECK(f.budget_held == 1);
+    CHECK(f.budget_held == 1 || time_scale() > 1);
     CHECK(f.prompt_tokens_cached > 0); /* the persona was prefilled by the warm-up */
     CHECK(f.sentences == s.sentences);
     CHECK(strlen(chimera_line_text(line)) == s.text_bytes);
@@ -169,7 +178,7 @@ static void scene_in_poll_mode(void) {
     chimera_line* line = NULL;
     CHECK(chimera_scene_next(scene, &lp, &line) == CHIMERA_OK);
     CHECK(chimera_line_cancel(line) == CHIMERA_OK);
-    CHECK(chimera_line_wait(line, 10000) == CHIMERA_OK);
+    CHECK(chimera_line_wait(line, 10000 * time_scale()) == CHIMERA_OK);
     poll_until_done(engine, &s);
     CHECK(s.status == CHIMERA_ERR_CANCELLED);
     chimera_line_destroy(line);
@@ -193,12 +202,12 @@ static void scene_in_poll_mode(void) {
     lp.budget_ms = 4000;
     chimera_line* line = NULL;
     CHECK(chimera_scene_next(scene, &lp, &line) == CHIMERA_OK);
-    CHECK(chimera_line_wait(line, 30000) == CHIMERA_OK);
+    CHECK(chimera_line_wait(line, 30000 * time_scale()) == CHIMERA_OK);
     poll_until_done(engine, &s);
     CHECK(s.status == CHIMERA_OK);
     chimera_line_figures f;
     chimera_line_get_figures(line, &f);
-    CHECK(f.budget_ms == 4000 && f.budget_held == 1);
+    CHECK(f.budget_ms == 4000 && (f.budget_held == 1 || time_scale() > 1));
     chimera_line_destroy(line);
   }
 
@@ -253,7 +262,7 @@ static void session_in_immediate_mode(void) {
     chimera_line* line = NULL;
     CHECK(chimera_session_send(session, turn == 0 ? "Hello, well." : "What do you see?", &lp,
                                &line) == CHIMERA_OK);
-    CHECK(chimera_line_wait(line, 30000) == CHIMERA_OK);
+    CHECK(chimera_line_wait(line, 30000 * time_scale()) == CHIMERA_OK);
     CHECK(strlen(chimera_line_text(line)) == bytes);
     CHECK(strcmp(chimera_line_speaker(line), "Oracle") == 0);
     chimera_line_figures f;
