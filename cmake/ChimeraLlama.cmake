@@ -104,6 +104,15 @@ function(chimera_fetch_pinned_llama out_src)
   file(TOUCH "${root}/.chimera-complete")
 endfunction()
 
+# A shared build's llama-server needs libllama-server-impl.so, which llama.cpp does not install:
+# beside the installed libraries, its run path ($ORIGIN/../lib) finds it without the build tree.
+function(_chimera_copy_server_library root prefix)
+  file(GLOB impl "${root}/build/bin/libllama-server-impl.so*")
+  if(impl AND NOT EXISTS "${prefix}/lib/libllama-server-impl.so")
+    file(COPY ${impl} DESTINATION "${prefix}/lib")
+  endif()
+endfunction()
+
 function(chimera_build_pinned_llama out_prefix src)
   if(CHIMERA_PORTABLE)
     set(flags "portable")
@@ -127,6 +136,7 @@ function(chimera_build_pinned_llama out_prefix src)
   set(${out_prefix} "${prefix}" PARENT_SCOPE)
   if(EXISTS "${stamp}")
     message(STATUS "llama.cpp: using cached build in ${prefix}")
+    _chimera_copy_server_library("${root}" "${prefix}")
     return()
   endif()
   file(MAKE_DIRECTORY "${root}")
@@ -195,6 +205,7 @@ function(chimera_build_pinned_llama out_prefix src)
   file(COPY ${common_headers} DESTINATION "${prefix}/include/llama-common")
   file(COPY "${src}/common/jinja" DESTINATION "${prefix}/include/llama-common"
        FILES_MATCHING PATTERN "*.h")
+  _chimera_copy_server_library("${root}" "${prefix}")
   file(TOUCH "${stamp}")
 endfunction()
 
