@@ -78,8 +78,9 @@ export LD_LIBRARY_PATH="$STAGE/lib/chimeraforge${LD_LIBRARY_PATH:+:$LD_LIBRARY_P
 for elf in "$STAGE"/bin/* "$STAGE"/lib/chimeraforge/*; do
   [[ -L $elf ]] && continue
   while read -r name _ path _; do
-    [[ -n $path && $path != not ]] || continue
     system_lib "$name" && continue
+    [[ $path != not ]] || { echo "pack: $(basename "$elf") needs $name, which is not found" >&2; exit 1; }
+    [[ -n $path ]] || continue
     [[ -e $STAGE/lib/chimeraforge/$name || -e $STAGE/lib/deps/$name ]] && continue
     cp -L "$path" "$STAGE/lib/deps/$name"
   done < <(ldd "$elf" | awk '/=>/ {print $1, $2, $3, $4}')
