@@ -618,6 +618,9 @@ class LineScanner {
   // Decides what `l` is; may read further lines (a table's rows, a fence's body).
   bool classify(const Line& l, std::size_t& pos) {
     std::string_view b = l.body;
+    // cmark-gfm skips a byte-order mark at the start of what it is fed (after the one ingestion
+    // takes off every file): the first line's blocks are read without it, its text keeps it.
+    if (l.number == 1 && b.starts_with("\xEF\xBB\xBF")) b.remove_prefix(3);
     if (in_comment_) {  // inside an HTML comment: skip to its end
       in_comment_ = b.find("-->") == std::string_view::npos;
       return true;
@@ -641,7 +644,11 @@ class LineScanner {
     if (ind < 0) return false;  // tabs in the indentation: cmark's tab stops
     if (ind >= 4) {
       if (!paragraph_open_) return false;  // indented code, or a list's continuation
-      return paragraph(l);                 // a paragraph's continuation line
+      // In a list item the line may start a block of the item's own (a heading, an underline,
+      // a quote): only plain text is read as the paragraph's continuation here.
+      std::string_view rest = trim_blanks(b);
+      if (rest.front() == '>' || list_marker(rest) > 0 || !container_content_ok(rest)) return false;
+      return paragraph(l);  // a paragraph's continuation line
     }
     std::string_view t = b.substr(static_cast<std::size_t>(ind));
     const char c = t.front();
@@ -693,8 +700,15 @@ class LineScanner {
       return heading(static_cast<int>(n), t.substr(n), l.number);
     }
     // A list item whose content starts a block of its own: left to cmark.
+    // An empty list item takes the indented lines after it as its content: left to cmark too,
+    // with or without a blank after its marker ("-", "1.").
+    if (std::string_view bare = trim_blanks(t);
+        bare == "-" || bare == "*" || bare == "+" ||
+        (bare.size() >= 2 && (bare.back() == '.' || bare.back() == ')') &&
+         bare.find_first_not_of("0123456789") == bare.size() - 1 && bare.size() <= 10))
+      return false;
     if (std::size_t m = list_marker(t);
-        m > 0 && (t[m - 1] == '\t' || !container_content_ok(t.substr(m))))
+        m > 0 && (t[m - 1] == '\t' || blank(t.substr(m)) || !container_content_ok(t.substr(m))))
       return false;
     // A pipe table: a header row, then a delimiter row with as many cells.
     if (t.find('|') != std::string_view::npos) {
@@ -747,7 +761,7 @@ class LineScanner {
         after_marker = quote_content(rest);
       } else if (std::size_t m = list_marker(rest); m > 0) {
         // A tab after the marker counts to the next tab stop: maybe code, as cmark sees it.
-        if (rest[m - 1] == '\t') return false;
+        if (rest[m - 1] == '\t' || blank(rest.substr(m))) return false;
         after_marker = rest.substr(m);
       } else {
         return true;
