@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -27,8 +28,8 @@ struct ConnectionFlags {
 };
 
 // The environment variables a command that sends requests reads, for its --help.
-inline std::string connection_env_help() {
-  return fmt::format("Environment: {}; the flags come first.", kEndpointEnvironment);
+inline std::string connection_env_help(std::string_view first = {}) {
+  return fmt::format("Environment: {}{}; the flags come first.", first, kEndpointEnvironment);
 }
 
 inline void add_connection_flags(CLI::App* cmd, ConnectionFlags& flags) {

@@ -377,9 +377,8 @@ std::function<int()> add_generate(CLI::App& app) {
       "  chimeraforge generate --endpoint http://127.0.0.1:11434 --model llama3.2:1b "
       "--prompt 'Hi'\n"
       "  chimeraforge generate --endpoint http://127.0.0.1:8080 --backend openai --prompt hi "
-      "--num-predict 64 --json\n\n"
-      "Environment: CHIMERA_ENDPOINT (the default --endpoint). " +
-          connection_env_help());
+      "--num-predict 64 --json\n\n" +
+          connection_env_help("CHIMERA_ENDPOINT (the default --endpoint), "));
   if (const char* env = std::getenv("CHIMERA_ENDPOINT")) a->endpoint = env;
   cmd->add_option("--endpoint,-e", a->endpoint,
                   "Server URL, e.g. http://127.0.0.1:11434 (default: $CHIMERA_ENDPOINT); not "
