@@ -91,7 +91,7 @@ struct Request {
   // server constrains its output to a call), "none". OpenAI-compatible servers and in-process;
   // Ollama has no such field and is refused a "required".
   std::optional<std::string> tool_choice;
-  std::optional<bool> think;               // Ollama: ask a thinking model to think (or not)
+  std::optional<bool> think;  // Ollama: ask a thinking model to think (or not)
   // A conversation that keeps going (a game character, a multi-turn chat). The in-process backend
   // keeps the session's KV cache between turns, so a turn whose prompt extends the previous
   // turn's prompt and answer prefills only what is new. Empty: no session.
