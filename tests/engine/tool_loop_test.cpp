@@ -245,7 +245,9 @@ TEST(ToolLoopEndToEnd, InProcessFormatsTheToolsWithTheModelsOwnTemplate) {
   cfg.url = test::tool_model().string();
   cfg.llama.parallel = 1;
   cfg.llama.ctx_per_seq = 2048;
-  cfg.llama.threads = 2;
+  // One decode thread: ggml's OpenMP workers synchronise in ways ThreadSanitizer cannot see
+  // (scripts/sanitizers/tsan.supp), and the template is what is under test here.
+  cfg.llama.threads = 1;
   auto backend = make_backend(cfg, rt);
   Toolbox tools;
   tools.add(weather_tool([](const std::string&) { return std::string("18 C"); }));
@@ -266,7 +268,9 @@ TEST(ToolLoopInProcess, ToolsAskedOfAModelWithoutATemplateAreAnError) {
   cfg.url = test::tiny_model().string();
   cfg.llama.parallel = 1;
   cfg.llama.ctx_per_seq = 512;
-  cfg.llama.threads = 2;
+  // One decode thread: ggml's OpenMP workers synchronise in ways ThreadSanitizer cannot see
+  // (scripts/sanitizers/tsan.supp), and the template is what is under test here.
+  cfg.llama.threads = 1;
   auto backend = make_backend(cfg, rt);
   Toolbox tools;
   tools.add(weather_tool([](const std::string&) { return std::string("18 C"); }));
