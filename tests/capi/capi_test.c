@@ -103,7 +103,7 @@ static chimera_line_params params_for(seen* s) {
 /* Polls from "the game loop" until the line's on_done has run. */
 static void poll_until_done(chimera_engine* engine, seen* s) {
   int rounds = 0;
-  while (!s->done && rounds++ < 6000) CHECK(chimera_poll(engine, 10) >= 0);
+  while (!s->done && rounds++ < 6000 * time_scale()) CHECK(chimera_poll(engine, 10) >= 0);
 }
 
 static void scene_in_poll_mode(void) {
