@@ -1,5 +1,7 @@
 #include "http/client.hpp"
 
+#include "http/proxy.hpp"
+
 #include <chimera/core/system_error.hpp>
 #include <chimera/version.h>
 
@@ -149,24 +151,6 @@ Control find_control(std::string_view s) {
     }
   }
   return {};
-}
-
-std::string base64(std::string_view in) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  for (std::size_t i = 0; i < in.size(); i += 3) {
-    const std::size_t n = std::min<std::size_t>(3, in.size() - i);
-    uint32_t v = 0;
-    for (std::size_t k = 0; k < 3; ++k) {
-      v = (v << 8) | (k < n ? static_cast<unsigned char>(in[i + k]) : 0u);
-    }
-    for (std::size_t k = 0; k < 4; ++k) {
-      out.push_back(k <= n ? kAlphabet[(v >> (18 - 6 * k)) & 0x3f] : '=');
-    }
-  }
-  return out;
 }
 
 }  // namespace

@@ -39,4 +39,7 @@ bool no_proxy_matches(std::string_view no_proxy, std::string_view host, std::str
 // localhost, *.localhost, 127.0.0.0/8 or ::1.
 bool is_loopback_host(std::string_view host);
 
+// Standard base64 with padding, for `Authorization: Basic` and `Proxy-Authorization: Basic`.
+std::string base64(std::string_view in);
+
 }  // namespace chimera::http
