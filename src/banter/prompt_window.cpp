@@ -21,6 +21,15 @@ std::vector<ChatMessage> PromptWindow::messages(const Actor& a, std::size_t from
           {"user", fmt::format("{}: {}{}", e.speaker, e.text, e.interrupted ? " —" : "")});
     }
   }
+  // A server reads a list that ends with an assistant message as the start of that message to
+  // continue, and refuses one that ends with two (llama-server: "Cannot have 2 or more
+  // assistant messages at the end of the list"). When the actor spoke last (a character alone,
+  // or one that speaks twice in a row), a stage direction asks for its next line. Only at the
+  // end, so the prefix the server has cached stays the same from one line to the next.
+  // In-process lanes format the prompt themselves and open a new assistant turn as it is.
+  if (!placement_.lane(a.lane).inproc && out.size() > 1 && out.back().role == "assistant") {
+    out.push_back({"user", fmt::format("({} goes on.)", a.name)});
+  }
   return out;
 }
 

@@ -276,6 +276,32 @@ TEST(Scene, MistakesAreReported) {
   EXPECT_NE(r.completion.error.message.find("Nobody"), std::string::npos);
 }
 
+// A character alone on a server speaks line after line: its own lines are assistant messages,
+// and a list that ends with two of them is refused by llama-server, so each request must end
+// with something that asks for the next line.
+TEST(Scene, CharacterAloneOnAServerSpeaksLineAfterLine) {
+  const auto model = test::tiny_model();
+  test::LlamaServer server(model, {.parallel = 1, .ctx = 1024, .extra = {"-t", "1"}});
+  ASSERT_TRUE(server.ok()) << server.error();
+  SceneConfig c = tiny_scene(1, TurnPolicy::round_robin, 16, 512);
+  pool::PoolConfig pc;
+  pc.name = "server";
+  pool::PoolEndpoint e;
+  e.config.url = server.url();
+  e.config.kind = BackendKind::openai;
+  pc.endpoints.push_back(e);
+  c.pools.push_back(pc);
+  c.characters[0].placement = {"", "server"};
+  Scene scene(c);
+  for (int i = 0; i < 4; ++i) {
+    const LineRecord r = scene.line();
+    ASSERT_TRUE(r.ok()) << "line " << i << ": " << r.completion.error.message << "\n"
+                        << server.log_tail();
+    EXPECT_EQ(r.speaker, "Brann");
+    EXPECT_GT(r.completion.figures.tokens_out.value_or(0), 0) << "line " << i;
+  }
+}
+
 TEST(Scene, TwoLlamaServersWithSessionAffinity) {
   const auto model = test::tiny_model();
   // One thread each: two servers with two spinning threads each would fight over two cores.
