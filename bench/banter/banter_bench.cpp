@@ -7,6 +7,7 @@
 // is asked for, and METRICS.md's `ttft_client`) p50/p99, the budget's hit rate, and the prompt
 // tokens per line served from cache and prefilled. Configurations alternate within each run on
 // the same machine (A B C ... A B C ...). Writes JSON lines (--out) and a Markdown table (--md).
+#include "gpu_flags.hpp"
 #include "provenance.hpp"
 
 #include <chimera/backends/server_process.hpp>
@@ -315,8 +316,7 @@ int main(int argc, char** argv) {
   int num_predict = 48;
   int64_t budget_ms = 200;
   int64_t gap_ms = 0;
-  int gpu_layers = 0;
-  std::string flash_attention = "auto";
+  chimera::bench::GpuFlags gpu;
   std::string model;
   std::string out_path = "bench/results/banter.jsonl";
   std::string md_path = "bench/results/banter.md";
@@ -332,15 +332,8 @@ int main(int argc, char** argv) {
   app.add_option("--gap-ms", gap_ms, "Pause between lines (speech time); 0: back to back")
       ->capture_default_str();
   app.add_option("--model", model, "GGUF file (default: the tiny synthetic model)");
-  app.add_option(
-         "--gpu-layers", gpu_layers,
-         "Layers on the GPU, in-process and on each llama-server (-ngl); needs a CUDA build")
-      ->capture_default_str();
-  app.add_option("--flash-attention", flash_attention,
-                 "In-process flash attention: on, off, or auto (on when --gpu-layers > 0, as "
-                 "llama-server's auto does on a GPU)")
-      ->check(CLI::IsMember({"on", "off", "auto"}))
-      ->capture_default_str();
+  gpu.add_to(app,
+             "Layers on the GPU, in-process and on each llama-server (-ngl); needs a CUDA build");
   app.add_option("--configs", config_keys,
                  "Configurations, comma-separated, from: inproc, inproc-no-catch-up, "
                  "inproc-no-warm-up, inproc-no-sessions, two-servers, two-servers-no-warm-up, "
@@ -354,7 +347,8 @@ int main(int argc, char** argv) {
 
   std::vector<Config> configs;
   if (!choose_configs(config_keys, no_servers, configs)) return 2;
-  const bool flash = flash_attention == "on" || (flash_attention == "auto" && gpu_layers > 0);
+  const bool flash = gpu.flash();
+  const int gpu_layers = gpu.layers;
   if (model.empty()) {
     bool created = false;
     std::string error;

@@ -8,6 +8,7 @@
 // Programs alternate (A B A B ...) on the same machine, `--runs` times each; every stored figure
 // names its source. Prints a table and appends JSON lines to --out. `--parts` picks the parts;
 // `--gpu-layers` puts the model on a GPU (a CUDA build) for both programs.
+#include "gpu_flags.hpp"
 #include "provenance.hpp"
 
 #include <chimera/backends/backend.hpp>
@@ -140,8 +141,7 @@ int main(int argc, char** argv) {
   int requests = 10;
   std::vector<int> agents = {1, 2, 4, 8, 16, 32};
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  int gpu_layers = 0;
-  std::string flash_attention = "auto";
+  chimera::bench::GpuFlags gpu;
   std::vector<std::string> parts = {"single", "aggregate", "session"};
   std::string out_path = "bench/results/inproc.jsonl";
   app.add_option("--model", model, "GGUF model (default: the tiny synthetic model)");
@@ -151,14 +151,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--agents", agents, "Concurrency levels")->delimiter(',');
   app.add_option("--threads", threads, "CPU threads for both programs")->capture_default_str();
-  app.add_option("--gpu-layers", gpu_layers,
-                 "Layers on the GPU for both programs (-ngl); needs a CUDA build")
-      ->capture_default_str();
-  app.add_option("--flash-attention", flash_attention,
-                 "In-process flash attention: on, off, or auto (on when --gpu-layers > 0, as "
-                 "llama-server's auto does on a GPU)")
-      ->check(CLI::IsMember({"on", "off", "auto"}))
-      ->capture_default_str();
+  gpu.add_to(app, "Layers on the GPU for both programs (-ngl); needs a CUDA build");
   app.add_option("--parts", parts, "Parts to run: single, aggregate, session")
       ->delimiter(',')
       ->check(CLI::IsMember({"single", "aggregate", "session"}));
@@ -187,8 +180,7 @@ int main(int argc, char** argv) {
     out << boost::json::serialize(o) << "\n" << std::flush;
   };
   Runtime rt(1);
-  const Placement where{threads, gpu_layers,
-                        flash_attention == "on" || (flash_attention == "auto" && gpu_layers > 0)};
+  const Placement where{threads, gpu.layers, gpu.flash()};
   auto wanted = [&parts](const char* part) {
     return std::find(parts.begin(), parts.end(), part) != parts.end();
   };
@@ -295,7 +287,7 @@ int main(int argc, char** argv) {
     record(fmt::format(
         R"j("bench":"aggregate","agents":{},"system_tps_inproc":{:.1f},"system_tps_inproc_sd":{:.1f},"system_tps_llama_server":{:.1f},"system_tps_llama_server_sd":{:.1f},"ratio_inproc_over_server":{:.3f},"ratio_sd":{:.3f},"scaling_vs_first":{:.3f},"ttft_client_p50_ms_inproc":{:.3f},"ttft_client_p99_ms_inproc":{:.3f},"ttft_client_p50_ms_llama_server":{:.3f},"ttft_client_p99_ms_llama_server":{:.3f},"tokens_per_request":{},"gpu_layers":{},"flash_attention_inproc":{},"runs":{},"source":"derived from measured tokens (server-reported counts) and wall time; ttft percentiles over each run's requests, then the mean over runs")j",
         n, sa.mean, sa.sd, sb.mean, sb.sd, sr.mean, sr.sd, sa.mean / base_inproc, stats(a50).mean,
-        stats(a99).mean, stats(b50).mean, stats(b99).mean, tokens, gpu_layers,
+        stats(a99).mean, stats(b50).mean, stats(b99).mean, tokens, gpu.layers,
         where.flash_attention, runs));
   }
   fmt::print("\n");
@@ -308,7 +300,7 @@ int main(int argc, char** argv) {
     ic.llama.parallel = 2;
     ic.llama.ctx_per_seq = 1024;
     ic.llama.threads = threads;
-    ic.llama.gpu_layers = gpu_layers;
+    ic.llama.gpu_layers = gpu.layers;
     ic.llama.flash_attention = where.flash_attention;
     auto b = make_backend(ic, rt);
     std::string persona = "You are Mira, the innkeeper of the Gilded Stag. ";
