@@ -15,6 +15,7 @@ figure of METRICS.md itself, with one implementation for all three:
 
   /usr/bin/python3 bench/compare/compare.py            # the full comparison (5 repetitions)
   /usr/bin/python3 bench/compare/compare.py --quick    # a smoke run: 2 repetitions, small N
+  /usr/bin/python3 bench/compare/compare.py --pin off  # unpinned rows only (half the time)
   bash bench/compare/run.sh                            # build and set up first, then the above
 
 Writes bench/results/compare.jsonl (JSON lines: the environment, one line per program run with
@@ -22,6 +23,11 @@ every figure, its unit and its source, and one summary line per figure), bench/r
 (the table: mean +- sample sd over repetitions and each peer's ratio to chimeraforge) and PNG
 plots in bench/results/plots/. --quick writes compare-quick.* and plots/compare-quick/ instead,
 so a smoke run never replaces a full one.
+
+Pinned and unpinned (--pin both, the default): every row but llama-server's runs twice per
+repetition, first unpinned, then pinned: the synthetic servers on CPU 0 and the program under
+test (and the harness) on the other CPUs, so that at 256 and 1,000 agents the figures measure
+the client rather than two processes sharing two cores. Pinned rows are named "<row>-pinned".
 
 Standard library only, plus matplotlib (Debian's python3-matplotlib) for the plots; without it
 the plots are skipped and said so. Run it with /usr/bin/python3.
@@ -55,6 +61,7 @@ sys.path.insert(0, str(ROOT / "bench/common"))
 from provenance import (Provenance, build_dir_of, cmake_cache, cpu_model,  # noqa: E402
                         git_state)
 PROGRAMS = ("chimeraforge", "python", "rust")
+PINNED = "-pinned"  # suffix of the rows measured with --pin's layout
 EXECUTORS = ("single", "shared", "per-core", "thread-per-agent")
 STALL_NS = 1_000_000  # docs/records.md: a chunk whose delivery_lag exceeds 1 ms is a stall
 NS_PER_MS = 1e6
@@ -478,6 +485,41 @@ def tail(path, lines=12, limit=2000):
 # Servers
 # --------------------------------------------------------------------------------------------
 
+def set_affinity(pid, cpus):
+    """Pins every thread of a process (threads it starts later inherit the set)."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        tids = [pid]
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except OSError:
+            pass  # a thread that has just ended
+
+
+class Pinning:
+    """The --pin layout: servers on the first CPU the harness may use, the programs under test
+    (spawned by the harness, so they inherit its set) and the harness on the others."""
+
+    def __init__(self):
+        self.all = sorted(os.sched_getaffinity(0))
+        self.server = set(self.all[:1])
+        self.client = set(self.all[1:])
+        self.possible = len(self.all) >= 2
+
+    def describe(self):
+        cpus = ",".join(str(c) for c in sorted(self.client))
+        return f"servers on CPU {self.all[0]}, programs under test on CPU {cpus}"
+
+    def apply(self, servers, pinned):
+        for server in servers:
+            if server.name == "llama":
+                continue  # llama-server's row runs unpinned only (it decodes on many threads)
+            set_affinity(server.proc.pid, self.server if pinned else set(self.all))
+        os.sched_setaffinity(0, self.client if pinned else set(self.all))
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -788,12 +830,13 @@ class Harness:
         if error is None:
             if header and program not in self.headers:
                 self.headers[program] = header
-            lone_tps, floor, lone_sys = (self.lone.get((program, rep), (None, None, None))
+            lone_key = (program, rep, row.endswith(PINNED))
+            lone_tps, floor, lone_sys = (self.lone.get(lone_key, (None, None, None))
                                          if row.startswith("conc") else (None, None, None))
             figs.update(run_figures(recs, scen.agents, lone_tps, floor, lone_sys))
             if scen.agents == 1 and row.startswith("conc"):
                 floor = loopback_floor(recs)
-                self.lone[(program, rep)] = (figs["decode_tps_client"], floor,
+                self.lone[lone_key] = (figs["decode_tps_client"], floor,
                                              figs["system_tps"])
                 figs["efficiency"] = efficiency(figs["system_tps"], 1, figs["decode_tps_client"])
                 figs["scaling"] = efficiency(figs["system_tps"], 1, figs["system_tps"])
@@ -830,12 +873,12 @@ class Harness:
         self.progress(run)
         return run
 
-    def run_startup(self, program, rep, probe):
+    def run_startup(self, program, rep, probe, row="startup"):
         a = self.args
         server = self.servers["synth-conc"]
         argv = startup_argv(a, program, server.url)
-        stem = f"startup-{program}-r{rep}-{probe}"
-        run = {"kind": "run", "row": "startup", "program": program, "agents": 1,
+        stem = f"{row}-{program}-r{rep}-{probe}"
+        run = {"kind": "run", "row": row, "program": program, "agents": 1,
                "requests_per_agent": 1, "max_tokens": 1, "rep": rep, "probe": probe,
                "server": "synth-conc", "backend": "ollama", "command": shlex.join(argv),
                "failed": False, "error": "", "notes": [], "stderr_tail": ""}
@@ -893,11 +936,11 @@ class Harness:
             x = f.get(key, {}).get("value")
             return "-" if x is None else fmt.format(x)
 
-        head = f"[rep {run['rep'] + 1}] {run['row']:<13} {run['program']:<12}"
+        head = f"[rep {run['rep'] + 1}] {run['row']:<20} {run['program']:<12}"
         if run["failed"]:
             print(f"{head} FAILED: {run['error']}", flush=True)
             return
-        if run["row"] == "startup":
+        if run["row"].startswith("startup"):
             print(f"{head} startup {v('startup', '{:.1f}')} ms  rss {v('rss_peak', '{:.0f}')} B",
                   flush=True)
             return
@@ -1031,7 +1074,12 @@ def table_rows(args):
             conc.append((f"conc-{n}", key, label if key == "loopback_floor" else
                          f"{label}, N={n:,}", scale, unit, better))
     rows.append(("Concurrency, synthetic server", conc))
-    return rows
+    if args.pin == "off":
+        return rows
+    # Pinned rows first (the goals apply to both, pinned first); llama-server's row is unpinned.
+    pinned = [(f"{title}, pinned", [(row + PINNED, *rest) for row, *rest in entries])
+              for title, entries in rows if "llama-server" not in title]
+    return pinned + rows
 
 
 def fmt_value(v, unit):
@@ -1235,17 +1283,19 @@ def write_plots(plot_dir, harness, args, programs):
 
     def against_n(ax, key, scale, ylabel, title, logy=False):
         for prog in programs:
-            xs, ys, es = [], [], []
-            for n in args.agents:
-                s = summarize(harness.runs, f"conc-{n}", key, [prog])[prog]
-                if s["mean"] is None:
-                    continue
-                xs.append(n)
-                ys.append(s["mean"] * scale)
-                es.append((s["sd"] or 0) * scale)
-            if xs:
-                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=prog,
-                            color=COLORS.get(prog))
+            for suffix, style in (("", "-"), (PINNED, "--")):
+                xs, ys, es = [], [], []
+                for n in args.agents:
+                    s = summarize(harness.runs, f"conc-{n}{suffix}", key, [prog])[prog]
+                    if s["mean"] is None:
+                        continue
+                    xs.append(n)
+                    ys.append(s["mean"] * scale)
+                    es.append((s["sd"] or 0) * scale)
+                if xs:
+                    ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, linestyle=style,
+                                label=prog + (" pinned" if suffix else ""),
+                                color=COLORS.get(prog))
         ax.set_xscale("log")
         if logy:
             ax.set_yscale("log")
@@ -1300,6 +1350,10 @@ def parse_args(argv=None):
                    help="chimeraforge multi's executor (default single)")
     p.add_argument("--programs", nargs="+", choices=PROGRAMS, default=list(PROGRAMS),
                    help="programs to run (default all three)")
+    p.add_argument("--pin", choices=["both", "off", "only"], default="both",
+                   help="both (default): every row but llama-server's unpinned, then pinned "
+                        "(servers on the first CPU, the program under test on the others); "
+                        "off: unpinned only; only: pinned only")
     p.add_argument("--skip", nargs="+", default=[],
                    choices=["startup", "single-synth", "single-llama", "concurrency"],
                    help="rows to leave out")
@@ -1518,23 +1572,47 @@ def run_all(harness, args, programs):
                      f"{a.conc_rate:g} tokens/s per stream, first token at once; K = "
                      f"{a.conc_requests} below 1,000 agents, {a.conc_requests_large} from 1,000; "
                      f"Ollama protocol; N = {', '.join(str(n) for n in a.agents)}")
-    for rep in range(a.reps):
-        if "startup" not in skip:
-            for probe in range(a.startup_probes):
-                for program in programs:
-                    harness.run_startup(program, rep, probe)
-        if "single-synth" not in skip:
+    pinning = Pinning()
+    modes = {"both": [False, True], "off": [False], "only": [True]}[a.pin]
+    if True in modes and not pinning.possible:
+        print("compare.py: one CPU only: the pinned rows are left out", file=sys.stderr)
+        modes = [False]
+    if True in modes:
+        notes.append(f"pinned rows (named \"<row>{PINNED}\"): {pinning.describe()} (taskset-like "
+                     f"affinity set by the harness); every row but llama-server's also runs "
+                     f"unpinned in the same repetition, unpinned first")
+        harness.env["pinning"] = {"server_cpus": sorted(pinning.server),
+                                  "client_cpus": sorted(pinning.client)}
+    try:
+        for rep in range(a.reps):
+            for pinned in modes:
+                suffix = PINNED if pinned else ""
+                pinning.apply(harness.servers.values(), pinned)
+                run_repetition(harness, a, programs, skip, rep, suffix, single_synth,
+                               single_llama, conc)
+    finally:
+        if True in modes:
+            pinning.apply(harness.servers.values(), False)
+
+
+def run_repetition(harness, a, programs, skip, rep, suffix, single_synth, single_llama, conc):
+    """One repetition of every row, pinned (suffix PINNED) or not."""
+    if "startup" not in skip:
+        for probe in range(a.startup_probes):
             for program in programs:
-                harness.run_scenario(program, single_synth, rep, "single-synth",
-                                     synth_extra(a.single_rate, a.single_ttft_ms))
-        if "single-llama" not in skip:
+                harness.run_startup(program, rep, probe, "startup" + suffix)
+    if "single-synth" not in skip:
+        for program in programs:
+            harness.run_scenario(program, single_synth, rep, "single-synth" + suffix,
+                                 synth_extra(a.single_rate, a.single_ttft_ms))
+    if "single-llama" not in skip and not suffix:
+        for program in programs:
+            harness.run_scenario(program, single_llama, rep, "single-llama",
+                                 llama_extra(single_llama))
+    if "concurrency" not in skip:
+        for scen in conc:
             for program in programs:
-                harness.run_scenario(program, single_llama, rep, "single-llama",
-                                     llama_extra(single_llama))
-        if "concurrency" not in skip:
-            for scen in conc:
-                for program in programs:
-                    harness.run_scenario(program, scen, rep, scen.name)
+                harness.run_scenario(program, scen, rep, scen.name + suffix)
 
 
 if __name__ == "__main__":
