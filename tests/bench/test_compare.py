@@ -194,6 +194,41 @@ class Children(unittest.TestCase):
         self.assertTrue(res["spawn_error"] or res["exit_code"] != 0)
 
 
+class Pinning(unittest.TestCase):
+    def test_pinned_rows_first_without_llama(self):
+        rows = compare.table_rows(compare.parse_args(["--agents", "1", "16"]))
+        titles = [title for title, _ in rows]
+        self.assertTrue(titles[0].endswith(", pinned"))
+        self.assertFalse(any("llama" in t for t in titles if t.endswith(", pinned")))
+        pinned = [row for title, entries in rows if title.endswith(", pinned")
+                  for row, *_ in entries]
+        self.assertIn("conc-16-pinned", pinned)
+        self.assertIn("startup-pinned", pinned)
+        off = compare.table_rows(compare.parse_args(["--agents", "1", "16", "--pin", "off"]))
+        self.assertFalse(any(title.endswith(", pinned") for title, _ in off))
+
+    @unittest.skipUnless(len(os.sched_getaffinity(0)) >= 2, "pinning needs two CPUs")
+    def test_apply_pins_servers_and_the_harness(self):
+        before = os.sched_getaffinity(0)
+        pinning = compare.Pinning()
+        child = subprocess.Popen(["/bin/sleep", "30"])
+
+        class Server:  # what Pinning.apply reads of compare.Server
+            name, proc = "synth", child
+        try:
+            pinning.apply([Server()], True)
+            self.assertEqual(os.sched_getaffinity(child.pid), pinning.server)
+            self.assertEqual(os.sched_getaffinity(0), pinning.client)
+            self.assertFalse(pinning.server & pinning.client)
+            pinning.apply([Server()], False)
+            self.assertEqual(os.sched_getaffinity(child.pid), set(pinning.all))
+            self.assertEqual(os.sched_getaffinity(0), set(pinning.all))
+        finally:
+            os.sched_setaffinity(0, before)
+            child.kill()
+            child.wait()
+
+
 @unittest.skipUnless(os.access(CLI, os.X_OK), f"chimeraforge is not built ({CLI})")
 class AgainstSynthServer(unittest.TestCase):
     """Every program against a real synthetic server: 4 agents x 2 requests, 10 tokens at
