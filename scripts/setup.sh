@@ -12,7 +12,7 @@ PACKAGES=(
   python3 python3-dev python3-pybind11 pybind11-dev python3-pytest
   curl procps
   clang-16 libclang-rt-16-dev llvm-16 libomp-16-dev
-  libssl-dev nginx tinyproxy
+  libssl-dev nginx tinyproxy prometheus-cpp-dev
   valgrind python3-venv python3-setuptools python3-pip python3-wheel python3-wheel-whl dpkg-dev file
 )
 

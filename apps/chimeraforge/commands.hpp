@@ -24,5 +24,6 @@ std::function<int()> add_multi(CLI::App& app);
 std::function<int()> add_sweep(CLI::App& app);
 std::function<int()> add_synth_server(CLI::App& app);
 std::function<int()> add_banter(CLI::App& app);
+std::function<int()> add_serve(CLI::App& app);
 
 }  // namespace chimera::cli

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   auto run_sweep = chimera::cli::add_sweep(app);
   auto run_synth_server = chimera::cli::add_synth_server(app);
   auto run_banter = chimera::cli::add_banter(app);
+  auto run_serve = chimera::cli::add_serve(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -44,6 +45,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("sweep")) return run_sweep();
     if (app.got_subcommand("synth-server")) return run_synth_server();
     if (app.got_subcommand("banter")) return run_banter();
+    if (app.got_subcommand("serve")) return run_serve();
   } catch (const std::bad_alloc&) {
     fmt::print(stderr,
                "chimeraforge: out of memory (ENOMEM): an allocation failed; lower "

@@ -1,0 +1,107 @@
+// `chimeraforge serve`: the engine as an OpenAI- and Ollama-compatible HTTP server.
+//
+// Any protocol in, any backend out: a request in OpenAI's shape (/v1/chat/completions,
+// /v1/completions) or Ollama's (/api/chat, /api/generate) is read into a chimera::Request, sent
+// to a pool (pool.hpp: Ollama or OpenAI-compatible endpoints, or llama.cpp in-process), and its
+// tokens are written back in the shape the client asked in, each as it arrives.
+//
+// Which pool serves a request: the one whose name the request's `model` gives; otherwise the
+// first route, and the model name goes upstream as given (or the route's model when the request
+// names none).
+//
+// Endpoints:
+//   POST /v1/chat/completions, /v1/completions     SSE with "stream": true, else one JSON object
+//   POST /api/chat, /api/generate                  NDJSON unless "stream": false (Ollama's default)
+//   GET  /v1/models, /api/tags, /api/version, /health, /metrics (Prometheus text format)
+//
+// Behaviour a client can rely on:
+// - a body that is malformed, or asks for what cannot be mapped (n > 1, logprobs, images, ...),
+//   is answered 400 with a JSON error in the protocol's shape ({"error": {"message": ...}} for
+//   OpenAI, {"error": "..."} for Ollama), naming the field;
+// - an upstream failure before the first token is an HTTP error (502, 503, 504 or the upstream's
+//   4xx); after it, the protocol's in-stream error record, then the end of the stream;
+// - a client that disconnects cancels its upstream request (the upstream slot is freed);
+// - a session id from the `X-Session-Id` header or OpenAI's `user` field keeps a conversation on
+//   one endpoint (session-affinity routing) and, in-process, on its cached KV.
+//
+// Threading: start() spawns `threads` I/O threads; backends call back on their own Runtime
+// threads. Every member is thread-safe.
+//
+// Example:
+//   chimera::Runtime rt;
+//   chimera::pool::Pool pool(config, rt);
+//   chimera::serve::Server server({.port = 8000}, {{.name = "default", .pool = &pool}});
+//   server.start();                 // throws std::runtime_error when it cannot listen
+//   ...
+//   server.shutdown(10'000);        // stop accepting; streams in flight get 10 s to finish
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace chimera::pool {
+class Pool;
+}
+
+namespace chimera::serve {
+
+struct Route {
+  std::string name;            // what a request's `model` names to reach this pool
+  pool::Pool* pool = nullptr;  // not owned; outlives the Server
+  std::string model;           // sent upstream when the request names no model ("": none)
+};
+
+struct Options {
+  std::string host = "127.0.0.1";
+  int port = 8000;                    // 0: a free port, chosen at start()
+  int threads = 1;                    // I/O threads
+  std::size_t body_limit = 8u << 20;  // request bodies, bytes (413 above)
+  // A request (its header and body) must arrive within this once its first byte has; an idle
+  // keep-alive connection is closed after it; a client that takes no bytes of a response for
+  // this long is dropped (its upstream request cancelled).
+  int64_t client_timeout_ms = 30'000;
+};
+
+// "" when usable, else what is wrong, naming the option.
+std::string validate(const Options& options);
+
+struct Stats {
+  int64_t connections = 0;     // accepted since start
+  int64_t requests = 0;        // HTTP requests answered
+  int64_t streams_active = 0;  // generation requests in flight now
+  int64_t cancelled = 0;       // generation requests cancelled because the client went away
+};
+
+class Server {
+ public:
+  // Throws std::invalid_argument when the options or the routes are not usable.
+  Server(Options options, std::vector<Route> routes);
+  ~Server();  // stop()
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Listens and serves. Throws std::runtime_error naming the address when it cannot listen.
+  void start();
+  // Graceful: stops accepting, closes idle connections, lets requests in flight finish for up to
+  // `grace_ms`, then cancels what remains (their clients get the in-stream error) and stops.
+  // Returns the number of requests still in flight at the deadline. Idempotent.
+  int shutdown(int64_t grace_ms);
+  // At once: shutdown(0).
+  void stop();
+
+  int port() const;
+  std::string url() const;  // "http://HOST:PORT"
+  Stats stats() const;
+  // The /metrics text (Prometheus exposition format 0.0.4).
+  std::string metrics_text() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace chimera::serve

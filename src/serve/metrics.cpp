@@ -1,0 +1,158 @@
+#include "serve/metrics.hpp"
+
+#include <chimera/pool/pool.hpp>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <mutex>
+
+namespace chimera::serve {
+
+namespace {
+
+// Seconds; first-token and queue times of local models span a millisecond to tens of seconds.
+prometheus::Histogram::BucketBoundaries latency_buckets() {
+  return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+}
+
+const char* outcome(const Completion& c, bool client_gone) {
+  if (client_gone) return "client_gone";
+  if (!c.error) return "ok";
+  return c.error.kind == ErrorKind::cancelled ? "cancelled" : "error";
+}
+
+}  // namespace
+
+struct Metrics::Impl {
+  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  prometheus::Family<prometheus::Counter>& http = prometheus::BuildCounter()
+                                                      .Name("chimera_serve_http_requests_total")
+                                                      .Help(
+                                                          "HTTP requests answered, by path and "
+                                                          "status code")
+                                                      .Register(*registry);
+  prometheus::Family<prometheus::Counter>& generations =
+      prometheus::BuildCounter()
+          .Name("chimera_serve_generations_total")
+          .Help(
+              "Generation requests ended, by pool, endpoint and outcome (ok, error, cancelled, "
+              "client_gone)")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& retries =
+      prometheus::BuildCounter()
+          .Name("chimera_serve_retries_total")
+          .Help("Endpoints tried beyond the first (pool failover and hedges), by pool")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& tokens =
+      prometheus::BuildCounter()
+          .Name("chimera_serve_tokens_total")
+          .Help("Token-bearing chunks passed on to clients, by pool and endpoint")
+          .Register(*registry);
+  prometheus::Family<prometheus::Histogram>& ttft =
+      prometheus::BuildHistogram()
+          .Name("chimera_serve_ttft_seconds")
+          .Help("Time from sending upstream to the first token, by pool and endpoint")
+          .Register(*registry);
+  prometheus::Family<prometheus::Histogram>& itl =
+      prometheus::BuildHistogram()
+          .Name("chimera_serve_itl_seconds")
+          .Help("Gaps between tokens, by pool and endpoint")
+          .Register(*registry);
+  prometheus::Family<prometheus::Histogram>& queue =
+      prometheus::BuildHistogram()
+          .Name("chimera_serve_queue_seconds")
+          .Help("Time in a pool's queue before sending, by pool and endpoint")
+          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& streams = prometheus::BuildGauge()
+                                                       .Name("chimera_serve_streams_active")
+                                                       .Help("Generation requests in flight")
+                                                       .Register(*registry);
+  prometheus::Gauge& streams_active = streams.Add({});
+
+  // The pools' state, refreshed when scraped (under `mu`, one scrape at a time).
+  mutable std::mutex mu;
+  prometheus::Family<prometheus::Gauge>& up =
+      prometheus::BuildGauge()
+          .Name("chimera_pool_endpoint_up")
+          .Help("1 when the pool routes to the endpoint, 0 while it is taken out")
+          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& outstanding =
+      prometheus::BuildGauge()
+          .Name("chimera_pool_endpoint_outstanding")
+          .Help("Requests in flight on the endpoint (in-process: sequences in use)")
+          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& limit =
+      prometheus::BuildGauge()
+          .Name("chimera_pool_endpoint_limit")
+          .Help("Most requests in flight on the endpoint at once (0: no limit)")
+          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& dispatched =
+      prometheus::BuildGauge()
+          .Name("chimera_pool_endpoint_dispatched")
+          .Help("Requests the pool has sent to the endpoint since it started")
+          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& failures =
+      prometheus::BuildGauge()
+          .Name("chimera_pool_endpoint_failures")
+          .Help("Consecutive failures of the endpoint")
+          .Register(*registry);
+};
+
+Metrics::Metrics() : impl_(std::make_unique<Impl>()) {}
+Metrics::~Metrics() = default;
+
+void Metrics::http_request(std::string_view path, int status) {
+  impl_->http.Add({{"path", std::string(path)}, {"code", std::to_string(status)}}).Increment();
+}
+
+void Metrics::generation(const std::string& pool, const Completion& c, bool client_gone) {
+  Impl& m = *impl_;
+  const prometheus::Labels labels{{"pool", pool}, {"endpoint", c.endpoint}};
+  auto with = [&](const char* k, const char* v) {
+    prometheus::Labels l = labels;
+    l[k] = v;
+    return l;
+  };
+  m.generations.Add(with("outcome", outcome(c, client_gone))).Increment();
+  if (c.figures.attempts > 1) {
+    m.retries.Add({{"pool", pool}}).Increment(static_cast<double>(c.figures.attempts - 1));
+  }
+  const auto& f = c.figures;
+  if (f.chunks) m.tokens.Add(labels).Increment(static_cast<double>(*f.chunks));
+  if (f.ttft_client_ns) m.ttft.Add(labels, latency_buckets()).Observe(*f.ttft_client_ns / 1e9);
+  if (f.queued_ns) m.queue.Add(labels, latency_buckets()).Observe(*f.queued_ns / 1e9);
+  if (!f.itl_ns.empty()) {
+    auto& h = m.itl.Add(labels, latency_buckets());
+    for (int64_t gap : f.itl_ns) h.Observe(gap / 1e9);
+  }
+}
+
+void Metrics::stream_began() {
+  impl_->streams_active.Increment();
+}
+void Metrics::stream_ended() {
+  impl_->streams_active.Decrement();
+}
+
+std::string Metrics::text(const std::vector<Route>& routes) const {
+  Impl& m = *impl_;
+  std::lock_guard lock(m.mu);
+  for (const auto& r : routes) {
+    for (const auto& e : r.pool->status()) {
+      const prometheus::Labels labels{{"pool", r.name}, {"endpoint", e.url}};
+      m.up.Add(labels).Set(e.up ? 1 : 0);
+      m.outstanding.Add(labels).Set(e.outstanding);
+      m.limit.Add(labels).Set(e.limit);
+      m.dispatched.Add(labels).Set(static_cast<double>(e.dispatched));
+      m.failures.Add(labels).Set(e.failures);
+    }
+  }
+  return prometheus::TextSerializer().Serialize(m.registry->Collect());
+}
+
+}  // namespace chimera::serve

@@ -1,0 +1,762 @@
+// serve's transport: an Asio accept loop, one coroutine per connection, Beast's request parser,
+// and responses written as raw bytes (a stream's head goes out with its first token, so that an
+// upstream failure before it is still an HTTP error).
+//
+// A generation request is an Exchange shared by the connection's coroutine and the backend's
+// callbacks (which run on the backend's Runtime threads): a callback encodes its record into the
+// exchange's pending bytes under its mutex and wakes the coroutine by cancelling the exchange's
+// timer from the connection's executor; the coroutine writes whatever is pending. Nothing is
+// held back: each record is written as soon as the coroutine runs after it arrived.
+#include "serve/metrics.hpp"
+#include "serve/protocol.hpp"
+
+#include <chimera/backends/backend.hpp>
+#include <chimera/pool/pool.hpp>
+#include <chimera/serve/server.hpp>
+#include <chimera/version.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <fmt/format.h>
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace chimera::serve {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace json = boost::json;
+using tcp = asio::ip::tcp;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+constexpr std::uint32_t kHeaderLimit = 64 * 1024;
+constexpr int kBacklog = 4096;
+
+const char* reason(int status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Payload Too Large";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return "Status";
+  }
+}
+
+bool is_get_route(std::string_view path) {
+  return path == "/health" || path == "/v1/models" || path == "/api/tags" ||
+         path == "/api/version" || path == "/metrics";
+}
+
+// (Bodies are made outside the coroutines: GCC 12 rejects JSON initializer lists of string
+// literals in a coroutine's frame.)
+std::string version_body() {
+  return json::serialize(json::object{{"version", CHIMERA_VERSION_STRING}});
+}
+
+std::string models_body(const std::vector<Route>& routes) {
+  json::array data;
+  for (const auto& r : routes) {
+    data.push_back(json::object{
+        {"id", r.name}, {"object", "model"}, {"created", 0}, {"owned_by", "chimeraforge"}});
+  }
+  return json::serialize(json::object{{"object", "list"}, {"data", std::move(data)}});
+}
+
+std::string tags_body(const std::vector<Route>& routes) {
+  json::array models;
+  for (const auto& r : routes) {
+    models.push_back(json::object{{"name", r.name},
+                                  {"model", r.name},
+                                  {"modified_at", "1970-01-01T00:00:00Z"},
+                                  {"size", 0},
+                                  {"digest", ""},
+                                  {"details", json::object{{"format", "gguf"}}}});
+  }
+  return json::serialize(json::object{{"models", std::move(models)}});
+}
+
+void append_chunk(std::string& out, std::string_view record, bool chunked) {
+  if (record.empty()) return;
+  if (chunked) out += fmt::format("{:x}\r\n", record.size());
+  out += record;
+  if (chunked) out += "\r\n";
+}
+
+// One generation request, shared by the connection's coroutine and the backend's callbacks.
+// It keeps the io_context alive (declared first, destroyed last): the backend may drop its
+// callbacks, and with them the last reference, after the server has stopped.
+struct Exchange {
+  Exchange(std::shared_ptr<asio::io_context> io_, asio::any_io_executor ex, Encoder e, bool stream_,
+           bool chunked_)
+      : io(std::move(io_)), wake(ex), enc(std::move(e)), stream(stream_), chunked(chunked_) {
+    wake.expires_at(asio::steady_timer::time_point::max());
+  }
+
+  // Wakes the coroutine (from any thread). The posted handler does not own the exchange, so a
+  // handler that never runs (the server stopped) holds nothing alive.
+  void notify(const std::shared_ptr<Exchange>& self) {
+    asio::post(wake.get_executor(), [w = std::weak_ptr<Exchange>(self)] {
+      if (auto x = w.lock()) x->wake.cancel();
+    });
+  }
+
+  std::shared_ptr<asio::io_context> io;
+  asio::steady_timer wake;
+  std::mutex mu;
+  Encoder enc;                            // under mu
+  std::string pending;                    // framed bytes not yet written; under mu
+  std::string rec;                        // scratch; under mu
+  bool started = false;                   // records were encoded: the head goes out (under mu)
+  bool done = false;                      // under mu
+  Completion completion;                  // once done
+  std::shared_ptr<RequestHandle> handle;  // under mu
+  std::atomic<bool> client_gone{false};
+  const bool stream;
+  const bool chunked;
+  bool watching = false;  // the disconnect watcher is armed (connection's executor only)
+};
+
+}  // namespace
+
+struct Server::Impl {
+  Impl(Options o, std::vector<Route> r) : opt(std::move(o)), routes(std::move(r)) {}
+
+  Options opt;
+  std::vector<Route> routes;
+  Metrics metrics;
+  std::atomic<int64_t> connections{0};
+  std::atomic<int64_t> requests{0};
+  std::atomic<int64_t> cancelled{0};
+
+  // Connections by descriptor, with whether each is busy with a request (graceful shutdown closes
+  // the idle ones at once and waits for the busy ones).
+  std::mutex conns_mu;
+  std::condition_variable conns_cv;
+  std::unordered_map<int, bool> conns;
+  int busy = 0;
+  bool draining = false;
+  // Upstream requests in flight (their callbacks may still post to the io_context).
+  std::unordered_set<std::shared_ptr<Exchange>> exchanges;  // under conns_mu
+  int64_t streams_active = 0;                               // under conns_mu
+
+  std::mutex life_mu;
+  bool running = false;
+  bool stopped = false;
+  int port = 0;
+  std::shared_ptr<asio::io_context> io;
+  std::unique_ptr<tcp::acceptor> acceptor;
+  std::vector<std::thread> threads;
+
+  asio::any_io_executor connection_executor() {
+    if (opt.threads > 1) return asio::make_strand(*io);
+    return io->get_executor();
+  }
+
+  const Route& route_for(const std::string& model) const {
+    for (const auto& r : routes) {
+      if (r.name == model) return r;
+    }
+    return routes.front();
+  }
+
+  // Marks a connection idle (false: the server is draining; close it) or busy.
+  bool set_busy(int fd, bool is_busy) {
+    std::lock_guard lock(conns_mu);
+    auto it = conns.find(fd);
+    if (it == conns.end()) return false;
+    if (it->second != is_busy) {
+      busy += is_busy ? 1 : -1;
+      it->second = is_busy;
+    }
+    conns_cv.notify_all();
+    return is_busy || !draining;
+  }
+
+  asio::awaitable<void> accept_loop();
+};
+
+namespace {
+
+void cancel(const std::shared_ptr<Exchange>& x) {
+  std::shared_ptr<RequestHandle> h;
+  {
+    std::lock_guard lock(x->mu);
+    h = x->handle;
+  }
+  if (h) h->cancel();
+}
+
+class Connection {
+ public:
+  Connection(Server::Impl& s, tcp::socket sock)
+      : s_(s), stream_(std::move(sock)), fd_(stream_.socket().native_handle()) {
+    std::lock_guard lock(s_.conns_mu);
+    s_.conns.emplace(fd_, false);
+  }
+  ~Connection() {
+    {
+      std::lock_guard lock(s_.conns_mu);
+      auto it = s_.conns.find(fd_);
+      if (it != s_.conns.end()) {
+        if (it->second) --s_.busy;
+        s_.conns.erase(it);
+      }
+      s_.conns_cv.notify_all();
+    }
+    beast::error_code ec;
+    stream_.socket().close(ec);
+  }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  asio::awaitable<void> run() {
+    // (Each co_await is its own statement: GCC 12 miscompiles some co_await operands of
+    // conditions.)
+    for (;;) {
+      const bool more = co_await serve_one();
+      if (!more) co_return;
+    }
+  }
+
+ private:
+  std::chrono::milliseconds client_timeout() const {
+    return std::chrono::milliseconds(s_.opt.client_timeout_ms);
+  }
+
+  asio::awaitable<bool> write(std::string_view bytes) {
+    stream_.expires_after(client_timeout());
+    auto [ec, n] =
+        co_await asio::async_write(stream_, asio::buffer(bytes.data(), bytes.size()), use_tuple);
+    stream_.expires_never();
+    co_return !ec;
+  }
+
+  std::string head(int status, std::string_view content_type, std::string_view extra,
+                   bool keep_alive) {
+    return fmt::format(
+        "HTTP/1.1 {} {}\r\nServer: chimeraforge-serve/{}\r\nContent-Type: {}\r\n{}{}", status,
+        reason(status), CHIMERA_VERSION_STRING, content_type, extra,
+        keep_alive ? "" : "Connection: close\r\n");
+  }
+
+  // A complete response. Returns whether the connection stays open.
+  asio::awaitable<bool> respond(int status, std::string body, bool keep_alive,
+                                std::string_view content_type = "application/json",
+                                std::string extra = {}) {
+    keep_alive = keep_alive && !draining();
+    out_ = head(status, content_type, extra, keep_alive);
+    out_ += fmt::format("Content-Length: {}\r\n\r\n", body.size());
+    out_ += body;
+    s_.metrics.http_request(path_label_, status);
+    ++s_.requests;
+    const bool ok = co_await write(out_);
+    co_return ok&& keep_alive;
+  }
+
+  // `type` is a literal (a view of the caller's frame would not outlive a suspension).
+  asio::awaitable<bool> respond_error(int status, bool openai, std::string message,
+                                      std::string_view type, bool keep_alive,
+                                      std::string extra = {}) {
+    std::string body = error_body(openai, message, type);
+    co_return co_await respond(status, std::move(body), keep_alive, "application/json",
+                               std::move(extra));
+  }
+
+  bool draining() {
+    std::lock_guard lock(s_.conns_mu);
+    return s_.draining;
+  }
+
+  // Reads and answers one request. Returns whether the connection stays open for the next.
+  asio::awaitable<bool> serve_one() {
+    if (!s_.set_busy(fd_, false)) co_return false;
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.header_limit(kHeaderLimit);
+    parser.body_limit(s_.opt.body_limit);
+    stream_.expires_after(client_timeout());
+    auto [ec, n] = co_await bhttp::async_read(stream_, buf_, parser, use_tuple);
+    stream_.expires_never();
+    if (!s_.set_busy(fd_, true)) co_return false;
+    path_label_ = "other";
+    if (ec) {
+      if (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
+          ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
+          (ec == beast::error::timeout && buf_.size() == 0 && !parser.got_some())) {
+        co_return false;
+      }
+      if (ec == beast::error::timeout) {
+        co_await respond_error(
+            408, false,
+            fmt::format("the request did not arrive within {} ms", s_.opt.client_timeout_ms),
+            "invalid_request_error", false);
+      } else if (ec == bhttp::error::body_limit) {
+        co_await respond_error(
+            413, false,
+            fmt::format("the request body exceeds the limit of {} bytes", s_.opt.body_limit),
+            "invalid_request_error", false);
+      } else if (ec == bhttp::error::header_limit) {
+        co_await respond_error(
+            431, false,
+            fmt::format("the request header exceeds the limit of {} bytes", kHeaderLimit),
+            "invalid_request_error", false);
+      } else {
+        co_await respond_error(400, false, fmt::format("malformed HTTP request: {}", ec.message()),
+                               "invalid_request_error", false);
+      }
+      co_return false;
+    }
+    auto& req = parser.get();
+    const bool keep_alive = req.keep_alive();
+    const bool http11 = req.version() >= 11;
+    const bhttp::verb method = req.method();
+    std::string path(req.target());
+    if (const auto q = path.find('?'); q != std::string::npos) path.resize(q);
+    if (buf_.size() == 0) buf_.shrink_to_fit();
+
+    std::optional<Api> api;
+    if (path == "/v1/chat/completions") api = Api::openai_chat;
+    if (path == "/v1/completions") api = Api::openai_completion;
+    if (path == "/api/chat") api = Api::ollama_chat;
+    if (path == "/api/generate") api = Api::ollama_generate;
+    const bool openai_path = path.starts_with("/v1/");
+    if (api) {
+      path_label_ = route_of(*api);
+      if (method != bhttp::verb::post) {
+        co_return co_await method_not_allowed(method, path, "POST", openai_path, keep_alive);
+      }
+      Parsed parsed;
+      if (auto error = parse_request(*api, req.body(), parsed); !error.empty()) {
+        co_return co_await respond_error(400, is_openai(*api), error, "invalid_request_error",
+                                         keep_alive);
+      }
+      if (auto sid = req[beast::string_view("X-Session-Id")]; !sid.empty()) {
+        parsed.request.session = std::string(sid);
+      }
+      req.body() = std::string();
+      co_return co_await generate(*api, std::move(parsed), keep_alive, http11);
+    }
+
+    const bool known = is_get_route(path);
+    if (!known) {
+      co_return co_await respond_error(
+          404, openai_path,
+          fmt::format("no route for {} {}; serve answers POST /v1/chat/completions, "
+                      "/v1/completions, /api/chat, /api/generate and GET /health, /v1/models, "
+                      "/api/tags, /api/version, /metrics",
+                      std::string_view(bhttp::to_string(method)), path),
+          "not_found_error", keep_alive);
+    }
+    path_label_ = path;
+    if (method != bhttp::verb::get && method != bhttp::verb::head) {
+      co_return co_await method_not_allowed(method, path, "GET", openai_path, keep_alive);
+    }
+    if (path == "/health") {
+      bool up = false;
+      for (const auto& r : s_.routes) {
+        for (const auto& e : r.pool->status()) up = up || e.up;
+      }
+      std::string body = up ? R"({"status":"ok"})" : R"({"status":"no endpoint is up"})";
+      co_return co_await respond(up ? 200 : 503, std::move(body), keep_alive);
+    }
+    if (path == "/api/version") co_return co_await respond(200, version_body(), keep_alive);
+    if (path == "/metrics") {
+      co_return co_await respond(200, s_.metrics.text(s_.routes), keep_alive,
+                                 "text/plain; version=0.0.4; charset=utf-8");
+    }
+    if (path == "/v1/models") co_return co_await respond(200, models_body(s_.routes), keep_alive);
+    co_return co_await respond(200, tags_body(s_.routes), keep_alive);  // /api/tags
+  }
+
+  asio::awaitable<bool> method_not_allowed(bhttp::verb method, std::string path,
+                                           std::string_view allowed, bool openai, bool keep_alive) {
+    co_return co_await respond_error(
+        405, openai,
+        fmt::format("{} {}: method not allowed; use {}", std::string_view(bhttp::to_string(method)),
+                    path, allowed),
+        "invalid_request_error", keep_alive, fmt::format("Allow: {}\r\n", allowed));
+  }
+
+  // Waits for the client to close its side while a response is in progress; a client that does
+  // cancels the upstream request. Data that arrives instead (a pipelined request) ends the watch.
+  static asio::awaitable<void> watch_disconnect(std::shared_ptr<Exchange> x, tcp::socket& sock,
+                                                int fd) {
+    auto [ec] = co_await sock.async_wait(tcp::socket::wait_read, use_tuple);
+    if (ec || !x->watching) co_return;
+    char c = 0;
+    const ssize_t n = ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      x->client_gone = true;
+      x->wake.cancel();
+    }
+  }
+
+  // Starts the upstream request; its callbacks fill the exchange.
+  void start_upstream(const std::shared_ptr<Exchange>& x, const Route& route, Request request) {
+    {
+      std::lock_guard lock(s_.conns_mu);
+      s_.exchanges.insert(x);
+      ++s_.streams_active;
+    }
+    s_.metrics.stream_began();
+    Server::Impl* s = &s_;
+    const std::string pool_name = route.name;
+    auto on_token = [x](const TokenEvent& ev) {
+      if (x->client_gone) return false;
+      if (x->stream) {
+        std::lock_guard lock(x->mu);
+        x->rec.clear();
+        x->enc.token(ev, x->rec);
+        if (!x->rec.empty()) {
+          append_chunk(x->pending, x->rec, x->chunked);
+          x->started = true;
+        }
+      }
+      x->notify(x);
+      return true;
+    };
+    auto on_done = [x, s, pool_name](Completion c) {
+      s->metrics.generation(pool_name, c, x->client_gone);
+      {
+        std::lock_guard lock(x->mu);
+        if (x->stream && (x->started || !c.error)) {
+          x->rec.clear();
+          if (c.error) {
+            x->enc.stream_error(c.error.message, x->rec);
+          } else {
+            x->enc.finish(c, x->rec);
+          }
+          append_chunk(x->pending, x->rec, x->chunked);
+          if (x->chunked) x->pending += "0\r\n\r\n";
+          x->started = true;
+        }
+        x->completion = std::move(c);
+        x->done = true;
+      }
+      x->notify(x);
+      s->metrics.stream_ended();
+      std::lock_guard lock(s->conns_mu);
+      s->exchanges.erase(x);
+      --s->streams_active;
+      s->conns_cv.notify_all();
+    };
+    request.stream = true;  // upstream always streams: first-token figures, early errors
+    auto handle = route.pool->start(std::move(request), std::move(on_token), std::move(on_done));
+    std::lock_guard lock(x->mu);
+    x->handle = std::move(handle);
+  }
+
+  // One generation request, streamed or whole. Returns whether the connection stays open.
+  asio::awaitable<bool> generate(Api api, Parsed parsed, bool keep_alive, bool http11) {
+    const Route& route = s_.route_for(parsed.model);
+    Request request = std::move(parsed.request);
+    if (route.name == parsed.model || request.model.empty()) request.model = route.model;
+    const bool stream = request.stream;
+    const bool chunked = http11;
+    auto x = std::make_shared<Exchange>(
+        s_.io, stream_.get_executor(),
+        Encoder(api, stream, parsed.model.empty() ? route.name : parsed.model,
+                parsed.include_usage),
+        stream, chunked);
+    start_upstream(x, route, std::move(request));
+
+    x->watching = true;
+    asio::co_spawn(stream_.get_executor(), watch_disconnect(x, stream_.socket(), fd_),
+                   asio::detached);
+    bool head_sent = false;
+    bool reusable = keep_alive && chunked;
+    bool ok = true;
+    for (;;) {
+      std::string out;
+      bool done = false;
+      bool started = false;
+      {
+        std::lock_guard lock(x->mu);
+        out.swap(x->pending);
+        done = x->done;
+        started = x->started;
+      }
+      if (started && !out.empty()) {
+        if (!head_sent) {
+          head_sent = true;
+          reusable = reusable && !draining();
+          std::string h = head(200, x->enc.content_type(),
+                               fmt::format("Cache-Control: no-cache\r\n{}",
+                                           chunked ? "Transfer-Encoding: chunked\r\n" : ""),
+                               reusable);
+          h += "\r\n";
+          h += out;
+          out = std::move(h);
+        }
+        ok = co_await write(out);
+        if (!ok) break;
+      }
+      if (done || x->client_gone) break;
+      x->wake.expires_at(asio::steady_timer::time_point::max());
+      co_await x->wake.async_wait(use_tuple);
+    }
+    x->watching = false;
+    beast::error_code cec;
+    stream_.socket().cancel(cec);  // the watcher's wait
+
+    if (!ok || x->client_gone) {
+      ++s_.cancelled;
+      x->client_gone = true;
+      cancel(x);
+      if (head_sent) {
+        s_.metrics.http_request(path_label_, 200);
+        ++s_.requests;
+      }
+      co_return false;
+    }
+    if (head_sent) {
+      s_.metrics.http_request(path_label_, 200);
+      ++s_.requests;
+      co_return reusable;
+    }
+    // Nothing went out yet: a whole response, or an error before the first byte.
+    const Completion& c = x->completion;
+    if (c.error) {
+      const int status = status_for(c.error);
+      co_return co_await respond_error(status, is_openai(api), c.error.message,
+                                       status < 500 ? "invalid_request_error" : "server_error",
+                                       keep_alive);
+    }
+    std::string body;
+    {
+      std::lock_guard lock(x->mu);
+      body = x->enc.whole(c);
+    }
+    co_return co_await respond(200, std::move(body), keep_alive);
+  }
+
+  Server::Impl& s_;
+  beast::tcp_stream stream_;
+  int fd_;
+  beast::flat_buffer buf_;
+  std::string out_;
+  std::string path_label_ = "other";
+};
+
+asio::awaitable<void> run_connection(Server::Impl& s, tcp::socket sock) {
+  Connection conn(s, std::move(sock));
+  co_await conn.run();
+}
+
+}  // namespace
+
+asio::awaitable<void> Server::Impl::accept_loop() {
+  asio::steady_timer backoff(acceptor->get_executor());
+  for (;;) {
+    auto ex = connection_executor();
+    auto [ec, sock] = co_await acceptor->async_accept(ex, use_tuple);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
+      backoff.expires_after(std::chrono::milliseconds(20));  // out of descriptors: let some close
+      co_await backoff.async_wait(use_tuple);
+      continue;
+    }
+    ++connections;
+    beast::error_code opt_ec;
+    sock.set_option(tcp::no_delay(true), opt_ec);  // each token is a small write, sent at once
+    asio::co_spawn(ex, run_connection(*this, std::move(sock)), asio::detached);
+  }
+}
+
+std::string validate(const Options& o) {
+  if (o.port < 0 || o.port > 65535) return fmt::format("port {} is not from 0 to 65535", o.port);
+  if (o.threads < 1 || o.threads > 256) {
+    return fmt::format("threads is {}; it must be from 1 to 256", o.threads);
+  }
+  if (o.body_limit < 1024) {
+    return fmt::format("the body limit is {} bytes; it must be at least 1024", o.body_limit);
+  }
+  if (o.client_timeout_ms < 1) {
+    return fmt::format("the client timeout is {} ms; it must be at least 1", o.client_timeout_ms);
+  }
+  return {};
+}
+
+Server::Server(Options options, std::vector<Route> routes) {
+  if (auto e = validate(options); !e.empty()) throw std::invalid_argument("serve: " + e);
+  if (routes.empty()) throw std::invalid_argument("serve: no pool to serve from");
+  for (const auto& r : routes) {
+    if (r.pool == nullptr) {
+      throw std::invalid_argument(fmt::format("serve: route '{}' has no pool", r.name));
+    }
+  }
+  impl_ = std::make_unique<Impl>(std::move(options), std::move(routes));
+}
+
+Server::~Server() {
+  stop();
+}
+
+void Server::start() {
+  Impl& s = *impl_;
+  std::lock_guard lock(s.life_mu);
+  if (s.running) return;
+  if (s.stopped) throw std::logic_error("serve: a stopped Server cannot start again");
+  beast::error_code ec;
+  const auto address = asio::ip::make_address(s.opt.host, ec);
+  if (ec) {
+    throw std::invalid_argument(fmt::format(
+        "serve: host '{}' is not an IP address (e.g. 127.0.0.1, 0.0.0.0 or ::1)", s.opt.host));
+  }
+  auto io = std::make_shared<asio::io_context>(s.opt.threads);
+  auto acceptor = std::make_unique<tcp::acceptor>(asio::make_strand(*io));
+  const tcp::endpoint endpoint(address, static_cast<unsigned short>(s.opt.port));
+  auto fail = [&](const char* doing) {
+    std::string hint;
+    if (ec == asio::error::address_in_use) {
+      hint = "; another process holds the port: choose another, or 0 for a free one";
+    } else if (ec == asio::error::access_denied) {
+      hint = "; ports below 1024 need privileges: choose a port above 1024";
+    }
+    throw std::runtime_error(fmt::format("serve: cannot {} {}:{}: {}{}", doing, s.opt.host,
+                                         s.opt.port, ec.message(), hint));
+  };
+  acceptor->open(endpoint.protocol(), ec);
+  if (ec) fail("open a socket for");
+  acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+  acceptor->bind(endpoint, ec);
+  if (ec) fail("bind");
+  acceptor->listen(kBacklog, ec);
+  if (ec) fail("listen on");
+  s.port = acceptor->local_endpoint(ec).port();
+  s.io = std::move(io);
+  s.acceptor = std::move(acceptor);
+  asio::co_spawn(s.acceptor->get_executor(), s.accept_loop(), asio::detached);
+  for (int i = 0; i < s.opt.threads; ++i) s.threads.emplace_back([&s] { s.io->run(); });
+  s.running = true;
+}
+
+int Server::shutdown(int64_t grace_ms) {
+  Impl& s = *impl_;
+  std::lock_guard life(s.life_mu);
+  if (!s.running) return 0;
+  s.running = false;
+  s.stopped = true;
+  asio::post(s.acceptor->get_executor(), [a = s.acceptor.get()] {
+    beast::error_code ec;
+    a->close(ec);
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(grace_ms);
+  int left = 0;
+  {
+    std::unique_lock lock(s.conns_mu);
+    s.draining = true;
+    // Idle connections (waiting for a next request) close now; busy ones finish their request.
+    for (const auto& [fd, busy] : s.conns) {
+      if (!busy) ::shutdown(fd, SHUT_RDWR);
+    }
+    s.conns_cv.wait_until(lock, deadline, [&] { return s.busy == 0 && s.exchanges.empty(); });
+    left = static_cast<int>(s.exchanges.size());
+  }
+  // What is still in flight is cancelled: its clients get the in-stream error (or an HTTP error)
+  // and the upstream requests end, so no callback outlives the io_context.
+  std::vector<std::shared_ptr<Exchange>> rest;
+  {
+    std::lock_guard lock(s.conns_mu);
+    rest.assign(s.exchanges.begin(), s.exchanges.end());
+  }
+  for (const auto& x : rest) cancel(x);
+  {
+    std::unique_lock lock(s.conns_mu);
+    s.conns_cv.wait_for(lock, std::chrono::seconds(5),
+                        [&] { return s.busy == 0 && s.exchanges.empty(); });
+    for (const auto& [fd, busy] : s.conns) ::shutdown(fd, SHUT_RDWR);
+    // Every connection's coroutine ends (its socket is shut down), so none outlives the server.
+    s.conns_cv.wait_for(lock, std::chrono::seconds(5), [&] { return s.conns.empty(); });
+  }
+  s.io->stop();
+  for (auto& t : s.threads) t.join();
+  s.threads.clear();
+  s.acceptor.reset();
+  s.io.reset();
+  return left;
+}
+
+void Server::stop() {
+  shutdown(0);
+}
+
+int Server::port() const {
+  std::lock_guard lock(impl_->life_mu);
+  return impl_->port;
+}
+
+std::string Server::url() const {
+  const std::string& host = impl_->opt.host;
+  const bool v6 = host.find(':') != std::string::npos;
+  return fmt::format("http://{}{}{}:{}", v6 ? "[" : "", host, v6 ? "]" : "", port());
+}
+
+Stats Server::stats() const {
+  Stats out;
+  out.connections = impl_->connections.load();
+  out.requests = impl_->requests.load();
+  out.cancelled = impl_->cancelled.load();
+  std::lock_guard lock(impl_->conns_mu);
+  out.streams_active = impl_->streams_active;
+  return out;
+}
+
+std::string Server::metrics_text() const {
+  return impl_->metrics.text(impl_->routes);
+}
+
+}  // namespace chimera::serve
