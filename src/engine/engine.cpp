@@ -287,6 +287,11 @@ Engine::Engine(EngineOptions options) : impl_(std::make_unique<Impl>()) {
     }
     m.pools.push_back(std::make_unique<pool::Pool>(pc, rts, m.lanes));
   }
+  {
+    std::vector<pool::Pool*> all;
+    for (auto& p : m.pools) all.push_back(p.get());
+    pool::link_fallbacks(all);  // throws naming an unknown fallback or a loop
+  }
   for (int i = 0; i < std::max(1, m.options.blocking_threads); ++i) {
     m.bthreads.emplace_back([&m] {
       std::unique_lock lock(m.bmu);
@@ -311,7 +316,8 @@ Engine::~Engine() {
   }
   m.bcv.notify_all();
   for (auto& t : m.bthreads) t.join();
-  m.pools.clear();  // before the runtimes their backends run on
+  for (auto& p : m.pools) p->set_fallback(nullptr);  // none may forward to one destroyed
+  m.pools.clear();                                   // before the runtimes their backends run on
   m.loops.clear();
   m.runtimes.clear();
 }

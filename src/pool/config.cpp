@@ -83,11 +83,12 @@ bool detail::read_pools(const toml::table& root, const std::string& source,
     return false;
   }
   std::vector<PoolConfig> result;
+  std::vector<std::string> fallback_at;  // where each pool's `fallback` is, for errors
   for (const auto& node : *pools->as_array()) {
     const auto& t = *node.as_table();
     Reader r(t, source, error);
     if (!r.known({"name", "routing", "model", "retries", "hedge_after_ms", "health_interval_ms",
-                  "endpoint"},
+                  "fallback", "endpoint"},
                  "[[pool]]")) {
       return false;
     }
@@ -104,7 +105,8 @@ bool detail::read_pools(const toml::table& root, const std::string& source,
           where(source, *t.get("routing")), pc.name, routing);
       return false;
     }
-    if (!r.str("model", pc.model) || !r.integer("retries", pc.retries, -1, kMaxRetries) ||
+    if (!r.str("model", pc.model) || !r.str("fallback", pc.fallback) ||
+        !r.integer("retries", pc.retries, -1, kMaxRetries) ||
         !r.integer("hedge_after_ms", pc.hedge_after_ms, 0, kMaxHedgeAfterMs) ||
         !r.integer("health_interval_ms", pc.health_interval_ms, 0, kMaxHealthIntervalMs)) {
       return false;
@@ -156,7 +158,18 @@ bool detail::read_pools(const toml::table& root, const std::string& source,
         return false;
       }
     }
+    const toml::node* fb = t.get("fallback");
+    fallback_at.push_back(where(source, fb != nullptr ? *fb : node));
     result.push_back(std::move(pc));
+  }
+  {
+    std::vector<const PoolConfig*> all;
+    for (const auto& p : result) all.push_back(&p);
+    std::size_t at = 0;
+    if (auto e = check_fallbacks(all, &at); !e.empty()) {
+      error = fmt::format("{}: {}", fallback_at[at], e);
+      return false;
+    }
   }
   out = std::move(result);
   return true;

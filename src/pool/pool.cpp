@@ -1,9 +1,11 @@
 #include <chimera/pool/pool.hpp>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <atomic>
+#include <climits>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -82,7 +84,57 @@ bool retryable(const Error& e) {
   }
 }
 
+// PoolRequest::winner when the request went to the fallback pool: no attempt of this pool's
+// may hand the caller a token any more.
+constexpr int kFallbackWinner = INT32_MAX;
+
 }  // namespace
+
+std::string check_fallbacks(const std::vector<const PoolConfig*>& pools, std::size_t* at) {
+  auto find = [&](const std::string& name) -> const PoolConfig* {
+    for (const auto* p : pools) {
+      if (p->name == name) return p;
+    }
+    return nullptr;
+  };
+  for (std::size_t i = 0; i < pools.size(); ++i) {
+    const PoolConfig* p = pools[i];
+    if (at != nullptr) *at = i;
+    if (p->fallback.empty()) continue;
+    if (p->fallback == p->name)
+      return fmt::format("pool '{}' names itself as its fallback", p->name);
+    if (find(p->fallback) == nullptr) {
+      std::vector<std::string> names;
+      for (const auto* q : pools) names.push_back("'" + q->name + "'");
+      return fmt::format("pool '{}': its fallback '{}' is not a pool here (pools: {})", p->name,
+                         p->fallback, fmt::join(names, ", "));
+    }
+    // Follow the chain: it must end, or a request could go round for ever.
+    std::vector<std::string> chain{p->name};
+    for (const PoolConfig* q = find(p->fallback); q != nullptr;
+         q = q->fallback.empty() ? nullptr : find(q->fallback)) {
+      chain.push_back(q->name);
+      if (q->name == p->name) {
+        return fmt::format("the fallbacks of pools form a loop: {}", fmt::join(chain, " -> "));
+      }
+      if (chain.size() > pools.size() + 1) break;  // a loop that p is not on: found from its own
+    }
+  }
+  return {};
+}
+
+void link_fallbacks(const std::vector<Pool*>& pools) {
+  std::vector<const PoolConfig*> configs;
+  for (const auto* p : pools) configs.push_back(&p->config());
+  if (auto e = check_fallbacks(configs); !e.empty()) throw std::invalid_argument(e);
+  for (auto* p : pools) {
+    Pool* fb = nullptr;
+    for (auto* q : pools) {
+      if (!p->config().fallback.empty() && q->config().name == p->config().fallback) fb = q;
+    }
+    p->set_fallback(fb);
+  }
+}
 
 struct PoolRequest;
 
@@ -93,6 +145,7 @@ struct Pool::Impl {
   std::vector<std::vector<std::unique_ptr<Backend>>> members;  // [endpoint][lane]
   int lanes = 1;
   std::atomic<uint64_t> rr{0};
+  std::atomic<Pool*> fallback{nullptr};
 
   mutable std::mutex mu;  // guards router, waiting, PoolRequest::ticket
   Router router;
@@ -133,6 +186,10 @@ struct Pool::Impl {
   void attempt_done(const std::shared_ptr<PoolRequest>& p, int idx, int endpoint, Completion c);
   void finish(const std::shared_ptr<PoolRequest>& p, Completion c);
   void fail(const std::shared_ptr<PoolRequest>& p, ErrorKind kind, std::string message);
+  // No endpoint of this pool can serve the request any more (`message` says why): it goes to
+  // the fallback pool when there is one, else it fails with `message`.
+  void give_up(const std::shared_ptr<PoolRequest>& p, ErrorKind kind, std::string message);
+  void fallback_done(const std::shared_ptr<PoolRequest>& p, Completion c);
   void fail_unplaceable(const std::vector<Router::Ticket>& tickets);
   std::string why_unplaceable(const Router::Want& want) const;  // mu held
   // Queues the request, or says why no endpoint can ever take it (then it is not queued).
@@ -176,6 +233,10 @@ struct PoolRequest final : RequestHandle, std::enable_shared_from_this<PoolReque
   std::vector<Attempt> attempts;
   std::vector<std::string> errors;  // of the attempts that failed, in order
   bool finished = false;
+  bool fell_back = false;                          // sent to the fallback pool
+  std::string fallback_label;                      // "pool:NAME" of the fallback
+  std::string fallback_reason;                     // why
+  std::shared_ptr<RequestHandle> fallback_handle;  // the fallback pool's request
   std::atomic<bool> cancel_requested{false};
   std::atomic<int> winner{-1};  // the attempt whose tokens reach the caller
 
@@ -288,8 +349,8 @@ void Pool::Impl::submit(const std::shared_ptr<PoolRequest>& p) {
     why = queue(p);
   }
   if (!why.empty()) {
-    fail(p, ErrorKind::connect,
-         fmt::format("{}: no endpoint can take the request: {}", label, why));
+    give_up(p, ErrorKind::connect,
+            fmt::format("{}: no endpoint can take the request: {}", label, why));
     return;
   }
   pump();
@@ -458,10 +519,10 @@ void Pool::Impl::attempt_done(const std::shared_ptr<PoolRequest>& p, int idx, in
           std::lock_guard plock(p->mu);
           for (const auto& e : p->errors) all += (all.empty() ? "" : " | ") + e;
         }
-        fail(p, c.error.kind,
-             fmt::format("{}: the request failed before its first token and no other endpoint "
-                         "can take it ({}): {}",
-                         label, why, all));
+        give_up(p, c.error.kind,
+                fmt::format("{}: the request failed before its first token and no other "
+                            "endpoint can take it ({}): {}",
+                            label, why, all));
       }
       break;
     }
@@ -475,7 +536,11 @@ void Pool::Impl::attempt_done(const std::shared_ptr<PoolRequest>& p, int idx, in
       }
       c.error.message =
           fmt::format("{}: all {} attempts failed before the first token: {}", label, n, all);
-      finish(p, std::move(c));
+      if (fallback.load() != nullptr && !p->cancel_requested.load()) {
+        give_up(p, c.error.kind, std::move(c.error.message));
+      } else {
+        finish(p, std::move(c));
+      }
       break;
     }
   }
@@ -488,9 +553,16 @@ void Pool::Impl::finish(const std::shared_ptr<PoolRequest>& p, Completion c) {
     if (p->finished) return;
     p->finished = true;
     const int n = static_cast<int>(p->attempts.size());
-    c.figures.attempts = std::max(1, n);
-    c.figures.queued_ns = p->result.figures.queued_ns;
-    if (n > 1) {
+    if (p->fell_back) {
+      // This pool's attempts and then the fallback's; with none here (every endpoint was down),
+      // the fallback's own figures stand.
+      c.figures.attempts = n + std::max(1, c.figures.attempts);
+      if (n > 0) c.figures.queued_ns = p->result.figures.queued_ns;
+    } else {
+      c.figures.attempts = std::max(1, n);
+      c.figures.queued_ns = p->result.figures.queued_ns;
+    }
+    if (n > 1 || (p->fell_back && n > 0)) {
       // Retried or hedged: the caller has waited since the first attempt was sent, so that is
       // the request's t_send (the first attempt's own send time may never have come).
       Figures& f = c.figures;
@@ -538,6 +610,71 @@ void Pool::Impl::fail(const std::shared_ptr<PoolRequest>& p, ErrorKind kind, std
       });
 }
 
+void Pool::Impl::give_up(const std::shared_ptr<PoolRequest>& p, ErrorKind kind,
+                         std::string message) {
+  Pool* fb = fallback.load();
+  if (fb == nullptr || kind == ErrorKind::cancelled || p->cancel_requested.load()) {
+    fail(p, kind, std::move(message));
+    return;
+  }
+  bool forward = false;
+  {
+    std::lock_guard lock(p->mu);
+    if (p->finished) return;
+    // Only while no token has reached the caller (always so on the paths that give up): the
+    // fallback would repeat it.
+    int w = p->winner.load();
+    if (w < 0 && p->winner.compare_exchange_strong(w, kFallbackWinner)) {
+      p->fell_back = true;
+      p->fallback_reason = message;
+      p->fallback_label = fb->endpoint();
+      forward = true;
+    }
+  }
+  if (!forward) {
+    fail(p, kind, std::move(message));
+    return;
+  }
+  hold();                  // released when the fallback's request is done
+  Request r = p->request;  // a request that names no model gets the fallback pool's default
+  auto handle = fb->start_on(
+      p->lane, std::move(r),
+      [p](const TokenEvent& ev) {
+        if (p->cancel_requested.load()) return false;
+        return p->on_token ? p->on_token(ev) : true;
+      },
+      [this, p](Completion c) {
+        fallback_done(p, std::move(c));
+        unhold();
+      });
+  bool cancel_now = false;
+  {
+    std::lock_guard lock(p->mu);
+    if (!p->finished) p->fallback_handle = handle;
+    cancel_now = p->cancel_requested.load();
+  }
+  if (cancel_now) handle->cancel();
+}
+
+void Pool::Impl::fallback_done(const std::shared_ptr<PoolRequest>& p, Completion c) {
+  std::string reason;
+  std::string fallback_label;
+  {
+    std::lock_guard lock(p->mu);
+    reason = p->fallback_reason;
+    fallback_label = p->fallback_label;
+    p->fallback_handle.reset();
+  }
+  if (c.error && c.error.kind != ErrorKind::cancelled) {
+    c.error.message =
+        fmt::format("{}; then its fallback {}: {}", reason, fallback_label, c.error.message);
+  } else if (c.ok()) {
+    c.warnings.push_back(
+        fmt::format("{}: served by its fallback {}: {}", label, fallback_label, reason));
+  }
+  finish(p, std::move(c));
+}
+
 void Pool::Impl::fail_unplaceable(const std::vector<Router::Ticket>& tickets) {
   for (auto t : tickets) {
     std::shared_ptr<PoolRequest> p;
@@ -551,8 +688,8 @@ void Pool::Impl::fail_unplaceable(const std::vector<Router::Ticket>& tickets) {
       p->ticket.reset();
       why = why_unplaceable(p->want);
     }
-    fail(p, ErrorKind::connect,
-         fmt::format("{}: no endpoint can take the request: {}", label, why));
+    give_up(p, ErrorKind::connect,
+            fmt::format("{}: no endpoint can take the request: {}", label, why));
   }
 }
 
@@ -578,6 +715,7 @@ void Pool::Impl::cancel(const std::shared_ptr<PoolRequest>& p) {
     for (auto& a : p->attempts) {
       if (!a.done && a.handle) running.push_back(a.handle);
     }
+    if (p->fallback_handle) running.push_back(p->fallback_handle);
   }
   for (auto& h : running) h->cancel();
 }
@@ -783,6 +921,14 @@ std::vector<EndpointStatus> Pool::status() const {
                    l.dispatched, l.failures, l.last_error});
   }
   return out;
+}
+
+void Pool::set_fallback(Pool* other) {
+  impl_->fallback.store(other);
+}
+
+Pool* Pool::fallback() const {
+  return impl_->fallback.load();
 }
 
 void Pool::check_now() {

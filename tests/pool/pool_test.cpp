@@ -349,3 +349,90 @@ TEST(PoolLimits, LimitQueuesAndCancelInTheQueue) {
   watcher.join();
   EXPECT_EQ(max_seen.load(), 1);
 }
+
+TEST(PoolFile, FallbackNamesAnotherPoolOfTheFile) {
+  std::vector<pool::PoolConfig> pools;
+  std::string error;
+  const std::string spare =
+      "[[pool]]\nname = \"spare\"\n[[pool.endpoint]]\nurl = \"http://127.0.0.1:2\"\n";
+  ASSERT_TRUE(
+      pool::parse_pools("[[pool]]\nname = \"main\"\nfallback = \"spare\"\n"
+                        "[[pool.endpoint]]\nurl = \"http://127.0.0.1:1\"\n" +
+                            spare,
+                        "p.toml", pools, error))
+      << error;
+  EXPECT_EQ(pools[0].fallback, "spare");
+  EXPECT_EQ(pools[1].fallback, "");
+  // An unknown name, itself, and a loop: each names the line of the `fallback` at fault.
+  EXPECT_FALSE(
+      pool::parse_pools("[[pool]]\nname = \"main\"\nfallback = \"spar\"\n"
+                        "[[pool.endpoint]]\nurl = \"http://127.0.0.1:1\"\n" +
+                            spare,
+                        "p.toml", pools, error));
+  EXPECT_NE(error.find("p.toml:3"), std::string::npos) << error;
+  EXPECT_NE(error.find("'spar' is not a pool here"), std::string::npos) << error;
+  EXPECT_FALSE(
+      pool::parse_pools("[[pool]]\nname = \"main\"\nfallback = \"main\"\n"
+                        "[[pool.endpoint]]\nurl = \"http://127.0.0.1:1\"\n",
+                        "p.toml", pools, error));
+  EXPECT_NE(error.find("names itself"), std::string::npos) << error;
+  EXPECT_FALSE(
+      pool::parse_pools("[[pool]]\nname = \"main\"\nfallback = \"spare\"\n"
+                        "[[pool.endpoint]]\nurl = \"http://127.0.0.1:1\"\n"
+                        "[[pool]]\nname = \"spare\"\nfallback = \"main\"\n"
+                        "[[pool.endpoint]]\nurl = \"http://127.0.0.1:2\"\n",
+                        "p.toml", pools, error));
+  EXPECT_NE(error.find("loop: main -> spare -> main"), std::string::npos) << error;
+}
+
+// A pool whose only endpoint is a dead port hands its requests to its fallback pool, a real
+// llama-server: they stream from there, and say so; with the fallback dead too, the error names
+// both pools' reasons.
+TEST(PoolFallback, RequestsGoToTheFallbackWhenEveryEndpointIsDown) {
+  const int port = free_loopback_port();
+  ServerProcess server(server_options(port, 2));
+  ASSERT_TRUE(server.ok()) << server.error();
+  Runtime rt(2);
+  pool::PoolConfig main_pc;
+  main_pc.name = "main";
+  main_pc.fallback = "spare";
+  main_pc.endpoints = {endpoint("http://127.0.0.1:" + std::to_string(free_loopback_port()), 0)};
+  main_pc.endpoints[0].config.retry.attempts = 1;
+  pool::PoolConfig spare_pc;
+  spare_pc.name = "spare";
+  spare_pc.endpoints = {endpoint(server.url(), 2)};
+  pool::Pool spare(spare_pc, rt);
+  pool::Pool main(main_pc, rt);
+  pool::link_fallbacks({&main, &spare});
+  EXPECT_EQ(main.fallback(), &spare);
+  EXPECT_EQ(spare.fallback(), nullptr);
+
+  for (int round = 0; round < 2; ++round) {
+    std::atomic<int> tokens{0};
+    auto h = main.start(chat(8), [&](const TokenEvent&) { return tokens.fetch_add(1), true; }, {});
+    const Completion c = h->wait();
+    ASSERT_TRUE(c.ok()) << c.error.message;
+    EXPECT_GT(tokens.load(), 0);
+    EXPECT_EQ(c.endpoint, server.url());  // the fallback pool's endpoint that answered
+    // Round 0 tried the dead endpoint first; in round 1 it is already out, so nothing is tried
+    // here before the fallback.
+    EXPECT_EQ(c.figures.attempts, round == 0 ? 2 : 1);
+    ASSERT_FALSE(c.warnings.empty());
+    EXPECT_NE(c.warnings.back().find("pool:main: served by its fallback pool:spare"),
+              std::string::npos)
+        << c.warnings.back();
+  }
+
+  server.stop();
+  const Completion d = main.generate(chat(4));
+  EXPECT_FALSE(d.ok());
+  EXPECT_NE(d.error.message.find("pool:main:"), std::string::npos) << d.error.message;
+  EXPECT_NE(d.error.message.find("then its fallback pool:spare:"), std::string::npos)
+      << d.error.message;
+
+  pool::PoolConfig loop = main_pc;
+  loop.name = "spare";
+  loop.fallback = "main";
+  pool::Pool other(loop, rt);
+  EXPECT_THROW(pool::link_fallbacks({&main, &other}), std::invalid_argument);
+}

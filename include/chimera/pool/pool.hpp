@@ -54,6 +54,9 @@ struct PoolConfig {
   int64_t health_interval_ms = 2'000;  // checks of healthy endpoints; 0: none (down endpoints
                                        // are still probed when their back-off runs out)
   BreakerConfig breaker;
+  // Another pool's name: a request goes there when no endpoint of this pool can take it (all
+  // down or excluded) or every attempt here failed before the first token. "" for none.
+  std::string fallback;
 };
 
 // One endpoint as the pool sees it now.
@@ -93,6 +96,10 @@ class Pool : public Backend {
   std::vector<EndpointStatus> status() const;
   // Checks every endpoint now (blocks), updating the breaker as the periodic checks do.
   void check_now();
+  // The pool that takes requests this one cannot serve (PoolConfig::fallback); nullptr for none.
+  // It must outlive this pool. link_fallbacks() sets it from the names.
+  void set_fallback(Pool* other);
+  Pool* fallback() const;
 
   struct Impl;
 
@@ -103,6 +110,14 @@ class Pool : public Backend {
 // "" when the pool's settings are within their bounds (above); otherwise what is wrong.
 std::string validate(const PoolConfig& config);
 
+// "" when every PoolConfig::fallback names another pool of `pools` and no chain of fallbacks
+// comes back to where it started; otherwise what is wrong, naming the pools (and `*at` is the
+// index of the pool at fault).
+std::string check_fallbacks(const std::vector<const PoolConfig*>& pools, std::size_t* at = nullptr);
+// Sets each pool's fallback from its PoolConfig::fallback; throws std::invalid_argument with
+// check_fallbacks()'s message when a name is unknown or the fallbacks form a loop.
+void link_fallbacks(const std::vector<Pool*>& pools);
+
 // Pools from TOML:
 //   [[pool]]
 //   name = "collector"               # default "default"
@@ -111,6 +126,7 @@ std::string validate(const PoolConfig& config);
 //   hedge_after_ms = 150             # optional
 //   retries = 1                      # optional
 //   health_interval_ms = 2000        # optional
+//   fallback = "other"               # optional: another [[pool]] of the same file
 //   [[pool.endpoint]]
 //   url = "http://127.0.0.1:11434"
 //   backend = "ollama"               # ollama | openai | llama (url = a GGUF file)
