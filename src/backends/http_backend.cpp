@@ -355,6 +355,7 @@ std::shared_ptr<RequestHandle> HttpBackend::start(Request request, TokenCallback
                                            std::move(on_done));
   http::HttpRequest hreq;
   std::string error = validate(request.options);
+  if (error.empty()) error = validate(request.logit_bias);
   if (!error.empty() || !build(request, hreq, error)) {
     st->completion().endpoint = endpoint_->url().url;
     st->completion().error = {ErrorKind::bad_request,

@@ -143,7 +143,8 @@ ChatStream::ChatStream() : impl_(std::make_unique<Impl>()) {}
 ChatStream::~ChatStream() = default;
 
 std::unique_ptr<ChatStream> ChatStream::make(const llama_model* model, const ChatPrompt& prompt,
-                                             const Options& o, std::string& error) {
+                                             const Options& o, const std::vector<LogitBias>& bias,
+                                             std::string& error) {
   std::unique_ptr<ChatStream> s(new ChatStream());
   s->impl_->plan = prompt.plan;
   const common_chat_params& p = prompt.plan->params;
@@ -155,6 +156,7 @@ std::unique_ptr<ChatStream> ChatStream::make(const llama_model* model, const Cha
   sp.penalty_repeat = static_cast<float>(o.repeat_penalty.value_or(1.0));
   if (o.seed) sp.seed = static_cast<uint32_t>(*o.seed);
   sp.no_perf = true;
+  for (const auto& b : bias) sp.logit_bias.push_back({b.token, static_cast<float>(b.bias)});
   if (!p.grammar.empty()) {
     sp.grammar = common_grammar(COMMON_GRAMMAR_TYPE_TOOL_CALLS, p.grammar);
     sp.grammar_lazy = p.grammar_lazy;
@@ -277,7 +279,7 @@ struct ChatStream::Impl {};
 ChatStream::ChatStream() : impl_(std::make_unique<Impl>()) {}
 ChatStream::~ChatStream() = default;
 std::unique_ptr<ChatStream> ChatStream::make(const llama_model*, const ChatPrompt&, const Options&,
-                                             std::string& error) {
+                                             const std::vector<LogitBias>&, std::string& error) {
   error = "parsing tool calls needs llama.cpp's common library, which this build lacks";
   return nullptr;
 }

@@ -68,9 +68,10 @@ struct ChatDelta {
 class ChatStream {
  public:
   // Returns nullptr, with `error`, when the grammar cannot be built. `sampling` gives the
-  // request's options (temperature, top_k, ...).
+  // request's options (temperature, top_k, ...), `bias` its logit biases (token ids checked).
   static std::unique_ptr<ChatStream> make(const llama_model* model, const ChatPrompt& prompt,
-                                          const Options& sampling, std::string& error);
+                                          const Options& sampling,
+                                          const std::vector<LogitBias>& bias, std::string& error);
   ~ChatStream();
   ChatStream(const ChatStream&) = delete;
   ChatStream& operator=(const ChatStream&) = delete;

@@ -276,7 +276,7 @@ bool LlamaEngine::prepare_chat(LlamaJob& job, std::string& error) const {
     job.stop = StopMatcher(std::move(stops));
   }
   if (p.parse) {
-    job.chat = ChatStream::make(model_, p, r.options, error);
+    job.chat = ChatStream::make(model_, p, r.options, r.logit_bias, error);
     if (!job.chat) return false;
   }
   return true;
@@ -325,6 +325,13 @@ llama_sampler* LlamaEngine::make_sampler(const Request& r, std::string& error) c
     llama_sampler_free(chain);
     return nullptr;
 #endif
+  }
+  if (!r.logit_bias.empty()) {
+    std::vector<llama_logit_bias> bias;
+    for (const auto& b : r.logit_bias) bias.push_back({b.token, static_cast<float>(b.bias)});
+    llama_sampler_chain_add(
+        chain, llama_sampler_init_logit_bias(llama_vocab_n_tokens(vocab_),
+                                             static_cast<int32_t>(bias.size()), bias.data()));
   }
   if (o.repeat_penalty && *o.repeat_penalty != 1.0) {
     llama_sampler_chain_add(
@@ -549,7 +556,15 @@ bool LlamaEngine::prepare(LlamaJob& job, Seq& seq) {
     return false;
   };
   std::string error = validate(r.options);
+  if (error.empty()) error = validate(r.logit_bias);
   if (!error.empty()) return fail(error);
+  const int n_vocab = llama_vocab_n_tokens(vocab_);
+  for (const auto& b : r.logit_bias) {
+    if (b.token >= n_vocab) {
+      return fail(fmt::format("logit_bias names token {}; the model's tokens are 0 to {}", b.token,
+                              n_vocab - 1));
+    }
+  }
   if (r.kind == RequestKind::chat) {
     if (r.messages.empty()) return fail("a chat request needs at least one message");
     if (!prepare_chat(job, error)) return fail(error);

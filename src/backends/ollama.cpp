@@ -281,6 +281,10 @@ bool OllamaBackend::build(const Request& r, http::HttpRequest& out, std::string&
     }
   }
   if (!check_tool_choice(r, error)) return false;
+  if (!r.logit_bias.empty()) {
+    error = "Ollama has no logit_bias; bias tokens on an OpenAI-compatible server or in-process";
+    return false;
+  }
   if (r.tool_choice == "required") {
     error = "Ollama cannot be made to call a tool (tool_choice 'required'); use auto";
     return false;

@@ -362,6 +362,11 @@ bool OpenAIBackend::build(const Request& r, http::HttpRequest& out, std::string&
   // llama-server and vLLM pass these to the chat template; Qwen 3 and others read
   // enable_thinking.
   if (r.think) body["chat_template_kwargs"] = json::object{{"enable_thinking", *r.think}};
+  if (!r.logit_bias.empty()) {
+    json::object bias;  // OpenAI's form: token id (as a string) -> bias
+    for (const auto& b : r.logit_bias) bias[std::to_string(b.token)] = b.bias;
+    body["logit_bias"] = std::move(bias);
+  }
   if (r.slot_id) body["id_slot"] = *r.slot_id;
   if (r.cache_prompt) body["cache_prompt"] = *r.cache_prompt;
   out.method = bhttp::verb::post;

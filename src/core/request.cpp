@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cmath>
 
 namespace chimera {
 
@@ -13,6 +14,25 @@ int64_t now_ns() {
 }
 
 // validate(Options) is generated from the option table: src/core/options.cpp.
+
+std::string validate(const std::vector<LogitBias>& logit_bias) {
+  constexpr std::size_t kMaxLogitBias = 1'024;
+  if (logit_bias.size() > kMaxLogitBias) {
+    return fmt::format("logit_bias has {} entries; at most {} are taken", logit_bias.size(),
+                       kMaxLogitBias);
+  }
+  for (std::size_t i = 0; i < logit_bias.size(); ++i) {
+    const LogitBias& b = logit_bias[i];
+    if (b.token < 0) {
+      return fmt::format("logit_bias entry {} names token {}; a token id is 0 or more", i, b.token);
+    }
+    if (!std::isfinite(b.bias) || b.bias < -100.0 || b.bias > 100.0) {
+      return fmt::format("logit_bias entry {} (token {}) has bias {}; it must be from -100 to 100",
+                         i, b.token, b.bias);
+    }
+  }
+  return {};
+}
 
 const char* to_string(FinishReason r) {
   switch (r) {

@@ -1,9 +1,9 @@
-// The tool loop. Its tool handling runs on scripted replies from the fixture server: a
-// random-weight model cannot be made to write a call (the pinned llama.cpp's "required" grammar
-// lets content come first, and the model never reaches the call), so the calls, Ollama's records,
-// calls without ids and arguments that are not JSON come from the fixture. A real llama-server
-// (--jinja, the tiny model with a tool-calling template) and the in-process engine with the same
-// model run the loop end to end where the model answers.
+// The tool loop. The model itself calls the tool on a real llama-server (--jinja) and in-process:
+// the random-weight model with Llama 3.2's template, two of its tokens biased (see
+// test::tool_call_model), writes a call that the "required" grammar holds to the tool's schema;
+// the loop runs the tool and the server takes the result under the call's id. Outcomes a model
+// cannot be steered to (a tool it does not have, arguments that are not JSON, parallel calls,
+// Ollama's records and calls without ids) come scripted from the fixture server.
 #include "support/fixture_server.hpp"
 #include "support/test_support.hpp"
 
@@ -217,10 +217,97 @@ TEST_F(ToolLoopScripted, ModelErrorEndsTheLoop) {
   EXPECT_EQ(r.steps.size(), 1u);
 }
 
-// ---- in-process, the same template --------------------------------------------------------------
+// ---- a real llama-server and in-process ---------------------------------------------------------
 
-// End to end where the model answers: the tools go to a real llama-server and to the in-process
-// engine through the model's own template; the random-weight model answers in text.
+EndpointConfig inprocess_config(const std::filesystem::path& model) {
+  EndpointConfig cfg;
+  cfg.kind = BackendKind::llama;
+  cfg.url = model.string();
+  cfg.llama.parallel = 1;
+  cfg.llama.ctx_per_seq = 2048;
+  // One decode thread: ggml's OpenMP workers synchronise in ways ThreadSanitizer cannot see
+  // (scripts/sanitizers/tsan.supp), and the template is what is under test here.
+  cfg.llama.threads = 1;
+  return cfg;
+}
+
+// The question, with the biases that make the random-weight tool_call_model open a call at once
+// and end its turn when the call is whole (greedy: the same tokens every run).
+Request steered_weather_question() {
+  Request r = weather_question();
+  r.options.seed = 42;
+  r.options.num_predict = 96;  // a call under the grammar is about 50 tokens
+  r.logit_bias = {{test::kCallStartToken, 30.0}, {test::kEndOfTurnToken, 60.0}};
+  return r;
+}
+
+// The model called get_weather, the tool ran with the model's arguments, its result went back
+// under the call's id, and the model's next call (the answer) was accepted.
+void expect_model_called_the_tool(const LoopResult& r, const std::vector<std::string>& seen) {
+  ASSERT_EQ(r.end, LoopEnd::answer) << to_string(r.end) << " " << r.error.message;
+  ASSERT_EQ(r.steps.size(), 2u);
+  const Completion& first = r.steps[0].completion;
+  EXPECT_EQ(first.finish, FinishReason::tool_calls) << first.finish_raw;
+  ASSERT_EQ(first.tool_calls.size(), 1u) << first.text;
+  const ToolCall& call = first.tool_calls[0];
+  EXPECT_EQ(call.name, "get_weather");
+  EXPECT_FALSE(call.id.empty());
+  // The grammar held the arguments to the schema: a city from its enum.
+  const json::value args = json::parse(call.arguments_json);
+  const std::string city(args.at("city").as_string());
+  EXPECT_TRUE(city == "Paris" || city == "Oslo") << call.arguments_json;
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(json::parse(seen[0]), args);
+  const ToolRecord& rec = r.steps[0].tools.at(0);
+  EXPECT_EQ(rec.outcome, ToolOutcome::ok);
+  EXPECT_EQ(rec.call.id, call.id);  // the model's (the server's) id, kept
+  // user, assistant (the call), tool (the result under the call's id), assistant (the answer)
+  ASSERT_EQ(r.messages.size(), 4u);
+  EXPECT_EQ(r.messages[1].tool_calls.at(0).id, call.id);
+  EXPECT_EQ(r.messages[2].role, "tool");
+  EXPECT_EQ(r.messages[2].tool_call_id, call.id);
+  EXPECT_EQ(r.messages[2].content, city + ": 18 C");
+  const Completion& second = r.steps[1].completion;
+  EXPECT_TRUE(second.ok()) << second.error.message;
+  EXPECT_TRUE(second.tool_calls.empty());
+  // The result is in the second prompt: it is longer than the first by the call and the result.
+  EXPECT_GT(second.figures.tokens_in.value_or(0), first.figures.tokens_in.value_or(0));
+}
+
+Tool recording_weather_tool(std::vector<std::string>& seen) {
+  return weather_tool([&seen](const std::string& args) {
+    seen.push_back(args);
+    return std::string(json::parse(args).at("city").as_string()) + ": 18 C";
+  });
+}
+
+TEST(ToolLoopEndToEnd, RealServerModelCallsTheToolAndTakesItsResult) {
+  test::LlamaServer server(test::tool_call_model(),
+                           {.parallel = 1, .ctx = 4096, .extra = {"--jinja"}});
+  ASSERT_TRUE(server.ok()) << server.error();
+  Runtime rt(1);
+  auto backend = make_backend(config(server.url(), BackendKind::openai), rt);
+  std::vector<std::string> seen;
+  Toolbox tools;
+  tools.add(recording_weather_tool(seen));
+  const LoopResult r = run_tool_loop(*backend, steered_weather_question(), tools, {.max_steps = 3});
+  expect_model_called_the_tool(r, seen);
+  if (HasFailure()) ADD_FAILURE() << server.log_tail();
+}
+
+TEST(ToolLoopEndToEnd, InProcessModelCallsTheToolAndTakesItsResult) {
+  Runtime rt(1);
+  auto backend = make_backend(inprocess_config(test::tool_call_model()), rt);
+  std::vector<std::string> seen;
+  Toolbox tools;
+  tools.add(recording_weather_tool(seen));
+  const LoopResult r = run_tool_loop(*backend, steered_weather_question(), tools, {.max_steps = 3});
+  expect_model_called_the_tool(r, seen);
+  EXPECT_TRUE(r.steps.at(0).completion.warnings.empty());  // the model has its own template
+}
+
+// Where the model answers: the tools go to a real llama-server and to the in-process engine
+// through the model's own template (Qwen 2.5's); the random-weight model answers in text.
 TEST(ToolLoopEndToEnd, RealServerTakesTheToolsAndTheModelAnswers) {
   test::LlamaServer server(test::tool_model(), {.parallel = 1, .ctx = 4096, .extra = {"--jinja"}});
   ASSERT_TRUE(server.ok()) << server.error();
@@ -240,15 +327,7 @@ TEST(ToolLoopEndToEnd, RealServerTakesTheToolsAndTheModelAnswers) {
 
 TEST(ToolLoopEndToEnd, InProcessFormatsTheToolsWithTheModelsOwnTemplate) {
   Runtime rt(1);
-  EndpointConfig cfg;
-  cfg.kind = BackendKind::llama;
-  cfg.url = test::tool_model().string();
-  cfg.llama.parallel = 1;
-  cfg.llama.ctx_per_seq = 2048;
-  // One decode thread: ggml's OpenMP workers synchronise in ways ThreadSanitizer cannot see
-  // (scripts/sanitizers/tsan.supp), and the template is what is under test here.
-  cfg.llama.threads = 1;
-  auto backend = make_backend(cfg, rt);
+  auto backend = make_backend(inprocess_config(test::tool_model()), rt);
   Toolbox tools;
   tools.add(weather_tool([](const std::string&) { return std::string("18 C"); }));
   Request req = weather_question();
@@ -263,15 +342,7 @@ TEST(ToolLoopEndToEnd, InProcessFormatsTheToolsWithTheModelsOwnTemplate) {
 
 TEST(ToolLoopInProcess, ToolsAskedOfAModelWithoutATemplateAreAnError) {
   Runtime rt(1);
-  EndpointConfig cfg;
-  cfg.kind = BackendKind::llama;
-  cfg.url = test::tiny_model().string();
-  cfg.llama.parallel = 1;
-  cfg.llama.ctx_per_seq = 512;
-  // One decode thread: ggml's OpenMP workers synchronise in ways ThreadSanitizer cannot see
-  // (scripts/sanitizers/tsan.supp), and the template is what is under test here.
-  cfg.llama.threads = 1;
-  auto backend = make_backend(cfg, rt);
+  auto backend = make_backend(inprocess_config(test::tiny_model()), rt);
   Toolbox tools;
   tools.add(weather_tool([](const std::string&) { return std::string("18 C"); }));
   const LoopResult r = run_tool_loop(*backend, weather_question(), tools);
@@ -335,6 +406,33 @@ TEST(ToolLoopOllama, ParallelCallsWithoutIdsRunAndAnswerInOrder) {
   EXPECT_EQ(msgs[2].at("tool_name"), "get_weather");
   EXPECT_EQ(msgs[2].at("tool_call_id"), "call_1_1");
   EXPECT_EQ(msgs[3].at("content"), "Paris: 18 C");
+}
+
+// The biases that steer the test model: OpenAI's form on the wire, checked, refused by Ollama.
+TEST(ToolLoop, LogitBiasIsSentCheckedOrRefused) {
+  test::FixtureServer srv;
+  srv.route("POST", "/v1/chat/completions", answer_stream());
+  Runtime rt(1);
+  auto openai = make_backend(config(srv.url(), BackendKind::openai), rt);
+  Request req = weather_question();
+  req.tool_choice.reset();
+  req.logit_bias = {{90, 30.0}, {128009, -100.0}};
+  const Completion c = openai->generate(req);
+  ASSERT_TRUE(c.ok()) << c.error.message;
+  const json::value body = json::parse(srv.requests().at(0).body);
+  EXPECT_EQ(body.at("logit_bias").at("90").to_number<double>(), 30.0);
+  EXPECT_EQ(body.at("logit_bias").at("128009").to_number<double>(), -100.0);
+  req.logit_bias = {{-1, 1.0}};
+  EXPECT_NE(openai->generate(req).error.message.find("token -1"), std::string::npos);
+  req.logit_bias = {{5, 1e9}};
+  EXPECT_NE(openai->generate(req).error.message.find("from -100 to 100"), std::string::npos);
+  auto ollama = make_backend(config(srv.url(), BackendKind::ollama), rt);
+  req.model = "m";
+  req.logit_bias = {{90, 30.0}};
+  const Completion o = ollama->generate(req);
+  EXPECT_EQ(o.error.kind, ErrorKind::bad_request);
+  EXPECT_NE(o.error.message.find("Ollama has no logit_bias"), std::string::npos)
+      << o.error.message;
 }
 
 TEST(ToolLoop, BadOptionsAndToolsAreRefusedClearly) {

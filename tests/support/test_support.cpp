@@ -14,38 +14,47 @@
 
 namespace chimera::test {
 
-std::filesystem::path tiny_model() {
+namespace {
+
+// Writes `o` (its output named `file` in the build tree's test-models/ folder) unless the file is
+// there: several test processes may ask at once (the writer replaces the file atomically).
+// `chat_template`: the name of one of llama.cpp's templates, or empty.
+std::filesystem::path synthesized(const std::string& file, model::SynthOptions o,
+                                  const std::string& chat_template = {}) {
   const std::filesystem::path dir = CHIMERA_TEST_MODEL_DIR;
-  const auto path = dir / "tiny-seed42.gguf";
+  const auto path = dir / file;
   if (std::filesystem::exists(path)) return path;
   std::filesystem::create_directories(dir);
-  model::SynthOptions o;
-  o.preset = "tiny";
   o.output = path;
-  o.seed = 42;
+  std::string error;
+  if (!chat_template.empty() && !model::find_chat_template(chat_template, o.chat_template, error)) {
+    throw std::runtime_error("cannot read the chat template " + chat_template + " for " + file +
+                             ": " + error);
+  }
   const auto r = model::synthesize(o);
-  if (!r.ok) throw std::runtime_error("cannot write the tiny test model: " + r.error);
+  if (!r.ok) throw std::runtime_error("cannot write the test model " + file + ": " + r.error);
   return path;
 }
 
+}  // namespace
+
+std::filesystem::path tiny_model() {
+  return synthesized("tiny-seed42.gguf", {.preset = "tiny", .seed = 42});
+}
+
 std::filesystem::path tool_model() {
-  const std::filesystem::path dir = CHIMERA_TEST_MODEL_DIR;
-  const auto path = dir / "tiny-qwen2-tools-seed42.gguf";
-  if (std::filesystem::exists(path)) return path;
-  std::filesystem::create_directories(dir);
-  model::SynthOptions o;
-  o.preset = "tiny";
-  o.output = path;
-  o.seed = 42;
   // Qwen's own vocabulary: the template's markers (<|im_start|>, <tool_call>) are its tokens.
-  o.vocab_file = model::default_vocab_file("qwen2");
-  std::string error;
-  if (!model::find_chat_template(kToolTemplate, o.chat_template, error)) {
-    throw std::runtime_error("cannot read the tool-calling chat template: " + error);
-  }
-  const auto r = model::synthesize(o);
-  if (!r.ok) throw std::runtime_error("cannot write the tiny tool-calling model: " + r.error);
-  return path;
+  return synthesized(
+      "tiny-qwen2-tools-seed42.gguf",
+      {.preset = "tiny", .vocab_file = model::default_vocab_file("qwen2"), .seed = 42},
+      kToolTemplate);
+}
+
+std::filesystem::path tool_call_model() {
+  return synthesized(
+      "tiny-llama3-tools-seed42.gguf",
+      {.preset = "tiny", .vocab_file = model::default_vocab_file("llama-bpe"), .seed = 42},
+      kToolCallTemplate);
 }
 
 LlamaServer::LlamaServer(const std::filesystem::path& model, Options options) {

@@ -23,6 +23,18 @@ std::filesystem::path tiny_model();
 inline constexpr const char* kToolTemplate = "Qwen-Qwen2.5-7B-Instruct";
 std::filesystem::path tool_model();
 
+// The tiny shape with Llama 3's vocabulary and Llama 3.2's chat template (kToolCallTemplate: a
+// call is the JSON object {"name": ..., "parameters": ...}), for tests in which the model itself
+// calls a tool. Its weights are random; the tests bias two tokens (kCallStartToken, the `{` a
+// call starts with, and kEndOfTurnToken, `<|eot_id|>`, above it), so that under the grammar of
+// tool_choice "required" the model opens a call at once, the grammar holds it to the tool's
+// schema, and the model ends its turn when the call is whole, and answers at once when tools are
+// not required.
+inline constexpr const char* kToolCallTemplate = "meta-llama-Llama-3.2-3B-Instruct";
+inline constexpr int32_t kCallStartToken = 90;      // "{"
+inline constexpr int32_t kEndOfTurnToken = 128009;  // "<|eot_id|>"
+std::filesystem::path tool_call_model();
+
 // A real llama-server on a free loopback port, started by the test and stopped by the
 // destructor (chimera::ServerProcess with the tests' flags: 2 threads, no warm-up, no host-RAM
 // prompt cache).

@@ -71,6 +71,17 @@ inline constexpr std::size_t kMaxStopBytes = 4'096;  // one stop string
 // from 0 to 100".
 std::string validate(const Options& options);
 
+// A bias added to one token's logit before sampling (OpenAI's `logit_bias`): `token` is the
+// model's token id, `bias` from -100 to 100 (-100 all but bans the token, 100 all but forces it).
+struct LogitBias {
+  int32_t token = 0;
+  double bias = 0.0;
+};
+
+// Checks every bias: a token id of 0 or more, a finite bias from -100 to 100, at most 1,024 of
+// them. Returns "" when all are usable, otherwise what is wrong, naming the entry.
+std::string validate(const std::vector<LogitBias>& logit_bias);
+
 enum class RequestKind {
   chat,        // messages in, an assistant message out (/api/chat, /v1/chat/completions)
   completion,  // a raw prompt in, a continuation out (/api/generate, /v1/completions)
@@ -92,6 +103,10 @@ struct Request {
   // Ollama has no such field and is refused a "required".
   std::optional<std::string> tool_choice;
   std::optional<bool> think;  // Ollama: ask a thinking model to think (or not)
+  // Biases of token logits (see LogitBias): OpenAI-compatible servers (llama-server, vLLM) and
+  // in-process; with a grammar (tool_choice "required", format) the grammar still decides which
+  // tokens may come. Ollama has no such field and is refused one.
+  std::vector<LogitBias> logit_bias;
   // A conversation that keeps going (a game character, a multi-turn chat). The in-process backend
   // keeps the session's KV cache between turns, so a turn whose prompt extends the previous
   // turn's prompt and answer prefills only what is new. Empty: no session.
