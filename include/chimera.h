@@ -309,6 +309,98 @@ CHIMERA_API chimera_status chimera_session_send(chimera_session* session, const 
                                                 const chimera_line_params* params,
                                                 chimera_line** out);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Agents that use tools: the model asks, the host's functions answer                        */
+/*
+ * A toolbox holds the host's tools: a name, a JSON schema of the parameters and a function.
+ * chimera_agent_run() calls the model with them, runs the functions it asks for (several at once
+ * when it asks for several in one step, each with a timeout), sends their results back under
+ * the ids of the calls, and ends on a reply without calls (the answer) or after max_steps model
+ * calls. Nothing a tool does ends the run: a tool that fails, times out, or that the model names
+ * wrongly gives the model a result that says so ("error: ..."). docs/tools.md describes the loop.
+ *
+ * Ownership: a tool's `arguments_json` belongs to the library and is valid during the call; the
+ * tool hands its result over with chimera_tool_output_set(), which copies it, so the host keeps
+ * its own buffers. The output handle is valid only during that call of the tool.
+ */
+
+typedef struct chimera_toolbox chimera_toolbox;           /* the host's tools */
+typedef struct chimera_tool_output chimera_tool_output;   /* where one call's result goes */
+typedef struct chimera_agent_result chimera_agent_result; /* the record of one run */
+
+/* A tool. `arguments_json` is the JSON object the model wrote, e.g. {"city": "Paris"} (UTF-8,
+ * NUL-terminated). Set the result with chimera_tool_output_set() and return true; return false
+ * when the tool failed: the model then reads "error: the tool 'NAME' failed: TEXT", TEXT being
+ * what was set. Tools run on the library's threads, several at once when the model asks for
+ * several calls in one step, so a tool must be thread-safe. A call that outlives its timeout
+ * keeps its thread until it returns (it cannot be stopped from outside); its output is dropped. */
+typedef bool (*chimera_tool_fn)(const char* arguments_json, chimera_tool_output* output,
+                                void* user_data);
+
+/* Sets the text the model reads (`length` bytes of UTF-8; copied). Called again, it replaces
+ * the text. Only inside the tool call that was given `output`. */
+CHIMERA_API void chimera_tool_output_set(chimera_tool_output* output, const char* text,
+                                         size_t length);
+
+CHIMERA_API chimera_status chimera_toolbox_create(chimera_toolbox** out);
+/* A toolbox must outlive the runs that use it. */
+CHIMERA_API void chimera_toolbox_destroy(chimera_toolbox* toolbox);
+/* Adds a tool: `name` 1-64 letters, digits, '_' or '-', not yet in the toolbox; `description`
+ * may be NULL; `parameters_json` a JSON schema object (NULL: no parameters); `user_data` is
+ * passed back to `fn` untouched. Strings are copied. */
+CHIMERA_API chimera_status chimera_toolbox_add(chimera_toolbox* toolbox, const char* name,
+                                               const char* description, const char* parameters_json,
+                                               chimera_tool_fn fn, void* user_data);
+
+/* A bias added to one token's logit before sampling (OpenAI's logit_bias), -100 to 100. */
+typedef struct chimera_logit_bias {
+  int32_t token;
+  float bias;
+} chimera_logit_bias;
+
+typedef struct chimera_agent_params {
+  const char* model;       /* GGUF file run in-process, with a tool-calling chat template in
+                              tokenizer.chat_template; NULL: the engine's default */
+  const char* pool;        /* or a pool of the engine config (OpenAI-compatible or Ollama) */
+  const char* system;      /* a system message; NULL: none */
+  const char* tool_choice; /* first step: "auto" (NULL), "required" (the model must call a
+                              tool: a grammar holds it to the call format), or "none" */
+  int max_steps;           /* model calls at most; 0: 8; at most 1000 */
+  int tool_timeout_ms;     /* each tool call; 0: 30000; at most 86400000 */
+  int num_ctx;             /* in-process context; 0: 4096; else 64 to 131072 */
+  int num_predict;         /* tokens per model call; 0: 256; at most 131072 */
+  float temperature;       /* < 0: the backend's default; at most 100; NaN is refused */
+  int64_t seed;            /* < 0: random */
+  const chimera_logit_bias* logit_bias; /* n_logit_bias entries (copied); NULL: none */
+  int n_logit_bias;
+} chimera_agent_params;
+
+CHIMERA_API chimera_agent_params chimera_agent_default_params(void);
+
+/* Runs the loop on the user's message `prompt` and blocks until it ends. CHIMERA_OK when the
+ * loop ran, whatever its end (chimera_agent_result_end: "answer", "max_steps", "model_error",
+ * "cancelled"); an error status, with *out NULL, when the params are wrong or the model or pool
+ * cannot be had. The in-process model of a run is loaded once per engine and kept for later
+ * runs. Must not be called from inside a callback. The caller owns *out
+ * (chimera_agent_result_destroy). */
+CHIMERA_API chimera_status chimera_agent_run(chimera_engine* engine,
+                                             const chimera_agent_params* params,
+                                             const chimera_toolbox* toolbox, const char* prompt,
+                                             chimera_agent_result** out);
+CHIMERA_API void chimera_agent_result_destroy(chimera_agent_result* result);
+/* How the run ended: "answer", "max_steps", "model_error" or "cancelled". Owned by the result. */
+CHIMERA_API const char* chimera_agent_result_end(const chimera_agent_result* result);
+/* The last reply's text ("" when none). Owned by the result. */
+CHIMERA_API const char* chimera_agent_result_answer(const chimera_agent_result* result);
+/* Why a model call failed ("" when none). Owned by the result. */
+CHIMERA_API const char* chimera_agent_result_error(const chimera_agent_result* result);
+/* Model calls made. */
+CHIMERA_API int chimera_agent_result_steps(const chimera_agent_result* result);
+/* The whole record as JSON: each step's figures (model_ms, tools_ms, ttft_ms, tokens) and tool
+ * calls (id, name, arguments, outcome, result, ms), and the conversation (docs/tools.md). Owned
+ * by the result. */
+CHIMERA_API const char* chimera_agent_result_json(const chimera_agent_result* result);
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,6 +7,8 @@
 #include <chimera.h>
 #include <chimera/banter/scene.hpp>
 #include <chimera/core/runtime.hpp>
+#include <chimera/engine/tool_loop.hpp>
+#include <chimera/model/synthetic_model.hpp>
 #include <chimera/pool/pool.hpp>
 
 // The engine library's reader of engine configurations (private header; this target does not
@@ -22,7 +24,9 @@
 #include <cmath>
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -105,6 +109,11 @@ struct EngineCore {
   std::mutex qmu;
   std::condition_variable qcv;
   std::deque<Event> queue;
+
+  // Backends of agent runs (chimera_agent_run), by model file and context or by pool name:
+  // loaded on first use, kept for later runs. Declared after `runtime`: destroyed before it.
+  std::mutex agents_mu;
+  std::map<std::string, std::shared_ptr<Backend>> agent_backends;
 
   ~EngineCore();
   void post(Event e);
@@ -827,6 +836,251 @@ chimera_status chimera_session_send(chimera_session* session, const char* text,
     p.speaker = nullptr;
     return start_line(session->core, *session->scene, &p, out);
   });
+}
+
+}  // extern "C"
+
+// ------------------------------------------------------------------------------------- agents
+
+struct chimera_toolbox {
+  Toolbox tools;
+};
+
+struct chimera_tool_output {
+  std::string text;
+};
+
+struct chimera_agent_result {
+  LoopResult result;
+  std::string end;
+  std::string error;
+  std::string json;
+};
+
+namespace {
+
+// A tool's failure, as the host's function reported it (the loop turns it into a result that
+// says "failed").
+struct ToolFailed : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+constexpr int kAgentDefaultCtx = 4'096;
+constexpr int kAgentDefaultPredict = 256;
+
+// The backend of a run: the pool named, or the model file in-process (loaded once per engine
+// and context size).
+std::shared_ptr<Backend> agent_backend(EngineCore& core, const chimera_agent_params& p,
+                                       int num_ctx) {
+  std::lock_guard lock(core.agents_mu);
+  if (p.pool != nullptr) {
+    const std::string key = std::string("pool:") + p.pool;
+    if (auto it = core.agent_backends.find(key); it != core.agent_backends.end()) {
+      return it->second;
+    }
+    for (const auto& pc : core.pools) {
+      if (pc.name != p.pool) continue;
+      auto b = std::make_shared<pool::Pool>(pc, *core.runtime);
+      core.agent_backends[key] = b;
+      return b;
+    }
+    throw std::out_of_range(
+        fmt::format("there is no pool named '{}' in the engine config", p.pool));
+  }
+  std::string model = !core.model_override.empty() ? core.model_override
+                      : p.model != nullptr         ? std::string(p.model)
+                                                   : core.default_model;
+  if (model.empty() || model == "tiny") {
+    bool created = false;
+    std::string error;
+    const auto path = model::cached_tiny_model(created, error);
+    if (path.empty()) throw std::invalid_argument(error);
+    model = path.string();
+  }
+  if (!std::filesystem::exists(model)) {
+    throw std::out_of_range(fmt::format("the model file '{}' does not exist", model));
+  }
+  const std::string key = fmt::format("model:{}:{}", model, num_ctx);
+  if (auto it = core.agent_backends.find(key); it != core.agent_backends.end()) return it->second;
+  EndpointConfig cfg;
+  cfg.kind = BackendKind::llama;
+  cfg.url = model;
+  cfg.llama.parallel = 1;
+  cfg.llama.ctx_per_seq = num_ctx;
+  cfg.llama.threads = core.threads;
+  std::shared_ptr<Backend> b = make_backend(cfg, *core.runtime);
+  core.agent_backends[key] = b;
+  return b;
+}
+
+std::string check_agent_params(const chimera_agent_params& p) {
+  if (p.max_steps < 0 || p.max_steps > 1'000) {
+    return fmt::format("max_steps is {}; use 0 (the default, 8) or 1 to 1000", p.max_steps);
+  }
+  if (p.tool_timeout_ms < 0 || p.tool_timeout_ms > 86'400'000) {
+    return fmt::format("tool_timeout_ms is {}; use 0 (the default, 30000) or 1 to 86400000",
+                       p.tool_timeout_ms);
+  }
+  if (p.num_ctx != 0 && (p.num_ctx < 64 || p.num_ctx > kMaxNumCtx)) {
+    return fmt::format("num_ctx is {}; use 0 (the default, {}) or 64 to {}", p.num_ctx,
+                       kAgentDefaultCtx, kMaxNumCtx);
+  }
+  if (p.num_predict < 0 || p.num_predict > kMaxNumPredict) {
+    return fmt::format("num_predict is {}; use 0 (the default, {}) or 1 to {}", p.num_predict,
+                       kAgentDefaultPredict, kMaxNumPredict);
+  }
+  if (std::isnan(p.temperature) || p.temperature > 100.0f) {
+    return "temperature must be a number from 0 to 100 (or negative for the default)";
+  }
+  if (p.n_logit_bias < 0 || (p.n_logit_bias > 0 && p.logit_bias == nullptr)) {
+    return fmt::format("n_logit_bias is {} but logit_bias is {}", p.n_logit_bias,
+                       p.logit_bias == nullptr ? "NULL" : "set");
+  }
+  if (p.tool_choice != nullptr) {
+    const std::string c = p.tool_choice;
+    if (c != "auto" && c != "required" && c != "none") {
+      return fmt::format("tool_choice is '{}'; use auto, required or none (or NULL)", c);
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+extern "C" {
+
+void chimera_tool_output_set(chimera_tool_output* output, const char* text, size_t length) {
+  if (output == nullptr) return;
+  try {
+    output->text.assign(text != nullptr ? text : "", text != nullptr ? length : 0);
+  } catch (...) {
+  }
+}
+
+chimera_status chimera_toolbox_create(chimera_toolbox** out) {
+  if (out == nullptr)
+    return fail(CHIMERA_ERR_INVALID_ARGUMENT, "chimera_toolbox_create: out is NULL");
+  *out = nullptr;
+  return guarded("chimera_toolbox_create", [&] {
+    *out = new chimera_toolbox();
+    return CHIMERA_OK;
+  });
+}
+
+void chimera_toolbox_destroy(chimera_toolbox* toolbox) {
+  delete toolbox;
+}
+
+chimera_status chimera_toolbox_add(chimera_toolbox* toolbox, const char* name,
+                                   const char* description, const char* parameters_json,
+                                   chimera_tool_fn fn, void* user_data) {
+  if (toolbox == nullptr || name == nullptr || fn == nullptr) {
+    return fail(CHIMERA_ERR_INVALID_ARGUMENT, "chimera_toolbox_add: toolbox, name or fn is NULL");
+  }
+  return guarded("chimera_toolbox_add", [&] {
+    Tool t;
+    t.name = name;
+    if (description != nullptr) t.description = description;
+    if (parameters_json != nullptr) t.parameters_json = parameters_json;
+    t.run = [fn, user_data](const std::string& args) {
+      chimera_tool_output out;
+      if (!fn(args.c_str(), &out, user_data)) throw ToolFailed(out.text);
+      return std::move(out.text);
+    };
+    try {
+      toolbox->tools.add(std::move(t));
+    } catch (const std::invalid_argument& e) {
+      return fail(CHIMERA_ERR_INVALID_ARGUMENT, fmt::format("chimera_toolbox_add: {}", e.what()));
+    }
+    return CHIMERA_OK;
+  });
+}
+
+chimera_agent_params chimera_agent_default_params(void) {
+  chimera_agent_params p;
+  p.model = nullptr;
+  p.pool = nullptr;
+  p.system = nullptr;
+  p.tool_choice = nullptr;
+  p.max_steps = 0;
+  p.tool_timeout_ms = 0;
+  p.num_ctx = 0;
+  p.num_predict = 0;
+  p.temperature = -1.0f;
+  p.seed = -1;
+  p.logit_bias = nullptr;
+  p.n_logit_bias = 0;
+  return p;
+}
+
+chimera_status chimera_agent_run(chimera_engine* engine, const chimera_agent_params* params,
+                                 const chimera_toolbox* toolbox, const char* prompt,
+                                 chimera_agent_result** out) {
+  if (out != nullptr) *out = nullptr;
+  if (engine == nullptr || toolbox == nullptr || prompt == nullptr || out == nullptr) {
+    return fail(CHIMERA_ERR_INVALID_ARGUMENT,
+                "chimera_agent_run: engine, toolbox, prompt or out is NULL");
+  }
+  const chimera_agent_params p = params ? *params : chimera_agent_default_params();
+  if (auto e = check_agent_params(p); !e.empty()) {
+    return fail(CHIMERA_ERR_INVALID_ARGUMENT, "chimera_agent_run: " + e);
+  }
+  return guarded("chimera_agent_run", [&] {
+    Request req;
+    if (p.system != nullptr) req.messages.push_back({.role = "system", .content = p.system});
+    req.messages.push_back({.role = "user", .content = prompt});
+    if (p.tool_choice != nullptr) req.tool_choice = p.tool_choice;
+    req.options.num_predict = p.num_predict > 0 ? p.num_predict : kAgentDefaultPredict;
+    if (p.temperature >= 0.0f) req.options.temperature = p.temperature;
+    if (p.seed >= 0) req.options.seed = p.seed;
+    for (int i = 0; i < p.n_logit_bias; ++i) {
+      req.logit_bias.push_back({p.logit_bias[i].token, p.logit_bias[i].bias});
+    }
+    if (auto e = validate(req.logit_bias); !e.empty()) {
+      return fail(CHIMERA_ERR_INVALID_ARGUMENT, "chimera_agent_run: " + e);
+    }
+    const int num_ctx = p.num_ctx > 0 ? p.num_ctx : kAgentDefaultCtx;
+    std::shared_ptr<Backend> backend;
+    try {
+      backend = agent_backend(*engine->core, p, num_ctx);
+    } catch (const std::out_of_range& e) {
+      return fail(CHIMERA_ERR_NOT_FOUND, fmt::format("chimera_agent_run: {}", e.what()));
+    }
+    LoopOptions lo;
+    if (p.max_steps > 0) lo.max_steps = p.max_steps;
+    if (p.tool_timeout_ms > 0) lo.tool_timeout_ms = p.tool_timeout_ms;
+    auto r = std::make_unique<chimera_agent_result>();
+    r->result = run_tool_loop(*backend, std::move(req), toolbox->tools, lo);
+    r->end = to_string(r->result.end);
+    r->error = r->result.error.message;
+    r->json = to_json(r->result);
+    *out = r.release();
+    return CHIMERA_OK;
+  });
+}
+
+void chimera_agent_result_destroy(chimera_agent_result* result) {
+  delete result;
+}
+
+const char* chimera_agent_result_end(const chimera_agent_result* result) {
+  return result != nullptr ? result->end.c_str() : "";
+}
+
+const char* chimera_agent_result_answer(const chimera_agent_result* result) {
+  return result != nullptr ? result->result.answer.c_str() : "";
+}
+
+const char* chimera_agent_result_error(const chimera_agent_result* result) {
+  return result != nullptr ? result->error.c_str() : "";
+}
+
+int chimera_agent_result_steps(const chimera_agent_result* result) {
+  return result != nullptr ? static_cast<int>(result->result.steps.size()) : 0;
+}
+
+const char* chimera_agent_result_json(const chimera_agent_result* result) {
+  return result != nullptr ? result->json.c_str() : "";
 }
 
 }  // extern "C"

@@ -278,4 +278,54 @@ LoopResult run_tool_loop(Backend& backend, Request request, const Toolbox& tools
   return out;
 }
 
+std::string to_json(const LoopResult& r) {
+  const auto ms = [](int64_t ns) { return static_cast<double>(ns) / 1e6; };
+  json::array steps;
+  for (const auto& s : r.steps) {
+    const Completion& c = s.completion;
+    json::object step{{"model_ms", ms(s.model_ns)},
+                      {"tools_ms", ms(s.tools_ns)},
+                      {"step_ms", ms(s.step_ns)},
+                      {"finish", to_string(c.finish)},
+                      {"text", c.text}};
+    if (c.figures.ttft_client_ns) step["ttft_ms"] = ms(*c.figures.ttft_client_ns);
+    if (c.figures.tokens_in) step["tokens_in"] = *c.figures.tokens_in;
+    if (c.figures.tokens_out) step["tokens_out"] = *c.figures.tokens_out;
+    if (c.error) step["error"] = c.error.message;
+    json::array calls;
+    for (const auto& t : s.tools) {
+      calls.push_back(json::object{{"id", t.call.id},
+                                   {"name", t.call.name},
+                                   {"arguments", t.call.arguments_json},
+                                   {"outcome", to_string(t.outcome)},
+                                   {"result", t.result},
+                                   {"ms", ms(t.elapsed_ns)}});
+    }
+    step["tool_calls"] = std::move(calls);
+    steps.push_back(std::move(step));
+  }
+  json::array messages;
+  for (const auto& m : r.messages) {
+    json::object o{{"role", m.role}, {"content", m.content}};
+    if (!m.tool_calls.empty()) {
+      json::array calls;
+      for (const auto& tc : m.tool_calls) {
+        calls.push_back(
+            json::object{{"id", tc.id}, {"name", tc.name}, {"arguments", tc.arguments_json}});
+      }
+      o["tool_calls"] = std::move(calls);
+    }
+    if (!m.tool_call_id.empty()) o["tool_call_id"] = m.tool_call_id;
+    if (!m.tool_name.empty()) o["tool_name"] = m.tool_name;
+    messages.push_back(std::move(o));
+  }
+  json::object out{{"end", to_string(r.end)},
+                   {"answer", r.answer},
+                   {"overhead_ms", ms(r.overhead_ns())},
+                   {"steps", std::move(steps)},
+                   {"messages", std::move(messages)}};
+  if (r.error) out["error"] = r.error.message;
+  return json::serialize(out);
+}
+
 }  // namespace chimera

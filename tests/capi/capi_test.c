@@ -356,8 +356,156 @@ static void bounds(void) {
   chimera_engine_destroy(engine);
 }
 
+/* ---- tools ---------------------------------------------------------------------------------- */
+
+/* What the tools saw. Tools run on the library's threads; this test's model calls one at a time,
+ * so plain fields suffice. */
+typedef struct {
+  int weather_calls;
+  char last_args[256];
+} tool_log;
+
+static bool get_weather(const char* arguments_json, chimera_tool_output* output, void* user_data) {
+  tool_log* log = (tool_log*)user_data;
+  log->weather_calls++;
+  snprintf(log->last_args, sizeof log->last_args, "%s", arguments_json);
+  /* The result is the host's own buffer, copied by the library. */
+  char result[64];
+  snprintf(result, sizeof result, "%s: 18 C", strstr(arguments_json, "Oslo") ? "Oslo" : "Paris");
+  chimera_tool_output_set(output, result, strlen(result));
+  return true;
+}
+
+static bool broken_tool(const char* arguments_json, chimera_tool_output* output, void* user_data) {
+  (void)arguments_json;
+  (void)user_data;
+  const char* why = "sensor offline";
+  chimera_tool_output_set(output, why, strlen(why));
+  return false;
+}
+
+static const char* kCityParams =
+    "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\","
+    "\"enum\":[\"Paris\",\"Oslo\"]}},\"required\":[\"city\"]}";
+
+/* The model itself calls the tool: the tiny random-weight model with Llama 3.2's template
+ * ($CHIMERA_TEST_TOOL_MODEL, written by ctest's capi_tool_model step), tool_choice "required"
+ * (a grammar holds the output to a call) and two tokens biased so that it opens the call at once
+ * and ends its turn when the call is whole (tests/support/test_support.hpp says which). */
+static void agent_with_tools(void) {
+  chimera_toolbox* tools = NULL;
+  CHECK(chimera_toolbox_create(&tools) == CHIMERA_OK);
+  if (tools == NULL) return;
+  tool_log log;
+  memset(&log, 0, sizeof log);
+  CHECK(chimera_toolbox_add(tools, "get_weather", "The weather in a city", kCityParams, get_weather,
+                            &log) == CHIMERA_OK);
+  /* Bad tools are refused, naming what is wrong. */
+  CHECK(chimera_toolbox_add(tools, "get_weather", NULL, NULL, get_weather, &log) ==
+        CHIMERA_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(chimera_last_error(), "twice") != NULL);
+  CHECK(chimera_toolbox_add(tools, "bad name", NULL, NULL, get_weather, &log) ==
+        CHIMERA_ERR_INVALID_ARGUMENT);
+  CHECK(chimera_toolbox_add(tools, "t", NULL, "[1]", get_weather, &log) ==
+        CHIMERA_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(chimera_last_error(), "schema") != NULL);
+  CHECK(chimera_toolbox_add(tools, "t", NULL, NULL, NULL, NULL) == CHIMERA_ERR_INVALID_ARGUMENT);
+
+  chimera_engine_params ep = chimera_engine_default_params();
+  ep.threads = 1;
+  chimera_engine* engine = NULL;
+  CHECK(chimera_engine_create(NULL, &ep, &engine) == CHIMERA_OK);
+  if (engine == NULL) {
+    chimera_toolbox_destroy(tools);
+    return;
+  }
+  chimera_agent_params ap = chimera_agent_default_params();
+  chimera_agent_result* result = NULL;
+  /* Bad params are refused before anything runs. */
+  ap.max_steps = 5000;
+  CHECK(chimera_agent_run(engine, &ap, tools, "Hi", &result) == CHIMERA_ERR_INVALID_ARGUMENT);
+  CHECK(result == NULL && strstr(chimera_last_error(), "max_steps") != NULL);
+  ap = chimera_agent_default_params();
+  ap.tool_choice = "always";
+  CHECK(chimera_agent_run(engine, &ap, tools, "Hi", &result) == CHIMERA_ERR_INVALID_ARGUMENT);
+  ap = chimera_agent_default_params();
+  ap.pool = "nowhere";
+  CHECK(chimera_agent_run(engine, &ap, tools, "Hi", &result) == CHIMERA_ERR_NOT_FOUND);
+  CHECK(strstr(chimera_last_error(), "nowhere") != NULL);
+  /* The tiny model carries no chat template: the run ends with the model's error, said. */
+  ap = chimera_agent_default_params();
+  ap.num_ctx = 512;
+  CHECK(chimera_agent_run(engine, &ap, tools, "Hi", &result) == CHIMERA_OK);
+  if (result != NULL) {
+    CHECK(strcmp(chimera_agent_result_end(result), "model_error") == 0);
+    CHECK(strstr(chimera_agent_result_error(result), "chat template") != NULL);
+    chimera_agent_result_destroy(result);
+    result = NULL;
+  }
+
+  const char* model = getenv("CHIMERA_TEST_TOOL_MODEL");
+  if (model == NULL || model[0] == '\0') {
+    printf(
+        "capi_test: the model's own tool call skipped: CHIMERA_TEST_TOOL_MODEL is not set "
+        "(ctest sets it)\n");
+  } else if (time_scale() > 1) {
+    printf(
+        "capi_test: the model's own tool call skipped under CHIMERA_TEST_TIME_SCALE (its "
+        "grammar over a 128k vocabulary is minutes under valgrind)\n");
+  } else {
+    const chimera_logit_bias bias[2] = {{90, 30.0f}, {128009, 60.0f}}; /* "{", "<|eot_id|>" */
+    ap = chimera_agent_default_params();
+    ap.model = model;
+    ap.tool_choice = "required";
+    ap.temperature = 0.0f;
+    ap.seed = 42;
+    ap.num_predict = 96;
+    ap.max_steps = 3;
+    ap.logit_bias = bias;
+    ap.n_logit_bias = 2;
+    CHECK(chimera_agent_run(engine, &ap, tools, "What is the weather in Paris?", &result) ==
+          CHIMERA_OK);
+    if (result != NULL) {
+      CHECK(strcmp(chimera_agent_result_end(result), "answer") == 0);
+      CHECK(chimera_agent_result_steps(result) == 2);
+      CHECK(log.weather_calls == 1);
+      CHECK(strstr(log.last_args, "\"city\"") != NULL);
+      const char* json = chimera_agent_result_json(result);
+      /* The call, its outcome, and the result sent back under the call's id. */
+      CHECK(strstr(json, "\"name\":\"get_weather\"") != NULL);
+      CHECK(strstr(json, "\"outcome\":\"ok\"") != NULL);
+      CHECK(strstr(json, "\"tool_call_id\":\"call_") != NULL);
+      CHECK(strstr(json, ": 18 C") != NULL);
+      if (g_failures > 0) fprintf(stderr, "agent record: %s\n", json);
+      chimera_agent_result_destroy(result);
+      result = NULL;
+    }
+    /* A tool that fails (returns false) does not end the run: the model reads why. */
+    chimera_toolbox* only_broken = NULL;
+    CHECK(chimera_toolbox_create(&only_broken) == CHIMERA_OK);
+    CHECK(chimera_toolbox_add(only_broken, "broken", "Always fails", NULL, broken_tool, NULL) ==
+          CHIMERA_OK);
+    CHECK(chimera_agent_run(engine, &ap, only_broken, "Try the broken tool.", &result) ==
+          CHIMERA_OK);
+    if (result != NULL) {
+      CHECK(strcmp(chimera_agent_result_end(result), "answer") == 0);
+      const char* json = chimera_agent_result_json(result);
+      CHECK(strstr(json, "\"outcome\":\"error\"") != NULL);
+      CHECK(strstr(json, "failed: sensor offline") != NULL);
+      if (g_failures > 0) fprintf(stderr, "agent record: %s\n", json);
+      chimera_agent_result_destroy(result);
+    }
+    chimera_toolbox_destroy(only_broken);
+  }
+  chimera_engine_destroy(engine);
+  chimera_toolbox_destroy(tools);
+  chimera_toolbox_destroy(NULL);
+  chimera_agent_result_destroy(NULL);
+}
+
 int main(void) {
   config_errors();
+  agent_with_tools();
   bounds();
   scene_in_poll_mode();
   session_in_immediate_mode();

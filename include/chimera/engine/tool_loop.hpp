@@ -122,4 +122,12 @@ struct LoopResult {
 LoopResult run_tool_loop(Backend& backend, Request request, const Toolbox& tools,
                          const LoopOptions& options = {}, const TokenCallback& on_token = {});
 
+// The loop's record as one JSON object (the C ABI's and `chimeraforge agent --json`'s):
+//   {"end", "answer", "error"?, "overhead_ms", "steps": [{"model_ms", "tools_ms", "step_ms",
+//    "ttft_ms"?, "tokens_in"?, "tokens_out"?, "finish", "text", "tool_calls": [{"id", "name",
+//    "arguments", "outcome", "result", "ms"}]}], "messages": [{"role", "content",
+//    "tool_calls"?: [{"id", "name", "arguments"}], "tool_call_id"?, "tool_name"?}]}
+// Times in milliseconds; "arguments" is the JSON text the model wrote.
+std::string to_json(const LoopResult& result);
+
 }  // namespace chimera
