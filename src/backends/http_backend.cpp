@@ -344,8 +344,13 @@ asio::awaitable<void> run_request(std::shared_ptr<http::HttpEndpoint> ep,
 HttpBackend::HttpBackend(const EndpointConfig& config, Runtime& runtime, http::EndpointUrl url)
     : kind_(config.kind),
       endpoint_(std::make_shared<http::HttpEndpoint>(
-          RuntimeAccess::io(runtime), std::move(url), config.timeouts, config.limits,
-          config.api_key, config.tls, config.headers, config.retry, config.proxy)) {}
+          RuntimeAccess::io(runtime),
+          [&] {
+            url.connect_to = config.connect_to;
+            return std::move(url);
+          }(),
+          config.timeouts, config.limits, config.api_key, config.tls, config.headers, config.retry,
+          config.proxy)) {}
 
 HttpBackend::~HttpBackend() = default;
 

@@ -408,6 +408,7 @@ void HttpEndpoint::keep_session(Connection& conn) {
 }
 
 std::string HttpEndpoint::describe(const char* what) const {
+  if (!url_.connect_to.empty()) return fmt::format("{} ({}): {}", url_.url, url_.connect_to, what);
   return fmt::format("{}: {}", url_.url, what);
 }
 
@@ -435,7 +436,8 @@ asio::awaitable<std::unique_ptr<Connection>> HttpEndpoint::connect(CancelSlot& c
                                                                    HttpResult& result) {
   auto conn = std::make_unique<Connection>(strand_);
   tcp::resolver resolver(strand_);
-  const std::string& host = proxy_ ? proxy_->host : url_.host;
+  const std::string& host =
+      proxy_ ? proxy_->host : (url_.connect_to.empty() ? url_.host : url_.connect_to);
   auto [rec, endpoints] =
       co_await resolver.async_resolve(host, proxy_ ? proxy_->port : url_.port, use_tuple);
   if (rec) {

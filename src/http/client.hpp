@@ -59,6 +59,7 @@ struct EndpointUrl {
   std::string authorization;     // "Basic ..." from the URL's user and password, or ""
   bool tls = false;              // https://
   bool host_is_address = false;  // an IPv4 or IPv6 address, not a name (no SNI)
+  std::string connect_to;        // connect here instead of resolving host (EndpointConfig)
 };
 
 // Parses an endpoint URL. On failure returns false and sets `error` to a message that says

@@ -118,10 +118,10 @@ bool detail::read_pools(const toml::table& root, const std::string& source,
     }
     for (const auto& en : *eps->as_array()) {
       Reader er(*en.as_table(), source, error);
-      if (!er.known(
-              {"url", "backend", "max_concurrency", "api_key", "headers", "ca_file", "client_cert",
-               "client_key", "insecure", "retry_attempts", "retry_budget_ms", "proxy"},
-              "[[pool.endpoint]]")) {
+      if (!er.known({"url", "backend", "max_concurrency", "api_key", "headers", "ca_file",
+                     "client_cert", "client_key", "insecure", "retry_attempts", "retry_budget_ms",
+                     "proxy", "expand", "resolve_interval_ms"},
+                    "[[pool.endpoint]]")) {
         return false;
       }
       PoolEndpoint pe;
@@ -144,7 +144,17 @@ bool detail::read_pools(const toml::table& root, const std::string& source,
             where(source, en), pc.name);
         return false;
       }
-      if (!er.integer("max_concurrency", pe.max_concurrency, 0, kMaxConcurrency)) return false;
+      if (!er.integer("max_concurrency", pe.max_concurrency, 0, kMaxConcurrency) ||
+          !er.str("expand", pe.expand) ||
+          !er.integer("resolve_interval_ms", pe.resolve_interval_ms, kMinResolveIntervalMs,
+                      kMaxResolveIntervalMs)) {
+        return false;
+      }
+      if (!pe.expand.empty() && pe.expand != "dns") {
+        error = fmt::format("{}: pool '{}': unknown expand '{}' (\"dns\", or leave it out)",
+                            where(source, *en.as_table()->get("expand")), pc.name, pe.expand);
+        return false;
+      }
       if (!er.str("api_key", pe.config.api_key) || !er.str("proxy", pe.config.proxy) ||
           !read_tls(er, pe.config.tls) || !read_headers(er, pe.config.headers) ||
           !read_retry(er, pe.config.retry)) {

@@ -1,12 +1,19 @@
+#include "http/client.hpp"
+
 #include <chimera/pool/pool.hpp>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <atomic>
 #include <climits>
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <queue>
@@ -42,7 +49,23 @@ std::string validate(const PoolConfig& c) {
         c.name, c.breaker.base_backoff_ms, c.breaker.max_backoff_ms, kMaxHealthIntervalMs);
   }
   for (std::size_t i = 0; i < c.endpoints.size(); ++i) {
-    const int limit = c.endpoints[i].max_concurrency;
+    const auto& ep = c.endpoints[i];
+    if (!ep.expand.empty() && ep.expand != "dns") {
+      return fmt::format("pool '{}', endpoint {}: expand is '{}'; it may be \"dns\" or nothing",
+                         c.name, i + 1, ep.expand);
+    }
+    if (ep.expand == "dns" && ep.config.kind == BackendKind::llama) {
+      return fmt::format(
+          "pool '{}', endpoint {}: expand = \"dns\" needs an HTTP endpoint, not a GGUF file",
+          c.name, i + 1);
+    }
+    if (ep.resolve_interval_ms < kMinResolveIntervalMs ||
+        ep.resolve_interval_ms > kMaxResolveIntervalMs) {
+      return fmt::format(
+          "pool '{}', endpoint {}: resolve_interval_ms is {}; it must be from {} to {}", c.name,
+          i + 1, ep.resolve_interval_ms, kMinResolveIntervalMs, kMaxResolveIntervalMs);
+    }
+    const int limit = ep.max_concurrency;
     if (limit < 0 || limit > kMaxConcurrency) {
       return fmt::format(
           "pool '{}', endpoint {}: max_concurrency is {}; it must be from 0 (no "
@@ -142,7 +165,37 @@ struct Pool::Impl {
   PoolConfig config;
   std::string label;  // "pool:NAME"
   std::vector<Runtime*> runtimes;
-  std::vector<std::vector<std::unique_ptr<Backend>>> members;  // [endpoint][lane]
+  // The pool's endpoints, index for index the router's: one per configured endpoint, or one per
+  // address of an endpoint with expand = "dns" (those come and go; one that left is retired in
+  // the router and kept here, so that requests on it finish and it may come back).
+  struct Member {
+    int source = 0;       // its config.endpoints index
+    std::string address;  // expand = "dns": the address it connects to; else ""
+    std::string label;    // the URL, with " (address)" for an expanded one
+    EndpointConfig config;
+    std::vector<std::unique_ptr<Backend>> lanes;
+  };
+  // Guards the deque's structure only: a Member, once added, never moves or changes until the
+  // pool is destroyed. Taken after `mu` when both are held.
+  mutable std::mutex members_mu;
+  std::deque<Member> members;
+  const Member& member(int e) const {
+    std::lock_guard lock(members_mu);
+    return members[std::size_t(e)];
+  }
+  Backend& backend(int e, int lane) const {
+    const Member& m = member(e);
+    return *m.lanes[std::size_t(lane % lanes)];
+  }
+  // Endpoints with expand = "dns", resolved again by the service thread.
+  struct Dns {
+    int source = 0;
+    std::string host;
+    int64_t interval_ns = 0;
+    int64_t next_ns = 0;
+    std::string last_error;
+  };
+  std::vector<Dns> dns;
   int lanes = 1;
   std::atomic<uint64_t> rr{0};
   std::atomic<Pool*> fallback{nullptr};
@@ -199,6 +252,12 @@ struct Pool::Impl {
   void hedge_due(const std::shared_ptr<PoolRequest>& p);
   void probe(int endpoint);
   void run_service();
+  // Makes an endpoint's backends (one per lane) and adds it to `members` and the router.
+  int add_member(int source, const std::string& address);
+  // Resolves a DNS endpoint's name again: new addresses join, those gone are retired.
+  void refresh(Dns& d);
+  bool resolve(const std::string& host, std::vector<std::string>& out, std::string& error) const;
+  int active() const;  // endpoints not retired; mu held
   // Tells the service thread that what it sleeps for has changed. Called without `mu` held:
   // taking svc_mu first means the thread is either before its look at the router (and will see
   // the change) or already waiting (and is woken).
@@ -206,8 +265,8 @@ struct Pool::Impl {
     { std::lock_guard lock(svc_mu); }
     svc_cv.notify_all();
   }
-  int max_attempts() const {
-    const int others = static_cast<int>(config.endpoints.size()) - 1;
+  int max_attempts() const {  // mu held
+    const int others = std::max(0, active() - 1);
     return 1 + (config.retries < 0 ? others : std::min(config.retries, others));
   }
 };
@@ -278,13 +337,7 @@ Pool::Impl::Impl(PoolConfig c, std::vector<Runtime*> rts, int lanes_wanted)
     : config(std::move(c)),
       label("pool:" + config.name),
       runtimes(std::move(rts)),
-      router(
-          [&] {
-            std::vector<int> limits;
-            for (const auto& e : config.endpoints) limits.push_back(e.max_concurrency);
-            return limits;
-          }(),
-          config.routing, config.breaker) {
+      router({}, config.routing, config.breaker) {
   if (runtimes.empty())
     throw std::invalid_argument(fmt::format("pool '{}': no runtime", config.name));
   if (auto e = validate(config); !e.empty()) throw std::invalid_argument(e);
@@ -293,20 +346,141 @@ Pool::Impl::Impl(PoolConfig c, std::vector<Runtime*> rts, int lanes_wanted)
   }
   lanes = lanes_wanted > 0 ? lanes_wanted : static_cast<int>(runtimes.size());
   for (std::size_t e = 0; e < config.endpoints.size(); ++e) {
-    std::vector<std::unique_ptr<Backend>> per_lane;
-    for (int l = 0; l < lanes; ++l) {
-      try {
-        per_lane.push_back(
-            make_backend(config.endpoints[e].config, *runtimes[std::size_t(l) % runtimes.size()]));
-      } catch (const std::exception& ex) {
-        throw std::invalid_argument(fmt::format("pool '{}', endpoint {} ({}): {}", config.name,
-                                                e + 1, redact_url(config.endpoints[e].config.url),
-                                                ex.what()));
-      }
+    const auto& ep = config.endpoints[e];
+    if (ep.expand != "dns") {
+      add_member(static_cast<int>(e), "");
+      continue;
     }
-    members.push_back(std::move(per_lane));
+    http::EndpointUrl url;
+    std::string error;
+    if (!http::parse_endpoint_url(ep.config.url, url, error)) {
+      throw std::invalid_argument(
+          fmt::format("pool '{}', endpoint {}: {}", config.name, e + 1, error));
+    }
+    Dns d{static_cast<int>(e), url.host, ep.resolve_interval_ms * 1'000'000, 0, {}};
+    std::vector<std::string> addresses;
+    if (!resolve(d.host, addresses, error)) {
+      throw std::invalid_argument(fmt::format("pool '{}', endpoint {} ({}): expand = \"dns\": {}",
+                                              config.name, e + 1, redact_url(ep.config.url),
+                                              error));
+    }
+    for (const auto& a : addresses) add_member(d.source, a);
+    d.next_ns = now_ns() + d.interval_ns;
+    dns.push_back(std::move(d));
   }
   service = std::thread([this] { run_service(); });
+}
+
+bool system_resolve(const std::string& host, std::vector<std::string>& out, std::string& error) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &res);
+  if (rc != 0) {
+    error = fmt::format("cannot resolve '{}': {}", host, ::gai_strerror(rc));
+    return false;
+  }
+  out.clear();
+  for (const addrinfo* a = res; a != nullptr; a = a->ai_next) {
+    char text[INET6_ADDRSTRLEN] = {};
+    const void* where =
+        a->ai_family == AF_INET
+            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr)
+            : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr);
+    if ((a->ai_family == AF_INET || a->ai_family == AF_INET6) &&
+        ::inet_ntop(a->ai_family, where, text, sizeof text) != nullptr) {
+      out.emplace_back(text);
+    }
+  }
+  ::freeaddrinfo(res);
+  return true;
+}
+
+bool Pool::Impl::resolve(const std::string& host, std::vector<std::string>& out,
+                         std::string& error) const {
+  std::vector<std::string> found;
+  const bool ok =
+      config.resolver ? config.resolver(host, found, error) : system_resolve(host, found, error);
+  if (!ok) return false;
+  std::sort(found.begin(), found.end());
+  found.erase(std::unique(found.begin(), found.end()), found.end());
+  if (found.empty()) {
+    error = fmt::format("'{}' resolves to no address", host);
+    return false;
+  }
+  out = std::move(found);
+  return true;
+}
+
+int Pool::Impl::add_member(int source, const std::string& address) {
+  const auto& ep = config.endpoints[std::size_t(source)];
+  Member m;
+  m.source = source;
+  m.address = address;
+  m.config = ep.config;
+  m.config.connect_to = address;
+  m.label = redact_url(ep.config.url);
+  if (!address.empty()) m.label += " (" + address + ")";
+  for (int l = 0; l < lanes; ++l) {
+    try {
+      m.lanes.push_back(make_backend(m.config, *runtimes[std::size_t(l) % runtimes.size()]));
+    } catch (const std::exception& ex) {
+      throw std::invalid_argument(fmt::format("pool '{}', endpoint {} ({}): {}", config.name,
+                                              source + 1, m.label, ex.what()));
+    }
+  }
+  {
+    std::lock_guard lock(members_mu);
+    members.push_back(std::move(m));
+  }
+  std::lock_guard lock(mu);
+  return router.add(ep.max_concurrency);
+}
+
+int Pool::Impl::active() const {
+  int n = 0;
+  for (std::size_t e = 0; e < router.size(); ++e) n += !router.load(static_cast<int>(e)).retired;
+  return n;
+}
+
+void Pool::Impl::refresh(Dns& d) {
+  std::vector<std::string> addresses;
+  std::string error;
+  if (!resolve(d.host, addresses, error)) {
+    // As Envoy does: the last answer stands until a new one comes.
+    d.last_error = error;
+    return;
+  }
+  d.last_error.clear();
+  std::vector<std::string> to_add;
+  std::vector<Router::Ticket> stranded;
+  {
+    std::lock_guard lock(mu);
+    std::vector<std::string> known;
+    for (std::size_t e = 0; e < router.size(); ++e) {
+      const Member& m = member(static_cast<int>(e));
+      if (m.source != d.source) continue;
+      known.push_back(m.address);
+      const bool wanted =
+          std::find(addresses.begin(), addresses.end(), m.address) != addresses.end();
+      const bool retired = router.load(static_cast<int>(e)).retired;
+      if (wanted == retired) router.retire(static_cast<int>(e), !wanted);
+    }
+    for (const auto& a : addresses) {
+      if (std::find(known.begin(), known.end(), a) == known.end()) to_add.push_back(a);
+    }
+    stranded = router.take_unplaceable();
+  }
+  for (const auto& a : to_add) {
+    try {
+      add_member(d.source, a);
+    } catch (const std::exception& ex) {
+      d.last_error = ex.what();
+    }
+  }
+  if (!stranded.empty()) fail_unplaceable(stranded);
+  pump();
 }
 
 Pool::Impl::~Impl() {
@@ -320,16 +494,17 @@ Pool::Impl::~Impl() {
 
 std::string Pool::Impl::why_unplaceable(const Router::Want& want) const {
   std::string why;
-  for (std::size_t e = 0; e < config.endpoints.size(); ++e) {
+  for (std::size_t e = 0; e < router.size(); ++e) {
     const auto& load = router.load(static_cast<int>(e));
+    if (load.retired) continue;
     const bool excluded =
         std::find(want.exclude.begin(), want.exclude.end(), int(e)) != want.exclude.end();
-    why +=
-        fmt::format("{}{} {}", why.empty() ? "" : "; ", redact_url(config.endpoints[e].config.url),
-                    excluded  ? "already failed this request"
-                    : load.up ? "up"
-                              : "is down (" + load.last_error + ")");
+    why += fmt::format("{}{} {}", why.empty() ? "" : "; ", member(static_cast<int>(e)).label,
+                       excluded  ? "already failed this request"
+                       : load.up ? "up"
+                                 : "is down (" + load.last_error + ")");
   }
+  if (why.empty()) why = "it has no endpoint now (every address has left the DNS answer)";
   return why;
 }
 
@@ -401,12 +576,12 @@ void Pool::Impl::launch(const std::shared_ptr<PoolRequest>& p, int endpoint, boo
   if (r.model.empty()) r.model = config.model;
   Impl* self = this;
   hold();  // released at the end of attempt_done
-  auto& backend = *members[std::size_t(endpoint)][std::size_t(p->lane % lanes)];
-  auto handle = backend.start(
-      std::move(r), [p, idx](const TokenEvent& ev) { return p->token(idx, ev); },
-      [self, p, idx, endpoint](Completion c) {
-        self->attempt_done(p, idx, endpoint, std::move(c));
-      });
+  auto handle = backend(endpoint, p->lane)
+                    .start(
+                        std::move(r), [p, idx](const TokenEvent& ev) { return p->token(idx, ev); },
+                        [self, p, idx, endpoint](Completion c) {
+                          self->attempt_done(p, idx, endpoint, std::move(c));
+                        });
   bool cancel_now = false;
   {
     std::lock_guard lock(p->mu);
@@ -415,7 +590,7 @@ void Pool::Impl::launch(const std::shared_ptr<PoolRequest>& p, int endpoint, boo
     cancel_now = p->cancel_requested.load() || (w >= 0 && w != idx);
   }
   if (cancel_now) handle->cancel();
-  if (!hedge && config.hedge_after_ms > 0 && config.endpoints.size() > 1) {
+  if (!hedge && config.hedge_after_ms > 0) {
     {
       std::lock_guard lock(svc_mu);
       hedges.emplace(now_ns() + config.hedge_after_ms * 1'000'000, p);
@@ -428,8 +603,10 @@ void Pool::Impl::attempt_done(const std::shared_ptr<PoolRequest>& p, int idx, in
                               Completion c) {
   const bool fault = endpoint_fault(c.error) && !p->cancel_requested.load();
   std::vector<Router::Ticket> stranded;
+  int most_attempts = 1;
   {
     std::lock_guard lock(mu);
+    most_attempts = max_attempts();
     router.release(endpoint);
     if (fault) {
       router.failed(endpoint, now_ns(), c.error.message);
@@ -473,7 +650,7 @@ void Pool::Impl::attempt_done(const std::shared_ptr<PoolRequest>& p, int idx, in
       p->errors.push_back(c.error.message);
       if (others_running) {
         next = Next::nothing;
-      } else if (static_cast<int>(p->attempts.size()) < max_attempts()) {
+      } else if (static_cast<int>(p->attempts.size()) < most_attempts) {
         next = Next::retry;
       } else {
         next = Next::fail_all;
@@ -741,7 +918,7 @@ void Pool::Impl::hedge_due(const std::shared_ptr<PoolRequest>& p) {
 }
 
 void Pool::Impl::probe(int endpoint) {
-  const EndpointInfo info = members[std::size_t(endpoint)][0]->check();
+  const EndpointInfo info = backend(endpoint, 0).check();
   std::vector<Router::Ticket> stranded;
   {
     std::lock_guard lock(mu);
@@ -765,12 +942,13 @@ void Pool::Impl::run_service() {
     int64_t wake = next_check;
     {
       std::lock_guard rlock(mu);
-      for (std::size_t e = 0; e < config.endpoints.size(); ++e) {
+      for (std::size_t e = 0; e < router.size(); ++e) {
         const auto& l = router.load(static_cast<int>(e));
-        if (!l.up) wake = std::min(wake, l.down_until_ns);
+        if (!l.up && !l.retired) wake = std::min(wake, l.down_until_ns);
       }
     }
     if (!hedges.empty()) wake = std::min(wake, hedges.top().first);
+    for (const auto& d : dns) wake = std::min(wake, d.next_ns);
     const int64_t now = now_ns();
     if (wake > now) {
       // Sleeps until the next check, probe or hedge is due; a new hedge or an endpoint that
@@ -794,12 +972,21 @@ void Pool::Impl::run_service() {
     }
     const bool periodic = now >= next_check;
     if (periodic) next_check = now + interval;
+    if (periodic) {
+      probes.clear();
+      std::lock_guard rlock(mu);
+      for (std::size_t e = 0; e < router.size(); ++e) {
+        if (!router.load(static_cast<int>(e)).retired) probes.push_back(static_cast<int>(e));
+      }
+    }
     lock.unlock();
     for (auto& p : due) hedge_due(p);
-    if (periodic) {
-      for (int e = 0; e < static_cast<int>(config.endpoints.size()); ++e) probe(e);
-    } else {
-      for (int e : probes) probe(e);
+    for (int e : probes) probe(e);
+    for (auto& d : dns) {  // only this thread touches `dns` once the pool is made
+      if (d.next_ns <= now) {
+        refresh(d);
+        d.next_ns = now_ns() + d.interval_ns;
+      }
     }
     lock.lock();
   }
@@ -888,8 +1075,15 @@ EndpointInfo Pool::check() {
   info.server = "pool";
   const int64_t t0 = now_ns();
   int healthy = 0;
-  for (std::size_t e = 0; e < impl_->members.size(); ++e) {
-    const EndpointInfo m = impl_->members[e][0]->check();
+  std::vector<int> active;
+  {
+    std::lock_guard lock(impl_->mu);
+    for (std::size_t e = 0; e < impl_->router.size(); ++e) {
+      if (!impl_->router.load(static_cast<int>(e)).retired) active.push_back(static_cast<int>(e));
+    }
+  }
+  for (int e : active) {
+    const EndpointInfo m = impl_->backend(e, 0).check();
     if (m.healthy) ++healthy;
     info.detail += fmt::format("{}{} {}", info.detail.empty() ? "" : "; ", m.url,
                                m.healthy ? "up" : "DOWN (" + m.detail + ")");
@@ -901,23 +1095,25 @@ EndpointInfo Pool::check() {
   }
   info.healthy = healthy > 0;
   info.latency_ns = now_ns() - t0;
-  info.detail = fmt::format("{}/{} endpoints up: {}", healthy, impl_->members.size(), info.detail);
+  info.detail = fmt::format("{}/{} endpoints up: {}", healthy, active.size(), info.detail);
   return info;
 }
 
 void Pool::drop_session(const std::string& session) {
-  for (auto& lanes : impl_->members) {
-    for (auto& b : lanes) b->drop_session(session);
+  std::lock_guard lock(impl_->members_mu);
+  for (auto& m : impl_->members) {
+    for (auto& b : m.lanes) b->drop_session(session);
   }
 }
 
 std::vector<EndpointStatus> Pool::status() const {
   std::vector<EndpointStatus> out;
   std::lock_guard lock(impl_->mu);
-  for (std::size_t e = 0; e < impl_->config.endpoints.size(); ++e) {
+  for (std::size_t e = 0; e < impl_->router.size(); ++e) {
     const auto& l = impl_->router.load(static_cast<int>(e));
-    out.push_back({redact_url(impl_->config.endpoints[e].config.url),
-                   impl_->config.endpoints[e].config.kind, l.up, l.outstanding, l.limit,
+    if (l.retired) continue;
+    const auto& m = impl_->member(static_cast<int>(e));
+    out.push_back({redact_url(m.config.url), m.address, m.config.kind, l.up, l.outstanding, l.limit,
                    l.dispatched, l.failures, l.last_error});
   }
   return out;
@@ -932,7 +1128,14 @@ Pool* Pool::fallback() const {
 }
 
 void Pool::check_now() {
-  for (int e = 0; e < static_cast<int>(impl_->members.size()); ++e) impl_->probe(e);
+  std::vector<int> active;
+  {
+    std::lock_guard lock(impl_->mu);
+    for (std::size_t e = 0; e < impl_->router.size(); ++e) {
+      if (!impl_->router.load(static_cast<int>(e)).retired) active.push_back(static_cast<int>(e));
+    }
+  }
+  for (int e : active) impl_->probe(e);
 }
 
 }  // namespace chimera::pool

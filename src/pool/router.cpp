@@ -57,7 +57,8 @@ bool Router::remove(Ticket ticket) {
 }
 
 bool Router::usable(int e, const Want& want) const {
-  if (!endpoints_[std::size_t(e)].up) return false;
+  const auto& ep = endpoints_[std::size_t(e)];
+  if (!ep.up || ep.retired) return false;
   return std::find(want.exclude.begin(), want.exclude.end(), e) == want.exclude.end();
 }
 
@@ -210,9 +211,26 @@ std::vector<int> Router::due_for_probe(int64_t now_ns) const {
   std::vector<int> out;
   for (int e = 0; e < static_cast<int>(endpoints_.size()); ++e) {
     const auto& ep = endpoints_[std::size_t(e)];
-    if (!ep.up && now_ns >= ep.down_until_ns) out.push_back(e);
+    if (!ep.up && !ep.retired && now_ns >= ep.down_until_ns) out.push_back(e);
   }
   return out;
+}
+
+int Router::add(int limit) {
+  EndpointLoad ep;
+  ep.limit = std::max(0, limit);
+  endpoints_.push_back(std::move(ep));
+  return static_cast<int>(endpoints_.size()) - 1;
+}
+
+void Router::retire(int endpoint, bool retired) {
+  auto& ep = endpoints_.at(std::size_t(endpoint));
+  ep.retired = retired;
+  if (!retired) {  // back: as new, not as it was when it left
+    ep.up = true;
+    ep.failures = 0;
+    ep.last_error.clear();
+  }
 }
 
 int Router::session_endpoint(const std::string& session) const {

@@ -9,9 +9,15 @@
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <iostream>
 #include <mutex>
 #include <thread>
 
@@ -435,4 +441,207 @@ TEST(PoolFallback, RequestsGoToTheFallbackWhenEveryEndpointIsDown) {
   loop.fallback = "main";
   pool::Pool other(loop, rt);
   EXPECT_THROW(pool::link_fallbacks({&main, &other}), std::invalid_argument);
+}
+
+namespace {
+
+// Whether this machine can listen on ::1.
+bool have_ipv6_loopback() {
+  const int fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_addr = in6addr_loopback;
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// A llama-server listening on every address, IPv4 and IPv6 (a dual-stack socket), so that
+// 127.0.0.1 and ::1 both reach it.
+ServerOptions dual_stack(int port) {
+  ServerOptions o = server_options(port, 4);
+  o.extra.insert(o.extra.end(), {"--host", "::"});
+  return o;
+}
+
+std::vector<pool::EndpointStatus> addresses_now(const pool::Pool& p) {
+  return p.status();
+}
+
+}  // namespace
+
+// `localhost` with expand = "dns" gives one endpoint per address it resolves to, and requests
+// reach the server through each. Where this machine's localhost is 127.0.0.1 only (no ::1 line
+// in /etc/hosts), the two-address part runs on a resolver that answers both.
+TEST(PoolDns, LocalhostGivesAnEndpointPerAddress) {
+  if (!have_ipv6_loopback()) GTEST_SKIP() << "this machine has no IPv6 loopback (::1)";
+  const int port = free_loopback_port();
+  ServerProcess server(dual_stack(port));
+  ASSERT_TRUE(server.ok()) << server.error();
+  std::vector<std::string> system;
+  std::string error;
+  ASSERT_TRUE(pool::system_resolve("localhost", system, error)) << error;
+  std::sort(system.begin(), system.end());
+  system.erase(std::unique(system.begin(), system.end()), system.end());
+
+  Runtime rt(2);
+  pool::PoolConfig pc;
+  pc.name = "byname";
+  pc.routing = pool::Routing::round_robin;
+  pc.endpoints = {endpoint("http://localhost:" + std::to_string(port), 2)};
+  pc.endpoints[0].expand = "dns";
+  {
+    pool::Pool p(pc, rt);
+    ASSERT_EQ(p.status().size(), system.size());
+    for (std::size_t i = 0; i < system.size(); ++i) EXPECT_EQ(p.status()[i].address, system[i]);
+    for (std::size_t i = 0; i < 2 * system.size(); ++i) {
+      const Completion c = p.generate(chat(4));
+      EXPECT_TRUE(c.ok()) << c.error.message;
+    }
+    for (const auto& s : p.status()) EXPECT_GE(s.dispatched, 1u) << s.address;
+  }
+  const bool both = std::find(system.begin(), system.end(), "::1") != system.end() &&
+                    std::find(system.begin(), system.end(), "127.0.0.1") != system.end();
+  if (!both) {
+    std::cout << "[ INFO     ] localhost resolves here to " << system.size()
+              << " address(es), not to both 127.0.0.1 and ::1: the two-address part runs on a "
+                 "resolver that answers both\n";
+    pc.resolver = [](const std::string& host, std::vector<std::string>& out, std::string&) {
+      EXPECT_EQ(host, "localhost");
+      out = {"::1", "127.0.0.1"};
+      return true;
+    };
+  }
+  pool::Pool p(pc, rt);
+  const auto st = p.status();
+  ASSERT_EQ(st.size(), 2u);
+  EXPECT_EQ(st[0].address, "127.0.0.1");
+  EXPECT_EQ(st[1].address, "::1");
+  EXPECT_EQ(st[1].url, "http://localhost:" + std::to_string(port));
+  for (int i = 0; i < 4; ++i) {
+    const Completion c = p.generate(chat(4));
+    EXPECT_TRUE(c.ok()) << c.error.message;
+  }
+  for (const auto& s : p.status()) EXPECT_EQ(s.dispatched, 2u) << s.address;
+}
+
+// Addresses joining and leaving the answer: streams already on an address that left finish
+// there; new requests go to the addresses in the answer; an address that comes back is used
+// again; a failed or empty answer leaves the endpoints as they were.
+TEST(PoolDns, AddressesJoinAndLeaveWithoutFailingRequestsInFlight) {
+  if (!have_ipv6_loopback()) GTEST_SKIP() << "this machine has no IPv6 loopback (::1)";
+  const int port = free_loopback_port();
+  ServerProcess server(dual_stack(port));
+  ASSERT_TRUE(server.ok()) << server.error();
+  std::mutex mu;
+  std::vector<std::string> answer = {"127.0.0.1"};
+  bool fail = false;
+  std::atomic<int> lookups{0};
+  Runtime rt(2);
+  pool::PoolConfig pc;
+  pc.name = "service";
+  pc.endpoints = {endpoint("http://backend.internal:" + std::to_string(port), 4)};
+  pc.endpoints[0].expand = "dns";
+  pc.endpoints[0].resolve_interval_ms = 100;
+  pc.resolver = [&](const std::string& host, std::vector<std::string>& out, std::string& error) {
+    EXPECT_EQ(host, "backend.internal");
+    lookups.fetch_add(1);
+    std::lock_guard lock(mu);
+    if (fail) {
+      error = "no answer";
+      return false;
+    }
+    out = answer;
+    return true;
+  };
+  pool::Pool p(pc, rt);
+  auto only = [&](const std::string& address) {
+    return eventually(
+        [&] {
+          const auto st = addresses_now(p);
+          return st.size() == 1 && st[0].address == address;
+        },
+        5s);
+  };
+  ASSERT_TRUE(only("127.0.0.1"));
+
+  // Two long streams on 127.0.0.1; then the answer moves to ::1.
+  std::atomic<int> tokens{0};
+  std::vector<std::shared_ptr<RequestHandle>> streams;
+  for (int i = 0; i < 2; ++i) {
+    streams.push_back(
+        p.start(chat(120), [&](const TokenEvent&) { return tokens.fetch_add(1), true; }, {}));
+  }
+  ASSERT_TRUE(eventually([&] { return tokens.load() >= 4; }, 10s));
+  {
+    std::lock_guard lock(mu);
+    answer = {"::1"};
+  }
+  ASSERT_TRUE(only("::1"));
+  for (int i = 0; i < 2; ++i) {
+    const Completion c = p.generate(chat(4));
+    EXPECT_TRUE(c.ok()) << c.error.message;
+  }
+  EXPECT_EQ(p.status()[0].dispatched, 2u);
+  for (auto& h : streams) {
+    const Completion c = h->wait();
+    EXPECT_TRUE(c.ok()) << c.error.message;  // finished on the address that left
+    EXPECT_GT(c.figures.tokens_out.value_or(0), 4);
+  }
+
+  // 127.0.0.1 comes back (the same endpoint as before, as new); then the answers fail, and
+  // then come back empty: the endpoints stay.
+  {
+    std::lock_guard lock(mu);
+    answer = {"127.0.0.1", "::1"};
+  }
+  ASSERT_TRUE(eventually([&] { return addresses_now(p).size() == 2; }, 5s));
+  {
+    std::lock_guard lock(mu);
+    fail = true;
+  }
+  int before = lookups.load();
+  ASSERT_TRUE(eventually([&] { return lookups.load() >= before + 2; }, 5s));
+  EXPECT_EQ(p.status().size(), 2u);
+  {
+    std::lock_guard lock(mu);
+    fail = false;
+    answer.clear();
+  }
+  before = lookups.load();
+  ASSERT_TRUE(eventually([&] { return lookups.load() >= before + 2; }, 5s));
+  EXPECT_EQ(p.status().size(), 2u);
+  for (int i = 0; i < 4; ++i) {
+    const Completion c = p.generate(chat(4));
+    EXPECT_TRUE(c.ok()) << c.error.message;
+  }
+}
+
+TEST(PoolDns, SettingsAreChecked) {
+  std::vector<pool::PoolConfig> pools;
+  std::string error;
+  const std::string head = "[[pool]]\nname = \"a\"\n[[pool.endpoint]]\nurl = \"http://h:1\"\n";
+  ASSERT_TRUE(pool::parse_pools(head + "expand = \"dns\"\nresolve_interval_ms = 250\n", "p.toml",
+                                pools, error))
+      << error;
+  EXPECT_EQ(pools[0].endpoints[0].expand, "dns");
+  EXPECT_EQ(pools[0].endpoints[0].resolve_interval_ms, 250);
+  EXPECT_FALSE(pool::parse_pools(head + "expand = \"srv\"\n", "p.toml", pools, error));
+  EXPECT_NE(error.find("p.toml:5"), std::string::npos) << error;
+  EXPECT_NE(error.find("unknown expand 'srv'"), std::string::npos) << error;
+  EXPECT_FALSE(pool::parse_pools(head + "resolve_interval_ms = 10\n", "p.toml", pools, error));
+  EXPECT_NE(error.find("resolve_interval_ms"), std::string::npos) << error;
+  // A name that does not resolve is an error when the pool is made.
+  Runtime rt;
+  pool::PoolConfig pc;
+  pc.name = "nowhere";
+  pc.endpoints = {endpoint("http://no-such-host.invalid:8080", 0)};
+  pc.endpoints[0].expand = "dns";
+  try {
+    pool::Pool p(pc, rt);
+    ADD_FAILURE() << "a pool on a name that does not resolve was made";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("no-such-host.invalid"), std::string::npos) << e.what();
+  }
 }

@@ -96,6 +96,10 @@ struct EndpointConfig {
   // as curl reads them; never for a loopback host), "direct" for none, else an http:// proxy URL
   // (credentials in it are sent as Proxy-Authorization; https:// goes through CONNECT).
   std::string proxy;
+  // An address to connect to instead of resolving the URL's host, as curl's --connect-to (a
+  // pool endpoint expanded from DNS, one per address); the Host header, SNI and the
+  // certificate check keep the URL's host. "" to resolve the host.
+  std::string connect_to;
   LlamaConfig llama;  // BackendKind::llama only
 };
 

@@ -25,6 +25,7 @@
 #include <chimera/pool/router.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -37,11 +38,28 @@ inline constexpr int kMaxRetries = 1'000;
 inline constexpr int64_t kMaxHedgeAfterMs = 600'000;         // 10 minutes
 inline constexpr int64_t kMaxHealthIntervalMs = 86'400'000;  // a day
 inline constexpr int kMaxConcurrency = 1'000'000;
+inline constexpr int64_t kMinResolveIntervalMs = 100;
+inline constexpr int64_t kMaxResolveIntervalMs = 86'400'000;  // a day
 
 struct PoolEndpoint {
   EndpointConfig config;    // URL and kind (ollama, openai, or llama in-process: url = GGUF file)
-  int max_concurrency = 0;  // requests in flight at once; 0: no limit
+  int max_concurrency = 0;  // requests in flight at once (per address with expand = "dns");
+                            // 0: no limit
+  // "dns": the URL's host is a name that may resolve to several addresses (a Kubernetes
+  // headless service, a round-robin DNS name); each address becomes an endpoint of the pool
+  // (connecting there, with the URL's host kept for Host, SNI and certificates), and the name is
+  // resolved again every resolve_interval_ms: new addresses join, addresses gone leave (requests
+  // already on them finish there; none fails for it). "" : one endpoint, resolved per
+  // connection.
+  std::string expand;
+  int64_t resolve_interval_ms = 5'000;  // kMinResolveIntervalMs to kMaxResolveIntervalMs
 };
+
+// The addresses a name resolves to (A and AAAA, as text), for expand = "dns"; false with `error`
+// when it cannot be resolved. The default is the system's resolver (getaddrinfo).
+using Resolver =
+    std::function<bool(const std::string& host, std::vector<std::string>& out, std::string& error)>;
+bool system_resolve(const std::string& host, std::vector<std::string>& out, std::string& error);
 
 struct PoolConfig {
   std::string name = "default";
@@ -57,11 +75,13 @@ struct PoolConfig {
   // Another pool's name: a request goes there when no endpoint of this pool can take it (all
   // down or excluded) or every attempt here failed before the first token. "" for none.
   std::string fallback;
+  Resolver resolver;  // for expand = "dns"; empty: system_resolve
 };
 
 // One endpoint as the pool sees it now.
 struct EndpointStatus {
   std::string url;
+  std::string address;  // the address it connects to (expand = "dns"); "" otherwise
   BackendKind kind = BackendKind::openai;
   bool up = true;
   int outstanding = 0;
@@ -131,6 +151,8 @@ void link_fallbacks(const std::vector<Pool*>& pools);
 //   url = "http://127.0.0.1:11434"
 //   backend = "ollama"               # ollama | openai | llama (url = a GGUF file)
 //   max_concurrency = 4              # optional
+//   expand = "dns"                   # optional: an endpoint per address the host resolves to
+//   resolve_interval_ms = 5000       # optional, with expand: 100 to 86400000
 // Every integer is read with its range (retries -1 to 1000, hedge_after_ms 0 to 600000,
 // health_interval_ms 0 to 86400000, max_concurrency 0 to 1000000); a pool file holds [[pool]]
 // tables only. Returns false with `error` naming the file, the line and the key.

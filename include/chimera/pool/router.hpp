@@ -47,6 +47,8 @@ struct EndpointLoad {
   int64_t down_until_ns = 0;  // a down endpoint is probed from then on
   uint64_t dispatched = 0;    // requests sent to it so far
   std::string last_error;     // why it was taken out
+  bool retired = false;       // no longer an endpoint (its address left the DNS answer): never
+                              // chosen or probed; requests already on it finish there
 };
 
 class Router {
@@ -98,6 +100,13 @@ class Router {
   void succeeded(int endpoint);
   // Down endpoints whose back-off has run out: probe them.
   std::vector<int> due_for_probe(int64_t now_ns) const;
+
+  // Endpoints joining and leaving (a pool endpoint expanded from DNS): a new one gets the next
+  // index; a retired one keeps its index (so requests on it still release their slot) and may
+  // come back with retire(e, false). Requests queued that no endpoint can take any more are
+  // left for take_unplaceable().
+  int add(int limit);
+  void retire(int endpoint, bool retired = true);
 
   // Where a session is bound (session_affinity), or -1.
   int session_endpoint(const std::string& session) const;
