@@ -149,6 +149,8 @@ class Engine:
             pin_threads: per-core: pin each loop's thread to its core.
             blocking_threads: threads for blocking steps of ``run_multi`` agents.
             endpoint: instead of ``pools``: one endpoint (a URL or GGUF file), pool "default".
+                With neither: ``Endpoint(url="")``, the environment's endpoint for ``backend``
+                ($OLLAMA_HOST, $OPENAI_BASE_URL).
             backend: the protocol of ``endpoint``: ollama, openai or llama (in-process).
             model: with ``endpoint``: the model name sent when a request names none.
             max_buffer: a stream's buffer, in chunks, before later pieces are merged.
@@ -157,8 +159,19 @@ class Engine:
                 file cannot be loaded.
         """
         self._native: Optional[_native.Engine] = None
-        if (pools is None) == (endpoint is None):
+        if pools is not None and endpoint is not None:
             raise BadInputError("give either pools=... or endpoint=... (one of them)")
+        if pools is None and endpoint is None:
+            # As Endpoint(url=""): the environment's endpoint for the backend, as the usual
+            # clients read it ($OLLAMA_HOST for ollama, $OPENAI_BASE_URL for openai).
+            variable = {"ollama": "OLLAMA_HOST", "openai": "OPENAI_BASE_URL"}.get(backend)
+            if variable is None or not os.environ.get(variable):
+                raise BadInputError(
+                    "give pools=... or endpoint=...; without them the endpoint comes from the "
+                    "environment: $OLLAMA_HOST (backend='ollama') or $OPENAI_BASE_URL "
+                    f"(backend='openai'), and {variable or 'backend=' + repr(backend)} "
+                    + ("is not set" if variable else "has none"))
+            endpoint = Endpoint("", backend=backend)
         if endpoint is not None:
             ep = endpoint if isinstance(endpoint, Endpoint) else Endpoint(os.fspath(endpoint),
                                                                           backend=backend)

@@ -170,3 +170,20 @@ def test_http_503_is_a_server_error(synth_503):
     assert isinstance(info.value, cf.HTTPStatusError)
     assert info.value.status_code == 503
     assert "503" in str(info.value)
+
+
+def test_engine_without_endpoint_takes_the_environments(synth, monkeypatch):
+    # As Endpoint(url=""): $OLLAMA_HOST (scheme optional) for ollama, $OPENAI_BASE_URL for openai.
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{synth.port}")
+    with cf.Engine(backend="ollama", model="synth") as engine:
+        r = engine.chat_sync(messages=HELLO, max_tokens=3)
+    assert r.text.split() == ["tok1", "tok2", "tok3"]
+    assert r.endpoint == synth.url
+    monkeypatch.delenv("OLLAMA_HOST")
+    with pytest.raises(cf.BadInputError, match=r"OLLAMA_HOST.*is not set"):
+        cf.Engine(backend="ollama")
+    with pytest.raises(cf.BadInputError, match="has none"):
+        cf.Engine(backend="llama")
+    with pytest.raises(cf.BadInputError, match="one of them"):
+        cf.Engine([], endpoint=synth.url)
