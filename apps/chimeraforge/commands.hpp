@@ -17,6 +17,7 @@ enum Exit : int {
 
 // Each returns the function that runs the subcommand once parsed.
 std::function<int()> add_generate(CLI::App& app);
+std::function<int()> add_agent(CLI::App& app);
 std::function<int()> add_endpoints(CLI::App& app);
 std::function<int()> add_model(CLI::App& app);
 std::function<int()> add_run(CLI::App& app);

@@ -1,10 +1,12 @@
-// `chimeraforge generate`: one request, streamed, then its figures.
+// `chimeraforge generate`: one request, streamed, then its figures; `chimeraforge agent`: the
+// tool loop on the same flags, each tool call run by a command.
 #include "commands.hpp"
 #include "connection_flags.hpp"
 #include "option_flags.hpp"
 #include "signals.hpp"
 
 #include <chimera/backends/backend.hpp>
+#include <chimera/engine/tool_loop.hpp>
 #include <chimera/metrics/figures.hpp>
 #include <chimera/model/synthetic_model.hpp>
 
@@ -12,10 +14,17 @@
 #include <boost/json/serialize.hpp>
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <future>
 #include <sstream>
@@ -49,6 +58,12 @@ struct GenerateArgs {
   int64_t min_rate = Timeouts{}.min_rate_bytes_per_s;
   int64_t min_rate_window_ms = Timeouts{}.min_rate_window_ms;
   ConnectionFlags connection;  // --api-key, --ca-file, --client-cert, --client-key, --insecure
+  std::vector<std::string> logit_bias;  // TOKEN=BIAS
+  // agent only
+  std::string exec;
+  int max_steps = 8;
+  int64_t tool_timeout_ms = 30'000;
+  int max_parallel = 8;
 };
 
 // The text of a file, or false with `error` naming the file and the flag.
@@ -213,20 +228,56 @@ std::string with_flag(const std::string& message) {
   return fmt::format("{}: {}", flag, message);
 }
 
-int run_generate(const GenerateArgs& a) {
+// --logit-bias TOKEN=BIAS, each; false with `error` naming the flag's value.
+bool parse_logit_bias(const std::vector<std::string>& flags, std::vector<LogitBias>& out,
+                      std::string& error) {
+  for (const auto& f : flags) {
+    const auto eq = f.find('=');
+    LogitBias b;
+    const auto [tp, tec] = std::from_chars(f.data(), f.data() + std::min(eq, f.size()), b.token);
+    bool ok = eq != std::string::npos && tec == std::errc() && tp == f.data() + eq;
+    if (ok) {
+      const std::string value = f.substr(eq + 1);
+      char* vend = nullptr;
+      b.bias = std::strtod(value.c_str(), &vend);
+      ok = !value.empty() && vend == value.c_str() + value.size();
+    }
+    if (!ok) {
+      error = fmt::format(
+          "--logit-bias '{}' is not TOKEN=BIAS (a token id and a number, e.g. "
+          "128009=60)",
+          f);
+      return false;
+    }
+    out.push_back(b);
+  }
+  if (auto e = validate(out); !e.empty()) {
+    error = "--logit-bias: " + e;
+    return false;
+  }
+  return true;
+}
+
+// The backend and the request the flags describe (shared by generate and agent). Returns -1
+// when both are ready, otherwise the exit code (the error printed, prefixed with `who`).
+int prepare(const GenerateArgs& a, const char* who, EndpointConfig& cfg,
+            std::unique_ptr<Backend>& backend, Request& req) {
   // Checked before anything starts, not only by the backend, so that a bad flag is a usage
   // error (exit 2) and never sizes an in-process context.
   if (auto e = validate(a.options); !e.empty()) {
-    fmt::print(stderr, "chimeraforge generate: {}\n", with_flag(e));
+    fmt::print(stderr, "{}: {}\n", who, with_flag(e));
+    return kUsage;
+  }
+  std::vector<LogitBias> bias;
+  if (std::string e; !parse_logit_bias(a.logit_bias, bias, e)) {
+    fmt::print(stderr, "{}: {}\n", who, e);
     return kUsage;
   }
   if (a.slot && (*a.slot < 0 || *a.slot > 65'535)) {
-    fmt::print(stderr, "chimeraforge generate: --slot is {}; it must be from 0 to 65535\n",
-               *a.slot);
+    fmt::print(stderr, "{}: --slot is {}; it must be from 0 to 65535\n", who, *a.slot);
     return kUsage;
   }
   Runtime& rt = Runtime::shared();
-  EndpointConfig cfg;
   cfg.url = a.endpoint;
   cfg.timeouts.connect_ms = a.connect_timeout_ms;
   cfg.timeouts.first_token_ms = a.first_token_timeout_ms;
@@ -235,7 +286,7 @@ int run_generate(const GenerateArgs& a) {
   cfg.timeouts.min_rate_bytes_per_s = a.min_rate;
   cfg.timeouts.min_rate_window_ms = a.min_rate_window_ms;
   if (auto e = validate(cfg.timeouts); !e.empty()) {
-    fmt::print(stderr, "chimeraforge generate: {}\n", e);
+    fmt::print(stderr, "{}: {}\n", who, e);
     return kUsage;
   }
   cfg.kind = BackendKind::ollama;  // the key detection may send
@@ -247,7 +298,7 @@ int run_generate(const GenerateArgs& a) {
       std::string error;
       cfg.url = default_model(a.quiet || a.json, error);
       if (cfg.url.empty()) {
-        fmt::print(stderr, "chimeraforge generate: {}\n", error);
+        fmt::print(stderr, "{}: {}\n", who, error);
         return kFailed;
       }
     }
@@ -260,17 +311,16 @@ int run_generate(const GenerateArgs& a) {
   } else {  // "auto"
     auto d = detect_backend(cfg, rt, a.connect_timeout_ms);
     if (d.error) {
-      fmt::print(stderr, "chimeraforge generate: {}\n", d.error.message);
+      fmt::print(stderr, "{}: {}\n", who, d.error.message);
       return d.error.kind == ErrorKind::bad_request ? kUsage : kFailed;
     }
     cfg.kind = d.kind;
   }
   if (cfg.kind != BackendKind::llama) cfg.api_key = resolve_api_key(a.connection.api_key, cfg.kind);
-  std::unique_ptr<Backend> backend;
   try {
     backend = make_backend(cfg, rt);
   } catch (const std::invalid_argument& e) {
-    fmt::print(stderr, "chimeraforge generate: {}\n", e.what());
+    fmt::print(stderr, "{}: {}\n", who, e.what());
     return cfg.kind == BackendKind::llama ? kFailed : kUsage;
   }
   if (cfg.kind == BackendKind::openai && !a.quiet &&
@@ -280,14 +330,13 @@ int run_generate(const GenerateArgs& a) {
                "OpenAI-compatible servers (llama-server -c/-ngl/-t) and are not sent\n");
   }
 
-  Request req;
   req.model = a.model;
   req.kind = a.api == "completion" ? RequestKind::completion : RequestKind::chat;
   if (req.kind == RequestKind::chat) {
     if (!a.messages_file.empty()) {
       std::string error;
       if (!read_messages(a.messages_file, req.messages, error)) {
-        fmt::print(stderr, "chimeraforge generate: {}\n", error);
+        fmt::print(stderr, "{}: {}\n", who, error);
         return kUsage;
       }
     }
@@ -308,13 +357,22 @@ int run_generate(const GenerateArgs& a) {
   if (!a.tools_file.empty()) {
     std::string tools, error;
     if (!read_tools(a.tools_file, tools, error)) {
-      fmt::print(stderr, "chimeraforge generate: --tools: {}\n", error);
+      fmt::print(stderr, "{}: --tools: {}\n", who, error);
       return kUsage;
     }
     req.tools_json = std::move(tools);
   }
   req.slot_id = a.slot;
   if (a.cache_prompt) req.cache_prompt = true;
+  req.logit_bias = std::move(bias);
+  return -1;
+}
+
+int run_generate(const GenerateArgs& a) {
+  EndpointConfig cfg;
+  std::unique_ptr<Backend> backend;
+  Request req;
+  if (const int rc = prepare(a, "chimeraforge generate", cfg, backend, req); rc >= 0) return rc;
 
   const bool print_tokens = !a.json && !a.quiet;
   std::promise<Completion> done;
@@ -364,6 +422,324 @@ int run_generate(const GenerateArgs& a) {
   return kOk;
 }
 
+// ---- agent ------------------------------------------------------------------------------------
+
+// Runs `command` (through /bin/sh) as a tool: the arguments JSON on its stdin, its stdout the
+// result. Its own process group, killed with it at `timeout_ms`, so that no command outlives its
+// call. Throws, saying why, when it exits non-zero, is killed, or prints more than 1 MiB.
+std::string run_exec_tool(const std::string& command, const std::string& tool,
+                          const std::string& args, int64_t timeout_ms) {
+  constexpr std::size_t kMaxOutput = 1 << 20;
+  int in[2], out[2], err[2];
+  if (::pipe2(in, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
+    throw std::runtime_error("pipe failed");
+  }
+  // The child's environment, built before fork (only async-signal-safe calls after it).
+  std::vector<std::string> env_text;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::strncmp(*e, "CHIMERA_TOOL_NAME=", 18) != 0) env_text.emplace_back(*e);
+  }
+  env_text.push_back("CHIMERA_TOOL_NAME=" + tool);
+  std::vector<char*> envp;
+  for (auto& e : env_text) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error(fmt::format("fork failed: {}", std::strerror(errno)));
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    ::dup2(in[0], 0);
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    ::execle("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr), envp.data());
+    ::_exit(127);
+  }
+  ::setpgid(pid, pid);
+  ::close(in[0]);
+  ::close(out[1]);
+  ::close(err[1]);
+  std::string stdout_text, stderr_text;
+  std::size_t written = 0;
+  int fds[3] = {in[1], out[0], err[0]};
+  for (int fd : fds) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  if (args.empty()) {
+    ::close(fds[0]);
+    fds[0] = -1;
+  }
+  const int64_t deadline = now_ns() + timeout_ms * 1'000'000;
+  bool timed_out = false;
+  bool too_much = false;
+  while (fds[1] >= 0 || fds[2] >= 0) {
+    const int64_t left_ms = (deadline - now_ns()) / 1'000'000;
+    if (left_ms <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd p[3] = {{fds[0], POLLOUT, 0}, {fds[1], POLLIN, 0}, {fds[2], POLLIN, 0}};
+    if (::poll(p, 3, static_cast<int>(std::min<int64_t>(left_ms, 1'000))) < 0 && errno != EINTR) {
+      break;
+    }
+    if (fds[0] >= 0 && (p[0].revents & (POLLOUT | POLLERR | POLLHUP))) {
+      const ssize_t n = ::write(fds[0], args.data() + written, args.size() - written);
+      if (n > 0) written += static_cast<std::size_t>(n);
+      if (n < 0 && errno != EAGAIN) written = args.size();  // it does not read: done
+      if (written == args.size()) {
+        ::close(fds[0]);
+        fds[0] = -1;
+      }
+    }
+    for (int k = 1; k < 3; ++k) {
+      if (fds[k] < 0 || !(p[k].revents & (POLLIN | POLLERR | POLLHUP))) continue;
+      char buf[8192];
+      const ssize_t n = ::read(fds[k], buf, sizeof buf);
+      if (n > 0) {
+        std::string& to = k == 1 ? stdout_text : stderr_text;
+        to.append(buf, static_cast<std::size_t>(n));
+        if (to.size() > kMaxOutput) too_much = true;
+      } else if (n == 0 || errno != EAGAIN) {
+        ::close(fds[k]);
+        fds[k] = -1;
+      }
+    }
+    if (too_much) break;
+  }
+  for (int fd : fds) {
+    if (fd >= 0) ::close(fd);
+  }
+  if (timed_out || too_much) ::kill(-pid, SIGKILL);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out) {
+    throw std::runtime_error(fmt::format("the command was killed after {} ms", timeout_ms));
+  }
+  if (too_much) {
+    throw std::runtime_error(fmt::format("the command printed more than {} bytes", kMaxOutput));
+  }
+  std::string why =
+      stderr_text.size() > 2'000 ? stderr_text.substr(stderr_text.size() - 2'000) : stderr_text;
+  while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+  if (WIFSIGNALED(status)) {
+    throw std::runtime_error(fmt::format("the command was killed by signal {}{}{}",
+                                         WTERMSIG(status), why.empty() ? "" : ": ", why));
+  }
+  if (WEXITSTATUS(status) != 0) {
+    throw std::runtime_error(fmt::format("the command exited with status {}{}{}",
+                                         WEXITSTATUS(status), why.empty() ? "" : ": ", why));
+  }
+  while (!stdout_text.empty() && stdout_text.back() == '\n') stdout_text.pop_back();
+  return stdout_text;
+}
+
+// The tools file's definitions as tools that run `command`.
+bool exec_toolbox(const std::string& definitions, const std::string& command, int64_t timeout_ms,
+                  Toolbox& tools, std::string& error) {
+  const boost::json::value v = boost::json::parse(definitions);
+  std::size_t i = 0;
+  for (const auto& d : v.get_array()) {
+    const auto* o = d.if_object();
+    const auto* fn = o ? o->if_contains("function") : nullptr;
+    const auto* f = fn && fn->is_object() ? &fn->get_object() : o;
+    Tool t;
+    if (f != nullptr) {
+      t.name = json_string(*f, "name");
+      t.description = json_string(*f, "description");
+      if (const auto* params = f->if_contains("parameters")) {
+        t.parameters_json = boost::json::serialize(*params);
+      }
+    }
+    const std::string name = t.name;
+    t.run = [command, name, timeout_ms](const std::string& args) {
+      return run_exec_tool(command, name, args, timeout_ms);
+    };
+    try {
+      tools.add(std::move(t));
+    } catch (const std::invalid_argument& e) {
+      error = fmt::format("definition {}: {}", i, e.what());
+      return false;
+    }
+    ++i;
+  }
+  return true;
+}
+
+int run_agent(const GenerateArgs& a) {
+  const char* who = "chimeraforge agent";
+  if (a.max_steps < 1 || a.max_steps > 1'000) {
+    fmt::print(stderr, "{}: --max-steps is {}; it must be from 1 to 1000\n", who, a.max_steps);
+    return kUsage;
+  }
+  if (a.tool_timeout_ms < 1 || a.tool_timeout_ms > 86'400'000) {
+    fmt::print(stderr, "{}: --tool-timeout is {}; it must be from 1 to 86400000 ms\n", who,
+               a.tool_timeout_ms);
+    return kUsage;
+  }
+  if (a.max_parallel < 1 || a.max_parallel > 256) {
+    fmt::print(stderr, "{}: --max-parallel is {}; it must be from 1 to 256\n", who, a.max_parallel);
+    return kUsage;
+  }
+  EndpointConfig cfg;
+  std::unique_ptr<Backend> backend;
+  Request req;
+  if (const int rc = prepare(a, who, cfg, backend, req); rc >= 0) return rc;
+  Toolbox tools;
+  if (std::string e; !exec_toolbox(*req.tools_json, a.exec, a.tool_timeout_ms, tools, e)) {
+    fmt::print(stderr, "{}: --tools: {}\n", who, e);
+    return kUsage;
+  }
+  std::signal(SIGPIPE, SIG_IGN);  // a command that exits without reading its stdin
+  const bool print_tokens = !a.json && !a.quiet;
+  bool in_thinking = false;
+  int last_step_index = -1;
+  ToolCallPrinter calls;
+  std::optional<StopFlag> interrupt;
+  interrupt.emplace();  // Ctrl-C cancels the stream of the step that runs
+  const LoopResult r =
+      run_tool_loop(*backend, std::move(req), tools,
+                    {.max_steps = a.max_steps,
+                     .tool_timeout_ms = a.tool_timeout_ms,
+                     .max_parallel = a.max_parallel},
+                    [&](const TokenEvent& t) {
+                      if (StopFlag::raised()) return false;
+                      if (!print_tokens) return true;
+                      if (t.index == 0 && last_step_index != 0) calls = ToolCallPrinter{};
+                      last_step_index = t.index;
+                      if (!t.thinking.empty()) {
+                        if (!in_thinking) std::fputs("[thinking] ", stdout);
+                        in_thinking = true;
+                        std::fwrite(t.thinking.data(), 1, t.thinking.size(), stdout);
+                      }
+                      if (!t.text.empty()) {
+                        if (in_thinking) std::fputs("\n[answer] ", stdout);
+                        in_thinking = false;
+                        std::fwrite(t.text.data(), 1, t.text.size(), stdout);
+                      }
+                      if (t.tool_call != nullptr) calls.print(t);
+                      std::fflush(stdout);
+                      return true;
+                    });
+  interrupt.reset();
+  if (a.json) {
+    fmt::print("{}\n", to_json(r));
+  } else {
+    if (print_tokens) fmt::print("\n");
+    std::fflush(stdout);
+    for (std::size_t i = 0; i < r.steps.size(); ++i) {
+      const LoopStep& s = r.steps[i];
+      fmt::print(stderr, "step {}: {}\n", i + 1, metrics::figures_line(s.completion));
+      for (const auto& t : s.tools) {
+        fmt::print(stderr, "  tool {} (id {}) {}, {:.1f} ms: {}\n", t.call.name, t.call.id,
+                   to_string(t.outcome), static_cast<double>(t.elapsed_ns) / 1e6,
+                   t.result.substr(0, 300));
+      }
+    }
+    fmt::print(stderr, "{}: {} after {} step(s); the loop's own time {:.3f} ms\n", who,
+               to_string(r.end), r.steps.size(), static_cast<double>(r.overhead_ns()) / 1e6);
+  }
+  for (const auto& s : r.steps) {
+    for (const auto& w : s.completion.warnings) fmt::print(stderr, "{}: warning: {}\n", who, w);
+  }
+  switch (r.end) {
+    case LoopEnd::answer:
+      return kOk;
+    case LoopEnd::max_steps:
+      fmt::print(stderr, "{}: the model still asked for tools after --max-steps {} model calls\n",
+                 who, a.max_steps);
+      return kFailed;
+    case LoopEnd::cancelled:
+      return kInterrupted;
+    case LoopEnd::model_error:
+      fmt::print(stderr, "{}: {}\n", who, r.error.message);
+      return kFailed;
+  }
+  return kFailed;
+}
+
+// The flags generate and agent share (`agent`: the agent's set: chat only, streamed, --tools
+// required).
+void add_request_flags(CLI::App* cmd, GenerateArgs& a, bool agent) {
+  if (const char* env = std::getenv("CHIMERA_ENDPOINT")) a.endpoint = env;
+  cmd->add_option("--endpoint,-e", a.endpoint,
+                  "Server URL, e.g. http://127.0.0.1:11434 (default: $CHIMERA_ENDPOINT); not "
+                  "used with --backend llama");
+  cmd->add_option("--backend,-b", a.backend,
+                  "ollama, openai (llama-server, vLLM), auto (ask the server), or llama "
+                  "(llama.cpp in this process; no server)")
+      ->check(CLI::IsMember({"auto", "ollama", "openai", "llama"}))
+      ->capture_default_str();
+  cmd->add_option("--model,-m", a.model,
+                  "Model name (Ollama needs one; llama-server ignores it); with --backend llama, "
+                  "a GGUF file (default: the tiny synthetic model, made on first use)");
+  cmd->add_option("--prompt,-p", a.prompt,
+                  "The user's message (or the raw prompt with --api completion)");
+  cmd->add_option("--messages", a.messages_file,
+                  "JSON file with chat messages: [{\"role\": \"user\", \"content\": \"...\"}]")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--system", a.system, "System prompt");
+  if (!agent) {
+    cmd->add_option("--api", a.api,
+                    "chat (/api/chat, /v1/chat/completions) or completion (/api/generate, "
+                    "/v1/completions)")
+        ->check(CLI::IsMember({"chat", "completion"}))
+        ->capture_default_str();
+  }
+  // Ranges are checked by validate(Options) after parsing (the same bounds as every front end;
+  // CLI11's Range lets nan through).
+  add_option_flags(cmd, a.options, {{"num_predict", "-n"}});
+  cmd->add_option("--keep-alive", a.keep_alive,
+                  "How long Ollama keeps the model loaded: 5m, 0, -1");
+  if (!agent) {
+    cmd->add_option("--format", a.format, "Structured output: a JSON schema (JSON text) or 'json'");
+  }
+  auto* tools = cmd->add_option("--tools", a.tools_file,
+                                "JSON file with tool definitions the model may call: [{\"type\": "
+                                "\"function\", \"function\": {\"name\", \"description\", "
+                                "\"parameters\"}}]; calls are printed as they stream")
+                    ->check(CLI::ExistingFile);
+  if (agent) tools->required();
+  cmd->add_option("--tool-choice", a.tool_choice,
+                  "auto (the model chooses), required (it must call a tool; not Ollama) or none")
+      ->check(CLI::IsMember({"auto", "required", "none"}));
+  auto* think = cmd->add_flag("--think", a.think,
+                              "Ask a thinking model to think (Ollama's think; "
+                              "chat_template_kwargs.enable_thinking on OpenAI-compatible servers; "
+                              "in-process, the template's); thinking is printed apart");
+  cmd->add_flag("--no-think", a.no_think, "Ask a thinking model not to think")->excludes(think);
+  cmd->add_option("--slot", a.slot, "llama-server: the slot to use (id_slot)");
+  cmd->add_flag("--cache-prompt", a.cache_prompt, "llama-server: reuse the slot's cached prompt");
+  cmd->add_option("--logit-bias", a.logit_bias,
+                  "TOKEN=BIAS: add BIAS (-100 to 100) to the logit of token id TOKEN (OpenAI's "
+                  "logit_bias; OpenAI-compatible servers and in-process, not Ollama); repeatable")
+      ->take_all();
+  if (!agent) {
+    cmd->add_flag("--no-stream", a.no_stream,
+                  "Ask for one response at the end instead of a stream");
+  }
+  cmd->add_flag("--json", a.json,
+                agent ? "Print the loop's record as one JSON object (docs/tools.md) instead of "
+                        "the stream"
+                      : "Print one JSON object (text and the METRICS.md figures) instead of the "
+                        "stream");
+  cmd->add_flag("--quiet,-q", a.quiet, "Print only the figures line");
+  cmd->add_option("--connect-timeout", a.connect_timeout_ms, "Connect timeout, ms")
+      ->capture_default_str();
+  cmd->add_option("--first-token-timeout", a.first_token_timeout_ms,
+                  "Timeout from sending to the first token, ms")
+      ->capture_default_str();
+  cmd->add_option("--idle-timeout", a.idle_timeout_ms, "Timeout between tokens, ms")
+      ->capture_default_str();
+  cmd->add_option("--total-timeout", a.total_timeout_ms, "Timeout for the whole request, ms")
+      ->capture_default_str();
+  cmd->add_option("--min-rate", a.min_rate,
+                  "Once tokens flow, fail a stream slower than this many bytes/s over "
+                  "--min-rate-window (curl's --speed-limit); 0: no minimum")
+      ->capture_default_str();
+  cmd->add_option("--min-rate-window", a.min_rate_window_ms,
+                  "The window of --min-rate, ms (curl's --speed-time)")
+      ->capture_default_str();
+  add_connection_flags(cmd, a.connection);
+}
+
 }  // namespace
 
 std::function<int()> add_generate(CLI::App& app) {
@@ -379,71 +755,7 @@ std::function<int()> add_generate(CLI::App& app) {
       "  chimeraforge generate --endpoint http://127.0.0.1:8080 --backend openai --prompt hi "
       "--num-predict 64 --json\n\n" +
           connection_env_help("CHIMERA_ENDPOINT (the default --endpoint), "));
-  if (const char* env = std::getenv("CHIMERA_ENDPOINT")) a->endpoint = env;
-  cmd->add_option("--endpoint,-e", a->endpoint,
-                  "Server URL, e.g. http://127.0.0.1:11434 (default: $CHIMERA_ENDPOINT); not "
-                  "used with --backend llama");
-  cmd->add_option("--backend,-b", a->backend,
-                  "ollama, openai (llama-server, vLLM), auto (ask the server), or llama "
-                  "(llama.cpp in this process; no server)")
-      ->check(CLI::IsMember({"auto", "ollama", "openai", "llama"}))
-      ->capture_default_str();
-  cmd->add_option("--model,-m", a->model,
-                  "Model name (Ollama needs one; llama-server ignores it); with --backend llama, "
-                  "a GGUF file (default: the tiny synthetic model, made on first use)");
-  cmd->add_option("--prompt,-p", a->prompt,
-                  "The user's message (or the raw prompt with --api completion)");
-  cmd->add_option("--messages", a->messages_file,
-                  "JSON file with chat messages: [{\"role\": \"user\", \"content\": \"...\"}]")
-      ->check(CLI::ExistingFile);
-  cmd->add_option("--system", a->system, "System prompt");
-  cmd->add_option("--api", a->api,
-                  "chat (/api/chat, /v1/chat/completions) or completion (/api/generate, "
-                  "/v1/completions)")
-      ->check(CLI::IsMember({"chat", "completion"}))
-      ->capture_default_str();
-  // Ranges are checked by validate(Options) after parsing (the same bounds as every front end;
-  // CLI11's Range lets nan through).
-  add_option_flags(cmd, a->options, {{"num_predict", "-n"}});
-  cmd->add_option("--keep-alive", a->keep_alive,
-                  "How long Ollama keeps the model loaded: 5m, 0, -1");
-  cmd->add_option("--format", a->format, "Structured output: a JSON schema (JSON text) or 'json'");
-  cmd->add_option("--tools", a->tools_file,
-                  "JSON file with tool definitions the model may call: [{\"type\": \"function\", "
-                  "\"function\": {\"name\", \"description\", \"parameters\"}}]; calls are "
-                  "printed as they stream")
-      ->check(CLI::ExistingFile);
-  cmd->add_option("--tool-choice", a->tool_choice,
-                  "auto (the model chooses), required (it must call a tool; not Ollama) or none")
-      ->check(CLI::IsMember({"auto", "required", "none"}));
-  auto* think = cmd->add_flag("--think", a->think,
-                              "Ask a thinking model to think (Ollama's think; "
-                              "chat_template_kwargs.enable_thinking on OpenAI-compatible servers; "
-                              "in-process, the template's); thinking is printed apart");
-  cmd->add_flag("--no-think", a->no_think, "Ask a thinking model not to think")->excludes(think);
-  cmd->add_option("--slot", a->slot, "llama-server: the slot to use (id_slot)");
-  cmd->add_flag("--cache-prompt", a->cache_prompt, "llama-server: reuse the slot's cached prompt");
-  cmd->add_flag("--no-stream", a->no_stream, "Ask for one response at the end instead of a stream");
-  cmd->add_flag("--json", a->json,
-                "Print one JSON object (text and the METRICS.md figures) instead of the stream");
-  cmd->add_flag("--quiet,-q", a->quiet, "Print only the figures line");
-  cmd->add_option("--connect-timeout", a->connect_timeout_ms, "Connect timeout, ms")
-      ->capture_default_str();
-  cmd->add_option("--first-token-timeout", a->first_token_timeout_ms,
-                  "Timeout from sending to the first token, ms")
-      ->capture_default_str();
-  cmd->add_option("--idle-timeout", a->idle_timeout_ms, "Timeout between tokens, ms")
-      ->capture_default_str();
-  cmd->add_option("--total-timeout", a->total_timeout_ms, "Timeout for the whole request, ms")
-      ->capture_default_str();
-  cmd->add_option("--min-rate", a->min_rate,
-                  "Once tokens flow, fail a stream slower than this many bytes/s over "
-                  "--min-rate-window (curl's --speed-limit); 0: no minimum")
-      ->capture_default_str();
-  cmd->add_option("--min-rate-window", a->min_rate_window_ms,
-                  "The window of --min-rate, ms (curl's --speed-time)")
-      ->capture_default_str();
-  add_connection_flags(cmd, a->connection);
+  add_request_flags(cmd, *a, false);
   return [a, cmd]() -> int {
     if (a->backend != "llama" && a->endpoint.empty()) {
       a->endpoint = endpoint_from_environment(a->backend);
@@ -464,6 +776,51 @@ std::function<int()> add_generate(CLI::App& app) {
       return kUsage;
     }
     return run_generate(*a);
+  };
+}
+
+std::function<int()> add_agent(CLI::App& app) {
+  auto a = std::make_shared<GenerateArgs>();
+  auto* cmd = app.add_subcommand(
+      "agent",
+      "Run the tool loop: call the model with the tools of --tools, run the calls it makes with "
+      "--exec, send the results back under the calls' ids, and go on until the model answers "
+      "or --max-steps model calls. The command runs through /bin/sh once per call: the "
+      "arguments JSON on its stdin, $CHIMERA_TOOL_NAME the tool's name; what it prints is the "
+      "result; a non-zero exit (its stderr), a timeout or an unknown tool goes back to the "
+      "model as an error result (docs/tools.md).\n\n"
+      "Example:\n"
+      "  chimeraforge agent --endpoint http://127.0.0.1:8080 --tools tools.json \\\n"
+      "      --exec 'python3 tools.py' --prompt 'Weather in Paris?'\n\n" +
+          connection_env_help("CHIMERA_ENDPOINT (the default --endpoint), "));
+  add_request_flags(cmd, *a, true);
+  cmd->add_option("--exec", a->exec,
+                  "Command that runs a tool call: arguments JSON on stdin, result on stdout, "
+                  "$CHIMERA_TOOL_NAME the tool")
+      ->required();
+  cmd->add_option("--max-steps", a->max_steps, "Model calls at most (1-1000)")
+      ->capture_default_str();
+  cmd->add_option("--tool-timeout", a->tool_timeout_ms,
+                  "Each call's time limit, ms; the command is killed at it")
+      ->capture_default_str();
+  cmd->add_option("--max-parallel", a->max_parallel, "Calls of one step that run at once (1-256)")
+      ->capture_default_str();
+  return [a, cmd]() -> int {
+    if (a->backend != "llama" && a->endpoint.empty()) {
+      a->endpoint = endpoint_from_environment(a->backend);
+    }
+    if (a->backend != "llama" && a->endpoint.empty()) {
+      fmt::print(stderr,
+                 "chimeraforge agent: --endpoint URL is required (or set $CHIMERA_ENDPOINT, "
+                 "$OLLAMA_HOST or $OPENAI_BASE_URL, or use --backend llama)\n");
+      return kUsage;
+    }
+    if (a->prompt.empty() && a->messages_file.empty()) {
+      fmt::print(stderr, "chimeraforge agent: give --prompt TEXT or --messages FILE\n\n{}",
+                 cmd->help());
+      return kUsage;
+    }
+    return run_agent(*a);
   };
 }
 

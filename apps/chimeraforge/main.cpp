@@ -17,11 +17,14 @@ int main(int argc, char** argv) {
       "  chimeraforge run            # the agent workflow on data/sample, in-process\n"
       "  chimeraforge model synth --preset tiny --out tiny.gguf\n"
       "  chimeraforge generate --endpoint http://127.0.0.1:8080 --backend openai --prompt hi\n"
+      "  chimeraforge agent --endpoint http://127.0.0.1:8080 --tools tools.json --exec ./tool.sh "
+      "--prompt 'Weather in Paris?'\n"
       "  chimeraforge endpoints check http://127.0.0.1:11434 http://127.0.0.1:8080\n",
       "chimeraforge"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "chimeraforge " CHIMERA_VERSION_STRING);
   auto run_generate = chimera::cli::add_generate(app);
+  auto run_agent = chimera::cli::add_agent(app);
   auto run_endpoints = chimera::cli::add_endpoints(app);
   auto run_model = chimera::cli::add_model(app);
   auto run_run = chimera::cli::add_run(app);
@@ -38,6 +41,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (app.got_subcommand("generate")) return run_generate();
+    if (app.got_subcommand("agent")) return run_agent();
     if (app.got_subcommand("endpoints")) return run_endpoints();
     if (app.got_subcommand("model")) return run_model();
     if (app.got_subcommand("run")) return run_run();
