@@ -1,5 +1,6 @@
 // `chimeraforge banter`: a scene of characters talking, in batch or with the player.
 #include "commands.hpp"
+#include "connection_flags.hpp"
 #include "signals.hpp"
 
 #include <chimera/banter/scene.hpp>
@@ -35,6 +36,7 @@ struct BanterArgs {
   bool no_sessions = false;
   int threads = 0;
   int replies = 2;
+  ConnectionFlags connection;  // defaults for every endpoint of the scene's pools
 };
 
 double ms(int64_t ns) {
@@ -327,6 +329,9 @@ int run_banter(const BanterArgs& a) {
     return kUsage;
   }
   if (a.budget_ms) cfg.budget_ms = *a.budget_ms;
+  for (auto& pc : cfg.pools) {
+    for (auto& e : pc.endpoints) apply_connection_flags(a.connection, e.config);
+  }
   if (a.threads < 0 || a.threads > 4'096) {
     fmt::print(stderr, "chimeraforge banter: --threads is {}; it must be from 0 to 4096\n",
                a.threads);
@@ -400,7 +405,9 @@ std::function<int()> add_banter(CLI::App& app) {
       "Examples:\n"
       "  chimeraforge banter --scene examples/scenes/tavern.toml --lines 8\n"
       "  chimeraforge banter --scene examples/scenes/heist.toml --interactive\n"
-      "  chimeraforge banter --scene examples/scenes/tavern.toml --json > lines.jsonl");
+      "  chimeraforge banter --scene examples/scenes/tavern.toml --json > lines.jsonl\n\n" +
+          connection_env_help());
+  add_connection_flags(cmd, a->connection);
   cmd->add_option("--scene,-s", a->scene, "The scene file (TOML)")
       ->required()
       ->check(CLI::ExistingFile);

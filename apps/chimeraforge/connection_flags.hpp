@@ -4,12 +4,14 @@
 
 #include <chimera/backends/backend.hpp>
 #include <chimera/backends/environment.hpp>
+#include <chimera/http/settings.hpp>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include <cstdint>
 #include <cstdlib>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -84,6 +86,42 @@ inline std::string endpoint_from_environment(const std::string& backend) {
   }
   const auto kind = parse_backend_kind(backend);
   return kind ? chimera::endpoint_from_environment(*kind) : std::string();
+}
+
+// This process's command line for a record's header, with what must never be printed taken
+// out: the value of --api-key, a header's value (--header/-H "Name: ***"), and the password of
+// any URL (redact_url).
+inline std::vector<std::string> redacted_command_line() {
+  std::vector<std::string> argv;
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  for (std::string arg; std::getline(in, arg, '\0');) argv.push_back(std::move(arg));
+  enum class Next { plain, key, header };
+  Next next = Next::plain;
+  auto header = [](const std::string& line) {
+    const auto colon = line.find(':');
+    return colon == std::string::npos ? std::string("***") : line.substr(0, colon) + ": ***";
+  };
+  for (auto& arg : argv) {
+    if (next == Next::key) {
+      arg = "***";
+    } else if (next == Next::header) {
+      arg = header(arg);
+    } else if (arg.rfind("--api-key=", 0) == 0) {
+      arg = "--api-key=***";
+    } else if (arg.rfind("--header=", 0) == 0) {
+      arg = "--header=" + header(arg.substr(9));
+    } else if (arg.rfind("-H", 0) == 0 && arg.size() > 2) {
+      arg = "-H" + header(arg.substr(2));
+    } else if (arg.find("://") != std::string::npos) {
+      const auto eq = arg.rfind("--", 0) == 0 ? arg.find('=') : std::string::npos;
+      arg = eq == std::string::npos ? redact_url(arg)
+                                    : arg.substr(0, eq + 1) + redact_url(arg.substr(eq + 1));
+    }
+    next = arg == "--api-key"                 ? Next::key
+           : arg == "--header" || arg == "-H" ? Next::header
+                                              : Next::plain;
+  }
+  return argv;
 }
 
 // Fills in what an endpoint's configuration leaves unset (a pool file's own settings win).

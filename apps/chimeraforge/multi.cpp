@@ -432,11 +432,7 @@ void print_figures_text(const MultiArgs& a, const multi::ConcurrencyFigures& f,
 bool write_records(const MultiArgs& a, const EngineFacts& facts, const multi::MultiResult& result) {
   std::string records;
   boost::json::array argv;
-  {
-    std::ifstream cmdline("/proc/self/cmdline", std::ios::binary);
-    std::string arg;
-    while (std::getline(cmdline, arg, '\0')) argv.emplace_back(arg);
-  }
+  for (auto& arg : redacted_command_line()) argv.emplace_back(arg);
   boost::json::object header{
       {"kind", "header"},
       {"program", "chimeraforge"},

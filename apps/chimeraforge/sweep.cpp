@@ -2,6 +2,7 @@
 // times through a scenario, one JSON record per run, and the summary per configuration
 // (docs/sweep.md).
 #include "commands.hpp"
+#include "connection_flags.hpp"
 #include "signals.hpp"
 
 #include <chimera/backends/backend.hpp>
@@ -68,6 +69,7 @@ struct SweepArgs {
   bool resume = false;
   bool quiet = false;
   std::vector<std::string> server_args;
+  ConnectionFlags connection;  // for every endpoint (--endpoint, or the servers started)
 };
 
 // Everything the run loop needs, decided before anything starts.
@@ -243,6 +245,7 @@ EngineOptions engine_options(const SweepArgs& a, const Plan& p, const Options& o
     pe.config.kind = p.kind;
     pe.config.limits.max_idle_connections =
         std::max<std::size_t>(pe.config.limits.max_idle_connections, std::size_t(p.agents) + 1);
+    apply_connection_flags(a.connection, pe.config);  // nothing for llama (in-process)
     if (p.kind == BackendKind::llama) {
       pe.config.llama.parallel = slots(a, p);
       if (o.num_ctx) pe.config.llama.ctx_per_seq = *o.num_ctx;
@@ -401,8 +404,7 @@ json::object run_record(const SweepArgs& a, const Plan& p, const sweep::Configur
 
 json::object header_record(const SweepArgs& a, const Plan& p) {
   json::array argv;
-  std::ifstream cmdline("/proc/self/cmdline", std::ios::binary);
-  for (std::string arg; std::getline(cmdline, arg, '\0');) argv.emplace_back(arg);
+  for (auto& arg : redacted_command_line()) argv.emplace_back(arg);
   json::object grid;
   for (const auto& axis : p.axes) grid[axis.name] = json::value_from(axis.values);
   return {{"kind", "header"},
@@ -410,7 +412,12 @@ json::object header_record(const SweepArgs& a, const Plan& p) {
           {"program", "chimeraforge"},
           {"command", std::move(argv)},
           {"backend", to_string(p.kind)},
-          {"endpoints", json::value_from(a.endpoints)},
+          {"endpoints",
+           [&] {
+             json::array urls;
+             for (const auto& u : a.endpoints) urls.emplace_back(redact_url(u));
+             return urls;
+           }()},
           {"model", a.model},
           {"servers_started", p.servers_ours ? a.servers : 0},
           {"grid", std::move(grid)},
@@ -675,7 +682,11 @@ std::function<int()> add_sweep(CLI::App& app) {
       "      --grid num_gpu=60,80,120 --grid num_ctx=256,512,1024 --runs 3 --out out/sweep\n"
       "  chimeraforge sweep --backend openai --model tiny.gguf --grid num_ctx=256,512 \\\n"
       "      --grid temperature=0.6,0.8 --runs 2     # starts and restarts llama-servers\n"
-      "  chimeraforge sweep --backend llama --model tiny.gguf --grid num_ctx=256,512  # reloads");
+      "  chimeraforge sweep --backend llama --model tiny.gguf --grid num_ctx=256,512  # reloads"
+      "\n\nWithout --endpoint: $OLLAMA_HOST (ollama), or $OPENAI_BASE_URL (openai, when --model "
+      "is not a GGUF file to start llama-servers with). " +
+          connection_env_help());
+  add_connection_flags(cmd, a->connection);
   cmd->add_option("--endpoint", a->endpoints, "Endpoint URL; repeat it for a pool of several");
   cmd->add_option("--backend,-b", a->backend, "ollama, openai or llama (in-process)")
       ->check(CLI::IsMember({"ollama", "openai", "llama"}))
@@ -717,7 +728,21 @@ std::function<int()> add_sweep(CLI::App& app) {
   cmd->add_flag("--resume", a->resume, "Run only the runs that --out's records lack");
   cmd->add_flag("--quiet,-q", a->quiet, "No progress on stderr");
   cmd->add_option("server-args", a->server_args, "Flags for the started llama-servers, after `--`");
-  return [a]() { return run_sweep_cmd(*a); };
+  return [a]() {
+    // No --endpoint: the environment's, as generate, run and multi read it; an openai sweep
+    // given a GGUF file starts its own llama-servers instead.
+    if (a->endpoints.empty()) {
+      const auto kind = parse_backend_kind(a->backend);
+      std::error_code ec;
+      const bool model_file = fs::is_regular_file(a->model, ec);
+      if (kind == BackendKind::ollama || (kind == BackendKind::openai && !model_file)) {
+        if (auto url = endpoint_from_environment(a->backend); !url.empty()) {
+          a->endpoints.push_back(std::move(url));
+        }
+      }
+    }
+    return run_sweep_cmd(*a);
+  };
 }
 
 }  // namespace chimera::cli

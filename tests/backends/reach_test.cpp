@@ -206,6 +206,34 @@ TEST_F(KeyedServerTest, NoOutputShowsTheKey) {
              &rc);
   EXPECT_EQ(rc, 0) << all;
   all += cli("", fmt::format("endpoints check {} --json --api-key {}", server_->url(), kKey), &rc);
+  // The key as a flag and in a header: the command line stored in the records has neither.
+  all += cli("",
+             fmt::format("multi --agents 1 --endpoint {} --backend openai --max-tokens 4 "
+                         "--api-key {} -H 'X-Secret: {}' --records {}/flag-records.jsonl "
+                         "--results '' --quiet",
+                         server_->url(), kKey, kKey, dir.string()),
+             &rc);
+  EXPECT_EQ(rc, 0) << all;
+  // banter and sweep take the connection flags too: the server refuses requests without the key.
+  std::ofstream(dir / "scene.toml") << fmt::format(
+      "[scene]\nlines = 2\nwarm_up = false\n[[character]]\nname = \"A\"\npool = \"p\"\n"
+      "[[character]]\nname = \"B\"\npool = \"p\"\n"
+      "[[pool]]\nname = \"p\"\n[[pool.endpoint]]\nurl = \"{}\"\nbackend = \"openai\"\n",
+      server_->url());
+  const std::string banter = fmt::format(
+      "banter --scene {}/scene.toml --lines 2 --out {}/banter.md", dir.string(), dir.string());
+  all += cli("", banter + fmt::format(" --api-key {}", kKey), &rc);
+  EXPECT_EQ(rc, 0) << all;
+  const std::string refused = cli("", banter, &rc);
+  EXPECT_NE(rc, 0) << "banter without the key: " << refused;
+  EXPECT_NE(refused.find("401"), std::string::npos) << refused;
+  all += cli("",
+             fmt::format("sweep --endpoint {} --backend openai --model tiny --grid "
+                         "temperature=0.1,0.2 --runs 1 --max-tokens 4 --quiet --api-key {} "
+                         "-H 'X-Secret: {}' --out {}/sweep",
+                         server_->url(), kKey, kKey, dir.string()),
+             &rc);
+  EXPECT_EQ(rc, 0) << all;
   int files = 0;
   for (const auto& e : fs::recursive_directory_iterator(dir)) {
     if (!e.is_regular_file()) continue;
@@ -225,10 +253,29 @@ TEST(EnvironmentEndpoint, OllamaHostGivesTheEndpointWithoutAScheme) {
                     std::string(kCleanEnv) + fmt::format("OLLAMA_HOST=127.0.0.1:{} ", srv.port()));
   EXPECT_EQ(run.rc, 0) << run.err;
   EXPECT_GE(srv.stats().requests_served, 1);
-  const auto help = test::run_cli("generate --help");
-  for (const char* var : {"OLLAMA_HOST", "OPENAI_BASE_URL", "CHIMERA_API_KEY", "OPENAI_API_KEY"}) {
-    EXPECT_NE(help.out.find(var), std::string::npos) << var << " missing from --help";
+  for (const char* cmd : {"generate", "banter", "sweep"}) {
+    const auto help = test::run_cli(std::string(cmd) + " --help");
+    for (const char* var :
+         {"OLLAMA_HOST", "OPENAI_BASE_URL", "CHIMERA_API_KEY", "OPENAI_API_KEY"}) {
+      EXPECT_NE(help.out.find(var), std::string::npos)
+          << var << " missing from " << cmd << " --help";
+    }
+    for (const char* flag : {"--api-key", "--header", "--ca-file", "--proxy", "--retry-attempts"}) {
+      EXPECT_NE(help.out.find(flag), std::string::npos)
+          << flag << " missing from " << cmd << " --help";
+    }
   }
+  // sweep without --endpoint takes OLLAMA_HOST, as generate does.
+  const fs::path out = fs::temp_directory_path() / fmt::format("chimera-sweep-env-{}", ::getpid());
+  const auto before = srv.stats().requests_served;
+  const auto sweep =
+      test::run_cli(fmt::format("sweep --backend ollama --model m --grid temperature=0.1 --runs 1 "
+                                "--max-tokens 4 --quiet --out {}",
+                                out.string()),
+                    std::string(kCleanEnv) + fmt::format("OLLAMA_HOST=127.0.0.1:{} ", srv.port()));
+  EXPECT_EQ(sweep.rc, 0) << sweep.out << sweep.err;
+  EXPECT_GT(srv.stats().requests_served, before);
+  fs::remove_all(out);
 }
 
 }  // namespace
