@@ -729,10 +729,93 @@ class Scenario:
         self.agents, self.requests, self.max_tokens = agents, requests, max_tokens
 
 
+class TlsFront:
+    """nginx (Debian's) as a TLS-terminating reverse proxy in front of the harness's servers,
+    one https port per server, with a CA and a server certificate for localhost made here by
+    the openssl command: every program reaches https://localhost:PORT and verifies the
+    certificate against that CA (--ca-file), host name included, as in a real deployment."""
+
+    def __init__(self, work):
+        self.dir = Path(work) / "tls"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.nginx = next((p for p in ("/usr/sbin/nginx", "/usr/bin/nginx") if os.access(p, os.X_OK)),
+                          None)
+        self.openssl = shutil.which("openssl")
+        if not self.nginx or not self.openssl:
+            sys.exit("compare.py --tls: needs nginx and openssl (scripts/setup.sh installs both)")
+        self.ca = self.dir / "ca.pem"
+        self.ports = {}  # upstream port -> https port
+        self.proc = None
+        self.argv = []
+        d = self.dir
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        (d / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        for argv in (
+                [self.openssl, "req", "-x509", *ec, "-keyout", d / "ca.key", "-out", self.ca,
+                 "-days", "2", "-subj", "/CN=Chimeraforge bench CA"],
+                [self.openssl, "req", *ec, "-keyout", d / "server.key", "-out", d / "server.csr",
+                 "-subj", "/CN=localhost"],
+                [self.openssl, "x509", "-req", "-in", d / "server.csr", "-CA", self.ca, "-CAkey",
+                 d / "ca.key", "-CAcreateserial", "-out", d / "server.pem", "-days", "2",
+                 "-extfile", d / "server.ext"]):
+            subprocess.run([str(x) for x in argv], check=True, capture_output=True)
+
+    def add(self, upstream_port):
+        self.ports[upstream_port] = free_port()
+        return f"https://localhost:{self.ports[upstream_port]}"
+
+    def start(self):
+        d = self.dir
+        # As a reverse proxy for streams is set up: HTTP/1.1 and keep-alive to the upstream,
+        # no buffering (each token goes on at once), keep-alive with the clients.
+        proxy = ('proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; '
+                 'proxy_read_timeout 600s;')
+        servers = "".join(
+            f"server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/server.pem; "
+            f"ssl_certificate_key {d}/server.key; keepalive_requests 100000; "
+            f"location / {{ {proxy} proxy_pass http://up{up}; }} }}\n"
+            f"upstream up{up} {{ server 127.0.0.1:{up}; keepalive 1024; }}\n"
+            for up, port in self.ports.items())
+        (d / "nginx.conf").write_text(
+            f"daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; "
+            f"error_log {d}/error.log warn; worker_rlimit_nofile 65536;\n"
+            f"events {{ worker_connections 16384; }}\n"
+            f"http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; "
+            f"fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n"
+            f"{servers}}}\n")
+        self.argv = [self.nginx, "-e", str(d / "error.log"), "-p", str(d), "-c",
+                     str(d / "nginx.conf")]
+        with open(d / "nginx.out", "wb") as log:  # the child keeps its own descriptor
+            self.proc = spawn(self.argv, log, log)
+        end = time.monotonic() + 10
+        for port in self.ports.values():
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), 0.5).close()
+                    break
+                except OSError:
+                    if time.monotonic() > end or self.proc.poll() is not None:
+                        sys.exit(f"compare.py --tls: nginx did not start; see {d}/error.log")
+                    time.sleep(0.05)
+
+    def describe(self):
+        version = command_output([self.nginx, "-v"]).strip() or "nginx"
+        return (f"{version}, one worker, TLS 1.2/1.3 with an ECDSA P-256 certificate for "
+                f"localhost from a CA made by openssl, keep-alive to clients and upstream, no "
+                f"proxy buffering; programs verify it with --ca-file")
+
+    def stop(self):
+        if self.proc is not None:
+            stop_child(self.proc)
+            self.proc = None
+
+
 def program_argv(args, program, scen, url, records):
     common = ["--agents", str(scen.agents), "--requests-per-agent", str(scen.requests),
               "--model", scen.model, "--prompt", args.prompt, "--max-tokens", str(scen.max_tokens),
               "--records", str(records), "--record-lags"]
+    if getattr(args, "ca_file", None):
+        common += ["--ca-file", str(args.ca_file)]
     if program == "chimeraforge":
         return [args.cli, "multi", "--endpoint", url, "--backend", scen.backend, *common,
                 "--no-calibrate", "--quiet", "--results", "", "--executor", args.executor]
@@ -747,8 +830,12 @@ def startup_argv(args, program, url):
     if program == "chimeraforge":
         return [args.cli, "generate", "--endpoint", url, "--backend", "ollama", "--model", "synth",
                 "--prompt", "hi", "--num-predict", "1", "--quiet"]
+    ca = ["--ca-file", str(args.ca_file)] if getattr(args, "ca_file", None) else []
+    if program == "chimeraforge" and ca:
+        return [args.cli, "generate", "--endpoint", url, "--backend", "ollama", "--model", "synth",
+                "--prompt", "hi", "--num-predict", "1", "--quiet", *ca]
     probe = ["--endpoint", url, "--backend", "ollama", "--model", "synth", "--prompt", "hi",
-             "--max-tokens", "1", "--startup-probe"]
+             "--max-tokens", "1", "--startup-probe", *ca]
     if program == "python":
         return [args.python, args.python_peer, *probe]
     return [args.rust_peer, *probe]
@@ -787,6 +874,8 @@ class Harness:
         self.headers = {}       # program -> the first records header seen (its environment)
         self.lone = {}          # (program, rep) -> (decode_tps_client, floor_ns) of the N=1 run
         self.servers = {}       # name -> Server
+        self.fronts = {}        # name -> the https URL of nginx in front of it (--tls)
+        self.tls = None         # the TlsFront (--tls)
         self.server_info = {}   # name -> description for the results
         self.workload_notes = []
         self.plot_note = ""
@@ -797,7 +886,7 @@ class Harness:
         server = self.servers[scen.server]
         stem = f"{row}-{program}-r{rep}"
         records = self.work / f"{stem}.jsonl"
-        argv = program_argv(a, program, scen, server.url, records)
+        argv = program_argv(a, program, scen, self.fronts.get(scen.server, server.url), records)
         log_offset = server.log_size()
         res = run_child(argv, a.run_timeout, self.work / f"{stem}.out", self.work / f"{stem}.err")
         run = {"kind": "run", "row": row, "program": program, "agents": scen.agents,
@@ -876,7 +965,7 @@ class Harness:
     def run_startup(self, program, rep, probe, row="startup"):
         a = self.args
         server = self.servers["synth-conc"]
-        argv = startup_argv(a, program, server.url)
+        argv = startup_argv(a, program, self.fronts.get("synth-conc", server.url))
         stem = f"{row}-{program}-r{rep}-{probe}"
         run = {"kind": "run", "row": row, "program": program, "agents": 1,
                "requests_per_agent": 1, "max_tokens": 1, "rep": rep, "probe": probe,
@@ -1404,6 +1493,10 @@ def parse_args(argv=None):
     p.add_argument("--tag", help="output file stem (compare; --quick: compare-quick); plots go "
                                  "to plots/ for compare, plots/TAG/ otherwise")
     p.add_argument("--no-plots", action="store_true", help="write no plots")
+    p.add_argument("--tls", action="store_true",
+                   help="every row over https: nginx, started here as a TLS-terminating reverse "
+                        "proxy, in front of each server, with certificates made here by openssl; "
+                        "each program verifies them (--ca-file). Output stem compare-tls")
     p.add_argument("--keep-records", metavar="DIR",
                    help="keep every records file and log in DIR (default: a temporary folder, "
                         "removed at the end)")
@@ -1422,7 +1515,7 @@ def parse_args(argv=None):
     if a.quick and a.startup_probes == 3:
         a.startup_probes = 2
     if a.tag is None:
-        a.tag = "compare-quick" if a.quick else "compare"
+        a.tag = ("compare-tls" if a.tls else "compare") + ("-quick" if a.quick else "")
     if a.reps < 1 or min(a.agents) < 1:
         p.error("--reps and --agents must be at least 1")
     return a
@@ -1477,6 +1570,8 @@ def main(argv=None):
     finally:
         for server in list(harness.servers.values()):
             server.stop()
+        if harness.tls is not None:
+            harness.tls.stop()
         stop_all_children()
     env["loadavg_end"] = os.getloadavg()
     env["harness_wall_s"] = time.monotonic() - t_start
@@ -1545,6 +1640,17 @@ def run_all(harness, args, programs):
             except (urllib.error.URLError, OSError, ValueError):
                 pass
 
+    if a.tls:
+        harness.tls = TlsFront(log)
+        a.ca_file = harness.tls.ca
+        for name, server in harness.servers.items():
+            harness.fronts[name] = harness.tls.add(server.port)
+        harness.tls.start()
+        harness.server_info["tls"] = {"name": harness.tls.describe(),
+                                      "command": shlex.join(harness.tls.argv)}
+        harness.workload_notes.append(
+            "tls: every program reaches every server through nginx over https "
+            "(" + harness.tls.describe() + "); the servers' own figures are read directly")
     single_synth = Scenario("single-synth", "synth-single", "ollama", "synth", 1,
                             a.single_requests, a.single_tokens)
     single_llama = Scenario("single-llama", "llama", "openai", "tiny", 1, a.llama_requests,

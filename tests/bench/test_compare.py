@@ -248,11 +248,14 @@ class AgainstSynthServer(unittest.TestCase):
         cls.server.stop()
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
+    def url(self):
+        return self.server.url
+
     def run_program(self, program):
         scen = compare.Scenario("test", "synth-test", "ollama", "synth", self.AGENTS,
                                 self.REQUESTS, self.TOKENS)
         records = self.tmp / f"{program}.jsonl"
-        argv = compare.program_argv(self.args, program, scen, self.server.url, records)
+        argv = compare.program_argv(self.args, program, scen, self.url(), records)
         res = compare.run_child(argv, 60, self.tmp / f"{program}.out", self.tmp / f"{program}.err")
         self.assertFalse(res["timed_out"], f"{program} timed out")
         self.assertEqual(res["exit_code"], 0,
@@ -339,3 +342,52 @@ class AgainstSynthServer(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main(verbosity=2, argv=[sys.argv[0]] + sys.argv[1:])
+
+
+NGINX = next((p for p in ("/usr/sbin/nginx", "/usr/bin/nginx") if os.access(p, os.X_OK)), None)
+RUST_TOML = ROOT / "bench/peers/rust/Cargo.toml"
+
+
+@unittest.skipUnless(os.access(CLI, os.X_OK), f"chimeraforge is not built ({CLI})")
+@unittest.skipUnless(NGINX and shutil.which("openssl"),
+                     "nginx or openssl is not installed (scripts/setup.sh installs both)")
+class AgainstSynthServerOverTls(AgainstSynthServer):
+    """--tls: the same runs through nginx over https, each program verifying nginx's
+    certificate against the CA the harness made (--ca-file)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.front = compare.TlsFront(cls.tmp)
+        cls.https = cls.front.add(cls.server.port)
+        cls.front.start()
+        cls.args.ca_file = cls.front.ca
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.front.stop()
+        super().tearDownClass()
+
+    def url(self):
+        return self.https
+
+    @unittest.skipUnless(os.access(RUST_PEER, os.X_OK)
+                         and os.path.getmtime(RUST_PEER) >= os.path.getmtime(RUST_TOML),
+                         f"the Rust peer is not built with TLS ({RUST_PEER}): "
+                         f"bash scripts/setup-peers.sh")
+    def test_rust_peer(self):
+        self.run_program("rust")
+
+    def test_the_urls_are_https(self):
+        self.assertTrue(self.https.startswith("https://localhost:"))
+        scen = compare.Scenario("t", "synth-test", "ollama", "synth", 1, 1, 1)
+        for program in ("chimeraforge", "python", "rust"):
+            argv = compare.program_argv(self.args, program, scen, self.https, self.tmp / "r")
+            self.assertIn("--ca-file", argv)
+            self.assertEqual(argv[argv.index("--ca-file") + 1], str(self.front.ca))
+
+    # Startup and failure reporting do not depend on the transport: tested once, above.
+    test_startup_chimeraforge = None
+    test_startup_python = None
+    test_startup_rust = None
+    test_a_failing_program_is_reported = None
