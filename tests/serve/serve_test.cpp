@@ -1,0 +1,658 @@
+// `chimeraforge serve`, run as a user runs it (a real process on a free port), with real clients
+// (curl, Python's httpx, a raw socket) in front and real backends behind it: a llama-server and
+// the in-process engine, both on the tiny synthetic model.
+#include "support/test_support.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+// A `chimeraforge serve` process on a free port: started with --port 0, ready once it printed
+// its URL; killed by the destructor if it is still running.
+class ServeProcess {
+ public:
+  explicit ServeProcess(const std::vector<std::string>& args) {
+    int out[2];
+    if (::pipe(out) != 0) return;
+    err_path_ = fs::temp_directory_path() / ("chimera-serve-test-" + std::to_string(::getpid()) +
+                                             "-" + std::to_string(counter_++) + ".err");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(out[1], 1);
+      const int err = ::open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(err, 2);
+      const int null = ::open("/dev/null", O_RDONLY);
+      ::dup2(null, 0);
+      std::vector<std::string> all{CHIMERA_CLI, "serve", "--port", "0"};
+      all.insert(all.end(), args.begin(), args.end());
+      std::vector<char*> argv;
+      for (auto& a : all) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(CHIMERA_CLI, argv.data());
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    out_fd_ = out[0];
+    // Its first line names the URL.
+    const std::regex listening(R"(serve listening on http://127\.0\.0\.1:(\d+))");
+    const auto deadline = std::chrono::steady_clock::now() + 120s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::smatch m;
+      if (std::regex_search(out_, m, listening)) {
+        port_ = std::stoi(m[1]);
+        return;
+      }
+      if (!read_some(1000)) break;
+    }
+  }
+  ~ServeProcess() {
+    if (pid_ > 0 && !exited_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (out_fd_ >= 0) ::close(out_fd_);
+    std::error_code ec;
+    fs::remove(err_path_, ec);
+  }
+  ServeProcess(const ServeProcess&) = delete;
+  ServeProcess& operator=(const ServeProcess&) = delete;
+
+  bool ok() const { return port_ > 0; }
+  int port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string output() {
+    while (read_some(0)) {
+    }
+    return out_;
+  }
+  std::string errors() const {
+    std::ifstream in(err_path_);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  // Its exit code after it exits (waits up to `limit`); -1 when it did not exit normally.
+  int wait_exit(std::chrono::seconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        exited_ = true;
+        output();
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      read_some(50);
+    }
+    return -1;
+  }
+
+ private:
+  bool read_some(int timeout_ms) {
+    pollfd p{out_fd_, POLLIN, 0};
+    if (::poll(&p, 1, timeout_ms) <= 0) return false;
+    char buf[4096];
+    const ssize_t n = ::read(out_fd_, buf, sizeof buf);
+    if (n <= 0) return false;
+    out_.append(buf, static_cast<std::size_t>(n));
+    return true;
+  }
+
+  static inline int counter_ = 0;
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  int port_ = 0;
+  bool exited_ = false;
+  std::string out_;
+  fs::path err_path_;
+};
+
+// A shell command's standard output (and error).
+std::string run(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  std::size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  ::pclose(p);
+  return out;
+}
+
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      q += "'\\''";
+    } else {
+      q += c;
+    }
+  }
+  return q + "'";
+}
+
+struct CurlResult {
+  int status = 0;
+  std::string body;
+};
+// curl as a user runs it: -N (no buffering), the body as given; the status from -w.
+CurlResult curl(const std::string& url, const std::string& body = {},
+                const std::string& extra = {}) {
+  std::string cmd = "curl -sS -N --max-time 120 " + extra + " -w '\\n%{http_code}' ";
+  if (!body.empty()) cmd += "-H 'Content-Type: application/json' -d " + shell_quote(body) + " ";
+  cmd += shell_quote(url);
+  std::string out = run(cmd);
+  CurlResult r;
+  const auto nl = out.rfind('\n');
+  if (nl == std::string::npos) return {0, out};
+  r.status = std::atoi(out.c_str() + nl + 1);
+  r.body = out.substr(0, nl);
+  return r;
+}
+
+// The JSON objects of an SSE body's data lines, [DONE] left out (and counted).
+std::vector<json::object> sse_events(const std::string& body, int* done = nullptr) {
+  std::vector<json::object> out;
+  std::istringstream in(body);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.starts_with("data: ")) continue;
+    const std::string data = line.substr(6);
+    if (data == "[DONE]") {
+      if (done) ++*done;
+      continue;
+    }
+    boost::system::error_code ec;
+    auto v = json::parse(data, ec);
+    if (!ec && v.is_object()) out.push_back(v.get_object());
+  }
+  return out;
+}
+
+std::vector<json::object> ndjson_lines(const std::string& body) {
+  std::vector<json::object> out;
+  std::istringstream in(body);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    boost::system::error_code ec;
+    auto v = json::parse(line, ec);
+    if (!ec && v.is_object()) out.push_back(v.get_object());
+  }
+  return out;
+}
+
+// A raw client: writes a request and reads what comes, so that a test can stop reading, close
+// the connection mid-stream, or read to the end.
+class RawClient {
+ public:
+  explicit RawClient(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~RawClient() { close(); }
+  bool ok() const { return fd_ >= 0; }
+  void post(const std::string& path, const std::string& body) {
+    const std::string req = "POST " + path +
+                            " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                            "Content-Length: " +
+                            std::to_string(body.size()) + "\r\n\r\n" + body;
+    (void)::send(fd_, req.data(), req.size(), MSG_NOSIGNAL);
+  }
+  // Reads until `needle` has arrived (true) or the connection ends or `limit` passes (false).
+  bool read_until(const std::string& needle, std::chrono::seconds limit = 120s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!contains(got_, needle)) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      if (!read_some(200) && eof_) return false;
+    }
+    return true;
+  }
+  // Reads until the server closes the connection (true) or `limit` passes.
+  bool read_to_end(std::chrono::seconds limit = 120s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!eof_) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      read_some(200);
+    }
+    return true;
+  }
+  const std::string& got() const { return got_; }
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  bool read_some(int timeout_ms) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, timeout_ms) <= 0) return false;
+    char buf[4096];
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n <= 0) {
+      eof_ = true;
+      return false;
+    }
+    got_.append(buf, static_cast<std::size_t>(n));
+    return true;
+  }
+
+  int fd_ = -1;
+  bool eof_ = false;
+  std::string got_;
+};
+
+// Runs a Python script with Debian's python3 (which has httpx); returns what it printed.
+std::string python(const std::string& script, const std::string& url) {
+  const fs::path file =
+      fs::temp_directory_path() / ("chimera-serve-httpx-" + std::to_string(::getpid()) + ".py");
+  {
+    std::ofstream out(file);
+    out << script;
+  }
+  std::string out = run("/usr/bin/python3 " + file.string() + " " + url);
+  fs::remove(file);
+  return out;
+}
+
+constexpr const char* kHttpxStream = R"(
+import json, sys, httpx
+url = sys.argv[1]
+body = {"model": "x", "messages": [{"role": "user", "content": "Hello"}], "stream": True,
+        "max_tokens": 6, "stream_options": {"include_usage": True}}
+chunks, done, usage = [], False, None
+with httpx.Client(timeout=120) as c:
+    with c.stream("POST", url + "/v1/chat/completions", json=body) as r:
+        assert r.status_code == 200, r.status_code
+        assert r.headers["content-type"].startswith("text/event-stream"), r.headers
+        for line in r.iter_lines():
+            line = line.rstrip("\r\n")  # httpx 0.23 keeps the line ending
+            if not line.startswith("data: "):
+                continue
+            data = line[6:]
+            if data == "[DONE]":
+                done = True
+                continue
+            ev = json.loads(data)
+            if ev.get("usage"):
+                usage = ev["usage"]
+            for ch in ev["choices"]:
+                if ch["delta"].get("content"):
+                    chunks.append(ch["delta"]["content"])
+    whole = c.post(url + "/v1/completions", json={"prompt": "Once", "max_tokens": 4}).json()
+print(json.dumps({"chunks": len(chunks), "done": done, "usage": usage,
+                  "whole_finish": whole["choices"][0]["finish_reason"],
+                  "whole_tokens": whole["usage"]["completion_tokens"]}))
+)";
+
+void expect_httpx_stream(const std::string& url) {
+  const std::string out = python(kHttpxStream, url);
+  boost::system::error_code ec;
+  auto v = json::parse(
+      out.substr(out.rfind('{', out.find_last_of('}')) == std::string::npos ? 0 : out.find('{')),
+      ec);
+  ASSERT_FALSE(ec) << out;
+  const auto& o = v.as_object();
+  EXPECT_EQ(o.at("chunks").as_int64(), 6) << out;
+  EXPECT_TRUE(o.at("done").as_bool()) << out;
+  EXPECT_EQ(o.at("usage").as_object().at("completion_tokens").as_int64(), 6) << out;
+  EXPECT_EQ(o.at("whole_finish").as_string(), "length") << out;
+  EXPECT_EQ(o.at("whole_tokens").as_int64(), 4) << out;
+}
+
+// The sum of a counter's samples whose labels include every one of `labels`.
+double metric_sum(const std::string& text, const std::string& name,
+                  const std::vector<std::string>& labels) {
+  double sum = 0;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#' || !line.starts_with(name)) continue;
+    const auto sp = line.rfind(' ');
+    const std::string series = line.substr(0, sp);
+    if (series != name && !series.starts_with(name + "{")) continue;
+    bool all = true;
+    for (const auto& l : labels) all = all && contains(series, l);
+    if (all) sum += std::stod(line.substr(sp + 1));
+  }
+  return sum;
+}
+
+const std::string kChat = R"({"messages":[{"role":"user","content":"Hello"}]})";
+
+// ---- in front of the in-process engine -------------------------------------------------------
+
+class ServeInProcess : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    server_ = new ServeProcess({"--model", chimera::test::tiny_model().string(), "--name", "tiny",
+                                "--parallel", "4", "--model-threads", "2", "--body-limit", "4096"});
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override { ASSERT_TRUE(server_->ok()) << server_->output() << server_->errors(); }
+  static inline ServeProcess* server_ = nullptr;
+};
+
+TEST_F(ServeInProcess, CurlStreamsAnOpenAIChatAsServerSentEvents) {
+  const auto r = curl(server_->url() + "/v1/chat/completions",
+                      R"({"model":"tiny","messages":[{"role":"user","content":"Hello"}],)"
+                      R"("stream":true,"max_tokens":5})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  int done = 0;
+  const auto events = sse_events(r.body, &done);
+  EXPECT_EQ(done, 1) << r.body;
+  int content = 0;
+  std::string finish;
+  for (const auto& ev : events) {
+    EXPECT_EQ(ev.at("object").as_string(), "chat.completion.chunk");
+    EXPECT_EQ(ev.at("model").as_string(), "tiny");
+    const auto& ch = ev.at("choices").as_array().at(0).as_object();
+    if (ch.at("delta").as_object().contains("content")) ++content;
+    if (ch.at("finish_reason").is_string()) finish = ch.at("finish_reason").as_string();
+  }
+  EXPECT_EQ(content, 5) << r.body;
+  EXPECT_EQ(finish, "length");
+  EXPECT_EQ(events.front().at("choices").as_array()[0].at("delta").at("role").as_string(),
+            "assistant");
+}
+
+TEST_F(ServeInProcess, HttpxStreamsAndReadsAWholeCompletion) {
+  expect_httpx_stream(server_->url());
+}
+
+TEST_F(ServeInProcess, OllamaChatAndGenerateStreamAsNdjsonAndWhole) {
+  auto r = curl(server_->url() + "/api/chat",
+                R"({"model":"tiny","messages":[{"role":"user","content":"Hi"}],)"
+                R"("options":{"num_predict":4,"temperature":0}})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto lines = ndjson_lines(r.body);
+  ASSERT_EQ(lines.size(), 5u) << r.body;  // four tokens and the closing line
+  for (std::size_t i = 0; i + 1 < lines.size(); ++i) {
+    EXPECT_FALSE(lines[i].at("done").as_bool());
+    EXPECT_EQ(lines[i].at("message").at("role").as_string(), "assistant");
+  }
+  EXPECT_TRUE(lines.back().at("done").as_bool());
+  EXPECT_EQ(lines.back().at("eval_count").as_int64(), 4);
+  EXPECT_EQ(lines.back().at("done_reason").as_string(), "length");
+
+  r = curl(server_->url() + "/api/generate",
+           R"({"prompt":"Once","stream":false,"options":{"num_predict":3}})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto whole = json::parse(r.body).as_object();
+  EXPECT_TRUE(whole.at("done").as_bool());
+  EXPECT_FALSE(whole.at("response").as_string().empty());
+  EXPECT_EQ(whole.at("eval_count").as_int64(), 3);
+}
+
+TEST_F(ServeInProcess, MalformedOrUnmappableRequestsAre400InTheProtocolsShape) {
+  struct Case {
+    const char* path;
+    std::string body;
+    const char* says;
+  };
+  const std::vector<Case> cases = {
+      {"/v1/chat/completions", "{not json", "not valid JSON"},
+      {"/v1/chat/completions", "[1,2]", "must be a JSON object"},
+      {"/v1/chat/completions", R"({"messages":"hi"})", "'messages'"},
+      {"/v1/chat/completions", R"({"messages":[{"content":"x"}]})", "messages[0].role"},
+      {"/v1/chat/completions", kChat.substr(0, kChat.size() - 1) + R"(,"n":3})", "'n'"},
+      {"/v1/chat/completions", kChat.substr(0, kChat.size() - 1) + R"(,"temperature":"hot"})",
+       "'temperature'"},
+      {"/v1/chat/completions", kChat.substr(0, kChat.size() - 1) + R"(,"temperature":500})",
+       "temperature"},
+      {"/v1/chat/completions", kChat.substr(0, kChat.size() - 1) + R"(,"logprobs":true})",
+       "'logprobs'"},
+      {"/v1/completions", R"({"max_tokens":3})", "'prompt'"},
+      {"/api/chat", kChat.substr(0, kChat.size() - 1) + R"(,"options":{"mirostat":2}})",
+       "options.mirostat"},
+      {"/api/chat", kChat.substr(0, kChat.size() - 1) + R"(,"options":{"num_predict":1.5}})",
+       "options.num_predict"},
+      {"/api/generate", R"({"prompt":"x","images":["aGk="]})", "'images'"},
+  };
+  for (const auto& c : cases) {
+    const auto r = curl(server_->url() + c.path, c.body);
+    EXPECT_EQ(r.status, 400) << c.path << " " << c.body << "\n" << r.body;
+    boost::system::error_code ec;
+    auto v = json::parse(r.body, ec);
+    ASSERT_FALSE(ec) << r.body;
+    const bool openai = std::string_view(c.path).starts_with("/v1/");
+    const json::value& err = v.as_object().at("error");
+    const std::string message(openai ? err.at("message").as_string() : err.as_string());
+    EXPECT_TRUE(contains(message, c.says)) << c.body << " -> " << message;
+    if (openai) EXPECT_EQ(err.at("type").as_string(), "invalid_request_error");
+  }
+  // Over the body limit (--body-limit 4096): 413, named.
+  const auto big =
+      curl(server_->url() + "/api/generate", R"({"prompt":")" + std::string(8000, 'a') + R"("})");
+  EXPECT_EQ(big.status, 413) << big.body;
+  EXPECT_TRUE(contains(big.body, "4096")) << big.body;
+  // Unknown routes and methods.
+  EXPECT_EQ(curl(server_->url() + "/v2/nothing").status, 404);
+  const auto get = curl(server_->url() + "/api/chat");
+  EXPECT_EQ(get.status, 405) << get.body;
+}
+
+TEST_F(ServeInProcess, ListsItsModelsAndAnswersHealthAndVersion) {
+  auto r = curl(server_->url() + "/v1/models");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(json::parse(r.body).at("data").as_array().at(0).at("id").as_string(), "tiny");
+  r = curl(server_->url() + "/api/tags");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(json::parse(r.body).at("models").as_array().at(0).at("name").as_string(), "tiny");
+  r = curl(server_->url() + "/api/version");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_TRUE(json::parse(r.body).as_object().contains("version"));
+  EXPECT_EQ(curl(server_->url() + "/health").status, 200);
+}
+
+TEST(ServeMetrics, CountsEqualTheRequestsMade) {
+  ServeProcess server({"--model", chimera::test::tiny_model().string(), "--model-threads", "2"});
+  ASSERT_TRUE(server.ok()) << server.output() << server.errors();
+  constexpr int kStreamed = 3;
+  constexpr int kWhole = 2;
+  for (int i = 0; i < kStreamed; ++i) {
+    ASSERT_EQ(curl(server.url() + "/v1/chat/completions",
+                   R"({"messages":[{"role":"user","content":"Hi"}],"stream":true,"max_tokens":3})")
+                  .status,
+              200);
+  }
+  for (int i = 0; i < kWhole; ++i) {
+    ASSERT_EQ(curl(server.url() + "/api/generate",
+                   R"({"prompt":"Hi","stream":false,"options":{"num_predict":2}})")
+                  .status,
+              200);
+  }
+  ASSERT_EQ(curl(server.url() + "/api/chat", "{bad").status, 400);
+  const auto r = curl(server.url() + "/metrics");
+  ASSERT_EQ(r.status, 200);
+  const std::string& m = r.body;
+  EXPECT_EQ(metric_sum(m, "chimera_serve_http_requests_total",
+                       {"path=\"/v1/chat/completions\"", "code=\"200\""}),
+            kStreamed)
+      << m;
+  EXPECT_EQ(metric_sum(m, "chimera_serve_http_requests_total",
+                       {"path=\"/api/generate\"", "code=\"200\""}),
+            kWhole);
+  EXPECT_EQ(
+      metric_sum(m, "chimera_serve_http_requests_total", {"path=\"/api/chat\"", "code=\"400\""}),
+      1);
+  EXPECT_EQ(metric_sum(m, "chimera_serve_generations_total", {"outcome=\"ok\""}),
+            kStreamed + kWhole);
+  EXPECT_EQ(metric_sum(m, "chimera_serve_ttft_seconds_count", {}), kStreamed + kWhole);
+  EXPECT_EQ(metric_sum(m, "chimera_serve_tokens_total", {}), kStreamed * 3 + kWhole * 2);
+  EXPECT_EQ(metric_sum(m, "chimera_pool_endpoint_up", {}), 1);
+  EXPECT_EQ(metric_sum(m, "chimera_serve_streams_active", {}), 0);
+}
+
+TEST(ServeSignals, SigtermLetsAStreamInFlightFinish) {
+  ServeProcess server({"--model", chimera::test::tiny_model().string(), "--model-threads", "2",
+                       "--shutdown-grace-ms", "120000"});
+  ASSERT_TRUE(server.ok()) << server.output() << server.errors();
+  RawClient c(server.port());
+  ASSERT_TRUE(c.ok());
+  c.post("/api/generate", R"({"prompt":"Once upon a time","options":{"num_predict":64}})");
+  ASSERT_TRUE(c.read_until("\"done\":false")) << c.got();
+  ASSERT_EQ(::kill(server.pid(), SIGTERM), 0);
+  // New connections are refused from now on; the stream in flight runs to its end.
+  EXPECT_TRUE(c.read_to_end()) << c.got();
+  const std::string& got = c.got();
+  EXPECT_TRUE(contains(got, "\"done\":true")) << got;
+  EXPECT_TRUE(contains(got, "\"eval_count\":64")) << got;
+  EXPECT_TRUE(contains(got, "\r\n0\r\n\r\n")) << got;  // the chunked body's proper end
+  EXPECT_EQ(server.wait_exit(60s), 0) << server.output() << server.errors();
+  EXPECT_TRUE(contains(server.output(), "serve stopped")) << server.output();
+}
+
+// ---- in front of a real llama-server ---------------------------------------------------------
+
+class ServeLlamaServer : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    upstream_ = new chimera::test::LlamaServer(chimera::test::tiny_model(), {.parallel = 1});
+    if (upstream_->ok()) {
+      server_ = new ServeProcess({"--endpoint", upstream_->url(), "--backend", "openai"});
+    }
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete upstream_;
+    server_ = nullptr;
+    upstream_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_TRUE(upstream_->ok()) << upstream_->error();
+    ASSERT_TRUE(server_ != nullptr && server_->ok()) << server_->output() << server_->errors();
+  }
+  static inline chimera::test::LlamaServer* upstream_ = nullptr;
+  static inline ServeProcess* server_ = nullptr;
+};
+
+TEST_F(ServeLlamaServer, HttpxAndCurlStreamThroughServe) {
+  expect_httpx_stream(server_->url());
+  const auto r = curl(server_->url() + "/v1/chat/completions",
+                      R"({"messages":[{"role":"user","content":"Hello"}],"stream":true,)"
+                      R"("max_tokens":4,"user":"alice"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  int done = 0;
+  EXPECT_EQ(sse_events(r.body, &done).size(), 5u) << r.body;  // four tokens, the finish
+  EXPECT_EQ(done, 1);
+}
+
+TEST_F(ServeLlamaServer, AnOllamaClientIsServedByLlamaServer) {
+  const auto r = curl(server_->url() + "/api/chat",
+                      R"({"model":"llama3.2","messages":[{"role":"user","content":"Hi"}],)"
+                      R"("options":{"num_predict":5,"seed":7}})",
+                      "-H 'X-Session-Id: s1'");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto lines = ndjson_lines(r.body);
+  ASSERT_GE(lines.size(), 2u) << r.body;
+  EXPECT_EQ(lines.front().at("model").as_string(), "llama3.2");
+  EXPECT_TRUE(lines.back().at("done").as_bool()) << r.body;
+  EXPECT_EQ(lines.back().at("eval_count").as_int64(), 5) << r.body;
+  std::string text;
+  for (const auto& l : lines) text += std::string(l.at("message").at("content").as_string());
+  EXPECT_FALSE(text.empty());
+}
+
+TEST_F(ServeLlamaServer, DisconnectMidStreamFreesTheUpstreamSlot) {
+  {
+    RawClient c(server_->port());
+    ASSERT_TRUE(c.ok());
+    // No limit: the slot would decode until its context is full.
+    c.post("/v1/completions", R"({"prompt":"Once upon a time","max_tokens":-1,"stream":true})");
+    ASSERT_TRUE(c.read_until("data: {")) << c.got();
+    EXPECT_FALSE(chimera::test::slots_idle(upstream_->port()));
+  }  // the client goes away
+  bool idle = false;
+  for (int i = 0; i < 300 && !idle; ++i) {
+    idle = chimera::test::slots_idle(upstream_->port());
+    if (!idle) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(idle) << "llama-server's slot still processing after the client left";
+  const auto m = curl(server_->url() + "/metrics").body;
+  bool counted = false;
+  for (int i = 0; i < 100 && !counted; ++i) {
+    counted = metric_sum(curl(server_->url() + "/metrics").body, "chimera_serve_generations_total",
+                         {"outcome=\"client_gone\""}) == 1;
+    if (!counted) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(counted) << m;
+}
+
+TEST(ServeUpstream, AnUpstreamThatCannotBeReachedIsAnHttpErrorBeforeTheFirstByte) {
+  // A port nothing listens on (the listener is closed before serve starts).
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  const int dead_port = ntohs(a.sin_port);
+  ::close(fd);
+  ServeProcess server({"--endpoint", "http://127.0.0.1:" + std::to_string(dead_port), "--backend",
+                       "openai", "--retry-attempts", "1"});
+  ASSERT_TRUE(server.ok()) << server.output() << server.errors();
+  auto r = curl(server.url() + "/v1/chat/completions",
+                R"({"messages":[{"role":"user","content":"Hi"}],"stream":true})");
+  EXPECT_EQ(r.status, 502) << r.body;
+  EXPECT_TRUE(contains(r.body, "\"error\"")) << r.body;
+  r = curl(server.url() + "/api/chat", R"({"messages":[{"role":"user","content":"Hi"}]})");
+  EXPECT_EQ(r.status, 502) << r.body;
+  EXPECT_TRUE(json::parse(r.body).at("error").is_string()) << r.body;
+}
+
+TEST(ServeCli, UsageErrorsNameWhatIsWrong) {
+  auto r = chimera::test::run_cli("serve --port 0");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_TRUE(contains(r.err, "--pools")) << r.err;
+  r = chimera::test::run_cli("serve --port 0 --endpoint http://127.0.0.1:1");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_TRUE(contains(r.err, "--backend")) << r.err;
+  r = chimera::test::run_cli("serve --help");
+  EXPECT_EQ(r.rc, 0);
+  EXPECT_TRUE(contains(r.out, "/v1/chat/completions")) << r.out;
+}
+
+}  // namespace
