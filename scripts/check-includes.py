@@ -28,6 +28,7 @@ LAYERS = [
     "scenarios",  # many agents running a scenario, measured (`multi`)
     "banter",     # scenes of characters talking
     "synth",      # the synthetic server (stands alone; only front ends and tests use it)
+    "serve",      # the OpenAI- and Ollama-compatible server in front of pools (`serve`)
     "capi",       # the C ABI (include/chimera.h, src/capi)
     "python",     # the Python binding (python/src)
     "apps",       # the CLI (apps/chimeraforge)
