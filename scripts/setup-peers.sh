@@ -23,6 +23,9 @@ PACKAGES=(
   cargo rustc
   librust-tokio-dev librust-reqwest-dev librust-serde-dev librust-serde-derive-dev
   librust-serde-json-dev librust-futures-dev librust-libc-dev librust-bytes-dev
+  # reqwest's native-tls feature (https in the TLS rows): native-tls and hyper-tls on
+  # openssl-sys, which links the system's OpenSSL found through pkg-config.
+  librust-native-tls-dev librust-hyper-tls-dev libssl-dev pkg-config
 )
 
 check_only=0

@@ -78,12 +78,13 @@ struct Args {
     stagger_ms: f64,
     timeout_s: f64,
     startup_probe: bool,
+    ca_file: Option<String>,
 }
 
 const HELP: &str = "\
 usage: rust-peer --endpoint URL --backend ollama|openai [--agents N] [--requests-per-agent K]
                  [--model M] [--prompt TEXT] [--max-tokens T] [--records FILE] [--record-lags]
-                 [--timeout S] [--startup-probe]
+                 [--timeout S] [--startup-probe] [--ca-file FILE]
 
 N concurrent agents, each making K sequential streaming chat requests to an Ollama or
 OpenAI-compatible server, on tokio's multi-threaded runtime with one shared reqwest::Client;
@@ -107,6 +108,8 @@ options:
   --stagger-ms MS           spread the agents' starts evenly over MS (agent i waits i/N of it)
   --timeout S               give up on a request not complete S seconds after it started
                             (default 300)
+  --ca-file FILE            https: trust the CA certificates in this PEM file instead of
+                            the system's (still verified)
   --startup-probe           make exactly one request (1 agent x 1) and exit; for measuring
                             startup
 
@@ -153,6 +156,7 @@ fn parse_args() -> Args {
         stagger_ms: 0.0,
         timeout_s: 300.0,
         startup_probe: false,
+        ca_file: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -196,6 +200,7 @@ fn parse_args() -> Args {
             "--stagger-ms" => args.stagger_ms = number(&name, value("milliseconds")),
             "--timeout" => args.timeout_s = number(&name, value("seconds")),
             "--startup-probe" => args.startup_probe = true,
+            "--ca-file" => args.ca_file = Some(value("a PEM file")),
             other => usage_error(&format!("unknown option '{other}'")),
         }
     }
@@ -831,11 +836,22 @@ async fn main() {
         serde_json::to_vec(&request_body(&args)).expect("a JSON value serializes"),
     );
     let timeout = Duration::from_secs_f64(args.timeout_s);
+    // https: native-tls (OpenSSL on Debian), verified against the system's CAs, or against
+    // --ca-file alone (as curl's --cacert and chimeraforge's --ca-file).
+    let ca = args.ca_file.as_ref().map(|path| {
+        let pem = std::fs::read(path)
+            .unwrap_or_else(|e| usage_error(&format!("--ca-file {path}: {e}")));
+        reqwest::Certificate::from_pem(&pem)
+            .unwrap_or_else(|e| usage_error(&format!("--ca-file {path}: not a PEM certificate: {e}")))
+    });
     let build = |max_idle: usize| {
-        reqwest::Client::builder()
+        let mut b = reqwest::Client::builder()
             .pool_max_idle_per_host(max_idle)
-            .connect_timeout(timeout)
-            .build()
+            .connect_timeout(timeout);
+        if let Some(cert) = &ca {
+            b = b.tls_built_in_root_certs(false).add_root_certificate(cert.clone());
+        }
+        b.build()
             .unwrap_or_else(|e| usage_error(&format!("cannot make an HTTP client: {e}")))
     };
     let sh = Arc::new(Shared {
