@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""First-token latency of one stream at a time, through a keep-alive connection.
+
+Sends N OpenAI chat requests ("stream": true) to each URL in turn and measures, per request, the
+time from the request's last byte written to the first token chunk read (a `data: {` line whose
+delta has content). Prints p50, p99 and the mean per URL, in milliseconds, as one JSON object.
+
+Usage: ttft.py N NAME=http://127.0.0.1:PORT [NAME=URL ...]
+"""
+import json
+import socket
+import statistics
+import sys
+import time
+from urllib.parse import urlparse
+
+BODY = json.dumps({"model": "synth", "messages": [{"role": "user", "content": "hi"}],
+                   "stream": True, "max_tokens": 4}).encode()
+
+
+def request_bytes(host):
+    return (b"POST /v1/chat/completions HTTP/1.1\r\nHost: " + host.encode() +
+            b"\r\nContent-Type: application/json\r\nContent-Length: " +
+            str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
+
+
+def one(sock, req):
+    """Time to the first token, ns; reads the response to its end (chunked)."""
+    sock.sendall(req)
+    t0 = time.perf_counter_ns()
+    got = b""
+    first = None
+    while not got.endswith(b"0\r\n\r\n"):
+        data = sock.recv(65536)
+        if not data:
+            raise RuntimeError("connection closed mid-response: %r" % got[-200:])
+        got += data
+        if first is None and b'"content"' in got:
+            first = time.perf_counter_ns() - t0
+    if first is None:
+        raise RuntimeError("no token in %r" % got[:300])
+    return first
+
+
+def pct(values, p):
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def main():
+    n = int(sys.argv[1])
+    out = {}
+    for arg in sys.argv[2:]:
+        name, url = arg.split("=", 1)
+        u = urlparse(url)
+        sock = socket.create_connection((u.hostname, u.port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        req = request_bytes("%s:%d" % (u.hostname, u.port))
+        for _ in range(min(20, n)):  # warm-up: connections, caches
+            one(sock, req)
+        samples = []
+        for i in range(n):
+            try:
+                samples.append(one(sock, req) / 1e6)
+            except RuntimeError as e:
+                sys.exit("ttft.py: %s, request %d: %s" % (name, i, e))
+        sock.close()
+        out[name] = {"n": n, "p50_ms": round(pct(samples, 50), 4),
+                     "p99_ms": round(pct(samples, 99), 4),
+                     "mean_ms": round(statistics.fmean(samples), 4)}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
