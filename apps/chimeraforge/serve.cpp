@@ -31,7 +31,6 @@ struct ServeArgs {
   int max_concurrency = 0;
   int64_t hedge_after_ms = 0;
   LlamaConfig llama;
-  int runtime_threads = 1;
   int64_t grace_ms = 10'000;
   ConnectionFlags connection;
 };
@@ -117,7 +116,11 @@ int run_serve(const ServeArgs& a) {
   // signal reaches only the wait below and the server shuts down in order.
   const StopSignals stop_signals({SIGINT, SIGTERM});
 
-  Runtime runtime(a.runtime_threads);
+  // One event loop for the server and the pools' clients: a token goes from the upstream
+  // connection to the client's without passing between threads.
+  Runtime runtime(a.options.threads);
+  serve::Options options = a.options;
+  options.runtime = &runtime;
   std::vector<std::unique_ptr<pool::Pool>> pools;
   std::vector<serve::Route> routes;
   try {
@@ -133,7 +136,7 @@ int run_serve(const ServeArgs& a) {
     return a.model_file.empty() ? kUsage : kFailed;
   }
 
-  auto server = std::make_unique<serve::Server>(a.options, routes);
+  auto server = std::make_unique<serve::Server>(options, routes);
   try {
     server->start();
   } catch (const std::invalid_argument& e) {
@@ -227,10 +230,8 @@ std::function<int()> add_serve(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--gpu-layers", a->llama.gpu_layers, "--model: layers offloaded to a GPU")
       ->capture_default_str();
-  cmd->add_option("--threads", o.threads, "I/O threads of the server")
-      ->check(CLI::Range(1, 256))
-      ->capture_default_str();
-  cmd->add_option("--runtime-threads", a->runtime_threads, "I/O threads of the upstream clients")
+  cmd->add_option("--threads", o.threads,
+                  "I/O threads, shared by the server and its upstream connections")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
   cmd->add_option("--body-limit", o.body_limit, "Largest request body, bytes (413 above)")

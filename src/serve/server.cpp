@@ -8,6 +8,7 @@
 // the coroutine writes whatever is pending. Nothing is held back: each record is written as soon
 // as the coroutine runs after it arrived. (A timer cancelled from a posted handler served as the
 // wake-up first and lost about one in ten, with data pending: the channel keeps the signal.)
+#include "core/runtime_impl.hpp"
 #include "serve/metrics.hpp"
 #include "serve/protocol.hpp"
 
@@ -194,13 +195,17 @@ struct Server::Impl {
   bool running = false;
   bool stopped = false;
   int port = 0;
-  std::shared_ptr<asio::io_context> io;
+  std::shared_ptr<asio::io_context> io;  // its own event loop (null on a Runtime's)
+  asio::io_context* ioc = nullptr;       // the loop it serves on
   std::unique_ptr<tcp::acceptor> acceptor;
+  bool accepting = false;  // the accept loop runs (under conns_mu)
   std::vector<std::thread> threads;
 
   asio::any_io_executor connection_executor() {
-    if (opt.threads > 1) return asio::make_strand(*io);
-    return io->get_executor();
+    // One thread needs no strand; with several, a strand keeps each connection on one at a time.
+    const int n = opt.runtime != nullptr ? opt.runtime->threads() : opt.threads;
+    if (n > 1) return asio::make_strand(*ioc);
+    return ioc->get_executor();
   }
 
   const Route& route_for(const std::string& model) const {
@@ -600,7 +605,12 @@ asio::awaitable<void> Server::Impl::accept_loop() {
     auto ex = connection_executor();
     auto [ec, sock] = co_await acceptor->async_accept(ex, use_tuple);
     if (ec) {
-      if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
+      if (ec == asio::error::operation_aborted || !acceptor->is_open()) {
+        std::lock_guard lock(conns_mu);
+        accepting = false;
+        conns_cv.notify_all();
+        co_return;
+      }
       backoff.expires_after(std::chrono::milliseconds(20));  // out of descriptors: let some close
       co_await backoff.async_wait(use_tuple);
       continue;
@@ -652,8 +662,15 @@ void Server::start() {
     throw std::invalid_argument(fmt::format(
         "serve: host '{}' is not an IP address (e.g. 127.0.0.1, 0.0.0.0 or ::1)", s.opt.host));
   }
-  auto io = std::make_shared<asio::io_context>(s.opt.threads);
-  auto acceptor = std::make_unique<tcp::acceptor>(asio::make_strand(*io));
+  std::shared_ptr<asio::io_context> io;
+  asio::io_context* ioc = nullptr;
+  if (s.opt.runtime != nullptr) {
+    ioc = &RuntimeAccess::io(*s.opt.runtime);
+  } else {
+    io = std::make_shared<asio::io_context>(s.opt.threads);
+    ioc = io.get();
+  }
+  auto acceptor = std::make_unique<tcp::acceptor>(asio::make_strand(*ioc));
   const tcp::endpoint endpoint(address, static_cast<unsigned short>(s.opt.port));
   auto fail = [&](const char* doing) {
     std::string hint;
@@ -674,9 +691,16 @@ void Server::start() {
   if (ec) fail("listen on");
   s.port = acceptor->local_endpoint(ec).port();
   s.io = std::move(io);
+  s.ioc = ioc;
   s.acceptor = std::move(acceptor);
+  {
+    std::lock_guard conns_lock(s.conns_mu);
+    s.accepting = true;
+  }
   asio::co_spawn(s.acceptor->get_executor(), s.accept_loop(), asio::detached);
-  for (int i = 0; i < s.opt.threads; ++i) s.threads.emplace_back([&s] { s.io->run(); });
+  if (s.io) {
+    for (int i = 0; i < s.opt.threads; ++i) s.threads.emplace_back([&s] { s.io->run(); });
+  }
   s.running = true;
 }
 
@@ -715,12 +739,16 @@ int Server::shutdown(int64_t grace_ms) {
     s.conns_cv.wait_for(lock, std::chrono::seconds(5),
                         [&] { return s.busy == 0 && s.exchanges.empty(); });
     for (const auto& [fd, busy] : s.conns) ::shutdown(fd, SHUT_RDWR);
-    // Every connection's coroutine ends (its socket is shut down), so none outlives the server.
-    s.conns_cv.wait_for(lock, std::chrono::seconds(5), [&] { return s.conns.empty(); });
+    // Every connection's coroutine ends (its socket is shut down), and so does the accept loop,
+    // so none outlives the server.
+    s.conns_cv.wait_for(lock, std::chrono::seconds(5),
+                        [&] { return s.conns.empty() && !s.accepting; });
   }
-  s.io->stop();
-  for (auto& t : s.threads) t.join();
-  s.threads.clear();
+  if (s.io) {
+    s.io->stop();
+    for (auto& t : s.threads) t.join();
+    s.threads.clear();
+  }
   s.acceptor.reset();
   s.io.reset();
   return left;

@@ -24,8 +24,8 @@
 // - a session id from the `X-Session-Id` header or OpenAI's `user` field keeps a conversation on
 //   one endpoint (session-affinity routing) and, in-process, on its cached KV.
 //
-// Threading: start() spawns `threads` I/O threads; backends call back on their own Runtime
-// threads. Every member is thread-safe.
+// Threading: start() spawns `threads` I/O threads, or serves on `runtime`'s; backends call back
+// on their own Runtime threads. Every member is thread-safe.
 //
 // Example:
 //   chimera::Runtime rt;
@@ -42,6 +42,9 @@
 #include <string>
 #include <vector>
 
+namespace chimera {
+class Runtime;
+}
 namespace chimera::pool {
 class Pool;
 }
@@ -56,8 +59,12 @@ struct Route {
 
 struct Options {
   std::string host = "127.0.0.1";
-  int port = 8000;                    // 0: a free port, chosen at start()
-  int threads = 1;                    // I/O threads
+  int port = 8000;  // 0: a free port, chosen at start()
+  int threads = 1;  // I/O threads (without `runtime`)
+  // Serve on this runtime's event loop (its threads) instead of threads of its own. When the
+  // pools run on the same runtime, their callbacks come on the connections' threads and a token
+  // goes out without passing from one thread to another. Not owned; outlives the Server.
+  Runtime* runtime = nullptr;
   std::size_t body_limit = 8u << 20;  // request bodies, bytes (413 above)
   // A request (its header and body) must arrive within this once its first byte has; an idle
   // keep-alive connection is closed after it; a client that takes no bytes of a response for
