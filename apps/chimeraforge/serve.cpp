@@ -22,6 +22,7 @@ namespace {
 struct ServeArgs {
   serve::Options options;
   std::string pools_file;
+  std::string keys_file;
   std::vector<std::string> endpoints;
   std::string backend;
   std::string model_file;
@@ -107,6 +108,14 @@ bool pools_from_flags(const ServeArgs& a, std::vector<pool::PoolConfig>& pools) 
 int run_serve(const ServeArgs& a) {
   std::vector<pool::PoolConfig> configs;
   if (!pools_from_flags(a, configs)) return kUsage;
+  serve::Options options = a.options;
+  if (!a.keys_file.empty()) {
+    std::string error;
+    if (!serve::load_keys(a.keys_file, options.keys, error)) {
+      fmt::print(stderr, "chimeraforge serve: --keys: {}\n", error);
+      return kUsage;
+    }
+  }
   if (auto e = serve::validate(a.options); !e.empty()) {
     fmt::print(stderr, "chimeraforge serve: {}\n", e);
     return kUsage;
@@ -119,7 +128,6 @@ int run_serve(const ServeArgs& a) {
   // One event loop for the server and the pools' clients: a token goes from the upstream
   // connection to the client's without passing between threads.
   Runtime runtime(a.options.threads);
-  serve::Options options = a.options;
   options.runtime = &runtime;
   std::vector<std::unique_ptr<pool::Pool>> pools;
   std::vector<serve::Route> routes;
@@ -198,6 +206,10 @@ std::function<int()> add_serve(CLI::App& app) {
   cmd->add_option("--host", o.host, "Address to listen on (0.0.0.0: every interface)")
       ->capture_default_str();
   cmd->add_option("--pools", a->pools_file, "Pool file (TOML, docs/pools.md): one route per pool");
+  cmd->add_option("--keys", a->keys_file,
+                  "API keys file (TOML [[key]] tables: key, name, max_concurrency, "
+                  "requests_per_minute); generation requests then need 'Authorization: Bearer "
+                  "KEY' (401 without, 429 over a limit)");
   cmd->add_option("--endpoint", a->endpoints,
                   "Upstream server URL; repeat it for a pool of several (with --backend)");
   cmd->add_option("--backend,-b", a->backend, "Protocol of --endpoint: ollama or openai")

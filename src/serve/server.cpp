@@ -9,6 +9,7 @@
 // as the coroutine runs after it arrived. (A timer cancelled from a posted handler served as the
 // wake-up first and lost about one in ten, with data pending: the channel keeps the signal.)
 #include "core/runtime_impl.hpp"
+#include "serve/keys.hpp"
 #include "serve/metrics.hpp"
 #include "serve/protocol.hpp"
 
@@ -100,6 +101,13 @@ const char* reason(int status) {
   }
 }
 
+// Gives a key's request back to its limits when it goes out of scope.
+struct KeyRelease {
+  KeyLimits& limits;
+  int index;
+  ~KeyRelease() { limits.release(index); }
+};
+
 bool is_get_route(std::string_view path) {
   return path == "/health" || path == "/v1/models" || path == "/api/tags" ||
          path == "/api/version" || path == "/metrics";
@@ -171,10 +179,12 @@ struct Exchange {
 }  // namespace
 
 struct Server::Impl {
-  Impl(Options o, std::vector<Route> r) : opt(std::move(o)), routes(std::move(r)) {}
+  Impl(Options o, std::vector<Route> r)
+      : opt(std::move(o)), routes(std::move(r)), limits(opt.keys) {}
 
   Options opt;
   std::vector<Route> routes;
+  KeyLimits limits;
   Metrics metrics;
   std::atomic<int64_t> connections{0};
   std::atomic<int64_t> requests{0};
@@ -380,6 +390,20 @@ class Connection {
       if (method != bhttp::verb::post) {
         co_return co_await method_not_allowed(method, path, "POST", openai_path, keep_alive);
       }
+      int key = -1;
+      if (s_.limits.enabled()) {
+        KeyLimits::Verdict v = s_.limits.admit(std::string_view(req[bhttp::field::authorization]));
+        if (v.status != 0) {
+          std::string extra;
+          if (v.retry_after_s > 0) extra = fmt::format("Retry-After: {}\r\n", v.retry_after_s);
+          co_return co_await respond_error(
+              v.status, is_openai(*api), std::move(v.message),
+              v.status == 401 ? "authentication_error" : "rate_limit_error", keep_alive,
+              std::move(extra));
+        }
+        key = v.index;
+      }
+      const KeyRelease release{s_.limits, key};  // when the request ends, however it ends
       Parsed parsed;
       if (auto error = parse_request(*api, req.body(), parsed); !error.empty()) {
         co_return co_await respond_error(400, is_openai(*api), error, "invalid_request_error",

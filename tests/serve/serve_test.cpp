@@ -230,11 +230,10 @@ class RawClient {
   }
   ~RawClient() { close(); }
   bool ok() const { return fd_ >= 0; }
-  void post(const std::string& path, const std::string& body) {
-    const std::string req = "POST " + path +
-                            " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                            "Content-Length: " +
-                            std::to_string(body.size()) + "\r\n\r\n" + body;
+  void post(const std::string& path, const std::string& body, const std::string& headers = {}) {
+    const std::string req =
+        "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
+        headers + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
     (void)::send(fd_, req.data(), req.size(), MSG_NOSIGNAL);
   }
   // Reads until `needle` has arrived (true) or the connection ends or `limit` passes (false).
@@ -643,6 +642,50 @@ TEST(ServeUpstream, AnUpstreamThatCannotBeReachedIsAnHttpErrorBeforeTheFirstByte
   EXPECT_TRUE(json::parse(r.body).at("error").is_string()) << r.body;
 }
 
+TEST(ServeKeys, KeysAreRequiredAndTheirLimitsHold) {
+  const fs::path keys =
+      fs::temp_directory_path() / ("chimera-serve-keys-" + std::to_string(::getpid()) + ".toml");
+  {
+    std::ofstream out(keys);
+    out << "[[key]]\nkey = \"sk-one-at-a-time\"\nname = \"solo\"\nmax_concurrency = 1\n\n"
+           "[[key]]\nkey = \"sk-two-a-minute\"\nname = \"slow\"\nrequests_per_minute = 2\n";
+  }
+  ServeProcess server({"--model", chimera::test::tiny_model().string(), "--model-threads", "2",
+                       "--keys", keys.string()});
+  ASSERT_TRUE(server.ok()) << server.output() << server.errors();
+  const std::string url = server.url() + "/v1/chat/completions";
+  const std::string body = R"({"messages":[{"role":"user","content":"Hi"}],"max_tokens":2})";
+  // No key, or one the server does not know: 401 in the protocol's shape.
+  auto r = curl(url, body);
+  EXPECT_EQ(r.status, 401) << r.body;
+  EXPECT_TRUE(contains(r.body, "authentication_error")) << r.body;
+  r = curl(server.url() + "/api/generate", R"({"prompt":"x"})",
+           "-H 'Authorization: Bearer sk-wrong'");
+  EXPECT_EQ(r.status, 401) << r.body;
+  EXPECT_TRUE(json::parse(r.body).at("error").is_string()) << r.body;
+  // Two requests a minute: the third is refused, with Retry-After.
+  const std::string slow = "-H 'Authorization: Bearer sk-two-a-minute'";
+  EXPECT_EQ(curl(url, body, slow).status, 200);
+  EXPECT_EQ(curl(url, body, slow).status, 200);
+  r = curl(url, body, slow + " -i");
+  EXPECT_EQ(r.status, 429) << r.body;
+  EXPECT_TRUE(contains(r.body, "Retry-After:")) << r.body;
+  EXPECT_TRUE(contains(r.body, "per minute")) << r.body;
+  // One request at a time: a second while the first streams is refused; after it, admitted.
+  const std::string solo = "-H 'Authorization: Bearer sk-one-at-a-time'";
+  RawClient c(server.port());
+  ASSERT_TRUE(c.ok());
+  c.post("/api/generate", R"({"prompt":"Once","options":{"num_predict":400}})",
+         "Authorization: Bearer sk-one-at-a-time\r\n");
+  ASSERT_TRUE(c.read_until("\"done\":false")) << c.got();
+  r = curl(url, body, solo);
+  EXPECT_EQ(r.status, 429) << r.body;
+  EXPECT_TRUE(contains(r.body, "in flight")) << r.body;
+  ASSERT_TRUE(c.read_until("\"done\":true")) << c.got();
+  EXPECT_EQ(curl(url, body, solo).status, 200);
+  fs::remove(keys);
+}
+
 TEST(ServeCli, UsageErrorsNameWhatIsWrong) {
   auto r = chimera::test::run_cli("serve --port 0");
   EXPECT_EQ(r.rc, 2);
@@ -650,6 +693,17 @@ TEST(ServeCli, UsageErrorsNameWhatIsWrong) {
   r = chimera::test::run_cli("serve --port 0 --endpoint http://127.0.0.1:1");
   EXPECT_EQ(r.rc, 2);
   EXPECT_TRUE(contains(r.err, "--backend")) << r.err;
+  const fs::path keys =
+      fs::temp_directory_path() / ("chimera-serve-badkeys-" + std::to_string(::getpid()) + ".toml");
+  {
+    std::ofstream out(keys);
+    out << "[[key]]\nkey = \"k\"\nmax_concurrency = -1\n";
+  }
+  r = chimera::test::run_cli("serve --port 0 --model x.gguf --keys " + keys.string());
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_TRUE(contains(r.err, keys.string() + ":3")) << r.err;
+  EXPECT_TRUE(contains(r.err, "max_concurrency")) << r.err;
+  fs::remove(keys);
   r = chimera::test::run_cli("serve --help");
   EXPECT_EQ(r.rc, 0);
   EXPECT_TRUE(contains(r.out, "/v1/chat/completions")) << r.out;

@@ -40,6 +40,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace chimera {
@@ -57,6 +58,25 @@ struct Route {
   std::string model;           // sent upstream when the request names no model ("": none)
 };
 
+// An API key a client sends as "Authorization: Bearer KEY", with its limits (0: none).
+struct ApiKey {
+  std::string key;
+  std::string name;             // for messages (the key itself is never printed)
+  int max_concurrency = 0;      // generation requests in flight at once (429 above)
+  int requests_per_minute = 0;  // generation requests started per minute (429 above)
+};
+
+// Keys from TOML:
+//   [[key]]
+//   key = "sk-team-red"
+//   name = "red"                # optional
+//   max_concurrency = 4         # optional, 0 to 1000000
+//   requests_per_minute = 120   # optional, 0 to 1000000000
+// Returns false with `error` naming the file, the line and the key.
+bool load_keys(const std::string& file, std::vector<ApiKey>& out, std::string& error);
+bool parse_keys(std::string_view toml_text, const std::string& source, std::vector<ApiKey>& out,
+                std::string& error);
+
 struct Options {
   std::string host = "127.0.0.1";
   int port = 8000;  // 0: a free port, chosen at start()
@@ -65,6 +85,8 @@ struct Options {
   // pools run on the same runtime, their callbacks come on the connections' threads and a token
   // goes out without passing from one thread to another. Not owned; outlives the Server.
   Runtime* runtime = nullptr;
+  // When not empty, generation requests need one of these keys (401 without, 429 over a limit).
+  std::vector<ApiKey> keys;
   std::size_t body_limit = 8u << 20;  // request bodies, bytes (413 above)
   // A request (its header and body) must arrive within this once its first byte has; an idle
   // keep-alive connection is closed after it; a client that takes no bytes of a response for
