@@ -79,6 +79,35 @@ void ActorPlacement::open_backends(Runtime& rt) {
     l.backend = owned_.back().get();
     lanes_.push_back(std::move(l));
   }
+  // Pools' fallbacks (`fallback = "other"`): a fallback no actor runs on directly is opened
+  // too (and its own fallback, down the chain), then each pool is linked to its fallback.
+  std::vector<pool::Pool*> pools;
+  for (auto& b : owned_) {
+    if (auto* p = dynamic_cast<pool::Pool*>(b.get())) pools.push_back(p);
+  }
+  for (std::size_t i = 0; i < pools.size(); ++i) {
+    const std::string fallback = pools[i]->config().fallback;
+    if (fallback.empty() || std::any_of(pools.begin(), pools.end(), [&](const pool::Pool* p) {
+          return p->config().name == fallback;
+        })) {
+      continue;
+    }
+    const pool::PoolConfig* pc = nullptr;
+    for (const auto* list : {&cfg_.pools, &opts_.pools}) {
+      for (const auto& c : *list) {
+        if (c.name == fallback && pc == nullptr) pc = &c;
+      }
+    }
+    if (pc == nullptr) {
+      throw std::invalid_argument(
+          fmt::format("pool '{}': its fallback '{}' is neither a pool of the scene nor of the "
+                      "engine",
+                      pools[i]->config().name, fallback));
+    }
+    owned_.push_back(std::make_unique<pool::Pool>(*pc, rt));
+    pools.push_back(static_cast<pool::Pool*>(owned_.back().get()));
+  }
+  pool::link_fallbacks(pools);  // throws naming a loop
 }
 
 Lane ActorPlacement::open_model_lane(const Want& w, Runtime& rt) {
@@ -131,6 +160,9 @@ Lane ActorPlacement::open_pool_lane(const Want& w, Runtime& rt) {
 }
 
 void ActorPlacement::close() {
+  for (auto& b : owned_) {  // none may hand a request to a pool destroyed before it
+    if (auto* p = dynamic_cast<pool::Pool*>(b.get())) p->set_fallback(nullptr);
+  }
   owned_.clear();  // here, on the owner's thread
   for (auto& l : lanes_) l.backend = nullptr;
 }

@@ -245,6 +245,36 @@ TEST_F(KeyedServerTest, NoOutputShowsTheKey) {
   fs::remove_all(dir);
 }
 
+// A scene's pool on a dead port with `fallback = "spare"`: banter's lines come from the spare
+// pool, a real llama-server.
+TEST_F(KeyedServerTest, BanterFollowsAPoolsFallback) {
+  const fs::path dir = fs::temp_directory_path() / fmt::format("chimera-fallback-{}", ::getpid());
+  fs::create_directories(dir);
+  const int dead = free_loopback_port();
+  for (const bool fallback : {true, false}) {
+    std::ofstream(dir / "scene.toml") << fmt::format(
+        "[scene]\nlines = 2\nwarm_up = false\n[[character]]\nname = \"A\"\npool = "
+        "\"main\"\n[[character]]\nname = \"B\"\npool = \"main\"\n"
+        "[[pool]]\nname = \"main\"\n{}[[pool.endpoint]]\n"
+        "url = \"http://127.0.0.1:{}\"\nbackend = \"openai\"\nretry_attempts = 1\n"
+        "[[pool]]\nname = \"spare\"\n[[pool.endpoint]]\nurl = \"{}\"\nbackend = "
+        "\"openai\"\n",
+        fallback ? "fallback = \"spare\"\n" : "", dead, server_->url());
+    int rc = -1;
+    const std::string out =
+        cli("",
+            fmt::format("banter --scene {}/scene.toml --lines 2 --json --api-key {}", dir.string(),
+                        kKey),
+            &rc);
+    if (fallback) {
+      EXPECT_EQ(rc, 0) << "the lines come from the fallback pool: " << out;
+    } else {
+      EXPECT_NE(rc, 0) << "without the fallback, the dead endpoint fails the lines: " << out;
+    }
+  }
+  fs::remove_all(dir);
+}
+
 TEST(EnvironmentEndpoint, OllamaHostGivesTheEndpointWithoutAScheme) {
   synth::SynthServer srv({.tokens = 4});
   srv.start();
