@@ -45,12 +45,7 @@ if [[ "$mode" == long && -z "$results" ]]; then results=bench/results/fuzz.jsonl
 all_targets=(http_response backend_stream ndjson sse url ingest_csv ingest_json ingest_markdown
              ingest_text markdown_differential digest pool_toml scene_toml workflow_toml engine_toml
              sentence capi_strings)
-# markdown_differential still finds documents where the opt-in Markdown scanner and cmark-gfm
-# disagree (docs/ingest.md): it runs when named (--long markdown_differential), not by default.
-default_targets=("${all_targets[@]/markdown_differential}")
-if ((${#targets[@]} == 0)); then
-  for t in "${default_targets[@]}"; do [[ -n "$t" ]] && targets+=("$t"); done
-fi
+if ((${#targets[@]} == 0)); then targets=("${all_targets[@]}"); fi
 for t in "${targets[@]}"; do
   if [[ ! -d "fuzz/corpus/$t" ]]; then
     echo "fuzz.sh: no target '$t' (targets: ${all_targets[*]})" >&2
