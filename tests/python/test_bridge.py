@@ -145,7 +145,12 @@ def test_breaking_out_of_a_stream_cancels_it(synth):
             async for c in s:
                 if c.index == 2:
                     break
-        await asyncio.sleep(0.05)
+        # The cancellation reaches the engine's thread and comes back as a result; on a busy
+        # machine that can take a while, so wait for it rather than for a fixed time.
+        for _ in range(1000):
+            if s.result is not None:
+                break
+            await asyncio.sleep(0.01)
         return s.result
 
     with cf.Engine(endpoint=synth.url, backend="ollama", model="synth") as engine:
