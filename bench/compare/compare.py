@@ -738,8 +738,8 @@ class TlsFront:
     def __init__(self, work):
         self.dir = Path(work) / "tls"
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.nginx = next((p for p in ("/usr/sbin/nginx", "/usr/bin/nginx") if os.access(p, os.X_OK)),
-                          None)
+        self.nginx = next((p for p in ("/usr/sbin/nginx", "/usr/bin/nginx")
+                           if os.access(p, os.X_OK)), None)
         self.openssl = shutil.which("openssl")
         if not self.nginx or not self.openssl:
             sys.exit("compare.py --tls: needs nginx and openssl (scripts/setup.sh installs both)")
