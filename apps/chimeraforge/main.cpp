@@ -6,7 +6,34 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <cstring>
+#include <functional>
 #include <new>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace {
+
+struct Command {
+  const char* name;
+  std::function<int()> (*add)(CLI::App&);
+};
+
+constexpr Command kCommands[] = {
+    {"generate", chimera::cli::add_generate},
+    {"agent", chimera::cli::add_agent},
+    {"endpoints", chimera::cli::add_endpoints},
+    {"model", chimera::cli::add_model},
+    {"run", chimera::cli::add_run},
+    {"multi", chimera::cli::add_multi},
+    {"sweep", chimera::cli::add_sweep},
+    {"synth-server", chimera::cli::add_synth_server},
+    {"banter", chimera::cli::add_banter},
+    {"serve", chimera::cli::add_serve},
+};
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -23,16 +50,18 @@ int main(int argc, char** argv) {
       "chimeraforge"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "chimeraforge " CHIMERA_VERSION_STRING);
-  auto run_generate = chimera::cli::add_generate(app);
-  auto run_agent = chimera::cli::add_agent(app);
-  auto run_endpoints = chimera::cli::add_endpoints(app);
-  auto run_model = chimera::cli::add_model(app);
-  auto run_run = chimera::cli::add_run(app);
-  auto run_multi = chimera::cli::add_multi(app);
-  auto run_sweep = chimera::cli::add_sweep(app);
-  auto run_synth_server = chimera::cli::add_synth_server(app);
-  auto run_banter = chimera::cli::add_banter(app);
-  auto run_serve = chimera::cli::add_serve(app);
+  // Building every command's options costs thousands of allocations at each start
+  // (docs/performance.md); when the first argument names a command, only that one is built.
+  // Anything else (--help, --version, an unknown name, none) builds them all, so that help
+  // lists every command and a mistake is reported as before.
+  const Command* named = nullptr;
+  for (const auto& c : kCommands) {
+    if (argc > 1 && std::strcmp(argv[1], c.name) == 0) named = &c;
+  }
+  std::vector<std::pair<std::string, std::function<int()>>> runners;
+  for (const auto& c : kCommands) {
+    if (named == nullptr || named == &c) runners.emplace_back(c.name, c.add(app));
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -40,16 +69,9 @@ int main(int argc, char** argv) {
     return rc == 0 ? chimera::cli::kOk : chimera::cli::kUsage;
   }
   try {
-    if (app.got_subcommand("generate")) return run_generate();
-    if (app.got_subcommand("agent")) return run_agent();
-    if (app.got_subcommand("endpoints")) return run_endpoints();
-    if (app.got_subcommand("model")) return run_model();
-    if (app.got_subcommand("run")) return run_run();
-    if (app.got_subcommand("multi")) return run_multi();
-    if (app.got_subcommand("sweep")) return run_sweep();
-    if (app.got_subcommand("synth-server")) return run_synth_server();
-    if (app.got_subcommand("banter")) return run_banter();
-    if (app.got_subcommand("serve")) return run_serve();
+    for (const auto& [name, run] : runners) {
+      if (app.got_subcommand(name)) return run();
+    }
   } catch (const std::bad_alloc&) {
     fmt::print(stderr,
                "chimeraforge: out of memory (ENOMEM): an allocation failed; lower "

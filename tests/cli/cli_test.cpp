@@ -40,12 +40,24 @@ TEST(Cli, HelpOnEveryCommand) {
   }
   EXPECT_TRUE(contains(run_cli("generate --help").out, "--num-ctx"));
   EXPECT_TRUE(contains(run_cli("model synth --help").out, "llama-1b"));
+  // A command named first is the only one built (start-up); help without one lists them all.
+  const CliRun top = run_cli("--help");
+  for (const char* name : {"generate", "agent", "endpoints", "model", "run", "multi", "sweep",
+                           "synth-server", "banter", "serve"}) {
+    EXPECT_TRUE(contains(top.out, name)) << name << "\n" << top.out;
+  }
+  const CliRun version = run_cli("--version");
+  EXPECT_EQ(version.rc, 0);
+  EXPECT_TRUE(contains(version.out, "chimeraforge")) << version.out;
 }
 
 TEST(Cli, UsageErrorsExitTwoWithAMessage) {
   CliRun r = run_cli("");
   EXPECT_EQ(r.rc, 2);
   EXPECT_FALSE(r.err.empty());
+  r = run_cli("genrate --prompt hi");  // not a command: a usage error, as with none
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_TRUE(contains(r.err, "subcommand")) << r.err;
   r = run_cli("generate --endpoint http://127.0.0.1:1 --no-such-flag");
   EXPECT_EQ(r.rc, 2);
   EXPECT_TRUE(contains(r.err, "no-such-flag")) << r.err;
