@@ -333,6 +333,7 @@ EngineFacts engine_facts(Engine& engine) {
     for (const auto& s : engine.pool(name).status()) {
       facts.endpoints.push_back({{"pool", name},
                                  {"url", s.url},
+                                 {"address", s.address},
                                  {"up", s.up},
                                  {"dispatched", s.dispatched},
                                  {"last_error", s.last_error}});

@@ -114,10 +114,17 @@ class Endpoint:
     timeouts: Optional[Union[Timeouts, Mapping[str, Any]]] = None
     limits: Optional[Union[Limits, Mapping[str, Any]]] = None
     llama: Optional[Union[LlamaOptions, Mapping[str, Any]]] = None
+    expand: str = ""
+    """"dns": one endpoint per address the URL's host resolves to, resolved again every
+    ``resolve_interval_ms`` (docs/pools.md)."""
+    resolve_interval_ms: int = 5000
 
     def to_dict(self) -> Dict[str, Any]:
         d: Dict[str, Any] = {"url": os.fspath(self.url), "backend": self.backend,
                              "max_concurrency": self.max_concurrency}
+        if self.expand:
+            d["expand"] = self.expand
+            d["resolve_interval_ms"] = self.resolve_interval_ms
         if self.api_key:
             d["api_key"] = self.api_key
         if self.headers:
@@ -154,9 +161,12 @@ class Pool:
     """Retries on other endpoints before the first token; -1: as many as there are others."""
     hedge_after_ms: int = 0
     health_interval_ms: int = 2000
+    fallback: str = ""
+    """Another pool's name: takes the requests no endpoint of this one can serve before their
+    first token (all down, or every attempt failed)."""
 
     def to_dict(self) -> Dict[str, Any]:
-        return {
+        d: Dict[str, Any] = {
             "name": self.name,
             "routing": self.routing,
             "model": self.model,
@@ -165,6 +175,9 @@ class Pool:
             "health_interval_ms": self.health_interval_ms,
             "endpoints": [_endpoint_dict(e) for e in self.endpoints],
         }
+        if self.fallback:
+            d["fallback"] = self.fallback
+        return d
 
 
 @dataclass

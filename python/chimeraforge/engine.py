@@ -256,7 +256,8 @@ class Engine:
         return self.native.pool_config(pool or self._default_pool)
 
     def pool_status(self, pool: Optional[str] = None) -> List[Dict[str, Any]]:
-        """Each endpoint of a pool now: up, outstanding, limit, dispatched, failures, last_error."""
+        """Each endpoint of a pool now: url, address (with ``expand = "dns"``: the address it
+        connects to, else ""), up, outstanding, limit, dispatched, failures, last_error."""
         return self.native.pool_status(pool or self._default_pool)
 
     def check(self, pool: Optional[str] = None) -> Dict[str, Any]:

@@ -153,7 +153,7 @@ pool::PoolEndpoint endpoint_from(const py::handle& h, const std::string& what) {
   known_keys(d,
              {"url", "backend", "max_concurrency", "api_key", "headers", "ca_file", "client_cert",
               "client_key", "insecure", "proxy", "retry_attempts", "retry_budget_ms", "timeouts",
-              "limits", "llama"},
+              "limits", "llama", "expand", "resolve_interval_ms"},
              what);
   pool::PoolEndpoint pe;
   EndpointConfig& c = pe.config;
@@ -170,6 +170,8 @@ pool::PoolEndpoint endpoint_from(const py::handle& h, const std::string& what) {
                     "backend 'llama'; $OLLAMA_HOST or $OPENAI_BASE_URL may give it)",
                     what));
   read(d, "max_concurrency", what, "an int", pe.max_concurrency);
+  read(d, "expand", what, "a string", pe.expand);
+  read(d, "resolve_interval_ms", what, "an int", pe.resolve_interval_ms);
   if (pe.max_concurrency < 0)
     bad(fmt::format("{}: max_concurrency must be 0 (no limit) or more", what));
   read(d, "api_key", what, "a string", c.api_key);
@@ -229,6 +231,10 @@ py::dict endpoint_to_dict(const pool::PoolEndpoint& pe) {
   d["url"] = c.url;
   d["backend"] = to_string(c.kind);
   d["max_concurrency"] = pe.max_concurrency;
+  if (!pe.expand.empty()) {
+    d["expand"] = pe.expand;
+    d["resolve_interval_ms"] = pe.resolve_interval_ms;
+  }
   if (!c.api_key.empty()) d["api_key"] = c.api_key;
   if (!c.tls.ca_file.empty()) d["ca_file"] = c.tls.ca_file;
   if (!c.tls.client_cert.empty()) d["client_cert"] = c.tls.client_cert;
@@ -317,7 +323,7 @@ std::vector<pool::PoolConfig> pools_from(const py::handle& list) {
     py::dict d = as_dict(h, what);
     known_keys(d,
                {"name", "routing", "model", "retries", "hedge_after_ms", "health_interval_ms",
-                "breaker", "endpoints"},
+                "breaker", "endpoints", "fallback"},
                what);
     pool::PoolConfig pc;
     read(d, "name", what, "a string", pc.name);
@@ -336,6 +342,7 @@ std::vector<pool::PoolConfig> pools_from(const py::handle& list) {
     read(d, "retries", what, "an int", pc.retries);
     read(d, "hedge_after_ms", what, "an int", pc.hedge_after_ms);
     read(d, "health_interval_ms", what, "an int", pc.health_interval_ms);
+    read(d, "fallback", what, "a string", pc.fallback);
     if (py::object b = get(d, "breaker"); !b.is_none()) {
       const std::string bw = what + " breaker";
       py::dict bd = as_dict(b, bw);
@@ -366,6 +373,7 @@ py::dict pool_to_dict(const pool::PoolConfig& pc) {
   d["retries"] = pc.retries;
   d["hedge_after_ms"] = pc.hedge_after_ms;
   d["health_interval_ms"] = pc.health_interval_ms;
+  if (!pc.fallback.empty()) d["fallback"] = pc.fallback;
   d["breaker"] = py::dict(py::arg("base_backoff_ms") = pc.breaker.base_backoff_ms,
                           py::arg("max_backoff_ms") = pc.breaker.max_backoff_ms);
   py::list eps;

@@ -253,6 +253,7 @@ void register_engine(py::module_& m) {
             for (const auto& s : st) {
               py::dict d;
               d["url"] = s.url;
+              d["address"] = s.address;  // expand = "dns": the address it connects to
               d["backend"] = to_string(s.kind);
               d["up"] = s.up;
               d["outstanding"] = s.outstanding;

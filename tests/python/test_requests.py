@@ -187,3 +187,19 @@ def test_engine_without_endpoint_takes_the_environments(synth, monkeypatch):
         cf.Engine(backend="llama")
     with pytest.raises(cf.BadInputError, match="one of them"):
         cf.Engine([], endpoint=synth.url)
+
+
+def test_fallback_pool_and_dns_expansion(synth):
+    # A pool on a dead port falls back to one whose endpoint is `localhost` expanded by DNS.
+    dead = cf.Endpoint("http://127.0.0.1:1", backend="ollama", retry_attempts=1)
+    byname = cf.Endpoint(f"http://localhost:{synth.port}", backend="ollama", expand="dns")
+    pools = [cf.Pool("main", [dead], model="synth", fallback="spare"),
+             cf.Pool("spare", [byname], model="synth")]
+    with cf.Engine(pools) as engine:
+        assert engine.pool_config("main")["fallback"] == "spare"
+        r = engine.chat_sync(messages=HELLO, max_tokens=3, pool="main")
+        assert r.text.split() == ["tok1", "tok2", "tok3"]
+        status = engine.pool_status("spare")
+        assert "127.0.0.1" in [s["address"] for s in status]
+    with pytest.raises(cf.BadInputError, match="not a pool here"):
+        cf.Engine([cf.Pool("main", [dead], fallback="nowhere")])
