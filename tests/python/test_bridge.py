@@ -79,7 +79,9 @@ def test_gil_released_while_a_sync_call_waits(synth):
         spinner.stop = True
         spinner.join()
     assert r.ok and r.tokens_out == 80
-    assert during > 0.5 * alone, f"spinner at {during / alone:.0%} of its solo rate"
+    # A wait that held the GIL would stop the spinner for the whole call (0%); a machine busy
+    # with other work only slows it, so the bar is set far below its solo rate.
+    assert during > 0.1 * alone, f"spinner at {during / alone:.0%} of its solo rate"
 
 
 def test_chunks_reach_asyncio_as_the_server_sends_them(synth):
