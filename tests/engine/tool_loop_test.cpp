@@ -431,8 +431,7 @@ TEST(ToolLoop, LogitBiasIsSentCheckedOrRefused) {
   req.logit_bias = {{90, 30.0}};
   const Completion o = ollama->generate(req);
   EXPECT_EQ(o.error.kind, ErrorKind::bad_request);
-  EXPECT_NE(o.error.message.find("Ollama has no logit_bias"), std::string::npos)
-      << o.error.message;
+  EXPECT_NE(o.error.message.find("Ollama has no logit_bias"), std::string::npos) << o.error.message;
 }
 
 TEST(ToolLoop, BadOptionsAndToolsAreRefusedClearly) {
