@@ -152,8 +152,8 @@ void append_chunk(std::string& out, std::string_view record, bool chunked) {
 // It keeps the io_context alive (declared first, destroyed last): the backend may drop its
 // callbacks, and with them the last reference, after the server has stopped.
 struct Exchange {
-  Exchange(std::shared_ptr<asio::io_context> io_, asio::any_io_executor ex, Encoder e, bool stream_,
-           bool chunked_)
+  Exchange(std::shared_ptr<asio::io_context> io_, const asio::any_io_executor& ex, Encoder e,
+           bool stream_, bool chunked_)
       : io(std::move(io_)), wake(ex, 1), enc(std::move(e)), stream(stream_), chunked(chunked_) {}
 
   // Wakes the coroutine (from any thread). The channel holds one signal, so a wake-up sent while
