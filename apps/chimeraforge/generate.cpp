@@ -740,6 +740,26 @@ void add_request_flags(CLI::App* cmd, GenerateArgs& a, bool agent) {
   add_connection_flags(cmd, a.connection);
 }
 
+// What `generate` and `agent` both need before they start: an endpoint (from the flags or the
+// environment) unless the model runs in-process, and a prompt or a messages file. Prints the
+// usage error naming `command` and returns false when one is missing.
+bool endpoint_and_input_given(const char* command, GenerateArgs& a, const CLI::App& cmd) {
+  if (a.backend != "llama" && a.endpoint.empty()) a.endpoint = endpoint_from_environment(a.backend);
+  if (a.backend != "llama" && a.endpoint.empty()) {
+    fmt::print(stderr,
+               "chimeraforge {}: --endpoint URL is required (or set $CHIMERA_ENDPOINT, "
+               "$OLLAMA_HOST or $OPENAI_BASE_URL, or use --backend llama)\n",
+               command);
+    return false;
+  }
+  if (a.prompt.empty() && a.messages_file.empty()) {
+    fmt::print(stderr, "chimeraforge {}: give --prompt TEXT or --messages FILE\n\n{}", command,
+               cmd.help());
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::function<int()> add_generate(CLI::App& app) {
@@ -757,20 +777,7 @@ std::function<int()> add_generate(CLI::App& app) {
           connection_env_help("CHIMERA_ENDPOINT (the default --endpoint), "));
   add_request_flags(cmd, *a, false);
   return [a, cmd]() -> int {
-    if (a->backend != "llama" && a->endpoint.empty()) {
-      a->endpoint = endpoint_from_environment(a->backend);
-    }
-    if (a->backend != "llama" && a->endpoint.empty()) {
-      fmt::print(stderr,
-                 "chimeraforge generate: --endpoint URL is required (or set "
-                 "$CHIMERA_ENDPOINT, $OLLAMA_HOST or $OPENAI_BASE_URL, or use --backend llama)\n");
-      return kUsage;
-    }
-    if (a->prompt.empty() && a->messages_file.empty()) {
-      fmt::print(stderr, "chimeraforge generate: give --prompt TEXT or --messages FILE\n\n{}",
-                 cmd->help());
-      return kUsage;
-    }
+    if (!endpoint_and_input_given("generate", *a, *cmd)) return kUsage;
     if (a->api == "completion" && !a->messages_file.empty()) {
       fmt::print(stderr, "chimeraforge generate: --messages needs --api chat\n");
       return kUsage;
@@ -806,20 +813,7 @@ std::function<int()> add_agent(CLI::App& app) {
   cmd->add_option("--max-parallel", a->max_parallel, "Calls of one step that run at once (1-256)")
       ->capture_default_str();
   return [a, cmd]() -> int {
-    if (a->backend != "llama" && a->endpoint.empty()) {
-      a->endpoint = endpoint_from_environment(a->backend);
-    }
-    if (a->backend != "llama" && a->endpoint.empty()) {
-      fmt::print(stderr,
-                 "chimeraforge agent: --endpoint URL is required (or set $CHIMERA_ENDPOINT, "
-                 "$OLLAMA_HOST or $OPENAI_BASE_URL, or use --backend llama)\n");
-      return kUsage;
-    }
-    if (a->prompt.empty() && a->messages_file.empty()) {
-      fmt::print(stderr, "chimeraforge agent: give --prompt TEXT or --messages FILE\n\n{}",
-                 cmd->help());
-      return kUsage;
-    }
+    if (!endpoint_and_input_given("agent", *a, *cmd)) return kUsage;
     return run_agent(*a);
   };
 }
