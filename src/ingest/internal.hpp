@@ -5,6 +5,7 @@
 #include <chimera/core/text.hpp>
 #include <chimera/ingest/ingest.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -17,8 +18,8 @@
 
 namespace chimera::ingest::detail {
 
-// Owns the bytes that Record/Context views point into. One per parsed file, so parsers never
-// share one across threads; IngestResult keeps them all.
+// Owns the bytes that Record/Context views point into. One per parsing thread (it outlives the
+// files it parsed), so parsers never share one across threads; IngestResult keeps them all.
 class Arena {
  public:
   Arena() = default;
@@ -148,9 +149,13 @@ void finish_context(Context& c, Arena& arena);
 
 // ---- per-file parsing ----------------------------------------------------------------------
 
+// What parsing one file gave. Its records are written into its parsing thread's vector (one
+// vector per thread, reused from file to file rather than one per file), at
+// [first_record, first_record + record_count); the merge copies them to their place.
 struct FileOutput {
-  std::unique_ptr<Arena> arena = std::make_unique<Arena>();
-  std::vector<Record> records;
+  std::uint32_t worker = 0;
+  std::size_t first_record = 0;
+  std::size_t record_count = 0;
   std::vector<ErrorValue> error_values;
   std::vector<FileError> errors;
   std::size_t rows = 0;
@@ -168,12 +173,20 @@ struct Metric {
 Metric intern_metric(const MetricSpec& spec, Arena& arena);
 
 struct ParseJob {
-  std::string_view source_file;  // lives in the output's arena
+  std::string_view source_file;  // lives in the arena
   std::uint32_t file = 0;
   const IngestOptions* options = nullptr;
   FileOutput* out = nullptr;
+  Arena* strings = nullptr;                // the parsing thread's arena
+  std::vector<Record>* records = nullptr;  // the parsing thread's records (this file's at the end)
 
-  Arena& arena() { return *out->arena; }
+  Arena& arena() { return *strings; }
+  // Room for `n` more records, growing geometrically (a reserve of exactly size() + n on a
+  // vector shared by many files would copy it for every file).
+  void reserve_records(std::size_t n) {
+    if (records->capacity() - records->size() < n)
+      records->reserve(std::max(records->size() + n, records->capacity() * 2));
+  }
   void error(int line, std::string reason, bool fatal);
   void error_value(std::string_view metric, std::string_view text, const Context* ctx, int line);
   void record(const Metric& m, double raw, const Context* ctx, std::string_view origin, int line);

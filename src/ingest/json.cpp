@@ -175,7 +175,7 @@ class Harvester {
       finish_context(c, arena);
       n.resolved = arena.new_context(std::move(c));
     }
-    job_->out->records.reserve(job_->out->records.size() + pending_.size());
+    job_->reserve_records(pending_.size());
     for (const auto& p : pending_) {
       const Metric* m;
       Metric local;

@@ -220,7 +220,7 @@ class ColumnTableEmitter {
   void reserve_records() {
     std::size_t metric_cols = 0;
     for (const auto& col : cols_) metric_cols += col.use == Use::metric ? 1 : 0;
-    job_.out->records.reserve(job_.out->records.size() + metric_cols * table_.rows.size());
+    job_.reserve_records(metric_cols * table_.rows.size());
   }
 
   void emit_rows() {

@@ -108,7 +108,7 @@ void ParseJob::record(const Metric& m, double raw, const Context* ctx, std::stri
   r.origin = origin;
   r.file = file;
   r.line = line;
-  out->records.push_back(r);
+  records->push_back(r);
 }
 
 const Context* RunningContext::get(Arena& arena) {
