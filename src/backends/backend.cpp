@@ -1,4 +1,4 @@
-#include "backends/llama_backend.hpp"
+#include "backends/inprocess.hpp"
 #include "backends/ollama.hpp"
 #include "backends/openai.hpp"
 #include "core/runtime_impl.hpp"
@@ -84,7 +84,7 @@ std::unique_ptr<Backend> make_backend(const EndpointConfig& config, Runtime& run
     if (auto e = validate(config.llama); !e.empty()) {
       throw std::invalid_argument(fmt::format("{}: {}", config.url, e));
     }
-    return std::make_unique<backends::LlamaBackend>(config);
+    return backends::make_llama_backend(config);
   }
   http::EndpointUrl url;
   std::string error;
