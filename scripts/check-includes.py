@@ -20,6 +20,7 @@ LAYERS = [
     "http",       # HTTP client, framing, timeouts and limits
     "backends",   # Ollama, OpenAI-compatible and in-process llama.cpp behind one interface
     "model",      # synthetic GGUF models and the model cache
+    "client",     # stand-ins for backends' and model's llama.cpp parts (chimeraforge-client)
     "metrics",    # per-request figures and their summaries
     "ingest",     # benchmark files in, records out
     "workflow",   # ingest -> analysis -> report, with an agent's calls

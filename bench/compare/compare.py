@@ -711,6 +711,7 @@ def environment(args, cache):
            "loadavg_start": os.getloadavg()}
     env.update(compiler_info(cache))
     env["chimeraforge"] = command_output([args.cli, "--version"]) or "unknown"
+    env["chimeraforge_measured"] = Path(args.client).name
     env["executor"] = args.executor
     env["harness_command"] = shlex.join([sys.executable] + sys.argv)
     env["harness_python"] = platform.python_version()
@@ -817,7 +818,7 @@ def program_argv(args, program, scen, url, records):
     if getattr(args, "ca_file", None):
         common += ["--ca-file", str(args.ca_file)]
     if program == "chimeraforge":
-        return [args.cli, "multi", "--endpoint", url, "--backend", scen.backend, *common,
+        return [args.client, "multi", "--endpoint", url, "--backend", scen.backend, *common,
                 "--no-calibrate", "--quiet", "--results", "", "--executor", args.executor]
     timeout = ["--timeout", str(args.run_timeout)]
     if program == "python":
@@ -827,13 +828,10 @@ def program_argv(args, program, scen, url, records):
 
 
 def startup_argv(args, program, url):
-    if program == "chimeraforge":
-        return [args.cli, "generate", "--endpoint", url, "--backend", "ollama", "--model", "synth",
-                "--prompt", "hi", "--num-predict", "1", "--quiet"]
     ca = ["--ca-file", str(args.ca_file)] if getattr(args, "ca_file", None) else []
-    if program == "chimeraforge" and ca:
-        return [args.cli, "generate", "--endpoint", url, "--backend", "ollama", "--model", "synth",
-                "--prompt", "hi", "--num-predict", "1", "--quiet", *ca]
+    if program == "chimeraforge":
+        return [args.client, "generate", "--endpoint", url, "--backend", "ollama", "--model",
+                "synth", "--prompt", "hi", "--num-predict", "1", "--quiet", *ca]
     probe = ["--endpoint", url, "--backend", "ollama", "--model", "synth", "--prompt", "hi",
              "--max-tokens", "1", "--startup-probe", *ca]
     if program == "python":
@@ -1220,7 +1218,8 @@ def write_table(path, harness, args, programs, plots):
              + (f", at end {', '.join(f'{x:.2f}' for x in env['loadavg_end'])}"
                 if env.get("loadavg_end") else ""),
              f"- commit {env['git_commit']}; {env['chimeraforge']} built with {env['compiler']} "
-             f"({env['build_type']}, flags `{env['flags']}`); executor `{args.executor}`"]
+             f"({env['build_type']}, flags `{env['flags']}`); executor `{args.executor}`; "
+             f"measured as `{env.get('chimeraforge_measured', 'chimeraforge')}`"]
     for program, header in sorted(harness.headers.items()):
         if program != "chimeraforge":
             lines.append(f"- {program} peer: " + ", ".join(
@@ -1480,6 +1479,10 @@ def parse_args(argv=None):
     p.add_argument("--prompt", default="Write one line of banter for a tavern keeper.",
                    help="the user message of every request, the same for all programs")
     p.add_argument("--cli", default=str(ROOT / "build/apps/chimeraforge/chimeraforge"))
+    p.add_argument("--client", help="the program run as chimeraforge in the measured rows "
+                                     "(multi and generate): default chimeraforge-client, the "
+                                     "build without llama.cpp, where it is beside --cli, else "
+                                     "--cli; the servers always come from --cli")
     p.add_argument("--python", default="/usr/bin/python3", help="interpreter for the Python peer")
     p.add_argument("--python-peer", default=str(ROOT / "bench/peers/python/peer.py"))
     p.add_argument("--rust-peer", default=str(ROOT / "bench/peers/rust/target/release/rust-peer"))
@@ -1516,6 +1519,10 @@ def parse_args(argv=None):
         a.startup_probes = 2
     if a.tag is None:
         a.tag = ("compare-tls" if a.tls else "compare") + ("-quick" if a.quick else "")
+    if a.client is None:
+        cli = Path(a.cli)
+        beside = cli.parent / "chimeraforge-client"
+        a.client = str(beside) if os.access(beside, os.X_OK) else a.cli
     if a.reps < 1 or min(a.agents) < 1:
         p.error("--reps and --agents must be at least 1")
     return a
