@@ -3,7 +3,7 @@
 # peer. Safe to run twice: it installs only what is missing, never upgrades, and rebuilds the
 # Rust peer only when its sources are newer than the binary.
 #
-#   scripts/setup-peers.sh            # packages + Rust peer
+#   scripts/setup-peers.sh            # packages + Rust peer (every --runtime of the ablation)
 #   scripts/setup-peers.sh --check    # say what is missing or stale; change nothing (exit 1 if any)
 #
 # The Rust peer builds offline from the crates Debian installs under /usr/share/cargo/registry
@@ -26,6 +26,9 @@ PACKAGES=(
   # reqwest's native-tls feature (https in the TLS rows): native-tls and hyper-tls on
   # openssl-sys, which links the system's OpenSSL found through pkg-config.
   librust-native-tls-dev librust-hyper-tls-dev libssl-dev pkg-config
+  # The runtime ablation (bench/ablation, --runtime): smol and async-std (its tokio1 bridge for
+  # reqwest), async-io's timers, and hyper's client connection on their sockets.
+  librust-smol-dev librust-async-std-dev librust-async-io-dev librust-hyper-dev
 )
 
 check_only=0

@@ -24,7 +24,7 @@ fn main() {
         if let Some(v) = line.strip_prefix("name = ") {
             name = v.trim_matches('"').to_string();
         } else if let Some(v) = line.strip_prefix("version = ") {
-            if ["tokio", "reqwest", "hyper", "serde_json", "futures"].contains(&name.as_str()) {
+            if ["tokio", "reqwest", "hyper", "serde_json", "futures", "smol", "async-std", "async-io"].contains(&name.as_str()) {
                 crates.push(format!("{}={}", name, v.trim_matches('"')));
             }
         }

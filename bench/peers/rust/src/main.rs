@@ -3,11 +3,17 @@
 //! It is the program a careful Rust developer would write for the job, on Debian's own crates:
 //! tokio's default multi-threaded runtime, one shared `reqwest::Client` whose pool keeps a
 //! connection per agent alive, responses read with `bytes_stream()` and decoded record by
-//! record as they arrive. It writes one record per request as docs/records.md defines them, so
+//! record as they arrive. For the runtime ablation (bench/ablation) the same agents run on
+//! other runtimes (`--runtime tokio-local|smol|async-std`, src/runtime.rs) and, where reqwest
+//! cannot run natively, on hyper's own client connection (`--client hyper`). It writes one record per request as docs/records.md defines them, so
 //! the same harness computes every figure of METRICS.md for this program, the Python peer and
 //! chimeraforge alike.
 
+mod runtime;
+
 use futures::StreamExt;
+use hyper::body::HttpBody;
+use runtime::{Client, Runtime};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -79,16 +85,19 @@ struct Args {
     timeout_s: f64,
     startup_probe: bool,
     ca_file: Option<String>,
+    runtime: Runtime,
+    client: Client,
 }
 
 const HELP: &str = "\
 usage: rust-peer --endpoint URL --backend ollama|openai [--agents N] [--requests-per-agent K]
                  [--model M] [--prompt TEXT] [--max-tokens T] [--records FILE] [--record-lags]
                  [--timeout S] [--startup-probe] [--ca-file FILE]
+                 [--runtime tokio|tokio-local|smol|async-std] [--client reqwest|hyper]
 
 N concurrent agents, each making K sequential streaming chat requests to an Ollama or
-OpenAI-compatible server, on tokio's multi-threaded runtime with one shared reqwest::Client;
-writes one record per request (docs/records.md).
+OpenAI-compatible server, on tokio's multi-threaded runtime with one shared reqwest::Client
+(by default); writes one record per request (docs/records.md).
 
 options:
   -h, --help                show this help message and exit
@@ -112,6 +121,16 @@ options:
                             the system's (still verified)
   --startup-probe           make exactly one request (1 agent x 1) and exit; for measuring
                             startup
+  --runtime R               what runs the agents (the runtime ablation, bench/ablation):
+                            tokio (default: multi-threaded, one worker per core),
+                            tokio-local (current-thread runtime + LocalSet, one thread),
+                            smol (global executor, one thread per core), async-std (global
+                            executor, one thread per core)
+  --client C                reqwest (default on tokio and tokio-local: one shared client);
+                            hyper (default on smol and async-std: hyper's own HTTP/1 client
+                            connection on the runtime's sockets, one kept-alive connection
+                            per agent; plain http only). reqwest on smol or async-std runs
+                            through a tokio runtime bridge (its socket I/O on tokio's threads)
 
 examples:
   # 4 agents x 5 requests against llama-server (OpenAI protocol), records to a file
@@ -157,7 +176,10 @@ fn parse_args() -> Args {
         timeout_s: 300.0,
         startup_probe: false,
         ca_file: None,
+        runtime: Runtime::Tokio,
+        client: Client::Reqwest,
     };
+    let mut client = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         // Both "--flag value" and "--flag=value".
@@ -201,11 +223,29 @@ fn parse_args() -> Args {
             "--timeout" => args.timeout_s = number(&name, value("seconds")),
             "--startup-probe" => args.startup_probe = true,
             "--ca-file" => args.ca_file = Some(value("a PEM file")),
+            "--runtime" => {
+                let v = value("tokio, tokio-local, smol or async-std");
+                args.runtime = Runtime::parse(&v).unwrap_or_else(|| {
+                    usage_error(&format!(
+                        "--runtime: '{v}' is none of tokio, tokio-local, smol, async-std"
+                    ))
+                })
+            }
+            "--client" => {
+                let v = value("reqwest or hyper");
+                client = Some(Client::parse(&v).unwrap_or_else(|| {
+                    usage_error(&format!("--client: '{v}' is neither reqwest nor hyper"))
+                }))
+            }
             other => usage_error(&format!("unknown option '{other}'")),
         }
     }
     args.endpoint = endpoint.unwrap_or_else(|| usage_error("--endpoint URL is required"));
     args.backend = backend.unwrap_or_else(|| usage_error("--backend ollama|openai is required"));
+    args.client = client.unwrap_or(args.runtime.native_client());
+    if args.client == Client::Hyper && args.ca_file.is_some() {
+        usage_error("--ca-file: --client hyper speaks plain http only; use --client reqwest");
+    }
     if args.startup_probe {
         args.agents = 1;
         args.requests_per_agent = 1;
@@ -543,11 +583,49 @@ struct Shared {
     args: Args,
     url: String,
     body: bytes::Bytes,
-    /// Shared by every agent: its pool keeps one connection per agent alive.
-    client: reqwest::Client,
-    /// Keeps no connection: used only to retry a request a closed pooled connection lost.
-    fresh: reqwest::Client,
+    /// reqwest: shared by every agent; its pool keeps one connection per agent alive.
+    client: Option<reqwest::Client>,
+    /// reqwest: keeps no connection; used only to retry a request a closed pooled connection
+    /// lost.
+    fresh: Option<reqwest::Client>,
+    /// hyper: where to connect ("host:port") and what to ask for (authority, path).
+    target: Option<HyperTarget>,
+    /// smol with reqwest: the tokio runtime each agent's future enters when it is polled.
+    bridge: Option<tokio::runtime::Handle>,
     retries: AtomicUsize,
+}
+
+struct HyperTarget {
+    addr: String,
+    authority: String,
+    path: String,
+}
+
+fn hyper_target(url: &str) -> HyperTarget {
+    let uri: hyper::Uri = url
+        .parse()
+        .unwrap_or_else(|e| usage_error(&format!("--endpoint: '{url}' is not a URL: {e}")));
+    if uri.scheme_str() != Some("http") {
+        usage_error(&format!(
+            "--endpoint {url}: --client hyper speaks plain http only"
+        ));
+    }
+    let host = uri
+        .host()
+        .unwrap_or_else(|| usage_error(&format!("--endpoint {url}: no host")));
+    let port = uri.port_u16().unwrap_or(80);
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_else(|| host.to_string());
+    HyperTarget {
+        addr: format!("{host}:{port}"),
+        authority,
+        path: uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into()),
+    }
 }
 
 fn describe(e: &reqwest::Error) -> String {
@@ -571,6 +649,34 @@ fn is_stale_connection_error(e: &reqwest::Error) -> bool {
     !e.is_connect() && !e.is_timeout() && !e.is_status() && !e.is_builder()
 }
 
+/// Reads a successful response's body line by line into `req`; the error says what broke.
+async fn read_body<S, E>(sh: &Shared, req: &mut Request, mut stream: S) -> Result<(), String>
+where
+    S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let url = &sh.url;
+    let mut reader = LineReader::new(sh.args.backend);
+    while let Some(item) = stream.next().await {
+        let bytes = item.map_err(|e| format!("{url}: {e} after {} chunks", req.chunks))?;
+        reader
+            .feed(&bytes, req)
+            .map_err(|e| format!("{url}: {e}"))?;
+    }
+    reader.finish(req).map_err(|e| format!("{url}: {e}"))?;
+    if !req.finished {
+        let ending = match sh.args.backend {
+            Backend::Ollama => "\"done\":true",
+            Backend::OpenAi => "a finish_reason or [DONE]",
+        };
+        return Err(format!(
+            "the stream from {url} ended without {ending} after {} chunks",
+            req.chunks
+        ));
+    }
+    Ok(())
+}
+
 async fn stream_request(
     sh: &Shared,
     req: &mut Request,
@@ -581,6 +687,8 @@ async fn stream_request(
     for attempt in 0..2 {
         let client = if attempt == 0 { &sh.client } else { &sh.fresh };
         let builder = client
+            .as_ref()
+            .expect("reqwest clients exist with --client reqwest")
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(sh.body.clone());
@@ -614,38 +722,136 @@ async fn stream_request(
             excerpt(&text)
         ));
     }
-    let mut reader = LineReader::new(sh.args.backend);
-    let mut stream = response.bytes_stream();
-    while let Some(item) = stream.next().await {
-        let bytes =
-            item.map_err(|e| format!("{url}: {} after {} chunks", describe(&e), req.chunks))?;
-        reader
-            .feed(&bytes, req)
-            .map_err(|e| format!("{url}: {e}"))?;
-    }
-    reader.finish(req).map_err(|e| format!("{url}: {e}"))?;
-    if !req.finished {
-        let ending = match sh.args.backend {
-            Backend::Ollama => "\"done\":true",
-            Backend::OpenAi => "a finish_reason or [DONE]",
-        };
-        return Err(format!(
-            "the stream from {url} ended without {ending} after {} chunks",
-            req.chunks
-        ));
-    }
-    Ok(())
+    read_body(sh, req, response.bytes_stream()).await
 }
 
-async fn one_request(sh: &Shared, agent: usize, index: usize) -> Record {
+/// One agent's kept-alive hyper connection (its own: hyper's client connection is not a pool).
+type HyperConn = hyper::client::conn::SendRequest<hyper::Body>;
+
+async fn hyper_connect(sh: &Shared) -> Result<HyperConn, String> {
+    let target = sh.target.as_ref().expect("a target with --client hyper");
+    let rt = sh.args.runtime;
+    let io = runtime::connect(rt, &target.addr).await.map_err(|e| {
+        format!(
+            "cannot connect to {}: {e}; is the server running?",
+            sh.url
+        )
+    })?;
+    let (sender, conn) = hyper::client::conn::handshake(io)
+        .await
+        .map_err(|e| format!("{}: HTTP/1 handshake: {e}", sh.url))?;
+    runtime::detach(rt, async move {
+        let _ = conn.await; // ends when the server closes or the sender is dropped
+    });
+    Ok(sender)
+}
+
+async fn hyper_request(
+    sh: &Shared,
+    conn: &mut Option<HyperConn>,
+    req: &mut Request,
+    t_send: &mut Option<i64>,
+) -> Result<(), String> {
+    let url = &sh.url;
+    let target = sh.target.as_ref().expect("a target with --client hyper");
+    let mut response = None;
+    for attempt in 0..2 {
+        // A kept connection the server has visibly closed is dropped here, as a pool would.
+        let mut reused = false;
+        if let Some(c) = conn.as_mut() {
+            if futures::future::poll_fn(|cx| c.poll_ready(cx)).await.is_ok() {
+                reused = true;
+            } else {
+                *conn = None;
+            }
+        }
+        if conn.is_none() {
+            *conn = Some(hyper_connect(sh).await?);
+        }
+        let request = hyper::Request::post(target.path.as_str())
+            .header(hyper::header::HOST, target.authority.as_str())
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(hyper::header::ACCEPT, "*/*")
+            .body(hyper::Body::from(sh.body.clone()))
+            .expect("a valid request");
+        if t_send.is_none() {
+            *t_send = Some(now_ns()); // a retry keeps the first attempt's t_send
+        }
+        let sender = conn.as_mut().expect("connected above");
+        match sender.send_request(request).await {
+            Ok(r) => {
+                response = Some(r);
+                break;
+            }
+            // The close arrived late: once, on a new connection (the retry rule).
+            Err(e) if attempt == 0 && reused && !e.is_parse() => {
+                *conn = None;
+                sh.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                *conn = None;
+                return Err(format!("{url}: {e}"));
+            }
+        }
+    }
+    let response = response.expect("the loop ends with a response or returns");
+    let status = response.status();
+    let body = response.into_body();
+    if !status.is_success() {
+        let text = hyper::body::to_bytes(body).await.unwrap_or_default();
+        return Err(format!(
+            "HTTP {} from POST {url}: {}",
+            status.as_u16(),
+            excerpt(&String::from_utf8_lossy(&text))
+        ));
+    }
+    let result = read_body(sh, req, HyperChunks(body)).await;
+    if result.is_err() {
+        *conn = None; // never reuse a connection a stream broke on
+    }
+    result
+}
+
+/// hyper's body as a stream of data frames.
+struct HyperChunks(hyper::Body);
+
+impl futures::Stream for HyperChunks {
+    type Item = Result<bytes::Bytes, hyper::Error>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.0).poll_data(cx)
+    }
+}
+
+async fn one_request(
+    sh: &Shared,
+    conn: &mut Option<HyperConn>,
+    agent: usize,
+    index: usize,
+) -> Record {
     let mut req = Request::new(sh.args.record_lags);
     let mut t_send = None;
     let fallback_t_send = now_ns();
     let limit = Duration::from_secs_f64(sh.args.timeout_s);
-    let result = match tokio::time::timeout(limit, stream_request(sh, &mut req, &mut t_send)).await
-    {
-        Ok(r) => r,
-        Err(_) => Err(format!(
+    let rt = sh.args.runtime;
+    let outcome = match sh.args.client {
+        Client::Reqwest => {
+            runtime::timeout(rt, limit, stream_request(sh, &mut req, &mut t_send)).await
+        }
+        Client::Hyper => {
+            let r = runtime::timeout(rt, limit, hyper_request(sh, conn, &mut req, &mut t_send))
+                .await;
+            if r.is_none() {
+                *conn = None; // the request was abandoned mid-way
+            }
+            r
+        }
+    };
+    let result = match outcome {
+        Some(r) => r,
+        None => Err(format!(
             "{}: no complete answer within --timeout {} s after {} chunks",
             sh.url, sh.args.timeout_s, req.chunks
         )),
@@ -675,15 +881,20 @@ async fn one_request(sh: &Shared, agent: usize, index: usize) -> Record {
     }
 }
 
-async fn agent(sh: Arc<Shared>, agent: usize, t_start: tokio::time::Instant) -> Vec<Record> {
+async fn agent(sh: Arc<Shared>, agent: usize, t_start: std::time::Instant) -> Vec<Record> {
     if sh.args.stagger_ms > 0.0 {
         // Agent i starts at i/N of the stagger window, as every program compared does.
         let offset = sh.args.stagger_ms * 1e6 * agent as f64 / sh.args.agents as f64;
-        tokio::time::sleep_until(t_start + std::time::Duration::from_nanos(offset as u64)).await;
+        runtime::sleep_until(
+            sh.args.runtime,
+            t_start + std::time::Duration::from_nanos(offset as u64),
+        )
+        .await;
     }
+    let mut conn = None;
     let mut out = Vec::with_capacity(sh.args.requests_per_agent);
     for k in 0..sh.args.requests_per_agent {
-        out.push(one_request(&sh, agent, k).await);
+        out.push(one_request(&sh, &mut conn, agent, k).await);
     }
     out
 }
@@ -752,6 +963,7 @@ struct Env {
     crates: &'static str,
     profile: &'static str,
     runtime: String,
+    client: String,
     os: String,
     cpu_model: String,
     cpu_count: usize,
@@ -781,8 +993,13 @@ fn header<'a>(args: &'a Args, url: &'a str) -> Header<'a> {
             rustc: env!("PEER_RUSTC_VERSION"),
             crates: env!("PEER_CRATES"),
             profile: env!("PEER_PROFILE"),
-            // tokio's default multi-threaded runtime: one worker per core.
-            runtime: format!("tokio multi_thread, {cores} workers"),
+            // tokio's default multi-threaded runtime: one worker per core (--runtime tokio).
+            runtime: args.runtime.describe(cores, args.client),
+            client: match args.client {
+                Client::Reqwest => "reqwest: one shared Client, its pool".into(),
+                Client::Hyper => "hyper client::conn HTTP/1: one kept-alive connection per agent"
+                    .into(),
+            },
             os,
             cpu_model: cpu_model(),
             cpu_count: cores,
@@ -828,65 +1045,95 @@ fn summary(records: &[Record], wall_ns: i64, retries: usize) -> String {
     line
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let args = parse_args();
     let url = request_url(&args.endpoint, args.backend);
     let body = bytes::Bytes::from(
         serde_json::to_vec(&request_body(&args)).expect("a JSON value serializes"),
     );
     let timeout = Duration::from_secs_f64(args.timeout_s);
-    // https: native-tls (OpenSSL on Debian), verified against the system's CAs, or against
-    // --ca-file alone (as curl's --cacert and chimeraforge's --ca-file).
-    let ca = args.ca_file.as_ref().map(|path| {
-        let pem = std::fs::read(path)
-            .unwrap_or_else(|e| usage_error(&format!("--ca-file {path}: {e}")));
-        reqwest::Certificate::from_pem(&pem)
-            .unwrap_or_else(|e| usage_error(&format!("--ca-file {path}: not a PEM certificate: {e}")))
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    // smol with reqwest: a tokio runtime of its own for reqwest's sockets and timers, entered
+    // by every agent's future when smol polls it (async-std's tokio1 feature does the same).
+    let bridge = (args.runtime == Runtime::Smol && args.client == Client::Reqwest).then(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
     });
-    let build = |max_idle: usize| {
-        let mut b = reqwest::Client::builder()
-            .pool_max_idle_per_host(max_idle)
-            .connect_timeout(timeout);
-        if let Some(cert) = &ca {
-            b = b.tls_built_in_root_certs(false).add_root_certificate(cert.clone());
+    let _entered = bridge.as_ref().map(|b| b.enter());
+    let (client, fresh, target) = match args.client {
+        Client::Reqwest => {
+            // https: native-tls (OpenSSL on Debian), verified against the system's CAs, or
+            // against --ca-file alone (as curl's --cacert and chimeraforge's --ca-file).
+            let ca = args.ca_file.as_ref().map(|path| {
+                let pem = std::fs::read(path)
+                    .unwrap_or_else(|e| usage_error(&format!("--ca-file {path}: {e}")));
+                reqwest::Certificate::from_pem(&pem).unwrap_or_else(|e| {
+                    usage_error(&format!("--ca-file {path}: not a PEM certificate: {e}"))
+                })
+            });
+            let build = |max_idle: usize| {
+                let mut b = reqwest::Client::builder()
+                    .pool_max_idle_per_host(max_idle)
+                    .connect_timeout(timeout);
+                if let Some(cert) = &ca {
+                    b = b
+                        .tls_built_in_root_certs(false)
+                        .add_root_certificate(cert.clone());
+                }
+                b.build()
+                    .unwrap_or_else(|e| usage_error(&format!("cannot make an HTTP client: {e}")))
+            };
+            // reqwest's default: keep every idle connection
+            (Some(build(usize::MAX)), Some(build(0)), None)
         }
-        b.build()
-            .unwrap_or_else(|e| usage_error(&format!("cannot make an HTTP client: {e}")))
+        Client::Hyper => (None, None, Some(hyper_target(&url))),
     };
+    let rt = args.runtime;
     let sh = Arc::new(Shared {
         url,
         body,
-        client: build(usize::MAX), // reqwest's default: keep every idle connection
-        fresh: build(0),
+        client,
+        fresh,
+        target,
+        bridge: bridge.as_ref().map(|b| b.handle().clone()),
         retries: AtomicUsize::new(0),
         args,
     });
 
-    let t0 = now_ns();
-    let t_start = tokio::time::Instant::now();
-    let tasks: Vec<_> = (0..sh.args.agents)
-        .map(|a| tokio::spawn(agent(sh.clone(), a, t_start)))
-        .collect();
-    let mut records = Vec::with_capacity(sh.args.agents * sh.args.requests_per_agent);
-    for (a, t) in tasks.into_iter().enumerate() {
-        match t.await {
-            Ok(r) => records.extend(r),
-            Err(e) => eprintln!("{PROGRAM}: agent {a} stopped: {e}"),
-        }
-    }
-    let wall = now_ns() - t0;
+    let run = {
+        let sh = sh.clone();
+        async move {
+            let t0 = now_ns();
+            let t_start = std::time::Instant::now();
+            let tasks: Vec<_> = (0..sh.args.agents)
+                .map(|a| runtime::spawn(rt, sh.bridge.as_ref(), agent(sh.clone(), a, t_start)))
+                .collect();
+            let mut records = Vec::with_capacity(sh.args.agents * sh.args.requests_per_agent);
+            for (a, t) in tasks.into_iter().enumerate() {
+                match t.await {
+                    Ok(r) => records.extend(r),
+                    Err(e) => eprintln!("{PROGRAM}: agent {a} stopped: {e}"),
+                }
+            }
+            let wall = now_ns() - t0;
 
-    if let Some(path) = &sh.args.records {
-        if let Err(e) = write_records(path, &header(&sh.args, &sh.url), &records) {
-            eprintln!("{PROGRAM}: cannot write the records to {path}: {e}");
-            std::process::exit(2);
+            if let Some(path) = &sh.args.records {
+                if let Err(e) = write_records(path, &header(&sh.args, &sh.url), &records) {
+                    eprintln!("{PROGRAM}: cannot write the records to {path}: {e}");
+                    std::process::exit(2);
+                }
+            }
+            eprintln!(
+                "{}",
+                summary(&records, wall, sh.retries.load(Ordering::Relaxed))
+            );
+            // 1: nothing was measured.
+            std::process::exit(if records.iter().any(|r| r.ok) { 0 } else { 1 });
         }
-    }
-    eprintln!(
-        "{}",
-        summary(&records, wall, sh.retries.load(Ordering::Relaxed))
-    );
-    // 1: nothing was measured.
-    std::process::exit(if records.iter().any(|r| r.ok) { 0 } else { 1 });
+    };
+    runtime::block_on(rt, cores, run);
 }
