@@ -30,6 +30,7 @@ class LlamaBackend final : public Backend {
     return info;
   }
   void drop_session(const std::string& session) override { engine_->drop_session(session); }
+  std::optional<EngineLoad> engine_load() const override { return engine_->load(); }
 
   LlamaEngine& engine() { return *engine_; }
 

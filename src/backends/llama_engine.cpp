@@ -354,10 +354,35 @@ llama_sampler* LlamaEngine::make_sampler(const Request& r, std::string& error) c
   return chain;
 }
 
+EngineLoad LlamaEngine::load() const {
+  EngineLoad l;
+  l.sequences = config_.parallel;
+  l.sequences_busy = busy_.load();
+  l.sessions = sessions_.load();
+  l.kv_cells_used = kv_used_.load();
+  l.kv_cells = static_cast<int64_t>(config_.parallel) * ctx_per_seq_;
+  return l;
+}
+
+void LlamaEngine::publish_load() {
+  int busy = 0;
+  int sessions = 0;
+  int64_t used = 0;
+  for (const auto& s : seqs_) {
+    busy += s->job != nullptr ? 1 : 0;
+    sessions += s->session.empty() ? 0 : 1;
+    used += static_cast<int64_t>(s->cached.size());
+  }
+  busy_.store(busy);
+  sessions_.store(sessions);
+  kv_used_.store(used);
+}
+
 void LlamaEngine::loop() {
   Inbox* inbox = inbox_.get();
   llama_batch batch = llama_batch_init(config_.batch + config_.parallel, 0, 1);
   for (;;) {
+    publish_load();
     {
       std::unique_lock lock(inbox->mu);
       const bool busy =
@@ -393,6 +418,7 @@ void LlamaEngine::loop() {
       if (s->job && s->job->cancel_requested()) finish(*s, ErrorKind::cancelled, "cancelled");
     }
     admit();
+    publish_load();
 
     // One decode step: every generating sequence's next token first, then prompt chunks.
     struct Entry {

@@ -55,6 +55,8 @@ class LlamaEngine {
   const LlamaConfig& config() const { return config_; }
   int ctx_per_seq() const { return ctx_per_seq_; }
   std::string describe() const;
+  // Sequences and KV cells in use, as of the decode loop's last pass. Thread-safe.
+  EngineLoad load() const;
 
   // The engine shared by every backend made for this file and configuration.
   static std::shared_ptr<LlamaEngine> shared(const std::string& model_path,
@@ -75,6 +77,7 @@ class LlamaEngine {
   bool deliver_text(LlamaJob& job, std::string_view text, bool final) const;
   llama_sampler* make_sampler(const Request& request, std::string& error) const;
   int64_t tick() { return ++clock_; }
+  void publish_load();  // engine thread: refreshes what load() reads
 
   std::string path_;
   LlamaConfig config_;
@@ -95,6 +98,11 @@ class LlamaEngine {
   std::vector<std::unique_ptr<Seq>> seqs_;
   int64_t clock_ = 0;
   std::thread thread_;
+
+  // What load() reads, written by the engine thread.
+  std::atomic<int> busy_{0};
+  std::atomic<int> sessions_{0};
+  std::atomic<int64_t> kv_used_{0};
 };
 
 }  // namespace chimera::backends

@@ -277,6 +277,7 @@ struct PoolRequest final : RequestHandle, std::enable_shared_from_this<PoolReque
     int64_t launched_ns = 0;
     std::shared_ptr<RequestHandle> handle;
     bool done = false;
+    bool hedge = false;  // sent because the first was slow, not because it failed
   };
 
   std::shared_ptr<Pool::Impl> pool;
@@ -559,7 +560,7 @@ void Pool::Impl::launch(const std::shared_ptr<PoolRequest>& p, int endpoint, boo
       idx = -1;
     } else {
       idx = static_cast<int>(p->attempts.size());
-      p->attempts.push_back({endpoint, now_ns(), nullptr, false});
+      p->attempts.push_back({endpoint, now_ns(), nullptr, false, hedge});
       if (idx == 0) p->result.figures.queued_ns = p->attempts[0].launched_ns - p->enqueued_ns;
     }
   }
@@ -739,6 +740,7 @@ void Pool::Impl::finish(const std::shared_ptr<PoolRequest>& p, Completion c) {
       c.figures.attempts = std::max(1, n);
       c.figures.queued_ns = p->result.figures.queued_ns;
     }
+    for (const auto& a : p->attempts) c.figures.hedges += a.hedge ? 1 : 0;
     if (n > 1 || (p->fell_back && n > 0)) {
       // Retried or hedged: the caller has waited since the first attempt was sent, so that is
       // the request's t_send (the first attempt's own send time may never have come).
@@ -1113,8 +1115,17 @@ std::vector<EndpointStatus> Pool::status() const {
     const auto& l = impl_->router.load(static_cast<int>(e));
     if (l.retired) continue;
     const auto& m = impl_->member(static_cast<int>(e));
-    out.push_back({redact_url(m.config.url), m.address, m.config.kind, l.up, l.outstanding, l.limit,
-                   l.dispatched, l.failures, l.last_error});
+    EndpointStatus& st = out.emplace_back();
+    st.url = redact_url(m.config.url);
+    st.address = m.address;
+    st.kind = m.config.kind;
+    st.up = l.up;
+    st.outstanding = l.outstanding;
+    st.limit = l.limit;
+    st.dispatched = l.dispatched;
+    st.failures = l.failures;
+    st.last_error = l.last_error;
+    if (!m.lanes.empty()) st.engine = m.lanes.front()->engine_load();
   }
   return out;
 }

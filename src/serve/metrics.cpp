@@ -9,6 +9,7 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
 #include <mutex>
 
 namespace chimera::serve {
@@ -46,7 +47,12 @@ struct Metrics::Impl {
   prometheus::Family<prometheus::Counter>& retries =
       prometheus::BuildCounter()
           .Name("chimera_serve_retries_total")
-          .Help("Endpoints tried beyond the first (pool failover and hedges), by pool")
+          .Help("Endpoints tried again after a failure before the first token (failover), by pool")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& hedges =
+      prometheus::BuildCounter()
+          .Name("chimera_serve_hedges_total")
+          .Help("Requests sent to a second endpoint because the first was slow to answer, by pool")
           .Register(*registry);
   prometheus::Family<prometheus::Counter>& tokens =
       prometheus::BuildCounter()
@@ -101,6 +107,22 @@ struct Metrics::Impl {
           .Name("chimera_pool_endpoint_failures")
           .Help("Consecutive failures of the endpoint")
           .Register(*registry);
+  // In-process endpoints only: the engine's sequences and KV cells.
+  prometheus::Family<prometheus::Gauge>& seqs =
+      prometheus::BuildGauge()
+          .Name("chimera_inproc_sequences")
+          .Help("In-process sequences (slots): state=busy running a request, total")
+          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& sessions =
+      prometheus::BuildGauge()
+          .Name("chimera_inproc_sessions_cached")
+          .Help("In-process sequences holding a session's KV cells between its requests")
+          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& kv =
+      prometheus::BuildGauge()
+          .Name("chimera_inproc_kv_cells")
+          .Help("In-process KV cells (token positions): state=used, total")
+          .Register(*registry);
 };
 
 Metrics::Metrics() : impl_(std::make_unique<Impl>()) {}
@@ -119,9 +141,11 @@ void Metrics::generation(const std::string& pool, const Completion& c, bool clie
     return l;
   };
   m.generations.Add(with("outcome", outcome(c, client_gone))).Increment();
-  if (c.figures.attempts > 1) {
-    m.retries.Add({{"pool", pool}}).Increment(static_cast<double>(c.figures.attempts - 1));
-  }
+  // Counted from zero for every pool, so that a scrape shows the series before the first one.
+  const int hedged = std::max(0, c.figures.hedges);
+  const int retried = std::max(0, c.figures.attempts - 1 - hedged);
+  m.retries.Add({{"pool", pool}}).Increment(retried);
+  m.hedges.Add({{"pool", pool}}).Increment(hedged);
   const auto& f = c.figures;
   if (f.chunks) m.tokens.Add(labels).Increment(static_cast<double>(*f.chunks));
   if (f.ttft_client_ns) m.ttft.Add(labels, latency_buckets()).Observe(*f.ttft_client_ns / 1e9);
@@ -150,6 +174,18 @@ std::string Metrics::text(const std::vector<Route>& routes) const {
       m.limit.Add(labels).Set(e.limit);
       m.dispatched.Add(labels).Set(static_cast<double>(e.dispatched));
       m.failures.Add(labels).Set(e.failures);
+      if (e.engine) {
+        auto with_state = [&](const char* state) {
+          prometheus::Labels l = labels;
+          l["state"] = state;
+          return l;
+        };
+        m.seqs.Add(with_state("busy")).Set(e.engine->sequences_busy);
+        m.seqs.Add(with_state("total")).Set(e.engine->sequences);
+        m.sessions.Add(labels).Set(e.engine->sessions);
+        m.kv.Add(with_state("used")).Set(static_cast<double>(e.engine->kv_cells_used));
+        m.kv.Add(with_state("total")).Set(static_cast<double>(e.engine->kv_cells));
+      }
     }
   }
   return prometheus::TextSerializer().Serialize(m.registry->Collect());

@@ -468,8 +468,13 @@ std::optional<int64_t> output_tokens(const Completion& c) {
 json::object usage_of(const Completion& c) {
   const int64_t in = prompt_tokens(c).value_or(0);
   const int64_t outn = output_tokens(c).value_or(0);
-  return json::object{
-      {"prompt_tokens", in}, {"completion_tokens", outn}, {"total_tokens", in + outn}};
+  json::object u{{"prompt_tokens", in}, {"completion_tokens", outn}, {"total_tokens", in + outn}};
+  // Prompt tokens served from a cache (in-process: the session's KV; llama-server: cache_n), in
+  // OpenAI's field for them.
+  std::optional<int64_t> cached = c.figures.prompt_tokens_cached;
+  if (!cached) cached = c.server.cache_n;
+  if (cached) u["prompt_tokens_details"] = json::object{{"cached_tokens", *cached}};
+  return u;
 }
 
 json::array openai_tool_calls(const std::vector<ToolCall>& calls) {

@@ -289,12 +289,25 @@ class Connection {
     return std::chrono::milliseconds(s_.opt.client_timeout_ms);
   }
 
+  // Writes at once what the socket takes (nearly always all of it: a token is a few hundred
+  // bytes), with no timer and no trip through the event loop; only what remains waits for the
+  // socket, under the client timeout. (Arming and cancelling the timer around every write cost
+  // two timerfd updates and an aborted completion per token.)
   asio::awaitable<bool> write(std::string_view bytes) {
+    auto& sock = stream_.socket();
+    beast::error_code ec;
+    if (!sock.non_blocking()) sock.non_blocking(true, ec);
+    std::size_t done = 0;
+    while (!ec && done < bytes.size()) {
+      done += sock.write_some(asio::buffer(bytes.data() + done, bytes.size() - done), ec);
+    }
+    if (done == bytes.size()) co_return true;
+    if (ec != asio::error::would_block && ec != asio::error::try_again) co_return false;
     stream_.expires_after(client_timeout());
-    auto [ec, n] =
-        co_await asio::async_write(stream_, asio::buffer(bytes.data(), bytes.size()), use_tuple);
+    auto [wec, n] = co_await asio::async_write(
+        stream_, asio::buffer(bytes.data() + done, bytes.size() - done), use_tuple);
     stream_.expires_never();
-    co_return !ec;
+    co_return !wec;
   }
 
   std::string head(int status, std::string_view content_type, std::string_view extra,
@@ -312,7 +325,7 @@ class Connection {
     keep_alive = keep_alive && !draining();
     out_ = head(status, content_type, extra, keep_alive);
     out_ += fmt::format("Content-Length: {}\r\n\r\n", body.size());
-    out_ += body;
+    if (!head_only_) out_ += body;  // HEAD: the GET's header, no body (RFC 9110, 9.3.2)
     s_.metrics.http_request(path_label_, status);
     ++s_.requests;
     const bool ok = co_await write(out_);
@@ -336,6 +349,7 @@ class Connection {
   // Reads and answers one request. Returns whether the connection stays open for the next.
   asio::awaitable<bool> serve_one() {
     if (!s_.set_busy(fd_, false)) co_return false;
+    head_only_ = false;
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(kHeaderLimit);
     parser.body_limit(s_.opt.body_limit);
@@ -375,6 +389,7 @@ class Connection {
     const bool keep_alive = req.keep_alive();
     const bool http11 = req.version() >= 11;
     const bhttp::verb method = req.method();
+    head_only_ = method == bhttp::verb::head;
     std::string path(req.target());
     if (const auto q = path.find('?'); q != std::string::npos) path.resize(q);
     if (buf_.size() == 0) buf_.shrink_to_fit();
@@ -538,6 +553,15 @@ class Connection {
                 parsed.include_usage),
         stream, chunked);
     start_upstream(x, route, std::move(request));
+    // The request's handle holds its callbacks, and they hold the exchange: dropped when this
+    // request is over, or each exchange would keep itself alive (a leak of every request).
+    struct DropHandle {
+      Exchange& x;
+      ~DropHandle() {
+        std::lock_guard lock(x.mu);
+        x.handle.reset();
+      }
+    } drop_handle{*x};
 
     x->watching = true;
     asio::co_spawn(stream_.get_executor(), watch_disconnect(x, stream_.socket(), fd_),
@@ -614,6 +638,7 @@ class Connection {
   beast::flat_buffer buf_;
   std::string out_;
   std::string path_label_ = "other";
+  bool head_only_ = false;  // the request is a HEAD: responses go without their body
 };
 
 asio::awaitable<void> run_connection(Server::Impl& s, tcp::socket sock) {

@@ -3,6 +3,8 @@
 // the in-process engine, both on the tiny synthetic model.
 #include "support/test_support.hpp"
 
+#include <chimera/synth/server.hpp>
+
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <gtest/gtest.h>
@@ -235,6 +237,9 @@ class RawClient {
         "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
         headers + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
     (void)::send(fd_, req.data(), req.size(), MSG_NOSIGNAL);
+  }
+  void send(const std::string& bytes) {
+    (void)::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
   }
   // Reads until `needle` has arrived (true) or the connection ends or `limit` passes (false).
   bool read_until(const std::string& needle, std::chrono::seconds limit = 120s) {
@@ -485,6 +490,69 @@ TEST_F(ServeInProcess, ListsItsModelsAndAnswersHealthAndVersion) {
   EXPECT_EQ(curl(server_->url() + "/health").status, 200);
 }
 
+TEST_F(ServeInProcess, HeadIsAnsweredWithTheHeaderAndNoBody) {
+  // Two requests on one connection: if the HEAD's answer carried a body, the GET's answer would
+  // not start where its Content-Length says the first ends.
+  RawClient c(server_->port());
+  ASSERT_TRUE(c.ok());
+  c.send(
+      "HEAD /api/version HTTP/1.1\r\nHost: x\r\n\r\nGET /api/version HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(c.read_until("\"version\"")) << c.got();
+  const std::string& got = c.got();
+  const auto first_end = got.find("\r\n\r\n");
+  ASSERT_NE(first_end, std::string::npos) << got;
+  const std::string first = got.substr(0, first_end);
+  EXPECT_TRUE(first.starts_with("HTTP/1.1 200")) << got;
+  EXPECT_TRUE(contains(first, "Content-Length: ")) << got;
+  EXPECT_FALSE(contains(first, "Content-Length: 0\r\n")) << got;  // the GET's length
+  EXPECT_TRUE(got.substr(first_end + 4).starts_with("HTTP/1.1 200")) << got;
+  const auto r = curl(server_->url() + "/health", {}, "-I");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_FALSE(contains(r.body, "status")) << r.body;
+}
+
+TEST_F(ServeInProcess, ASessionKeepsItsKvCacheBetweenTurns) {
+  // Turn one, then turn two extending it (the reply and a new message) under the same
+  // X-Session-Id: the engine reads only what is new, and says how much came from the cache.
+  auto turn = [&](const std::string& messages, const std::string& session) {
+    const auto r = curl(server_->url() + "/v1/chat/completions",
+                        R"({"messages":)" + messages + R"(,"max_tokens":4,"temperature":0})",
+                        "-H 'X-Session-Id: " + session + "'");
+    EXPECT_EQ(r.status, 200) << r.body;
+    return json::parse(r.body).as_object();
+  };
+  const std::string first = R"([{"role":"user","content":"Tell me about the tavern"}])";
+  const auto one = turn(first, "kv-keeper");
+  const std::string reply(
+      one.at("choices").as_array().at(0).at("message").at("content").as_string());
+  const int64_t prompt_one = one.at("usage").at("prompt_tokens").as_int64();
+  ASSERT_GT(prompt_one, 0);
+  json::array msgs = json::parse(first).as_array();
+  msgs.push_back(json::object{{"role", "assistant"}, {"content", reply}});
+  msgs.push_back(json::object{{"role", "user"}, {"content", "And the innkeeper?"}});
+  const std::string second = json::serialize(msgs);
+  const auto two = turn(second, "kv-keeper");
+  const auto& usage = two.at("usage").as_object();
+  ASSERT_TRUE(usage.contains("prompt_tokens_details")) << json::serialize(two);
+  const int64_t cached = usage.at("prompt_tokens_details").at("cached_tokens").as_int64();
+  // At least the first turn's prompt came from the session's cells, not read again.
+  EXPECT_GE(cached, prompt_one) << json::serialize(two);
+  EXPECT_LT(cached, usage.at("prompt_tokens").as_int64());
+  // The same second turn under a session the engine has never seen reads everything.
+  const auto fresh = turn(second, "kv-stranger");
+  EXPECT_EQ(fresh.at("usage").at("prompt_tokens_details").at("cached_tokens").as_int64(), 0)
+      << json::serialize(fresh);
+  // /metrics shows the sessions kept and the KV cells they hold.
+  const auto m = curl(server_->url() + "/metrics").body;
+  EXPECT_GE(metric_sum(m, "chimera_inproc_sessions_cached", {}), 2) << m;
+  EXPECT_EQ(metric_sum(m, "chimera_inproc_sequences", {"state=\"total\""}), 4) << m;
+  EXPECT_EQ(metric_sum(m, "chimera_inproc_sequences", {"state=\"busy\""}), 0) << m;
+  EXPECT_GE(metric_sum(m, "chimera_inproc_kv_cells", {"state=\"used\""}), cached) << m;
+  EXPECT_GT(metric_sum(m, "chimera_inproc_kv_cells", {"state=\"total\""}),
+            metric_sum(m, "chimera_inproc_kv_cells", {"state=\"used\""}))
+      << m;
+}
+
 TEST(ServeMetrics, CountsEqualTheRequestsMade) {
   ServeProcess server({"--model", chimera::test::tiny_model().string(), "--model-threads", "2"});
   ASSERT_TRUE(server.ok()) << server.output() << server.errors();
@@ -522,6 +590,12 @@ TEST(ServeMetrics, CountsEqualTheRequestsMade) {
   EXPECT_EQ(metric_sum(m, "chimera_serve_tokens_total", {}), kStreamed * 3 + kWhole * 2);
   EXPECT_EQ(metric_sum(m, "chimera_pool_endpoint_up", {}), 1);
   EXPECT_EQ(metric_sum(m, "chimera_serve_streams_active", {}), 0);
+  // One pool, nothing retried or hedged: both series are there, at zero.
+  EXPECT_TRUE(contains(m, "chimera_serve_retries_total{pool=")) << m;
+  EXPECT_TRUE(contains(m, "chimera_serve_hedges_total{pool=")) << m;
+  EXPECT_EQ(metric_sum(m, "chimera_serve_retries_total", {}) +
+                metric_sum(m, "chimera_serve_hedges_total", {}),
+            0);
 }
 
 TEST(ServeSignals, SigtermLetsAStreamInFlightFinish) {
@@ -541,6 +615,28 @@ TEST(ServeSignals, SigtermLetsAStreamInFlightFinish) {
   EXPECT_TRUE(contains(got, "\r\n0\r\n\r\n")) << got;  // the chunked body's proper end
   EXPECT_EQ(server.wait_exit(60s), 0) << server.output() << server.errors();
   EXPECT_TRUE(contains(server.output(), "serve stopped")) << server.output();
+}
+
+TEST(ServeSignals, TheShutdownDeadlineCutsAStreamThatOutlivesIt) {
+  ServeProcess server({"--model", chimera::test::tiny_model().string(), "--model-threads", "2",
+                       "--shutdown-grace-ms", "200"});
+  ASSERT_TRUE(server.ok()) << server.output() << server.errors();
+  RawClient c(server.port());
+  ASSERT_TRUE(c.ok());
+  // No limit: it would run until the sequence's context is full, far beyond the grace period.
+  c.post("/api/generate", R"({"prompt":"Once upon a time","options":{"num_predict":-1}})");
+  ASSERT_TRUE(c.read_until("\"done\":false")) << c.got();
+  ASSERT_EQ(::kill(server.pid(), SIGTERM), 0);
+  EXPECT_TRUE(c.read_to_end()) << c.got();
+  const std::string& got = c.got();
+  // Cut: the protocol's in-stream error as the last line, then the chunked body's end.
+  EXPECT_FALSE(contains(got, "\"done\":true")) << got;
+  const auto lines = ndjson_lines(got.substr(got.find("\r\n\r\n")));
+  ASSERT_FALSE(lines.empty()) << got;
+  EXPECT_TRUE(contains(got, "{\"error\":")) << got;
+  EXPECT_TRUE(contains(got, "\r\n0\r\n\r\n")) << got;
+  EXPECT_EQ(server.wait_exit(60s), 0) << server.output() << server.errors();
+  EXPECT_TRUE(contains(server.output(), "1 cut at the deadline")) << server.output();
 }
 
 // ---- in front of a real llama-server ---------------------------------------------------------
@@ -640,6 +736,27 @@ TEST(ServeUpstream, AnUpstreamThatCannotBeReachedIsAnHttpErrorBeforeTheFirstByte
   r = curl(server.url() + "/api/chat", R"({"messages":[{"role":"user","content":"Hi"}]})");
   EXPECT_EQ(r.status, 502) << r.body;
   EXPECT_TRUE(json::parse(r.body).at("error").is_string()) << r.body;
+}
+
+TEST(ServeUpstream, HedgesAreCountedApartFromRetries) {
+  // Two upstreams slow to their first token: past --hedge-after-ms the request goes to the second
+  // as well (a hedge, not a retry: nothing failed).
+  chimera::synth::Options so;
+  so.ttft_ms = 400;
+  so.tokens = 3;
+  so.tokens_per_s = 200;
+  chimera::synth::SynthServer a(so);
+  chimera::synth::SynthServer b(so);
+  a.start();
+  b.start();
+  ServeProcess server({"--endpoint", a.url(), "--endpoint", b.url(), "--backend", "openai",
+                       "--hedge-after-ms", "50"});
+  ASSERT_TRUE(server.ok()) << server.output() << server.errors();
+  const auto r = curl(server.url() + "/v1/chat/completions", kChat);
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto m = curl(server.url() + "/metrics").body;
+  EXPECT_EQ(metric_sum(m, "chimera_serve_hedges_total", {}), 1) << m;
+  EXPECT_EQ(metric_sum(m, "chimera_serve_retries_total", {}), 0) << m;
 }
 
 TEST(ServeKeys, KeysAreRequiredAndTheirLimitsHold) {

@@ -117,6 +117,15 @@ class RequestHandle {
   virtual Completion wait() = 0;
 };
 
+// How much of an in-process engine is in use (Backend::engine_load), as of its last decode step.
+struct EngineLoad {
+  int sequences = 0;          // sequences (`parallel`)
+  int sequences_busy = 0;     // sequences running a request
+  int sessions = 0;           // sequences holding a session's KV cells between its requests
+  int64_t kv_cells_used = 0;  // KV cells (token positions) held, over every sequence
+  int64_t kv_cells = 0;       // KV cells in all (sequences x context per sequence)
+};
+
 // What an endpoint says about itself (`chimeraforge endpoints check`).
 struct EndpointInfo {
   std::string url;
@@ -144,6 +153,9 @@ class Backend {
 
   // Forgets a session's cached state (Request::session). Backends without sessions ignore it.
   virtual void drop_session(const std::string& session) { (void)session; }
+
+  // In-process backends: their engine's sequences and KV cells in use. Others: none. Thread-safe.
+  virtual std::optional<EngineLoad> engine_load() const { return std::nullopt; }
 
   // Runs a request to the end and returns its Completion. Blocks the calling thread, which must
   // not be a Runtime thread.

@@ -173,6 +173,7 @@ struct Figures {
   std::optional<int64_t> queued_ns;  // measured: time spent in a pool's queue before
                                      // t_send (not part of ttft_client)
   int attempts = 1;                  // measured: endpoints tried (pool retries, hedges)
+  int hedges = 0;                    // measured: of those attempts, the ones sent as hedges
   bool connection_reused = false;    // measured: served over a pooled connection
 };
 

@@ -89,6 +89,7 @@ struct EndpointStatus {
   uint64_t dispatched = 0;
   int failures = 0;
   std::string last_error;
+  std::optional<EngineLoad> engine;  // in-process endpoints: sequences and KV cells in use
 };
 
 class Pool : public Backend {
