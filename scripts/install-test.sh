@@ -108,7 +108,7 @@ build_targets() {  # dir targets...
 # --- tree ----------------------------------------------------------------------------------
 check_tree() {
   local t0=$SECONDS
-  build_targets "$BUILD" chimeraforge chimera_shared chimera_c
+  build_targets "$BUILD" chimeraforge chimera_shared chimera_c chimera_serve_shared
   say "  [$((SECONDS - t0))s] built; installing"
   local model staged prefix
   model=$(tiny_model)
@@ -121,6 +121,7 @@ check_tree() {
   local f
   for f in bin/chimeraforge lib/libchimera_c.so "lib/libchimera_c.so.${VERSION%%.*}" \
     lib/libchimera.so "lib/libchimera.so.${VERSION%%.*}" include/chimera.h \
+    lib/libchimera_serve.so "lib/libchimera_serve.so.${VERSION%%.*}" include/chimera/serve/server.hpp \
     include/chimera/version.h include/chimera/backends/backend.hpp \
     lib/cmake/chimera/chimera-config.cmake lib/cmake/chimera/chimera-targets.cmake \
     lib/pkgconfig/chimera.pc share/chimeraforge/vocab/ggml-vocab-llama-spm.gguf \
@@ -181,7 +182,7 @@ EOS
   hidden bash "$WORK/tree-checks.sh" "$prefix" "$model" "$VERSION" "$WORK" \
     "$ROOT/tests/install/consumer" || fail "the installed tree (see above)"
   # The model came from the build tree before anything was hidden; the consumer ran on it.
-  say "tree: installed, moved, and used without the build tree: --version, run, find_package consumer, pkg-config host"
+  say "tree: installed, moved, and used without the build tree: --version, run, find_package consumer (with serve), pkg-config host"
 }
 
 # --- python --------------------------------------------------------------------------------
@@ -235,7 +236,7 @@ check_deb() {
     say "deb: SKIPPED (a chimeraforge package is installed already; this check would remove it)"
     return 0
   fi
-  build_targets "$BUILD" chimeraforge chimera_shared chimera_c
+  build_targets "$BUILD" chimeraforge chimera_shared chimera_c chimera_serve_shared
   (cd "$WORK" && cpack -G DEB --config "$BUILD/CPackConfig.cmake" >"$WORK/cpack.log" 2>&1) ||
     { cat "$WORK/cpack.log" >&2; fail "cpack -G DEB"; }
   local deb
