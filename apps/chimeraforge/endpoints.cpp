@@ -171,7 +171,8 @@ bool is_llama_server(pid_t pid, const std::string& binary) {
   const auto argv = proc_cmdline(pid);
   if (argv.empty()) return false;
   return argv[0] == binary ||
-         fs::path(argv[0]).filename().string().find("llama-server") != std::string::npos;
+         fs::path(argv[0]).filename().string().find("llama-server") != std::string::npos ||
+         (fs::path(binary).filename() == "ollama" && fs::path(argv[0]).filename() == "ollama");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -300,6 +301,12 @@ struct UpArgs {
   bool json = false;
   std::vector<std::string> server_args;
   CLI::Option* port_option = nullptr;
+  CLI::Option* gpu_option = nullptr;
+  CLI::Option* ctx_option = nullptr;
+  CLI::Option* threads_option = nullptr;
+  bool ollama() const { return server == "ollama"; }
+  const char* noun() const { return ollama() ? "ollama" : "llama-server"; }
+  const char* nouns() const { return ollama() ? "ollama instances" : "llama-servers"; }
 };
 
 constexpr const char* kUp = "chimeraforge endpoints up";
@@ -312,20 +319,46 @@ std::string check_up_flags(const UpArgs& a) {
     return fmt::format("--count {} is more than {} servers; is that what you meant?", a.count,
                        kMaxCount);
   }
+  if (a.ollama()) {
+    // Ollama's server flags are its environment; GPU layers and threads are per-request options
+    // there (num_gpu, num_thread), so a value given here would have nowhere to go.
+    for (const auto* o : {a.gpu_option, a.threads_option}) {
+      if (o != nullptr && o->count() > 0) {
+        return fmt::format(
+            "{} has no meaning for `--server ollama`: Ollama takes {} with each request ({}), "
+            "not when it starts",
+            o->get_name(), o == a.gpu_option ? "GPU layers" : "threads",
+            o == a.gpu_option ? "num_gpu" : "num_thread");
+      }
+    }
+    if (!a.server_args.empty()) {
+      return "flags after `--` go to llama-server; `ollama serve` takes none (it reads "
+             "OLLAMA_* variables, which the instances inherit)";
+    }
+  }
   std::error_code ec;
   const auto st = fs::status(a.model, ec);
-  if (!fs::exists(st)) return fmt::format("--model '{}': no such file", a.model);
-  if (!fs::is_regular_file(st)) return fmt::format("--model '{}' is not a file", a.model);
-  std::ifstream in(a.model, std::ios::binary);
-  char magic[4] = {};
-  if (!in.read(magic, 4)) {
-    return fmt::format("--model '{}' cannot be read or is too short to be a GGUF model", a.model);
+  if (a.ollama()) {
+    // A model name for Ollama (the pool's `model`), or nothing.
+  } else if (a.model.empty()) {
+    return "--model FILE is required: the GGUF file every llama-server loads";
+  } else if (!fs::exists(st)) {
+    return fmt::format("--model '{}': no such file", a.model);
+  } else if (!fs::is_regular_file(st)) {
+    return fmt::format("--model '{}' is not a file", a.model);
   }
-  if (std::memcmp(magic, "GGUF", 4) != 0) {
-    return fmt::format(
-        "--model '{}' is not a GGUF model (it does not start with \"GGUF\"); "
-        "llama-server loads GGUF files only",
-        a.model);
+  if (!a.ollama()) {
+    std::ifstream in(a.model, std::ios::binary);
+    char magic[4] = {};
+    if (!in.read(magic, 4)) {
+      return fmt::format("--model '{}' cannot be read or is too short to be a GGUF model", a.model);
+    }
+    if (std::memcmp(magic, "GGUF", 4) != 0) {
+      return fmt::format(
+          "--model '{}' is not a GGUF model (it does not start with \"GGUF\"); "
+          "llama-server loads GGUF files only",
+          a.model);
+    }
   }
   if (a.port_option != nullptr && a.port_option->count() > 0) {
     if (a.port < 1 || a.port > 65535) {
@@ -355,7 +388,7 @@ std::string check_up_flags(const UpArgs& a) {
                             std::string::npos) {
     return fmt::format("--name '{}': use letters, digits, '-' and '_'", a.name);
   }
-  if (!a.server.empty() && ::access(a.server.c_str(), X_OK) != 0) {
+  if (!a.server.empty() && !a.ollama() && ::access(a.server.c_str(), X_OK) != 0) {
     return fmt::format("--server '{}' is not an executable file: {}", a.server,
                        std::strerror(errno));
   }
@@ -402,7 +435,7 @@ State make_state(const UpArgs& a, const std::string& binary, const std::string& 
   st.pid = ::getpid();
   st.status = status;
   st.started = started;
-  st.model = fs::absolute(a.model).string();
+  st.model = a.ollama() ? a.model : fs::absolute(a.model).string();
   st.binary = binary;
   for (const auto& s : servers) {
     if (!s.live) continue;
@@ -416,14 +449,17 @@ State make_state(const UpArgs& a, const std::string& binary, const std::string& 
 
 std::string pool_toml(const UpArgs& a, const std::vector<Running>& servers) {
   std::string t = fmt::format(
-      "# {} llama-server{} started by `chimeraforge endpoints up` ({}); stop them with Ctrl-C or "
+      "# {} {} started by `chimeraforge endpoints up` ({}); stop them with Ctrl-C or "
       "`chimeraforge endpoints down`\n[[pool]]\nname = \"{}\"\nrouting = \"least-outstanding\"\n",
-      servers.size(), servers.size() == 1 ? "" : "s", fs::path(a.model).filename().string(),
+      servers.size(), servers.size() == 1 ? a.noun() : a.nouns(),
+      a.ollama() ? (a.model.empty() ? "ollama serve" : a.model)
+                 : fs::path(a.model).filename().string(),
       a.name);
   for (const auto& s : servers) {
-    t += fmt::format(
-        "\n[[pool.endpoint]]\nurl = \"{}\"\nbackend = \"openai\"\nmax_concurrency = {}\n",
-        s.process->url(), a.parallel);
+    t +=
+        fmt::format("\n[[pool.endpoint]]\nurl = \"{}\"\nbackend = \"{}\"\nmax_concurrency = {}\n{}",
+                    s.process->url(), a.ollama() ? "ollama" : "openai", a.parallel,
+                    a.ollama() && !a.model.empty() ? fmt::format("model = \"{}\"\n", a.model) : "");
   }
   return t;
 }
@@ -431,8 +467,11 @@ std::string pool_toml(const UpArgs& a, const std::vector<Running>& servers) {
 std::string pool_json(const UpArgs& a, const std::vector<Running>& servers) {
   boost::json::array endpoints;
   for (const auto& s : servers) {
-    endpoints.push_back(boost::json::object{
-        {"url", s.process->url()}, {"backend", "openai"}, {"max_concurrency", a.parallel}});
+    boost::json::object e{{"url", s.process->url()},
+                          {"backend", a.ollama() ? "ollama" : "openai"},
+                          {"max_concurrency", a.parallel}};
+    if (a.ollama() && !a.model.empty()) e["model"] = a.model;
+    endpoints.push_back(std::move(e));
   }
   boost::json::array pools;
   pools.push_back(boost::json::object{
@@ -443,6 +482,24 @@ std::string pool_json(const UpArgs& a, const std::vector<Running>& servers) {
 // The llama-server to run: --server, or the one this build was made with. Empty (reported) when
 // the built one cannot be run; --server was checked with the flags.
 std::string runnable_server(const UpArgs& a) {
+  if (a.ollama()) {
+    // `ollama` on PATH, as a shell finds it.
+    const char* path = std::getenv("PATH");
+    std::stringstream dirs(path != nullptr ? path : "");
+    for (std::string dir; std::getline(dirs, dir, ':');) {
+      const fs::path candidate = fs::path(dir.empty() ? "." : dir) / "ollama";
+      std::error_code ec;
+      if (fs::is_regular_file(candidate, ec) && ::access(candidate.c_str(), X_OK) == 0) {
+        return fs::absolute(candidate).string();
+      }
+    }
+    fmt::print(stderr,
+               "{}: --server ollama: no `ollama` executable on PATH ({}); install Ollama "
+               "(https://ollama.com/download), or start its instances yourself and give their "
+               "URLs to the commands that use them\n",
+               kUp, path != nullptr ? path : "PATH is unset");
+    return {};
+  }
   std::string binary = a.server.empty() ? default_llama_server() : a.server;
   if (a.server.empty() && ::access(binary.c_str(), X_OK) != 0) {
     fmt::print(stderr,
@@ -524,10 +581,21 @@ class UpPool {
   bool launch(const std::vector<int>& ports) {
     t0_ = std::chrono::steady_clock::now();
     started_ = fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::time(nullptr)));
-    fmt::print(stderr, "{}: starting {} with {} ({} each, ctx {}, {} GPU layers)\n", kUp,
-               plural(ports.size(), "llama-server", "llama-servers"), a_.model,
-               plural(static_cast<std::size_t>(a_.parallel), "slot", "slots"), a_.ctx,
-               a_.gpu_layers);
+    if (a_.ollama()) {
+      const char* models = std::getenv("OLLAMA_MODELS");
+      fmt::print(stderr,
+                 "{}: starting {} (`{} serve`, OLLAMA_HOST one port each, OLLAMA_NUM_PARALLEL "
+                 "{}; models shared from {})\n",
+                 kUp, plural(ports.size(), "ollama instance", "ollama instances"), binary_,
+                 a_.parallel,
+                 models != nullptr && *models != '\0' ? fmt::format("OLLAMA_MODELS={}", models)
+                                                      : std::string("Ollama's default folder"));
+    } else {
+      fmt::print(stderr, "{}: starting {} with {} ({} each, ctx {}, {} GPU layers)\n", kUp,
+                 plural(ports.size(), "llama-server", "llama-servers"), a_.model,
+                 plural(static_cast<std::size_t>(a_.parallel), "slot", "slots"), a_.ctx,
+                 a_.gpu_layers);
+    }
     for (const int port : ports) servers_.push_back(start_server(port));
     std::string error;
     if (!write_state(state_path_, make_state(a_, binary_, started_, servers_, "starting"), error)) {
@@ -583,7 +651,9 @@ class UpPool {
             ? "chimeraforge endpoints down"
             : fmt::format("chimeraforge endpoints down --state {}", state_path_.string());
     fmt::print(stderr, "{}: {} running (state file {}). Press Ctrl-C to stop them, or run `{}`.\n",
-               kUp, plural(servers_.size(), "llama-server is", "llama-servers are"),
+               kUp,
+               a_.ollama() ? plural(servers_.size(), "ollama instance is", "ollama instances are")
+                           : plural(servers_.size(), "llama-server is", "llama-servers are"),
                state_path_.string(), down_cmd);
     return true;
   }
@@ -593,7 +663,7 @@ class UpPool {
     for (;;) {
       if (const int sig = stop_signals_.wait(250); sig != 0) {
         fmt::print(stderr, "{}: {}; stopping {}\n", kUp, signal_name(sig),
-                   plural(live_count(), "llama-server", "llama-servers"));
+                   plural(live_count(), a_.noun(), a_.nouns()));
         cleanup();
         fmt::print(stderr, "{}: stopped\n", kUp);
         return kOk;
@@ -601,13 +671,13 @@ class UpPool {
       if (!note_dead_servers()) continue;
       const std::size_t live = live_count();
       if (live == 0) {
-        fmt::print(stderr, "{}: every llama-server has died; nothing is left to serve\n", kUp);
+        fmt::print(stderr, "{}: every {} has died; nothing is left to serve\n", kUp, a_.noun());
         std::error_code ec;
         fs::remove(state_path_, ec);
         return kFailed;
       }
-      fmt::print(stderr, "{}: {} still running; the pool routes around the dead one\n", kUp,
-                 plural(live, "llama-server is", "llama-servers are"));
+      fmt::print(stderr, "{}: {} {} still running; the pool routes around the dead one\n", kUp,
+                 plural(live, a_.noun(), a_.nouns()), live == 1 ? "is" : "are");
       std::string error;
       if (!write_state(state_path_, make_state(a_, binary_, started_, servers_, "running"),
                        error)) {
@@ -628,6 +698,16 @@ class UpPool {
     o.gpu_layers = a_.gpu_layers;
     o.extra = a_.server_args;
     o.ready_timeout_ms = a_.ready_timeout_s * 1000;
+    if (a_.ollama()) {
+      o.command = {binary_, "serve"};
+      o.env = {fmt::format("OLLAMA_HOST=127.0.0.1:{}", port),
+               fmt::format("OLLAMA_NUM_PARALLEL={}", a_.parallel)};
+      if (a_.ctx_option != nullptr && a_.ctx_option->count() > 0) {
+        o.env.push_back(fmt::format("OLLAMA_CONTEXT_LENGTH={}", a_.ctx));
+      }
+      o.ready_path = "/api/version";
+      o.name = "ollama";
+    }
     o.wait_until_ready = false;
     o.own_process_group = true;
     Running r;
@@ -648,7 +728,7 @@ class UpPool {
     s.live = false;
     const std::string why = s.process->error();
     cleanup();
-    fmt::print(stderr, "{}: llama-server {} of {} (port {}, pid {}) failed to start: {}\n", kUp,
+    fmt::print(stderr, "{}: {} {} of {} (port {}, pid {}) failed to start: {}\n", kUp, a_.noun(),
                i + 1, servers_.size(), s.process->port(), s.pid, why);
     if (servers_.size() > 1) {
       fmt::print(stderr, "{}: stopped the other {}\n", kUp,
@@ -664,7 +744,7 @@ class UpPool {
       if (!s.live || s.process->running()) continue;
       s.live = false;
       changed = true;
-      fmt::print(stderr, "{}: llama-server {} of {} at {} (pid {}) has died: {}\n", kUp, i + 1,
+      fmt::print(stderr, "{}: {} {} of {} at {} (pid {}) has died: {}\n", kUp, a_.noun(), i + 1,
                  servers_.size(), s.process->url(), s.pid, s.process->error());
     }
     return changed;
@@ -844,26 +924,34 @@ std::function<int()> add_endpoints(CLI::App& app) {
       "  chimeraforge endpoints up --count 2 --model model.gguf --port 18080 --parallel 4\n"
       "  chimeraforge endpoints up --count 4 --model model.gguf --gpu-layers 99 > pool.toml\n"
       "  chimeraforge endpoints up --count 2 --model model.gguf -- --cache-ram 0\n"
+      "  chimeraforge endpoints up --server ollama --count 2 --model gemma3   # Dual Ollama\n"
       "  chimeraforge endpoints down      # from another terminal: stops them all");
   up->add_option("--count,-n", u->count, "How many llama-servers to start (1 or more)")->required();
-  up->add_option("--model,-m", u->model, "GGUF model file every server loads")->required();
+  up->add_option("--model,-m", u->model,
+                 "GGUF model file every llama-server loads (required for llama-server); with "
+                 "--server ollama, the Ollama model name the printed pool uses (optional)");
   u->port_option = up->add_option("--port,-p", u->port,
                                   "First port; server i listens on PORT+i (default: free ports)");
-  up->add_option("--gpu-layers", u->gpu_layers,
-                 "Layers each server puts on the GPU (-ngl); 99: all")
-      ->capture_default_str();
-  up->add_option("--ctx,-c", u->ctx,
-                 "Context of each server, shared by its slots (-c; each slot gets CTX/PARALLEL); "
-                 "0: the model's own")
-      ->capture_default_str();
+  u->gpu_option = up->add_option("--gpu-layers", u->gpu_layers,
+                                 "Layers each server puts on the GPU (-ngl); 99: all")
+                      ->capture_default_str();
+  u->ctx_option =
+      up->add_option(
+            "--ctx,-c", u->ctx,
+            "Context of each server, shared by its slots (-c; each slot gets CTX/PARALLEL); "
+            "0: the model's own")
+          ->capture_default_str();
   up->add_option("--parallel", u->parallel,
                  "Slots per server (-np): requests it serves at once; the pool's max_concurrency")
       ->capture_default_str();
-  up->add_option("--threads,-t", u->threads,
-                 "CPU threads per server (-t); 0: llama-server's choice")
-      ->capture_default_str();
+  u->threads_option = up->add_option("--threads,-t", u->threads,
+                                     "CPU threads per server (-t); 0: llama-server's choice")
+                          ->capture_default_str();
   up->add_option("--server", u->server,
-                 "The llama-server binary (default: the one this build uses)");
+                 "The llama-server binary (default: the one this build uses), or `ollama`: start "
+                 "N `ollama serve` instances from PATH instead, one OLLAMA_HOST port each, models "
+                 "shared (OLLAMA_MODELS as set here), each waited for on /api/version; --parallel "
+                 "becomes OLLAMA_NUM_PARALLEL, --ctx OLLAMA_CONTEXT_LENGTH");
   up->add_option("--state", u->state, "State file (default: see above)");
   up->add_option("--name", u->name, "The pool's name in the printed configuration")
       ->capture_default_str();

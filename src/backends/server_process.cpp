@@ -22,6 +22,8 @@
 #include <system_error>
 #include <thread>
 
+extern char** environ;  // NOLINT: POSIX
+
 namespace chimera {
 
 int loopback_get(int port, const std::string& path, std::string* body, int timeout_ms) {
@@ -88,9 +90,14 @@ int free_loopback_port() {
 
 ServerProcess::ServerProcess(ServerOptions o) {
   port_ = o.port > 0 ? o.port : free_loopback_port();
-  const std::string binary = o.binary.empty() ? default_llama_server() : o.binary;
+  ready_path_ = o.ready_path;
+  name_ = o.name;
+  const std::string binary = !o.command.empty() ? o.command[0]
+                             : o.binary.empty() ? default_llama_server()
+                                                : o.binary;
   log_ = (std::filesystem::temp_directory_path() /
-          fmt::format("chimera-llama-server-{}-{}.log", ::getpid(), port_))
+          fmt::format("chimera-{}-{}-{}.log", o.command.empty() ? "llama-server" : "server",
+                      ::getpid(), port_))
              .string();
   std::vector<std::string> args = {binary,
                                    "-m",
@@ -111,6 +118,22 @@ ServerProcess::ServerProcess(ServerOptions o) {
     args.push_back(std::to_string(o.threads));
   }
   args.insert(args.end(), o.extra.begin(), o.extra.end());
+  if (!o.command.empty()) args = o.command;
+  // The environment, with `env` over it, made before fork() like everything else.
+  std::vector<std::string> env_text;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    const auto name = entry.substr(0, entry.find('='));
+    bool replaced = false;
+    for (const auto& add : o.env) {
+      if (std::string_view(add).substr(0, add.find('=')) == name) replaced = true;
+    }
+    if (!replaced) env_text.emplace_back(entry);
+  }
+  env_text.insert(env_text.end(), o.env.begin(), o.env.end());
+  std::vector<char*> envp;
+  for (auto& e : env_text) envp.push_back(e.data());
+  envp.push_back(nullptr);
   // Everything the child touches is made before fork(): in a program with threads, the child may
   // only make async-signal-safe calls (no malloc) until it execs.
   std::vector<char*> argv;
@@ -136,7 +159,7 @@ ServerProcess::ServerProcess(ServerOptions o) {
       ::dup2(fd, 1);
       ::dup2(fd, 2);
     }
-    ::execv(argv[0], argv.data());
+    ::execve(argv[0], argv.data(), envp.data());
     const char* why = std::strerror(errno);
     (void)!::write(2, exec_failed.data(), exec_failed.size());
     (void)!::write(2, why, std::strlen(why));
@@ -158,12 +181,12 @@ ServerProcess::ServerProcess(ServerOptions o) {
 bool ServerProcess::poll_ready() {
   if (ok_ || pid_ <= 0) return true;
   if (!running()) return true;
-  if (loopback_get(port_, "/health", nullptr, 500) == 200) {  // 503 while loading
+  if (loopback_get(port_, ready_path_, nullptr, 500) == 200) {  // 503 while loading
     ok_ = true;
     return true;
   }
   if (std::chrono::steady_clock::now() < ready_deadline_) return false;
-  error_ = fmt::format("llama-server was not ready after {} ms{}", ready_timeout_ms_, log_note());
+  error_ = fmt::format("{} was not ready after {} ms{}", name_, ready_timeout_ms_, log_note());
   stop();
   return true;
 }
@@ -178,8 +201,7 @@ bool ServerProcess::running() {
   } else {  // not our child any more (SIGCHLD ignored elsewhere): it is gone all the same
     pid_ = -1;
     ok_ = false;
-    error_ =
-        fmt::format("llama-server on port {} is gone (waitpid: {})", port_, std::strerror(errno));
+    error_ = fmt::format("{} on port {} is gone (waitpid: {})", name_, port_, std::strerror(errno));
   }
   return false;
 }
@@ -194,7 +216,7 @@ void ServerProcess::reaped(int wait_status, const char* when) {
   }
   pid_ = -1;
   ok_ = false;
-  error_ = fmt::format("llama-server {} {}{}", how, when, log_note());
+  error_ = fmt::format("{} {} {}{}", name_, how, when, log_note());
 }
 
 ServerProcess::~ServerProcess() {

@@ -408,3 +408,84 @@ TEST(EndpointsUp, BadFlagsExitTwoNamingTheFlag) {
 }
 
 }  // namespace
+
+namespace {
+
+// `--server ollama` with a stand-in: Ollama cannot be installed here (no package in Debian, no
+// network), so a script named `ollama` on a PATH of the test's own runs `chimeraforge
+// synth-server`, which speaks Ollama's API (/api/version, /api/chat), on the port its
+// OLLAMA_HOST names, and writes down what it was given (its arguments, OLLAMA_HOST,
+// OLLAMA_MODELS, OLLAMA_NUM_PARALLEL) so the test can check how it was started.
+TEST(EndpointsUp, OllamaInstancesFromPathWithTheirOwnPorts) {
+  const fs::path bin = scratch() / "ollama-bin";
+  fs::create_directories(bin);
+  const fs::path seen = scratch() / "ollama-seen";
+  fs::create_directories(seen);
+  {
+    std::ofstream script(bin / "ollama");
+    script << "#!/bin/sh\n"
+              "# A stand-in for Ollama, which cannot be installed on this machine.\n"
+              "port=${OLLAMA_HOST##*:}\n"
+              "echo \"$* host=$OLLAMA_HOST models=$OLLAMA_MODELS parallel=$OLLAMA_NUM_PARALLEL\" > "
+           << seen.string()
+           << "/$port\n"
+              "exec "
+           << CHIMERA_CLI << " synth-server --port \"$port\"\n";
+  }
+  fs::permissions(bin / "ollama", fs::perms::owner_all);
+  const char* old_path = std::getenv("PATH");
+  const std::string saved = old_path != nullptr ? old_path : "";
+  const char* old_models = std::getenv("OLLAMA_MODELS");
+  const std::string saved_models = old_models != nullptr ? old_models : "";
+  ::setenv("PATH", (bin.string() + ":" + saved).c_str(), 1);
+  ::setenv("OLLAMA_MODELS", "/srv/models-shared", 1);
+  const fs::path state = scratch() / "ollama.json";
+  fs::remove(state);
+  UpProcess up({"--server", "ollama", "--count", "2", "--model", "gemma3:latest", "--parallel", "2",
+                "--state", state.string()});
+  ::setenv("PATH", saved.c_str(), 1);
+  if (old_models != nullptr) {
+    ::setenv("OLLAMA_MODELS", saved_models.c_str(), 1);
+  } else {
+    ::unsetenv("OLLAMA_MODELS");
+  }
+  ASSERT_GT(up.pid(), 0);
+  const std::string out = up.read_until(toml_complete);
+  ASSERT_TRUE(toml_complete(out)) << out << "\n" << up.err();
+  EXPECT_EQ(count_of(out, "backend = \"ollama\""), 2u) << out;
+  EXPECT_EQ(count_of(out, "model = \"gemma3:latest\""), 2u) << out;
+  const auto urls = urls_in(out);
+  ASSERT_EQ(urls.size(), 2u) << out;
+  EXPECT_NE(urls[0], urls[1]);
+  for (const auto& url : urls) {
+    EXPECT_EQ(chimera::loopback_get(port_of(url), "/api/version"), 200) << url;
+    const std::string how = slurp(seen / std::to_string(port_of(url)));
+    EXPECT_TRUE(contains(how, "serve host=127.0.0.1:" + std::to_string(port_of(url)))) << how;
+    EXPECT_TRUE(contains(how, "models=/srv/models-shared parallel=2")) << how;
+  }
+  const auto pids = state_server_pids(state, up.pid(), urls);
+  ASSERT_EQ(pids.size(), 2u);
+  const CliRun down = run_cli("endpoints down --state " + state.string());
+  EXPECT_EQ(down.rc, 0) << down.out << down.err;
+  const auto status = up.wait(10s);
+  ASSERT_TRUE(status.has_value()) << "endpoints up did not exit after endpoints down";
+  for (const pid_t p : pids) EXPECT_TRUE(gone_within(p, 5s)) << p;
+  EXPECT_FALSE(fs::exists(state));
+}
+
+// No `ollama` on PATH: a clear error before anything starts; and llama-server's flags that
+// Ollama takes per request are refused.
+TEST(EndpointsUp, OllamaMissingOrGivenLlamaServerFlags) {
+  const fs::path empty = scratch() / "empty-path";
+  fs::create_directories(empty);
+  const CliRun r = run_cli(
+      "endpoints up --server ollama --count 2 --state " + (scratch() / "none.json").string(),
+      "PATH=" + empty.string() + " ");
+  EXPECT_EQ(r.rc, 1) << r.err;
+  EXPECT_TRUE(contains(r.err, "--server ollama: no `ollama` executable on PATH")) << r.err;
+  const CliRun g = run_cli("endpoints up --server ollama --count 2 --gpu-layers 80");
+  EXPECT_EQ(g.rc, 2) << g.err;
+  EXPECT_TRUE(contains(g.err, "--gpu-layers has no meaning for `--server ollama`")) << g.err;
+}
+
+}  // namespace

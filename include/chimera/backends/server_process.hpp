@@ -47,6 +47,14 @@ struct ServerOptions {
   // true: the server gets a process group of its own, so a Ctrl-C at the terminal reaches only
   // this process, which then stops the server in order (see `chimeraforge endpoints up`).
   bool own_process_group = false;
+  // Another server than llama-server (`ollama serve` for `endpoints up --server ollama`): when
+  // `command` is not empty it is run as it is (command[0] a path) instead of llama-server's
+  // command line, with `env` ("NAME=value") added to this process's environment, and readiness
+  // is a 200 from `ready_path`. `name` is what messages call it.
+  std::vector<std::string> command;
+  std::vector<std::string> env;
+  std::string ready_path = "/health";
+  std::string name = "llama-server";
 };
 
 class ServerProcess {
@@ -85,6 +93,8 @@ class ServerProcess {
   std::string log_;
   std::chrono::steady_clock::time_point ready_deadline_;
   int ready_timeout_ms_ = 0;
+  std::string ready_path_ = "/health";
+  std::string name_ = "llama-server";
 };
 
 // A TCP port on 127.0.0.1 that nothing listens on now. Throws std::system_error when no
