@@ -23,6 +23,7 @@ std::function<int()> add_model(CLI::App& app);
 std::function<int()> add_run(CLI::App& app);
 std::function<int()> add_multi(CLI::App& app);
 std::function<int()> add_sweep(CLI::App& app);
+std::function<int()> add_study(CLI::App& app);
 std::function<int()> add_synth_server(CLI::App& app);
 std::function<int()> add_banter(CLI::App& app);
 std::function<int()> add_serve(CLI::App& app);

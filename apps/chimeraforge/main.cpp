@@ -28,6 +28,7 @@ constexpr Command kCommands[] = {
     {"run", chimera::cli::add_run},
     {"multi", chimera::cli::add_multi},
     {"sweep", chimera::cli::add_sweep},
+    {"study", chimera::cli::add_study},
     {"synth-server", chimera::cli::add_synth_server},
     {"banter", chimera::cli::add_banter},
     {"serve", chimera::cli::add_serve},
