@@ -731,12 +731,9 @@ type HyperConn = hyper::client::conn::SendRequest<hyper::Body>;
 async fn hyper_connect(sh: &Shared) -> Result<HyperConn, String> {
     let target = sh.target.as_ref().expect("a target with --client hyper");
     let rt = sh.args.runtime;
-    let io = runtime::connect(rt, &target.addr).await.map_err(|e| {
-        format!(
-            "cannot connect to {}: {e}; is the server running?",
-            sh.url
-        )
-    })?;
+    let io = runtime::connect(rt, &target.addr)
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}; is the server running?", sh.url))?;
     let (sender, conn) = hyper::client::conn::handshake(io)
         .await
         .map_err(|e| format!("{}: HTTP/1 handshake: {e}", sh.url))?;
@@ -759,7 +756,10 @@ async fn hyper_request(
         // A kept connection the server has visibly closed is dropped here, as a pool would.
         let mut reused = false;
         if let Some(c) = conn.as_mut() {
-            if futures::future::poll_fn(|cx| c.poll_ready(cx)).await.is_ok() {
+            if futures::future::poll_fn(|cx| c.poll_ready(cx))
+                .await
+                .is_ok()
+            {
                 reused = true;
             } else {
                 *conn = None;
@@ -841,8 +841,8 @@ async fn one_request(
             runtime::timeout(rt, limit, stream_request(sh, &mut req, &mut t_send)).await
         }
         Client::Hyper => {
-            let r = runtime::timeout(rt, limit, hyper_request(sh, conn, &mut req, &mut t_send))
-                .await;
+            let r =
+                runtime::timeout(rt, limit, hyper_request(sh, conn, &mut req, &mut t_send)).await;
             if r.is_none() {
                 *conn = None; // the request was abandoned mid-way
             }
@@ -997,8 +997,9 @@ fn header<'a>(args: &'a Args, url: &'a str) -> Header<'a> {
             runtime: args.runtime.describe(cores, args.client),
             client: match args.client {
                 Client::Reqwest => "reqwest: one shared Client, its pool".into(),
-                Client::Hyper => "hyper client::conn HTTP/1: one kept-alive connection per agent"
-                    .into(),
+                Client::Hyper => {
+                    "hyper client::conn HTTP/1: one kept-alive connection per agent".into()
+                }
             },
             os,
             cpu_model: cpu_model(),

@@ -154,9 +154,7 @@ where
                     handle: handle.clone(),
                     fut: Box::pin(fut),
                 }),
-                None => smol::spawn(
-                    Box::pin(fut) as Pin<Box<dyn Future<Output = T> + Send>>
-                ),
+                None => smol::spawn(Box::pin(fut) as Pin<Box<dyn Future<Output = T> + Send>>),
             };
             Box::pin(async move { Ok(t.await) })
         }
@@ -263,10 +261,7 @@ impl<T: futures::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FuturesIo<T> 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.0).poll_flush(cx)
     }
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.0).poll_close(cx)
     }
 }
