@@ -323,11 +323,19 @@ int prepare(const GenerateArgs& a, const char* who, EndpointConfig& cfg,
     fmt::print(stderr, "{}: {}\n", who, e.what());
     return cfg.kind == BackendKind::llama ? kFailed : kUsage;
   }
-  if (cfg.kind == BackendKind::openai && !a.quiet &&
-      (a.options.num_ctx || a.options.num_gpu || a.options.num_thread || a.keep_alive)) {
+  if (cfg.kind == BackendKind::openai && (a.options.num_gpu || a.options.num_thread)) {
     fmt::print(stderr,
-               "note: --num-ctx, --num-gpu, --num-thread and --keep-alive are server settings for "
-               "OpenAI-compatible servers (llama-server -c/-ngl/-t) and are not sent\n");
+               "{}: {} cannot be applied: an OpenAI-compatible server takes it only as its own "
+               "flag when it starts (llama-server {}), not with a request; start the server "
+               "with it (`chimeraforge endpoints up`) or leave it out\n",
+               who, a.options.num_gpu ? "--num-gpu" : "--num-thread",
+               a.options.num_gpu ? "-ngl" : "-t");
+    return kUsage;
+  }
+  if (cfg.kind == BackendKind::openai && !a.quiet && (a.options.num_ctx || a.keep_alive)) {
+    fmt::print(stderr,
+               "note: --num-ctx and --keep-alive are server settings for OpenAI-compatible "
+               "servers (llama-server -c) and are not sent\n");
   }
 
   req.model = a.model;

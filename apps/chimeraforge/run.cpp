@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <optional>
 
 namespace chimera::cli {
 
@@ -33,27 +34,68 @@ struct RunArgs {
   ConnectionFlags connection;
 };
 
-// A configuration's settings that the backend cannot take with a request are said, never
-// dropped in silence: llama-server's context, GPU layers and threads are its own flags, and the
-// in-process engine takes GPU layers and threads when it loads the model (once, for every
-// configuration of the run).
-void warn_unapplied_settings(const workflow::WorkflowOptions& o) {
-  if (o.endpoint.kind == BackendKind::ollama) return;
+// A configuration's settings that the backend cannot take with a request are never dropped in
+// silence. GPU layers and threads belong to a loaded model: the in-process engine takes them when
+// it loads the model (once for the run, so the configurations that set them must agree), an
+// OpenAI-compatible server only as its own flags (llama-server -ngl, -t). A preset's value
+// (the study's num_gpu 80) that cannot be applied is left out with a one-line note; a value the
+// user wrote in a configuration file is applied or refused. num_ctx is not sent to an
+// OpenAI-compatible server: the digest is still sized to it, and the server's -c bounds it.
+// Returns "" or the error.
+std::string resolve_load_settings(workflow::WorkflowOptions& o, const std::vector<bool>& preset) {
+  if (o.endpoint.kind == BackendKind::ollama) return {};
   const bool in_process = o.endpoint.kind == BackendKind::llama;
-  for (const auto& c : o.configs) {
-    for_each_set_option(c.options, [&](std::string_view name, const auto& value) {
-      const bool load_setting = name == "num_gpu" || name == "num_thread";
-      if (!load_setting && !(name == "num_ctx" && !in_process)) return;
+  struct Chosen {
+    std::string config;
+    int value = 0;
+  };
+  std::optional<Chosen> gpu;
+  std::optional<Chosen> threads;
+  for (std::size_t i = 0; i < o.configs.size(); ++i) {
+    auto& c = o.configs[i];
+    const auto settle = [&](std::string_view name, std::optional<int>& value,
+                            std::optional<Chosen>& chosen) -> std::string {
+      if (!value) return {};
+      if (preset[i]) {
+        fmt::print(stderr,
+                   "chimeraforge run: note: the '{}' preset's {}={} is left out: {} (set it in "
+                   "a TOML configuration to have it applied)\n",
+                   c.name, name, *value,
+                   in_process ? "the in-process engine takes it when it loads the model"
+                              : "an OpenAI-compatible server takes it only as its own flag "
+                                "(llama-server -ngl, -t)");
+        value.reset();
+        return {};
+      }
+      if (!in_process) {
+        return fmt::format(
+            "configuration '{}' sets {}={}, which an OpenAI-compatible server cannot take with "
+            "a request: it is the server's own flag (llama-server {}); start the server with it "
+            "(`chimeraforge endpoints up`) and remove it from the configuration",
+            c.name, name, *value, name == "num_gpu" ? "-ngl" : "-t");
+      }
+      if (chosen && chosen->value != *value) {
+        return fmt::format(
+            "configurations '{}' and '{}' set {} to {} and {}: the in-process engine loads the "
+            "model once for the run; run them separately, or use `chimeraforge sweep --grid "
+            "{}=...`, which reloads the model",
+            chosen->config, c.name, name, chosen->value, *value, name);
+      }
+      chosen = Chosen{c.name, *value};
+      return {};
+    };
+    if (auto e = settle("num_gpu", c.options.num_gpu, gpu); !e.empty()) return e;
+    if (auto e = settle("num_thread", c.options.num_thread, threads); !e.empty()) return e;
+    if (!in_process && c.options.num_ctx) {
       fmt::print(stderr,
-                 "chimeraforge run: warning: configuration '{}' sets {}={}, which is not "
-                 "applied: {}\n",
-                 c.name, name, value,
-                 in_process ? "the in-process engine takes it only when it loads the model "
-                              "(`chimeraforge generate --backend llama` and `sweep` do)"
-                            : "it is a flag of the server (llama-server -c, -ngl, -t), not a "
-                              "request field of the OpenAI API");
-    });
+                 "chimeraforge run: note: configuration '{}' sets num_ctx={}: the digest is sized "
+                 "to it, but it is not sent (the server's own -c bounds the context)\n",
+                 c.name, *c.options.num_ctx);
+    }
   }
+  if (gpu) o.endpoint.llama.gpu_layers = gpu->value;
+  if (threads) o.endpoint.llama.threads = threads->value;
+  return {};
 }
 
 int run_workflow_command(const RunArgs& a) {
@@ -65,6 +107,7 @@ int run_workflow_command(const RunArgs& a) {
     }
     o.data.emplace_back(d);
   }
+  std::vector<bool> preset;
   for (const auto& c : a.configs) {
     if (c == "baseline") {
       o.configs.push_back(workflow::baseline_config());
@@ -73,6 +116,7 @@ int run_workflow_command(const RunArgs& a) {
     } else if (c == "both") {
       o.configs.push_back(workflow::baseline_config());
       o.configs.push_back(workflow::chimera_config());
+      preset.push_back(true);
     } else {
       workflow::WorkflowConfig wc;
       std::string error;
@@ -88,7 +132,10 @@ int run_workflow_command(const RunArgs& a) {
         return kUsage;
       }
       o.configs.push_back(std::move(wc));
+      preset.push_back(false);
+      continue;
     }
+    preset.push_back(true);
   }
   o.runs = a.runs;
   o.strategy =
@@ -126,7 +173,10 @@ int run_workflow_command(const RunArgs& a) {
     apply_connection_flags(a.connection, o.endpoint);
   }
   const bool tty = ::isatty(2) != 0;
-  warn_unapplied_settings(o);
+  if (auto e = resolve_load_settings(o, preset); !e.empty()) {
+    fmt::print(stderr, "chimeraforge run: {}\n", e);
+    return kUsage;
+  }
   if (!a.quiet && !a.json) {
     o.on_progress = [tty](const workflow::ProgressEvent& e) {
       using K = workflow::ProgressEvent::Kind;

@@ -309,6 +309,12 @@ multi::MultiOptions multi_options(const SweepArgs& a, const Plan& p,
   mo.model = p.kind == BackendKind::llama || p.servers_ours ? "" : a.model;
   mo.prompt = a.prompt;
   mo.options = c.options;
+  // GPU layers and threads went to the servers' restart or the model's reload: a request that
+  // repeated them would be refused by the backends (they cannot take them per request).
+  if (p.kind != BackendKind::ollama) {
+    mo.options.num_gpu.reset();
+    mo.options.num_thread.reset();
+  }
   mo.max_tokens = c.options.num_predict.value_or(a.max_tokens);
   mo.workflow_data = {a.data};
   mo.workflow_out = fs::path(a.out) / "workflow";

@@ -584,6 +584,25 @@ bool LlamaEngine::prepare(LlamaJob& job, Seq& seq) {
   std::string error = validate(r.options);
   if (error.empty()) error = validate(r.logit_bias);
   if (!error.empty()) return fail(error);
+  // GPU layers and threads are the model's load settings: a request may restate them, never
+  // change them (one model serves every request at once).
+  if (r.options.num_gpu && *r.options.num_gpu != config_.gpu_layers) {
+    return fail(fmt::format(
+        "num_gpu is {}, but the model was loaded with {} GPU layers: the in-process engine sets "
+        "them when it loads the model (LlamaConfig::gpu_layers; `generate --num-gpu`, a sweep's "
+        "num_gpu axis), not per request",
+        *r.options.num_gpu, config_.gpu_layers));
+  }
+  const int threads = config_.threads > 0
+                          ? config_.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (r.options.num_thread && *r.options.num_thread != threads) {
+    return fail(fmt::format(
+        "num_thread is {}, but the model was loaded with {} threads: the in-process engine sets "
+        "them when it loads the model (LlamaConfig::threads; `generate --num-thread`, a sweep's "
+        "num_thread axis), not per request",
+        *r.options.num_thread, threads));
+  }
   const int n_vocab = llama_vocab_n_tokens(vocab_);
   for (const auto& b : r.logit_bias) {
     if (b.token >= n_vocab) {

@@ -338,6 +338,21 @@ bool OpenAIBackend::build(const Request& r, http::HttpRequest& out, std::string&
   }
   body["stream"] = r.stream;
   if (r.stream) body["stream_options"] = json::object{{"include_usage", true}};
+  // GPU layers and threads are fixed when the server loads its model (llama-server -ngl, -t):
+  // a request that asks for them cannot have them, and saying so beats dropping them.
+  // (num_ctx is not sent either: the server's -c bounds the context, and a request's num_ctx is
+  // the caller's own budget, which the caller applies to its prompt.)
+  if (r.options.num_gpu || r.options.num_thread) {
+    const bool gpu = r.options.num_gpu.has_value();
+    error = fmt::format(
+        "{} is {}, but an OpenAI-compatible server takes {} only as its own flag when it starts "
+        "(llama-server {}), not with a request: start the server with it (`chimeraforge "
+        "endpoints up {}`) or leave {} unset",
+        gpu ? "num_gpu" : "num_thread", gpu ? *r.options.num_gpu : *r.options.num_thread,
+        gpu ? "GPU layers" : "threads", gpu ? "-ngl" : "-t", gpu ? "--gpu-layers N" : "-- -t N",
+        gpu ? "num_gpu" : "num_thread");
+    return false;
+  }
   add_openai_options(r.options, body);
   if (r.format_json) {
     if (*r.format_json == "json") {

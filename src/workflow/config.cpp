@@ -21,6 +21,7 @@ WorkflowConfig baseline_config() {
 WorkflowConfig chimera_config() {
   WorkflowConfig c;
   c.name = "chimera";
+  c.preset = true;
   c.options.num_gpu = 80;
   c.options.num_ctx = 512;
   c.options.temperature = 0.8;

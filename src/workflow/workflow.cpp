@@ -799,7 +799,11 @@ WorkflowResult run_workflow(const WorkflowOptions& o) {
   json::array runs_json;
   json::object experiment;
   try {
-    for (const auto& cfg : o.configs) {
+    for (auto cfg : o.configs) {
+      if (cfg.preset && backend->kind() != BackendKind::ollama) {
+        cfg.options.num_gpu.reset();  // a load setting there: see WorkflowConfig::preset
+        cfg.options.num_thread.reset();
+      }
       for (int run = 1; run <= o.runs; ++run) {
         RunRecord rec = run_once(ctx, cfg, run, outputs, experiment);
         runs_json.push_back(run_json(cfg, rec));

@@ -387,3 +387,49 @@ TEST(StopMatcher, HoldsBackPossibleStartsAndCutsAtTheStop) {
 }
 
 }  // namespace
+
+namespace {
+
+// GPU layers and threads are load settings: a request may restate the loaded values, and one
+// asking for others is refused with the reason, never run with them dropped. An
+// OpenAI-compatible server refuses them too, before anything is sent (port 9 answers nothing).
+TEST(LoadSettingsPerRequest, RefusedWhereTheyCannotBeApplied) {
+  auto b = inproc(1, 256);
+  Request same = completion("Hello", 2);
+  same.options.num_gpu = 0;  // what inproc() loaded with (the default)
+  same.options.num_thread = 2;
+  const Completion ok = b->generate(same);
+  EXPECT_TRUE(ok.ok()) << ok.error.message;
+
+  Request gpu = completion("Hello", 2);
+  gpu.options.num_gpu = 80;
+  const Completion g = b->generate(gpu);
+  ASSERT_FALSE(g.ok());
+  EXPECT_EQ(g.error.kind, ErrorKind::bad_request);
+  EXPECT_NE(g.error.message.find("num_gpu is 80, but the model was loaded with 0 GPU layers"),
+            std::string::npos)
+      << g.error.message;
+
+  Request thr = completion("Hello", 2);
+  thr.options.num_thread = 7;
+  const Completion t = b->generate(thr);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.error.message.find("num_thread is 7, but the model was loaded with 2 threads"),
+            std::string::npos)
+      << t.error.message;
+
+  Runtime rt(1);
+  EndpointConfig cfg;
+  cfg.kind = BackendKind::openai;
+  cfg.url = "http://127.0.0.1:9";
+  auto http = make_backend(cfg, rt);
+  const Completion o = http->generate(gpu);
+  ASSERT_FALSE(o.ok());
+  EXPECT_EQ(o.error.kind, ErrorKind::bad_request);
+  EXPECT_NE(o.error.message.find("num_gpu is 80, but an OpenAI-compatible server takes GPU "
+                                 "layers only as its own flag"),
+            std::string::npos)
+      << o.error.message;
+}
+
+}  // namespace

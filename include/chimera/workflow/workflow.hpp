@@ -38,6 +38,11 @@ struct WorkflowConfig {
   std::size_t digest_budget = 1500;  // tokens; shrunk to fit options.num_ctx when it is set
   int analysis_tokens = 320;         // num_predict of the analysis call (unless options says)
   int report_tokens = 480;           // num_predict of the report call
+  // A built-in configuration (chimera_config()): its settings that the backend cannot take with
+  // a request (num_gpu, num_thread on the in-process engine or an OpenAI-compatible server) are
+  // left out of the calls instead of failing them; a configuration file's are sent (and a
+  // backend that cannot apply them refuses the call).
+  bool preset = false;
 };
 
 // The server's defaults: no option sent.
