@@ -167,12 +167,13 @@ void settings_in(std::string_view text, Context& c, Arena& arena) {
     start = end + 1;
   }
   for (std::size_t i = 0; i + 1 < words.size(); ++i) {
-    auto info = classify_name(words[i]);
+    const auto& info = classify_name(words[i]);  // valid until the next classify_name
     if (info.role != Role::context_main || info.field == Field::model) continue;
+    const Field field = info.field;
     double v;
     std::string_view unit;
     if (parse_number(words[i + 1], &v, &unit) && unit.empty())
-      set_context(c, info.field, words[i + 1], arena);
+      set_context(c, field, words[i + 1], arena);
   }
 }
 
@@ -211,7 +212,7 @@ class MarkdownSink {
   // One source line of a paragraph (or a list item's paragraph), as written.
   void paragraph_line(std::string_view l, int line) {
     if (l.find(':') == std::string_view::npos) return;
-    if (l.find_first_of("*`") != std::string_view::npos) {
+    if (std::any_of(l.begin(), l.end(), [](char ch) { return ch == '*' || ch == '`'; })) {
       // Emphasis and code marks around a key: "**Tokens/s:** 78.42".
       scratch_.assign(l);
       std::erase_if(scratch_, [](char ch) { return ch == '*' || ch == '`'; });
@@ -380,9 +381,14 @@ class LineScanner {
     if (!l.body.empty() && l.body.back() == '\n') l.body.remove_suffix(1);
     if (!l.body.empty() && l.body.back() == '\r') l.body.remove_suffix(1);
     // A lone carriage return is a line ending to CommonMark; leave those files to cmark.
-    if (l.body.find('\r') != std::string_view::npos) l.ok = false;
     // Vertical tabs and form feeds are white space in some of cmark's rules and text in others.
-    if (l.body.find_first_of("\v\f") != std::string_view::npos) l.ok = false;
+    // One pass for the three (find_first_of would call memchr once per byte of the line).
+    for (char c : l.body) {
+      if (c == '\r' || c == '\v' || c == '\f') {
+        l.ok = false;
+        break;
+      }
+    }
     pos = end;
     return l;
   }

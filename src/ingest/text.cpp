@@ -217,7 +217,8 @@ void parse_text(std::string_view content, ParseJob& job) {
     auto line = content.substr(start, nl - start);
     // Only lines with ": " and a digit can hold a value; skip the rest without more work.
     if (line.find(':') != std::string_view::npos &&
-        (line.find_first_of("0123456789") != std::string_view::npos || trim(line).back() == ':'))
+        (std::any_of(line.begin(), line.end(), [](char ch) { return ch >= '0' && ch <= '9'; }) ||
+         trim(line).back() == ':'))
       harvest_line(line, line_no, ctx, &label, job);
     start = nl + 1;
     ++line_no;
