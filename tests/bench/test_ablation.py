@@ -10,6 +10,7 @@ does not exist). CHIMERA_CLI names the chimeraforge binary (default: build/apps/
 chimeraforge). The Rust peer's part is skipped, saying so, when its binary is not built.
 """
 
+import importlib.util
 import json
 import os
 import shutil
@@ -105,6 +106,29 @@ class Ablation(unittest.TestCase):
             self.check_measured(rows[name], table)
         runs = [r for r in _result["repetitions"] if r["variant"] == "rust-smol"]
         self.assertIn("--runtime smol", runs[0]["command"])
+
+    def test_a_running_synthetic_server(self):
+        # --synth-url: the command uses it as it is and reports its rate and first-token delay
+        spec = importlib.util.spec_from_file_location("compare",
+                                                      ROOT / "bench/compare/compare.py")
+        compare = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(compare)
+        server = compare.start_synth(CLI, "synth-ablation-test", 5, 300, 6, 1, self.tmp)
+        try:
+            out = self.tmp / "external"
+            p = run_ablation(out, "--synth-url", server.url, "--variants", "chimeraforge-single")
+            stats = compare.http(server.url + "/stats")
+        finally:
+            server.stop()
+        self.assertEqual(p.returncode, 0, p.stdout[-3000:] + p.stderr[-3000:])
+        result, table, rows = self.load(out)
+        self.assertEqual(list(rows), ["chimeraforge-single"])
+        self.check_measured(rows["chimeraforge-single"], table)
+        w = result["workload"]
+        self.assertEqual((w["synth_url"], w["tokens_per_s"], w["ttft_ms"]), (server.url, 300, 5))
+        self.assertIn(server.url, table)
+        # the lone agent's request and the two agents' requests, 4 tokens each, came from it
+        self.assertEqual(stats["tokens_sent"], 3 * 4)
 
     def test_usage_errors(self):
         p = subprocess.run(["/usr/bin/python3", str(ABLATION), "--variants", "rust-tokoi"],
