@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# serve under load (docs/serve.md, "Measured"), each line one JSON object from load.py, written
+# to bench/results/serve.jsonl (appended) and summed up in bench/results/serve.md:
+#   1. 256 concurrent streams through serve against the synthetic server (16 tokens at
+#      1,000 tokens/s, first token at once), beside the same 256 streams sent to it directly;
+#      serve's resident memory idle and at 256 streams.
+#   2. serve --model tiny.gguf (in-process) against llama-server on the same file, with the same
+#      slots (--parallel/-np 8), context per slot and CPU threads, at 1, 16 and 64 clients
+#      (each sends 2 requests of 16 tokens): TTFT p50/p99 and aggregate tokens/s.
+#
+# Usage: bench/serve/scale.sh [BUILD_DIR] [THREADS]     (default build, 2 model threads)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=$(cd "${1:-$root/build}" && pwd)
+threads=${2:-2}
+cli=$build/apps/chimeraforge/chimeraforge
+llama_server=$(sed -n 's/^CHIMERA_LLAMA_SERVER:FILEPATH=//p' "$build/CMakeCache.txt")
+out_jsonl=$root/bench/results/serve.jsonl
+out_md=$root/bench/results/serve.md
+dir=$(mktemp -d /tmp/chimera-bench-scale.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+ulimit -n 8192 2>/dev/null || true
+
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() {  # port: until GET /health answers 200 (llama-server: once the model is loaded)
+  for _ in $(seq 1 600); do
+    if [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/health" || true) == 200 ]]; then return 0; fi
+    sleep 0.1
+  done
+  echo "scale.sh: nothing healthy on port $1 (see $dir)" >&2
+  return 1
+}
+load_avg() { cut -d' ' -f1-3 /proc/loadavg; }
+stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+lines=()
+record() {  # JSON from load.py, plus when, the commit and the load average
+  local line
+  line=$(/usr/bin/python3 -c 'import json,sys; o=json.loads(sys.argv[1]); o.update(at=sys.argv[2], commit=sys.argv[3], loadavg=sys.argv[4]); print(json.dumps(o))' "$1" "$stamp" "$commit" "$(load_avg)")
+  echo "$line"
+  echo "$line" >>"$out_jsonl"
+  lines+=("$line")
+}
+load() { /usr/bin/python3 "$here/load.py" "$@"; }
+
+# --- 1. 256 streams: direct against through serve ----------------------------------------------
+synth=$(free_port)
+"$cli" synth-server --port "$synth" --ttft-ms 0 --tokens-per-s 1000 --tokens 16 --threads 1 -q \
+  >"$dir/synth.log" 2>&1 &
+pids+=($!)
+serve=$(free_port)
+"$cli" serve --port "$serve" --backend openai --endpoint "http://127.0.0.1:$synth" \
+  >"$dir/serve.log" 2>&1 &
+serve_pid=$!
+pids+=($serve_pid)
+wait_http "$serve"
+idle=$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$serve_pid/status")
+record "$(/usr/bin/python3 -c 'import json,sys; print(json.dumps({"name": "serve idle", "rss_kib": int(sys.argv[1])}))' "$idle")"
+record "$(load "http://127.0.0.1:$synth" --clients 256 --requests 4 --max-tokens 16 --name "synth direct, 256 streams")"
+record "$(load "http://127.0.0.1:$serve" --clients 256 --requests 4 --max-tokens 16 --pid "$serve_pid" --name "synth through serve, 256 streams")"
+kill "$serve_pid" "${pids[0]}"
+wait "$serve_pid" "${pids[0]}" 2>/dev/null || true
+pids=()
+
+# --- 2. in-process serve against llama-server -------------------------------------------------
+model=$dir/tiny.gguf
+"$cli" model synth --preset tiny --seed 42 --out "$model" --quiet >/dev/null
+ctx=512
+for clients in 1 16 64; do
+  port=$(free_port)
+  "$llama_server" -m "$model" --host 127.0.0.1 --port "$port" -c $((ctx * 8)) -np 8 -t "$threads" \
+    --no-webui --no-warmup --cache-ram 0 >"$dir/llama-server.log" 2>&1 &
+  lp=$!
+  pids+=($lp)
+  wait_http "$port"
+  record "$(load "http://127.0.0.1:$port" --clients "$clients" --requests 2 --max-tokens 16 --pid "$lp" --name "llama-server, $clients clients")"
+  kill "$lp"
+  wait "$lp" 2>/dev/null || true
+
+  port=$(free_port)
+  "$cli" serve --port "$port" --model "$model" --parallel 8 --ctx-per-seq "$ctx" \
+    --model-threads "$threads" >"$dir/serve-inproc.log" 2>&1 &
+  sp=$!
+  pids+=($sp)
+  wait_http "$port"
+  record "$(load "http://127.0.0.1:$port" --clients "$clients" --requests 2 --max-tokens 16 --pid "$sp" --name "serve in-process, $clients clients")"
+  kill "$sp"
+  wait "$sp" 2>/dev/null || true
+  pids=()
+done
+
+# --- the table -----------------------------------------------------------------------------------
+{
+  echo "# serve under load"
+  echo
+  echo "\`bench/serve/scale.sh ${1:-build} $threads\`, $stamp, commit $commit, on $(nproc) cores"
+  echo "(load average at each line in serve.jsonl; the machine is shared)."
+  echo
+  echo "| run | requests | errors | TTFT p50 ms | TTFT p99 ms | tokens/s | RSS peak MiB | load avg |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+  for l in "${lines[@]}"; do
+    /usr/bin/python3 -c '
+import json, sys
+o = json.loads(sys.argv[1])
+g = lambda k: o.get(k, "")
+rss = o.get("rss_peak_kib") or o.get("rss_kib")
+print("| %s | %s | %s | %s | %s | %s | %s | %s |" % (g("name"), g("requests"), g("errors"),
+      g("ttft_p50_ms"), g("ttft_p99_ms"), g("tokens_per_s"),
+      "%.1f" % (rss / 1024) if rss else "", g("loadavg")))' "$l"
+  done
+} >"$out_md"
+echo "scale.sh: wrote $out_md and appended to $out_jsonl" >&2
