@@ -502,47 +502,63 @@ std::vector<std::string> ablation_command(const StudyArgs& a, std::string& why) 
   return {};
 }
 
-// A generic table of ablation.json: its array of row objects (under "rows", "variants" or
-// "results", or the document itself), every scalar key a column.
+// The table of ablation.json (docs/ablation.md): one row per variant, its figures over the
+// repetitions (fractions shown in percent), or why it did not run.
+std::string pct(const json::value* f) {
+  const auto* o = f != nullptr ? f->if_object() : nullptr;
+  if (o == nullptr || !o->contains("mean") || !o->at("mean").is_number()) return {};
+  const auto get = [&](const char* k) {
+    const auto* v = o->if_contains(k);
+    return v != nullptr && v->is_number() ? std::optional<double>(v->to_number<double>())
+                                          : std::nullopt;
+  };
+  std::string t = fmt::format("{}%", num(*get("mean") * 100));
+  if (const auto sd = get("sd")) t += fmt::format(" ± {} pp", num(*sd * 100));
+  if (const auto lo = get("min"), hi = get("max"); lo && hi) {
+    t += fmt::format(" ({}-{}%)", num(*lo * 100), num(*hi * 100));
+  }
+  return t;
+}
+
 Table ablation_table(const json::value& doc) {
-  Table t;
-  const json::array* rows = doc.if_array();
-  if (const auto* o = doc.if_object()) {
-    for (const char* k : {"rows", "variants", "results", "table"}) {
-      if (const auto* r = o->if_contains(k); r != nullptr && r->is_array()) {
-        rows = &r->get_array();
-        break;
-      }
+  Table t{{"variant", "runtime", "client", "efficiency", "contention", "scaling", "stall_rate", "n",
+           "the study (TR115)"},
+          {}};
+  const auto* o = doc.if_object();
+  const auto* variants = o != nullptr ? o->if_contains("variants") : nullptr;
+  if (variants == nullptr || !variants->is_array()) return t;
+  const auto str = [](const json::object& v, const char* k) {
+    const auto* x = v.if_contains(k);
+    return x != nullptr && x->is_string() ? tail(std::string(x->get_string()), 300) : std::string();
+  };
+  for (const auto& e : variants->get_array()) {
+    const auto* v = e.if_object();
+    if (v == nullptr) continue;
+    const auto* figs = v->if_contains("figures");
+    const auto* fo = figs != nullptr ? figs->if_object() : nullptr;
+    const auto fig = [&](const char* k) { return fo != nullptr ? pct(fo->if_contains(k)) : ""; };
+    const std::string status = str(*v, "status");
+    const std::string reason = str(*v, "reason");
+    const std::string why = "not measurable here: " + (reason.empty() ? status : reason);
+    std::string study = "no figure in the study";
+    if (const auto* sv = v->if_contains("study"); sv != nullptr && sv->is_object()) {
+      const auto& so = sv->get_object();
+      const auto* eff = so.if_contains("efficiency");
+      study = eff != nullptr && eff->is_number()
+                  ? fmt::format("{}%; {}", num(eff->to_number<double>() * 100), str(so, "verdict"))
+                  : str(so, "verdict");
+      if (study.empty()) study = "no figure in the study";
     }
-  }
-  if (rows == nullptr) return t;
-  for (const auto& r : *rows) {
-    const auto* o = r.if_object();
-    if (o == nullptr) continue;
-    for (const auto& [k, v] : *o) {
-      if (v.is_object() || v.is_array()) continue;
-      if (std::find(t.head.begin(), t.head.end(), std::string(k)) == t.head.end()) {
-        t.head.emplace_back(k);
-      }
+    const std::string e_ = fig("efficiency");
+    const auto* n = fo != nullptr ? fo->if_contains("efficiency") : nullptr;
+    std::string n_text = why;
+    if (n != nullptr && n->is_object() && n->get_object().contains("n")) {
+      n_text = json::serialize(n->get_object().at("n"));
     }
-  }
-  for (const auto& r : *rows) {
-    const auto* o = r.if_object();
-    if (o == nullptr) continue;
-    std::vector<std::string> cells;
-    for (const auto& h : t.head) {
-      const auto* v = o->if_contains(h);
-      if (v == nullptr || v->is_null()) {
-        cells.emplace_back("not reported by the ablation");
-      } else if (v->is_string()) {
-        cells.emplace_back(tail(std::string(v->get_string()), 300));
-      } else if (v->is_number()) {
-        cells.push_back(num(v->to_number<double>()));
-      } else {
-        cells.push_back(json::serialize(*v));
-      }
-    }
-    t.rows.push_back(std::move(cells));
+    t.rows.push_back({str(*v, "name"), str(*v, "runtime"), str(*v, "client"), e_.empty() ? why : e_,
+                      fig("contention").empty() ? why : fig("contention"),
+                      fig("scaling").empty() ? why : fig("scaling"),
+                      fig("stall_rate").empty() ? why : fig("stall_rate"), n_text, study});
   }
   return t;
 }
@@ -675,14 +691,14 @@ int run_study(const StudyArgs& in) {
     if (!cmd.empty() && synth_ok) {
       const fs::path dir = out / "ablation";
       cmd.insert(cmd.end(), {"--runs", std::to_string(a.runs), "--agents", "2", "--out",
-                             dir.string(), "--synth-url", sv.synth->url()});
+                             dir.string(), "--synth-url", sv.synth->url(), "--cli", self});
       const Child c = run_child(cmd, logs, "ablation", 600);
       ablation_s = c.seconds;
       boost::system::error_code jec;
-      if (c.rc == 0 && fs::exists(dir / "ablation.json")) {
-        ablation_doc = json::parse(slurp(dir / "ablation.json"), jec);
-      }
-      if (c.rc != 0 || jec || !fs::exists(dir / "ablation.json")) {
+      // Exit 1: some variant could not run; its row says why (docs/ablation.md).
+      const bool wrote = (c.rc == 0 || c.rc == 1) && fs::exists(dir / "ablation.json");
+      if (wrote) ablation_doc = json::parse(slurp(dir / "ablation.json"), jec);
+      if (!wrote || jec) {
         const std::string why = tail(c.err.empty() ? c.out : c.err);
         ablation_why = fmt::format("the ablation command exited {}{}", c.rc,
                                    why.empty() ? " with no output" : ": " + why);
@@ -896,7 +912,11 @@ int run_study(const StudyArgs& in) {
         "Rust runtime variant and chimeraforge executor):\n\n";
     if (ablation_why.empty()) {
       md += ablation_rows.md() +
-            fmt::format("\nFrom `ablation/ablation.json` ({:.0f} s).\n\n", ablation_s);
+            fmt::format(
+                "\nFrom `ablation/ablation.json` and `ablation/ablation.md` ({:.0f} s; "
+                "efficiency mean ± sd over the repetitions, min-max in brackets; "
+                "definitions in `docs/ablation.md`).\n\n",
+                ablation_s);
     } else {
       Table n{{"runtime", "ours"}, {}};
       n.rows.push_back({"every variant", "not measurable here: " + ablation_why});
