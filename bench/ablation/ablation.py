@@ -378,7 +378,7 @@ def parse_args(argv=None):
     p.add_argument("--agents", type=int, default=16, help="concurrent agents N (16)")
     p.add_argument("--study", action="store_true",
                    help="the study-size run: 5 repetitions of 5 requests per agent (unless "
-                        "--runs or --requests-per-agent say otherwise); about 10 minutes")
+                        "--runs or --requests-per-agent say otherwise); about 4 minutes")
     p.add_argument("--out", default=str(ROOT / "bench/results"),
                    help="where ablation.json and ablation.md go (default bench/results)")
     p.add_argument("--synth-url", help="use this running chimeraforge synth-server (its own "

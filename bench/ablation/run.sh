@@ -3,8 +3,8 @@
 # (scripts/build.sh), sets up the peers (scripts/setup-peers.sh: Debian's crates and the Rust
 # peer with every runtime), then runs bench/ablation/ablation.py with these arguments.
 #
-#   bash bench/ablation/run.sh                          # 3 repetitions, 16 agents: ~2-4 minutes
-#   bash bench/ablation/run.sh --study                  # 5 repetitions
+#   bash bench/ablation/run.sh                          # 3 repetitions, 16 agents: ~1.5 minutes
+#   bash bench/ablation/run.sh --study                  # 5 repetitions of 5 requests: ~4 minutes
 #   bash bench/ablation/run.sh --runs 2 --agents 4 --out /tmp/ablation
 #   bash bench/ablation/run.sh --synth-url http://127.0.0.1:PORT   # a running synth-server
 #
