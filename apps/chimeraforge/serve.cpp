@@ -254,6 +254,11 @@ std::function<int()> add_serve(CLI::App& app) {
                   "client that reads nothing for this long is dropped")
       ->check(CLI::Range(int64_t{1}, int64_t{86'400'000}))
       ->capture_default_str();
+  cmd->add_option("--tls-cert", o.tls_cert,
+                  "TLS on the listening side: the server's certificate chain (PEM); with --tls-key")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--tls-key", o.tls_key, "The private key of --tls-cert (PEM)")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--shutdown-grace-ms", a->grace_ms,
                   "On SIGTERM, how long requests in flight may take to finish")
       ->check(CLI::Range(int64_t{0}, int64_t{86'400'000}))

@@ -25,6 +25,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -64,6 +67,7 @@ namespace {
 
 constexpr std::uint32_t kHeaderLimit = 64 * 1024;
 using Signal = asio::experimental::concurrent_channel<void(boost::system::error_code)>;
+using TlsStream = asio::ssl::stream<beast::tcp_stream&>;
 constexpr int kBacklog = 4096;
 
 const char* reason(int status) {
@@ -208,7 +212,8 @@ struct Server::Impl {
   std::shared_ptr<asio::io_context> io;  // its own event loop (null on a Runtime's)
   asio::io_context* ioc = nullptr;       // the loop it serves on
   std::unique_ptr<tcp::acceptor> acceptor;
-  bool accepting = false;  // the accept loop runs (under conns_mu)
+  std::unique_ptr<asio::ssl::context> tls;  // with Options::tls_cert
+  bool accepting = false;                   // the accept loop runs (under conns_mu)
   std::vector<std::thread> threads;
 
   asio::any_io_executor connection_executor() {
@@ -256,6 +261,7 @@ class Connection {
  public:
   Connection(Server::Impl& s, tcp::socket sock)
       : s_(s), stream_(std::move(sock)), fd_(stream_.socket().native_handle()) {
+    if (s_.tls) tls_ = std::make_unique<TlsStream>(stream_, *s_.tls);
     std::lock_guard lock(s_.conns_mu);
     s_.conns.emplace(fd_, false);
   }
@@ -278,6 +284,12 @@ class Connection {
   asio::awaitable<void> run() {
     // (Each co_await is its own statement: GCC 12 miscompiles some co_await operands of
     // conditions.)
+    if (tls_) {
+      stream_.expires_after(client_timeout());
+      auto [ec] = co_await tls_->async_handshake(asio::ssl::stream_base::server, use_tuple);
+      stream_.expires_never();
+      if (ec) co_return;  // not a TLS client, or it gave up: nothing to answer in
+    }
     for (;;) {
       const bool more = co_await serve_one();
       if (!more) co_return;
@@ -294,6 +306,13 @@ class Connection {
   // socket, under the client timeout. (Arming and cancelling the timer around every write cost
   // two timerfd updates and an aborted completion per token.)
   asio::awaitable<bool> write(std::string_view bytes) {
+    if (tls_) {
+      stream_.expires_after(client_timeout());
+      auto [tec, tn] =
+          co_await asio::async_write(*tls_, asio::buffer(bytes.data(), bytes.size()), use_tuple);
+      stream_.expires_never();
+      co_return !tec;
+    }
     auto& sock = stream_.socket();
     beast::error_code ec;
     if (!sock.non_blocking()) sock.non_blocking(true, ec);
@@ -354,13 +373,21 @@ class Connection {
     parser.header_limit(kHeaderLimit);
     parser.body_limit(s_.opt.body_limit);
     stream_.expires_after(client_timeout());
-    auto [ec, n] = co_await bhttp::async_read(stream_, buf_, parser, use_tuple);
+    boost::system::error_code ec;
+    if (tls_) {
+      auto [rec, rn] = co_await bhttp::async_read(*tls_, buf_, parser, use_tuple);
+      ec = rec;
+    } else {
+      auto [rec, rn] = co_await bhttp::async_read(stream_, buf_, parser, use_tuple);
+      ec = rec;
+    }
     stream_.expires_never();
     if (!s_.set_busy(fd_, true)) co_return false;
     path_label_ = "other";
     if (ec) {
       if (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
           ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
+          ec == asio::ssl::error::stream_truncated ||
           (ec == beast::error::timeout && buf_.size() == 0 && !parser.got_some())) {
         co_return false;
       }
@@ -634,6 +661,7 @@ class Connection {
 
   Server::Impl& s_;
   beast::tcp_stream stream_;
+  std::unique_ptr<TlsStream> tls_;  // over stream_, when the server has TLS
   int fd_;
   beast::flat_buffer buf_;
   std::string out_;
@@ -682,6 +710,10 @@ std::string validate(const Options& o) {
   if (o.client_timeout_ms < 1) {
     return fmt::format("the client timeout is {} ms; it must be at least 1", o.client_timeout_ms);
   }
+  if (o.tls_cert.empty() != o.tls_key.empty()) {
+    return o.tls_cert.empty() ? "a TLS key needs its certificate (tls_cert, --tls-cert)"
+                              : "a TLS certificate needs its private key (tls_key, --tls-key)";
+  }
   return {};
 }
 
@@ -710,6 +742,26 @@ void Server::start() {
   if (ec) {
     throw std::invalid_argument(fmt::format(
         "serve: host '{}' is not an IP address (e.g. 127.0.0.1, 0.0.0.0 or ::1)", s.opt.host));
+  }
+  if (!s.opt.tls_cert.empty() && !s.tls) {
+    auto tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+    tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                     asio::ssl::context::no_tlsv1_1);
+    tls->use_certificate_chain_file(s.opt.tls_cert, ec);
+    if (ec) {
+      throw std::invalid_argument(
+          fmt::format("serve: cannot read the TLS certificate '{}': {} (a PEM certificate chain "
+                      "is expected)",
+                      s.opt.tls_cert, ec.message()));
+    }
+    tls->use_private_key_file(s.opt.tls_key, asio::ssl::context::pem, ec);
+    if (ec) {
+      throw std::invalid_argument(fmt::format(
+          "serve: cannot use the TLS key '{}': {} (a PEM private key matching '{}' is expected)",
+          s.opt.tls_key, ec.message(), s.opt.tls_cert));
+    }
+    s.tls = std::move(tls);
   }
   std::shared_ptr<asio::io_context> io;
   asio::io_context* ioc = nullptr;
@@ -815,7 +867,8 @@ int Server::port() const {
 std::string Server::url() const {
   const std::string& host = impl_->opt.host;
   const bool v6 = host.find(':') != std::string::npos;
-  return fmt::format("http://{}{}{}:{}", v6 ? "[" : "", host, v6 ? "]" : "", port());
+  return fmt::format("{}://{}{}{}:{}", impl_->opt.tls_cert.empty() ? "http" : "https",
+                     v6 ? "[" : "", host, v6 ? "]" : "", port());
 }
 
 Stats Server::stats() const {

@@ -67,7 +67,7 @@ class ServeProcess {
     ::close(out[1]);
     out_fd_ = out[0];
     // Its first line names the URL.
-    const std::regex listening(R"(serve listening on http://127\.0\.0\.1:(\d+))");
+    const std::regex listening(R"(serve listening on https?://127\.0\.0\.1:(\d+))");
     const auto deadline = std::chrono::steady_clock::now() + 120s;
     while (std::chrono::steady_clock::now() < deadline) {
       std::smatch m;
@@ -801,6 +801,62 @@ TEST(ServeKeys, KeysAreRequiredAndTheirLimitsHold) {
   ASSERT_TRUE(c.read_until("\"done\":true")) << c.got();
   EXPECT_EQ(curl(url, body, solo).status, 200);
   fs::remove(keys);
+}
+
+// ---- TLS on the listening side --------------------------------------------------------------
+
+TEST(ServeTls, CurlStreamsOverTlsCheckingTheServersCertificate) {
+  if (!fs::exists("/usr/bin/openssl")) GTEST_SKIP() << "openssl is not installed";
+  const fs::path dir =
+      fs::temp_directory_path() / ("chimera-serve-tls-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string d = dir.string();
+  const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+  // A CA, and the server's certificate for 127.0.0.1 signed by it.
+  std::ofstream(dir / "server.ext") << "subjectAltName=DNS:localhost,IP:127.0.0.1\n";
+  run("/usr/bin/openssl req -x509 " + ec + " -keyout " + d + "/ca.key -out " + d +
+      "/ca.pem -days 2 -subj '/CN=Chimeraforge serve test CA' && /usr/bin/openssl req " + ec +
+      " -keyout " + d + "/server.key -out " + d + "/server.csr -subj '/CN=127.0.0.1' && " +
+      "/usr/bin/openssl x509 -req -in " + d + "/server.csr -CA " + d + "/ca.pem -CAkey " + d +
+      "/ca.key -CAcreateserial -out " + d + "/server.pem -days 2 -extfile " + d + "/server.ext");
+  ASSERT_TRUE(fs::exists(dir / "server.pem") && fs::exists(dir / "server.key"));
+
+  ServeProcess server({"--model", chimera::test::tiny_model().string(), "--model-threads", "2",
+                       "--tls-cert", d + "/server.pem", "--tls-key", d + "/server.key"});
+  ASSERT_TRUE(server.ok()) << server.output() << server.errors();
+  EXPECT_TRUE(contains(server.output(), "https://127.0.0.1:")) << server.output();
+  const std::string url = "https://127.0.0.1:" + std::to_string(server.port());
+  auto r = curl(url + "/v1/chat/completions",
+                R"({"messages":[{"role":"user","content":"Hi"}],"stream":true,"max_tokens":3})",
+                "--cacert " + d + "/ca.pem");
+  ASSERT_EQ(r.status, 200) << r.body;
+  int done = 0;
+  EXPECT_EQ(sse_events(r.body, &done).size(), 4u) << r.body;  // three tokens, the finish
+  EXPECT_EQ(done, 1);
+  // A client that does not trust the CA refuses the server; plain HTTP gets no HTTP answer.
+  r = curl(url + "/health");
+  EXPECT_EQ(r.status, 0) << r.body;
+  EXPECT_TRUE(contains(r.body, "certificate")) << r.body;
+  r = curl(server.url() + "/health");
+  EXPECT_EQ(r.status, 0) << r.body;
+  // And the server goes on serving TLS clients after both.
+  EXPECT_EQ(curl(url + "/health", {}, "--cacert " + d + "/ca.pem").status, 200);
+  fs::remove_all(dir);
+}
+
+TEST(ServeCli, AHalfGivenTlsSettingIsAUsageError) {
+  const fs::path cert =
+      fs::temp_directory_path() / ("chimera-serve-cert-" + std::to_string(::getpid()) + ".pem");
+  std::ofstream(cert) << "not a certificate\n";
+  auto r = chimera::test::run_cli("serve --port 0 --model " + chimera::test::tiny_model().string() +
+                                  " --tls-cert " + cert.string());
+  EXPECT_EQ(r.rc, 2) << r.out << r.err;
+  EXPECT_TRUE(contains(r.err, "--tls-key")) << r.err;
+  r = chimera::test::run_cli("serve --port 0 --model " + chimera::test::tiny_model().string() +
+                             " --tls-cert " + cert.string() + " --tls-key " + cert.string());
+  EXPECT_NE(r.rc, 0);
+  EXPECT_TRUE(contains(r.err, cert.string())) << r.err;
+  fs::remove(cert);
 }
 
 TEST(ServeCli, UsageErrorsNameWhatIsWrong) {

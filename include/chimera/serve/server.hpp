@@ -92,6 +92,10 @@ struct Options {
   // keep-alive connection is closed after it; a client that takes no bytes of a response for
   // this long is dropped (its upstream request cancelled).
   int64_t client_timeout_ms = 30'000;
+  // TLS on the listening side: a PEM certificate (chain) and its PEM private key, both or
+  // neither. With them, every connection starts with a TLS handshake and url() is https://.
+  std::string tls_cert;
+  std::string tls_key;
 };
 
 // "" when usable, else what is wrong, naming the option.
@@ -122,7 +126,7 @@ class Server {
   void stop();
 
   int port() const;
-  std::string url() const;  // "http://HOST:PORT"
+  std::string url() const;  // "http://HOST:PORT" ("https://" with TLS)
   Stats stats() const;
   // The /metrics text (Prometheus exposition format 0.0.4).
   std::string metrics_text() const;
