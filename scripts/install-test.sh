@@ -108,7 +108,7 @@ build_targets() {  # dir targets...
 # --- tree ----------------------------------------------------------------------------------
 check_tree() {
   local t0=$SECONDS
-  build_targets "$BUILD" chimeraforge chimera_shared chimera_c chimera_serve_shared
+  build_targets "$BUILD" chimeraforge chimeraforge-client chimera_shared chimera_c chimera_serve_shared
   say "  [$((SECONDS - t0))s] built; installing"
   local model staged prefix
   model=$(tiny_model)
@@ -119,7 +119,7 @@ check_tree() {
   mv "$staged" "$prefix"
 
   local f
-  for f in bin/chimeraforge lib/libchimera_c.so "lib/libchimera_c.so.${VERSION%%.*}" \
+  for f in bin/chimeraforge bin/chimeraforge-client lib/libchimera_c.so "lib/libchimera_c.so.${VERSION%%.*}" \
     lib/libchimera.so "lib/libchimera.so.${VERSION%%.*}" include/chimera.h \
     lib/libchimera_serve.so "lib/libchimera_serve.so.${VERSION%%.*}" include/chimera/serve/server.hpp \
     include/chimera/version.h include/chimera/backends/backend.hpp \
@@ -256,6 +256,9 @@ check_deb() {
     mkdir -p "$HOME"
     got=$(/usr/bin/chimeraforge --version)
     [[ $got == "chimeraforge $VERSION" ]] || { echo "--version printed '$got'" >&2; exit 1; }
+    got=$(/usr/bin/chimeraforge-client --version)
+    [[ $got == "chimeraforge-client $VERSION" ]] ||
+      { echo "chimeraforge-client --version printed '$got'" >&2; exit 1; }
     hidden /usr/bin/chimeraforge run --data /usr/share/chimeraforge/sample --out "$WORK/deb-out" \
       --quiet
     [[ -s $WORK/deb-out/report.md ]] || { echo "no report" >&2; exit 1; }
