@@ -15,6 +15,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEER="$ROOT/bench/peers/rust"
 BIN="$PEER/target/release/rust-peer"
+# The same peer with reqwest's native-tls (cargo feature `tls`), for https (bench/compare --tls);
+# the plain one loads no TLS library or CA bundle, which a local http agent would not pay for.
+TLS_BIN="$PEER/target/release/rust-peer-tls"
 CARGO=/usr/bin/cargo
 RUSTC=/usr/bin/rustc
 
@@ -43,17 +46,19 @@ done
 
 # Stale: no binary, or any source, manifest, lock file or cargo config newer than it.
 stale=0
-if [[ ! -x $BIN ]]; then
-  stale=1
-elif [[ -n $(find "$PEER/src" "$PEER/build.rs" "$PEER/Cargo.toml" "$PEER/Cargo.lock" \
-  "$PEER/.cargo/config.toml" -newer "$BIN" -print -quit 2>/dev/null) ]]; then
-  stale=1
-fi
+for b in "$BIN" "$TLS_BIN"; do
+  if [[ ! -x $b ]]; then
+    stale=1
+  elif [[ -n $(find "$PEER/src" "$PEER/build.rs" "$PEER/Cargo.toml" "$PEER/Cargo.lock" \
+    "$PEER/.cargo/config.toml" -newer "$b" -print -quit 2>/dev/null) ]]; then
+    stale=1
+  fi
+done
 
 if ((check_only)); then
   status=0
   if ((${#missing[@]})); then echo "setup-peers: missing packages: ${missing[*]}"; status=1; fi
-  if ((stale)); then echo "setup-peers: the Rust peer needs building: $BIN"; status=1; fi
+  if ((stale)); then echo "setup-peers: the Rust peer needs building: $BIN, $TLS_BIN"; status=1; fi
   if ((status == 0)); then echo "setup-peers: packages present, Rust peer up to date"; fi
   exit $status
 fi
@@ -71,9 +76,14 @@ fi
 
 if ((stale)); then
   echo "setup-peers: building the Rust peer with $("$CARGO" --version) and $("$RUSTC" --version)"
+  # TLS first, copied aside; then the plain build, which recompiles only reqwest and the peer.
+  (cd "$PEER" && RUSTC="$RUSTC" RUSTDOC=/usr/bin/rustdoc "$CARGO" build --release --offline \
+    --features tls)
+  cp "$BIN" "$TLS_BIN.tmp" && mv "$TLS_BIN.tmp" "$TLS_BIN"
   (cd "$PEER" && RUSTC="$RUSTC" RUSTDOC=/usr/bin/rustdoc "$CARGO" build --release --offline)
-  touch "$BIN"  # cargo keeps an unchanged binary's old time; the staleness test above needs a new one
-  echo "setup-peers: built $BIN"
+  # cargo keeps an unchanged binary's old time; the staleness test above needs a new one
+  touch "$BIN" "$TLS_BIN"
+  echo "setup-peers: built $BIN and $TLS_BIN"
 else
   echo "setup-peers: Rust peer up to date: $BIN"
 fi

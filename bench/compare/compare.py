@@ -1485,7 +1485,9 @@ def parse_args(argv=None):
                                      "--cli; the servers always come from --cli")
     p.add_argument("--python", default="/usr/bin/python3", help="interpreter for the Python peer")
     p.add_argument("--python-peer", default=str(ROOT / "bench/peers/python/peer.py"))
-    p.add_argument("--rust-peer", default=str(ROOT / "bench/peers/rust/target/release/rust-peer"))
+    p.add_argument("--rust-peer", help="the Rust peer (default: bench/peers/rust/target/release/"
+                                       "rust-peer, or rust-peer-tls with --tls: the plain build "
+                                       "has no TLS, as a local http agent would)")
     p.add_argument("--llama-server", help="llama-server binary (default: CHIMERA_LLAMA_SERVER "
                                           "from build/CMakeCache.txt)")
     p.add_argument("--model-file", help="GGUF model for llama-server (default: "
@@ -1519,6 +1521,9 @@ def parse_args(argv=None):
         a.startup_probes = 2
     if a.tag is None:
         a.tag = ("compare-tls" if a.tls else "compare") + ("-quick" if a.quick else "")
+    if a.rust_peer is None:
+        a.rust_peer = str(ROOT / "bench/peers/rust/target/release"
+                          / ("rust-peer-tls" if a.tls else "rust-peer"))
     if a.client is None:
         cli = Path(a.cli)
         beside = cli.parent / "chimeraforge-client"

@@ -346,6 +346,7 @@ if __name__ == "__main__":
 
 NGINX = next((p for p in ("/usr/sbin/nginx", "/usr/bin/nginx") if os.access(p, os.X_OK)), None)
 RUST_TOML = ROOT / "bench/peers/rust/Cargo.toml"
+RUST_PEER_TLS = ROOT / "bench/peers/rust/target/release/rust-peer-tls"
 
 
 @unittest.skipUnless(os.access(CLI, os.X_OK), f"chimeraforge is not built ({CLI})")
@@ -362,6 +363,7 @@ class AgainstSynthServerOverTls(AgainstSynthServer):
         cls.https = cls.front.add(cls.server.port)
         cls.front.start()
         cls.args.ca_file = cls.front.ca
+        cls.args.rust_peer = str(RUST_PEER_TLS)  # the plain build has no TLS
 
     @classmethod
     def tearDownClass(cls):
@@ -371,9 +373,9 @@ class AgainstSynthServerOverTls(AgainstSynthServer):
     def url(self):
         return self.https
 
-    @unittest.skipUnless(os.access(RUST_PEER, os.X_OK)
-                         and os.path.getmtime(RUST_PEER) >= os.path.getmtime(RUST_TOML),
-                         f"the Rust peer is not built with TLS ({RUST_PEER}): "
+    @unittest.skipUnless(os.access(RUST_PEER_TLS, os.X_OK)
+                         and os.path.getmtime(RUST_PEER_TLS) >= os.path.getmtime(RUST_TOML),
+                         f"the Rust peer is not built with TLS ({RUST_PEER_TLS}): "
                          f"bash scripts/setup-peers.sh")
     def test_rust_peer(self):
         self.run_program("rust")

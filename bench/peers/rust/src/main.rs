@@ -1067,8 +1067,13 @@ fn main() {
     let _entered = bridge.as_ref().map(|b| b.enter());
     let (client, fresh, target) = match args.client {
         Client::Reqwest => {
-            // https: native-tls (OpenSSL on Debian), verified against the system's CAs, or
-            // against --ca-file alone (as curl's --cacert and chimeraforge's --ca-file).
+            // https (the `tls` feature, built as rust-peer-tls): native-tls (OpenSSL on Debian),
+            // verified against the system's CAs, or against --ca-file alone (as curl's --cacert
+            // and chimeraforge's --ca-file). The plain build has no TLS at all: with native-tls
+            // compiled in, reqwest loads the system's CA bundle for every Client it builds, even
+            // for http:// (about 6 MB and 50 ms at start), which an agent talking to a local
+            // server would not pay.
+            #[cfg(feature = "tls")]
             let ca = args.ca_file.as_ref().map(|path| {
                 let pem = std::fs::read(path)
                     .unwrap_or_else(|e| usage_error(&format!("--ca-file {path}: {e}")));
@@ -1076,10 +1081,19 @@ fn main() {
                     usage_error(&format!("--ca-file {path}: not a PEM certificate: {e}"))
                 })
             });
+            #[cfg(not(feature = "tls"))]
+            if args.ca_file.is_some() || args.endpoint.starts_with("https:") {
+                usage_error(
+                    "this rust-peer is built without TLS; https needs rust-peer-tls beside it \
+                     (scripts/setup-peers.sh builds both)",
+                );
+            }
             let build = |max_idle: usize| {
+                #[allow(unused_mut)]
                 let mut b = reqwest::Client::builder()
                     .pool_max_idle_per_host(max_idle)
                     .connect_timeout(timeout);
+                #[cfg(feature = "tls")]
                 if let Some(cert) = &ca {
                     b = b
                         .tls_built_in_root_certs(false)
