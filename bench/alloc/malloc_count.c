@@ -7,12 +7,12 @@
 // MALLOC_COUNT_FILE=path appends the line to that file instead (for processes whose stderr is
 // not kept). The count is process-wide (every thread); the busiest thread's count is given too.
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 extern void* __libc_malloc(size_t);
@@ -64,8 +64,9 @@ int posix_memalign(void** out, size_t a, size_t n) {
 
 __attribute__((destructor)) static void report(void) {
   char line[160];
-  int len = snprintf(line, sizeof line, "malloc_count: %lu allocations, %lu bytes, busiest thread %lu\n",
-                     atomic_load(&total), atomic_load(&bytes), atomic_load(&busiest));
+  int len =
+      snprintf(line, sizeof line, "malloc_count: %lu allocations, %lu bytes, busiest thread %lu\n",
+               atomic_load(&total), atomic_load(&bytes), atomic_load(&busiest));
   const char* path = getenv("MALLOC_COUNT_FILE");
   int fd = 2;
   if (path && *path) fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
