@@ -820,8 +820,8 @@ int run_study(const StudyArgs& in) {
                       mcell(two_synth, "balance", "%", 100)});
     t.rows.push_back(
         {"(the same, as throughput)", "—", "not reported", "not reported",
-         "`scaling`: system_tps(2) ÷ (2 × a lone agent's); `efficiency`: "
-         "system_tps ÷ (N × lone decode_tps_client)",
+         std::string("`scaling`: system_tps(2) ÷ (2 × a lone agent's); `efficiency`: "
+                     "system_tps ÷ (N × lone decode_tps_client)"),
          fmt::format("scaling {}; efficiency {}", mcell(two_synth, "scaling", "%", 100),
                      mcell(two_synth, "efficiency", "%", 100))});
     t.rows.push_back({"contention (the study's)", "share of runs with a TTFT anomaly over 3 s",
@@ -833,18 +833,18 @@ int run_study(const StudyArgs& in) {
                                 requests_share(two_synth.over_anomaly, two_synth.requests)});
     t.rows.push_back(
         {"TTFT over the line budget", "not defined by the study", "not reported", "not reported",
-         "share of runs (and requests) whose TTFT exceeded a banter line's 200 ms "
-         "budget",
+         std::string("share of runs (and requests) whose TTFT exceeded a banter line's 200 ms "
+                     "budget"),
          two_synth.runs_ok == 0 ? "not measurable here: " + two_synth.first_error
                                 : runs_share(two_synth.budget_runs) + "; " +
                                       requests_share(two_synth.over_budget, two_synth.requests)});
     t.rows.push_back(
         {"contention (ours)",
-         "time waiting for the scheduler rather than I/O "
-         "(white paper 4.2's wording; no formula given)",
+         std::string("time waiting for the scheduler rather than I/O "
+                     "(white paper 4.2's wording; no formula given)"),
          "10-15%", "0.74%",
-         "`contention`: Σ (delivery lag − a lone agent's floor) ÷ Σ request time; "
-         "`stall_rate`: chunks later than 1 ms",
+         std::string("`contention`: Σ (delivery lag − a lone agent's floor) ÷ Σ request time; "
+                     "`stall_rate`: chunks later than 1 ms"),
          fmt::format("contention {}; stall_rate {}", mcell(two_synth, "contention", "%", 100),
                      mcell(two_synth, "stall_rate", "%", 100))});
     t.rows.push_back({"per-agent throughput", "tokens/s per agent in the concurrent run",
