@@ -2,7 +2,7 @@
 // llama.cpp (docs/performance.md). A process that only speaks HTTP then maps neither llama.cpp's
 // code nor runs its static initialisers at start-up. Any other command (model, run, banter,
 // serve, ...) runs in chimeraforge, found beside this program, with the same arguments.
-#include "../chimeraforge/commands.hpp"
+#include "../chimeraforge/dispatch.hpp"
 
 #include <chimera/version.h>
 
@@ -15,20 +15,12 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <functional>
 #include <iterator>
-#include <new>
-#include <string>
 #include <system_error>
-#include <utility>
-#include <vector>
 
 namespace {
 
-struct Command {
-  const char* name;
-  std::function<int()> (*add)(CLI::App&);
-};
+using chimera::cli::Command;
 
 constexpr Command kCommands[] = {
     {"generate", chimera::cli::add_generate},   {"agent", chimera::cli::add_agent},
@@ -63,34 +55,7 @@ int main(int argc, char** argv) {
       "without llama.cpp. The in-process backend (--backend llama) and model synthesis are in\n"
       "chimeraforge; any other command given here (model, run, banter, serve, ...) runs there.\n",
       "chimeraforge-client"};
-  app.require_subcommand(1);
   app.set_version_flag("--version", "chimeraforge-client " CHIMERA_VERSION_STRING);
-  const Command* named = nullptr;
-  for (const auto& c : kCommands) {
-    if (argc > 1 && std::strcmp(argv[1], c.name) == 0) named = &c;
-  }
-  std::vector<std::pair<std::string, std::function<int()>>> runners;
-  for (const auto& c : kCommands) {
-    if (named == nullptr || named == &c) runners.emplace_back(c.name, c.add(app));
-  }
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int rc = app.exit(e);
-    return rc == 0 ? chimera::cli::kOk : chimera::cli::kUsage;
-  }
-  try {
-    for (const auto& [name, run] : runners) {
-      if (app.got_subcommand(name)) return run();
-    }
-  } catch (const std::bad_alloc&) {
-    fmt::print(stderr,
-               "chimeraforge-client: out of memory (ENOMEM): an allocation failed; lower the "
-               "number of agents, or raise the memory limit\n");
-    return chimera::cli::kFailed;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "chimeraforge-client: {}\n", e.what());
-    return chimera::cli::kFailed;
-  }
-  return chimera::cli::kUsage;
+  return chimera::cli::dispatch(app, kCommands, argc, argv, "chimeraforge-client",
+                                "the number of agents");
 }

@@ -1,24 +1,11 @@
 // chimeraforge: the command-line front end of the engine.
-#include "commands.hpp"
+#include "dispatch.hpp"
 
 #include <chimera/version.h>
 
-#include <fmt/format.h>
-
-#include <cstdio>
-#include <cstring>
-#include <functional>
-#include <new>
-#include <string>
-#include <utility>
-#include <vector>
-
 namespace {
 
-struct Command {
-  const char* name;
-  std::function<int()> (*add)(CLI::App&);
-};
+using chimera::cli::Command;
 
 constexpr Command kCommands[] = {
     {"generate", chimera::cli::add_generate},
@@ -49,38 +36,7 @@ int main(int argc, char** argv) {
       "--prompt 'Weather in Paris?'\n"
       "  chimeraforge endpoints check http://127.0.0.1:11434 http://127.0.0.1:8080\n",
       "chimeraforge"};
-  app.require_subcommand(1);
   app.set_version_flag("--version", "chimeraforge " CHIMERA_VERSION_STRING);
-  // Building every command's options costs thousands of allocations at each start
-  // (docs/performance.md); when the first argument names a command, only that one is built.
-  // Anything else (--help, --version, an unknown name, none) builds them all, so that help
-  // lists every command and a mistake is reported as before.
-  const Command* named = nullptr;
-  for (const auto& c : kCommands) {
-    if (argc > 1 && std::strcmp(argv[1], c.name) == 0) named = &c;
-  }
-  std::vector<std::pair<std::string, std::function<int()>>> runners;
-  for (const auto& c : kCommands) {
-    if (named == nullptr || named == &c) runners.emplace_back(c.name, c.add(app));
-  }
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int rc = app.exit(e);  // prints help, or the error and a hint
-    return rc == 0 ? chimera::cli::kOk : chimera::cli::kUsage;
-  }
-  try {
-    for (const auto& [name, run] : runners) {
-      if (app.got_subcommand(name)) return run();
-    }
-  } catch (const std::bad_alloc&) {
-    fmt::print(stderr,
-               "chimeraforge: out of memory (ENOMEM): an allocation failed; lower "
-               "num_ctx, the number of agents or characters, or raise the memory limit\n");
-    return chimera::cli::kFailed;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "chimeraforge: {}\n", e.what());
-    return chimera::cli::kFailed;
-  }
-  return chimera::cli::kUsage;
+  return chimera::cli::dispatch(app, kCommands, argc, argv, "chimeraforge",
+                                "num_ctx, the number of agents or characters");
 }
