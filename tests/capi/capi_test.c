@@ -184,7 +184,9 @@ static void scene_in_poll_mode(void) {
     CHECK(chimera_line_cancel(line) == CHIMERA_OK);
     CHECK(chimera_line_wait(line, 10000 * time_scale()) == CHIMERA_OK);
     poll_until_done(engine, &s);
-    CHECK(s.status == CHIMERA_ERR_CANCELLED);
+    /* As above: under valgrind the engine can finish this short line before the cancel is
+     * called, and a cancel after the end changes nothing. The ordinary run holds the cancel. */
+    CHECK(s.status == CHIMERA_ERR_CANCELLED || (time_scale() > 1 && s.status == CHIMERA_OK));
     chimera_line_destroy(line);
 
     seen s2;
