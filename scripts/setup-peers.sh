@@ -6,6 +6,10 @@
 #   scripts/setup-peers.sh            # packages + Rust peer (every --runtime of the ablation)
 #   scripts/setup-peers.sh --check    # say what is missing or stale; change nothing (exit 1 if any)
 #
+# CHIMERA_CARGO_TARGET_DIR=DIR puts cargo's build products in DIR instead of the peer's target/
+# (CI keeps them in ~/.cache/chimeraforge, so a fresh clone recompiles only the peer itself); the
+# two binaries are copied to target/release either way.
+#
 # The Rust peer builds offline from the crates Debian installs under /usr/share/cargo/registry
 # (bench/peers/rust/.cargo/config.toml), with Debian's own cargo and rustc: those crates are
 # the versions Debian tested with that toolchain. A newer cargo/rustc elsewhere on PATH (rustup)
@@ -77,10 +81,16 @@ fi
 if ((stale)); then
   echo "setup-peers: building the Rust peer with $("$CARGO" --version) and $("$RUSTC" --version)"
   # TLS first, copied aside; then the plain build, which recompiles only reqwest and the peer.
-  (cd "$PEER" && RUSTC="$RUSTC" RUSTDOC=/usr/bin/rustdoc "$CARGO" build --release --offline \
-    --features tls)
-  cp "$BIN" "$TLS_BIN.tmp" && mv "$TLS_BIN.tmp" "$TLS_BIN"
-  (cd "$PEER" && RUSTC="$RUSTC" RUSTDOC=/usr/bin/rustdoc "$CARGO" build --release --offline)
+  target_dir=${CHIMERA_CARGO_TARGET_DIR:-$PEER/target}
+  mkdir -p "$target_dir" "$PEER/target/release"
+  (cd "$PEER" && CARGO_TARGET_DIR="$target_dir" RUSTC="$RUSTC" RUSTDOC=/usr/bin/rustdoc \
+    "$CARGO" build --release --offline --features tls)
+  cp "$target_dir/release/rust-peer" "$TLS_BIN.tmp" && mv "$TLS_BIN.tmp" "$TLS_BIN"
+  (cd "$PEER" && CARGO_TARGET_DIR="$target_dir" RUSTC="$RUSTC" RUSTDOC=/usr/bin/rustdoc \
+    "$CARGO" build --release --offline)
+  if [[ $target_dir != "$PEER/target" ]]; then
+    cp "$target_dir/release/rust-peer" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
+  fi
   # cargo keeps an unchanged binary's old time; the staleness test above needs a new one
   touch "$BIN" "$TLS_BIN"
   echo "setup-peers: built $BIN and $TLS_BIN"
