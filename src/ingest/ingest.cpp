@@ -520,6 +520,7 @@ bool read_file(int dir_fd, const char* name, const char* path, std::uint64_t exp
 struct WorkerStore {
   std::unique_ptr<detail::Arena> arena = std::make_unique<detail::Arena>();
   std::vector<Record> records;
+  detail::JsonScratchPtr json;  // keys classified here hold views into `arena`
 };
 
 void merge(IngestResult& result, std::vector<detail::FileOutput>& outputs,
@@ -693,6 +694,7 @@ IngestResult ingest(const std::vector<fs::path>& roots, const IngestOptions& opt
       detail::ParseJob job;
       job.strings = store.arena.get();
       job.records = &store.records;
+      job.json = &store.json;
       job.source_file = store.arena->store(path);
       job.file = static_cast<std::uint32_t>(i);
       job.options = &options;
@@ -746,6 +748,7 @@ IngestResult ingest_buffer(std::string_view content, FileType type, std::string_
   detail::ParseJob job;
   job.strings = workers[0].arena.get();
   job.records = &workers[0].records;
+  job.json = &workers[0].json;
   job.source_file = workers[0].arena->store(name);
   job.file = 0;
   job.options = &options;

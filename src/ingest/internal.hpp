@@ -172,6 +172,15 @@ struct Metric {
 };
 Metric intern_metric(const MetricSpec& spec, Arena& arena);
 
+// The JSON reader's working state (its frames, nodes, pending values and the keys it has
+// classified), kept per parsing thread and reused from file to file instead of allocated per
+// file and per object. Defined in json.cpp.
+struct JsonScratch;
+struct JsonScratchDelete {
+  void operator()(JsonScratch* p) const;
+};
+using JsonScratchPtr = std::unique_ptr<JsonScratch, JsonScratchDelete>;
+
 struct ParseJob {
   std::string_view source_file;  // lives in the arena
   std::uint32_t file = 0;
@@ -179,6 +188,7 @@ struct ParseJob {
   FileOutput* out = nullptr;
   Arena* strings = nullptr;                // the parsing thread's arena
   std::vector<Record>* records = nullptr;  // the parsing thread's records (this file's at the end)
+  JsonScratchPtr* json = nullptr;          // the parsing thread's JSON state; null: per file
 
   Arena& arena() { return *strings; }
   // Room for `n` more records, growing geometrically (a reserve of exactly size() + n on a

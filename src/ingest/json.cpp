@@ -61,6 +61,54 @@ struct Frame {
   std::string_view unit;  // a "unit" sibling (objects), as written, interned
 };
 
+}  // namespace
+
+struct JsonScratch {
+  std::vector<Frame> frames;  // [0, depth) are open; the others keep their names' capacity
+  std::size_t depth = 0;
+  std::vector<Node> nodes;
+  std::vector<Pending> pending;
+  std::vector<PendingError> errors;
+  // Keys as classified, kept from file to file (their metrics are interned in the thread's
+  // arena). A file may turn an error key into a metric ("errors": 3 is a count): `converted`
+  // lists those, restored before the next file.
+  std::unordered_map<std::string, KeyEntry> keys;
+  struct Converted {
+    KeyEntry* entry = nullptr;
+    Role role = Role::metric;
+    bool stem_was_empty = false;
+  };
+  std::vector<Converted> converted;
+  std::string key, key_buf, str_buf, num_buf, path, composed;
+
+  // Ready for the next file.
+  void reset() {
+    for (const auto& c : converted) {
+      c.entry->info.role = c.role;
+      if (c.stem_was_empty) c.entry->info.stem.clear();
+      c.entry->has_metric = false;
+    }
+    converted.clear();
+    if (keys.size() > 4096) keys.clear();  // documents with ever new keys: bounded memory
+    depth = 0;
+    nodes.clear();
+    pending.clear();
+    errors.clear();
+    key.clear();
+    key_buf.clear();
+    str_buf.clear();
+    num_buf.clear();
+    path.clear();
+    composed.clear();
+  }
+};
+
+void JsonScratchDelete::operator()(JsonScratch* p) const {
+  delete p;
+}
+
+namespace {
+
 class Harvester {
  public:
   static constexpr std::size_t max_array_size = static_cast<std::size_t>(-1);
@@ -68,7 +116,24 @@ class Harvester {
   static constexpr std::size_t max_string_size = static_cast<std::size_t>(-1);
   static constexpr std::size_t max_key_size = static_cast<std::size_t>(-1);
 
-  Harvester(ParseJob* job, std::string_view text) : job_(job), text_(text), pos_(text.data()) {
+  Harvester(ParseJob* job, std::string_view text, JsonScratch& scratch)
+      : job_(job),
+        text_(text),
+        pos_(text.data()),
+        s_(scratch),
+        frames_(scratch.frames),
+        depth_(scratch.depth),
+        nodes_(scratch.nodes),
+        pending_(scratch.pending),
+        errors_(scratch.errors),
+        keys_(scratch.keys),
+        key_(scratch.key),
+        key_buf_(scratch.key_buf),
+        str_buf_(scratch.str_buf),
+        num_buf_(scratch.num_buf),
+        path_(scratch.path),
+        composed_(scratch.composed) {
+    scratch.reset();
     nodes_.push_back(Node{});  // root: the empty context
   }
 
@@ -128,11 +193,11 @@ class Harvester {
   }
   bool on_double(double v, json::string_view s, json::error_code&) { return number(v, s); }
   bool on_bool(bool b, json::error_code&) {
-    if (!frames_.empty() && !frames_.back().options) {
+    if (depth_ != 0 && !top().options) {
       auto& entry = lookup(current_key());
       if (entry.info.role == Role::success && !b)
-        errors_.push_back(PendingError{job_->arena().intern(entry.info.key), "false",
-                                       frames_.back().node, line_of(nullptr)});
+        errors_.push_back(PendingError{job_->arena().intern(entry.info.key), "false", top().node,
+                                       line_of(nullptr)});
     }
     after_value();
     return true;
@@ -217,18 +282,26 @@ class Harvester {
     return line_;
   }
 
-  const std::string& current_key() const {
-    return frames_.back().array ? frames_.back().name : key_;
-  }
+  Frame& top() { return frames_[depth_ - 1]; }
+  const Frame& top() const { return frames_[depth_ - 1]; }
+
+  const std::string& current_key() const { return top().array ? top().name : key_; }
 
   void open(bool array) {
-    Frame f;
+    if (depth_ == frames_.size()) frames_.emplace_back();
+    Frame& f = frames_[depth_];  // reused: its name keeps its capacity
     f.array = array;
+    f.options = false;
+    f.model_obj = false;
+    f.runs = false;
+    f.index = 0;
+    f.name.clear();
+    f.unit = {};
     f.serial = ++serial_;
     f.path_len = path_.size();
-    int parent_node = frames_.empty() ? 0 : frames_.back().node;
-    if (!frames_.empty()) {
-      const Frame& up = frames_.back();
+    int parent_node = depth_ == 0 ? 0 : top().node;
+    if (depth_ != 0) {
+      const Frame& up = top();
       if (up.array) {
         path_ += '[';
         path_ += std::to_string(up.index);
@@ -243,21 +316,21 @@ class Harvester {
     f.node = parent_node;
     if (!array) {
       bool settings = false, model_obj = false;
-      if (!frames_.empty() && !frames_.back().array) {
+      if (depth_ != 0 && !top().array) {
         auto& entry = lookup(key_);
         settings = entry.info.role == Role::options || entry.info.key == "config" ||
                    entry.info.key == "configuration";
         model_obj = is_model_object_key(entry.info.key);
       }
-      if (!frames_.empty() && frames_.back().options) settings = true;
+      if (depth_ != 0 && top().options) settings = true;
       if (settings || model_obj) {
         f.options = true;
         f.model_obj = model_obj;
       } else {
         Node n;
         n.parent = parent_node;
-        if (!frames_.empty() && frames_.back().array && frames_.back().runs) {
-          n.own.run = job_->arena().intern(std::to_string(frames_.back().index + 1));
+        if (depth_ != 0 && top().array && top().runs) {
+          n.own.run = job_->arena().intern(std::to_string(top().index + 1));
           n.has_own = true;
         }
         nodes_.push_back(std::move(n));
@@ -265,14 +338,13 @@ class Harvester {
       }
     } else {
       f.runs = is_runs_key(normalize_key(f.name));
-      f.options = !frames_.empty() && frames_.back().options;
+      f.options = depth_ != 0 && top().options;
     }
-    frames_.push_back(std::move(f));
+    ++depth_;
   }
 
   void close() {
-    Frame f = std::move(frames_.back());
-    frames_.pop_back();
+    const Frame& f = frames_[--depth_];
     if (!f.array && !f.unit.empty()) {
       // A "unit" sibling applies to the values of this object that had none.
       for (auto it = pending_.rbegin(); it != pending_.rend() && it->frame >= f.serial; ++it) {
@@ -285,7 +357,7 @@ class Harvester {
   }
 
   void after_value() {
-    if (!frames_.empty() && frames_.back().array) ++frames_.back().index;
+    if (depth_ != 0 && top().array) ++top().index;
   }
 
   KeyEntry& lookup(const std::string& key) {
@@ -298,8 +370,9 @@ class Harvester {
   // container key ("timing" -> "timing_p50").
   KeyEntry& metric_entry(const std::string& key, KeyEntry& plain) {
     if (!plain.info.generic) return plain;
-    for (auto it = frames_.rbegin(); it != frames_.rend(); ++it) {
-      if (it->name.empty() || (it->name == key && it == frames_.rbegin() && it->array)) continue;
+    const auto top_it = frames_.rbegin() + static_cast<std::ptrdiff_t>(frames_.size() - depth_);
+    for (auto it = top_it; it != frames_.rend(); ++it) {
+      if (it->name.empty() || (it->name == key && it == top_it && it->array)) continue;
       composed_.assign(it->name);
       composed_ += '_';
       composed_ += key;
@@ -309,7 +382,7 @@ class Harvester {
   }
 
   std::string_view value_path() {
-    const Frame& f = frames_.back();
+    const Frame& f = top();
     std::size_t len = path_.size();
     if (f.array) {
       path_ += '[';
@@ -325,14 +398,14 @@ class Harvester {
   }
 
   Node& node() {
-    auto& n = nodes_[static_cast<std::size_t>(frames_.back().node)];
+    auto& n = nodes_[static_cast<std::size_t>(top().node)];
     n.has_own = true;
     return n;
   }
 
   void context_value(const KeyEntry& entry, std::string_view text) {
     Arena& arena = job_->arena();
-    const Frame& f = frames_.back();
+    const Frame& f = top();
     if (f.model_obj && entry.info.key == "name") {
       set_context(node().own, Field::model, text, arena);
     } else if (entry.info.role == Role::context_main) {
@@ -356,15 +429,15 @@ class Harvester {
       // cell; here the value is skipped and named, and the rest of the file is kept.
       job_->error(line_of(where),
                   fmt::format("the number {} for '{}' is out of range (beyond a double); skipped",
-                              text.substr(0, 40), frames_.empty() ? "" : current_key()),
+                              text.substr(0, 40), depth_ == 0 ? "" : current_key()),
                   false);
       num_buf_.clear();
       return true;
     }
-    if (!frames_.empty()) {
+    if (depth_ != 0) {
       const std::string& key = current_key();
       auto& entry = lookup(key);
-      const Frame& f = frames_.back();
+      const Frame& f = top();
       bool as_context = f.options || entry.info.role == Role::context_extra ||
                         entry.info.role == Role::unit || entry.info.role == Role::options;
       if (entry.info.role == Role::context_main && !f.options) {
@@ -377,7 +450,9 @@ class Harvester {
       if (!as_context && entry.info.role != Role::context_main) {
         auto& m = metric_entry(key, entry);
         if (m.info.role == Role::error || m.info.role == Role::success) {
-          // "errors": 3 is a count of errors.
+          // "errors": 3 is a count of errors (in this file: restored for the next one).
+          s_.converted.push_back(JsonScratch::Converted{&m, m.info.role, m.info.stem.empty()});
+          m.has_metric = false;
           m.info.role = Role::metric;
           if (m.info.stem.empty()) m.info.stem = m.info.key;
         }
@@ -395,10 +470,10 @@ class Harvester {
   }
 
   void string_value(std::string_view s, const char* where) {
-    if (frames_.empty()) return;
+    if (depth_ == 0) return;
     const std::string& key = current_key();
     auto& entry = lookup(key);
-    Frame& f = frames_.back();
+    Frame& f = top();
     if (f.options) {
       context_value(entry, s);
       return;
@@ -453,12 +528,14 @@ class Harvester {
   const char* pos_;
   int line_ = 1;
   std::uint32_t serial_ = 0;
-  std::vector<Frame> frames_;
-  std::vector<Node> nodes_;
-  std::vector<Pending> pending_;
-  std::vector<PendingError> errors_;
-  std::unordered_map<std::string, KeyEntry> keys_;
-  std::string key_, key_buf_, str_buf_, num_buf_, path_, composed_;
+  JsonScratch& s_;
+  std::vector<Frame>& frames_;
+  std::size_t& depth_;
+  std::vector<Node>& nodes_;
+  std::vector<Pending>& pending_;
+  std::vector<PendingError>& errors_;
+  std::unordered_map<std::string, KeyEntry>& keys_;
+  std::string &key_, &key_buf_, &str_buf_, &num_buf_, &path_, &composed_;
 };
 
 }  // namespace
@@ -468,7 +545,10 @@ void parse_json(std::string_view content, ParseJob& job) {
   opts.max_depth = std::clamp<unsigned>(job.options->max_json_depth, 1, 1000);
   opts.allow_comments = true;
   opts.allow_trailing_commas = true;
-  json::basic_parser<Harvester> parser(opts, &job, content);
+  JsonScratchPtr local;
+  JsonScratchPtr& scratch = job.json != nullptr ? *job.json : local;
+  if (!scratch) scratch.reset(new JsonScratch);
+  json::basic_parser<Harvester> parser(opts, &job, content, *scratch);
   json::error_code ec;
   std::size_t n = parser.write_some(false, content.data(), content.size(), ec);
   if (!ec && !parser.done()) ec = json::error::incomplete;

@@ -109,8 +109,8 @@ bool one_of(std::string_view s, const std::array<std::string_view, N>& list) {
 bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
-std::vector<std::string_view> split_tokens(std::string_view key) {
-  std::vector<std::string_view> tokens;
+void split_tokens(std::string_view key, std::vector<std::string_view>& tokens) {
+  tokens.clear();
   std::size_t start = 0;
   while (start <= key.size()) {
     auto end = key.find('_', start);
@@ -118,15 +118,23 @@ std::vector<std::string_view> split_tokens(std::string_view key) {
     if (end > start) tokens.push_back(key.substr(start, end - start));
     start = end + 1;
   }
+}
+std::vector<std::string_view> split_tokens(std::string_view key) {
+  std::vector<std::string_view> tokens;
+  split_tokens(key, tokens);
   return tokens;
 }
 
-std::string join_tokens(const std::vector<std::string_view>& tokens) {
-  std::string out;
+void join_tokens(const std::vector<std::string_view>& tokens, std::string& out) {
+  out.clear();
   for (const auto& t : tokens) {
     if (!out.empty()) out += '_';
     out += t;
   }
+}
+std::string join_tokens(const std::vector<std::string_view>& tokens) {
+  std::string out;
+  join_tokens(tokens, out);
   return out;
 }
 
@@ -537,10 +545,13 @@ MetricSpec finalize_metric(const NameInfo& info, const UnitConv& cell_unit) {
   spec.unit = u.present ? u.unit : std::string_view{};
   spec.factor = u.present ? u.factor : 1.0;
 
-  auto tokens = split_tokens(info.stem);
+  // Called for every metric of every file: the token lists are kept per thread and reused.
+  thread_local std::vector<std::string_view> tokens, core;
+  thread_local std::string c;
+  split_tokens(info.stem, tokens);
   // Ollama's names: load / prompt_eval / eval / total timed in any unit are *_duration.
   if (u.known && u.unit == "ms") {
-    std::vector<std::string_view> core;
+    core.clear();
     std::size_t first_core = tokens.size();
     for (std::size_t i = 0; i < tokens.size(); ++i) {
       if (!one_of(tokens[i], kStatTokens) ||
@@ -549,7 +560,7 @@ MetricSpec finalize_metric(const NameInfo& info, const UnitConv& cell_unit) {
         core.push_back(tokens[i]);
       }
     }
-    std::string c = join_tokens(core);
+    join_tokens(core, c);
     // llama-server's timings.prompt_ms and predicted_ms are Ollama's prompt_eval and eval.
     if (c == "prompt" || c == "predicted") {
       auto at = tokens.begin() + static_cast<std::ptrdiff_t>(first_core);

@@ -152,3 +152,47 @@ TEST(Scan, ProgressAndCancel) {
   for (const auto& f : c.files) parsed += f.parsed ? 1 : 0;
   EXPECT_EQ(parsed, 5u);
 }
+
+// A parsing thread keeps its JSON reader's state, its name caches and its folder descriptors
+// from file to file: every file of a folder read on one thread gives what it gives alone, in
+// particular a file where "errors" is a count followed by one where it is a message.
+TEST(Scan, EachFileReadsAsIfAlone) {
+  TempDir t;
+  const auto& d = t.path();
+  write(d / "a/1.json", R"({"errors": 3, "runs": [{"tokens_s": 5, "unit": "s"}], "p50": 2})");
+  write(d / "a/2.json",
+        R"({"errors": "Failed to connect to Ollama", "timing": {"p50": 1.5}, "tokens_s": 4})");
+  write(d / "a/3.json", R"({"options": {"temperature": 0.3}, "errors": 0, "success": false})");
+  write(d / "b/4.json", R"({"model": {"name": "llama3.2:1b"}, "eval_duration": 1000000})");
+  write(d / "b/5.csv", kCsv);
+  write(d / "b/6.md", "## Run (llama3.2:1b)\n\n- Tokens/s: 12.5\n- Errors: 2\n");
+  const fs::path sample = fs::path(CHIMERA_TEST_DATA).parent_path().parent_path() / "data/sample";
+  std::vector<fs::path> roots{d};
+  if (fs::exists(sample)) roots.push_back(sample);
+  ci::IngestOptions one;
+  one.threads = 1;
+  auto all = ci::ingest(roots, one);
+  ASSERT_GE(all.files.size(), 6u);
+  std::size_t at = 0;
+  for (std::size_t f = 0; f < all.files.size(); ++f) {
+    const auto& info = all.files[f];
+    std::ifstream in(info.path, std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto alone = ci::ingest_buffer(text, info.type, info.path);
+    ASSERT_EQ(info.records, alone.records.size()) << info.path;
+    for (const auto& r : alone.records) {
+      const auto& s = all.records[at++];
+      EXPECT_EQ(s.file, f);
+      EXPECT_EQ(s.metric, r.metric) << info.path << ":" << r.line;
+      EXPECT_EQ(s.value, r.value) << info.path << ":" << r.line;
+      EXPECT_EQ(s.unit, r.unit) << info.path << ":" << r.line;
+      EXPECT_EQ(s.kind, r.kind) << info.path << ":" << r.line;
+      EXPECT_EQ(s.origin, r.origin) << info.path << ":" << r.line;
+      EXPECT_EQ(s.line, r.line) << info.path;
+      EXPECT_EQ(s.context->config_key(), r.context->config_key()) << info.path << ":" << r.line;
+      EXPECT_EQ(s.context->run, r.context->run) << info.path << ":" << r.line;
+    }
+    EXPECT_EQ(info.error_values, alone.error_values.size()) << info.path;
+  }
+  EXPECT_EQ(at, all.records.size());
+}
