@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake ninja-build pkg-config git xz-utils ca-certificates ccache
+  build-essential cmake ninja-build pkg-config git xz-utils ca-certificates ccache lld
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libboost-system1.81-dev
   libcli11-dev libfmt-dev libtomlplusplus-dev
   libcmark-gfm-dev libcmark-gfm-extensions-dev
