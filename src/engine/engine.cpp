@@ -16,6 +16,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 namespace chimera {
 
@@ -172,19 +173,42 @@ struct Engine::Impl {
   int lanes = 1;
   std::vector<std::unique_ptr<pool::Pool>> pools;
 
-  // The blocking thread pool (Agent::blocking).
+  // The blocking thread pool (Agent::blocking). Its threads start as work arrives, one whenever
+  // more steps wait than threads are idle, up to `bmax`: a run without blocking steps starts
+  // none (each thread costs its stack's and its thread-local storage's resident pages).
   std::mutex bmu;
   std::condition_variable bcv;
   std::deque<std::function<void()>> bqueue;
   bool bstop = false;
+  int bmax = 1;
+  int bidle = 0;  // threads waiting in bcv
   std::vector<std::thread> bthreads;
 
   void offload(std::function<void()> fn) {
     {
       std::lock_guard lock(bmu);
       bqueue.push_back(std::move(fn));
+      if (!bstop && std::cmp_greater(bqueue.size(), bidle) &&
+          std::cmp_less(bthreads.size(), bmax)) {
+        bthreads.emplace_back([this] { blocking_worker(); });
+      }
     }
     bcv.notify_one();
+  }
+
+  void blocking_worker() {
+    std::unique_lock lock(bmu);
+    while (true) {
+      ++bidle;
+      bcv.wait(lock, [this] { return bstop || !bqueue.empty(); });
+      --bidle;
+      if (bqueue.empty()) return;
+      auto fn = std::move(bqueue.front());
+      bqueue.pop_front();
+      lock.unlock();
+      fn();
+      lock.lock();
+    }
   }
 };
 
@@ -292,20 +316,7 @@ Engine::Engine(EngineOptions options) : impl_(std::make_unique<Impl>()) {
     for (auto& p : m.pools) all.push_back(p.get());
     pool::link_fallbacks(all);  // throws naming an unknown fallback or a loop
   }
-  for (int i = 0; i < std::max(1, m.options.blocking_threads); ++i) {
-    m.bthreads.emplace_back([&m] {
-      std::unique_lock lock(m.bmu);
-      while (true) {
-        m.bcv.wait(lock, [&m] { return m.bstop || !m.bqueue.empty(); });
-        if (m.bqueue.empty()) return;
-        auto fn = std::move(m.bqueue.front());
-        m.bqueue.pop_front();
-        lock.unlock();
-        fn();
-        lock.lock();
-      }
-    });
-  }
+  m.bmax = std::max(1, m.options.blocking_threads);
 }
 
 Engine::~Engine() {
@@ -315,7 +326,12 @@ Engine::~Engine() {
     m.bstop = true;
   }
   m.bcv.notify_all();
-  for (auto& t : m.bthreads) t.join();
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard lock(m.bmu);
+    threads.swap(m.bthreads);
+  }
+  for (auto& t : threads) t.join();
   for (auto& p : m.pools) p->set_fallback(nullptr);  // none may forward to one destroyed
   m.pools.clear();                                   // before the runtimes their backends run on
   m.loops.clear();

@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <set>
@@ -135,6 +137,31 @@ TEST(Engine, TasksNestBlockingStepsAndErrorsReachTheRun) {
     ASSERT_FALSE(bad.errors.empty());
     EXPECT_NE(bad.errors.front().find("on purpose"), std::string::npos);
   }
+}
+
+TEST(Engine, BlockingStepsRunSideBySideUpToTheThreadCount) {
+  // The blocking pool starts its threads as steps arrive: four steps that each wait for all four
+  // to have started must still find four threads. (The wait's limit only ends a broken run.)
+  Engine engine({.executor = ExecutorKind::single, .blocking_threads = 4});
+  std::mutex mu;
+  std::condition_variable cv;
+  int arrived = 0;
+  std::atomic<int> met{0};
+  const AgentRun r = engine.run(4, [&](Agent& a) -> Task<void> {
+    const bool all = co_await a.blocking([&] {
+      std::unique_lock lock(mu);
+      ++arrived;
+      cv.notify_all();
+      return cv.wait_for(lock, std::chrono::seconds(60), [&] { return arrived == 4; });
+    });
+    if (all) met.fetch_add(1);
+  });
+  EXPECT_EQ(r.failed, 0);
+  EXPECT_EQ(met.load(), 4);
+  // Later steps reuse the threads that are idle again.
+  std::atomic<int> sum{0};
+  engine.run(8, [&](Agent& a) -> Task<void> { sum.fetch_add(co_await add_later(a, a.id())); });
+  EXPECT_EQ(sum.load(), 2 * (7 * 8 / 2 + 8));
 }
 
 TEST(Engine, UnknownPoolNamesThePools) {
