@@ -314,7 +314,12 @@ HttpEndpoint::~HttpEndpoint() {
 // (or address) the certificate must carry, the last session offered for resumption.
 asio::awaitable<bool> HttpEndpoint::handshake(Connection& conn, CancelSlot& cancel,
                                               HttpResult& result) {
-  conn.tls = std::make_unique<TlsStream>(conn.stream, *tls_context_);
+  try {
+    conn.tls = std::make_unique<TlsStream>(conn.stream.socket(), tls_context_->native_handle());
+  } catch (const std::exception& e) {
+    result.error = {ErrorKind::connect, describe(e.what())};
+    co_return false;
+  }
   SSL* native = conn.tls->native_handle();
   if (url_.host_is_address) {
     X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(native), url_.host.c_str());
@@ -323,12 +328,15 @@ asio::awaitable<bool> HttpEndpoint::handshake(Connection& conn, CancelSlot& canc
     SSL_set1_host(native, url_.host.c_str());
   }
   if (tls_session_ != nullptr) SSL_set_session(native, tls_session_);
+  // The TLS stream waits on the socket itself, so the deadline is a watchdog's, as in attempt().
+  auto wd = std::make_shared<Watchdog>(strand_, &conn);
   if (timeouts_.connect_ms > 0) {
-    conn.stream.expires_after(std::chrono::milliseconds(timeouts_.connect_ms));
+    wd->set(Phase{Clock::now() + std::chrono::milliseconds(timeouts_.connect_ms), "connect"});
   }
   cancel.active = &conn;
-  auto [ec] = co_await conn.tls->async_handshake(ssl::stream_base::client, use_tuple);
+  auto [ec] = co_await conn.tls->async_handshake(use_tuple);
   cancel.active = nullptr;
+  wd->stop();
   if (!ec) co_return true;
   const long verify = SSL_get_verify_result(native);
   std::string why;
@@ -336,7 +344,7 @@ asio::awaitable<bool> HttpEndpoint::handshake(Connection& conn, CancelSlot& canc
     result.error = {ErrorKind::cancelled, describe("cancelled during the TLS handshake")};
     co_return false;
   }
-  if (ec == beast::error::timeout) {
+  if (wd->fired) {
     why = fmt::format("the TLS handshake timed out after {} ms", timeouts_.connect_ms);
   } else if (verify != X509_V_OK) {
     why = fmt::format(

@@ -8,9 +8,10 @@
 // seen. A request that fails on a reused connection before any response byte is retried once
 // on a new connection: the server may have closed the connection as we reused it.
 //
-// https:// endpoints run the same code over a TLS stream (Beast's ssl_stream on OpenSSL) laid on
-// the TCP stream: the socket stays the one that deadlines, cancellation and the idle check use.
-// The TLS handshake shares the connect timeout. Sessions are resumed on new connections.
+// https:// endpoints run the same code over a TLS stream (tls_stream.hpp: OpenSSL reading and
+// writing the TCP stream's socket itself) laid on the TCP stream: the socket stays the one that
+// deadlines, cancellation and the idle check use. The TLS handshake shares the connect timeout.
+// Sessions are resumed on new connections.
 // Through a forward proxy (proxy.hpp), https:// runs in a CONNECT tunnel and http:// sends the
 // absolute URL.
 //
@@ -19,6 +20,7 @@
 #pragma once
 
 #include "http/proxy.hpp"
+#include "http/tls_stream.hpp"
 
 #include <chimera/core/request.hpp>
 #include <chimera/http/settings.hpp>
@@ -31,7 +33,6 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/verb.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -114,12 +115,10 @@ struct HttpResult {
   bool complete = false;         // the whole response was read
 };
 
-using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream&>;
-
 struct Connection {
   explicit Connection(const Strand& s) : stream(s) {}
   boost::beast::tcp_stream stream;
-  std::unique_ptr<TlsStream> tls;  // over `stream`, for https://
+  std::unique_ptr<TlsStream> tls;  // over `stream`'s socket, for https://
   boost::beast::flat_buffer buffer;
   int uses = 0;
 };

@@ -377,6 +377,68 @@ TEST_F(TlsTest, PlainHttpToATlsPortSaysSo) {
   EXPECT_FALSE(error.message.empty());
 }
 
+// A port where the kernel completes the TCP handshake but nobody ever answers the TLS one.
+class SilentListener {
+ public:
+  SilentListener() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(fd_, 16) == 0 &&
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+      port_ = ntohs(a.sin_port);
+    }
+  }
+  ~SilentListener() { ::close(fd_); }
+  SilentListener(const SilentListener&) = delete;
+  SilentListener& operator=(const SilentListener&) = delete;
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+TEST_F(TlsTest, AHandshakeWithoutAnswerEndsAtTheConnectTimeout) {
+  SilentListener silent;
+  ASSERT_NE(silent.port(), 0);
+  EndpointConfig cfg = config(url(silent.port()));
+  cfg.timeouts.connect_ms = 300;
+  const auto [error, ms] = failure(cfg);
+  EXPECT_EQ(error.kind, ErrorKind::connect) << error.message;
+  EXPECT_NE(error.message.find(url(silent.port()) + ": the TLS handshake timed out after 300 ms"),
+            std::string::npos)
+      << error.message;
+}
+
+TEST_F(TlsTest, CancelDuringTheHandshakeEndsTheRequest) {
+  SilentListener silent;
+  ASSERT_NE(silent.port(), 0);
+  auto b = make_backend(config(url(silent.port())), runtime_);
+  auto handle = b->start(chat(4), {}, [](Completion) {});
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // into the handshake, mostly
+  handle->cancel();
+  const Completion c = handle->wait();
+  EXPECT_EQ(c.error.kind, ErrorKind::cancelled) << c.error.message;
+  EXPECT_NE(c.error.message.find(url(silent.port())), std::string::npos) << c.error.message;
+}
+
+TEST_F(TlsTest, ARequestBodyLargerThanOneTlsRecordArrivesWhole) {
+  // Some 64 KiB of prompt: written in several TLS records, several of them partial writes.
+  // llama-server answers it (or refuses it as too long for its context: an HTTP answer
+  // all the same, which needs the whole body read).
+  Request r = chat(2);
+  r.messages[0].content.clear();
+  for (int i = 0; i < 8'000; ++i) r.messages[0].content += "word ";
+  auto b = make_backend(config(url(ports_.good)), runtime_);
+  const Completion c = b->generate(r);
+  EXPECT_TRUE(c.ok() || c.error.kind == ErrorKind::http_status) << c.error.message;
+  const Completion after = b->generate(chat(4));
+  ASSERT_TRUE(after.ok()) << after.error.message;
+}
+
 TEST_F(TlsTest, CliGeneratesOverHttpsWithACaFile) {
   const auto run = test::run_cli(fmt::format(
       "generate --endpoint {} --backend auto --prompt hi --num-predict 4 --json --ca-file {}",
