@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Writes apps/chimeraforge-client/hot-functions.txt: the functions of chimeraforge-client that
-# its usual runs execute, for the link to place side by side (--symbol-ordering-file, see
+# its usual runs execute, and the data they refer to, for the link to place side by side (--symbol-ordering-file, see
 # apps/chimeraforge-client/CMakeLists.txt and docs/performance.md).
 #
 #   bash scripts/client-hot-functions.sh [BUILD_DIR]     # default: build
@@ -120,9 +120,35 @@ if slots:
 # What every run executes first, then the functions of each set of runs together, so that one
 # command's code is not spread among the others'.
 hot = sorted(hot, key=lambda name: (-bin(hot[name]).count("1"), hot[name], name))
+
+# The read-only data and tables those functions refer to (RIP-relative operands), in the order
+# first referred to, so that they too share pages.
+kinds = {p[2]: p[1] for p in (l.split() for l in nm.splitlines()) if len(p) == 3}
+wanted = set(hot)
+data, seen = [], set()
+head = re.compile(r"^[0-9a-f]+ <(.+)>:$")
+ref = re.compile(r"# [0-9a-f]+ <([^>+]+)")
+dis = subprocess.Popen(["objdump", "-d", "--no-show-raw-insn", binary], stdout=subprocess.PIPE,
+                       text=True)
+inside = False
+for line in dis.stdout:
+    if not line.startswith(" "):
+        m = head.match(line.rstrip())
+        if m:
+            inside = m.group(1) in wanted
+        continue
+    if inside and "#" in line:
+        m = ref.search(line)
+        if m and m.group(1) not in seen and kinds.get(m.group(1), "?") in "rRdDvV":
+            seen.add(m.group(1))
+            data.append(m.group(1))
+if dis.wait() != 0:
+    sys.exit("client-hot-functions: objdump failed")
+
 with open(out, "w") as f:
-    f.write("# chimeraforge-client's functions that its usual runs execute, for lld's\n"
-            "# --symbol-ordering-file. Written by scripts/client-hot-functions.sh; do not edit.\n")
-    f.write("\n".join(hot) + "\n")
-print(f"client-hot-functions: {len(hot)} functions -> {out}")
+    f.write("# chimeraforge-client's functions that its usual runs execute, then the data they refer\n"
+            "# to, for lld's --symbol-ordering-file. Written by scripts/client-hot-functions.sh;\n"
+            "# do not edit.\n")
+    f.write("\n".join(hot + data) + "\n")
+print(f"client-hot-functions: {len(hot)} functions and {len(data)} data symbols -> {out}")
 EOF
