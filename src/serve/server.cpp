@@ -8,6 +8,12 @@
 // the coroutine writes whatever is pending. Nothing is held back: each record is written as soon
 // as the coroutine runs after it arrived. (A timer cancelled from a posted handler served as the
 // wake-up first and lost about one in ten, with data pending: the channel keeps the signal.)
+//
+// When the callback runs on the connection's own thread (one I/O thread, the pools on the same
+// event loop: `chimeraforge serve`'s default) while the coroutine waits with nothing left to
+// write, the callback writes its record to the socket itself: the token goes out from the
+// upstream read's completion, with no trip through the event loop in between. Only a write the
+// socket does not take whole, a failed one, and the end of the response wake the coroutine.
 #include "core/runtime_impl.hpp"
 #include "serve/keys.hpp"
 #include "serve/metrics.hpp"
@@ -152,26 +158,71 @@ void append_chunk(std::string& out, std::string_view record, bool chunked) {
   if (chunked) out += "\r\n";
 }
 
+// Whether the caller runs on `ex`: on its io_context's thread, or inside its strand.
+bool running_on(const asio::any_io_executor& ex) {
+  if (const auto* e = ex.target<asio::io_context::executor_type>()) {
+    return e->running_in_this_thread();
+  }
+  if (const auto* st = ex.target<asio::strand<asio::io_context::executor_type>>()) {
+    return st->running_in_this_thread();
+  }
+  return false;
+}
+
+struct Exchange;
+
+// Writes an exchange's pending bytes from a backend callback while the connection's coroutine
+// is parked (see Exchange::parked); the Connection implements it.
+class DirectWriter {
+ public:
+  virtual void write_parked(Exchange& x) = 0;
+
+ protected:
+  ~DirectWriter() = default;
+};
+
 // One generation request, shared by the connection's coroutine and the backend's callbacks.
 // It keeps the io_context alive (declared first, destroyed last): the backend may drop its
 // callbacks, and with them the last reference, after the server has stopped.
 struct Exchange {
   Exchange(std::shared_ptr<asio::io_context> io_, const asio::any_io_executor& ex, Encoder e,
-           bool stream_, bool chunked_)
-      : io(std::move(io_)), wake(ex, 1), enc(std::move(e)), stream(stream_), chunked(chunked_) {}
+           bool stream_, bool chunked_, bool reusable_)
+      : io(std::move(io_)),
+        executor(ex),
+        wake(ex, 1),
+        enc(std::move(e)),
+        reusable(reusable_),
+        stream(stream_),
+        chunked(chunked_) {}
 
   // Wakes the coroutine (from any thread). The channel holds one signal, so a wake-up sent while
   // the coroutine is busy writing is not lost: its next wait returns at once.
   void notify() { wake.try_send(boost::system::error_code{}); }
 
+  // After a callback added to `pending` (under mu): writes it at once when the coroutine is
+  // parked and this is its thread, else wakes the coroutine to write it.
+  void flush_or_notify() {
+    if (parked != nullptr && running_on(executor)) {
+      parked->write_parked(*this);  // wakes the coroutine itself when it must
+      return;
+    }
+    notify();
+  }
+
   std::shared_ptr<asio::io_context> io;
+  asio::any_io_executor executor;  // the connection's
   Signal wake;
   std::mutex mu;
-  Encoder enc;                            // under mu
-  std::string pending;                    // framed bytes not yet written; under mu
-  std::string rec;                        // scratch; under mu
-  bool started = false;                   // records were encoded: the head goes out (under mu)
-  bool done = false;                      // under mu
+  Encoder enc;             // under mu
+  std::string pending;     // framed bytes not yet written; under mu
+  std::string rec;         // scratch; under mu
+  bool started = false;    // records were encoded: the head goes out (under mu)
+  bool head_sent = false;  // under mu
+  bool reusable;           // the connection stays open after it (under mu)
+  bool done = false;       // under mu
+  // The connection, while its coroutine waits for the channel with nothing left to write (its
+  // sockets's writes are then free to a callback on its thread); under mu.
+  DirectWriter* parked = nullptr;
   Completion completion;                  // once done
   std::shared_ptr<RequestHandle> handle;  // under mu
   std::atomic<bool> client_gone{false};
@@ -257,7 +308,7 @@ void cancel(const std::shared_ptr<Exchange>& x) {
   if (h) h->cancel();
 }
 
-class Connection {
+class Connection final : public DirectWriter {
  public:
   Connection(Server::Impl& s, tcp::socket sock)
       : s_(s), stream_(std::move(sock)), fd_(stream_.socket().native_handle()) {
@@ -327,6 +378,37 @@ class Connection {
         stream_, asio::buffer(bytes.data() + done, bytes.size() - done), use_tuple);
     stream_.expires_never();
     co_return !wec;
+  }
+
+  // With x.mu held, on the connection's thread, while the coroutine is parked (nothing else
+  // writes to the socket): writes the pending bytes, the response's head first if it has not
+  // gone out. What the socket does not take, or a failure, goes to the coroutine.
+  void write_parked(Exchange& x) override {
+    if (!x.head_sent) x.pending.insert(0, stream_head(x));
+    auto& sock = stream_.socket();
+    beast::error_code ec;
+    if (!sock.non_blocking()) sock.non_blocking(true, ec);
+    std::size_t done = 0;
+    while (!ec && done < x.pending.size()) {
+      done += sock.write_some(asio::buffer(x.pending.data() + done, x.pending.size() - done), ec);
+    }
+    x.pending.erase(0, done);
+    if (x.pending.empty()) return;
+    x.parked = nullptr;  // the coroutine writes the rest (waiting for the socket) or gives up
+    if (ec != asio::error::would_block && ec != asio::error::try_again) x.client_gone = true;
+    x.notify();
+  }
+
+  // The head of a streamed response (with x.mu held); the exchange records that it went out.
+  std::string stream_head(Exchange& x) {
+    x.head_sent = true;
+    x.reusable = x.reusable && !draining();
+    std::string h = head(200, x.enc.content_type(),
+                         x.chunked ? "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n"
+                                   : "Cache-Control: no-cache\r\n",
+                         x.reusable);
+    h += "\r\n";
+    return h;
   }
 
   std::string head(int status, std::string_view content_type, std::string_view extra,
@@ -531,7 +613,9 @@ class Connection {
         if (!x->rec.empty()) {
           append_chunk(x->pending, x->rec, x->chunked);
           x->started = true;
+          x->flush_or_notify();
         }
+        return !x->client_gone;
       }
       x->notify();
       return true;
@@ -550,6 +634,7 @@ class Connection {
           append_chunk(x->pending, x->rec, x->chunked);
           if (x->chunked) x->pending += "0\r\n\r\n";
           x->started = true;
+          if (x->parked != nullptr && running_on(x->executor)) x->parked->write_parked(*x);
         }
         x->completion = std::move(c);
         x->done = true;
@@ -578,7 +663,7 @@ class Connection {
         s_.io, stream_.get_executor(),
         Encoder(api, stream, parsed.model.empty() ? route.name : parsed.model,
                 parsed.include_usage),
-        stream, chunked);
+        stream, chunked, keep_alive && chunked);
     start_upstream(x, route, std::move(request));
     // The request's handle holds its callbacks, and they hold the exchange: dropped when this
     // request is over, or each exchange would keep itself alive (a leak of every request).
@@ -593,36 +678,36 @@ class Connection {
     x->watching = true;
     asio::co_spawn(stream_.get_executor(), watch_disconnect(x, stream_.socket(), fd_),
                    asio::detached);
+    // A streamed response over plain TCP may be written by the callbacks themselves while this
+    // coroutine is parked (Exchange::parked); over TLS every write is the stream's own operation.
+    const bool direct = stream && !tls_;
     bool head_sent = false;
-    bool reusable = keep_alive && chunked;
+    bool reusable = false;
     bool ok = true;
     for (;;) {
       std::string out;
       bool done = false;
-      bool started = false;
       {
         std::lock_guard lock(x->mu);
+        x->parked = nullptr;
         out.swap(x->pending);
         done = x->done;
-        started = x->started;
+        if (x->started && !out.empty() && !x->head_sent) out.insert(0, stream_head(*x));
+        head_sent = x->head_sent;
+        reusable = x->reusable;
+        if (out.empty() && !done && !x->client_gone && direct) x->parked = this;
       }
-      if (started && !out.empty()) {
-        if (!head_sent) {
-          head_sent = true;
-          reusable = reusable && !draining();
-          std::string h = head(200, x->enc.content_type(),
-                               fmt::format("Cache-Control: no-cache\r\n{}",
-                                           chunked ? "Transfer-Encoding: chunked\r\n" : ""),
-                               reusable);
-          h += "\r\n";
-          h += out;
-          out = std::move(h);
-        }
+      if (!out.empty()) {
         ok = co_await write(out);
         if (!ok) break;
+        continue;  // what came meanwhile, or park
       }
       if (done || x->client_gone) break;
       co_await x->wake.async_receive(use_tuple);
+    }
+    {
+      std::lock_guard lock(x->mu);
+      x->parked = nullptr;
     }
     x->watching = false;
     beast::error_code cec;

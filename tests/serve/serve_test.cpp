@@ -219,8 +219,13 @@ std::vector<json::object> ndjson_lines(const std::string& body) {
 // the connection mid-stream, or read to the end.
 class RawClient {
  public:
-  explicit RawClient(int port) {
+  // `receive_buffer` (bytes, 0: the kernel's default) caps what the kernel takes in for it
+  // while it does not read.
+  explicit RawClient(int port, int receive_buffer = 0) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (receive_buffer > 0) {
+      ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+    }
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(static_cast<uint16_t>(port));
@@ -757,6 +762,46 @@ TEST(ServeUpstream, HedgesAreCountedApartFromRetries) {
   const auto m = curl(server.url() + "/metrics").body;
   EXPECT_EQ(metric_sum(m, "chimera_serve_hedges_total", {}), 1) << m;
   EXPECT_EQ(metric_sum(m, "chimera_serve_retries_total", {}), 0) << m;
+}
+
+TEST(ServeUpstream, AStreamToAClientThatReadsLateArrivesWholeAndInOrder) {
+  // A client that reads nothing until the upstream has sent every token: the client's receive
+  // buffer is small and serve's send buffer fills (about 9 MB of records against the kernel's
+  // 4 MB at most), so writes that the socket does not take whole wait for the client, and
+  // records that arrive meanwhile queue behind them. The stream must still arrive whole, in
+  // order, and end properly.
+  constexpr int kTokens = 50000;
+  chimera::synth::Options so;
+  so.tokens = kTokens;
+  so.tokens_per_s = 200000;
+  chimera::synth::SynthServer up(so);
+  up.start();
+  ServeProcess server({"--endpoint", up.url(), "--backend", "openai"});
+  ASSERT_TRUE(server.ok()) << server.output() << server.errors();
+  RawClient c(server.port(), 4096);
+  ASSERT_TRUE(c.ok());
+  c.post("/v1/chat/completions",
+         R"({"messages":[{"role":"user","content":"Hi"}],"stream":true,"max_tokens":)" +
+             std::to_string(kTokens) + "}",
+         "Connection: close\r\n");
+  const auto deadline = std::chrono::steady_clock::now() + 120s;
+  while (up.stats().tokens_sent < kTokens && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_EQ(up.stats().tokens_sent, kTokens);
+  ASSERT_TRUE(c.read_to_end()) << c.got().substr(0, 300);
+  const std::string& got = c.got();
+  ASSERT_TRUE(got.starts_with("HTTP/1.1 200 ")) << got.substr(0, 300);
+  EXPECT_TRUE(got.ends_with("data: [DONE]\n\n\r\n0\r\n\r\n")) << got.substr(got.size() - 300);
+  // Each chunk is one record, so the records can be read from the chunked body as it came.
+  const std::regex token(R"re("content":"tok(\d+) ")re");
+  int expected = 1;
+  for (auto it = std::sregex_iterator(got.begin(), got.end(), token); it != std::sregex_iterator();
+       ++it) {
+    ASSERT_EQ(std::stoi((*it)[1]), expected) << "records out of order or missing";
+    ++expected;
+  }
+  EXPECT_EQ(expected - 1, kTokens);
 }
 
 TEST(ServeKeys, KeysAreRequiredAndTheirLimitsHold) {
