@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # serve under load (docs/serve.md, "Measured"), each line one JSON object from load.py, written
 # to bench/results/serve.jsonl (appended) and summed up in bench/results/serve.md:
-#   1. 256 concurrent streams through serve against the synthetic server (16 tokens at
-#      1,000 tokens/s, first token at once), beside the same 256 streams sent to it directly;
-#      serve's resident memory idle and at 256 streams.
+#   1. 256 and 1,000 concurrent streams through serve against the synthetic server (16 tokens
+#      at 1,000 tokens/s, first token at once), beside the same streams sent to it directly;
+#      serve's resident memory idle and at its peak with 256 and with 1,000 streams, and the
+#      open-file limit it runs under (each stream holds two sockets in serve).
 #   2. serve --model tiny.gguf (in-process) against llama-server on the same file, with the same
 #      slots (--parallel/-np 8), context per slot and CPU threads, at 1, 16 and 64 clients
 #      (each sends 2 requests of 16 tokens): TTFT p50/p99 and aggregate tokens/s.
 #
-# Usage: bench/serve/scale.sh [BUILD_DIR] [THREADS]     (default build, 2 model threads)
+# Usage: bench/serve/scale.sh [BUILD_DIR] [THREADS] [PARTS]
+#   (default build, 2 model threads, PARTS "streams,models": both parts; "streams" runs part 1
+#   alone, "models" part 2)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
 threads=${2:-2}
+parts=${3:-streams,models}
 cli=$build/apps/chimeraforge/chimeraforge
 llama_server=$(sed -n 's/^CHIMERA_LLAMA_SERVER:FILEPATH=//p' "$build/CMakeCache.txt")
 out_jsonl=$root/bench/results/serve.jsonl
@@ -50,7 +54,8 @@ record() {  # JSON from load.py, plus when, the commit and the load average
 }
 load() { /usr/bin/python3 "$here/load.py" "$@"; }
 
-# --- 1. 256 streams: direct against through serve ----------------------------------------------
+# --- 1. 256 and 1,000 streams: direct against through serve ------------------------------------
+if [[ ,$parts, == *,streams,* ]]; then
 synth=$(free_port)
 "$cli" synth-server --port "$synth" --ttft-ms 0 --tokens-per-s 1000 --tokens 16 --threads 1 -q \
   >"$dir/synth.log" 2>&1 &
@@ -65,11 +70,18 @@ idle=$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$serve_pid/status"
 record "$(/usr/bin/python3 -c 'import json,sys; print(json.dumps({"name": "serve idle", "rss_kib": int(sys.argv[1])}))' "$idle")"
 record "$(load "http://127.0.0.1:$synth" --clients 256 --requests 4 --max-tokens 16 --name "synth direct, 256 streams")"
 record "$(load "http://127.0.0.1:$serve" --clients 256 --requests 4 --max-tokens 16 --pid "$serve_pid" --name "synth through serve, 256 streams")"
+# 1,000 streams: about 2,000 sockets in serve, 1,000 in the synthetic server and in the client.
+nofile=$(sed -n 's/^Max open files[[:space:]]*\([0-9a-z]*\).*/\1/p' "/proc/$serve_pid/limits")
+echo "scale.sh: serve may open $nofile files (RLIMIT_NOFILE, soft); 1,000 streams need about 2,100" >&2
+record "$(load "http://127.0.0.1:$synth" --clients 1000 --requests 2 --max-tokens 16 --name "synth direct, 1000 streams")"
+record "$(load "http://127.0.0.1:$serve" --clients 1000 --requests 2 --max-tokens 16 --pid "$serve_pid" --name "synth through serve, 1000 streams (serve's open-file limit $nofile)")"
 kill "$serve_pid" "${pids[0]}"
 wait "$serve_pid" "${pids[0]}" 2>/dev/null || true
 pids=()
+fi
 
 # --- 2. in-process serve against llama-server -------------------------------------------------
+if [[ ,$parts, == *,models,* ]]; then
 model=$dir/tiny.gguf
 "$cli" model synth --preset tiny --seed 42 --out "$model" --quiet >/dev/null
 ctx=512
@@ -95,12 +107,13 @@ for clients in 1 16 64; do
   wait "$sp" 2>/dev/null || true
   pids=()
 done
+fi
 
 # --- the table -----------------------------------------------------------------------------------
 {
   echo "# serve under load"
   echo
-  echo "\`bench/serve/scale.sh ${1:-build} $threads\`, $stamp, commit $commit, on $(nproc) cores"
+  echo "\`bench/serve/scale.sh ${1:-build} $threads $parts\`, $stamp, commit $commit, on $(nproc) cores"
   echo "(load average at each line in serve.jsonl; the machine is shared)."
   echo
   echo "| run | requests | errors | TTFT p50 ms | TTFT p99 ms | tokens/s | RSS peak MiB | load avg |"
