@@ -17,8 +17,10 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <system_error>
 #include <thread>
@@ -306,9 +308,14 @@ class Scanner {
     };
     const std::size_t base_len = base.empty() || base.back() == '/' ? base.size() : base.size() + 1;
     std::vector<Found> here;
-    alignas(8) static thread_local char buf[32768];
+    // One listing buffer per thread, made on first use: a thread_local array would be 32 KiB of
+    // static TLS that every thread of every program linking the engine zeroes at its start.
+    constexpr std::size_t kListBytes = 32768;
+    static thread_local std::unique_ptr<std::uint64_t[]> list_buffer;
+    if (!list_buffer) list_buffer = std::make_unique_for_overwrite<std::uint64_t[]>(kListBytes / 8);
+    char* buf = reinterpret_cast<char*>(list_buffer.get());
     for (;;) {
-      const ssize_t n = ::getdents64(dfd, buf, sizeof buf);
+      const ssize_t n = ::getdents64(dfd, buf, kListBytes);
       if (n < 0) {
         if (errno == EINTR) continue;
         errors.push_back(
