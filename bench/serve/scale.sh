@@ -70,13 +70,37 @@ idle=$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$serve_pid/status"
 record "$(/usr/bin/python3 -c 'import json,sys; print(json.dumps({"name": "serve idle", "rss_kib": int(sys.argv[1])}))' "$idle")"
 record "$(load "http://127.0.0.1:$synth" --clients 256 --requests 4 --max-tokens 16 --name "synth direct, 256 streams")"
 record "$(load "http://127.0.0.1:$serve" --clients 256 --requests 4 --max-tokens 16 --pid "$serve_pid" --name "synth through serve, 256 streams")"
-# 1,000 streams: about 2,000 sockets in serve, 1,000 in the synthetic server and in the client.
-nofile=$(sed -n 's/^Max open files[[:space:]]*\([0-9a-z]*\).*/\1/p' "/proc/$serve_pid/limits")
-echo "scale.sh: serve may open $nofile files (RLIMIT_NOFILE, soft); 1,000 streams need about 2,100" >&2
-record "$(load "http://127.0.0.1:$synth" --clients 1000 --requests 2 --max-tokens 16 --name "synth direct, 1000 streams")"
-record "$(load "http://127.0.0.1:$serve" --clients 1000 --requests 2 --max-tokens 16 --pid "$serve_pid" --name "synth through serve, 1000 streams (serve's open-file limit $nofile)")"
 kill "$serve_pid" "${pids[0]}"
 wait "$serve_pid" "${pids[0]}" 2>/dev/null || true
+pids=()
+
+# 1,000 streams at once: each stream lasts 1.6 s (16 tokens at 10 per second), longer than the
+# client takes to open them all, so that they overlap; the synthetic server's own count of
+# streams in progress at once (streams_peak of its /stats) says how far they did. About 2,000
+# sockets in serve, 1,000 in the synthetic server and in the client.
+synth=$(free_port)
+"$cli" synth-server --port "$synth" --ttft-ms 0 --tokens-per-s 10 --tokens 16 --threads 1 -q \
+  >"$dir/synth.log" 2>&1 &
+synth_pid=$!
+serve=$(free_port)
+"$cli" serve --port "$serve" --backend openai --endpoint "http://127.0.0.1:$synth" \
+  >"$dir/serve.log" 2>&1 &
+serve_pid=$!
+pids=("$synth_pid" "$serve_pid")
+wait_http "$serve"
+nofile=$(sed -n 's/^Max open files[[:space:]]*\([0-9a-z]*\).*/\1/p' "/proc/$serve_pid/limits")
+echo "scale.sh: serve may open $nofile files (RLIMIT_NOFILE, soft); 1,000 streams need about 2,100" >&2
+with_peak() {  # load.py's JSON plus the synthetic server's streams_peak since the last reset
+  /usr/bin/python3 -c 'import json,sys; o=json.loads(sys.argv[1]); o["upstream_streams_peak"]=json.loads(sys.argv[2])["streams_peak"]; print(json.dumps(o))' \
+    "$1" "$(curl -s "http://127.0.0.1:$synth/stats")"
+}
+curl -s -X POST "http://127.0.0.1:$synth/stats/reset" >/dev/null
+record "$(with_peak "$(load "http://127.0.0.1:$synth" --clients 1000 --requests 1 --max-tokens 16 --name "synth direct, 1000 streams")")"
+curl -s -X POST "http://127.0.0.1:$synth/stats/reset" >/dev/null
+record "$(with_peak "$(load "http://127.0.0.1:$serve" --clients 1000 --requests 1 --max-tokens 16 --pid "$serve_pid" --name "synth through serve, 1000 streams")")"
+echo "scale.sh: serve's open-file limit was $nofile" >&2
+kill "$serve_pid" "$synth_pid"
+wait "$serve_pid" "$synth_pid" 2>/dev/null || true
 pids=()
 fi
 
@@ -116,16 +140,16 @@ fi
   echo "\`bench/serve/scale.sh ${1:-build} $threads $parts\`, $stamp, commit $commit, on $(nproc) cores"
   echo "(load average at each line in serve.jsonl; the machine is shared)."
   echo
-  echo "| run | requests | errors | TTFT p50 ms | TTFT p99 ms | tokens/s | RSS peak MiB | load avg |"
-  echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+  echo "| run | requests | errors | streams at once (upstream) | TTFT p50 ms | TTFT p99 ms | tokens/s | RSS peak MiB | load avg |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
   for l in "${lines[@]}"; do
     /usr/bin/python3 -c '
 import json, sys
 o = json.loads(sys.argv[1])
 g = lambda k: o.get(k, "")
 rss = o.get("rss_peak_kib") or o.get("rss_kib")
-print("| %s | %s | %s | %s | %s | %s | %s | %s |" % (g("name"), g("requests"), g("errors"),
-      g("ttft_p50_ms"), g("ttft_p99_ms"), g("tokens_per_s"),
+print("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (g("name"), g("requests"), g("errors"),
+      g("upstream_streams_peak"), g("ttft_p50_ms"), g("ttft_p99_ms"), g("tokens_per_s"),
       "%.1f" % (rss / 1024) if rss else "", g("loadavg")))' "$l"
   done
 } >"$out_md"
