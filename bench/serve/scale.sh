@@ -9,9 +9,13 @@
 #      slots (--parallel/-np 8), context per slot and CPU threads, at 1, 16 and 64 clients
 #      (each sends 2 requests of 16 tokens): TTFT p50/p99 and aggregate tokens/s.
 #
+#   3. (PARTS "peers") the same two servers at 1, 16 and 64 clients, driven by the peers
+#      (bench/peers: the Python peer on httpx, the Rust peer on reqwest; 2 requests of 16 tokens
+#      per agent), figures from their records (docs/records.md): TTFT p50/p99, system tokens/s.
+#
 # Usage: bench/serve/scale.sh [BUILD_DIR] [THREADS] [PARTS]
-#   (default build, 2 model threads, PARTS "streams,models": both parts; "streams" runs part 1
-#   alone, "models" part 2)
+#   (default build, 2 model threads, PARTS "streams,models": parts 1 and 2; any comma-separated
+#   list of streams, models and peers)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -130,6 +134,59 @@ for clients in 1 16 64; do
   kill "$sp"
   wait "$sp" 2>/dev/null || true
   pids=()
+done
+fi
+
+# --- 3. the peers as load clients ----------------------------------------------------------------
+if [[ ,$parts, == *,peers,* ]]; then
+model=$dir/tiny.gguf
+[[ -f $model ]] || "$cli" model synth --preset tiny --seed 42 --out "$model" --quiet >/dev/null
+ctx=512
+peer_py=$root/bench/peers/python/peer.py
+peer_rs=$root/bench/peers/rust/target/release/rust-peer
+summary() {  # records file, name: one JSON line of figures from the peer's records
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+recs = [r for r in recs if "t_send_ns" in r]
+ok = [r for r in recs if r.get("ok") and r.get("t_first_token_ns")]
+ttft = sorted((r["t_first_token_ns"] - r["t_send_ns"]) / 1e6 for r in ok)
+pct = lambda p: round(ttft[min(len(ttft) - 1, int(round(p / 100 * (len(ttft) - 1))))], 3) if ttft else None
+span = (max(r["t_last_token_ns"] for r in ok) - min(r["t_send_ns"] for r in ok)) / 1e9 if ok else 0
+tokens = sum(r.get("tokens_out") or 0 for r in ok)
+print(json.dumps({"name": sys.argv[2], "requests": len(recs), "errors": len(recs) - len(ok),
+                  "ttft_p50_ms": pct(50), "ttft_p99_ms": pct(99),
+                  "tokens_per_s": round(tokens / span, 1) if span else None}))
+PY
+}
+for clients in 1 16 64; do
+  for server in llama-server serve; do
+    port=$(free_port)
+    if [[ $server == llama-server ]]; then
+      "$llama_server" -m "$model" --host 127.0.0.1 --port "$port" -c $((ctx * 8)) -np 8 \
+        -t "$threads" --no-webui --no-warmup --cache-ram 0 >"$dir/$server.log" 2>&1 &
+    else
+      "$cli" serve --port "$port" --model "$model" --parallel 8 --ctx-per-seq "$ctx" \
+        --model-threads "$threads" >"$dir/$server.log" 2>&1 &
+    fi
+    sp=$!
+    pids+=($sp)
+    wait_http "$port"
+    for peer in python rust; do
+      recs=$dir/$server-$peer-$clients.jsonl
+      if [[ $peer == python ]]; then
+        /usr/bin/python3 "$peer_py" --endpoint "http://127.0.0.1:$port" --backend openai \
+          --agents "$clients" --requests-per-agent 2 --max-tokens 16 --records "$recs" >/dev/null
+      else
+        "$peer_rs" --endpoint "http://127.0.0.1:$port" --backend openai --agents "$clients" \
+          --requests-per-agent 2 --max-tokens 16 --records "$recs" >/dev/null
+      fi
+      record "$(summary "$recs" "$server, $clients clients, $peer peer")"
+    done
+    kill "$sp"
+    wait "$sp" 2>/dev/null || true
+    pids=()
+  done
 done
 fi
 
