@@ -2,6 +2,7 @@
 // figures of METRICS.md.
 #include "commands.hpp"
 #include "connection_flags.hpp"
+#include "open_files.hpp"
 #include "option_flags.hpp"
 #include "signals.hpp"
 
@@ -63,19 +64,6 @@ struct MultiArgs {
   bool quiet = false;
   ConnectionFlags connection;  // defaults for every endpoint; a pool file's own settings win
 };
-
-// Thousands of agents need thousands of sockets: lift the soft limit to the hard one. Returns
-// the limit in force afterwards (0 when unknown).
-rlim_t raise_open_files() {
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
-  if (rl.rlim_cur < rl.rlim_max) {
-    rlimit raised = rl;
-    raised.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
-  }
-  return rl.rlim_cur;
-}
 
 // Writes `text` to `path` (its folder made first); false, with a message naming the flag, the
 // file and the reason (EMFILE and ENOSPC in words), when it cannot.

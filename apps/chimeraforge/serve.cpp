@@ -2,6 +2,7 @@
 // of endpoints or a GGUF file (include/chimera/serve/server.hpp, docs/serve.md).
 #include "commands.hpp"
 #include "connection_flags.hpp"
+#include "open_files.hpp"
 #include "signals.hpp"
 
 #include <chimera/pool/pool.hpp>
@@ -24,28 +25,22 @@ namespace {
 // Each stream holds a socket to its client and, through a pool, one to its upstream: lift the
 // soft limit on open files to the hard one, and say how many streams the limit allows when it
 // is low. Returns the limit in force (0 when unknown).
-rlim_t raise_open_files(bool in_process) {
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
-  if (rl.rlim_cur < rl.rlim_max) {
-    rlimit raised = rl;
-    raised.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
-  }
+rlim_t raise_stream_files(bool in_process) {
+  const rlim_t limit = raise_open_files();
+  if (limit == 0) return 0;
   constexpr rlim_t kOwnFiles = 64;
   constexpr rlim_t kWanted = 1000;  // streams at once that should fit without a word
   const rlim_t per_stream = in_process ? 1 : 2;
-  if (rl.rlim_cur < kOwnFiles + kWanted * per_stream) {
-    const rlim_t streams = rl.rlim_cur > kOwnFiles ? (rl.rlim_cur - kOwnFiles) / per_stream : 0;
+  if (limit < kOwnFiles + kWanted * per_stream) {
+    const rlim_t streams = limit > kOwnFiles ? (limit - kOwnFiles) / per_stream : 0;
     fmt::print(stderr,
                "chimeraforge serve: warning: this process may open {} files (RLIMIT_NOFILE, hard "
                "limit included), enough for about {} streams at once ({} per stream); "
                "connections beyond it wait to be accepted. Raise it (`ulimit -n {}`) for more\n",
-               rl.rlim_cur, streams,
-               in_process ? "a socket" : "a socket to the client and one upstream",
+               limit, streams, in_process ? "a socket" : "a socket to the client and one upstream",
                kOwnFiles + kWanted * per_stream * 4);
   }
-  return rl.rlim_cur;
+  return limit;
 }
 
 struct ServeArgs {
@@ -173,7 +168,7 @@ int run_serve(const ServeArgs& a) {
     return a.model_file.empty() ? kUsage : kFailed;
   }
 
-  raise_open_files(!a.model_file.empty());
+  raise_stream_files(!a.model_file.empty());
   auto server = std::make_unique<serve::Server>(options, routes);
   try {
     server->start();
