@@ -735,12 +735,27 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(const HttpRequest& 
     parser.get().body().size = chunk.size();
     phase = callbacks.next_phase ? callbacks.next_phase() : Phase{};
     set_deadline(phase);
-    // read_some, not read: http::async_read returns only when the body buffer is full, which
-    // turns a token stream into 16 KiB bursts (measured: every token of a short reply arrived
-    // at the end). read_some hands over whatever one socket read brought.
-    auto [rec, rn] = co_await on_stream(*conn, [&](auto& stream) {
-      return bhttp::async_read_some(stream, conn->buffer, parser, use_tuple);
-    });
+    // Bytes an earlier read left in the buffer are parsed here first. The parser hands back one
+    // element per call (a chunk's header, then its data), so one socket read of a chunked token
+    // takes two calls; Beast's read_some, when it needs no socket read, posts its completion:
+    // an event-loop trip per token that this saves.
+    beast::error_code rec;
+    bool parsed = false;
+    if (conn->buffer.size() > 0) {
+      const std::size_t used = parser.put(conn->buffer.data(), rec);
+      conn->buffer.consume(used);
+      parsed = rec != bhttp::error::need_more;
+      if (!parsed) rec = {};
+    }
+    if (!parsed) {
+      // read_some, not read: http::async_read returns only when the body buffer is full, which
+      // turns a token stream into 16 KiB bursts (measured: every token of a short reply
+      // arrived at the end). read_some hands over whatever one socket read brought.
+      auto [ec, rn] = co_await on_stream(*conn, [&](auto& stream) {
+        return bhttp::async_read_some(stream, conn->buffer, parser, use_tuple);
+      });
+      rec = ec;
+    }
     if (rec == bhttp::error::need_buffer) rec = {};
     const std::size_t got = chunk.size() - parser.get().body().size;
     if (got > 0 && !cancel.cancelled) {
