@@ -41,6 +41,11 @@ option(CHIMERA_USE_SYSTEM_LLAMA "Prefer an installed llama.cpp when CMake finds 
 # some tens of tokens. Without llamafile's kernels every row takes the same path: batching
 # changes speed, never results. The price is slower CPU prompt processing (docs/inproc.md).
 option(CHIMERA_LLAMA_BATCH_INVARIANT "Build the pinned llama.cpp with batch-invariant CPU kernels" ON)
+# ggml runs a graph's threads under OpenMP when it is available, and libgomp's threads spin
+# between graphs. On a machine whose cores are busy with other work, that spinning costs the
+# in-process engine a large share of its rate (docs/performance.md). OFF uses ggml's own thread
+# pool instead.
+option(CHIMERA_LLAMA_OPENMP "Build the pinned llama.cpp with OpenMP threads (OFF: ggml's own thread pool)" ON)
 
 function(_chimera_run)
   cmake_parse_arguments(R "" "WORKING_DIRECTORY;WHAT" "COMMAND" ${ARGN})
@@ -122,6 +127,9 @@ function(chimera_build_pinned_llama out_prefix src)
   if(CHIMERA_LLAMA_BATCH_INVARIANT)
     string(APPEND flags "-invariant")
   endif()
+  if(NOT CHIMERA_LLAMA_OPENMP)
+    string(APPEND flags "-noomp")
+  endif()
   set(cuda_archs 90)
   if(CMAKE_CUDA_ARCHITECTURES)
     set(cuda_archs "${CMAKE_CUDA_ARCHITECTURES}")
@@ -166,6 +174,9 @@ function(chimera_build_pinned_llama out_prefix src)
   endif()
   if(CHIMERA_LLAMA_BATCH_INVARIANT)
     list(APPEND args -DGGML_LLAMAFILE=OFF)
+  endif()
+  if(NOT CHIMERA_LLAMA_OPENMP)
+    list(APPEND args -DGGML_OPENMP=OFF)
   endif()
   if(CHIMERA_LLAMA_CUDA)
     # nvcc is often outside PATH (/usr/local/cuda/bin); llama.cpp's enable_language(CUDA) would

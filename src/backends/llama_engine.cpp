@@ -185,6 +185,7 @@ LlamaEngine::LlamaEngine(std::string model_path, const LlamaConfig& config)
                     path_, config_.parallel, config_.ctx_per_seq,
                     g_last_errors.empty() ? "no detail" : g_last_errors));
   }
+  attach_thread_pool(threads);
   ctx_per_seq_ = static_cast<int>(llama_n_ctx_seq(ctx_));
   for (int i = 0; i < config_.parallel; ++i) {
     auto s = std::make_unique<Seq>();
@@ -202,7 +203,32 @@ LlamaEngine::~LlamaEngine() {
   inbox_->poke();
   if (thread_.joinable()) thread_.join();
   if (ctx_) llama_free(ctx_);
+  if (pool_ != nullptr) free_pool_(pool_);
   if (model_) llama_model_free(model_);
+}
+
+// Without a pool of its own, a llama.cpp built with ggml's threads (GGML_OPENMP=OFF) starts and
+// joins `threads` threads for every graph, that is for every decode step. One pool for the
+// engine's life, as llama-server keeps one, with its default polling level (50: a worker spins a
+// little before it sleeps). Under OpenMP ggml uses the pool only for its settings, so this is
+// harmless there. The functions come from the CPU backend's registry, so that a build that loads
+// the CPU backend as a module (the portable build) finds them too.
+void LlamaEngine::attach_thread_pool(int threads) {
+  ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+  if (cpu == nullptr) return;
+  ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(cpu);
+  using NewPool = ggml_threadpool* (*)(ggml_threadpool_params*);
+  using FreePool = void (*)(ggml_threadpool*);
+  auto make = reinterpret_cast<NewPool>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new"));
+  auto release =
+      reinterpret_cast<FreePool>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free"));
+  if (make == nullptr || release == nullptr) return;
+  ggml_threadpool_params params = ggml_threadpool_params_default(threads);
+  params.poll = 50;
+  pool_ = make(&params);
+  if (pool_ == nullptr) return;  // ggml then makes one per graph, as before
+  free_pool_ = release;
+  llama_attach_threadpool(ctx_, pool_, nullptr);
 }
 
 std::string LlamaEngine::describe() const {

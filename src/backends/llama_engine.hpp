@@ -32,6 +32,7 @@ struct llama_model;
 struct llama_context;
 struct llama_vocab;
 struct llama_sampler;
+struct ggml_threadpool;
 
 namespace chimera::backends {
 
@@ -78,12 +79,17 @@ class LlamaEngine {
   llama_sampler* make_sampler(const Request& request, std::string& error) const;
   int64_t tick() { return ++clock_; }
   void publish_load();  // engine thread: refreshes what load() reads
+  void attach_thread_pool(int threads);
 
   std::string path_;
   LlamaConfig config_;
   int ctx_per_seq_ = 0;
   llama_model* model_ = nullptr;
   llama_context* ctx_ = nullptr;
+  // ggml's thread pool for the context's graphs (see attach_thread_pool); null under OpenMP's
+  // threads or when the CPU backend does not offer one.
+  struct ggml_threadpool* pool_ = nullptr;
+  void (*free_pool_)(struct ggml_threadpool*) = nullptr;
   const llama_vocab* vocab_ = nullptr;
   std::unique_ptr<ChatTemplates> chat_;
 
