@@ -222,8 +222,19 @@ asio::awaitable<void> run_request(std::shared_ptr<http::HttpEndpoint> ep,
       bool started = false;
       Clock::time_point window_end{};
       int64_t bytes = 0;
-      std::string why;
+      int64_t window_ms = 0;
+      int64_t bytes_per_s = 0;
+      // The reason, made only when the window's deadline passes.
+      static std::string explain(const void* arg) {
+        const auto& r = *static_cast<const Rate*>(arg);
+        return fmt::format(
+            "the stream fell below the minimum rate: {} bytes in {} ms, fewer than {} "
+            "bytes/s (Timeouts::min_rate_bytes_per_s; --min-rate and --min-rate-window)",
+            r.bytes, r.window_ms, r.bytes_per_s);
+      }
     } rate;
+    rate.window_ms = to.min_rate_window_ms;
+    rate.bytes_per_s = to.min_rate_bytes_per_s;
     const bool rate_rule = to.min_rate_bytes_per_s > 0 && to.min_rate_window_ms > 0;
     const auto window = std::chrono::milliseconds(to.min_rate_window_ms);
     // At least one byte per window, so that a tiny rate over a short window still means something.
@@ -246,16 +257,9 @@ asio::awaitable<void> run_request(std::shared_ptr<http::HttpEndpoint> ep,
         const auto now = Clock::now();
         if (to.idle_ms > 0) phase = {now + std::chrono::milliseconds(to.idle_ms), "idle"};
         if (rate_rule) {
-          auto explain = [&] {
-            rate.why = fmt::format(
-                "the stream fell below the minimum rate: {} bytes in {} ms, fewer than {} "
-                "bytes/s (Timeouts::min_rate_bytes_per_s; --min-rate and --min-rate-window)",
-                rate.bytes, to.min_rate_window_ms, to.min_rate_bytes_per_s);
-            return rate.why.c_str();
-          };
           if (!rate.started || now >= rate.window_end) {
             if (rate.started && rate.bytes < window_needs) {
-              return {now, "minimum-rate", explain()};  // fails at once
+              return {now, "minimum-rate", nullptr, &Rate::explain, &rate};  // fails at once
             }
             rate.started = true;
             rate.window_end = now + window;
@@ -263,7 +267,7 @@ asio::awaitable<void> run_request(std::shared_ptr<http::HttpEndpoint> ep,
           }
           // Too few bytes in this window so far: its end is a deadline, unless more arrive.
           if (rate.bytes < window_needs && rate.window_end < phase.deadline) {
-            phase = {rate.window_end, "minimum-rate", explain()};
+            phase = {rate.window_end, "minimum-rate", nullptr, &Rate::explain, &rate};
           }
         }
       }

@@ -635,9 +635,10 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(const HttpRequest& 
       fail(ErrorKind::cancelled, "cancelled");
     } else if (wd->fired || ec == beast::error::timeout) {
       const Phase& p = wd->fired ? wd->phase : ph;
-      fail(ErrorKind::timeout, p.why != nullptr
-                                   ? fmt::format("{} while {}", p.why, doing)
-                                   : fmt::format("{} timeout ran out while {}", p.what, doing));
+      fail(ErrorKind::timeout,
+           p.explain != nullptr ? fmt::format("{} while {}", p.explain(p.explain_arg), doing)
+           : p.why != nullptr   ? fmt::format("{} while {}", p.why, doing)
+                                : fmt::format("{} timeout ran out while {}", p.what, doing));
     } else if (ec == bhttp::error::body_limit) {
       fail(ErrorKind::protocol,
            fmt::format("the response body exceeds the limit of {} bytes", limits_.max_body_bytes));

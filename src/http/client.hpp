@@ -84,6 +84,10 @@ struct Phase {
   // When set, the whole reason, used instead of "<what> timeout ran out" (it must outlive the
   // read it applies to).
   const char* why = nullptr;
+  // Or, when set, makes that reason from `explain_arg`, only if the deadline passes: a reason
+  // with figures in it, formatted before every read, would cost a string per token.
+  std::string (*explain)(const void* arg) = nullptr;
+  const void* explain_arg = nullptr;
 };
 
 struct HttpCallbacks {

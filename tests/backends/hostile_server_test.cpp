@@ -247,6 +247,9 @@ TEST_P(Hostile, ATrickleAfterTheFirstTokenFailsTheMinimumRate) {
   // The minimum rate ended it, not the total timeout (8 s): the message names the rule.
   EXPECT_EQ(c.error.kind, ErrorKind::timeout) << c.error.message;
   EXPECT_TRUE(contains(c.error.message, "minimum rate")) << c.error.message;
+  // The reason is made when the deadline passes, with the window's own figures.
+  EXPECT_TRUE(contains(c.error.message, "bytes in 500 ms, fewer than 100 bytes/s"))
+      << c.error.message;
   EXPECT_EQ(c.text, "hi");
 }
 
