@@ -15,6 +15,7 @@
 // upstream read's completion, with no trip through the event loop in between. Only a write the
 // socket does not take whole, a failed one, and the end of the response wake the coroutine.
 #include "core/runtime_impl.hpp"
+#include "http/listener.hpp"
 #include "serve/keys.hpp"
 #include "serve/metrics.hpp"
 #include "serve/protocol.hpp"
@@ -762,26 +763,16 @@ asio::awaitable<void> run_connection(Server::Impl& s, tcp::socket sock) {
 }  // namespace
 
 asio::awaitable<void> Server::Impl::accept_loop() {
-  asio::steady_timer backoff(acceptor->get_executor());
-  for (;;) {
-    auto ex = connection_executor();
-    auto [ec, sock] = co_await acceptor->async_accept(ex, use_tuple);
-    if (ec) {
-      if (ec == asio::error::operation_aborted || !acceptor->is_open()) {
-        std::lock_guard lock(conns_mu);
-        accepting = false;
-        conns_cv.notify_all();
-        co_return;
-      }
-      backoff.expires_after(std::chrono::milliseconds(20));  // out of descriptors: let some close
-      co_await backoff.async_wait(use_tuple);
-      continue;
-    }
-    ++connections;
-    beast::error_code opt_ec;
-    sock.set_option(tcp::no_delay(true), opt_ec);  // each token is a small write, sent at once
-    asio::co_spawn(ex, run_connection(*this, std::move(sock)), asio::detached);
-  }
+  co_await http::accept_loop(
+      *acceptor, [this] { return connection_executor(); },
+      [this](tcp::socket sock) {
+        ++connections;
+        auto ex = sock.get_executor();
+        asio::co_spawn(ex, run_connection(*this, std::move(sock)), asio::detached);
+      });
+  std::lock_guard lock(conns_mu);
+  accepting = false;
+  conns_cv.notify_all();
 }
 
 std::string validate(const Options& o) {
@@ -856,25 +847,8 @@ void Server::start() {
     io = std::make_shared<asio::io_context>(s.opt.threads);
     ioc = io.get();
   }
-  auto acceptor = std::make_unique<tcp::acceptor>(asio::make_strand(*ioc));
-  const tcp::endpoint endpoint(address, static_cast<unsigned short>(s.opt.port));
-  auto fail = [&](const char* doing) {
-    std::string hint;
-    if (ec == asio::error::address_in_use) {
-      hint = "; another process holds the port: choose another, or 0 for a free one";
-    } else if (ec == asio::error::access_denied) {
-      hint = "; ports below 1024 need privileges: choose a port above 1024";
-    }
-    throw std::runtime_error(fmt::format("serve: cannot {} {}:{}: {}{}", doing, s.opt.host,
-                                         s.opt.port, ec.message(), hint));
-  };
-  acceptor->open(endpoint.protocol(), ec);
-  if (ec) fail("open a socket for");
-  acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
-  acceptor->bind(endpoint, ec);
-  if (ec) fail("bind");
-  acceptor->listen(kBacklog, ec);
-  if (ec) fail("listen on");
+  auto acceptor = http::open_listener(asio::make_strand(*ioc), address, s.opt.port, kBacklog,
+                                      "serve", s.opt.host);
   s.port = acceptor->local_endpoint(ec).port();
   s.io = std::move(io);
   s.ioc = ioc;

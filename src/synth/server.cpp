@@ -6,6 +6,7 @@
 // measures: every stream waits on its own timer for an absolute deadline (no drift, no
 // per-token sleep arithmetic), each chunk is formatted into two strings the connection reuses,
 // and a connection keeps no read buffer while it streams.
+#include "http/listener.hpp"
 #include "synth/wire.hpp"
 
 #include <chimera/synth/server.hpp>
@@ -672,23 +673,13 @@ int64_t process_cpu_ns() {
 }  // namespace
 
 asio::awaitable<void> SynthServer::Impl::accept_loop() {
-  asio::steady_timer backoff(acceptor->get_executor());
-  for (;;) {
-    auto ex = connection_executor();
-    auto [ec, sock] = co_await acceptor->async_accept(ex, use_tuple);
-    if (ec) {
-      if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
-      // Out of descriptors (EMFILE) or kernel memory: the pending connection stays queued;
-      // retrying at once would spin, so wait a moment for connections to close.
-      backoff.expires_after(std::chrono::milliseconds(20));
-      co_await backoff.async_wait(use_tuple);
-      continue;
-    }
-    ++connections;
-    beast::error_code opt_ec;
-    sock.set_option(tcp::no_delay(true), opt_ec);  // each token is a small write, sent at once
-    asio::co_spawn(ex, run_connection(*this, std::move(sock)), asio::detached);
-  }
+  co_await http::accept_loop(
+      *acceptor, [this] { return connection_executor(); },
+      [this](tcp::socket sock) {
+        ++connections;
+        auto ex = sock.get_executor();
+        asio::co_spawn(ex, run_connection(*this, std::move(sock)), asio::detached);
+      });
 }
 
 std::string SynthServer::Impl::stats_json() const {
@@ -739,25 +730,8 @@ void SynthServer::start() {
   raise_fd_limit(s.fd_limit);
 
   auto io = std::make_unique<asio::io_context>(s.opt.threads);
-  auto acceptor = std::make_unique<tcp::acceptor>(asio::make_strand(*io));
-  const tcp::endpoint endpoint(address, static_cast<unsigned short>(s.opt.port));
-  auto fail = [&](const char* doing) {
-    std::string hint;
-    if (ec == asio::error::address_in_use) {
-      hint = "; another process holds the port: choose another, or 0 for a free one";
-    } else if (ec == asio::error::access_denied) {
-      hint = "; ports below 1024 need privileges: choose a port above 1024";
-    }
-    throw std::runtime_error(fmt::format("synth-server: cannot {} {}:{}: {}{}", doing, s.opt.bind,
-                                         s.opt.port, ec.message(), hint));
-  };
-  acceptor->open(endpoint.protocol(), ec);
-  if (ec) fail("open a socket for");
-  acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
-  acceptor->bind(endpoint, ec);
-  if (ec) fail("bind");
-  acceptor->listen(kBacklog, ec);
-  if (ec) fail("listen on");
+  auto acceptor = http::open_listener(asio::make_strand(*io), address, s.opt.port, kBacklog,
+                                      "synth-server", s.opt.bind);
   s.port = acceptor->local_endpoint(ec).port();
 
   s.io = std::move(io);

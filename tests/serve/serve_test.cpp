@@ -927,4 +927,16 @@ TEST(ServeCli, UsageErrorsNameWhatIsWrong) {
   EXPECT_TRUE(contains(r.out, "/v1/chat/completions")) << r.out;
 }
 
+TEST(ServeCli, APortInUseIsNamedWithWhatToDo) {
+  chimera::synth::SynthServer holder(chimera::synth::Options{});
+  holder.start();
+  const std::string port = std::to_string(holder.port());
+  const auto r = chimera::test::run_cli("serve --port " + port + " --endpoint " + holder.url() +
+                                        " --backend openai");
+  EXPECT_NE(r.rc, 0);
+  const std::string all = r.out + r.err;
+  EXPECT_TRUE(contains(all, "serve: cannot bind 127.0.0.1:" + port)) << all;
+  EXPECT_TRUE(contains(all, "another process holds the port")) << all;
+}
+
 }  // namespace

@@ -1000,6 +1000,10 @@ TEST(SynthServerCli, HelpTeachesAndBadFlagsExitTwo) {
   r = run_cli("synth-server --port " + std::to_string(holder.port()));
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find("in use"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("synth-server: cannot bind 127.0.0.1:" + std::to_string(holder.port())),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("another process holds the port"), std::string::npos) << r.out;
 }
 
 }  // namespace
