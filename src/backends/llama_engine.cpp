@@ -219,7 +219,8 @@ void LlamaEngine::attach_thread_pool(int threads) {
   ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(cpu);
   using NewPool = ggml_threadpool* (*)(ggml_threadpool_params*);
   using FreePool = void (*)(ggml_threadpool*);
-  auto make = reinterpret_cast<NewPool>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new"));
+  auto make =
+      reinterpret_cast<NewPool>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new"));
   auto release =
       reinterpret_cast<FreePool>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free"));
   if (make == nullptr || release == nullptr) return;
