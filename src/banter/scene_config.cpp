@@ -87,13 +87,7 @@ std::vector<std::string_view> with_options(std::initializer_list<std::string_vie
 bool parse_scene(std::string_view text, const std::string& source, SceneConfig& out,
                  std::string& error) {
   toml::table root;
-  try {
-    root = toml::parse(text, source);
-  } catch (const toml::parse_error& e) {
-    error = fmt::format("{}:{}:{}: {}", source, e.source().begin.line, e.source().begin.column,
-                        e.description());
-    return false;
-  }
+  if (!chimera::detail::parse_toml(text, source, root, error)) return false;
   {
     Reader top(root, source, error);
     if (!top.known({"scene", "defaults", "character", "director", "pool"}, "the scene file")) {

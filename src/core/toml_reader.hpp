@@ -24,6 +24,19 @@
 
 namespace chimera::detail {
 
+// Parses a whole TOML document; false with "source:line:column: what is wrong" on a syntax error.
+inline bool parse_toml(std::string_view text, const std::string& source, toml::table& root,
+                       std::string& error) {
+  try {
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    error = fmt::format("{}:{}:{}: {}", source, e.source().begin.line, e.source().begin.column,
+                        e.description());
+    return false;
+  }
+  return true;
+}
+
 // "file:line" of a node, or the file alone when the node has no position.
 inline std::string where(const std::string& source, const toml::node& n) {
   const auto& s = n.source();

@@ -20,18 +20,6 @@ using chimera::detail::where;
 
 namespace {
 
-bool parse_root(std::string_view text, const std::string& source, toml::table& root,
-                std::string& error) {
-  try {
-    root = toml::parse(text, source);
-  } catch (const toml::parse_error& e) {
-    error = fmt::format("{}:{}:{}: {}", source, e.source().begin.line, e.source().begin.column,
-                        e.description());
-    return false;
-  }
-  return true;
-}
-
 // An endpoint's TLS settings (https:// only); files are read relative to the working folder.
 bool read_tls(Reader& r, Tls& tls) {
   return r.str("ca_file", tls.ca_file) && r.str("client_cert", tls.client_cert) &&
@@ -188,7 +176,8 @@ bool detail::read_pools(const toml::table& root, const std::string& source,
 bool parse_pools(std::string_view text, const std::string& source, std::vector<PoolConfig>& out,
                  std::string& error) {
   toml::table root;
-  return parse_root(text, source, root, error) && detail::read_pools(root, source, out, error);
+  return chimera::detail::parse_toml(text, source, root, error) &&
+         detail::read_pools(root, source, out, error);
 }
 
 bool load_pools(const std::filesystem::path& file, std::vector<PoolConfig>& out,
@@ -202,7 +191,7 @@ bool load_pools(const std::filesystem::path& file, std::vector<PoolConfig>& out,
   ss << in.rdbuf();
   const std::string source = file.string();  // outlives the Reader, which keeps a reference
   toml::table root;
-  if (!parse_root(ss.str(), source, root, error)) return false;
+  if (!chimera::detail::parse_toml(ss.str(), source, root, error)) return false;
   // A pool file holds pools only: anything else is a typo ([pools], [[pool_endpoint]]) that
   // would otherwise be ignored without a word.
   Reader top(root, source, error);
@@ -213,7 +202,7 @@ bool load_pools(const std::filesystem::path& file, std::vector<PoolConfig>& out,
 bool detail::parse_engine_config(std::string_view text, const std::string& source, int max_threads,
                                  int max_io_threads, EngineFileConfig& out, std::string& error) {
   toml::table root;
-  if (!parse_root(text, source, root, error)) return false;
+  if (!chimera::detail::parse_toml(text, source, root, error)) return false;
   Reader top(root, source, error);
   if (!top.known({"engine", "pool"}, "the engine configuration")) return false;
   EngineFileConfig c;

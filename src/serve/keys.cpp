@@ -18,13 +18,7 @@ using chimera::detail::Reader;
 bool parse_keys(std::string_view text, const std::string& source, std::vector<ApiKey>& out,
                 std::string& error) {
   toml::table root;
-  try {
-    root = toml::parse(text, source);
-  } catch (const toml::parse_error& e) {
-    error = fmt::format("{}:{}:{}: {}", source, e.source().begin.line, e.source().begin.column,
-                        e.description());
-    return false;
-  }
+  if (!chimera::detail::parse_toml(text, source, root, error)) return false;
   Reader top(root, source, error);
   if (!top.known({"key"}, "a keys file")) return false;
   const toml::node* keys = root.get("key");

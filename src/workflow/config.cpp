@@ -8,6 +8,11 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
 namespace chimera::workflow {
 
 namespace fs = std::filesystem;
@@ -32,17 +37,19 @@ WorkflowConfig chimera_config() {
 }
 
 bool load_config(const fs::path& file, WorkflowConfig& out, std::string& error) {
-  toml::table t;
-  try {
-    t = toml::parse_file(file.string());
-  } catch (const toml::parse_error& e) {
-    error = fmt::format("{}:{}:{}: {}", file.string(), e.source().begin.line,
-                        e.source().begin.column, e.description());
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    error = fmt::format("cannot read workflow configuration '{}': {}", file.string(),
+                        std::strerror(errno));
     return false;
   }
+  std::stringstream text;
+  text << in.rdbuf();
   // One checked reader, as pool and scene files use: unknown keys, wrong types, integers out of
   // their type's range and non-finite numbers are errors naming the file, line and key.
   const std::string source = file.string();
+  toml::table t;
+  if (!detail::parse_toml(text.str(), source, t, error)) return false;
   WorkflowConfig c;
   c.name = file.stem().string();
   detail::Reader top(t, source, error);

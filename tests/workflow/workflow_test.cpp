@@ -100,6 +100,13 @@ TEST(Config, TomlFileAndClearErrors) {
   EXPECT_FALSE(load_config(dir / "typo.toml", c, error));
   EXPECT_NE(error.find("typo.toml:2"), std::string::npos) << error;
   EXPECT_NE(error.find("digest_budgte"), std::string::npos) << error;
+  // A syntax error names the file, line and column; a missing file says it cannot be read.
+  std::ofstream(dir / "syntax.toml") << "name = \"s\"\n[options\n";
+  EXPECT_FALSE(load_config(dir / "syntax.toml", c, error));
+  EXPECT_NE(error.find("syntax.toml:2:"), std::string::npos) << error;
+  EXPECT_FALSE(load_config(dir / "absent.toml", c, error));
+  EXPECT_NE(error.find("cannot read workflow configuration"), std::string::npos) << error;
+  EXPECT_NE(error.find("absent.toml"), std::string::npos) << error;
   std::ofstream(dir / "topk.toml") << "[options]\ntop_k = -5\n";
   EXPECT_FALSE(load_config(dir / "topk.toml", c, error));
   EXPECT_NE(error.find("top_k"), std::string::npos) << error;
