@@ -28,12 +28,14 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <optional>
 #include <random>
 #include <stdexcept>
+#include <vector>
 
 namespace chimera::http {
 
@@ -443,17 +445,34 @@ void HttpEndpoint::give_back(std::unique_ptr<Connection> conn) {
 asio::awaitable<std::unique_ptr<Connection>> HttpEndpoint::connect(CancelSlot& cancel,
                                                                    HttpResult& result) {
   auto conn = std::make_unique<Connection>(strand_);
-  tcp::resolver resolver(strand_);
   const std::string& host =
       proxy_ ? proxy_->host : (url_.connect_to.empty() ? url_.host : url_.connect_to);
-  auto [rec, endpoints] =
-      co_await resolver.async_resolve(host, proxy_ ? proxy_->port : url_.port, use_tuple);
-  if (rec) {
-    result.error = {
-        ErrorKind::connect,
-        describe(
-            fmt::format("cannot resolve host '{}'{}: {}", host, via(), rec.message()).c_str())};
-    co_return nullptr;
+  const std::string& port = proxy_ ? proxy_->port : url_.port;
+  // An address given as such (127.0.0.1, ::1) needs no lookup. Asio's resolver runs getaddrinfo
+  // on a thread of its own, started on first use: a thread, two hand-offs between threads and
+  // the reading of /etc/nsswitch.conf and /etc/hosts for every connection, all before the first
+  // request byte (as hyper does, a literal address skips the resolver).
+  std::vector<tcp::endpoint> endpoints;
+  {
+    beast::error_code aec;
+    const auto address = asio::ip::make_address(host, aec);
+    unsigned port_number = 0;
+    const auto [end, pec] = std::from_chars(port.data(), port.data() + port.size(), port_number);
+    if (!aec && pec == std::errc() && end == port.data() + port.size() && port_number <= 65535) {
+      endpoints.emplace_back(address, static_cast<unsigned short>(port_number));
+    }
+  }
+  if (endpoints.empty()) {
+    tcp::resolver resolver(strand_);
+    auto [rec, found] = co_await resolver.async_resolve(host, port, use_tuple);
+    if (rec) {
+      result.error = {
+          ErrorKind::connect,
+          describe(
+              fmt::format("cannot resolve host '{}'{}: {}", host, via(), rec.message()).c_str())};
+      co_return nullptr;
+    }
+    for (const auto& entry : found) endpoints.push_back(entry.endpoint());
   }
   if (cancel.cancelled) {
     result.error = {ErrorKind::cancelled, describe("cancelled")};
@@ -463,7 +482,7 @@ asio::awaitable<std::unique_ptr<Connection>> HttpEndpoint::connect(CancelSlot& c
   // (EMFILE with thousands of agents) is reported as such, with the limit and what to do.
   {
     beast::error_code oec;
-    conn->stream.socket().open(endpoints.begin()->endpoint().protocol(), oec);
+    conn->stream.socket().open(endpoints.front().protocol(), oec);
     if (oec) {
       result.error = {ErrorKind::connect,
                       describe(fmt::format("cannot open a socket: {}",
