@@ -340,7 +340,11 @@ void expect_httpx_stream(const std::string& url) {
       ec);
   ASSERT_FALSE(ec) << out;
   const auto& o = v.as_object();
-  EXPECT_EQ(o.at("chunks").as_int64(), 6) << out;
+  // Streamed: one chunk per token, except that a token ending inside a UTF-8 character is held
+  // back and sent with the next (text is always whole characters). The random model samples
+  // such byte tokens now and then, so a reply of 6 tokens may come in fewer chunks.
+  EXPECT_GE(o.at("chunks").as_int64(), 2) << out;
+  EXPECT_LE(o.at("chunks").as_int64(), 6) << out;
   EXPECT_TRUE(o.at("done").as_bool()) << out;
   EXPECT_EQ(o.at("usage").as_object().at("completion_tokens").as_int64(), 6) << out;
   EXPECT_EQ(o.at("whole_finish").as_string(), "length") << out;
@@ -675,7 +679,10 @@ TEST_F(ServeLlamaServer, HttpxAndCurlStreamThroughServe) {
                       R"("max_tokens":4,"user":"alice"})");
   ASSERT_EQ(r.status, 200) << r.body;
   int done = 0;
-  EXPECT_EQ(sse_events(r.body, &done).size(), 5u) << r.body;  // four tokens, the finish
+  // Four tokens and the finish; a token that ends inside a UTF-8 character goes with the next.
+  const auto events = sse_events(r.body, &done).size();
+  EXPECT_GE(events, 2u) << r.body;
+  EXPECT_LE(events, 5u) << r.body;
   EXPECT_EQ(done, 1);
 }
 
@@ -876,7 +883,10 @@ TEST(ServeTls, CurlStreamsOverTlsCheckingTheServersCertificate) {
                 "--cacert " + d + "/ca.pem");
   ASSERT_EQ(r.status, 200) << r.body;
   int done = 0;
-  EXPECT_EQ(sse_events(r.body, &done).size(), 4u) << r.body;  // three tokens, the finish
+  // Three tokens and the finish; a token that ends inside a UTF-8 character goes with the next.
+  const auto events = sse_events(r.body, &done).size();
+  EXPECT_GE(events, 2u) << r.body;
+  EXPECT_LE(events, 4u) << r.body;
   EXPECT_EQ(done, 1);
   // A client that does not trust the CA refuses the server; plain HTTP gets no HTTP answer.
   r = curl(url + "/health");
