@@ -9,9 +9,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
-#include <fstream>
 #include <initializer_list>
-#include <sstream>
 
 namespace chimera::banter {
 
@@ -292,14 +290,9 @@ std::string validate_line(std::string_view line) {
 }
 
 bool load_scene(const std::filesystem::path& file, SceneConfig& out, std::string& error) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    error = fmt::format("cannot read scene file '{}'", file.string());
-    return false;
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (!parse_scene(ss.str(), file.string(), out, error)) return false;
+  std::string text;
+  if (!detail::read_config_file(file, "scene file", text, error)) return false;
+  if (!parse_scene(text, file.string(), out, error)) return false;
   out.base_dir = file.parent_path();
   return true;
 }

@@ -13,16 +13,35 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
 
 namespace chimera::detail {
+
+// Reads a configuration file whole into `text`; false with "cannot read <what> '<file>': <reason>".
+inline bool read_config_file(const std::filesystem::path& file, const char* what, std::string& text,
+                             std::string& error) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    error = fmt::format("cannot read {} '{}': {}", what, file.string(), std::strerror(errno));
+    return false;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  text = std::move(ss).str();
+  return true;
+}
 
 // Parses a whole TOML document; false with "source:line:column: what is wrong" on a syntax error.
 inline bool parse_toml(std::string_view text, const std::string& source, toml::table& root,

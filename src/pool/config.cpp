@@ -8,11 +8,6 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
-
 namespace chimera::pool {
 
 using chimera::detail::Reader;
@@ -182,16 +177,11 @@ bool parse_pools(std::string_view text, const std::string& source, std::vector<P
 
 bool load_pools(const std::filesystem::path& file, std::vector<PoolConfig>& out,
                 std::string& error) {
-  std::ifstream in(file);
-  if (!in) {
-    error = fmt::format("cannot read pool file '{}': {}", file.string(), std::strerror(errno));
-    return false;
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
+  std::string text;
+  if (!chimera::detail::read_config_file(file, "pool file", text, error)) return false;
   const std::string source = file.string();  // outlives the Reader, which keeps a reference
   toml::table root;
-  if (!chimera::detail::parse_toml(ss.str(), source, root, error)) return false;
+  if (!chimera::detail::parse_toml(text, source, root, error)) return false;
   // A pool file holds pools only: anything else is a typo ([pools], [[pool_endpoint]]) that
   // would otherwise be ignored without a word.
   Reader top(root, source, error);

@@ -8,8 +8,6 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 namespace chimera::serve {
 
@@ -59,14 +57,9 @@ bool parse_keys(std::string_view text, const std::string& source, std::vector<Ap
 }
 
 bool load_keys(const std::string& file, std::vector<ApiKey>& out, std::string& error) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    error = fmt::format("cannot read keys file '{}'", file);
-    return false;
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_keys(ss.str(), file, out, error);
+  std::string text;
+  if (!chimera::detail::read_config_file(file, "keys file", text, error)) return false;
+  return parse_keys(text, file, out, error);
 }
 
 KeyLimits::KeyLimits(std::vector<ApiKey> keys) : keys_(std::move(keys)), state_(keys_.size()) {

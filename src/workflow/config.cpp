@@ -8,10 +8,7 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
+#include <string>
 
 namespace chimera::workflow {
 
@@ -37,19 +34,13 @@ WorkflowConfig chimera_config() {
 }
 
 bool load_config(const fs::path& file, WorkflowConfig& out, std::string& error) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    error = fmt::format("cannot read workflow configuration '{}': {}", file.string(),
-                        std::strerror(errno));
-    return false;
-  }
-  std::stringstream text;
-  text << in.rdbuf();
+  std::string text;
+  if (!detail::read_config_file(file, "workflow configuration", text, error)) return false;
   // One checked reader, as pool and scene files use: unknown keys, wrong types, integers out of
   // their type's range and non-finite numbers are errors naming the file, line and key.
   const std::string source = file.string();
   toml::table t;
-  if (!detail::parse_toml(text.str(), source, t, error)) return false;
+  if (!detail::parse_toml(text, source, t, error)) return false;
   WorkflowConfig c;
   c.name = file.stem().string();
   detail::Reader top(t, source, error);
