@@ -42,9 +42,9 @@ option(CHIMERA_USE_SYSTEM_LLAMA "Prefer an installed llama.cpp when CMake finds 
 # changes speed, never results. The price is slower CPU prompt processing (docs/inproc.md).
 option(CHIMERA_LLAMA_BATCH_INVARIANT "Build the pinned llama.cpp with batch-invariant CPU kernels" ON)
 # ggml runs a graph's threads under OpenMP when it is available, and libgomp's threads spin
-# between graphs. On a machine whose cores are busy with other work, that spinning costs the
-# in-process engine a large share of its rate (docs/performance.md). OFF uses ggml's own thread
-# pool instead.
+# between graphs. OFF uses ggml's own thread pool instead (its own cache entry); measured slower
+# here than OpenMP at 1 and 16 agents, so OpenMP stays the default (docs/inproc.md, "OpenMP or
+# ggml's own thread pool").
 option(CHIMERA_LLAMA_OPENMP "Build the pinned llama.cpp with OpenMP threads (OFF: ggml's own thread pool)" ON)
 
 function(_chimera_run)
