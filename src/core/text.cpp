@@ -41,12 +41,6 @@ std::size_t utf8_length(std::string_view s) {
   return n;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
-  return s;
-}
-
 std::string to_lower(std::string_view s) {
   std::string out(s);
   for (auto& c : out) c = to_lower(c);

@@ -660,10 +660,13 @@ bool parse_number(std::string_view cell, double* value, std::string_view* unit) 
 bool is_missing(std::string_view cell) {
   cell = trim(cell);
   if (cell.empty()) return true;
-  if (cell.size() > 4) return false;
+  // A number is never a placeholder (the cell of nearly every call: short numbers).
+  if (cell.size() > 4 || is_digit(cell.front())) return false;
   static constexpr std::array<std::string_view, 10> kMissing = {
       "-", "--", "n/a", "na", "nan", "null", "none", "nil", "?", "\xe2\x80\x94"};
-  return one_of(to_lower(cell), kMissing);
+  char l[4];
+  for (std::size_t k = 0; k < cell.size(); ++k) l[k] = to_lower(cell[k]);
+  return one_of(std::string_view(l, cell.size()), kMissing);
 }
 
 namespace {
@@ -707,11 +710,50 @@ bool falsy(std::string_view text) {
          l == "f";
 }
 
+namespace {
+
+// Whether `v` is already the shortest text of the number it spells, so that parsing and
+// printing it again would give it back: "80", "512", "-3", "0.6", "12.25". Digits with at most
+// one point, no sign but '-', no leading zeros, no trailing zeros after the point, at most six
+// significant digits (float32 keeps six, so its shortest text is these digits) and at most five
+// before the point or two zeros after "0." (so that the fixed form is no longer than the
+// exponent form that std::to_chars would choose: "100000" prints as "1e+05"). Most context
+// values (layers, context sizes, temperatures, run numbers) are such; the check saves a
+// parse and two std::to_chars calls per value. Held to the full path by a test.
+bool already_shortest(std::string_view v) {
+  std::size_t i = 0;
+  if (i < v.size() && v[i] == '-') ++i;
+  const std::size_t int_begin = i;
+  while (i < v.size() && is_digit(v[i])) ++i;
+  const std::size_t int_digits = i - int_begin;
+  if (int_digits == 0 || int_digits > 5) return false;
+  const bool zero_int = v[int_begin] == '0';
+  if (zero_int && int_digits > 1) return false;  // a leading zero
+  std::size_t significant = zero_int ? 0 : int_digits;
+  if (i == v.size()) return !(zero_int && int_begin == 1);  // "-0" is left to the full path
+  if (v[i] != '.') return false;
+  ++i;
+  const std::size_t frac_begin = i;
+  while (i < v.size() && is_digit(v[i])) ++i;
+  if (i != v.size() || i == frac_begin || v.back() == '0') return false;
+  std::size_t frac = i - frac_begin;
+  if (zero_int) {
+    std::size_t zeros = 0;
+    while (v[frac_begin + zeros] == '0') ++zeros;
+    if (zeros > 2) return false;
+    frac -= zeros;
+  }
+  return significant + frac <= 6;
+}
+
+}  // namespace
+
 std::string_view normalize_context_value(std::string_view value, char (&buf)[40]) {
   value = trim(value);
   if (value.empty() || value.size() >= 40) return value;
   char c = value.front();
   if (!((c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.')) return value;
+  if (already_shortest(value)) return value;
   double v = 0;
   std::string_view unit;
   if (parse_number(value, &v, &unit) && unit.empty()) {
@@ -729,16 +771,22 @@ std::string_view quantization_from(std::string_view s) {
   std::string_view found;
   std::size_t start = 0;
   while (start < s.size()) {
-    auto end = s.find_first_of("-:/ ", start);
+    static constexpr ByteSet kSeparators("-:/ ");
+    auto end = kSeparators.find_in(s, start);
     if (end == std::string_view::npos) end = s.size();
     auto piece = s.substr(start, end - start);
-    std::string l = to_lower(piece);
-    bool q = (l.size() >= 2 && l[0] == 'q' && is_digit(l[1])) ||
-             (l.size() >= 3 && l[0] == 'i' && l[1] == 'q' && is_digit(l[2]));
+    // Lowercased into a small buffer: the names below are at most five characters, and the
+    // "q4"/"iq3" forms are told by their first three (no string per piece: this runs on every
+    // heading and model name).
     static constexpr std::array<std::string_view, 13> kNames = {
         "f16",  "fp16", "bf16", "f32",  "fp32", "fp8",  "int8",
         "int4", "qat",  "awq",  "gptq", "nf4",  "mxfp4"};
-    if (q || one_of(l, kNames)) found = piece;
+    char l[5];
+    const std::size_t n = std::min(piece.size(), sizeof l);
+    for (std::size_t k = 0; k < n; ++k) l[k] = to_lower(piece[k]);
+    bool q = (n >= 2 && l[0] == 'q' && is_digit(l[1])) ||
+             (n >= 3 && l[0] == 'i' && l[1] == 'q' && is_digit(l[2]));
+    if (q || (piece.size() <= sizeof l && one_of(std::string_view(l, n), kNames))) found = piece;
     start = end + 1;
   }
   return found;
@@ -747,7 +795,8 @@ std::string_view quantization_from(std::string_view s) {
 std::string_view model_like(std::string_view text) {
   std::size_t start = 0;
   while (start < text.size()) {
-    auto end = text.find_first_of(" \t()[],;`*", start);
+    static constexpr ByteSet kSeparators(" \t()[],;`*");
+    auto end = kSeparators.find_in(text, start);
     if (end == std::string_view::npos) end = text.size();
     auto word = text.substr(start, end - start);
     auto colon = word.find(':');

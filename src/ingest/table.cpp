@@ -217,9 +217,15 @@ class ColumnTableEmitter {
     }
   }
 
-  void reserve_records() {
+  // Room for the records and for each row context's extras, counted once per table.
+  void reserve_room() {
     std::size_t metric_cols = 0;
-    for (const auto& col : cols_) metric_cols += col.use == Use::metric ? 1 : 0;
+    for (const auto& col : cols_) {
+      metric_cols += col.use == Use::metric ? 1 : 0;
+      // A settings cell ("num_gpu=80, temperature=0.6") holds a few extras.
+      extra_room_ += col.use == Use::main || col.use == Use::extra ? 1 : 0;
+      extra_room_ += col.use == Use::options ? 4 : 0;
+    }
     job_.reserve_records(metric_cols * table_.rows.size());
   }
 
@@ -309,7 +315,10 @@ class ColumnTableEmitter {
   }
 
   const Context* row_context(const Table::Row& row) {
-    Context ctx = base_ != nullptr ? *base_ : Context{};
+    // Room for the row's own extras first, so that set_extra never regrows the vector.
+    Context ctx;
+    ctx.extra.reserve((base_ != nullptr ? base_->extra.size() : 0) + extra_room_);
+    if (base_ != nullptr) ctx = *base_;  // copy-assigned into the room above
     for (std::size_t c = 0; c < ncols_; ++c) {
       const auto& col = cols_[c];
       auto cell = cell_at(row, c);
@@ -383,6 +392,7 @@ class ColumnTableEmitter {
   const std::size_t ncols_;
   std::vector<Column> cols_;
   std::vector<std::pair<std::string_view, Settings>> settings_cache_;
+  std::size_t extra_room_ = 0;  // extras a row may add to its context (reserve_room())
 };
 
 }  // namespace
@@ -395,7 +405,7 @@ void emit_table(const Table& table, const Context* base, ParseJob& job) {
   ColumnTableEmitter emitter(table, base, job);
   emitter.classify_columns();
   emitter.demote_text_metric_columns();
-  emitter.reserve_records();
+  emitter.reserve_room();
   emitter.emit_rows();
 }
 

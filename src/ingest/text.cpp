@@ -115,7 +115,7 @@ const Context* RunningContext::get(Arena& arena) {
   if (frozen == nullptr) {
     Context c = draft;
     finish_context(c, arena);
-    frozen = arena.new_context(c);
+    frozen = arena.new_context(std::move(c));
   }
   return frozen;
 }
@@ -176,32 +176,42 @@ void harvest_line(std::string_view line, int line_no, RunningContext& ctx, std::
   }
   double value = 0;
   std::string_view unit;
-  NameInfo info = classify_name(key);
+  // classify_name()'s per-thread cache entry, not a copy (its strings would be allocated for
+  // every line); valid until the next call.
+  const NameInfo* info = &classify_name(key);
   if (!parse_number(rest, &value, &unit)) {
-    if (info.role == Role::context_main && rest.size() <= 96 && stat.empty()) {
-      if (set_context(ctx.draft, info.field, rest, job.arena())) ctx.changed();
+    if (info->role == Role::context_main && rest.size() <= 96 && stat.empty()) {
+      if (set_context(ctx.draft, info->field, rest, job.arena())) ctx.changed();
     }
     return;
   }
-  if (info.role == Role::context_main && unit.empty() && stat.empty()) {
-    if (set_context(ctx.draft, info.field, rest, job.arena())) {
+  if (info->role == Role::context_main && unit.empty() && stat.empty()) {
+    if (set_context(ctx.draft, info->field, rest, job.arena())) {
       ctx.changed();
       return;
     }
   }
-  if (info.role != Role::metric && info.role != Role::context_main) return;
-  std::string name(key);
-  if (info.generic && label != nullptr && !label->empty()) name = *label + "_" + name;
+  if (info->role != Role::metric && info->role != Role::context_main) return;
+  thread_local std::string name;
+  name.clear();
+  if (info->generic && label != nullptr && !label->empty()) {
+    name += *label;
+    name += '_';
+  }
+  name += key;
   if (!stat.empty()) {
     name += '_';
     name += stat;
   }
-  if (name != key) info = classify_name(name);
-  if (info.role != Role::metric) {
-    info.role = Role::metric;
-    info.stem = info.key;
+  if (name != key) info = &classify_name(name);
+  NameInfo promoted;
+  if (info->role != Role::metric) {
+    promoted = *info;
+    promoted.role = Role::metric;
+    promoted.stem = promoted.key;
+    info = &promoted;
   }
-  auto spec = finalize_metric(info, unit_from_text(unit));
+  auto spec = finalize_metric(*info, unit_from_text(unit));
   auto metric = intern_metric(spec, job.arena());
   job.record(metric, value, ctx.get(job.arena()), job.arena().intern(key), line_no);
 }

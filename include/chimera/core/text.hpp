@@ -47,8 +47,12 @@ constexpr bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
 }
 
-// `s` without the whitespace at either end.
-std::string_view trim(std::string_view s);
+// `s` without the whitespace at either end. Inline: ingestion calls it for every cell.
+constexpr std::string_view trim(std::string_view s) {
+  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
+  return s;
+}
 
 // ASCII lower case; other bytes (UTF-8 included) unchanged.
 constexpr char to_lower(char c) {
