@@ -111,11 +111,27 @@ TEST(MarkdownScanner, LeavesWhatItCannotReadToCmark) {
       "| a \\| b | c |\n|---|---|\n| 1 | 2 |\n",               // escaped pipe
       "| a | b |\n|---|---|\n| 1 | 2 |\nlazy: 3\n",            // a row without a pipe
       "line one\rline two: 5 ms\n",                            // a lone carriage return
+      "TTFT: 5 ms\r\r\nTPS: 7\r\n",                            // \r before a \r\n
+      "# Run\n\nTTFT: 5\vms\n",                                // a vertical tab
+      "| a | b |\n|---|---|\n| 1\f | 2 |\n",                   // a form feed in a row
+      "```\ncode\f\n```\nTTFT: 5 ms\n",                        // ... even inside code
       "\tTTFT: 5 ms\n",                                        // a tab in the indentation
   };
   for (std::size_t i = 0; i < left.size(); ++i) {
     EXPECT_FALSE(ci::detail::markdown_scanner_takes(left[i])) << left[i];
     expect_same(left[i], "left #" + std::to_string(i));
+  }
+}
+
+// Line endings the scanner reads itself: \r\n throughout, and a last line ending in a lone \r.
+TEST(MarkdownScanner, TakesCrLfAndAFinalCarriageReturn) {
+  const std::vector<std::string> taken = {
+      "# Run 1\r\n\r\nTTFT: 5 ms\r\n\r\n| a | b |\r\n|---|---|\r\n| 1 | 2 |\r\n",
+      "TTFT: 5 ms\nTPS: 7\r",
+  };
+  for (std::size_t i = 0; i < taken.size(); ++i) {
+    EXPECT_TRUE(ci::detail::markdown_scanner_takes(taken[i])) << taken[i];
+    expect_same(taken[i], "taken #" + std::to_string(i));
   }
 }
 
