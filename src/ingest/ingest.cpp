@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cctype>
 #include <cerrno>
@@ -473,56 +474,6 @@ void advise_huge_pages(const void* data, std::size_t bytes) {
 #endif
 }
 
-// Reads a whole file into `buf`; returns false with a reason. `expected` is the size the scan
-// found (no fstat: a file that has grown since is read to its end, one that has shrunk to its
-// end).
-// The file is opened relative to its folder's descriptor when the scan kept one (`dir_fd`,
-// `name`), else by `path`.
-bool read_file(int dir_fd, const char* name, const char* path, std::uint64_t expected,
-               std::uint64_t max_bytes, std::vector<char>& buf, std::size_t* size,
-               std::string* reason) {
-  int fd = dir_fd >= 0 ? ::openat(dir_fd, name, O_RDONLY | O_CLOEXEC)
-                       : ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    *reason = fmt::format("cannot open: {}", std::strerror(errno));
-    return false;
-  }
-  if (expected > max_bytes) {
-    *reason =
-        fmt::format("file is {} bytes, over the {}-byte limit (IngestOptions::max_file_bytes)",
-                    expected, max_bytes);
-    ::close(fd);
-    return false;
-  }
-  std::size_t cap = static_cast<std::size_t>(expected) + 1;
-  if (buf.size() < cap) buf.resize(cap);
-  std::size_t n = 0;
-  for (;;) {
-    if (n == buf.size()) {
-      if (n >= max_bytes) {
-        *reason = fmt::format("file grew over the {}-byte limit (IngestOptions::max_file_bytes)",
-                              max_bytes);
-        ::close(fd);
-        return false;
-      }
-      buf.resize(buf.size() * 2);
-    }
-    ssize_t r = ::read(fd, buf.data() + n, buf.size() - n);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      *reason = fmt::format("cannot read: {}", std::strerror(errno));
-      ::close(fd);
-      return false;
-    }
-    if (r == 0) break;
-    n += static_cast<std::size_t>(r);
-    if (n == expected && expected > 0) break;  // the size the scan saw: no read just for EOF
-  }
-  ::close(fd);
-  *size = n;
-  return true;
-}
-
 // Per parsing thread: its arena and its records (every file it parsed, one after another).
 struct WorkerStore {
   std::unique_ptr<detail::Arena> arena = std::make_unique<detail::Arena>();
@@ -683,38 +634,48 @@ IngestResult ingest(const std::vector<fs::path>& roots, const IngestOptions& opt
       std::max(1u, std::min<unsigned>(threads, static_cast<unsigned>(found.size())));
   std::vector<WorkerStore> workers(parse_threads);
   run_on(parse_threads, [&](unsigned w) {
-    std::vector<char> buf;
     auto& store = workers[w];
     // About one record per 90 bytes in benchmark results; untouched capacity costs nothing.
     store.records.reserve(static_cast<std::size_t>(result.total_bytes / 64 / parse_threads) + 256);
     advise_huge_pages(store.records.data(), store.records.capacity() * sizeof(Record));
+    detail::FileReader reader(options.io_uring);
+    std::array<detail::FileRequest, detail::FileReader::kBatch> requests;
     for (;;) {
       if (cancel) return;
-      std::size_t k = next.fetch_add(1);
+      // A batch of files in order (largest first), read together, then parsed one by one.
+      const std::size_t batch = reader.batch_size();
+      const std::size_t k = next.fetch_add(batch);
       if (k >= order.size()) return;
-      std::size_t i = order[k];
-      started[i] = 1;
-      auto& out = outputs[i];
-      const auto& path = result.files[i].path;
-      out.worker = w;
-      out.first_record = store.records.size();
-      detail::ParseJob job;
-      job.strings = store.arena.get();
-      job.records = &store.records;
-      job.json = &store.json;
-      job.source_file = store.arena->store(path);
-      job.file = static_cast<std::uint32_t>(i);
-      job.options = &options;
-      job.out = &out;
-      std::size_t size = 0;
-      std::string reason;
-      if (!read_file(found[i].dir_fd, path.c_str() + found[i].name_at, path.c_str(), found[i].bytes,
-                     options.max_file_bytes, buf, &size, &reason)) {
-        job.error(0, std::move(reason), true);
-      } else {
-        parse_content(std::string_view(buf.data(), size), found[i].type, job);
+      const std::size_t count = std::min(batch, order.size() - k);
+      for (std::size_t j = 0; j < count; ++j) {
+        const auto& f = found[order[k + j]];
+        const auto& path = result.files[order[k + j]].path;
+        requests[j] = {f.dir_fd, path.c_str() + f.name_at, path.c_str(), f.bytes};
       }
-      report(path, found[i].bytes, Progress::Stage::parsing);
+      reader.read(requests.data(), count, options.max_file_bytes);
+      for (std::size_t j = 0; j < count; ++j) {
+        if (cancel) return;
+        const std::size_t i = order[k + j];
+        started[i] = 1;
+        auto& out = outputs[i];
+        const auto& path = result.files[i].path;
+        out.worker = w;
+        out.first_record = store.records.size();
+        detail::ParseJob job;
+        job.strings = store.arena.get();
+        job.records = &store.records;
+        job.json = &store.json;
+        job.source_file = store.arena->store(path);
+        job.file = static_cast<std::uint32_t>(i);
+        job.options = &options;
+        job.out = &out;
+        if (!reader.ok(j)) {
+          job.error(0, std::move(reader.reason(j)), true);
+        } else {
+          parse_content(reader.content(j), found[i].type, job);
+        }
+        report(path, found[i].bytes, Progress::Stage::parsing);
+      }
     }
   });
   result.timings.parse_ms = ms_since(t1);

@@ -231,6 +231,59 @@ struct RunningContext {
   void changed() { frozen = nullptr; }
 };
 
+// Reads a whole file into `buf`; returns false with a reason. `expected` is the size the scan
+// found (no fstat: reading stops there, or at an earlier end). The file is opened relative to
+// its folder's descriptor when the scan kept one (`dir_fd`, `name`), else by `path`.
+bool read_file(int dir_fd, const char* name, const char* path, std::uint64_t expected,
+               std::uint64_t max_bytes, std::vector<char>& buf, std::size_t* size,
+               std::string* reason);
+
+// A file for FileReader: where it is and the size the scan found.
+struct FileRequest {
+  int dir_fd = -1;
+  const char* name = nullptr;
+  const char* path = nullptr;
+  std::uint64_t expected = 0;
+};
+
+// Reads the files of one parsing thread, a batch at a time: through io_uring when the build
+// has liburing and the kernel allows it (one system call for the open, read and close of every
+// file in the batch), else one file at a time with read_file(). The results are the same
+// either way (file_reader.cpp). One per thread; not thread-safe.
+class FileReader {
+ public:
+  static constexpr std::size_t kBatch = 16;
+
+  explicit FileReader(bool use_io_uring);
+  ~FileReader();
+  FileReader(const FileReader&) = delete;
+  FileReader& operator=(const FileReader&) = delete;
+
+  // How many files read() takes at once: kBatch with io_uring, else 1.
+  std::size_t batch_size() const;
+  // Reads requests[0, count) (count <= kBatch); then ok(i), content(i) and reason(i) tell.
+  void read(const FileRequest* requests, std::size_t count, std::uint64_t max_bytes);
+  bool ok(std::size_t i) const { return slots_[i].ok; }
+  std::string_view content(std::size_t i) const { return {slots_[i].buf.data(), slots_[i].size}; }
+  std::string& reason(std::size_t i) { return slots_[i].reason; }
+  bool uses_io_uring() const { return ring_ != nullptr; }
+
+ private:
+  struct Ring;
+  struct Slot {
+    std::vector<char> buf;
+    std::size_t size = 0;
+    bool read = false;  // read whole by the batch
+    bool ok = false;
+    std::string reason;
+  };
+  void read_batch(const FileRequest* requests, std::size_t count, std::uint64_t max_bytes);
+  void drop_ring();
+
+  std::unique_ptr<Ring> ring_;
+  std::array<Slot, kBatch> slots_;
+};
+
 // Checks for binary content, UTF-16, invalid UTF-8 and lines over the limit
 // (max_line == 0: no line limit). Returns the FileError reason and line, or nothing.
 struct TextProblem {

@@ -232,3 +232,71 @@ TEST(Scan, SameResultBeyondTheDescriptorBudget) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
 }
+
+namespace {
+
+// Everything a reader can see of an ingest, as text.
+std::string ingest_text(const ci::IngestResult& r) {
+  std::string s;
+  for (const auto& f : r.files)
+    s += f.path + " parsed=" + std::to_string(f.parsed) + " records=" + std::to_string(f.records) +
+         "\n";
+  for (const auto& rec : r.records)
+    s += std::string(rec.source_file) + ":" + std::to_string(rec.line) + " " +
+         std::string(rec.metric) + "=" + std::to_string(rec.value) + " " +
+         rec.context->config_key() + "\n";
+  for (const auto& e : r.errors)
+    s += "error " + e.path + ":" + std::to_string(e.line) + " " + e.reason + "\n";
+  return s;
+}
+
+}  // namespace
+
+// Files are read in batches through io_uring where the kernel allows it, else one at a time
+// (IngestOptions::io_uring). Both give the same result, also for files that change between the
+// scan and the read: one removed (cannot open), one cut short, one grown, one emptied.
+TEST(Scan, BatchedReadsGiveWhatSingleReadsGive) {
+  const fs::path tests_data = fs::path(CHIMERA_TEST_DATA);
+  const fs::path sample = tests_data.parent_path().parent_path() / "data/sample";
+  for (const fs::path& root : {tests_data, sample}) {
+    if (!fs::exists(root)) continue;
+    for (unsigned threads : {1u, 2u}) {
+      ci::IngestOptions batched;
+      batched.threads = threads;
+      ci::IngestOptions single = batched;
+      single.io_uring = false;
+      EXPECT_EQ(ingest_text(ci::ingest({root}, batched)), ingest_text(ci::ingest({root}, single)))
+          << root << ", " << threads << " threads";
+    }
+  }
+
+  for (bool io_uring : {true, false}) {
+    TempDir t;
+    const auto& d = t.path();
+    // More files than one batch holds, so that the changed ones fall in different batches.
+    for (int i = 0; i < 40; ++i)
+      write(d / ("run_" + std::to_string(i) + ".csv"),
+            "model,tokens_s\nllama3.2:1b," + std::to_string(100 + i) + "\n");
+    ci::IngestOptions options;
+    options.threads = 1;
+    options.io_uring = io_uring;
+    // Called once the scan has sized every file, before any is read.
+    options.on_progress = [&](const ci::Progress& p) {
+      if (p.stage != ci::Progress::Stage::scanning) return true;
+      fs::remove(d / "run_3.csv");
+      write(d / "run_7.csv", "model,tokens_s\n");                                 // shorter
+      write(d / "run_21.csv", "model,tokens_s\nllama3.2:1b,1\nllama3.2:1b,2\n");  // longer
+      write(d / "run_30.csv", "");
+      return true;
+    };
+    auto r = ci::ingest({d}, options);
+    ASSERT_EQ(r.files.size(), 40u) << "io_uring " << io_uring;
+    std::size_t cannot_open = 0;
+    for (const auto& e : r.errors)
+      if (e.path.ends_with("run_3.csv") && e.reason.starts_with("cannot open")) ++cannot_open;
+    EXPECT_EQ(cannot_open, 1u) << ingest_text(r);
+    // 36 untouched files give a record each; the shortened and emptied files none; the grown
+    // one is read to its end (two rows).
+    EXPECT_EQ(r.records.size(), 38u) << "io_uring " << io_uring << "\n" << ingest_text(r);
+  }
+}

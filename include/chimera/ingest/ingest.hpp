@@ -78,6 +78,10 @@ struct IngestOptions {
   // and errors: the markdown_differential fuzz target holds them to it (docs/ingest.md).
   // false: every document goes to cmark-gfm.
   bool markdown_fast_path = true;
+  // Files are read in batches through io_uring where the kernel allows it (one system call
+  // opens, reads and closes 16 files), else one at a time; the results are the same. false:
+  // always one at a time (for tools that cannot see io_uring's reads, such as valgrind).
+  bool io_uring = true;
   // Called after the scan and after each file is parsed, from worker threads but never two at
   // once. Return false to cancel: files not yet started are left unparsed and
   // IngestResult::cancelled is set. It must not throw (an exception cancels as if false).
