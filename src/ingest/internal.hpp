@@ -232,8 +232,9 @@ struct RunningContext {
 };
 
 // Reads a whole file into `buf`; returns false with a reason. `expected` is the size the scan
-// found (no fstat: reading stops there, or at an earlier end). The file is opened relative to
-// its folder's descriptor when the scan kept one (`dir_fd`, `name`), else by `path`.
+// found (no fstat: a file that has grown since is read to its end, one that has shrunk to its
+// end). The file is opened relative to its folder's descriptor when the scan kept one
+// (`dir_fd`, `name`), else by `path`.
 bool read_file(int dir_fd, const char* name, const char* path, std::uint64_t expected,
                std::uint64_t max_bytes, std::vector<char>& buf, std::size_t* size,
                std::string* reason);
@@ -266,7 +267,6 @@ class FileReader {
   bool ok(std::size_t i) const { return slots_[i].ok; }
   std::string_view content(std::size_t i) const { return {slots_[i].buf.data(), slots_[i].size}; }
   std::string& reason(std::size_t i) { return slots_[i].reason; }
-  bool uses_io_uring() const { return ring_ != nullptr; }
 
  private:
   struct Ring;
