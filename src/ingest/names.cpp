@@ -106,6 +106,15 @@ bool one_of(std::string_view s, const std::array<std::string_view, N>& list) {
   return std::find(list.begin(), list.end(), s) != list.end();
 }
 
+// The first N bytes of `s` in ASCII lower case, written into `buf`: short keys and tokens
+// compared without a std::string per call.
+template <std::size_t N>
+std::string_view lower_prefix(std::string_view s, char (&buf)[N]) {
+  const std::size_t n = std::min(s.size(), N);
+  for (std::size_t k = 0; k < n; ++k) buf[k] = to_lower(s[k]);
+  return {buf, n};
+}
+
 bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
@@ -664,9 +673,8 @@ bool is_missing(std::string_view cell) {
   if (cell.size() > 4 || is_digit(cell.front())) return false;
   static constexpr std::array<std::string_view, 10> kMissing = {
       "-", "--", "n/a", "na", "nan", "null", "none", "nil", "?", "\xe2\x80\x94"};
-  char l[4];
-  for (std::size_t k = 0; k < cell.size(); ++k) l[k] = to_lower(cell[k]);
-  return one_of(std::string_view(l, cell.size()), kMissing);
+  char buf[4];
+  return one_of(lower_prefix(cell, buf), kMissing);  // the whole cell: 4 bytes at most
 }
 
 namespace {
@@ -781,12 +789,11 @@ std::string_view quantization_from(std::string_view s) {
     static constexpr std::array<std::string_view, 13> kNames = {
         "f16",  "fp16", "bf16", "f32",  "fp32", "fp8",  "int8",
         "int4", "qat",  "awq",  "gptq", "nf4",  "mxfp4"};
-    char l[5];
-    const std::size_t n = std::min(piece.size(), sizeof l);
-    for (std::size_t k = 0; k < n; ++k) l[k] = to_lower(piece[k]);
-    bool q = (n >= 2 && l[0] == 'q' && is_digit(l[1])) ||
-             (n >= 3 && l[0] == 'i' && l[1] == 'q' && is_digit(l[2]));
-    if (q || (piece.size() <= sizeof l && one_of(std::string_view(l, n), kNames))) found = piece;
+    char buf[5];
+    const std::string_view l = lower_prefix(piece, buf);
+    bool q = (l.size() >= 2 && l[0] == 'q' && is_digit(l[1])) ||
+             (l.size() >= 3 && l[0] == 'i' && l[1] == 'q' && is_digit(l[2]));
+    if (q || (piece.size() == l.size() && one_of(l, kNames))) found = piece;
     start = end + 1;
   }
   return found;
