@@ -194,6 +194,10 @@ class HttpEndpoint {
   boost::asio::awaitable<std::unique_ptr<Connection>> connect(CancelSlot& cancel,
                                                               HttpResult& result);
   std::unique_ptr<Connection> take_idle();
+  std::string request_head(const HttpRequest& request) const;
+  boost::asio::awaitable<boost::system::error_code> write_request(Connection& conn,
+                                                                  std::string_view head,
+                                                                  std::string_view body);
   void give_back(std::unique_ptr<Connection> conn);
   std::string describe(const char* what) const;
   // Hides the API key and the extra headers' values in a server's error body (some echo the

@@ -10,7 +10,12 @@
 #include <prometheus/text_serializer.h>
 
 #include <algorithm>
+#include <array>
+#include <iterator>
+#include <map>
 #include <mutex>
+#include <string>
+#include <string_view>
 
 namespace chimera::serve {
 
@@ -20,6 +25,8 @@ namespace {
 prometheus::Histogram::BucketBoundaries latency_buckets() {
   return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 }
+
+constexpr std::string_view kOutcomes[] = {"ok", "error", "cancelled", "client_gone"};
 
 const char* outcome(const Completion& c, bool client_gone) {
   if (client_gone) return "client_gone";
@@ -123,6 +130,38 @@ struct Metrics::Impl {
           .Name("chimera_inproc_kv_cells")
           .Help("In-process KV cells (token positions): state=used, total")
           .Register(*registry);
+
+  // The series a request's end writes, per pool and endpoint, found once and kept: a family's
+  // Add builds, hashes and compares a label map under the family's lock, which cost about
+  // 20,000 instructions per request. A family never drops a series, so the pointers stay valid.
+  struct Series {
+    prometheus::Labels labels;
+    std::array<prometheus::Counter*, std::size(kOutcomes)> outcome{};
+    prometheus::Counter* retries = nullptr;
+    prometheus::Counter* hedges = nullptr;
+    prometheus::Counter* tokens = nullptr;
+    prometheus::Histogram* ttft = nullptr;
+    prometheus::Histogram* queue = nullptr;
+    prometheus::Histogram* itl = nullptr;
+    prometheus::Labels with(const char* k, const char* v) const {
+      prometheus::Labels l = labels;
+      l[k] = v;
+      return l;
+    }
+  };
+  std::mutex series_mu;
+  std::map<std::string, Series, std::less<>> series;  // by pool + '\n' + endpoint; series_mu
+  std::string key;                                    // scratch; under series_mu
+
+  Series& series_of(const std::string& pool, const std::string& endpoint) {
+    key.assign(pool).append(1, '\n').append(endpoint);
+    auto it = series.find(key);
+    if (it == series.end()) {
+      it = series.emplace(key, Series{}).first;
+      it->second.labels = {{"pool", pool}, {"endpoint", endpoint}};
+    }
+    return it->second;
+  }
 };
 
 Metrics::Metrics() : impl_(std::make_unique<Impl>()) {}
@@ -134,25 +173,38 @@ void Metrics::http_request(std::string_view path, int status) {
 
 void Metrics::generation(const std::string& pool, const Completion& c, bool client_gone) {
   Impl& m = *impl_;
-  const prometheus::Labels labels{{"pool", pool}, {"endpoint", c.endpoint}};
-  auto with = [&](const char* k, const char* v) {
-    prometheus::Labels l = labels;
-    l[k] = v;
-    return l;
-  };
-  m.generations.Add(with("outcome", outcome(c, client_gone))).Increment();
-  // Counted from zero for every pool, so that a scrape shows the series before the first one.
-  const int hedged = std::max(0, c.figures.hedges);
-  const int retried = std::max(0, c.figures.attempts - 1 - hedged);
-  m.retries.Add({{"pool", pool}}).Increment(retried);
-  m.hedges.Add({{"pool", pool}}).Increment(hedged);
   const auto& f = c.figures;
-  if (f.chunks) m.tokens.Add(labels).Increment(static_cast<double>(*f.chunks));
-  if (f.ttft_client_ns) m.ttft.Add(labels, latency_buckets()).Observe(*f.ttft_client_ns / 1e9);
-  if (f.queued_ns) m.queue.Add(labels, latency_buckets()).Observe(*f.queued_ns / 1e9);
+  const int hedged = std::max(0, f.hedges);
+  const int retried = std::max(0, f.attempts - 1 - hedged);
+  std::lock_guard lock(m.series_mu);
+  Impl::Series& s = m.series_of(pool, c.endpoint);
+  // Each series is made when first needed, so that a scrape shows only what happened, and the
+  // retry and hedge counts from zero for every pool.
+  const char* what = outcome(c, client_gone);
+  const auto o = static_cast<std::size_t>(
+      std::find(std::begin(kOutcomes), std::end(kOutcomes), std::string_view(what)) -
+      std::begin(kOutcomes));
+  if (s.outcome[o] == nullptr) s.outcome[o] = &m.generations.Add(s.with("outcome", what));
+  s.outcome[o]->Increment();
+  if (s.retries == nullptr) s.retries = &m.retries.Add({{"pool", pool}});
+  if (s.hedges == nullptr) s.hedges = &m.hedges.Add({{"pool", pool}});
+  s.retries->Increment(retried);
+  s.hedges->Increment(hedged);
+  if (f.chunks) {
+    if (s.tokens == nullptr) s.tokens = &m.tokens.Add(s.labels);
+    s.tokens->Increment(static_cast<double>(*f.chunks));
+  }
+  if (f.ttft_client_ns) {
+    if (s.ttft == nullptr) s.ttft = &m.ttft.Add(s.labels, latency_buckets());
+    s.ttft->Observe(*f.ttft_client_ns / 1e9);
+  }
+  if (f.queued_ns) {
+    if (s.queue == nullptr) s.queue = &m.queue.Add(s.labels, latency_buckets());
+    s.queue->Observe(*f.queued_ns / 1e9);
+  }
   if (!f.itl_ns.empty()) {
-    auto& h = m.itl.Add(labels, latency_buckets());
-    for (int64_t gap : f.itl_ns) h.Observe(gap / 1e9);
+    if (s.itl == nullptr) s.itl = &m.itl.Add(s.labels, latency_buckets());
+    for (int64_t gap : f.itl_ns) s.itl->Observe(gap / 1e9);
   }
 }
 

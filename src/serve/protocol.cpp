@@ -518,6 +518,50 @@ void add_ollama_stats(const Completion& c, json::object& o) {
   }
 }
 
+// Appends `s` as a JSON string, escaped as boost::json::serialize escapes it: '"', '\\' and
+// the control characters below 0x20 ("\n" and the like by name, the rest as \u00XX), every
+// other byte as it is.
+void append_json_string(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  std::size_t run = 0;  // where the bytes not yet copied begin
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(s.data() + run, i - run);
+    run = i + 1;
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        out += "\\u00";
+        out += kHex[c >> 4];
+        out += kHex[c & 15];
+    }
+  }
+  out.append(s.data() + run, s.size() - run);
+  out += '"';
+}
+
 void append_sse(std::string& out, const json::value& v) {
   out += "data: ";
   out += json::serialize(v);
@@ -590,66 +634,115 @@ const char* Encoder::content_type() const {
   return is_openai(api_) ? "text/event-stream" : "application/x-ndjson";
 }
 
+// A token's record is written straight into `out`: building a JSON value and serializing it
+// cost about 7,000 instructions and a dozen allocations per token, on the path of every token
+// the client waits for. The bytes are those boost::json::serialize writes for the same value
+// (keys in the same order, strings escaped the same way; tests/serve/protocol_test.cpp checks
+// it). Tool calls, rare, still go through a JSON value.
 void Encoder::token(const TokenEvent& ev, std::string& out) {
+  const bool tool_call = ev.tool_call != nullptr && ev.tool_call_index >= 0;
   switch (api_) {
     case Api::openai_chat: {
-      json::object delta;
-      if (ev.index == 0) delta["role"] = "assistant";
-      if (!ev.text.empty()) delta["content"] = ev.text;
-      if (!ev.thinking.empty()) delta["reasoning_content"] = ev.thinking;
-      if (ev.tool_call != nullptr && ev.tool_call_index >= 0) {
-        json::object fn{{"arguments", ev.arguments_delta}};
-        json::object call{{"index", ev.tool_call_index}};
-        if (calls_started_.insert(ev.tool_call_index).second) {
-          call["id"] = ev.tool_call->id;
-          call["type"] = "function";
-          fn["name"] = ev.tool_call->name;
-        }
-        call["function"] = std::move(fn);
-        delta["tool_calls"] = json::array{std::move(call)};
+      if (tool_call) {
+        token_with_tool_call(ev, out);
+        return;
       }
-      if (delta.empty()) return;
-      append_sse(out,
-                 json::object{{"id", id_},
-                              {"object", "chat.completion.chunk"},
-                              {"created", created_},
-                              {"model", model_},
-                              {"choices", json::array{json::object{{"index", 0},
-                                                                   {"delta", std::move(delta)},
-                                                                   {"finish_reason", nullptr}}}}});
+      if (ev.index != 0 && ev.text.empty() && ev.thinking.empty()) return;
+      out += record_head();
+      const char* sep = "";
+      if (ev.index == 0) {
+        out += R"("role":"assistant")";
+        sep = ",";
+      }
+      if (!ev.text.empty()) {
+        out.append(sep).append(R"("content":)");
+        append_json_string(out, ev.text);
+        sep = ",";
+      }
+      if (!ev.thinking.empty()) {
+        out.append(sep).append(R"("reasoning_content":)");
+        append_json_string(out, ev.thinking);
+      }
+      out += "},\"finish_reason\":null}]}\n\n";
       return;
     }
     case Api::openai_completion:
       if (ev.text.empty()) return;
-      append_sse(
-          out, json::object{
-                   {"id", id_},
-                   {"object", "text_completion"},
-                   {"created", created_},
-                   {"model", model_},
-                   {"choices", json::array{json::object{
-                                   {"index", 0}, {"text", ev.text}, {"finish_reason", nullptr}}}}});
+      out += record_head();
+      append_json_string(out, ev.text);
+      out += ",\"finish_reason\":null}]}\n\n";
       return;
-    case Api::ollama_chat: {
+    case Api::ollama_chat:
       // Tool calls go out whole, before the last line, as Ollama sends them.
       if (ev.text.empty() && ev.thinking.empty()) return;
-      json::object msg{{"role", "assistant"}, {"content", ev.text}};
-      if (!ev.thinking.empty()) msg["thinking"] = ev.thinking;
-      append_line(out, json::object{{"model", model_},
-                                    {"created_at", iso_now()},
-                                    {"message", std::move(msg)},
-                                    {"done", false}});
+      out += record_head();
+      append_json_string(out, iso_now());
+      out += R"(,"message":{"role":"assistant","content":)";
+      append_json_string(out, ev.text);
+      if (!ev.thinking.empty()) {
+        out += R"(,"thinking":)";
+        append_json_string(out, ev.thinking);
+      }
+      out += "},\"done\":false}\n";
       return;
-    }
-    case Api::ollama_generate: {
+    case Api::ollama_generate:
       if (ev.text.empty() && ev.thinking.empty()) return;
-      json::object o{{"model", model_}, {"created_at", iso_now()}, {"response", ev.text}};
-      if (!ev.thinking.empty()) o["thinking"] = ev.thinking;
-      o["done"] = false;
-      append_line(out, o);
+      out += record_head();
+      append_json_string(out, iso_now());
+      out += R"(,"response":)";
+      append_json_string(out, ev.text);
+      if (!ev.thinking.empty()) {
+        out += R"(,"thinking":)";
+        append_json_string(out, ev.thinking);
+      }
+      out += ",\"done\":false}\n";
       return;
-    }
   }
+}
+
+// What every token record of this response begins with, up to its first varying field.
+const std::string& Encoder::record_head() {
+  if (!record_head_.empty()) return record_head_;
+  std::string& h = record_head_;
+  if (is_openai(api_)) {
+    const bool chat = api_ == Api::openai_chat;
+    h = R"(data: {"id":)";
+    append_json_string(h, id_);
+    h += chat ? R"(,"object":"chat.completion.chunk","created":)"
+              : R"(,"object":"text_completion","created":)";
+    h += std::to_string(created_);
+    h += R"(,"model":)";
+    append_json_string(h, model_);
+    h += chat ? R"(,"choices":[{"index":0,"delta":{)" : R"(,"choices":[{"index":0,"text":)";
+  } else {
+    h = R"({"model":)";
+    append_json_string(h, model_);
+    h += R"(,"created_at":)";
+  }
+  return h;
+}
+
+void Encoder::token_with_tool_call(const TokenEvent& ev, std::string& out) {
+  json::object delta;
+  if (ev.index == 0) delta["role"] = "assistant";
+  if (!ev.text.empty()) delta["content"] = ev.text;
+  if (!ev.thinking.empty()) delta["reasoning_content"] = ev.thinking;
+  json::object fn{{"arguments", ev.arguments_delta}};
+  json::object call{{"index", ev.tool_call_index}};
+  if (calls_started_.insert(ev.tool_call_index).second) {
+    call["id"] = ev.tool_call->id;
+    call["type"] = "function";
+    fn["name"] = ev.tool_call->name;
+  }
+  call["function"] = std::move(fn);
+  delta["tool_calls"] = json::array{std::move(call)};
+  append_sse(out, json::object{{"id", id_},
+                               {"object", "chat.completion.chunk"},
+                               {"created", created_},
+                               {"model", model_},
+                               {"choices", json::array{json::object{{"index", 0},
+                                                                    {"delta", std::move(delta)},
+                                                                    {"finish_reason", nullptr}}}}});
 }
 
 void Encoder::finish(const Completion& c, std::string& out) {

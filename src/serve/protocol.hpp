@@ -48,6 +48,8 @@ class Encoder {
 
  private:
   std::string id_prefix() const;
+  const std::string& record_head();
+  void token_with_tool_call(const TokenEvent& ev, std::string& out);
 
   Api api_;
   bool stream_;
@@ -56,6 +58,7 @@ class Encoder {
   std::string id_;
   int64_t created_;
   std::set<int> calls_started_;  // OpenAI: tool-call indexes whose id and name were sent
+  std::string record_head_;      // the start of every token record, made on the first
 };
 
 // The HTTP status for an upstream failure before the first byte.

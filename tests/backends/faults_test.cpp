@@ -11,6 +11,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -633,6 +634,49 @@ TEST_F(FaultsOpenAI, StreamedRequestsShareOneConnection) {
     EXPECT_EQ(c.figures.connection_reused, i > 0);
   }
   EXPECT_EQ(srv.connections(), 1);
+}
+
+// The request as it reaches the server: one head with the client's own fields, the extra
+// headers in place of the client's fields of the same name (the last of two with one name),
+// the API key as a bearer token in place of an extra Authorization, and the body whole.
+TEST_F(FaultsOpenAI, RequestHeadCarriesOwnAndExtraHeaders) {
+  chimera::EndpointConfig cfg = config(srv.url() + "/base/", BackendKind::openai);
+  srv.route("POST", "/base/v1/chat/completions", Script::sse(sse_stream({"a"})));
+  cfg.headers = {{"X-Team", "red"},
+                 {"user-agent", "game/1.0"},
+                 {"X-Team", "blue"},
+                 {"Authorization", "Basic Zm9vOmJhcg=="}};
+  auto plain = chimera::make_backend(cfg, rt);
+  cfg.api_key = "sk-head-test";
+  auto keyed = chimera::make_backend(cfg, rt);
+  for (auto* b : {plain.get(), keyed.get()}) {
+    const Completion c = b->generate(chat(BackendKind::openai));
+    ASSERT_TRUE(c.ok()) << c.error.message;
+    EXPECT_EQ(c.text, "a");
+  }
+  const auto reqs = srv.requests();
+  ASSERT_EQ(reqs.size(), 2u);
+  for (const auto& r : reqs) {
+    EXPECT_EQ(r.method, "POST");
+    EXPECT_EQ(r.target, "/base/v1/chat/completions");
+    EXPECT_EQ(r.header("host"), fmt::format("127.0.0.1:{}", srv.port()));
+    EXPECT_EQ(r.header("user-agent"), "game/1.0");
+    EXPECT_EQ(r.header("x-team"), "blue");
+    EXPECT_EQ(r.header("content-type"), "application/json");
+    EXPECT_EQ(r.header("accept"), "text/event-stream");
+    EXPECT_EQ(r.header("content-length"), std::to_string(r.body.size()));
+    EXPECT_TRUE(json::parse(r.body).is_object()) << r.body;
+    int team = 0;
+    int auth = 0;
+    for (const auto& [name, value] : r.headers) {
+      team += name == "x-team";
+      auth += name == "authorization";
+    }
+    EXPECT_EQ(team, 1);
+    EXPECT_EQ(auth, 1);
+  }
+  EXPECT_EQ(reqs[0].header("authorization"), "Basic Zm9vOmJhcg==");
+  EXPECT_EQ(reqs[1].header("authorization"), "Bearer sk-head-test");
 }
 
 TEST_P(Faults, StaleConnectionClosedAfterTheResponse) {

@@ -1,0 +1,138 @@
+// The records serve writes for each token (serve/protocol.hpp): what a client of each protocol
+// reads, and byte for byte what boost::json::serialize writes for the same value, whatever the
+// text holds (quotes, backslashes, control characters, multi-byte UTF-8).
+#include "serve/protocol.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+namespace json = boost::json;
+using chimera::TokenEvent;
+using chimera::serve::Api;
+using chimera::serve::Encoder;
+
+// Texts a model may stream, every escaping case among them.
+std::vector<std::string> awkward_texts() {
+  std::vector<std::string> texts = {
+      "Hello",     " world",      "say \"hi\"", "back\\slash", "a/b",
+      "tab\there", "line\nbreak", "\r\n",       "caf\xc3\xa9", "\xe2\x9c\x93 \xf0\x9f\x98\x80",
+      "\x7f"};
+  std::string controls;
+  for (int c = 1; c < 0x20; ++c) controls += static_cast<char>(c);
+  texts.push_back(controls);
+  texts.push_back(std::string("nul\0inside", 10));
+  return texts;
+}
+
+// The record without its framing ("data: ", the blank line, the newline), parsed.
+json::value body_of(Api api, const std::string& record) {
+  std::string_view body(record);
+  if (api == Api::openai_chat || api == Api::openai_completion) {
+    EXPECT_TRUE(body.starts_with("data: ")) << record;
+    EXPECT_TRUE(body.ends_with("\n\n")) << record;
+    body = body.substr(6, body.size() - 8);
+  } else {
+    EXPECT_TRUE(body.ends_with("\n")) << record;
+    body.remove_suffix(1);
+  }
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  EXPECT_FALSE(ec) << ec.message() << ": " << record;
+  // Exactly the serializer's bytes for the value the record holds.
+  EXPECT_EQ(json::serialize(v), body);
+  return v;
+}
+
+TEST(Encoder, OpenAiChatTokensAreTheSerializersBytes) {
+  Encoder enc(Api::openai_chat, true, "my \"model\"", false);
+  int index = 0;
+  for (const auto& text : awkward_texts()) {
+    TokenEvent ev;
+    ev.index = index++;
+    ev.text = text;
+    ev.thinking = index % 3 == 0 ? std::string_view(text) : std::string_view();
+    std::string out;
+    enc.token(ev, out);
+    const json::value v = body_of(Api::openai_chat, out);
+    const auto& o = v.as_object();
+    EXPECT_EQ(o.at("object"), "chat.completion.chunk");
+    EXPECT_EQ(o.at("model"), "my \"model\"");
+    const auto& choice = o.at("choices").as_array().at(0).as_object();
+    EXPECT_EQ(choice.at("index"), 0);
+    EXPECT_TRUE(choice.at("finish_reason").is_null());
+    const auto& delta = choice.at("delta").as_object();
+    EXPECT_EQ(delta.at("content").as_string(), text);
+    EXPECT_EQ(delta.contains("role"), ev.index == 0);
+    EXPECT_EQ(delta.contains("reasoning_content"), !ev.thinking.empty());
+  }
+  // The role alone on the first token; nothing at all for an empty later one.
+  TokenEvent first;
+  std::string out;
+  Encoder fresh(Api::openai_chat, true, "m", false);
+  fresh.token(first, out);
+  EXPECT_EQ(body_of(Api::openai_chat, out).at("choices").at(0).at("delta"),
+            json::parse(R"({"role":"assistant"})"));
+  TokenEvent empty;
+  empty.index = 3;
+  out.clear();
+  fresh.token(empty, out);
+  EXPECT_EQ(out, "");
+}
+
+TEST(Encoder, CompletionAndOllamaTokensAreTheSerializersBytes) {
+  for (Api api : {Api::openai_completion, Api::ollama_chat, Api::ollama_generate}) {
+    Encoder enc(api, true, "tiny", false);
+    for (const auto& text : awkward_texts()) {
+      TokenEvent ev;
+      ev.index = 1;
+      ev.text = text;
+      ev.thinking = api == Api::ollama_chat ? "hm\n" : "";
+      std::string out;
+      enc.token(ev, out);
+      const json::value v = body_of(api, out);
+      const auto& o = v.as_object();
+      if (api == Api::openai_completion) {
+        EXPECT_EQ(o.at("choices").at(0).at("text").as_string(), text);
+      } else if (api == Api::ollama_chat) {
+        EXPECT_EQ(o.at("message").at("content").as_string(), text);
+        EXPECT_EQ(o.at("message").at("thinking"), "hm\n");
+        EXPECT_EQ(o.at("done"), false);
+      } else {
+        EXPECT_EQ(o.at("response").as_string(), text);
+        EXPECT_FALSE(o.contains("thinking"));
+        EXPECT_EQ(o.at("done"), false);
+      }
+    }
+  }
+}
+
+TEST(Encoder, ToolCallDeltasNameTheCallOnce) {
+  Encoder enc(Api::openai_chat, true, "tiny", false);
+  chimera::ToolCall call;
+  call.id = "call_1";
+  call.name = "get_weather";
+  for (int i = 0; i < 2; ++i) {
+    TokenEvent ev;
+    ev.index = i;
+    ev.tool_call = &call;
+    ev.tool_call_index = 0;
+    ev.arguments_delta = i == 0 ? "{\"city\":" : "\"Paris\"}";
+    std::string out;
+    enc.token(ev, out);
+    const json::value v = body_of(Api::openai_chat, out);
+    const auto& tc = v.at("choices").at(0).at("delta").at("tool_calls").at(0).as_object();
+    EXPECT_EQ(tc.at("function").at("arguments").as_string(), ev.arguments_delta);
+    EXPECT_EQ(tc.contains("id"), i == 0);
+    EXPECT_EQ(tc.at("function").as_object().contains("name"), i == 0);
+  }
+}
+
+}  // namespace
