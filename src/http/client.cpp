@@ -653,11 +653,13 @@ std::string HttpEndpoint::request_head(const HttpRequest& request) const {
 
 // Sends the head and the body. Over plain TCP the socket nearly always takes a request whole at
 // once: written here, it costs one sendmsg and no trip through the event loop (an asynchronous
-// write posts its completion even when it needed no wait). What the socket does not take at
-// once, and everything over TLS, goes out asynchronously.
+// write posts its completion even when it needed no wait), and no deadline timer is armed
+// before it (a timerfd update before the request leaves). What the socket does not take at
+// once, and everything over TLS, goes out asynchronously under `phase`'s deadline.
 asio::awaitable<beast::error_code> HttpEndpoint::write_request(Connection& conn,
                                                                std::string_view head,
-                                                               std::string_view body) {
+                                                               std::string_view body, Watchdog& wd,
+                                                               const Phase& phase) {
   const std::array<asio::const_buffer, 2> wire{asio::buffer(head.data(), head.size()),
                                                asio::buffer(body.data(), body.size())};
   const std::size_t total = head.size() + body.size();
@@ -676,6 +678,7 @@ asio::awaitable<beast::error_code> HttpEndpoint::write_request(Connection& conn,
   }
   beast::buffers_suffix<std::array<asio::const_buffer, 2>> rest(wire);
   rest.consume(sent);
+  wd.set(phase);
   auto [wec, n] = co_await on_stream(
       conn, [&](auto& stream) { return asio::async_write(stream, rest, use_tuple); });
   co_return wec;
@@ -729,8 +732,7 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(const HttpRequest& 
   ++conn->uses;
   if (callbacks.on_send) callbacks.on_send();
   Phase phase = callbacks.next_phase ? callbacks.next_phase() : Phase{};
-  set_deadline(phase);
-  const beast::error_code wec = co_await write_request(*conn, head, request.body);
+  const beast::error_code wec = co_await write_request(*conn, head, request.body, *wd, phase);
   if (wec) {
     cancel.active = nullptr;
     if (may_retry && !cancel.cancelled && is_disconnect(wec)) co_return Attempt::retry;

@@ -197,7 +197,8 @@ class HttpEndpoint {
   std::string request_head(const HttpRequest& request) const;
   boost::asio::awaitable<boost::system::error_code> write_request(Connection& conn,
                                                                   std::string_view head,
-                                                                  std::string_view body);
+                                                                  std::string_view body,
+                                                                  Watchdog& wd, const Phase& phase);
   void give_back(std::unique_ptr<Connection> conn);
   std::string describe(const char* what) const;
   // Hides the API key and the extra headers' values in a server's error body (some echo the

@@ -52,8 +52,15 @@ FrameStatus SseFramer::feed(std::string_view bytes, const OnEvent& on_event) {
         continue;
       }
     }
-    std::size_t i = 0;
-    while (i < bytes.size() && bytes[i] != '\n' && bytes[i] != '\r') ++i;
+    // The line's end: the first '\n', or a '\r' before it. Two memchr scans (vectorised) cost
+    // a fraction of a byte-by-byte loop over a token's event of a few hundred bytes.
+    const char* p = bytes.data();
+    const void* nl = std::memchr(p, '\n', bytes.size());
+    std::size_t i =
+        nl != nullptr ? static_cast<std::size_t>(static_cast<const char*>(nl) - p) : bytes.size();
+    if (const void* cr = std::memchr(p, '\r', i); cr != nullptr) {
+      i = static_cast<std::size_t>(static_cast<const char*>(cr) - p);
+    }
     if (i == bytes.size()) {
       if (line_.size() + bytes.size() > max_) return FrameStatus::too_long;
       line_.append(bytes);

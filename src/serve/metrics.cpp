@@ -151,7 +151,9 @@ struct Metrics::Impl {
   };
   std::mutex series_mu;
   std::map<std::string, Series, std::less<>> series;  // by pool + '\n' + endpoint; series_mu
-  std::string key;                                    // scratch; under series_mu
+  // HTTP answers' counters, by path + ' ' + status code; under series_mu.
+  std::map<std::string, prometheus::Counter*, std::less<>> http_series;
+  std::string key;  // scratch; under series_mu
 
   Series& series_of(const std::string& pool, const std::string& endpoint) {
     key.assign(pool).append(1, '\n').append(endpoint);
@@ -168,7 +170,17 @@ Metrics::Metrics() : impl_(std::make_unique<Impl>()) {}
 Metrics::~Metrics() = default;
 
 void Metrics::http_request(std::string_view path, int status) {
-  impl_->http.Add({{"path", std::string(path)}, {"code", std::to_string(status)}}).Increment();
+  Impl& m = *impl_;
+  std::lock_guard lock(m.series_mu);
+  m.key.assign(path).append(1, ' ').append(std::to_string(status));
+  auto it = m.http_series.find(m.key);
+  if (it == m.http_series.end()) {
+    it = m.http_series
+             .emplace(m.key,
+                      &m.http.Add({{"path", std::string(path)}, {"code", std::to_string(status)}}))
+             .first;
+  }
+  it->second->Increment();
 }
 
 void Metrics::generation(const std::string& pool, const Completion& c, bool client_gone) {

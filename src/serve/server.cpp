@@ -455,16 +455,30 @@ class Connection final : public DirectWriter {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(kHeaderLimit);
     parser.body_limit(s_.opt.body_limit);
-    stream_.expires_after(client_timeout());
     boost::system::error_code ec;
-    if (tls_) {
-      auto [rec, rn] = co_await bhttp::async_read(*tls_, buf_, parser, use_tuple);
-      ec = rec;
-    } else {
-      auto [rec, rn] = co_await bhttp::async_read(stream_, buf_, parser, use_tuple);
-      ec = rec;
+    bool wait = tls_ != nullptr;
+    if (!tls_) {
+      // A request already in the socket (a keep-alive client sends the next one as soon as the
+      // last response ends) is read and parsed here: no timer armed and stopped, no posted
+      // completion and no trip through the event loop before its upstream request goes out.
+      // What has not arrived yet is waited for below, the parser going on where it stopped.
+      auto& sock = stream_.socket();
+      if (!sock.non_blocking()) sock.non_blocking(true, ec);
+      if (!ec) bhttp::read(sock, buf_, parser, ec);
+      wait = ec == asio::error::would_block || ec == asio::error::try_again;
+      if (wait) ec = {};
     }
-    stream_.expires_never();
+    if (wait) {
+      stream_.expires_after(client_timeout());
+      if (tls_) {
+        auto [rec, rn] = co_await bhttp::async_read(*tls_, buf_, parser, use_tuple);
+        ec = rec;
+      } else {
+        auto [rec, rn] = co_await bhttp::async_read(stream_, buf_, parser, use_tuple);
+        ec = rec;
+      }
+      stream_.expires_never();
+    }
     if (!s_.set_busy(fd_, true)) co_return false;
     path_label_ = "other";
     if (ec) {
