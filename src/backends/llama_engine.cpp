@@ -61,6 +61,14 @@ void init_llama_once() {
   });
 }
 
+// How many tokens `a` and `b` share from their start.
+std::size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  const auto n = std::min(a.size(), b.size());
+  return static_cast<std::size_t>(
+      std::mismatch(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(n), b.begin()).first -
+      a.begin());
+}
+
 }  // namespace
 
 // Wakes the engine's loop. Shared with request handles, which may outlive the engine.
@@ -571,6 +579,30 @@ void LlamaEngine::admit() {
       ++it;
       continue;
     }
+    if (seq == nullptr && job.req.session.empty() && job.req.cache_prompt.value_or(true)) {
+      // Without a session, the idle sequence whose cells share the longest prefix with this
+      // prompt (an agent's system prompt, the same request again), when that is at least half
+      // of the prompt; otherwise the least recently used, so that a sequence holding a useful
+      // prefix is not spent on a token or two in common. As llama-server picks a slot
+      // (--slot-prompt-similarity 0.5). Only the rest of the prompt is read.
+      if (job.prompt.empty() && !prepare_prompt(job, nullptr)) {
+        job.complete();
+        it = waiting_.erase(it);
+        continue;
+      }
+      std::size_t best = 0;
+      Seq* oldest = nullptr;
+      for (auto& s : seqs_) {
+        if (s->job || !s->session.empty()) continue;
+        const std::size_t common = common_prefix(s->cached, job.prompt);
+        if (seq == nullptr || common > best || (common == best && s->last_used < seq->last_used)) {
+          seq = s.get();
+          best = common;
+        }
+        if (oldest == nullptr || s->last_used < oldest->last_used) oldest = s.get();
+      }
+      if (2 * best < job.prompt.size()) seq = oldest;
+    }
     if (seq == nullptr) {
       for (auto& s : seqs_) {
         if (!s->job && s->session.empty()) {
@@ -602,6 +634,14 @@ void LlamaEngine::admit() {
 }
 
 bool LlamaEngine::prepare(LlamaJob& job, Seq& seq) {
+  if (job.prompt.empty() && !prepare_prompt(job, &seq)) return false;
+  bind(job, seq);
+  return true;
+}
+
+// Checks the request and makes its prompt tokens. `seq`: the sequence it will run on, when it
+// is known (a session's turn reuses the session's tokens); null for a request without one.
+bool LlamaEngine::prepare_prompt(LlamaJob& job, const Seq* seq) {
   const Request& r = job.req;
   auto fail = [&](const std::string& msg) {
     job.c.error = {ErrorKind::bad_request, fmt::format("{}: {}", path_, msg)};
@@ -644,13 +684,13 @@ bool LlamaEngine::prepare(LlamaJob& job, Seq& seq) {
     if (r.tools_json) return fail("tools need a chat request (messages), not a completion");
     job.prompt_text = r.system.empty() ? r.prompt : r.system + "\n\n" + r.prompt;
   }
-  const bool same_session = !r.session.empty() && seq.session == r.session;
-  if (same_session && !seq.session_text.empty() &&
-      job.prompt_text.compare(0, seq.session_text.size(), seq.session_text) == 0) {
+  const bool same_session = seq != nullptr && !r.session.empty() && seq->session == r.session;
+  if (same_session && !seq->session_text.empty() &&
+      job.prompt_text.compare(0, seq->session_text.size(), seq->session_text) == 0) {
     // The new prompt extends what the session holds: tokenize only the new text, so the cached
     // tokens are reused exactly as they were generated.
-    job.prompt = seq.cached;
-    const auto rest = tokenize(job.prompt_text.substr(seq.session_text.size()), false);
+    job.prompt = seq->cached;
+    const auto rest = tokenize(job.prompt_text.substr(seq->session_text.size()), false);
     job.prompt.insert(job.prompt.end(), rest.begin(), rest.end());
   } else {
     job.prompt = tokenize(job.prompt_text, true);
@@ -670,21 +710,24 @@ bool LlamaEngine::prepare(LlamaJob& job, Seq& seq) {
     job.sampler = make_sampler(r, error);
     if (job.sampler == nullptr) return fail(error);
   }
+  return true;
+}
 
-  // Reuse the longest common prefix of what the sequence holds; at least one prompt token is
-  // decoded again so that there are logits to sample from.
-  if (!same_session) {
-    if (!seq.session.empty() || !seq.cached.empty()) {
-      llama_memory_seq_rm(llama_get_memory(ctx_), seq.id, -1, -1);
-      seq.cached.clear();
-    }
+// Puts the prepared job on `seq`, reusing the longest common prefix of the cells the sequence
+// holds: its session's, or, for a request without a session on a sequence without one, what
+// the last request there left (unless the request says cache_prompt false). At least one
+// prompt token is decoded again so that there are logits to sample from.
+void LlamaEngine::bind(LlamaJob& job, Seq& seq) {
+  const Request& r = job.req;
+  // cache_prompt false (as llama-server reads it): a request without a session starts cold.
+  const bool reuse = r.session.empty() ? seq.session.empty() && r.cache_prompt.value_or(true)
+                                       : seq.session == r.session;
+  if (!reuse && !seq.cached.empty()) {
+    llama_memory_seq_rm(llama_get_memory(ctx_), seq.id, -1, -1);
+    seq.cached.clear();
+    seq.session_text.clear();
   }
-  std::size_t keep = 0;
-  while (keep < seq.cached.size() && keep < job.prompt.size() &&
-         seq.cached[keep] == job.prompt[keep]) {
-    ++keep;
-  }
-  keep = std::min(keep, job.prompt.size() - 1);
+  std::size_t keep = std::min(common_prefix(seq.cached, job.prompt), job.prompt.size() - 1);
   if (keep < seq.cached.size()) {
     llama_memory_seq_rm(llama_get_memory(ctx_), seq.id, static_cast<llama_pos>(keep), -1);
     seq.cached.resize(keep);
@@ -695,7 +738,6 @@ bool LlamaEngine::prepare(LlamaJob& job, Seq& seq) {
   job.c.figures.prompt_tokens_cached = static_cast<int64_t>(keep);
   seq.session = r.session;
   seq.drop_after = false;
-  return true;
 }
 
 void LlamaEngine::emit_token(Seq& seq, int32_t token) {
@@ -783,10 +825,14 @@ void LlamaEngine::finish(Seq& seq, ErrorKind kind, std::string message) {
   // Keep a session's cells (they hold exactly seq.cached); free everything else's. A request that
   // ended before its prompt was wholly read (cancelled mid-prefill) leaves cells that match no
   // text we could record as the session's, so the session is dropped rather than kept wrong.
+  // A request without a session leaves its cells (exactly seq.cached, however it ended) for the
+  // next request's common prefix, unless decoding failed.
   const bool prefilled = seq.cached.size() >= j.prompt.size();
   const bool keep =
       !seq.session.empty() && !seq.drop_after && kind != ErrorKind::server && prefilled;
-  if (keep) {
+  if (seq.session.empty() && kind != ErrorKind::server) {
+    seq.session_text.clear();
+  } else if (keep) {
     std::string text = j.prompt_text;
     const std::size_t decoded = seq.cached.size() - std::min(seq.cached.size(), j.prompt.size());
     for (std::size_t i = 0; i < decoded && i < j.pieces.size(); ++i) text += j.pieces[i];

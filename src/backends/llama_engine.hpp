@@ -68,6 +68,8 @@ class LlamaEngine {
   void loop();
   void admit();
   bool prepare(LlamaJob& job, Seq& seq);
+  bool prepare_prompt(LlamaJob& job, const Seq* seq);
+  void bind(LlamaJob& job, Seq& seq);
   void step();
   void finish(Seq& seq, ErrorKind kind = ErrorKind::none, std::string message = {});
   void emit_token(Seq& seq, int32_t token);

@@ -225,6 +225,30 @@ TEST(LlamaInProcess, IdleSessionsAreEvictedLeastRecentlyUsed) {
   EXPECT_EQ(turn("b").figures.prompt_tokens_cached.value_or(-1), 0);
 }
 
+// Without a session, a request reads again only what the idle sequences do not already hold
+// (the longest common prefix, as llama-server's slots do), and answers exactly as it did cold;
+// cache_prompt false starts it cold.
+TEST(LlamaInProcess, ARepeatedPromptReusesTheCellsALastRequestLeft) {
+  auto b = inproc(2);
+  const Completion cold = b->generate(completion(kPrompts[4], 16));
+  ASSERT_TRUE(cold.ok()) << cold.error.message;
+  EXPECT_EQ(cold.figures.prompt_tokens_cached.value_or(-1), 0);
+  const int64_t prompt = cold.figures.tokens_in.value_or(0);
+  ASSERT_GT(prompt, 1);
+  const Completion other = b->generate(completion(kPrompts[6], 16));  // on the other sequence
+  ASSERT_TRUE(other.ok()) << other.error.message;
+  const Completion warm = b->generate(completion(kPrompts[4], 16));
+  ASSERT_TRUE(warm.ok()) << warm.error.message;
+  EXPECT_EQ(warm.figures.prompt_tokens_cached.value_or(-1), prompt - 1);
+  EXPECT_EQ(warm.tokens, cold.tokens);
+  Request fresh = completion(kPrompts[4], 16);
+  fresh.cache_prompt = false;
+  const Completion again = b->generate(fresh);
+  ASSERT_TRUE(again.ok()) << again.error.message;
+  EXPECT_EQ(again.figures.prompt_tokens_cached.value_or(-1), 0);
+  EXPECT_EQ(again.tokens, cold.tokens);
+}
+
 TEST(LlamaInProcess, CancellingOneOfFourLeavesTheOthersUnchanged) {
   auto b = inproc(4);
   std::vector<Request> reqs;
