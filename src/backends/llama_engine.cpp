@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 
 namespace chimera::backends {
@@ -200,7 +201,27 @@ LlamaEngine::LlamaEngine(std::string model_path, const LlamaConfig& config)
     s->id = i;
     seqs_.push_back(std::move(s));
   }
-  thread_ = std::thread([this] { loop(); });
+  std::promise<void> warm;
+  std::future<void> warmed = warm.get_future();
+  thread_ = std::thread([this, &warm] {
+    warm_up();
+    warm.set_value();
+    loop();
+  });
+  warmed.wait();
+}
+
+// One decode of a single token, its cells then dropped, on the engine's thread before the first
+// request, as llama-server warms up at start: the first decode faults the model's mapped pages
+// in, starts the compute threads (OpenMP makes a team per calling thread) and allocates the
+// graph's buffers, which made the first request's first token several times slower than the
+// next ones' (bench/serve/scale.sh).
+void LlamaEngine::warm_up() {
+  llama_token token = llama_vocab_bos(vocab_);
+  if (token == LLAMA_TOKEN_NULL) token = 0;
+  llama_batch batch = llama_batch_get_one(&token, 1);
+  if (llama_decode(ctx_, batch) == 0) llama_synchronize(ctx_);
+  llama_memory_clear(llama_get_memory(ctx_), true);
 }
 
 LlamaEngine::~LlamaEngine() {

@@ -66,6 +66,7 @@ class LlamaEngine {
  private:
   struct Seq;
   void loop();
+  void warm_up();
   void admit();
   bool prepare(LlamaJob& job, Seq& seq);
   bool prepare_prompt(LlamaJob& job, const Seq* seq);
