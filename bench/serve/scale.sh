@@ -7,7 +7,7 @@
 #      open-file limit it runs under (each stream holds two sockets in serve).
 #   2. serve --model tiny.gguf (in-process) against llama-server on the same file, with the same
 #      slots (--parallel/-np 8), context per slot and CPU threads, at 1, 16 and 64 clients
-#      (each sends 8, 4 or 2 requests of 16 tokens), alternating, ROUNDS times (default 3):
+#      (each sends 16, 4 or 2 requests of 16 tokens), alternating, ROUNDS times (default 3):
 #      TTFT p50/p99 and aggregate tokens/s.
 #
 #   3. (PARTS "peers") the same two servers at 1, 16 and 64 clients, driven by the peers
@@ -115,14 +115,15 @@ model=$dir/tiny.gguf
 "$cli" model synth --preset tiny --seed 42 --out "$model" --quiet >/dev/null
 ctx=512
 # Each pair alternates, fresh processes each round (ROUNDS, default 3). A client sends its
-# requests one after another: 8 for a lone client, so that its p50 is not its cold first
-# request, 4 at 16 clients, 2 at 64.
+# requests one after another: 16 for a lone client, so that its p50 is not its cold first
+# request, 4 at 16 clients, 2 at 64. Both servers warm up at load, as by default (llama-server
+# decodes one token before it listens, serve --model likewise).
 for round in $(seq 1 "${ROUNDS:-3}"); do
 for clients in 1 16 64; do
-  case $clients in 1) requests=8 ;; 16) requests=4 ;; *) requests=2 ;; esac
+  case $clients in 1) requests=16 ;; 16) requests=4 ;; *) requests=2 ;; esac
   port=$(free_port)
   "$llama_server" -m "$model" --host 127.0.0.1 --port "$port" -c $((ctx * 8)) -np 8 -t "$threads" \
-    --no-webui --no-warmup --cache-ram 0 >"$dir/llama-server.log" 2>&1 &
+    --no-webui --cache-ram 0 >"$dir/llama-server.log" 2>&1 &
   lp=$!
   pids+=($lp)
   wait_http "$port"
@@ -171,7 +172,7 @@ for clients in 1 16 64; do
     port=$(free_port)
     if [[ $server == llama-server ]]; then
       "$llama_server" -m "$model" --host 127.0.0.1 --port "$port" -c $((ctx * 8)) -np 8 \
-        -t "$threads" --no-webui --no-warmup --cache-ram 0 >"$dir/$server.log" 2>&1 &
+        -t "$threads" --no-webui --cache-ram 0 >"$dir/$server.log" 2>&1 &
     else
       "$cli" serve --port "$port" --model "$model" --parallel 8 --ctx-per-seq "$ctx" \
         --model-threads "$threads" >"$dir/$server.log" 2>&1 &
