@@ -71,7 +71,10 @@ std::string error_message_from_body(std::string_view body) {
 }
 
 std::optional<int64_t> get_int(const json::object& o, std::string_view key) {
-  const auto* v = o.if_contains(key);
+  return get_int(o.if_contains(key));
+}
+
+std::optional<int64_t> get_int(const json::value* v) {
   if (v == nullptr) return std::nullopt;
   if (v->is_int64()) return v->get_int64();
   if (v->is_uint64()) {
@@ -105,9 +108,12 @@ std::optional<double> get_double(const json::object& o, std::string_view key) {
 }
 
 std::optional<int64_t> server_count(const json::object& o, std::string_view key, Completion& c) {
-  const auto* v = o.if_contains(key);
+  return server_count(o.if_contains(key), key, c);
+}
+
+std::optional<int64_t> server_count(const json::value* v, std::string_view key, Completion& c) {
   if (v == nullptr || v->is_null()) return std::nullopt;
-  const auto n = get_int(o, key);
+  const auto n = get_int(v);
   if (n && *n >= 0 && *n <= kMaxServerCount) return n;
   c.warnings.push_back(
       fmt::format("the server reported {} = {}, which is not a count (an "

@@ -57,6 +57,7 @@ std::string error_message_from_body(std::string_view body);
 // A number that fits: get_int gives nullopt for a value that is not an integral number within
 // int64 (1e999, 1.5, a string), get_double for one that is not finite.
 std::optional<int64_t> get_int(const boost::json::object& o, std::string_view key);
+std::optional<int64_t> get_int(const boost::json::value* v);  // nullptr: absent
 std::optional<double> get_double(const boost::json::object& o, std::string_view key);
 std::string get_string(const boost::json::object& o, std::string_view key);
 
@@ -66,6 +67,9 @@ inline constexpr int64_t kMaxServerCount = int64_t{1} << 53;
 // Present but not such a number: nullopt, and a warning in `c` naming the key and the value
 // (the figure is left out rather than reported wrong).
 std::optional<int64_t> server_count(const boost::json::object& o, std::string_view key,
+                                    Completion& c);
+// The same for a value already looked up (nullptr: absent); `key` names it in the warning.
+std::optional<int64_t> server_count(const boost::json::value* v, std::string_view key,
                                     Completion& c);
 // A time or rate the server reported: finite and not negative; otherwise as server_count.
 std::optional<double> server_number(const boost::json::object& o, std::string_view key,

@@ -3,6 +3,7 @@
 // last chunk, `id_slot` and `cache_prompt` in the request, /health and /props.
 #include "backends/openai.hpp"
 
+#include "backends/openai_chunk.hpp"
 #include "backends/request_json.hpp"
 #include "http/client.hpp"
 
@@ -109,12 +110,14 @@ FinishReason map_finish(std::string_view raw) {
 
 class OpenAIDecoder final : public StreamDecoder {
  public:
-  OpenAIDecoder(bool chat, bool stream, std::size_t max_record, std::string url)
+  OpenAIDecoder(bool chat, bool stream, std::size_t max_record, std::string url, bool scan)
       : chat_(chat),
         stream_(stream),
         max_record_(max_record),
         framer_(max_record),
-        url_(std::move(url)) {}
+        url_(std::move(url)) {
+    if (stream && scan) scanner_ = std::make_unique<StreamChunkScanner>();
+  }
 
   bool on_bytes(std::string_view bytes, Emitter& out) override {
     if (!stream_) {
@@ -171,7 +174,36 @@ class OpenAIDecoder final : public StreamDecoder {
                   fmt::format("{}: the server sent an error event mid-stream (event {}): {}", url_,
                               events_, error_message_from_body(ev.data)));
     }
+    if (scanner_ && scanner_->scan(ev.data)) return handle_scanned(scanner_->chunk(), out);
     return handle_json(ev.data, out, /*whole=*/false);
+  }
+
+  // A record of the common shape, as handle_json would take it (openai_chunk.hpp).
+  bool handle_scanned(const StreamChunk& k, Emitter& out) {
+    out.server_sent(std::max<int64_t>(0, get_int(&k.server_sent_ns).value_or(0)));
+    Completion& c = out.completion();
+    if (k.has_model && !k.model.empty()) c.model = k.model;
+    if (k.has_choice && get_int(&k.index).value_or(0) == 0) {
+      std::string_view text;
+      std::string_view thinking;
+      if (chat_ && k.has_delta) {
+        if (k.has_content) text = k.content;
+        if (k.has_reasoning_content) thinking = k.reasoning_content;
+        if (k.has_reasoning) thinking = k.reasoning;
+      } else if (k.has_text) {
+        text = k.text;
+      }
+      if (!text.empty() || !thinking.empty()) {
+        if (!out.token(text, thinking, nullptr)) return false;
+      }
+      if (k.has_finish) {
+        finish_seen_ = true;
+        c.finish_raw = k.finish;
+        c.finish = map_finish(c.finish_raw);
+      }
+    }
+    if (auto slot = server_count(&k.id_slot, "id_slot", c)) c.server.slot_id = slot;
+    return true;
   }
 
   bool handle_json(std::string_view text, Emitter& out, bool whole) {
@@ -307,6 +339,7 @@ class OpenAIDecoder final : public StreamDecoder {
   std::size_t max_record_;
   http::SseFramer framer_;
   std::string url_;
+  std::unique_ptr<StreamChunkScanner> scanner_;  // streamed records of the common shape
   std::string whole_;
   bool done_ = false;
   bool finish_seen_ = false;
@@ -391,8 +424,13 @@ bool OpenAIBackend::build(const Request& r, http::HttpRequest& out, std::string&
 }
 
 std::unique_ptr<StreamDecoder> OpenAIBackend::make_decoder(const Request& r) {
-  return std::make_unique<OpenAIDecoder>(r.kind == RequestKind::chat, r.stream,
-                                         endpoint_->limits().max_record_bytes, endpoint());
+  return make_openai_decoder(r.kind == RequestKind::chat, r.stream,
+                             endpoint_->limits().max_record_bytes, endpoint());
+}
+
+std::unique_ptr<StreamDecoder> make_openai_decoder(bool chat, bool stream, std::size_t max_record,
+                                                   std::string url, bool scan) {
+  return std::make_unique<OpenAIDecoder>(chat, stream, max_record, std::move(url), scan);
 }
 
 EndpointInfo OpenAIBackend::check() {

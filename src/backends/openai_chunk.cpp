@@ -1,0 +1,305 @@
+#include "backends/openai_chunk.hpp"
+
+#include <boost/json/basic_parser_impl.hpp>
+
+#include <array>
+#include <cstdint>
+
+namespace chimera::backends {
+
+namespace json = boost::json;
+
+namespace {
+
+// Where the parser is: a frame per open object or array.
+enum class Frame : std::uint8_t {
+  top,      // the record's object
+  choices,  // its "choices" array
+  choice,   // the array's one object
+  delta,    // the choice's "delta" object
+  skipped,  // anything else (its contents are not read)
+};
+
+// Which field the next value belongs to, from the key before it.
+enum class Field : std::uint8_t {
+  none,  // a key that is not read: its value, whatever it is, is skipped
+  server_sent_ns,
+  id_slot,
+  model,
+  choices,
+  index,
+  delta,
+  text,
+  finish_reason,
+  content,
+  reasoning_content,
+  reasoning,
+};
+
+// Declining a record: any handler returning false stops the parser; the caller then parses the
+// record whole, which gives the record's own error when it is malformed.
+class ChunkHandler {
+ public:
+  // As boost::json's own tree builder, so that both paths accept the same records.
+  static constexpr std::size_t max_object_size = json::object::max_size();
+  static constexpr std::size_t max_array_size = json::array::max_size();
+  static constexpr std::size_t max_key_size = json::string::max_size();
+  static constexpr std::size_t max_string_size = json::string::max_size();
+
+  void start(StreamChunk& out) {
+    out_ = &out;
+    out.server_sent_ns = nullptr;
+    out.id_slot = nullptr;
+    out.index = nullptr;
+    out.has_model = out.has_choice = out.has_delta = false;
+    out.has_content = out.has_reasoning_content = out.has_reasoning = false;
+    out.has_text = out.has_finish = false;
+    depth_ = 0;
+    field_ = Field::none;
+    key_.clear();
+    started_.fill(false);
+  }
+
+  bool on_document_begin(boost::system::error_code&) { return true; }
+  bool on_document_end(boost::system::error_code&) { return true; }
+
+  bool on_object_begin(boost::system::error_code& ec) {
+    if (depth_ == 0) return push(Frame::top, ec);
+    switch (top()) {
+      case Frame::skipped:
+        return push(Frame::skipped, ec);
+      case Frame::choices:
+        if (out_->has_choice) return decline(ec);  // several choices: the whole path
+        out_->has_choice = true;
+        return push(Frame::choice, ec);
+      default:
+        break;
+    }
+    switch (take_field()) {
+      case Field::none:
+        return push(Frame::skipped, ec);
+      case Field::delta:
+        out_->has_delta = true;
+        return push(Frame::delta, ec);
+      default:
+        return decline(ec);  // an object where a string or a number belongs
+    }
+  }
+  bool on_object_end(std::size_t, boost::system::error_code&) { return pop(); }
+
+  bool on_array_begin(boost::system::error_code& ec) {
+    if (depth_ == 0) return decline(ec);
+    if (top() == Frame::skipped) return push(Frame::skipped, ec);
+    if (top() == Frame::choices) return decline(ec);
+    switch (take_field()) {
+      case Field::none:
+        return push(Frame::skipped, ec);
+      case Field::choices:
+        return push(Frame::choices, ec);
+      default:
+        return decline(ec);
+    }
+  }
+  bool on_array_end(std::size_t, boost::system::error_code&) { return pop(); }
+
+  bool on_key_part(json::string_view s, std::size_t, boost::system::error_code&) {
+    key_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_key(json::string_view s, std::size_t, boost::system::error_code& ec) {
+    if (top() == Frame::skipped) {
+      key_.clear();
+      return true;
+    }
+    std::string_view key(s.data(), s.size());
+    if (!key_.empty()) {
+      key_.append(s.data(), s.size());
+      key = key_;
+    }
+    const bool ok = choose_field(key, ec);
+    key_.clear();
+    return ok;
+  }
+
+  bool on_string_part(json::string_view s, std::size_t, boost::system::error_code& ec) {
+    return string_piece(s, ec);
+  }
+  bool on_string(json::string_view s, std::size_t, boost::system::error_code& ec) {
+    if (!string_piece(s, ec)) return false;
+    field_ = Field::none;
+    return true;
+  }
+
+  bool on_number_part(json::string_view, boost::system::error_code&) { return true; }
+  bool on_int64(std::int64_t i, json::string_view, boost::system::error_code& ec) {
+    return scalar(json::value(i), ec);
+  }
+  bool on_uint64(std::uint64_t u, json::string_view, boost::system::error_code& ec) {
+    return scalar(json::value(u), ec);
+  }
+  bool on_double(double d, json::string_view, boost::system::error_code& ec) {
+    return scalar(json::value(d), ec);
+  }
+  bool on_bool(bool b, boost::system::error_code& ec) { return scalar(json::value(b), ec); }
+  bool on_null(boost::system::error_code& ec) { return scalar(json::value(nullptr), ec); }
+
+  // Comments are not allowed by the default options, which both paths use.
+  bool on_comment_part(json::string_view, boost::system::error_code&) { return true; }
+  bool on_comment(json::string_view, boost::system::error_code&) { return true; }
+
+ private:
+  Frame top() const { return frames_[depth_ - 1]; }
+
+  bool push(Frame f, boost::system::error_code& ec) {
+    if (depth_ == frames_.size()) return decline(ec);
+    seen_[depth_] = 0;
+    frames_[depth_++] = f;
+    field_ = Field::none;
+    return true;
+  }
+  bool pop() {
+    --depth_;
+    field_ = Field::none;
+    return true;
+  }
+  Field take_field() {
+    const Field f = field_;
+    field_ = Field::none;
+    return f;
+  }
+
+  static bool decline(boost::system::error_code& ec) {
+    ec = json::error::syntax;  // any error: the parser stops, the caller reads the whole record
+    return false;
+  }
+
+  // A key read twice, or one whose value needs the whole path (an error, usage, timings, tool
+  // calls), declines the record.
+  bool choose_field(std::string_view key, boost::system::error_code& ec) {
+    Field f = Field::none;
+    switch (top()) {
+      case Frame::top:
+        if (key == "error" || key == "usage" || key == "timings") return decline(ec);
+        if (key == "server_sent_ns") f = Field::server_sent_ns;
+        if (key == "id_slot") f = Field::id_slot;
+        if (key == "model") f = Field::model;
+        if (key == "choices") f = Field::choices;
+        break;
+      case Frame::choice:
+        if (key == "index") f = Field::index;
+        if (key == "delta") f = Field::delta;
+        if (key == "text") f = Field::text;
+        if (key == "finish_reason") f = Field::finish_reason;
+        break;
+      case Frame::delta:
+        if (key == "tool_calls") return decline(ec);
+        if (key == "content") f = Field::content;
+        if (key == "reasoning_content") f = Field::reasoning_content;
+        if (key == "reasoning") f = Field::reasoning;
+        break;
+      default:
+        break;
+    }
+    if (f != Field::none) {
+      const auto bit = std::uint32_t{1} << static_cast<unsigned>(f);
+      if ((seen_[depth_ - 1] & bit) != 0) return decline(ec);
+      seen_[depth_ - 1] |= bit;
+    }
+    field_ = f;
+    return true;
+  }
+
+  bool string_piece(json::string_view s, boost::system::error_code& ec) {
+    if (depth_ == 0 || top() == Frame::choices) return decline(ec);
+    if (top() == Frame::skipped) return true;
+    std::string* to = nullptr;
+    switch (field_) {
+      case Field::none:
+        return true;
+      case Field::model:
+        to = &out_->model, out_->has_model = true;
+        break;
+      case Field::text:
+        to = &out_->text, out_->has_text = true;
+        break;
+      case Field::finish_reason:
+        to = &out_->finish, out_->has_finish = true;
+        break;
+      case Field::content:
+        to = &out_->content, out_->has_content = true;
+        break;
+      case Field::reasoning_content:
+        to = &out_->reasoning_content, out_->has_reasoning_content = true;
+        break;
+      case Field::reasoning:
+        to = &out_->reasoning, out_->has_reasoning = true;
+        break;
+      default:
+        return decline(ec);  // a string where a number or a container belongs
+    }
+    if (!started_[static_cast<unsigned>(field_)]) {
+      to->clear();
+      started_[static_cast<unsigned>(field_)] = true;
+    }
+    to->append(s.data(), s.size());
+    return true;
+  }
+
+  bool scalar(const json::value& v, boost::system::error_code& ec) {
+    if (depth_ == 0 || top() == Frame::choices) return decline(ec);
+    if (top() == Frame::skipped) return true;
+    switch (take_field()) {
+      case Field::server_sent_ns:
+        out_->server_sent_ns = v;
+        return true;
+      case Field::id_slot:
+        out_->id_slot = v;
+        return true;
+      case Field::index:
+        out_->index = v;
+        return true;
+      case Field::choices:
+      case Field::delta:
+        // Neither an array nor an object: the whole path, which has its own word for it.
+        return decline(ec);
+      default:
+        return true;  // a null or a number for a string field: not a string, not used
+    }
+  }
+
+  StreamChunk* out_ = nullptr;
+  // Deeper than any record of the common shape; a deeper record takes the whole path.
+  std::array<Frame, 32> frames_{};
+  std::array<std::uint32_t, 32> seen_{};  // per open frame: the keys of Field it has had
+  // Per Field: whether its string has begun (a string with escapes arrives in pieces).
+  std::array<bool, 16> started_{};
+  std::size_t depth_ = 0;
+  Field field_ = Field::none;
+  std::string key_;
+};
+
+}  // namespace
+
+struct StreamChunkScanner::Impl {
+  Impl() : parser(json::parse_options{}) {}
+  json::basic_parser<ChunkHandler> parser;
+  StreamChunk chunk;
+};
+
+StreamChunkScanner::StreamChunkScanner() : impl_(std::make_unique<Impl>()) {}
+StreamChunkScanner::~StreamChunkScanner() = default;
+
+bool StreamChunkScanner::scan(std::string_view text) {
+  auto& p = impl_->parser;
+  p.reset();
+  p.handler().start(impl_->chunk);
+  boost::system::error_code ec;
+  const std::size_t n = p.write_some(false, text.data(), text.size(), ec);
+  return !ec && n == text.size() && p.done();
+}
+
+const StreamChunk& StreamChunkScanner::chunk() const {
+  return impl_->chunk;
+}
+
+}  // namespace chimera::backends

@@ -1,0 +1,63 @@
+// A streamed OpenAI-compatible record read without building its JSON tree (private header).
+//
+// Nearly every record of a stream is a token: {"choices":[{"index":0,"delta":{"content":"..."},
+// "finish_reason":null}],"model":"...",...}. Parsing each into a boost::json::value and looking
+// its keys up one by one was a third of the instructions `serve` spent per proxied request
+// (callgrind). scan_stream_chunk reads such a record in one pass of boost::json's SAX parser,
+// keeping only the fields a token needs; any record it is not sure of (an error, usage or
+// timings, tool calls, several choices, a repeated key, a value of an unusual type, malformed
+// JSON) it declines, and the caller parses that record whole as before. The two paths give the
+// same tokens, figures and errors (tests/backends/openai_chunk_test.cpp and
+// fuzz/openai_chunk_differential_fuzzer.cpp compare them).
+#pragma once
+
+#include <boost/json/value.hpp>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace chimera::backends {
+
+// The fields of one record. Numbers are kept as the JSON value the tree would hold (an int64,
+// uint64, double, bool or null), so that the same checks apply to them; strings are unescaped.
+struct StreamChunk {
+  boost::json::value server_sent_ns;  // null when absent
+  boost::json::value id_slot;         // null when absent
+  bool has_model = false;             // "model" was a string
+  std::string model;
+  bool has_choice = false;  // "choices" held one object
+  boost::json::value index;
+  bool has_delta = false;  // the choice's "delta" was an object
+  bool has_content = false;
+  std::string content;
+  bool has_reasoning_content = false;
+  std::string reasoning_content;
+  bool has_reasoning = false;
+  std::string reasoning;
+  bool has_text = false;  // the choice's "text" (completions)
+  std::string text;
+  bool has_finish = false;  // "finish_reason" was a string
+  std::string finish;
+};
+
+// Reads records one after another; keeps its buffers between them (no allocation per record
+// once they have grown to the records' size).
+class StreamChunkScanner {
+ public:
+  StreamChunkScanner();
+  ~StreamChunkScanner();
+  StreamChunkScanner(const StreamChunkScanner&) = delete;
+  StreamChunkScanner& operator=(const StreamChunkScanner&) = delete;
+
+  // True when `text` is one JSON object of the common shape, with its fields in `chunk()`;
+  // false when the record must be parsed whole.
+  bool scan(std::string_view text);
+  const StreamChunk& chunk() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace chimera::backends

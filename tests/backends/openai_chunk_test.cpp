@@ -1,0 +1,172 @@
+// StreamChunkScanner (src/backends/openai_chunk.hpp) reads the common streamed record without
+// building its JSON tree; a record it declines is parsed whole. These tests feed the same
+// records to the OpenAI decoder with and without the scanner and require the same tokens,
+// figures, warnings and errors, and check which records take which path.
+#include "backends/openai_chunk.hpp"
+
+#include "backends/openai.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace chimera::backends {
+namespace {
+
+// Everything a decoder hands on, in order, as text that two runs can compare.
+class RecordingEmitter final : public Emitter {
+ public:
+  bool token(std::string_view text, std::string_view thinking, const ToolCall* call) override {
+    log += "token[" + std::string(text) + "|" + std::string(thinking) + "|" +
+           (call ? call->name : "") + "]\n";
+    return true;
+  }
+  bool tool_call(std::size_t index, std::string_view delta) override {
+    log += "tool_call[" + std::to_string(index) + "|" + std::string(delta) + "]\n";
+    return true;
+  }
+  Completion& completion() override { return c; }
+  void server_sent(int64_t ns) override { log += "sent[" + std::to_string(ns) + "]\n"; }
+
+  std::string summary() const {
+    std::string s = log;
+    s += "model=" + c.model + " finish=" + std::to_string(static_cast<int>(c.finish)) + "/" +
+         c.finish_raw + " slot=" + (c.server.slot_id ? std::to_string(*c.server.slot_id) : "-") +
+         " out=" + (c.figures.tokens_out ? std::to_string(*c.figures.tokens_out) : "-") +
+         " error=" + c.error.message + "\n";
+    for (const auto& w : c.warnings) s += "warning: " + w + "\n";
+    return s;
+  }
+
+  std::string log;
+  Completion c;
+};
+
+// The decoder's output for one SSE body, with the scanner or without it.
+std::string decode(const std::string& body, bool chat, bool scan) {
+  auto d = make_openai_decoder(chat, /*stream=*/true, 1 << 20, "http://up", scan);
+  RecordingEmitter e;
+  if (d->on_bytes(body, e)) d->on_end(e);
+  return e.summary();
+}
+
+std::string sse(const std::vector<std::string>& records) {
+  std::string body;
+  for (const auto& r : records) body += "data: " + r + "\n\n";
+  return body;
+}
+
+void expect_same(const std::vector<std::string>& records) {
+  const std::string body = sse(records) + "data: [DONE]\n\n";
+  for (const bool chat : {true, false}) {
+    EXPECT_EQ(decode(body, chat, true), decode(body, chat, false))
+        << (chat ? "chat" : "completions") << " body:\n"
+        << body;
+  }
+}
+
+TEST(OpenAIChunk, TheCommonRecordIsReadWithoutTheTree) {
+  StreamChunkScanner s;
+  ASSERT_TRUE(
+      s.scan(R"({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m",)"
+             R"("choices":[{"index":0,"delta":{"role":"assistant","content":"Hi \"there\"\n"},)"
+             R"("finish_reason":null,"logprobs":{"content":[{"token":"x","top":[1,2]}]}}],)"
+             R"("server_sent_ns":123,"system_fingerprint":"b1"})"));
+  const auto& k = s.chunk();
+  EXPECT_TRUE(k.has_model);
+  EXPECT_EQ(k.model, "m");
+  EXPECT_TRUE(k.has_choice);
+  EXPECT_TRUE(k.has_delta);
+  EXPECT_TRUE(k.has_content);
+  EXPECT_EQ(k.content, "Hi \"there\"\n");
+  EXPECT_FALSE(k.has_finish);
+  EXPECT_EQ(k.server_sent_ns.as_int64(), 123);
+
+  // Buffers are reused: a shorter record leaves nothing of the longer one.
+  ASSERT_TRUE(s.scan(R"({"choices":[{"delta":{"content":"a"},"finish_reason":"stop"}]})"));
+  EXPECT_FALSE(s.chunk().has_model);
+  EXPECT_EQ(s.chunk().content, "a");
+  EXPECT_EQ(s.chunk().finish, "stop");
+  EXPECT_TRUE(s.chunk().server_sent_ns.is_null());
+}
+
+TEST(OpenAIChunk, RecordsThatNeedTheWholeTreeAreDeclined) {
+  StreamChunkScanner s;
+  for (const char* r : {
+           R"({"choices":[],"usage":{"completion_tokens":3}})",
+           R"({"choices":[{"delta":{},"finish_reason":"stop"}],"timings":{"prompt_n":1}})",
+           R"({"error":{"message":"boom"}})",
+           R"({"choices":[{"delta":{"tool_calls":[{"index":0}]}}]})",
+           R"({"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}}]})",
+           R"({"choices":[{"delta":{"content":"a","content":"b"}}]})",
+           R"({"model":"a","model":"b","choices":[]})",
+           R"({"choices":{"delta":{}}})",
+           R"({"choices":[1]})",
+           R"({"choices":[{"index":"0"}]})",
+           R"({"choices":[{"delta":[]}]})",
+           R"({"server_sent_ns":"12"})",
+           R"({"id_slot":{"n":1}})",
+           R"([1,2])",
+           R"("text")",
+           R"({"choices":[{"delta":{"content":"a"}}]} x)",
+           R"({"choices":[{"delta":{"content":"a"}})",
+           R"({"choices":[{"delta":{"content":"a\x"}}]})",
+           "{\"choices\":[{\"delta\":{\"content\":\"\xff\"}}]}",
+       }) {
+    EXPECT_FALSE(s.scan(r)) << r;
+  }
+}
+
+TEST(OpenAIChunk, BothPathsGiveTheSameTokensFiguresAndErrors) {
+  // llama-server's and the synthetic server's records, as they come.
+  expect_same({
+      R"({"choices":[{"finish_reason":null,"index":0,"delta":{"role":"assistant","content":null}}],"created":1,"id":"c","model":"tiny","system_fingerprint":"b1","object":"chat.completion.chunk"})",
+      R"({"choices":[{"finish_reason":null,"index":0,"delta":{"content":" once"}}],"created":1,"id":"c","model":"tiny","object":"chat.completion.chunk"})",
+      R"({"choices":[{"finish_reason":"length","index":0,"delta":{}}],"created":1,"id":"c","model":"tiny","object":"chat.completion.chunk","usage":{"completion_tokens":2,"prompt_tokens":5,"total_tokens":7},"timings":{"prompt_n":5,"prompt_ms":1.5,"predicted_n":2,"predicted_ms":2.0,"predicted_per_second":1000.0,"cache_n":0}})",
+  });
+  expect_same({
+      R"({"model":"synth","choices":[{"index":0,"delta":{"content":"tok1 "},"finish_reason":null}],"server_sent_ns":1667558881081,"scheduled_ns":1})",
+      R"({"model":"synth","choices":[{"index":0,"delta":{},"finish_reason":"length"}],"timings":{"prompt_n":1},"server_sent_ns":1667564100243})",
+  });
+  // Completions records, reasoning, escapes and odd but valid values.
+  expect_same(
+      {R"({"choices":[{"text":"Once","index":0,"finish_reason":null}]})",
+       R"({"choices":[{"text":" upon \u00e9\ud83d\ude00 \\ \/","finish_reason":"stop"}]})"});
+  expect_same(
+      {R"({"choices":[{"delta":{"reasoning_content":"think","content":""}}]})",
+       R"({"choices":[{"delta":{"reasoning":"more","reasoning_content":"x"}}]})",
+       R"({"choices":[{"delta":{"reasoning":null,"content":"done"},"text":"not used"}]})",
+       R"({"choices":[{"text":"only text","delta":null}]})",
+       R"({"choices":[{"delta":{"content":7},"finish_reason":7}]})",
+       R"({"choices":[{"index":1,"delta":{"content":"other choice"}}]})",
+       R"({"choices":[{"index":0.0,"delta":{"content":"index 0.0"}}]})",
+       R"({"choices":[{"index":1e999,"delta":{"content":"huge index"}}]})",
+       R"({"choices":[{"index":null,"delta":{"content":"null index"}}]})",
+       R"({"choices":[{"index":true,"delta":{"content":"bool index"}}]})",
+       R"({"model":"","choices":[],"server_sent_ns":-5})",
+       R"({"model":7,"choices":[],"server_sent_ns":18446744073709551615})",
+       R"({"server_sent_ns":1.5,"id_slot":3})",
+       R"({"id_slot":-1})",
+       R"({"id_slot":2.5})",
+       R"({"id_slot":true})",
+       R"({"id_slot":null,"server_sent_ns":null})",
+       R"({"nested":{"error":{"usage":[{"choices":[1,{"a":[[[]]]}]}]}},"choices":[]})",
+       R"({"choices":[{"delta":{"content":"x","extra":{"tool_calls":[]}}}]})",
+       R"({"choices":[{"delta":{"content":"long \\n )" + std::string(5000, 'z') + R"("}}]})",
+       R"({ "choices" : [ { "delta" : { "content" : "spaced" } } ] } )",
+       R"({"choices":[{"delta":{"content":"stop"},"finish_reason":"tool_calls"}]})"});
+  // Records the scanner declines, among the others.
+  expect_same(
+      {R"({"choices":[{"delta":{"content":"a"}}]})",
+       R"({"choices":[{"delta":{"content":"b"}},{"delta":{"content":"c"}}]})",
+       R"({"choices":[{"delta":{"tool_calls":[{"index":0,"id":"t","function":{"name":"f","arguments":"{}"}}]}}]})",
+       R"({"usage":{"completion_tokens":"many"},"choices":[]})"});
+  expect_same({R"({"choices":[{"delta":{"content":"a"}}]})", R"({"error":"mid-stream"})"});
+  expect_same({R"({"choices":[{"delta":{"content":"a"}}]})", R"([1])"});
+  expect_same({R"({"choices":[{"delta":{"content":"a"}}]})", R"({"choices":[{"delta":)"});
+  expect_same({R"({"choices":[{"delta":{"content":"a"}}]})", "{\"choices\":\"\xff\"}"});
+}
+
+}  // namespace
+}  // namespace chimera::backends
