@@ -42,7 +42,7 @@ if [[ -z "$mode" && "$seconds" == 0 ]]; then
 fi
 if [[ "$mode" == long && -z "$results" ]]; then results=bench/results/fuzz.jsonl; fi
 
-all_targets=(http_response backend_stream openai_chunk_differential ndjson sse url ingest_csv ingest_json ingest_markdown
+all_targets=(http_response backend_stream stream_chunk_differential ndjson sse url ingest_csv ingest_json ingest_markdown
              ingest_text markdown_differential digest pool_toml scene_toml workflow_toml engine_toml
              sentence capi_strings)
 if ((${#targets[@]} == 0)); then targets=("${all_targets[@]}"); fi

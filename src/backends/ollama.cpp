@@ -4,6 +4,7 @@
 #include "backends/ollama.hpp"
 
 #include "backends/request_json.hpp"
+#include "backends/stream_chunk.hpp"
 #include "http/client.hpp"
 
 #include <chimera/core/options.hpp>
@@ -45,12 +46,14 @@ bool all_digits(std::string_view s) {
 
 class OllamaDecoder final : public StreamDecoder {
  public:
-  OllamaDecoder(bool chat, bool stream, std::size_t max_record, std::string url)
+  OllamaDecoder(bool chat, bool stream, std::size_t max_record, std::string url, bool scan)
       : chat_(chat),
         stream_(stream),
         max_record_(max_record),
         framer_(max_record),
-        url_(std::move(url)) {}
+        url_(std::move(url)) {
+    if (stream && scan) scanner_ = std::make_unique<StreamChunkScanner>(StreamProtocol::ollama);
+  }
 
   bool on_bytes(std::string_view bytes, Emitter& out) override {
     if (!stream_) {
@@ -101,6 +104,7 @@ class OllamaDecoder final : public StreamDecoder {
 
   bool handle(std::string_view line, Emitter& out) {
     ++records_;
+    if (stream_ && scanner_ && scanner_->scan(line)) return handle_scanned(scanner_->chunk(), out);
     boost::system::error_code ec;
     // A stream record is small: parse it into stack memory, no heap allocation per token.
     unsigned char scratch[4096];
@@ -194,11 +198,33 @@ class OllamaDecoder final : public StreamDecoder {
     return true;
   }
 
+  // A record of the common shape (not the final one), as handle would take it (stream_chunk.hpp).
+  bool handle_scanned(const StreamChunk& k, Emitter& out) {
+    out.server_sent(std::max<int64_t>(0, get_int(&k.server_sent_ns).value_or(0)));
+    std::string_view text;
+    std::string_view thinking;
+    if (chat_) {
+      if (k.has_message) {
+        if (k.has_message_content) text = k.message_content;
+        if (k.has_message_thinking) thinking = k.message_thinking;
+      }
+    } else {
+      if (k.has_response) text = k.response;
+      if (k.has_thinking) thinking = k.thinking;
+    }
+    if (!text.empty() || !thinking.empty()) {
+      if (!out.token(text, thinking, nullptr)) return false;
+    }
+    if (k.has_model) out.completion().model = k.model;
+    return true;
+  }
+
   bool chat_;
   bool stream_;
   std::size_t max_record_;
   http::NdjsonFramer framer_;
   std::string url_;
+  std::unique_ptr<StreamChunkScanner> scanner_;  // streamed records of the common shape
   std::string whole_;
   bool done_seen_ = false;
   int records_ = 0;
@@ -301,8 +327,13 @@ bool OllamaBackend::build(const Request& r, http::HttpRequest& out, std::string&
 }
 
 std::unique_ptr<StreamDecoder> OllamaBackend::make_decoder(const Request& r) {
-  return std::make_unique<OllamaDecoder>(r.kind == RequestKind::chat, r.stream,
-                                         endpoint_->limits().max_record_bytes, endpoint());
+  return make_ollama_decoder(r.kind == RequestKind::chat, r.stream,
+                             endpoint_->limits().max_record_bytes, endpoint());
+}
+
+std::unique_ptr<StreamDecoder> make_ollama_decoder(bool chat, bool stream, std::size_t max_record,
+                                                   std::string url, bool scan) {
+  return std::make_unique<OllamaDecoder>(chat, stream, max_record, std::move(url), scan);
 }
 
 EndpointInfo OllamaBackend::check() {

@@ -15,4 +15,10 @@ class OllamaBackend final : public HttpBackend {
   std::unique_ptr<StreamDecoder> make_decoder(const Request& request) override;
 };
 
+// The decoder of an Ollama response body (`chat`: /api/chat, else /api/generate; `stream`:
+// NDJSON). `scan` false parses every streamed record whole, never through StreamChunkScanner
+// (stream_chunk.hpp): the tests compare the two.
+std::unique_ptr<StreamDecoder> make_ollama_decoder(bool chat, bool stream, std::size_t max_record,
+                                                   std::string url, bool scan = true);
+
 }  // namespace chimera::backends

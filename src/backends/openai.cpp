@@ -3,8 +3,8 @@
 // last chunk, `id_slot` and `cache_prompt` in the request, /health and /props.
 #include "backends/openai.hpp"
 
-#include "backends/openai_chunk.hpp"
 #include "backends/request_json.hpp"
+#include "backends/stream_chunk.hpp"
 #include "http/client.hpp"
 
 #include <chimera/core/options.hpp>
@@ -74,7 +74,7 @@ void add_openai_options(const Options& o, json::object& body) {
     for (const auto& n : kOpenAINames) {
       if (n.ours == name) key = n.theirs != nullptr ? n.theirs : "";
     }
-    if (!key.empty()) body[key] = json::value_from(value);
+    if (!key.empty()) body[key] = json::value_from(value, body.storage());
   });
 }
 
@@ -83,18 +83,19 @@ constexpr int64_t kMaxToolCalls = 256;
 // One message in OpenAI's shape: an assistant's calls under `tool_calls` (arguments as JSON
 // text), a tool result's call id under `tool_call_id`, reasoning as `reasoning_content`
 // (llama-server's and vLLM's name; templates that keep earlier reasoning read it).
-json::object openai_message(const Message& m) {
-  json::object jm;
+json::object openai_message(const Message& m, const json::storage_ptr& sp) {
+  json::object jm(sp);
   jm["role"] = m.role;
   jm["content"] = m.content;
   if (!m.thinking.empty()) jm["reasoning_content"] = m.thinking;
   if (!m.tool_calls.empty()) {
-    json::array calls;
+    json::array calls(sp);
     for (const auto& tc : m.tool_calls) {
-      calls.push_back(json::object{
-          {"id", tc.id},
-          {"type", "function"},
-          {"function", json::object{{"name", tc.name}, {"arguments", tc.arguments_json}}}});
+      calls.push_back(json::object(
+          {{"id", tc.id},
+           {"type", "function"},
+           {"function", json::object({{"name", tc.name}, {"arguments", tc.arguments_json}}, sp)}},
+          sp));
     }
     jm["tool_calls"] = std::move(calls);
   }
@@ -116,7 +117,7 @@ class OpenAIDecoder final : public StreamDecoder {
         max_record_(max_record),
         framer_(max_record),
         url_(std::move(url)) {
-    if (stream && scan) scanner_ = std::make_unique<StreamChunkScanner>();
+    if (stream && scan) scanner_ = std::make_unique<StreamChunkScanner>(StreamProtocol::openai);
   }
 
   bool on_bytes(std::string_view bytes, Emitter& out) override {
@@ -178,7 +179,7 @@ class OpenAIDecoder final : public StreamDecoder {
     return handle_json(ev.data, out, /*whole=*/false);
   }
 
-  // A record of the common shape, as handle_json would take it (openai_chunk.hpp).
+  // A record of the common shape, as handle_json would take it (stream_chunk.hpp).
   bool handle_scanned(const StreamChunk& k, Emitter& out) {
     out.server_sent(std::max<int64_t>(0, get_int(&k.server_sent_ns).value_or(0)));
     Completion& c = out.completion();
@@ -354,15 +355,22 @@ OpenAIBackend::OpenAIBackend(const EndpointConfig& config, Runtime& runtime, htt
 }
 
 bool OpenAIBackend::build(const Request& r, http::HttpRequest& out, std::string& error) {
-  json::object body;
+  // The body's tree lives only until it is written out below: it is built in one arena (on the
+  // stack for an ordinary request) rather than with a heap allocation for each key, string and
+  // table growth.
+  unsigned char arena[4096];
+  json::monotonic_resource mr(arena, sizeof arena);
+  const json::storage_ptr sp(&mr);
+  json::object body(sp);
   if (!r.model.empty()) body["model"] = r.model;
   if (r.kind == RequestKind::chat) {
     if (r.messages.empty()) {
       error = "a chat request needs at least one message";
       return false;
     }
-    json::array messages;
-    for (const auto& m : r.messages) messages.push_back(openai_message(m));
+    json::array messages(sp);
+    messages.reserve(r.messages.size());
+    for (const auto& m : r.messages) messages.push_back(openai_message(m, sp));
     body["messages"] = std::move(messages);
     out.path = "/v1/chat/completions";
   } else {
@@ -370,7 +378,7 @@ bool OpenAIBackend::build(const Request& r, http::HttpRequest& out, std::string&
     out.path = "/v1/completions";
   }
   body["stream"] = r.stream;
-  if (r.stream) body["stream_options"] = json::object{{"include_usage", true}};
+  if (r.stream) body["stream_options"] = json::object({{"include_usage", true}}, sp);
   // GPU layers and threads are fixed when the server loads its model (llama-server -ngl, -t):
   // a request that asks for them cannot have them, and saying so beats dropping them.
   // (num_ctx is not sent either: the server's -c bounds the context, and a request's num_ctx is

@@ -17,7 +17,7 @@ class OpenAIBackend final : public HttpBackend {
 
 // The decoder of an OpenAI-compatible response body (`chat`: /v1/chat/completions, else
 // /v1/completions; `stream`: Server-Sent Events). `scan` false parses every streamed record
-// whole, never through StreamChunkScanner (openai_chunk.hpp): the tests compare the two.
+// whole, never through StreamChunkScanner (stream_chunk.hpp): the tests compare the two.
 std::unique_ptr<StreamDecoder> make_openai_decoder(bool chat, bool stream, std::size_t max_record,
                                                    std::string url, bool scan = true);
 

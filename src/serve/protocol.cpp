@@ -2,6 +2,7 @@
 
 #include <chimera/core/options.hpp>
 
+#include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
@@ -578,7 +579,11 @@ std::atomic<uint64_t> g_next_id{1};
 
 std::string parse_request(Api api, std::string_view body, Parsed& out) {
   boost::system::error_code ec;
-  json::value v = json::parse(body, ec);
+  // The tree lives only while the request is read into `out`: one arena (on the stack for an
+  // ordinary request) rather than a heap allocation per key and string.
+  unsigned char arena[8192];
+  json::monotonic_resource mr(arena, sizeof arena);
+  json::value v = json::parse(body, ec, &mr);
   if (ec) {
     return fmt::format("the request body is not valid JSON ({}); send one JSON object",
                        ec.message());

@@ -1,9 +1,10 @@
-// StreamChunkScanner (src/backends/openai_chunk.hpp) reads the common streamed record without
+// StreamChunkScanner (src/backends/stream_chunk.hpp) reads the common streamed record without
 // building its JSON tree; a record it declines is parsed whole. These tests feed the same
-// records to the OpenAI decoder with and without the scanner and require the same tokens,
-// figures, warnings and errors, and check which records take which path.
-#include "backends/openai_chunk.hpp"
+// records to the OpenAI-compatible and Ollama decoders with and without the scanner and require
+// the same tokens, figures, warnings and errors, and check which records take which path.
+#include "backends/stream_chunk.hpp"
 
+#include "backends/ollama.hpp"
 #include "backends/openai.hpp"
 
 #include <gtest/gtest.h>
@@ -43,9 +44,10 @@ class RecordingEmitter final : public Emitter {
   Completion c;
 };
 
-// The decoder's output for one SSE body, with the scanner or without it.
-std::string decode(const std::string& body, bool chat, bool scan) {
-  auto d = make_openai_decoder(chat, /*stream=*/true, 1 << 20, "http://up", scan);
+// The decoder's output for one body, with the scanner or without it.
+std::string decode(const std::string& body, bool ollama, bool chat, bool scan) {
+  auto d = ollama ? make_ollama_decoder(chat, /*stream=*/true, 1 << 20, "http://up", scan)
+                  : make_openai_decoder(chat, /*stream=*/true, 1 << 20, "http://up", scan);
   RecordingEmitter e;
   if (d->on_bytes(body, e)) d->on_end(e);
   return e.summary();
@@ -60,14 +62,24 @@ std::string sse(const std::vector<std::string>& records) {
 void expect_same(const std::vector<std::string>& records) {
   const std::string body = sse(records) + "data: [DONE]\n\n";
   for (const bool chat : {true, false}) {
-    EXPECT_EQ(decode(body, chat, true), decode(body, chat, false))
+    EXPECT_EQ(decode(body, false, chat, true), decode(body, false, chat, false))
         << (chat ? "chat" : "completions") << " body:\n"
         << body;
   }
 }
 
-TEST(OpenAIChunk, TheCommonRecordIsReadWithoutTheTree) {
-  StreamChunkScanner s;
+void expect_same_ollama(const std::vector<std::string>& records) {
+  std::string body;
+  for (const auto& r : records) body += r + "\n";
+  for (const bool chat : {true, false}) {
+    EXPECT_EQ(decode(body, true, chat, true), decode(body, true, chat, false))
+        << (chat ? "chat" : "generate") << " body:\n"
+        << body;
+  }
+}
+
+TEST(StreamChunk, TheCommonRecordIsReadWithoutTheTree) {
+  StreamChunkScanner s(StreamProtocol::openai);
   ASSERT_TRUE(
       s.scan(R"({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m",)"
              R"("choices":[{"index":0,"delta":{"role":"assistant","content":"Hi \"there\"\n"},)"
@@ -91,8 +103,27 @@ TEST(OpenAIChunk, TheCommonRecordIsReadWithoutTheTree) {
   EXPECT_TRUE(s.chunk().server_sent_ns.is_null());
 }
 
-TEST(OpenAIChunk, RecordsThatNeedTheWholeTreeAreDeclined) {
-  StreamChunkScanner s;
+TEST(StreamChunk, TheCommonOllamaRecordIsReadWithoutTheTree) {
+  StreamChunkScanner s(StreamProtocol::ollama);
+  ASSERT_TRUE(s.scan(R"({"model":"llama3.2:1b","created_at":"2026-01-01T00:00:00Z",)"
+                     R"("message":{"role":"assistant","content":"Hi\u00e9","thinking":"hm"},)"
+                     R"("done":false,"server_sent_ns":5})"));
+  EXPECT_TRUE(s.chunk().has_message);
+  EXPECT_EQ(s.chunk().message_content, "Hi\xc3\xa9");
+  EXPECT_EQ(s.chunk().message_thinking, "hm");
+  EXPECT_EQ(s.chunk().model, "llama3.2:1b");
+  for (const char* r : {
+           R"({"model":"m","done":true,"eval_count":3})",
+           R"({"error":"model not found"})",
+           R"({"message":{"content":"","tool_calls":[{"function":{"name":"f"}}]},"done":false})",
+           R"({"done":"false"})",
+       }) {
+    EXPECT_FALSE(s.scan(r)) << r;
+  }
+}
+
+TEST(StreamChunk, RecordsThatNeedTheWholeTreeAreDeclined) {
+  StreamChunkScanner s(StreamProtocol::openai);
   for (const char* r : {
            R"({"choices":[],"usage":{"completion_tokens":3}})",
            R"({"choices":[{"delta":{},"finish_reason":"stop"}],"timings":{"prompt_n":1}})",
@@ -118,7 +149,7 @@ TEST(OpenAIChunk, RecordsThatNeedTheWholeTreeAreDeclined) {
   }
 }
 
-TEST(OpenAIChunk, BothPathsGiveTheSameTokensFiguresAndErrors) {
+TEST(StreamChunk, BothPathsGiveTheSameTokensFiguresAndErrors) {
   // llama-server's and the synthetic server's records, as they come.
   expect_same({
       R"({"choices":[{"finish_reason":null,"index":0,"delta":{"role":"assistant","content":null}}],"created":1,"id":"c","model":"tiny","system_fingerprint":"b1","object":"chat.completion.chunk"})",
@@ -166,6 +197,34 @@ TEST(OpenAIChunk, BothPathsGiveTheSameTokensFiguresAndErrors) {
   expect_same({R"({"choices":[{"delta":{"content":"a"}}]})", R"([1])"});
   expect_same({R"({"choices":[{"delta":{"content":"a"}}]})", R"({"choices":[{"delta":)"});
   expect_same({R"({"choices":[{"delta":{"content":"a"}}]})", "{\"choices\":\"\xff\"}"});
+}
+
+TEST(StreamChunk, BothOllamaPathsGiveTheSameTokensFiguresAndErrors) {
+  // Ollama's records and the synthetic server's, as they come.
+  expect_same_ollama({
+      R"({"model":"llama3.2:1b","created_at":"2026-01-01T00:00:00.1Z","message":{"role":"assistant","content":"Once"},"done":false})",
+      R"({"model":"llama3.2:1b","created_at":"2026-01-01T00:00:00.2Z","message":{"role":"assistant","content":" upon","thinking":"x"},"done":false,"server_sent_ns":77})",
+      R"({"model":"llama3.2:1b","created_at":"2026-01-01T00:00:00.3Z","message":{"role":"assistant","content":""},"done":true,"done_reason":"length","total_duration":5000,"load_duration":10,"prompt_eval_count":3,"prompt_eval_duration":20,"eval_count":2,"eval_duration":4000})",
+  });
+  expect_same_ollama({
+      R"({"model":"m","response":"Once","done":false})",
+      R"({"model":"m","response":" upon","thinking":"t","message":{"content":"chat only"},"done":false})",
+      R"({"model":"m","response":"","done":true,"done_reason":"stop","eval_count":1e999})",
+  });
+  // Odd but valid values, nesting, escapes, and records the scanner declines among the others.
+  expect_same_ollama({
+      R"({"model":"first","done":false})",
+      R"({"model":7,"message":null,"response":null,"done":null,"server_sent_ns":-3})",
+      R"({"model":"","message":{"content":7,"thinking":"\ud83d\ude00"},"response":"r","done":0})",
+      R"({"message":{"content":"a","extra":{"tool_calls":[1]}},"other":[{"error":1}],"done":false})",
+      R"({"server_sent_ns":1.5,"message":{"content":"b"},"thinking":"top"})",
+      R"({"message":{"content":"c","content":"d"}})",
+      R"({"message":{"content":"e","tool_calls":[{"function":{"name":"f","arguments":{"a":1}}}]}})",
+      R"({"message":[],"response":{"x":1}})",
+      R"({"message":{"content":"f"},"done":false,"error":"mid-stream"})",
+  });
+  expect_same_ollama({R"({"message":{"content":"a"},"done":false})", R"([1])"});
+  expect_same_ollama({R"({"message":{"content":"a"},"done":false})", R"({"message":)"});
 }
 
 }  // namespace

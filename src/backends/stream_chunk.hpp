@@ -1,14 +1,16 @@
-// A streamed OpenAI-compatible record read without building its JSON tree (private header).
+// A streamed record read without building its JSON tree (private header): OpenAI-compatible
+// Server-Sent Events and Ollama's NDJSON.
 //
 // Nearly every record of a stream is a token: {"choices":[{"index":0,"delta":{"content":"..."},
-// "finish_reason":null}],"model":"...",...}. Parsing each into a boost::json::value and looking
-// its keys up one by one was a third of the instructions `serve` spent per proxied request
-// (callgrind). scan_stream_chunk reads such a record in one pass of boost::json's SAX parser,
-// keeping only the fields a token needs; any record it is not sure of (an error, usage or
-// timings, tool calls, several choices, a repeated key, a value of an unusual type, malformed
-// JSON) it declines, and the caller parses that record whole as before. The two paths give the
-// same tokens, figures and errors (tests/backends/openai_chunk_test.cpp and
-// fuzz/openai_chunk_differential_fuzzer.cpp compare them).
+// "finish_reason":null}],"model":"...",...} or {"model":"...","message":{"role":"assistant",
+// "content":"..."},"done":false}. Parsing each into a boost::json::value and looking its keys up
+// one by one was a third of the instructions `serve` spent per proxied request (callgrind).
+// StreamChunkScanner reads such a record in one pass of boost::json's SAX parser, keeping only
+// the fields a token needs; any record it is not sure of (an error, usage, timings or Ollama's
+// final statistics, tool calls, several choices, a repeated key, a value of an unusual type,
+// malformed JSON) it declines, and the decoder parses that record whole as before. The two
+// paths give the same tokens, figures and errors (tests/backends/stream_chunk_test.cpp and
+// fuzz/stream_chunk_differential_fuzzer.cpp compare them).
 #pragma once
 
 #include <boost/json/value.hpp>
@@ -22,11 +24,13 @@ namespace chimera::backends {
 // The fields of one record. Numbers are kept as the JSON value the tree would hold (an int64,
 // uint64, double, bool or null), so that the same checks apply to them; strings are unescaped.
 struct StreamChunk {
+  // Both protocols.
   boost::json::value server_sent_ns;  // null when absent
-  boost::json::value id_slot;         // null when absent
   bool has_model = false;             // "model" was a string
   std::string model;
-  bool has_choice = false;  // "choices" held one object
+  // OpenAI-compatible.
+  boost::json::value id_slot;  // null when absent
+  bool has_choice = false;     // "choices" held one object
   boost::json::value index;
   bool has_delta = false;  // the choice's "delta" was an object
   bool has_content = false;
@@ -39,13 +43,25 @@ struct StreamChunk {
   std::string text;
   bool has_finish = false;  // "finish_reason" was a string
   std::string finish;
+  // Ollama (a record whose "done" is true, the final one, is always declined).
+  bool has_message = false;  // "message" was an object (chat)
+  bool has_message_content = false;
+  std::string message_content;
+  bool has_message_thinking = false;
+  std::string message_thinking;
+  bool has_response = false;  // "response" (generate)
+  std::string response;
+  bool has_thinking = false;  // the record's own "thinking" (generate)
+  std::string thinking;
 };
+
+enum class StreamProtocol { openai, ollama };
 
 // Reads records one after another; keeps its buffers between them (no allocation per record
 // once they have grown to the records' size).
 class StreamChunkScanner {
  public:
-  StreamChunkScanner();
+  explicit StreamChunkScanner(StreamProtocol protocol);
   ~StreamChunkScanner();
   StreamChunkScanner(const StreamChunkScanner&) = delete;
   StreamChunkScanner& operator=(const StreamChunkScanner&) = delete;

@@ -1,4 +1,4 @@
-#include "backends/openai_chunk.hpp"
+#include "backends/stream_chunk.hpp"
 
 #include <boost/json/basic_parser_impl.hpp>
 
@@ -17,6 +17,7 @@ enum class Frame : std::uint8_t {
   choices,  // its "choices" array
   choice,   // the array's one object
   delta,    // the choice's "delta" object
+  message,  // Ollama: the record's "message" object
   skipped,  // anything else (its contents are not read)
 };
 
@@ -34,6 +35,12 @@ enum class Field : std::uint8_t {
   content,
   reasoning_content,
   reasoning,
+  done,
+  message,
+  message_content,
+  message_thinking,
+  response,
+  thinking,
 };
 
 // Declining a record: any handler returning false stops the parser; the caller then parses the
@@ -46,6 +53,8 @@ class ChunkHandler {
   static constexpr std::size_t max_key_size = json::string::max_size();
   static constexpr std::size_t max_string_size = json::string::max_size();
 
+  explicit ChunkHandler(StreamProtocol protocol) : protocol_(protocol) {}
+
   void start(StreamChunk& out) {
     out_ = &out;
     out.server_sent_ns = nullptr;
@@ -54,6 +63,8 @@ class ChunkHandler {
     out.has_model = out.has_choice = out.has_delta = false;
     out.has_content = out.has_reasoning_content = out.has_reasoning = false;
     out.has_text = out.has_finish = false;
+    out.has_message = out.has_message_content = out.has_message_thinking = false;
+    out.has_response = out.has_thinking = false;
     depth_ = 0;
     field_ = Field::none;
     key_.clear();
@@ -81,6 +92,9 @@ class ChunkHandler {
       case Field::delta:
         out_->has_delta = true;
         return push(Frame::delta, ec);
+      case Field::message:
+        out_->has_message = true;
+        return push(Frame::message, ec);
       default:
         return decline(ec);  // an object where a string or a number belongs
     }
@@ -179,6 +193,16 @@ class ChunkHandler {
     Field f = Field::none;
     switch (top()) {
       case Frame::top:
+        if (protocol_ == StreamProtocol::ollama) {
+          if (key == "error") return decline(ec);
+          if (key == "server_sent_ns") f = Field::server_sent_ns;
+          if (key == "model") f = Field::model;
+          if (key == "done") f = Field::done;
+          if (key == "message") f = Field::message;
+          if (key == "response") f = Field::response;
+          if (key == "thinking") f = Field::thinking;
+          break;
+        }
         if (key == "error" || key == "usage" || key == "timings") return decline(ec);
         if (key == "server_sent_ns") f = Field::server_sent_ns;
         if (key == "id_slot") f = Field::id_slot;
@@ -196,6 +220,11 @@ class ChunkHandler {
         if (key == "content") f = Field::content;
         if (key == "reasoning_content") f = Field::reasoning_content;
         if (key == "reasoning") f = Field::reasoning;
+        break;
+      case Frame::message:
+        if (key == "tool_calls") return decline(ec);
+        if (key == "content") f = Field::message_content;
+        if (key == "thinking") f = Field::message_thinking;
         break;
       default:
         break;
@@ -234,6 +263,18 @@ class ChunkHandler {
       case Field::reasoning:
         to = &out_->reasoning, out_->has_reasoning = true;
         break;
+      case Field::message_content:
+        to = &out_->message_content, out_->has_message_content = true;
+        break;
+      case Field::message_thinking:
+        to = &out_->message_thinking, out_->has_message_thinking = true;
+        break;
+      case Field::response:
+        to = &out_->response, out_->has_response = true;
+        break;
+      case Field::thinking:
+        to = &out_->thinking, out_->has_thinking = true;
+        break;
       default:
         return decline(ec);  // a string where a number or a container belongs
     }
@@ -258,6 +299,10 @@ class ChunkHandler {
       case Field::index:
         out_->index = v;
         return true;
+      case Field::done:
+        // The final record: its statistics are read from the whole tree.
+        if (v.is_bool() && v.get_bool()) return decline(ec);
+        return true;
       case Field::choices:
       case Field::delta:
         // Neither an array nor an object: the whole path, which has its own word for it.
@@ -267,12 +312,13 @@ class ChunkHandler {
     }
   }
 
+  StreamProtocol protocol_;
   StreamChunk* out_ = nullptr;
   // Deeper than any record of the common shape; a deeper record takes the whole path.
   std::array<Frame, 32> frames_{};
   std::array<std::uint32_t, 32> seen_{};  // per open frame: the keys of Field it has had
   // Per Field: whether its string has begun (a string with escapes arrives in pieces).
-  std::array<bool, 16> started_{};
+  std::array<bool, 32> started_{};
   std::size_t depth_ = 0;
   Field field_ = Field::none;
   std::string key_;
@@ -281,12 +327,13 @@ class ChunkHandler {
 }  // namespace
 
 struct StreamChunkScanner::Impl {
-  Impl() : parser(json::parse_options{}) {}
+  explicit Impl(StreamProtocol protocol) : parser(json::parse_options{}, protocol) {}
   json::basic_parser<ChunkHandler> parser;
   StreamChunk chunk;
 };
 
-StreamChunkScanner::StreamChunkScanner() : impl_(std::make_unique<Impl>()) {}
+StreamChunkScanner::StreamChunkScanner(StreamProtocol protocol)
+    : impl_(std::make_unique<Impl>(protocol)) {}
 StreamChunkScanner::~StreamChunkScanner() = default;
 
 bool StreamChunkScanner::scan(std::string_view text) {
