@@ -53,6 +53,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -152,9 +153,16 @@ std::string tags_body(const std::vector<Route>& routes) {
   return json::serialize(json::object{{"models", std::move(models)}});
 }
 
+// One record, in a chunk of its own when the body is chunked. (On every token's path: the size
+// line is written in place, not formatted into a string of its own.)
 void append_chunk(std::string& out, std::string_view record, bool chunked) {
   if (record.empty()) return;
-  if (chunked) out += fmt::format("{:x}\r\n", record.size());
+  if (chunked) {
+    char size[2 * sizeof(std::size_t)];
+    const auto end = std::to_chars(size, size + sizeof size, record.size(), 16).ptr;
+    out.append(size, end);
+    out += "\r\n";
+  }
   out += record;
   if (chunked) out += "\r\n";
 }
@@ -412,12 +420,22 @@ class Connection final : public DirectWriter {
     return h;
   }
 
+  // Written piece by piece: once per request, on the first token's path.
   std::string head(int status, std::string_view content_type, std::string_view extra,
                    bool keep_alive) {
-    return fmt::format(
-        "HTTP/1.1 {} {}\r\nServer: chimeraforge-serve/{}\r\nContent-Type: {}\r\n{}{}", status,
-        reason(status), CHIMERA_VERSION_STRING, content_type, extra,
-        keep_alive ? "" : "Connection: close\r\n");
+    std::string h;
+    h.reserve(128 + content_type.size() + extra.size());
+    h += "HTTP/1.1 ";
+    char code[8];
+    h.append(code, std::to_chars(code, code + sizeof code, status).ptr);
+    h += ' ';
+    h += reason(status);
+    h += "\r\nServer: chimeraforge-serve/" CHIMERA_VERSION_STRING "\r\nContent-Type: ";
+    h += content_type;
+    h += "\r\n";
+    h += extra;
+    if (!keep_alive) h += "Connection: close\r\n";
+    return h;
   }
 
   // A complete response. Returns whether the connection stays open.
