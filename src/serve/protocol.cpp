@@ -755,18 +755,13 @@ void Encoder::finish(const Completion& c, std::string& out) {
     case Api::openai_chat:
     case Api::openai_completion: {
       const bool chat = api_ == Api::openai_chat;
-      json::object choice{{"index", 0}};
-      if (chat) {
-        choice["delta"] = json::object{};
-      } else {
-        choice["text"] = "";
-      }
-      choice["finish_reason"] = openai_finish(c.finish);
-      append_sse(out, json::object{{"id", id_},
-                                   {"object", chat ? "chat.completion.chunk" : "text_completion"},
-                                   {"created", created_},
-                                   {"model", model_},
-                                   {"choices", json::array{std::move(choice)}}});
+      // {..., "choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}, or "text":"" for
+      // completions: written as the token records are (record_head), the same bytes as
+      // boost::json's serializer (tests/serve/protocol_test.cpp).
+      out += record_head();
+      out += chat ? R"(},"finish_reason":")" : R"("","finish_reason":")";
+      out += openai_finish(c.finish);
+      out += "\"}]}\n\n";
       if (include_usage_) {
         append_sse(out, json::object{{"id", id_},
                                      {"object", chat ? "chat.completion.chunk" : "text_completion"},

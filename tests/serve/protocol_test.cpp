@@ -51,6 +51,37 @@ json::value body_of(Api api, const std::string& record) {
   return v;
 }
 
+TEST(Encoder, OpenAiFinishRecordsAreTheSerializersBytes) {
+  for (const Api api : {Api::openai_chat, Api::openai_completion}) {
+    for (const auto& [finish, word] : std::vector<std::pair<chimera::FinishReason, std::string>>{
+             {chimera::FinishReason::stop, "stop"},
+             {chimera::FinishReason::length, "length"},
+             {chimera::FinishReason::tool_calls, "tool_calls"},
+             {chimera::FinishReason::none, "stop"}}) {
+      Encoder enc(api, true, "m\\odel", false);
+      chimera::Completion c;
+      c.finish = finish;
+      std::string out;
+      enc.finish(c, out);
+      const std::string done = "data: [DONE]\n\n";
+      ASSERT_TRUE(out.ends_with(done)) << out;
+      const json::value v = body_of(api, out.substr(0, out.size() - done.size()));
+      const auto& o = v.as_object();
+      EXPECT_EQ(o.at("model"), "m\\odel");
+      EXPECT_EQ(o.at("object"),
+                api == Api::openai_chat ? "chat.completion.chunk" : "text_completion");
+      const auto& choice = o.at("choices").as_array().at(0).as_object();
+      EXPECT_EQ(choice.at("index"), 0);
+      EXPECT_EQ(choice.at("finish_reason"), word.c_str());
+      if (api == Api::openai_chat) {
+        EXPECT_TRUE(choice.at("delta").as_object().empty());
+      } else {
+        EXPECT_EQ(choice.at("text"), "");
+      }
+    }
+  }
+}
+
 TEST(Encoder, OpenAiChatTokensAreTheSerializersBytes) {
   Encoder enc(Api::openai_chat, true, "my \"model\"", false);
   int index = 0;
