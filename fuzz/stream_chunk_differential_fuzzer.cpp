@@ -11,8 +11,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace {
 
@@ -34,11 +36,40 @@ class Trace final : public cb::Emitter {
   chimera::Completion& completion() override { return c; }
   void server_sent(int64_t ns) override { out += "S " + std::to_string(ns) + '\n'; }
 
+  template <typename T>
+  void figure(const char* name, const std::optional<T>& v) {
+    if (!v) return;
+    char buf[64];
+    if constexpr (std::is_floating_point_v<T>) {
+      std::snprintf(buf, sizeof buf, " %s=%.17g", name, *v);
+    } else {
+      std::snprintf(buf, sizeof buf, " %s=%lld", name, static_cast<long long>(*v));
+    }
+    out += buf;
+  }
+
   std::string done() {
     out += "M " + c.model + "\nF " + std::to_string(static_cast<int>(c.finish)) + ' ' +
-           c.finish_raw + "\nE " + c.error.message + '\n';
-    if (c.server.slot_id) out += "slot " + std::to_string(*c.server.slot_id) + '\n';
-    if (c.figures.tokens_out) out += "out " + std::to_string(*c.figures.tokens_out) + '\n';
+           c.finish_raw + "\nE " + c.error.message + "\nN";
+    const auto& f = c.figures;
+    const auto& s = c.server;
+    figure("out", f.tokens_out);
+    figure("in", f.tokens_in);
+    figure("cached", f.prompt_tokens_cached);
+    figure("ttft_server", f.ttft_server_ms);
+    figure("tps_server", f.decode_tps_server);
+    figure("slot", s.slot_id);
+    figure("prompt_ms", s.prompt_ms);
+    figure("predicted_ms", s.predicted_ms);
+    figure("predicted_per_second", s.predicted_per_second);
+    figure("cache_n", s.cache_n);
+    figure("prompt_eval_count", s.prompt_eval_count);
+    figure("eval_count", s.eval_count);
+    figure("total", s.total_duration_ns);
+    figure("load", s.load_duration_ns);
+    figure("prompt_eval", s.prompt_eval_duration_ns);
+    figure("eval", s.eval_duration_ns);
+    out += '\n';
     for (const auto& w : c.warnings) out += "W " + w + '\n';
     return out;
   }

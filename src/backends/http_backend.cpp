@@ -96,7 +96,10 @@ std::optional<int64_t> get_int(const json::value* v) {
 }
 
 std::optional<double> get_double(const json::object& o, std::string_view key) {
-  const auto* v = o.if_contains(key);
+  return get_double(o.if_contains(key));
+}
+
+std::optional<double> get_double(const json::value* v) {
   if (v == nullptr) return std::nullopt;
   if (v->is_double()) {
     if (!std::isfinite(v->get_double())) return std::nullopt;
@@ -123,9 +126,12 @@ std::optional<int64_t> server_count(const json::value* v, std::string_view key, 
 }
 
 std::optional<double> server_number(const json::object& o, std::string_view key, Completion& c) {
-  const auto* v = o.if_contains(key);
+  return server_number(o.if_contains(key), key, c);
+}
+
+std::optional<double> server_number(const json::value* v, std::string_view key, Completion& c) {
   if (v == nullptr || v->is_null()) return std::nullopt;
-  const auto d = get_double(o, key);
+  const auto d = get_double(v);
   if (d && *d >= 0) return d;
   c.warnings.push_back(
       fmt::format("the server reported {} = {}, which is not a finite number "

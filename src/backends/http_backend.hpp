@@ -59,6 +59,7 @@ std::string error_message_from_body(std::string_view body);
 std::optional<int64_t> get_int(const boost::json::object& o, std::string_view key);
 std::optional<int64_t> get_int(const boost::json::value* v);  // nullptr: absent
 std::optional<double> get_double(const boost::json::object& o, std::string_view key);
+std::optional<double> get_double(const boost::json::value* v);  // nullptr: absent
 std::string get_string(const boost::json::object& o, std::string_view key);
 
 // The largest count or duration a server figure may have (2^53: exact as a JSON number).
@@ -73,6 +74,8 @@ std::optional<int64_t> server_count(const boost::json::value* v, std::string_vie
                                     Completion& c);
 // A time or rate the server reported: finite and not negative; otherwise as server_count.
 std::optional<double> server_number(const boost::json::object& o, std::string_view key,
+                                    Completion& c);
+std::optional<double> server_number(const boost::json::value* v, std::string_view key,
                                     Completion& c);
 
 // Why a record could not be parsed as JSON, in words: the parser's reason, or, when the text is

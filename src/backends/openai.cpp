@@ -203,6 +203,30 @@ class OpenAIDecoder final : public StreamDecoder {
         c.finish = map_finish(c.finish_raw);
       }
     }
+    if (k.has_usage) {
+      if (auto n = server_count(&k.completion_tokens, "completion_tokens", c)) {
+        c.figures.tokens_out = n;
+      }
+      if (auto n = server_count(&k.prompt_tokens, "prompt_tokens", c)) c.figures.tokens_in = n;
+      if (k.has_usage_details) {
+        if (auto n = server_count(&k.cached_tokens, "cached_tokens", c)) {
+          c.figures.prompt_tokens_cached = n;
+        }
+      }
+    }
+    if (k.has_timings) {
+      ServerStats& s = c.server;
+      s.prompt_ms = server_number(&k.prompt_ms, "prompt_ms", c);
+      s.predicted_ms = server_number(&k.predicted_ms, "predicted_ms", c);
+      s.predicted_per_second = server_number(&k.predicted_per_second, "predicted_per_second", c);
+      s.cache_n = server_count(&k.cache_n, "cache_n", c);
+      s.prompt_eval_count = server_count(&k.prompt_n, "prompt_n", c);
+      s.eval_count = server_count(&k.predicted_n, "predicted_n", c);
+      c.figures.ttft_server_ms = s.prompt_ms;
+      c.figures.decode_tps_server = s.predicted_per_second;
+      if (s.cache_n) c.figures.prompt_tokens_cached = s.cache_n;
+      if (!c.figures.tokens_out && s.eval_count) c.figures.tokens_out = s.eval_count;
+    }
     if (auto slot = server_count(&k.id_slot, "id_slot", c)) c.server.slot_id = slot;
     return true;
   }

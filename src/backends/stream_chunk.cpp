@@ -13,12 +13,15 @@ namespace {
 
 // Where the parser is: a frame per open object or array.
 enum class Frame : std::uint8_t {
-  top,      // the record's object
-  choices,  // its "choices" array
-  choice,   // the array's one object
-  delta,    // the choice's "delta" object
-  message,  // Ollama: the record's "message" object
-  skipped,  // anything else (its contents are not read)
+  top,            // the record's object
+  choices,        // its "choices" array
+  choice,         // the array's one object
+  delta,          // the choice's "delta" object
+  message,        // Ollama: the record's "message" object
+  usage,          // OpenAI: the record's "usage" object
+  usage_details,  // its "prompt_tokens_details"
+  timings,        // llama-server: the record's "timings" object
+  skipped,        // anything else (its contents are not read)
 };
 
 // Which field the next value belongs to, from the key before it.
@@ -41,7 +44,20 @@ enum class Field : std::uint8_t {
   message_thinking,
   response,
   thinking,
+  usage,
+  completion_tokens,
+  prompt_tokens,
+  prompt_tokens_details,
+  cached_tokens,
+  timings,
+  prompt_ms,
+  predicted_ms,
+  predicted_per_second,
+  cache_n,
+  prompt_n,
+  predicted_n,
 };
+static_assert(static_cast<unsigned>(Field::predicted_n) < 32, "a Field is a bit of a uint32");
 
 // Declining a record: any handler returning false stops the parser; the caller then parses the
 // record whole, which gives the record's own error when it is malformed.
@@ -65,6 +81,12 @@ class ChunkHandler {
     out.has_text = out.has_finish = false;
     out.has_message = out.has_message_content = out.has_message_thinking = false;
     out.has_response = out.has_thinking = false;
+    out.has_usage = out.has_usage_details = out.has_timings = false;
+    for (json::value* v : {&out.completion_tokens, &out.prompt_tokens, &out.cached_tokens,
+                           &out.prompt_ms, &out.predicted_ms, &out.predicted_per_second,
+                           &out.cache_n, &out.prompt_n, &out.predicted_n}) {
+      *v = nullptr;
+    }
     depth_ = 0;
     field_ = Field::none;
     key_.clear();
@@ -95,6 +117,15 @@ class ChunkHandler {
       case Field::message:
         out_->has_message = true;
         return push(Frame::message, ec);
+      case Field::usage:
+        out_->has_usage = true;
+        return push(Frame::usage, ec);
+      case Field::prompt_tokens_details:
+        out_->has_usage_details = true;
+        return push(Frame::usage_details, ec);
+      case Field::timings:
+        out_->has_timings = true;
+        return push(Frame::timings, ec);
       default:
         return decline(ec);  // an object where a string or a number belongs
     }
@@ -187,8 +218,8 @@ class ChunkHandler {
     return false;
   }
 
-  // A key read twice, or one whose value needs the whole path (an error, usage, timings, tool
-  // calls), declines the record.
+  // A key read twice, or one whose value needs the whole path (an error, tool calls), declines
+  // the record.
   bool choose_field(std::string_view key, boost::system::error_code& ec) {
     Field f = Field::none;
     switch (top()) {
@@ -203,11 +234,29 @@ class ChunkHandler {
           if (key == "thinking") f = Field::thinking;
           break;
         }
-        if (key == "error" || key == "usage" || key == "timings") return decline(ec);
+        if (key == "error") return decline(ec);
         if (key == "server_sent_ns") f = Field::server_sent_ns;
         if (key == "id_slot") f = Field::id_slot;
         if (key == "model") f = Field::model;
         if (key == "choices") f = Field::choices;
+        if (key == "usage") f = Field::usage;
+        if (key == "timings") f = Field::timings;
+        break;
+      case Frame::usage:
+        if (key == "completion_tokens") f = Field::completion_tokens;
+        if (key == "prompt_tokens") f = Field::prompt_tokens;
+        if (key == "prompt_tokens_details") f = Field::prompt_tokens_details;
+        break;
+      case Frame::usage_details:
+        if (key == "cached_tokens") f = Field::cached_tokens;
+        break;
+      case Frame::timings:
+        if (key == "prompt_ms") f = Field::prompt_ms;
+        if (key == "predicted_ms") f = Field::predicted_ms;
+        if (key == "predicted_per_second") f = Field::predicted_per_second;
+        if (key == "cache_n") f = Field::cache_n;
+        if (key == "prompt_n") f = Field::prompt_n;
+        if (key == "predicted_n") f = Field::predicted_n;
         break;
       case Frame::choice:
         if (key == "index") f = Field::index;
@@ -286,9 +335,40 @@ class ChunkHandler {
     return true;
   }
 
+  // Where a number of usage or timings goes; nullptr for any other field.
+  json::value* number_slot(Field f) const {
+    switch (f) {
+      case Field::completion_tokens:
+        return &out_->completion_tokens;
+      case Field::prompt_tokens:
+        return &out_->prompt_tokens;
+      case Field::cached_tokens:
+        return &out_->cached_tokens;
+      case Field::prompt_ms:
+        return &out_->prompt_ms;
+      case Field::predicted_ms:
+        return &out_->predicted_ms;
+      case Field::predicted_per_second:
+        return &out_->predicted_per_second;
+      case Field::cache_n:
+        return &out_->cache_n;
+      case Field::prompt_n:
+        return &out_->prompt_n;
+      case Field::predicted_n:
+        return &out_->predicted_n;
+      default:
+        return nullptr;
+    }
+  }
+
   bool scalar(const json::value& v, boost::system::error_code& ec) {
     if (depth_ == 0 || top() == Frame::choices) return decline(ec);
     if (top() == Frame::skipped) return true;
+    if (json::value* slot = number_slot(field_)) {
+      field_ = Field::none;
+      *slot = v;
+      return true;
+    }
     switch (take_field()) {
       case Field::server_sent_ns:
         out_->server_sent_ns = v;

@@ -6,11 +6,12 @@
 // "content":"..."},"done":false}. Parsing each into a boost::json::value and looking its keys up
 // one by one was a third of the instructions `serve` spent per proxied request (callgrind).
 // StreamChunkScanner reads such a record in one pass of boost::json's SAX parser, keeping only
-// the fields a token needs; any record it is not sure of (an error, usage, timings or Ollama's
-// final statistics, tool calls, several choices, a repeated key, a value of an unusual type,
-// malformed JSON) it declines, and the decoder parses that record whole as before. The two
-// paths give the same tokens, figures and errors (tests/backends/stream_chunk_test.cpp and
-// fuzz/stream_chunk_differential_fuzzer.cpp compare them).
+// the fields a token needs (and an OpenAI stream's usage and timings); any record it is not sure
+// of (an error, Ollama's final statistics, tool calls, several choices, a repeated key, a value
+// of an unusual type, malformed JSON) it declines, and the decoder parses that record whole as
+// before. The two paths give the same tokens, figures and errors
+// (tests/backends/stream_chunk_test.cpp and fuzz/stream_chunk_differential_fuzzer.cpp compare
+// them).
 #pragma once
 
 #include <boost/json/value.hpp>
@@ -43,6 +44,18 @@ struct StreamChunk {
   std::string text;
   bool has_finish = false;  // "finish_reason" was a string
   std::string finish;
+  bool has_usage = false;  // "usage" was an object
+  boost::json::value completion_tokens;
+  boost::json::value prompt_tokens;
+  bool has_usage_details = false;  // its "prompt_tokens_details" was an object
+  boost::json::value cached_tokens;
+  bool has_timings = false;  // llama-server's "timings" was an object
+  boost::json::value prompt_ms;
+  boost::json::value predicted_ms;
+  boost::json::value predicted_per_second;
+  boost::json::value cache_n;
+  boost::json::value prompt_n;
+  boost::json::value predicted_n;
   // Ollama (a record whose "done" is true, the final one, is always declined).
   bool has_message = false;  // "message" was an object (chat)
   bool has_message_content = false;

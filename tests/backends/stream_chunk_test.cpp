@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -30,14 +32,32 @@ class RecordingEmitter final : public Emitter {
   Completion& completion() override { return c; }
   void server_sent(int64_t ns) override { log += "sent[" + std::to_string(ns) + "]\n"; }
 
+  // Every figure a decoder may set, "-" when unset.
+  template <typename T>
+  static std::string opt(const std::optional<T>& v) {
+    if (!v) return "-";
+    std::ostringstream o;
+    o.precision(17);
+    o << *v;
+    return o.str();
+  }
+
   std::string summary() const {
-    std::string s = log;
-    s += "model=" + c.model + " finish=" + std::to_string(static_cast<int>(c.finish)) + "/" +
-         c.finish_raw + " slot=" + (c.server.slot_id ? std::to_string(*c.server.slot_id) : "-") +
-         " out=" + (c.figures.tokens_out ? std::to_string(*c.figures.tokens_out) : "-") +
-         " error=" + c.error.message + "\n";
-    for (const auto& w : c.warnings) s += "warning: " + w + "\n";
-    return s;
+    const Figures& f = c.figures;
+    const ServerStats& s = c.server;
+    std::string out = log;
+    out += "model=" + c.model + " finish=" + std::to_string(static_cast<int>(c.finish)) + "/" +
+           c.finish_raw + " error=" + c.error.message + "\n";
+    out += "figures " + opt(f.tokens_out) + " " + opt(f.tokens_in) + " " +
+           opt(f.prompt_tokens_cached) + " " + opt(f.ttft_server_ms) + " " +
+           opt(f.decode_tps_server) + "\n";
+    out += "server " + opt(s.slot_id) + " " + opt(s.prompt_ms) + " " + opt(s.predicted_ms) + " " +
+           opt(s.predicted_per_second) + " " + opt(s.cache_n) + " " + opt(s.prompt_eval_count) +
+           " " + opt(s.eval_count) + " " + opt(s.total_duration_ns) + " " +
+           opt(s.load_duration_ns) + " " + opt(s.prompt_eval_duration_ns) + " " +
+           opt(s.eval_duration_ns) + "\n";
+    for (const auto& w : c.warnings) out += "warning: " + w + "\n";
+    return out;
   }
 
   std::string log;
@@ -125,8 +145,9 @@ TEST(StreamChunk, TheCommonOllamaRecordIsReadWithoutTheTree) {
 TEST(StreamChunk, RecordsThatNeedTheWholeTreeAreDeclined) {
   StreamChunkScanner s(StreamProtocol::openai);
   for (const char* r : {
-           R"({"choices":[],"usage":{"completion_tokens":3}})",
-           R"({"choices":[{"delta":{},"finish_reason":"stop"}],"timings":{"prompt_n":1}})",
+           R"({"choices":[],"usage":{"completion_tokens":"3"}})",
+           R"({"choices":[],"usage":[]})",
+           R"({"choices":[{"delta":{},"finish_reason":"stop"}],"timings":{"prompt_n":{}}})",
            R"({"error":{"message":"boom"}})",
            R"({"choices":[{"delta":{"tool_calls":[{"index":0}]}}]})",
            R"({"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}}]})",
@@ -187,6 +208,16 @@ TEST(StreamChunk, BothPathsGiveTheSameTokensFiguresAndErrors) {
        R"({"choices":[{"delta":{"content":"long \\n )" + std::string(5000, 'z') + R"("}}]})",
        R"({ "choices" : [ { "delta" : { "content" : "spaced" } } ] } )",
        R"({"choices":[{"delta":{"content":"stop"},"finish_reason":"tool_calls"}]})"});
+  // Usage and timings, with values a server should not send.
+  expect_same(
+      {R"({"choices":[],"usage":{"completion_tokens":5,"prompt_tokens":2,"prompt_tokens_details":{"cached_tokens":1}}})",
+       R"({"choices":[],"usage":null,"timings":null})",
+       R"({"choices":[],"usage":{"completion_tokens":-1,"prompt_tokens":1e300,"prompt_tokens_details":null}})",
+       R"({"choices":[],"usage":{"completion_tokens":null,"prompt_tokens_details":{"cached_tokens":true,"x":[1]}}})",
+       R"({"timings":{"prompt_ms":-1,"predicted_ms":1e300,"predicted_per_second":12.5,"cache_n":3,"prompt_n":null,"predicted_n":9,"extra":{"a":1}}})",
+       R"({"timings":{"prompt_ms":0.25},"usage":{"completion_tokens":7},"id_slot":1})",
+       R"({"timings":{},"usage":{}})", R"({"usage":{"completion_tokens":1,"completion_tokens":2}})",
+       R"({"timings":{"cache_n":false,"prompt_n":18446744073709551615}})"});
   // Records the scanner declines, among the others.
   expect_same(
       {R"({"choices":[{"delta":{"content":"a"}}]})",
