@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 
 namespace chimera::backends {
 
@@ -58,6 +59,13 @@ enum class Field : std::uint8_t {
   predicted_n,
 };
 static_assert(static_cast<unsigned>(Field::predicted_n) < 32, "a Field is a bit of a uint32");
+
+// Whether `key` is `word`: the lengths first, so that most keys fail at one comparison (every key
+// of every record is looked up).
+template <std::size_t N>
+bool is(std::string_view key, const char (&word)[N]) {
+  return key.size() == N - 1 && std::memcmp(key.data(), word, N - 1) == 0;
+}
 
 // Declining a record: any handler returning false stops the parser; the caller then parses the
 // record whole, which gives the record's own error when it is malformed.
@@ -225,55 +233,55 @@ class ChunkHandler {
     switch (top()) {
       case Frame::top:
         if (protocol_ == StreamProtocol::ollama) {
-          if (key == "error") return decline(ec);
-          if (key == "server_sent_ns") f = Field::server_sent_ns;
-          if (key == "model") f = Field::model;
-          if (key == "done") f = Field::done;
-          if (key == "message") f = Field::message;
-          if (key == "response") f = Field::response;
-          if (key == "thinking") f = Field::thinking;
+          if (is(key, "error")) return decline(ec);
+          if (is(key, "server_sent_ns")) f = Field::server_sent_ns;
+          if (is(key, "model")) f = Field::model;
+          if (is(key, "done")) f = Field::done;
+          if (is(key, "message")) f = Field::message;
+          if (is(key, "response")) f = Field::response;
+          if (is(key, "thinking")) f = Field::thinking;
           break;
         }
-        if (key == "error") return decline(ec);
-        if (key == "server_sent_ns") f = Field::server_sent_ns;
-        if (key == "id_slot") f = Field::id_slot;
-        if (key == "model") f = Field::model;
-        if (key == "choices") f = Field::choices;
-        if (key == "usage") f = Field::usage;
-        if (key == "timings") f = Field::timings;
+        if (is(key, "error")) return decline(ec);
+        if (is(key, "server_sent_ns")) f = Field::server_sent_ns;
+        if (is(key, "id_slot")) f = Field::id_slot;
+        if (is(key, "model")) f = Field::model;
+        if (is(key, "choices")) f = Field::choices;
+        if (is(key, "usage")) f = Field::usage;
+        if (is(key, "timings")) f = Field::timings;
         break;
       case Frame::usage:
-        if (key == "completion_tokens") f = Field::completion_tokens;
-        if (key == "prompt_tokens") f = Field::prompt_tokens;
-        if (key == "prompt_tokens_details") f = Field::prompt_tokens_details;
+        if (is(key, "completion_tokens")) f = Field::completion_tokens;
+        if (is(key, "prompt_tokens")) f = Field::prompt_tokens;
+        if (is(key, "prompt_tokens_details")) f = Field::prompt_tokens_details;
         break;
       case Frame::usage_details:
-        if (key == "cached_tokens") f = Field::cached_tokens;
+        if (is(key, "cached_tokens")) f = Field::cached_tokens;
         break;
       case Frame::timings:
-        if (key == "prompt_ms") f = Field::prompt_ms;
-        if (key == "predicted_ms") f = Field::predicted_ms;
-        if (key == "predicted_per_second") f = Field::predicted_per_second;
-        if (key == "cache_n") f = Field::cache_n;
-        if (key == "prompt_n") f = Field::prompt_n;
-        if (key == "predicted_n") f = Field::predicted_n;
+        if (is(key, "prompt_ms")) f = Field::prompt_ms;
+        if (is(key, "predicted_ms")) f = Field::predicted_ms;
+        if (is(key, "predicted_per_second")) f = Field::predicted_per_second;
+        if (is(key, "cache_n")) f = Field::cache_n;
+        if (is(key, "prompt_n")) f = Field::prompt_n;
+        if (is(key, "predicted_n")) f = Field::predicted_n;
         break;
       case Frame::choice:
-        if (key == "index") f = Field::index;
-        if (key == "delta") f = Field::delta;
-        if (key == "text") f = Field::text;
-        if (key == "finish_reason") f = Field::finish_reason;
+        if (is(key, "index")) f = Field::index;
+        if (is(key, "delta")) f = Field::delta;
+        if (is(key, "text")) f = Field::text;
+        if (is(key, "finish_reason")) f = Field::finish_reason;
         break;
       case Frame::delta:
-        if (key == "tool_calls") return decline(ec);
-        if (key == "content") f = Field::content;
-        if (key == "reasoning_content") f = Field::reasoning_content;
-        if (key == "reasoning") f = Field::reasoning;
+        if (is(key, "tool_calls")) return decline(ec);
+        if (is(key, "content")) f = Field::content;
+        if (is(key, "reasoning_content")) f = Field::reasoning_content;
+        if (is(key, "reasoning")) f = Field::reasoning;
         break;
       case Frame::message:
-        if (key == "tool_calls") return decline(ec);
-        if (key == "content") f = Field::message_content;
-        if (key == "thinking") f = Field::message_thinking;
+        if (is(key, "tool_calls")) return decline(ec);
+        if (is(key, "content")) f = Field::message_content;
+        if (is(key, "thinking")) f = Field::message_thinking;
         break;
       default:
         break;
