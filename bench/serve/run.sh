@@ -6,10 +6,11 @@
 # Usage: bench/serve/run.sh [BUILD_DIR] [N]      (default build, 2000 requests per target)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=nginx.sh
+source "$here/nginx.sh"
 build=${1:-$here/../../build}
 n=${2:-2000}
 cli=$build/apps/chimeraforge/chimeraforge
-nginx=$(command -v nginx || echo /usr/sbin/nginx)
 dir=$(mktemp -d /tmp/chimera-bench-serve.XXXXXX)
 pids=()
 cleanup() {
@@ -40,31 +41,8 @@ pids+=($!)
 wait_port "$serve"
 
 proxy=$(free_port)
-mkdir -p "$dir/nginx"
-cat >"$dir/nginx/nginx.conf" <<CONF
-daemon off; master_process off; worker_processes 1; pid $dir/nginx/nginx.pid;
-error_log $dir/nginx/error.log warn;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path $dir/nginx/body; proxy_temp_path $dir/nginx/proxy;
-  fastcgi_temp_path $dir/nginx/fastcgi; uwsgi_temp_path $dir/nginx/uwsgi; scgi_temp_path $dir/nginx/scgi;
-  upstream synth { server 127.0.0.1:$synth; keepalive 8; keepalive_requests 1000000; }
-  server {
-    listen 127.0.0.1:$proxy;
-    keepalive_requests 1000000;
-    location / {
-      proxy_pass http://synth;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-      tcp_nodelay on;
-    }
-  }
-}
-CONF
-"$nginx" -e "$dir/nginx/error.log" -p "$dir/nginx" -c "$dir/nginx/nginx.conf" >"$dir/nginx.out" 2>&1 &
-pids+=($!)
+start_nginx "$dir" "$proxy" "$synth"
+pids+=("$NGINX_PID")
 wait_port "$proxy"
 
 /usr/bin/python3 "$here/ttft.py" "$n" \

@@ -2,7 +2,8 @@
 # serve under load (docs/serve.md, "Measured"), each line one JSON object from load.py, written
 # to bench/results/serve.jsonl (appended) and summed up in bench/results/serve.md:
 #   1. 256 and 1,000 concurrent streams through serve against the synthetic server (16 tokens
-#      at 1,000 tokens/s, first token at once), beside the same streams sent to it directly;
+#      at 1,000 tokens/s, first token at once), beside the same streams sent to it directly (and,
+#      at 256, through nginx as a plain proxy: nginx.sh);
 #      serve's resident memory idle and at its peak with 256 and with 1,000 streams, and the
 #      open-file limit it runs under (each stream holds two sockets in serve).
 #   2. serve --model tiny.gguf (in-process) against llama-server on the same file, with the same
@@ -19,6 +20,8 @@
 #   list of streams, models and peers)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=nginx.sh
+source "$here/nginx.sh"
 root=$(cd "$here/../.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
 threads=${2:-2}
@@ -75,8 +78,16 @@ idle=$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$serve_pid/status"
 record "$(/usr/bin/python3 -c 'import json,sys; print(json.dumps({"name": "serve idle", "rss_kib": int(sys.argv[1])}))' "$idle")"
 record "$(load "http://127.0.0.1:$synth" --clients 256 --requests 4 --max-tokens 16 --name "synth direct, 256 streams")"
 record "$(load "http://127.0.0.1:$serve" --clients 256 --requests 4 --max-tokens 16 --pid "$serve_pid" --name "synth through serve, 256 streams")"
-kill "$serve_pid" "${pids[0]}"
-wait "$serve_pid" "${pids[0]}" 2>/dev/null || true
+kill "$serve_pid"
+wait "$serve_pid" 2>/dev/null || true
+# The same 256 streams through nginx as a plain proxy (nginx.sh), serve stopped meanwhile.
+proxy=$(free_port)
+start_nginx "$dir" "$proxy" "$synth" 1024
+pids+=("$NGINX_PID")
+for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$proxy/" && break; sleep 0.05; done
+record "$(load "http://127.0.0.1:$proxy" --clients 256 --requests 4 --max-tokens 16 --pid "$NGINX_PID" --name "synth through nginx, 256 streams")"
+kill "$NGINX_PID" "${pids[0]}"
+wait "$NGINX_PID" "${pids[0]}" 2>/dev/null || true
 pids=()
 
 # 1,000 streams at once: each stream lasts 1.6 s (16 tokens at 10 per second), longer than the
