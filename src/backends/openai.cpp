@@ -109,6 +109,46 @@ FinishReason map_finish(std::string_view raw) {
   return FinishReason::stop;
 }
 
+// The counts of an OpenAI-compatible `usage` object, however the record was read (a field is
+// nullptr or null when absent): the scanned and the whole-record paths must give the same
+// figures and warnings, in the same order.
+struct UsageFields {
+  const json::value* completion_tokens;
+  const json::value* prompt_tokens;
+  const json::value* cached_tokens;  // in `prompt_tokens_details`
+};
+
+void apply_usage(const UsageFields& u, Completion& c) {
+  if (auto n = server_count(u.completion_tokens, "completion_tokens", c)) c.figures.tokens_out = n;
+  if (auto n = server_count(u.prompt_tokens, "prompt_tokens", c)) c.figures.tokens_in = n;
+  if (auto n = server_count(u.cached_tokens, "cached_tokens", c))
+    c.figures.prompt_tokens_cached = n;
+}
+
+// llama-server's `timings` object, as apply_usage takes `usage`.
+struct TimingsFields {
+  const json::value* prompt_ms;
+  const json::value* predicted_ms;
+  const json::value* predicted_per_second;
+  const json::value* cache_n;
+  const json::value* prompt_n;
+  const json::value* predicted_n;
+};
+
+void apply_timings(const TimingsFields& t, Completion& c) {
+  ServerStats& s = c.server;
+  s.prompt_ms = server_number(t.prompt_ms, "prompt_ms", c);
+  s.predicted_ms = server_number(t.predicted_ms, "predicted_ms", c);
+  s.predicted_per_second = server_number(t.predicted_per_second, "predicted_per_second", c);
+  s.cache_n = server_count(t.cache_n, "cache_n", c);
+  s.prompt_eval_count = server_count(t.prompt_n, "prompt_n", c);
+  s.eval_count = server_count(t.predicted_n, "predicted_n", c);
+  c.figures.ttft_server_ms = s.prompt_ms;
+  c.figures.decode_tps_server = s.predicted_per_second;
+  if (s.cache_n) c.figures.prompt_tokens_cached = s.cache_n;
+  if (!c.figures.tokens_out && s.eval_count) c.figures.tokens_out = s.eval_count;
+}
+
 class OpenAIDecoder final : public StreamDecoder {
  public:
   OpenAIDecoder(bool chat, bool stream, std::size_t max_record, std::string url, bool scan)
@@ -204,28 +244,14 @@ class OpenAIDecoder final : public StreamDecoder {
       }
     }
     if (k.has_usage) {
-      if (auto n = server_count(&k.completion_tokens, "completion_tokens", c)) {
-        c.figures.tokens_out = n;
-      }
-      if (auto n = server_count(&k.prompt_tokens, "prompt_tokens", c)) c.figures.tokens_in = n;
-      if (k.has_usage_details) {
-        if (auto n = server_count(&k.cached_tokens, "cached_tokens", c)) {
-          c.figures.prompt_tokens_cached = n;
-        }
-      }
+      apply_usage({&k.completion_tokens, &k.prompt_tokens,
+                   k.has_usage_details ? &k.cached_tokens : nullptr},
+                  c);
     }
     if (k.has_timings) {
-      ServerStats& s = c.server;
-      s.prompt_ms = server_number(&k.prompt_ms, "prompt_ms", c);
-      s.predicted_ms = server_number(&k.predicted_ms, "predicted_ms", c);
-      s.predicted_per_second = server_number(&k.predicted_per_second, "predicted_per_second", c);
-      s.cache_n = server_count(&k.cache_n, "cache_n", c);
-      s.prompt_eval_count = server_count(&k.prompt_n, "prompt_n", c);
-      s.eval_count = server_count(&k.predicted_n, "predicted_n", c);
-      c.figures.ttft_server_ms = s.prompt_ms;
-      c.figures.decode_tps_server = s.predicted_per_second;
-      if (s.cache_n) c.figures.prompt_tokens_cached = s.cache_n;
-      if (!c.figures.tokens_out && s.eval_count) c.figures.tokens_out = s.eval_count;
+      apply_timings({&k.prompt_ms, &k.predicted_ms, &k.predicted_per_second, &k.cache_n,
+                     &k.prompt_n, &k.predicted_n},
+                    c);
     }
     if (auto slot = server_count(&k.id_slot, "id_slot", c)) c.server.slot_id = slot;
     return true;
@@ -263,27 +289,18 @@ class OpenAIDecoder final : public StreamDecoder {
     }
     if (const auto* u = o.if_contains("usage"); u && u->is_object()) {
       const auto& uo = u->get_object();
-      if (auto n = server_count(uo, "completion_tokens", c)) c.figures.tokens_out = n;
-      if (auto n = server_count(uo, "prompt_tokens", c)) c.figures.tokens_in = n;
-      if (const auto* d = uo.if_contains("prompt_tokens_details"); d && d->is_object()) {
-        if (auto n = server_count(d->get_object(), "cached_tokens", c)) {
-          c.figures.prompt_tokens_cached = n;
-        }
-      }
+      const auto* d = uo.if_contains("prompt_tokens_details");
+      apply_usage(
+          {uo.if_contains("completion_tokens"), uo.if_contains("prompt_tokens"),
+           d != nullptr && d->is_object() ? d->get_object().if_contains("cached_tokens") : nullptr},
+          c);
     }
     if (const auto* t = o.if_contains("timings"); t && t->is_object()) {
       const auto& to = t->get_object();
-      ServerStats& s = c.server;
-      s.prompt_ms = server_number(to, "prompt_ms", c);
-      s.predicted_ms = server_number(to, "predicted_ms", c);
-      s.predicted_per_second = server_number(to, "predicted_per_second", c);
-      s.cache_n = server_count(to, "cache_n", c);
-      s.prompt_eval_count = server_count(to, "prompt_n", c);
-      s.eval_count = server_count(to, "predicted_n", c);
-      c.figures.ttft_server_ms = s.prompt_ms;
-      c.figures.decode_tps_server = s.predicted_per_second;
-      if (s.cache_n) c.figures.prompt_tokens_cached = s.cache_n;
-      if (!c.figures.tokens_out && s.eval_count) c.figures.tokens_out = s.eval_count;
+      apply_timings({to.if_contains("prompt_ms"), to.if_contains("predicted_ms"),
+                     to.if_contains("predicted_per_second"), to.if_contains("cache_n"),
+                     to.if_contains("prompt_n"), to.if_contains("predicted_n")},
+                    c);
     }
     if (auto slot = server_count(o, "id_slot", c)) c.server.slot_id = slot;
     return true;
