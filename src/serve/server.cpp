@@ -615,13 +615,17 @@ class Connection final : public DirectWriter {
 
   // Waits for the client to close its side while a response is in progress; a client that does
   // cancels the upstream request. Data that arrives instead (a pipelined request) ends the watch.
-  static asio::awaitable<void> watch_disconnect(std::shared_ptr<Exchange> x, tcp::socket& sock,
-                                                int fd) {
-    auto [ec] = co_await sock.async_wait(tcp::socket::wait_read, use_tuple);
-    if (ec || !x->watching) co_return;
+  // A receive that only peeks, not a readiness wait: the reactor tries it at once and again on
+  // each readiness event, and it ends only on data, the close or an error. A wait ended on any
+  // readiness event, even one Asio had queued before this request's bytes were read (the next
+  // request of a kept-alive connection arriving while the last response ended), which ended
+  // the watch at its start; it also cost an epoll_ctl per request.
+  static asio::awaitable<void> watch_disconnect(std::shared_ptr<Exchange> x, tcp::socket& sock) {
     char c = 0;
-    const ssize_t n = ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+    auto [ec, n] =
+        co_await sock.async_receive(asio::buffer(&c, 1), tcp::socket::message_peek, use_tuple);
+    if (!x->watching || ec == asio::error::operation_aborted) co_return;
+    if (ec) {  // the close (eof) or a reset
       x->client_gone = true;
       x->notify();
     }
@@ -709,8 +713,7 @@ class Connection final : public DirectWriter {
     } drop_handle{*x};
 
     x->watching = true;
-    asio::co_spawn(stream_.get_executor(), watch_disconnect(x, stream_.socket(), fd_),
-                   asio::detached);
+    asio::co_spawn(stream_.get_executor(), watch_disconnect(x, stream_.socket()), asio::detached);
     // A streamed response over plain TCP may be written by the callbacks themselves while this
     // coroutine is parked (Exchange::parked); over TLS every write is the stream's own operation.
     const bool direct = stream && !tls_;

@@ -265,6 +265,7 @@ class RawClient {
     return true;
   }
   const std::string& got() const { return got_; }
+  void clear() { got_.clear(); }
   void close() {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
@@ -752,6 +753,67 @@ TEST(ServeUpstream, AnUpstreamThatCannotBeReachedIsAnHttpErrorBeforeTheFirstByte
   r = curl(server.url() + "/api/chat", R"({"messages":[{"role":"user","content":"Hi"}]})");
   EXPECT_EQ(r.status, 502) << r.body;
   EXPECT_TRUE(json::parse(r.body).at("error").is_string()) << r.body;
+}
+
+TEST(ServeUpstream, AClientLeavingAKeptAliveConnectionIsNoticedBeforeTheFirstToken) {
+  // serve watches a client's connection for its close while a response is in progress, on every
+  // request of a kept-alive connection: here the client streams one answer from a quick pool,
+  // then asks a pool whose server never sends a first token, and leaves. The request is
+  // cancelled then, not when a token would find the connection gone (never, here).
+  chimera::synth::Options quick;
+  quick.tokens = 3;
+  quick.tokens_per_s = 1000;
+  chimera::synth::Options silent = quick;
+  silent.fault.kind = chimera::synth::FaultKind::stall;  // after 0 tokens: silent, kept open
+  chimera::synth::SynthServer a(quick);
+  chimera::synth::SynthServer b(silent);
+  a.start();
+  b.start();
+  const fs::path pools =
+      fs::temp_directory_path() / ("chimera-serve-pools-" + std::to_string(::getpid()) + ".toml");
+  {
+    std::ofstream out(pools);
+    out << "[[pool]]\nname = \"quick\"\n[[pool.endpoint]]\nurl = \"" << a.url()
+        << "\"\nbackend = \"openai\"\n\n[[pool]]\nname = \"silent\"\n[[pool.endpoint]]\nurl = \""
+        << b.url() << "\"\nbackend = \"openai\"\n";
+  }
+  ServeProcess server({"--pools", pools.string()});
+  ASSERT_TRUE(server.ok()) << server.output() << server.errors();
+  const auto gone = [&] {
+    return metric_sum(curl(server.url() + "/metrics").body, "chimera_serve_generations_total",
+                      {"outcome=\"client_gone\""});
+  };
+  {
+    RawClient c(server.port());
+    ASSERT_TRUE(c.ok());
+    for (int i = 1; i <= 5; ++i) {
+      c.post("/v1/chat/completions",
+             R"({"model":"quick","messages":[{"role":"user","content":"Hi"}],"stream":true})");
+      ASSERT_TRUE(c.read_until("chatcmpl-" + std::to_string(i), 10s)) << c.got();
+      ASSERT_TRUE(c.read_until("data: [DONE]\n\n\r\n0\r\n\r\n", 10s)) << c.got();
+      c.clear();
+    }
+    c.post("/v1/chat/completions",
+           R"({"model":"silent","messages":[{"role":"user","content":"Hi"}],"stream":true})");
+    for (int i = 0; i < 100 && b.stats().streams_active == 0; ++i) {
+      std::this_thread::sleep_for(20ms);
+    }
+    ASSERT_EQ(b.stats().streams_active, 1) << "the second request never reached its server";
+    EXPECT_EQ(gone(), 0);
+  }  // the client goes away
+  bool counted = false;
+  for (int i = 0; i < 200 && !counted; ++i) {
+    counted = gone() == 1;
+    if (!counted) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(counted) << "the client's close was not noticed";
+  bool freed = false;
+  for (int i = 0; i < 200 && !freed; ++i) {
+    freed = b.stats().streams_active == 0;
+    if (!freed) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(freed) << "the upstream request was not cancelled";
+  fs::remove(pools);
 }
 
 TEST(ServeUpstream, HedgesAreCountedApartFromRetries) {
