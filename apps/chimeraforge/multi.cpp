@@ -45,6 +45,7 @@ struct MultiArgs {
   int64_t hedge_after_ms = 0;
   std::string executor = "single";
   int threads = 0;
+  int busy_poll_us = 0;
   std::string scenario = "homogeneous";
   int requests_per_agent = 1;
   double duration_s = 0;
@@ -108,7 +109,8 @@ std::string check_flags(const MultiArgs& a) {
                         finite_in("--stagger-ms", a.stagger_ms, 0, multi::kMaxStaggerMs),
                         int_in("--hedge-after-ms", a.hedge_after_ms, 0, pool::kMaxHedgeAfterMs),
                         int_in("--max-concurrency", a.max_concurrency, 0, pool::kMaxConcurrency),
-                        int_in("--threads", a.threads, 0, 4'096), validate(o)}) {
+                        int_in("--threads", a.threads, 0, 4'096),
+                        int_in("--busy-poll-us", a.busy_poll_us, 0, 10'000), validate(o)}) {
     if (!e.empty()) return e;
   }
   return {};
@@ -197,6 +199,7 @@ bool engine_options_from_flags(const MultiArgs& a, EngineOptions& eo) {
     return false;
   }
   eo.threads = a.threads;
+  eo.busy_poll_us = a.busy_poll_us;
   if (!pools_from_flags(a, eo.pools)) return false;
   // Keep a connection per agent open between calls instead of reconnecting.
   for (auto& pc : eo.pools) {
@@ -337,6 +340,7 @@ boost::json::object figures_json(const MultiArgs& a, const multi::ConcurrencyFig
       {"program", "chimeraforge"},
       {"scenario", a.scenario},
       {"executor", facts.executor_name},
+      {"busy_poll_us", a.busy_poll_us},
       {"agents", a.agents},
       {"requests", f.requests},
       {"errors", f.errors},
@@ -436,6 +440,7 @@ bool write_records(const MultiArgs& a, const EngineFacts& facts, const multi::Mu
       {"record_lags", a.record_lags},
       {"stagger_ms", a.stagger_ms},
       {"executor", facts.executor_name},
+      {"busy_poll_us", a.busy_poll_us},
       {"scenario", a.scenario},
       {"pools", fmt::format("{}", fmt::join(facts.pool_names, ","))},
       {"env", {{"cpu_count", std::thread::hardware_concurrency()}, {"compiler", __VERSION__}}}};
@@ -538,6 +543,11 @@ std::function<int()> add_multi(CLI::App& app) {
                   "(a loop per core, agents pinned), thread-per-agent")
       ->capture_default_str();
   cmd->add_option("--threads", a->threads, "Loop threads / loops / I/O threads; 0: all cores")
+      ->capture_default_str();
+  cmd->add_option("--busy-poll-us", a->busy_poll_us,
+                  "Each loop thread polls this many microseconds for the next event before it "
+                  "sleeps: fewer wake-ups between the tokens of many streams, for that much CPU "
+                  "after each lull (docs/performance.md); 0: sleep at once")
       ->capture_default_str();
   cmd->add_option("--scenario", a->scenario, "homogeneous, personas or workflow")
       ->capture_default_str();

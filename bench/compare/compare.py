@@ -713,6 +713,7 @@ def environment(args, cache):
     env["chimeraforge"] = command_output([args.cli, "--version"]) or "unknown"
     env["chimeraforge_measured"] = Path(args.client).name
     env["executor"] = args.executor
+    env["busy_poll_us"] = args.busy_poll_us
     env["harness_command"] = shlex.join([sys.executable] + sys.argv)
     env["harness_python"] = platform.python_version()
     return env
@@ -819,7 +820,8 @@ def program_argv(args, program, scen, url, records):
         common += ["--ca-file", str(args.ca_file)]
     if program == "chimeraforge":
         return [args.client, "multi", "--endpoint", url, "--backend", scen.backend, *common,
-                "--no-calibrate", "--quiet", "--results", "", "--executor", args.executor]
+                "--no-calibrate", "--quiet", "--results", "", "--executor", args.executor,
+                "--busy-poll-us", str(args.busy_poll_us)]
     timeout = ["--timeout", str(args.run_timeout)]
     if program == "python":
         return [args.python, args.python_peer, "--endpoint", url, "--backend", scen.backend,
@@ -1014,6 +1016,7 @@ class Harness:
             e["model"] = self.server_info["llama"].get("model")
         if program == "chimeraforge":
             e["executor"] = self.args.executor
+            e["busy_poll_us"] = self.args.busy_poll_us
         return e
 
     def progress(self, run):
@@ -1218,7 +1221,8 @@ def write_table(path, harness, args, programs, plots):
              + (f", at end {', '.join(f'{x:.2f}' for x in env['loadavg_end'])}"
                 if env.get("loadavg_end") else ""),
              f"- commit {env['git_commit']}; {env['chimeraforge']} built with {env['compiler']} "
-             f"({env['build_type']}, flags `{env['flags']}`); executor `{args.executor}`; "
+             f"({env['build_type']}, flags `{env['flags']}`); executor `{args.executor}`"
+             + (f", `--busy-poll-us {args.busy_poll_us}`" if args.busy_poll_us else "") + "; "
              f"measured as `{env.get('chimeraforge_measured', 'chimeraforge')}`"]
     for program, header in sorted(harness.headers.items()):
         if program != "chimeraforge":
@@ -1436,6 +1440,9 @@ def parse_args(argv=None):
     p.add_argument("--reps", type=int, help="repetitions of every row (default 5; --quick 2)")
     p.add_argument("--executor", choices=EXECUTORS, default="single",
                    help="chimeraforge multi's executor (default single)")
+    p.add_argument("--busy-poll-us", type=int, default=0,
+                   help="chimeraforge multi's --busy-poll-us: each loop thread polls this long "
+                        "before it sleeps (default 0: it sleeps at once)")
     p.add_argument("--programs", nargs="+", choices=PROGRAMS, default=list(PROGRAMS),
                    help="programs to run (default all three)")
     p.add_argument("--pin", choices=["both", "off", "only"], default="both",

@@ -3,6 +3,7 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <chrono>
 
 namespace chimera {
 
@@ -14,14 +15,33 @@ bool on_runtime_thread() {
   return t_on_runtime_thread;
 }
 
-Runtime::Impl::Impl(int n) : io(std::max(1, n)), work(io.get_executor()) {
+Runtime::Impl::Impl(int n, int poll_us)
+    : io(std::max(1, n)), work(io.get_executor()), busy_poll_us(std::max(0, poll_us)) {
   n = std::max(1, n);
   threads.reserve(static_cast<std::size_t>(n));
   for (int i = 0; i < n; ++i) {
     threads.emplace_back([this] {
       t_on_runtime_thread = true;
-      io.run();
+      if (busy_poll_us > 0) {
+        run_polling();
+      } else {
+        io.run();
+      }
     });
+  }
+}
+
+// Handles what is ready; when nothing is, polls (a non-blocking look at the sockets and the
+// queue) until busy_poll_us pass without an event, and only then sleeps until the next one.
+void Runtime::Impl::run_polling() {
+  using Clock = std::chrono::steady_clock;
+  const auto window = std::chrono::microseconds(busy_poll_us);
+  while (!io.stopped()) {
+    if (io.poll() > 0) continue;
+    const auto until = Clock::now() + window;
+    bool handled = false;
+    while (!handled && !io.stopped() && Clock::now() < until) handled = io.poll() > 0;
+    if (!handled) io.run_one();
   }
 }
 
@@ -31,7 +51,8 @@ Runtime::Impl::~Impl() {
   for (auto& t : threads) t.join();
 }
 
-Runtime::Runtime(int threads) : impl_(std::make_unique<Impl>(threads)) {}
+Runtime::Runtime(int threads, int busy_poll_us)
+    : impl_(std::make_unique<Impl>(threads, busy_poll_us)) {}
 Runtime::~Runtime() = default;
 
 void Runtime::post(std::function<void()> fn) {
@@ -40,6 +61,10 @@ void Runtime::post(std::function<void()> fn) {
 
 int Runtime::threads() const {
   return static_cast<int>(impl_->threads.size());
+}
+
+int Runtime::busy_poll_us() const {
+  return impl_->busy_poll_us;
 }
 
 Runtime& Runtime::shared() {

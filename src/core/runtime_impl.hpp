@@ -12,12 +12,16 @@
 namespace chimera {
 
 struct Runtime::Impl {
-  explicit Impl(int threads);
+  Impl(int threads, int busy_poll_us);
   ~Impl();
 
   boost::asio::io_context io;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work;
   std::vector<std::thread> threads;
+  int busy_poll_us = 0;
+
+ private:
+  void run_polling();  // one thread's loop when busy_poll_us > 0
 };
 
 // The library's way into a Runtime's event loop (the public header keeps it private).

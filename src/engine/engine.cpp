@@ -282,19 +282,19 @@ Engine::Engine(EngineOptions options) : impl_(std::make_unique<Impl>()) {
   m.threads = m.options.threads > 0 ? m.options.threads : hw;
   switch (m.options.executor) {
     case ExecutorKind::single:
-      m.runtimes.push_back(std::make_unique<Runtime>(1));
+      m.runtimes.push_back(std::make_unique<Runtime>(1, m.options.busy_poll_us));
       m.lanes = 1;
       break;
     case ExecutorKind::shared:
     case ExecutorKind::thread_per_agent:
-      m.runtimes.push_back(std::make_unique<Runtime>(m.threads));
+      m.runtimes.push_back(std::make_unique<Runtime>(m.threads, m.options.busy_poll_us));
       // An endpoint's backend runs its requests on one strand; several lanes per endpoint let
       // the loop's threads share one endpoint's streams.
       m.lanes = m.threads == 1 ? 1 : 4 * m.threads;
       break;
     case ExecutorKind::per_core:
       for (int i = 0; i < m.threads; ++i) {
-        m.runtimes.push_back(std::make_unique<Runtime>(1));
+        m.runtimes.push_back(std::make_unique<Runtime>(1, m.options.busy_poll_us));
         if (m.options.pin_threads) m.runtimes.back()->post([i] { pin_current_thread(i); });
       }
       m.lanes = m.threads;

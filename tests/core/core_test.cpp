@@ -83,6 +83,28 @@ TEST(Runtime, RunsPostedWorkOnItsOwnThreads) {
 TEST(Runtime, OneThreadByDefault) {
   chimera::Runtime rt;
   EXPECT_EQ(rt.threads(), 1);
+  EXPECT_EQ(rt.busy_poll_us(), 0);
+}
+
+TEST(Runtime, ThreadsThatPollBeforeSleepingRunWorkAndStop) {
+  for (int threads : {1, 2}) {
+    std::atomic<int> done{0};
+    {
+      chimera::Runtime rt(threads, 200);
+      EXPECT_EQ(rt.busy_poll_us(), 200);
+      for (int round = 0; round < 3; ++round) {
+        for (int i = 0; i < 100; ++i) rt.post([&] { ++done; });
+        // Work that comes after a lull longer than the polling window wakes a sleeping thread.
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      while (done < 300 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      rt.post([] {});  // still running when it is destroyed: the destructor stops it
+    }
+    EXPECT_EQ(done, 300) << threads << " threads";
+  }
 }
 
 }  // namespace

@@ -110,6 +110,14 @@ TEST(Engine, SameOutputsOnEveryExecutorOverHttp) {
     }
     EXPECT_EQ(out, reference) << "executor " << to_string(e);
   }
+  // Loops that poll before they sleep run the same work.
+  for (ExecutorKind e : {ExecutorKind::single, ExecutorKind::shared}) {
+    Engine engine({.pools = {one_endpoint_pool("default", server.url(), BackendKind::openai, 1)},
+                   .executor = e,
+                   .threads = 2,
+                   .busy_poll_us = 50});
+    EXPECT_EQ(greedy_workload(engine, 8), reference) << "executor " << to_string(e);
+  }
 }
 
 namespace {

@@ -52,6 +52,7 @@ struct EngineOptions {
                              // threads. 0: the hardware's threads
   bool pin_threads = true;   // per-core: pin each loop's thread to its core
   int blocking_threads = 4;  // threads for Agent::blocking steps
+  int busy_poll_us = 0;      // each loop thread polls this long before it sleeps (Runtime)
 };
 
 class Engine;
