@@ -275,7 +275,9 @@ class DigestWriter {
     for (const auto& e : result_.errors) {
       std::string where = relative_of(result_, e.path);
       std::string line = e.line > 0 ? fmt::format(":{}", e.line) : std::string();
-      std::string reason = e.reason.size() > 160 ? e.reason.substr(0, 157) + "..." : e.reason;
+      std::string reason = e.reason.size() > 160
+                               ? std::string(chimera::text::utf8_prefix(e.reason, 157)) + "..."
+                               : e.reason;
       add(2, k < 5 ? 2 : 7, 100 + k, fmt::format("- file error {}{}: {}\n", where, line, reason),
           "file errors", 1, errors_title_);
       ++k;
@@ -290,7 +292,7 @@ class DigestWriter {
     };
     std::map<std::string, ErrAcc> by_text;
     for (const auto& e : result_.error_values) {
-      std::string t(e.text.substr(0, 72));
+      std::string t(chimera::text::utf8_prefix(e.text, 72));
       auto& acc = by_text[t];
       if (acc.count == 0)
         acc.first = fmt::format("{}:{}", result_.files[e.file].relative_path, e.line);
@@ -573,7 +575,9 @@ class DigestWriter {
   void cut_header(std::string& text) const {
     while (!text.empty() && estimate_tokens(text) > options_.token_budget) {
       auto cut = text.rfind(' ');
-      text.resize(cut == std::string::npos ? text.size() - 1 : cut);
+      text.resize(cut == std::string::npos
+                      ? chimera::text::utf8_prefix(text, text.size() - 1).size()
+                      : cut);
     }
   }
 

@@ -1,6 +1,7 @@
 #include "workflow/experiment_report.hpp"
 
 #include <chimera/core/options.hpp>
+#include <chimera/core/text.hpp>
 #include <chimera/ingest/digest.hpp>
 #include <chimera/ingest/experiment.hpp>
 #include <chimera/ingest/ingest.hpp>
@@ -411,7 +412,7 @@ void analyse_in_slices(const Ctx& ctx, const WorkflowConfig& cfg, int run,
   // The synthesis sees the structure and the slices' findings, cut to the same budget.
   std::string structure = ingest::experiment_digest(x, budget / 3);
   const std::size_t max_chars = budget * 4 > structure.size() ? budget * 4 - structure.size() : 256;
-  if (findings.size() > max_chars) findings.resize(max_chars);
+  findings.resize(text::utf8_prefix(findings, max_chars).size());
   progress(ctx.o,
            {ProgressEvent::Kind::stage_started, cfg.name, run, ctx.o.runs, "analysis", "", 0});
   const auto t0 = Clock::now();
@@ -643,7 +644,7 @@ void report_phase(const Ctx& ctx, const WorkflowConfig& cfg, int run, const Call
   if (cfg.options.num_ctx) {
     const auto max_chars = static_cast<std::size_t>(
         std::max(256, (*cfg.options.num_ctx - budgets.report_predict - 120) * 2));
-    if (analysis_text.size() > max_chars) analysis_text.resize(max_chars);
+    analysis_text.resize(text::utf8_prefix(analysis_text, max_chars).size());
   }
   stage_started(ctx, cfg, run, "report");
   const auto t0 = Clock::now();

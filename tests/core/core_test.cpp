@@ -2,6 +2,7 @@
 // runtime whose threads run every request.
 #include <chimera/core/request.hpp>
 #include <chimera/core/runtime.hpp>
+#include <chimera/core/text.hpp>
 
 #include <gtest/gtest.h>
 
@@ -50,6 +51,24 @@ TEST(Names, AsRecordsSpellThem) {
   EXPECT_STREQ(chimera::to_string(chimera::ErrorKind::http_status), "http_status");
   EXPECT_STREQ(chimera::to_string(chimera::ErrorKind::truncated), "truncated");
   EXPECT_STREQ(chimera::to_string(chimera::ErrorKind::timeout), "timeout");
+}
+
+TEST(Text, Utf8PrefixNeverEndsInsideACharacter) {
+  // One character of each length: a (1 byte), e-acute (2), the euro sign (3), a G clef (4).
+  const std::string s =
+      "a\xC3\xA9\xE2\x82\xAC\xF0\x9D\x84\x9E"
+      "b";
+  const std::size_t starts[] = {0, 1, 3, 6, 10, 11};  // where each character begins, and the end
+  for (std::size_t n = 0; n <= s.size() + 2; ++n) {
+    const std::string_view p = chimera::text::utf8_prefix(s, n);
+    EXPECT_TRUE(chimera::text::valid_utf8(p)) << n;
+    std::size_t want = 0;
+    for (std::size_t b : starts) {
+      if (b <= n) want = b;
+    }
+    EXPECT_EQ(p.size(), std::min(want, s.size())) << n;
+  }
+  EXPECT_EQ(chimera::text::utf8_prefix("", 3), "");
 }
 
 TEST(Runtime, RunsPostedWorkOnItsOwnThreads) {

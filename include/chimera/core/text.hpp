@@ -42,6 +42,16 @@ inline bool valid_utf8(std::string_view s) {
 // Characters (code points) in UTF-8 text: the bytes that are not continuation bytes.
 std::size_t utf8_length(std::string_view s);
 
+// The longest prefix of `s` of at most `max_bytes` bytes that does not end inside a character:
+// text cut to a byte budget must stay UTF-8, or the JSON that carries it is refused (a server
+// answers 500 to a prompt with half a character in it).
+constexpr std::string_view utf8_prefix(std::string_view s, std::size_t max_bytes) {
+  if (s.size() <= max_bytes) return s;
+  std::size_t n = max_bytes;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return s.substr(0, n);
+}
+
 // ASCII whitespace as std::isspace sees it in the C locale: space, \t, \n, \v, \f, \r.
 constexpr bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
