@@ -80,12 +80,7 @@ void ParseJob::error(int line, std::string reason, bool fatal) {
 void ParseJob::error_value(std::string_view metric, std::string_view text, const Context* ctx,
                            int line) {
   text = trim(text);
-  if (text.size() > 200) {
-    // Cut at a UTF-8 boundary.
-    std::size_t n = 200;
-    while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
-    text = text.substr(0, n);
-  }
+  text = chimera::text::utf8_prefix(text, 200);
   ErrorValue e;
   e.metric = arena().intern(metric);
   e.text = arena().intern(text);
