@@ -516,10 +516,13 @@ asio::awaitable<std::unique_ptr<Connection>> HttpEndpoint::connect(CancelSlot& c
     co_return nullptr;
   }
   // The socket is opened here, not inside async_connect, so that running out of descriptors
-  // (EMFILE with thousands of agents) is reported as such, with the limit and what to do.
+  // (EMFILE with thousands of agents) is reported as such, with the limit and what to do. It is
+  // made non-blocking now, once: write_request writes without waiting, and Asio's own
+  // operations then find it so.
   {
     beast::error_code oec;
     conn->stream.socket().open(endpoints.front().protocol(), oec);
+    if (!oec) conn->stream.socket().non_blocking(true, oec);
     if (oec) {
       result.error = {ErrorKind::connect,
                       describe(fmt::format("cannot open a socket: {}",
@@ -534,7 +537,17 @@ asio::awaitable<std::unique_ptr<Connection>> HttpEndpoint::connect(CancelSlot& c
     conn->stream.expires_after(std::chrono::milliseconds(timeouts_.connect_ms));
   }
   cancel.active = conn.get();
-  auto [cec, ep] = co_await conn->stream.async_connect(endpoints, use_tuple);
+  // One address (the usual case: a literal one, or a name with one address) is connected on
+  // the socket opened above; the overload for several closes and reopens it before each try,
+  // a socket, an epoll registration and a close more per connection.
+  beast::error_code cec;
+  if (endpoints.size() == 1) {
+    auto [e] = co_await conn->stream.async_connect(endpoints.front(), use_tuple);
+    cec = e;
+  } else {
+    auto [e, ep] = co_await conn->stream.async_connect(endpoints, use_tuple);
+    cec = e;
+  }
   cancel.active = nullptr;
   if (cec) {
     if (cancel.cancelled) {
