@@ -61,6 +61,10 @@ sys.path.insert(0, str(ROOT / "bench/common"))
 from provenance import (Provenance, build_dir_of, cmake_cache, cpu_model,  # noqa: E402
                         git_state)
 PROGRAMS = ("chimeraforge", "python", "rust")
+# bench/compare/floor/stream_floor.c: the least a client can do on the synthetic server's rows
+# (one thread, one read per readiness, no JSON parsing), run only when named in --programs. What
+# it shows is the machine's share of a figure; what a program shows above it is its own.
+FLOOR = "floor"
 PINNED = "-pinned"  # suffix of the rows measured with --pin's layout
 EXECUTORS = ("single", "shared", "per-core", "thread-per-agent")
 STALL_NS = 1_000_000  # docs/records.md: a chunk whose delivery_lag exceeds 1 ms is a stall
@@ -816,6 +820,8 @@ def program_argv(args, program, scen, url, records):
     common = ["--agents", str(scen.agents), "--requests-per-agent", str(scen.requests),
               "--model", scen.model, "--prompt", args.prompt, "--max-tokens", str(scen.max_tokens),
               "--records", str(records), "--record-lags"]
+    if scen.agents > 1 and getattr(args, "stagger_ms", 0) > 0:
+        common += ["--stagger-ms", str(args.stagger_ms)]
     if getattr(args, "ca_file", None):
         common += ["--ca-file", str(args.ca_file)]
     if program == "chimeraforge":
@@ -826,6 +832,8 @@ def program_argv(args, program, scen, url, records):
     if program == "python":
         return [args.python, args.python_peer, "--endpoint", url, "--backend", scen.backend,
                 *common, *timeout]
+    if program == FLOOR:
+        return [args.floor, "--endpoint", url, "--backend", scen.backend, *common, *timeout]
     return [args.rust_peer, "--endpoint", url, "--backend", scen.backend, *common, *timeout]
 
 
@@ -838,6 +846,8 @@ def startup_argv(args, program, url):
              "--max-tokens", "1", "--startup-probe", *ca]
     if program == "python":
         return [args.python, args.python_peer, *probe]
+    if program == FLOOR:
+        return [args.floor, *probe]
     return [args.rust_peer, *probe]
 
 
@@ -1225,7 +1235,10 @@ def write_table(path, harness, args, programs, plots):
              + (f", `--busy-poll-us {args.busy_poll_us}`" if args.busy_poll_us else "") + "; "
              f"measured as `{env.get('chimeraforge_measured', 'chimeraforge')}`"]
     for program, header in sorted(harness.headers.items()):
-        if program != "chimeraforge":
+        if program == FLOOR:
+            lines.append("- floor: bench/compare/floor/stream_floor.c (C, one thread, epoll, one "
+                         "read per readiness, no JSON parsing; the machine's share of a figure)")
+        elif program != "chimeraforge":
             lines.append(f"- {program} peer: " + ", ".join(
                 f"{k} {v}" for k, v in header.get("env", {}).items()
                 if k in ("python", "httpx", "httpcore", "rustc", "crates", "runtime")))
@@ -1325,7 +1338,7 @@ def write_results(path, harness, args, programs):
                         "provenance": stamp}) + "\n")
 
 
-COLORS = {"chimeraforge": "#1f77b4", "python": "#ff7f0e", "rust": "#2ca02c"}
+COLORS = {"chimeraforge": "#1f77b4", "python": "#ff7f0e", "rust": "#2ca02c", FLOOR: "#7f7f7f"}
 
 
 def write_plots(plot_dir, harness, args, programs):
@@ -1443,8 +1456,10 @@ def parse_args(argv=None):
     p.add_argument("--busy-poll-us", type=int, default=0,
                    help="chimeraforge multi's --busy-poll-us: each loop thread polls this long "
                         "before it sleeps (default 0: it sleeps at once)")
-    p.add_argument("--programs", nargs="+", choices=PROGRAMS, default=list(PROGRAMS),
-                   help="programs to run (default all three)")
+    p.add_argument("--programs", nargs="+", choices=PROGRAMS + (FLOOR,), default=list(PROGRAMS),
+                   help="programs to run (default the three; add `floor` for the floor client, "
+                        "bench/compare/floor/stream_floor.c, built by the harness with cc: "
+                        "the synthetic server's rows only, over plain http)")
     p.add_argument("--pin", choices=["both", "off", "only"], default="both",
                    help="both (default): every row but llama-server's unpinned, then pinned "
                         "(servers on the first CPU, the program under test on the others); "
@@ -1459,6 +1474,10 @@ def parse_args(argv=None):
     p.add_argument("--conc-rate", type=float, default=50.0,
                    help="synthetic server tokens/s per stream for the concurrency rows (50)")
     p.add_argument("--conc-tokens", type=int, default=20, help="tokens per request (20)")
+    p.add_argument("--stagger-ms", type=float, default=0.0,
+                   help="spread the agents' starts of the concurrency rows evenly over this "
+                        "many ms (every program: agent i starts at i/N of it); 0 (default): "
+                        "all at once, as the study's agents start")
     p.add_argument("--conc-requests", type=int, default=3,
                    help="requests per agent below 1,000 agents (3; --quick 2)")
     p.add_argument("--conc-requests-large", type=int, default=2,
@@ -1556,8 +1575,35 @@ def check_programs(args):
             print(f"compare.py: leaving out the Rust peer: {args.rust_peer} is not built "
                   f"(bash scripts/setup-peers.sh)", file=sys.stderr)
             continue
+        if program == FLOOR:
+            args.floor = build_floor(args)
+            if args.floor is None:
+                continue
         available.append(program)
     return available
+
+
+def build_floor(args):
+    """Compiles the floor client (static, -O2) into a temporary directory; None when it cannot
+    run here (no C compiler, or --tls: it speaks plain http only)."""
+    if args.tls:
+        print("compare.py: leaving out the floor client: it speaks plain http only (--tls)",
+              file=sys.stderr)
+        return None
+    cc = shutil.which("cc")
+    source = ROOT / "bench/compare/floor/stream_floor.c"
+    if cc is None:
+        print("compare.py: leaving out the floor client: no C compiler (cc)", file=sys.stderr)
+        return None
+    out = Path(tempfile.mkdtemp(prefix="chimera-floor-")) / "stream_floor"
+    atexit.register(shutil.rmtree, out.parent, ignore_errors=True)
+    built = subprocess.run([cc, "-O2", "-static", "-o", str(out), str(source)],
+                           capture_output=True, text=True)
+    if built.returncode != 0:
+        print(f"compare.py: leaving out the floor client: {cc} failed: {built.stderr[-500:]}",
+              file=sys.stderr)
+        return None
+    return str(out)
 
 
 def main(argv=None):
@@ -1696,7 +1742,9 @@ def run_all(harness, args, programs):
         notes.append(f"concurrency: N agents x K requests of {a.conc_tokens} tokens at "
                      f"{a.conc_rate:g} tokens/s per stream, first token at once; K = "
                      f"{a.conc_requests} below 1,000 agents, {a.conc_requests_large} from 1,000; "
-                     f"Ollama protocol; N = {', '.join(str(n) for n in a.agents)}")
+                     f"Ollama protocol; N = {', '.join(str(n) for n in a.agents)}"
+                     + (f"; the agents' starts spread over {a.stagger_ms:g} ms (--stagger-ms)"
+                        if a.stagger_ms > 0 else "; all agents start at once"))
     pinning = Pinning()
     modes = {"both": [False, True], "off": [False], "only": [True]}[a.pin]
     if True in modes and not pinning.possible:
@@ -1732,6 +1780,8 @@ def run_repetition(harness, a, programs, skip, rep, suffix, single_synth, single
                                  synth_extra(a.single_rate, a.single_ttft_ms))
     if "single-llama" not in skip and not suffix:
         for program in programs:
+            if program == FLOOR:
+                continue  # the floor client speaks only the synthetic server's Ollama stream
             harness.run_scenario(program, single_llama, rep, "single-llama",
                                  llama_extra(single_llama))
     if "concurrency" not in skip:

@@ -55,7 +55,7 @@ HEADER_KEYS = {
     "requests_per_agent": INT,
     "env": OBJECT,
 }
-PROGRAMS = {"chimeraforge", "python", "rust", "python-engine"}
+PROGRAMS = {"chimeraforge", "python", "rust", "python-engine", "floor"}
 BACKENDS = {"ollama", "openai"}
 STALL_NS = 1_000_000
 

@@ -251,7 +251,18 @@ class AgainstSynthServer(unittest.TestCase):
     def url(self):
         return self.server.url
 
-    def run_program(self, program):
+    def floor_client(self):
+        """Builds the floor client once per class (None over --tls or without cc: skipped)."""
+        cls = type(self)
+        if getattr(self.args, "ca_file", None):
+            self.skipTest("the floor client speaks plain http only")
+        if "floor_built" not in cls.__dict__:
+            cls.floor_built = compare.build_floor(self.args) if shutil.which("cc") else None
+        if cls.floor_built is None:
+            self.skipTest("the floor client needs cc and plain http")
+        self.args.floor = cls.floor_built
+
+    def run_program(self, program, min_rss=1_000_000):
         scen = compare.Scenario("test", "synth-test", "ollama", "synth", self.AGENTS,
                                 self.REQUESTS, self.TOKENS)
         records = self.tmp / f"{program}.jsonl"
@@ -260,7 +271,7 @@ class AgainstSynthServer(unittest.TestCase):
         self.assertFalse(res["timed_out"], f"{program} timed out")
         self.assertEqual(res["exit_code"], 0,
                          f"{program} failed: {compare.tail(self.tmp / f'{program}.err')}")
-        self.assertGreater(res["rss_peak"], 1_000_000)
+        self.assertGreater(res["rss_peak"], min_rss)
         check = subprocess.run([PYTHON, str(CHECK), "--require-ok", "--tokens-out",
                                 str(self.TOKENS), str(records)], capture_output=True, text=True)
         self.assertEqual(check.returncode, 0, check.stderr)
@@ -314,8 +325,18 @@ class AgainstSynthServer(unittest.TestCase):
     def test_rust_peer(self):
         self.run_program("rust")
 
+    def test_floor_client(self):
+        # Its records pass the same checks and give the same figures: a static C program of a
+        # few hundred kilobytes resident.
+        self.floor_client()
+        self.run_program("floor", min_rss=100_000)
+
     def test_startup_chimeraforge(self):
         self.startup("chimeraforge")
+
+    def test_startup_floor(self):
+        self.floor_client()
+        self.startup("floor")
 
     @unittest.skipUnless(HAVE_HTTPX, SKIP_PYTHON)
     def test_startup_python(self):
