@@ -87,6 +87,8 @@ int main(int argc, char** argv) {
        R"({"model":"llama3.2:1b","created_at":"2026-12-05T20:00:00.123456789Z","message":{"role":"assistant","content":" once"},"done":false})"},
       {"synth-server ollama token", true,
        R"({"model":"synth","created_at":"2026-12-05T20:00:00Z","message":{"role":"assistant","content":"tok2 "},"done":false,"server_sent_ns":1667559763521})"},
+      {"ollama final", true,
+       R"({"model":"llama3.2:1b","created_at":"2026-12-05T20:00:01.5Z","message":{"role":"assistant","content":""},"done_reason":"stop","done":true,"total_duration":1523466917,"load_duration":20361458,"prompt_eval_count":26,"prompt_eval_duration":129000000,"eval_count":290,"eval_duration":1372000000})"},
   };
 
   fmt::print("{:<28} {:>12} {:>12} {:>8}\n", "record", "scanned ns", "whole ns", "ratio");

@@ -166,39 +166,61 @@ class OllamaDecoder final : public StreamDecoder {
     if (const auto* m = o.if_contains("model"); m && m->is_string()) c.model = m->get_string();
     const auto* done = o.if_contains("done");
     if (done && done->is_bool() && done->get_bool()) {
-      done_seen_ = true;
-      ServerStats& s = c.server;
-      s.total_duration_ns = server_count(o, "total_duration", c);
-      s.load_duration_ns = server_count(o, "load_duration", c);
-      s.prompt_eval_count = server_count(o, "prompt_eval_count", c);
-      s.prompt_eval_duration_ns = server_count(o, "prompt_eval_duration", c);
-      s.eval_count = server_count(o, "eval_count", c);
-      s.eval_duration_ns = server_count(o, "eval_duration", c);
-      c.finish_raw = get_string(o, "done_reason");
-      if (!c.tool_calls.empty()) {
-        c.finish = FinishReason::tool_calls;
-      } else if (c.finish_raw == "length") {
-        c.finish = FinishReason::length;
-      } else {
-        c.finish = FinishReason::stop;
-      }
-      Figures& f = c.figures;
-      f.tokens_out = s.eval_count;
-      f.tokens_in = s.prompt_eval_count;
-      if (s.load_duration_ns || s.prompt_eval_duration_ns) {
-        f.ttft_server_ms = (static_cast<double>(s.load_duration_ns.value_or(0)) +
-                            static_cast<double>(s.prompt_eval_duration_ns.value_or(0))) /
-                           1e6;
-      }
-      if (s.eval_count && s.eval_duration_ns && *s.eval_duration_ns > 0) {
-        f.decode_tps_server =
-            static_cast<double>(*s.eval_count) * 1e9 / static_cast<double>(*s.eval_duration_ns);
-      }
+      const auto* reason = o.if_contains("done_reason");
+      apply_final({o.if_contains("total_duration"), o.if_contains("load_duration"),
+                   o.if_contains("prompt_eval_count"), o.if_contains("prompt_eval_duration"),
+                   o.if_contains("eval_count"), o.if_contains("eval_duration"),
+                   reason != nullptr && reason->is_string() ? std::string_view(reason->get_string())
+                                                            : std::string_view()},
+                  c);
     }
     return true;
   }
 
-  // A record of the common shape (not the final one), as handle would take it (stream_chunk.hpp).
+  // The final record's statistics (durations in nanoseconds), from either path.
+  struct FinalFields {
+    const json::value* total_duration;
+    const json::value* load_duration;
+    const json::value* prompt_eval_count;
+    const json::value* prompt_eval_duration;
+    const json::value* eval_count;
+    const json::value* eval_duration;
+    std::string_view done_reason;
+  };
+
+  void apply_final(const FinalFields& k, Completion& c) {
+    done_seen_ = true;
+    ServerStats& s = c.server;
+    s.total_duration_ns = server_count(k.total_duration, "total_duration", c);
+    s.load_duration_ns = server_count(k.load_duration, "load_duration", c);
+    s.prompt_eval_count = server_count(k.prompt_eval_count, "prompt_eval_count", c);
+    s.prompt_eval_duration_ns = server_count(k.prompt_eval_duration, "prompt_eval_duration", c);
+    s.eval_count = server_count(k.eval_count, "eval_count", c);
+    s.eval_duration_ns = server_count(k.eval_duration, "eval_duration", c);
+    c.finish_raw = k.done_reason;
+    if (!c.tool_calls.empty()) {
+      c.finish = FinishReason::tool_calls;
+    } else if (c.finish_raw == "length") {
+      c.finish = FinishReason::length;
+    } else {
+      c.finish = FinishReason::stop;
+    }
+    Figures& f = c.figures;
+    f.tokens_out = s.eval_count;
+    f.tokens_in = s.prompt_eval_count;
+    if (s.load_duration_ns || s.prompt_eval_duration_ns) {
+      f.ttft_server_ms = (static_cast<double>(s.load_duration_ns.value_or(0)) +
+                          static_cast<double>(s.prompt_eval_duration_ns.value_or(0))) /
+                         1e6;
+    }
+    if (s.eval_count && s.eval_duration_ns && *s.eval_duration_ns > 0) {
+      f.decode_tps_server =
+          static_cast<double>(*s.eval_count) * 1e9 / static_cast<double>(*s.eval_duration_ns);
+    }
+  }
+
+  // A record of the common shape (the final one included), as handle would take it
+  // (stream_chunk.hpp).
   bool handle_scanned(const StreamChunk& k, Emitter& out) {
     out.server_sent(std::max<int64_t>(0, get_int(&k.server_sent_ns).value_or(0)));
     std::string_view text;
@@ -216,6 +238,12 @@ class OllamaDecoder final : public StreamDecoder {
       if (!out.token(text, thinking, nullptr)) return false;
     }
     if (k.has_model) out.completion().model = k.model;
+    if (k.done) {
+      apply_final({&k.total_duration, &k.load_duration, &k.prompt_eval_count,
+                   &k.prompt_eval_duration, &k.eval_count, &k.eval_duration,
+                   k.has_done_reason ? std::string_view(k.done_reason) : std::string_view()},
+                  out.completion());
+    }
     return true;
   }
 

@@ -57,8 +57,15 @@ enum class Field : std::uint8_t {
   cache_n,
   prompt_n,
   predicted_n,
+  done_reason,
+  total_duration,
+  load_duration,
+  prompt_eval_count,
+  prompt_eval_duration,
+  eval_count,
+  eval_duration,
 };
-static_assert(static_cast<unsigned>(Field::predicted_n) < 32, "a Field is a bit of a uint32");
+static_assert(static_cast<unsigned>(Field::eval_duration) < 64, "a Field is a bit of a uint64");
 
 // Whether `key` is `word`: the lengths first, so that most keys fail at one comparison (every key
 // of every record is looked up).
@@ -90,9 +97,12 @@ class ChunkHandler {
     out.has_message = out.has_message_content = out.has_message_thinking = false;
     out.has_response = out.has_thinking = false;
     out.has_usage = out.has_usage_details = out.has_timings = false;
-    for (json::value* v : {&out.completion_tokens, &out.prompt_tokens, &out.cached_tokens,
-                           &out.prompt_ms, &out.predicted_ms, &out.predicted_per_second,
-                           &out.cache_n, &out.prompt_n, &out.predicted_n}) {
+    out.done = out.has_done_reason = false;
+    for (json::value* v :
+         {&out.completion_tokens, &out.prompt_tokens, &out.cached_tokens, &out.prompt_ms,
+          &out.predicted_ms, &out.predicted_per_second, &out.cache_n, &out.prompt_n,
+          &out.predicted_n, &out.total_duration, &out.load_duration, &out.prompt_eval_count,
+          &out.prompt_eval_duration, &out.eval_count, &out.eval_duration}) {
       *v = nullptr;
     }
     depth_ = 0;
@@ -240,6 +250,13 @@ class ChunkHandler {
           if (is(key, "message")) f = Field::message;
           if (is(key, "response")) f = Field::response;
           if (is(key, "thinking")) f = Field::thinking;
+          if (is(key, "done_reason")) f = Field::done_reason;
+          if (is(key, "total_duration")) f = Field::total_duration;
+          if (is(key, "load_duration")) f = Field::load_duration;
+          if (is(key, "prompt_eval_count")) f = Field::prompt_eval_count;
+          if (is(key, "prompt_eval_duration")) f = Field::prompt_eval_duration;
+          if (is(key, "eval_count")) f = Field::eval_count;
+          if (is(key, "eval_duration")) f = Field::eval_duration;
           break;
         }
         if (is(key, "error")) return decline(ec);
@@ -287,7 +304,7 @@ class ChunkHandler {
         break;
     }
     if (f != Field::none) {
-      const auto bit = std::uint32_t{1} << static_cast<unsigned>(f);
+      const auto bit = std::uint64_t{1} << static_cast<unsigned>(f);
       if ((seen_[depth_ - 1] & bit) != 0) return decline(ec);
       seen_[depth_ - 1] |= bit;
     }
@@ -332,6 +349,9 @@ class ChunkHandler {
       case Field::thinking:
         to = &out_->thinking, out_->has_thinking = true;
         break;
+      case Field::done_reason:
+        to = &out_->done_reason, out_->has_done_reason = true;
+        break;
       default:
         return decline(ec);  // a string where a number or a container belongs
     }
@@ -364,6 +384,18 @@ class ChunkHandler {
         return &out_->prompt_n;
       case Field::predicted_n:
         return &out_->predicted_n;
+      case Field::total_duration:
+        return &out_->total_duration;
+      case Field::load_duration:
+        return &out_->load_duration;
+      case Field::prompt_eval_count:
+        return &out_->prompt_eval_count;
+      case Field::prompt_eval_duration:
+        return &out_->prompt_eval_duration;
+      case Field::eval_count:
+        return &out_->eval_count;
+      case Field::eval_duration:
+        return &out_->eval_duration;
       default:
         return nullptr;
     }
@@ -388,8 +420,7 @@ class ChunkHandler {
         out_->index = v;
         return true;
       case Field::done:
-        // The final record: its statistics are read from the whole tree.
-        if (v.is_bool() && v.get_bool()) return decline(ec);
+        out_->done = v.is_bool() && v.get_bool();  // any other value: not the final record
         return true;
       case Field::choices:
       case Field::delta:
@@ -404,9 +435,9 @@ class ChunkHandler {
   StreamChunk* out_ = nullptr;
   // Deeper than any record of the common shape; a deeper record takes the whole path.
   std::array<Frame, 32> frames_{};
-  std::array<std::uint32_t, 32> seen_{};  // per open frame: the keys of Field it has had
+  std::array<std::uint64_t, 32> seen_{};  // per open frame: the keys of Field it has had
   // Per Field: whether its string has begun (a string with escapes arrives in pieces).
-  std::array<bool, 32> started_{};
+  std::array<bool, 64> started_{};
   std::size_t depth_ = 0;
   Field field_ = Field::none;
   std::string key_;

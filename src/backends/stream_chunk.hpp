@@ -6,10 +6,10 @@
 // "content":"..."},"done":false}. Parsing each into a boost::json::value and looking its keys up
 // one by one was a third of the instructions `serve` spent per proxied request (callgrind).
 // StreamChunkScanner reads such a record in one pass of boost::json's SAX parser, keeping only
-// the fields a token needs (and an OpenAI stream's usage and timings); any record it is not sure
-// of (an error, Ollama's final statistics, tool calls, several choices, a repeated key, a value
-// of an unusual type, malformed JSON) it declines, and the decoder parses that record whole as
-// before. The two paths give the same tokens, figures and errors
+// the fields a token needs (and an OpenAI stream's usage and timings, and Ollama's final
+// statistics); any record it is not sure of (an error, tool calls, several choices, a repeated
+// key, a value of an unusual type, malformed JSON) it declines, and the decoder parses that record
+// whole as before. The two paths give the same tokens, figures and errors
 // (tests/backends/stream_chunk_test.cpp and fuzz/stream_chunk_differential_fuzzer.cpp compare
 // them).
 #pragma once
@@ -56,7 +56,8 @@ struct StreamChunk {
   boost::json::value cache_n;
   boost::json::value prompt_n;
   boost::json::value predicted_n;
-  // Ollama (a record whose "done" is true, the final one, is always declined).
+  // Ollama.
+  bool done = false;         // "done" was true: the final record, with the statistics below
   bool has_message = false;  // "message" was an object (chat)
   bool has_message_content = false;
   std::string message_content;
@@ -66,6 +67,14 @@ struct StreamChunk {
   std::string response;
   bool has_thinking = false;  // the record's own "thinking" (generate)
   std::string thinking;
+  bool has_done_reason = false;  // "done_reason" was a string
+  std::string done_reason;
+  boost::json::value total_duration;  // null when absent
+  boost::json::value load_duration;
+  boost::json::value prompt_eval_count;
+  boost::json::value prompt_eval_duration;
+  boost::json::value eval_count;
+  boost::json::value eval_duration;
 };
 
 enum class StreamProtocol { openai, ollama };

@@ -132,8 +132,24 @@ TEST(StreamChunk, TheCommonOllamaRecordIsReadWithoutTheTree) {
   EXPECT_EQ(s.chunk().message_content, "Hi\xc3\xa9");
   EXPECT_EQ(s.chunk().message_thinking, "hm");
   EXPECT_EQ(s.chunk().model, "llama3.2:1b");
+  EXPECT_FALSE(s.chunk().done);
+  // The final record too: its statistics are read as the tree would hold them.
+  ASSERT_TRUE(s.scan(R"({"model":"m","done":true,"done_reason":"length","eval_count":3,)"
+                     R"("eval_duration":1.5e9,"load_duration":null})"));
+  EXPECT_TRUE(s.chunk().done);
+  EXPECT_EQ(s.chunk().done_reason, "length");
+  EXPECT_EQ(s.chunk().eval_count.as_int64(), 3);
+  EXPECT_EQ(s.chunk().eval_duration.as_double(), 1.5e9);
+  EXPECT_TRUE(s.chunk().load_duration.is_null());
+  EXPECT_TRUE(s.chunk().total_duration.is_null());
+  ASSERT_TRUE(s.scan(R"({"model":"m","done":false})"));  // nothing of the last one is left
+  EXPECT_FALSE(s.chunk().done);
+  EXPECT_FALSE(s.chunk().has_done_reason);
+  EXPECT_TRUE(s.chunk().eval_count.is_null());
   for (const char* r : {
-           R"({"model":"m","done":true,"eval_count":3})",
+           R"({"model":"m","done":true,"eval_count":3,"eval_count":4})",
+           R"({"done":true,"eval_count":"3"})",
+           R"({"done":true,"total_duration":{"ns":1}})",
            R"({"error":"model not found"})",
            R"({"message":{"content":"","tool_calls":[{"function":{"name":"f"}}]},"done":false})",
            R"({"done":"false"})",
@@ -254,6 +270,17 @@ TEST(StreamChunk, BothOllamaPathsGiveTheSameTokensFiguresAndErrors) {
       R"({"message":[],"response":{"x":1}})",
       R"({"message":{"content":"f"},"done":false,"error":"mid-stream"})",
   });
+  // Final records with odd statistics: each path warns, or leaves a figure out, alike.
+  expect_same_ollama({
+      R"({"message":{"content":"a"},"done":false})",
+      R"({"message":{"content":"b"},"done":true,"done_reason":7,"total_duration":-1,"load_duration":true,"prompt_eval_count":2.5,"prompt_eval_duration":null,"eval_count":18446744073709551615,"eval_duration":0})",
+  });
+  expect_same_ollama({
+      R"({"message":{"content":"","tool_calls":[{"function":{"name":"f","arguments":{}}}]},"done":false})",
+      R"({"message":{"content":""},"done":true,"done_reason":"stop","eval_count":1,"eval_duration":5})",
+  });
+  expect_same_ollama({R"({"response":"x","done":true,"done_reason":"length","eval_count":"1"})"});
+  expect_same_ollama({R"({"done":true,"eval_count":2,"eval_count":3,"message":{"content":"z"}})"});
   expect_same_ollama({R"({"message":{"content":"a"},"done":false})", R"([1])"});
   expect_same_ollama({R"({"message":{"content":"a"},"done":false})", R"({"message":)"});
 }
