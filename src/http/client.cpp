@@ -99,6 +99,38 @@ asio::awaitable<beast::error_code> read_body_element(
   }
 }
 
+// A response's head: what the buffer holds is parsed first, then `stream` is read until the head
+// is complete, as Beast's http::async_read_header does (the same errors: end_of_stream when the
+// connection ends before any byte, partial_message after some, buffer_overflow, the parser's
+// own), without its two composed operations on the tcp_stream's timed transfer (callgrind: a
+// one-token request 97.2k -> 95.3k instructions).
+template <class Stream>
+asio::awaitable<beast::error_code> read_response_head(
+    Stream& stream, beast::flat_buffer& buffer,
+    bhttp::response_parser<bhttp::buffer_body>& parser) {
+  beast::error_code ec;
+  for (;;) {
+    if (buffer.size() > 0) {
+      const std::size_t used = parser.put(buffer.data(), ec);
+      buffer.consume(used);
+      if (ec != bhttp::error::need_more) {
+        if (ec || parser.is_header_done()) co_return ec;
+      }
+      ec = {};
+    }
+    const std::size_t size = beast::read_size(buffer, 65536);
+    if (size == 0) co_return bhttp::error::buffer_overflow;
+    auto [rec, n] = co_await stream.async_read_some(buffer.prepare(size), use_tuple);
+    buffer.commit(n);
+    if (rec == asio::error::eof) {
+      if (!parser.got_some()) co_return bhttp::error::end_of_stream;
+      parser.put_eof(ec);
+      co_return ec;
+    }
+    if (rec) co_return rec;
+  }
+}
+
 void require_readable(const std::string& path, const char* what, const std::string& url) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -801,9 +833,12 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(const HttpRequest& 
     parser_holder->header_limit(64 * 1024);
     phase = callbacks.next_phase ? callbacks.next_phase() : Phase{};
     set_deadline(phase);
-    auto [hec, hn] = co_await on_stream(*conn, [&](auto& stream) {
-      return bhttp::async_read_header(stream, conn->buffer, *parser_holder, use_tuple);
-    });
+    beast::error_code hec;
+    if (conn->tls) {
+      hec = co_await read_response_head(*conn->tls, conn->buffer, *parser_holder);
+    } else {
+      hec = co_await read_response_head(conn->stream.socket(), conn->buffer, *parser_holder);
+    }
     if (hec) {
       cancel.active = nullptr;
       if (may_retry && !cancel.cancelled && interim == 0 && !parser_holder->got_some() &&
