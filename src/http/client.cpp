@@ -65,56 +65,32 @@ auto on_stream(Connection& conn, Op&& op) {
   return conn.tls ? op(*conn.tls) : op(conn.stream);
 }
 
-// One element of a response body (a chunk's header or its data): what the buffer holds is
-// parsed first, then `stream` is read. This is what Beast's http::async_read_some does, less
-// its composed operation, which posts its completion even when the buffer held the element
-// (an event-loop trip per token) and tracks outstanding work on a copy of the executor. Over
-// plain TCP `stream` is the socket itself, not the tcp_stream, whose timed transfer operation
-// this client does not use (the Watchdog cancels the socket). Together about a third of the
-// client's instructions per streamed token (callgrind).
-template <class Stream>
-asio::awaitable<beast::error_code> read_body_element(
-    Stream& stream, beast::flat_buffer& buffer,
-    bhttp::response_parser<bhttp::buffer_body>& parser) {
-  beast::error_code ec;
-  for (;;) {
-    if (buffer.size() > 0) {
-      const std::size_t used = parser.put(buffer.data(), ec);
-      buffer.consume(used);
-      if (ec != bhttp::error::need_more) co_return ec;
-      ec = {};
-    }
-    const std::size_t size = beast::read_size(buffer, 65536);
-    if (size == 0) co_return bhttp::error::buffer_overflow;
-    auto [rec, n] = co_await stream.async_read_some(buffer.prepare(size), use_tuple);
-    buffer.commit(n);
-    if (rec == asio::error::eof) {
-      // As Beast: a body that ends with the connection (no length, not chunked) is complete
-      // now; any other is cut short.
-      if (!parser.got_some()) co_return bhttp::error::end_of_stream;
-      parser.put_eof(ec);
-      co_return ec;
-    }
-    if (rec) co_return rec;
-  }
-}
+// How far read_response reads: one element of the body (a chunk's header or its data), or the
+// whole head.
+enum class ReadUntil { element, head };
 
-// A response's head: what the buffer holds is parsed first, then `stream` is read until the head
-// is complete, as Beast's http::async_read_header does (the same errors: end_of_stream when the
+// Reads a response as Beast's http::async_read_some (ReadUntil::element) or
+// http::async_read_header (ReadUntil::head) does, with the same errors (end_of_stream when the
 // connection ends before any byte, partial_message after some, buffer_overflow, the parser's
-// own), without its two composed operations on the tcp_stream's timed transfer (callgrind: a
-// one-token request 97.2k -> 95.3k instructions).
+// own): what the buffer holds is parsed first, then `stream` is read. Without Beast's composed
+// operation, which posts its completion even when the buffer held the element (an event-loop
+// trip per token) and tracks outstanding work on a copy of the executor. Over plain TCP `stream`
+// is the socket itself, not the tcp_stream, whose timed transfer operation this client does not
+// use (the Watchdog cancels the socket). Together about a third of the client's instructions per
+// streamed token, and 97.2k -> 95.3k for a one-token request with the head read here too
+// (callgrind).
 template <class Stream>
-asio::awaitable<beast::error_code> read_response_head(
-    Stream& stream, beast::flat_buffer& buffer,
-    bhttp::response_parser<bhttp::buffer_body>& parser) {
+asio::awaitable<beast::error_code> read_response(Stream& stream, beast::flat_buffer& buffer,
+                                                 bhttp::response_parser<bhttp::buffer_body>& parser,
+                                                 ReadUntil until) {
   beast::error_code ec;
   for (;;) {
     if (buffer.size() > 0) {
       const std::size_t used = parser.put(buffer.data(), ec);
       buffer.consume(used);
-      if (ec != bhttp::error::need_more) {
-        if (ec || parser.is_header_done()) co_return ec;
+      if (ec != bhttp::error::need_more &&
+          (ec || until == ReadUntil::element || parser.is_header_done())) {
+        co_return ec;
       }
       ec = {};
     }
@@ -123,6 +99,8 @@ asio::awaitable<beast::error_code> read_response_head(
     auto [rec, n] = co_await stream.async_read_some(buffer.prepare(size), use_tuple);
     buffer.commit(n);
     if (rec == asio::error::eof) {
+      // As Beast: a body that ends with the connection (no length, not chunked) is complete
+      // now; any other message is cut short.
       if (!parser.got_some()) co_return bhttp::error::end_of_stream;
       parser.put_eof(ec);
       co_return ec;
@@ -835,9 +813,10 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(const HttpRequest& 
     set_deadline(phase);
     beast::error_code hec;
     if (conn->tls) {
-      hec = co_await read_response_head(*conn->tls, conn->buffer, *parser_holder);
+      hec = co_await read_response(*conn->tls, conn->buffer, *parser_holder, ReadUntil::head);
     } else {
-      hec = co_await read_response_head(conn->stream.socket(), conn->buffer, *parser_holder);
+      hec = co_await read_response(conn->stream.socket(), conn->buffer, *parser_holder,
+                                   ReadUntil::head);
     }
     if (hec) {
       cancel.active = nullptr;
@@ -906,9 +885,9 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(const HttpRequest& 
     // conditions.)
     beast::error_code rec;
     if (conn->tls) {
-      rec = co_await read_body_element(*conn->tls, conn->buffer, parser);
+      rec = co_await read_response(*conn->tls, conn->buffer, parser, ReadUntil::element);
     } else {
-      rec = co_await read_body_element(conn->stream.socket(), conn->buffer, parser);
+      rec = co_await read_response(conn->stream.socket(), conn->buffer, parser, ReadUntil::element);
     }
     if (rec == bhttp::error::need_buffer) rec = {};
     const std::size_t got = chunk.size() - parser.get().body().size;
