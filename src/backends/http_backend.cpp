@@ -23,6 +23,17 @@ using http::Clock;
 
 using text::invalid_utf8_at;
 
+void decode_discarding(StreamDecoder& fresh, std::string_view record) {
+  struct Discard final : Emitter {
+    Completion c;
+    bool token(std::string_view, std::string_view, const ToolCall*) override { return true; }
+    bool tool_call(std::size_t, std::string_view) override { return true; }
+    Completion& completion() override { return c; }
+    void server_sent(int64_t) override {}
+  } out;
+  fresh.on_bytes(record, out);
+}
+
 std::string json_excerpt(std::string_view text, std::size_t max) {
   // Shown in messages and records (JSON): bytes that are not UTF-8, and control characters,
   // are written as \xNN so that the message itself stays valid text.
@@ -285,6 +296,7 @@ asio::awaitable<void> run_request(std::shared_ptr<http::HttpEndpoint> ep,
       }
       return phase.deadline < total.deadline ? phase : total;
     };
+    cb.on_sent = [&] { decoder->warm(); };
     cb.on_body = [&](std::string_view bytes) {
       if (st->cancel_requested()) return false;
       rate.bytes += static_cast<int64_t>(bytes.size());

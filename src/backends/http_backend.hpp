@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 
 namespace chimera::backends {
@@ -47,7 +48,16 @@ class StreamDecoder {
   // The final record has arrived; what follows is only the end of the body, which is still read
   // (briefly) so that the connection can be reused.
   virtual bool finished() const { return false; }
+  // Decodes a canned token record of this decoder's kind into nothing, once per process. Called
+  // while the first request is in flight: its first record then finds the code and tables that
+  // decoding runs already touched, which a process otherwise pays for on its first token. A
+  // no-op for a whole-body decoder.
+  virtual void warm() {}
 };
+
+// Feeds `record` to `fresh`, a decoder made for this and used for nothing else, and drops what
+// it decodes (StreamDecoder::warm).
+void decode_discarding(StreamDecoder& fresh, std::string_view record);
 
 // Shared helpers for decoders.
 std::string json_excerpt(std::string_view text, std::size_t max = 200);

@@ -69,6 +69,16 @@ class OllamaDecoder final : public StreamDecoder {
   // nothing (as for the OpenAI stream after [DONE]).
   bool finished() const override { return stream_ && done_seen_; }
 
+  void warm() override {
+    if (!stream_) return;
+    static const bool warmed = [this] {
+      OllamaDecoder fresh(chat_, true, max_record_, std::string(), scanner_ != nullptr);
+      decode_discarding(fresh, ollama_warm_record(chat_));
+      return true;
+    }();
+    (void)warmed;
+  }
+
   void on_end(Emitter& out) override {
     if (!stream_) {
       if (!handle(whole_, out)) return;
@@ -357,6 +367,14 @@ bool OllamaBackend::build(const Request& r, http::HttpRequest& out, std::string&
 std::unique_ptr<StreamDecoder> OllamaBackend::make_decoder(const Request& r) {
   return make_ollama_decoder(r.kind == RequestKind::chat, r.stream,
                              endpoint_->limits().max_record_bytes, endpoint());
+}
+
+std::string_view ollama_warm_record(bool chat) {
+  return chat ? R"({"model":"m","created_at":"2026-01-01T00:00:00Z",)"
+                R"("message":{"role":"assistant","content":"a"},"done":false})"
+                "\n"
+              : R"({"model":"m","created_at":"2026-01-01T00:00:00Z","response":"a","done":false})"
+                "\n";
 }
 
 std::unique_ptr<StreamDecoder> make_ollama_decoder(bool chat, bool stream, std::size_t max_record,

@@ -20,5 +20,7 @@ class OllamaBackend final : public HttpBackend {
 // (stream_chunk.hpp): the tests compare the two.
 std::unique_ptr<StreamDecoder> make_ollama_decoder(bool chat, bool stream, std::size_t max_record,
                                                    std::string url, bool scan = true);
+// The token record StreamDecoder::warm decodes: one token, "a", of a chat or generate stream.
+std::string_view ollama_warm_record(bool chat);
 
 }  // namespace chimera::backends

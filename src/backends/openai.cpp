@@ -179,6 +179,16 @@ class OpenAIDecoder final : public StreamDecoder {
 
   bool finished() const override { return done_; }
 
+  void warm() override {
+    if (!stream_) return;
+    static const bool warmed = [this] {
+      OpenAIDecoder fresh(chat_, true, max_record_, std::string(), scanner_ != nullptr);
+      decode_discarding(fresh, openai_warm_record(chat_));
+      return true;
+    }();
+    (void)warmed;
+  }
+
   void on_end(Emitter& out) override {
     Completion& c = out.completion();
     if (!stream_) {
@@ -475,6 +485,15 @@ bool OpenAIBackend::build(const Request& r, http::HttpRequest& out, std::string&
 std::unique_ptr<StreamDecoder> OpenAIBackend::make_decoder(const Request& r) {
   return make_openai_decoder(r.kind == RequestKind::chat, r.stream,
                              endpoint_->limits().max_record_bytes, endpoint());
+}
+
+std::string_view openai_warm_record(bool chat) {
+  return chat ? R"(data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"m",)"
+                R"("choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]})"
+                "\n\n"
+              : R"(data: {"id":"c","object":"text_completion","created":0,"model":"m",)"
+                R"("choices":[{"index":0,"text":"a","finish_reason":null}]})"
+                "\n\n";
 }
 
 std::unique_ptr<StreamDecoder> make_openai_decoder(bool chat, bool stream, std::size_t max_record,

@@ -20,5 +20,7 @@ class OpenAIBackend final : public HttpBackend {
 // whole, never through StreamChunkScanner (stream_chunk.hpp): the tests compare the two.
 std::unique_ptr<StreamDecoder> make_openai_decoder(bool chat, bool stream, std::size_t max_record,
                                                    std::string url, bool scan = true);
+// The token event StreamDecoder::warm decodes: one token, "a", of a chat or completions stream.
+std::string_view openai_warm_record(bool chat);
 
 }  // namespace chimera::backends

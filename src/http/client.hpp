@@ -93,6 +93,9 @@ struct Phase {
 struct HttpCallbacks {
   // Called just before the first request byte is written (each attempt); for t_send.
   std::function<void()> on_send;
+  // Called once the request is written (each attempt), while the response is awaited: for work
+  // best done before it arrives.
+  std::function<void()> on_sent;
   // Deadline for the next read of the response; called before every read.
   std::function<Phase()> next_phase;
   // Body bytes of a 2xx response as they arrive. Return false to stop reading (the connection

@@ -65,9 +65,12 @@ class RecordingEmitter final : public Emitter {
 };
 
 // The decoder's output for one body, with the scanner or without it.
-std::string decode(const std::string& body, bool ollama, bool chat, bool scan) {
+// `warm`: the decoder is asked to warm first (StreamDecoder::warm), as a request's is once it
+// has been sent.
+std::string decode(const std::string& body, bool ollama, bool chat, bool scan, bool warm = false) {
   auto d = ollama ? make_ollama_decoder(chat, /*stream=*/true, 1 << 20, "http://up", scan)
                   : make_openai_decoder(chat, /*stream=*/true, 1 << 20, "http://up", scan);
+  if (warm) d->warm();
   RecordingEmitter e;
   if (d->on_bytes(body, e)) d->on_end(e);
   return e.summary();
@@ -95,6 +98,47 @@ void expect_same_ollama(const std::vector<std::string>& records) {
     EXPECT_EQ(decode(body, true, chat, true), decode(body, true, chat, false))
         << (chat ? "chat" : "generate") << " body:\n"
         << body;
+  }
+}
+
+// The canned record a decoder warms with is one it reads as a token, on both paths; and warming
+// (which decodes it into nothing, once per process) leaves the decoder's own output unchanged.
+TEST(StreamChunk, WarmingDecodesACannedTokenAndChangesNothing) {
+  for (const bool ollama : {true, false}) {
+    for (const bool chat : {true, false}) {
+      for (const bool scan : {true, false}) {
+        const std::string_view canned =
+            ollama ? ollama_warm_record(chat) : openai_warm_record(chat);
+        auto d = ollama ? make_ollama_decoder(chat, /*stream=*/true, 1 << 20, "http://up", scan)
+                        : make_openai_decoder(chat, /*stream=*/true, 1 << 20, "http://up", scan);
+        RecordingEmitter e;
+        EXPECT_TRUE(d->on_bytes(canned, e));
+        EXPECT_EQ(e.log, "sent[0]\ntoken[a||]\n") << canned;  // sent[0]: no send time
+        EXPECT_EQ(e.c.error.message, "") << canned;
+        EXPECT_TRUE(e.c.warnings.empty()) << canned;
+
+        std::string body;
+        if (ollama) {
+          body = chat ? R"({"model":"m","message":{"role":"assistant","content":"x"},"done":false})"
+                        "\n"
+                        R"({"model":"m","message":{"content":""},"done":true,"eval_count":1})"
+                        "\n"
+                      : R"({"model":"m","response":"x","done":false})"
+                        "\n"
+                        R"({"model":"m","response":"","done":true,"eval_count":1})"
+                        "\n";
+        } else {
+          body = chat ? sse({R"({"model":"m","choices":[{"delta":{"content":"x"}}]})",
+                             R"({"choices":[{"delta":{},"finish_reason":"stop"}]})"})
+                      : sse({R"({"model":"m","choices":[{"text":"x"}]})",
+                             R"({"choices":[{"text":"","finish_reason":"stop"}]})"});
+          body += "data: [DONE]\n\n";
+        }
+        const std::string warmed = decode(body, ollama, chat, scan, /*warm=*/true);
+        EXPECT_EQ(warmed, decode(body, ollama, chat, scan)) << body;
+        EXPECT_NE(warmed.find("token[x||]"), std::string::npos) << warmed;
+      }
+    }
   }
 }
 
