@@ -290,6 +290,45 @@ TEST(StreamChunk, BothPathsGiveTheSameTokensFiguresAndErrors) {
   expect_same({R"({"choices":[{"delta":{"content":"a"}}]})", "{\"choices\":\"\xff\"}"});
 }
 
+// Numbers at the edges of int64, whitespace of every kind, odd literals and malformed records:
+// the scanner reads each as the tree does.
+TEST(StreamChunk, RecordsAtTheEdgesOfJsonReadAsTheTreeReadsThem) {
+  StreamChunkScanner s(StreamProtocol::openai);
+  ASSERT_TRUE(s.scan("{\n\"model\" :\t\"m\",\r\n\"choices\":[ ]\n}\n"));
+  EXPECT_EQ(s.chunk().model, "m");
+  ASSERT_TRUE(
+      s.scan(R"({"choices":[{"delta":{"content":"n"}}],"server_sent_ns":123456789012345678})"));
+  EXPECT_EQ(s.chunk().server_sent_ns.as_int64(), 123456789012345678);
+  ASSERT_TRUE(s.scan(R"({"choices":[],"server_sent_ns":1234567890123456789})"));
+  EXPECT_EQ(s.chunk().server_sent_ns.as_int64(), 1234567890123456789);
+  ASSERT_TRUE(s.scan(R"({"choices":[],"server_sent_ns":-0})"));
+  EXPECT_EQ(s.chunk().server_sent_ns.as_int64(), 0);
+
+  const std::string good = R"({"choices":[{"delta":{"content":"a"}}]})";
+  expect_same({
+      R"({"choices":[{"index":0,"delta":{"content":"n"}}],"server_sent_ns":123456789012345678})",
+      R"({"choices":[],"server_sent_ns":1234567890123456789})",
+      R"({"choices":[],"server_sent_ns":12345678901234567890})",
+      R"({"choices":[],"server_sent_ns":-123456789012345678})",
+      R"({"choices":[],"server_sent_ns":-0,"id_slot":0})",
+      R"({"choices":[],"id_slot":-7,"server_sent_ns":10})",
+      "{\t\"choices\" :\t[ ] , \"model\":\"m\"\t}",
+      "{\"choices\":[{\"delta\":{\"content\":\"del \x7f\"}}]}",
+      R"({"choices":[],"":{},"x":[],"y":[[],{}]})",
+      R"({"choices":[{"delta":{"content":"a"}}],"extra":[true,false,null,{},[],-1,0,"s"]})",
+  });
+  // Malformed records, each after a good one: the tree's own error ends the stream.
+  std::string deep = R"({"x":)" + std::string(40, '[') + std::string(40, ']') + R"(,"choices":[]})";
+  for (const std::string& bad : std::vector<std::string>{
+           R"({"choices":[],"id_slot":01})", R"({"choices":[],"x":truex})",
+           R"({"choices":[],"x":nul})", R"({"choices":[,]})", R"({"choices":[],})",
+           R"({"choices" []})", "{\"choices\":[\"a\tb\"]}", R"({"choices":[],"x":-})",
+           R"({"choices":[],"x":1.})", R"({"choices":[],"x":2e})", R"({"choices":[]}})", deep,
+           R"({"choices":[],"x":"open)", R"({"choices":[],"x":tru)", "{\"choices\":[]"}) {
+    expect_same({good, bad});
+  }
+}
+
 TEST(StreamChunk, BothOllamaPathsGiveTheSameTokensFiguresAndErrors) {
   // Ollama's records and the synthetic server's, as they come.
   expect_same_ollama({
