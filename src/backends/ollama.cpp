@@ -27,10 +27,10 @@ namespace bhttp = boost::beast::http;
 namespace {
 
 // Ollama's `options` take our option names as they are (the table's names are Ollama's).
-json::object ollama_options(const Options& o) {
-  json::object opts;
+json::object ollama_options(const Options& o, const json::storage_ptr& sp) {
+  json::object opts(sp);
   for_each_set_option(o, [&opts](std::string_view name, const auto& value) {
-    opts[name] = json::value_from(value);
+    opts[name] = json::value_from(value, opts.storage());
   });
   return opts;
 }
@@ -280,16 +280,23 @@ bool OllamaBackend::build(const Request& r, http::HttpRequest& out, std::string&
     error = "Ollama needs a model name (e.g. --model llama3.2:1b); `ollama list` shows them";
     return false;
   }
-  json::object body;
+  // The body's tree lives only until it is written out below: built in one arena (on the stack
+  // for an ordinary request), as the OpenAI-compatible backend's, rather than with a heap
+  // allocation for each key, string and table growth.
+  unsigned char arena[4096];
+  json::monotonic_resource mr(arena, sizeof arena);
+  const json::storage_ptr sp(&mr);
+  json::object body(sp);
   body["model"] = r.model;
   if (r.kind == RequestKind::chat) {
     if (r.messages.empty()) {
       error = "a chat request needs at least one message";
       return false;
     }
-    json::array messages;
+    json::array messages(sp);
+    messages.reserve(r.messages.size());
     for (const auto& m : r.messages) {
-      json::object jm;
+      json::object jm(sp);
       jm["role"] = m.role;
       jm["content"] = m.content;
       if (!m.thinking.empty()) jm["thinking"] = m.thinking;
@@ -298,15 +305,16 @@ bool OllamaBackend::build(const Request& r, http::HttpRequest& out, std::string&
       // ignore both fields.
       if (!m.tool_call_id.empty()) jm["tool_call_id"] = m.tool_call_id;
       if (!m.tool_calls.empty()) {
-        json::array calls;
+        json::array calls(sp);
         for (const auto& tc : m.tool_calls) {
-          json::object fn;
+          json::object fn(sp);
           fn["name"] = tc.name;
           boost::system::error_code ec;
-          json::value args = json::parse(tc.arguments_json.empty() ? "{}" : tc.arguments_json, ec);
+          json::value args =
+              json::parse(tc.arguments_json.empty() ? "{}" : tc.arguments_json, ec, sp);
           // Arguments a model wrote that are not JSON go back as it wrote them, as text.
-          fn["arguments"] = ec ? json::value(tc.arguments_json) : std::move(args);
-          json::object call{{"function", std::move(fn)}};
+          fn["arguments"] = ec ? json::value(tc.arguments_json, sp) : std::move(args);
+          json::object call({{"function", std::move(fn)}}, sp);
           if (!tc.id.empty()) call["id"] = tc.id;
           calls.push_back(std::move(call));
         }
@@ -322,7 +330,7 @@ bool OllamaBackend::build(const Request& r, http::HttpRequest& out, std::string&
     out.path = "/api/generate";
   }
   body["stream"] = r.stream;
-  auto opts = ollama_options(r.options);
+  auto opts = ollama_options(r.options, sp);
   if (!opts.empty()) body["options"] = std::move(opts);
   if (r.keep_alive) {
     if (all_digits(*r.keep_alive)) {
