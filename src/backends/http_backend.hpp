@@ -1,5 +1,5 @@
 // What the Ollama and OpenAI-compatible backends share (private to the library): a request
-// coroutine on the endpoint's strand, cancellation, callbacks, deadlines and the METRICS.md
+// coroutine on the endpoint's executor, cancellation, callbacks, deadlines and the METRICS.md
 // figures. A protocol supplies two things: how a Request becomes an HTTP request, and a
 // StreamDecoder that turns response bytes into tokens and the final statistics.
 #pragma once

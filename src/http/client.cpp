@@ -352,11 +352,11 @@ void Watchdog::stop() {
   timer.cancel();
 }
 
-HttpEndpoint::HttpEndpoint(asio::io_context& io, EndpointUrl url, Timeouts timeouts, Limits limits,
-                           std::string api_key, const Tls& tls, Headers headers, Retry retry,
-                           const std::string& proxy)
+HttpEndpoint::HttpEndpoint(asio::io_context& io, Executor executor, EndpointUrl url,
+                           Timeouts timeouts, Limits limits, std::string api_key, const Tls& tls,
+                           Headers headers, Retry retry, const std::string& proxy)
     : io_(io),
-      strand_(asio::make_strand(io)),
+      executor_(std::move(executor)),
       url_(std::move(url)),
       timeouts_(timeouts),
       limits_(limits),
@@ -407,7 +407,7 @@ asio::awaitable<bool> HttpEndpoint::handshake(Connection& conn, CancelSlot& canc
   }
   if (tls_session_ != nullptr) SSL_set_session(native, tls_session_);
   // The TLS stream waits on the socket itself, so the deadline is a watchdog's, as in attempt().
-  auto wd = std::make_shared<Watchdog>(strand_, &conn);
+  auto wd = std::make_shared<Watchdog>(executor_, &conn);
   if (timeouts_.connect_ms > 0) {
     wd->set(Phase{Clock::now() + std::chrono::milliseconds(timeouts_.connect_ms), "connect"});
   }
@@ -520,7 +520,7 @@ void HttpEndpoint::give_back(std::unique_ptr<Connection> conn) {
 
 asio::awaitable<std::unique_ptr<Connection>> HttpEndpoint::connect(CancelSlot& cancel,
                                                                    HttpResult& result) {
-  auto conn = std::make_unique<Connection>(strand_);
+  auto conn = std::make_unique<Connection>(executor_);
   const std::string& host =
       proxy_ ? proxy_->host : (url_.connect_to.empty() ? url_.host : url_.connect_to);
   const std::string& port = proxy_ ? proxy_->port : url_.port;
@@ -539,7 +539,7 @@ asio::awaitable<std::unique_ptr<Connection>> HttpEndpoint::connect(CancelSlot& c
     }
   }
   if (endpoints.empty()) {
-    tcp::resolver resolver(strand_);
+    tcp::resolver resolver(executor_);
     auto [rec, found] = co_await resolver.async_resolve(host, port, use_tuple);
     if (rec) {
       result.error = {
@@ -663,7 +663,7 @@ std::optional<Clock::duration> HttpEndpoint::retry_wait(const HttpResult& result
 }
 
 asio::awaitable<bool> HttpEndpoint::wait(Clock::duration delay, CancelSlot& cancel) {
-  asio::steady_timer timer(strand_);
+  asio::steady_timer timer(executor_);
   timer.expires_after(delay);
   cancel.waiting = &timer;
   co_await timer.async_wait(use_tuple);
@@ -788,7 +788,7 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(const HttpRequest& 
   // current deadline and sleeps again if that is still ahead. Arming the stream's own timer on
   // every read instead cost a timer insert, a cancel and an aborted completion per token.
   conn->stream.expires_never();
-  auto wd = std::make_shared<Watchdog>(strand_, conn.get());
+  auto wd = std::make_shared<Watchdog>(executor_, conn.get());
   struct Disarm {
     std::shared_ptr<Watchdog> wd;
     ~Disarm() { wd->stop(); }

@@ -15,7 +15,9 @@
 // Through a forward proxy (proxy.hpp), https:// runs in a CONNECT tunnel and http:// sends the
 // absolute URL.
 //
-// Thread safety: an HttpEndpoint and all its requests run on one strand; callers post or
+// Thread safety: an HttpEndpoint and all its requests run on its executor: a strand when the
+// event loop has several threads, the loop itself when it has one (which runs one handler at a
+// time, so that a strand's hand-off on every completion would buy nothing). Callers post or
 // co_spawn onto executor().
 #pragma once
 
@@ -25,11 +27,11 @@
 #include <chimera/core/request.hpp>
 #include <chimera/http/settings.hpp>
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/verb.hpp>
@@ -46,7 +48,7 @@
 namespace chimera::http {
 
 using Clock = std::chrono::steady_clock;
-using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
+using Executor = boost::asio::any_io_executor;
 
 // A parsed endpoint URL: http[s]://[user[:password]@]host[:port][/base].
 struct EndpointUrl {
@@ -123,16 +125,17 @@ struct HttpResult {
 };
 
 struct Connection {
-  explicit Connection(const Strand& s) : stream(s) {}
+  explicit Connection(const Executor& ex) : stream(ex) {}
   boost::beast::tcp_stream stream;
   std::unique_ptr<TlsStream> tls;  // over `stream`'s socket, for https://
   boost::beast::flat_buffer buffer;
   int uses = 0;
 };
 
-// The deadline of one attempt's network operations (see HttpEndpoint::attempt). On the strand.
+// The deadline of one attempt's network operations (see HttpEndpoint::attempt). On the
+// endpoint's executor.
 struct Watchdog : std::enable_shared_from_this<Watchdog> {
-  Watchdog(const Strand& s, Connection* c) : timer(s), conn(c) {}
+  Watchdog(const Executor& ex, Connection* c) : timer(ex), conn(c) {}
   void set(const Phase& ph);  // the deadline of the next operation
   void stop();                // the attempt is over
   boost::asio::steady_timer timer;
@@ -147,7 +150,7 @@ struct Watchdog : std::enable_shared_from_this<Watchdog> {
   void arm(Clock::time_point at);
 };
 
-// Cancellation of one request: close() may be posted to the strand at any time.
+// Cancellation of one request: close() may be posted to the endpoint's executor at any time.
 struct CancelSlot {
   bool cancelled = false;
   Connection* active = nullptr;                  // the connection in use, if any
@@ -159,15 +162,16 @@ class HttpEndpoint {
  public:
   // Throws std::invalid_argument when the TLS settings cannot be used (a CA file or a client
   // certificate that cannot be read), naming the file and the endpoint.
-  HttpEndpoint(boost::asio::io_context& io, EndpointUrl url, Timeouts timeouts, Limits limits,
-               std::string api_key, const Tls& tls = {}, Headers headers = {}, Retry retry = {},
-               const std::string& proxy = {});
+  // `executor` runs on `io`: a strand over it when several threads run it (see above).
+  HttpEndpoint(boost::asio::io_context& io, Executor executor, EndpointUrl url, Timeouts timeouts,
+               Limits limits, std::string api_key, const Tls& tls = {}, Headers headers = {},
+               Retry retry = {}, const std::string& proxy = {});
   ~HttpEndpoint();
 
   const EndpointUrl& url() const { return url_; }
   const Timeouts& timeouts() const { return timeouts_; }
   const Limits& limits() const { return limits_; }
-  Strand& executor() { return strand_; }
+  Executor& executor() { return executor_; }
 
   // Runs one request, retried on this endpoint as Retry says. Must be awaited on executor().
   // Never throws.
@@ -213,7 +217,7 @@ class HttpEndpoint {
   void keep_session(Connection& conn);
 
   boost::asio::io_context& io_;
-  Strand strand_;
+  Executor executor_;
   EndpointUrl url_;
   Timeouts timeouts_;
   Limits limits_;

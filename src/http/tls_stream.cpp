@@ -80,7 +80,7 @@ struct SocketBio {
 TlsStream::TlsStream(socket_type& socket, SSL_CTX* ctx) : socket_(socket) {
   transport_.socket = &socket_;
   boost::system::error_code ec;
-  socket_.non_blocking(true, ec);  // OpenSSL's calls must never block the strand
+  socket_.non_blocking(true, ec);  // OpenSSL's calls must never block the event loop
   const BIO_METHOD* method = SocketBio<Transport>::method();
   ssl_ = ec ? nullptr : SSL_new(ctx);
   BIO* bio = ssl_ == nullptr || method == nullptr ? nullptr : BIO_new(method);

@@ -19,7 +19,7 @@
 // (connection_reset, ...), else OpenSSL's reason in Asio's ssl category.
 //
 // Satisfies Beast's AsyncReadStream and AsyncWriteStream. Not movable (OpenSSL keeps a pointer
-// into it); every operation must run on the socket's executor (the endpoint's strand), one read
+// into it); every operation must run on the socket's executor (the endpoint's executor), one read
 // and one write at a time.
 #pragma once
 
