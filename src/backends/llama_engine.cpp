@@ -211,21 +211,22 @@ LlamaEngine::LlamaEngine(std::string model_path, const LlamaConfig& config)
   warmed.wait();
 }
 
-// Before the first request, on the engine's thread, as llama-server warms up at start: a
-// prompt's worth of tokens decoded (their cells then dropped) and two samples drawn. The first
-// decode faults the model's mapped pages in, starts the compute threads (OpenMP makes a team per
-// calling thread) and allocates the graph's buffers; a batch of several tokens touches the
-// buffers a prompt needs, which one token's graph leaves untouched. A sampler keeps one candidate
-// per vocabulary token (384 KiB for 32k tokens), and each request makes its own: glibc maps the
-// first such block and unmaps it when freed, then serves the next from the thread's heap, which
-// it grows and keeps; sampling twice leaves that memory in the heap for the first request. Each
-// of these cost the first request's first token page faults at 10-13 us apiece here: `perf trace
-// -F all` of serve --model tiny.gguf over its first request counted about 270 with a one-token
-// warm-up, 43 with this one.
+// Before the first request, on the engine's thread, as llama-server warms up at start: a few
+// tokens decoded (their cells then dropped) and two samples drawn. The first decode faults the
+// model's mapped pages in, starts the compute threads (OpenMP makes a team per calling thread) and
+// allocates the graph's buffers; a batch of several tokens touches more of the buffers a prompt
+// needs than one token's graph does. A sampler keeps one candidate per vocabulary token (384 KiB
+// for 32k tokens), and each request makes its own: glibc maps the first such block and unmaps it
+// when freed, then serves the next from the thread's heap, which it grows and keeps; sampling
+// twice leaves that memory in the heap for the first request. Each page a first request touches
+// for the first time costs 10-13 us here: `perf trace -F all` of serve --model tiny.gguf over its
+// first request counted about 270 page faults with a one-token warm-up, 138-164 with this one
+// (43 with 32 tokens, but a larger model would spend a noticeable part of a second at load on
+// them, where 8 cost it little).
 void LlamaEngine::warm_up() {
   llama_token token = llama_vocab_bos(vocab_);
   if (token == LLAMA_TOKEN_NULL) token = 0;
-  const int n = std::max(1, std::min({32, ctx_per_seq_, static_cast<int>(llama_n_batch(ctx_))}));
+  const int n = std::max(1, std::min({8, ctx_per_seq_, static_cast<int>(llama_n_batch(ctx_))}));
   std::vector<llama_token> prompt(static_cast<std::size_t>(n), token);
   llama_batch batch = llama_batch_get_one(prompt.data(), n);
   if (llama_decode(ctx_, batch) == 0) {
