@@ -8,6 +8,8 @@
 #   e.g. git worktree or `git checkout OLD -- src/` to build the old binary, copied aside.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=common.sh
+source "$here/common.sh"
 # shellcheck source=nginx.sh
 source "$here/nginx.sh"
 if [[ $# -lt 2 ]]; then
@@ -21,24 +23,7 @@ n=${4:-2000}
 for bin in "$old" "$new"; do
   [[ -x $bin ]] || { echo "ab.sh: $bin is not an executable" >&2; exit 2; }
 done
-dir=$(mktemp -d /tmp/chimera-bench-serve-ab.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 200); do
-    if /usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "ab.sh: nothing listens on port $1 (see $dir)" >&2
-  return 1
-}
+bench_setup serve-ab
 
 synth=$(free_port)
 "$new" synth-server --port "$synth" --ttft-ms 0 --tokens-per-s 1000 --tokens 4 -q >"$dir/synth.log" 2>&1 &

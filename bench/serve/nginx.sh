@@ -1,4 +1,4 @@
-# Sourced by run.sh and scale.sh: nginx (Debian's) as the plain reverse proxy serve is measured
+# Sourced by run.sh, scale.sh and ab.sh: nginx (Debian's) as the plain reverse proxy serve is measured
 # against: proxy_pass with buffering off, keep-alive connections to the upstream, no access log.
 #
 #   start_nginx DIR PORT UPSTREAM_PORT [CONNECTIONS]

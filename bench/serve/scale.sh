@@ -20,6 +20,8 @@
 #   list of streams, models and peers)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=common.sh
+source "$here/common.sh"
 # shellcheck source=nginx.sh
 source "$here/nginx.sh"
 root=$(cd "$here/../.." && pwd)
@@ -30,17 +32,9 @@ cli=$build/apps/chimeraforge/chimeraforge
 llama_server=$(sed -n 's/^CHIMERA_LLAMA_SERVER:FILEPATH=//p' "$build/CMakeCache.txt")
 out_jsonl=$root/bench/results/serve.jsonl
 out_md=$root/bench/results/serve.md
-dir=$(mktemp -d /tmp/chimera-bench-scale.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+bench_setup scale
 ulimit -n 8192 2>/dev/null || true
 
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() {  # port: until GET /health answers 200 (llama-server: once the model is loaded)
   for _ in $(seq 1 600); do
     if [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/health" || true) == 200 ]]; then return 0; fi

@@ -1,0 +1,32 @@
+# shellcheck shell=bash
+# Sourced by the serve benchmarks (run.sh, scale.sh, ab.sh): a work folder and the background
+# processes started into it, both cleaned up on exit, and helpers for ports.
+#
+#   bench_setup NAME   sets dir (a fresh folder /tmp/chimera-bench-NAME.XXXXXX) and pids (append
+#                      each background process's PID); on exit each is killed and dir removed
+#   free_port          prints a port nothing listens on
+#   wait_port PORT     returns once 127.0.0.1:PORT accepts a connection (10 s at most)
+bench_setup() {
+  dir=$(mktemp -d "/tmp/chimera-bench-$1.XXXXXX")
+  pids=()
+  trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+
+free_port() {
+  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() {
+  for _ in $(seq 1 200); do
+    if /usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "$(basename "$0"): nothing listens on port $1 (see $dir)" >&2
+  return 1
+}
