@@ -368,10 +368,6 @@ asio::awaitable<void> run_request(std::shared_ptr<http::HttpEndpoint> ep,
   st->complete();
 }
 
-}  // namespace
-
-namespace {
-
 // The executor an endpoint's requests run on. A loop with one thread runs one handler at a time,
 // so it needs no strand, whose hand-off on every completion cost about 950 instructions per
 // streamed token (callgrind of serve proxying 20-token streams: 10.95k -> 10.0k a token); with
