@@ -18,6 +18,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 
 namespace chimera::backends {
 
@@ -56,8 +57,20 @@ class StreamDecoder {
 };
 
 // Feeds `record` to `fresh`, a decoder made for this and used for nothing else, and drops what
-// it decodes (StreamDecoder::warm).
+// it decodes.
 void decode_discarding(StreamDecoder& fresh, std::string_view record);
+
+// StreamDecoder::warm for a decoder class D: the process's first call decodes `record` with a D
+// made from `args` into nothing; later calls do nothing.
+template <class D, class... Args>
+void warm_once(std::string_view record, Args&&... args) {
+  static const bool warmed = [&] {
+    D fresh(std::forward<Args>(args)...);
+    decode_discarding(fresh, record);
+    return true;
+  }();
+  (void)warmed;
+}
 
 // Shared helpers for decoders.
 std::string json_excerpt(std::string_view text, std::size_t max = 200);

@@ -71,12 +71,8 @@ class OllamaDecoder final : public StreamDecoder {
 
   void warm() override {
     if (!stream_) return;
-    static const bool warmed = [this] {
-      OllamaDecoder fresh(chat_, true, max_record_, std::string(), scanner_ != nullptr);
-      decode_discarding(fresh, ollama_warm_record(chat_));
-      return true;
-    }();
-    (void)warmed;
+    warm_once<OllamaDecoder>(ollama_warm_record(chat_), chat_, true, max_record_, std::string(),
+                             scanner_ != nullptr);
   }
 
   void on_end(Emitter& out) override {

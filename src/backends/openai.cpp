@@ -181,12 +181,8 @@ class OpenAIDecoder final : public StreamDecoder {
 
   void warm() override {
     if (!stream_) return;
-    static const bool warmed = [this] {
-      OpenAIDecoder fresh(chat_, true, max_record_, std::string(), scanner_ != nullptr);
-      decode_discarding(fresh, openai_warm_record(chat_));
-      return true;
-    }();
-    (void)warmed;
+    warm_once<OpenAIDecoder>(openai_warm_record(chat_), chat_, true, max_record_, std::string(),
+                             scanner_ != nullptr);
   }
 
   void on_end(Emitter& out) override {
