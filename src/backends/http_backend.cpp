@@ -301,7 +301,11 @@ asio::awaitable<void> run_request(std::shared_ptr<http::HttpEndpoint> ep,
     cb.on_body = [&](std::string_view bytes) {
       if (st->cancel_requested()) return false;
       rate.bytes += static_cast<int64_t>(bytes.size());
-      return decoder->on_bytes(bytes, *st);
+      // What one read brought is one burst (StreamState::begin_burst): its tokens go to the
+      // caller marked as followed by more, the last not.
+      st->begin_burst();
+      const bool go_on = decoder->on_bytes(bytes, *st);
+      return st->end_burst() && go_on;
     };
     cb.check_headers = [&](std::string_view content_type) -> std::string {
       if (content_type.find("html") == std::string_view::npos) return {};

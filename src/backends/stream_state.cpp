@@ -35,17 +35,50 @@ bool StreamState::deliver(std::string_view text, std::string_view thinking,
   }
   f.t_last_token_ns = t;
   f.chunks = f.chunks.value_or(0) + 1;
+  const std::size_t text_at = completion_.text.size();
+  const std::size_t thinking_at = completion_.thinking.size();
   completion_.text.append(text);
   completion_.thinking.append(thinking);
   if (!on_token_) return true;
 
+  // In a burst a token waits for the next; a tool call's chunk (which points into the
+  // completion's calls, moved by the next call) goes at once, after the one held.
+  if (in_burst_ && tool_call == nullptr) {
+    const bool go_on = release_held(/*more=*/true);
+    held_ = Held{text_at, text.size(), thinking_at, thinking.size(), t, server_sent_ns_};
+    return go_on;
+  }
+  if (!release_held(/*more=*/true)) return false;
+  return emit(TokenEvent{text, thinking, tool_call, t, index_++, server_sent_ns_, tool_call_index,
+                         arguments_delta});
+}
+
+bool StreamState::end_burst() {
+  in_burst_ = false;
+  return release_held(/*more=*/false);
+}
+
+bool StreamState::release_held(bool more) {
+  if (!held_) return !cancel_requested_.load();
+  const Held h = *held_;
+  held_.reset();
+  TokenEvent ev;
+  ev.text = std::string_view(completion_.text).substr(h.text_at, h.text_size);
+  ev.thinking = std::string_view(completion_.thinking).substr(h.thinking_at, h.thinking_size);
+  ev.t_ns = h.t_ns;
+  ev.index = index_++;
+  ev.server_sent_ns = h.server_sent_ns;
+  ev.more = more;
+  return emit(ev);
+}
+
+bool StreamState::emit(const TokenEvent& ev) {
   std::lock_guard lock(cb_mu_);
   if (cancel_requested_.load()) return false;
   cb_thread_.store(std::this_thread::get_id());
   bool go_on = false;
   try {
-    go_on = on_token_(TokenEvent{text, thinking, tool_call, t, index_++, server_sent_ns_,
-                                 tool_call_index, arguments_delta});
+    go_on = on_token_(ev);
   } catch (const std::exception& e) {
     callback_error_ = fmt::format("the token callback threw: {}", e.what());
   } catch (...) {
@@ -57,6 +90,7 @@ bool StreamState::deliver(std::string_view text, std::string_view thinking,
 }
 
 void StreamState::complete() {
+  end_burst();  // a token still held goes before the end
   Completion copy = completion_;
   {
     std::lock_guard lock(done_mu_);

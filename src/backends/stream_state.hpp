@@ -11,6 +11,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -32,6 +33,13 @@ class StreamState : public RequestHandle {
                int tool_call_index = -1, std::string_view arguments_delta = {});
   // The server's own send time of the chunk delivered next (0: none); see TokenEvent.
   void set_server_sent(int64_t ns) { server_sent_ns_ = ns; }
+  // A burst: the tokens decoded from what one read from the server brought. Within it each
+  // token goes to on_token once the next has been decoded, so that its TokenEvent can say that
+  // another follows (TokenEvent::more); end_burst() hands over the last (more = false). Its
+  // figures are taken when it is delivered, not when it is handed over. Returns false when the
+  // request is cancelled. Outside a burst every token goes to on_token at once.
+  void begin_burst() { in_burst_ = true; }
+  bool end_burst();
   // Runs on_done once with the completion, then releases wait().
   void complete();
 
@@ -50,6 +58,20 @@ class StreamState : public RequestHandle {
   std::atomic<bool> cancel_requested_{false};
   std::mutex cb_mu_;                          // held while on_token runs
   std::atomic<std::thread::id> cb_thread_{};  // the thread running on_token, if any
+  // Hands `ev` to on_token (under cb_mu_); false when the request is cancelled.
+  bool emit(const TokenEvent& ev);
+  // Hands over the held token of a burst, if any.
+  bool release_held(bool more);
+
+  // The token a burst holds back: where its text and thinking lie in completion_ (appended
+  // there when it was delivered), and its event's figures.
+  struct Held {
+    std::size_t text_at = 0, text_size = 0, thinking_at = 0, thinking_size = 0;
+    int64_t t_ns = 0;
+    int64_t server_sent_ns = 0;
+  };
+  std::optional<Held> held_;
+  bool in_burst_ = false;
   int index_ = 0;
   int64_t server_sent_ns_ = 0;
   std::string callback_error_;

@@ -66,11 +66,17 @@ auto on_stream(Connection& conn, Op&& op) {
   return conn.tls ? op(*conn.tls) : op(conn.stream);
 }
 
-// How far read_response reads: one element of the body (a chunk's header or its data), or the
-// whole head.
-enum class ReadUntil { element, head };
+// How far read_response reads: the body bytes that have arrived (however many elements, chunk
+// headers and data, the bytes already read hold), or the whole head.
+enum class ReadUntil { available, head };
 
-// Reads a response as Beast's http::async_read_some (ReadUntil::element) or
+// The largest a connection's read buffer grows to (bytes). A read that fills the buffer's free
+// space doubles it, so a connection whose server writes in bursts (many streams sharing a
+// loaded server) takes a burst in one system call; one that gets a token at a time keeps the
+// 512 bytes Beast starts with (a thousand idle agents hold a thousand of these).
+constexpr std::size_t kMaxReadBuffer = 16 * 1024;
+
+// Reads a response as Beast's http::async_read_some (ReadUntil::available) or
 // http::async_read_header (ReadUntil::head) does, with the same errors (end_of_stream when the
 // connection ends before any byte, partial_message after some, buffer_overflow, the parser's
 // own): what the buffer holds is parsed first, then `stream` is read. Without Beast's composed
@@ -80,25 +86,37 @@ enum class ReadUntil { element, head };
 // use (the Watchdog cancels the socket). Together about a third of the client's instructions per
 // streamed token, and 97.2k -> 95.3k for a one-token request with the head read here too
 // (callgrind).
+// ReadUntil::available returns as soon as the parser has put body bytes into the body buffer
+// and the bytes read hold no further whole element, or the body buffer is full (need_buffer):
+// every record one read brought goes to the caller at once (one decode pass, one write by a
+// server passing them on), and the socket is read only when nothing is left to hand over.
 template <class Stream>
 asio::awaitable<beast::error_code> read_response(Stream& stream, beast::flat_buffer& buffer,
                                                  bhttp::response_parser<bhttp::buffer_body>& parser,
                                                  ReadUntil until) {
   beast::error_code ec;
+  const std::size_t room = parser.get().body().size;
   for (;;) {
-    if (buffer.size() > 0) {
+    while (buffer.size() > 0) {
       const std::size_t used = parser.put(buffer.data(), ec);
       buffer.consume(used);
-      if (ec != bhttp::error::need_more &&
-          (ec || until == ReadUntil::element || parser.is_header_done())) {
+      if (ec == bhttp::error::need_more) {  // the rest is not a whole element yet
+        ec = {};
+        break;
+      }
+      if (used == 0 && !ec) break;  // (never seen: the parser always moves or asks for more)
+      if (ec || parser.is_done() || (until == ReadUntil::head && parser.is_header_done())) {
         co_return ec;
       }
-      ec = {};
     }
+    if (until == ReadUntil::available && parser.get().body().size < room) co_return ec;
     const std::size_t size = beast::read_size(buffer, 65536);
     if (size == 0) co_return bhttp::error::buffer_overflow;
     auto [rec, n] = co_await stream.async_read_some(buffer.prepare(size), use_tuple);
     buffer.commit(n);
+    if (n == size && buffer.capacity() < kMaxReadBuffer) {
+      buffer.reserve(std::min(2 * buffer.capacity(), kMaxReadBuffer));
+    }
     if (rec == asio::error::eof) {
       // As Beast: a body that ends with the connection (no length, not chunked) is complete
       // now; any other message is cut short.
@@ -907,18 +925,19 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(const HttpRequest& 
     parser.get().body().size = chunk.size();
     phase = callbacks.next_phase ? callbacks.next_phase() : Phase{};
     set_deadline(phase);
-    // One element at a time (read_some, not read: http::async_read returns only when the body
+    // What has arrived, not a full body buffer (http::async_read returns only when the body
     // buffer is full, which turns a token stream into 16 KiB bursts; measured: every token of
-    // a short reply arrived at the end). read_some hands over whatever one socket read brought.
-    // The parser hands back one element per call (a chunk's header, then its data), so one
-    // socket read of a chunked token takes two calls, the second from the buffer.
+    // a short reply arrived at the end). All the records one socket read brought come in one
+    // call, and one on_body: a server that read several tokens at once (a loaded upstream
+    // writes in bursts) decodes them in one pass and passes them on in one write.
     // (Each co_await is its own statement: GCC 12 miscompiles some co_await operands of
     // conditions.)
     beast::error_code rec;
     if (conn->tls) {
-      rec = co_await read_response(*conn->tls, conn->buffer, parser, ReadUntil::element);
+      rec = co_await read_response(*conn->tls, conn->buffer, parser, ReadUntil::available);
     } else {
-      rec = co_await read_response(conn->stream.socket(), conn->buffer, parser, ReadUntil::element);
+      rec =
+          co_await read_response(conn->stream.socket(), conn->buffer, parser, ReadUntil::available);
     }
     if (rec == bhttp::error::need_buffer) rec = {};
     const std::size_t got = chunk.size() - parser.get().body().size;

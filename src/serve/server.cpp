@@ -650,8 +650,10 @@ class Connection final : public DirectWriter {
         if (!x->rec.empty()) {
           append_chunk(x->pending, x->rec, x->chunked);
           x->started = true;
-          x->flush_or_notify();
         }
+        // The tokens of one upstream read go out in one write: each is passed on as it
+        // arrived, together with those that arrived with it.
+        if (!ev.more && !x->pending.empty()) x->flush_or_notify();
         return !x->client_gone;
       }
       x->notify();

@@ -714,6 +714,123 @@ TEST_F(OllamaFixture, ErrorLineMidStreamEndsTheRequest) {
   EXPECT_EQ(c.finish, FinishReason::error);
 }
 
+// ---- bursts: records that arrive together ------------------------------------------------------
+
+// The text and TokenEvent::more of every event a stream hands over; `stop_at` makes the callback
+// return false at that event (cancelling the request).
+struct BurstEvents {
+  std::vector<std::string> text;
+  std::vector<bool> more;
+  std::vector<bool> tool_call;
+  std::size_t stop_at = SIZE_MAX;
+  chimera::TokenCallback callback() {
+    return [this](const TokenEvent& e) {
+      text.emplace_back(e.text);
+      more.push_back(e.more);
+      tool_call.push_back(e.tool_call != nullptr);
+      return text.size() - 1 != stop_at;
+    };
+  }
+};
+
+// Three records in one send, after a pause (so the head was read before): one read, one burst.
+// The first two say that another follows; the last does not.
+TEST_F(OllamaFixture, RecordsReadTogetherAreHandedOverAsOneBurst) {
+  const std::string three =
+      chat_record(0, "a") + "\n" + chat_record(1, "b") + "\n" + chat_record(2, "c") + "\n";
+  srv.route("POST", "/api/chat", Script::ndjson({three, chat_final() + "\n"}, /*delay_ms=*/30));
+  auto backend = chimera::make_backend(config(srv), rt);
+  BurstEvents ev;
+  const Completion c = backend->generate(chat_request(), ev.callback());
+  ASSERT_TRUE(c.ok()) << c.error.message;
+  EXPECT_EQ(c.text, "abc");
+  EXPECT_EQ(ev.text, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(ev.more, (std::vector<bool>{true, true, false}));
+  // The figures are the records' own, taken as each was decoded.
+  EXPECT_EQ(c.figures.chunks, 3);
+  EXPECT_EQ(c.figures.itl_ns.size(), 2u);
+}
+
+// The same three records as three HTTP chunks in one send: the client hands over every element
+// one read brought, not one element per call.
+TEST_F(OllamaFixture, ChunksReadTogetherAreOneBurst) {
+  auto chunk = [](const std::string& record) {
+    char size[16];
+    std::snprintf(size, sizeof size, "%zx\r\n", record.size());
+    return size + record + "\r\n";
+  };
+  Script s;
+  s.framing = chimera::test::Framing::raw;
+  s.headers = {{"Content-Type", "application/x-ndjson"}, {"Transfer-Encoding", "chunked"}};
+  s.pieces = {{chunk(chat_record(0, "a") + "\n") + chunk(chat_record(1, "b") + "\n") +
+                   chunk(chat_record(2, "c") + "\n"),
+               30},
+              {chunk(chat_final() + "\n") + "0\r\n\r\n", 30}};
+  srv.route("POST", "/api/chat", s);
+  auto backend = chimera::make_backend(config(srv), rt);
+  BurstEvents ev;
+  const Completion c = backend->generate(chat_request(), ev.callback());
+  ASSERT_TRUE(c.ok()) << c.error.message;
+  EXPECT_EQ(ev.text, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(ev.more, (std::vector<bool>{true, true, false}));
+}
+
+// Records that arrive apart are not held for each other: none says that another follows.
+TEST_F(OllamaFixture, RecordsReadApartAreEachTheirOwnBurst) {
+  srv.route("POST", "/api/chat",
+            Script::ndjson({chat_record(0, "a") + "\n", chat_record(1, "b") + "\n",
+                            chat_record(2, "c") + "\n", chat_final() + "\n"},
+                           /*delay_ms=*/20));
+  auto backend = chimera::make_backend(config(srv), rt);
+  BurstEvents ev;
+  const Completion c = backend->generate(chat_request(), ev.callback());
+  ASSERT_TRUE(c.ok()) << c.error.message;
+  EXPECT_EQ(ev.text, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(ev.more, (std::vector<bool>{false, false, false}));
+}
+
+// A callback that returns false inside a burst gets nothing more, the tokens after it in the
+// same read included; the request ends cancelled with the text that arrived.
+TEST_F(OllamaFixture, CancellingInsideABurstStopsAtOnce) {
+  const std::string three =
+      chat_record(0, "a") + "\n" + chat_record(1, "b") + "\n" + chat_record(2, "c") + "\n";
+  srv.route("POST", "/api/chat", Script::ndjson({three, chat_final() + "\n"}, /*delay_ms=*/30));
+  auto backend = chimera::make_backend(config(srv), rt);
+  BurstEvents ev;
+  ev.stop_at = 0;
+  const Completion c = backend->generate(chat_request(), ev.callback());
+  EXPECT_EQ(c.error.kind, ErrorKind::cancelled) << c.error.message;
+  EXPECT_EQ(ev.text, (std::vector<std::string>{"a"}));
+  EXPECT_EQ(ev.more, (std::vector<bool>{true}));
+}
+
+// A tool call inside a burst goes in order: the token before it, the call, the token after it,
+// the last without `more`.
+TEST_F(OllamaFixture, ToolCallInsideABurstKeepsItsPlace) {
+  const std::string call = go_json(json::object{
+      {"model", "llama3.2"},
+      {"created_at", created_at(1)},
+      {"message", json::object{{"role", "assistant"},
+                               {"content", ""},
+                               {"tool_calls",
+                                json::array{json::object{
+                                    {"function", json::object{{"name", "get_time"},
+                                                              {"arguments", json::object{}}}}}}}}},
+      {"done", false}});
+  const std::string burst = chat_record(0, "a") + "\n" + call + "\n" + chat_record(2, "c") + "\n";
+  srv.route("POST", "/api/chat", Script::ndjson({burst, chat_final() + "\n"}, /*delay_ms=*/30));
+  auto backend = chimera::make_backend(config(srv), rt);
+  BurstEvents ev;
+  const Completion c = backend->generate(chat_request(), ev.callback());
+  ASSERT_TRUE(c.ok()) << c.error.message;
+  EXPECT_EQ(ev.text, (std::vector<std::string>{"a", "", "c"}));
+  EXPECT_EQ(ev.tool_call, (std::vector<bool>{false, true, false}));
+  ASSERT_EQ(ev.more.size(), 3u);
+  EXPECT_FALSE(ev.more.back());
+  ASSERT_EQ(c.tool_calls.size(), 1u);
+  EXPECT_EQ(c.tool_calls[0].name, "get_time");
+}
+
 // ---- check() -----------------------------------------------------------------------------------
 
 const char* kTags = R"({

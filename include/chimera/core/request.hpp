@@ -228,6 +228,11 @@ struct TokenEvent {
   // streams; the whole text when the server sends calls whole, as Ollama does).
   int tool_call_index = -1;
   std::string_view arguments_delta;
+  // Another token of this request arrived with this one (the same read from the server) and is
+  // handed over right after it. A consumer that passes tokens on (a server, a game's text
+  // queue) may hold this one and write them together; false on the last of a burst, and on
+  // every token of a backend that has no bursts (in-process).
+  bool more = false;
 };
 
 // Nanoseconds on the monotonic clock shared by every figure.
