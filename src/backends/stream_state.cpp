@@ -20,35 +20,44 @@ Completion StreamState::wait() {
   return result_;
 }
 
-bool StreamState::deliver(std::string_view text, std::string_view thinking,
-                          const ToolCall* tool_call, int tool_call_index,
-                          std::string_view arguments_delta) {
-  if (cancel_requested_.load()) return false;
+int64_t StreamState::record_handover(int64_t server_sent_ns) {
   const int64_t t = now_ns();
   Figures& f = completion_.figures;
   if (!f.t_first_token_ns) {
     f.t_first_token_ns = t;
     f.ttft_client_ns = t - f.t_send_ns;
-    if (server_sent_ns_ != 0) f.first_byte_server_ns = server_sent_ns_;
+    if (server_sent_ns != 0) f.first_byte_server_ns = server_sent_ns;
   } else {
     f.itl_ns.push_back(t - *f.t_last_token_ns);
   }
   f.t_last_token_ns = t;
   f.chunks = f.chunks.value_or(0) + 1;
+  return t;
+}
+
+bool StreamState::deliver(std::string_view text, std::string_view thinking,
+                          const ToolCall* tool_call, int tool_call_index,
+                          std::string_view arguments_delta) {
+  if (cancel_requested_.load()) return false;
   const std::size_t text_at = completion_.text.size();
   const std::size_t thinking_at = completion_.thinking.size();
   completion_.text.append(text);
   completion_.thinking.append(thinking);
-  if (!on_token_) return true;
+  if (!on_token_) {
+    record_handover(server_sent_ns_);
+    return true;
+  }
 
   // In a burst a token waits for the next; a tool call's chunk (which points into the
   // completion's calls, moved by the next call) goes at once, after the one held.
   if (in_burst_ && tool_call == nullptr) {
     const bool go_on = release_held(/*more=*/true);
-    held_ = Held{text_at, text.size(), thinking_at, thinking.size(), t, server_sent_ns_};
+    held_ = Held{text_at, text.size(), thinking_at, thinking.size(), server_sent_ns_};
     return go_on;
   }
   if (!release_held(/*more=*/true)) return false;
+  if (cancel_requested_.load()) return false;
+  const int64_t t = record_handover(server_sent_ns_);
   return emit(TokenEvent{text, thinking, tool_call, t, index_++, server_sent_ns_, tool_call_index,
                          arguments_delta});
 }
@@ -62,10 +71,13 @@ bool StreamState::release_held(bool more) {
   if (!held_) return !cancel_requested_.load();
   const Held h = *held_;
   held_.reset();
+  // A token held when the request was cancelled is not handed over, nor counted (its text,
+  // which arrived, stays in the completion's).
+  if (cancel_requested_.load()) return false;
   TokenEvent ev;
   ev.text = std::string_view(completion_.text).substr(h.text_at, h.text_size);
   ev.thinking = std::string_view(completion_.thinking).substr(h.thinking_at, h.thinking_size);
-  ev.t_ns = h.t_ns;
+  ev.t_ns = record_handover(h.server_sent_ns);
   ev.index = index_++;
   ev.server_sent_ns = h.server_sent_ns;
   ev.more = more;

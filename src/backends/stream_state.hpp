@@ -25,10 +25,11 @@ class StreamState : public RequestHandle {
   void cancel() final;
   Completion wait() final;
 
-  // Records the figures of a token-bearing chunk (ttft_client, itl, chunks), appends its text,
-  // and hands it to on_token. Returns false when the request is cancelled (by cancel(), by the
-  // callback returning false, or by the callback throwing: see callback_error()).
-  // A tool call chunk also names the call's index and the arguments text it added (TokenEvent).
+  // Appends a token-bearing chunk's text and hands it to on_token, recording the figures of
+  // METRICS.md (ttft_client, itl, chunks) at the handover, as the caller sees them. Returns false
+  // when the request is cancelled (by cancel(), by the callback returning false, or by the callback
+  // throwing: see callback_error()). A tool call chunk also names the call's index and the
+  // arguments text it added (TokenEvent).
   bool deliver(std::string_view text, std::string_view thinking, const ToolCall* tool_call,
                int tool_call_index = -1, std::string_view arguments_delta = {});
   // The server's own send time of the chunk delivered next (0: none); see TokenEvent.
@@ -36,8 +37,8 @@ class StreamState : public RequestHandle {
   // A burst: the tokens decoded from what one read from the server brought. Within it each
   // token goes to on_token once the next has been decoded, so that its TokenEvent can say that
   // another follows (TokenEvent::more); end_burst() hands over the last (more = false). Its
-  // figures are taken when it is delivered, not when it is handed over. Returns false when the
-  // request is cancelled. Outside a burst every token goes to on_token at once.
+  // figures are taken when it is handed over (METRICS.md: as the caller sees it). Returns false
+  // when the request is cancelled. Outside a burst every token goes to on_token at once.
   void begin_burst() { in_burst_ = true; }
   bool end_burst();
   // Runs on_done once with the completion, then releases wait().
@@ -58,16 +59,17 @@ class StreamState : public RequestHandle {
   std::atomic<bool> cancel_requested_{false};
   std::mutex cb_mu_;                          // held while on_token runs
   std::atomic<std::thread::id> cb_thread_{};  // the thread running on_token, if any
+  // Records a token's handover now (ttft_client or an itl gap, chunks); returns the time.
+  int64_t record_handover(int64_t server_sent_ns);
   // Hands `ev` to on_token (under cb_mu_); false when the request is cancelled.
   bool emit(const TokenEvent& ev);
   // Hands over the held token of a burst, if any.
   bool release_held(bool more);
 
   // The token a burst holds back: where its text and thinking lie in completion_ (appended
-  // there when it was delivered), and its event's figures.
+  // there when it was delivered), and the server's send time of its record.
   struct Held {
     std::size_t text_at = 0, text_size = 0, thinking_at = 0, thinking_size = 0;
-    int64_t t_ns = 0;
     int64_t server_sent_ns = 0;
   };
   std::optional<Held> held_;

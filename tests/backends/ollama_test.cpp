@@ -746,7 +746,7 @@ TEST_F(OllamaFixture, RecordsReadTogetherAreHandedOverAsOneBurst) {
   EXPECT_EQ(c.text, "abc");
   EXPECT_EQ(ev.text, (std::vector<std::string>{"a", "b", "c"}));
   EXPECT_EQ(ev.more, (std::vector<bool>{true, true, false}));
-  // The figures are the records' own, taken as each was decoded.
+  // The figures are taken as each token is handed over: three chunks, two gaps.
   EXPECT_EQ(c.figures.chunks, 3);
   EXPECT_EQ(c.figures.itl_ns.size(), 2u);
 }
