@@ -362,6 +362,7 @@ asio::awaitable<void> run_request(std::shared_ptr<http::HttpEndpoint> ep,
     c.finish = FinishReason::error;
   }
 
+  st->end_burst();  // a token still held (the decoder threw mid-burst) goes before the figures
   Figures& f = c.figures;
   if (f.t_send_ns != 0) f.e2e_ns = now_ns() - f.t_send_ns;
   if (f.tokens_out && *f.tokens_out > 1 && f.t_first_token_ns && f.t_last_token_ns &&

@@ -56,9 +56,7 @@ bool StreamState::deliver(std::string_view text, std::string_view thinking,
     return go_on;
   }
   if (!release_held(/*more=*/true)) return false;
-  if (cancel_requested_.load()) return false;
-  const int64_t t = record_handover(server_sent_ns_);
-  return emit(TokenEvent{text, thinking, tool_call, t, index_++, server_sent_ns_, tool_call_index,
+  return emit(TokenEvent{text, thinking, tool_call, 0, 0, server_sent_ns_, tool_call_index,
                          arguments_delta});
 }
 
@@ -77,16 +75,17 @@ bool StreamState::release_held(bool more) {
   TokenEvent ev;
   ev.text = std::string_view(completion_.text).substr(h.text_at, h.text_size);
   ev.thinking = std::string_view(completion_.thinking).substr(h.thinking_at, h.thinking_size);
-  ev.t_ns = record_handover(h.server_sent_ns);
-  ev.index = index_++;
   ev.server_sent_ns = h.server_sent_ns;
   ev.more = more;
   return emit(ev);
 }
 
-bool StreamState::emit(const TokenEvent& ev) {
+bool StreamState::emit(TokenEvent ev) {
   std::lock_guard lock(cb_mu_);
   if (cancel_requested_.load()) return false;
+  // Counted and timed only once it is sure to be handed over.
+  ev.t_ns = record_handover(ev.server_sent_ns);
+  ev.index = index_++;
   cb_thread_.store(std::this_thread::get_id());
   bool go_on = false;
   try {

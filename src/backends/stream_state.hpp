@@ -61,8 +61,9 @@ class StreamState : public RequestHandle {
   std::atomic<std::thread::id> cb_thread_{};  // the thread running on_token, if any
   // Records a token's handover now (ttft_client or an itl gap, chunks); returns the time.
   int64_t record_handover(int64_t server_sent_ns);
-  // Hands `ev` to on_token (under cb_mu_); false when the request is cancelled.
-  bool emit(const TokenEvent& ev);
+  // Hands `ev` to on_token (under cb_mu_), with its time and index, and records its figures;
+  // false when the request is cancelled (then nothing is recorded).
+  bool emit(TokenEvent ev);
   // Hands over the held token of a burst, if any.
   bool release_held(bool more);
 

@@ -919,6 +919,8 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(const HttpRequest& 
   }
 
   // Small: one lives in every request in flight (thousands at once); a token chunk is ~100 bytes.
+  // A read of more than this (the read buffer grows to kMaxReadBuffer) is handed over in
+  // several on_body calls, each its own burst.
   std::array<char, 4 * 1024> chunk{};
   while (!parser.is_done()) {
     parser.get().body().data = chunk.data();

@@ -231,7 +231,9 @@ struct TokenEvent {
   // Another token of this request arrived with this one (the same read from the server) and is
   // handed over right after it. A consumer that passes tokens on (a server, a game's text
   // queue) may hold this one and write them together; false on the last of a burst, and on
-  // every token of a backend that has no bursts (in-process).
+  // every token of a backend that has no bursts (in-process). Such a consumer also writes what
+  // it holds when the request ends: a request cancelled or failed between two tokens of a
+  // burst ends after a token with `more` set.
   bool more = false;
 };
 
