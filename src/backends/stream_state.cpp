@@ -101,7 +101,6 @@ bool StreamState::emit(TokenEvent ev) {
 }
 
 void StreamState::complete() {
-  end_burst();  // a token still held goes before the end
   Completion copy = completion_;
   {
     std::lock_guard lock(done_mu_);

@@ -38,7 +38,9 @@ class StreamState : public RequestHandle {
   // token goes to on_token once the next has been decoded, so that its TokenEvent can say that
   // another follows (TokenEvent::more); end_burst() hands over the last (more = false). Its
   // figures are taken when it is handed over (METRICS.md: as the caller sees it). Returns false
-  // when the request is cancelled. Outside a burst every token goes to on_token at once.
+  // when the request is cancelled. Outside a burst every token goes to on_token at once. A
+  // backend that begins a burst ends it before its last figures and complete(), whatever
+  // happened (run_request does, its decoder's exceptions included).
   void begin_burst() { in_burst_ = true; }
   bool end_burst();
   // Runs on_done once with the completion, then releases wait().

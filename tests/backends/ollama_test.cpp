@@ -731,18 +731,27 @@ struct BurstEvents {
       return text.size() - 1 != stop_at;
     };
   }
+  // Streams chat_request() from `srv` answering with `script`, the events recorded here.
+  Completion stream(FixtureServer& srv, chimera::Runtime& rt, const Script& script) {
+    srv.route("POST", "/api/chat", script);
+    auto backend = chimera::make_backend(config(srv), rt);
+    return backend->generate(chat_request(), callback());
+  }
 };
+
+// The records of the tokens "a", "b" and "c", each with its newline.
+std::vector<std::string> abc_records() {
+  return {chat_record(0, "a") + "\n", chat_record(1, "b") + "\n", chat_record(2, "c") + "\n"};
+}
 
 // Three records in one send, after a pause (so the head was read before): one read, one burst.
 // The first two say that another follows; the last does not. (The head and the three records
 // are about 480 bytes: one first read of 512 takes them even when they arrive together.)
 TEST_F(OllamaFixture, RecordsReadTogetherAreHandedOverAsOneBurst) {
-  const std::string three =
-      chat_record(0, "a") + "\n" + chat_record(1, "b") + "\n" + chat_record(2, "c") + "\n";
-  srv.route("POST", "/api/chat", Script::ndjson({three, chat_final() + "\n"}, /*delay_ms=*/30));
-  auto backend = chimera::make_backend(config(srv), rt);
+  const auto abc = abc_records();
   BurstEvents ev;
-  const Completion c = backend->generate(chat_request(), ev.callback());
+  const Completion c =
+      ev.stream(srv, rt, Script::ndjson({abc[0] + abc[1] + abc[2], chat_final() + "\n"}, 30));
   ASSERT_TRUE(c.ok()) << c.error.message;
   EXPECT_EQ(c.text, "abc");
   EXPECT_EQ(ev.text, (std::vector<std::string>{"a", "b", "c"}));
@@ -760,17 +769,14 @@ TEST_F(OllamaFixture, ChunksReadTogetherAreOneBurst) {
     std::snprintf(size, sizeof size, "%zx\r\n", record.size());
     return size + record + "\r\n";
   };
+  const auto abc = abc_records();
   Script s;
   s.framing = chimera::test::Framing::raw;
   s.headers = {{"Content-Type", "application/x-ndjson"}, {"Transfer-Encoding", "chunked"}};
-  s.pieces = {{chunk(chat_record(0, "a") + "\n") + chunk(chat_record(1, "b") + "\n") +
-                   chunk(chat_record(2, "c") + "\n"),
-               30},
+  s.pieces = {{chunk(abc[0]) + chunk(abc[1]) + chunk(abc[2]), 30},
               {chunk(chat_final() + "\n") + "0\r\n\r\n", 30}};
-  srv.route("POST", "/api/chat", s);
-  auto backend = chimera::make_backend(config(srv), rt);
   BurstEvents ev;
-  const Completion c = backend->generate(chat_request(), ev.callback());
+  const Completion c = ev.stream(srv, rt, s);
   ASSERT_TRUE(c.ok()) << c.error.message;
   EXPECT_EQ(ev.text, (std::vector<std::string>{"a", "b", "c"}));
   EXPECT_EQ(ev.more, (std::vector<bool>{true, true, false}));
@@ -778,13 +784,10 @@ TEST_F(OllamaFixture, ChunksReadTogetherAreOneBurst) {
 
 // Records that arrive apart are not held for each other: none says that another follows.
 TEST_F(OllamaFixture, RecordsReadApartAreEachTheirOwnBurst) {
-  srv.route("POST", "/api/chat",
-            Script::ndjson({chat_record(0, "a") + "\n", chat_record(1, "b") + "\n",
-                            chat_record(2, "c") + "\n", chat_final() + "\n"},
-                           /*delay_ms=*/60));
-  auto backend = chimera::make_backend(config(srv), rt);
+  auto pieces = abc_records();
+  pieces.push_back(chat_final() + "\n");
   BurstEvents ev;
-  const Completion c = backend->generate(chat_request(), ev.callback());
+  const Completion c = ev.stream(srv, rt, Script::ndjson(pieces, /*delay_ms=*/60));
   ASSERT_TRUE(c.ok()) << c.error.message;
   EXPECT_EQ(ev.text, (std::vector<std::string>{"a", "b", "c"}));
   EXPECT_EQ(ev.more, (std::vector<bool>{false, false, false}));
@@ -793,13 +796,11 @@ TEST_F(OllamaFixture, RecordsReadApartAreEachTheirOwnBurst) {
 // A callback that returns false inside a burst gets nothing more, the tokens after it in the
 // same read included; the request ends cancelled with the text that arrived.
 TEST_F(OllamaFixture, CancellingInsideABurstStopsAtOnce) {
-  const std::string three =
-      chat_record(0, "a") + "\n" + chat_record(1, "b") + "\n" + chat_record(2, "c") + "\n";
-  srv.route("POST", "/api/chat", Script::ndjson({three, chat_final() + "\n"}, /*delay_ms=*/30));
-  auto backend = chimera::make_backend(config(srv), rt);
+  const auto abc = abc_records();
   BurstEvents ev;
   ev.stop_at = 0;
-  const Completion c = backend->generate(chat_request(), ev.callback());
+  const Completion c =
+      ev.stream(srv, rt, Script::ndjson({abc[0] + abc[1] + abc[2], chat_final() + "\n"}, 30));
   EXPECT_EQ(c.error.kind, ErrorKind::cancelled) << c.error.message;
   EXPECT_EQ(ev.text, (std::vector<std::string>{"a"}));
   EXPECT_EQ(ev.more, (std::vector<bool>{true}));
@@ -818,11 +819,10 @@ TEST_F(OllamaFixture, ToolCallInsideABurstKeepsItsPlace) {
                                     {"function", json::object{{"name", "get_time"},
                                                               {"arguments", json::object{}}}}}}}}},
       {"done", false}});
-  const std::string burst = chat_record(0, "a") + "\n" + call + "\n" + chat_record(2, "c") + "\n";
-  srv.route("POST", "/api/chat", Script::ndjson({burst, chat_final() + "\n"}, /*delay_ms=*/30));
-  auto backend = chimera::make_backend(config(srv), rt);
+  const auto abc = abc_records();
   BurstEvents ev;
-  const Completion c = backend->generate(chat_request(), ev.callback());
+  const Completion c =
+      ev.stream(srv, rt, Script::ndjson({abc[0] + call + "\n" + abc[2], chat_final() + "\n"}, 30));
   ASSERT_TRUE(c.ok()) << c.error.message;
   EXPECT_EQ(ev.text, (std::vector<std::string>{"a", "", "c"}));
   EXPECT_EQ(ev.tool_call, (std::vector<bool>{false, true, false}));
