@@ -110,6 +110,7 @@ class LlamaJob final : public StreamState {
   int64_t admitted = 0;
   int64_t t_first_sample = 0;
   int64_t t_last_sample = 0;
+  std::vector<llama_token_data> candidates;  // the vocabulary, scored for one draw (reused)
   Utf8Assembler utf8;
   StopMatcher stop;
 
@@ -195,6 +196,7 @@ LlamaEngine::LlamaEngine(std::string model_path, const LlamaConfig& config)
                     g_last_errors.empty() ? "no detail" : g_last_errors));
   }
   attach_thread_pool(threads);
+  threads_ = threads;
   ctx_per_seq_ = static_cast<int>(llama_n_ctx_seq(ctx_));
   for (int i = 0; i < config_.parallel; ++i) {
     auto s = std::make_unique<Seq>();
@@ -549,6 +551,7 @@ void LlamaEngine::loop() {
       }
       continue;
     }
+    std::vector<Draw> draws;
     for (auto& e : entries) {
       Seq& s = *e.seq;
       LlamaJob& j = *s.job;
@@ -569,8 +572,18 @@ void LlamaEngine::loop() {
         finish(s, ErrorKind::cancelled, "cancelled");
         continue;
       }
-      emit_token(s, j.chat ? j.chat->sample(ctx_, e.logits)
-                           : llama_sampler_sample(j.sampler, ctx_, e.logits));
+      Draw d;
+      d.seq = &s;
+      d.index = e.logits;
+      draws.push_back(std::move(d));
+    }
+    sample_all(draws);
+    for (auto& d : draws) {
+      if (d.error.empty()) {
+        emit_token(*d.seq, d.token);
+      } else {
+        finish(*d.seq, ErrorKind::server, fmt::format("sampling failed: {}", d.error));
+      }
     }
   }
   llama_batch_free(batch);
@@ -777,6 +790,72 @@ void LlamaEngine::bind(LlamaJob& job, Seq& seq) {
   job.c.figures.prompt_tokens_cached = static_cast<int64_t>(keep);
   seq.session = r.session;
   seq.drop_after = false;
+}
+
+// Draws the next token of every sequence the step left generating. Each draw touches only its own
+// request's sampler state, so with several the draws run on the step's compute threads (OpenMP's
+// team, which ggml has just used for the decode and which would otherwise spin through this
+// time); at 16 agents the serial draws took about a fifth of the engine thread (a top-k over the
+// whole vocabulary each). The order of the draws never changes a token: each sampler keeps its
+// own random state.
+//
+// The one state they share is the context. A completion's draw reads the logits fetched here,
+// before the team starts, and calls no llama_context function. A chat's draw goes through
+// llama.cpp's common sampler, which calls llama_synchronize and the logits getters itself: after
+// the synchronize and the first logits read here, those calls find nothing left to do (no
+// queued tokens, no output rows to reorder) and only read, or store the values already there.
+//
+// ThreadSanitizer cannot see libgomp's barriers (libgomp is not instrumented), so a sanitized
+// build draws on this thread alone.
+#if defined(__SANITIZE_THREAD__)
+#define CHIMERA_THREAD_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CHIMERA_THREAD_SANITIZER 1
+#endif
+#endif
+#ifndef CHIMERA_THREAD_SANITIZER
+#define CHIMERA_THREAD_SANITIZER 0
+#endif
+
+void LlamaEngine::sample_all(std::vector<Draw>& draws) {
+  if (draws.empty()) return;
+  llama_synchronize(ctx_);
+  const int n_vocab = llama_vocab_n_tokens(vocab_);
+  for (auto& d : draws) d.logits = llama_get_logits_ith(ctx_, d.index);
+  auto draw = [&](Draw& d) {
+    LlamaJob& j = *d.seq->job;
+    try {
+      if (d.logits == nullptr) throw std::runtime_error("llama.cpp returned no logits");
+      if (j.chat) {
+        d.token = j.chat->sample(ctx_, d.index);
+        return;
+      }
+      // llama_sampler_sample's CPU path (no backend sampler is configured), from the logits read
+      // above: every token a candidate, the chain applied, the choice accepted.
+      auto& cur = j.candidates;
+      cur.resize(static_cast<std::size_t>(n_vocab));
+      for (llama_token t = 0; t < n_vocab; ++t) cur[t] = llama_token_data{t, d.logits[t], 0.0f};
+      llama_token_data_array a{cur.data(), cur.size(), -1, false};
+      llama_sampler_apply(j.sampler, &a);
+      if (a.selected < 0 || static_cast<std::size_t>(a.selected) >= a.size) {
+        throw std::runtime_error("the sampler chain selected no token");
+      }
+      d.token = a.data[a.selected].id;
+      llama_sampler_accept(j.sampler, d.token);
+    } catch (const std::exception& e) {
+      d.error = e.what();
+    }
+  };
+  const int n = static_cast<int>(draws.size());
+#if defined(_OPENMP) && !CHIMERA_THREAD_SANITIZER
+  if (n > 1 && threads_ > 1) {
+#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1)
+    for (int i = 0; i < n; ++i) draw(draws[static_cast<std::size_t>(i)]);
+    return;
+  }
+#endif
+  for (int i = 0; i < n; ++i) draw(draws[static_cast<std::size_t>(i)]);
 }
 
 void LlamaEngine::emit_token(Seq& seq, int32_t token) {

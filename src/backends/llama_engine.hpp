@@ -73,6 +73,15 @@ class LlamaEngine {
   void bind(LlamaJob& job, Seq& seq);
   void step();
   void finish(Seq& seq, ErrorKind kind = ErrorKind::none, std::string message = {});
+  // One sequence's next token, drawn from the logits at `index` of the step's batch.
+  struct Draw {
+    Seq* seq = nullptr;
+    int index = 0;
+    const float* logits = nullptr;
+    int32_t token = -1;
+    std::string error;  // why no token was drawn ("" when one was)
+  };
+  void sample_all(std::vector<Draw>& draws);
   void emit_token(Seq& seq, int32_t token);
   std::vector<int32_t> tokenize(const std::string& text, bool add_special) const;
   bool prepare_chat(LlamaJob& job, std::string& error) const;
@@ -87,6 +96,7 @@ class LlamaEngine {
   std::string path_;
   LlamaConfig config_;
   int ctx_per_seq_ = 0;
+  int threads_ = 1;  // the context's compute threads
   llama_model* model_ = nullptr;
   llama_context* ctx_ = nullptr;
   // ggml's thread pool for the context's graphs (see attach_thread_pool); null under OpenMP's

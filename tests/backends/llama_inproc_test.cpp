@@ -141,6 +141,37 @@ TEST(LlamaInProcess, BatchingIsInvisible) {
   }
 }
 
+// The tokens of a step's sequences are drawn side by side on the compute threads
+// (LlamaEngine::sample_all): a seeded draw at a temperature, through the sampler chain of a
+// completion and through the chat template's sampler, picks the same tokens beside seven others
+// as alone.
+TEST(LlamaInProcess, SeededSamplingIsTheSameInABatch) {
+  auto b = inproc(8);
+  std::vector<Request> reqs;
+  for (std::size_t i = 0; i < kPrompts.size(); ++i) {
+    Request r = completion(kPrompts[i], 48);
+    r.options.temperature = 0.8;
+    r.options.seed = 1000 + static_cast<int64_t>(i);
+    if (i % 2 == 1) {  // half of them chats
+      r.kind = RequestKind::chat;
+      r.messages = {{"user", r.prompt, {}, {}, {}}};
+      r.prompt.clear();
+    }
+    reqs.push_back(std::move(r));
+  }
+  std::vector<Completion> alone;
+  for (const auto& r : reqs) alone.push_back(b->generate(r));
+  const auto together = run_concurrently(*b, reqs);
+  for (std::size_t i = 0; i < reqs.size(); ++i) {
+    ASSERT_TRUE(alone[i].ok()) << alone[i].error.message;
+    ASSERT_TRUE(together[i].ok()) << together[i].error.message;
+    EXPECT_EQ(alone[i].tokens.size(), 48u) << "request " << i;
+    EXPECT_EQ(alone[i].tokens, together[i].tokens) << "request " << i;
+  }
+  // The draws are random: two seeds give two different streams.
+  EXPECT_NE(alone[0].tokens, alone[2].tokens);
+}
+
 TEST(LlamaInProcess, MoreRequestsThanSequencesQueue) {
   auto b = inproc(2);
   std::vector<Request> reqs;
