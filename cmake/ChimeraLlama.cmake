@@ -39,7 +39,8 @@ option(CHIMERA_USE_SYSTEM_LLAMA "Prefer an installed llama.cpp when CMake finds 
 # and ggml's dot products for a single row. Their rounding differs, so a sequence decoded beside
 # others gives (slightly) different logits than decoded alone, and greedy outputs diverge after
 # some tens of tokens. Without llamafile's kernels every row takes the same path: batching
-# changes speed, never results. The price is slower CPU prompt processing (docs/inproc.md).
+# changes speed, never results. The price is slower CPU prompt processing and batched decoding
+# (16 sequences about 1.6x slower here: bench/inproc/decode_ceiling.cpp, docs/inproc.md).
 option(CHIMERA_LLAMA_BATCH_INVARIANT "Build the pinned llama.cpp with batch-invariant CPU kernels" ON)
 # ggml runs a graph's threads under OpenMP when it is available, and libgomp's threads spin
 # between graphs. OFF uses ggml's own thread pool instead (its own cache entry); measured slower

@@ -9,6 +9,7 @@
 //                          [--reps 5] [--out bench/results/decode-ceiling.jsonl]
 //
 // Prints one line per batch size and appends one JSON record per run to --out.
+#include "backends/llama_engine.hpp"
 #include "provenance.hpp"
 
 #include <chimera/model/synthetic_model.hpp>
@@ -130,7 +131,7 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(std::filesystem::path(out_path).parent_path());
   std::ofstream out(out_path, std::ios::app);
 
-  const bool invariant = CHIMERA_LLAMA_BATCH_INVARIANT_KERNELS;
+  const bool invariant = chimera::backends::LlamaEngine::cpu_kernels_batch_invariant();
   fmt::print(
       "model {}\nllama.cpp build {} ({}), {} threads, {} steps per repetition, median of {} "
       "repetitions\n\n",

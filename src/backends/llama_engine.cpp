@@ -281,6 +281,20 @@ void LlamaEngine::attach_thread_pool(int threads) {
   llama_attach_threadpool(ctx_, pool_, nullptr);
 }
 
+bool LlamaEngine::cpu_kernels_batch_invariant() {
+  init_llama_once();
+  ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+  if (cpu == nullptr) return true;
+  ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(cpu);
+  auto features = reinterpret_cast<ggml_backend_get_features_t>(
+      ggml_backend_reg_get_proc_address(reg, "ggml_backend_get_features"));
+  if (features == nullptr) return true;
+  for (const ggml_backend_feature* f = features(reg); f->name != nullptr; ++f) {
+    if (std::string_view(f->name) == "LLAMAFILE") return std::string_view(f->value) != "1";
+  }
+  return true;
+}
+
 std::string LlamaEngine::describe() const {
   char desc[256] = {};
   llama_model_desc(model_, desc, sizeof desc);

@@ -59,6 +59,12 @@ class LlamaEngine {
   // Sequences and KV cells in use, as of the decode loop's last pass. Thread-safe.
   EngineLoad load() const;
 
+  // Whether llama.cpp's CPU backend computes a sequence's numbers the same alone and in a batch:
+  // false when it was built with llamafile's tiled matrix kernels, which it takes for two rows
+  // or more (CHIMERA_LLAMA_BATCH_INVARIANT=OFF, or an installed llama.cpp built with them).
+  // Asks the backend's registry, so a CPU backend loaded as a module answers too.
+  static bool cpu_kernels_batch_invariant();
+
   // The engine shared by every backend made for this file and configuration.
   static std::shared_ptr<LlamaEngine> shared(const std::string& model_path,
                                              const LlamaConfig& config);
