@@ -55,6 +55,10 @@ struct ServeArgs {
   std::string routing = "session-affinity";
   int max_concurrency = 0;
   int64_t hedge_after_ms = 0;
+  // Idle connections kept open to each upstream for reuse. A client library's default (16) is
+  // too few for a gateway: when more streams than that end together, the rest of their
+  // connections close, and the requests after them each open a new one.
+  int upstream_idle = 256;
   LlamaConfig llama;
   int64_t grace_ms = 10'000;
   ConnectionFlags connection;
@@ -132,6 +136,11 @@ bool pools_from_flags(const ServeArgs& a, std::vector<pool::PoolConfig>& pools) 
 int run_serve(const ServeArgs& a) {
   std::vector<pool::PoolConfig> configs;
   if (!pools_from_flags(a, configs)) return kUsage;
+  for (auto& pc : configs) {
+    for (auto& e : pc.endpoints) {
+      e.config.limits.max_idle_connections = static_cast<std::size_t>(a.upstream_idle);
+    }
+  }
   serve::Options options = a.options;
   if (!a.keys_file.empty()) {
     std::string error;
@@ -252,6 +261,11 @@ std::function<int()> add_serve(CLI::App& app) {
   cmd->add_option("--max-concurrency", a->max_concurrency,
                   "Requests in flight per --endpoint (its slots); 0: no limit")
       ->check(CLI::Range(0, pool::kMaxConcurrency))
+      ->capture_default_str();
+  cmd->add_option("--upstream-idle", a->upstream_idle,
+                  "Idle connections kept open to each upstream for reuse (about as many as the "
+                  "streams at once that end together); 0: close each after its response")
+      ->check(CLI::Range(0, 65'535))
       ->capture_default_str();
   cmd->add_option("--hedge-after-ms", a->hedge_after_ms,
                   "Send a request to a second endpoint when no token came after this long; 0: "

@@ -1,5 +1,6 @@
 # Sourced by run.sh, scale.sh and ab.sh: nginx (Debian's) as the plain reverse proxy serve is measured
-# against: proxy_pass with buffering off, keep-alive connections to the upstream, no access log.
+# against: proxy_pass with buffering off, keep-alive connections to the upstream (up to 256 idle,
+# as serve's --upstream-idle keeps by default), no access log.
 #
 #   start_nginx DIR PORT UPSTREAM_PORT [CONNECTIONS]
 # writes DIR/nginx/nginx.conf, starts nginx in the background listening on 127.0.0.1:PORT and
@@ -18,7 +19,7 @@ http {
   access_log off;
   client_body_temp_path $dir/nginx/body; proxy_temp_path $dir/nginx/proxy;
   fastcgi_temp_path $dir/nginx/fastcgi; uwsgi_temp_path $dir/nginx/uwsgi; scgi_temp_path $dir/nginx/scgi;
-  upstream synth { server 127.0.0.1:$upstream; keepalive 8; keepalive_requests 1000000; }
+  upstream synth { server 127.0.0.1:$upstream; keepalive 256; keepalive_requests 1000000; }
   server {
     listen 127.0.0.1:$port;
     keepalive_requests 1000000;

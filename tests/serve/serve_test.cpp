@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <memory>
 #include <regex>
@@ -875,6 +876,43 @@ TEST(ServeUpstream, AStreamToAClientThatReadsLateArrivesWholeAndInOrder) {
     ++expected;
   }
   EXPECT_EQ(expected - 1, kTokens);
+}
+
+// Streams that end together give their upstream connections back together: serve keeps up to
+// --upstream-idle of them open (256 by default) for the requests that follow, where a client
+// library's default of 16 closed the rest and made the next wave connect again.
+TEST(ServeUpstream, ConnectionsOfStreamsThatEndTogetherAreKeptForTheNext) {
+  constexpr int kStreams = 40;
+  chimera::synth::Options so;
+  so.tokens = 20;
+  so.tokens_per_s = 50;  // 0.4 s a stream: a wave's streams overlap
+  auto waves = [&](const std::vector<std::string>& extra) {
+    chimera::synth::SynthServer up(so);
+    up.start();
+    std::vector<std::string> args{"--endpoint", up.url(), "--backend", "openai"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    ServeProcess server(args);
+    EXPECT_TRUE(server.ok()) << server.output() << server.errors();
+    const std::string body = R"({"messages":[{"role":"user","content":"Hi"}],"stream":true})";
+    int64_t peak = 0;
+    for (int wave = 0; wave < 2; ++wave) {
+      std::vector<std::future<CurlResult>> streams;
+      for (int i = 0; i < kStreams; ++i) {
+        streams.push_back(std::async(
+            std::launch::async, [&] { return curl(server.url() + "/v1/chat/completions", body); }));
+      }
+      for (auto& f : streams) EXPECT_EQ(f.get().status, 200);
+      peak = std::max(peak, up.stats().streams_peak);
+    }
+    return std::pair{up.stats().connections_accepted, peak};
+  };
+  const auto [kept, kept_peak] = waves({});
+  // The first wave opens a connection per stream at once (the peak says how many overlapped);
+  // the second finds them all kept (a few more for the pool's health probe).
+  EXPECT_GE(kept_peak, kStreams / 2);
+  EXPECT_LE(kept, kept_peak + 4) << "the second wave connected again";
+  const auto [closed, closed_peak] = waves({"--upstream-idle", "0"});
+  EXPECT_GE(closed, 2 * kStreams) << "with --upstream-idle 0 every request connects";
 }
 
 TEST(ServeKeys, KeysAreRequiredAndTheirLimitsHold) {
