@@ -57,11 +57,13 @@ class Timeouts:
 class Limits:
     """Size limits and connection reuse. ``max_idle_connections`` is how many connections per
     endpoint stay open between requests (default 16): raise it to the number of agents that
-    call at once, so that none reconnects."""
+    call at once, so that none reconnects. ``idle_expiry_ms`` closes a connection left idle
+    longer than that instead of reusing it (default 90,000; 0: never)."""
 
     max_record_bytes: Optional[int] = None
     max_body_bytes: Optional[int] = None
     max_idle_connections: Optional[int] = None
+    idle_expiry_ms: Optional[int] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return _clean(dataclasses.asdict(self))

@@ -202,10 +202,12 @@ pool::PoolEndpoint endpoint_from(const py::handle& h, const std::string& what) {
   if (py::object l = get(d, "limits"); !l.is_none()) {
     const std::string lw = what + " limits";
     py::dict ld = as_dict(l, lw);
-    known_keys(ld, {"max_record_bytes", "max_body_bytes", "max_idle_connections"}, lw);
+    known_keys(ld, {"max_record_bytes", "max_body_bytes", "max_idle_connections", "idle_expiry_ms"},
+               lw);
     read(ld, "max_record_bytes", lw, "an int", c.limits.max_record_bytes);
     read(ld, "max_body_bytes", lw, "an int", c.limits.max_body_bytes);
     read(ld, "max_idle_connections", lw, "an int", c.limits.max_idle_connections);
+    read(ld, "idle_expiry_ms", lw, "an int", c.limits.idle_expiry_ms);
   }
   if (py::object l = get(d, "llama"); !l.is_none()) {
     const std::string lw = what + " llama";
@@ -254,7 +256,8 @@ py::dict endpoint_to_dict(const pool::PoolEndpoint& pe) {
                py::arg("idle_ms") = c.timeouts.idle_ms, py::arg("total_ms") = c.timeouts.total_ms);
   d["limits"] = py::dict(py::arg("max_record_bytes") = c.limits.max_record_bytes,
                          py::arg("max_body_bytes") = c.limits.max_body_bytes,
-                         py::arg("max_idle_connections") = c.limits.max_idle_connections);
+                         py::arg("max_idle_connections") = c.limits.max_idle_connections,
+                         py::arg("idle_expiry_ms") = c.limits.idle_expiry_ms);
   if (c.kind == BackendKind::llama) {
     d["llama"] = py::dict(
         py::arg("gpu_layers") = c.llama.gpu_layers, py::arg("ctx_per_seq") = c.llama.ctx_per_seq,

@@ -516,7 +516,16 @@ std::string HttpEndpoint::describe(const char* what) const {
   return fmt::format("{}: {}", url_.url, what);
 }
 
+void HttpEndpoint::drop_expired(Clock::time_point now) {
+  if (limits_.idle_expiry_ms <= 0 || idle_.empty()) return;
+  const auto expiry = std::chrono::milliseconds(limits_.idle_expiry_ms);
+  std::size_t n = 0;
+  while (n < idle_.size() && now - idle_[n]->idle_since > expiry) ++n;
+  idle_.erase(idle_.begin(), idle_.begin() + static_cast<std::ptrdiff_t>(n));
+}
+
 std::unique_ptr<Connection> HttpEndpoint::take_idle() {
+  if (!idle_.empty()) drop_expired(Clock::now());
   while (!idle_.empty()) {
     auto conn = std::move(idle_.back());
     idle_.pop_back();
@@ -531,7 +540,11 @@ std::unique_ptr<Connection> HttpEndpoint::take_idle() {
   return nullptr;
 }
 
+// The idle set is in the order the connections came back: the newest is reused first, the
+// oldest expire first.
 void HttpEndpoint::give_back(std::unique_ptr<Connection> conn) {
+  conn->idle_since = Clock::now();
+  drop_expired(conn->idle_since);
   if (idle_.size() >= limits_.max_idle_connections) return;  // closes it
   idle_.push_back(std::move(conn));
 }

@@ -130,6 +130,7 @@ struct Connection {
   std::unique_ptr<TlsStream> tls;  // over `stream`'s socket, for https://
   boost::beast::flat_buffer buffer;
   int uses = 0;
+  Clock::time_point idle_since{};  // when it was last given back to the idle set
 };
 
 // The deadline of one attempt's network operations (see HttpEndpoint::attempt). On the
@@ -207,6 +208,8 @@ class HttpEndpoint {
                                                                   std::string_view body,
                                                                   Watchdog& wd, const Phase& phase);
   void give_back(std::unique_ptr<Connection> conn);
+  // Closes the idle connections kept longer than Limits::idle_expiry_ms (the oldest are first).
+  void drop_expired(Clock::time_point now);
   std::string describe(const char* what) const;
   // Hides the API key and the extra headers' values in a server's error body (some echo the
   // key they refused), so that no message or record shows them.

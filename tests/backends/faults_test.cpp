@@ -622,6 +622,25 @@ TEST_F(FaultsOllama, StreamedRequestsShareOneConnection) {
   EXPECT_EQ(srv.connections(), 1);
 }
 
+// A connection left idle longer than Limits::idle_expiry_ms is closed, not reused: the next
+// request connects again.
+TEST_F(FaultsOllama, AnIdleConnectionPastItsExpiryIsNotReused) {
+  srv.route("POST", "/api/chat", Script::ndjson(ollama_stream({"a", "b"})));
+  chimera::EndpointConfig cfg = config(srv.url(), BackendKind::ollama);
+  cfg.limits.idle_expiry_ms = 200;
+  auto b = chimera::make_backend(cfg, rt);
+  const Completion first = b->generate(chat(BackendKind::ollama));
+  ASSERT_TRUE(first.ok()) << first.error.message;
+  const Completion soon = b->generate(chat(BackendKind::ollama));  // well within 200 ms
+  ASSERT_TRUE(soon.ok()) << soon.error.message;
+  EXPECT_TRUE(soon.figures.connection_reused);
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  const Completion late = b->generate(chat(BackendKind::ollama));
+  ASSERT_TRUE(late.ok()) << late.error.message;
+  EXPECT_FALSE(late.figures.connection_reused);
+  EXPECT_EQ(srv.connections(), 2);
+}
+
 // After [DONE] the client still reads the body to its end, so a server that keeps the
 // connection alive (vLLM does; llama-server closes it anyway) gets it reused.
 TEST_F(FaultsOpenAI, StreamedRequestsShareOneConnection) {

@@ -58,6 +58,9 @@ struct Limits {
   std::size_t max_record_bytes = 1 << 20;   // one NDJSON line or SSE event
   std::size_t max_body_bytes = 256u << 20;  // a whole response body
   std::size_t max_idle_connections = 16;    // kept open per endpoint for reuse
+  // An idle connection kept longer than this is closed instead of reused (its server has most
+  // likely closed its end by then); 0: kept until reused. 90 s, as hyper's pool keeps them.
+  int64_t idle_expiry_ms = 90'000;
 };
 
 // TLS for https:// endpoints. Verified by default against the system's CA store (OpenSSL's
