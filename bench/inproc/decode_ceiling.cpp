@@ -12,6 +12,8 @@
 #include "backends/llama_engine.hpp"
 #include "provenance.hpp"
 
+#include <chimera/core/request.hpp>
+#include <chimera/metrics/figures.hpp>
 #include <chimera/model/synthetic_model.hpp>
 
 #include <CLI/CLI.hpp>
@@ -20,23 +22,16 @@
 #include <llama.h>
 
 #include <algorithm>
-#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <vector>
 
 namespace {
 
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+using chimera::now_ns;
 
 double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n == 0 ? 0.0 : n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  return chimera::metrics::percentile(std::move(v), 50);
 }
 
 void quiet(ggml_log_level, const char*, void*) {}
@@ -113,14 +108,7 @@ int main(int argc, char** argv) {
   const llama_vocab* vocab = llama_model_get_vocab(m);
   const int n_vocab = llama_vocab_n_tokens(vocab);
   llama_batch batch = llama_batch_init(static_cast<int32_t>(cp.n_batch), 0, 1);
-  auto add = [&](llama_token t, int pos, int seq, bool logits) {
-    const int i = batch.n_tokens++;
-    batch.token[i] = t;
-    batch.pos[i] = pos;
-    batch.n_seq_id[i] = 1;
-    batch.seq_id[i][0] = seq;
-    batch.logits[i] = logits ? 1 : 0;
-  };
+  using chimera::backends::add_to_batch;
   // Any tokens do: the work of a step does not depend on which.
   auto token = [&](int seq, int pos) {
     return static_cast<llama_token>((seq * 31 + pos * 7 + 100) % n_vocab);
@@ -146,7 +134,7 @@ int main(int argc, char** argv) {
       llama_memory_clear(llama_get_memory(ctx), true);
       batch.n_tokens = 0;
       for (int s = 0; s < n; ++s) {
-        for (int p = 0; p < kPrompt; ++p) add(token(s, p), p, s, p + 1 == kPrompt);
+        for (int p = 0; p < kPrompt; ++p) add_to_batch(batch, token(s, p), p, s, p + 1 == kPrompt);
       }
       if (llama_decode(ctx, batch) != 0) {
         fmt::print(stderr, "decode_ceiling: the prompts' decode failed at batch {}\n", n);
@@ -155,7 +143,8 @@ int main(int argc, char** argv) {
       std::vector<double> ms;
       for (int k = 0; k < steps; ++k) {
         batch.n_tokens = 0;
-        for (int s = 0; s < n; ++s) add(token(s, kPrompt + k), kPrompt + k, s, true);
+        for (int s = 0; s < n; ++s)
+          add_to_batch(batch, token(s, kPrompt + k), kPrompt + k, s, true);
         const int64_t t0 = now_ns();
         if (llama_decode(ctx, batch) != 0) {
           fmt::print(stderr, "decode_ceiling: a step's decode failed at batch {}\n", n);

@@ -281,6 +281,16 @@ void LlamaEngine::attach_thread_pool(int threads) {
   llama_attach_threadpool(ctx_, pool_, nullptr);
 }
 
+int add_to_batch(llama_batch& batch, int32_t token, int pos, int seq, bool logits) {
+  const int i = batch.n_tokens++;
+  batch.token[i] = token;
+  batch.pos[i] = pos;
+  batch.n_seq_id[i] = 1;
+  batch.seq_id[i][0] = seq;
+  batch.logits[i] = logits ? 1 : 0;
+  return i;
+}
+
 bool LlamaEngine::cpu_kernels_batch_invariant() {
   init_llama_once();
   ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
@@ -518,18 +528,10 @@ void LlamaEngine::loop() {
     };
     std::vector<Entry> entries;
     batch.n_tokens = 0;
-    auto add = [&](int32_t token, int pos, int seq, bool logits) {
-      const int i = batch.n_tokens++;
-      batch.token[i] = token;
-      batch.pos[i] = pos;
-      batch.n_seq_id[i] = 1;
-      batch.seq_id[i][0] = seq;
-      batch.logits[i] = logits ? 1 : 0;
-      return i;
-    };
     for (auto& s : seqs_) {
       if (!s->job || !s->job->generating) continue;
-      const int i = add(s->job->next_token, static_cast<int>(s->cached.size()), s->id, true);
+      const int i =
+          add_to_batch(batch, s->job->next_token, static_cast<int>(s->cached.size()), s->id, true);
       entries.push_back({s.get(), 1, i});
     }
     std::vector<Seq*> prefilling;
@@ -548,7 +550,7 @@ void LlamaEngine::loop() {
       for (int k = 0; k < n; ++k) {
         const std::size_t p = j.prompt_done + static_cast<std::size_t>(k);
         const bool last = p + 1 == j.prompt.size();
-        const int i = add(j.prompt[p], static_cast<int>(p), s->id, last);
+        const int i = add_to_batch(batch, j.prompt[p], static_cast<int>(p), s->id, last);
         if (last) logits = i;
       }
       budget -= n;

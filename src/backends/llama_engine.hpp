@@ -32,9 +32,14 @@ struct llama_model;
 struct llama_context;
 struct llama_vocab;
 struct llama_sampler;
+struct llama_batch;
 struct ggml_threadpool;
 
 namespace chimera::backends {
+
+// Appends one token of sequence `seq` at position `pos` to `batch` (made by llama_batch_init with
+// room for it), its logits computed when `logits`; returns the token's index in the batch.
+int add_to_batch(llama_batch& batch, int32_t token, int pos, int seq, bool logits);
 
 class LlamaJob;
 struct Inbox;
