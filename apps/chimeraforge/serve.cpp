@@ -59,6 +59,7 @@ struct ServeArgs {
   // too few for a gateway: when more streams than that end together, the rest of their
   // connections close, and the requests after them each open a new one.
   int upstream_idle = 256;
+  int busy_poll_us = 0;
   LlamaConfig llama;
   int64_t grace_ms = 10'000;
   ConnectionFlags connection;
@@ -160,7 +161,7 @@ int run_serve(const ServeArgs& a) {
 
   // One event loop for the server and the pools' clients: a token goes from the upstream
   // connection to the client's without passing between threads.
-  Runtime runtime(a.options.threads);
+  Runtime runtime(a.options.threads, a.busy_poll_us);
   options.runtime = &runtime;
   std::vector<std::unique_ptr<pool::Pool>> pools;
   std::vector<serve::Route> routes;
@@ -284,6 +285,12 @@ std::function<int()> add_serve(CLI::App& app) {
   cmd->add_option("--threads", o.threads,
                   "I/O threads, shared by the server and its upstream connections")
       ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  cmd->add_option("--busy-poll-us", a->busy_poll_us,
+                  "Keep each I/O thread polling for this long after its last event before it "
+                  "sleeps: a stream's next byte is then handled without a wake-up, for CPU "
+                  "spent polling (a choice for a gateway with a core to spare); 0: sleep at once")
+      ->check(CLI::Range(0, 1'000'000))
       ->capture_default_str();
   cmd->add_option("--body-limit", o.body_limit, "Largest request body, bytes (413 above)")
       ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30))

@@ -2,10 +2,14 @@
 # Two builds of `chimeraforge serve` side by side behind one synthetic server, beside nginx
 # (nginx.sh), so that a change to serve's request path is measured against the build before it
 # in the same minutes: ROUNDS rounds of ttft.py (N requests to each, one stream at a time), the
-# order of the three targets reversed every other round. Prints one line per round.
+# order of the three targets reversed every other round, with the CPU time each target used.
+# Prints one line per round and appends one JSON object per target and round to
+# bench/results/serve-ab.jsonl (binaries as given: name them by their commit).
 #
 # Usage: bench/serve/ab.sh OLD_CHIMERAFORGE NEW_CHIMERAFORGE [ROUNDS] [N]   (default 6, 2000)
 #   e.g. git worktree or `git checkout OLD -- src/` to build the old binary, copied aside.
+#   NEW_ARGS="--busy-poll-us 50" adds serve flags to the new one's command line (the same binary
+#   twice then measures a flag).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=common.sh
@@ -13,7 +17,7 @@ source "$here/common.sh"
 # shellcheck source=nginx.sh
 source "$here/nginx.sh"
 if [[ $# -lt 2 ]]; then
-  sed -n '2,9p' "$0" >&2
+  sed -n '2,13p' "$0" >&2
   exit 2
 fi
 old=$1
@@ -31,10 +35,13 @@ pids+=($!)
 wait_port "$synth"
 old_port=$(free_port)
 "$old" serve --port "$old_port" --backend openai --endpoint "http://127.0.0.1:$synth" >"$dir/old.log" 2>&1 &
-pids+=($!)
+old_pid=$!
+pids+=("$old_pid")
 new_port=$(free_port)
-"$new" serve --port "$new_port" --backend openai --endpoint "http://127.0.0.1:$synth" >"$dir/new.log" 2>&1 &
-pids+=($!)
+# shellcheck disable=SC2086 # NEW_ARGS: words
+"$new" serve --port "$new_port" --backend openai --endpoint "http://127.0.0.1:$synth" ${NEW_ARGS:-} >"$dir/new.log" 2>&1 &
+new_pid=$!
+pids+=("$new_pid")
 proxy=$(free_port)
 start_nginx "$dir" "$proxy" "$synth"
 pids+=("$NGINX_PID")
@@ -42,11 +49,35 @@ wait_port "$old_port"
 wait_port "$new_port"
 wait_port "$proxy"
 
-targets=("old=http://127.0.0.1:$old_port" "new=http://127.0.0.1:$new_port" "nginx=http://127.0.0.1:$proxy")
+# CPU time (user + system) a process has used, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+tick_us=$((1000000 / $(getconf CLK_TCK)))
+declare -A url=([old]="http://127.0.0.1:$old_port" [new]="http://127.0.0.1:$new_port" [nginx]="http://127.0.0.1:$proxy")
+declare -A pid=([old]=$old_pid [new]=$new_pid [nginx]=$NGINX_PID)
+declare -A bin=([old]=$old [new]=$new [nginx]=nginx)
+declare -A args=([old]="" [new]="${NEW_ARGS:-}" [nginx]="")
+out_jsonl=$(cd "$here/../.." && pwd)/bench/results/serve-ab.jsonl
+stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+# Each round: ttft.py against each target in turn, and the CPU time the target used meanwhile
+# (per request, the warm-up's included).
 for round in $(seq 1 "$rounds"); do
-  if ((round % 2 == 0)); then order=("${targets[2]}" "${targets[1]}" "${targets[0]}"); else order=("${targets[@]}"); fi
-  /usr/bin/python3 "$here/ttft.py" "$n" "${order[@]}" | /usr/bin/python3 -c '
+  if ((round % 2 == 0)); then order=(nginx new old); else order=(old new nginx); fi
+  declare -A line=()
+  for t in "${order[@]}"; do
+    before=$(cpu_ticks "${pid[$t]}")
+    o=$(/usr/bin/python3 "$here/ttft.py" "$n" "$t=${url[$t]}")
+    after=$(cpu_ticks "${pid[$t]}")
+    line[$t]=$(/usr/bin/python3 -c '
 import json, sys
-o = json.load(sys.stdin)
-print("round %s: " % sys.argv[1] + "  ".join("%s p50 %.3f p99 %.3f ms" % (k, o[k]["p50_ms"], o[k]["p99_ms"]) for k in ("old", "new", "nginx")))' "$round"
+o = json.loads(sys.argv[1])[sys.argv[2]]
+us = int(sys.argv[3]) * int(sys.argv[4]) / (o["n"] + min(20, o["n"]))
+print("%s p50 %.3f p99 %.3f ms cpu %.0f us/req" % (sys.argv[2], o["p50_ms"], o["p99_ms"], us))
+rec = {"at": sys.argv[6], "round": int(sys.argv[7]), "target": sys.argv[2], "binary": sys.argv[8],
+       "args": sys.argv[9], "n": o["n"], "p50_ms": o["p50_ms"], "p99_ms": o["p99_ms"],
+       "mean_ms": o["mean_ms"], "cpu_us_per_request": round(us, 1)}
+with open(sys.argv[5], "a") as f:
+    f.write(json.dumps(rec) + "\n")' "$o" "$t" "$((after - before))" "$tick_us" "$out_jsonl" "$stamp" \
+      "$round" "${bin[$t]}" "${args[$t]}")
+  done
+  echo "round $round: ${line[old]}  ${line[new]}  ${line[nginx]}"
 done
