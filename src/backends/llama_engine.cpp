@@ -242,6 +242,16 @@ void LlamaEngine::warm_up() {
     }
   }
   llama_memory_clear(llama_get_memory(ctx_), true);
+
+  // A chat request's first steps, once: the template rendered (llama.cpp's Jinja engine runs
+  // its code and builds its tables the first time) and its output tokenized with the special
+  // tokens. Without it the first chat request of a process took about as long again as a
+  // completion's first (docs/inproc.md, "The first chat request").
+  Request chat;
+  chat.messages.push_back({"user", "hi"});
+  ChatPrompt rendered;
+  std::string error;
+  if (chat_->apply(chat, rendered, error)) (void)tokenize(rendered.prompt, true);
 }
 
 LlamaEngine::~LlamaEngine() {
