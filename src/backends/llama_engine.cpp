@@ -245,8 +245,8 @@ void LlamaEngine::warm_up() {
 
   // A chat request's first steps, once: the template rendered (llama.cpp's Jinja engine runs
   // its code and builds its tables the first time) and its output tokenized with the special
-  // tokens. Without it the first chat request of a process took about as long again as a
-  // completion's first (docs/inproc.md, "The first chat request").
+  // tokens. Without it the first chat request of a process pays for them (docs/inproc.md,
+  // "The first chat request").
   Request chat;
   chat.messages.push_back({"user", "hi"});
   ChatPrompt rendered;
