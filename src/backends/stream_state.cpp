@@ -60,9 +60,9 @@ bool StreamState::deliver(std::string_view text, std::string_view thinking,
                          arguments_delta});
 }
 
-bool StreamState::end_burst(bool end_follows) {
+bool StreamState::end_burst() {
   in_burst_ = false;
-  return release_held(/*more=*/end_follows);
+  return release_held(/*more=*/false);
 }
 
 bool StreamState::release_held(bool more) {
