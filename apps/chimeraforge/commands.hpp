@@ -15,6 +15,10 @@ enum Exit : int {
   kInterrupted = 130,
 };
 
+// The longest --busy-poll-us a command takes (multi, serve): the Runtime's polling after each
+// event, 10 ms at most.
+constexpr int kMaxBusyPollUs = 10'000;
+
 // Each returns the function that runs the subcommand once parsed.
 std::function<int()> add_generate(CLI::App& app);
 std::function<int()> add_agent(CLI::App& app);

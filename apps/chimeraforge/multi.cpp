@@ -111,7 +111,7 @@ std::string check_flags(const MultiArgs& a) {
                         int_in("--hedge-after-ms", a.hedge_after_ms, 0, pool::kMaxHedgeAfterMs),
                         int_in("--max-concurrency", a.max_concurrency, 0, pool::kMaxConcurrency),
                         int_in("--threads", a.threads, 0, 4'096),
-                        int_in("--busy-poll-us", a.busy_poll_us, 0, 10'000), validate(o)}) {
+                        int_in("--busy-poll-us", a.busy_poll_us, 0, kMaxBusyPollUs), validate(o)}) {
     if (!e.empty()) return e;
   }
   return {};

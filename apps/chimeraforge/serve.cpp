@@ -290,7 +290,7 @@ std::function<int()> add_serve(CLI::App& app) {
                   "Keep each I/O thread polling for this long after its last event before it "
                   "sleeps: a stream's next byte is then handled without a wake-up, for CPU "
                   "spent polling (a choice for a gateway with a core to spare); 0: sleep at once")
-      ->check(CLI::Range(0, 1'000'000))
+      ->check(CLI::Range(0, kMaxBusyPollUs))
       ->capture_default_str();
   cmd->add_option("--body-limit", o.body_limit, "Largest request body, bytes (413 above)")
       ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30))
