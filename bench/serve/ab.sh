@@ -70,7 +70,7 @@ for round in $(seq 1 "$rounds"); do
     line[$t]=$(/usr/bin/python3 -c '
 import json, sys
 o = json.loads(sys.argv[1])[sys.argv[2]]
-us = int(sys.argv[3]) * int(sys.argv[4]) / (o["n"] + min(20, o["n"]))
+us = int(sys.argv[3]) * int(sys.argv[4]) / (o["n"] + o["warmup"])
 print("%s p50 %.3f p99 %.3f ms cpu %.0f us/req" % (sys.argv[2], o["p50_ms"], o["p99_ms"], us))
 rec = {"at": sys.argv[6], "round": int(sys.argv[7]), "target": sys.argv[2], "binary": sys.argv[8],
        "args": sys.argv[9], "n": o["n"], "p50_ms": o["p50_ms"], "p99_ms": o["p99_ms"],

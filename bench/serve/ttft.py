@@ -3,7 +3,8 @@
 
 Sends N OpenAI chat requests ("stream": true) to each URL in turn and measures, per request, the
 time from the request's last byte written to the first token chunk read (a `data: {` line whose
-delta has content). Prints p50, p99 and the mean per URL, in milliseconds, as one JSON object.
+delta has content). Prints p50, p99 and the mean per URL, in milliseconds, and the warm-up
+requests sent before them, as one JSON object.
 
 Usage: ttft.py N NAME=http://127.0.0.1:PORT [NAME=URL ...]
 """
@@ -56,7 +57,8 @@ def main():
         sock = socket.create_connection((u.hostname, u.port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         req = request_bytes("%s:%d" % (u.hostname, u.port))
-        for _ in range(min(20, n)):  # warm-up: connections, caches
+        warmup = min(20, n)  # connections, caches
+        for _ in range(warmup):
             one(sock, req)
         samples = []
         for i in range(n):
@@ -65,7 +67,7 @@ def main():
             except RuntimeError as e:
                 sys.exit("ttft.py: %s, request %d: %s" % (name, i, e))
         sock.close()
-        out[name] = {"n": n, "p50_ms": round(pct(samples, 50), 4),
+        out[name] = {"n": n, "warmup": warmup, "p50_ms": round(pct(samples, 50), 4),
                      "p99_ms": round(pct(samples, 99), 4),
                      "mean_ms": round(statistics.fmean(samples), 4)}
     print(json.dumps(out))
