@@ -8,10 +8,13 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
 #include <chat.h>
+#include <log.h>
 #include <sampling.h>
 #pragma GCC diagnostic pop
 #endif
 
+#include <array>
+#include <mutex>
 #include <random>
 
 namespace chimera::backends {
@@ -45,6 +48,44 @@ common_chat_tool_choice tool_choice(const std::optional<std::string>& c) {
   if (c == "none") return COMMON_CHAT_TOOL_CHOICE_NONE;
   return COMMON_CHAT_TOOL_CHOICE_AUTO;
 }
+
+common_chat_templates_inputs chat_inputs(const std::vector<Message>& messages, bool thinking) {
+  common_chat_templates_inputs in;
+  for (const auto& m : messages) in.messages.push_back(to_common(m));
+  in.use_jinja = true;
+  in.add_generation_prompt = true;
+  in.reasoning_format = COMMON_REASONING_FORMAT_DEEPSEEK;
+  in.enable_thinking = thinking;
+  return in;
+}
+
+// The template rendered alone (llama.cpp's "pure content" route). llama.cpp logs a warning on
+// every such call; its common library's log level is process-wide, so it is lowered under a lock
+// for the call only.
+common_chat_params render_only(const common_chat_templates* templates,
+                               common_chat_templates_inputs in) {
+  static std::mutex mu;
+  in.force_pure_content = true;
+  std::lock_guard lock(mu);
+  const int level = common_log_get_verbosity_thold();
+  common_log_set_verbosity_thold(LOG_LEVEL_ERROR);
+  struct Restore {
+    int level;
+    ~Restore() { common_log_set_verbosity_thold(level); }
+  } restore{level};
+  return common_chat_templates_apply(templates, in);
+}
+
+// A request the template renders alone gives the same prompt as the full route: plain messages
+// (no tool calls, results or reasoning), and not a continuation of the assistant's last message.
+bool plain_messages(const std::vector<Message>& messages) {
+  if (messages.empty() || messages.back().role == "assistant") return false;
+  for (const auto& m : messages) {
+    if (m.role != "system" && m.role != "user" && m.role != "assistant") return false;
+    if (!m.tool_calls.empty() || !m.thinking.empty() || !m.tool_call_id.empty()) return false;
+  }
+  return true;
+}
 #endif
 
 }  // namespace
@@ -60,6 +101,42 @@ struct ChatTemplates::Impl {
   common_chat_templates_ptr templates;
   bool tool_calls = false;
   bool thinking = false;
+  // llama.cpp's full route analyses the template on every call, rendering it several times to
+  // learn how its model writes reasoning and tool calls: on a small model that takes longer than
+  // the prompt's decode (docs/inproc.md, "The chat template"). A request without tools whose
+  // output is not parsed needs
+  // only the prompt and the template's extra stop strings: the prompt comes from rendering the
+  // template alone, the stops from the analysis made once here. Per value of enable_thinking,
+  // after checking at load that both routes give the same prompts and stops.
+  struct RenderOnly {
+    bool ok = false;
+    std::vector<std::string> stops;
+  };
+  std::array<RenderOnly, 2> alone;  // [enable_thinking]
+
+  void check_render_only() {
+    const std::vector<std::vector<Message>> probes = {
+        {{"user", "Hello"}},
+        {{"system", "You are terse."}, {"user", "Hi"}, {"assistant", "Hello."}, {"user", "Why?"}},
+    };
+    for (const bool thinking : {false, true}) {
+      RenderOnly r;
+      r.ok = true;
+      for (std::size_t i = 0; i < probes.size() && r.ok; ++i) {
+        try {
+          const auto in = chat_inputs(probes[i], thinking);
+          const auto full = common_chat_templates_apply(templates.get(), in);
+          const auto only = render_only(templates.get(), in);
+          if (i == 0) r.stops = full.additional_stops;
+          r.ok = full.prompt == only.prompt && full.additional_stops == r.stops &&
+                 !(full.supports_thinking && thinking);
+        } catch (const std::exception&) {
+          r.ok = false;
+        }
+      }
+      alone[thinking ? 1 : 0] = std::move(r);
+    }
+  }
 };
 
 ChatTemplates::ChatTemplates(const llama_model* model) : impl_(std::make_unique<Impl>()) {
@@ -78,18 +155,28 @@ ChatTemplates::ChatTemplates(const llama_model* model) : impl_(std::make_unique<
   };
   impl_->tool_calls = own_ && cap("supports_tool_calls") && cap("supports_tools");
   impl_->thinking = common_chat_templates_support_enable_thinking(impl_->templates.get());
+  impl_->check_render_only();
 }
 
 ChatTemplates::~ChatTemplates() = default;
 
 bool ChatTemplates::apply(const Request& r, ChatPrompt& out, std::string& error) const {
-  common_chat_templates_inputs in;
-  for (const auto& m : r.messages) in.messages.push_back(to_common(m));
-  in.use_jinja = true;
-  in.add_generation_prompt = true;
-  in.reasoning_format = COMMON_REASONING_FORMAT_DEEPSEEK;
-  in.enable_thinking = r.think.value_or(impl_->thinking);
+  const bool thinking = r.think.value_or(impl_->thinking);
+  common_chat_templates_inputs in = chat_inputs(r.messages, thinking);
   const bool tools = r.tools_json && r.tool_choice != "none";
+  if (const auto& alone = impl_->alone[thinking ? 1 : 0];
+      alone.ok && !tools && plain_messages(r.messages)) {
+    try {
+      out.prompt = render_only(impl_->templates.get(), std::move(in)).prompt;
+    } catch (const std::exception& e) {
+      error = fmt::format("the chat template could not be applied to these messages: {}", e.what());
+      return false;
+    }
+    out.stops = alone.stops;
+    out.parse = false;
+    out.plan = nullptr;
+    return true;
+  }
   if (tools) {
     if (!impl_->tool_calls) {
       error = own_ ? "the model's chat template cannot show tools or tool calls"

@@ -102,6 +102,64 @@ TEST(LlamaInProcess, SameTokensAsLlamaServer) {
   }
 }
 
+// A chat request's prompt is what llama-server's Jinja route makes of the same messages, for
+// plain conversations that the engine renders through the template alone (without llama.cpp's
+// per-request template analysis): the same prompt tokens and, greedy, the same reply. The tiny
+// model's default template, Llama 3.2's and a Hermes-style (Qwen 2) tool template.
+TEST(LlamaInProcess, ChatPromptsAreLlamaServersForPlainConversations) {
+  const std::vector<std::vector<Message>> conversations = {
+      {{"user", "Tell me a story.", {}, {}, {}}},
+      {{"system", "You are a bard.", {}, {}, {}},
+       {"user", "Sing!", {}, {}, {}},
+       {"assistant", "La la la.", {}, {}, {}},
+       {"user", "Again, louder.", {}, {}, {}}},
+  };
+  for (const auto& model : {test::tiny_model(), test::tool_call_model(), test::tool_model()}) {
+    test::LlamaServer server(model, {.parallel = 1, .ctx = 1024, .extra = {"-fa", "off"}});
+    ASSERT_TRUE(server.ok()) << server.error();
+    EndpointConfig icfg;
+    icfg.kind = BackendKind::llama;
+    icfg.url = model.string();
+    icfg.llama.parallel = 1;
+    icfg.llama.ctx_per_seq = 1024;
+    icfg.llama.threads = 2;
+    Runtime rt(1);
+    auto mine_backend = make_backend(icfg, Runtime::shared());
+    EndpointConfig cfg;
+    cfg.url = server.url();
+    auto http = make_backend(cfg, rt);
+    auto& raw = static_cast<backends::HttpBackend&>(*http);
+    for (const auto& messages : conversations) {
+      Request r;
+      r.messages = messages;
+      r.options.num_predict = 8;
+      r.options.temperature = 0.0;
+      r.cache_prompt = false;
+      const Completion mine = mine_backend->generate(r);
+      ASSERT_TRUE(mine.ok()) << model << ": " << mine.error.message;
+
+      boost::json::array msgs;
+      for (const auto& m : messages) msgs.push_back({{"role", m.role}, {"content", m.content}});
+      boost::json::object body{{"messages", msgs}, {"max_tokens", 8},       {"temperature", 0.0},
+                               {"top_k", 1},       {"cache_prompt", false}, {"stream", false}};
+      std::string response;
+      const auto f = raw.fetch_blocking({boost::beast::http::verb::post, "/v1/chat/completions",
+                                         boost::json::serialize(body), "application/json", ""},
+                                        response, 30'000);
+      ASSERT_FALSE(f.error) << f.error.message;
+      ASSERT_EQ(f.status, 200) << response;
+      const boost::json::value theirs = boost::json::parse(response);
+      EXPECT_EQ(mine.figures.tokens_in.value_or(-1),
+                theirs.at("usage").at("prompt_tokens").to_number<int64_t>())
+          << model << ", " << messages.size() << " messages";
+      EXPECT_EQ(
+          mine.tokens.size(),
+          static_cast<std::size_t>(theirs.at("usage").at("completion_tokens").to_number<int64_t>()))
+          << model;
+    }
+  }
+}
+
 TEST(LlamaInProcess, FiguresAndStreaming) {
   auto b = inproc(2);
   std::string streamed;
