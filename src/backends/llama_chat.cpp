@@ -104,10 +104,10 @@ struct ChatTemplates::Impl {
   // llama.cpp's full route analyses the template on every call, rendering it several times to
   // learn how its model writes reasoning and tool calls: on a small model that takes longer than
   // the prompt's decode (docs/inproc.md, "The chat template"). A request without tools whose
-  // output is not parsed needs
-  // only the prompt and the template's extra stop strings: the prompt comes from rendering the
-  // template alone, the stops from the analysis made once here. Per value of enable_thinking,
-  // after checking at load that both routes give the same prompts and stops.
+  // output is not parsed needs only the prompt and the template's extra stop strings: the prompt
+  // comes from rendering the template alone, the stops from the analysis made once here. Per
+  // value of enable_thinking, after checking at load that both routes give the same prompts and
+  // stops.
   struct RenderOnly {
     bool ok = false;
     std::vector<std::string> stops;
