@@ -103,16 +103,27 @@ struct ChatTemplates::Impl {
   bool thinking = false;
   // llama.cpp's full route analyses the template on every call, rendering it several times to
   // learn how its model writes reasoning and tool calls: on a small model that takes longer than
-  // the prompt's decode (docs/inproc.md, "The chat template"). A request without tools whose
-  // output is not parsed needs only the prompt and the template's extra stop strings: the prompt
-  // comes from rendering the template alone, the stops from the analysis made once here. Per
-  // value of enable_thinking, after checking at load that both routes give the same prompts and
-  // stops.
+  // the prompt's decode (docs/inproc.md, "The chat template"). For a request without tools the
+  // analysis depends on the template only: it is made once here, per value of enable_thinking,
+  // and such a request gets its prompt from rendering the template alone, with the template's
+  // extra stop strings and, where the output is parsed for reasoning, the plan (parser) made
+  // here. Used only after checking here that both routes give the same prompts, stops and plan
+  // for two probe conversations.
   struct RenderOnly {
     bool ok = false;
     std::vector<std::string> stops;
+    std::shared_ptr<const ChatPrompt::Plan> plan;  // set when the output is parsed (reasoning)
   };
   std::array<RenderOnly, 2> alone;  // [enable_thinking]
+
+  static bool same_plan(const common_chat_params& a, const common_chat_params& b) {
+    return a.format == b.format && a.parser == b.parser && a.grammar == b.grammar &&
+           a.grammar_lazy == b.grammar_lazy && a.grammar_triggers.empty() &&
+           b.grammar_triggers.empty() && a.generation_prompt == b.generation_prompt &&
+           a.supports_thinking == b.supports_thinking &&
+           a.thinking_start_tag == b.thinking_start_tag &&
+           a.thinking_end_tags == b.thinking_end_tags && a.preserved_tokens == b.preserved_tokens;
+  }
 
   void check_render_only() {
     const std::vector<std::vector<Message>> probes = {
@@ -122,18 +133,37 @@ struct ChatTemplates::Impl {
     for (const bool thinking : {false, true}) {
       RenderOnly r;
       r.ok = true;
+      common_chat_params first;
       for (std::size_t i = 0; i < probes.size() && r.ok; ++i) {
         try {
           const auto in = chat_inputs(probes[i], thinking);
-          const auto full = common_chat_templates_apply(templates.get(), in);
+          auto full = common_chat_templates_apply(templates.get(), in);
           const auto only = render_only(templates.get(), in);
-          if (i == 0) r.stops = full.additional_stops;
-          r.ok = full.prompt == only.prompt && full.additional_stops == r.stops &&
-                 !(full.supports_thinking && thinking);
+          const bool parse = full.supports_thinking && thinking;
+          if (i == 0) {
+            r.stops = full.additional_stops;
+            first = full;
+          }
+          r.ok = full.prompt == only.prompt && full.additional_stops == r.stops;
+          if (parse) {
+            r.ok =
+                r.ok && only.generation_prompt == full.generation_prompt && same_plan(full, first);
+          }
+          if (r.ok && parse && i == 0) {
+            auto plan = std::make_shared<ChatPrompt::Plan>();
+            full.prompt.clear();  // each request's own
+            plan->params = std::move(full);
+            plan->parser = common_chat_parser_params(plan->params);
+            plan->parser.reasoning_format = COMMON_REASONING_FORMAT_DEEPSEEK;
+            plan->parser.parse_tool_calls = false;
+            if (!plan->params.parser.empty()) plan->parser.parser.load(plan->params.parser);
+            r.plan = std::move(plan);
+          }
         } catch (const std::exception&) {
           r.ok = false;
         }
       }
+      if (!r.ok) r = RenderOnly{};
       alone[thinking ? 1 : 0] = std::move(r);
     }
   }
@@ -166,16 +196,21 @@ bool ChatTemplates::apply(const Request& r, ChatPrompt& out, std::string& error)
   const bool tools = r.tools_json && r.tool_choice != "none";
   if (const auto& alone = impl_->alone[thinking ? 1 : 0];
       alone.ok && !tools && plain_messages(r.messages)) {
+    common_chat_params params;
     try {
-      out.prompt = render_only(impl_->templates.get(), std::move(in)).prompt;
+      params = render_only(impl_->templates.get(), in);
     } catch (const std::exception& e) {
       error = fmt::format("the chat template could not be applied to these messages: {}", e.what());
       return false;
     }
-    out.stops = alone.stops;
-    out.parse = false;
-    out.plan = nullptr;
-    return true;
+    // A parsed output needs the plan's generation prompt; another one takes the full route.
+    if (!alone.plan || params.generation_prompt == alone.plan->params.generation_prompt) {
+      out.prompt = std::move(params.prompt);
+      out.stops = alone.stops;
+      out.parse = alone.plan != nullptr;
+      out.plan = alone.plan;
+      return true;
+    }
   }
   if (tools) {
     if (!impl_->tool_calls) {

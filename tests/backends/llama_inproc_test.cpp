@@ -104,8 +104,10 @@ TEST(LlamaInProcess, SameTokensAsLlamaServer) {
 
 // A chat request's prompt is what llama-server's Jinja route makes of the same messages, for
 // plain conversations that the engine renders through the template alone (without llama.cpp's
-// per-request template analysis): the same prompt tokens and, greedy, the same reply. The tiny
-// model's default template, Llama 3.2's and a Hermes-style (Qwen 2) tool template.
+// per-request template analysis): the same prompt tokens and, greedy, the same reply, content
+// and reasoning parsed apart alike. The tiny model's default template, Llama 3.2's, a
+// Hermes-style (Qwen 2.5) tool template, Qwen 3's (thinking on by default) and DeepSeek R1's
+// (whose prompt opens the reasoning, so that the whole reply is reasoning).
 TEST(LlamaInProcess, ChatPromptsAreLlamaServersForPlainConversations) {
   const std::vector<std::vector<Message>> conversations = {
       {{"user", "Tell me a story.", {}, {}, {}}},
@@ -114,7 +116,9 @@ TEST(LlamaInProcess, ChatPromptsAreLlamaServersForPlainConversations) {
        {"assistant", "La la la.", {}, {}, {}},
        {"user", "Again, louder.", {}, {}, {}}},
   };
-  for (const auto& model : {test::tiny_model(), test::tool_call_model(), test::tool_model()}) {
+  for (const auto& model : {test::tiny_model(), test::tool_call_model(), test::tool_model(),
+                            test::qwen2_model("Qwen-Qwen3-0.6B"),
+                            test::qwen2_model("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B")}) {
     test::LlamaServer server(model, {.parallel = 1, .ctx = 1024, .extra = {"-fa", "off"}});
     ASSERT_TRUE(server.ok()) << server.error();
     EndpointConfig icfg;
@@ -156,6 +160,13 @@ TEST(LlamaInProcess, ChatPromptsAreLlamaServersForPlainConversations) {
           mine.tokens.size(),
           static_cast<std::size_t>(theirs.at("usage").at("completion_tokens").to_number<int64_t>()))
           << model;
+      const auto& message = theirs.at("choices").at(0).at("message").as_object();
+      const auto text = [&](const char* key) {
+        const auto* v = message.if_contains(key);
+        return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
+      };
+      EXPECT_EQ(mine.text, text("content")) << model;
+      EXPECT_EQ(mine.thinking, text("reasoning_content")) << model;
     }
   }
 }

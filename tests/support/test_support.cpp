@@ -57,6 +57,13 @@ std::filesystem::path tool_call_model() {
       kToolCallTemplate);
 }
 
+std::filesystem::path qwen2_model(const std::string& chat_template) {
+  return synthesized(
+      "tiny-qwen2-" + chat_template + "-seed42.gguf",
+      {.preset = "tiny", .vocab_file = model::default_vocab_file("qwen2"), .seed = 42},
+      chat_template);
+}
+
 LlamaServer::LlamaServer(const std::filesystem::path& model, Options options) {
   ServerOptions o;
   o.model = model.string();

@@ -35,6 +35,10 @@ inline constexpr int32_t kCallStartToken = 90;      // "{"
 inline constexpr int32_t kEndOfTurnToken = 128009;  // "<|eot_id|>"
 std::filesystem::path tool_call_model();
 
+// The tiny shape with Qwen 2's vocabulary and `chat_template`, one of llama.cpp's
+// models/templates/*.jinja by name (e.g. "Qwen-Qwen3-0.6B").
+std::filesystem::path qwen2_model(const std::string& chat_template);
+
 // A real llama-server on a free loopback port, started by the test and stopped by the
 // destructor (chimera::ServerProcess with the tests' flags: 2 threads, no warm-up, no host-RAM
 // prompt cache).
