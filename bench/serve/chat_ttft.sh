@@ -4,7 +4,8 @@
 #
 #   bash bench/serve/chat_ttft.sh [BUILD] [ROUNDS] [N]      (default: build 4 40)
 #
-# The tiny model with each chat template in TEMPLATES (default: the model's own and Llama 3.1's;
+# The tiny model with each chat template in TEMPLATES (default: the model's own, Llama 3.1's and
+# Qwen 3's, which parses reasoning out of the reply;
 # any name of llama.cpp's models/templates/*.jinja), written by `model synth --chat-template`.
 # The targets run in turn, their order reversed every other round. CLIS="NAME=PATH ..." adds
 # other builds of the CLI as serve targets (e.g. the build before a change; default: BUILD's as
@@ -19,7 +20,7 @@ rounds=${2:-4}
 n=${3:-40}
 cli=$build/apps/chimeraforge/chimeraforge
 clis=${CLIS:-serve=$cli}
-templates=${TEMPLATES:-default meta-llama-Llama-3.1-8B-Instruct}
+templates=${TEMPLATES:-default meta-llama-Llama-3.1-8B-Instruct Qwen-Qwen3-0.6B}
 threads=${THREADS:-2}
 llama_server=$(sed -n 's/^CHIMERA_LLAMA_SERVER:FILEPATH=//p' "$build/CMakeCache.txt")
 [[ -x $llama_server ]] || { echo "chat_ttft.sh: no llama-server in $build (CHIMERA_LLAMA_SERVER)" >&2; exit 1; }
