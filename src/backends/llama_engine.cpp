@@ -70,6 +70,14 @@ std::size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32
       a.begin());
 }
 
+// The vocabulary, scored for one draw: a buffer per thread that draws (the engine thread and,
+// under OpenMP, a step's compute threads), kept for the thread's life so that no draw allocates
+// one.
+std::vector<llama_token_data>& draw_buffer() {
+  static thread_local std::vector<llama_token_data> buffer;
+  return buffer;
+}
+
 }  // namespace
 
 // Wakes the engine's loop. Shared with request handles, which may outlive the engine.
@@ -110,7 +118,6 @@ class LlamaJob final : public StreamState {
   int64_t admitted = 0;
   int64_t t_first_sample = 0;
   int64_t t_last_sample = 0;
-  std::vector<llama_token_data> candidates;  // the vocabulary, scored for one draw (reused)
   Utf8Assembler utf8;
   StopMatcher stop;
 
@@ -226,6 +233,21 @@ LlamaEngine::LlamaEngine(std::string model_path, const LlamaConfig& config)
 // (43 with 32 tokens, but a larger model would spend a noticeable part of a second at load on
 // them, where 8 cost it little).
 void LlamaEngine::warm_up() {
+  // The draw buffer of each thread that draws, written now: the first draws on each would
+  // otherwise fault in its pages (tens of microseconds each on a virtual machine) in a request's
+  // way.
+  const auto n_vocab = static_cast<std::size_t>(llama_vocab_n_tokens(vocab_));
+  const auto size_draw_buffer = [n_vocab] {
+    auto& b = draw_buffer();
+    if (b.size() < n_vocab) b.assign(n_vocab, llama_token_data{0, 0.0f, 0.0f});
+  };
+  size_draw_buffer();
+#if defined(_OPENMP) && !CHIMERA_THREAD_SANITIZER
+  if (threads_ > 1) {
+#pragma omp parallel num_threads(threads_)
+    size_draw_buffer();
+  }
+#endif
   llama_token token = llama_vocab_bos(vocab_);
   if (token == LLAMA_TOKEN_NULL) token = 0;
   const int n = std::max(1, std::min({8, ctx_per_seq_, static_cast<int>(llama_n_batch(ctx_))}));
@@ -242,6 +264,27 @@ void LlamaEngine::warm_up() {
     }
   }
   llama_memory_clear(llama_get_memory(ctx_), true);
+
+  // A prompt's batch is larger than those few tokens, and a larger batch than any before grows
+  // the CPU backend's work buffer (a new allocation whose pages fault in as the step writes
+  // them) and touches more of the compute buffer: the first request paid about three times the
+  // decode time of later ones with the same prompt (docs/inproc.md, "The first chat request").
+  // One larger batch now, as large as takes about kWarmBatchBudgetNs at the speed of the first
+  // (a few tokens of a small model on a CPU make it 256; a large model on a CPU stays at those
+  // few).
+  constexpr int64_t kWarmBatchBudgetNs = 50'000'000;
+  const int64_t t0 = now_ns();
+  if (llama_decode(ctx_, llama_batch_get_one(prompt.data(), n)) == 0) llama_synchronize(ctx_);
+  const int64_t per_token = std::max<int64_t>(1, (now_ns() - t0) / n);
+  llama_memory_clear(llama_get_memory(ctx_), true);
+  const int big =
+      static_cast<int>(std::min<int64_t>({256, kWarmBatchBudgetNs / per_token, ctx_per_seq_ - 1,
+                                          static_cast<int64_t>(llama_n_batch(ctx_))}));
+  if (big > n) {
+    prompt.assign(static_cast<std::size_t>(big), token);
+    if (llama_decode(ctx_, llama_batch_get_one(prompt.data(), big)) == 0) llama_synchronize(ctx_);
+    llama_memory_clear(llama_get_memory(ctx_), true);
+  }
 
   // A chat request's first steps, once: the template rendered (llama.cpp's Jinja engine runs
   // its code and builds its tables the first time) and its output tokenized with the special
@@ -859,7 +902,7 @@ void LlamaEngine::sample_all(std::vector<Draw>& draws) {
       }
       // llama_sampler_sample's CPU path (no backend sampler is configured), from the logits read
       // above: every token a candidate, the chain applied, the choice accepted.
-      auto& cur = j.candidates;
+      auto& cur = draw_buffer();
       cur.resize(static_cast<std::size_t>(n_vocab));
       for (llama_token t = 0; t < n_vocab; ++t) cur[t] = llama_token_data{t, d.logits[t], 0.0f};
       llama_token_data_array a{cur.data(), cur.size(), -1, false};
