@@ -23,6 +23,19 @@
 #include <future>
 #include <map>
 
+// ThreadSanitizer cannot see libgomp's barriers (libgomp is not instrumented): a sanitized build
+// runs none of this file's own OpenMP regions.
+#if defined(__SANITIZE_THREAD__)
+#define CHIMERA_THREAD_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CHIMERA_THREAD_SANITIZER 1
+#endif
+#endif
+#ifndef CHIMERA_THREAD_SANITIZER
+#define CHIMERA_THREAD_SANITIZER 0
+#endif
+
 namespace chimera::backends {
 
 namespace {
@@ -875,17 +888,7 @@ void LlamaEngine::bind(LlamaJob& job, Seq& seq) {
 // queued tokens, no output rows to reorder) and only read, or store the values already there.
 //
 // ThreadSanitizer cannot see libgomp's barriers (libgomp is not instrumented), so a sanitized
-// build draws on this thread alone.
-#if defined(__SANITIZE_THREAD__)
-#define CHIMERA_THREAD_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define CHIMERA_THREAD_SANITIZER 1
-#endif
-#endif
-#ifndef CHIMERA_THREAD_SANITIZER
-#define CHIMERA_THREAD_SANITIZER 0
-#endif
+// build draws on this thread alone (CHIMERA_THREAD_SANITIZER, at the top of this file).
 
 void LlamaEngine::sample_all(std::vector<Draw>& draws) {
   if (draws.empty()) return;
