@@ -26,6 +26,7 @@ llama_server=$(sed -n 's/^CHIMERA_LLAMA_SERVER:FILEPATH=//p' "$build/CMakeCache.
 [[ -x $llama_server ]] || { echo "chat_ttft.sh: no llama-server in $build (CHIMERA_LLAMA_SERVER)" >&2; exit 1; }
 out_jsonl=$root/bench/results/serve-chat-ttft.jsonl
 bench_setup chat-ttft
+run_lines=()
 stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 
@@ -72,8 +73,21 @@ for template in $templates; do
       "$line" "$template" "$r" "$stamp" "$commit" "$threads" "$clis")
     echo "$line"
     echo "$line" >>"$out_jsonl"
+    run_lines+=("$line")
   done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   pids=()
 done
+# The run in one table: each template's targets, ranges over the rounds.
+/usr/bin/python3 - "${run_lines[@]}" <<'PY'
+import json, sys
+rows = [json.loads(a) for a in sys.argv[1:]]
+print("\n| template | target | first token p50 ms | p99 ms |\n| --- | --- | ---: | ---: |")
+for t in dict.fromkeys(r["template"] for r in rows):
+    mine = [r for r in rows if r["template"] == t]
+    for name in mine[0]["targets"]:
+        p50 = [r["targets"][name]["p50_ms"] for r in mine]
+        p99 = [r["targets"][name]["p99_ms"] for r in mine]
+        print(f"| {t} | {name} | {min(p50):.2f} - {max(p50):.2f} | {min(p99):.2f} - {max(p99):.2f} |")
+PY

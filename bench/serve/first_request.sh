@@ -24,6 +24,7 @@ llama_server=$(sed -n 's/^CHIMERA_LLAMA_SERVER:FILEPATH=//p' "$build/CMakeCache.
 [[ -x $llama_server ]] || { echo "first_request.sh: no llama-server in $build (CHIMERA_LLAMA_SERVER)" >&2; exit 1; }
 out_jsonl=$root/bench/results/serve-first-request.jsonl
 bench_setup first-request
+run_lines=()
 stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 model=$dir/tiny.gguf
@@ -76,4 +77,14 @@ for r in $(seq 1 "$rounds"); do
     "$r" "$stamp" "$commit" "$threads" "$clis" "$(cut -d' ' -f1-3 /proc/loadavg)" "${figures[@]}")
   echo "$line"
   echo "$line" >>"$out_jsonl"
+  run_lines+=("$line")
 done
+# The run in one table: medians and ranges over the rounds.
+/usr/bin/python3 - "${run_lines[@]}" <<'PY'
+import json, statistics, sys
+rows = [json.loads(a)["first_token_ms"] for a in sys.argv[1:]]
+print("\n| target | first token median ms | range |\n| --- | ---: | ---: |")
+for name in rows[0]:
+    v = [r[name] for r in rows]
+    print(f"| {name} | {statistics.median(v):.2f} | {min(v):.2f} - {max(v):.2f} |")
+PY
