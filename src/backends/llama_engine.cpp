@@ -717,8 +717,10 @@ void LlamaEngine::admit() {
       // Without a session, the idle sequence whose cells share the longest prefix with this
       // prompt (an agent's system prompt, the same request again), when that is at least half
       // of the prompt; otherwise the least recently used, so that a sequence holding a useful
-      // prefix is not spent on a token or two in common. As llama-server picks a slot
-      // (--slot-prompt-similarity 0.5). Only the rest of the prompt is read.
+      // prefix is not spent on a token or two in common. As llama-server picks a slot with
+      // --slot-prompt-similarity 0.5 (its default, 0.1, goes with its host-memory prompt cache,
+      // which keeps what a slot gives up; the engine has none). Only the rest of the prompt is
+      // read.
       if (job.prompt.empty() && !prepare_prompt(job, nullptr)) {
         job.complete();
         it = waiting_.erase(it);
