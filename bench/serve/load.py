@@ -2,11 +2,14 @@
 """Concurrent streams against an OpenAI-compatible URL: first-token latency and tokens/s.
 
 C clients at once, each on its own keep-alive connection (a new one when the server closed it),
-each sending R streamed chat requests ("stream": true, max_tokens M) one after another. Per request: the time from the request's last
-byte written to the first content chunk read, and the content chunks that came. Prints one JSON
-object: TTFT p50/p99/mean in ms, aggregate content chunks per second over the run's wall time,
-and, with --pid, the process's peak and final resident memory while it ran (VmHWM and VmRSS of
-/proc/PID/status, KiB; the peak is reset first where the kernel allows, so it is this run's).
+each sending R streamed chat requests ("stream": true, max_tokens M) one after another. Per
+request: the time from the request's last byte written to the first content chunk read, and the
+content chunks that came. Prints one JSON object: TTFT p50/p99/mean in ms, the TTFT p50 of every
+client's first request, of its second, and so on (ttft_p50_by_request_ms: the first also opens
+the connection, and a proxy its upstream connection), aggregate content chunks per second over
+the run's wall time, and, with --pid, the process's peak and final resident memory while it ran
+(VmHWM and VmRSS of /proc/PID/status, KiB; the peak is reset first where the kernel allows, so it
+is this run's).
 
 Usage: load.py URL --clients C [--requests R] [--max-tokens M] [--pid PID] [--name NAME]
 """
@@ -49,12 +52,12 @@ async def one(reader, writer, req):
     return first, chunks
 
 
-async def client(url, requests, max_tokens, ttfts, counts, errors):
+async def client(url, requests, max_tokens, ttfts, counts, errors, by_index):
     u = urlparse(url)
     req = request_bytes("%s:%d" % (u.hostname, u.port), max_tokens)
     writer = None
     try:
-        for _ in range(requests):
+        for i in range(requests):
             for fresh in (False, True):
                 # A new connection when there is none, or when the server closed the kept one
                 # (llama-server closes after each streamed response while saying keep-alive).
@@ -70,6 +73,7 @@ async def client(url, requests, max_tokens, ttfts, counts, errors):
                     if fresh:
                         raise
             ttfts.append(t / 1e6)
+            by_index[i].append(t / 1e6)
             counts.append(n)
     except (RuntimeError, OSError) as e:
         errors.append(str(e))
@@ -107,16 +111,20 @@ async def main():
         except OSError:
             pass
     ttfts, counts, errors = [], [], []
+    by_index = [[] for _ in range(a.requests)]  # TTFTs of each client's i-th request
     t0 = time.perf_counter()
-    await asyncio.gather(*(client(a.url, a.requests, a.max_tokens, ttfts, counts, errors)
-                           for _ in range(a.clients)))
+    await asyncio.gather(*(client(a.url, a.requests, a.max_tokens, ttfts, counts, errors,
+                                  by_index) for _ in range(a.clients)))
     wall = time.perf_counter() - t0
     out = {"name": a.name, "clients": a.clients, "requests": len(ttfts),
            "max_tokens": a.max_tokens, "errors": len(errors)}
     if ttfts:
         out.update({"ttft_p50_ms": round(pct(ttfts, 50), 3), "ttft_p99_ms": round(pct(ttfts, 99), 3),
                     "ttft_mean_ms": round(statistics.fmean(ttfts), 3),
-                    "tokens_per_s": round(sum(counts) / wall, 1), "wall_s": round(wall, 2)})
+                    "tokens_per_s": round(sum(counts) / wall, 1), "wall_s": round(wall, 2),
+                    # p50 of every client's first request, second, ...: a first request also
+                    # opens its connection (and a proxy's upstream connection)
+                    "ttft_p50_by_request_ms": [round(pct(v, 50), 3) for v in by_index if v]})
     if a.pid:
         out["rss_peak_kib"] = status_kib(a.pid, "VmHWM")
         out["rss_kib"] = status_kib(a.pid, "VmRSS")
