@@ -853,6 +853,11 @@ TEST(ServeUpstream, AStreamToAClientThatReadsLateArrivesWholeAndInOrder) {
   // 4 MB at most), so writes that the socket does not take whole wait for the client, and
   // records that arrive meanwhile queue behind them. The stream must still arrive whole, in
   // order, and end properly.
+  // The buffer is small, not tiny: one under a loopback segment (64 KiB), such as 4 KiB, stalls
+  // TCP itself now and then, whatever the sender does: the receiver, avoiding silly windows,
+  // advertises no window until a segment's worth is free, and the sender falls back to probing
+  // the zero window every 200 ms or more, a couple of KiB a probe (`ss -i`: the sending
+  // socket's persist timer, rwnd_limited 100%), so that the last megabytes took minutes.
   constexpr int kTokens = 50000;
   chimera::synth::Options so;
   so.tokens = kTokens;
@@ -861,7 +866,7 @@ TEST(ServeUpstream, AStreamToAClientThatReadsLateArrivesWholeAndInOrder) {
   up.start();
   ServeProcess server({"--endpoint", up.url(), "--backend", "openai"});
   ASSERT_TRUE(server.ok()) << server.output() << server.errors();
-  RawClient c(server.port(), 4096);
+  RawClient c(server.port(), 256 * 1024);
   ASSERT_TRUE(c.ok());
   c.post("/v1/chat/completions",
          R"({"messages":[{"role":"user","content":"Hi"}],"stream":true,"max_tokens":)" +
