@@ -110,6 +110,10 @@ asio::awaitable<beast::error_code> read_response(Stream& stream, beast::flat_buf
       }
     }
     if (until == ReadUntil::available && parser.get().body().size < room) co_return ec;
+    // Before reading the body again, the loop's other ready work runs first (other streams'
+    // records, new requests): under load a stream that was just read does not go ahead of the
+    // rest again at once, and finds more of its own bytes waiting when its turn comes.
+    if (parser.is_header_done()) co_await asio::post(asio::use_awaitable);
     const std::size_t size = beast::read_size(buffer, 65536);
     if (size == 0) co_return bhttp::error::buffer_overflow;
     auto [rec, n] = co_await stream.async_read_some(buffer.prepare(size), use_tuple);
