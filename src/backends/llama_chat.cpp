@@ -97,6 +97,21 @@ struct ChatPrompt::Plan {
   common_chat_parser_params parser;
 };
 
+namespace {
+
+// The parser for what the template's model writes, from what the template made of a request.
+std::shared_ptr<ChatPrompt::Plan> make_plan(common_chat_params params, bool tools) {
+  auto plan = std::make_shared<ChatPrompt::Plan>();
+  plan->params = std::move(params);
+  plan->parser = common_chat_parser_params(plan->params);
+  plan->parser.reasoning_format = COMMON_REASONING_FORMAT_DEEPSEEK;
+  plan->parser.parse_tool_calls = tools;
+  if (!plan->params.parser.empty()) plan->parser.parser.load(plan->params.parser);
+  return plan;
+}
+
+}  // namespace
+
 struct ChatTemplates::Impl {
   common_chat_templates_ptr templates;
   bool tool_calls = false;
@@ -150,14 +165,8 @@ struct ChatTemplates::Impl {
                 r.ok && only.generation_prompt == full.generation_prompt && same_plan(full, first);
           }
           if (r.ok && parse && i == 0) {
-            auto plan = std::make_shared<ChatPrompt::Plan>();
             full.prompt.clear();  // each request's own
-            plan->params = std::move(full);
-            plan->parser = common_chat_parser_params(plan->params);
-            plan->parser.reasoning_format = COMMON_REASONING_FORMAT_DEEPSEEK;
-            plan->parser.parse_tool_calls = false;
-            if (!plan->params.parser.empty()) plan->parser.parser.load(plan->params.parser);
-            r.plan = std::move(plan);
+            r.plan = make_plan(std::move(full), /*tools=*/false);
           }
         } catch (const std::exception&) {
           r.ok = false;
@@ -232,13 +241,9 @@ bool ChatTemplates::apply(const Request& r, ChatPrompt& out, std::string& error)
     in.tool_choice = tool_choice(r.tool_choice);
     in.parallel_tool_calls = true;
   }
-  auto plan = std::make_shared<ChatPrompt::Plan>();
+  std::shared_ptr<ChatPrompt::Plan> plan;
   try {
-    plan->params = common_chat_templates_apply(impl_->templates.get(), in);
-    plan->parser = common_chat_parser_params(plan->params);
-    plan->parser.reasoning_format = COMMON_REASONING_FORMAT_DEEPSEEK;
-    plan->parser.parse_tool_calls = tools;
-    if (!plan->params.parser.empty()) plan->parser.parser.load(plan->params.parser);
+    plan = make_plan(common_chat_templates_apply(impl_->templates.get(), in), tools);
   } catch (const std::exception& e) {
     error = fmt::format("the chat template could not be applied to these messages: {}", e.what());
     return false;

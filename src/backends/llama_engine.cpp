@@ -280,11 +280,13 @@ void LlamaEngine::warm_up() {
 
   // A prompt's batch is larger than those few tokens, and a larger batch than any before grows
   // the CPU backend's work buffer (a new allocation whose pages fault in as the step writes
-  // them) and touches more of the compute buffer: the first request paid about three times the
-  // decode time of later ones with the same prompt (docs/inproc.md, "The first chat request").
-  // One larger batch now, as large as takes about kWarmBatchBudgetNs at the speed of the first
-  // (a few tokens of a small model on a CPU make it 256; a large model on a CPU stays at those
-  // few).
+  // them) and touches more of the compute buffer: the first request paid for those faults in
+  // its decode (docs/inproc.md, "The first chat request").
+  // One larger batch now, as large as takes about kWarmBatchBudgetNs at the speed of those few
+  // tokens decoded again (a few tokens of a small model on a CPU make it 256; a large model on
+  // a CPU stays at those few). Again, because the first decode ran cold: timed, it made the
+  // batch too small to cover a prompt in some starts, and the first request's page faults came
+  // back.
   constexpr int64_t kWarmBatchBudgetNs = 50'000'000;
   const int64_t t0 = now_ns();
   if (llama_decode(ctx_, llama_batch_get_one(prompt.data(), n)) == 0) llama_synchronize(ctx_);

@@ -13,6 +13,7 @@
 #include <llama.h>
 
 #include <atomic>
+#include <filesystem>
 #include <future>
 #include <thread>
 
@@ -29,15 +30,29 @@ Request completion(const std::string& prompt, int n) {
   return r;
 }
 
-std::unique_ptr<Backend> inproc(int parallel, int ctx = 1024) {
+std::unique_ptr<Backend> inproc(int parallel, int ctx = 1024,
+                                const std::filesystem::path& model = test::tiny_model()) {
   EndpointConfig cfg;
   cfg.kind = BackendKind::llama;
-  cfg.url = test::tiny_model().string();
+  cfg.url = model.string();
   cfg.llama.parallel = parallel;
   cfg.llama.ctx_per_seq = ctx;
   cfg.llama.threads = 2;
   Runtime& rt = Runtime::shared();
   return make_backend(cfg, rt);
+}
+
+// POSTs `body` to a llama-server's `path` and parses its answer into `out`; any other answer
+// than a 200 is a test failure.
+void post_json(backends::HttpBackend& raw, const char* path, const boost::json::object& body,
+               boost::json::value& out) {
+  std::string response;
+  const auto r = raw.fetch_blocking(
+      {boost::beast::http::verb::post, path, boost::json::serialize(body), "application/json", ""},
+      response, 30'000);
+  ASSERT_FALSE(r.error) << r.error.message;
+  ASSERT_EQ(r.status, 200) << response;
+  out = boost::json::parse(response);
 }
 
 // Bytes of text the last generated token added (its piece, through the model's vocabulary).
@@ -87,14 +102,9 @@ TEST(LlamaInProcess, SameTokensAsLlamaServer) {
     boost::json::object body{{"prompt", prompt}, {"n_predict", 32},       {"temperature", 0.0},
                              {"top_k", 1},       {"return_tokens", true}, {"cache_prompt", false},
                              {"stream", false}};
-    std::string response;
-    const auto r = raw.fetch_blocking({boost::beast::http::verb::post, "/completion",
-                                       boost::json::serialize(body), "application/json", ""},
-                                      response, 30'000);
-    ASSERT_FALSE(r.error) << r.error.message;
-    ASSERT_EQ(r.status, 200) << response;
+    boost::json::value parsed;
+    ASSERT_NO_FATAL_FAILURE(post_json(raw, "/completion", body, parsed));
     std::vector<int32_t> theirs;
-    const boost::json::value parsed = boost::json::parse(response);
     for (const auto& t : parsed.at("tokens").as_array()) {
       theirs.push_back(static_cast<int32_t>(t.to_number<int64_t>()));
     }
@@ -121,14 +131,8 @@ TEST(LlamaInProcess, ChatPromptsAreLlamaServersForPlainConversations) {
                             test::qwen2_model("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B")}) {
     test::LlamaServer server(model, {.parallel = 1, .ctx = 1024, .extra = {"-fa", "off"}});
     ASSERT_TRUE(server.ok()) << server.error();
-    EndpointConfig icfg;
-    icfg.kind = BackendKind::llama;
-    icfg.url = model.string();
-    icfg.llama.parallel = 1;
-    icfg.llama.ctx_per_seq = 1024;
-    icfg.llama.threads = 2;
+    auto mine_backend = inproc(1, 1024, model);
     Runtime rt(1);
-    auto mine_backend = make_backend(icfg, Runtime::shared());
     EndpointConfig cfg;
     cfg.url = server.url();
     auto http = make_backend(cfg, rt);
@@ -146,13 +150,8 @@ TEST(LlamaInProcess, ChatPromptsAreLlamaServersForPlainConversations) {
       for (const auto& m : messages) msgs.push_back({{"role", m.role}, {"content", m.content}});
       boost::json::object body{{"messages", msgs}, {"max_tokens", 8},       {"temperature", 0.0},
                                {"top_k", 1},       {"cache_prompt", false}, {"stream", false}};
-      std::string response;
-      const auto f = raw.fetch_blocking({boost::beast::http::verb::post, "/v1/chat/completions",
-                                         boost::json::serialize(body), "application/json", ""},
-                                        response, 30'000);
-      ASSERT_FALSE(f.error) << f.error.message;
-      ASSERT_EQ(f.status, 200) << response;
-      const boost::json::value theirs = boost::json::parse(response);
+      boost::json::value theirs;
+      ASSERT_NO_FATAL_FAILURE(post_json(raw, "/v1/chat/completions", body, theirs));
       EXPECT_EQ(mine.figures.tokens_in.value_or(-1),
                 theirs.at("usage").at("prompt_tokens").to_number<int64_t>())
           << model << ", " << messages.size() << " messages";
