@@ -12,10 +12,11 @@ Usage: chat_ttft.py N NAME=http://127.0.0.1:PORT [NAME=URL ...]
 """
 import json
 import socket
-import statistics
 import sys
 import time
 from urllib.parse import urlparse
+
+from ttft import measure  # beside this file
 
 WARMUP = 8
 
@@ -83,11 +84,6 @@ class Client:
         self.sock = None
 
 
-def pct(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
-
-
 def main():
     n = int(sys.argv[1])
     out = {}
@@ -95,17 +91,8 @@ def main():
         name, url = arg.split("=", 1)
         c = Client(url)
         base = 1000 * (k + 1)  # prompts no other URL in this run saw
-        for i in range(WARMUP):
-            c.one(base + i)
-        samples = []
-        for i in range(n):
-            try:
-                samples.append(c.one(base + WARMUP + i) / 1e6)
-            except (RuntimeError, OSError) as e:
-                sys.exit("chat_ttft.py: %s, request %d: %s" % (name, i, e))
-        out[name] = {"n": n, "warmup": WARMUP, "p50_ms": round(pct(samples, 50), 4),
-                     "p99_ms": round(pct(samples, 99), 4),
-                     "mean_ms": round(statistics.fmean(samples), 4)}
+        out[name] = measure("chat_ttft.py", name, n, WARMUP, lambda i: c.one(base + i),
+                            (RuntimeError, OSError))
     print(json.dumps(out))
 
 

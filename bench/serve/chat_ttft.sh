@@ -22,22 +22,13 @@ cli=$build/apps/chimeraforge/chimeraforge
 clis=${CLIS:-serve=$cli}
 templates=${TEMPLATES:-default meta-llama-Llama-3.1-8B-Instruct Qwen-Qwen3-0.6B}
 threads=${THREADS:-2}
-llama_server=$(sed -n 's/^CHIMERA_LLAMA_SERVER:FILEPATH=//p' "$build/CMakeCache.txt")
-[[ -x $llama_server ]] || { echo "chat_ttft.sh: no llama-server in $build (CHIMERA_LLAMA_SERVER)" >&2; exit 1; }
+llama_server=$(llama_server_of "$build")
 out_jsonl=$root/bench/results/serve-chat-ttft.jsonl
 bench_setup chat-ttft
 run_lines=()
 stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 
-wait_http() {  # port: until GET /health answers 200 (llama-server: once the model is loaded)
-  for _ in $(seq 1 600); do
-    if [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/health" || true) == 200 ]]; then return 0; fi
-    sleep 0.1
-  done
-  echo "chat_ttft.sh: nothing healthy on port $1 (see $dir)" >&2
-  return 1
-}
 
 for template in $templates; do
   model=$dir/tiny-$template.gguf

@@ -6,6 +6,10 @@
 #                      each background process's PID); on exit each is killed and dir removed
 #   free_port          prints a port nothing listens on
 #   wait_port PORT     returns once 127.0.0.1:PORT accepts a connection (10 s at most)
+#   wait_http PORT     returns once GET 127.0.0.1:PORT/health answers 200 (llama-server: once its
+#                      model is loaded; 60 s at most)
+#   llama_server_of BUILD  prints the llama-server BUILD was configured with (CHIMERA_LLAMA_SERVER
+#                      in its CMakeCache.txt); fails, saying so, when there is none
 bench_setup() {
   dir=$(mktemp -d "/tmp/chimera-bench-$1.XXXXXX")
   pids=()
@@ -29,4 +33,23 @@ wait_port() {
   done
   echo "$(basename "$0"): nothing listens on port $1 (see $dir)" >&2
   return 1
+}
+
+wait_http() {
+  for _ in $(seq 1 600); do
+    if [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/health" || true) == 200 ]]; then return 0; fi
+    sleep 0.1
+  done
+  echo "$(basename "$0"): nothing healthy on port $1 (see $dir)" >&2
+  return 1
+}
+
+llama_server_of() {
+  local server
+  server=$(sed -n 's/^CHIMERA_LLAMA_SERVER:FILEPATH=//p' "$1/CMakeCache.txt" 2>/dev/null)
+  if [[ ! -x $server ]]; then
+    echo "$(basename "$0"): no llama-server in $1 (CHIMERA_LLAMA_SERVER)" >&2
+    return 1
+  fi
+  echo "$server"
 }

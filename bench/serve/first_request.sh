@@ -20,8 +20,7 @@ rounds=${2:-8}
 cli=$build/apps/chimeraforge/chimeraforge
 clis=${CLIS:-serve=$cli}
 threads=${THREADS:-2}
-llama_server=$(sed -n 's/^CHIMERA_LLAMA_SERVER:FILEPATH=//p' "$build/CMakeCache.txt")
-[[ -x $llama_server ]] || { echo "first_request.sh: no llama-server in $build (CHIMERA_LLAMA_SERVER)" >&2; exit 1; }
+llama_server=$(llama_server_of "$build")
 out_jsonl=$root/bench/results/serve-first-request.jsonl
 bench_setup first-request
 run_lines=()
@@ -32,14 +31,6 @@ model=$dir/tiny.gguf
 
 first() {  # port: ms to the first token of one chat request on a new connection
   /usr/bin/python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import chat_ttft; print(round(chat_ttft.Client("http://127.0.0.1:" + sys.argv[2]).one(1) / 1e6, 3))' "$here" "$1"
-}
-healthy() {  # port: until GET /health answers 200 (llama-server: once the model is loaded)
-  for _ in $(seq 1 600); do
-    if [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/health" || true) == 200 ]]; then return 0; fi
-    sleep 0.05
-  done
-  echo "first_request.sh: nothing healthy on port $1 (see $dir)" >&2
-  return 1
 }
 
 specs=("llama-server=")
@@ -63,7 +54,7 @@ for r in $(seq 1 "$rounds"); do
     fi
     sp=$!
     pids+=("$sp")
-    healthy "$port"
+    wait_http "$port"
     sleep 0.3
     figures+=("$name=$(first "$port")")
     if [[ $name != llama-server ]]; then  # serve's own time from the request to its first token

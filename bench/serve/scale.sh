@@ -29,20 +29,12 @@ build=$(cd "${1:-$root/build}" && pwd)
 threads=${2:-2}
 parts=${3:-streams,models}
 cli=$build/apps/chimeraforge/chimeraforge
-llama_server=$(sed -n 's/^CHIMERA_LLAMA_SERVER:FILEPATH=//p' "$build/CMakeCache.txt")
+llama_server=$(llama_server_of "$build" 2>/dev/null || true)  # parts models and peers need it
 out_jsonl=$root/bench/results/serve.jsonl
 out_md=$root/bench/results/serve.md
 bench_setup scale
 ulimit -n 8192 2>/dev/null || true
 
-wait_http() {  # port: until GET /health answers 200 (llama-server: once the model is loaded)
-  for _ in $(seq 1 600); do
-    if [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/health" || true) == 200 ]]; then return 0; fi
-    sleep 0.1
-  done
-  echo "scale.sh: nothing healthy on port $1 (see $dir)" >&2
-  return 1
-}
 load_avg() { cut -d' ' -f1-3 /proc/loadavg; }
 stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)

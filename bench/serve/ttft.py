@@ -48,6 +48,21 @@ def pct(values, p):
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
+def measure(script, name, n, warmup, one, errors=(RuntimeError,)):
+    """`warmup` requests, then `n` timed ones (`one(i)`: the i-th request's first token, ns);
+    their figures, in ms. A request that fails in one of `errors` ends the script, naming it."""
+    for i in range(warmup):
+        one(i)
+    samples = []
+    for i in range(n):
+        try:
+            samples.append(one(warmup + i) / 1e6)
+        except errors as e:
+            sys.exit("%s: %s, request %d: %s" % (script, name, i, e))
+    return {"n": n, "warmup": warmup, "p50_ms": round(pct(samples, 50), 4),
+            "p99_ms": round(pct(samples, 99), 4), "mean_ms": round(statistics.fmean(samples), 4)}
+
+
 def main():
     n = int(sys.argv[1])
     out = {}
@@ -58,18 +73,8 @@ def main():
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         req = request_bytes("%s:%d" % (u.hostname, u.port))
         warmup = min(20, n)  # connections, caches
-        for _ in range(warmup):
-            one(sock, req)
-        samples = []
-        for i in range(n):
-            try:
-                samples.append(one(sock, req) / 1e6)
-            except RuntimeError as e:
-                sys.exit("ttft.py: %s, request %d: %s" % (name, i, e))
+        out[name] = measure("ttft.py", name, n, warmup, lambda _: one(sock, req))
         sock.close()
-        out[name] = {"n": n, "warmup": warmup, "p50_ms": round(pct(samples, 50), 4),
-                     "p99_ms": round(pct(samples, 99), 4),
-                     "mean_ms": round(statistics.fmean(samples), 4)}
     print(json.dumps(out))
 
 
