@@ -298,14 +298,16 @@ asio::awaitable<void> run_request(std::shared_ptr<http::HttpEndpoint> ep,
       return phase.deadline < total.deadline ? phase : total;
     };
     cb.on_sent = [&] { decoder->warm(); };
-    cb.on_body = [&](std::string_view bytes) {
+    cb.on_body = [&](std::string_view bytes, bool last) {
       if (st->cancel_requested()) return false;
       rate.bytes += static_cast<int64_t>(bytes.size());
       // What one read brought is one burst (StreamState::begin_burst): its tokens go to the
-      // caller marked as followed by more, the last not.
+      // caller marked as followed by more, the last not, unless the read also ended the
+      // response: the request's end then follows at once, and a server passing tokens on
+      // writes the last with the end (one write and one wake-up of its client, not two).
       st->begin_burst();
       const bool go_on = decoder->on_bytes(bytes, *st);
-      return st->end_burst() && go_on;
+      return st->end_burst(/*end_follows=*/last) && go_on;
     };
     cb.check_headers = [&](std::string_view content_type) -> std::string {
       if (content_type.find("html") == std::string_view::npos) return {};

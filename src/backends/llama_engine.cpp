@@ -961,7 +961,17 @@ void LlamaEngine::emit_token(Seq& seq, int32_t token) {
   }
   const std::string text = j.stop.push(j.utf8.push(piece));
   j.pieces.push_back(std::move(piece));
-  if (!deliver_text(j, text, false)) {
+  // The last token a request may have (num_predict, or its context full): the request ends right
+  // after it, which its TokenEvent says (more), so that a server passing tokens on writes it
+  // together with the end of its response. (Handed over as a burst of its own, whose end is
+  // followed by the completion.)
+  const auto& np = j.req.options.num_predict;
+  const bool last = (np && *np > 0 && static_cast<int64_t>(j.c.tokens.size()) >= *np) ||
+                    static_cast<int>(seq.cached.size()) + 1 >= j.n_ctx;
+  if (last) j.begin_burst();
+  bool go_on = deliver_text(j, text, false);
+  if (last) go_on = j.end_burst(/*end_follows=*/true) && go_on;
+  if (!go_on) {
     finish(seq, ErrorKind::cancelled,
            j.callback_error().empty() ? "cancelled" : j.callback_error());
     return;
@@ -972,9 +982,7 @@ void LlamaEngine::emit_token(Seq& seq, int32_t token) {
     finish(seq);
     return;
   }
-  const auto& np = j.req.options.num_predict;
-  if ((np && *np > 0 && static_cast<int64_t>(j.c.tokens.size()) >= *np) ||
-      static_cast<int>(seq.cached.size()) + 1 >= j.n_ctx) {
+  if (last) {
     j.c.finish_raw = "length";
     j.c.finish = FinishReason::length;
     finish(seq);

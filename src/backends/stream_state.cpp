@@ -60,9 +60,9 @@ bool StreamState::deliver(std::string_view text, std::string_view thinking,
                          arguments_delta});
 }
 
-bool StreamState::end_burst() {
+bool StreamState::end_burst(bool end_follows) {
   in_burst_ = false;
-  return release_held(/*more=*/false);
+  return release_held(/*more=*/end_follows);
 }
 
 bool StreamState::release_held(bool more) {

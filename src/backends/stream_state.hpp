@@ -36,13 +36,14 @@ class StreamState : public RequestHandle {
   void set_server_sent(int64_t ns) { server_sent_ns_ = ns; }
   // A burst: the tokens decoded from what one read from the server brought. Within it each
   // token goes to on_token once the next has been decoded, so that its TokenEvent can say that
-  // another follows (TokenEvent::more); end_burst() hands over the last (more = false). Its
+  // another follows (TokenEvent::more); end_burst() hands over the last (more = false, or true
+  // with end_follows: the caller completes the request next, without waiting for more). Its
   // figures are taken when it is handed over (METRICS.md: as the caller sees it). Returns false
   // when the request is cancelled. Outside a burst every token goes to on_token at once. A
   // backend that begins a burst ends it before its last figures and complete(), whatever
   // happened (run_request does, its decoder's exceptions included).
   void begin_burst() { in_burst_ = true; }
-  bool end_burst();
+  bool end_burst(bool end_follows = false);
   // Runs on_done once with the completion, then releases wait().
   void complete();
 

@@ -964,7 +964,7 @@ asio::awaitable<HttpEndpoint::Attempt> HttpEndpoint::attempt(const HttpRequest& 
       const std::string_view bytes(chunk.data(), got);
       if (success) {
         result.delivered = true;
-        if (callbacks.on_body && !callbacks.on_body(bytes)) {
+        if (callbacks.on_body && !callbacks.on_body(bytes, !rec && parser.is_done())) {
           result.stopped = true;
           break;
         }
@@ -995,7 +995,7 @@ asio::awaitable<HttpResult> HttpEndpoint::fetch(const HttpRequest& request, std:
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
   HttpCallbacks cb;
   cb.next_phase = [deadline] { return Phase{deadline, "request"}; };
-  cb.on_body = [&body, this](std::string_view bytes) {
+  cb.on_body = [&body, this](std::string_view bytes, bool /*last*/) {
     body.append(bytes);
     return body.size() <= limits_.max_record_bytes * 8;
   };

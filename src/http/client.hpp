@@ -100,9 +100,10 @@ struct HttpCallbacks {
   std::function<void()> on_sent;
   // Deadline for the next read of the response; called before every read.
   std::function<Phase()> next_phase;
-  // Body bytes of a 2xx response as they arrive. Return false to stop reading (the connection
-  // is then closed, not pooled).
-  std::function<bool(std::string_view)> on_body;
+  // Body bytes of a 2xx response as they arrive; `last`: the body ends with them, and the
+  // request's result follows without another read. Return false to stop reading (the
+  // connection is then closed, not pooled).
+  std::function<bool(std::string_view bytes, bool last)> on_body;
   // The Content-Type of a 2xx response, before its body: "" to go on, or why the body cannot be
   // what was asked for (an HTML page where a stream was expected); the request then fails.
   std::function<std::string(std::string_view content_type)> check_headers;

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <llama.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <future>
@@ -173,12 +174,18 @@ TEST(LlamaInProcess, ChatPromptsAreLlamaServersForPlainConversations) {
 TEST(LlamaInProcess, FiguresAndStreaming) {
   auto b = inproc(2);
   std::string streamed;
+  std::vector<bool> more;
   const Completion c = b->generate(completion(kPrompts[1], 24), [&](const TokenEvent& t) {
     streamed += t.text;
+    more.push_back(t.more);
     return true;
   });
   ASSERT_TRUE(c.ok()) << c.error.message;
   EXPECT_EQ(c.text, streamed);
+  // The 24th token is the last the request may have: its event says that the end follows.
+  ASSERT_FALSE(more.empty());
+  EXPECT_TRUE(more.back());
+  EXPECT_EQ(std::count(more.begin(), more.end(), true), 1);
   EXPECT_TRUE(test::valid_utf8(c.text));
   const Figures& f = c.figures;
   EXPECT_EQ(f.tokens_out.value_or(0), 24);

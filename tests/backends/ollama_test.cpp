@@ -782,6 +782,31 @@ TEST_F(OllamaFixture, ChunksReadTogetherAreOneBurst) {
   EXPECT_EQ(ev.more, (std::vector<bool>{true, true, false}));
 }
 
+// A read that brings the last records and the end of the body: the request's end follows the
+// last token at once, so that token says so too (a server passing tokens on writes it with the
+// end of its response). When the end comes in a later read (the test above), the last token of
+// the burst goes without `more`, and is not held for it.
+TEST_F(OllamaFixture, TheLastTokenOfAReadThatEndsTheResponseSaysTheEndFollows) {
+  auto chunk = [](const std::string& record) {
+    char size[16];
+    std::snprintf(size, sizeof size, "%zx\r\n", record.size());
+    return size + record + "\r\n";
+  };
+  const auto abc = abc_records();
+  Script s;
+  s.framing = chimera::test::Framing::raw;
+  s.headers = {{"Content-Type", "application/x-ndjson"}, {"Transfer-Encoding", "chunked"}};
+  // (The second send, about 430 bytes, fits the client's first read buffer of 512.)
+  s.pieces = {{chunk(abc[0]) + chunk(abc[1]), 30},
+              {chunk(abc[2]) + chunk(chat_final() + "\n") + "0\r\n\r\n", 30}};
+  BurstEvents ev;
+  const Completion c = ev.stream(srv, rt, s);
+  ASSERT_TRUE(c.ok()) << c.error.message;
+  EXPECT_EQ(ev.text, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(ev.more, (std::vector<bool>{true, false, true}));
+  EXPECT_EQ(c.figures.chunks, 3);
+}
+
 // Records that arrive apart are not held for each other: none says that another follows.
 TEST_F(OllamaFixture, RecordsReadApartAreEachTheirOwnBurst) {
   auto pieces = abc_records();

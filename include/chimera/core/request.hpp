@@ -228,12 +228,13 @@ struct TokenEvent {
   // streams; the whole text when the server sends calls whole, as Ollama does).
   int tool_call_index = -1;
   std::string_view arguments_delta;
-  // Another token of this request arrived with this one (the same read from the server) and is
-  // handed over right after it. A consumer that passes tokens on (a server, a game's text
-  // queue) may hold this one and write them together; false on the last of a burst, and on
-  // every token of a backend that has no bursts (in-process). Such a consumer also writes what
-  // it holds when the request ends: a request cancelled or failed between two tokens of a
-  // burst ends after a token with `more` set.
+  // Another token of this request, or the request's end, arrived with this one (the same read
+  // from the server; in-process: this is the last token the request may have) and is handed
+  // over right after it. A consumer that passes tokens on (a server, a game's text queue) may
+  // hold this one and write them together; false on the last token of a burst that does not
+  // end the request, and on every other token in-process. Such a consumer also writes what it
+  // holds when the request ends: the last token of a response whose end came with it, and a
+  // token after which the request was cancelled or failed mid-burst, have `more` set.
   bool more = false;
 };
 
