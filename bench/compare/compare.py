@@ -1051,6 +1051,22 @@ class Harness:
               f"  rss {v('rss_peak', '{:.0f}')} B  wall {run['wall_s']:.2f} s", flush=True)
 
 
+def warm_llama(server, prompt):
+    """One request of the harness's own to llama-server, untimed, with the programs' prompt.
+
+    Made once after start-up, so that no program pays the server's first request, and again
+    before each program's run, so that each finds the server in the same state, warm and its
+    slot holding this prompt, whatever ran before it: the program that runs first in a
+    repetition otherwise follows a pause of the server (the start-up and synthetic-server rows,
+    or the previous repetition's concurrency rows)."""
+    try:
+        http(server.url + "/v1/chat/completions", data=json.dumps(
+            {"messages": [{"role": "user", "content": prompt}], "max_tokens": 8,
+             "stream": False}).encode(), timeout=120)
+    except (urllib.error.URLError, OSError, ValueError):
+        pass
+
+
 def llama_extra(scen):
     """decode_tps_server and ttft_server of a llama-server run: the median of what the server
     logged for this run's requests (its `timings`: predicted_per_second, prompt_ms)."""
@@ -1698,12 +1714,7 @@ def run_all(harness, args, programs):
                 "command": shlex.join(server.argv),
                 "model": f"{model} ({model.stat().st_size:,} bytes, "
                          f"{gguf_file_type(model)})"}
-            try:  # one request of the harness's own, so that no program pays the first one
-                http(server.url + "/v1/chat/completions", data=json.dumps(
-                    {"messages": [{"role": "user", "content": a.prompt}], "max_tokens": 8,
-                     "stream": False}).encode(), timeout=120)
-            except (urllib.error.URLError, OSError, ValueError):
-                pass
+            warm_llama(server, a.prompt)
 
     if a.tls:
         harness.tls = TlsFront(log)
@@ -1737,7 +1748,9 @@ def run_all(harness, args, programs):
         notes.append(f"single-llama: 1 agent, {a.llama_requests} sequential requests of "
                      f"{a.llama_tokens} tokens (llama-server --ignore-eos, its default "
                      f"sampling); OpenAI protocol; llama-server shares the machine's cores with "
-                     f"the program under test")
+                     f"the program under test; before each program's run the harness makes one "
+                     f"untimed request with the same prompt, so that every program finds the "
+                     f"server warm")
     if "concurrency" not in skip:
         notes.append(f"concurrency: N agents x K requests of {a.conc_tokens} tokens at "
                      f"{a.conc_rate:g} tokens/s per stream, first token at once; K = "
@@ -1782,6 +1795,7 @@ def run_repetition(harness, a, programs, skip, rep, suffix, single_synth, single
         for program in programs:
             if program == FLOOR:
                 continue  # the floor client speaks only the synthetic server's Ollama stream
+            warm_llama(harness.servers["llama"], a.prompt)
             harness.run_scenario(program, single_llama, rep, "single-llama",
                                  llama_extra(single_llama))
     if "concurrency" not in skip:
