@@ -744,6 +744,21 @@ std::vector<std::string> abc_records() {
   return {chat_record(0, "a") + "\n", chat_record(1, "b") + "\n", chat_record(2, "c") + "\n"};
 }
 
+// `data` as one HTTP/1.1 chunk: its size in hex, the data, CRLF.
+std::string chunk(const std::string& data) {
+  char size[16];
+  std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+  return size + data + "\r\n";
+}
+
+// A chunked NDJSON response written as given (the pieces framed with chunk() by the test).
+Script chunked_ndjson() {
+  Script s;
+  s.framing = chimera::test::Framing::raw;
+  s.headers = {{"Content-Type", "application/x-ndjson"}, {"Transfer-Encoding", "chunked"}};
+  return s;
+}
+
 // Three records in one send, after a pause (so the head was read before): one read, one burst.
 // The first two say that another follows; the last does not. (The head and the three records
 // are about 480 bytes: one first read of 512 takes them even when they arrive together.)
@@ -764,15 +779,8 @@ TEST_F(OllamaFixture, RecordsReadTogetherAreHandedOverAsOneBurst) {
 // The same three records as three HTTP chunks in one send: the client hands over every element
 // one read brought, not one element per call.
 TEST_F(OllamaFixture, ChunksReadTogetherAreOneBurst) {
-  auto chunk = [](const std::string& record) {
-    char size[16];
-    std::snprintf(size, sizeof size, "%zx\r\n", record.size());
-    return size + record + "\r\n";
-  };
   const auto abc = abc_records();
-  Script s;
-  s.framing = chimera::test::Framing::raw;
-  s.headers = {{"Content-Type", "application/x-ndjson"}, {"Transfer-Encoding", "chunked"}};
+  Script s = chunked_ndjson();
   s.pieces = {{chunk(abc[0]) + chunk(abc[1]) + chunk(abc[2]), 30},
               {chunk(chat_final() + "\n") + "0\r\n\r\n", 30}};
   BurstEvents ev;
@@ -787,15 +795,8 @@ TEST_F(OllamaFixture, ChunksReadTogetherAreOneBurst) {
 // end of its response). When the end comes in a later read (the test above), the last token of
 // the burst goes without `more`, and is not held for it.
 TEST_F(OllamaFixture, TheLastTokenOfAReadThatEndsTheResponseSaysTheEndFollows) {
-  auto chunk = [](const std::string& record) {
-    char size[16];
-    std::snprintf(size, sizeof size, "%zx\r\n", record.size());
-    return size + record + "\r\n";
-  };
   const auto abc = abc_records();
-  Script s;
-  s.framing = chimera::test::Framing::raw;
-  s.headers = {{"Content-Type", "application/x-ndjson"}, {"Transfer-Encoding", "chunked"}};
+  Script s = chunked_ndjson();
   // (The second send, about 430 bytes, fits the client's first read buffer of 512.)
   s.pieces = {{chunk(abc[0]) + chunk(abc[1]), 30},
               {chunk(abc[2]) + chunk(chat_final() + "\n") + "0\r\n\r\n", 30}};
