@@ -18,36 +18,16 @@ import argparse
 import datetime
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+from first_request import free_port, wait_port  # the same folder
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port, proc):
-    end = time.monotonic() + 10
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            sys.exit(f"colocation.py: the synthetic server exited ({proc.returncode})")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"colocation.py: the synthetic server did not listen on port {port} within 10 s")
 
 
 def threads(pid):
@@ -112,7 +92,7 @@ def main():
                                "1", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stalls, shared = [], []
     try:
-        wait_port(port, server)
+        wait_port(port, server, "colocation.py")
         with tempfile.TemporaryDirectory() as tmp:
             records = os.path.join(tmp, "records.jsonl")
             for run in range(a.runs):

@@ -1054,11 +1054,11 @@ class Harness:
 def warm_llama(server, prompt):
     """One request of the harness's own to llama-server, untimed, with the programs' prompt.
 
-    Made once after start-up, so that no program pays the server's first request, and again
-    before each program's run, so that each finds the server in the same state, warm and its
-    slot holding this prompt, whatever ran before it: the program that runs first in a
-    repetition otherwise follows a pause of the server (the start-up and synthetic-server rows,
-    or the previous repetition's concurrency rows)."""
+    Made before each program's run, so that no program pays the server's first request and
+    each finds the server in the same state, warm and its slot holding this prompt, whatever
+    ran before it: the program that runs first in a repetition otherwise follows a pause of the
+    server (the start-up and synthetic-server rows, or the previous repetition's concurrency
+    rows)."""
     try:
         http(server.url + "/v1/chat/completions", data=json.dumps(
             {"messages": [{"role": "user", "content": prompt}], "max_tokens": 8,
@@ -1714,7 +1714,6 @@ def run_all(harness, args, programs):
                 "command": shlex.join(server.argv),
                 "model": f"{model} ({model.stat().st_size:,} bytes, "
                          f"{gguf_file_type(model)})"}
-            warm_llama(server, a.prompt)
 
     if a.tls:
         harness.tls = TlsFront(log)

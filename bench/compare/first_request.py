@@ -32,17 +32,19 @@ def free_port():
     return port
 
 
-def wait_port(port, proc):
+def wait_port(port, proc, who="first_request.py"):
+    """Returns once the synthetic server `proc` listens on `port` (10 s at most); exits naming
+    `who` when it dies or does not listen. colocation.py uses it too."""
     end = time.monotonic() + 10
     while time.monotonic() < end:
         if proc.poll() is not None:
-            sys.exit("first_request.py: the synthetic server exited (%s)" % proc.returncode)
+            sys.exit("%s: the synthetic server exited (%s)" % (who, proc.returncode))
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
             return
         except OSError:
             time.sleep(0.05)
-    sys.exit("first_request.py: nothing listens on port %d" % port)
+    sys.exit("%s: nothing listens on port %d" % (who, port))
 
 
 def one_run(client, url, records):
