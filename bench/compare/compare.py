@@ -96,6 +96,13 @@ FIGURES = {
     "balance": ("fraction", "derived",
                 "sum agent durations / (N * max agent duration); duration = last t_done_ns - "
                 "first t_send_ns"),
+    "server_lateness": ("fraction", "server",
+                        "the synthetic server's /stats lateness_ns_sum (how far behind its own "
+                        "schedule it wrote each token chunk, no client work in it) / sum "
+                        "(t_done_ns - t_send_ns): contention's counterpart for the server"),
+    "server_late_rate": ("fraction", "server",
+                         "the synthetic server's /stats tokens_late / tokens_sent: token chunks "
+                         "it wrote more than 1 ms after their time, stall_rate's counterpart"),
     "requests": ("count", "measured", "records in the file"),
     "errors": ("count", "measured", "records with ok=false"),
     "tokens": ("count", "server", "sum of server-reported tokens_out over ok records"),
@@ -222,6 +229,20 @@ def balance(records, agents=None):
     if not durations or max(durations) <= 0:
         return None
     return sum(durations) / (n * max(durations))
+
+
+def server_timeliness(stats, records):
+    """server_lateness and server_late_rate of a run from the synthetic server's /stats, reset
+    just before the run: how late the server itself was, which no client can make up."""
+    out = {"server_lateness": None, "server_late_rate": None}
+    if not stats or "lateness_ns_sum" not in stats:
+        return out  # a synthetic server without the timeliness counters
+    busy = sum(r["t_done_ns"] - r["t_send_ns"] for r in with_server_times(records))
+    if busy > 0:
+        out["server_lateness"] = stats["lateness_ns_sum"] / busy
+    if stats.get("tokens_sent"):
+        out["server_late_rate"] = stats["tokens_late"] / stats["tokens_sent"]
+    return out
 
 
 def efficiency(sys_tps, agents, lone_decode_tps):
@@ -898,7 +919,21 @@ class Harness:
         records = self.work / f"{stem}.jsonl"
         argv = program_argv(a, program, scen, self.fronts.get(scen.server, server.url), records)
         log_offset = server.log_size()
+        # The synthetic server's counters cover this run alone (its own lateness, below).
+        timed_server = row.startswith("conc") and scen.server == "synth-conc"
+        stats_error = None
+        if timed_server:
+            try:
+                http(server.url + "/stats/reset", data=b"")
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                stats_error = f"POST /stats/reset failed: {exc}"
         res = run_child(argv, a.run_timeout, self.work / f"{stem}.out", self.work / f"{stem}.err")
+        server_stats = None
+        if timed_server and stats_error is None:
+            try:
+                server_stats = http(server.url + "/stats")
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                stats_error = f"GET /stats failed: {exc}"
         run = {"kind": "run", "row": row, "program": program, "agents": scen.agents,
                "requests_per_agent": scen.requests, "max_tokens": scen.max_tokens,
                "rep": rep, "server": scen.server, "backend": scen.backend,
@@ -933,6 +968,10 @@ class Harness:
             lone_tps, floor, lone_sys = (self.lone.get(lone_key, (None, None, None))
                                          if row.startswith("conc") else (None, None, None))
             figs.update(run_figures(recs, scen.agents, lone_tps, floor, lone_sys))
+            if timed_server:
+                figs.update(server_timeliness(server_stats, recs))
+                if stats_error is not None:
+                    run["notes"].append(f"no server timeliness figures: {stats_error}")
             if scen.agents == 1 and row.startswith("conc"):
                 floor = loopback_floor(recs)
                 self.lone[lone_key] = (figs["decode_tps_client"], floor,
@@ -1048,6 +1087,7 @@ class Harness:
               f"  ttft p50 {v('ttft_client_p50')} ms  overhead p50 {v('overhead_ttft_p50')} ms"
               f"  decode {v('decode_tps_client', '{:.1f}')}/s  eff {v('efficiency')}"
               f"  cont {v('contention', '{:.5f}')}  stall {v('stall_rate', '{:.4f}')}"
+              f"  server late {v('server_lateness', '{:.5f}')}/{v('server_late_rate', '{:.4f}')}"
               f"  rss {v('rss_peak', '{:.0f}')} B  wall {run['wall_s']:.2f} s", flush=True)
 
 
@@ -1183,6 +1223,8 @@ def table_rows(args):
             ("balance", "balance", 100, "%", "higher"),
             ("system_tps", "system_tps", 1, "tokens/s", "higher"),
             ("delivery_lag_p99", "delivery_lag p99", 1, "ms", "lower"),
+            ("server_lateness", "server_lateness (the server's own)", 100, "%", ""),
+            ("server_late_rate", "server_late_rate (the server's own)", 100, "%", ""),
             ("loopback_floor", "loopback_floor (N=1)", 1, "ms", "lower")):
         for n in ns:
             if key == "loopback_floor" and n != ns[0]:

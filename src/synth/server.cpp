@@ -175,6 +175,10 @@ struct SynthServer::Impl {
   std::atomic<int64_t> tokens{0};
   std::atomic<int64_t> faults{0};
   std::atomic<int64_t> first_request_ns{0};
+  std::atomic<int64_t> tokens_late{0};
+  std::atomic<int64_t> lateness_ns_sum{0};
+  std::atomic<int64_t> last_token_sent_ns{0};
+  std::atomic<int64_t> last_token_scheduled_ns{0};
   std::atomic<uint64_t> generations{0};  // numbers generation requests; never reset
   int64_t fd_limit = 0;
 
@@ -199,7 +203,26 @@ struct SynthServer::Impl {
     faults = 0;
     peak = active.load();
     first_request_ns = 0;
+    tokens_late = 0;
+    lateness_ns_sum = 0;
+    last_token_sent_ns = 0;
+    last_token_scheduled_ns = 0;
   }
+  // A streamed token chunk written at `sent`, due at `scheduled`.
+  void note_token(int64_t sent, int64_t scheduled) {
+    const int64_t late = sent - scheduled;
+    if (late > 0) lateness_ns_sum.fetch_add(late, std::memory_order_relaxed);
+    if (late > kLateNs) tokens_late.fetch_add(1, std::memory_order_relaxed);
+    raise_to(last_token_sent_ns, sent);
+    raise_to(last_token_scheduled_ns, scheduled);
+  }
+  static void raise_to(std::atomic<int64_t>& a, int64_t v) {
+    int64_t cur = a.load(std::memory_order_relaxed);
+    while (v > cur && !a.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
+    }
+  }
+  // Late as docs/records.md's stall: more than 1 ms.
+  static constexpr int64_t kLateNs = 1'000'000;
   void note_first_byte(int64_t t) {
     int64_t none = 0;
     first_request_ns.compare_exchange_strong(none, t);
@@ -603,6 +626,7 @@ class Connection {
       const bool written = co_await write(out_);
       if (!written) co_return false;
       ++s_.tokens;
+      s_.note_token(sent, to_ns(at));
       if (last) co_return reusable;
     }
 
@@ -691,6 +715,10 @@ std::string SynthServer::Impl::stats_json() const {
                                       {"tokens_sent", tokens.load()},
                                       {"faults_injected", faults.load()},
                                       {"first_request_ns", first_request_ns.load()},
+                                      {"tokens_late", tokens_late.load()},
+                                      {"lateness_ns_sum", lateness_ns_sum.load()},
+                                      {"last_token_sent_ns", last_token_sent_ns.load()},
+                                      {"last_token_scheduled_ns", last_token_scheduled_ns.load()},
                                       {"now_ns", now_ns()},
                                       {"cpu_ns", process_cpu_ns()},
                                       {"fd_limit", fd_limit},
@@ -798,6 +826,10 @@ Stats SynthServer::stats() const {
   out.tokens_sent = s.tokens.load();
   out.faults_injected = s.faults.load();
   out.first_request_ns = s.first_request_ns.load();
+  out.tokens_late = s.tokens_late.load();
+  out.lateness_ns_sum = s.lateness_ns_sum.load();
+  out.last_token_sent_ns = s.last_token_sent_ns.load();
+  out.last_token_scheduled_ns = s.last_token_scheduled_ns.load();
   return out;
 }
 

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -14,6 +15,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <vector>
 
 using namespace chimera;
 
@@ -201,4 +203,38 @@ TEST(Engine, PerCoreAgentsStayOnTheirLoop) {
   });
   ASSERT_EQ(threads_of_lane.size(), 2u);
   for (const auto& [lane, ids] : threads_of_lane) EXPECT_EQ(ids.size(), 1u) << "lane " << lane;
+}
+
+TEST(Engine, ALoopsAgentsAllStartBeforeAnyOfThemResumes) {
+  // The agents of a run start together: none gets its first step (a request sent, its reply
+  // awaited) in while the loop is still starting the others, which would give it a head start
+  // the rest pay for in the run's figures.
+  for (const ExecutorKind executor : {ExecutorKind::single, ExecutorKind::per_core}) {
+    SCOPED_TRACE(to_string(executor));
+    Engine engine({.executor = executor, .threads = 2});
+    constexpr int kAgents = 5000;
+    std::mutex mu;
+    std::map<int, std::vector<std::pair<bool, int>>> events_of_lane;  // (resumed, agent)
+    const AgentRun run = engine.run(kAgents, [&](Agent& a) -> Task<void> {
+      {
+        std::lock_guard lock(mu);
+        events_of_lane[a.lane()].emplace_back(false, a.id());
+      }
+      co_await a.sleep_until(0);  // long past: the loop resumes it as soon as it can
+      std::lock_guard lock(mu);
+      events_of_lane[a.lane()].emplace_back(true, a.id());
+    });
+    EXPECT_EQ(run.failed, 0);
+    int events = 0;
+    for (const auto& [lane, ev] : events_of_lane) {
+      const auto first_resume = std::find_if(ev.begin(), ev.end(), [](auto e) { return e.first; });
+      const auto starts =
+          static_cast<int>(std::count_if(ev.begin(), ev.end(), [](auto e) { return !e.first; }));
+      EXPECT_EQ(std::distance(ev.begin(), first_resume), starts)
+          << "lane " << lane << ": agent " << first_resume->second
+          << " resumed before every agent of its loop had started";
+      events += static_cast<int>(ev.size());
+    }
+    EXPECT_EQ(events, 2 * kAgents);
+  }
 }

@@ -393,6 +393,10 @@ TEST(SynthServer, StatsCountConcurrentStreamsAndReset) {
   EXPECT_EQ(s.streams_peak, 0);
   EXPECT_EQ(s.tokens_sent, 0);
   EXPECT_EQ(s.first_request_ns, 0);
+  EXPECT_EQ(s.tokens_late, 0);
+  EXPECT_EQ(s.lateness_ns_sum, 0);
+  EXPECT_EQ(s.last_token_sent_ns, 0);
+  EXPECT_EQ(s.last_token_scheduled_ns, 0);
 
   // Over HTTP: the reset's own connection and request are counted before the reset.
   EXPECT_EQ(post(srv, "/stats/reset", "").status, 200);
@@ -405,6 +409,10 @@ TEST(SynthServer, StatsCountConcurrentStreamsAndReset) {
   EXPECT_EQ(int_of(st, "streams_active"), 0);
   EXPECT_EQ(int_of(st, "streams_peak"), 0);
   EXPECT_GE(int_of(st, "first_request_ns"), t_before);
+  EXPECT_EQ(int_of(st, "tokens_late"), 0);
+  EXPECT_EQ(int_of(st, "lateness_ns_sum"), 0);
+  EXPECT_EQ(int_of(st, "last_token_sent_ns"), 0);
+  EXPECT_EQ(int_of(st, "last_token_scheduled_ns"), 0);
   EXPECT_GT(int_of(st, "cpu_ns"), 0);
   EXPECT_TRUE(st.contains("options"));
 }
@@ -431,6 +439,7 @@ TEST(SynthServer, EveryTokenChunkCarriesServerSentNs) {
     const std::string body =
         wc.chat ? R"({"model":"m1","messages":[{"role":"user","content":"hi"}],"stream":true})"
                 : R"({"model":"m1","prompt":"hi","stream":true})";
+    srv.reset_stats();
     const int64_t t0 = now_ns();
     const Raw r = post(srv, wc.target, body);
     const int64_t t1 = now_ns();
@@ -442,6 +451,8 @@ TEST(SynthServer, EveryTokenChunkCarriesServerSentNs) {
     int tokens = 0;
     int64_t prev_sent = 0;
     int64_t prev_scheduled = 0;
+    int64_t lateness_sum = 0;
+    int64_t late = 0;
     std::string text;
     for (const auto& rec : recs) {
       if (rec == "[DONE]") continue;
@@ -474,10 +485,19 @@ TEST(SynthServer, EveryTokenChunkCarriesServerSentNs) {
       }
       prev_sent = sent;
       prev_scheduled = scheduled;
+      lateness_sum += sent - scheduled;
+      late += sent - scheduled > kMs ? 1 : 0;
       ++tokens;
     }
     EXPECT_EQ(tokens, 10);
     EXPECT_EQ(text, tokens_text(10));
+    // The server's own timeliness figures are those of the chunks it wrote.
+    EXPECT_TRUE(eventually([&] { return srv.stats().streams_active == 0; }));
+    const auto st = srv.stats();
+    EXPECT_EQ(st.lateness_ns_sum, lateness_sum);
+    EXPECT_EQ(st.tokens_late, late);
+    EXPECT_EQ(st.last_token_sent_ns, prev_sent);
+    EXPECT_EQ(st.last_token_scheduled_ns, prev_scheduled);
 
     if (wc.sse) {
       // ..., the chunk with finish_reason, the usage chunk, [DONE].

@@ -94,6 +94,13 @@ struct Stats {
   int64_t tokens_sent = 0;       // token chunks written
   int64_t faults_injected = 0;   // generation requests that got a fault
   int64_t first_request_ns = 0;  // when the first byte of the first request arrived; 0: none
+  // The server's own timeliness, streamed token chunks only: how far behind its schedule it
+  // wrote them, with no client work in it (a harness tells the server's share of a run's lateness
+  // from the client's with these).
+  int64_t tokens_late = 0;              // token chunks written more than 1 ms after their time
+  int64_t lateness_ns_sum = 0;          // sum over token chunks of max(0, written - scheduled)
+  int64_t last_token_sent_ns = 0;       // the latest server_sent_ns written; 0: none
+  int64_t last_token_scheduled_ns = 0;  // the latest scheduled_ns written; 0: none
 };
 
 class SynthServer {
