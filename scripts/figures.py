@@ -546,8 +546,18 @@ def block_compare():
         scale, unit, d = next((sc, u, dg) for r_, f_, _l, sc, u, dg, _b in COMPARE_ROWS
                               if (r_, f_) == (row, fig))
         v = s["mean"] * scale
-        goals.append(f"{label} {num(v, d)}{unit} (goal {goal}: "
-                     f"{'met' if ok(v) else 'missed'})")
+        pinned = by.get((row + "-pinned", fig, "chimeraforge"))
+        if pinned is None or pinned.get("mean") is None:
+            goals.append(f"{label} {num(v, d)}{unit} (goal {goal}: "
+                         f"{'met' if ok(v) else 'missed'})")
+            continue
+        # The goals apply to both layouts, pinned first (the harness runs both). Shares get two
+        # decimals here, so that one under a goal of 0.1% does not read as the goal itself.
+        vp = pinned["mean"] * scale
+        d = max(d, 2) if unit == "%" else d
+        goals.append(f"{label} pinned {num(vp, d)}{unit}, unpinned {num(v, d)}{unit} (goal "
+                     f"{goal}: {'met' if ok(vp) else 'missed'} pinned, "
+                     f"{'met' if ok(v) else 'missed'} unpinned)")
     out.append("Goals: " + "; ".join(goals) + ".")
     return "\n".join(out)
 
