@@ -5,6 +5,8 @@
 #   start_nginx DIR PORT UPSTREAM_PORT [CONNECTIONS]
 # writes DIR/nginx/nginx.conf, starts nginx in the background listening on 127.0.0.1:PORT and
 # sets NGINX_PID. CONNECTIONS (default 256) is worker_connections: a stream holds two.
+# NGINX_WRAPPER, when set, is a command line nginx runs under (instructions.sh: callgrind); its
+# words are split on spaces.
 start_nginx() {
   local dir=$1 port=$2 upstream=$3 connections=${4:-256}
   local nginx
@@ -33,7 +35,9 @@ http {
   }
 }
 CONF
-  "$nginx" -e "$dir/nginx/error.log" -p "$dir/nginx" -c "$dir/nginx/nginx.conf" \
+  local -a wrapper=()
+  [[ -n ${NGINX_WRAPPER:-} ]] && read -ra wrapper <<<"$NGINX_WRAPPER"
+  "${wrapper[@]}" "$nginx" -e "$dir/nginx/error.log" -p "$dir/nginx" -c "$dir/nginx/nginx.conf" \
     >"$dir/nginx.out" 2>&1 &
   NGINX_PID=$!
 }
