@@ -76,7 +76,7 @@ serve_per=$(measure serve "$serve_port" "$serve_pid")
 if [[ $top -gt 0 ]]; then
   echo "serve: the $top functions with the most instructions of their own, per request" >&2
   callgrind_annotate --threshold=100 "$(compgen -G "$dir/serve.out.*" | head -1)" 2>/dev/null |
-    sed -n '/file:function/,$p' | sed -n '3,$p' | grep -v 'clone\|start_thread\|execute_native' |
+    sed -n '/file:function/,$p' | sed -n '3,$p' | grep -v 'clone.S:clone\|:start_thread \|execute_native_thread_routine' |
     head -n "$top" | awk -v n="$requests" '{c=$1; gsub(",", "", c); $1=""; $2=""; printf "%8d %s\n", c / n, substr($0, 1, 150)}' >&2 ||
     true  # head closes the pipe early
 fi
