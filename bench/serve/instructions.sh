@@ -6,7 +6,7 @@
 # appended to bench/results/serve-instructions.jsonl. Instructions do not depend on the machine's
 # load, so this is the part of a one-stream latency gap that a proxy's own code decides (what is
 # left is the kernel's: system calls and wake-ups, bench/serve/cost.sh). With --top K, serve's K
-# functions with the most instructions of their own, per request.
+# functions with the most instructions per request, their own and with their callees.
 #
 # Usage: bench/serve/instructions.sh CHIMERAFORGE [REQUESTS] [--top K]   (default 200 requests)
 #   e.g. bench/serve/instructions.sh build/apps/chimeraforge/chimeraforge 200 --top 15
@@ -74,11 +74,19 @@ pids+=("$serve_pid")
 wait_http "$serve_port"
 serve_per=$(measure serve "$serve_port" "$serve_pid")
 if [[ $top -gt 0 ]]; then
-  echo "serve: the $top functions with the most instructions of their own, per request" >&2
-  callgrind_annotate --threshold=100 "$(compgen -G "$dir/serve.out.*" | head -1)" 2>/dev/null |
-    sed -n '/file:function/,$p' | sed -n '3,$p' | grep -v 'clone.S:clone\|:start_thread \|execute_native_thread_routine' |
-    head -n "$top" | awk -v n="$requests" '{c=$1; gsub(",", "", c); $1=""; $2=""; printf "%8d %s\n", c / n, substr($0, 1, 150)}' >&2 ||
-    true  # head closes the pipe early
+  for inclusive in no yes; do
+    if [[ $inclusive == no ]]; then
+      echo "serve: the $top functions with the most instructions of their own, per request" >&2
+    else
+      echo "serve: the $top functions with the most instructions, callees included, per request" >&2
+    fi
+    callgrind_annotate --inclusive="$inclusive" --threshold=100 \
+      "$(compgen -G "$dir/serve.out.*" | head -1)" 2>/dev/null |
+      sed -n '/file:function/,$p' | sed -n '3,$p' |
+      grep -v 'clone.S:clone\|:start_thread \|execute_native_thread_routine\|_State_impl\|do_run_one\|awaitable_thread\|PROGRAM TOTALS' |
+      head -n "$top" | awk -v n="$requests" '{c=$1; gsub(",", "", c); $1=""; $2=""; printf "%8d %s\n", c / n, substr($0, 1, 150)}' >&2 ||
+      true  # head closes the pipe early
+  done
 fi
 kill "$serve_pid"
 
