@@ -96,6 +96,9 @@ FIGURES = {
     "balance": ("fraction", "derived",
                 "sum agent durations / (N * max agent duration); duration = last t_done_ns - "
                 "first t_send_ns"),
+    "start_spread": ("ms", "measured",
+                     "max - min over agents of each agent's first t_send_ns: the time over "
+                     "which the agents' first requests went out"),
     "server_lateness": ("fraction", "server",
                         "the synthetic server's /stats lateness_ns_sum (how far behind its own "
                         "schedule it wrote each token chunk, no client work in it) / sum "
@@ -231,6 +234,16 @@ def balance(records, agents=None):
     return sum(durations) / (n * max(durations))
 
 
+def start_spread(records):
+    """How far apart the agents' first requests went out (ns): a program that sends one agent's
+    request long before the others' has `efficiency` count the gap against its whole run."""
+    first = {}
+    for r in records:
+        a = r["agent"]
+        first[a] = min(first.get(a, r["t_send_ns"]), r["t_send_ns"])
+    return max(first.values()) - min(first.values()) if len(first) > 1 else None
+
+
 def server_timeliness(stats, records):
     """server_lateness and server_late_rate of a run from the synthetic server's /stats, reset
     just before the run: how late the server itself was, which no client can make up."""
@@ -274,6 +287,8 @@ def run_figures(records, agents=None, lone_decode_tps=None, floor_ns=None, lone_
     out["system_tps"] = system_tps(records)
     out["stall_rate"] = stall_rate(records)
     out["balance"] = balance(records, agents)
+    spread = start_spread(records)
+    out["start_spread"] = None if spread is None else spread / NS_PER_MS
     out["efficiency"] = efficiency(out["system_tps"], agents, lone_decode_tps)
     out["scaling"] = efficiency(out["system_tps"], agents, lone_system_tps)
     out["contention"] = contention(records, floor_ns)
@@ -1223,6 +1238,7 @@ def table_rows(args):
             ("balance", "balance", 100, "%", "higher"),
             ("system_tps", "system_tps", 1, "tokens/s", "higher"),
             ("delivery_lag_p99", "delivery_lag p99", 1, "ms", "lower"),
+            ("start_spread", "start_spread", 1, "ms", ""),
             ("server_lateness", "server_lateness (the server's own)", 100, "%", ""),
             ("server_late_rate", "server_late_rate (the server's own)", 100, "%", ""),
             ("loopback_floor", "loopback_floor (N=1)", 1, "ms", "lower")):
