@@ -29,10 +29,7 @@ for bin in "$old" "$new"; do
 done
 bench_setup serve-ab
 
-synth=$(free_port)
-"$new" synth-server --port "$synth" --ttft-ms 0 --tokens-per-s 1000 --tokens 4 -q >"$dir/synth.log" 2>&1 &
-pids+=($!)
-wait_port "$synth"
+start_synth "$new" 4
 old_port=$(free_port)
 "$old" serve --port "$old_port" --backend openai --endpoint "http://127.0.0.1:$synth" >"$dir/old.log" 2>&1 &
 old_pid=$!

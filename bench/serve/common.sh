@@ -10,6 +10,10 @@
 #                      model is loaded; 60 s at most)
 #   llama_server_of BUILD  prints the llama-server BUILD was configured with (CHIMERA_LLAMA_SERVER
 #                      in its CMakeCache.txt); fails, saying so, when there is none
+#   start_synth CHIMERAFORGE TOKENS [ARGS...]  starts the synthetic server on a free port (first
+#                      token at once, 1,000 tokens/s, TOKENS tokens a stream, ARGS added; its log
+#                      dir/synth.log), sets synth to its port, appends its PID to pids and returns
+#                      once it listens
 bench_setup() {
   dir=$(mktemp -d "/tmp/chimera-bench-$1.XXXXXX")
   pids=()
@@ -52,4 +56,14 @@ llama_server_of() {
     return 1
   fi
   echo "$server"
+}
+
+start_synth() {
+  local bin=$1 tokens=$2
+  shift 2
+  synth=$(free_port)
+  "$bin" synth-server --port "$synth" --ttft-ms 0 --tokens-per-s 1000 --tokens "$tokens" -q "$@" \
+    >"$dir/synth.log" 2>&1 &
+  pids+=($!)
+  wait_port "$synth"
 }

@@ -30,11 +30,7 @@ done
 command -v perf >/dev/null || { echo "cost.sh: perf is not installed (linux-perf)" >&2; exit 2; }
 bench_setup serve-cost
 
-synth=$(free_port)
-"${bins[0]}" synth-server --port "$synth" --ttft-ms 0 --tokens-per-s 1000 --tokens 16 -q \
-  >"$dir/synth.log" 2>&1 &
-pids+=($!)
-wait_port "$synth"
+start_synth "${bins[0]}" 16
 
 names=() ports=() procs=()
 i=0

@@ -39,11 +39,7 @@ for tool in valgrind callgrind_control callgrind_annotate; do
 done
 bench_setup serve-instructions
 
-synth=$(free_port)
-"$bin" synth-server --port "$synth" --ttft-ms 0 --tokens-per-s 1000 --tokens 4 -q \
-  >"$dir/synth.log" 2>&1 &
-pids+=($!)
-wait_port "$synth"
+start_synth "$bin" 4
 
 # One proxy under callgrind: warm it up, zero its counters, send the requests, dump.
 # Prints the instructions per request.

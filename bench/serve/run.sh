@@ -15,10 +15,7 @@ n=${2:-2000}
 cli=$build/apps/chimeraforge/chimeraforge
 bench_setup serve
 
-synth=$(free_port)
-"$cli" synth-server --port "$synth" --ttft-ms 0 --tokens-per-s 1000 --tokens 4 -q >"$dir/synth.log" 2>&1 &
-pids+=($!)
-wait_port "$synth"
+start_synth "$cli" 4
 
 serve=$(free_port)
 "$cli" serve --port "$serve" --backend openai --endpoint "http://127.0.0.1:$synth" >"$dir/serve.log" 2>&1 &

@@ -50,10 +50,7 @@ load() { /usr/bin/python3 "$here/load.py" "$@"; }
 
 # --- 1. 256 and 1,000 streams: direct against through serve ------------------------------------
 if [[ ,$parts, == *,streams,* ]]; then
-synth=$(free_port)
-"$cli" synth-server --port "$synth" --ttft-ms 0 --tokens-per-s 1000 --tokens 16 --threads 1 -q \
-  >"$dir/synth.log" 2>&1 &
-pids+=($!)
+start_synth "$cli" 16 --threads 1
 serve=$(free_port)
 "$cli" serve --port "$serve" --backend openai --endpoint "http://127.0.0.1:$synth" \
   >"$dir/serve.log" 2>&1 &
