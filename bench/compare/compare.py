@@ -220,12 +220,20 @@ def contention(records, floor_ns):
     return waiting / busy
 
 
-def balance(records, agents=None):
-    """sum agent durations / (N * max agent duration); how evenly agents finish."""
-    first, last = {}, {}
+def first_sends(records):
+    """{agent: the t_send_ns of its first request}."""
+    first = {}
     for r in records:
         a = r["agent"]
         first[a] = min(first.get(a, r["t_send_ns"]), r["t_send_ns"])
+    return first
+
+
+def balance(records, agents=None):
+    """sum agent durations / (N * max agent duration); how evenly agents finish."""
+    first, last = first_sends(records), {}
+    for r in records:
+        a = r["agent"]
         last[a] = max(last.get(a, r["t_done_ns"]), r["t_done_ns"])
     durations = [last[a] - first[a] for a in first]
     n = agents or len(durations)
@@ -237,10 +245,7 @@ def balance(records, agents=None):
 def start_spread(records):
     """How far apart the agents' first requests went out (ns): a program that sends one agent's
     request long before the others' has `efficiency` count the gap against its whole run."""
-    first = {}
-    for r in records:
-        a = r["agent"]
-        first[a] = min(first.get(a, r["t_send_ns"]), r["t_send_ns"])
+    first = first_sends(records)
     return max(first.values()) - min(first.values()) if len(first) > 1 else None
 
 
@@ -256,6 +261,17 @@ def server_timeliness(stats, records):
     if stats.get("tokens_sent"):
         out["server_late_rate"] = stats["tokens_late"] / stats["tokens_sent"]
     return out
+
+
+def synth_stats(server, reset=False):
+    """The synthetic server's /stats (with reset: POST /stats/reset) as (JSON, None), or
+    (None, what failed)."""
+    path, data, what = (("/stats/reset", b"", "POST /stats/reset") if reset else
+                        ("/stats", None, "GET /stats"))
+    try:
+        return http(server.url + path, data=data), None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return None, f"{what} failed: {exc}"
 
 
 def efficiency(sys_tps, agents, lone_decode_tps):
@@ -936,19 +952,12 @@ class Harness:
         log_offset = server.log_size()
         # The synthetic server's counters cover this run alone (its own lateness, below).
         timed_server = row.startswith("conc") and scen.server == "synth-conc"
-        stats_error = None
+        server_stats, stats_error = None, None
         if timed_server:
-            try:
-                http(server.url + "/stats/reset", data=b"")
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                stats_error = f"POST /stats/reset failed: {exc}"
+            _, stats_error = synth_stats(server, reset=True)
         res = run_child(argv, a.run_timeout, self.work / f"{stem}.out", self.work / f"{stem}.err")
-        server_stats = None
         if timed_server and stats_error is None:
-            try:
-                server_stats = http(server.url + "/stats")
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                stats_error = f"GET /stats failed: {exc}"
+            server_stats, stats_error = synth_stats(server)
         run = {"kind": "run", "row": row, "program": program, "agents": scen.agents,
                "requests_per_agent": scen.requests, "max_tokens": scen.max_tokens,
                "rep": rep, "server": scen.server, "backend": scen.backend,
@@ -1035,11 +1044,7 @@ class Harness:
                "requests_per_agent": 1, "max_tokens": 1, "rep": rep, "probe": probe,
                "server": "synth-conc", "backend": "ollama", "command": shlex.join(argv),
                "failed": False, "error": "", "notes": [], "stderr_tail": ""}
-        error = None
-        try:
-            http(server.url + "/stats/reset", data=b"")
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            error = f"POST /stats/reset failed: {exc}"
+        _, error = synth_stats(server, reset=True)
         res = run_child(argv, a.run_timeout, self.work / f"{stem}.out", self.work / f"{stem}.err",
                         own_rss=False)
         run["exit_code"], run["wall_s"] = res["exit_code"], round(res["wall_s"], 3)
@@ -1053,15 +1058,13 @@ class Harness:
             elif res["exit_code"] != 0:
                 error = f"exit code {res['exit_code']}"
         if error is None:
-            try:
-                stats = http(server.url + "/stats")
-                first = stats.get("first_request_ns")
-                if not first or not res["t0_ns"] < first < t_ask:
-                    error = "the server saw no request from the program"
-                else:
-                    figs["startup"] = (first - res["t0_ns"]) / NS_PER_MS
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                error = f"GET /stats failed: {exc}"
+            stats, error = synth_stats(server)
+        if error is None:
+            first = stats.get("first_request_ns")
+            if not first or not res["t0_ns"] < first < t_ask:
+                error = "the server saw no request from the program"
+            else:
+                figs["startup"] = (first - res["t0_ns"]) / NS_PER_MS
         if error is not None:
             run["failed"] = True
             run["error"] = error

@@ -70,16 +70,20 @@ pids+=("$serve_pid")
 wait_http "$serve_port"
 serve_per=$(measure serve "$serve_port" "$serve_pid")
 if [[ $top -gt 0 ]]; then
+  # Left out: the frames every instruction of a thread is under (its start, and with callees
+  # included, the event loop's own), which would fill the list with the total.
+  roots='clone.S:clone\|:start_thread \|execute_native_thread_routine'
   for inclusive in no yes; do
     if [[ $inclusive == no ]]; then
       echo "serve: the $top functions with the most instructions of their own, per request" >&2
+      skip=$roots
     else
       echo "serve: the $top functions with the most instructions, callees included, per request" >&2
+      skip="$roots\|_State_impl\|do_run_one\|awaitable_thread"
     fi
     callgrind_annotate --inclusive="$inclusive" --threshold=100 \
       "$(compgen -G "$dir/serve.out.*" | head -1)" 2>/dev/null |
-      sed -n '/file:function/,$p' | sed -n '3,$p' |
-      grep -v 'clone.S:clone\|:start_thread \|execute_native_thread_routine\|_State_impl\|do_run_one\|awaitable_thread\|PROGRAM TOTALS' |
+      sed -n '/file:function/,$p' | sed -n '3,$p' | grep -v "$skip" |
       head -n "$top" | awk -v n="$requests" '{c=$1; gsub(",", "", c); $1=""; $2=""; printf "%8d %s\n", c / n, substr($0, 1, 150)}' >&2 ||
       true  # head closes the pipe early
   done
@@ -90,7 +94,7 @@ nginx_port=$(free_port)
 NGINX_WRAPPER="valgrind --tool=callgrind --callgrind-out-file=$dir/nginx.out" \
   start_nginx "$dir" "$nginx_port" "$synth" 256
 pids+=("$NGINX_PID")
-for _ in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$nginx_port/" && break; sleep 0.1; done
+wait_port "$nginx_port"
 nginx_per=$(measure nginx "$nginx_port" "$NGINX_PID")
 kill "$NGINX_PID"
 
