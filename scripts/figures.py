@@ -479,6 +479,8 @@ COMPARE_ROWS = [  # (row, figure, label, scale, unit, digits, lower is better)
     ("conc-1000", "efficiency", "`efficiency` at 1,000 agents", 100, "%", 1, False),
     ("conc-256", "contention", "`contention` at 256 agents", 100, "%", 1, True),
     ("conc-256", "stall_rate", "`stall_rate` at 256 agents", 100, "%", 1, True),
+    ("conc-1000", "contention", "`contention` at 1,000 agents", 100, "%", 1, True),
+    ("conc-1000", "stall_rate", "`stall_rate` at 1,000 agents", 100, "%", 1, True),
 ]
 COMPARE_GOALS = [  # (row, figure, label, goal text, test on the mean in the table's unit)
     ("single-synth", "overhead_ttft_p99", "`overhead_ttft` p99", "0.2 ms", lambda v: v < 0.2),

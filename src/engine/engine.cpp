@@ -67,12 +67,14 @@ namespace {
 // streams ending together) queued as many resumes, each of which starts the agent's next
 // request: the replies to the first requests of the burst then waited until the last request
 // had gone out (at 1,000 agents, the first token of an agent's second request was read 3.5 -
-// 8.9 ms after the server wrote it at p50, every later token 0.03 ms; 0.33 - 0.40 ms with the
+// 8.9 ms after the server wrote it at p50, every later token 0.03 ms; 0.69 - 0.79 ms with the
 // limit: bench/results/compare-burst-{before,after}-first-lag.txt). Tokio does the same with its
 // event_interval (the I/O driver polled every 61 tasks). 4, 8, 16, 32 and 64 were tried: the
-// fewer, the sooner those first tokens, for a little later a start for the burst's last agents.
+// fewer, the sooner those first tokens, and the later the burst's last agents start their next
+// requests (the replies of the first are read before them), which `efficiency` at 1,000 agents
+// counts: 16 keeps it at the 99% goal (docs/performance.md, "A burst of resumes").
 struct LoopCore final : detail::AgentCore {
-  static constexpr int kResumesPerTurn = 8;
+  static constexpr int kResumesPerTurn = 16;
   struct Resumes {
     std::mutex mu;
     std::deque<std::function<void()>> queue;
