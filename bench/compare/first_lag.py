@@ -16,12 +16,14 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare import percentile  # noqa: E402  (the harness's nearest-rank percentile)
 
-def pct(values, q):
-    """The q-th quantile (nearest rank) of sorted `values`, in ms; None when there are none."""
-    if not values:
-        return None
-    return values[min(len(values) - 1, int(q * len(values)))] / 1e6
+
+def pct(values, p):
+    """The p-th percentile of `values` (ns) in ms, as compare.py takes it; None for none."""
+    v = percentile(values, p)
+    return None if v is None else v / 1e6
 
 
 def summarize(path):
@@ -44,7 +46,7 @@ def summarize(path):
 def fmt(values):
     if not values:
         return "      -       -"
-    return f"{pct(values, 0.5):7.2f} {pct(values, 0.9):7.2f}"
+    return f"{pct(values, 50):7.2f} {pct(values, 90):7.2f}"
 
 
 def main(argv):

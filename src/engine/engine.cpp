@@ -67,7 +67,7 @@ namespace {
 // streams ending together) queued as many resumes, each of which starts the agent's next
 // request: the replies to the first requests of the burst then waited until the last request
 // had gone out (at 1,000 agents, the first token of an agent's second request was read 3.5 -
-// 8.9 ms after the server wrote it at p50, every later token 0.03 ms; 0.69 - 0.79 ms with the
+// 8.9 ms after the server wrote it at p50, every later token 0.03 ms; 0.69 - 0.78 ms with the
 // limit: bench/results/compare-burst-{before,after}-first-lag.txt). Tokio does the same with its
 // event_interval (the I/O driver polled every 61 tasks). 4, 8, 16, 32 and 64 were tried: the
 // fewer, the sooner those first tokens, and the later the burst's last agents start their next

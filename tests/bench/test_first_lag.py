@@ -42,13 +42,14 @@ class FirstLag(unittest.TestCase):
             self.assertEqual(first0, [10 * MS, 20 * MS])
             self.assertEqual(later, [3 * MS, 5 * MS])
             self.assertEqual(rest, sorted(x * MS for x in [1, 1, 1, 2, 1, 1, 4, 1]))
-            self.assertEqual(first_lag.pct(first0, 0.5), 20.0)  # nearest rank, upper of two
-            self.assertEqual(first_lag.pct(rest, 0.5), 1.0)
+            self.assertEqual(first_lag.pct(first0, 50), 10.0)  # compare.py's nearest rank
+            self.assertEqual(first_lag.pct(first0, 90), 20.0)
+            self.assertEqual(first_lag.pct(rest, 50), 1.0)
             out = io.StringIO()
             with redirect_stdout(out):
                 self.assertEqual(first_lag.main([d]), 0)
             line = [x for x in out.getvalue().splitlines() if x.startswith("conc-2")][0]
-            self.assertEqual(line.split()[1:], ["20.00", "20.00", "5.00", "5.00", "1.00", "4.00"])
+            self.assertEqual(line.split()[1:], ["10.00", "20.00", "3.00", "5.00", "1.00", "4.00"])
 
     def test_no_records_and_bad_lines_are_clear_errors(self):
         with tempfile.TemporaryDirectory() as d:
