@@ -1,5 +1,6 @@
 #include "backends/http_backend.hpp"
 
+#include "core/recycling_allocator.hpp"
 #include "core/runtime_impl.hpp"
 
 #include <chimera/core/text.hpp>
@@ -402,8 +403,9 @@ HttpBackend::~HttpBackend() = default;
 
 std::shared_ptr<RequestHandle> HttpBackend::start(Request request, TokenCallback on_token,
                                                   DoneCallback on_done) {
-  auto st = std::make_shared<RequestState>(endpoint_->executor(), std::move(on_token),
-                                           std::move(on_done));
+  auto st =
+      std::allocate_shared<RequestState>(RecyclingAllocator<RequestState>{}, endpoint_->executor(),
+                                         std::move(on_token), std::move(on_done));
   http::HttpRequest hreq;
   std::string error = validate(request.options);
   if (error.empty()) error = validate(request.logit_bias);

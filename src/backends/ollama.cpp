@@ -283,6 +283,7 @@ bool OllamaBackend::build(const Request& r, http::HttpRequest& out, std::string&
   json::monotonic_resource mr(arena, sizeof arena);
   const json::storage_ptr sp(&mr);
   json::object body(sp);
+  body.reserve(16);  // room for every field an ordinary request has: the table never regrows
   body["model"] = r.model;
   if (r.kind == RequestKind::chat) {
     if (r.messages.empty()) {
@@ -293,6 +294,7 @@ bool OllamaBackend::build(const Request& r, http::HttpRequest& out, std::string&
     messages.reserve(r.messages.size());
     for (const auto& m : r.messages) {
       json::object jm(sp);
+      jm.reserve(4);
       jm["role"] = m.role;
       jm["content"] = m.content;
       if (!m.thinking.empty()) jm["thinking"] = m.thinking;

@@ -85,6 +85,7 @@ constexpr int64_t kMaxToolCalls = 256;
 // (llama-server's and vLLM's name; templates that keep earlier reasoning read it).
 json::object openai_message(const Message& m, const json::storage_ptr& sp) {
   json::object jm(sp);
+  jm.reserve(4);  // no table growth for the usual fields
   jm["role"] = m.role;
   jm["content"] = m.content;
   if (!m.thinking.empty()) jm["reasoning_content"] = m.thinking;
@@ -409,6 +410,7 @@ bool OpenAIBackend::build(const Request& r, http::HttpRequest& out, std::string&
   json::monotonic_resource mr(arena, sizeof arena);
   const json::storage_ptr sp(&mr);
   json::object body(sp);
+  body.reserve(16);  // room for every field an ordinary request has: the table never regrows
   if (!r.model.empty()) body["model"] = r.model;
   if (r.kind == RequestKind::chat) {
     if (r.messages.empty()) {

@@ -1,3 +1,4 @@
+#include "core/recycling_allocator.hpp"
 #include "http/client.hpp"
 
 #include <chimera/pool/pool.hpp>
@@ -1056,7 +1057,7 @@ std::shared_ptr<RequestHandle> Pool::start(Request request, TokenCallback on_tok
 
 std::shared_ptr<RequestHandle> Pool::start_on(int lane, Request request, TokenCallback on_token,
                                               DoneCallback on_done) {
-  auto p = std::make_shared<PoolRequest>();
+  auto p = std::allocate_shared<PoolRequest>(RecyclingAllocator<PoolRequest>{});
   p->pool = impl_;
   p->lane = std::max(0, lane) % impl_->lanes;
   p->want.key = !request.agent.empty() ? request.agent : request.session;
