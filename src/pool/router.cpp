@@ -155,6 +155,17 @@ std::optional<std::pair<Router::Ticket, int>> Router::next(int64_t now_ns) {
   return std::nullopt;
 }
 
+std::optional<int> Router::place_now(const Want& want, int64_t now_ns) {
+  if (queued_ != 0) return std::nullopt;
+  const int e = choose(want, now_ns);
+  if (e < 0) return std::nullopt;
+  auto& ep = endpoints_[std::size_t(e)];
+  ++ep.outstanding;
+  ++ep.dispatched;
+  tie_cursor_ = std::size_t(e) + 1;
+  return e;
+}
+
 bool Router::unplaceable(const Want& want) const {
   for (int e = 0; e < static_cast<int>(endpoints_.size()); ++e) {
     if (usable(e, want)) return false;

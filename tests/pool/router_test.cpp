@@ -210,3 +210,41 @@ TEST(Router, ExtraPicksAnotherFreeEndpointForAHedge) {
   EXPECT_NE(*e, busy);
   EXPECT_FALSE(r.extra(want("b"), busy, 0));  // both full now
 }
+
+// place_now() sends a request that finds nothing queued as enqueue() and next() would, and
+// leaves it to the queue when anything waits or no endpoint has room.
+TEST(Router, PlaceNowIsWhatTheQueueWouldDoWhenNothingWaits) {
+  Router queued({1, 1}, Routing::least_outstanding);
+  Router direct({1, 1}, Routing::least_outstanding);
+  for (const char* key : {"a", "b"}) {
+    queued.enqueue(want(key));
+    const auto sent = drain(queued);
+    ASSERT_EQ(sent.size(), 1u);
+    const auto e = direct.place_now(want(key), 0);
+    ASSERT_TRUE(e.has_value());
+    EXPECT_EQ(*e, sent.begin()->second);  // the same endpoint, its slot reserved alike
+  }
+  for (int e = 0; e < 2; ++e) {
+    EXPECT_EQ(direct.load(e).outstanding, queued.load(e).outstanding);
+    EXPECT_EQ(direct.load(e).dispatched, queued.load(e).dispatched);
+  }
+  EXPECT_FALSE(direct.place_now(want("c"), 0));  // both endpoints full: it must queue
+  EXPECT_EQ(direct.queued(), 0u);                // and place_now() did not queue it
+
+  direct.enqueue(want("c"));
+  direct.release(0);
+  EXPECT_FALSE(direct.place_now(want("d"), 0));  // "c" waits, so "d" does not pass it
+  const auto sent = drain(direct);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent.begin()->second, 0);
+}
+
+TEST(Router, PlaceNowKeepsASessionOnItsEndpoint) {
+  Router r({0, 0}, Routing::session_affinity);
+  const auto first = r.place_now(want("a", "s1"), 0);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(r.session_endpoint("s1"), *first);
+  r.release(*first);
+  r.place_now(want("b", "s2"), 0);  // the other endpoint, for another session
+  EXPECT_EQ(r.place_now(want("a", "s1"), 0), first);
+}

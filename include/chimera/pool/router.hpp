@@ -81,6 +81,12 @@ class Router {
   // Call it again until nullopt after anything that frees a slot.
   std::optional<std::pair<Ticket, int>> next(int64_t now_ns);
 
+  // A request that finds nothing queued goes straight to an endpoint with room, with its slot
+  // reserved: what enqueue() and then next() would do, without a queue of its own (the common
+  // case, where a request's queueing cost more than its routing). nullopt when anything is
+  // queued (those go first) or no endpoint can take it now: then enqueue() it.
+  std::optional<int> place_now(const Want& want, int64_t now_ns);
+
   // True when the request can never be placed: every endpoint it may use is down or excluded.
   // Such a request fails instead of waiting.
   bool unplaceable(const Want& want) const;
