@@ -1,10 +1,13 @@
 #include "backends/stream_chunk.hpp"
 
+#include "core/recycling_allocator.hpp"
+
 #include <boost/json/basic_parser_impl.hpp>
 
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <new>
 
 namespace chimera::backends {
 
@@ -451,8 +454,21 @@ struct StreamChunkScanner::Impl {
   StreamChunk chunk;
 };
 
-StreamChunkScanner::StreamChunkScanner(StreamProtocol protocol)
-    : impl_(std::make_unique<Impl>(protocol)) {}
+void StreamChunkScanner::Drop::operator()(Impl* impl) const {
+  impl->~Impl();
+  RecyclingAllocator<Impl>().deallocate(impl, 1);
+}
+
+StreamChunkScanner::StreamChunkScanner(StreamProtocol protocol) {
+  RecyclingAllocator<Impl> alloc;
+  Impl* memory = alloc.allocate(1);
+  try {
+    impl_.reset(::new (static_cast<void*>(memory)) Impl(protocol));
+  } catch (...) {
+    alloc.deallocate(memory, 1);
+    throw;
+  }
+}
 StreamChunkScanner::~StreamChunkScanner() = default;
 
 bool StreamChunkScanner::scan(std::string_view text) {
