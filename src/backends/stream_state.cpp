@@ -101,10 +101,12 @@ bool StreamState::emit(TokenEvent ev) {
 }
 
 void StreamState::complete() {
+  // One copy for on_done, and the completion itself moved to what wait() returns: nothing reads
+  // completion_ once the request is complete.
   Completion copy = completion_;
   {
     std::lock_guard lock(done_mu_);
-    result_ = completion_;
+    result_ = std::move(completion_);
   }
   if (on_done_) {
     try {
