@@ -520,20 +520,20 @@ std::string Pool::Impl::queue(const std::shared_ptr<PoolRequest>& p) {
 
 void Pool::Impl::submit(const std::shared_ptr<PoolRequest>& p) {
   std::string why;
-  std::optional<int> now;
+  std::optional<int> direct;  // the endpoint, when nothing waits and it has room
   {
     std::lock_guard lock(mu);
     live.emplace(p.get(), p);
-    if (!router.unplaceable(p->want)) now = router.place_now(p->want, now_ns());
-    if (!now) why = queue(p);
+    if (!router.unplaceable(p->want)) direct = router.place_now(p->want, now_ns());
+    if (!direct) why = queue(p);
   }
   if (!why.empty()) {
     give_up(p, ErrorKind::connect,
             fmt::format("{}: no endpoint can take the request: {}", label, why));
     return;
   }
-  if (now) {
-    launch(p, *now, false);  // nothing was queued, so nothing else can go now either
+  if (direct) {
+    launch(p, *direct, false);  // nothing was queued, so nothing else can go now either
     return;
   }
   pump();
