@@ -249,6 +249,7 @@ struct Pool::Impl {
   // Queues the request, or says why no endpoint can ever take it (then it is not queued).
   // mu held.
   std::string queue(const std::shared_ptr<PoolRequest>& p);
+  void wait_in_queue(const std::shared_ptr<PoolRequest>& p);  // mu held; placeable
   void cancel(const std::shared_ptr<PoolRequest>& p);
   void hedge_due(const std::shared_ptr<PoolRequest>& p);
   void probe(int endpoint);
@@ -512,10 +513,14 @@ std::string Pool::Impl::why_unplaceable(const Router::Want& want) const {
 
 std::string Pool::Impl::queue(const std::shared_ptr<PoolRequest>& p) {
   if (router.unplaceable(p->want)) return why_unplaceable(p->want);
+  wait_in_queue(p);
+  return {};
+}
+
+void Pool::Impl::wait_in_queue(const std::shared_ptr<PoolRequest>& p) {
   const auto t = router.enqueue(p->want);
   p->ticket = t;
   waiting.emplace(t, p);
-  return {};
 }
 
 void Pool::Impl::submit(const std::shared_ptr<PoolRequest>& p) {
@@ -524,8 +529,12 @@ void Pool::Impl::submit(const std::shared_ptr<PoolRequest>& p) {
   {
     std::lock_guard lock(mu);
     live.emplace(p.get(), p);
-    if (!router.unplaceable(p->want)) direct = router.place_now(p->want, now_ns());
-    if (!direct) why = queue(p);
+    if (router.unplaceable(p->want)) {
+      why = why_unplaceable(p->want);
+    } else {
+      direct = router.place_now(p->want, now_ns());
+      if (!direct) wait_in_queue(p);
+    }
   }
   if (!why.empty()) {
     give_up(p, ErrorKind::connect,

@@ -146,10 +146,7 @@ std::optional<std::pair<Router::Ticket, int>> Router::next(int64_t now_ns) {
     } else {
       active_.push_back(std::move(key));  // round-robin: its next request waits its turn
     }
-    auto& ep = endpoints_[std::size_t(e)];
-    ++ep.outstanding;
-    ++ep.dispatched;
-    tie_cursor_ = std::size_t(e) + 1;
+    dispatch(e);
     return std::make_pair(t, e);
   }
   return std::nullopt;
@@ -159,11 +156,15 @@ std::optional<int> Router::place_now(const Want& want, int64_t now_ns) {
   if (queued_ != 0) return std::nullopt;
   const int e = choose(want, now_ns);
   if (e < 0) return std::nullopt;
+  dispatch(e);
+  return e;
+}
+
+void Router::dispatch(int e) {
   auto& ep = endpoints_[std::size_t(e)];
   ++ep.outstanding;
   ++ep.dispatched;
   tie_cursor_ = std::size_t(e) + 1;
-  return e;
 }
 
 bool Router::unplaceable(const Want& want) const {

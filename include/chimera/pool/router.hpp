@@ -123,7 +123,8 @@ class Router {
     bool live = true;
   };
   int choose(const Want& want, int64_t now_ns);  // -1: no endpoint can take it now
-  bool usable(int e, const Want& want) const;    // up and not excluded
+  void dispatch(int e);  // a request goes to e (next(), place_now()): its slot taken
+  bool usable(int e, const Want& want) const;  // up and not excluded
   bool has_room(int e) const;
   int least_outstanding(const Want& want, int avoid) const;
 
