@@ -3,9 +3,10 @@
 
 Runs `multi` (the client under test, by default build/apps/chimeraforge/chimeraforge-client)
 under callgrind against the synthetic server (first token at once, 100,000 tokens/s, so that
-nothing waits on the clock) four times: AGENTS agents making 2 and 12 requests of one token,
-and 4 requests of 1 and of 41 tokens. The differences give the instructions of one more request
-and of one more token, with start-up, the process's exit and the server's pace taken out.
+nothing waits on the clock) three times: AGENTS agents making 2 and 12 requests of one token,
+and 4 requests of 41 tokens (4 requests of one token read off the line of the first two). The
+differences give the instructions of one more request and of one more token, with start-up, the
+process's exit and the server's pace taken out.
 Instructions do not depend on the machine's load, so two builds compare on a busy machine too
 (run it on each: the second binary's record beside the first's). Prints the two figures and
 appends a record to bench/results/client-instructions.jsonl.
@@ -20,35 +21,16 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench" / "common"))
+sys.path.insert(0, str(ROOT / "bench" / "compare"))
+from compare import start_synth  # noqa: E402  (the harness's synthetic server)
 from provenance import Provenance  # noqa: E402
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the synthetic server exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"the synthetic server did not listen on port {port} within {timeout} s")
 
 
 def totals(path):
@@ -71,10 +53,10 @@ def totals(path):
     return total, per_fn
 
 
-def run_once(client, backend, port, agents, requests, tokens, work):
+def run_once(client, backend, url, agents, requests, tokens, work):
     out = work / f"cg.{agents}.{requests}.{tokens}.out"
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(client), "multi",
-            "--endpoint", f"http://127.0.0.1:{port}", "--backend", backend, "--agents",
+            "--endpoint", url, "--backend", backend, "--agents",
             str(agents), "--requests-per-agent", str(requests), "--model", "synth", "--prompt",
             "hi there", "--max-tokens", str(tokens), "--no-calibrate", "--quiet", "--results", "",
             "--executor", "single"]
@@ -106,18 +88,12 @@ def main():
         work = Path(tmp)
         results = {}
         for requests, tokens in ((2, 1), (12, 1), (4, 41)):
-            port = free_port()
-            synth = subprocess.Popen(
-                [str(client), "synth-server", "--port", str(port), "--ttft-ms", "0",
-                 "--tokens-per-s", "100000", "--tokens", str(tokens), "--threads", "1"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            synth = start_synth(str(client), f"synth-{tokens}", 0, 100000, tokens, 1, work)
             try:
-                wait_port(port, synth)
-                results[(requests, tokens)] = run_once(client, args.backend, port, a, requests,
-                                                       tokens, work)
+                results[(requests, tokens)] = run_once(client, args.backend, synth.url, a,
+                                                       requests, tokens, work)
             finally:
-                synth.terminate()
-                synth.wait()
+                synth.stop()
         (t2, f2), (t12, f12), (t41, _) = (results[(2, 1)], results[(12, 1)], results[(4, 41)])
         # 4 requests of one token: the 2- and 12-request runs give it, by their line.
         t4 = t2 + (t12 - t2) * (4 - 2) / (12 - 2)
