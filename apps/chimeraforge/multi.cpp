@@ -47,6 +47,7 @@ struct MultiArgs {
   std::string executor = "single";
   int threads = 0;
   int busy_poll_us = 0;
+  bool pin_threads = true;
   std::string scenario = "homogeneous";
   int requests_per_agent = 1;
   double duration_s = 0;
@@ -201,6 +202,7 @@ bool engine_options_from_flags(const MultiArgs& a, EngineOptions& eo) {
   }
   eo.threads = a.threads;
   eo.busy_poll_us = a.busy_poll_us;
+  eo.pin_threads = a.pin_threads;
   if (!pools_from_flags(a, eo.pools)) return false;
   // Keep a connection per agent open between calls instead of reconnecting.
   for (auto& pc : eo.pools) {
@@ -352,6 +354,7 @@ boost::json::object figures_json(const MultiArgs& a, const multi::ConcurrencyFig
       {"scenario", a.scenario},
       {"executor", facts.executor_name},
       {"busy_poll_us", a.busy_poll_us},
+      {"pin_threads", a.pin_threads},
       {"agents", a.agents},
       {"requests", f.requests},
       {"errors", f.errors},
@@ -452,6 +455,7 @@ bool write_records(const MultiArgs& a, const EngineFacts& facts, const multi::Mu
       {"stagger_ms", a.stagger_ms},
       {"executor", facts.executor_name},
       {"busy_poll_us", a.busy_poll_us},
+      {"pin_threads", a.pin_threads},
       {"scenario", a.scenario},
       {"pools", fmt::format("{}", fmt::join(facts.pool_names, ","))},
       {"env", {{"cpu_count", std::thread::hardware_concurrency()}, {"compiler", __VERSION__}}}};
@@ -560,6 +564,12 @@ std::function<int()> add_multi(CLI::App& app) {
                   "Each loop thread polls this many microseconds for the next event before it "
                   "sleeps: fewer wake-ups between the tokens of many streams, for that much CPU "
                   "after each lull (docs/performance.md); 0: sleep at once")
+      ->capture_default_str();
+  cmd->add_option("--pin-threads", a->pin_threads,
+                  "per-core: pin each loop's thread to its core; single: hold the loop's thread "
+                  "on the CPU it starts on while the agents run, moving it to another when it "
+                  "waits there for long, so that the kernel moves a busy local server away from "
+                  "it instead (docs/performance.md); false: leave the threads to the kernel")
       ->capture_default_str();
   cmd->add_option("--scenario", a->scenario, "homogeneous, personas or workflow")
       ->capture_default_str();

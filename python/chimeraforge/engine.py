@@ -146,7 +146,8 @@ class Engine:
             pools: the endpoint pools: a Pool, a dict, a list of either, or a TOML pool file.
             executor: which threads run the I/O (see the class docstring).
             threads: loop threads (shared), loops (per-core); 0: every core.
-            pin_threads: per-core: pin each loop's thread to its core.
+            pin_threads: per-core: pin each loop's thread to its core; single: hold
+                the loop's thread on its CPU while it is busy, moving it when it waits there.
             blocking_threads: threads for blocking steps of ``run_multi`` agents.
             endpoint: instead of ``pools``: one endpoint (a URL or GGUF file), pool "default".
                 With neither: ``Endpoint(url="")``, the environment's endpoint for ``backend``

@@ -1,4 +1,5 @@
 #include "core/runtime_impl.hpp"
+#include "engine/loop_affinity.hpp"
 
 #include <chimera/engine/engine.hpp>
 
@@ -13,6 +14,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -224,6 +226,8 @@ struct Engine::Impl {
   int threads = 1;
   std::vector<std::unique_ptr<Runtime>> runtimes;
   std::vector<std::unique_ptr<LoopCore>> loops;  // one per runtime
+  // single, with pin_threads: holds the loop's thread on one CPU while agents run.
+  std::unique_ptr<detail::LoopAffinity> affinity;
   int lanes = 1;
   std::vector<std::unique_ptr<pool::Pool>> pools;
 
@@ -338,6 +342,9 @@ Engine::Engine(EngineOptions options) : impl_(std::make_unique<Impl>()) {
     case ExecutorKind::single:
       m.runtimes.push_back(std::make_unique<Runtime>(1, m.options.busy_poll_us));
       m.lanes = 1;
+      if (m.options.pin_threads) {
+        m.affinity = std::make_unique<detail::LoopAffinity>(*m.runtimes.back());
+      }
       break;
     case ExecutorKind::shared:
     case ExecutorKind::thread_per_agent:
@@ -389,6 +396,7 @@ Engine::~Engine() {
   for (auto& p : m.pools) p->set_fallback(nullptr);  // none may forward to one destroyed
   m.pools.clear();                                   // before the runtimes their backends run on
   m.loops.clear();
+  m.affinity.reset();
   m.runtimes.clear();
 }
 
@@ -506,6 +514,10 @@ AgentRun Engine::run(int n, const AgentBody& body) {
       batch->second.push_back(std::move(start));
     }
   }
+  if (m.affinity) {
+    detail::LoopAffinity* affinity = m.affinity.get();
+    m.runtimes.front()->post([affinity] { affinity->start(); });  // before the agents start
+  }
   for (auto& [core, starts] : batches) {
     core->post([starts = std::move(starts)] {
       for (const auto& start : starts) start();
@@ -516,6 +528,15 @@ AgentRun Engine::run(int n, const AgentBody& body) {
     cv.wait(lock, [&] { return remaining == 0; });
   }
   result.wall_ns = now_ns() - t0;
+  if (m.affinity) {  // the loop's thread gets its CPUs back before run() returns
+    std::promise<void> released;
+    detail::LoopAffinity* affinity = m.affinity.get();
+    m.runtimes.front()->post([affinity, &released] {
+      affinity->stop();
+      released.set_value();
+    });
+    released.get_future().wait();
+  }
   for (auto t : threads) pthread_join(t, nullptr);
   return result;
 }

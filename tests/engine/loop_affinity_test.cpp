@@ -1,0 +1,216 @@
+// The single executor's loop thread: held on one CPU while agents run, moved when it waits there
+// for long, and given its CPUs back when the run ends (src/engine/loop_affinity.hpp).
+#include "engine/loop_affinity.hpp"
+
+#include <chimera/core/request.hpp>
+#include <chimera/engine/engine.hpp>
+
+#include <gtest/gtest.h>
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace chimera;
+using chimera::detail::AffinityPolicy;
+using chimera::detail::next_cpu;
+
+namespace {
+
+std::vector<int> cpus_of_this_thread() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> out;
+  if (pthread_getaffinity_np(pthread_self(), sizeof(set), &set) != 0) return out;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &set)) out.push_back(cpu);
+  }
+  return out;
+}
+
+// The CPUs thread `tid` of this process may use, as the kernel lists them ("0-1").
+std::string allowed_list(long tid) {
+  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("Cpus_allowed_list:", 0) == 0)
+      return line.substr(line.find_first_not_of(" \t", 18));
+  }
+  return {};
+}
+
+long this_tid() {
+  return static_cast<long>(::syscall(SYS_gettid));
+}
+
+// Why the loop cannot be held here, or empty when it can.
+std::string why_not_held() {
+  if (cpus_of_this_thread().size() < 2) return "this process may use one CPU only";
+  if (::access("/proc/thread-self/schedstat", R_OK) != 0) {
+    return "the kernel does not report a thread's run delay (/proc/thread-self/schedstat)";
+  }
+  return {};
+}
+
+void burn_cpu_for(std::chrono::microseconds d) {
+  const auto until = std::chrono::steady_clock::now() + d;
+  while (std::chrono::steady_clock::now() < until) {
+  }
+}
+
+}  // namespace
+
+TEST(AffinityPolicy, HoldsABusyThreadAndMovesItAfterCrowdedPeriodsInARow) {
+  using Action = AffinityPolicy::Action;
+  AffinityPolicy p;
+  const int64_t period = AffinityPolicy::kPeriodNs;
+  const auto busy = static_cast<int64_t>(period * 0.5);
+  const auto idle = static_cast<int64_t>(period * 0.01);
+  const auto crowded = static_cast<int64_t>(period * 0.5);
+  const auto calm = static_cast<int64_t>(period * 0.05);
+  EXPECT_EQ(p.look(idle, crowded, period), Action::none) << "an idle thread is left alone";
+  EXPECT_EQ(p.look(busy, 0, period), Action::hold);
+  EXPECT_EQ(p.look(busy, crowded, period), Action::none);
+  EXPECT_EQ(p.look(busy, calm, period), Action::none) << "a calm period starts the count again";
+  EXPECT_EQ(p.look(busy, crowded, period), Action::none);
+  EXPECT_EQ(p.look(idle, crowded, period), Action::move) << "two crowded periods in a row";
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(p.look(busy, crowded, period), Action::none)
+        << "a move not followed by a calm period: the next takes twice as many";
+  }
+  EXPECT_EQ(p.look(busy, crowded, period), Action::move);
+  EXPECT_EQ(p.look(busy, crowded, 0), Action::none) << "a period of no length says nothing";
+  EXPECT_EQ(p.look(busy, calm, period), Action::none) << "a calm period starts afresh";
+  EXPECT_EQ(p.look(busy, crowded, period), Action::none);
+  EXPECT_EQ(p.look(busy, crowded, period), Action::move);
+  // Every CPU busy: the moves space out, up to 2^kMaxBackoff times kCrowdedPeriods apart.
+  AffinityPolicy q;
+  q.look(busy, 0, period);
+  std::vector<int> gaps;
+  int since = 0;
+  for (int i = 0; i < 1000; ++i) {
+    ++since;
+    if (q.look(busy, crowded, period) == Action::move) {
+      gaps.push_back(since);
+      since = 0;
+    }
+  }
+  ASSERT_GE(gaps.size(), 7u);
+  EXPECT_EQ(std::vector<int>(gaps.begin(), gaps.begin() + 7),
+            (std::vector<int>{2, 4, 8, 16, 32, 64, 64}));
+}
+
+TEST(AffinityPolicy, TheNextCpuWrapsAroundTheAllowedOnes) {
+  EXPECT_EQ(next_cpu({0, 1}, 0), 1);
+  EXPECT_EQ(next_cpu({0, 1}, 1), 0);
+  EXPECT_EQ(next_cpu({2, 5, 7}, 5), 7);
+  EXPECT_EQ(next_cpu({2, 5, 7}, 7), 2);
+  EXPECT_EQ(next_cpu({2, 5, 7}, 3), 5) << "a CPU not in the set: the next one that is";
+  EXPECT_EQ(next_cpu({4}, 4), 4);
+  EXPECT_EQ(next_cpu({}, 3), 3);
+}
+
+// Agents that keep the loop busy (each burns `slice` of CPU, then lets the others run) until
+// `done` says so or `limit` has passed.
+Task<void> keep_busy(Agent& a, std::chrono::milliseconds limit, const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline && !done()) {
+    burn_cpu_for(std::chrono::milliseconds(2));
+    co_await a.sleep_until(0);  // back through the loop, where the periodic look runs
+  }
+}
+
+TEST(LoopAffinity, ABusyLoopIsHeldOnOneCpuAndFreedAfterTheRun) {
+  if (const auto why = why_not_held(); !why.empty()) GTEST_SKIP() << why;
+  const std::string before = allowed_list(this_tid());
+  Engine engine({.executor = ExecutorKind::single});
+  std::size_t cpus = 0;
+  long loop_tid = 0;
+  const AgentRun run = engine.run(1, [&](Agent& a) -> Task<void> {
+    loop_tid = this_tid();
+    co_await keep_busy(a, std::chrono::seconds(5), [&] {
+      cpus = cpus_of_this_thread().size();
+      return cpus == 1;
+    });
+  });
+  EXPECT_EQ(run.failed, 0);
+  EXPECT_EQ(cpus, 1u) << "a busy loop's thread could still use more than one CPU after 5 s";
+  ASSERT_NE(loop_tid, 0);
+  EXPECT_EQ(allowed_list(loop_tid), before) << "the loop's thread did not get its CPUs back";
+}
+
+TEST(LoopAffinity, AnIdleLoopIsLeftToTheKernel) {
+  if (const auto why = why_not_held(); !why.empty()) GTEST_SKIP() << why;
+  const std::size_t allowed = cpus_of_this_thread().size();
+  Engine engine({.executor = ExecutorKind::single});
+  std::set<std::size_t> seen;
+  engine.run(2, [&](Agent& a) -> Task<void> {
+    for (int i = 0; i < 6; ++i) {  // 300 ms, about six of the periodic looks
+      seen.insert(cpus_of_this_thread().size());
+      co_await a.sleep_until(now_ns() + 50'000'000);
+    }
+  });
+  EXPECT_EQ(seen, std::set<std::size_t>{allowed});
+}
+
+TEST(LoopAffinity, WithoutPinningABusyLoopKeepsItsCpus) {
+  if (const auto why = why_not_held(); !why.empty()) GTEST_SKIP() << why;
+  const std::size_t allowed = cpus_of_this_thread().size();
+  Engine engine({.executor = ExecutorKind::single, .pin_threads = false});
+  std::set<std::size_t> seen;
+  engine.run(1, [&](Agent& a) -> Task<void> {
+    co_await keep_busy(a, std::chrono::milliseconds(300), [&] {
+      seen.insert(cpus_of_this_thread().size());
+      return false;
+    });
+  });
+  EXPECT_EQ(seen, std::set<std::size_t>{allowed});
+}
+
+TEST(LoopAffinity, AHeldLoopThatWaitsForItsCpuMovesToAnother) {
+  // A thread that never sleeps, pinned to the CPU the loop is held on, takes half of it; the
+  // loop, busy itself, waits for it about half of the time and moves within a few periods.
+  if (const auto why = why_not_held(); !why.empty()) GTEST_SKIP() << why;
+  Engine engine({.executor = ExecutorKind::single});
+  std::atomic<bool> stop_spinner{false};
+  std::thread spinner;
+  int first = -1;
+  int later = -1;
+  const AgentRun run = engine.run(1, [&](Agent& a) -> Task<void> {
+    co_await keep_busy(a, std::chrono::seconds(5), [&] {  // until it is held
+      const auto cpus = cpus_of_this_thread();
+      if (cpus.size() == 1) first = cpus.front();
+      return first >= 0;
+    });
+    if (first < 0) co_return;
+    spinner = std::thread([&stop_spinner, cpu = first] {
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(cpu, &one);
+      pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+      while (!stop_spinner.load(std::memory_order_relaxed)) {
+      }
+    });
+    co_await keep_busy(a, std::chrono::seconds(5), [&] {
+      later = cpus_of_this_thread().front();
+      return later != first;
+    });
+  });
+  stop_spinner = true;
+  if (spinner.joinable()) spinner.join();
+  EXPECT_EQ(run.failed, 0);
+  ASSERT_GE(first, 0) << "the busy loop was never held";
+  EXPECT_NE(later, first) << "the loop stayed on CPU " << first
+                          << " with a thread that never sleeps pinned there";
+}
