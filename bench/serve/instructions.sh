@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The user-space instructions each proxy executes per request, serve beside nginx (nginx.sh), both
-# under callgrind in front of the same synthetic server (4 tokens at 1,000 tokens/s, first token at
+# under callgrind in front of the same synthetic server (4 tokens, or --tokens, at 1,000 tokens/s, first token at
 # once): after 10 warm-up requests the counters are zeroed, REQUESTS streamed chat requests go
 # through one at a time (load.py, one client), and the dump's total over REQUESTS is printed and
 # appended to bench/results/serve-instructions.jsonl. Instructions do not depend on the machine's
@@ -8,7 +8,8 @@
 # left is the kernel's: system calls and wake-ups, bench/serve/cost.sh). With --top K, serve's K
 # functions with the most instructions per request, their own and with their callees.
 #
-# Usage: bench/serve/instructions.sh CHIMERAFORGE [REQUESTS] [--top K]   (default 200 requests)
+# Usage: bench/serve/instructions.sh CHIMERAFORGE [REQUESTS] [--top K] [--tokens T]
+#   (default 200 requests of 4 tokens; two runs with different T give the cost of one more token)
 #   e.g. bench/serve/instructions.sh build/apps/chimeraforge/chimeraforge 200 --top 15
 # Needs valgrind (scripts/setup.sh installs it) and nginx.
 set -euo pipefail
@@ -21,10 +22,12 @@ source "$here/nginx.sh"
 bin=${1:-}
 requests=200
 top=0
+tokens=4
 shift || true
 while [[ $# -gt 0 ]]; do
   case $1 in
     --top) top=${2:?--top needs a count}; shift 2 ;;
+    --tokens) tokens=${2:?--tokens needs a count}; shift 2 ;;
     *) requests=$1; shift ;;
   esac
 done
@@ -34,22 +37,23 @@ if [[ -z $bin ]]; then
 fi
 [[ -x $bin ]] || { echo "instructions.sh: $bin is not an executable" >&2; exit 2; }
 [[ $requests =~ ^[1-9][0-9]*$ ]] || { echo "instructions.sh: REQUESTS must be a positive number, got '$requests'" >&2; exit 2; }
+[[ $tokens =~ ^[1-9][0-9]*$ ]] || { echo "instructions.sh: --tokens must be a positive number, got '$tokens'" >&2; exit 2; }
 for tool in valgrind callgrind_control callgrind_annotate; do
   command -v "$tool" >/dev/null || { echo "instructions.sh: $tool is not installed (valgrind)" >&2; exit 2; }
 done
 bench_setup serve-instructions
 
-start_synth "$bin" 4
+start_synth "$bin" "$tokens"
 
 # One proxy under callgrind: warm it up, zero its counters, send the requests, dump.
 # Prints the instructions per request.
 measure() {  # NAME PORT PID
   local name=$1 port=$2 pid=$3 total
   /usr/bin/python3 "$here/load.py" "http://127.0.0.1:$port" --clients 1 --requests 10 \
-    --max-tokens 4 >/dev/null
+    --max-tokens "$tokens" >/dev/null
   callgrind_control -z "$pid" >/dev/null
   /usr/bin/python3 "$here/load.py" "http://127.0.0.1:$port" --clients 1 --requests "$requests" \
-    --max-tokens 4 --name "$name" >"$dir/$name.load.json"
+    --max-tokens "$tokens" --name "$name" >"$dir/$name.load.json"
   rm -f "$dir/$name.out".*
   callgrind_control -d "$pid" >/dev/null
   for _ in $(seq 1 100); do
@@ -100,7 +104,7 @@ kill "$NGINX_PID"
 
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | head -1)
-line=$(/usr/bin/python3 -c 'import json, sys; print(json.dumps({"at": sys.argv[1], "commit": sys.argv[2] + ("+uncommitted" if sys.argv[3] else ""), "binary": sys.argv[4], "requests": int(sys.argv[5]), "tokens": 4, "instructions_per_request": {"serve": int(sys.argv[6]), "nginx": int(sys.argv[7])}, "command": "bench/serve/instructions.sh " + " ".join(sys.argv[8:])}))' \
-  "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$commit" "$dirty" "$bin" "$requests" "$serve_per" "$nginx_per" "$bin" "$requests")
+line=$(/usr/bin/python3 -c 'import json, sys; print(json.dumps({"at": sys.argv[1], "commit": sys.argv[2] + ("+uncommitted" if sys.argv[3] else ""), "binary": sys.argv[4], "requests": int(sys.argv[5]), "tokens": int(sys.argv[6]), "instructions_per_request": {"serve": int(sys.argv[7]), "nginx": int(sys.argv[8])}, "command": "bench/serve/instructions.sh " + " ".join(sys.argv[9:])}))' \
+  "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$commit" "$dirty" "$bin" "$requests" "$tokens" "$serve_per" "$nginx_per" "$bin" "$requests" --tokens "$tokens")
 echo "$line"
 echo "$line" >>"$root/bench/results/serve-instructions.jsonl"
