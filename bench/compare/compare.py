@@ -770,6 +770,7 @@ def environment(args, cache):
     env["chimeraforge_measured"] = Path(args.client).name
     env["executor"] = args.executor
     env["busy_poll_us"] = args.busy_poll_us
+    env["pin_threads"] = args.pin_threads == "true"
     env["harness_command"] = shlex.join([sys.executable] + sys.argv)
     env["harness_python"] = platform.python_version()
     return env
@@ -879,7 +880,8 @@ def program_argv(args, program, scen, url, records):
     if program == "chimeraforge":
         return [args.client, "multi", "--endpoint", url, "--backend", scen.backend, *common,
                 "--no-calibrate", "--quiet", "--results", "", "--executor", args.executor,
-                "--busy-poll-us", str(args.busy_poll_us)]
+                "--busy-poll-us", str(args.busy_poll_us)] + (
+                    ["--pin-threads", "false"] if args.pin_threads == "false" else [])
     timeout = ["--timeout", str(args.run_timeout)]
     if program == "python":
         return [args.python, args.python_peer, "--endpoint", url, "--backend", scen.backend,
@@ -1084,6 +1086,7 @@ class Harness:
         if program == "chimeraforge":
             e["executor"] = self.args.executor
             e["busy_poll_us"] = self.args.busy_poll_us
+            e["pin_threads"] = self.args.pin_threads == "true"
         return e
 
     def progress(self, run):
@@ -1309,7 +1312,8 @@ def write_table(path, harness, args, programs, plots):
                 if env.get("loadavg_end") else ""),
              f"- commit {env['git_commit']}; {env['chimeraforge']} built with {env['compiler']} "
              f"({env['build_type']}, flags `{env['flags']}`); executor `{args.executor}`"
-             + (f", `--busy-poll-us {args.busy_poll_us}`" if args.busy_poll_us else "") + "; "
+             + (f", `--busy-poll-us {args.busy_poll_us}`" if args.busy_poll_us else "")
+             + (", `--pin-threads false`" if args.pin_threads == "false" else "") + "; "
              f"measured as `{env.get('chimeraforge_measured', 'chimeraforge')}`"]
     for program, header in sorted(harness.headers.items()):
         if program == FLOOR:
@@ -1533,6 +1537,10 @@ def parse_args(argv=None):
     p.add_argument("--busy-poll-us", type=int, default=0,
                    help="chimeraforge multi's --busy-poll-us: each loop thread polls this long "
                         "before it sleeps (default 0: it sleeps at once)")
+    p.add_argument("--pin-threads", choices=["true", "false"], default="true",
+                   help="chimeraforge multi's --pin-threads: with the single executor its loop's "
+                        "thread is held on its CPU once busy (default true; false leaves it to "
+                        "the kernel). Not the harness's layout, which --pin sets")
     p.add_argument("--programs", nargs="+", choices=PROGRAMS + (FLOOR,), default=list(PROGRAMS),
                    help="programs to run (default the three; add `floor` for the floor client, "
                         "bench/compare/floor/stream_floor.c, built by the harness with cc: "
