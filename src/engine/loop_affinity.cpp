@@ -9,7 +9,6 @@
 #include <sched.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 
@@ -18,27 +17,19 @@ namespace chimera::detail {
 AffinityPolicy::Action AffinityPolicy::look(int64_t ran_ns, int64_t waited_ns, int64_t period_ns) {
   if (period_ns <= 0) return Action::none;
   const auto period = static_cast<double>(period_ns);
+  const bool busy = static_cast<double>(ran_ns) >= kBusyShare * period;
+  const bool calm = static_cast<double>(waited_ns) <= kCrowdedShare * period;
   if (!holding) {
-    if (static_cast<double>(ran_ns) < kBusyShare * period) return Action::none;
+    if (!busy || !calm) return Action::none;
     holding = true;
     crowded = 0;
     return Action::hold;
   }
-  if (static_cast<double>(waited_ns) <= kCrowdedShare * period) {
-    crowded = 0;
-    backoff = 0;
-    return Action::none;
-  }
-  if (++crowded < (kCrowdedPeriods << backoff)) return Action::none;
+  crowded = calm ? 0 : crowded + 1;
+  if (crowded < kCrowdedPeriods) return Action::none;
+  holding = false;
   crowded = 0;
-  backoff = std::min(backoff + 1, kMaxBackoff);
-  return Action::move;
-}
-
-int next_cpu(const std::vector<int>& allowed, int cpu) {
-  if (allowed.empty()) return cpu;
-  const auto after = std::upper_bound(allowed.begin(), allowed.end(), cpu);
-  return after == allowed.end() ? allowed.front() : *after;
+  return Action::release;
 }
 
 namespace {
@@ -89,13 +80,9 @@ struct LoopAffinity::State : std::enable_shared_from_this<LoopAffinity::State> {
     cpu_set_t set;
     CPU_ZERO(&set);
     if (pthread_getaffinity_np(pthread_self(), sizeof(set), &set) != 0) return;
-    allowed.clear();
-    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-      if (CPU_ISSET(cpu, &set)) allowed.push_back(cpu);
-    }
-    if (allowed.size() < 2) return;  // held already, by whoever started the process
+    if (CPU_COUNT(&set) < 2) return;  // held already, by whoever started the process
     fd = ::open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return;  // without its times the thread could not tell when to hold or move
+    if (fd < 0) return;  // without its times the thread could not tell when to hold or release
     if (!read_times(fd, last_ran, last_waited)) {
       ::close(fd);
       fd = -1;
@@ -146,22 +133,21 @@ struct LoopAffinity::State : std::enable_shared_from_this<LoopAffinity::State> {
     if (action == AffinityPolicy::Action::hold) {
       const int cpu = sched_getcpu();
       if (cpu >= 0 && hold_on(cpu)) held = cpu;
-    } else if (action == AffinityPolicy::Action::move && held >= 0) {
-      const int to = next_cpu(allowed, held);
-      if (to != held && hold_on(to)) held = to;
+    } else if (action == AffinityPolicy::Action::release && held >= 0) {
+      pthread_setaffinity_np(pthread_self(), sizeof(saved), &saved);
+      held = -1;
     }
     schedule();
   }
 
   Runtime* rt;
   bool running = false;
-  std::vector<int> allowed;  // the CPUs the thread could use at start(), ascending
-  cpu_set_t saved{};         // its affinity before start()
-  int held = -1;             // the CPU it is held on; -1: not held
-  int fd = -1;               // its /proc/thread-self/schedstat
-  int64_t last_ran = 0;      // its time on a CPU at the last look, ns
-  int64_t last_waited = 0;   // its time waiting for one at the last look, ns
-  int64_t last_look = 0;     // steady clock of the last look, ns
+  cpu_set_t saved{};        // its affinity before start()
+  int held = -1;            // the CPU it is held on; -1: not held
+  int fd = -1;              // its /proc/thread-self/schedstat
+  int64_t last_ran = 0;     // its time on a CPU at the last look, ns
+  int64_t last_waited = 0;  // its time waiting for one at the last look, ns
+  int64_t last_look = 0;    // steady clock of the last look, ns
   AffinityPolicy policy;
   uint64_t generation = 0;  // a look scheduled before a stop() and start() is dropped
   std::weak_ptr<boost::asio::steady_timer> timer;

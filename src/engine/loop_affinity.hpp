@@ -8,7 +8,7 @@
 // (docs/performance.md, "Unpinned at 256 agents"). With the loop thread held on one CPU, the
 // kernel moves the server instead. A thread held on a CPU another thread keeps busy (a server
 // pinned there, a second client pinned the same way) waits for it; so the loop watches how long it
-// waits for its CPU (the kernel's run delay of the thread) and moves to another CPU it may use
+// waits for its CPU (the kernel's run delay of the thread) and gives itself back to the kernel
 // when it waited for too long.
 #pragma once
 
@@ -16,7 +16,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <vector>
 
 namespace chimera::detail {
 
@@ -24,29 +23,24 @@ namespace chimera::detail {
 // for it in that period.
 struct AffinityPolicy {
   static constexpr int64_t kPeriodNs = 50'000'000;
-  // A thread busy this share of a period is held: one that runs a few streams is idle nearly
-  // all of the time, and where the kernel puts it matters little.
+  // A thread busy this share of a period, and not crowded, is held where it is: one that runs a
+  // few streams is idle nearly all of the time, and where the kernel puts it matters little.
   static constexpr double kBusyShare = 0.1;
-  // A held thread waiting this share of a period, kCrowdedPeriods periods in a row, moves. A
-  // thread that shares its CPU with one that never sleeps waits about half of the time.
+  // Waiting for its CPU this share of a period is crowded; a held thread crowded kCrowdedPeriods
+  // periods in a row is released to the kernel, which moves it where it can run (a thread that
+  // shares its CPU with one that never sleeps waits about half of the time). Where every CPU is
+  // busy it stays released, as if it had never been held, until a period finds it busy and calm.
   static constexpr double kCrowdedShare = 0.2;
   static constexpr int kCrowdedPeriods = 2;
-  // Where every CPU is busy a move does not help: each move that is not followed by a calm
-  // period doubles the crowded periods the next one takes, up to 2^kMaxBackoff times as many.
-  static constexpr int kMaxBackoff = 5;
 
-  enum class Action { none, hold, move };
+  enum class Action { none, hold, release };
   bool holding = false;
   int crowded = 0;  // periods in a row over kCrowdedShare, while holding
-  int backoff = 0;  // moves since the last calm period, at most kMaxBackoff
   Action look(int64_t ran_ns, int64_t waited_ns, int64_t period_ns);
 };
 
-// The CPU after `cpu` among `allowed` (ascending), wrapping around; `cpu` when it is the only one.
-int next_cpu(const std::vector<int>& allowed, int cpu);
-
-// Watches the calling loop thread from start() to stop(), holds it on its CPU once it is busy,
-// and moves it when it waits there. Both run on the loop's thread. Nothing happens where the
+// Watches the calling loop thread from start() to stop(), holds it on its CPU while it is busy,
+// and releases it when it waits there. Both run on the loop's thread. Nothing happens where the
 // thread may use one CPU only, or where the kernel does not report the thread's times
 // (/proc/thread-self/schedstat).
 class LoopAffinity {

@@ -24,7 +24,6 @@
 
 using namespace chimera;
 using chimera::detail::AffinityPolicy;
-using chimera::detail::next_cpu;
 
 namespace {
 
@@ -63,6 +62,25 @@ std::string why_not_held() {
   return {};
 }
 
+// The calling thread's time waiting for a CPU so far, ns (the second field of its schedstat).
+int64_t waited_ns() {
+  std::ifstream in("/proc/thread-self/schedstat");
+  int64_t ran = 0;
+  int64_t waited = 0;
+  in >> ran >> waited;
+  return waited;
+}
+
+// Whether the calling thread waited for a CPU more than the policy's crowded share since
+// (t0, waited0): a loop that never gets a calm period is rightly never held.
+bool crowded_since(std::chrono::steady_clock::time_point t0, int64_t waited0) {
+  const auto elapsed =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  return static_cast<double>(waited_ns() - waited0) >
+         AffinityPolicy::kCrowdedShare * static_cast<double>(elapsed);
+}
+
 void burn_cpu_for(std::chrono::microseconds d) {
   const auto until = std::chrono::steady_clock::now() + d;
   while (std::chrono::steady_clock::now() < until) {
@@ -71,7 +89,7 @@ void burn_cpu_for(std::chrono::microseconds d) {
 
 }  // namespace
 
-TEST(AffinityPolicy, HoldsABusyThreadAndMovesItAfterCrowdedPeriodsInARow) {
+TEST(AffinityPolicy, HoldsABusyCalmThreadAndReleasesItWhenCrowded) {
   using Action = AffinityPolicy::Action;
   AffinityPolicy p;
   const int64_t period = AffinityPolicy::kPeriodNs;
@@ -79,46 +97,18 @@ TEST(AffinityPolicy, HoldsABusyThreadAndMovesItAfterCrowdedPeriodsInARow) {
   const auto idle = static_cast<int64_t>(period * 0.01);
   const auto crowded = static_cast<int64_t>(period * 0.5);
   const auto calm = static_cast<int64_t>(period * 0.05);
-  EXPECT_EQ(p.look(idle, crowded, period), Action::none) << "an idle thread is left alone";
-  EXPECT_EQ(p.look(busy, 0, period), Action::hold);
+  EXPECT_EQ(p.look(idle, calm, period), Action::none) << "an idle thread is left alone";
+  EXPECT_EQ(p.look(busy, crowded, period), Action::none) << "nor one the kernel has not placed";
+  EXPECT_EQ(p.look(busy, calm, period), Action::hold);
   EXPECT_EQ(p.look(busy, crowded, period), Action::none);
   EXPECT_EQ(p.look(busy, calm, period), Action::none) << "a calm period starts the count again";
   EXPECT_EQ(p.look(busy, crowded, period), Action::none);
-  EXPECT_EQ(p.look(idle, crowded, period), Action::move) << "two crowded periods in a row";
-  for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(p.look(busy, crowded, period), Action::none)
-        << "a move not followed by a calm period: the next takes twice as many";
+  EXPECT_EQ(p.look(idle, crowded, period), Action::release) << "two crowded periods in a row";
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(p.look(busy, crowded, period), Action::none) << "every CPU busy: left released";
   }
-  EXPECT_EQ(p.look(busy, crowded, period), Action::move);
+  EXPECT_EQ(p.look(busy, calm, period), Action::hold) << "busy and calm again, where it is now";
   EXPECT_EQ(p.look(busy, crowded, 0), Action::none) << "a period of no length says nothing";
-  EXPECT_EQ(p.look(busy, calm, period), Action::none) << "a calm period starts afresh";
-  EXPECT_EQ(p.look(busy, crowded, period), Action::none);
-  EXPECT_EQ(p.look(busy, crowded, period), Action::move);
-  // Every CPU busy: the moves space out, up to 2^kMaxBackoff times kCrowdedPeriods apart.
-  AffinityPolicy q;
-  q.look(busy, 0, period);
-  std::vector<int> gaps;
-  int since = 0;
-  for (int i = 0; i < 1000; ++i) {
-    ++since;
-    if (q.look(busy, crowded, period) == Action::move) {
-      gaps.push_back(since);
-      since = 0;
-    }
-  }
-  ASSERT_GE(gaps.size(), 7u);
-  EXPECT_EQ(std::vector<int>(gaps.begin(), gaps.begin() + 7),
-            (std::vector<int>{2, 4, 8, 16, 32, 64, 64}));
-}
-
-TEST(AffinityPolicy, TheNextCpuWrapsAroundTheAllowedOnes) {
-  EXPECT_EQ(next_cpu({0, 1}, 0), 1);
-  EXPECT_EQ(next_cpu({0, 1}, 1), 0);
-  EXPECT_EQ(next_cpu({2, 5, 7}, 5), 7);
-  EXPECT_EQ(next_cpu({2, 5, 7}, 7), 2);
-  EXPECT_EQ(next_cpu({2, 5, 7}, 3), 5) << "a CPU not in the set: the next one that is";
-  EXPECT_EQ(next_cpu({4}, 4), 4);
-  EXPECT_EQ(next_cpu({}, 3), 3);
 }
 
 // Agents that keep the loop busy (each burns `slice` of CPU, then lets the others run) until
@@ -137,14 +127,19 @@ TEST(LoopAffinity, ABusyLoopIsHeldOnOneCpuAndFreedAfterTheRun) {
   Engine engine({.executor = ExecutorKind::single});
   std::size_t cpus = 0;
   long loop_tid = 0;
+  bool crowded = false;
   const AgentRun run = engine.run(1, [&](Agent& a) -> Task<void> {
     loop_tid = this_tid();
+    const auto t0 = std::chrono::steady_clock::now();
+    const int64_t waited0 = waited_ns();
     co_await keep_busy(a, std::chrono::seconds(5), [&] {
       cpus = cpus_of_this_thread().size();
       return cpus == 1;
     });
+    crowded = crowded_since(t0, waited0);
   });
   EXPECT_EQ(run.failed, 0);
+  if (cpus != 1 && crowded) GTEST_SKIP() << "the machine was too busy: the loop was never calm";
   EXPECT_EQ(cpus, 1u) << "a busy loop's thread could still use more than one CPU after 5 s";
   ASSERT_NE(loop_tid, 0);
   EXPECT_EQ(allowed_list(loop_tid), before) << "the loop's thread did not get its CPUs back";
@@ -178,21 +173,27 @@ TEST(LoopAffinity, WithoutPinningABusyLoopKeepsItsCpus) {
   EXPECT_EQ(seen, std::set<std::size_t>{allowed});
 }
 
-TEST(LoopAffinity, AHeldLoopThatWaitsForItsCpuMovesToAnother) {
+TEST(LoopAffinity, AHeldLoopThatWaitsForItsCpuIsReleased) {
   // A thread that never sleeps, pinned to the CPU the loop is held on, takes half of it; the
-  // loop, busy itself, waits for it about half of the time and moves within a few periods.
+  // loop, busy itself, waits for it about half of the time and is released within a few periods
+  // (then held again wherever the kernel puts it, once it is calm there; where every CPU is busy,
+  // as on a loaded machine, it stays released).
   if (const auto why = why_not_held(); !why.empty()) GTEST_SKIP() << why;
   Engine engine({.executor = ExecutorKind::single});
   std::atomic<bool> stop_spinner{false};
   std::thread spinner;
   int first = -1;
-  int later = -1;
+  int later = -1;  // the CPU it is held on, -1 when released
+  bool crowded = false;
   const AgentRun run = engine.run(1, [&](Agent& a) -> Task<void> {
+    const auto t0 = std::chrono::steady_clock::now();
+    const int64_t waited0 = waited_ns();
     co_await keep_busy(a, std::chrono::seconds(5), [&] {  // until it is held
       const auto cpus = cpus_of_this_thread();
       if (cpus.size() == 1) first = cpus.front();
       return first >= 0;
     });
+    crowded = crowded_since(t0, waited0);
     if (first < 0) co_return;
     spinner = std::thread([&stop_spinner, cpu = first] {
       cpu_set_t one;
@@ -203,14 +204,16 @@ TEST(LoopAffinity, AHeldLoopThatWaitsForItsCpuMovesToAnother) {
       }
     });
     co_await keep_busy(a, std::chrono::seconds(5), [&] {
-      later = cpus_of_this_thread().front();
+      const auto cpus = cpus_of_this_thread();
+      later = cpus.size() == 1 ? cpus.front() : -1;  // -1: released
       return later != first;
     });
   });
   stop_spinner = true;
   if (spinner.joinable()) spinner.join();
   EXPECT_EQ(run.failed, 0);
+  if (first < 0 && crowded) GTEST_SKIP() << "the machine was too busy: the loop was never calm";
   ASSERT_GE(first, 0) << "the busy loop was never held";
-  EXPECT_NE(later, first) << "the loop stayed on CPU " << first
+  EXPECT_NE(later, first) << "the loop stayed held on CPU " << first
                           << " with a thread that never sleeps pinned there";
 }
