@@ -74,8 +74,9 @@ namespace {
 // event_interval (the I/O driver polled every 61 tasks). 4, 8, 16, 32 and 64 were tried: the
 // fewer, the sooner those first tokens, and the later the burst's last agents start their next
 // requests (the replies of the first are read before them), which `efficiency` at 1,000 agents
-// counts: with 16 it is 0.5 - 3.3 points below its 99% goal here, without a limit about at it,
-// with `stall_rate` then above the Rust peer's (docs/performance.md, "A burst of resumes").
+// counts: with 16 it was 0.5 - 3.3 points below its 99% goal in the rounds that compared the
+// limits and at it in the README's run at 43a89cc, without a limit about at it, with `stall_rate`
+// then above the Rust peer's (docs/performance.md, "A burst of resumes").
 struct LoopCore final : detail::AgentCore {
   static constexpr int kResumesPerTurn = 16;
   struct Resumes {
