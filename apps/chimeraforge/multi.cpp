@@ -567,9 +567,9 @@ std::function<int()> add_multi(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--pin-threads", a->pin_threads,
                   "per-core: pin each loop's thread to its core; single: hold the loop's thread "
-                  "on the CPU it starts on while the agents run, moving it to another when it "
-                  "waits there for long, so that the kernel moves a busy local server away from "
-                  "it instead (docs/performance.md); false: leave the threads to the kernel")
+                  "on its CPU while it is busy and calm there, giving it back to the kernel when "
+                  "it waits, so that the kernel moves a busy local server away from it instead "
+                  "(docs/multi.md); false: leave the threads to the kernel")
       ->capture_default_str();
   cmd->add_option("--scenario", a->scenario, "homogeneous, personas or workflow")
       ->capture_default_str();

@@ -147,7 +147,8 @@ class Engine:
             executor: which threads run the I/O (see the class docstring).
             threads: loop threads (shared), loops (per-core); 0: every core.
             pin_threads: per-core: pin each loop's thread to its core; single: hold
-                the loop's thread on its CPU while it is busy, moving it when it waits there.
+                the loop's thread on its CPU while it is busy and calm there, giving it
+                back to the kernel when it waits.
             blocking_threads: threads for blocking steps of ``run_multi`` agents.
             endpoint: instead of ``pools``: one endpoint (a URL or GGUF file), pool "default".
                 With neither: ``Endpoint(url="")``, the environment's endpoint for ``backend``

@@ -1,11 +1,11 @@
-// Keeps the one thread of a single-threaded event loop on one CPU while agents run (private).
+// Keeps the one thread of a single-threaded event loop on its CPU while it is busy (private).
 //
 // Why: on a machine with a few cores, the loop thread and a local server's thread were often on
 // the same CPU. A socket wake-up invites the woken thread onto the waker's CPU, so the kernel kept
 // putting the loop next to the server that had just written to it, and the loop's reads waited
 // for the server's writes: at 256 agents, unpinned, a quarter to half of the chunks came more than
 // 1 ms late in the runs where the two shared a CPU, a few percent in the others
-// (docs/performance.md, "Unpinned at 256 agents"). With the loop thread held on one CPU, the
+// (docs/performance.md, "Unpinned at 256 agents"). With the loop thread held on its CPU, the
 // kernel moves the server instead. A thread held on a CPU another thread keeps busy (a server
 // pinned there, a second client pinned the same way) waits for it; so the loop watches how long it
 // waits for its CPU (the kernel's run delay of the thread) and gives itself back to the kernel

@@ -8,7 +8,7 @@
 // Executors, chosen per Engine, decide which threads run the agents and their I/O; the results
 // are the same, the figures differ (the counterpart of the runtime ablation in TR115):
 //   single            one thread, one event loop: agents and I/O together (Python asyncio);
-//                     while agents run, its thread stays on one CPU (pin_threads)
+//                     while it is busy, its thread stays on one CPU (pin_threads)
 //   shared            one event loop run by a pool of threads, work shared across them
 //                     (tokio's multi-threaded runtime)
 //   per-core          one event loop per core, its thread pinned to the core, each agent pinned
@@ -52,8 +52,8 @@ struct EngineOptions {
   int threads = 0;           // shared: loop threads; per-core: loops; thread-per-agent: I/O
                              // threads. 0: the hardware's threads
   bool pin_threads = true;   // per-core: pin each loop's thread to its core; single: hold the
-                             // loop's thread on one CPU while agents run, moving it to another
-                             // when it waits there for long (docs/performance.md)
+                             // loop's thread on its CPU while it is busy and calm there, giving
+                             // it back to the kernel when it waits (docs/multi.md)
   int blocking_threads = 4;  // threads for Agent::blocking steps
   int busy_poll_us = 0;      // each loop thread polls this long before it sleeps (Runtime)
 };
