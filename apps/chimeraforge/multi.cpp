@@ -558,7 +558,8 @@ std::function<int()> add_multi(CLI::App& app) {
                   "single (one thread, one loop), shared (one loop, a thread pool), per-core "
                   "(a loop per core, agents pinned), thread-per-agent")
       ->capture_default_str();
-  cmd->add_option("--threads", a->threads, "Loop threads / loops / I/O threads; 0: all cores")
+  cmd->add_option("--threads", a->threads,
+                  "Loop threads / loops / I/O threads; 0: one per CPU the process may use")
       ->capture_default_str();
   cmd->add_option("--busy-poll-us", a->busy_poll_us,
                   "Each loop thread polls this many microseconds for the next event before it "

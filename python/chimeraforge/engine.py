@@ -145,7 +145,8 @@ class Engine:
         Args:
             pools: the endpoint pools: a Pool, a dict, a list of either, or a TOML pool file.
             executor: which threads run the I/O (see the class docstring).
-            threads: loop threads (shared), loops (per-core); 0: every core.
+            threads: loop threads (shared), loops (per-core); 0: one per CPU the
+                process may use.
             pin_threads: per-core: pin each loop's thread to its core; single: hold
                 the loop's thread on its CPU while it is busy and calm there, giving it
                 back to the kernel when it waits.

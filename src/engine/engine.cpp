@@ -20,6 +20,7 @@
 #include <stdexcept>
 #include <thread>
 #include <utility>
+#include <vector>
 
 namespace chimera {
 
@@ -190,11 +191,31 @@ Detached drive(const Engine::AgentBody& body, Agent& agent,
   done(error);
 }
 
-void pin_current_thread(int cpu) {
-  const int n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+// The CPUs the calling thread may run on, ascending: those its process was started with
+// (`taskset`, a container's cpuset), not every CPU of the machine. All of the machine's when the
+// mask cannot be read.
+std::vector<int> allowed_cpus() {
+  std::vector<int> out;
   cpu_set_t set;
   CPU_ZERO(&set);
-  CPU_SET(cpu % n, &set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+      if (CPU_ISSET(cpu, &set)) out.push_back(cpu);
+    }
+  }
+  if (out.empty()) {
+    for (int cpu = 0; cpu < static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+         ++cpu) {
+      out.push_back(cpu);
+    }
+  }
+  return out;
+}
+
+void pin_current_thread(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
   pthread_setaffinity_np(pthread_self(), sizeof(set), &set);  // best effort
 }
 
@@ -337,8 +358,11 @@ void Agent::offload(std::function<void()> work, std::coroutine_handle<> resume) 
 Engine::Engine(EngineOptions options) : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
   m.options = std::move(options);
-  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  m.threads = m.options.threads > 0 ? m.options.threads : hw;
+  // Loops and threads for the CPUs this process may use, and per-core loops pinned among them:
+  // pinned by the machine's numbering, a process limited to some CPUs had loops moved out of its
+  // set (where the kernel allowed it) and more loops than CPUs.
+  const std::vector<int> cpus = allowed_cpus();
+  m.threads = m.options.threads > 0 ? m.options.threads : static_cast<int>(cpus.size());
   switch (m.options.executor) {
     case ExecutorKind::single:
       m.runtimes.push_back(std::make_unique<Runtime>(1, m.options.busy_poll_us));
@@ -357,7 +381,10 @@ Engine::Engine(EngineOptions options) : impl_(std::make_unique<Impl>()) {
     case ExecutorKind::per_core:
       for (int i = 0; i < m.threads; ++i) {
         m.runtimes.push_back(std::make_unique<Runtime>(1, m.options.busy_poll_us));
-        if (m.options.pin_threads) m.runtimes.back()->post([i] { pin_current_thread(i); });
+        if (m.options.pin_threads) {
+          const int cpu = cpus[static_cast<std::size_t>(i) % cpus.size()];
+          m.runtimes.back()->post([cpu] { pin_current_thread(cpu); });
+        }
       }
       m.lanes = m.threads;
       break;

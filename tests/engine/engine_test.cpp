@@ -7,6 +7,9 @@
 
 #include <gtest/gtest.h>
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -203,6 +206,45 @@ TEST(Engine, PerCoreAgentsStayOnTheirLoop) {
   });
   ASSERT_EQ(threads_of_lane.size(), 2u);
   for (const auto& [lane, ids] : threads_of_lane) EXPECT_EQ(ids.size(), 1u) << "lane " << lane;
+}
+
+TEST(Engine, PerCoreLoopsArePinnedAmongTheCpusTheProcessMayUse) {
+  // A process limited to some CPUs (taskset, a container's cpuset) keeps its loops there: loop
+  // i is pinned to the i-th CPU of its set, not to CPU i of the machine.
+  cpu_set_t all;
+  CPU_ZERO(&all);
+  ASSERT_EQ(pthread_getaffinity_np(pthread_self(), sizeof(all), &all), 0);
+  if (CPU_COUNT(&all) < 2) GTEST_SKIP() << "this process may use one CPU only";
+  int last = -1;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &all)) last = cpu;
+  }
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(last, &one);
+  ASSERT_EQ(pthread_setaffinity_np(pthread_self(), sizeof(one), &one), 0);
+  struct Restore {
+    cpu_set_t set;
+    ~Restore() { pthread_setaffinity_np(pthread_self(), sizeof(set), &set); }
+  } restore{all};
+  std::mutex mu;
+  std::set<int> seen;  // the one CPU each agent's loop may use, or -1
+  {
+    Engine engine({.executor = ExecutorKind::per_core, .threads = 2});
+    engine.run(8, [&](Agent& a) -> Task<void> {
+      co_await a.sleep_until(0);  // on the loop, after its pinning task
+      cpu_set_t mine;
+      CPU_ZERO(&mine);
+      pthread_getaffinity_np(pthread_self(), sizeof(mine), &mine);
+      int only = -1;
+      for (int cpu = 0; cpu < CPU_SETSIZE && CPU_COUNT(&mine) == 1; ++cpu) {
+        if (CPU_ISSET(cpu, &mine)) only = cpu;
+      }
+      std::lock_guard lock(mu);
+      seen.insert(only);
+    });
+  }
+  EXPECT_EQ(seen, std::set<int>{last}) << "a loop was pinned outside the process's CPU";
 }
 
 TEST(Engine, ALoopsAgentsAllStartBeforeAnyOfThemResumes) {

@@ -50,7 +50,7 @@ struct EngineOptions {
   std::vector<pool::PoolConfig> pools;
   ExecutorKind executor = ExecutorKind::single;
   int threads = 0;           // shared: loop threads; per-core: loops; thread-per-agent: I/O
-                             // threads. 0: the hardware's threads
+                             // threads. 0: one per CPU the process may use
   bool pin_threads = true;   // per-core: pin each loop's thread to its core; single: hold the
                              // loop's thread on its CPU while it is busy and calm there, giving
                              // it back to the kernel when it waits (docs/multi.md)
