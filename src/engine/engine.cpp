@@ -7,7 +7,6 @@
 #include <fmt/format.h>
 
 #include <pthread.h>
-#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
@@ -191,34 +190,6 @@ Detached drive(const Engine::AgentBody& body, Agent& agent,
   done(error);
 }
 
-// The CPUs the calling thread may run on, ascending: those its process was started with
-// (`taskset`, a container's cpuset), not every CPU of the machine. All of the machine's when the
-// mask cannot be read.
-std::vector<int> allowed_cpus() {
-  std::vector<int> out;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-      if (CPU_ISSET(cpu, &set)) out.push_back(cpu);
-    }
-  }
-  if (out.empty()) {
-    for (int cpu = 0; cpu < static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-         ++cpu) {
-      out.push_back(cpu);
-    }
-  }
-  return out;
-}
-
-void pin_current_thread(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  pthread_setaffinity_np(pthread_self(), sizeof(set), &set);  // best effort
-}
-
 // A thread with a small stack: thread-per-agent starts thousands of them. Coroutine frames live
 // on the heap, so an agent's thread needs little stack of its own.
 pthread_t start_small_thread(std::function<void()>* fn) {
@@ -361,7 +332,7 @@ Engine::Engine(EngineOptions options) : impl_(std::make_unique<Impl>()) {
   // Loops and threads for the CPUs this process may use, and per-core loops pinned among them:
   // pinned by the machine's numbering, a process limited to some CPUs had loops moved out of its
   // set (where the kernel allowed it) and more loops than CPUs.
-  const std::vector<int> cpus = allowed_cpus();
+  const std::vector<int> cpus = detail::allowed_cpus();
   m.threads = m.options.threads > 0 ? m.options.threads : static_cast<int>(cpus.size());
   switch (m.options.executor) {
     case ExecutorKind::single:
@@ -383,7 +354,7 @@ Engine::Engine(EngineOptions options) : impl_(std::make_unique<Impl>()) {
         m.runtimes.push_back(std::make_unique<Runtime>(1, m.options.busy_poll_us));
         if (m.options.pin_threads) {
           const int cpu = cpus[static_cast<std::size_t>(i) % cpus.size()];
-          m.runtimes.back()->post([cpu] { pin_current_thread(cpu); });
+          m.runtimes.back()->post([cpu] { detail::hold_thread_on(cpu); });  // best effort
         }
       }
       m.lanes = m.threads;

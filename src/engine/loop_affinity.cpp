@@ -9,10 +9,37 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <thread>
 
 namespace chimera::detail {
+
+std::vector<int> allowed_cpus() {
+  std::vector<int> out;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+      if (CPU_ISSET(cpu, &set)) out.push_back(cpu);
+    }
+  }
+  if (out.empty()) {
+    for (int cpu = 0; cpu < static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+         ++cpu) {
+      out.push_back(cpu);
+    }
+  }
+  return out;
+}
+
+bool hold_thread_on(int cpu) {
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  return pthread_setaffinity_np(pthread_self(), sizeof(one), &one) == 0;
+}
 
 AffinityPolicy::Action AffinityPolicy::look(int64_t ran_ns, int64_t waited_ns, int64_t period_ns) {
   if (period_ns <= 0) return Action::none;
@@ -56,13 +83,6 @@ bool read_times(int fd, int64_t& ran, int64_t& waited) {
   ran = static_cast<int64_t>(r);
   waited = static_cast<int64_t>(w);
   return true;
-}
-
-bool hold_on(int cpu) {
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(cpu, &one);
-  return pthread_setaffinity_np(pthread_self(), sizeof(one), &one) == 0;
 }
 
 }  // namespace
@@ -132,7 +152,7 @@ struct LoopAffinity::State : std::enable_shared_from_this<LoopAffinity::State> {
     last_look = now;
     if (action == AffinityPolicy::Action::hold) {
       const int cpu = sched_getcpu();
-      if (cpu >= 0 && hold_on(cpu)) held = cpu;
+      if (cpu >= 0 && hold_thread_on(cpu)) held = cpu;
     } else if (action == AffinityPolicy::Action::release && held >= 0) {
       pthread_setaffinity_np(pthread_self(), sizeof(saved), &saved);
       held = -1;

@@ -16,8 +16,17 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace chimera::detail {
+
+// The CPUs the calling thread may run on, ascending: those its process was started with
+// (`taskset`, a container's cpuset), not every CPU of the machine. All of the machine's when the
+// mask cannot be read.
+std::vector<int> allowed_cpus();
+
+// Limits the calling thread to `cpu`; false when the kernel refused.
+bool hold_thread_on(int cpu);
 
 // What a look every kPeriodNs decides from the thread's time on its CPU and its time waiting
 // for it in that period.

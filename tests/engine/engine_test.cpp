@@ -1,5 +1,6 @@
 // The Engine: agents as coroutines over pools, on each executor. The same greedy workload gives
 // the same outputs whichever executor runs it.
+#include "engine/loop_affinity.hpp"
 #include "support/test_support.hpp"
 
 #include <chimera/backends/server_process.hpp>
@@ -214,15 +215,10 @@ TEST(Engine, PerCoreLoopsArePinnedAmongTheCpusTheProcessMayUse) {
   cpu_set_t all;
   CPU_ZERO(&all);
   ASSERT_EQ(pthread_getaffinity_np(pthread_self(), sizeof(all), &all), 0);
-  if (CPU_COUNT(&all) < 2) GTEST_SKIP() << "this process may use one CPU only";
-  int last = -1;
-  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (CPU_ISSET(cpu, &all)) last = cpu;
-  }
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(last, &one);
-  ASSERT_EQ(pthread_setaffinity_np(pthread_self(), sizeof(one), &one), 0);
+  const std::vector<int> cpus = detail::allowed_cpus();
+  if (cpus.size() < 2) GTEST_SKIP() << "this process may use one CPU only";
+  const int last = cpus.back();
+  ASSERT_TRUE(detail::hold_thread_on(last));
   struct Restore {
     cpu_set_t set;
     ~Restore() { pthread_setaffinity_np(pthread_self(), sizeof(set), &set); }
@@ -233,15 +229,9 @@ TEST(Engine, PerCoreLoopsArePinnedAmongTheCpusTheProcessMayUse) {
     Engine engine({.executor = ExecutorKind::per_core, .threads = 2});
     engine.run(8, [&](Agent& a) -> Task<void> {
       co_await a.sleep_until(0);  // on the loop, after its pinning task
-      cpu_set_t mine;
-      CPU_ZERO(&mine);
-      pthread_getaffinity_np(pthread_self(), sizeof(mine), &mine);
-      int only = -1;
-      for (int cpu = 0; cpu < CPU_SETSIZE && CPU_COUNT(&mine) == 1; ++cpu) {
-        if (CPU_ISSET(cpu, &mine)) only = cpu;
-      }
+      const std::vector<int> mine = detail::allowed_cpus();
       std::lock_guard lock(mu);
-      seen.insert(only);
+      seen.insert(mine.size() == 1 ? mine.front() : -1);
     });
   }
   EXPECT_EQ(seen, std::set<int>{last}) << "a loop was pinned outside the process's CPU";

@@ -24,19 +24,9 @@
 
 using namespace chimera;
 using chimera::detail::AffinityPolicy;
+using chimera::detail::allowed_cpus;
 
 namespace {
-
-std::vector<int> cpus_of_this_thread() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::vector<int> out;
-  if (pthread_getaffinity_np(pthread_self(), sizeof(set), &set) != 0) return out;
-  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (CPU_ISSET(cpu, &set)) out.push_back(cpu);
-  }
-  return out;
-}
 
 // The CPUs thread `tid` of this process may use, as the kernel lists them ("0-1").
 std::string allowed_list(long tid) {
@@ -55,7 +45,7 @@ long this_tid() {
 
 // Why the loop cannot be held here, or empty when it can.
 std::string why_not_held() {
-  if (cpus_of_this_thread().size() < 2) return "this process may use one CPU only";
+  if (allowed_cpus().size() < 2) return "this process may use one CPU only";
   if (::access("/proc/thread-self/schedstat", R_OK) != 0) {
     return "the kernel does not report a thread's run delay (/proc/thread-self/schedstat)";
   }
@@ -133,7 +123,7 @@ TEST(LoopAffinity, ABusyLoopIsHeldOnOneCpuAndFreedAfterTheRun) {
     const auto t0 = std::chrono::steady_clock::now();
     const int64_t waited0 = waited_ns();
     co_await keep_busy(a, std::chrono::seconds(5), [&] {
-      cpus = cpus_of_this_thread().size();
+      cpus = allowed_cpus().size();
       return cpus == 1;
     });
     crowded = crowded_since(t0, waited0);
@@ -147,12 +137,12 @@ TEST(LoopAffinity, ABusyLoopIsHeldOnOneCpuAndFreedAfterTheRun) {
 
 TEST(LoopAffinity, AnIdleLoopIsLeftToTheKernel) {
   if (const auto why = why_not_held(); !why.empty()) GTEST_SKIP() << why;
-  const std::size_t allowed = cpus_of_this_thread().size();
+  const std::size_t allowed = allowed_cpus().size();
   Engine engine({.executor = ExecutorKind::single});
   std::set<std::size_t> seen;
   engine.run(2, [&](Agent& a) -> Task<void> {
     for (int i = 0; i < 6; ++i) {  // 300 ms, about six of the periodic looks
-      seen.insert(cpus_of_this_thread().size());
+      seen.insert(allowed_cpus().size());
       co_await a.sleep_until(now_ns() + 50'000'000);
     }
   });
@@ -161,12 +151,12 @@ TEST(LoopAffinity, AnIdleLoopIsLeftToTheKernel) {
 
 TEST(LoopAffinity, WithoutPinningABusyLoopKeepsItsCpus) {
   if (const auto why = why_not_held(); !why.empty()) GTEST_SKIP() << why;
-  const std::size_t allowed = cpus_of_this_thread().size();
+  const std::size_t allowed = allowed_cpus().size();
   Engine engine({.executor = ExecutorKind::single, .pin_threads = false});
   std::set<std::size_t> seen;
   engine.run(1, [&](Agent& a) -> Task<void> {
     co_await keep_busy(a, std::chrono::milliseconds(300), [&] {
-      seen.insert(cpus_of_this_thread().size());
+      seen.insert(allowed_cpus().size());
       return false;
     });
   });
@@ -189,7 +179,7 @@ TEST(LoopAffinity, AHeldLoopThatWaitsForItsCpuIsReleased) {
     const auto t0 = std::chrono::steady_clock::now();
     const int64_t waited0 = waited_ns();
     co_await keep_busy(a, std::chrono::seconds(5), [&] {  // until it is held
-      const auto cpus = cpus_of_this_thread();
+      const auto cpus = allowed_cpus();
       if (cpus.size() == 1) first = cpus.front();
       return first >= 0;
     });
@@ -204,7 +194,7 @@ TEST(LoopAffinity, AHeldLoopThatWaitsForItsCpuIsReleased) {
       }
     });
     co_await keep_busy(a, std::chrono::seconds(5), [&] {
-      const auto cpus = cpus_of_this_thread();
+      const auto cpus = allowed_cpus();
       later = cpus.size() == 1 ? cpus.front() : -1;  // -1: released
       return later != first;
     });
