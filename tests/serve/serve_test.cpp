@@ -76,7 +76,9 @@ class ServeProcess {
         port_ = std::stoi(m[1]);
         return;
       }
-      if (!read_some(1000)) break;
+      // A quiet second is a slow start (a model loading on a busy machine), not an end: only
+      // the pipe's end (the process exited) stops the wait before the deadline.
+      if (!read_some(1000) && closed_) break;
     }
   }
   ~ServeProcess() {
@@ -127,7 +129,10 @@ class ServeProcess {
     if (::poll(&p, 1, timeout_ms) <= 0) return false;
     char buf[4096];
     const ssize_t n = ::read(out_fd_, buf, sizeof buf);
-    if (n <= 0) return false;
+    if (n <= 0) {
+      closed_ = true;
+      return false;
+    }
     out_.append(buf, static_cast<std::size_t>(n));
     return true;
   }
@@ -137,6 +142,7 @@ class ServeProcess {
   int out_fd_ = -1;
   int port_ = 0;
   bool exited_ = false;
+  bool closed_ = false;  // its standard output reached its end
   std::string out_;
   fs::path err_path_;
 };
