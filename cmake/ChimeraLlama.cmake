@@ -35,13 +35,16 @@ set(CHIMERA_CACHE_DIR "$ENV{HOME}/.cache/chimeraforge" CACHE PATH
     "Where pinned third-party builds (llama.cpp) are cached across build trees")
 option(CHIMERA_LLAMA_CUDA "Build the pinned llama.cpp with CUDA (CMAKE_CUDA_ARCHITECTURES, default 90)" OFF)
 option(CHIMERA_USE_SYSTEM_LLAMA "Prefer an installed llama.cpp when CMake finds one" ON)
-# llama.cpp's CPU matrix multiply takes llamafile's tiled kernels for batches of 2 or more rows
-# and ggml's dot products for a single row. Their rounding differs, so a sequence decoded beside
-# others gives (slightly) different logits than decoded alone, and greedy outputs diverge after
-# some tens of tokens. Without llamafile's kernels every row takes the same path: batching
-# changes speed, never results. The price is slower CPU prompt processing and batched decoding
-# (16 sequences about 1.6x slower here: bench/inproc/decode_ceiling.cpp, docs/inproc.md).
-option(CHIMERA_LLAMA_BATCH_INVARIANT "Build the pinned llama.cpp with batch-invariant CPU kernels" ON)
+# llama.cpp's CPU matrix multiply takes llamafile's tiled kernels (tinyBLAS) for batches of 2 or
+# more rows and ggml's dot products for a single row. Their rounding differs, so a sequence
+# decoded beside others gives (slightly) different logits than decoded alone, and greedy outputs
+# diverge after some tens of tokens. tinyBLAS itself computes each output from one accumulator,
+# in the same order whatever the tile or the batch, so the pinned build sends a single row
+# through it too (the one-line change in _chimera_patch_pinned_llama, off unless the build
+# defines CHIMERA_LLAMAFILE_EVERY_ROW): every row takes the same path, batching changes speed,
+# never results, and batches keep the tiled kernels' speed (docs/inproc.md, "The ceiling").
+# OFF builds llama.cpp as it ships: faster single rows, results that depend on the batch.
+option(CHIMERA_LLAMA_BATCH_INVARIANT "Build the pinned llama.cpp with llamafile's kernels for every row count (batch-invariant)" ON)
 # ggml runs a graph's threads under OpenMP when it is available, and libgomp's threads spin
 # between graphs. OFF uses ggml's own thread pool instead (its own cache entry); measured slower
 # here than OpenMP at 1 and 16 agents, so OpenMP stays the default (docs/inproc.md, "OpenMP or
@@ -119,6 +122,25 @@ function(_chimera_copy_server_library root prefix)
   endif()
 endfunction()
 
+# The one change made to the pinned source: llamafile_sgemm() turns single rows away ("only
+# enable sgemm for prompt processing"); with CHIMERA_LLAMAFILE_EVERY_ROW defined it takes them
+# too. Without the definition the file compiles as it ships, so every variant shares the source.
+function(_chimera_patch_pinned_llama src)
+  set(file "${src}/ggml/src/ggml-cpu/llamafile/sgemm.cpp")
+  file(READ "${file}" text)
+  if(text MATCHES "CHIMERA_LLAMAFILE_EVERY_ROW")
+    return()
+  endif()
+  set(from "#if !defined(__MMA__)\n    if (n < 2)\n        return false;")
+  set(to "#if !defined(__MMA__) && !defined(CHIMERA_LLAMAFILE_EVERY_ROW)\n    if (n < 2)\n        return false;")
+  string(REPLACE "${from}" "${to}" patched "${text}")
+  if(patched STREQUAL text)
+    message(FATAL_ERROR "llama.cpp: ${file} no longer has the single-row check that "
+                        "CHIMERA_LLAMA_BATCH_INVARIANT turns off; see cmake/ChimeraLlama.cmake")
+  endif()
+  file(WRITE "${file}" "${patched}")
+endfunction()
+
 function(chimera_build_pinned_llama out_prefix src)
   if(CHIMERA_PORTABLE)
     set(flags "portable")
@@ -126,7 +148,7 @@ function(chimera_build_pinned_llama out_prefix src)
     set(flags "static")
   endif()
   if(CHIMERA_LLAMA_BATCH_INVARIANT)
-    string(APPEND flags "-invariant")
+    string(APPEND flags "-tiled-invariant")
   endif()
   if(NOT CHIMERA_LLAMA_OPENMP)
     string(APPEND flags "-noomp")
@@ -173,8 +195,11 @@ function(chimera_build_pinned_llama out_prefix src)
   else()
     list(APPEND args -DBUILD_SHARED_LIBS=OFF)
   endif()
+  list(APPEND args -DGGML_LLAMAFILE=ON)
   if(CHIMERA_LLAMA_BATCH_INVARIANT)
-    list(APPEND args -DGGML_LLAMAFILE=OFF)
+    _chimera_patch_pinned_llama("${src}")
+    list(APPEND args "-DCMAKE_C_FLAGS=-DCHIMERA_LLAMAFILE_EVERY_ROW"
+                     "-DCMAKE_CXX_FLAGS=-DCHIMERA_LLAMAFILE_EVERY_ROW")
   endif()
   if(NOT CHIMERA_LLAMA_OPENMP)
     list(APPEND args -DGGML_OPENMP=OFF)
@@ -264,6 +289,7 @@ if(NOT _chimera_llama_found)
   find_package(llama CONFIG REQUIRED PATHS "${_prefix}" NO_DEFAULT_PATH)
   set(CHIMERA_LLAMA_SERVER "${_prefix}/bin/llama-server" CACHE FILEPATH "llama-server binary" FORCE)
   set(CHIMERA_LLAMA_PREFIX "${_prefix}")
+  set(CHIMERA_LLAMA_EVERY_ROW_TILED ${CHIMERA_LLAMA_BATCH_INVARIANT})
   # The chat code's headers (chat.h includes jinja/*.h), for a cache filled before they were
   # copied with the others.
   if(NOT EXISTS "${_prefix}/include/llama-common/jinja/parser.h"
@@ -297,6 +323,11 @@ if(CHIMERA_LLAMA_CUDA AND NOT CHIMERA_PORTABLE)
   find_package(CUDAToolkit REQUIRED)
   target_link_libraries(chimera_llama INTERFACE CUDA::cudart CUDA::cublas CUDA::cublasLt
                                                 CUDA::cuda_driver)
+endif()
+if(CHIMERA_LLAMA_EVERY_ROW_TILED)
+  # llamafile's kernels take single rows too (the pinned build's change above), so the CPU
+  # backend's LLAMAFILE feature no longer means results that depend on the batch.
+  target_compile_definitions(chimera_llama INTERFACE CHIMERA_LLAMAFILE_EVERY_ROW)
 endif()
 if(CHIMERA_GGML_BACKEND_DIR)
   # The engine loads the CPU modules itself (src/backends/llama_engine.cpp).

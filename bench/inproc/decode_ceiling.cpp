@@ -124,7 +124,8 @@ int main(int argc, char** argv) {
       "model {}\nllama.cpp build {} ({}), {} threads, {} steps per repetition, median of {} "
       "repetitions\n\n",
       model, CHIMERA_LLAMA_BUILD,
-      invariant ? "batch-invariant kernels" : "llamafile's tiled kernels for 2 rows or more",
+      invariant ? "batch-invariant kernels"
+                : "llamafile's tiled kernels for 2 rows or more, ggml's dot product for 1",
       threads, steps, reps);
   fmt::print("{:>8} {:>14} {:>14} {:>12}\n", "batch", "ms per step", "tokens/s", "vs batch 1");
   double base_tps = 0;

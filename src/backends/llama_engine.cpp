@@ -360,6 +360,10 @@ int add_to_batch(llama_batch& batch, int32_t token, int pos, int seq, bool logit
 }
 
 bool LlamaEngine::cpu_kernels_batch_invariant() {
+#ifdef CHIMERA_LLAMAFILE_EVERY_ROW
+  // The pinned build sends single rows through llamafile's kernels too (cmake/ChimeraLlama.cmake).
+  return true;
+#endif
   init_llama_once();
   ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
   if (cpu == nullptr) return true;

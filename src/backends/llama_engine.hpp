@@ -65,9 +65,10 @@ class LlamaEngine {
   EngineLoad load() const;
 
   // Whether llama.cpp's CPU backend computes a sequence's numbers the same alone and in a batch:
-  // false when it was built with llamafile's tiled matrix kernels, which it takes for two rows
-  // or more (CHIMERA_LLAMA_BATCH_INVARIANT=OFF, or an installed llama.cpp built with them).
-  // Asks the backend's registry, so a CPU backend loaded as a module answers too.
+  // false when llama.cpp as it ships takes llamafile's tiled matrix kernels for two rows or more
+  // and ggml's dot product for one (CHIMERA_LLAMA_BATCH_INVARIANT=OFF, or an installed llama.cpp
+  // built with them). True for the pinned build, whose single rows take the tiled kernels too.
+  // Otherwise asks the backend's registry, so a CPU backend loaded as a module answers too.
   static bool cpu_kernels_batch_invariant();
 
   // The engine shared by every backend made for this file and configuration.

@@ -80,9 +80,9 @@ const std::vector<std::string> kPrompts = {
 // llamafile's kernels (CHIMERA_LLAMA_BATCH_INVARIANT=OFF) computes a row differently alone and
 // beside others, by design.
 constexpr const char* kNotBatchInvariant =
-    "this llama.cpp build uses llamafile's matrix kernels for batches, which give a sequence "
-    "different numbers alone and in a batch (built with CHIMERA_LLAMA_BATCH_INVARIANT=OFF, or "
-    "an installed llama.cpp built with them)";
+    "this llama.cpp build uses llamafile's matrix kernels for batches and ggml's dot product "
+    "for a single row, which give a sequence different numbers alone and in a batch (built with "
+    "CHIMERA_LLAMA_BATCH_INVARIANT=OFF, or an installed llama.cpp built with them)";
 
 TEST(LlamaInProcess, SameTokensAsLlamaServer) {
   // Flash attention off on both sides: the engine keeps it off on the CPU (see LlamaConfig).
