@@ -40,10 +40,10 @@ option(CHIMERA_USE_SYSTEM_LLAMA "Prefer an installed llama.cpp when CMake finds 
 # decoded beside others gives (slightly) different logits than decoded alone, and greedy outputs
 # diverge after some tens of tokens. tinyBLAS itself computes each output from one accumulator,
 # in the same order whatever the tile or the batch, so the pinned build sends a single row
-# through it too (the one-line change in _chimera_patch_pinned_llama, off unless the build
+# through it too (cmake/patches/, applied by _chimera_patch_pinned_llama, off unless the build
 # defines CHIMERA_LLAMAFILE_EVERY_ROW): every row takes the same path, batching changes speed,
 # never results, and batches keep the tiled kernels' speed (docs/inproc.md, "The ceiling").
-# OFF builds llama.cpp as it ships: faster single rows, results that depend on the batch.
+# OFF builds llama.cpp as it ships, whose results depend on the batch.
 option(CHIMERA_LLAMA_BATCH_INVARIANT "Build the pinned llama.cpp with llamafile's kernels for every row count (batch-invariant)" ON)
 # ggml runs a graph's threads under OpenMP when it is available, and libgomp's threads spin
 # between graphs. OFF uses ggml's own thread pool instead (its own cache entry); measured slower
@@ -122,23 +122,23 @@ function(_chimera_copy_server_library root prefix)
   endif()
 endfunction()
 
-# The one change made to the pinned source: llamafile_sgemm() turns single rows away ("only
-# enable sgemm for prompt processing"); with CHIMERA_LLAMAFILE_EVERY_ROW defined it takes them
-# too. Without the definition the file compiles as it ships, so every variant shares the source.
+# The pinned source's one change, cmake/patches/llama.cpp-<commit>-llamafile-every-row.patch:
+# llamafile_sgemm() turns single rows away ("only enable sgemm for prompt processing"); with
+# CHIMERA_LLAMAFILE_EVERY_ROW defined it takes them too, in jobs of 64 rows (a single row's jobs
+# of 16 spent a quarter of a decode step claiming the shared job counter). Without the
+# definition the file compiles as it ships, so the variants that do not define it share the
+# patched source.
+set(_chimera_llama_patch
+    "${CMAKE_CURRENT_LIST_DIR}/patches/llama.cpp-${CHIMERA_LLAMA_COMMIT}-llamafile-every-row.patch")
 function(_chimera_patch_pinned_llama src)
-  set(file "${src}/ggml/src/ggml-cpu/llamafile/sgemm.cpp")
-  file(READ "${file}" text)
-  if(text MATCHES "CHIMERA_LLAMAFILE_EVERY_ROW")
+  find_package(Git REQUIRED)
+  execute_process(COMMAND "${GIT_EXECUTABLE}" apply --reverse --check "${_chimera_llama_patch}"
+                  WORKING_DIRECTORY "${src}" RESULT_VARIABLE already OUTPUT_QUIET ERROR_QUIET)
+  if(already EQUAL 0)
     return()
   endif()
-  set(from "#if !defined(__MMA__)\n    if (n < 2)\n        return false;")
-  set(to "#if !defined(__MMA__) && !defined(CHIMERA_LLAMAFILE_EVERY_ROW)\n    if (n < 2)\n        return false;")
-  string(REPLACE "${from}" "${to}" patched "${text}")
-  if(patched STREQUAL text)
-    message(FATAL_ERROR "llama.cpp: ${file} no longer has the single-row check that "
-                        "CHIMERA_LLAMA_BATCH_INVARIANT turns off; see cmake/ChimeraLlama.cmake")
-  endif()
-  file(WRITE "${file}" "${patched}")
+  _chimera_run(WHAT "applying ${_chimera_llama_patch}" WORKING_DIRECTORY "${src}"
+               COMMAND "${GIT_EXECUTABLE}" apply "${_chimera_llama_patch}")
 endfunction()
 
 function(chimera_build_pinned_llama out_prefix src)
