@@ -1,5 +1,6 @@
 #include "backends/llama_engine.hpp"
 
+#include "backends/llama_top_k.hpp"
 #include "backends/stream_state.hpp"
 #include "backends/text_stream.hpp"
 
@@ -124,6 +125,7 @@ class LlamaJob final : public StreamState {
   std::size_t prompt_done = 0;  // prompt tokens whose KV cells exist
   int n_ctx = 0;                // context limit of this request (num_ctx, capped)
   llama_sampler* sampler = nullptr;
+  int leading_top_k = 0;  // the k of a chain that starts with top-k (top_k_candidates), else 0
   std::unique_ptr<ChatStream> chat;  // set when the output is parsed by the chat template
   bool generating = false;
   int32_t next_token = -1;          // sampled, to be decoded in the next step
@@ -471,8 +473,10 @@ bool LlamaEngine::deliver_text(LlamaJob& j, std::string_view text, bool final) c
   return true;
 }
 
-llama_sampler* LlamaEngine::make_sampler(const Request& r, std::string& error) const {
+llama_sampler* LlamaEngine::make_sampler(const Request& r, int& leading_top_k,
+                                         std::string& error) const {
   const Options& o = r.options;
+  leading_top_k = 0;
   llama_sampler* chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
   if (r.format_json) {
 #ifdef CHIMERA_HAVE_LLAMA_COMMON
@@ -515,7 +519,11 @@ llama_sampler* LlamaEngine::make_sampler(const Request& r, std::string& error) c
     llama_sampler_chain_add(chain, llama_sampler_init_greedy());
     return chain;
   }
-  llama_sampler_chain_add(chain, llama_sampler_init_top_k(o.top_k.value_or(40)));
+  // A chain whose first sampler is top-k lets a draw find its candidates in one pass (up to
+  // 128: llama.cpp's partial sort, whose result top_k_candidates reproduces, keeps that many).
+  const int top_k = o.top_k.value_or(40);
+  if (llama_sampler_chain_n(chain) == 0 && top_k >= 1 && top_k <= 128) leading_top_k = top_k;
+  llama_sampler_chain_add(chain, llama_sampler_init_top_k(top_k));
   llama_sampler_chain_add(chain,
                           llama_sampler_init_top_p(static_cast<float>(o.top_p.value_or(0.95)), 1));
   llama_sampler_chain_add(chain,
@@ -849,7 +857,7 @@ bool LlamaEngine::prepare_prompt(LlamaJob& job, const Seq* seq) {
                     job.prompt.size(), job.n_ctx));
   }
   if (!job.chat) {
-    job.sampler = make_sampler(r, error);
+    job.sampler = make_sampler(r, job.leading_top_k, error);
     if (job.sampler == nullptr) return fail(error);
   }
   return true;
@@ -912,11 +920,19 @@ void LlamaEngine::sample_all(std::vector<Draw>& draws) {
         return;
       }
       // llama_sampler_sample's CPU path (no backend sampler is configured), from the logits read
-      // above: every token a candidate, the chain applied, the choice accepted.
+      // above: every token a candidate, the chain applied, the choice accepted. A chain that
+      // starts with top-k gets its k candidates already sorted where they are unambiguous
+      // (llama_top_k.hpp), which its top-k sampler keeps as they are: the same draw, without
+      // writing and sorting an entry per token of the vocabulary.
       auto& cur = draw_buffer();
-      cur.resize(static_cast<std::size_t>(n_vocab));
-      for (llama_token t = 0; t < n_vocab; ++t) cur[t] = llama_token_data{t, d.logits[t], 0.0f};
-      llama_token_data_array a{cur.data(), cur.size(), -1, false};
+      llama_token_data_array a{};
+      if (j.leading_top_k > 0 && top_k_candidates(d.logits, n_vocab, j.leading_top_k, cur)) {
+        a = {cur.data(), cur.size(), -1, true};
+      } else {
+        cur.resize(static_cast<std::size_t>(n_vocab));
+        for (llama_token t = 0; t < n_vocab; ++t) cur[t] = llama_token_data{t, d.logits[t], 0.0f};
+        a = {cur.data(), cur.size(), -1, false};
+      }
       llama_sampler_apply(j.sampler, &a);
       if (a.selected < 0 || static_cast<std::size_t>(a.selected) >= a.size) {
         throw std::runtime_error("the sampler chain selected no token");

@@ -100,7 +100,9 @@ class LlamaEngine {
   // Hands generated text to the caller: as it is, or parsed by the chat template's format
   // (content, reasoning, tool calls). `final`: the end of the output. False when cancelled.
   bool deliver_text(LlamaJob& job, std::string_view text, bool final) const;
-  llama_sampler* make_sampler(const Request& request, std::string& error) const;
+  // The request's sampler chain; leading_top_k: its top-k's k when the chain starts with it
+  // (and a draw may use top_k_candidates), else 0.
+  llama_sampler* make_sampler(const Request& request, int& leading_top_k, std::string& error) const;
   int64_t tick() { return ++clock_; }
   void publish_load();  // engine thread: refreshes what load() reads
   void attach_thread_pool(int threads);

@@ -1,0 +1,133 @@
+// top_k_candidates (src/backends/llama_top_k.hpp) against llama.cpp's own samplers: where it
+// answers, the chain given its candidates draws exactly what it draws from the whole vocabulary.
+#include "backends/llama_top_k.hpp"
+
+#include <gtest/gtest.h>
+#include <llama.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <vector>
+
+namespace {
+
+using chimera::backends::top_k_candidates;
+
+// Every token a candidate, as llama_sampler_sample's CPU path builds the array.
+std::vector<llama_token_data> whole(const std::vector<float>& logits) {
+  std::vector<llama_token_data> v(logits.size());
+  for (std::size_t t = 0; t < logits.size(); ++t) {
+    v[t] = {static_cast<llama_token>(t), logits[t], 0.0f};
+  }
+  return v;
+}
+
+// The chain the engine builds for a plain completion at a temperature.
+llama_sampler* completion_chain(int k, uint32_t seed) {
+  llama_sampler* chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
+  llama_sampler_chain_add(chain, llama_sampler_init_top_k(k));
+  llama_sampler_chain_add(chain, llama_sampler_init_top_p(0.95f, 1));
+  llama_sampler_chain_add(chain, llama_sampler_init_min_p(0.05f, 1));
+  llama_sampler_chain_add(chain, llama_sampler_init_temp(0.8f));
+  llama_sampler_chain_add(chain, llama_sampler_init_dist(seed));
+  return chain;
+}
+
+std::vector<float> random_logits(std::mt19937& rng, int n, float spread) {
+  std::normal_distribution<float> d(0.0f, spread);
+  std::vector<float> v(static_cast<std::size_t>(n));
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+TEST(TopKCandidates, AreWhatLlamaCppsTopKSamplerKeeps) {
+  std::mt19937 rng(7);
+  for (const int n : {2, 50, 1000, 32000}) {
+    for (const int k : {1, 5, 40, 128}) {
+      if (k >= n) continue;
+      for (int round = 0; round < 5; ++round) {
+        const auto logits = random_logits(rng, n, round == 0 ? 0.01f : 3.0f);
+        std::vector<llama_token_data> fast;
+        ASSERT_TRUE(top_k_candidates(logits.data(), n, k, fast)) << n << " " << k;
+        auto all = whole(logits);
+        llama_token_data_array a{all.data(), all.size(), -1, false};
+        llama_sampler* top_k = llama_sampler_init_top_k(k);
+        llama_sampler_apply(top_k, &a);
+        llama_sampler_free(top_k);
+        ASSERT_EQ(a.size, fast.size());
+        for (std::size_t i = 0; i < a.size; ++i) {
+          EXPECT_EQ(a.data[i].id, fast[i].id) << "n " << n << " k " << k << " at " << i;
+          EXPECT_EQ(a.data[i].logit, fast[i].logit);
+          EXPECT_EQ(a.data[i].p, fast[i].p);
+        }
+      }
+    }
+  }
+}
+
+TEST(TopKCandidates, GiveTheChainsSeededDrawsExactly) {
+  std::mt19937 rng(11);
+  for (const uint32_t seed : {1u, 42u, 4242u}) {
+    llama_sampler* slow_chain = completion_chain(40, seed);
+    llama_sampler* fast_chain = completion_chain(40, seed);
+    for (int draw = 0; draw < 200; ++draw) {
+      // Nearly uniform logits (a random-weight model's) and peaked ones.
+      const auto logits = random_logits(rng, 32000, draw % 2 == 0 ? 0.05f : 4.0f);
+      auto all = whole(logits);
+      llama_token_data_array slow{all.data(), all.size(), -1, false};
+      llama_sampler_apply(slow_chain, &slow);
+      std::vector<llama_token_data> cand;
+      ASSERT_TRUE(top_k_candidates(logits.data(), 32000, 40, cand));
+      llama_token_data_array fast{cand.data(), cand.size(), -1, true};
+      llama_sampler_apply(fast_chain, &fast);
+      ASSERT_GE(slow.selected, 0);
+      ASSERT_GE(fast.selected, 0);
+      const llama_token a = slow.data[slow.selected].id;
+      const llama_token b = fast.data[fast.selected].id;
+      ASSERT_EQ(a, b) << "seed " << seed << " draw " << draw;
+      llama_sampler_accept(slow_chain, a);
+      llama_sampler_accept(fast_chain, b);
+    }
+    llama_sampler_free(slow_chain);
+    llama_sampler_free(fast_chain);
+  }
+}
+
+TEST(TopKCandidates, DeclineWhereLlamaCppsOrderIsNotUnique) {
+  std::vector<llama_token_data> out;
+  std::vector<float> logits(100);
+  for (std::size_t i = 0; i < logits.size(); ++i) logits[i] = static_cast<float>(i);
+
+  EXPECT_TRUE(top_k_candidates(logits.data(), 100, 3, out));
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].id, 99);
+  EXPECT_EQ(out[2].id, 97);
+
+  auto tie_inside = logits;
+  tie_inside[98] = 99.0f;  // the first two equal
+  EXPECT_FALSE(top_k_candidates(tie_inside.data(), 100, 3, out));
+
+  auto tie_at_the_edge = logits;
+  tie_at_the_edge[96] = 97.0f;  // the third and the fourth equal: which one stays is the heap's
+  EXPECT_FALSE(top_k_candidates(tie_at_the_edge.data(), 100, 3, out));
+
+  auto tie_beyond = logits;
+  tie_beyond[10] = 95.0f;  // equal to the fifth: beyond the k + 1 that decide
+  EXPECT_TRUE(top_k_candidates(tie_beyond.data(), 100, 3, out));
+
+  auto nan = logits;
+  nan[5] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_FALSE(top_k_candidates(nan.data(), 100, 3, out));
+
+  auto minus_inf = logits;  // masked tokens are candidates like any other
+  minus_inf[99] = -std::numeric_limits<float>::infinity();
+  ASSERT_TRUE(top_k_candidates(minus_inf.data(), 100, 3, out));
+  EXPECT_EQ(out[0].id, 98);
+
+  EXPECT_FALSE(top_k_candidates(logits.data(), 100, 0, out));
+  EXPECT_FALSE(top_k_candidates(logits.data(), 100, 100, out));
+}
+
+}  // namespace
