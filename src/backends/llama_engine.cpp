@@ -125,7 +125,8 @@ class LlamaJob final : public StreamState {
   std::size_t prompt_done = 0;  // prompt tokens whose KV cells exist
   int n_ctx = 0;                // context limit of this request (num_ctx, capped)
   llama_sampler* sampler = nullptr;
-  int leading_top_k = 0;  // the k of a chain that starts with top-k (top_k_candidates), else 0
+  int leading_top_k = 0;     // the k of a chain that starts with top-k (top_k_candidates), else 0
+  bool greedy_only = false;  // the chain is llama.cpp's greedy sampler alone (greedy_choice)
   std::unique_ptr<ChatStream> chat;  // set when the output is parsed by the chat template
   bool generating = false;
   int32_t next_token = -1;          // sampled, to be decoded in the next step
@@ -473,10 +474,11 @@ bool LlamaEngine::deliver_text(LlamaJob& j, std::string_view text, bool final) c
   return true;
 }
 
-llama_sampler* LlamaEngine::make_sampler(const Request& r, int& leading_top_k,
+llama_sampler* LlamaEngine::make_sampler(const Request& r, int& leading_top_k, bool& greedy_only,
                                          std::string& error) const {
   const Options& o = r.options;
   leading_top_k = 0;
+  greedy_only = false;
   llama_sampler* chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
   if (r.format_json) {
 #ifdef CHIMERA_HAVE_LLAMA_COMMON
@@ -516,6 +518,7 @@ llama_sampler* LlamaEngine::make_sampler(const Request& r, int& leading_top_k,
   }
   const double temp = o.temperature.value_or(0.8);
   if (temp <= 0.0) {
+    greedy_only = llama_sampler_chain_n(chain) == 0;
     llama_sampler_chain_add(chain, llama_sampler_init_greedy());
     return chain;
   }
@@ -857,7 +860,7 @@ bool LlamaEngine::prepare_prompt(LlamaJob& job, const Seq* seq) {
                     job.prompt.size(), job.n_ctx));
   }
   if (!job.chat) {
-    job.sampler = make_sampler(r, job.leading_top_k, error);
+    job.sampler = make_sampler(r, job.leading_top_k, job.greedy_only, error);
     if (job.sampler == nullptr) return fail(error);
   }
   return true;
@@ -926,7 +929,11 @@ void LlamaEngine::sample_all(std::vector<Draw>& draws) {
       // writing and sorting an entry per token of the vocabulary.
       auto& cur = draw_buffer();
       llama_token_data_array a{};
-      if (j.leading_top_k > 0 && top_k_candidates(d.logits, n_vocab, j.leading_top_k, cur)) {
+      if (j.greedy_only) {  // its choice alone: the greedy sampler picks it again
+        const llama_token t = greedy_choice(d.logits, n_vocab);
+        cur.assign(1, llama_token_data{t, d.logits[t], 0.0f});
+        a = {cur.data(), cur.size(), -1, false};
+      } else if (j.leading_top_k > 0 && top_k_candidates(d.logits, n_vocab, j.leading_top_k, cur)) {
         a = {cur.data(), cur.size(), -1, true};
       } else {
         cur.resize(static_cast<std::size_t>(n_vocab));

@@ -101,8 +101,10 @@ class LlamaEngine {
   // (content, reasoning, tool calls). `final`: the end of the output. False when cancelled.
   bool deliver_text(LlamaJob& job, std::string_view text, bool final) const;
   // The request's sampler chain; leading_top_k: its top-k's k when the chain starts with it
-  // (and a draw may use top_k_candidates), else 0.
-  llama_sampler* make_sampler(const Request& request, int& leading_top_k, std::string& error) const;
+  // (and a draw may use top_k_candidates), else 0; greedy_only: the chain is the greedy sampler
+  // alone (a draw may use greedy_choice).
+  llama_sampler* make_sampler(const Request& request, int& leading_top_k, bool& greedy_only,
+                              std::string& error) const;
   int64_t tick() { return ++clock_; }
   void publish_load();  // engine thread: refreshes what load() reads
   void attach_thread_pool(int threads);

@@ -9,6 +9,9 @@
 // (llama.cpp's partial sort then keeps, and orders, equal ones as its heap happens to leave
 // them) or a logit is NaN: the caller then takes llama.cpp's own path.
 //
+// A greedy chain's choice is found the same way (greedy_choice): the first of the largest
+// logits, as llama.cpp's greedy sampler picks it, NaN included.
+//
 // Thread safety: a pure function of its arguments.
 #pragma once
 
@@ -85,6 +88,37 @@ inline bool top_k_candidates(const float* logits, int n, int k,
   }
   out.resize(static_cast<std::size_t>(k));
   return true;
+}
+
+// The token llama.cpp's greedy sampler picks from logits[0, n) (n >= 1): the first whose logit
+// is larger than every one before it chose, so the first of equal largest ones; a NaN is never
+// larger, and a NaN first stays the choice.
+inline llama_token greedy_choice(const float* logits, int n) {
+  using Floats = float __attribute__((vector_size(16)));
+  using Mask = int __attribute__((vector_size(16)));
+  constexpr int kGroups = 8;
+  llama_token best = 0;
+  llama_token t = 1;
+  // Blocks of 32 are compared with the best so far four at a time and passed over when none is
+  // larger (NaNs compare false, as in the scalar loop); a block with one is looked at in order.
+  for (; t + 4 * kGroups <= n; t += 4 * kGroups) {
+    const float b = logits[best];
+    const Floats bound = {b, b, b, b};
+    Mask any = {0, 0, 0, 0};
+    for (int g = 0; g < kGroups; ++g) {
+      Floats x;
+      std::memcpy(&x, logits + t + 4 * g, sizeof x);
+      any |= x > bound;
+    }
+    if ((any[0] | any[1] | any[2] | any[3]) == 0) continue;
+    for (int j = 0; j < 4 * kGroups; ++j) {
+      if (logits[t + j] > logits[best]) best = t + j;
+    }
+  }
+  for (; t < n; ++t) {
+    if (logits[t] > logits[best]) best = t;
+  }
+  return best;
 }
 
 }  // namespace chimera::backends

@@ -131,3 +131,42 @@ TEST(TopKCandidates, DeclineWhereLlamaCppsOrderIsNotUnique) {
 }
 
 }  // namespace
+
+namespace {
+
+using chimera::backends::greedy_choice;
+
+llama_token llama_greedy(const std::vector<float>& logits) {
+  auto all = whole(logits);
+  llama_token_data_array a{all.data(), all.size(), -1, false};
+  llama_sampler* greedy = llama_sampler_init_greedy();
+  llama_sampler_apply(greedy, &a);
+  llama_sampler_free(greedy);
+  return all[static_cast<std::size_t>(a.selected)].id;
+}
+
+TEST(GreedyChoice, IsWhatLlamaCppsGreedySamplerPicks) {
+  std::mt19937 rng(3);
+  for (const int n : {1, 3, 31, 32, 33, 1000, 32000}) {
+    for (int round = 0; round < 20; ++round) {
+      const auto logits = random_logits(rng, n, round % 2 == 0 ? 0.01f : 3.0f);
+      EXPECT_EQ(greedy_choice(logits.data(), n), llama_greedy(logits)) << n << " " << round;
+    }
+  }
+  std::vector<float> logits(100, 1.0f);  // all equal: the first
+  EXPECT_EQ(greedy_choice(logits.data(), 100), llama_greedy(logits));
+  logits[40] = 2.0f;
+  logits[70] = 2.0f;  // equal largest: the first of them
+  EXPECT_EQ(greedy_choice(logits.data(), 100), 40);
+  EXPECT_EQ(llama_greedy(logits), 40);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto nan_inside = logits;
+  nan_inside[50] = nan;  // never larger
+  EXPECT_EQ(greedy_choice(nan_inside.data(), 100), llama_greedy(nan_inside));
+  auto nan_first = logits;
+  nan_first[0] = nan;  // nothing is larger than it: it stays
+  EXPECT_EQ(greedy_choice(nan_first.data(), 100), llama_greedy(nan_first));
+  EXPECT_EQ(greedy_choice(nan_first.data(), 100), 0);
+}
+
+}  // namespace
