@@ -1,4 +1,5 @@
-// A draw's candidates from one pass over the logits (private header of the in-process engine).
+// A draw's candidates, or a greedy draw's choice, from one pass over the logits (private header
+// of the in-process engine).
 //
 // A sampler chain that starts with llama.cpp's top-k sampler fills an array with every token of
 // the vocabulary (32,000 and more) and partially sorts it, only for the chain to keep the k
@@ -12,7 +13,7 @@
 // A greedy chain's choice is found the same way (greedy_choice): the first of the largest
 // logits, as llama.cpp's greedy sampler picks it, NaN included.
 //
-// Thread safety: a pure function of its arguments.
+// Thread safety: pure functions of their arguments.
 #pragma once
 
 #include <llama.h>
