@@ -366,7 +366,7 @@ bool LlamaEngine::cpu_kernels_batch_invariant() {
 #ifdef CHIMERA_LLAMAFILE_EVERY_ROW
   // The pinned build sends single rows through llamafile's kernels too (cmake/ChimeraLlama.cmake).
   return true;
-#endif
+#else
   init_llama_once();
   ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
   if (cpu == nullptr) return true;
@@ -378,6 +378,7 @@ bool LlamaEngine::cpu_kernels_batch_invariant() {
     if (std::string_view(f->name) == "LLAMAFILE") return std::string_view(f->value) != "1";
   }
   return true;
+#endif
 }
 
 std::string LlamaEngine::describe() const {
