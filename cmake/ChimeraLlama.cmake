@@ -198,8 +198,9 @@ function(chimera_build_pinned_llama out_prefix src)
   list(APPEND args -DGGML_LLAMAFILE=ON)
   if(CHIMERA_LLAMA_BATCH_INVARIANT)
     _chimera_patch_pinned_llama("${src}")
-    list(APPEND args "-DCMAKE_C_FLAGS=-DCHIMERA_LLAMAFILE_EVERY_ROW"
-                     "-DCMAKE_CXX_FLAGS=-DCHIMERA_LLAMAFILE_EVERY_ROW")
+    # Beside the user's flags, which a CMAKE_<LANG>_FLAGS given here would otherwise replace.
+    list(APPEND args "-DCMAKE_C_FLAGS=$ENV{CFLAGS} -DCHIMERA_LLAMAFILE_EVERY_ROW"
+                     "-DCMAKE_CXX_FLAGS=$ENV{CXXFLAGS} -DCHIMERA_LLAMAFILE_EVERY_ROW")
   endif()
   if(NOT CHIMERA_LLAMA_OPENMP)
     list(APPEND args -DGGML_OPENMP=OFF)
