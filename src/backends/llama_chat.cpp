@@ -1,5 +1,7 @@
 #include "backends/llama_chat.hpp"
 
+#include "backends/llama_top_k.hpp"
+
 #include <fmt/format.h>
 #include <llama.h>
 
@@ -16,6 +18,8 @@
 #include <array>
 #include <mutex>
 #include <random>
+#include <stdexcept>
+#include <vector>
 
 namespace chimera::backends {
 
@@ -255,9 +259,57 @@ bool ChatTemplates::apply(const Request& r, ChatPrompt& out, std::string& error)
   return true;
 }
 
+namespace {
+
+// Whether common_sampler_init's chain for `sp` begins with samplers that leave every candidate as
+// it is, then a top-k of k from 1 to 128: the k, or 0. Those samplers are the default order's
+// first three, each with the settings that make it return at once (llama-sampler.cpp): the
+// penalties with nothing to penalize, DRY with a multiplier of 0, top-n-sigma at or below 0.
+// A logit bias (the request's, or the vocabulary's suppressed tokens) comes first and changes
+// them, as a grammar or a reasoning budget outside the chain would.
+int chain_leading_top_k(const common_params_sampling& sp, const llama_vocab* vocab) {
+  int32_t n_suppress = 0;
+  llama_vocab_get_suppress_tokens(vocab, &n_suppress);
+  if (!sp.logit_bias.empty() || n_suppress > 0 || !common_grammar_value(sp.grammar).empty() ||
+      !sp.reasoning_budget_start.empty() || sp.reasoning_control || sp.backend_sampling ||
+      sp.mirostat != 0 || sp.top_k < 1 || sp.top_k > 128) {
+    return 0;
+  }
+  for (const auto type : sp.samplers) {
+    switch (type) {
+      case COMMON_SAMPLER_TYPE_TOP_K:
+        return sp.top_k;
+      case COMMON_SAMPLER_TYPE_PENALTIES:
+        if (sp.penalty_last_n != 0 &&
+            (sp.penalty_repeat != 1.0f || sp.penalty_freq != 0.0f || sp.penalty_present != 0.0f)) {
+          return 0;
+        }
+        break;
+      case COMMON_SAMPLER_TYPE_DRY:
+        if (sp.dry_multiplier != 0.0f && sp.dry_base >= 1.0f && sp.dry_penalty_last_n != 0) {
+          return 0;
+        }
+        break;
+      case COMMON_SAMPLER_TYPE_TOP_N_SIGMA:
+        if (sp.top_n_sigma > 0.0f) return 0;
+        break;
+      default:
+        return 0;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
 struct ChatStream::Impl {
   std::shared_ptr<const ChatPrompt::Plan> plan;
   common_sampler* sampler = nullptr;
+  // The k of the chain's top-k when every sampler before it leaves the candidates as they are
+  // (and nothing outside the chain, no grammar, no reasoning budget, acts on them): a draw may
+  // then give the chain top_k_candidates' k instead of the whole vocabulary. Else 0.
+  int leading_top_k = 0;
+  std::vector<llama_token_data> candidates;
   std::string text;
   common_chat_msg parsed;
   std::vector<std::string> ids;
@@ -305,12 +357,31 @@ std::unique_ptr<ChatStream> ChatStream::make(const llama_model* model, const Cha
     error = "the tool-call grammar of the chat template was rejected by llama.cpp";
     return nullptr;
   }
+  s->impl_->leading_top_k = chain_leading_top_k(sp, vocab);
   return s;
 }
 
-int32_t ChatStream::sample(llama_context* ctx, int idx) {
-  const llama_token t = common_sampler_sample(impl_->sampler, ctx, idx);
-  common_sampler_accept(impl_->sampler, t, true);
+// common_sampler_sample's CPU path is every token a candidate, the chain applied. Where the chain
+// starts with a top-k (leading_top_k), its k candidates come from top_k_candidates already
+// sorted, which its top-k sampler keeps as they are: the same array reaches the rest of the
+// chain, so the same token is drawn (TopKCandidates.* and
+// LlamaInProcess.SeededChatDrawsLlamaServersTokens), without writing and sorting an entry per token
+// of the vocabulary.
+int32_t ChatStream::sample(llama_context* ctx, int idx, const float* logits, int n_vocab) {
+  Impl& s = *impl_;
+  llama_token t = LLAMA_TOKEN_NULL;
+  if (s.leading_top_k > 0 && logits != nullptr &&
+      top_k_candidates(logits, n_vocab, s.leading_top_k, s.candidates)) {
+    llama_token_data_array a{s.candidates.data(), s.candidates.size(), -1, true};
+    llama_sampler_apply(common_sampler_get(s.sampler), &a);
+    if (a.selected < 0 || static_cast<std::size_t>(a.selected) >= a.size) {
+      throw std::runtime_error("the sampler chain selected no token");
+    }
+    t = a.data[a.selected].id;
+  } else {
+    t = common_sampler_sample(s.sampler, ctx, idx);
+  }
+  common_sampler_accept(s.sampler, t, true);
   return t;
 }
 

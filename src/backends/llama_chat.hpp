@@ -76,8 +76,9 @@ class ChatStream {
   ChatStream(const ChatStream&) = delete;
   ChatStream& operator=(const ChatStream&) = delete;
 
-  // Samples from the logits at `idx` of the last decode and accepts the token.
-  int32_t sample(llama_context* ctx, int idx);
+  // Samples from the logits at `idx` of the last decode (`logits`, `n_vocab` of them, already
+  // read from the context) and accepts the token.
+  int32_t sample(llama_context* ctx, int idx, const float* logits, int n_vocab);
   // Adds generated text (`final`: the end of the output) and appends what it changed to `out`;
   // `calls` holds the tool calls as parsed so far (ids given here when the model wrote none).
   void push(std::string_view text, bool final, std::vector<ChatDelta>& out,

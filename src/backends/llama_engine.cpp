@@ -902,10 +902,11 @@ void LlamaEngine::bind(LlamaJob& job, Seq& seq) {
 // own random state.
 //
 // The one state they share is the context. A completion's draw reads the logits fetched here,
-// before the team starts, and calls no llama_context function. A chat's draw goes through
-// llama.cpp's common sampler, which calls llama_synchronize and the logits getters itself: after
-// the synchronize and the first logits read here, those calls find nothing left to do (no
-// queued tokens, no output rows to reorder) and only read, or store the values already there.
+// before the team starts, and calls no llama_context function; so does a chat's where its chain
+// starts with a top-k (ChatStream::sample). Another chat's draw goes through llama.cpp's common
+// sampler, which calls llama_synchronize and the logits getters itself: after the synchronize
+// and the first logits read here, those calls find nothing left to do (no queued tokens, no
+// output rows to reorder) and only read, or store the values already there.
 //
 // ThreadSanitizer cannot see libgomp's barriers (libgomp is not instrumented), so a sanitized
 // build draws on this thread alone (CHIMERA_THREAD_SANITIZER, at the top of this file).
@@ -920,7 +921,7 @@ void LlamaEngine::sample_all(std::vector<Draw>& draws) {
     try {
       if (d.logits == nullptr) throw std::runtime_error("llama.cpp returned no logits");
       if (j.chat) {
-        d.token = j.chat->sample(ctx_, d.index);
+        d.token = j.chat->sample(ctx_, d.index, d.logits, n_vocab);
         return;
       }
       // llama_sampler_sample's CPU path (no backend sampler is configured), from the logits read

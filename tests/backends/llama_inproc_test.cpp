@@ -171,6 +171,59 @@ TEST(LlamaInProcess, ChatPromptsAreLlamaServersForPlainConversations) {
   }
 }
 
+// A seeded chat at a temperature draws what llama-server draws with the same seed and settings,
+// through the chat template's sampler (a model whose replies are parsed: Qwen 3's template, which
+// thinks by default). The engine's draw finds the top-k's candidates in one pass
+// (ChatStream::sample), llama-server's sampler writes and sorts one per token of the vocabulary,
+// and the chain after them is the same.
+TEST(LlamaInProcess, SeededChatDrawsLlamaServersTokens) {
+  const auto model = test::qwen2_model("Qwen-Qwen3-0.6B");
+  test::LlamaServer server(model, {.parallel = 1, .ctx = 1024, .extra = {"-fa", "off"}});
+  ASSERT_TRUE(server.ok()) << server.error();
+  auto mine_backend = inproc(1, 1024, model);
+  Runtime rt(1);
+  EndpointConfig cfg;
+  cfg.url = server.url();
+  auto http = make_backend(cfg, rt);
+  auto& raw = static_cast<backends::HttpBackend&>(*http);
+  std::vector<std::string> replies;
+  for (const int64_t seed : {1, 42, 4242}) {
+    Request r;
+    r.kind = RequestKind::chat;
+    r.messages = {{"user", kPrompts[static_cast<std::size_t>(seed % 4)], {}, {}, {}}};
+    r.options.num_predict = 48;
+    r.options.temperature = 0.8;
+    r.options.seed = seed;
+    r.cache_prompt = false;
+    const Completion mine = mine_backend->generate(r);
+    ASSERT_TRUE(mine.ok()) << mine.error.message;
+
+    boost::json::object body{
+        {"messages", boost::json::array{{{"role", "user"}, {"content", r.messages[0].content}}}},
+        {"max_tokens", 48},
+        {"temperature", 0.8},
+        {"seed", seed},
+        {"cache_prompt", false},
+        {"stream", false}};
+    boost::json::value theirs;
+    ASSERT_NO_FATAL_FAILURE(post_json(raw, "/v1/chat/completions", body, theirs));
+    EXPECT_EQ(
+        mine.tokens.size(),
+        static_cast<std::size_t>(theirs.at("usage").at("completion_tokens").to_number<int64_t>()))
+        << "seed " << seed;
+    const auto& message = theirs.at("choices").at(0).at("message").as_object();
+    const auto text = [&](const char* key) {
+      const auto* v = message.if_contains(key);
+      return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
+    };
+    EXPECT_EQ(mine.text, text("content")) << "seed " << seed;
+    EXPECT_EQ(mine.thinking, text("reasoning_content")) << "seed " << seed;
+    replies.push_back(mine.thinking + mine.text);
+  }
+  // The draws are random: two seeds give two different replies.
+  EXPECT_NE(replies[0], replies[1]);
+}
+
 TEST(LlamaInProcess, FiguresAndStreaming) {
   auto b = inproc(2);
   std::string streamed;
