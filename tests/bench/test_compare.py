@@ -282,10 +282,14 @@ class AgainstSynthServer(unittest.TestCase):
         f = compare.run_figures(recs, self.AGENTS, lone_decode_tps=self.RATE, floor_ns=floor)
         n = self.AGENTS * self.REQUESTS
         self.assertEqual((f["requests"], f["errors"], f["tokens"]), (n, 0, n * self.TOKENS))
-        # the server paces 200 tokens/s: late chunks lower what a client sees (how far depends
-        # on the machine's load, which a test does not judge), nothing can raise it much above
+        # The server paces 200 tokens/s, so each request's tokens span at least 9 gaps of 5 ms
+        # and an agent's requests follow one another: the whole run cannot pass more tokens a
+        # second than that allows. A request's own decode rate has no such bound: when its
+        # first chunk is read late (the machine's load, which a test does not judge), the chunks
+        # queued behind it are read at once.
         self.assertGreater(f["decode_tps_client"], 0)
-        self.assertLess(f["decode_tps_client"], 2.0 * self.RATE)
+        paced = self.AGENTS * self.TOKENS * self.RATE / (self.TOKENS - 1)
+        self.assertLess(f["system_tps"], 1.05 * paced)
         self.assertGreater(f["system_tps"], 0)
         self.assertGreater(f["efficiency"], 0)
         self.assertLess(f["efficiency"], 2.0)
