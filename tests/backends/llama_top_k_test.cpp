@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 #include <llama.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <random>
 #include <vector>
@@ -65,6 +67,53 @@ TEST(TopKCandidates, AreWhatLlamaCppsTopKSamplerKeeps) {
       }
     }
   }
+}
+
+// The bound from the blocks' maxima must never leave out a candidate, whatever the logits'
+// order, the vocabulary's size against the block of 32 (fewer blocks than k + 1, a partial last
+// block), and where values repeat: where the answer is given, it is llama.cpp's.
+TEST(TopKCandidates, AreLlamaCppsForAnyOrderAndSize) {
+  std::mt19937 rng(13);
+  int answered = 0;
+  for (const int n : {2, 31, 33, 100, 1000, 1025, 32003, 151936}) {
+    for (const int k : {1, 7, 40, 128}) {
+      if (k >= n) continue;
+      for (int shape = 0; shape < 6; ++shape) {
+        auto logits = random_logits(rng, n, 3.0f);
+        if (shape == 1) std::sort(logits.begin(), logits.end());  // the largest last
+        if (shape == 2) std::sort(logits.begin(), logits.end(), std::greater<>());
+        if (shape == 3) {  // coarse values: ties, inside the k + 1 or beyond them
+          for (auto& x : logits) x = std::round(x * 16.0f) / 16.0f;
+        }
+        if (shape == 4) {  // every large logit in the last, partial block
+          for (int t = n - n % 32; t < n; ++t) logits[static_cast<std::size_t>(t)] += 100.0f;
+        }
+        if (shape == 5) {  // masked tokens (-inf), as a bias would leave them
+          for (std::size_t t = 0; t < logits.size(); t += 3) {
+            logits[t] = -std::numeric_limits<float>::infinity();
+          }
+        }
+        std::vector<llama_token_data> fast;
+        const bool given = top_k_candidates(logits.data(), n, k, fast);
+        if (shape != 3 && shape != 5) {
+          ASSERT_TRUE(given) << "n " << n << " k " << k << " shape " << shape;
+        }
+        if (!given) continue;
+        ++answered;
+        auto all = whole(logits);
+        llama_token_data_array a{all.data(), all.size(), -1, false};
+        llama_sampler* top_k = llama_sampler_init_top_k(k);
+        llama_sampler_apply(top_k, &a);
+        llama_sampler_free(top_k);
+        ASSERT_EQ(a.size, fast.size());
+        for (std::size_t i = 0; i < a.size; ++i) {
+          ASSERT_EQ(a.data[i].id, fast[i].id) << "n " << n << " k " << k << " shape " << shape;
+          ASSERT_EQ(a.data[i].logit, fast[i].logit);
+        }
+      }
+    }
+  }
+  EXPECT_GT(answered, 100);
 }
 
 TEST(TopKCandidates, GiveTheChainsSeededDrawsExactly) {
