@@ -32,13 +32,13 @@ namespace chimera::backends {
 // k + 1 largest, a NaN, or k outside [1, n).
 //
 // Two passes. The first takes the largest logit of each block of 32 (four at a time, in vector
-// registers) and looks for NaNs; the k + 1-th largest of those maxima is a bound no larger than
-// the k + 1-th largest logit, since k + 1 blocks each hold a logit at least that large. The
-// second looks only into the blocks whose maximum reaches the bound (about k + 1 of them), and
-// keeps the k + 1 largest of their logits in a descending list. Whatever the order they come in,
-// the list ends with the k + 1 largest values of the whole vocabulary, and where those are all
-// different, their tokens are unique too. Each draw's own thread keeps the block maxima
-// between calls.
+// registers) and looks for NaNs; the k + 1-th largest of those maxima (in a large vocabulary, of
+// the maxima of groups of blocks) is a bound no larger than the k + 1-th largest logit, since
+// k + 1 blocks each hold a logit at least that large. The second looks only into the blocks
+// whose maximum reaches the bound (about k + 1 of them), and keeps the k + 1 largest of their
+// logits in a descending list. Whatever the order they come in, the list ends with the k + 1
+// largest values of the whole vocabulary, and where those are all different, their tokens are
+// unique too. Each draw's own thread keeps the block maxima between calls.
 inline bool top_k_candidates(const float* logits, int n, int k,
                              std::vector<llama_token_data>& out) {
   if (k < 1 || k >= n) return false;
@@ -79,10 +79,21 @@ inline bool top_k_candidates(const float* logits, int n, int k,
     maxima[blocks - 1] = m;
   }
 
-  // 2. The bound, then the candidates at or above it.
+  // 2. The bound, then the candidates at or above it. A large vocabulary's maxima are taken a
+  // few blocks together first (the largest of each group), so that the bound is chosen among
+  // about 16 per candidate kept rather than among every block's.
   float bound = -std::numeric_limits<float>::infinity();
-  if (blocks >= keep) {
-    order.assign(maxima.begin(), maxima.end());
+  std::size_t group = 1;
+  while (blocks / (2 * group) >= 16 * keep) group *= 2;
+  const std::size_t groups = (blocks + group - 1) / group;
+  if (groups >= keep) {
+    order.resize(groups);
+    for (std::size_t g = 0; g < groups; ++g) {
+      const std::size_t end = std::min(blocks, (g + 1) * group);
+      float m = maxima[g * group];
+      for (std::size_t b = g * group + 1; b < end; ++b) m = std::max(m, maxima[b]);
+      order[g] = m;
+    }
     std::nth_element(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(keep - 1),
                      order.end(), std::greater<>());
     bound = order[keep - 1];
