@@ -56,6 +56,29 @@ void post_json(backends::HttpBackend& raw, const char* path, const boost::json::
   out = boost::json::parse(response);
 }
 
+// llama-server on `model` beside the engine, as the engine sets itself up on the CPU (one slot,
+// flash attention off), and a client for it.
+struct LlamaServerBeside {
+  explicit LlamaServerBeside(const std::filesystem::path& model)
+      : server(model, {.parallel = 1, .ctx = 1024, .extra = {"-fa", "off"}}) {
+    EndpointConfig cfg;
+    cfg.url = server.url();
+    if (server.ok()) http = make_backend(cfg, rt);
+  }
+  backends::HttpBackend& raw() { return static_cast<backends::HttpBackend&>(*http); }
+
+  test::LlamaServer server;
+  Runtime rt{1};
+  std::unique_ptr<Backend> http;
+};
+
+// A string field of a chat reply's message, empty when it is absent or not a string.
+std::string message_text(const boost::json::value& reply, const char* key) {
+  const auto& message = reply.at("choices").at(0).at("message").as_object();
+  const auto* v = message.if_contains(key);
+  return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
+}
+
 // Bytes of text the last generated token added (its piece, through the model's vocabulary).
 std::size_t last_piece(const Completion& c) {
   llama_model_params mp = llama_model_default_params();
@@ -86,16 +109,11 @@ constexpr const char* kNotBatchInvariant =
 
 TEST(LlamaInProcess, SameTokensAsLlamaServer) {
   // Flash attention off on both sides: the engine keeps it off on the CPU (see LlamaConfig).
-  test::LlamaServer server(test::tiny_model(),
-                           {.parallel = 1, .ctx = 1024, .extra = {"-fa", "off"}});
-  ASSERT_TRUE(server.ok()) << server.error();
+  LlamaServerBeside server(test::tiny_model());
+  ASSERT_TRUE(server.server.ok()) << server.server.error();
   auto b = inproc(1);
-  Runtime rt(1);
-  EndpointConfig cfg;
-  cfg.url = server.url();
-  auto http = make_backend(cfg, rt);
-  auto& raw = static_cast<backends::HttpBackend&>(*http);
-  for (const std::string prompt : {kPrompts[0], kPrompts[3], kPrompts[5]}) {
+  auto& raw = server.raw();
+  for (const std::string& prompt : {kPrompts[0], kPrompts[3], kPrompts[5]}) {
     const Completion mine = b->generate(completion(prompt, 32));
     ASSERT_TRUE(mine.ok()) << mine.error.message;
     ASSERT_EQ(mine.tokens.size(), 32u);
@@ -130,14 +148,10 @@ TEST(LlamaInProcess, ChatPromptsAreLlamaServersForPlainConversations) {
   for (const auto& model : {test::tiny_model(), test::tool_call_model(), test::tool_model(),
                             test::qwen2_model("Qwen-Qwen3-0.6B"),
                             test::qwen2_model("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B")}) {
-    test::LlamaServer server(model, {.parallel = 1, .ctx = 1024, .extra = {"-fa", "off"}});
-    ASSERT_TRUE(server.ok()) << server.error();
+    LlamaServerBeside server(model);
+    ASSERT_TRUE(server.server.ok()) << server.server.error();
     auto mine_backend = inproc(1, 1024, model);
-    Runtime rt(1);
-    EndpointConfig cfg;
-    cfg.url = server.url();
-    auto http = make_backend(cfg, rt);
-    auto& raw = static_cast<backends::HttpBackend&>(*http);
+    auto& raw = server.raw();
     for (const auto& messages : conversations) {
       Request r;
       r.messages = messages;
@@ -160,13 +174,8 @@ TEST(LlamaInProcess, ChatPromptsAreLlamaServersForPlainConversations) {
           mine.tokens.size(),
           static_cast<std::size_t>(theirs.at("usage").at("completion_tokens").to_number<int64_t>()))
           << model;
-      const auto& message = theirs.at("choices").at(0).at("message").as_object();
-      const auto text = [&](const char* key) {
-        const auto* v = message.if_contains(key);
-        return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
-      };
-      EXPECT_EQ(mine.text, text("content")) << model;
-      EXPECT_EQ(mine.thinking, text("reasoning_content")) << model;
+      EXPECT_EQ(mine.text, message_text(theirs, "content")) << model;
+      EXPECT_EQ(mine.thinking, message_text(theirs, "reasoning_content")) << model;
     }
   }
 }
@@ -178,14 +187,10 @@ TEST(LlamaInProcess, ChatPromptsAreLlamaServersForPlainConversations) {
 // and the chain after them is the same.
 TEST(LlamaInProcess, SeededChatDrawsLlamaServersTokens) {
   const auto model = test::qwen2_model("Qwen-Qwen3-0.6B");
-  test::LlamaServer server(model, {.parallel = 1, .ctx = 1024, .extra = {"-fa", "off"}});
-  ASSERT_TRUE(server.ok()) << server.error();
+  LlamaServerBeside server(model);
+  ASSERT_TRUE(server.server.ok()) << server.server.error();
   auto mine_backend = inproc(1, 1024, model);
-  Runtime rt(1);
-  EndpointConfig cfg;
-  cfg.url = server.url();
-  auto http = make_backend(cfg, rt);
-  auto& raw = static_cast<backends::HttpBackend&>(*http);
+  auto& raw = server.raw();
   std::vector<std::string> replies;
   for (const int64_t seed : {1, 42, 4242}) {
     Request r;
@@ -211,13 +216,8 @@ TEST(LlamaInProcess, SeededChatDrawsLlamaServersTokens) {
         mine.tokens.size(),
         static_cast<std::size_t>(theirs.at("usage").at("completion_tokens").to_number<int64_t>()))
         << "seed " << seed;
-    const auto& message = theirs.at("choices").at(0).at("message").as_object();
-    const auto text = [&](const char* key) {
-      const auto* v = message.if_contains(key);
-      return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
-    };
-    EXPECT_EQ(mine.text, text("content")) << "seed " << seed;
-    EXPECT_EQ(mine.thinking, text("reasoning_content")) << "seed " << seed;
+    EXPECT_EQ(mine.text, message_text(theirs, "content")) << "seed " << seed;
+    EXPECT_EQ(mine.thinking, message_text(theirs, "reasoning_content")) << "seed " << seed;
     replies.push_back(mine.thinking + mine.text);
   }
   // The draws are random: two seeds give two different replies.

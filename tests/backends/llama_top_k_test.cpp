@@ -26,6 +26,16 @@ std::vector<llama_token_data> whole(const std::vector<float>& logits) {
   return v;
 }
 
+// What llama.cpp's top-k sampler keeps of every token as a candidate.
+std::vector<llama_token_data> llamas_top_k(const std::vector<float>& logits, int k) {
+  auto all = whole(logits);
+  llama_token_data_array a{all.data(), all.size(), -1, false};
+  llama_sampler* top_k = llama_sampler_init_top_k(k);
+  llama_sampler_apply(top_k, &a);
+  llama_sampler_free(top_k);
+  return {a.data, a.data + a.size};
+}
+
 // The chain the engine builds for a plain completion at a temperature.
 llama_sampler* completion_chain(int k, uint32_t seed) {
   llama_sampler* chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
@@ -53,16 +63,12 @@ TEST(TopKCandidates, AreWhatLlamaCppsTopKSamplerKeeps) {
         const auto logits = random_logits(rng, n, round == 0 ? 0.01f : 3.0f);
         std::vector<llama_token_data> fast;
         ASSERT_TRUE(top_k_candidates(logits.data(), n, k, fast)) << n << " " << k;
-        auto all = whole(logits);
-        llama_token_data_array a{all.data(), all.size(), -1, false};
-        llama_sampler* top_k = llama_sampler_init_top_k(k);
-        llama_sampler_apply(top_k, &a);
-        llama_sampler_free(top_k);
-        ASSERT_EQ(a.size, fast.size());
-        for (std::size_t i = 0; i < a.size; ++i) {
-          EXPECT_EQ(a.data[i].id, fast[i].id) << "n " << n << " k " << k << " at " << i;
-          EXPECT_EQ(a.data[i].logit, fast[i].logit);
-          EXPECT_EQ(a.data[i].p, fast[i].p);
+        const auto theirs = llamas_top_k(logits, k);
+        ASSERT_EQ(theirs.size(), fast.size());
+        for (std::size_t i = 0; i < theirs.size(); ++i) {
+          EXPECT_EQ(theirs[i].id, fast[i].id) << "n " << n << " k " << k << " at " << i;
+          EXPECT_EQ(theirs[i].logit, fast[i].logit);
+          EXPECT_EQ(theirs[i].p, fast[i].p);
         }
       }
     }
@@ -100,15 +106,11 @@ TEST(TopKCandidates, AreLlamaCppsForAnyOrderAndSize) {
         }
         if (!given) continue;
         ++answered;
-        auto all = whole(logits);
-        llama_token_data_array a{all.data(), all.size(), -1, false};
-        llama_sampler* top_k = llama_sampler_init_top_k(k);
-        llama_sampler_apply(top_k, &a);
-        llama_sampler_free(top_k);
-        ASSERT_EQ(a.size, fast.size());
-        for (std::size_t i = 0; i < a.size; ++i) {
-          ASSERT_EQ(a.data[i].id, fast[i].id) << "n " << n << " k " << k << " shape " << shape;
-          ASSERT_EQ(a.data[i].logit, fast[i].logit);
+        const auto theirs = llamas_top_k(logits, k);
+        ASSERT_EQ(theirs.size(), fast.size());
+        for (std::size_t i = 0; i < theirs.size(); ++i) {
+          ASSERT_EQ(theirs[i].id, fast[i].id) << "n " << n << " k " << k << " shape " << shape;
+          ASSERT_EQ(theirs[i].logit, fast[i].logit);
         }
       }
     }
