@@ -6,7 +6,7 @@
 // the engine's own figures (chimera_inproc_bench) can come near it, never above it.
 //
 //   chimera_decode_ceiling [--model FILE] [--threads 2] [--batches 1 2 4 8 16] [--steps 64]
-//                          [--reps 5] [--out bench/results/decode-ceiling.jsonl]
+//                          [--reps 5] [--ctx-per-seq N] [--out bench/results/decode-ceiling.jsonl]
 //
 // Prints one line per batch size and appends one JSON record per run to --out.
 #include "backends/llama_engine.hpp"
@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   std::vector<int> batches{1, 2, 4, 8, 16};
   int steps = 64;
   int reps = 5;
+  int ctx_option = 0;
   std::string out_path = "bench/results/decode-ceiling.jsonl";
   app.add_option("--model", model, "GGUF model (default: the tiny synthetic model)");
   app.add_option("--threads", threads, "CPU threads for the decode")
@@ -64,6 +65,11 @@ int main(int argc, char** argv) {
   app.add_option("--reps", reps, "Repetitions per batch size (the median is printed)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
+  app.add_option("--ctx-per-seq", ctx_option,
+                 "Context of each sequence, in tokens (0: what the timed steps need, 16 + steps "
+                 "+ 16); the engine's default is 2048")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
   app.add_option("--out", out_path, "Results file (JSON lines, appended)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -78,7 +84,7 @@ int main(int argc, char** argv) {
   }
   const int max_n = *std::max_element(batches.begin(), batches.end());
   constexpr int kPrompt = 16;  // tokens each sequence holds before the timed steps
-  const int ctx_per_seq = kPrompt + steps + 16;
+  const int ctx_per_seq = std::max(ctx_option, kPrompt + steps + 16);
 
   llama_log_set(quiet, nullptr);
   llama_backend_init();
@@ -166,6 +172,7 @@ int main(int argc, char** argv) {
                             {"batch", n},
                             {"threads", threads},
                             {"steps", steps},
+                            {"ctx_per_seq", ctx_per_seq},
                             {"reps", reps},
                             {"step_ms_median", ms},
                             {"tokens_per_s", tps},
