@@ -3,7 +3,10 @@
 //   1. one agent: ttft_client and decode_tps_client, ratio llama-server / in-process;
 //   2. aggregate tokens/s (system_tps) at N concurrent agents, in-process with N sequences vs
 //      llama-server with -np N;
-//   3. a session's turn-2 TTFT with a ~300-token persona already cached vs a cold request.
+//   3. a session's turn-2 TTFT with a ~300-token persona already cached vs a cold request;
+//   4. (`--parts idle`, not run by default) one agent's TTFT when each request comes after a
+//      pause (`--idle-gaps`), as a game's banter comes: the time a program's sleeping threads
+//      take to wake is in it.
 //
 // Programs alternate (A B A B ...) on the same machine, `--runs` times each; every stored figure
 // names its source. Prints a table and appends JSON lines to --out. `--parts` picks the parts;
@@ -23,6 +26,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <future>
@@ -143,6 +147,7 @@ int main(int argc, char** argv) {
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   chimera::bench::GpuFlags gpu;
   std::vector<std::string> parts = {"single", "aggregate", "session"};
+  std::vector<int> idle_gaps = {0, 20, 100, 300};
   std::string out_path = "bench/results/inproc.jsonl";
   app.add_option("--model", model, "GGUF model (default: the tiny synthetic model)");
   app.add_option("--runs", runs, "Runs of each program per comparison")->capture_default_str();
@@ -152,9 +157,15 @@ int main(int argc, char** argv) {
   app.add_option("--agents", agents, "Concurrency levels")->delimiter(',');
   app.add_option("--threads", threads, "CPU threads for both programs")->capture_default_str();
   gpu.add_to(app, "Layers on the GPU for both programs (-ngl); needs a CUDA build");
-  app.add_option("--parts", parts, "Parts to run: single, aggregate, session")
+  app.add_option("--parts", parts,
+                 "Parts to run: single, aggregate, session (the default), idle (one agent's "
+                 "first token after pauses of --idle-gaps)")
       ->delimiter(',')
-      ->check(CLI::IsMember({"single", "aggregate", "session"}));
+      ->check(CLI::IsMember({"single", "aggregate", "session", "idle"}));
+  app.add_option("--idle-gaps", idle_gaps, "--parts idle: pauses before each request, ms")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(CLI::Range(0, 60'000));
   app.add_option("--out", out_path, "Results file (JSON lines, appended)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -336,6 +347,44 @@ int main(int argc, char** argv) {
     record(fmt::format(
         R"j("bench":"session_reuse","prompt_tokens":{},"ttft_cold_ms":{:.3f},"ttft_cold_ms_sd":{:.3f},"ttft_turn2_ms":{:.3f},"ttft_turn2_ms_sd":{:.3f},"ratio_cold_over_turn2":{:.3f},"ratio_sd":{:.3f},"runs":{},"source":"measured: mean and sample sd over runs; ratio per run")j",
         persona_tokens, sc.mean, sc.sd, sw.mean, sw.sd, sr.mean, sr.sd, runs));
+  }
+  // 4. A request after a pause: an agent that speaks now and then (a game's banter) finds the
+  // program idle, its compute threads asleep. Both programs, alternating per run and pause.
+  if (wanted("idle")) {
+    auto pair = contestants(model, 1, 1024, where, rt);
+    if (!pair) return 1;
+    fmt::print(
+        "\none agent after a pause, {} requests per run (ttft_client: median and largest per "
+        "run; mean ± sd over runs)\n",
+        requests);
+    for (const int gap : idle_gaps) {
+      std::vector<double> p50[2], worst[2], ratio;
+      for (int r = 0; r < runs; ++r) {
+        for (int which = 0; which < 2; ++which) {
+          Backend& b = which == 0 ? *pair->inproc : *pair->http;
+          std::vector<double> t;
+          for (int i = 0; i < requests; ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(gap));
+            const Completion c = b.generate(line(i, 4, 100 * r + i));
+            if (!c.ok()) throw std::runtime_error(c.error.message);
+            t.push_back(static_cast<double>(*c.figures.ttft_client_ns) / 1e6);
+          }
+          p50[which].push_back(median(t));
+          worst[which].push_back(*std::max_element(t.begin(), t.end()));
+        }
+        ratio.push_back(p50[1].back() / p50[0].back());
+      }
+      const auto a = stats(p50[0]), aw = stats(worst[0]), b = stats(p50[1]), bw = stats(worst[1]),
+                 ra = stats(ratio);
+      fmt::print(
+          "  pause {:>5} ms  in-process {:6.2f} ± {:4.2f} ms (largest {:6.2f})   llama-server "
+          "{:6.2f} ± {:4.2f} ms (largest {:6.2f})   llama-server/in-process {:.2f} ± {:.2f}\n",
+          gap, a.mean, a.sd, aw.mean, b.mean, b.sd, bw.mean, ra.mean, ra.sd);
+      record(fmt::format(
+          R"j("bench":"idle_ttft","pause_ms":{},"ttft_client_p50_ms_inproc":{:.3f},"ttft_client_p50_ms_inproc_sd":{:.3f},"ttft_client_max_ms_inproc":{:.3f},"ttft_client_p50_ms_llama_server":{:.3f},"ttft_client_p50_ms_llama_server_sd":{:.3f},"ttft_client_max_ms_llama_server":{:.3f},"ratio_server_over_inproc":{:.3f},"ratio_sd":{:.3f},"threads":{},"runs":{},"requests_per_run":{},"source":"measured: median and largest per run, then mean and sample sd over runs; ratio per run")j",
+          gap, a.mean, a.sd, aw.mean, b.mean, b.sd, bw.mean, ra.mean, ra.sd, threads, runs,
+          requests));
+    }
   }
   fmt::print("\nresults appended to {}\n", out_path);
   return 0;
