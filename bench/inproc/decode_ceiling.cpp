@@ -66,8 +66,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
   app.add_option("--ctx-per-seq", ctx_option,
-                 "Context of each sequence, in tokens (0: what the timed steps need, 16 + steps "
-                 "+ 16); the engine's default is 2048")
+                 "Context of each sequence, in tokens, at least what the timed steps need "
+                 "(16 + steps + 16, also what 0 gives); the engine's default is 2048")
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 20));
   app.add_option("--out", out_path, "Results file (JSON lines, appended)")->capture_default_str();

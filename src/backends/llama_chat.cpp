@@ -291,7 +291,7 @@ int chain_leading_top_k(const common_params_sampling& sp, const llama_vocab* voc
         }
         break;
       case COMMON_SAMPLER_TYPE_TOP_N_SIGMA:
-        if (sp.top_n_sigma > 0.0f) return 0;
+        if (!(sp.top_n_sigma <= 0.0f)) return 0;  // a NaN sigma runs, as llama.cpp tests it
         break;
       default:
         return 0;

@@ -35,10 +35,10 @@ namespace chimera::backends {
 // registers) and looks for NaNs; the k + 1-th largest of those maxima (in a large vocabulary, of
 // the maxima of groups of blocks) is a bound no larger than the k + 1-th largest logit, since
 // k + 1 blocks each hold a logit at least that large. The second looks only into the blocks
-// whose maximum reaches the bound (about k + 1 of them), and keeps the k + 1 largest of their
-// logits in a descending list. Whatever the order they come in, the list ends with the k + 1
-// largest values of the whole vocabulary, and where those are all different, their tokens are
-// unique too. Each draw's own thread keeps the block maxima between calls.
+// whose maximum reaches the bound (those of about k + 1 blocks or groups), and keeps the k + 1
+// largest of their logits in a descending list. Whatever the order they come in, the list ends with
+// the k + 1 largest values of the whole vocabulary, and where those are all different, their tokens
+// are unique too. Each draw's own thread keeps the block maxima between calls.
 inline bool top_k_candidates(const float* logits, int n, int k,
                              std::vector<llama_token_data>& out) {
   if (k < 1 || k >= n) return false;

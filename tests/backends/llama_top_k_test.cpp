@@ -168,9 +168,12 @@ TEST(TopKCandidates, DeclineWhereLlamaCppsOrderIsNotUnique) {
   tie_beyond[10] = 95.0f;  // equal to the fifth: beyond the k + 1 that decide
   EXPECT_TRUE(top_k_candidates(tie_beyond.data(), 100, 3, out));
 
-  auto nan = logits;
-  nan[5] = std::numeric_limits<float>::quiet_NaN();
-  EXPECT_FALSE(top_k_candidates(nan.data(), 100, 3, out));
+  // A NaN anywhere: below the candidates, among them, in the last, partial block of 32.
+  for (const std::size_t at : {5u, 70u, 97u, 99u}) {
+    auto nan = logits;
+    nan[at] = std::numeric_limits<float>::quiet_NaN();
+    EXPECT_FALSE(top_k_candidates(nan.data(), 100, 3, out)) << "NaN at " << at;
+  }
 
   auto minus_inf = logits;  // masked tokens are candidates like any other
   minus_inf[99] = -std::numeric_limits<float>::infinity();
