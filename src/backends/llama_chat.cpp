@@ -361,6 +361,10 @@ std::unique_ptr<ChatStream> ChatStream::make(const llama_model* model, const Cha
   return s;
 }
 
+int ChatStream::leading_top_k() const {
+  return impl_->leading_top_k;
+}
+
 // common_sampler_sample's CPU path is every token a candidate, the chain applied. Where the chain
 // starts with a top-k (leading_top_k), its k candidates come from top_k_candidates already
 // sorted, which its top-k sampler keeps as they are: the same array reaches the rest of the

@@ -76,6 +76,9 @@ class ChatStream {
   ChatStream(const ChatStream&) = delete;
   ChatStream& operator=(const ChatStream&) = delete;
 
+  // The k of the top-k whose candidates the draws find in one pass (top_k_candidates), or 0
+  // where they take llama.cpp's common sampler over the whole vocabulary.
+  int leading_top_k() const;
   // Samples from the logits at `idx` of the last decode (`logits`, `n_vocab` of them, already
   // read from the context) and accepts the token.
   int32_t sample(llama_context* ctx, int idx, const float* logits, int n_vocab);

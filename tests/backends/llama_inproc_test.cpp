@@ -1,6 +1,7 @@
 // The in-process backend: llama.cpp in this process, continuous batching, sessions.
 #include "backends/http_backend.hpp"
 #include "backends/llama_backend.hpp"
+#include "backends/llama_chat.hpp"
 #include "backends/llama_engine.hpp"
 #include "backends/text_stream.hpp"
 #include "support/test_support.hpp"
@@ -223,6 +224,59 @@ TEST(LlamaInProcess, SeededChatDrawsLlamaServersTokens) {
   // The draws are random: two seeds give two different replies to the same prompt.
   EXPECT_NE(replies[0], replies[1]);
   EXPECT_NE(replies[1], replies[2]);
+}
+
+// Which parsed chats draw from the top-k's candidates: those whose common sampler chain starts
+// with samplers that return at once with their settings, then a top-k of 1 to 128; a setting
+// that makes one of them act, a logit bias or a tool-call grammar keeps llama.cpp's own path.
+// This mirrors llama.cpp's common_sampler_init, and fails when a new llama.cpp changes it.
+TEST(ChatStreamDraws, FromTheTopKCandidatesOnlyWhereNothingComesBeforeTopK) {
+  llama_log_set([](ggml_log_level, const char*, void*) {}, nullptr);
+  const auto load = [](const std::filesystem::path& path) {
+    return std::unique_ptr<llama_model, decltype(&llama_model_free)>(
+        llama_model_load_from_file(path.c_str(), llama_model_default_params()), &llama_model_free);
+  };
+  const auto leading_top_k = [](const llama_model* model, const Request& r,
+                                const std::vector<LogitBias>& bias) {
+    backends::ChatTemplates templates(model);
+    backends::ChatPrompt prompt;
+    std::string error;
+    if (!templates.apply(r, prompt, error) || !prompt.parse) return -1;
+    auto stream = backends::ChatStream::make(model, prompt, r.options, bias, error);
+    EXPECT_NE(stream, nullptr) << error;
+    return stream ? stream->leading_top_k() : -1;
+  };
+  const auto qwen3 = load(test::qwen2_model("Qwen-Qwen3-0.6B"));  // it thinks: replies are parsed
+  ASSERT_NE(qwen3, nullptr);
+  Request r;
+  r.kind = RequestKind::chat;
+  r.messages = {{"user", "Hi", {}, {}, {}}};
+  EXPECT_EQ(leading_top_k(qwen3.get(), r, {}), 40);  // the default top-k
+  r.options.top_k = 7;
+  EXPECT_EQ(leading_top_k(qwen3.get(), r, {}), 7);
+  r.options.temperature = 0.0;  // greedy: the same chain, temperature 0
+  EXPECT_EQ(leading_top_k(qwen3.get(), r, {}), 7);
+  r.options = {};
+  r.options.top_k = 0;  // no top-k: every token stays a candidate
+  EXPECT_EQ(leading_top_k(qwen3.get(), r, {}), 0);
+  r.options.top_k = 200;  // more than top_k_candidates takes
+  EXPECT_EQ(leading_top_k(qwen3.get(), r, {}), 0);
+  r.options = {};
+  r.options.repeat_penalty = 1.1;  // the penalties sampler acts
+  EXPECT_EQ(leading_top_k(qwen3.get(), r, {}), 0);
+  r.options = {};
+  EXPECT_EQ(leading_top_k(qwen3.get(), r, {{5, 2.0}}), 0);  // a logit bias comes first
+
+  const auto tool_model = load(test::tool_model());  // a tool-call grammar
+  ASSERT_NE(tool_model, nullptr);
+  Request tools;
+  tools.kind = RequestKind::chat;
+  tools.messages = {{"user", "What is the weather in Paris?", {}, {}, {}}};
+  tools.tools_json =
+      R"([{"type":"function","function":{"name":"get_weather","description":"The weather",)"
+      R"("parameters":{"type":"object","properties":{"city":{"type":"string"}},)"
+      R"("required":["city"]}}}])";
+  EXPECT_EQ(leading_top_k(tool_model.get(), tools, {}), 0);
 }
 
 TEST(LlamaInProcess, FiguresAndStreaming) {
