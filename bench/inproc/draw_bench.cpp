@@ -30,6 +30,8 @@
 namespace {
 
 using chimera::now_ns;
+using chimera::backends::chain_choice;
+using chimera::backends::top_k_candidates;
 
 llama_sampler* completion_chain(uint32_t seed) {
   llama_sampler* chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
@@ -81,6 +83,11 @@ int main(int argc, char** argv) {
     for (const int arrays : {1, 16}) {
       std::vector<llama_token_data> all(static_cast<std::size_t>(n));
       std::vector<llama_token_data> cand;
+      // llama.cpp's CPU path: every token of the vocabulary a candidate.
+      const auto whole = [&](const float* l) {
+        for (llama_token t = 0; t < n; ++t) all[t] = {t, l[t], 0.0f};
+        return llama_token_data_array{all.data(), all.size(), -1, false};
+      };
       std::vector<double> theirs, ours;
       int64_t fallbacks = 0;
       for (int r = 0; r < reps + 1; ++r) {  // the first repetition warms up and is not counted
@@ -88,26 +95,21 @@ int main(int argc, char** argv) {
         llama_sampler* fast = completion_chain(1234);
         int64_t t0 = now_ns();
         for (int d = 0; d < draws; ++d) {
-          const float* l = logits[static_cast<std::size_t>(d % arrays)].data();
-          for (llama_token t = 0; t < n; ++t) all[t] = {t, l[t], 0.0f};
-          llama_token_data_array a{all.data(), all.size(), -1, false};
-          llama_sampler_apply(slow, &a);
-          llama_sampler_accept(slow, a.data[a.selected].id);
+          llama_token_data_array a = whole(logits[static_cast<std::size_t>(d % arrays)].data());
+          llama_sampler_accept(slow, chain_choice(slow, a));
         }
         const double slow_us = static_cast<double>(now_ns() - t0) / 1e3 / draws;
         t0 = now_ns();
         for (int d = 0; d < draws; ++d) {
           const float* l = logits[static_cast<std::size_t>(d % arrays)].data();
           llama_token_data_array a{};
-          if (chimera::backends::top_k_candidates(l, n, 40, cand)) {
+          if (top_k_candidates(l, n, 40, cand)) {
             a = {cand.data(), cand.size(), -1, true};
           } else {  // the engine's own fallback: llama.cpp's path
             ++fallbacks;
-            for (llama_token t = 0; t < n; ++t) all[t] = {t, l[t], 0.0f};
-            a = {all.data(), all.size(), -1, false};
+            a = whole(l);
           }
-          llama_sampler_apply(fast, &a);
-          llama_sampler_accept(fast, a.data[a.selected].id);
+          llama_sampler_accept(fast, chain_choice(fast, a));
         }
         const double fast_us = static_cast<double>(now_ns() - t0) / 1e3 / draws;
         llama_sampler_free(slow);

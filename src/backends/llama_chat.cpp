@@ -18,7 +18,6 @@
 #include <array>
 #include <mutex>
 #include <random>
-#include <stdexcept>
 #include <vector>
 
 namespace chimera::backends {
@@ -377,11 +376,7 @@ int32_t ChatStream::sample(llama_context* ctx, int idx, const float* logits, int
   if (s.leading_top_k > 0 && logits != nullptr &&
       top_k_candidates(logits, n_vocab, s.leading_top_k, s.candidates)) {
     llama_token_data_array a{s.candidates.data(), s.candidates.size(), -1, true};
-    llama_sampler_apply(common_sampler_get(s.sampler), &a);
-    if (a.selected < 0 || static_cast<std::size_t>(a.selected) >= a.size) {
-      throw std::runtime_error("the sampler chain selected no token");
-    }
-    t = a.data[a.selected].id;
+    t = chain_choice(common_sampler_get(s.sampler), a);
   } else {
     t = common_sampler_sample(s.sampler, ctx, idx);
   }

@@ -76,8 +76,8 @@ class ChatStream {
   ChatStream(const ChatStream&) = delete;
   ChatStream& operator=(const ChatStream&) = delete;
 
-  // The k of the top-k whose candidates the draws find in one pass (top_k_candidates), or 0
-  // where they take llama.cpp's common sampler over the whole vocabulary.
+  // The k of the top-k whose candidates the draws take from top_k_candidates, or 0 where they
+  // take llama.cpp's common sampler over the whole vocabulary.
   int leading_top_k() const;
   // Samples from the logits at `idx` of the last decode (`logits`, `n_vocab` of them, already
   // read from the context) and accepts the token.

@@ -523,8 +523,8 @@ llama_sampler* LlamaEngine::make_sampler(const Request& r, int& leading_top_k, b
     llama_sampler_chain_add(chain, llama_sampler_init_greedy());
     return chain;
   }
-  // A chain whose first sampler is top-k lets a draw find its candidates in one pass (up to
-  // 128: llama.cpp's partial sort, whose result top_k_candidates reproduces, keeps that many).
+  // A chain whose first sampler is top-k lets a draw take its candidates from top_k_candidates
+  // (up to 128: llama.cpp's partial sort, whose result it reproduces, keeps that many).
   const int top_k = o.top_k.value_or(40);
   if (llama_sampler_chain_n(chain) == 0 && top_k >= 1 && top_k <= 128) leading_top_k = top_k;
   llama_sampler_chain_add(chain, llama_sampler_init_top_k(top_k));
@@ -942,11 +942,7 @@ void LlamaEngine::sample_all(std::vector<Draw>& draws) {
         for (llama_token t = 0; t < n_vocab; ++t) cur[t] = llama_token_data{t, d.logits[t], 0.0f};
         a = {cur.data(), cur.size(), -1, false};
       }
-      llama_sampler_apply(j.sampler, &a);
-      if (a.selected < 0 || static_cast<std::size_t>(a.selected) >= a.size) {
-        throw std::runtime_error("the sampler chain selected no token");
-      }
-      d.token = a.data[a.selected].id;
+      d.token = chain_choice(j.sampler, a);
       llama_sampler_accept(j.sampler, d.token);
     } catch (const std::exception& e) {
       d.error = e.what();

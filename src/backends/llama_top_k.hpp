@@ -11,7 +11,8 @@
 // them) or a logit is NaN: the caller then takes llama.cpp's own path.
 //
 // A greedy chain's choice is found in one pass (greedy_choice): the first of the largest logits, as
-// llama.cpp's greedy sampler picks it, NaN included.
+// llama.cpp's greedy sampler picks it, NaN included. chain_choice applies a chain to what either
+// gives.
 //
 // Thread safety: functions of their arguments; top_k_candidates keeps scratch memory per thread.
 #pragma once
@@ -23,6 +24,7 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <stdexcept>
 #include <vector>
 
 namespace chimera::backends {
@@ -159,6 +161,16 @@ inline llama_token greedy_choice(const float* logits, int n) {
     if (logits[t] > logits[best]) best = t;
   }
   return best;
+}
+
+// The token `chain` draws from `candidates`: the chain applied to them (the choice is not
+// accepted); throws when the chain selects none.
+inline llama_token chain_choice(llama_sampler* chain, llama_token_data_array& candidates) {
+  llama_sampler_apply(chain, &candidates);
+  if (candidates.selected < 0 || static_cast<std::size_t>(candidates.selected) >= candidates.size) {
+    throw std::runtime_error("the sampler chain selected no token");
+  }
+  return candidates.data[candidates.selected].id;
 }
 
 }  // namespace chimera::backends
