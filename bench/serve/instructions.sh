@@ -11,6 +11,7 @@
 # Usage: bench/serve/instructions.sh CHIMERAFORGE [REQUESTS] [--top K] [--tokens T]
 #   (default 200 requests of 4 tokens; two runs with different T give the cost of one more token)
 #   e.g. bench/serve/instructions.sh build/apps/chimeraforge/chimeraforge 200 --top 15
+#   SERVE_ARGS="--relay" adds serve flags (recorded with the figures).
 # Needs valgrind (scripts/setup.sh installs it) and nginx.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -67,8 +68,9 @@ measure() {  # NAME PORT PID
 }
 
 serve_port=$(free_port)
+# shellcheck disable=SC2086 # SERVE_ARGS: words
 valgrind --tool=callgrind --callgrind-out-file="$dir/serve.out" "$bin" serve --port "$serve_port" \
-  --backend openai --endpoint "http://127.0.0.1:$synth" >"$dir/serve.log" 2>&1 &
+  --backend openai --endpoint "http://127.0.0.1:$synth" ${SERVE_ARGS:-} >"$dir/serve.log" 2>&1 &
 serve_pid=$!
 pids+=("$serve_pid")
 wait_http "$serve_port"
@@ -104,7 +106,7 @@ kill "$NGINX_PID"
 
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | head -1)
-line=$(/usr/bin/python3 -c 'import json, sys; print(json.dumps({"at": sys.argv[1], "commit": sys.argv[2] + ("+uncommitted" if sys.argv[3] else ""), "binary": sys.argv[4], "requests": int(sys.argv[5]), "tokens": int(sys.argv[6]), "instructions_per_request": {"serve": int(sys.argv[7]), "nginx": int(sys.argv[8])}, "command": "bench/serve/instructions.sh " + " ".join(sys.argv[9:])}))' \
-  "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$commit" "$dirty" "$bin" "$requests" "$tokens" "$serve_per" "$nginx_per" "$bin" "$requests" --tokens "$tokens")
+line=$(/usr/bin/python3 -c 'import json, sys; print(json.dumps({"at": sys.argv[1], "commit": sys.argv[2] + ("+uncommitted" if sys.argv[3] else ""), "binary": sys.argv[4], "requests": int(sys.argv[5]), "tokens": int(sys.argv[6]), "instructions_per_request": {"serve": int(sys.argv[7]), "nginx": int(sys.argv[8])}, "serve_args": sys.argv[9], "command": ("SERVE_ARGS=\"" + sys.argv[9] + "\" " if sys.argv[9] else "") + "bench/serve/instructions.sh " + " ".join(sys.argv[10:])}))' \
+  "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$commit" "$dirty" "$bin" "$requests" "$tokens" "$serve_per" "$nginx_per" "${SERVE_ARGS:-}" "$bin" "$requests" --tokens "$tokens")
 echo "$line"
 echo "$line" >>"$root/bench/results/serve-instructions.jsonl"

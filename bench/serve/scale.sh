@@ -18,6 +18,8 @@
 # Usage: bench/serve/scale.sh [BUILD_DIR] [THREADS] [PARTS]
 #   (default build, 2 model threads, PARTS "streams,models": parts 1 and 2; any comma-separated
 #   list of streams, models and peers)
+#   SERVE_ARGS="--relay" adds serve flags in part 1 (named in its records: "through serve
+#   --relay").
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=common.sh
@@ -50,9 +52,11 @@ load() { /usr/bin/python3 "$here/load.py" "$@"; }
 
 # --- 1. 256 and 1,000 streams: direct against through serve ------------------------------------
 if [[ ,$parts, == *,streams,* ]]; then
+through="through serve${SERVE_ARGS:+ $SERVE_ARGS}"
 start_synth "$cli" 16 --threads 1
 serve=$(free_port)
-"$cli" serve --port "$serve" --backend openai --endpoint "http://127.0.0.1:$synth" \
+# shellcheck disable=SC2086 # SERVE_ARGS: words
+"$cli" serve --port "$serve" --backend openai --endpoint "http://127.0.0.1:$synth" ${SERVE_ARGS:-} \
   >"$dir/serve.log" 2>&1 &
 serve_pid=$!
 pids+=($serve_pid)
@@ -60,7 +64,7 @@ wait_http "$serve"
 idle=$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$serve_pid/status")
 record "$(/usr/bin/python3 -c 'import json,sys; print(json.dumps({"name": "serve idle", "rss_kib": int(sys.argv[1])}))' "$idle")"
 record "$(load "http://127.0.0.1:$synth" --clients 256 --requests 4 --max-tokens 16 --name "synth direct, 256 streams")"
-record "$(load "http://127.0.0.1:$serve" --clients 256 --requests 4 --max-tokens 16 --pid "$serve_pid" --name "synth through serve, 256 streams")"
+record "$(load "http://127.0.0.1:$serve" --clients 256 --requests 4 --max-tokens 16 --pid "$serve_pid" --name "synth $through, 256 streams")"
 kill "$serve_pid"
 wait "$serve_pid" 2>/dev/null || true
 # The same 256 streams through nginx as a plain proxy (nginx.sh), serve stopped meanwhile.
@@ -82,7 +86,8 @@ synth=$(free_port)
   >"$dir/synth.log" 2>&1 &
 synth_pid=$!
 serve=$(free_port)
-"$cli" serve --port "$serve" --backend openai --endpoint "http://127.0.0.1:$synth" \
+# shellcheck disable=SC2086 # SERVE_ARGS: words
+"$cli" serve --port "$serve" --backend openai --endpoint "http://127.0.0.1:$synth" ${SERVE_ARGS:-} \
   >"$dir/serve.log" 2>&1 &
 serve_pid=$!
 pids=("$synth_pid" "$serve_pid")
@@ -96,7 +101,7 @@ with_peak() {  # load.py's JSON plus the synthetic server's streams_peak since t
 curl -s -X POST "http://127.0.0.1:$synth/stats/reset" >/dev/null
 record "$(with_peak "$(load "http://127.0.0.1:$synth" --clients 1000 --requests 1 --max-tokens 16 --name "synth direct, 1000 streams")")"
 curl -s -X POST "http://127.0.0.1:$synth/stats/reset" >/dev/null
-record "$(with_peak "$(load "http://127.0.0.1:$serve" --clients 1000 --requests 1 --max-tokens 16 --pid "$serve_pid" --name "synth through serve, 1000 streams")")"
+record "$(with_peak "$(load "http://127.0.0.1:$serve" --clients 1000 --requests 1 --max-tokens 16 --pid "$serve_pid" --name "synth $through, 1000 streams")")"
 echo "scale.sh: serve's open-file limit was $nofile" >&2
 kill "$serve_pid" "$synth_pid"
 wait "$serve_pid" "$synth_pid" 2>/dev/null || true

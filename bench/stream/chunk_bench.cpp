@@ -3,8 +3,10 @@
 // parsed into a boost::json::value and looked up key by key), over the records real servers
 // send: llama-server's and the synthetic server's token records and final records, and Ollama's.
 //
-// Each case decodes one stream of --records records, --reps times, alternating the two paths;
-// prints the median time per record of each and their ratio.
+// Each case decodes one stream of --records records, --reps times, alternating the paths;
+// prints the median time per record of each and their ratio. For OpenAI's records, a third path:
+// the decoder that relays the events as they came (Request::relay, `serve --relay`), which reads
+// a token record of the common shape only for its text.
 //
 //   chimera_stream_chunk_bench [--records 10000] [--reps 15]
 #include "backends/ollama.hpp"
@@ -33,8 +35,10 @@ class CountingEmitter final : public Emitter {
   bool tool_call(std::size_t, std::string_view) override { return true; }
   Completion& completion() override { return c; }
   void server_sent(int64_t ns) override { sent += ns; }
+  void relay(std::string_view events) override { relayed += events.size(); }
 
   std::size_t bytes = 0;
+  std::size_t relayed = 0;
   int64_t sent = 0;
   Completion c;
 };
@@ -51,9 +55,10 @@ double median(std::vector<double> v) {
 }
 
 // Nanoseconds per record for one pass over `body` (`records` records).
-double decode_ns(const Case& c, const std::string& body, int records, bool scan) {
+double decode_ns(const Case& c, const std::string& body, int records, bool scan,
+                 bool relay = false) {
   auto d = c.ollama ? make_ollama_decoder(true, true, 1 << 20, "http://bench", scan)
-                    : make_openai_decoder(true, true, 1 << 20, "http://bench", scan);
+                    : make_openai_decoder(true, true, 1 << 20, "http://bench", scan, relay);
   CountingEmitter e;
   const auto t0 = std::chrono::steady_clock::now();
   const bool ok = d->on_bytes(body, e);
@@ -91,20 +96,24 @@ int main(int argc, char** argv) {
        R"({"model":"llama3.2:1b","created_at":"2026-12-05T20:00:01.5Z","message":{"role":"assistant","content":""},"done_reason":"stop","done":true,"total_duration":1523466917,"load_duration":20361458,"prompt_eval_count":26,"prompt_eval_duration":129000000,"eval_count":290,"eval_duration":1372000000})"},
   };
 
-  fmt::print("{:<28} {:>12} {:>12} {:>8}\n", "record", "scanned ns", "whole ns", "ratio");
+  fmt::print("{:<28} {:>12} {:>12} {:>8} {:>12}\n", "record", "scanned ns", "whole ns", "ratio",
+             "relayed ns");
   for (const auto& c : cases) {
     std::string body;
     for (int i = 0; i < records; ++i)
       body += c.ollama ? c.record + "\n" : "data: " + c.record + "\n\n";
     std::vector<double> scanned;
     std::vector<double> whole;
+    std::vector<double> relayed;
     for (int r = 0; r < reps; ++r) {
       scanned.push_back(decode_ns(c, body, records, true));
       whole.push_back(decode_ns(c, body, records, false));
+      if (!c.ollama) relayed.push_back(decode_ns(c, body, records, true, /*relay=*/true));
     }
     const double s = median(scanned);
     const double w = median(whole);
-    fmt::print("{:<28} {:>12.0f} {:>12.0f} {:>7.2f}x\n", c.name, s, w, w / s);
+    const std::string r = relayed.empty() ? "-" : fmt::format("{:.0f}", median(relayed));
+    fmt::print("{:<28} {:>12.0f} {:>12.0f} {:>7.2f}x {:>12}\n", c.name, s, w, w / s, r);
   }
   fmt::print("(median of {} repetitions of {} records each, the paths alternating)\n", reps,
              records);

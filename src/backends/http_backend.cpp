@@ -32,6 +32,7 @@ void decode_discarding(StreamDecoder& fresh, std::string_view record) {
     bool tool_call(std::size_t, std::string_view) override { return true; }
     Completion& completion() override { return c; }
     void server_sent(int64_t) override {}
+    void relay(std::string_view) override {}
   } out;
   fresh.on_bytes(record, out);
 }
@@ -213,6 +214,7 @@ class RequestState final : public StreamState,
   }
   Completion& completion() override { return StreamState::completion(); }
   void server_sent(int64_t ns) override { set_server_sent(ns); }
+  void relay(std::string_view events) override { set_relayed(events); }
 
   http::CancelSlot slot;  // used on the endpoint's executor only
 

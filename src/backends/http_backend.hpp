@@ -36,6 +36,9 @@ class Emitter {
   // The send time the server wrote into the record being decoded (the synthetic server's
   // `server_sent_ns`), 0 when it wrote none. Applies to the tokens of that record.
   virtual void server_sent(int64_t ns) = 0;
+  // Request::relay: the server's events that the next token() or tool_call() hands on
+  // (TokenEvent::relayed); valid until that call returns.
+  virtual void relay(std::string_view events) = 0;
 };
 
 class StreamDecoder {

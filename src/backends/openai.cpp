@@ -152,9 +152,11 @@ void apply_timings(const TimingsFields& t, Completion& c) {
 
 class OpenAIDecoder final : public StreamDecoder {
  public:
-  OpenAIDecoder(bool chat, bool stream, std::size_t max_record, std::string url, bool scan)
+  OpenAIDecoder(bool chat, bool stream, std::size_t max_record, std::string url, bool scan,
+                bool relay)
       : chat_(chat),
         stream_(stream),
+        relay_(relay && stream),
         max_record_(max_record),
         framer_(max_record),
         url_(std::move(url)) {
@@ -183,7 +185,7 @@ class OpenAIDecoder final : public StreamDecoder {
   void warm() override {
     if (!stream_) return;
     warm_once<OpenAIDecoder>(openai_warm_record(chat_), chat_, true, max_record_, std::string(),
-                             scanner_ != nullptr);
+                             scanner_ != nullptr, false);
   }
 
   void on_end(Emitter& out) override {
@@ -201,6 +203,10 @@ class OpenAIDecoder final : public StreamDecoder {
                  fmt::format("{}: the stream ended without a finish_reason or [DONE] after {} "
                              "events",
                              url_, events_)};
+    }
+    if (relay_) {
+      c.relayed.on = true;
+      c.relayed.tail = std::move(relay_buf_);
     }
   }
 
@@ -222,8 +228,77 @@ class OpenAIDecoder final : public StreamDecoder {
                   fmt::format("{}: the server sent an error event mid-stream (event {}): {}", url_,
                               events_, error_message_from_body(ev.data)));
     }
+    if (relay_) return relay_event(ev.data, out);
     if (scanner_ && scanner_->scan(ev.data)) return handle_scanned(scanner_->chunk(), out);
     return handle_json(ev.data, out, /*whole=*/false);
+  }
+
+  // Request::relay: the event is kept as the server wrote it, to go out with the next token. A
+  // token record of the common shape is only looked into for its text (relay_token_text); any
+  // other record is decoded as without relay, and one that gives no token waits for the next
+  // (the role's record before the first token) or ends in the completion (the finish record in
+  // `tail`, the usage record in `usage`, which a client gets only when it asked for it).
+  bool relay_event(std::string_view data, Emitter& out) {
+    const std::size_t at = relay_buf_.size();
+    relay_buf_.append("data: ").append(data).append("\n\n");
+    if (std::string_view text; relay_token_text(data, text)) {
+      out.server_sent(0);
+      return emit_token(out, text, {});
+    }
+    record_had_choice_ = true;
+    const bool ok = scanner_ && scanner_->scan(data) ? handle_scanned(scanner_->chunk(), out)
+                                                     : handle_json(data, out, /*whole=*/false);
+    if (ok && relay_buf_.size() > at && !record_had_choice_) {  // a usage record
+      out.completion().relayed.usage.append(relay_buf_, at);
+      relay_buf_.resize(at);
+    }
+    return ok;
+  }
+
+  // A streamed token record of the shape llama-server, vLLM and OpenAI write, found without
+  // parsing it: one unfinished choice (index 0) whose content (chat) or text (completion) is a
+  // string with no escapes, and nothing else the decoder must read (a role, tool calls,
+  // reasoning, usage, an error). Sets `text` to that string. A record that does not look
+  // exactly so goes the parser's way, which reads any shape; the relayed bytes are the same.
+  // (A key's pattern starts and ends with an unescaped quote, which inside a JSON string is
+  // always escaped, so text inside a string never matches one.)
+  bool relay_token_text(std::string_view data, std::string_view& text) const {
+    constexpr std::string_view kNotFinished = R"("finish_reason":null)";
+    constexpr std::string_view kIndex = R"("index":)";
+    if (data.find(kNotFinished) == std::string_view::npos) return false;
+    for (std::string_view key : {R"("role")", R"("tool_calls")", R"("function_call")",
+                                 R"("reasoning)", R"("usage")", R"("error")"}) {
+      if (data.find(key) != std::string_view::npos) return false;
+    }
+    const auto index = data.find(kIndex);
+    if (index == std::string_view::npos || data.substr(index + kIndex.size(), 1) != "0" ||
+        data.find(kIndex, index + 1) != std::string_view::npos) {
+      return false;
+    }
+    const std::string_view key = chat_ ? R"("content":")" : R"("text":")";
+    const auto at = data.find(key);
+    if (at == std::string_view::npos || data.find(key, at + 1) != std::string_view::npos) {
+      return false;
+    }
+    const auto from = at + key.size();
+    const auto to = data.find('"', from);
+    if (to == std::string_view::npos || to == from) return false;
+    text = data.substr(from, to - from);
+    return text.find('\\') == std::string_view::npos;
+  }
+
+  // Hands a token (and tool-call delta) on, with the relayed events that brought it.
+  bool emit_token(Emitter& out, std::string_view text, std::string_view thinking) {
+    if (relay_) out.relay(relay_buf_);
+    const bool ok = out.token(text, thinking, nullptr);
+    relay_buf_.clear();
+    return ok;
+  }
+  bool emit_tool_call(Emitter& out, std::size_t index, std::string_view arguments_delta) {
+    if (relay_) out.relay(relay_buf_);
+    const bool ok = out.tool_call(index, arguments_delta);
+    relay_buf_.clear();
+    return ok;
   }
 
   // A record of the common shape, as handle_json would take it (stream_chunk.hpp).
@@ -231,6 +306,7 @@ class OpenAIDecoder final : public StreamDecoder {
     out.server_sent(std::max<int64_t>(0, get_int(&k.server_sent_ns).value_or(0)));
     Completion& c = out.completion();
     if (k.has_model && !k.model.empty()) c.model = k.model;
+    record_had_choice_ = k.has_choice;
     if (k.has_choice && get_int(&k.index).value_or(0) == 0) {
       std::string_view text;
       std::string_view thinking;
@@ -242,7 +318,7 @@ class OpenAIDecoder final : public StreamDecoder {
         text = k.text;
       }
       if (!text.empty() || !thinking.empty()) {
-        if (!out.token(text, thinking, nullptr)) return false;
+        if (!emit_token(out, text, thinking)) return false;
       }
       if (k.has_finish) {
         finish_seen_ = true;
@@ -286,7 +362,9 @@ class OpenAIDecoder final : public StreamDecoder {
     }
     Completion& c = out.completion();
     if (auto m = get_string(o, "model"); !m.empty()) c.model = std::move(m);
-    if (const auto* choices = o.if_contains("choices"); choices && choices->is_array()) {
+    const auto* choices = o.if_contains("choices");
+    record_had_choice_ = choices && choices->is_array() && !choices->get_array().empty();
+    if (record_had_choice_) {
       for (const auto& ch : choices->get_array()) {
         if (!ch.is_object()) continue;
         const auto& cho = ch.get_object();
@@ -334,7 +412,7 @@ class OpenAIDecoder final : public StreamDecoder {
       text = t->get_string();
     }
     if (!text.empty() || !thinking.empty()) {
-      if (!out.token(text, thinking, nullptr)) return false;
+      if (!emit_token(out, text, thinking)) return false;
     }
     if (const auto* fr = ch.if_contains("finish_reason"); fr && fr->is_string()) {
       finish_seen_ = true;
@@ -378,13 +456,19 @@ class OpenAIDecoder final : public StreamDecoder {
           call.arguments_json += json::serialize(*args);
         }
       }
-      if (!out.tool_call(idx, std::string_view(call.arguments_json).substr(before))) return false;
+      if (!emit_tool_call(out, idx, std::string_view(call.arguments_json).substr(before))) {
+        return false;
+      }
     }
     return true;
   }
 
   bool chat_;
   bool stream_;
+  bool relay_;  // Request::relay, for a stream
+  // The relayed events since the last token's ("data: ...\n\n" each).
+  std::string relay_buf_;
+  bool record_had_choice_ = true;  // the record just decoded held a choice (else: usage)
   std::size_t max_record_;
   http::SseFramer framer_;
   std::string url_;
@@ -482,7 +566,7 @@ bool OpenAIBackend::build(const Request& r, http::HttpRequest& out, std::string&
 
 std::unique_ptr<StreamDecoder> OpenAIBackend::make_decoder(const Request& r) {
   return make_openai_decoder(r.kind == RequestKind::chat, r.stream,
-                             endpoint_->limits().max_record_bytes, endpoint());
+                             endpoint_->limits().max_record_bytes, endpoint(), true, r.relay);
 }
 
 std::string_view openai_warm_record(bool chat) {
@@ -495,8 +579,8 @@ std::string_view openai_warm_record(bool chat) {
 }
 
 std::unique_ptr<StreamDecoder> make_openai_decoder(bool chat, bool stream, std::size_t max_record,
-                                                   std::string url, bool scan) {
-  return std::make_unique<OpenAIDecoder>(chat, stream, max_record, std::move(url), scan);
+                                                   std::string url, bool scan, bool relay) {
+  return std::make_unique<OpenAIDecoder>(chat, stream, max_record, std::move(url), scan, relay);
 }
 
 EndpointInfo OpenAIBackend::check() {

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <utility>
+
 namespace chimera::backends {
 
 void StreamState::cancel() {
@@ -38,6 +40,7 @@ int64_t StreamState::record_handover(int64_t server_sent_ns) {
 bool StreamState::deliver(std::string_view text, std::string_view thinking,
                           const ToolCall* tool_call, int tool_call_index,
                           std::string_view arguments_delta) {
+  const std::string_view relayed = std::exchange(relayed_, {});
   if (cancel_requested_.load()) return false;
   const std::size_t text_at = completion_.text.size();
   const std::size_t thinking_at = completion_.thinking.size();
@@ -53,11 +56,13 @@ bool StreamState::deliver(std::string_view text, std::string_view thinking,
   if (in_burst_ && tool_call == nullptr) {
     const bool go_on = release_held(/*more=*/true);
     held_ = Held{text_at, text.size(), thinking_at, thinking.size(), server_sent_ns_};
+    held_relayed_.assign(relayed);
     return go_on;
   }
   if (!release_held(/*more=*/true)) return false;
-  return emit(TokenEvent{text, thinking, tool_call, 0, 0, server_sent_ns_, tool_call_index,
-                         arguments_delta});
+  TokenEvent ev{text, thinking, tool_call, 0, 0, server_sent_ns_, tool_call_index, arguments_delta};
+  ev.relayed = relayed;
+  return emit(ev);
 }
 
 bool StreamState::end_burst(bool end_follows) {
@@ -77,6 +82,7 @@ bool StreamState::release_held(bool more) {
   ev.thinking = std::string_view(completion_.thinking).substr(h.thinking_at, h.thinking_size);
   ev.server_sent_ns = h.server_sent_ns;
   ev.more = more;
+  ev.relayed = held_relayed_;
   return emit(ev);
 }
 

@@ -34,6 +34,9 @@ class StreamState : public RequestHandle {
                int tool_call_index = -1, std::string_view arguments_delta = {});
   // The server's own send time of the chunk delivered next (0: none); see TokenEvent.
   void set_server_sent(int64_t ns) { server_sent_ns_ = ns; }
+  // The relayed events of the token delivered next (TokenEvent::relayed; Request::relay): a view
+  // that must stay valid until deliver() returns, which copies it when it holds the token.
+  void set_relayed(std::string_view events) { relayed_ = events; }
   // A burst: the tokens decoded from what one read from the server brought. Within it each
   // token goes to on_token once the next has been decoded, so that its TokenEvent can say that
   // another follows (TokenEvent::more); end_burst() hands over the last (more = false, or true
@@ -77,6 +80,8 @@ class StreamState : public RequestHandle {
     int64_t server_sent_ns = 0;
   };
   std::optional<Held> held_;
+  std::string held_relayed_;  // the held token's relayed events (a copy)
+  std::string_view relayed_;  // set_relayed's, for the next deliver()
   bool in_burst_ = false;
   int index_ = 0;
   int64_t server_sent_ns_ = 0;

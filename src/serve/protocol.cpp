@@ -645,6 +645,11 @@ const char* Encoder::content_type() const {
 // (keys in the same order, strings escaped the same way; tests/serve/protocol_test.cpp checks
 // it). Tool calls, rare, still go through a JSON value.
 void Encoder::token(const TokenEvent& ev, std::string& out) {
+  if (!ev.relayed.empty()) relaying_ = true;
+  if (relaying_) {
+    out += ev.relayed;
+    return;
+  }
   const bool tool_call = ev.tool_call != nullptr && ev.tool_call_index >= 0;
   switch (api_) {
     case Api::openai_chat: {
@@ -754,6 +759,12 @@ void Encoder::finish(const Completion& c, std::string& out) {
   switch (api_) {
     case Api::openai_chat:
     case Api::openai_completion: {
+      if (c.relayed.on) {  // the upstream's own last records; [DONE] ends every stream
+        out += c.relayed.tail;
+        if (include_usage_) out += c.relayed.usage;
+        out += "data: [DONE]\n\n";
+        return;
+      }
       const bool chat = api_ == Api::openai_chat;
       // {..., "choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}, or "text":"" for
       // completions: written as the token records are (record_head), the same bytes as

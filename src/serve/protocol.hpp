@@ -37,7 +37,9 @@ class Encoder {
   Encoder(Api api, bool stream, std::string model, bool include_usage);
 
   const char* content_type() const;
-  // Appends the record of one token event (streaming), "" when it carries nothing to send.
+  // Appends the record of one token event (streaming), "" when it carries nothing to send. An
+  // event whose upstream events are relayed (TokenEvent::relayed) appends those; once one has,
+  // so do the rest of the response's (a record that brought several tokens came with the first).
   void token(const TokenEvent& ev, std::string& out);
   // Appends the last records of a stream that ended well (finish reason, usage, [DONE]).
   void finish(const Completion& c, std::string& out);
@@ -58,6 +60,7 @@ class Encoder {
   std::string id_;
   int64_t created_;
   std::set<int> calls_started_;  // OpenAI: tool-call indexes whose id and name were sent
+  bool relaying_ = false;        // the upstream's events are passed on (TokenEvent::relayed)
   std::string record_head_;      // the start of every token record, made on the first
 };
 

@@ -697,6 +697,7 @@ class Connection final : public DirectWriter {
     Request request = std::move(parsed.request);
     if (route.name == parsed.model || request.model.empty()) request.model = route.model;
     const bool stream = request.stream;
+    request.relay = s_.opt.relay && stream && is_openai(api);
     const bool chunked = http11;
     auto x = std::make_shared<Exchange>(
         s_.io, stream_.get_executor(),

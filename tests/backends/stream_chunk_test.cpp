@@ -7,6 +7,7 @@
 #include "backends/ollama.hpp"
 #include "backends/openai.hpp"
 
+#include <boost/json/parse.hpp>
 #include <gtest/gtest.h>
 
 #include <optional>
@@ -23,14 +24,25 @@ class RecordingEmitter final : public Emitter {
   bool token(std::string_view text, std::string_view thinking, const ToolCall* call) override {
     log += "token[" + std::string(text) + "|" + std::string(thinking) + "|" +
            (call ? call->name : "") + "]\n";
+    take_relayed();
     return true;
   }
   bool tool_call(std::size_t index, std::string_view delta) override {
     log += "tool_call[" + std::to_string(index) + "|" + std::string(delta) + "]\n";
+    take_relayed();
     return true;
   }
   Completion& completion() override { return c; }
   void server_sent(int64_t ns) override { log += "sent[" + std::to_string(ns) + "]\n"; }
+  void relay(std::string_view events) override { pending_relayed = events; }
+
+  // What Emitter::relay gave the tokens, in order (Request::relay).
+  std::string relayed;
+  std::string_view pending_relayed;
+  void take_relayed() {
+    relayed += pending_relayed;
+    pending_relayed = {};
+  }
 
   // Every figure a decoder may set, "-" when unset.
   template <typename T>
@@ -82,12 +94,54 @@ std::string sse(const std::vector<std::string>& records) {
   return body;
 }
 
+// A summary without what a relaying decoder does not read from a token record of the common
+// shape: the server's send time and the model's name.
+std::string without_sent_and_model(std::string summary) {
+  std::string out;
+  std::istringstream lines(summary);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.starts_with("sent[")) continue;
+    if (line.starts_with("model=")) line = line.substr(line.find(" finish="));
+    out += line + "\n";
+  }
+  return out;
+}
+
+// A relaying decoder (Request::relay) hands on the tokens, figures and errors that one that does
+// not relay gives, and the events themselves: those of the tokens, then the tail, are the body's
+// events in order, less [DONE] and the usage records, which come apart.
+void expect_relayed(const std::vector<std::string>& records, bool chat) {
+  const std::string body = sse(records) + "data: [DONE]\n\n";
+  auto d = make_openai_decoder(chat, /*stream=*/true, 1 << 20, "http://up", true, /*relay=*/true);
+  RecordingEmitter e;
+  const bool read = d->on_bytes(body, e);
+  if (read) d->on_end(e);
+  const std::string plain = decode(body, false, chat, true);
+  EXPECT_EQ(without_sent_and_model(e.summary()), without_sent_and_model(plain))
+      << (chat ? "chat" : "completions") << " body:\n"
+      << body;
+  if (!read || e.c.error) return;  // what was relayed before an error is not all of the body
+  EXPECT_TRUE(e.c.relayed.on);
+  std::string kept;
+  std::string usage;
+  for (const auto& r : records) {
+    // A record with no choices (usage, timings): "choices" absent, empty or not an array.
+    const auto* choices = boost::json::parse(r).as_object().if_contains("choices");
+    const bool usage_only =
+        choices == nullptr || !choices->is_array() || choices->as_array().empty();
+    (usage_only ? usage : kept) += "data: " + r + "\n\n";
+  }
+  EXPECT_EQ(e.relayed + e.c.relayed.tail, kept) << body;
+  EXPECT_EQ(e.c.relayed.usage, usage) << body;
+}
+
 void expect_same(const std::vector<std::string>& records) {
   const std::string body = sse(records) + "data: [DONE]\n\n";
   for (const bool chat : {true, false}) {
     EXPECT_EQ(decode(body, false, chat, true), decode(body, false, chat, false))
         << (chat ? "chat" : "completions") << " body:\n"
         << body;
+    expect_relayed(records, chat);
   }
 }
 
@@ -288,6 +342,33 @@ TEST(StreamChunk, BothPathsGiveTheSameTokensFiguresAndErrors) {
   expect_same({R"({"choices":[{"delta":{"content":"a"}}]})", R"([1])"});
   expect_same({R"({"choices":[{"delta":{"content":"a"}}]})", R"({"choices":[{"delta":)"});
   expect_same({R"({"choices":[{"delta":{"content":"a"}}]})", "{\"choices\":\"\xff\"}"});
+}
+
+// Which records a relaying decoder reads only for their text (it then sets no send time: sent[0])
+// and which it parses: any other shape, an escape in the text, a role, several choices.
+TEST(StreamChunk, ARelayingDecoderParsesOnlyWhatIsNotACommonTokenRecord) {
+  const auto relayed = [](const std::string& record) {
+    auto d = make_openai_decoder(true, /*stream=*/true, 1 << 20, "http://up", true, /*relay=*/true);
+    RecordingEmitter e;
+    d->on_bytes("data: " + record + "\n\n", e);
+    return e.log + (e.c.error ? "error" : "") + "|" + e.relayed;
+  };
+  const std::string common =
+      R"({"choices":[{"index":0,"delta":{"content":"tok"},"finish_reason":null}],"server_sent_ns":5})";
+  EXPECT_EQ(relayed(common), "sent[0]\ntoken[tok||]\n|data: " + common + "\n\n");
+  // Not JSON after the token's text: relayed as it came, for the client's parser to report.
+  const std::string cut =
+      R"({"choices":[{"index":0,"delta":{"content":"tok"},"finish_reason":null})";
+  EXPECT_EQ(relayed(cut), "sent[0]\ntoken[tok||]\n|data: " + cut + "\n\n");
+  for (
+      const std::string record : {
+          R"({"choices":[{"index":0,"delta":{"content":"a\"b"},"finish_reason":null}],"server_sent_ns":5})",
+          R"({"choices":[{"index":0,"delta":{"content": "a\"b"},"finish_reason":null}],"server_sent_ns":5})",
+          R"({"choices":[{"index":0,"delta":{"role":"assistant","content":"a\"b"},"finish_reason":null}],"server_sent_ns":5})",
+          R"({"choices":[{"index":0,"delta":{"content":"a\"b"},"finish_reason":null},{"index":1,"delta":{"content":"c"},"finish_reason":null}],"server_sent_ns":5})",
+      }) {
+    EXPECT_EQ(relayed(record), "sent[5]\ntoken[a\"b||]\n|data: " + record + "\n\n");
+  }
 }
 
 // Numbers at the edges of int64, whitespace of every kind, odd literals and malformed records:

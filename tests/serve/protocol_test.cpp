@@ -166,4 +166,32 @@ TEST(Encoder, ToolCallDeltasNameTheCallOnce) {
   }
 }
 
+// With relayed events (serve --relay) the encoder writes them as they came: a token's, nothing
+// for a later token of the same record (its events came with the first), and at the end the
+// upstream's tail, its usage record only when the client asked for usage, and [DONE].
+TEST(Encoder, RelayedEventsAreWrittenAsTheyCame) {
+  for (const bool usage : {false, true}) {
+    Encoder enc(Api::openai_chat, /*stream=*/true, "m", usage);
+    std::string out;
+    TokenEvent first;
+    first.text = "Hi";
+    first.relayed = "data: {\"role\"}\n\ndata: {\"a\":1}\n\n";
+    enc.token(first, out);
+    EXPECT_EQ(out, first.relayed);
+    out.clear();
+    TokenEvent same_record;  // a second token of the same record carries no events of its own
+    same_record.text = "there";
+    same_record.index = 1;
+    enc.token(same_record, out);
+    EXPECT_EQ(out, "");
+    chimera::Completion c;
+    c.relayed.on = true;
+    c.relayed.tail = "data: {\"finish\"}\n\n";
+    c.relayed.usage = "data: {\"usage\"}\n\n";
+    enc.finish(c, out);
+    EXPECT_EQ(out, std::string("data: {\"finish\"}\n\n") + (usage ? "data: {\"usage\"}\n\n" : "") +
+                       "data: [DONE]\n\n");
+  }
+}
+
 }  // namespace

@@ -677,11 +677,14 @@ class ServeLlamaServer : public ::testing::Test {
     upstream_ = new chimera::test::LlamaServer(chimera::test::tiny_model(), {.parallel = 1});
     if (upstream_->ok()) {
       server_ = new ServeProcess({"--endpoint", upstream_->url(), "--backend", "openai"});
+      relay_ = new ServeProcess({"--endpoint", upstream_->url(), "--backend", "openai", "--relay"});
     }
   }
   static void TearDownTestSuite() {
+    delete relay_;
     delete server_;
     delete upstream_;
+    relay_ = nullptr;
     server_ = nullptr;
     upstream_ = nullptr;
   }
@@ -691,6 +694,7 @@ class ServeLlamaServer : public ::testing::Test {
   }
   static inline chimera::test::LlamaServer* upstream_ = nullptr;
   static inline ServeProcess* server_ = nullptr;
+  static inline ServeProcess* relay_ = nullptr;  // serve --relay
 };
 
 TEST_F(ServeLlamaServer, HttpxAndCurlStreamThroughServe) {
@@ -705,6 +709,85 @@ TEST_F(ServeLlamaServer, HttpxAndCurlStreamThroughServe) {
   EXPECT_GE(events, 2u) << r.body;
   EXPECT_LE(events, 5u) << r.body;
   EXPECT_EQ(done, 1);
+}
+
+// The generated text of an SSE body: its chat deltas' content or its completions' text.
+std::string sse_text(const std::vector<json::object>& events) {
+  std::string text;
+  for (const auto& ev : events) {
+    const auto& choices = ev.at("choices").as_array();
+    if (choices.empty()) continue;
+    const auto& c = choices.front().as_object();
+    const json::value* t = nullptr;
+    if (const auto* d = c.if_contains("delta")) t = d->as_object().if_contains("content");
+    if (const auto* x = c.if_contains("text")) t = x;
+    if (t != nullptr && t->is_string()) text += std::string(t->as_string());
+  }
+  return text;
+}
+
+// serve --relay hands a streamed OpenAI request llama-server's own events: the same text as serve
+// re-encoding them, with llama-server's fields (its system_fingerprint on every event, its
+// usage and timings), its usage record only when the client asked for it, one [DONE]; a
+// request that is not streamed, or in Ollama's protocol, is answered as without --relay; and
+// the metrics count every request.
+TEST_F(ServeLlamaServer, RelayPassesLlamaServersEventsOnAsTheyCame) {
+  ASSERT_TRUE(relay_ != nullptr && relay_->ok()) << relay_->output() << relay_->errors();
+  for (const bool chat : {true, false}) {
+    const std::string path = chat ? "/v1/chat/completions" : "/v1/completions";
+    const std::string input = chat ? R"("messages":[{"role":"user","content":"Hello there"}],)"
+                                   : R"("prompt":"Once upon a time",)";
+    for (const bool usage : {false, true}) {
+      const std::string body = "{" + input + R"("stream":true,"max_tokens":8,"temperature":0)" +
+                               (usage ? R"(,"stream_options":{"include_usage":true}})" : "}");
+      const auto plain = curl(server_->url() + path, body);
+      const auto relayed = curl(relay_->url() + path, body);
+      ASSERT_EQ(plain.status, 200) << plain.body;
+      ASSERT_EQ(relayed.status, 200) << relayed.body;
+      int done = 0;
+      const auto events = sse_events(relayed.body, &done);
+      EXPECT_EQ(done, 1) << relayed.body;
+      ASSERT_GE(events.size(), 2u) << relayed.body;
+      EXPECT_EQ(sse_text(events), sse_text(sse_events(plain.body))) << relayed.body;
+      EXPECT_FALSE(sse_text(events).empty()) << relayed.body;
+      for (const auto& ev : events) {
+        EXPECT_TRUE(ev.contains("system_fingerprint")) << relayed.body;  // llama-server's
+      }
+      // llama-server's usage record (no choices; its timings in a chat's) only when asked for.
+      // Its completions put usage and timings in the finish record instead.
+      bool usage_record = false;
+      bool usage_given = false;
+      bool timings = false;
+      const json::object* finish = nullptr;
+      for (const auto& ev : events) {
+        usage_record = usage_record || ev.at("choices").as_array().empty();
+        usage_given = usage_given || ev.contains("usage");
+        timings = timings || ev.contains("timings");
+        if (!ev.at("choices").as_array().empty()) finish = &ev;
+      }
+      EXPECT_EQ(usage_record, usage && chat) << relayed.body;
+      if (usage) {
+        EXPECT_TRUE(usage_given) << relayed.body;
+        EXPECT_TRUE(timings) << relayed.body;
+      }
+      ASSERT_NE(finish, nullptr);
+      EXPECT_TRUE(finish->at("choices").as_array().at(0).at("finish_reason").is_string())
+          << relayed.body;
+      EXPECT_EQ(sse_events(plain.body).front().at("model").as_string(), "default");
+    }
+  }
+  // Not streamed, and Ollama's protocol: serve's own encoding.
+  const auto whole =
+      curl(relay_->url() + "/v1/chat/completions",
+           R"({"messages":[{"role":"user","content":"Hi"}],"max_tokens":3,"stream":false})");
+  ASSERT_EQ(whole.status, 200) << whole.body;
+  EXPECT_EQ(json::parse(whole.body).at("model").as_string(), "default") << whole.body;
+  const auto ollama =
+      curl(relay_->url() + "/api/generate", R"({"prompt":"Hi","options":{"num_predict":3}})");
+  ASSERT_EQ(ollama.status, 200) << ollama.body;
+  EXPECT_TRUE(ndjson_lines(ollama.body).back().at("done").as_bool()) << ollama.body;
+  const auto m = curl(relay_->url() + "/metrics").body;
+  EXPECT_EQ(metric_sum(m, "chimera_serve_generations_total", {"outcome=\"ok\""}), 6) << m;
 }
 
 TEST_F(ServeLlamaServer, AnOllamaClientIsServedByLlamaServer) {

@@ -118,6 +118,12 @@ struct Request {
   // llama-server extras, ignored elsewhere.
   std::optional<int> slot_id;        // `id_slot`: pin to a server slot (its prompt cache)
   std::optional<bool> cache_prompt;  // reuse the slot's cached prompt prefix
+  // OpenAI-compatible servers, streamed: hand the caller each token's server-sent events as the
+  // server wrote them (TokenEvent::relayed, Completion::relayed), for a proxy that passes them
+  // on in the same protocol (`chimeraforge serve --relay`). Token records of the common shape
+  // are then not parsed as JSON, only looked into for their text (whose Completion::text stays
+  // whole); the figures and errors are as without. Ignored by other backends.
+  bool relay = false;
 };
 
 // Why generation ended.
@@ -208,6 +214,14 @@ struct Completion {
   // What was wrong but did not fail the request, e.g. a server figure that is not a usable
   // number (eval_count 1e999), which is then left out rather than reported wrong.
   std::vector<std::string> warnings;
+  // With Request::relay, from an OpenAI-compatible server: the server's events that followed
+  // the last token (its finish record; `tail`) and its usage record (one with no choices;
+  // `usage`), each as the server wrote it, with "data: " and the blank line; [DONE] is not kept.
+  struct Relayed {
+    bool on = false;  // the tokens' events were relayed (TokenEvent::relayed)
+    std::string tail;
+    std::string usage;
+  } relayed;
   bool ok() const { return !error; }
 };
 
@@ -236,6 +250,10 @@ struct TokenEvent {
   // holds when the request ends: the last token of a response whose end came with it, and a
   // token after which the request was cancelled or failed mid-burst, have `more` set.
   bool more = false;
+  // With Request::relay (an OpenAI-compatible server): the server-sent events that brought this
+  // token, as the server wrote them ("data: {...}\n\n"), with any events before it that carried
+  // no token (the role's record before the first); empty otherwise.
+  std::string_view relayed;
 };
 
 // Nanoseconds on the monotonic clock shared by every figure.

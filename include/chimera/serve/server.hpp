@@ -96,6 +96,11 @@ struct Options {
   // neither. With them, every connection starts with a TLS handshake and url() is https://.
   std::string tls_cert;
   std::string tls_key;
+  // A streamed OpenAI request served by an OpenAI-compatible upstream gets the upstream's
+  // events as the upstream wrote them (Request::relay), as a plain proxy would pass them on:
+  // its ids, its model's name and any fields serve does not know (logprobs, llama-server's
+  // timings) included, and each token costs serve far less. Other requests are unchanged.
+  bool relay = false;
 };
 
 // "" when usable, else what is wrong, naming the option.
