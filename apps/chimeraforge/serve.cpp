@@ -288,8 +288,8 @@ std::function<int()> add_serve(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--relay", o.relay,
                 "Pass an OpenAI-compatible upstream's events on as they came to a streamed OpenAI "
-                "request (its ids, model name and extra fields included), reading only the "
-                "tokens' text: less work per token; other requests are re-encoded as without");
+                "request (its ids, model name and fields serve does not know, such as logprobs, "
+                "included) instead of writing serve's own; other requests are as without");
   cmd->add_option("--busy-poll-us", a->busy_poll_us,
                   "Keep each I/O thread polling for this long after its last event before it "
                   "sleeps: a stream's next byte is then handled without a wake-up, for CPU "

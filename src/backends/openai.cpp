@@ -233,18 +233,13 @@ class OpenAIDecoder final : public StreamDecoder {
     return handle_json(ev.data, out, /*whole=*/false);
   }
 
-  // Request::relay: the event is kept as the server wrote it, to go out with the next token. A
-  // token record of the common shape is only looked into for its text (relay_token_text); any
-  // other record is decoded as without relay, and one that gives no token waits for the next
-  // (the role's record before the first token) or ends in the completion (the finish record in
-  // `tail`, the usage record in `usage`, which a client gets only when it asked for it).
+  // Request::relay: the event is kept as the server wrote it and decoded as without relay. One
+  // that gives a token goes out with it, with the events before it that gave none (the role's
+  // record before the first token); the rest end in the completion (the finish record in `tail`,
+  // the usage record, one with no choices, in `usage`, which a client gets only when it asked).
   bool relay_event(std::string_view data, Emitter& out) {
     const std::size_t at = relay_buf_.size();
     relay_buf_.append("data: ").append(data).append("\n\n");
-    if (std::string_view text; relay_token_text(data, text)) {
-      out.server_sent(0);
-      return emit_token(out, text, {});
-    }
     record_had_choice_ = true;
     const bool ok = scanner_ && scanner_->scan(data) ? handle_scanned(scanner_->chunk(), out)
                                                      : handle_json(data, out, /*whole=*/false);
@@ -253,38 +248,6 @@ class OpenAIDecoder final : public StreamDecoder {
       relay_buf_.resize(at);
     }
     return ok;
-  }
-
-  // A streamed token record of the shape llama-server, vLLM and OpenAI write, found without
-  // parsing it: one unfinished choice (index 0) whose content (chat) or text (completion) is a
-  // string with no escapes, and nothing else the decoder must read (a role, tool calls,
-  // reasoning, usage, an error). Sets `text` to that string. A record that does not look
-  // exactly so goes the parser's way, which reads any shape; the relayed bytes are the same.
-  // (A key's pattern starts and ends with an unescaped quote, which inside a JSON string is
-  // always escaped, so text inside a string never matches one.)
-  bool relay_token_text(std::string_view data, std::string_view& text) const {
-    constexpr std::string_view kNotFinished = R"("finish_reason":null)";
-    constexpr std::string_view kIndex = R"("index":)";
-    if (data.find(kNotFinished) == std::string_view::npos) return false;
-    for (std::string_view key : {R"("role")", R"("tool_calls")", R"("function_call")",
-                                 R"("reasoning)", R"("usage")", R"("error")"}) {
-      if (data.find(key) != std::string_view::npos) return false;
-    }
-    const auto index = data.find(kIndex);
-    if (index == std::string_view::npos || data.substr(index + kIndex.size(), 1) != "0" ||
-        data.find(kIndex, index + 1) != std::string_view::npos) {
-      return false;
-    }
-    const std::string_view key = chat_ ? R"("content":")" : R"("text":")";
-    const auto at = data.find(key);
-    if (at == std::string_view::npos || data.find(key, at + 1) != std::string_view::npos) {
-      return false;
-    }
-    const auto from = at + key.size();
-    const auto to = data.find('"', from);
-    if (to == std::string_view::npos || to == from) return false;
-    text = data.substr(from, to - from);
-    return text.find('\\') == std::string_view::npos;
   }
 
   // Hands a token (and tool-call delta) on, with the relayed events that brought it.

@@ -120,9 +120,8 @@ struct Request {
   std::optional<bool> cache_prompt;  // reuse the slot's cached prompt prefix
   // OpenAI-compatible servers, streamed: hand the caller each token's server-sent events as the
   // server wrote them (TokenEvent::relayed, Completion::relayed), for a proxy that passes them
-  // on in the same protocol (`chimeraforge serve --relay`). Token records of the common shape
-  // are then not parsed as JSON, only looked into for their text (whose Completion::text stays
-  // whole); the figures and errors are as without. Ignored by other backends.
+  // on in the same protocol (`chimeraforge serve --relay`). They are decoded as without (the
+  // same tokens, figures and errors). Ignored by other backends.
   bool relay = false;
 };
 

@@ -99,7 +99,7 @@ struct Options {
   // A streamed OpenAI request served by an OpenAI-compatible upstream gets the upstream's
   // events as the upstream wrote them (Request::relay), as a plain proxy would pass them on:
   // its ids, its model's name and any fields serve does not know (logprobs, llama-server's
-  // timings) included, and each token costs serve far less. Other requests are unchanged.
+  // timings) included. Other requests are unchanged.
   bool relay = false;
 };
 
