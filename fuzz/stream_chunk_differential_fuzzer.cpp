@@ -1,6 +1,8 @@
 // A streamed record read by StreamChunkScanner (without the JSON tree) and parsed whole must give
 // the same tokens, figures, warnings and errors (the OpenAI-compatible and Ollama decoders with
-// their scanner on and off, src/backends/stream_chunk.hpp). Aborts on the first difference.
+// their scanner on and off, src/backends/stream_chunk.hpp); so must an OpenAI-compatible decoder
+// that relays the events (Request::relay), which also hands each token the events that brought
+// it. Aborts on the first difference.
 //
 // Input: the record's bytes, read four ways: as the OpenAI-compatible body
 // "data: <input>\n\ndata: [DONE]\n\n" of a chat and of a completions stream, and as the Ollama
@@ -35,6 +37,7 @@ class Trace final : public cb::Emitter {
   }
   chimera::Completion& completion() override { return c; }
   void server_sent(int64_t ns) override { out += "S " + std::to_string(ns) + '\n'; }
+  void relay(std::string_view events) override { relayed += events; }
 
   template <typename T>
   void figure(const char* name, const std::optional<T>& v) {
@@ -75,12 +78,14 @@ class Trace final : public cb::Emitter {
   }
 
   std::string out;
+  std::string relayed;  // the events handed to the tokens (relay only), not compared
   chimera::Completion c;
 };
 
-std::string decode(const std::string& body, bool ollama, bool chat, bool scan) {
-  auto d = ollama ? cb::make_ollama_decoder(chat, /*stream=*/true, 1 << 16, "http://fuzz", scan)
-                  : cb::make_openai_decoder(chat, /*stream=*/true, 1 << 16, "http://fuzz", scan);
+std::string decode(const std::string& body, bool ollama, bool chat, bool scan, bool relay = false) {
+  auto d =
+      ollama ? cb::make_ollama_decoder(chat, /*stream=*/true, 1 << 16, "http://fuzz", scan)
+             : cb::make_openai_decoder(chat, /*stream=*/true, 1 << 16, "http://fuzz", scan, relay);
   Trace t;
   if (d->on_bytes(body, t)) d->on_end(t);
   return t.done();
@@ -97,12 +102,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       const std::string& body = ollama ? ndjson : sse;
       const std::string scanned = decode(body, ollama, chat, true);
       const std::string whole = decode(body, ollama, chat, false);
-      if (scanned != whole) {
+      const std::string relayed = ollama ? scanned : decode(body, ollama, chat, true, true);
+      if (scanned != whole || relayed != scanned) {
         std::fprintf(stderr,
                      "stream_chunk_differential: the paths differ (%s, %s)\n--- scanned\n%s"
-                     "--- whole\n%s",
+                     "--- whole\n%s--- relaying\n%s",
                      ollama ? "ollama" : "openai", chat ? "chat" : "not chat", scanned.c_str(),
-                     whole.c_str());
+                     whole.c_str(), relayed.c_str());
         std::abort();
       }
     }
