@@ -175,7 +175,8 @@ def source_line(records):
         model_text = (f"; model {Path(str(model.get('path'))).name} "
                       f"({model.get('bytes', 0) or 0:,} bytes, "
                       f"{model.get('hash_algorithm', 'hash')} {str(model.get('hash'))[:12]})")
-    return (f"{where}. Provenance: commit {state}; {p.get('started')}; {m.get('cpu')}, "
+    vector = f" ({m['vector']})" if m.get("vector") else ""
+    return (f"{where}. Provenance: commit {state}; {p.get('started')}; {m.get('cpu')}{vector}, "
             f"{m.get('cores')} cores"
             + (f", {mem / 2**30:.0f} GiB" if mem else "")
             + f"; {load}; {b.get('compiler')} {b.get('build_type')} `{b.get('flags', '').strip()}`"

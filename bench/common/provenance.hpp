@@ -118,6 +118,17 @@ inline std::string cpu_model() {
   return name.empty() ? "unknown" : name;
 }
 
+// The widest vector extension the CPU reports ("avx512f", "avx2", "sse4_2"; "unknown" where
+// /proc/cpuinfo lists none of them, as on other architectures). Two machines with one model name
+// may differ in it (a virtual machine moved to another host), and ggml's kernels with it.
+inline std::string cpu_vector() {
+  const std::string flags = " " + provenance_detail::proc_value("/proc/cpuinfo", "flags") + " ";
+  for (const char* f : {"avx512f", "avx2", "sse4_2"}) {
+    if (flags.find(" " + std::string(f) + " ") != std::string::npos) return f;
+  }
+  return "unknown";
+}
+
 // The command line as typed, arguments separated by single spaces.
 inline std::string command_line(int argc, char** argv) {
   std::string out;
@@ -176,6 +187,7 @@ class Provenance {
     const std::string mem_kb = proc_value("/proc/meminfo", "MemTotal");
     boost::json::object machine{
         {"cpu", cpu_model()},
+        {"vector", cpu_vector()},
         {"cores", std::thread::hardware_concurrency()},
         {"memory_bytes", mem_kb.empty() ? boost::json::value(nullptr)
                                         : boost::json::value(std::stoll(mem_kb) * 1024)}};

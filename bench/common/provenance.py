@@ -61,6 +61,22 @@ def cpu_model():
     return "unknown"
 
 
+def cpu_vector():
+    """The widest vector extension the CPU reports, as provenance.hpp's cpu_vector()."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    for name in ("avx512f", "avx2", "sse4_2"):
+                        if name in flags:
+                            return name
+                    break
+    except OSError:
+        pass
+    return "unknown"
+
+
 def memory_bytes():
     try:
         with open("/proc/meminfo", encoding="utf-8") as f:
@@ -140,7 +156,7 @@ class Provenance:
         self.loadavg_before = load_average()
         self.git = git_state(source_dir)
         self.command = shlex.join([sys.executable] + list(sys.argv if argv is None else argv))
-        self.machine = {"cpu": cpu_model(), "cores": os.cpu_count(),
+        self.machine = {"cpu": cpu_model(), "vector": cpu_vector(), "cores": os.cpu_count(),
                         "memory_bytes": memory_bytes()}
         self.build = build_info(build_dir)
         self.model = None

@@ -71,6 +71,7 @@ class ScratchRepo(unittest.TestCase):
         self.assertEqual(cpp["git"], py["git"])
         self.assertEqual(set(cpp), set(py))
         self.assertEqual(cpp["machine"]["cpu"], py["machine"]["cpu"])
+        self.assertEqual(cpp["machine"]["vector"], py["machine"]["vector"])
         self.assertEqual(cpp["machine"]["memory_bytes"], py["machine"]["memory_bytes"])
 
 
