@@ -247,6 +247,17 @@ class OpenAIDecoder final : public StreamDecoder {
       out.completion().relayed.usage.append(relay_buf_, at);
       relay_buf_.resize(at);
     }
+    // Events that bring no token wait for one: a server that sends them without end must not
+    // take the memory it likes (twice the limit of one event; a real server keeps a role's
+    // record and one usage record).
+    const std::size_t limit = 2 * max_record_;
+    const std::size_t kept = std::max(relay_buf_.size(), out.completion().relayed.usage.size());
+    if (ok && kept > limit) {
+      return fail(out, ErrorKind::protocol,
+                  fmt::format("{}: {} bytes of stream events without a token (up to event {}) "
+                              "exceed the limit of {} bytes kept for relaying",
+                              url_, kept, events_, limit));
+    }
     return ok;
   }
 

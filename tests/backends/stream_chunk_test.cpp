@@ -120,6 +120,28 @@ void expect_relayed(const std::vector<std::string>& records, bool chat) {
   EXPECT_EQ(e.c.relayed.usage, usage) << body;
 }
 
+// A relaying decoder keeps the events that bring no token until one comes; a server that sends
+// them without end is stopped at twice the limit of one event, with an error naming it.
+TEST(StreamChunk, EventsWithoutATokenAreNotKeptWithoutEnd) {
+  auto d = make_openai_decoder(true, /*stream=*/true, /*max_record=*/1024, "http://up", true,
+                               /*relay=*/true);
+  RecordingEmitter e;
+  const std::string empty = R"({"choices":[{"index":0,"delta":{},"finish_reason":null}]})";
+  bool read = true;
+  int sent = 0;
+  for (; sent < 1000 && read; ++sent) read = d->on_bytes("data: " + empty + "\n\n", e);
+  EXPECT_FALSE(read);
+  EXPECT_LT(sent, 100);
+  EXPECT_EQ(e.c.error.kind, ErrorKind::protocol);
+  EXPECT_NE(e.c.error.message.find("exceed the limit of 2048 bytes kept for relaying"),
+            std::string::npos)
+      << e.c.error.message;
+  // Without relaying the same events are read and dropped.
+  auto plain = make_openai_decoder(true, /*stream=*/true, 1024, "http://up", true);
+  RecordingEmitter p;
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(plain->on_bytes("data: " + empty + "\n\n", p));
+}
+
 void expect_same(const std::vector<std::string>& records) {
   const std::string body = sse(records) + "data: [DONE]\n\n";
   for (const bool chat : {true, false}) {
