@@ -150,6 +150,18 @@ void apply_timings(const TimingsFields& t, Completion& c) {
   if (!c.figures.tokens_out && s.eval_count) c.figures.tokens_out = s.eval_count;
 }
 
+// The event whose data is `data`, in SSE's framing: a "data:" field for each line of it (the
+// framer joins the lines of an event's data fields with '\n'), then the blank line.
+void append_sse_event(std::string& out, std::string_view data) {
+  for (;;) {
+    const auto nl = data.find('\n');
+    out.append("data: ").append(data.substr(0, nl)).push_back('\n');
+    if (nl == std::string_view::npos) break;
+    data.remove_prefix(nl + 1);
+  }
+  out.push_back('\n');
+}
+
 class OpenAIDecoder final : public StreamDecoder {
  public:
   OpenAIDecoder(bool chat, bool stream, std::size_t max_record, std::string url, bool scan,
@@ -239,7 +251,7 @@ class OpenAIDecoder final : public StreamDecoder {
   // the usage record, one with no choices, in `usage`, which a client gets only when it asked).
   bool relay_event(std::string_view data, Emitter& out) {
     const std::size_t at = relay_buf_.size();
-    relay_buf_.append("data: ").append(data).append("\n\n");
+    append_sse_event(relay_buf_, data);
     record_had_choice_ = true;
     const bool ok = scanner_ && scanner_->scan(data) ? handle_scanned(scanner_->chunk(), out)
                                                      : handle_json(data, out, /*whole=*/false);

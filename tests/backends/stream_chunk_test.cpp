@@ -120,6 +120,17 @@ void expect_relayed(const std::vector<std::string>& records, bool chat) {
   EXPECT_EQ(e.c.relayed.usage, usage) << body;
 }
 
+// An event whose data comes in several "data:" lines is relayed in as many: one line of data
+// with the framer's '\n' inside would end the event early for the client's parser.
+TEST(StreamChunk, AnEventOfSeveralDataLinesIsRelayedInAsMany) {
+  auto d = make_openai_decoder(true, /*stream=*/true, 1 << 20, "http://up", true, /*relay=*/true);
+  RecordingEmitter e;
+  const std::string event = "data: {\"choices\":[{\"delta\":\ndata: {\"content\":\"x\"}}]}\n\n";
+  ASSERT_TRUE(d->on_bytes(event, e));
+  EXPECT_EQ(e.log, "sent[0]\ntoken[x||]\n");
+  EXPECT_EQ(e.relayed, event);
+}
+
 // A relaying decoder keeps the events that bring no token until one comes; a server that sends
 // them without end is stopped at twice the limit of one event, with an error naming it.
 TEST(StreamChunk, EventsWithoutATokenAreNotKeptWithoutEnd) {

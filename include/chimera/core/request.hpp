@@ -215,7 +215,7 @@ struct Completion {
   std::vector<std::string> warnings;
   // With Request::relay, from an OpenAI-compatible server: the server's events that followed
   // the last token (its finish record; `tail`) and its usage record (one with no choices;
-  // `usage`), each as the server wrote it, with "data: " and the blank line; [DONE] is not kept.
+  // `usage`), each framed as TokenEvent::relayed is; [DONE] is not kept.
   struct Relayed {
     bool on = false;  // the tokens' events were relayed (TokenEvent::relayed)
     std::string tail;
@@ -250,8 +250,9 @@ struct TokenEvent {
   // token after which the request was cancelled or failed mid-burst, have `more` set.
   bool more = false;
   // With Request::relay (an OpenAI-compatible server): the server-sent events that brought this
-  // token, as the server wrote them ("data: {...}\n\n"), with any events before it that carried
-  // no token (the role's record before the first); empty otherwise.
+  // token, their data as the server wrote it ("data: {...}\n\n"; only data fields are kept), with
+  // any events before it that carried no token (the role's record before the first); empty
+  // otherwise.
   std::string_view relayed;
 };
 
