@@ -31,6 +31,7 @@ class LlamaBackend final : public Backend {
   }
   void drop_session(const std::string& session) override { engine_->drop_session(session); }
   std::optional<EngineLoad> engine_load() const override { return engine_->load(); }
+  std::optional<ModelFacts> model_facts() const override { return engine_->facts(); }
 
   LlamaEngine& engine() { return *engine_; }
 

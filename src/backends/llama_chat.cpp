@@ -202,6 +202,14 @@ ChatTemplates::ChatTemplates(const llama_model* model) : impl_(std::make_unique<
 
 ChatTemplates::~ChatTemplates() = default;
 
+bool ChatTemplates::tool_calls() const {
+  return impl_->tool_calls;
+}
+
+bool ChatTemplates::thinking() const {
+  return impl_->thinking;
+}
+
 bool ChatTemplates::apply(const Request& r, ChatPrompt& out, std::string& error) const {
   const bool thinking = r.think.value_or(impl_->thinking);
   common_chat_templates_inputs in = chat_inputs(r.messages, thinking);
@@ -446,6 +454,14 @@ ChatTemplates::ChatTemplates(const llama_model* model) : impl_(std::make_unique<
 }
 
 ChatTemplates::~ChatTemplates() = default;
+
+bool ChatTemplates::tool_calls() const {
+  return false;
+}
+
+bool ChatTemplates::thinking() const {
+  return false;
+}
 
 bool ChatTemplates::apply(const Request& r, ChatPrompt& out, std::string& error) const {
   if (r.tools_json && r.tool_choice != "none") {

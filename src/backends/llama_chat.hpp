@@ -42,6 +42,11 @@ class ChatTemplates {
 
   // The model carries a template of its own.
   bool own() const { return own_; }
+  // The template shows tools to the model and its tool calls are parsed (a request may carry
+  // tools).
+  bool tool_calls() const;
+  // The template can turn the model's reasoning on and off (a request's `think`).
+  bool thinking() const;
   // "" or the warning every chat completion carries (no template: the stated default).
   const std::string& warning() const { return warning_; }
   // Renders the request's messages (and tools) into a prompt. False, with `error`, when the

@@ -18,6 +18,7 @@
 #endif
 
 #include <algorithm>
+#include <charconv>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -153,6 +154,94 @@ struct LlamaEngine::Seq {
   int64_t last_used = 0;
 };
 
+namespace {
+
+// A GGUF metadata value as text ("" when the file has no such key).
+std::string meta(const llama_model* model, const char* key) {
+  char buf[512] = {};
+  const int32_t n = llama_model_meta_val_str(model, key, buf, sizeof buf);
+  return n < 0 ? std::string() : std::string(buf);
+}
+
+// The weights' type (general.file_type) as Ollama names it in /api/show's details.
+std::string file_type_name(const std::string& value) {
+  int v = -1;
+  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+  if (ec != std::errc{} || end != value.data() + value.size()) return {};
+  switch (static_cast<llama_ftype>(v)) {
+    case LLAMA_FTYPE_ALL_F32:
+      return "F32";
+    case LLAMA_FTYPE_MOSTLY_F16:
+      return "F16";
+    case LLAMA_FTYPE_MOSTLY_BF16:
+      return "BF16";
+    case LLAMA_FTYPE_MOSTLY_Q4_0:
+      return "Q4_0";
+    case LLAMA_FTYPE_MOSTLY_Q4_1:
+      return "Q4_1";
+    case LLAMA_FTYPE_MOSTLY_Q5_0:
+      return "Q5_0";
+    case LLAMA_FTYPE_MOSTLY_Q5_1:
+      return "Q5_1";
+    case LLAMA_FTYPE_MOSTLY_Q8_0:
+      return "Q8_0";
+    case LLAMA_FTYPE_MOSTLY_Q2_K:
+      return "Q2_K";
+    case LLAMA_FTYPE_MOSTLY_Q2_K_S:
+      return "Q2_K_S";
+    case LLAMA_FTYPE_MOSTLY_Q3_K_S:
+      return "Q3_K_S";
+    case LLAMA_FTYPE_MOSTLY_Q3_K_M:
+      return "Q3_K_M";
+    case LLAMA_FTYPE_MOSTLY_Q3_K_L:
+      return "Q3_K_L";
+    case LLAMA_FTYPE_MOSTLY_Q4_K_S:
+      return "Q4_K_S";
+    case LLAMA_FTYPE_MOSTLY_Q4_K_M:
+      return "Q4_K_M";
+    case LLAMA_FTYPE_MOSTLY_Q5_K_S:
+      return "Q5_K_S";
+    case LLAMA_FTYPE_MOSTLY_Q5_K_M:
+      return "Q5_K_M";
+    case LLAMA_FTYPE_MOSTLY_Q6_K:
+      return "Q6_K";
+    case LLAMA_FTYPE_MOSTLY_IQ4_NL:
+      return "IQ4_NL";
+    case LLAMA_FTYPE_MOSTLY_IQ4_XS:
+      return "IQ4_XS";
+    default:
+      return {};
+  }
+}
+
+int64_t meta_int(const llama_model* model, const std::string& key) {
+  const std::string v = meta(model, key.c_str());
+  int64_t out = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  return ec == std::errc{} && end == v.data() + v.size() ? out : 0;
+}
+
+ModelFacts read_facts(const llama_model* model, const ChatTemplates& chat, int ctx_per_seq) {
+  ModelFacts f;
+  f.architecture = meta(model, "general.architecture");
+  f.name = meta(model, "general.name");
+  f.file_type = file_type_name(meta(model, "general.file_type"));
+  f.parameters = llama_model_n_params(model);
+  f.file_bytes = llama_model_size(model);
+  f.context_length = llama_model_n_ctx_train(model);
+  f.context_served = ctx_per_seq;
+  f.embedding_length = llama_model_n_embd(model);
+  f.block_count = llama_model_n_layer(model);
+  f.head_count = llama_model_n_head(model);
+  f.head_count_kv =
+      f.architecture.empty() ? 0 : meta_int(model, f.architecture + ".attention.head_count_kv");
+  f.tool_calls = chat.tool_calls();
+  f.thinking = chat.thinking();
+  return f;
+}
+
+}  // namespace
+
 LlamaEngine::LlamaEngine(std::string model_path, const LlamaConfig& config)
     : path_(std::move(model_path)), config_(config), inbox_(std::make_shared<Inbox>()) {
   init_llama_once();
@@ -221,6 +310,7 @@ LlamaEngine::LlamaEngine(std::string model_path, const LlamaConfig& config)
   attach_thread_pool(threads);
   threads_ = threads;
   ctx_per_seq_ = static_cast<int>(llama_n_ctx_seq(ctx_));
+  facts_ = read_facts(model_, *chat_, ctx_per_seq_);
   for (int i = 0; i < config_.parallel; ++i) {
     auto s = std::make_unique<Seq>();
     s->id = i;

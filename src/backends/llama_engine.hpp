@@ -61,6 +61,8 @@ class LlamaEngine {
   const LlamaConfig& config() const { return config_; }
   int ctx_per_seq() const { return ctx_per_seq_; }
   std::string describe() const;
+  // What the loaded file says of its model (read once, at load).
+  const ModelFacts& facts() const { return facts_; }
   // Sequences and KV cells in use, as of the decode loop's last pass. Thread-safe.
   EngineLoad load() const;
 
@@ -114,6 +116,7 @@ class LlamaEngine {
   int ctx_per_seq_ = 0;
   int threads_ = 1;  // the context's compute threads
   llama_model* model_ = nullptr;
+  ModelFacts facts_;
   llama_context* ctx_ = nullptr;
   // ggml's thread pool for the context's graphs (see attach_thread_pool); null under OpenMP's
   // threads or when the CPU backend does not offer one.

@@ -1146,6 +1146,17 @@ std::vector<EndpointStatus> Pool::status() const {
   return out;
 }
 
+std::optional<ModelFacts> Pool::model_facts() const {
+  std::lock_guard lock(impl_->mu);
+  for (std::size_t e = 0; e < impl_->router.size(); ++e) {
+    if (impl_->router.load(static_cast<int>(e)).retired) continue;
+    const auto& m = impl_->member(static_cast<int>(e));
+    if (m.lanes.empty()) continue;
+    if (auto facts = m.lanes.front()->model_facts()) return facts;
+  }
+  return std::nullopt;
+}
+
 void Pool::set_fallback(Pool* other) {
   impl_->fallback.store(other);
 }

@@ -45,6 +45,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <fmt/format.h>
@@ -140,17 +141,107 @@ std::string models_body(const std::vector<Route>& routes) {
   return json::serialize(json::object{{"object", "list"}, {"data", std::move(data)}});
 }
 
+// A parameter count as Ollama writes it in /api/show's details ("8.6M", "1.2B").
+std::string parameter_size(uint64_t n) {
+  const auto d = static_cast<double>(n);
+  if (n >= 1'000'000'000) return fmt::format("{:.1f}B", d / 1e9);
+  if (n >= 1'000'000) return fmt::format("{:.1f}M", d / 1e6);
+  if (n >= 1'000) return fmt::format("{:.1f}K", d / 1e3);
+  return std::to_string(n);
+}
+
+// A model's details as Ollama lists them (/api/tags, /api/show): what an in-process pool's GGUF
+// file says; empty for a pool in front of other servers, which serve does not ask.
+json::object model_details(const std::optional<ModelFacts>& facts) {
+  json::object details{{"parent_model", ""},   {"format", ""},
+                       {"family", ""},         {"families", json::array{}},
+                       {"parameter_size", ""}, {"quantization_level", ""}};
+  if (facts) {
+    details["format"] = "gguf";
+    details["family"] = facts->architecture;
+    details["families"] = json::array{json::value(facts->architecture)};
+    details["parameter_size"] = parameter_size(facts->parameters);
+    details["quantization_level"] = facts->file_type;
+  }
+  return details;
+}
+
 std::string tags_body(const std::vector<Route>& routes) {
   json::array models;
   for (const auto& r : routes) {
+    const auto facts = r.pool->model_facts();
     models.push_back(json::object{{"name", r.name},
                                   {"model", r.name},
                                   {"modified_at", "1970-01-01T00:00:00Z"},
-                                  {"size", 0},
+                                  {"size", facts ? facts->file_bytes : 0},
                                   {"digest", ""},
-                                  {"details", json::object{{"format", "gguf"}}}});
+                                  {"details", model_details(facts)}});
   }
   return json::serialize(json::object{{"models", std::move(models)}});
+}
+
+// OpenAI's model object (GET /v1/models/{id}): any name reaches a pool (the first, when no pool
+// has that name), so every name is a model here, as a request naming it would find.
+std::string model_body(std::string_view id) {
+  return json::serialize(
+      json::object{{"id", id}, {"object", "model"}, {"created", 0}, {"owned_by", "chimeraforge"}});
+}
+
+// Ollama's POST /api/show for the pool a name reaches. An in-process pool answers from its GGUF
+// file (architecture, sizes, the context trained for; `num_ctx` in parameters is the context
+// each sequence gets here); a pool in front of other servers knows no more than the name.
+std::string show_body(const Route& route) {
+  const auto facts = route.pool->model_facts();
+  json::object details = model_details(facts);
+  json::object info;
+  json::array capabilities{"completion"};
+  std::string parameters;
+  if (facts) {
+    const auto& f = *facts;
+    info["general.architecture"] = f.architecture;
+    if (!f.name.empty()) info["general.name"] = f.name;
+    info["general.parameter_count"] = f.parameters;
+    if (!f.architecture.empty()) {
+      const std::string& a = f.architecture;
+      info[a + ".context_length"] = f.context_length;
+      info[a + ".embedding_length"] = f.embedding_length;
+      info[a + ".block_count"] = f.block_count;
+      info[a + ".attention.head_count"] = f.head_count;
+      if (f.head_count_kv > 0) info[a + ".attention.head_count_kv"] = f.head_count_kv;
+    }
+    parameters = fmt::format("num_ctx {}", f.context_served);
+    if (f.tool_calls) capabilities.emplace_back("tools");
+    if (f.thinking) capabilities.emplace_back("thinking");
+  }
+  return json::serialize(json::object{{"modelfile", ""},
+                                      {"parameters", parameters},
+                                      {"template", ""},
+                                      {"details", std::move(details)},
+                                      {"model_info", std::move(info)},
+                                      {"capabilities", std::move(capabilities)},
+                                      {"modified_at", "1970-01-01T00:00:00Z"}});
+}
+
+// The model an /api/show body names ("model", or the older "name"); "" when it names none, with
+// `error` saying why.
+std::string show_request_model(std::string_view body, std::string& error) {
+  boost::system::error_code ec;
+  const json::value v = json::parse(json::string_view(body.data(), body.size()), ec);
+  if (ec || !v.is_object()) {
+    error = "the body is not a JSON object";
+    return {};
+  }
+  for (const char* key : {"model", "name"}) {
+    if (const auto* m = v.as_object().if_contains(key)) {
+      if (!m->is_string() || m->as_string().empty()) {
+        error = fmt::format("'{}' must be a non-empty string", key);
+        return {};
+      }
+      return std::string(m->as_string());
+    }
+  }
+  error = "'model' is required: the model to show";
+  return {};
 }
 
 // One record, in a chunk of its own when the body is chunked. (On every token's path: the size
@@ -573,13 +664,31 @@ class Connection final : public DirectWriter {
       co_return co_await generate(*api, std::move(parsed), keep_alive, http11);
     }
 
+    if (path == "/api/show") {
+      path_label_ = path;
+      if (method != bhttp::verb::post) {
+        co_return co_await method_not_allowed(method, path, "POST", false, keep_alive);
+      }
+      std::string error;
+      const std::string model = show_request_model(req.body(), error);
+      if (!error.empty())
+        co_return co_await respond_error(400, false, std::move(error), "", keep_alive);
+      co_return co_await respond(200, show_body(s_.route_for(model)), keep_alive);
+    }
+    if (path.starts_with("/v1/models/") && path.size() > 11) {
+      path_label_ = "/v1/models/{id}";
+      if (method != bhttp::verb::get && method != bhttp::verb::head) {
+        co_return co_await method_not_allowed(method, path, "GET", true, keep_alive);
+      }
+      co_return co_await respond(200, model_body(std::string_view(path).substr(11)), keep_alive);
+    }
     const bool known = is_get_route(path);
     if (!known) {
       co_return co_await respond_error(
           404, openai_path,
           fmt::format("no route for {} {}; serve answers POST /v1/chat/completions, "
-                      "/v1/completions, /api/chat, /api/generate and GET /health, /v1/models, "
-                      "/api/tags, /api/version, /metrics",
+                      "/v1/completions, /api/chat, /api/generate, /api/show and GET /health, "
+                      "/v1/models, /v1/models/{{id}}, /api/tags, /api/version, /metrics",
                       std::string_view(bhttp::to_string(method)), path),
           "not_found_error", keep_alive);
     }

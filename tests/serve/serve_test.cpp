@@ -509,11 +509,71 @@ TEST_F(ServeInProcess, ListsItsModelsAndAnswersHealthAndVersion) {
   EXPECT_EQ(json::parse(r.body).at("data").as_array().at(0).at("id").as_string(), "tiny");
   r = curl(server_->url() + "/api/tags");
   ASSERT_EQ(r.status, 200);
-  EXPECT_EQ(json::parse(r.body).at("models").as_array().at(0).at("name").as_string(), "tiny");
+  const auto tag = json::parse(r.body).at("models").as_array().at(0).as_object();
+  EXPECT_EQ(tag.at("name").as_string(), "tiny");
+  EXPECT_GT(tag.at("size").to_number<int64_t>(), 16'000'000) << r.body;  // the tensors' bytes
+  EXPECT_EQ(tag.at("details").at("family").as_string(), "llama") << r.body;
   r = curl(server_->url() + "/api/version");
   ASSERT_EQ(r.status, 200);
   EXPECT_TRUE(json::parse(r.body).as_object().contains("version"));
   EXPECT_EQ(curl(server_->url() + "/health").status, 200);
+}
+
+TEST_F(ServeInProcess, ShowDescribesTheModelFileAsOllamaDoes) {
+  // Ollama clients ask /api/show before they chat (LlamaIndex reads the context length from
+  // model_info, Open WebUI the capabilities); an in-process pool answers from its GGUF file.
+  auto r = curl(server_->url() + "/api/show", R"({"model":"tiny"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto show = json::parse(r.body).as_object();
+  const auto& details = show.at("details").as_object();
+  EXPECT_EQ(details.at("format").as_string(), "gguf") << r.body;
+  EXPECT_EQ(details.at("family").as_string(), "llama") << r.body;
+  EXPECT_EQ(details.at("quantization_level").as_string(), "F16") << r.body;
+  EXPECT_EQ(details.at("parameter_size").as_string(), "8.6M") << r.body;
+  const auto& info = show.at("model_info").as_object();
+  EXPECT_EQ(info.at("general.architecture").as_string(), "llama") << r.body;
+  EXPECT_EQ(info.at("general.name").as_string(), "chimera-synth-tiny") << r.body;
+  // The tiny preset's shape (src/model/synthetic_model.cpp).
+  EXPECT_EQ(info.at("llama.context_length").to_number<int64_t>(), 2048) << r.body;
+  EXPECT_EQ(info.at("llama.embedding_length").to_number<int64_t>(), 128) << r.body;
+  EXPECT_EQ(info.at("llama.block_count").to_number<int64_t>(), 2) << r.body;
+  EXPECT_EQ(info.at("llama.attention.head_count").to_number<int64_t>(), 4) << r.body;
+  EXPECT_EQ(info.at("llama.attention.head_count_kv").to_number<int64_t>(), 2) << r.body;
+  EXPECT_GT(info.at("general.parameter_count").to_number<int64_t>(), 8'000'000) << r.body;
+  // The context a sequence gets here, in Ollama's parameter text.
+  EXPECT_EQ(show.at("parameters").as_string(), "num_ctx 2048") << r.body;
+  EXPECT_EQ(show.at("capabilities").as_array(), json::array{"completion"}) << r.body;
+  // The older "name", and any other name, as a chat naming it would be routed (the first pool).
+  EXPECT_EQ(curl(server_->url() + "/api/show", R"({"name":"tiny"})").body, r.body);
+  EXPECT_EQ(curl(server_->url() + "/api/show", R"({"model":"llama3.2:latest"})").body, r.body);
+
+  // What is not a request to show a model.
+  r = curl(server_->url() + "/api/show", "{}");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_TRUE(
+      contains(std::string(json::parse(r.body).at("error").as_string()), "'model' is required"))
+      << r.body;
+  r = curl(server_->url() + "/api/show", R"({"model":7})");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_TRUE(contains(r.body, "'model' must be a non-empty string")) << r.body;
+  r = curl(server_->url() + "/api/show", "[1,2");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_TRUE(contains(r.body, "not a JSON object")) << r.body;
+  EXPECT_EQ(curl(server_->url() + "/api/show").status, 405);
+}
+
+TEST_F(ServeInProcess, OpenAIsModelRetrieveFindsEveryNameARequestWould) {
+  auto r = curl(server_->url() + "/v1/models/tiny");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto m = json::parse(r.body).as_object();
+  EXPECT_EQ(m.at("id").as_string(), "tiny") << r.body;
+  EXPECT_EQ(m.at("object").as_string(), "model") << r.body;
+  r = curl(server_->url() + "/v1/models/gpt-4o");  // routed to the first pool, as a chat would be
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body).at("id").as_string(), "gpt-4o") << r.body;
+  r = curl(server_->url() + "/v1/models/tiny", "{}");
+  EXPECT_EQ(r.status, 405) << r.body;
+  EXPECT_EQ(json::parse(r.body).at("error").at("type").as_string(), "invalid_request_error");
 }
 
 TEST_F(ServeInProcess, HeadIsAnsweredWithTheHeaderAndNoBody) {
@@ -837,7 +897,7 @@ TEST(ServeUpstream, AnUpstreamThatCannotBeReachedIsAnHttpErrorBeforeTheFirstByte
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
   socklen_t len = sizeof a;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
   const int dead_port = ntohs(a.sin_port);
@@ -852,6 +912,41 @@ TEST(ServeUpstream, AnUpstreamThatCannotBeReachedIsAnHttpErrorBeforeTheFirstByte
   r = curl(server.url() + "/api/chat", R"({"messages":[{"role":"user","content":"Hi"}]})");
   EXPECT_EQ(r.status, 502) << r.body;
   EXPECT_TRUE(json::parse(r.body).at("error").is_string()) << r.body;
+}
+
+TEST(ServeShow, AModelWhoseTemplateCallsToolsSaysSo) {
+  // Qwen 2.5's template shows tools and its tool calls are parsed: clients that check the
+  // capability before they send tools (Open WebUI's native tool calling) send them.
+  ServeProcess server({"--model", chimera::test::tool_model().string(), "--name", "toolful"});
+  ASSERT_TRUE(server.ok()) << server.output() << server.errors();
+  const auto r = curl(server.url() + "/api/show", R"({"model":"toolful"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body).at("capabilities").as_array(), (json::array{"completion", "tools"}))
+      << r.body;
+}
+
+TEST(ServeShow, AModelWhoseTemplateThinksSaysSo) {
+  // Qwen 3's template turns the model's reasoning on and off (a request's `think`).
+  ServeProcess server({"--model", chimera::test::qwen2_model("Qwen-Qwen3-0.6B").string()});
+  ASSERT_TRUE(server.ok()) << server.output() << server.errors();
+  const auto r = curl(server.url() + "/api/show", R"({"model":"any"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body).at("capabilities").as_array(),
+            (json::array{"completion", "tools", "thinking"}))
+      << r.body;
+}
+
+TEST(ServeUpstream, ShowOfAPoolInFrontOfServersNamesNoMoreThanItKnows) {
+  // serve does not ask its upstreams what they run: the answer is Ollama's shape with the
+  // completion capability and no model facts, so that a client reading it gets no error.
+  ServeProcess server({"--endpoint", "http://127.0.0.1:9", "--backend", "openai", "--name", "up"});
+  ASSERT_TRUE(server.ok()) << server.output() << server.errors();
+  const auto r = curl(server.url() + "/api/show", R"({"model":"up"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto show = json::parse(r.body).as_object();
+  EXPECT_TRUE(show.at("model_info").as_object().empty()) << r.body;
+  EXPECT_EQ(show.at("details").at("format").as_string(), "") << r.body;
+  EXPECT_EQ(show.at("capabilities").as_array(), json::array{"completion"}) << r.body;
 }
 
 TEST(ServeUpstream, AClientLeavingAKeptAliveConnectionIsNoticedBeforeTheFirstToken) {

@@ -126,6 +126,24 @@ struct EngineLoad {
   int64_t kv_cells = 0;       // KV cells in all (sequences x context per sequence)
 };
 
+// What an in-process engine knows of the model it serves (Backend::model_facts), read from the
+// GGUF file when it was loaded; `serve` answers Ollama's /api/show from it.
+struct ModelFacts {
+  std::string architecture;  // general.architecture ("llama", "qwen2", ...)
+  std::string name;          // general.name ("" when the file has none)
+  std::string file_type;     // the weights' type as Ollama names it ("F16", "Q4_K_M"; "" unknown)
+  uint64_t parameters = 0;
+  uint64_t file_bytes = 0;     // the tensors' bytes
+  int64_t context_length = 0;  // the context the model was trained for
+  int64_t context_served = 0;  // the context each sequence gets here (ctx_per_seq)
+  int64_t embedding_length = 0;
+  int64_t block_count = 0;
+  int64_t head_count = 0;
+  int64_t head_count_kv = 0;
+  bool tool_calls = false;  // its chat template shows tools and parses tool calls
+  bool thinking = false;    // its chat template turns reasoning on and off
+};
+
 // What an endpoint says about itself (`chimeraforge endpoints check`).
 struct EndpointInfo {
   std::string url;
@@ -156,6 +174,9 @@ class Backend {
 
   // In-process backends: their engine's sequences and KV cells in use. Others: none. Thread-safe.
   virtual std::optional<EngineLoad> engine_load() const { return std::nullopt; }
+
+  // In-process backends: what their engine knows of its model. Others: none. Thread-safe.
+  virtual std::optional<ModelFacts> model_facts() const { return std::nullopt; }
 
   // Runs a request to the end and returns its Completion. Blocks the calling thread, which must
   // not be a Runtime thread.

@@ -27,6 +27,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -111,6 +112,9 @@ class Pool : public Backend {
   // Healthy when any endpoint is; `detail` lists each endpoint.
   EndpointInfo check() override;
   void drop_session(const std::string& session) override;
+  // What the first in-process endpoint's engine knows of its model; none when no endpoint runs
+  // in-process.
+  std::optional<ModelFacts> model_facts() const override;
 
   const PoolConfig& config() const;
   int lanes() const;
