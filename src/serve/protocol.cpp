@@ -8,6 +8,7 @@
 #include <boost/json/value.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <ctime>
@@ -205,6 +206,9 @@ std::string read_tool_calls(const json::value& v, std::string_view where, bool o
 
 std::string read_messages(const json::object& o, bool openai, std::vector<Message>& out) {
   const auto* v = o.if_contains("messages");
+  // Ollama takes a chat request without messages as one with none: a request to load the model
+  // (ollama_load_reply).
+  if ((v == nullptr || v->is_null()) && !openai) return {};
   if (v == nullptr) return "'messages' is missing; a chat request needs an array of messages";
   if (!v->is_array()) return wrong_type("messages", *v, "an array of messages");
   std::size_t i = 0;
@@ -597,6 +601,30 @@ std::string parse_request(Api api, std::string_view body, Parsed& out) {
   if (!error.empty()) return error;
   if (auto e = validate(out.request.options); !e.empty()) return e;
   return {};
+}
+
+std::optional<std::string> ollama_load_reply(Api api, const Request& r, std::string_view model) {
+  const bool load = (api == Api::ollama_generate && r.prompt.empty() && r.system.empty()) ||
+                    (api == Api::ollama_chat && r.messages.empty());
+  if (!load) return std::nullopt;
+  // keep_alive 0 ("0", "0s", "0m", the number 0, read as "0s") asks Ollama to unload the model.
+  bool unload = false;
+  if (r.keep_alive) {
+    const std::string_view k = *r.keep_alive;
+    const std::string_view number =
+        k.substr(0, std::min(k.find_first_not_of("0123456789."), k.size()));
+    unload = number.find('0') != std::string_view::npos &&
+             number.find_first_of("123456789") == std::string_view::npos;
+  }
+  json::object o{{"model", model}, {"created_at", iso_now()}};
+  if (api == Api::ollama_chat) {
+    o["message"] = json::object{{"role", "assistant"}, {"content", ""}};
+  } else {
+    o["response"] = "";
+  }
+  o["done"] = true;
+  o["done_reason"] = unload ? "unload" : "load";
+  return json::serialize(o) + "\n";
 }
 
 std::string error_body(bool openai, std::string_view message, std::string_view type) {

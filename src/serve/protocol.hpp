@@ -5,6 +5,7 @@
 
 #include <chimera/core/request.hpp>
 
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -26,6 +27,12 @@ struct Parsed {
 // Reads a request body of `api` into `out`. Returns "" when usable; otherwise what is wrong,
 // naming the field (a 400 for the client).
 std::string parse_request(Api api, std::string_view body, Parsed& out);
+
+// Ollama's way to load a model (a generate request with no prompt, a chat request with no
+// messages) or, with keep_alive 0, to unload it: the one-line reply Ollama gives at once (done,
+// done_reason "load" or "unload"); none for any other request. serve's models stay as they are:
+// an in-process model is loaded at start, and upstream servers keep theirs.
+std::optional<std::string> ollama_load_reply(Api api, const Request& r, std::string_view model);
 
 // An error response body in the protocol's shape. `type` is OpenAI's error type
 // ("invalid_request_error", "server_error", ...); Ollama's shape has none.

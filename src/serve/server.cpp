@@ -122,8 +122,8 @@ struct KeyRelease {
 };
 
 bool is_get_route(std::string_view path) {
-  return path == "/health" || path == "/v1/models" || path == "/api/tags" ||
-         path == "/api/version" || path == "/metrics";
+  return path == "/" || path == "/health" || path == "/v1/models" || path == "/api/tags" ||
+         path == "/api/ps" || path == "/api/version" || path == "/metrics";
 }
 
 // (Bodies are made outside the coroutines: GCC 12 rejects JSON initializer lists of string
@@ -176,6 +176,25 @@ std::string tags_body(const std::vector<Route>& routes) {
                                   {"size", facts ? facts->file_bytes : 0},
                                   {"digest", ""},
                                   {"details", model_details(facts)}});
+  }
+  return json::serialize(json::object{{"models", std::move(models)}});
+}
+
+// Ollama's GET /api/ps, the models loaded in memory: the in-process pools' (loaded at start, for
+// as long as serve runs); pools in front of other servers are not listed (their servers load and
+// unload models themselves).
+std::string ps_body(const std::vector<Route>& routes) {
+  json::array models;
+  for (const auto& r : routes) {
+    const auto facts = r.pool->model_facts();
+    if (!facts) continue;
+    models.push_back(json::object{{"name", r.name},
+                                  {"model", r.name},
+                                  {"size", facts->file_bytes},
+                                  {"digest", ""},
+                                  {"details", model_details(facts)},
+                                  {"expires_at", "9999-12-31T23:59:59Z"},
+                                  {"size_vram", 0}});
   }
   return json::serialize(json::object{{"models", std::move(models)}});
 }
@@ -687,8 +706,8 @@ class Connection final : public DirectWriter {
       co_return co_await respond_error(
           404, openai_path,
           fmt::format("no route for {} {}; serve answers POST /v1/chat/completions, "
-                      "/v1/completions, /api/chat, /api/generate, /api/show and GET /health, "
-                      "/v1/models, /v1/models/{{id}}, /api/tags, /api/version, /metrics",
+                      "/v1/completions, /api/chat, /api/generate, /api/show and GET /, /health, "
+                      "/v1/models, /v1/models/{{id}}, /api/tags, /api/ps, /api/version, /metrics",
                       std::string_view(bhttp::to_string(method)), path),
           "not_found_error", keep_alive);
     }
@@ -704,6 +723,12 @@ class Connection final : public DirectWriter {
       std::string body = up ? R"({"status":"ok"})" : R"({"status":"no endpoint is up"})";
       co_return co_await respond(up ? 200 : 503, std::move(body), keep_alive);
     }
+    if (path == "/") {
+      // Ollama's clients check that the server is there with HEAD / before anything else.
+      co_return co_await respond(200, "chimeraforge serve is running", keep_alive,
+                                 "text/plain; charset=utf-8");
+    }
+    if (path == "/api/ps") co_return co_await respond(200, ps_body(s_.routes), keep_alive);
     if (path == "/api/version") co_return co_await respond(200, version_body(), keep_alive);
     if (path == "/metrics") {
       co_return co_await respond(200, s_.metrics.text(s_.routes), keep_alive,
@@ -806,6 +831,11 @@ class Connection final : public DirectWriter {
     Request request = std::move(parsed.request);
     if (route.name == parsed.model || request.model.empty()) request.model = route.model;
     const bool stream = request.stream;
+    if (auto loaded =
+            ollama_load_reply(api, request, parsed.model.empty() ? route.name : parsed.model)) {
+      co_return co_await respond(200, std::move(*loaded), keep_alive,
+                                 stream ? "application/x-ndjson" : "application/json");
+    }
     request.relay = s_.opt.relay && stream && is_openai(api);
     const bool chunked = http11;
     auto x = std::make_shared<Exchange>(

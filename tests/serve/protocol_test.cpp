@@ -195,3 +195,66 @@ TEST(Encoder, RelayedEventsAreWrittenAsTheyCame) {
 }
 
 }  // namespace
+
+namespace {
+
+// The load reply a body gets, parsed (null when the body is not a load request).
+json::value load_reply(Api api, std::string_view body) {
+  chimera::serve::Parsed p;
+  const std::string error = chimera::serve::parse_request(api, body, p);
+  EXPECT_EQ(error, "") << body;
+  const auto reply = chimera::serve::ollama_load_reply(api, p.request, "m");
+  if (!reply) return nullptr;
+  EXPECT_TRUE(reply->ends_with("\n")) << *reply;  // one NDJSON line
+  return json::parse(*reply);
+}
+
+}  // namespace
+
+TEST(OllamaLoad, AGenerateWithoutAPromptOrAChatWithoutMessagesLoadsTheModel) {
+  // Ollama's way to load a model ahead of its first request (`ollama run` sends one).
+  for (const char* body : {R"({"model":"m"})", R"({"model":"m","prompt":""})"}) {
+    const auto v = load_reply(Api::ollama_generate, body);
+    ASSERT_TRUE(v.is_object()) << body;
+    EXPECT_EQ(v.at("model").as_string(), "m");
+    EXPECT_EQ(v.at("response").as_string(), "");
+    EXPECT_TRUE(v.at("done").as_bool());
+    EXPECT_EQ(v.at("done_reason").as_string(), "load");
+    EXPECT_TRUE(v.as_object().contains("created_at"));
+  }
+  for (const char* body :
+       {R"({"model":"m"})", R"({"model":"m","messages":[]})", R"({"model":"m","messages":null})"}) {
+    const auto v = load_reply(Api::ollama_chat, body);
+    ASSERT_TRUE(v.is_object()) << body;
+    EXPECT_EQ(v.at("message").at("role").as_string(), "assistant");
+    EXPECT_EQ(v.at("message").at("content").as_string(), "");
+    EXPECT_EQ(v.at("done_reason").as_string(), "load");
+  }
+}
+
+TEST(OllamaLoad, KeepAliveZeroUnloadsAndAnyOtherLoads) {
+  for (const char* k : {R"(0)", R"("0")", R"("0s")", R"("0m")", R"("00h")", R"("0.0s")"}) {
+    const std::string body = std::string(R"({"model":"m","keep_alive":)") + k + "}";
+    EXPECT_EQ(load_reply(Api::ollama_generate, body).at("done_reason").as_string(), "unload")
+        << body;
+    EXPECT_EQ(load_reply(Api::ollama_chat, body).at("done_reason").as_string(), "unload") << body;
+  }
+  for (const char* k :
+       {R"(-1)", R"("10m")", R"("5m")", R"(300)", R"("-1")", R"("0.5h")", R"("1h0m")"}) {
+    const std::string body = std::string(R"({"model":"m","keep_alive":)") + k + "}";
+    EXPECT_EQ(load_reply(Api::ollama_generate, body).at("done_reason").as_string(), "load") << body;
+  }
+}
+
+TEST(OllamaLoad, RequestsWithSomethingToAnswerAreNotLoads) {
+  EXPECT_TRUE(load_reply(Api::ollama_generate, R"({"prompt":"Hi"})").is_null());
+  EXPECT_TRUE(load_reply(Api::ollama_generate, R"({"system":"Be brief."})").is_null());
+  EXPECT_TRUE(
+      load_reply(Api::ollama_chat, R"({"messages":[{"role":"user","content":"Hi"}]})").is_null());
+  // OpenAI's APIs have no such request: a chat without messages is a 400, naming them.
+  chimera::serve::Parsed p;
+  EXPECT_NE(chimera::serve::parse_request(Api::openai_chat, R"({"model":"m"})", p)
+                .find("'messages' is missing"),
+            std::string::npos);
+  EXPECT_FALSE(chimera::serve::ollama_load_reply(Api::openai_completion, p.request, "m"));
+}

@@ -562,6 +562,38 @@ TEST_F(ServeInProcess, ShowDescribesTheModelFileAsOllamaDoes) {
   EXPECT_EQ(curl(server_->url() + "/api/show").status, 405);
 }
 
+TEST_F(ServeInProcess, OllamasCliFindsTheServerAndItsLoadedModel) {
+  // `ollama` checks the server with HEAD / first, lists loaded models with /api/ps, and loads a
+  // model with an empty generate before `ollama run` sends its prompt.
+  auto r = curl(server_->url() + "/", {}, "-I");
+  EXPECT_EQ(r.status, 200) << r.body;
+  r = curl(server_->url() + "/");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(contains(r.body, "running")) << r.body;
+  r = curl(server_->url() + "/api/ps");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto ps = json::parse(r.body).at("models").as_array();
+  ASSERT_EQ(ps.size(), 1U) << r.body;
+  EXPECT_EQ(ps.at(0).at("name").as_string(), "tiny") << r.body;
+  EXPECT_GT(ps.at(0).at("size").to_number<int64_t>(), 16'000'000) << r.body;
+  // A load is answered at once, generating nothing (no counts), streamed or not.
+  for (const char* body : {R"({"model":"tiny"})", R"({"model":"tiny","stream":false})"}) {
+    r = curl(server_->url() + "/api/generate", body);
+    ASSERT_EQ(r.status, 200) << r.body;
+    const auto v = json::parse(r.body).as_object();
+    EXPECT_EQ(v.at("done_reason").as_string(), "load") << r.body;
+    EXPECT_FALSE(v.contains("eval_count")) << r.body;
+  }
+  r = curl(server_->url() + "/api/chat", R"({"model":"tiny","keep_alive":0})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body).at("done_reason").as_string(), "unload") << r.body;
+  // The model is still there for the next request (serve keeps its models loaded).
+  r = curl(server_->url() + "/api/generate",
+           R"({"model":"tiny","prompt":"Hi","stream":false,"options":{"num_predict":2}})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body).at("eval_count").to_number<int64_t>(), 2) << r.body;
+}
+
 TEST_F(ServeInProcess, OpenAIsModelRetrieveFindsEveryNameARequestWould) {
   auto r = curl(server_->url() + "/v1/models/tiny");
   ASSERT_EQ(r.status, 200) << r.body;
