@@ -274,8 +274,11 @@ std::string refuse_unmappable_openai(const json::object& o) {
   }
   for (const char* key : {"top_logprobs", "best_of", "suffix"}) {
     if (const auto* v = o.if_contains(key); v && !v->is_null()) {
+      // The values that ask for nothing (as clients that fill in every field send them).
       const auto num = as_number(*v);
       if (std::string_view(key) == "best_of" && num && *num == 1) continue;
+      if (std::string_view(key) == "top_logprobs" && num && *num == 0) continue;
+      if (std::string_view(key) == "suffix" && v->is_string() && v->get_string().empty()) continue;
       return fmt::format("'{}' is not supported by this server", key);
     }
   }

@@ -258,3 +258,36 @@ TEST(OllamaLoad, RequestsWithSomethingToAnswerAreNotLoads) {
             std::string::npos);
   EXPECT_FALSE(chimera::serve::ollama_load_reply(Api::openai_completion, p.request, "m"));
 }
+
+TEST(OpenAiRequest, FieldsThatAskForNothingAreTakenAndTheRestNamed) {
+  // Clients that fill in every field send the values that ask for nothing; those pass, any
+  // other value of a field serve cannot honour is a 400 naming the field.
+  const std::string head = R"({"messages":[{"role":"user","content":"Hi"}],)";
+  for (const char* field : {R"("logprobs":false)", R"("logprobs":null)", R"("top_logprobs":0)",
+                            R"("top_logprobs":null)", R"("n":1)", R"("echo":false)",
+                            R"("presence_penalty":0)", R"("frequency_penalty":0.0)"}) {
+    chimera::serve::Parsed p;
+    EXPECT_EQ(chimera::serve::parse_request(Api::openai_chat, head + field + "}", p), "") << field;
+  }
+  for (const char* field : {R"("best_of":1)", R"("suffix":"")"}) {
+    chimera::serve::Parsed p;
+    EXPECT_EQ(chimera::serve::parse_request(Api::openai_completion,
+                                            std::string(R"({"prompt":"Hi",)") + field + "}", p),
+              "")
+        << field;
+  }
+  for (const auto& [field, name] : std::vector<std::pair<std::string, std::string>>{
+           {R"("logprobs":true)", "logprobs"},
+           {R"("top_logprobs":2)", "top_logprobs"},
+           {R"("n":2)", "'n'"},
+           {R"("presence_penalty":0.5)", "presence_penalty"}}) {
+    chimera::serve::Parsed p;
+    const auto error = chimera::serve::parse_request(Api::openai_chat, head + field + "}", p);
+    EXPECT_NE(error.find(name), std::string::npos) << field << ": " << error;
+  }
+  chimera::serve::Parsed p;
+  EXPECT_NE(
+      chimera::serve::parse_request(Api::openai_completion, R"({"prompt":"Hi","suffix":" end"})", p)
+          .find("suffix"),
+      std::string::npos);
+}
