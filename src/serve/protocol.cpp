@@ -204,6 +204,24 @@ std::string read_tool_calls(const json::value& v, std::string_view where, bool o
   return {};
 }
 
+// An Ollama option outside the option table that changes nothing in the reply, as clients that
+// send Ollama's defaults give it: a sampler's "off" value (mirostat 0, tfs_z 1, typical_p 1, no
+// presence or frequency penalty), the repeat penalty's window at every backend's default (64),
+// or how a server runs the model (batch size, memory mapping and locking, low-VRAM mode, NUMA,
+// main GPU, F16 KV cache), which the pool's own settings decide. Any other value is a 400.
+bool ollama_option_asks_nothing(std::string_view key, const json::value& v) {
+  const auto num = as_number(v);
+  const auto is = [&num](double x) { return num && *num == x; };
+  if (key == "mirostat" || key == "presence_penalty" || key == "frequency_penalty") return is(0);
+  if (key == "tfs_z" || key == "typical_p") return is(1);
+  if (key == "repeat_last_n") return is(64);
+  for (const char* k :
+       {"num_batch", "use_mmap", "use_mlock", "low_vram", "numa", "main_gpu", "f16_kv"}) {
+    if (key == k) return true;
+  }
+  return false;
+}
+
 std::string read_messages(const json::object& o, bool openai, std::vector<Message>& out) {
   const auto* v = o.if_contains("messages");
   // Ollama takes a chat request without messages as one with none: a request to load the model
@@ -405,6 +423,7 @@ std::string parse_ollama(Api api, const json::object& o, Parsed& out) {
       bool known = false;
       const std::string field = fmt::format("options.{}", std::string_view(key));
       if (auto e = set_named_option(r.options, key, field, value, known); !e.empty()) return e;
+      if (!known && ollama_option_asks_nothing(key, value)) continue;
       if (!known) {
         std::string names;
         for (auto n : option_names()) names += fmt::format("{}{}", names.empty() ? "" : ", ", n);

@@ -291,3 +291,31 @@ TEST(OpenAiRequest, FieldsThatAskForNothingAreTakenAndTheRestNamed) {
           .find("suffix"),
       std::string::npos);
 }
+
+TEST(OllamaRequest, OptionsThatChangeNothingPassAndTheRestAreNamed) {
+  // Ollama's defaults, as clients that send a whole option set give them: nothing to change.
+  const auto with = [](const std::string& options) {
+    chimera::serve::Parsed p;
+    return chimera::serve::parse_request(Api::ollama_generate,
+                                         R"({"prompt":"Hi","options":{)" + options + "}}", p);
+  };
+  for (const char* o :
+       {R"("mirostat":0)", R"("tfs_z":1)", R"("typical_p":1.0)", R"("presence_penalty":0)",
+        R"("frequency_penalty":0)", R"("repeat_last_n":64)", R"("num_batch":512)",
+        R"("use_mmap":true)", R"("use_mlock":false)", R"("low_vram":false)", R"("numa":false)",
+        R"("main_gpu":0)", R"("f16_kv":true)", R"("mirostat":null)"}) {
+    EXPECT_EQ(with(o), "") << o;
+  }
+  for (const auto& [o, name] : std::vector<std::pair<std::string, std::string>>{
+           {R"("mirostat":2)", "options.mirostat"},
+           {R"("tfs_z":0.9)", "options.tfs_z"},
+           {R"("typical_p":0.5)", "options.typical_p"},
+           {R"("presence_penalty":0.3)", "options.presence_penalty"},
+           {R"("repeat_last_n":128)", "options.repeat_last_n"},
+           {R"("num_keep":5)", "options.num_keep"}}) {
+    const auto error = with(o);
+    EXPECT_NE(error.find("'" + name + "' is not an option this server can pass on"),
+              std::string::npos)
+        << o << ": " << error;
+  }
+}
