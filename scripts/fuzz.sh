@@ -44,7 +44,7 @@ if [[ "$mode" == long && -z "$results" ]]; then results=bench/results/fuzz.jsonl
 
 all_targets=(http_response backend_stream stream_chunk_differential ndjson sse url ingest_csv ingest_json ingest_markdown
              ingest_text markdown_differential digest pool_toml scene_toml workflow_toml engine_toml
-             sentence capi_strings)
+             sentence capi_strings serve_request)
 if ((${#targets[@]} == 0)); then targets=("${all_targets[@]}"); fi
 for t in "${targets[@]}"; do
   if [[ ! -d "fuzz/corpus/$t" ]]; then
