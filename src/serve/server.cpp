@@ -263,6 +263,13 @@ std::string show_request_model(std::string_view body, std::string& error) {
   return {};
 }
 
+// Whether a request's client waits for "100 Continue" before it sends its body (RFC 9110,
+// 10.1.1): HTTP/1.1, "Expect: 100-continue", and none of the body arrived yet.
+bool waits_for_continue(const bhttp::request<bhttp::string_body>& req) {
+  return req.version() >= 11 && beast::iequals(req[bhttp::field::expect], "100-continue") &&
+         req.body().empty();
+}
+
 // One record, in a chunk of its own when the body is chunked. (On every token's path: the size
 // line is written in place, not formatted into a string of its own.)
 void append_chunk(std::string& out, std::string_view record, bool chunked) {
@@ -598,12 +605,30 @@ class Connection final : public DirectWriter {
     }
     if (wait) {
       stream_.expires_after(client_timeout());
-      if (tls_) {
-        auto [rec, rn] = co_await bhttp::async_read(*tls_, buf_, parser, use_tuple);
-        ec = rec;
-      } else {
-        auto [rec, rn] = co_await bhttp::async_read(stream_, buf_, parser, use_tuple);
-        ec = rec;
+      // The head first: a client that sent "Expect: 100-continue" holds its body back until it
+      // gets a 100 (curl does for bodies over 1 MiB, and gives up waiting after a second).
+      if (!parser.is_header_done()) {
+        if (tls_) {
+          auto [rec, rn] = co_await bhttp::async_read_header(*tls_, buf_, parser, use_tuple);
+          ec = rec;
+        } else {
+          auto [rec, rn] = co_await bhttp::async_read_header(stream_, buf_, parser, use_tuple);
+          ec = rec;
+        }
+      }
+      if (!ec && !parser.is_done() && waits_for_continue(parser.get())) {
+        const bool sent = co_await write("HTTP/1.1 100 Continue\r\n\r\n");
+        if (!sent) co_return false;
+        stream_.expires_after(client_timeout());  // (write() clears the expiry it may set)
+      }
+      if (!ec && !parser.is_done()) {
+        if (tls_) {
+          auto [rec, rn] = co_await bhttp::async_read(*tls_, buf_, parser, use_tuple);
+          ec = rec;
+        } else {
+          auto [rec, rn] = co_await bhttp::async_read(stream_, buf_, parser, use_tuple);
+          ec = rec;
+        }
       }
       stream_.expires_never();
     }

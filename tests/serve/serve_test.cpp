@@ -629,6 +629,32 @@ TEST_F(ServeInProcess, HeadIsAnsweredWithTheHeaderAndNoBody) {
   EXPECT_FALSE(contains(r.body, "status")) << r.body;
 }
 
+TEST_F(ServeInProcess, AClientThatExpectsContinueGetsItBeforeItSendsTheBody) {
+  // curl sends "Expect: 100-continue" with a body over 1 MiB and holds the body back until a 100
+  // comes (a second otherwise): serve sends it once the head is read, then reads the body.
+  const std::string body =
+      R"({"model":"tiny","messages":[{"role":"user","content":"Hi"}],"max_tokens":2})";
+  RawClient c(server_->port());
+  ASSERT_TRUE(c.ok());
+  c.send(
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      "Expect: 100-continue\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n");
+  ASSERT_TRUE(c.read_until("\r\n\r\n", 10s)) << c.got();
+  EXPECT_TRUE(c.got().starts_with("HTTP/1.1 100 Continue\r\n\r\n")) << c.got();
+  c.send(body);
+  ASSERT_TRUE(c.read_until("\"finish_reason\"")) << c.got();
+  EXPECT_TRUE(contains(c.got(), "HTTP/1.1 200 OK")) << c.got();
+  // A body over the limit is refused from its head alone (413), without the 100.
+  RawClient big(server_->port());
+  ASSERT_TRUE(big.ok());
+  big.send(
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+      "Content-Length: 100000\r\n\r\n");
+  ASSERT_TRUE(big.read_until("\r\n\r\n", 10s)) << big.got();
+  EXPECT_TRUE(big.got().starts_with("HTTP/1.1 413")) << big.got();
+}
+
 TEST_F(ServeInProcess, ASessionKeepsItsKvCacheBetweenTurns) {
   // Turn one, then turn two extending it (the reply and a new message) under the same
   // X-Session-Id: the engine reads only what is new, and says how much came from the cache.
