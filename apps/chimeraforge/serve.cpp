@@ -143,6 +143,7 @@ int run_serve(const ServeArgs& a) {
     }
   }
   serve::Options options = a.options;
+  if (options.cors_origins == std::vector<std::string>{"none"}) options.cors_origins.clear();
   if (!a.keys_file.empty()) {
     std::string error;
     if (!serve::load_keys(a.keys_file, options.keys, error)) {
@@ -150,7 +151,7 @@ int run_serve(const ServeArgs& a) {
       return kUsage;
     }
   }
-  if (auto e = serve::validate(a.options); !e.empty()) {
+  if (auto e = serve::validate(options); !e.empty()) {
     fmt::print(stderr, "chimeraforge serve: {}\n", e);
     return kUsage;
   }
@@ -296,6 +297,12 @@ std::function<int()> add_serve(CLI::App& app) {
                   "sleeps: a stream's next byte is then handled without a wake-up, for CPU "
                   "spent polling (a choice for a gateway with a core to spare); 0: sleep at once")
       ->check(CLI::Range(0, kMaxBusyPollUs))
+      ->capture_default_str();
+  cmd->add_option("--cors-origin", o.cors_origins,
+                  "Origins whose web pages may call serve from a browser (CORS; repeat for "
+                  "several): an exact origin (https://game.example), one on any port "
+                  "(http://localhost:*), * for any, or none. Default: pages served from this "
+                  "machine (localhost, 127.0.0.1 and [::1], any port)")
       ->capture_default_str();
   cmd->add_option("--body-limit", o.body_limit, "Largest request body, bytes (413 above)")
       ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30))

@@ -83,6 +83,8 @@ const char* reason(int status) {
   switch (status) {
     case 200:
       return "OK";
+    case 204:
+      return "No Content";
     case 400:
       return "Bad Request";
     case 401:
@@ -120,6 +122,11 @@ struct KeyRelease {
   int index;
   ~KeyRelease() { limits.release(index); }
 };
+
+bool is_generation_route(std::string_view path) {
+  return path == "/v1/chat/completions" || path == "/v1/completions" || path == "/api/chat" ||
+         path == "/api/generate";
+}
 
 bool is_get_route(std::string_view path) {
   return path == "/" || path == "/health" || path == "/v1/models" || path == "/api/tags" ||
@@ -551,6 +558,7 @@ class Connection final : public DirectWriter {
     h += content_type;
     h += "\r\n";
     h += extra;
+    h += cors_;
     if (!keep_alive) h += "Connection: close\r\n";
     return h;
   }
@@ -666,11 +674,24 @@ class Connection final : public DirectWriter {
     const bool keep_alive = req.keep_alive();
     const bool http11 = req.version() >= 11;
     const bhttp::verb method = req.method();
+    const std::string_view origin = req[bhttp::field::origin];
+    const bool cross_origin_allowed = cors_allows(s_.opt.cors_origins, origin);
+    cors_.clear();
+    if (cross_origin_allowed) {
+      const bool any = std::find(s_.opt.cors_origins.begin(), s_.opt.cors_origins.end(), "*") !=
+                       s_.opt.cors_origins.end();
+      cors_ = any ? "Access-Control-Allow-Origin: *\r\n"
+                  : fmt::format("Access-Control-Allow-Origin: {}\r\nVary: Origin\r\n", origin);
+    }
     head_only_ = method == bhttp::verb::head;
     std::string path(req.target());
     if (const auto q = path.find('?'); q != std::string::npos) path.resize(q);
     if (buf_.size() == 0) buf_.shrink_to_fit();
 
+    if (method == bhttp::verb::options) {
+      path_label_ = "preflight";
+      co_return co_await preflight(req, path, origin, cross_origin_allowed, keep_alive);
+    }
     std::optional<Api> api;
     if (path == "/v1/chat/completions") api = Api::openai_chat;
     if (path == "/v1/completions") api = Api::openai_completion;
@@ -761,6 +782,56 @@ class Connection final : public DirectWriter {
     }
     if (path == "/v1/models") co_return co_await respond(200, models_body(s_.routes), keep_alive);
     co_return co_await respond(200, tags_body(s_.routes), keep_alive);  // /api/tags
+  }
+
+  // OPTIONS: a browser's CORS preflight (Origin and Access-Control-Request-Method) for a page
+  // of an allowed origin gets 204 with what it may send; from another origin, a 403 naming the
+  // option. Without Origin: the route's methods (Allow).
+  asio::awaitable<bool> preflight(const bhttp::request<bhttp::string_body>& req,
+                                  const std::string& path, std::string_view origin, bool allowed,
+                                  bool keep_alive) {
+    const bool known = is_generation_route(path) || is_get_route(path) || path == "/api/show" ||
+                       (path.starts_with("/v1/models/") && path.size() > 11);
+    if (!known) {
+      co_return co_await respond_error(404, path.starts_with("/v1/"),
+                                       fmt::format("no route for OPTIONS {}", path),
+                                       "not_found_error", keep_alive);
+    }
+    const std::string methods =
+        is_generation_route(path) || path == "/api/show" ? "POST, OPTIONS" : "GET, HEAD, OPTIONS";
+    const bool is_preflight =
+        !origin.empty() && !req[bhttp::field::access_control_request_method].empty();
+    if (is_preflight && !allowed) {
+      co_return co_await respond_error(
+          403, path.starts_with("/v1/"),
+          fmt::format("pages of the origin {} may not call this server; start serve with "
+                      "--cors-origin {} to let them",
+                      origin, origin),
+          "permission_error", keep_alive);
+    }
+    std::string extra = fmt::format("Allow: {}\r\n", methods);
+    if (is_preflight) {
+      // The headers the page asks to send, whatever its client library adds (the OpenAI SDK's
+      // own x-stainless-* among them), when they are a list of header names; else the ones a
+      // client of these APIs sends.
+      std::string_view wanted = req[bhttp::field::access_control_request_headers];
+      if (wanted.empty() ||
+          wanted.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP"
+                                   "QRSTUVWXYZ0123456789-_, ") != std::string_view::npos) {
+        wanted = "Authorization, Content-Type, X-Session-Id, Accept";
+      }
+      extra += fmt::format(
+          "Access-Control-Allow-Methods: {}\r\nAccess-Control-Allow-Headers: {}\r\n"
+          "Access-Control-Max-Age: 600\r\n",
+          methods, wanted);
+    }
+    keep_alive = keep_alive && !draining();
+    out_ = head(204, "text/plain", extra, keep_alive);
+    out_ += "\r\n";
+    s_.metrics.http_request(path_label_, 204);
+    ++s_.requests;
+    const bool ok = co_await write(out_);
+    co_return ok&& keep_alive;
   }
 
   asio::awaitable<bool> method_not_allowed(bhttp::verb method, std::string path,
@@ -954,6 +1025,8 @@ class Connection final : public DirectWriter {
   beast::flat_buffer buf_;
   std::string out_;
   std::string path_label_ = "other";
+  // The CORS header of the request being answered ("" for none): its Origin is allowed.
+  std::string cors_;
   bool head_only_ = false;  // the request is a HEAD: responses go without their body
 };
 
@@ -977,6 +1050,24 @@ asio::awaitable<void> Server::Impl::accept_loop() {
   conns_cv.notify_all();
 }
 
+bool cors_allows(const std::vector<std::string>& allowed, std::string_view origin) {
+  if (origin.empty()) return false;
+  for (const auto& a : allowed) {
+    if (a == "*" || a == origin) return true;
+    // "scheme://host:*": that origin without a port, or with any port.
+    if (a.ends_with(":*")) {
+      const std::string_view base = std::string_view(a).substr(0, a.size() - 2);
+      if (origin == base) return true;
+      if (origin.size() > base.size() + 1 && origin.starts_with(base) &&
+          origin[base.size()] == ':' &&
+          origin.find_first_not_of("0123456789", base.size() + 1) == std::string_view::npos) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
 std::string validate(const Options& o) {
   if (o.port < 0 || o.port > 65535) return fmt::format("port {} is not from 0 to 65535", o.port);
   if (o.threads < 1 || o.threads > 256) {
@@ -987,6 +1078,18 @@ std::string validate(const Options& o) {
   }
   if (o.client_timeout_ms < 1) {
     return fmt::format("the client timeout is {} ms; it must be at least 1", o.client_timeout_ms);
+  }
+  for (const auto& origin : o.cors_origins) {
+    // An origin is echoed in a response header: nothing but a scheme, a host and a port.
+    const bool scheme = origin.starts_with("http://") || origin.starts_with("https://");
+    if (origin != "*" && (!scheme || origin.ends_with('/') ||
+                          origin.find_first_of(" \t\r\n,") != std::string::npos ||
+                          origin.find('/', origin.find("://") + 3) != std::string::npos)) {
+      return fmt::format(
+          "the CORS origin '{}' is not an origin: give a scheme and a host, with a port or ':*' "
+          "for any (\"http://localhost:*\", \"https://game.example\"), or \"*\" for any origin",
+          origin);
+    }
   }
   if (o.tls_cert.empty() != o.tls_key.empty()) {
     return o.tls_cert.empty() ? "a TLS key needs its certificate (tls_cert, --tls-cert)"

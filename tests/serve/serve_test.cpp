@@ -3,6 +3,7 @@
 // the in-process engine, both on the tiny synthetic model.
 #include "support/test_support.hpp"
 
+#include <chimera/serve/server.hpp>
 #include <chimera/synth/server.hpp>
 
 #include <boost/json/parse.hpp>
@@ -655,6 +656,42 @@ TEST_F(ServeInProcess, AClientThatExpectsContinueGetsItBeforeItSendsTheBody) {
   EXPECT_TRUE(big.got().starts_with("HTTP/1.1 413")) << big.got();
 }
 
+TEST_F(ServeInProcess, ABrowserPageOfThisMachineMayCallItAndOthersMayNot) {
+  // A browser asks first (a preflight) before it lets a page of another origin send JSON, then
+  // shows the page the response only when it names the page's origin.
+  const std::string preflight =
+      "-X OPTIONS -H 'Access-Control-Request-Method: POST' "
+      "-H 'Access-Control-Request-Headers: content-type,x-stainless-os' -D - ";
+  auto r = curl(server_->url() + "/v1/chat/completions", {},
+                preflight + "-H 'Origin: http://localhost:8080'");
+  EXPECT_EQ(r.status, 204) << r.body;
+  EXPECT_TRUE(contains(r.body, "Access-Control-Allow-Origin: http://localhost:8080\r\n")) << r.body;
+  EXPECT_TRUE(contains(r.body, "Access-Control-Allow-Methods: POST, OPTIONS\r\n")) << r.body;
+  EXPECT_TRUE(contains(r.body, "Access-Control-Allow-Headers: content-type,x-stainless-os\r\n"))
+      << r.body;
+  r = curl(server_->url() + "/v1/chat/completions", {},
+           preflight + "-H 'Origin: https://elsewhere.example'");
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_TRUE(contains(r.body, "--cors-origin https://elsewhere.example")) << r.body;
+  EXPECT_FALSE(contains(r.body, "Access-Control-Allow-Origin")) << r.body;
+
+  // The streamed response itself names the page's origin; another origin's does not.
+  r = curl(server_->url() + "/v1/chat/completions",
+           R"({"model":"tiny","messages":[{"role":"user","content":"Hi"}],"stream":true,)"
+           R"("max_tokens":2})",
+           "-D - -H 'Origin: http://127.0.0.1:5173'");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(contains(r.body, "Access-Control-Allow-Origin: http://127.0.0.1:5173\r\n")) << r.body;
+  EXPECT_TRUE(contains(r.body, "data: [DONE]")) << r.body;
+  r = curl(server_->url() + "/api/tags", {}, "-D - -H 'Origin: https://elsewhere.example'");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_FALSE(contains(r.body, "Access-Control-Allow-Origin")) << r.body;
+  // Without an Origin, OPTIONS lists the route's methods.
+  r = curl(server_->url() + "/api/tags", {}, "-X OPTIONS -D -");
+  EXPECT_EQ(r.status, 204) << r.body;
+  EXPECT_TRUE(contains(r.body, "Allow: GET, HEAD, OPTIONS\r\n")) << r.body;
+}
+
 TEST_F(ServeInProcess, ASessionKeepsItsKvCacheBetweenTurns) {
   // Turn one, then turn two extending it (the reply and a new message) under the same
   // X-Session-Id: the engine reads only what is new, and says how much came from the cache.
@@ -992,6 +1029,53 @@ TEST(ServeShow, AModelWhoseTemplateThinksSaysSo) {
   EXPECT_EQ(json::parse(r.body).at("capabilities").as_array(),
             (json::array{"completion", "tools", "thinking"}))
       << r.body;
+}
+
+TEST(ServeCors, OriginsMatchExactlyOrOnAnyPortOrAll) {
+  using chimera::serve::cors_allows;
+  const std::vector<std::string> local = chimera::serve::Options{}.cors_origins;
+  for (const char* o : {"http://localhost", "http://localhost:3000", "https://127.0.0.1:8443",
+                        "http://[::1]:8080"}) {
+    EXPECT_TRUE(cors_allows(local, o)) << o;
+  }
+  for (const char* o : {"", "null", "http://localhost.evil.example", "http://localhost:80x",
+                        "http://localhost:", "https://game.example", "http://127.0.0.1.nip.io"}) {
+    EXPECT_FALSE(cors_allows(local, o)) << o;
+  }
+  EXPECT_TRUE(cors_allows({"https://game.example"}, "https://game.example"));
+  EXPECT_FALSE(cors_allows({"https://game.example"}, "https://game.example:8443"));
+  EXPECT_FALSE(cors_allows({"https://game.example"}, "http://game.example"));
+  EXPECT_TRUE(cors_allows({"*"}, "https://anything.example"));
+  EXPECT_FALSE(cors_allows({}, "http://localhost:3000"));
+  // What is not an origin is refused when serve starts, naming it.
+  for (const char* bad : {"localhost:3000", "http://host/", "http://host/path", "http://a b",
+                          "https://x.example,https://y.example"}) {
+    chimera::serve::Options o;
+    o.cors_origins = {bad};
+    EXPECT_TRUE(contains(chimera::serve::validate(o), std::string("'") + bad + "'")) << bad;
+  }
+}
+
+TEST(ServeCors, TheOriginsGivenReplaceTheDefaultAndNoneTurnsItOff) {
+  const std::string preflight =
+      "-X OPTIONS -H 'Access-Control-Request-Method: POST' -D - -H 'Origin: ";
+  ServeProcess game({"--endpoint", "http://127.0.0.1:9", "--backend", "openai", "--cors-origin",
+                     "https://game.example"});
+  ASSERT_TRUE(game.ok()) << game.output() << game.errors();
+  auto r = curl(game.url() + "/api/chat", {}, preflight + "https://game.example'");
+  EXPECT_EQ(r.status, 204) << r.body;
+  EXPECT_TRUE(contains(r.body, "Access-Control-Allow-Origin: https://game.example\r\n")) << r.body;
+  EXPECT_EQ(curl(game.url() + "/api/chat", {}, preflight + "http://localhost:3000'").status, 403);
+  ServeProcess closed(
+      {"--endpoint", "http://127.0.0.1:9", "--backend", "openai", "--cors-origin", "none"});
+  ASSERT_TRUE(closed.ok()) << closed.output() << closed.errors();
+  EXPECT_EQ(curl(closed.url() + "/api/chat", {}, preflight + "http://localhost:3000'").status, 403);
+  ServeProcess any(
+      {"--endpoint", "http://127.0.0.1:9", "--backend", "openai", "--cors-origin", "*"});
+  ASSERT_TRUE(any.ok()) << any.output() << any.errors();
+  r = curl(any.url() + "/api/chat", {}, preflight + "https://anything.example'");
+  EXPECT_EQ(r.status, 204) << r.body;
+  EXPECT_TRUE(contains(r.body, "Access-Control-Allow-Origin: *\r\n")) << r.body;
 }
 
 TEST(ServeUpstream, ShowOfAPoolInFrontOfServersNamesNoMoreThanItKnows) {

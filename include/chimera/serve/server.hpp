@@ -101,7 +101,20 @@ struct Options {
   // its ids, its model's name and any fields serve does not know (logprobs, llama-server's
   // timings) included. Other requests are unchanged.
   bool relay = false;
+  // The origins whose web pages may call serve from a browser (CORS): an exact origin
+  // ("https://game.example"), one on any port ("http://localhost:*"), or "*" for any. A request
+  // from an allowed origin gets Access-Control-Allow-Origin, and a preflight (OPTIONS) is
+  // answered; one from another origin is answered without it (its browser withholds the
+  // response), and its preflight is a 403 naming the option. The default: pages served from this
+  // machine. Empty: none.
+  std::vector<std::string> cors_origins = {"http://localhost:*", "https://localhost:*",
+                                           "http://127.0.0.1:*", "https://127.0.0.1:*",
+                                           "http://[::1]:*",     "https://[::1]:*"};
 };
+
+// Whether a browser page of `origin` (a request's Origin header) may call a server whose
+// Options::cors_origins are `allowed`.
+bool cors_allows(const std::vector<std::string>& allowed, std::string_view origin);
 
 // "" when usable, else what is wrong, naming the option.
 std::string validate(const Options& options);
