@@ -591,6 +591,24 @@ class Connection final : public DirectWriter {
     return s_.draining;
   }
 
+  // Reads the request on `parser` from the connection (TLS or TCP): its head alone (`head`), or
+  // all that is left of it.
+  asio::awaitable<boost::system::error_code> read_request(
+      bhttp::request_parser<bhttp::string_body>& parser, bool head) {
+    boost::system::error_code ec;
+    if (tls_ && head) {
+      std::tie(ec, std::ignore) = co_await bhttp::async_read_header(*tls_, buf_, parser, use_tuple);
+    } else if (tls_) {
+      std::tie(ec, std::ignore) = co_await bhttp::async_read(*tls_, buf_, parser, use_tuple);
+    } else if (head) {
+      std::tie(ec, std::ignore) =
+          co_await bhttp::async_read_header(stream_, buf_, parser, use_tuple);
+    } else {
+      std::tie(ec, std::ignore) = co_await bhttp::async_read(stream_, buf_, parser, use_tuple);
+    }
+    co_return ec;
+  }
+
   // Reads and answers one request. Returns whether the connection stays open for the next.
   asio::awaitable<bool> serve_one() {
     if (!s_.set_busy(fd_, false)) co_return false;
@@ -615,29 +633,13 @@ class Connection final : public DirectWriter {
       stream_.expires_after(client_timeout());
       // The head first: a client that sent "Expect: 100-continue" holds its body back until it
       // gets a 100 (curl does for bodies over 1 MiB, and gives up waiting after a second).
-      if (!parser.is_header_done()) {
-        if (tls_) {
-          auto [rec, rn] = co_await bhttp::async_read_header(*tls_, buf_, parser, use_tuple);
-          ec = rec;
-        } else {
-          auto [rec, rn] = co_await bhttp::async_read_header(stream_, buf_, parser, use_tuple);
-          ec = rec;
-        }
-      }
+      if (!parser.is_header_done()) ec = co_await read_request(parser, true);
       if (!ec && !parser.is_done() && waits_for_continue(parser.get())) {
         const bool sent = co_await write("HTTP/1.1 100 Continue\r\n\r\n");
         if (!sent) co_return false;
         stream_.expires_after(client_timeout());  // (write() clears the expiry it may set)
       }
-      if (!ec && !parser.is_done()) {
-        if (tls_) {
-          auto [rec, rn] = co_await bhttp::async_read(*tls_, buf_, parser, use_tuple);
-          ec = rec;
-        } else {
-          auto [rec, rn] = co_await bhttp::async_read(stream_, buf_, parser, use_tuple);
-          ec = rec;
-        }
-      }
+      if (!ec && !parser.is_done()) ec = co_await read_request(parser, false);
       stream_.expires_never();
     }
     if (!s_.set_busy(fd_, true)) co_return false;
