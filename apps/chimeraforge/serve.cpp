@@ -47,6 +47,7 @@ struct ServeArgs {
   serve::Options options;
   std::string pools_file;
   std::string keys_file;
+  std::vector<std::string> accept_keys;  // --accept-key: client keys without limits
   std::vector<std::string> endpoints;
   std::string backend;
   std::string model_file;
@@ -151,6 +152,17 @@ int run_serve(const ServeArgs& a) {
       return kUsage;
     }
   }
+  for (const auto& key : a.accept_keys) {
+    if (key.empty() || key.find_first_of(" \t\r\n") != std::string::npos) {
+      // (The key itself is not printed: it is a secret even when it is not usable.)
+      fmt::print(stderr,
+                 "chimeraforge serve: --accept-key: a key is one word without spaces (a client "
+                 "sends it as 'Authorization: Bearer KEY'); one given is {}\n",
+                 key.empty() ? "empty" : "not");
+      return kUsage;
+    }
+    options.keys.push_back({.key = key, .name = "--accept-key"});
+  }
   if (auto e = serve::validate(options); !e.empty()) {
     fmt::print(stderr, "chimeraforge serve: {}\n", e);
     return kUsage;
@@ -247,6 +259,12 @@ std::function<int()> add_serve(CLI::App& app) {
                   "API keys file (TOML [[key]] tables: key, name, max_concurrency, "
                   "requests_per_minute); generation requests then need 'Authorization: Bearer "
                   "KEY' (401 without, 429 over a limit)");
+  cmd->add_option("--accept-key", a->accept_keys,
+                  "A key clients must send, without limits (repeat for several; beside --keys): "
+                  "generation requests then need 'Authorization: Bearer KEY' (--api-key is the "
+                  "key serve sends upstream). A command line is visible to this machine's other "
+                  "users: there, use --keys or $CHIMERA_SERVE_ACCEPT_KEY")
+      ->envname("CHIMERA_SERVE_ACCEPT_KEY");
   cmd->add_option("--endpoint", a->endpoints,
                   "Upstream server URL; repeat it for a pool of several (with --backend)");
   cmd->add_option("--backend,-b", a->backend, "Protocol of --endpoint: ollama or openai")

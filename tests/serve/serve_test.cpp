@@ -1268,6 +1268,29 @@ TEST(ServeUpstream, ConnectionsOfStreamsThatEndTogetherAreKeptForTheNext) {
   EXPECT_GE(closed_new, kStreams) << "with --upstream-idle 0 every request connects";
 }
 
+TEST(ServeKeys, KeysFromTheCommandLineOrTheEnvironmentAreRequired) {
+  const std::string body = R"({"messages":[{"role":"user","content":"Hi"}],"max_tokens":2})";
+  {
+    ServeProcess server({"--model", chimera::test::tiny_model().string(), "--accept-key",
+                         "sk-first", "--accept-key", "sk-second"});
+    ASSERT_TRUE(server.ok()) << server.output() << server.errors();
+    const std::string url = server.url() + "/v1/chat/completions";
+    EXPECT_EQ(curl(url, body).status, 401);
+    EXPECT_EQ(curl(url, body, "-H 'Authorization: Bearer sk-third'").status, 401);
+    EXPECT_EQ(curl(url, body, "-H 'Authorization: Bearer sk-first'").status, 200);
+    EXPECT_EQ(curl(url, body, "-H 'Authorization: Bearer sk-second'").status, 200);
+  }
+  {
+    ::setenv("CHIMERA_SERVE_ACCEPT_KEY", "sk-from-env", 1);
+    ServeProcess server({"--model", chimera::test::tiny_model().string()});
+    ::unsetenv("CHIMERA_SERVE_ACCEPT_KEY");
+    ASSERT_TRUE(server.ok()) << server.output() << server.errors();
+    const std::string url = server.url() + "/api/chat";
+    EXPECT_EQ(curl(url, body).status, 401);
+    EXPECT_EQ(curl(url, body, "-H 'Authorization: Bearer sk-from-env'").status, 200);
+  }
+}
+
 TEST(ServeKeys, KeysAreRequiredAndTheirLimitsHold) {
   const fs::path keys =
       fs::temp_directory_path() / ("chimera-serve-keys-" + std::to_string(::getpid()) + ".toml");
@@ -1389,6 +1412,11 @@ TEST(ServeCli, UsageErrorsNameWhatIsWrong) {
   EXPECT_TRUE(contains(r.err, keys.string() + ":3")) << r.err;
   EXPECT_TRUE(contains(r.err, "max_concurrency")) << r.err;
   fs::remove(keys);
+  // A key with a space in it, named as wrong and not printed.
+  r = chimera::test::run_cli("serve --port 0 --model x.gguf --accept-key 'sk secret'");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_TRUE(contains(r.err, "--accept-key")) << r.err;
+  EXPECT_FALSE(contains(r.err, "secret")) << r.err;
   r = chimera::test::run_cli("serve --help");
   EXPECT_EQ(r.rc, 0);
   EXPECT_TRUE(contains(r.out, "/v1/chat/completions")) << r.out;
