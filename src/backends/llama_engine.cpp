@@ -24,6 +24,7 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <optional>
 
 // ThreadSanitizer cannot see libgomp's barriers (libgomp is not instrumented): a sanitized build
 // runs none of this file's own OpenMP regions.
@@ -163,12 +164,19 @@ std::string meta(const llama_model* model, const char* key) {
   return n < 0 ? std::string() : std::string(buf);
 }
 
+// A GGUF metadata value that is an integer; none when the file has no such key or it is not one.
+std::optional<int64_t> meta_int(const llama_model* model, const std::string& key) {
+  const std::string v = meta(model, key.c_str());
+  int64_t out = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (ec != std::errc{} || end != v.data() + v.size()) return std::nullopt;
+  return out;
+}
+
 // The weights' type (general.file_type) as Ollama names it in /api/show's details.
-std::string file_type_name(const std::string& value) {
-  int v = -1;
-  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
-  if (ec != std::errc{} || end != value.data() + value.size()) return {};
-  switch (static_cast<llama_ftype>(v)) {
+std::string file_type_name(std::optional<int64_t> file_type) {
+  if (!file_type) return {};
+  switch (static_cast<llama_ftype>(*file_type)) {
     case LLAMA_FTYPE_ALL_F32:
       return "F32";
     case LLAMA_FTYPE_MOSTLY_F16:
@@ -214,18 +222,11 @@ std::string file_type_name(const std::string& value) {
   }
 }
 
-int64_t meta_int(const llama_model* model, const std::string& key) {
-  const std::string v = meta(model, key.c_str());
-  int64_t out = 0;
-  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
-  return ec == std::errc{} && end == v.data() + v.size() ? out : 0;
-}
-
 ModelFacts read_facts(const llama_model* model, const ChatTemplates& chat, int ctx_per_seq) {
   ModelFacts f;
   f.architecture = meta(model, "general.architecture");
   f.name = meta(model, "general.name");
-  f.file_type = file_type_name(meta(model, "general.file_type"));
+  f.file_type = file_type_name(meta_int(model, "general.file_type"));
   f.parameters = llama_model_n_params(model);
   f.file_bytes = llama_model_size(model);
   f.context_length = llama_model_n_ctx_train(model);
@@ -233,8 +234,9 @@ ModelFacts read_facts(const llama_model* model, const ChatTemplates& chat, int c
   f.embedding_length = llama_model_n_embd(model);
   f.block_count = llama_model_n_layer(model);
   f.head_count = llama_model_n_head(model);
-  f.head_count_kv =
-      f.architecture.empty() ? 0 : meta_int(model, f.architecture + ".attention.head_count_kv");
+  f.head_count_kv = f.architecture.empty()
+                        ? 0
+                        : meta_int(model, f.architecture + ".attention.head_count_kv").value_or(0);
   f.tool_calls = chat.tool_calls();
   f.thinking = chat.thinking();
   return f;

@@ -31,6 +31,14 @@ const char* route_of(Api api) {
   return "";
 }
 
+std::optional<Api> api_of(std::string_view path) {
+  for (Api api :
+       {Api::openai_chat, Api::openai_completion, Api::ollama_chat, Api::ollama_generate}) {
+    if (path == route_of(api)) return api;
+  }
+  return std::nullopt;
+}
+
 namespace {
 
 const char* kind_name(const json::value& v) {

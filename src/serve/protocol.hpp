@@ -16,7 +16,8 @@ enum class Api { openai_chat, openai_completion, ollama_chat, ollama_generate };
 inline bool is_openai(Api api) {
   return api == Api::openai_chat || api == Api::openai_completion;
 }
-const char* route_of(Api api);  // "/v1/chat/completions", ...
+const char* route_of(Api api);                     // "/v1/chat/completions", ...
+std::optional<Api> api_of(std::string_view path);  // route_of's inverse; none for other paths
 
 struct Parsed {
   Request request;

@@ -123,9 +123,9 @@ struct KeyRelease {
   ~KeyRelease() { limits.release(index); }
 };
 
-bool is_generation_route(std::string_view path) {
-  return path == "/v1/chat/completions" || path == "/v1/completions" || path == "/api/chat" ||
-         path == "/api/generate";
+// GET /v1/models/{id}: a model's name after the prefix.
+bool is_model_route(std::string_view path) {
+  return path.starts_with("/v1/models/") && path.size() > 11;
 }
 
 bool is_get_route(std::string_view path) {
@@ -569,7 +569,9 @@ class Connection final : public DirectWriter {
                                 std::string extra = {}) {
     keep_alive = keep_alive && !draining();
     out_ = head(status, content_type, extra, keep_alive);
-    out_ += fmt::format("Content-Length: {}\r\n\r\n", body.size());
+    // 204 has no body and no Content-Length (RFC 9110, 8.6).
+    if (status != 204) out_ += fmt::format("Content-Length: {}\r\n", body.size());
+    out_ += "\r\n";
     if (!head_only_) out_ += body;  // HEAD: the GET's header, no body (RFC 9110, 9.3.2)
     s_.metrics.http_request(path_label_, status);
     ++s_.requests;
@@ -694,11 +696,7 @@ class Connection final : public DirectWriter {
       path_label_ = "preflight";
       co_return co_await preflight(req, path, origin, cross_origin_allowed, keep_alive);
     }
-    std::optional<Api> api;
-    if (path == "/v1/chat/completions") api = Api::openai_chat;
-    if (path == "/v1/completions") api = Api::openai_completion;
-    if (path == "/api/chat") api = Api::ollama_chat;
-    if (path == "/api/generate") api = Api::ollama_generate;
+    const std::optional<Api> api = api_of(path);
     const bool openai_path = path.starts_with("/v1/");
     if (api) {
       path_label_ = route_of(*api);
@@ -742,7 +740,7 @@ class Connection final : public DirectWriter {
         co_return co_await respond_error(400, false, std::move(error), "", keep_alive);
       co_return co_await respond(200, show_body(s_.route_for(model)), keep_alive);
     }
-    if (path.starts_with("/v1/models/") && path.size() > 11) {
+    if (is_model_route(path)) {
       path_label_ = "/v1/models/{id}";
       if (method != bhttp::verb::get && method != bhttp::verb::head) {
         co_return co_await method_not_allowed(method, path, "GET", true, keep_alive);
@@ -792,15 +790,13 @@ class Connection final : public DirectWriter {
   asio::awaitable<bool> preflight(const bhttp::request<bhttp::string_body>& req,
                                   const std::string& path, std::string_view origin, bool allowed,
                                   bool keep_alive) {
-    const bool known = is_generation_route(path) || is_get_route(path) || path == "/api/show" ||
-                       (path.starts_with("/v1/models/") && path.size() > 11);
-    if (!known) {
+    const bool post = api_of(path) || path == "/api/show";
+    if (!post && !is_get_route(path) && !is_model_route(path)) {
       co_return co_await respond_error(404, path.starts_with("/v1/"),
                                        fmt::format("no route for OPTIONS {}", path),
                                        "not_found_error", keep_alive);
     }
-    const std::string methods =
-        is_generation_route(path) || path == "/api/show" ? "POST, OPTIONS" : "GET, HEAD, OPTIONS";
+    const std::string methods = post ? "POST, OPTIONS" : "GET, HEAD, OPTIONS";
     const bool is_preflight =
         !origin.empty() && !req[bhttp::field::access_control_request_method].empty();
     if (is_preflight && !allowed) {
@@ -827,13 +823,7 @@ class Connection final : public DirectWriter {
           "Access-Control-Max-Age: 600\r\n",
           methods, wanted);
     }
-    keep_alive = keep_alive && !draining();
-    out_ = head(204, "text/plain", extra, keep_alive);
-    out_ += "\r\n";
-    s_.metrics.http_request(path_label_, 204);
-    ++s_.requests;
-    const bool ok = co_await write(out_);
-    co_return ok&& keep_alive;
+    co_return co_await respond(204, {}, keep_alive, "text/plain", std::move(extra));
   }
 
   asio::awaitable<bool> method_not_allowed(bhttp::verb method, std::string path,
