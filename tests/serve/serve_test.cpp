@@ -783,50 +783,71 @@ TEST(ServeMetrics, CountsEqualTheRequestsMade) {
             0);
 }
 
-TEST(ServeSignals, SigtermLetsAStreamInFlightFinish) {
+// serve in-process with a shutdown grace period of `grace_ms`: an Ollama generate of
+// `num_predict` tokens is streamed, SIGTERM sent once its first token is in, and the response read
+// to its end and the server to its exit.
+struct MidStreamShutdown {
+  bool started = false;  // the stream's first token came before the signal
+  std::string got;       // the response, head and body
+  int exit_code = -1;
+  std::string output, errors;  // the server's
+};
+MidStreamShutdown sigterm_mid_stream(const std::string& grace_ms, int num_predict) {
+  MidStreamShutdown r;
   ServeProcess server({"--model", chimera::test::tiny_model().string(), "--model-threads", "2",
-                       "--shutdown-grace-ms", "120000"});
-  ASSERT_TRUE(server.ok()) << server.output() << server.errors();
+                       "--shutdown-grace-ms", grace_ms});
+  if (!server.ok()) {
+    ADD_FAILURE() << server.output() << server.errors();
+    return r;
+  }
   RawClient c(server.port());
-  ASSERT_TRUE(c.ok());
-  c.post("/api/generate", R"({"prompt":"Once upon a time","options":{"num_predict":64}})");
-  ASSERT_TRUE(c.read_until("\"done\":false")) << c.got();
-  ASSERT_EQ(::kill(server.pid(), SIGTERM), 0);
-  // New connections are refused from now on; the stream in flight runs to its end.
+  if (!c.ok()) {
+    ADD_FAILURE() << "no connection to serve";
+    return r;
+  }
+  c.post("/api/generate", R"({"prompt":"Once upon a time","options":{"num_predict":)" +
+                              std::to_string(num_predict) + "}}");
+  if (!c.read_until("\"done\":false") || ::kill(server.pid(), SIGTERM) != 0) {
+    ADD_FAILURE() << c.got();
+    return r;
+  }
+  r.started = true;
   EXPECT_TRUE(c.read_to_end()) << c.got();
-  const std::string& got = c.got();
-  EXPECT_TRUE(contains(got, "\"done\":true")) << got;
-  EXPECT_TRUE(contains(got, "\"eval_count\":64")) << got;
-  EXPECT_TRUE(contains(got, "\r\n0\r\n\r\n")) << got;  // the chunked body's proper end
-  EXPECT_EQ(server.wait_exit(60s), 0) << server.output() << server.errors();
-  EXPECT_TRUE(contains(server.output(), "serve stopped")) << server.output();
+  r.got = c.got();
+  r.exit_code = server.wait_exit(60s);
+  r.output = server.output();
+  r.errors = server.errors();
+  return r;
+}
+
+TEST(ServeSignals, SigtermLetsAStreamInFlightFinish) {
+  // New connections are refused from the signal on; the stream in flight runs to its end.
+  const auto r = sigterm_mid_stream("120000", 64);
+  ASSERT_TRUE(r.started);
+  EXPECT_TRUE(contains(r.got, "\"done\":true")) << r.got;
+  EXPECT_TRUE(contains(r.got, "\"eval_count\":64")) << r.got;
+  EXPECT_TRUE(contains(r.got, "\r\n0\r\n\r\n")) << r.got;  // the chunked body's proper end
+  EXPECT_EQ(r.exit_code, 0) << r.output << r.errors;
+  EXPECT_TRUE(contains(r.output, "serve stopped")) << r.output;
 }
 
 TEST(ServeSignals, TheShutdownDeadlineCutsAStreamThatOutlivesIt) {
-  // No limit: the reply runs until the sequence's context is full, far beyond the grace period,
-  // unless the random model samples its end-of-text token first (one run of this test did, 397
-  // tokens in). Such a reply ends well within the grace period and nothing is cut:
+  // No limit (-1): the reply runs until the sequence's context is full, far beyond the grace
+  // period, unless the random model samples its end-of-text token first (one run of this test
+  // did, 397 tokens in). Such a reply ends well within the grace period and nothing is cut:
   // that run proves nothing, and a new server (its draws seeded afresh) is asked again.
   for (int attempt = 1;; ++attempt) {
-    ServeProcess server({"--model", chimera::test::tiny_model().string(), "--model-threads", "2",
-                         "--shutdown-grace-ms", "200"});
-    ASSERT_TRUE(server.ok()) << server.output() << server.errors();
-    RawClient c(server.port());
-    ASSERT_TRUE(c.ok());
-    c.post("/api/generate", R"({"prompt":"Once upon a time","options":{"num_predict":-1}})");
-    ASSERT_TRUE(c.read_until("\"done\":false")) << c.got();
-    ASSERT_EQ(::kill(server.pid(), SIGTERM), 0);
-    EXPECT_TRUE(c.read_to_end()) << c.got();
-    const std::string& got = c.got();
-    EXPECT_EQ(server.wait_exit(60s), 0) << server.output() << server.errors();
-    if (contains(got, "\"done_reason\":\"stop\"") && attempt < 3) continue;
+    const auto r = sigterm_mid_stream("200", -1);
+    ASSERT_TRUE(r.started);
+    EXPECT_EQ(r.exit_code, 0) << r.output << r.errors;
+    if (contains(r.got, "\"done_reason\":\"stop\"") && attempt < 3) continue;
     // Cut: the protocol's in-stream error as the last line, then the chunked body's end.
-    EXPECT_FALSE(contains(got, "\"done\":true")) << got;
-    const auto lines = ndjson_lines(got.substr(got.find("\r\n\r\n")));
-    ASSERT_FALSE(lines.empty()) << got;
-    EXPECT_TRUE(contains(got, "{\"error\":")) << got;
-    EXPECT_TRUE(contains(got, "\r\n0\r\n\r\n")) << got;
-    EXPECT_TRUE(contains(server.output(), "1 cut at the deadline")) << server.output();
+    EXPECT_FALSE(contains(r.got, "\"done\":true")) << r.got;
+    const auto lines = ndjson_lines(r.got.substr(r.got.find("\r\n\r\n")));
+    ASSERT_FALSE(lines.empty()) << r.got;
+    EXPECT_TRUE(contains(r.got, "{\"error\":")) << r.got;
+    EXPECT_TRUE(contains(r.got, "\r\n0\r\n\r\n")) << r.got;
+    EXPECT_TRUE(contains(r.output, "1 cut at the deadline")) << r.output;
     return;
   }
 }
