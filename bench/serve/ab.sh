@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Two builds of `chimeraforge serve` side by side behind one synthetic server, beside nginx
 # (nginx.sh), so that a change to serve's request path is measured against the build before it
-# in the same minutes: ROUNDS rounds of ttft.py (N requests to each, one stream at a time), the
-# order of the three targets reversed every other round, with the CPU time each target used.
+# in the same minutes: ROUNDS rounds of ttft.py (N requests to each, one stream at a time, the
+# three targets taking turns request by request), with the CPU time each target used.
 # Prints one line per round and appends one JSON object per target and round to
 # bench/results/serve-ab.jsonl (binaries as given: name them by their commit).
 #
@@ -55,14 +55,15 @@ declare -A bin=([old]=$old [new]=$new [nginx]=nginx)
 declare -A args=([old]="" [new]="${NEW_ARGS:-}" [nginx]="")
 out_jsonl=$(cd "$here/../.." && pwd)/bench/results/serve-ab.jsonl
 stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-# Each round: ttft.py against each target in turn, and the CPU time the target used meanwhile
-# (per request, the warm-up's included).
+# Each round: one ttft.py run whose requests take turns among the three targets (--interleave),
+# and the CPU time each target used meanwhile (per request, the warm-up's included).
+targets=(old new nginx)
 for round in $(seq 1 "$rounds"); do
-  if ((round % 2 == 0)); then order=(nginx new old); else order=(old new nginx); fi
+  declare -A before=()
+  for t in "${targets[@]}"; do before[$t]=$(cpu_ticks "${pid[$t]}"); done
+  o=$(/usr/bin/python3 "$here/ttft.py" --interleave "$n" "old=${url[old]}" "new=${url[new]}" "nginx=${url[nginx]}")
   declare -A line=()
-  for t in "${order[@]}"; do
-    before=$(cpu_ticks "${pid[$t]}")
-    o=$(/usr/bin/python3 "$here/ttft.py" "$n" "$t=${url[$t]}")
+  for t in "${targets[@]}"; do
     after=$(cpu_ticks "${pid[$t]}")
     line[$t]=$(/usr/bin/python3 -c '
 import json, sys
@@ -71,9 +72,9 @@ us = int(sys.argv[3]) * int(sys.argv[4]) / (o["n"] + o["warmup"])
 print("%s p50 %.3f p99 %.3f ms cpu %.0f us/req" % (sys.argv[2], o["p50_ms"], o["p99_ms"], us))
 rec = {"at": sys.argv[6], "round": int(sys.argv[7]), "target": sys.argv[2], "binary": sys.argv[8],
        "args": sys.argv[9], "n": o["n"], "p50_ms": o["p50_ms"], "p99_ms": o["p99_ms"],
-       "mean_ms": o["mean_ms"], "cpu_us_per_request": round(us, 1)}
+       "mean_ms": o["mean_ms"], "cpu_us_per_request": round(us, 1), "interleaved": True}
 with open(sys.argv[5], "a") as f:
-    f.write(json.dumps(rec) + "\n")' "$o" "$t" "$((after - before))" "$tick_us" "$out_jsonl" "$stamp" \
+    f.write(json.dumps(rec) + "\n")' "$o" "$t" "$((after - ${before[$t]}))" "$tick_us" "$out_jsonl" "$stamp" \
       "$round" "${bin[$t]}" "${args[$t]}")
   done
   echo "round $round: ${line[old]}  ${line[new]}  ${line[nginx]}"

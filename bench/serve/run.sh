@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Added first-token latency of `chimeraforge serve` (docs/serve.md), one stream at a time:
 # the synthetic server (first token at once) reached directly, through serve, and through nginx
-# as a plain proxy_pass with buffering off, in the same run. Prints one JSON object (ttft.py).
+# as a plain proxy_pass with buffering off, in the same run, their requests taking turns (ttft.py
+# --interleave). Prints one JSON object (ttft.py).
 #
 # Usage: bench/serve/run.sh [BUILD_DIR] [N]      (default build, 2000 requests per target)
 set -euo pipefail
@@ -27,5 +28,5 @@ start_nginx "$dir" "$proxy" "$synth"
 pids+=("$NGINX_PID")
 wait_port "$proxy"
 
-/usr/bin/python3 "$here/ttft.py" "$n" \
+/usr/bin/python3 "$here/ttft.py" --interleave "$n" \
   "direct=http://127.0.0.1:$synth" "serve=http://127.0.0.1:$serve" "nginx=http://127.0.0.1:$proxy"

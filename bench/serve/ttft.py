@@ -6,7 +6,12 @@ time from the request's last byte written to the first token chunk read (a `data
 delta has content). Prints p50, p99 and the mean per URL, in milliseconds, and the warm-up
 requests sent before them, as one JSON object.
 
-Usage: ttft.py N NAME=http://127.0.0.1:PORT [NAME=URL ...]
+By default each URL gets its N requests in turn. With --interleave the URLs take turns request by
+request (the order rotated each time), so that a slow or fast spell of the machine falls on all
+of them alike: the way to compare two targets whose difference is smaller than the machine's
+drift over a run.
+
+Usage: ttft.py [--interleave] N NAME=http://127.0.0.1:PORT [NAME=URL ...]
 """
 import json
 import socket
@@ -59,20 +64,55 @@ def measure(script, name, n, warmup, one, errors=(RuntimeError,)):
             samples.append(one(warmup + i) / 1e6)
         except errors as e:
             sys.exit("%s: %s, request %d: %s" % (script, name, i, e))
+    return summary(samples, n, warmup)
+
+
+def summary(samples, n, warmup):
     return {"n": n, "warmup": warmup, "p50_ms": round(pct(samples, 50), 4),
             "p99_ms": round(pct(samples, 99), 4), "mean_ms": round(statistics.fmean(samples), 4)}
 
 
+def connect(url):
+    u = urlparse(url)
+    sock = socket.create_connection((u.hostname, u.port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock, request_bytes("%s:%d" % (u.hostname, u.port))
+
+
+def interleaved(n, targets, warmup):
+    """N requests to each (name, url), taking turns request by request."""
+    conns = [(name,) + connect(url) for name, url in targets]
+    samples = {name: [] for name, _, _ in conns}
+    for i in range(warmup + n):
+        k = i % len(conns)
+        for name, sock, req in conns[k:] + conns[:k]:
+            try:
+                t = one(sock, req) / 1e6
+            except RuntimeError as e:
+                sys.exit("ttft.py: %s, request %d: %s" % (name, i, e))
+            if i >= warmup:
+                samples[name].append(t)
+    for _, sock, _ in conns:
+        sock.close()
+    return {name: summary(s, n, warmup) for name, s in samples.items()}
+
+
 def main():
-    n = int(sys.argv[1])
+    args = sys.argv[1:]
+    interleave = bool(args) and args[0] == "--interleave"
+    if interleave:
+        args = args[1:]
+    if len(args) < 2:
+        sys.exit(__doc__)
+    n = int(args[0])
+    targets = [arg.split("=", 1) for arg in args[1:]]
+    warmup = min(20, n)  # connections, caches
+    if interleave:
+        print(json.dumps(interleaved(n, targets, warmup)))
+        return
     out = {}
-    for arg in sys.argv[2:]:
-        name, url = arg.split("=", 1)
-        u = urlparse(url)
-        sock = socket.create_connection((u.hostname, u.port))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        req = request_bytes("%s:%d" % (u.hostname, u.port))
-        warmup = min(20, n)  # connections, caches
+    for name, url in targets:
+        sock, req = connect(url)
         out[name] = measure("ttft.py", name, n, warmup, lambda _: one(sock, req))
         sock.close()
     print(json.dumps(out))
