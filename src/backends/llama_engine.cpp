@@ -446,8 +446,8 @@ void LlamaEngine::attach_thread_pool(int threads) {
   llama_attach_threadpool(ctx_, pool_, nullptr);
 }
 
-// Batches of up to this many sampled sequences give the CPU to the tokens' readers after every
-// step (LlamaEngine::loop).
+// Steps that sampled up to this many sequences give the CPU to the tokens' readers
+// (LlamaEngine::loop).
 constexpr std::size_t kYieldEveryStepUpTo = 2;
 
 int add_to_batch(llama_batch& batch, int32_t token, int pos, int seq, bool logits) {
@@ -776,10 +776,8 @@ void LlamaEngine::loop() {
       draws.push_back(std::move(d));
     }
     sample_all(draws);
-    bool first_tokens = false;
     for (auto& d : draws) {
       if (d.error.empty()) {
-        first_tokens = first_tokens || d.seq->job->c.tokens.empty();
         emit_token(*d.seq, d.token);
       } else {
         finish(*d.seq, ErrorKind::server, fmt::format("sampling failed: {}", d.error));
@@ -788,11 +786,10 @@ void LlamaEngine::loop() {
     // The tokens handed out wake their readers (a server's loop, then its client), and with
     // every core computing the next step they would wait for the end of a time slice,
     // milliseconds, before the kernel ran them. Offered the CPU, they pass the tokens on at once
-    // (with nothing waiting to run, the yield returns at once). After every step of a small
-    // batch, where one reader's token is the whole point; in a larger one only after a step that
-    // gave some request its first token, since readers' turns after every step cost a loaded
-    // engine about a quarter of its tokens a second.
-    if (first_tokens || (!draws.empty() && draws.size() <= kYieldEveryStepUpTo)) sched_yield();
+    // (with nothing waiting to run, the yield returns at once). Only after a step of a small
+    // batch, where one reader's token is the whole point: in a larger one, the readers' turns
+    // (even after first tokens alone) cost a loaded engine a sixth of its tokens a second.
+    if (!draws.empty() && draws.size() <= kYieldEveryStepUpTo) sched_yield();
   }
   llama_batch_free(batch);
   // Shutting down: nothing is left hanging.
