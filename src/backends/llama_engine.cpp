@@ -17,16 +17,16 @@
 #include <json.h>
 #endif
 
-#include <sched.h>
-
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <map>
 #include <optional>
+#include <thread>
 
 // ThreadSanitizer cannot see libgomp's barriers (libgomp is not instrumented): a sanitized build
 // runs none of this file's own OpenMP regions.
@@ -446,9 +446,10 @@ void LlamaEngine::attach_thread_pool(int threads) {
   llama_attach_threadpool(ctx_, pool_, nullptr);
 }
 
-// Steps that sampled up to this many sequences give the CPU to the tokens' readers
-// (LlamaEngine::loop).
-constexpr std::size_t kYieldEveryStepUpTo = 2;
+// After a step that gave a request of a batch of up to this many its first token, the engine
+// pauses for kReaderPause so that the token's readers run (LlamaEngine::loop).
+constexpr std::size_t kReaderPauseUpTo = 2;
+constexpr auto kReaderPause = std::chrono::microseconds(150);
 
 int add_to_batch(llama_batch& batch, int32_t token, int pos, int seq, bool logits) {
   const int i = batch.n_tokens++;
@@ -776,20 +777,25 @@ void LlamaEngine::loop() {
       draws.push_back(std::move(d));
     }
     sample_all(draws);
+    bool first_token = false;
     for (auto& d : draws) {
       if (d.error.empty()) {
+        first_token = first_token || d.seq->job->c.tokens.empty();
         emit_token(*d.seq, d.token);
       } else {
         finish(*d.seq, ErrorKind::server, fmt::format("sampling failed: {}", d.error));
       }
     }
-    // The tokens handed out wake their readers (a server's loop, then its client), and with
+    // A request's first token wakes its readers (a server's loop, then its client), and with
     // every core computing the next step they would wait for the end of a time slice,
-    // milliseconds, before the kernel ran them. Offered the CPU, they pass the tokens on at once
-    // (with nothing waiting to run, the yield returns at once). Only after a step of a small
-    // batch, where one reader's token is the whole point: in a larger one, the readers' turns
-    // (even after first tokens alone) cost a loaded engine a sixth of its tokens a second.
-    if (!draws.empty() && draws.size() <= kYieldEveryStepUpTo) sched_yield();
+    // milliseconds, before the kernel ran them. A short sleep leaves them this thread's CPU
+    // now; the next step starts that much later, once per request. Only in a small batch: in a
+    // larger one first tokens come every few steps, and the pauses would cost more than they
+    // save. A sleep, not a yield: a yield would hand the CPU to any busy thread beside it (a
+    // game's) for a whole time slice.
+    if (first_token && draws.size() <= kReaderPauseUpTo) {
+      std::this_thread::sleep_for(kReaderPause);
+    }
   }
   llama_batch_free(batch);
   // Shutting down: nothing is left hanging.
