@@ -7,12 +7,14 @@
 # bench/results/serve-pause.jsonl (binaries as given: name them by their commit).
 #
 # Usage: bench/serve/pause.sh OLD_CHIMERAFORGE NEW_CHIMERAFORGE [ROUNDS]   (default 6)
+#   NEW_ENV="NAME=VALUE ..." runs the new one with those variables set (the same binary twice
+#   then measures a setting, e.g. NEW_ENV=GOMP_SPINCOUNT=100000000: OpenMP's workers spinning).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=common.sh
 source "$here/common.sh"
 if [[ $# -lt 2 ]]; then
-  sed -n '2,9p' "$0" >&2
+  sed -n '2,11p' "$0" >&2
   exit 2
 fi
 old=$1
@@ -29,12 +31,17 @@ stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 for round in $(seq 1 "$rounds"); do
   for which in old new; do
     bin=$old
-    [[ $which == new ]] && bin=$new
+    env=()
+    if [[ $which == new ]]; then
+      bin=$new
+      # shellcheck disable=SC2206 # NEW_ENV: words
+      env=(${NEW_ENV:-})
+    fi
     port=$(free_port)
-    "$bin" serve --port "$port" --model "$model" --parallel 8 --ctx-per-seq 512 --model-threads 2 \
+    env "${env[@]}" "$bin" serve --port "$port" --model "$model" --parallel 8 --ctx-per-seq 512 --model-threads 2 \
       >"$dir/serve.log" 2>&1 &
     sp=$!
-    pids+=($sp)
+    pids+=("$sp")
     wait_http "$port"
     b2b=$(/usr/bin/python3 "$here/pause_ttft.py" "http://127.0.0.1:$port" 16 0)
     paused=$(/usr/bin/python3 "$here/pause_ttft.py" "http://127.0.0.1:$port" 16 20)
@@ -47,8 +54,9 @@ b2b, paused = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 print("round %s %s: back to back p50 %.2f p90 %.2f ms, after 20 ms p50 %.2f p90 %.2f ms"
       % (sys.argv[3], sys.argv[4], b2b["p50_ms"], b2b["p90_ms"], paused["p50_ms"], paused["p90_ms"]))
 rec = {"at": sys.argv[5], "round": int(sys.argv[3]), "target": sys.argv[4], "binary": sys.argv[6],
-       "back_to_back": b2b, "after_pause": paused}
+       "env": sys.argv[8], "back_to_back": b2b, "after_pause": paused}
 with open(sys.argv[7], "a") as f:
-    f.write(json.dumps(rec) + "\n")' "$b2b" "$paused" "$round" "$which" "$stamp" "$bin" "$out_jsonl"
+    f.write(json.dumps(rec) + "\n")' "$b2b" "$paused" "$round" "$which" "$stamp" "$bin" "$out_jsonl" \
+      "${env[*]}"
   done
 done
