@@ -9,7 +9,8 @@ requests sent before them, as one JSON object.
 By default each URL gets its N requests in turn. With --interleave the URLs take turns request by
 request (the order rotated each time), so that a slow or fast spell of the machine falls on all
 of them alike: the way to compare two targets whose difference is smaller than the machine's
-drift over a run.
+drift over a run. A target named "direct" (the upstream itself) then also gives, for each other
+target, the percentiles of what it added to the direct request of the same turn.
 
 Usage: ttft.py [--interleave] N NAME=http://127.0.0.1:PORT [NAME=URL ...]
 """
@@ -94,7 +95,17 @@ def interleaved(n, targets, warmup):
                 samples[name].append(t)
     for _, sock, _ in conns:
         sock.close()
-    return {name: summary(s, n, warmup) for name, s in samples.items()}
+    out = {name: summary(s, n, warmup) for name, s in samples.items()}
+    # With a target named "direct" (the upstream itself), what each other target added to it,
+    # request by request within a turn: the percentiles of those differences.
+    if "direct" in samples:
+        base = samples["direct"]
+        for name, s in samples.items():
+            if name != "direct":
+                added = [a - b for a, b in zip(s, base)]
+                out[name]["added_p50_ms"] = round(pct(added, 50), 4)
+                out[name]["added_p99_ms"] = round(pct(added, 99), 4)
+    return out
 
 
 def main():
