@@ -3,8 +3,8 @@
 
 Each request asks about a different room ("Describe room 17 of the castle."), as an agent's turns
 differ: a server may reuse the cells of the shared beginning (llama-server and serve both do),
-but renders the chat template, tokenizes and decodes the rest anew. Per request: the time from the
-request's last byte written to the first content chunk read (an OpenAI `data:` line whose delta
+but renders the chat template, tokenizes and decodes the rest anew. Per request: the time from just
+before the request is written to the first content chunk read (an OpenAI `data:` line whose delta
 carries a content string). One keep-alive connection; a new one, before the clock starts, when the
 server closed it. Prints p50, p99 and the mean per URL, in milliseconds, as one JSON object.
 
@@ -48,6 +48,7 @@ class Client:
             if fresh:
                 self.sock = socket.create_connection(self.addr)
                 self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            t0 = time.perf_counter_ns()  # before the write (METRICS.md's t_send)
             try:
                 self.sock.sendall(req)
             except OSError:
@@ -55,7 +56,6 @@ class Client:
                     raise
                 self.close()
                 continue
-            t0 = time.perf_counter_ns()
             got = b""
             first = None
             data = b""

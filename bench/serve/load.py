@@ -3,7 +3,7 @@
 
 C clients at once, each on its own keep-alive connection (a new one when the server closed it),
 each sending R streamed chat requests ("stream": true, max_tokens M) one after another. Per
-request: the time from the request's last byte written to the first content chunk read, and the
+request: the time from just before the request is written to the first content chunk read, and the
 content chunks that came. Prints one JSON object: TTFT p50/p99/mean in ms, the TTFT p50 of every
 client's first request, of its second, and so on (ttft_p50_by_request_ms: the first also opens
 the connection, and a proxy its upstream connection), aggregate content chunks per second over
@@ -31,9 +31,9 @@ def request_bytes(host, max_tokens):
 
 async def one(reader, writer, req):
     """(ttft ns, content chunks) of one streamed request; reads the chunked body to its end."""
+    t0 = time.perf_counter_ns()  # before the write (METRICS.md's t_send)
     writer.write(req)
     await writer.drain()
-    t0 = time.perf_counter_ns()
     got = b""
     first = None
     # The chunked body's last chunk, after the head (whose own end may look like it: "max=100").

@@ -3,7 +3,8 @@
 
 Sends N streamed chat requests ("stream": true, max_tokens 16) on one keep-alive connection (a
 new one when the server closes it), waiting PAUSE_MS after each response before the next, and
-measures, per request, the time from its last byte written to the first content chunk read. A
+measures, per request, the time from just before it is written to the first content chunk
+read. A
 response without content (a model that ended at once) is counted and left out. Prints one JSON
 object: p50, p90 and the largest, in ms.
 
@@ -35,8 +36,8 @@ def main():
         if sock is None:
             sock = socket.create_connection((u.hostname, u.port))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        t0 = time.perf_counter_ns()  # before the write (METRICS.md's t_send)
         sock.sendall(req)
-        t0 = time.perf_counter_ns()
         got = b""
         first = None
         # The chunked body's last chunk, after the head (whose own end may look like it).

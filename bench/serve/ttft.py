@@ -2,7 +2,7 @@
 """First-token latency of one stream at a time, through a keep-alive connection.
 
 Sends N OpenAI chat requests ("stream": true) to each URL in turn and measures, per request, the
-time from the request's last byte written to the first token chunk read (a `data: {` line whose
+time from just before the request is written to the first token chunk read (a `data: {` line whose
 delta has content). Prints p50, p99 and the mean per URL, in milliseconds, and the warm-up
 requests sent before them, as one JSON object.
 
@@ -33,8 +33,10 @@ def request_bytes(host):
 
 def one(sock, req):
     """Time to the first token, ns; reads the response to its end (chunked)."""
-    sock.sendall(req)
+    # Taken before the write (METRICS.md's t_send): taken after it, a client that the server's
+    # woken thread preempts right after its send would leave that time out.
     t0 = time.perf_counter_ns()
+    sock.sendall(req)
     got = b""
     first = None
     while not got.endswith(b"0\r\n\r\n"):
