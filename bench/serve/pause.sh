@@ -3,7 +3,8 @@
 # and when each comes after a pause, two builds side by side: ROUNDS rounds, in each a fresh
 # process of OLD and then of NEW on the tiny synthetic model (2 model threads, 8 slots, as
 # scale.sh's part 2), each sent 16 requests back to back and 16 after pauses of 20 ms
-# (pause_ttft.py). Prints one line per process and appends one JSON object per process to
+# (pause_ttft.py), and the CPU time each process used. Prints one line per process and appends
+# one JSON object per process to
 # bench/results/serve-pause.jsonl (binaries as given: name them by their commit).
 #
 # Usage: bench/serve/pause.sh OLD_CHIMERAFORGE NEW_CHIMERAFORGE [ROUNDS]   (default 6)
@@ -45,18 +46,21 @@ for round in $(seq 1 "$rounds"); do
     wait_http "$port"
     b2b=$(/usr/bin/python3 "$here/pause_ttft.py" "http://127.0.0.1:$port" 16 0)
     paused=$(/usr/bin/python3 "$here/pause_ttft.py" "http://127.0.0.1:$port" 16 20)
+    # The CPU time the process used in all (user + system, load and warm-up included), in ms.
+    cpu_ms=$(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) * 1000 / hz}' "/proc/$sp/stat")
     kill "$sp"
     wait "$sp" 2>/dev/null || true
     pids=()
     /usr/bin/python3 -c '
 import json, sys
 b2b, paused = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-print("round %s %s: back to back p50 %.2f p90 %.2f ms, after 20 ms p50 %.2f p90 %.2f ms"
-      % (sys.argv[3], sys.argv[4], b2b["p50_ms"], b2b["p90_ms"], paused["p50_ms"], paused["p90_ms"]))
+print("round %s %s: back to back p50 %.2f p90 %.2f ms, after 20 ms p50 %.2f p90 %.2f ms, cpu %s ms"
+      % (sys.argv[3], sys.argv[4], b2b["p50_ms"], b2b["p90_ms"], paused["p50_ms"], paused["p90_ms"],
+         sys.argv[9]))
 rec = {"at": sys.argv[5], "round": int(sys.argv[3]), "target": sys.argv[4], "binary": sys.argv[6],
-       "env": sys.argv[8], "back_to_back": b2b, "after_pause": paused}
+       "env": sys.argv[8], "cpu_ms": float(sys.argv[9]), "back_to_back": b2b, "after_pause": paused}
 with open(sys.argv[7], "a") as f:
     f.write(json.dumps(rec) + "\n")' "$b2b" "$paused" "$round" "$which" "$stamp" "$bin" "$out_jsonl" \
-      "${env[*]}"
+      "${env[*]}" "$cpu_ms"
   done
 done
