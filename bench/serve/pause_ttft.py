@@ -16,6 +16,8 @@ import sys
 import time
 from urllib.parse import urlparse
 
+from ttft import exchange  # beside this file
+
 BODY = json.dumps({"model": "m", "messages": [{"role": "user", "content": "Once upon a time"}],
                    "stream": True, "max_tokens": 16}).encode()
 
@@ -36,21 +38,11 @@ def main():
         if sock is None:
             sock = socket.create_connection((u.hostname, u.port))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        t0 = time.perf_counter_ns()  # before the write (METRICS.md's t_send)
-        sock.sendall(req)
-        got = b""
-        first = None
-        # The chunked body's last chunk, after the head (whose own end may look like it).
-        while b"\r\n\r\n" not in got or not got.endswith(b"\r\n0\r\n\r\n"):
-            data = sock.recv(65536)
-            if not data:
-                break
-            got += data
-            if first is None and b'"content":"' in got.replace(b'"content":""', b""):
-                first = time.perf_counter_ns() - t0
+        first, got, closed = exchange(
+            sock, req, lambda got: b'"content":"' in got.replace(b'"content":""', b""))
         if not got.startswith(b"HTTP/1.1 200"):
             sys.exit("pause_ttft.py: request %d: %r" % (i, got[:300]))
-        if not data or b"connection: close" in got.split(b"\r\n\r\n")[0].lower():
+        if closed or b"connection: close" in got.split(b"\r\n\r\n")[0].lower():
             sock.close()
             sock = None
         if first is None:

@@ -31,8 +31,10 @@ def request_bytes(host):
             str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
 
 
-def one(sock, req):
-    """Time to the first token, ns; reads the response to its end (chunked)."""
+def exchange(sock, req, has_token):
+    """Writes one request and reads its response to the chunked body's last chunk, or to the
+    connection's close. Returns (ns to the first read where has_token(bytes so far) holds, or
+    None; the bytes; whether the connection closed)."""
     # Taken before the write (METRICS.md's t_send): taken after it, a client that the server's
     # woken thread preempts right after its send would leave that time out.
     t0 = time.perf_counter_ns()
@@ -43,10 +45,18 @@ def one(sock, req):
     while b"\r\n\r\n" not in got or not got.endswith(b"\r\n0\r\n\r\n"):
         data = sock.recv(65536)
         if not data:
-            raise RuntimeError("connection closed mid-response: %r" % got[-200:])
+            return first, got, True
         got += data
-        if first is None and b'"content"' in got:
+        if first is None and has_token(got):
             first = time.perf_counter_ns() - t0
+    return first, got, False
+
+
+def one(sock, req):
+    """Time to the first token, ns; reads the response to its end (chunked)."""
+    first, got, closed = exchange(sock, req, lambda got: b'"content"' in got)
+    if closed:
+        raise RuntimeError("connection closed mid-response: %r" % got[-200:])
     if first is None:
         raise RuntimeError("no token in %r" % got[:300])
     return first
