@@ -24,9 +24,7 @@ old=$1
 new=$2
 rounds=${3:-6}
 n=${4:-2000}
-for bin in "$old" "$new"; do
-  [[ -x $bin ]] || { echo "ab.sh: $bin is not an executable" >&2; exit 2; }
-done
+need_executables "$old" "$new"
 bench_setup serve-ab
 
 start_synth "$new" 4

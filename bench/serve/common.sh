@@ -1,7 +1,9 @@
 # shellcheck shell=bash
-# Sourced by the serve benchmarks (run.sh, scale.sh, ab.sh): a work folder and the background
-# processes started into it, both cleaned up on exit, and helpers for ports.
+# Sourced by the serve benchmarks (run.sh, scale.sh, ab.sh, ...): a work folder and the
+# background processes started into it, both cleaned up on exit, and helpers for ports.
 #
+#   need_executables BIN...  exits 2, naming the script and the file, unless each BIN is an
+#                      executable (the binaries a script was given to compare)
 #   bench_setup NAME   sets dir (a fresh folder /tmp/chimera-bench-NAME.XXXXXX) and pids (append
 #                      each background process's PID); on exit each is killed and dir removed
 #   free_port          prints a port nothing listens on
@@ -14,6 +16,13 @@
 #                      token at once, 1,000 tokens/s, TOKENS tokens a stream, ARGS added; its log
 #                      dir/synth.log), sets synth to its port, appends its PID to pids and returns
 #                      once it listens
+need_executables() {
+  local bin
+  for bin in "$@"; do
+    [[ -x $bin ]] || { echo "$(basename "$0"): $bin is not an executable" >&2; exit 2; }
+  done
+}
+
 bench_setup() {
   dir=$(mktemp -d "/tmp/chimera-bench-$1.XXXXXX")
   pids=()

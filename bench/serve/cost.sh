@@ -24,9 +24,7 @@ if [[ ${#bins[@]} -eq 0 ]]; then
   sed -n '2,11p' "$0" >&2
   exit 2
 fi
-for bin in "${bins[@]}"; do
-  [[ -x $bin ]] || { echo "cost.sh: $bin is not an executable" >&2; exit 2; }
-done
+need_executables "${bins[@]}"
 command -v perf >/dev/null || { echo "cost.sh: perf is not installed (linux-perf)" >&2; exit 2; }
 bench_setup serve-cost
 

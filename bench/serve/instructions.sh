@@ -36,7 +36,7 @@ if [[ -z $bin ]]; then
   sed -n '2,12p' "$0" >&2
   exit 2
 fi
-[[ -x $bin ]] || { echo "instructions.sh: $bin is not an executable" >&2; exit 2; }
+need_executables "$bin"
 [[ $requests =~ ^[1-9][0-9]*$ ]] || { echo "instructions.sh: REQUESTS must be a positive number, got '$requests'" >&2; exit 2; }
 [[ $tokens =~ ^[1-9][0-9]*$ ]] || { echo "instructions.sh: --tokens must be a positive number, got '$tokens'" >&2; exit 2; }
 for tool in valgrind callgrind_control callgrind_annotate; do

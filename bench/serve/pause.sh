@@ -21,9 +21,7 @@ fi
 old=$1
 new=$2
 rounds=${3:-6}
-for bin in "$old" "$new"; do
-  [[ -x $bin ]] || { echo "pause.sh: $bin is not an executable" >&2; exit 2; }
-done
+need_executables "$old" "$new"
 bench_setup serve-pause
 model=$dir/tiny.gguf
 "$new" model synth --preset tiny --seed 42 --out "$model" --quiet >/dev/null
