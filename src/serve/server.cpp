@@ -641,6 +641,14 @@ class Connection final : public DirectWriter {
         if (!sent) co_return false;
         stream_.expires_after(client_timeout());  // (write() clears the expiry it may set)
       }
+      if (!ec && !parser.is_done() && !tls_) {
+        // The body nearly always came with the head and waits in buf_: parsed here, it costs
+        // nothing, where Beast's asynchronous read, which never completes inline, would post
+        // its completion and send the request through the event loop once more (an epoll_wait
+        // and a handler) before its upstream request goes out.
+        bhttp::read(stream_.socket(), buf_, parser, ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
+      }
       if (!ec && !parser.is_done()) ec = co_await read_request(parser, false);
       stream_.expires_never();
     }

@@ -656,6 +656,31 @@ TEST_F(ServeInProcess, AClientThatExpectsContinueGetsItBeforeItSendsTheBody) {
   EXPECT_TRUE(big.got().starts_with("HTTP/1.1 413")) << big.got();
 }
 
+TEST_F(ServeInProcess, ARequestWhoseBodyComesInPiecesAfterItsHeadIsReadWhole) {
+  // The head alone, then the body in two parts with pauses between: serve reads what has come
+  // at once and waits for the rest, on a kept-alive connection's first and second request.
+  const std::string body =
+      R"({"model":"tiny","messages":[{"role":"user","content":"Hi"}],"max_tokens":2,)"
+      R"("stream":true})";
+  const std::string head =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n";
+  RawClient c(server_->port());
+  ASSERT_TRUE(c.ok());
+  for (int i = 0; i < 2; ++i) {
+    c.clear();
+    c.send(head);
+    std::this_thread::sleep_for(50ms);
+    c.send(body.substr(0, 20));
+    std::this_thread::sleep_for(50ms);
+    c.send(body.substr(20));
+    ASSERT_TRUE(c.read_until("\r\n0\r\n\r\n")) << c.got();  // the chunked body's end
+    EXPECT_TRUE(c.got().starts_with("HTTP/1.1 200 OK\r\n")) << c.got();
+    EXPECT_TRUE(contains(c.got(), "data: [DONE]")) << c.got();
+  }
+}
+
 TEST_F(ServeInProcess, ABrowserPageOfThisMachineMayCallItAndOthersMayNot) {
   // A browser asks first (a preflight) before it lets a page of another origin send JSON, then
   // shows the page the response only when it names the page's origin.
