@@ -33,7 +33,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  [[ -n ${KEEP_WORK:-} ]] || rm -rf "$work"
+  rm -rf "$work"
 }
 trap cleanup EXIT
 

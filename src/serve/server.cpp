@@ -611,6 +611,19 @@ class Connection final : public DirectWriter {
     co_return ec;
   }
 
+  // Parses what has arrived of the request on `parser` (buffered or in the plain TCP socket)
+  // without waiting. Returns true when the rest must be waited for (`ec` then clear); else the
+  // request is whole or `ec` says why not.
+  bool read_arrived(bhttp::request_parser<bhttp::string_body>& parser,
+                    boost::system::error_code& ec) {
+    auto& sock = stream_.socket();
+    if (!sock.non_blocking()) sock.non_blocking(true, ec);
+    if (!ec) bhttp::read(sock, buf_, parser, ec);
+    const bool more = ec == asio::error::would_block || ec == asio::error::try_again;
+    if (more) ec = {};
+    return more;
+  }
+
   // Reads and answers one request. Returns whether the connection stays open for the next.
   asio::awaitable<bool> serve_one() {
     if (!s_.set_busy(fd_, false)) co_return false;
@@ -625,11 +638,7 @@ class Connection final : public DirectWriter {
       // last response ends) is read and parsed here: no timer armed and stopped, no posted
       // completion and no trip through the event loop before its upstream request goes out.
       // What has not arrived yet is waited for below, the parser going on where it stopped.
-      auto& sock = stream_.socket();
-      if (!sock.non_blocking()) sock.non_blocking(true, ec);
-      if (!ec) bhttp::read(sock, buf_, parser, ec);
-      wait = ec == asio::error::would_block || ec == asio::error::try_again;
-      if (wait) ec = {};
+      wait = read_arrived(parser, ec);
     }
     if (wait) {
       stream_.expires_after(client_timeout());
@@ -646,8 +655,7 @@ class Connection final : public DirectWriter {
         // nothing, where Beast's asynchronous read, which never completes inline, would post
         // its completion and send the request through the event loop once more (an epoll_wait
         // and a handler) before its upstream request goes out.
-        bhttp::read(stream_.socket(), buf_, parser, ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
+        read_arrived(parser, ec);
       }
       if (!ec && !parser.is_done()) ec = co_await read_request(parser, false);
       stream_.expires_never();
